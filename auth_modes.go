@@ -1,0 +1,103 @@
+package connect
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// authMode says how an integration authenticates and so which credentials
+// its connections hold.
+type authMode string
+
+const (
+	authModeOAuth2   authMode = "OAUTH2"    // authorization code; tokens imported or obtained by consent
+	authModeOAuth2CC authMode = "OAUTH2_CC" // client credentials; the plugin fetches the token itself
+	authModeAPIKey   authMode = "API_KEY"
+	authModeBasic    authMode = "BASIC"
+	authModeCustom   authMode = "CUSTOM" // free-form object of strings
+)
+
+var allAuthModes = []authMode{authModeOAuth2, authModeOAuth2CC, authModeAPIKey, authModeBasic, authModeCustom}
+
+func parseAuthMode(s string) (authMode, error) {
+	m := authMode(strings.ToUpper(strings.TrimSpace(s)))
+	for _, known := range allAuthModes {
+		if m == known {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("auth_mode %q is not one of %s", s, joinModes(allAuthModes))
+}
+
+func joinModes(modes []authMode) string {
+	parts := make([]string, len(modes))
+	for i, m := range modes {
+		parts[i] = string(m)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// isOAuth reports whether tokens of this mode come from a token endpoint and
+// so expire and get refreshed.
+func (m authMode) isOAuth() bool {
+	return m == authModeOAuth2 || m == authModeOAuth2CC
+}
+
+// integrationModeFields lists the integration fields that only make sense for
+// some auth modes. A write that sets one of them for another mode is refused,
+// so a typo'd mode never silently drops a client secret.
+var integrationModeFields = map[string][]authMode{
+	"client_id":     {authModeOAuth2, authModeOAuth2CC},
+	"client_secret": {authModeOAuth2, authModeOAuth2CC},
+	"scopes":        {authModeOAuth2, authModeOAuth2CC},
+	"auth_url":      {authModeOAuth2},
+	"auth_params":   {authModeOAuth2},
+	"token_url":     {authModeOAuth2, authModeOAuth2CC},
+	"token_params":  {authModeOAuth2, authModeOAuth2CC},
+	"auth_style":    {authModeOAuth2, authModeOAuth2CC},
+}
+
+// connectionModeFields lists, per auth mode, the credential fields a
+// connection write accepts.
+var connectionModeFields = map[authMode][]string{
+	authModeOAuth2:   {"access_token", "refresh_token", "expires_at", "expires_in", "token_type", "scopes"},
+	authModeOAuth2CC: {},
+	authModeAPIKey:   {"api_key"},
+	authModeBasic:    {"username", "password"},
+	authModeCustom:   {"credentials"},
+}
+
+// fieldsNotFor returns, sorted, the keys of raw that belong to some auth mode
+// other than mode according to owners.
+func fieldsNotFor(mode authMode, raw map[string]any, owners map[string][]authMode) []string {
+	var bad []string
+	for key := range raw {
+		modes, modeSpecific := owners[key]
+		if modeSpecific && !containsMode(modes, mode) {
+			bad = append(bad, key)
+		}
+	}
+	sort.Strings(bad)
+	return bad
+}
+
+func containsMode(modes []authMode, m authMode) bool {
+	for _, x := range modes {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// connectionFieldOwners inverts connectionModeFields for fieldsNotFor.
+func connectionFieldOwners() map[string][]authMode {
+	owners := map[string][]authMode{}
+	for _, mode := range allAuthModes {
+		for _, f := range connectionModeFields[mode] {
+			owners[f] = append(owners[f], mode)
+		}
+	}
+	return owners
+}

@@ -1,0 +1,106 @@
+// Package connect is a Vault secrets engine for third-party API credentials,
+// modelled on Nango's integrations and connections.
+//
+// An integration is one external API and the way to authenticate to it (an
+// OAuth2 app, an API key, Basic auth, or free-form credentials). A connection
+// is one customer's credentials for one integration, keyed by a connection id
+// that is unique within its integration. The engine stores both in Vault's
+// encrypted storage and keeps OAuth tokens fresh, so that
+//
+//	vault read -field=access_token connect/connections/<integration>/<id>
+//
+// always returns a token that works.
+package connect
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// operationPrefix prefixes the OpenAPI operation ids, e.g. connect-read-connection.
+const operationPrefix = "connect"
+
+// providerTimeout bounds one request to a provider's token endpoint, so a
+// hung provider cannot hold a connection's lock for ever.
+const providerTimeout = 30 * time.Second
+
+type backend struct {
+	*framework.Backend
+
+	// connLocks serialise the writers of one connection: refreshes, writes
+	// and deletes. Readers of a fresh token take no lock.
+	connLocks []*locksutil.LockEntry
+
+	// httpClient talks to providers. Tests point integrations at loopback
+	// servers; nothing here is test-specific.
+	httpClient *http.Client
+
+	// now is the clock, replaceable in tests.
+	now func() time.Time
+}
+
+// Factory is the plugin entry point Vault calls when the engine is mounted.
+func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
+	b := newBackend()
+	if err := b.Setup(ctx, conf); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func newBackend() *backend {
+	client := cleanhttp.DefaultPooledClient()
+	client.Timeout = providerTimeout
+	b := &backend{
+		connLocks:  locksutil.CreateLocks(),
+		httpClient: client,
+		now:        time.Now,
+	}
+
+	b.Backend = &framework.Backend{
+		Help:        strings.TrimSpace(backendHelp),
+		BackendType: logical.TypeLogical,
+		PathsSpecial: &logical.Paths{
+			SealWrapStorage: []string{
+				integrationPrefix,
+				connectionPrefix,
+			},
+		},
+		// The specific connection sub-paths come before the generic
+		// connection path, and the catch-all that explains bad ids last.
+		Paths: framework.PathAppend(
+			pathConfig(b),
+			pathIntegrations(b),
+			pathConnectionDocuments(b),
+			pathConnectionActions(b),
+			pathConnections(b),
+		),
+	}
+	return b
+}
+
+// connLock returns the lock that serialises writers of one connection.
+func (b *backend) connLock(integration, id string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.connLocks, connectionKey(integration, id))
+}
+
+const backendHelp = `
+The connect secrets engine stores third-party API credentials the way Nango
+does: integrations (an external API and how to authenticate to it) and
+connections (one customer's credentials for one integration).
+
+OAuth tokens are refreshed by the engine when a read finds them within
+"refresh_margin" of expiry, so applications always read a working token:
+
+    vault read -field=access_token connect/connections/<integration>/<connection_id>
+
+Start with "vault path-help connect/integrations/<name>" and
+"vault path-help connect/connections/<integration>/<connection_id>".
+`

@@ -1,0 +1,37 @@
+// Command vault-plugin-secrets-connect serves the connect secrets engine as
+// a Vault plugin.
+package main
+
+import (
+	"os"
+
+	hclog "github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/api"
+	"github.com/hashicorp/vault/sdk/plugin"
+
+	connect "github.com/connect-vault/vault-plugin-secrets-connect"
+)
+
+func main() {
+	apiClientMeta := &api.PluginAPIClientMeta{}
+	flags := apiClientMeta.FlagSet()
+	if err := flags.Parse(os.Args[1:]); err != nil {
+		fatal(err)
+	}
+
+	// The TLS provider keeps the plugin working with Vaults that predate
+	// plugin AutoMTLS.
+	tlsProviderFunc := api.VaultPluginTLSProvider(apiClientMeta.GetTLSConfig())
+	err := plugin.ServeMultiplex(&plugin.ServeOpts{
+		BackendFactoryFunc: connect.Factory,
+		TLSProviderFunc:    tlsProviderFunc,
+	})
+	if err != nil {
+		fatal(err)
+	}
+}
+
+func fatal(err error) {
+	hclog.New(&hclog.LoggerOptions{}).Error("plugin shutting down", "error", err)
+	os.Exit(1)
+}

@@ -1,0 +1,190 @@
+package connect
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// connectionDocument is a free-form JSON object kept with a connection and
+// edited on its own sub-path: the application's metadata, and the
+// per-connection configuration that provider URLs are templated with.
+//
+// The request body is the document itself, so
+//
+//	vault write connect/connections/github/acme/metadata plan=pro region=eu
+//	vault patch connect/connections/github/acme/metadata plan=enterprise
+//	vault read -field=plan connect/connections/github/acme/metadata
+//
+// all work without wrapping the object in a field.
+type connectionDocument struct {
+	subPath string // "metadata" or "config"
+	field   string // the connection field it is shown as
+	get     func(*connectionEntry) map[string]any
+	set     func(*connectionEntry, map[string]any)
+	help    string
+}
+
+var connectionDocuments = []connectionDocument{
+	{
+		subPath: "metadata",
+		field:   "metadata",
+		get:     func(c *connectionEntry) map[string]any { return c.Metadata },
+		set:     func(c *connectionEntry, m map[string]any) { c.Metadata = m },
+		help:    "Metadata is any JSON object the application keeps with the connection: a customer name, a plan, ids at the provider.",
+	},
+	{
+		subPath: "config",
+		field:   "connection_config",
+		get:     func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
+		set:     func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
+		help:    "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with.",
+	},
+}
+
+func pathConnectionDocuments(b *backend) []*framework.Path {
+	var paths []*framework.Path
+	for _, doc := range connectionDocuments {
+		doc := doc
+		paths = append(paths, &framework.Path{
+			Pattern: connectionPattern + "/" + doc.subPath,
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "connection-" + doc.subPath,
+			},
+			Fields: map[string]*framework.FieldSchema{
+				"integration":   integrationNameField(),
+				"connection_id": connectionIDField(),
+			},
+			TakesArbitraryInput: true,
+			// The document exists with its connection; writing it never
+			// creates one, so policies need "update", not "create".
+			ExistenceCheck: b.connectionExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:     b.documentRead(doc),
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				},
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                  b.documentWrite(doc, replaceDocument),
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
+					ForwardPerformanceStandby: true,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                  b.documentWrite(doc, replaceDocument),
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
+					ForwardPerformanceStandby: true,
+				},
+				logical.PatchOperation: &framework.PathOperation{
+					Callback:                  b.documentWrite(doc, mergePatchDocument),
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "patch"},
+					ForwardPerformanceStandby: true,
+				},
+			},
+			HelpSynopsis:    fmt.Sprintf("Read, replace or patch a connection's %s.", doc.field),
+			HelpDescription: doc.help + pathConnectionDocumentHelp,
+		})
+	}
+	return paths
+}
+
+// documentEdit computes a new document from the stored one and the request
+// body.
+type documentEdit func(current, body map[string]any) (map[string]any, error)
+
+func replaceDocument(_, body map[string]any) (map[string]any, error) {
+	return body, nil
+}
+
+// mergePatchDocument applies body as an RFC 7386 JSON merge patch: keys set
+// to null are removed, objects are merged, everything else is replaced.
+func mergePatchDocument(current, body map[string]any) (map[string]any, error) {
+	doc, err := json.Marshal(nonNilObject(current))
+	if err != nil {
+		return nil, err
+	}
+	patch, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	merged, err := jsonpatch.MergePatch(doc, patch)
+	if err != nil {
+		return nil, fmt.Errorf("applying merge patch: %w", err)
+	}
+	var out map[string]any
+	if err := json.Unmarshal(merged, &out); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		integration, id, err := connectionNames(d)
+		if err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		c, err := getConnection(ctx, req.Storage, integration, id)
+		if err != nil || c == nil {
+			return nil, err
+		}
+		return &logical.Response{Data: nonNilObject(doc.get(c))}, nil
+	}
+}
+
+func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) framework.OperationFunc {
+	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+		integration, id, err := connectionNames(d)
+		if err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		if err := checkPayloadSize(req.Data); err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		body, err := jsonObject(doc.field, req.Data)
+		if err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+
+		lock := b.connLock(integration, id)
+		lock.Lock()
+		defer lock.Unlock()
+
+		c, err := getConnection(ctx, req.Storage, integration, id)
+		if err != nil {
+			return nil, err
+		}
+		if c == nil {
+			return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("connection %q of integration %q does not exist", id, integration))
+		}
+		updated, err := edit(doc.get(c), body)
+		if err != nil {
+			return logical.ErrorResponse(err.Error()), nil
+		}
+		doc.set(c, updated)
+		c.UpdatedAt = b.now()
+		if err := putConnection(ctx, req.Storage, c); err != nil {
+			return nil, err
+		}
+		return &logical.Response{Data: nonNilObject(updated)}, nil
+	}
+}
+
+const pathConnectionDocumentHelp = `
+
+The request body is the whole JSON object: write replaces it, patch applies
+an RFC 7386 JSON merge patch (keys set to null are removed), read returns it
+with its keys at the top level.
+
+    vault write connect/connections/<integration>/<id>/metadata plan=pro
+    vault patch connect/connections/<integration>/<id>/metadata plan=enterprise
+    vault read -field=plan connect/connections/<integration>/<id>/metadata
+
+Writing to a connection that does not exist is a 404: create the connection
+first.
+`

@@ -1,0 +1,367 @@
+package connect
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+)
+
+// authStyles maps the auth_style field to how x/oauth2 sends client
+// credentials to the token endpoint.
+var authStyles = map[string]oauth2.AuthStyle{
+	"auto":   oauth2.AuthStyleAutoDetect,
+	"header": oauth2.AuthStyleInHeader,
+	"params": oauth2.AuthStyleInParams,
+}
+
+func pathIntegrations(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "integrations/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "integrations",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback:     b.pathIntegrationList,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				},
+			},
+			HelpSynopsis:    "List the integrations.",
+			HelpDescription: "Lists the names of all integrations, sorted.",
+		},
+		{
+			Pattern: "integrations/" + segment("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "integration",
+			},
+			Fields:         integrationFields(),
+			ExistenceCheck: b.integrationExists,
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ReadOperation: &framework.PathOperation{
+					Callback:     b.pathIntegrationRead,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+				},
+				logical.CreateOperation: &framework.PathOperation{
+					Callback:                  b.pathIntegrationWrite,
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
+					ForwardPerformanceStandby: true,
+				},
+				logical.UpdateOperation: &framework.PathOperation{
+					Callback:                  b.pathIntegrationWrite,
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
+					ForwardPerformanceStandby: true,
+				},
+				logical.DeleteOperation: &framework.PathOperation{
+					Callback:                  b.pathIntegrationDelete,
+					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "delete"},
+					ForwardPerformanceStandby: true,
+				},
+			},
+			HelpSynopsis:    "Create, read, update or delete an integration.",
+			HelpDescription: pathIntegrationHelp,
+		},
+	}
+}
+
+// segment matches one path segment. It is deliberately broader than a valid
+// name so that a bad name reaches the handler and gets a 400 that says why,
+// instead of an "unsupported path" 404.
+func segment(name string) string {
+	return fmt.Sprintf("(?P<%s>[^/]+)", name)
+}
+
+func integrationFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"name": {
+			Type:        framework.TypeString,
+			Description: "Name of the integration, e.g. 'github' or 'salesforce-prod'.",
+			Required:    true,
+		},
+		"auth_mode": {
+			Type:          framework.TypeString,
+			Description:   "How the API authenticates: OAUTH2, OAUTH2_CC (client credentials), API_KEY, BASIC or CUSTOM. Required on create; cannot be changed.",
+			AllowedValues: []any{"OAUTH2", "OAUTH2_CC", "API_KEY", "BASIC", "CUSTOM"},
+		},
+		"client_id": {
+			Type:        framework.TypeString,
+			Description: "OAuth client id. Required for OAUTH2 and OAUTH2_CC.",
+		},
+		"client_secret": {
+			Type:        framework.TypeString,
+			Description: "OAuth client secret. Write-only: reads show client_secret_set. Required for OAUTH2_CC.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Sensitive: true,
+			},
+		},
+		"scopes": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "Default OAuth scopes, as a list or a comma-separated string.",
+		},
+		"auth_url": {
+			Type:        framework.TypeString,
+			Description: "Authorization endpoint (absolute URL). Required for OAUTH2.",
+		},
+		"token_url": {
+			Type:        framework.TypeString,
+			Description: "Token endpoint (absolute URL). Required for OAUTH2 and OAUTH2_CC.",
+		},
+		"auth_params": {
+			Type:        framework.TypeKVPairs,
+			Description: "Extra query parameters for the authorization request, e.g. access_type=offline.",
+		},
+		"token_params": {
+			Type:        framework.TypeKVPairs,
+			Description: "Extra form parameters sent with every token request, e.g. audience=https://api.example.com.",
+		},
+		"auth_style": {
+			Type:          framework.TypeString,
+			Description:   "How the client credentials reach the token endpoint: 'header' (HTTP Basic), 'params' (form body) or 'auto' (try header, then params). Default 'auto'.",
+			AllowedValues: []any{"auto", "header", "params"},
+		},
+		"force": {
+			Type:        framework.TypeBool,
+			Description: "On delete: also delete the integration's connections. Without it, deleting an integration that has connections fails.",
+		},
+	}
+}
+
+func (b *backend) integrationExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	in, err := getIntegration(ctx, req.Storage, d.Get("name").(string))
+	return in != nil, err
+}
+
+func (b *backend) pathIntegrationList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := listIntegrations(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	return logical.ListResponse(names), nil
+}
+
+func (b *backend) pathIntegrationRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateIntegrationName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	in, err := getIntegration(ctx, req.Storage, name)
+	if err != nil || in == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: integrationResponse(in)}, nil
+}
+
+func integrationResponse(in *integrationEntry) map[string]any {
+	data := map[string]any{
+		"name":       in.Name,
+		"auth_mode":  string(in.AuthMode),
+		"created_at": formatTime(in.CreatedAt),
+		"updated_at": formatTime(in.UpdatedAt),
+	}
+	if in.AuthMode.isOAuth() {
+		data["client_id"] = in.ClientID
+		data["client_secret_set"] = in.ClientSecret != ""
+		data["scopes"] = nonNilStrings(in.Scopes)
+		data["token_url"] = in.TokenURL
+		data["token_params"] = nonNilMap(in.TokenParams)
+		data["auth_style"] = in.AuthStyle
+	}
+	if in.AuthMode == authModeOAuth2 {
+		data["auth_url"] = in.AuthURL
+		data["auth_params"] = nonNilMap(in.AuthParams)
+	}
+	return data
+}
+
+func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateIntegrationName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := checkPayloadSize(req.Data); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	existing, err := getIntegration(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	in, err := applyIntegrationFields(existing, name, d, b.now())
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := putIntegration(ctx, req.Storage, in); err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: integrationResponse(in)}, nil
+}
+
+// applyIntegrationFields returns the integration that results from applying
+// the request to existing (nil on create). Omitted fields keep their values.
+// Any error is the caller's fault and nothing has been changed.
+func applyIntegrationFields(existing *integrationEntry, name string, d *framework.FieldData, now time.Time) (*integrationEntry, error) {
+	var in integrationEntry
+	if existing != nil {
+		in = *existing
+	} else {
+		in = integrationEntry{Name: name, CreatedAt: now}
+	}
+
+	if raw, ok := d.GetOk("auth_mode"); ok {
+		mode, err := parseAuthMode(raw.(string))
+		if err != nil {
+			return nil, err
+		}
+		if existing != nil && mode != existing.AuthMode {
+			return nil, fmt.Errorf("auth_mode cannot be changed from %s to %s: delete the integration and create it again", existing.AuthMode, mode)
+		}
+		in.AuthMode = mode
+	}
+	if in.AuthMode == "" {
+		return nil, fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
+	}
+	if bad := fieldsNotFor(in.AuthMode, d.Raw, integrationModeFields); len(bad) > 0 {
+		return nil, fmt.Errorf("%s do(es) not apply to auth_mode %s", strings.Join(bad, ", "), in.AuthMode)
+	}
+
+	setString(d, "client_id", &in.ClientID)
+	setString(d, "client_secret", &in.ClientSecret)
+	setString(d, "auth_url", &in.AuthURL)
+	setString(d, "token_url", &in.TokenURL)
+	setString(d, "auth_style", &in.AuthStyle)
+	if v, ok := d.GetOk("scopes"); ok {
+		in.Scopes = v.([]string)
+	}
+	if v, ok := d.GetOk("auth_params"); ok {
+		in.AuthParams = v.(map[string]string)
+	}
+	if v, ok := d.GetOk("token_params"); ok {
+		in.TokenParams = v.(map[string]string)
+	}
+	if in.AuthMode.isOAuth() && in.AuthStyle == "" {
+		in.AuthStyle = "auto"
+	}
+	if err := validateIntegration(&in); err != nil {
+		return nil, err
+	}
+	in.UpdatedAt = now
+	return &in, nil
+}
+
+func setString(d *framework.FieldData, field string, dst *string) {
+	if v, ok := d.GetOk(field); ok {
+		*dst = strings.TrimSpace(v.(string))
+	}
+}
+
+// validateIntegration checks the fields each auth mode needs.
+func validateIntegration(in *integrationEntry) error {
+	var required []string
+	switch in.AuthMode {
+	case authModeOAuth2:
+		required = []string{"client_id", "auth_url", "token_url"}
+	case authModeOAuth2CC:
+		required = []string{"client_id", "client_secret", "token_url"}
+	}
+	values := map[string]string{
+		"client_id":     in.ClientID,
+		"client_secret": in.ClientSecret,
+		"auth_url":      in.AuthURL,
+		"token_url":     in.TokenURL,
+	}
+	for _, f := range required {
+		if values[f] == "" {
+			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
+		}
+	}
+	for _, f := range []string{"auth_url", "token_url"} {
+		if values[f] != "" {
+			if err := validateAbsoluteURL(f, values[f]); err != nil {
+				return err
+			}
+		}
+	}
+	if in.AuthStyle != "" {
+		if _, ok := authStyles[in.AuthStyle]; !ok {
+			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(in.AuthStyle))
+		}
+	}
+	return nil
+}
+
+func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateIntegrationName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	ids, err := listConnections(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) > 0 && !d.Get("force").(bool) {
+		return logical.ErrorResponse("integration %q still has %d connection(s); delete them first or pass force=true to delete them too", name, len(ids)), nil
+	}
+	for _, id := range ids {
+		if err := b.removeConnection(ctx, req.Storage, name, id); err != nil {
+			return nil, err
+		}
+	}
+	if err := deleteIntegration(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	return nil, nil
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+const pathIntegrationHelp = `
+An integration is one external API and the way to authenticate to it. Its
+connections hold each customer's credentials.
+
+  auth_mode      OAUTH2     authorization-code OAuth app; connections import
+                            tokens (and later get them by consent)
+                 OAUTH2_CC  client-credentials OAuth app; the engine fetches
+                            each connection's token itself
+                 API_KEY    connections hold an api_key
+                 BASIC      connections hold username and password
+                 CUSTOM     connections hold a free-form object of strings
+
+OAuth integrations take client_id, client_secret (write-only), scopes,
+auth_url, token_url, auth_params, token_params and auth_style. Updates are
+partial: omitted fields keep their values. auth_mode cannot be changed.
+
+Deleting an integration that has connections fails unless force=true, which
+deletes its connections as well.
+
+Example:
+
+    vault write connect/integrations/github auth_mode=OAUTH2 \
+        client_id=Iv1.abc client_secret=... scopes=repo,read:user \
+        auth_url=https://github.com/login/oauth/authorize \
+        token_url=https://github.com/login/oauth/access_token
+`

@@ -1,0 +1,109 @@
+package connect
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+)
+
+// maxPayloadBytes bounds what one write may store. Connections are read on
+// every API call an application makes; a megabyte of metadata is a mistake.
+const maxPayloadBytes = 1 << 20
+
+var (
+	// Integration names appear in storage keys, policies and URLs.
+	integrationNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+	// Connection ids are the caller's customer ids: UUIDs, e-mail addresses,
+	// "org:123" and the like.
+	connectionIDRe = regexp.MustCompile(`^[A-Za-z0-9._@:+=-]{1,255}$`)
+)
+
+func validateIntegrationName(name string) error {
+	if !integrationNameRe.MatchString(name) {
+		return fmt.Errorf("integration name %q is invalid: use letters, digits, '.', '_' and '-' (up to 128, starting with a letter or digit)", printable(name))
+	}
+	return nil
+}
+
+func validateConnectionID(id string) error {
+	// "." and ".." would be rewritten by HTTP clients and proxies.
+	if !connectionIDRe.MatchString(id) || id == "." || id == ".." {
+		return fmt.Errorf("connection_id %q is invalid: use letters, digits and . _ @ : + = - (up to 255 characters, no '/')", printable(id))
+	}
+	return nil
+}
+
+// printable quotes untrusted input for an error message without letting
+// control characters or megabytes of it through.
+func printable(s string) string {
+	const max = 64
+	r := []rune(s)
+	if len(r) > max {
+		r = append(r[:max], '…')
+	}
+	out := make([]rune, 0, len(r))
+	for _, c := range r {
+		if c < 0x20 || c == 0x7f {
+			c = '?'
+		}
+		out = append(out, c)
+	}
+	return string(out)
+}
+
+// validateAbsoluteURL accepts http and https URLs with a host.
+func validateAbsoluteURL(field, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return fmt.Errorf("%s must be an absolute http(s) URL, got %q", field, printable(raw))
+	}
+	return nil
+}
+
+// checkPayloadSize refuses request bodies over maxPayloadBytes.
+func checkPayloadSize(data map[string]any) error {
+	b, err := json.Marshal(data)
+	if err != nil {
+		return fmt.Errorf("request body is not valid JSON data: %w", err)
+	}
+	if len(b) > maxPayloadBytes {
+		return fmt.Errorf("request body is %d bytes; the limit is %d", len(b), maxPayloadBytes)
+	}
+	return nil
+}
+
+// jsonObject normalises a decoded JSON object so that what is stored is what
+// a round trip through JSON gives back (numbers as float64 or json.Number,
+// nested maps as map[string]any).
+func jsonObject(field string, v any) (map[string]any, error) {
+	if v == nil {
+		return map[string]any{}, nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("%s must be a JSON object", field)
+	}
+	b, err := json.Marshal(obj)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %w", field, err)
+	}
+	out := map[string]any{}
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %w", field, err)
+	}
+	return out, nil
+}
+
+// stringMap requires every value of a JSON object to be a string.
+func stringMap(field string, v map[string]any) (map[string]string, error) {
+	out := make(map[string]string, len(v))
+	for k, val := range v {
+		s, ok := val.(string)
+		if !ok {
+			return nil, fmt.Errorf("%s.%s must be a string", field, printable(k))
+		}
+		out[k] = s
+	}
+	return out, nil
+}
