@@ -14,12 +14,14 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -84,6 +86,20 @@ func newBackend() *backend {
 		),
 	}
 	return b
+}
+
+// HandleExistenceCheck wraps the framework's check, which validates the
+// request's fields first and reports a type error (metadata that is not an
+// object, a negative expires_in) as a UserError; Vault's core answers that
+// with a 500. Reporting "no existence check" instead lets the request reach
+// HandleRequest, which runs the same validation and answers 400.
+func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
+	checkFound, exists, err := b.Backend.HandleExistenceCheck(ctx, req)
+	var userErr errutil.UserError
+	if errors.As(err, &userErr) {
+		return false, false, nil
+	}
+	return checkFound, exists, err
 }
 
 // connLock returns the lock that serialises writers of one connection.

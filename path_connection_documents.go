@@ -116,11 +116,7 @@ func mergePatchDocument(current, body map[string]any) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("applying merge patch: %w", err)
 	}
-	var out map[string]any
-	if err := json.Unmarshal(merged, &out); err != nil {
-		return nil, err
-	}
-	return out, nil
+	return decodeObject("merged document", merged)
 }
 
 func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {

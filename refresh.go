@@ -105,8 +105,11 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 		if !force && !tokenExpired(c, now) {
 			return c, []string{fmt.Sprintf("token refresh failed, returning the current token until it expires at %s: %s", formatTime(c.Credentials.ExpiresAt), err)}, nil
 		}
+		// An explicit refresh of a connection that cannot be refreshed is
+		// the caller's mistake; a read that finds an expired token is the
+		// provider's side failing it.
 		status := statusFailedDependency
-		if errors.Is(err, errNotRefreshable) {
+		if force && errors.Is(err, errNotRefreshable) {
 			status = http.StatusBadRequest
 		}
 		return nil, nil, logical.CodedError(status, fmt.Sprintf("token of connection %q could not be refreshed: %s", id, err))

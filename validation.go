@@ -1,6 +1,7 @@
 package connect
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -74,8 +75,7 @@ func checkPayloadSize(data map[string]any) error {
 }
 
 // jsonObject normalises a decoded JSON object so that what is stored is what
-// a round trip through JSON gives back (numbers as float64 or json.Number,
-// nested maps as map[string]any).
+// a round trip through JSON gives back (nested maps as map[string]any).
 func jsonObject(field string, v any) (map[string]any, error) {
 	if v == nil {
 		return map[string]any{}, nil
@@ -88,9 +88,17 @@ func jsonObject(field string, v any) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not valid JSON: %w", field, err)
 	}
+	return decodeObject(field, b)
+}
+
+// decodeObject decodes a JSON object keeping numbers as json.Number, so that
+// large integer ids survive unchanged.
+func decodeObject(field string, b []byte) (map[string]any, error) {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
 	out := map[string]any{}
-	if err := json.Unmarshal(b, &out); err != nil {
-		return nil, fmt.Errorf("%s is not valid JSON: %w", field, err)
+	if err := dec.Decode(&out); err != nil {
+		return nil, fmt.Errorf("%s is not a valid JSON object: %w", field, err)
 	}
 	return out, nil
 }

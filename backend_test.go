@@ -1,0 +1,207 @@
+package connect
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// syncBuffer collects log output from concurrent goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// testEnv is a backend on in-memory storage, as HashiCorp's plugins test.
+type testEnv struct {
+	t       *testing.T
+	b       *backend
+	storage logical.Storage
+	logs    *syncBuffer
+}
+
+func newTestEnv(t *testing.T) *testEnv {
+	t.Helper()
+	conf := logical.TestBackendConfig()
+	conf.StorageView = &logical.InmemStorage{}
+	logs := &syncBuffer{}
+	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace})
+	b, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &testEnv{t: t, b: b.(*backend), storage: conf.StorageView, logs: logs}
+}
+
+// do runs one request and returns the response and the HTTP status Vault
+// would answer with.
+func (e *testEnv) do(op logical.Operation, path string, data map[string]any) (*logical.Response, int) {
+	e.t.Helper()
+	req := &logical.Request{
+		Operation: op,
+		Path:      path,
+		Data:      data,
+		Storage:   e.storage,
+	}
+	if op == logical.CreateOperation || op == logical.UpdateOperation {
+		// Mirror Vault's router, which asks the existence check to
+		// choose between create and update.
+		exists, found, err := e.b.HandleExistenceCheck(context.Background(), req)
+		if err != nil {
+			// Vault answers a failed existence check with the error.
+			return nil, httpStatus(op, nil, err)
+		}
+		if found && !exists {
+			req.Operation = logical.CreateOperation
+		} else {
+			req.Operation = logical.UpdateOperation
+		}
+	}
+	resp, err := e.b.HandleRequest(context.Background(), req)
+	status := httpStatus(op, resp, err)
+	if err != nil && resp == nil {
+		// Vault shows a handler's error as the response's error text.
+		resp = logical.ErrorResponse(err.Error())
+	}
+	return resp, status
+}
+
+// httpStatus maps a handler result to Vault's HTTP status the way its HTTP
+// layer does.
+func httpStatus(op logical.Operation, resp *logical.Response, err error) int {
+	code, err := logical.RespondErrorCommon(&logical.Request{Operation: op}, resp, err)
+	if code == 0 && err == nil {
+		if resp == nil {
+			return http.StatusNoContent
+		}
+		return http.StatusOK
+	}
+	logical.AdjustErrorStatusCode(&code, err)
+	return code
+}
+
+// mustDo runs a request that must succeed and returns its data.
+func (e *testEnv) mustDo(op logical.Operation, path string, data map[string]any) map[string]any {
+	e.t.Helper()
+	resp, status := e.do(op, path, data)
+	if status >= 300 {
+		e.t.Fatalf("%s %s: status %d: %v", op, path, status, errorText(resp))
+	}
+	if resp == nil {
+		return nil
+	}
+	return resp.Data
+}
+
+// mustFail runs a request that must fail with the given status and returns
+// its error text.
+func (e *testEnv) mustFail(op logical.Operation, path string, data map[string]any, status int) string {
+	e.t.Helper()
+	resp, got := e.do(op, path, data)
+	if got != status {
+		e.t.Fatalf("%s %s: want status %d, got %d (%v)", op, path, status, got, errorText(resp))
+	}
+	return errorText(resp)
+}
+
+func errorText(resp *logical.Response) string {
+	if resp == nil || resp.Data == nil {
+		return ""
+	}
+	s, _ := resp.Data["error"].(string)
+	return s
+}
+
+// snapshot returns every storage entry, to show that a refused request
+// changed nothing.
+func (e *testEnv) snapshot() map[string]string {
+	e.t.Helper()
+	out := map[string]string{}
+	keys, err := logical.CollectKeys(context.Background(), e.storage)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, k := range keys {
+		entry, err := e.storage.Get(context.Background(), k)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		out[k] = string(entry.Value)
+	}
+	return out
+}
+
+func (e *testEnv) assertUnchanged(before map[string]string) {
+	e.t.Helper()
+	after := e.snapshot()
+	if len(before) != len(after) {
+		e.t.Fatalf("storage changed: %d entries before, %d after", len(before), len(after))
+	}
+	for k, v := range before {
+		if after[k] != v {
+			e.t.Fatalf("storage entry %q changed", k)
+		}
+	}
+}
+
+// assertNoSecretLogged fails if any of the secrets appears in the logs.
+func (e *testEnv) assertNoSecretLogged(secrets ...string) {
+	e.t.Helper()
+	for _, s := range secrets {
+		if s != "" && strings.Contains(e.logs.String(), s) {
+			e.t.Fatalf("secret %q appears in the logs", s)
+		}
+	}
+}
+
+func TestBackendPathsHaveHelp(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range e.b.Paths {
+		if p.HelpSynopsis == "" || p.HelpDescription == "" {
+			t.Errorf("path %q lacks help", p.Pattern)
+		}
+		for name, f := range p.Fields {
+			if f.Description == "" {
+				t.Errorf("path %q field %q lacks a description", p.Pattern, name)
+			}
+		}
+	}
+}
+
+func TestBackendSealWrapsSecrets(t *testing.T) {
+	e := newTestEnv(t)
+	sw := e.b.SpecialPaths().SealWrapStorage
+	for _, want := range []string{"integrations/", "connections/"} {
+		found := false
+		for _, p := range sw {
+			found = found || p == want
+		}
+		if !found {
+			t.Errorf("SealWrapStorage lacks %q: %v", want, sw)
+		}
+	}
+}
+
+// fixedClock returns a clock the test can move.
+func fixedClock(start time.Time) (func() time.Time, func(time.Duration)) {
+	now := start
+	return func() time.Time { return now }, func(d time.Duration) { now = now.Add(d) }
+}
