@@ -101,3 +101,11 @@ func connectionFieldOwners() map[string][]authMode {
 	}
 	return owners
 }
+
+// notApply phrases a list of misplaced fields for an error message.
+func notApply(fields []string) string {
+	if len(fields) == 1 {
+		return fields[0] + " does not apply"
+	}
+	return strings.Join(fields, ", ") + " do not apply"
+}

@@ -227,7 +227,7 @@ func applyIntegrationFields(existing *integrationEntry, name string, d *framewor
 		return nil, fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
 	}
 	if bad := fieldsNotFor(in.AuthMode, d.Raw, integrationModeFields); len(bad) > 0 {
-		return nil, fmt.Errorf("%s do(es) not apply to auth_mode %s", strings.Join(bad, ", "), in.AuthMode)
+		return nil, fmt.Errorf("%s to auth_mode %s", notApply(bad), in.AuthMode)
 	}
 
 	setString(d, "client_id", &in.ClientID)

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Starts a Vault dev server on 127.0.0.1:8200 with the plugin registered as
+# "connect" and mounted at connect/, writes a demo integration and
+# connection, and runs until Ctrl-C.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+addr=${VAULT_DEV_ADDR:-127.0.0.1:8200}
+export VAULT_ADDR="http://$addr" VAULT_TOKEN=root
+vault=$PWD/bin/vault
+plugin_dir=$PWD/bin/plugins
+log=$PWD/bin/vault-dev.log
+
+if curl -fs "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1; then
+  echo "something already answers on $addr; stop it or set VAULT_DEV_ADDR" >&2
+  exit 1
+fi
+
+"$vault" server -dev -dev-root-token-id=root -dev-listen-address="$addr" \
+  -dev-plugin-dir="$plugin_dir" >"$log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
+
+for _ in $(seq 1 100); do
+  curl -fs "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1 && break
+  kill -0 $server 2>/dev/null || { cat "$log" >&2; exit 1; }
+  sleep 0.2
+done
+
+sha=$(sha256sum "$plugin_dir/vault-plugin-secrets-connect" | cut -d' ' -f1)
+"$vault" plugin register -sha256="$sha" -command=vault-plugin-secrets-connect secret connect >/dev/null
+"$vault" secrets enable -path=connect connect >/dev/null
+
+# The demo: an API-key integration with one connection.
+"$vault" write connect/integrations/stripe-demo auth_mode=API_KEY >/dev/null
+"$vault" write connect/connections/stripe-demo/acme api_key=sk_test_demo_123 >/dev/null
+"$vault" write connect/connections/stripe-demo/acme/metadata customer="Acme Corp" plan=pro >/dev/null
+
+cat <<MSG
+
+Vault dev server with the connect plugin at $VAULT_ADDR (root token: root).
+Server log: $log
+
+  export VAULT_ADDR=$VAULT_ADDR VAULT_TOKEN=root
+  alias vault=$vault
+
+  vault list connect/integrations
+  vault read connect/connections/stripe-demo/acme
+  vault read -field=api_key connect/connections/stripe-demo/acme
+  vault patch connect/connections/stripe-demo/acme/metadata plan=enterprise
+  vault path-help connect/connections/stripe-demo/acme
+
+Ctrl-C stops the server.
+MSG
+wait $server
