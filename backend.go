@@ -90,9 +90,10 @@ func newBackend() *backend {
 
 // HandleExistenceCheck wraps the framework's check, which validates the
 // request's fields first and reports a type error (metadata that is not an
-// object, a negative expires_in) as a UserError; Vault's core answers that
-// with a 500. Reporting "no existence check" instead lets the request reach
-// HandleRequest, which runs the same validation and answers 400.
+// object, a negative expires_in) as a UserError; Vault's core then logs an
+// ERROR line quoting the caller's input for what is only a bad request.
+// Reporting "no existence check" instead lets the request reach
+// HandleRequest, which runs the same validation and answers 400 quietly.
 func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request) (bool, bool, error) {
 	checkFound, exists, err := b.Backend.HandleExistenceCheck(ctx, req)
 	var userErr errutil.UserError
