@@ -25,8 +25,8 @@ test: vault build vet
 unit:
 	go test -count=1 ./...
 
-e2e: vault build
-	CONNECT_E2E=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) go test -count=1 -v ./e2e/
+e2e:
+	scripts/e2e.sh
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

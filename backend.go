@@ -40,6 +40,14 @@ type backend struct {
 	// and deletes. Readers of a fresh token take no lock.
 	connLocks []*locksutil.LockEntry
 
+	// integrationLocks serialise the read-modify-write of an integration's
+	// partial update and its deletion. They are a separate set from
+	// connLocks because a forced delete holds an integration's lock while it
+	// takes its connections' locks: with one shared set, two keys hashing
+	// to the same lock would deadlock. The order is always integration,
+	// then connection.
+	integrationLocks []*locksutil.LockEntry
+
 	// httpClient talks to providers. Tests point integrations at loopback
 	// servers; nothing here is test-specific.
 	httpClient *http.Client
@@ -61,9 +69,10 @@ func newBackend() *backend {
 	client := cleanhttp.DefaultPooledClient()
 	client.Timeout = providerTimeout
 	b := &backend{
-		connLocks:  locksutil.CreateLocks(),
-		httpClient: client,
-		now:        time.Now,
+		connLocks:        locksutil.CreateLocks(),
+		integrationLocks: locksutil.CreateLocks(),
+		httpClient:       client,
+		now:              time.Now,
 	}
 
 	b.Backend = &framework.Backend{
@@ -106,6 +115,12 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 // connLock returns the lock that serialises writers of one connection.
 func (b *backend) connLock(integration, id string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.connLocks, connectionKey(integration, id))
+}
+
+// integrationLock returns the lock that serialises writers of one
+// integration.
+func (b *backend) integrationLock(name string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.integrationLocks, integrationKey(name))
 }
 
 const backendHelp = `

@@ -188,6 +188,10 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	lock := b.integrationLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+
 	existing, err := getIntegration(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
@@ -300,6 +304,10 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 	if err := validateIntegrationName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	lock := b.integrationLock(name)
+	lock.Lock()
+	defer lock.Unlock()
+
 	ids, err := listConnections(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err

@@ -137,21 +137,6 @@ func TestConcurrentReadsSpendOneRefresh(t *testing.T) {
 	}
 }
 
-func TestForcedRefresh(t *testing.T) {
-	e, srv := oauthEnv(t)
-	access, _ := importExpiring(e, srv, "c1", 2*time.Hour)
-	data := e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
-	if data["access_token"] == access || !srv.AccessTokenValid(data["access_token"].(string)) {
-		t.Fatal("forced refresh did not return a new token")
-	}
-	if _, ok := data["refresh_token"]; ok {
-		t.Fatal("refresh response includes the refresh token")
-	}
-	if got := e.mustDo(logical.ReadOperation, "connections/github/c1", nil)["access_token"]; got != data["access_token"] {
-		t.Fatal("forced refresh was not stored")
-	}
-}
-
 func TestRefreshFailureWhileTokenValidWarns(t *testing.T) {
 	e, srv := oauthEnv(t)
 	access, refresh := importExpiring(e, srv, "c1", 5*time.Minute)

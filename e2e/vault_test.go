@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -92,12 +93,22 @@ func startVault() (*vaultServer, func(), error) {
 	cmd := exec.Command(bin, "server", "-dev", "-dev-root-token-id=root",
 		"-dev-listen-address="+addr, "-dev-plugin-dir="+pluginDir)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	// Its own process group, so that the plugin processes Vault starts go
+	// down with it even if Vault does not stop them itself.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return nil, nil, err
 	}
 	stop := func() {
-		cmd.Process.Kill()
-		cmd.Wait()
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+		}
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
 		logFile.Close()
 		os.RemoveAll(work)
 	}

@@ -16,10 +16,12 @@ if curl -fs "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1; then
   exit 1
 fi
 
-"$vault" server -dev -dev-root-token-id=root -dev-listen-address="$addr" \
+# setsid: Vault and the plugin processes it starts form one process group,
+# stopped together on exit.
+setsid "$vault" server -dev -dev-root-token-id=root -dev-listen-address="$addr" \
   -dev-plugin-dir="$plugin_dir" >"$log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
+trap 'kill -TERM -- -$server 2>/dev/null; wait $server 2>/dev/null' EXIT INT TERM
 
 for _ in $(seq 1 100); do
   curl -fs "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1 && break
