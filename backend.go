@@ -112,6 +112,36 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	return checkFound, exists, err
 }
 
+// entryOperations is the operation map of a path whose entry is read,
+// written and, if del is given, deleted. Create and update share one handler;
+// the path's existence check tells them apart so that policies can grant
+// "create" without "update". Writes are forwarded from performance standbys,
+// which cannot write storage.
+func entryOperations(read, write, del framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
+	ops := map[logical.Operation]framework.OperationHandler{
+		logical.ReadOperation: &framework.PathOperation{
+			Callback:     read,
+			DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+		},
+		logical.CreateOperation: forwardedOperation(write, "write"),
+		logical.UpdateOperation: forwardedOperation(write, "write"),
+	}
+	if del != nil {
+		ops[logical.DeleteOperation] = forwardedOperation(del, "delete")
+	}
+	return ops
+}
+
+// forwardedOperation is an operation that writes storage, so a performance
+// standby forwards it to the active node.
+func forwardedOperation(cb framework.OperationFunc, verb string) *framework.PathOperation {
+	return &framework.PathOperation{
+		Callback:                  cb,
+		DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: verb},
+		ForwardPerformanceStandby: true,
+	}
+}
+
 // connLock returns the lock that serialises writers of one connection.
 func (b *backend) connLock(integration, id string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.connLocks, connectionKey(integration, id))

@@ -130,6 +130,30 @@ func errorText(resp *logical.Response) string {
 	return s
 }
 
+// rejection is a write that must fail with 400, an error naming want, and
+// no echo of the secret marker.
+type rejection struct {
+	name, path string
+	body       map[string]any
+	want       string
+}
+
+// assertRejected runs each write and checks its 400 and error message.
+func (e *testEnv) assertRejected(cases []rejection, secretMarker string) {
+	e.t.Helper()
+	for _, tc := range cases {
+		e.t.Run(tc.name, func(t *testing.T) {
+			msg := e.mustFail(logical.UpdateOperation, tc.path, tc.body, http.StatusBadRequest)
+			if !strings.Contains(msg, tc.want) {
+				t.Fatalf("error %q does not mention %q", msg, tc.want)
+			}
+			if strings.Contains(msg, secretMarker) {
+				t.Fatalf("error echoes a secret: %q", msg)
+			}
+		})
+	}
+}
+
 // snapshot returns every storage entry, to show that a refused request
 // changed nothing.
 func (e *testEnv) snapshot() map[string]string {

@@ -22,22 +22,7 @@ func pathConfig(b *backend) []*framework.Path {
 				Description: "How long before expiry an OAuth token is refreshed, e.g. '15m'. Reads within this margin refresh first.",
 			},
 		},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.pathConfigRead,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-			},
-			logical.CreateOperation: &framework.PathOperation{
-				Callback:                  b.pathConfigWrite,
-				DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "configure"},
-				ForwardPerformanceStandby: true,
-			},
-			logical.UpdateOperation: &framework.PathOperation{
-				Callback:                  b.pathConfigWrite,
-				DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "configure"},
-				ForwardPerformanceStandby: true,
-			},
-		},
+		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil),
 		// The configuration always exists (with defaults), so writes are
 		// updates and need only the "update" capability.
 		ExistenceCheck:  func(context.Context, *logical.Request, *framework.FieldData) (bool, error) { return true, nil },

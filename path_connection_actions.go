@@ -41,11 +41,7 @@ func pathConnectionActions(b *backend) []*framework.Path {
 			},
 			Fields: fields,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathConnectionRefresh,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "refresh"},
-					ForwardPerformanceStandby: true,
-				},
+				logical.UpdateOperation: forwardedOperation(b.pathConnectionRefresh, "refresh"),
 			},
 			HelpSynopsis:    "Refresh a connection's OAuth token now.",
 			HelpDescription: pathConnectionRefreshHelp,

@@ -49,29 +49,9 @@ func pathConnections(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "connection",
 			},
-			Fields:         connectionFields(),
-			ExistenceCheck: b.connectionExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.pathConnectionRead,
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				},
-				logical.CreateOperation: &framework.PathOperation{
-					Callback:                  b.pathConnectionWrite,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
-					ForwardPerformanceStandby: true,
-				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathConnectionWrite,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
-					ForwardPerformanceStandby: true,
-				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                  b.pathConnectionDelete,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "delete"},
-					ForwardPerformanceStandby: true,
-				},
-			},
+			Fields:          connectionFields(),
+			ExistenceCheck:  b.connectionExists,
+			Operations:      entryOperations(b.pathConnectionRead, b.pathConnectionWrite, b.pathConnectionDelete),
 			HelpSynopsis:    "Create, read, update or delete a connection: one customer's credentials for one integration.",
 			HelpDescription: pathConnectionHelp,
 		},

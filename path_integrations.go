@@ -42,29 +42,9 @@ func pathIntegrations(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "integration",
 			},
-			Fields:         integrationFields(),
-			ExistenceCheck: b.integrationExists,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.pathIntegrationRead,
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				},
-				logical.CreateOperation: &framework.PathOperation{
-					Callback:                  b.pathIntegrationWrite,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
-					ForwardPerformanceStandby: true,
-				},
-				logical.UpdateOperation: &framework.PathOperation{
-					Callback:                  b.pathIntegrationWrite,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "write"},
-					ForwardPerformanceStandby: true,
-				},
-				logical.DeleteOperation: &framework.PathOperation{
-					Callback:                  b.pathIntegrationDelete,
-					DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: "delete"},
-					ForwardPerformanceStandby: true,
-				},
-			},
+			Fields:          integrationFields(),
+			ExistenceCheck:  b.integrationExists,
+			Operations:      entryOperations(b.pathIntegrationRead, b.pathIntegrationWrite, b.pathIntegrationDelete),
 			HelpSynopsis:    "Create, read, update or delete an integration.",
 			HelpDescription: pathIntegrationHelp,
 		},

@@ -46,12 +46,8 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 // token still works. It returns nil, nil, nil when the connection does not
 // exist.
 func (b *backend) readConnection(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, []string, error) {
-	c, err := getConnection(ctx, s, integration, id)
+	c, cfg, err := loadConnectionAndConfig(ctx, s, integration, id)
 	if err != nil || c == nil {
-		return nil, nil, err
-	}
-	cfg, err := getConfig(ctx, s)
-	if err != nil {
 		return nil, nil, err
 	}
 	// The common case takes no lock: the token is fresh.
@@ -76,12 +72,8 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 	lock.Lock()
 	defer lock.Unlock()
 
-	c, err := getConnection(ctx, s, integration, id)
+	c, cfg, err := loadConnectionAndConfig(ctx, s, integration, id)
 	if err != nil || c == nil {
-		return nil, nil, err
-	}
-	cfg, err := getConfig(ctx, s)
-	if err != nil {
 		return nil, nil, err
 	}
 	now := b.now()
@@ -120,6 +112,20 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 	}
 	b.Logger().Debug("token refreshed", "integration", integration, "connection_id", id, "expires_at", formatTime(c.Credentials.ExpiresAt))
 	return c, nil, nil
+}
+
+// loadConnectionAndConfig reads a connection and the refresh settings that
+// apply to it; the connection is nil when it does not exist.
+func loadConnectionAndConfig(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, *configEntry, error) {
+	c, err := getConnection(ctx, s, integration, id)
+	if err != nil || c == nil {
+		return nil, nil, err
+	}
+	cfg, err := getConfig(ctx, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, cfg, nil
 }
 
 // obtainToken asks the provider for a new token by the grant the auth mode
