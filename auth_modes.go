@@ -16,9 +16,10 @@ const (
 	authModeAPIKey   authMode = "API_KEY"
 	authModeBasic    authMode = "BASIC"
 	authModeCustom   authMode = "CUSTOM" // free-form object of strings
+	authModeApp      authMode = "APP"    // GitHub-App style: a signed JWT exchanged for installation tokens
 )
 
-var allAuthModes = []authMode{authModeOAuth2, authModeOAuth2CC, authModeAPIKey, authModeBasic, authModeCustom}
+var allAuthModes = []authMode{authModeOAuth2, authModeOAuth2CC, authModeAPIKey, authModeBasic, authModeCustom, authModeApp}
 
 func parseAuthMode(s string) (authMode, error) {
 	m := authMode(strings.ToUpper(strings.TrimSpace(s)))
@@ -38,24 +39,35 @@ func joinModes(modes []authMode) string {
 	return strings.Join(parts, ", ")
 }
 
-// isOAuth reports whether tokens of this mode come from a token endpoint and
-// so expire and get refreshed.
+// isOAuth reports whether the integration is an OAuth client.
 func (m authMode) isOAuth() bool {
 	return m == authModeOAuth2 || m == authModeOAuth2CC
+}
+
+// hasTokens reports whether connections of this mode hold an access token
+// that the engine obtains and renews.
+func (m authMode) hasTokens() bool {
+	return m.isOAuth() || m == authModeApp
 }
 
 // integrationModeFields lists the integration fields that only make sense for
 // some auth modes. A write that sets one of them for another mode is refused,
 // so a typo'd mode never silently drops a client secret.
 var integrationModeFields = map[string][]authMode{
-	"client_id":     {authModeOAuth2, authModeOAuth2CC},
-	"client_secret": {authModeOAuth2, authModeOAuth2CC},
-	"scopes":        {authModeOAuth2, authModeOAuth2CC},
-	"auth_url":      {authModeOAuth2},
-	"auth_params":   {authModeOAuth2},
-	"token_url":     {authModeOAuth2, authModeOAuth2CC},
-	"token_params":  {authModeOAuth2, authModeOAuth2CC},
-	"auth_style":    {authModeOAuth2, authModeOAuth2CC},
+	"client_id":             {authModeOAuth2, authModeOAuth2CC},
+	"client_secret":         {authModeOAuth2, authModeOAuth2CC},
+	"scopes":                {authModeOAuth2, authModeOAuth2CC},
+	"auth_url":              {authModeOAuth2},
+	"auth_params":           {authModeOAuth2},
+	"pkce":                  {authModeOAuth2},
+	"token_url":             {authModeOAuth2, authModeOAuth2CC},
+	"token_params":          {authModeOAuth2, authModeOAuth2CC},
+	"auth_style":            {authModeOAuth2, authModeOAuth2CC},
+	"revocation_url":        {authModeOAuth2, authModeOAuth2CC},
+	"token_response_config": {authModeOAuth2, authModeOAuth2CC},
+	"app_id":                {authModeApp},
+	"private_key":           {authModeApp},
+	"api_base_url":          {authModeApp},
 }
 
 // connectionModeFields lists, per auth mode, the credential fields a
@@ -66,6 +78,7 @@ var connectionModeFields = map[authMode][]string{
 	authModeAPIKey:   {"api_key"},
 	authModeBasic:    {"username", "password"},
 	authModeCustom:   {"credentials"},
+	authModeApp:      {},
 }
 
 // fieldsNotFor returns, sorted, the keys of raw that belong to some auth mode

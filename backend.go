@@ -48,6 +48,9 @@ type backend struct {
 	// then connection.
 	integrationLocks []*locksutil.LockEntry
 
+	// stateLocks make taking a pending authorization atomic.
+	stateLocks []*locksutil.LockEntry
+
 	// httpClient talks to providers. Tests point integrations at loopback
 	// servers; nothing here is test-specific.
 	httpClient *http.Client
@@ -71,6 +74,7 @@ func newBackend() *backend {
 	b := &backend{
 		connLocks:        locksutil.CreateLocks(),
 		integrationLocks: locksutil.CreateLocks(),
+		stateLocks:       locksutil.CreateLocks(),
 		httpClient:       client,
 		now:              time.Now,
 	}
@@ -79,20 +83,27 @@ func newBackend() *backend {
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
+			// Providers redirect browsers, which hold no Vault token.
+			Unauthenticated: []string{callbackPath},
 			SealWrapStorage: []string{
 				integrationPrefix,
 				connectionPrefix,
+				statePrefix,
 			},
 		},
 		// The specific connection sub-paths come before the generic
 		// connection path, and the catch-all that explains bad ids last.
 		Paths: framework.PathAppend(
 			pathConfig(b),
+			pathProviders(b),
 			pathIntegrations(b),
+			pathOAuthCallback(b),
 			pathConnectionDocuments(b),
 			pathConnectionActions(b),
+			pathConnectionAuthorize(b),
 			pathConnections(b),
 		),
+		PeriodicFunc: b.periodic,
 	}
 	return b
 }
@@ -145,6 +156,11 @@ func forwardedOperation(cb framework.OperationFunc, verb string) *framework.Path
 // connLock returns the lock that serialises writers of one connection.
 func (b *backend) connLock(integration, id string) *locksutil.LockEntry {
 	return locksutil.LockForKey(b.connLocks, connectionKey(integration, id))
+}
+
+// stateLock returns the lock of one pending authorization.
+func (b *backend) stateLock(stateHash string) *locksutil.LockEntry {
+	return locksutil.LockForKey(b.stateLocks, stateHash)
 }
 
 // integrationLock returns the lock that serialises writers of one

@@ -71,7 +71,7 @@ func redactedCause(err error) string {
 func asProviderError(err error) error {
 	var rerr *oauth2.RetrieveError
 	if errors.As(err, &rerr) {
-		pe := &providerError{Code: rerr.ErrorCode, Description: printable(rerr.ErrorDescription)}
+		pe := &providerError{Code: printableN(rerr.ErrorCode, 100), Description: printableN(rerr.ErrorDescription, 300)}
 		if rerr.Response != nil {
 			pe.Status = rerr.Response.StatusCode
 		}
@@ -81,8 +81,8 @@ func asProviderError(err error) error {
 }
 
 // refreshToken spends refreshToken at the integration's token endpoint.
-func (b *backend) refreshToken(ctx context.Context, in *integrationEntry, refreshToken string) (*tokenResult, error) {
-	cfg := oauthConfig(in)
+func (b *backend) refreshToken(ctx context.Context, in *integrationEntry, ep endpoints, refreshToken string) (*tokenResult, error) {
+	cfg := oauthConfig(in, ep, "", nil)
 	return b.fetchToken(ctx, in, func(ctx context.Context) (*oauth2.Token, error) {
 		// An empty access token makes the source refresh at once.
 		return cfg.TokenSource(ctx, &oauth2.Token{RefreshToken: refreshToken}).Token()
@@ -90,25 +90,44 @@ func (b *backend) refreshToken(ctx context.Context, in *integrationEntry, refres
 }
 
 // clientCredentialsToken gets a token with the client-credentials grant.
-func (b *backend) clientCredentialsToken(ctx context.Context, in *integrationEntry, scopes []string) (*tokenResult, error) {
+func (b *backend) clientCredentialsToken(ctx context.Context, in *integrationEntry, ep endpoints, scopes []string) (*tokenResult, error) {
 	cc := &clientcredentials.Config{
 		ClientID:     in.ClientID,
 		ClientSecret: in.ClientSecret,
-		TokenURL:     in.TokenURL,
+		TokenURL:     ep.token,
 		Scopes:       scopes,
 		AuthStyle:    authStyles[in.AuthStyle],
 	}
 	return b.fetchToken(ctx, in, cc.Token)
 }
 
-func oauthConfig(in *integrationEntry) *oauth2.Config {
+// exchangeCode trades an authorization code (and its PKCE verifier, if any)
+// for tokens.
+func (b *backend) exchangeCode(ctx context.Context, in *integrationEntry, ep endpoints, redirectURL, code, verifier string) (*tokenResult, error) {
+	cfg := oauthConfig(in, ep, redirectURL, nil)
+	var opts []oauth2.AuthCodeOption
+	if verifier != "" {
+		opts = append(opts, oauth2.VerifierOption(verifier))
+	}
+	return b.fetchToken(ctx, in, func(ctx context.Context) (*oauth2.Token, error) {
+		return cfg.Exchange(ctx, code, opts...)
+	})
+}
+
+// oauthConfig is the x/oauth2 client of an integration, with its URLs filled
+// for one connection. scopes nil means the integration's.
+func oauthConfig(in *integrationEntry, ep endpoints, redirectURL string, scopes []string) *oauth2.Config {
+	if scopes == nil {
+		scopes = in.Scopes
+	}
 	return &oauth2.Config{
 		ClientID:     in.ClientID,
 		ClientSecret: in.ClientSecret,
-		Scopes:       in.Scopes,
+		Scopes:       scopes,
+		RedirectURL:  redirectURL,
 		Endpoint: oauth2.Endpoint{
-			AuthURL:   in.AuthURL,
-			TokenURL:  in.TokenURL,
+			AuthURL:   ep.auth,
+			TokenURL:  ep.token,
 			AuthStyle: authStyles[in.AuthStyle],
 		},
 	}
@@ -117,7 +136,7 @@ func oauthConfig(in *integrationEntry) *oauth2.Config {
 // fetchToken runs one x/oauth2 token request through a transport that adds
 // the integration's token_params and keeps the raw response.
 func (b *backend) fetchToken(ctx context.Context, in *integrationEntry, get func(context.Context) (*oauth2.Token, error)) (*tokenResult, error) {
-	tt := &tokenTransport{base: b.httpClient.Transport, tokenURL: in.TokenURL, params: in.TokenParams}
+	tt := &tokenTransport{base: b.httpClient.Transport, params: in.TokenParams}
 	client := &http.Client{Transport: tt, Timeout: b.httpClient.Timeout}
 	tok, err := get(context.WithValue(ctx, oauth2.HTTPClient, client))
 	if err != nil {
@@ -134,10 +153,9 @@ func (b *backend) fetchToken(ctx context.Context, in *integrationEntry, get func
 // extra parameters for some grants but not for refresh, and exposes no raw
 // response; doing both here treats every grant the same way.
 type tokenTransport struct {
-	base     http.RoundTripper
-	tokenURL string
-	params   map[string]string
-	body     []byte
+	base   http.RoundTripper
+	params map[string]string
+	body   []byte
 }
 
 func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -202,6 +220,21 @@ func decodeTokenBody(body []byte) map[string]any {
 		}
 	}
 	return out
+}
+
+// lookupMember finds a dotted path such as "team.id" in a decoded response.
+func lookupMember(raw map[string]any, path string) (any, bool) {
+	var cur any = raw
+	for _, part := range strings.Split(path, ".") {
+		obj, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if cur, ok = obj[part]; !ok {
+			return nil, false
+		}
+	}
+	return cur, cur != nil
 }
 
 // grantedScopes reads the "scope" member of a token response, if any.

@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -20,6 +21,19 @@ func pathConfig(b *backend) []*framework.Path {
 				Type:        framework.TypeDurationSecond,
 				Default:     int(defaultRefreshMargin.Seconds()),
 				Description: "How long before expiry an OAuth token is refreshed, e.g. '15m'. Reads within this margin refresh first.",
+			},
+			"redirect_url": {
+				Type:        framework.TypeString,
+				Description: "External address of this mount's OAuth callback, e.g. https://vault.example.com/v1/connect/oauth/callback. Register it with each provider as the redirect URI. Required for authorize.",
+			},
+			"state_ttl": {
+				Type:        framework.TypeDurationSecond,
+				Default:     int(defaultStateTTL.Seconds()),
+				Description: "How long an authorization URL stays usable, from authorize to callback. Default 10m.",
+			},
+			"allowed_return_urls": {
+				Type:        framework.TypeCommaStringSlice,
+				Description: "URL prefixes the browser may be sent to after the callback (authorize's return_url must start with one).",
 			},
 		},
 		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil),
@@ -47,6 +61,28 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("refresh_margin"); ok {
 		cfg.RefreshMargin = time.Duration(v.(int)) * time.Second
 	}
+	if v, ok := d.GetOk("state_ttl"); ok {
+		cfg.StateTTL = time.Duration(v.(int)) * time.Second
+		if cfg.StateTTL < time.Minute || cfg.StateTTL > 24*time.Hour {
+			return logical.ErrorResponse("state_ttl must be between 1m and 24h"), nil
+		}
+	}
+	if v, ok := d.GetOk("redirect_url"); ok {
+		cfg.RedirectURL = strings.TrimSpace(v.(string))
+		if cfg.RedirectURL != "" {
+			if err := validateAbsoluteURL("redirect_url", cfg.RedirectURL); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
+	}
+	if v, ok := d.GetOk("allowed_return_urls"); ok {
+		for _, prefix := range v.([]string) {
+			if err := validateAbsoluteURL("allowed_return_urls", prefix); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
+		cfg.AllowedReturnURLs = v.([]string)
+	}
 	if err := putConfig(ctx, req.Storage, cfg); err != nil {
 		return nil, err
 	}
@@ -55,7 +91,10 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 func configResponse(cfg *configEntry) map[string]any {
 	return map[string]any{
-		"refresh_margin": int64(cfg.RefreshMargin.Seconds()),
+		"refresh_margin":      int64(cfg.RefreshMargin.Seconds()),
+		"redirect_url":        cfg.RedirectURL,
+		"state_ttl":           int64(cfg.StateTTL.Seconds()),
+		"allowed_return_urls": nonNilStrings(cfg.AllowedReturnURLs),
 	}
 }
 
@@ -63,7 +102,13 @@ const pathConfigHelp = `
 Mount-wide settings. Durations are accepted as seconds or Go duration strings
 ("15m") and returned as seconds.
 
-  refresh_margin  How long before expiry an OAuth token is refreshed on read
-                  (default 15m). A larger margin refreshes earlier and more
-                  often; a margin of 0 refreshes only expired tokens.
+  refresh_margin       How long before expiry an OAuth token is refreshed on
+                       read (default 15m). A larger margin refreshes earlier
+                       and more often; 0 refreshes only expired tokens.
+  redirect_url         The external address of this mount's oauth/callback,
+                       registered with providers as the redirect URI.
+  state_ttl            How long an authorization URL stays usable (default
+                       10m).
+  allowed_return_urls  URL prefixes that authorize's return_url may start
+                       with.
 `

@@ -153,6 +153,11 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeMap,
 			Description: "Per-connection configuration as a JSON object, e.g. {\"subdomain\": \"acme\"} for providers whose URLs depend on the customer.",
 		},
+		"revoke": {
+			Type:        framework.TypeBool,
+			Default:     true,
+			Description: "On delete: revoke the connection's tokens at the provider's revocation_url first (RFC 7009). A failure is a warning; the deletion happens anyway.",
+		},
 	}
 }
 
@@ -263,7 +268,7 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 	}
 	cr := c.Credentials
 	switch c.AuthMode {
-	case authModeOAuth2, authModeOAuth2CC:
+	case authModeOAuth2, authModeOAuth2CC, authModeApp:
 		data["access_token"] = cr.AccessToken
 		data["token_type"] = cr.TokenType
 		data["expires_at"] = formatTime(cr.ExpiresAt)
@@ -323,14 +328,18 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	if in.AuthMode == authModeOAuth2CC && c.Credentials.AccessToken == "" {
-		// A client-credentials connection is only worth storing with a
-		// token the provider has actually issued.
-		res, err := b.obtainToken(context.WithoutCancel(ctx), in, c)
+	if c.AuthMode.hasTokens() && c.AuthMode != authModeOAuth2 && c.Credentials.AccessToken == "" {
+		// Client-credentials and app connections are only worth storing
+		// with a token the provider has actually issued.
+		res, eff, err := b.obtainToken(context.WithoutCancel(ctx), req.Storage, in, c)
+		var badCfg *badConfigError
+		if errors.As(err, &badCfg) {
+			return logical.ErrorResponse(err.Error()), nil
+		}
 		if err != nil {
 			return nil, logical.CodedError(statusFailedDependency, fmt.Sprintf("could not obtain a token for connection %q, nothing was stored: %s", id, err))
 		}
-		applyToken(c, res, b.now())
+		applyToken(c, eff, res, b.now())
 	}
 	if err := putConnection(ctx, req.Storage, c); err != nil {
 		return nil, err
@@ -450,7 +459,31 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	return nil, b.removeConnection(ctx, req.Storage, integration, id)
+	lock := b.connLock(integration, id)
+	lock.Lock()
+	defer lock.Unlock()
+
+	var warnings []string
+	if d.Get("revoke").(bool) {
+		c, err := getConnection(ctx, req.Storage, integration, id)
+		if err != nil {
+			return nil, err
+		}
+		in, err := getIntegration(ctx, req.Storage, integration)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil && in != nil && c.AuthMode.isOAuth() {
+			warnings = b.revokeTokens(context.WithoutCancel(ctx), req.Storage, in, c)
+		}
+	}
+	if err := deleteConnection(ctx, req.Storage, integration, id); err != nil {
+		return nil, err
+	}
+	if len(warnings) == 0 {
+		return nil, nil
+	}
+	return &logical.Response{Warnings: warnings}, nil
 }
 
 // removeConnection deletes a connection under its lock, so a refresh in

@@ -67,8 +67,12 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"auth_mode": {
 			Type:          framework.TypeString,
-			Description:   "How the API authenticates: OAUTH2, OAUTH2_CC (client credentials), API_KEY, BASIC or CUSTOM. Required on create; cannot be changed.",
-			AllowedValues: []any{"OAUTH2", "OAUTH2_CC", "API_KEY", "BASIC", "CUSTOM"},
+			Description:   "How the API authenticates: OAUTH2, OAUTH2_CC (client credentials), API_KEY, BASIC, CUSTOM or APP (GitHub-App installation tokens). Required on create unless a provider implies it; cannot be changed.",
+			AllowedValues: []any{"OAUTH2", "OAUTH2_CC", "API_KEY", "BASIC", "CUSTOM", "APP"},
+		},
+		"provider": {
+			Type:        framework.TypeString,
+			Description: "Name of a provider (see providers/) whose URLs, scopes and parameters fill the fields this integration leaves empty.",
 		},
 		"client_id": {
 			Type:        framework.TypeString,
@@ -105,6 +109,34 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Type:          framework.TypeString,
 			Description:   "How the client credentials reach the token endpoint: 'header' (HTTP Basic), 'params' (form body) or 'auto' (try header, then params). Default 'auto'.",
 			AllowedValues: []any{"auto", "header", "params"},
+		},
+		"revocation_url": {
+			Type:        framework.TypeString,
+			Description: "RFC 7009 token revocation endpoint. When set, deleting a connection revokes its tokens first.",
+		},
+		"token_response_config": {
+			Type:        framework.TypeKVPairs,
+			Description: "Token response members copied into the connection's config, as config_key=member (dots reach into objects), e.g. instance_url=instance_url.",
+		},
+		"pkce": {
+			Type:        framework.TypeBool,
+			Default:     true,
+			Description: "Use PKCE (S256) in the authorization flow. Default true; turn off only for a provider that rejects it.",
+		},
+		"app_id": {
+			Type:        framework.TypeString,
+			Description: "APP: the app's id, the issuer of the JWTs it signs.",
+		},
+		"private_key": {
+			Type:        framework.TypeString,
+			Description: "APP: the app's RSA private key (PEM). Write-only: reads show private_key_set.",
+			DisplayAttrs: &framework.DisplayAttributes{
+				Sensitive: true,
+			},
+		},
+		"api_base_url": {
+			Type:        framework.TypeString,
+			Description: "APP: the API that issues installation tokens. Default https://api.github.com (from the github-app provider).",
 		},
 		"force": {
 			Type:        framework.TypeBool,
@@ -145,6 +177,7 @@ func integrationResponse(in *integrationEntry) map[string]any {
 		"created_at": formatTime(in.CreatedAt),
 		"updated_at": formatTime(in.UpdatedAt),
 	}
+	data["provider"] = in.Provider
 	if in.AuthMode.isOAuth() {
 		data["client_id"] = in.ClientID
 		data["client_secret_set"] = in.ClientSecret != ""
@@ -152,10 +185,18 @@ func integrationResponse(in *integrationEntry) map[string]any {
 		data["token_url"] = in.TokenURL
 		data["token_params"] = nonNilMap(in.TokenParams)
 		data["auth_style"] = in.AuthStyle
+		data["revocation_url"] = in.RevocationURL
+		data["token_response_config"] = nonNilMap(in.TokenResponseConfig)
 	}
 	if in.AuthMode == authModeOAuth2 {
 		data["auth_url"] = in.AuthURL
 		data["auth_params"] = nonNilMap(in.AuthParams)
+		data["pkce"] = !in.DisablePKCE
+	}
+	if in.AuthMode == authModeApp {
+		data["app_id"] = in.AppID
+		data["private_key_set"] = in.PrivateKey != ""
+		data["api_base_url"] = in.APIBaseURL
 	}
 	return data
 }
@@ -176,7 +217,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err != nil {
 		return nil, err
 	}
-	in, err := applyIntegrationFields(existing, name, d, b.now())
+	in, err := applyIntegrationFields(ctx, req.Storage, existing, name, d, b.now())
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -189,7 +230,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 // applyIntegrationFields returns the integration that results from applying
 // the request to existing (nil on create). Omitted fields keep their values.
 // Any error is the caller's fault and nothing has been changed.
-func applyIntegrationFields(existing *integrationEntry, name string, d *framework.FieldData, now time.Time) (*integrationEntry, error) {
+func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *integrationEntry, name string, d *framework.FieldData, now time.Time) (*integrationEntry, error) {
 	var in integrationEntry
 	if existing != nil {
 		in = *existing
@@ -197,45 +238,90 @@ func applyIntegrationFields(existing *integrationEntry, name string, d *framewor
 		in = integrationEntry{Name: name, CreatedAt: now}
 	}
 
-	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := parseAuthMode(raw.(string))
+	setString(d, "provider", &in.Provider)
+	var provider *providerEntry
+	if in.Provider != "" {
+		p, err := lookupProvider(ctx, s, in.Provider)
 		if err != nil {
 			return nil, err
 		}
-		if existing != nil && mode != existing.AuthMode {
-			return nil, fmt.Errorf("auth_mode cannot be changed from %s to %s: delete the integration and create it again", existing.AuthMode, mode)
+		if p == nil {
+			return nil, fmt.Errorf("provider %q is not in the catalog: see 'vault list connect/providers'", printable(in.Provider))
 		}
-		in.AuthMode = mode
+		provider = p
 	}
-	if in.AuthMode == "" {
-		return nil, fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
+	if err := applyAuthMode(&in, existing, provider, d); err != nil {
+		return nil, err
 	}
 	if bad := fieldsNotFor(in.AuthMode, d.Raw, integrationModeFields); len(bad) > 0 {
 		return nil, fmt.Errorf("%s to auth_mode %s", notApply(bad), in.AuthMode)
 	}
 
-	setString(d, "client_id", &in.ClientID)
-	setString(d, "client_secret", &in.ClientSecret)
-	setString(d, "auth_url", &in.AuthURL)
-	setString(d, "token_url", &in.TokenURL)
-	setString(d, "auth_style", &in.AuthStyle)
+	for field, dst := range map[string]*string{
+		"client_id": &in.ClientID, "client_secret": &in.ClientSecret, "auth_url": &in.AuthURL,
+		"token_url": &in.TokenURL, "revocation_url": &in.RevocationURL, "auth_style": &in.AuthStyle,
+		"app_id": &in.AppID, "api_base_url": &in.APIBaseURL,
+	} {
+		setString(d, field, dst)
+	}
 	if v, ok := d.GetOk("scopes"); ok {
 		in.Scopes = v.([]string)
 	}
-	if v, ok := d.GetOk("auth_params"); ok {
-		in.AuthParams = v.(map[string]string)
+	for field, dst := range map[string]*map[string]string{
+		"auth_params": &in.AuthParams, "token_params": &in.TokenParams, "token_response_config": &in.TokenResponseConfig,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(map[string]string)
+		}
 	}
-	if v, ok := d.GetOk("token_params"); ok {
-		in.TokenParams = v.(map[string]string)
+	if v, ok := d.GetOk("pkce"); ok {
+		in.DisablePKCE = !v.(bool)
 	}
-	if in.AuthMode.isOAuth() && in.AuthStyle == "" {
+	if v, ok := d.GetOk("private_key"); ok {
+		if _, err := parseAppPrivateKey(v.(string)); err != nil {
+			return nil, err
+		}
+		in.PrivateKey = v.(string)
+	}
+
+	effective := &in
+	if provider != nil {
+		effective = mergeProvider(&in, provider)
+	}
+	if effective.AuthMode.isOAuth() && effective.AuthStyle == "" {
 		in.AuthStyle = "auto"
+		effective.AuthStyle = "auto"
 	}
-	if err := validateIntegration(&in); err != nil {
+	if err := validateIntegration(effective); err != nil {
 		return nil, err
 	}
 	in.UpdatedAt = now
 	return &in, nil
+}
+
+// applyAuthMode sets the auth mode from the request or the provider. It is
+// fixed once the integration exists: its connections hold credentials of
+// that mode.
+func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *framework.FieldData) error {
+	if raw, ok := d.GetOk("auth_mode"); ok {
+		mode, err := parseAuthMode(raw.(string))
+		if err != nil {
+			return err
+		}
+		in.AuthMode = mode
+	} else if existing == nil && provider != nil {
+		in.AuthMode = provider.AuthMode
+	}
+	if in.AuthMode == "" {
+		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", joinModes(allAuthModes))
+	}
+	if existing != nil && in.AuthMode != existing.AuthMode {
+		return fmt.Errorf("auth_mode cannot be changed from %s to %s: delete the integration and create it again", existing.AuthMode, in.AuthMode)
+	}
+	if provider != nil && in.AuthMode != provider.AuthMode {
+		return fmt.Errorf("auth_mode %s does not match provider %q, which uses %s", in.AuthMode, provider.Name, provider.AuthMode)
+	}
+	return nil
 }
 
 func setString(d *framework.FieldData, field string, dst *string) {
@@ -244,39 +330,35 @@ func setString(d *framework.FieldData, field string, dst *string) {
 	}
 }
 
-// validateIntegration checks the fields each auth mode needs.
+// validateIntegration checks an integration with its provider's settings
+// filled in: what each auth mode needs, and well-formed URLs.
 func validateIntegration(in *integrationEntry) error {
 	var required []string
 	switch in.AuthMode {
 	case authModeOAuth2:
-		required = []string{"client_id", "auth_url", "token_url"}
+		required = []string{"client_id"}
 	case authModeOAuth2CC:
-		required = []string{"client_id", "client_secret", "token_url"}
+		required = []string{"client_id", "client_secret"}
+	case authModeApp:
+		required = []string{"app_id", "private_key"}
 	}
 	values := map[string]string{
 		"client_id":     in.ClientID,
 		"client_secret": in.ClientSecret,
-		"auth_url":      in.AuthURL,
-		"token_url":     in.TokenURL,
+		"app_id":        in.AppID,
+		"private_key":   in.PrivateKey,
 	}
 	for _, f := range required {
 		if values[f] == "" {
 			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
 		}
 	}
-	for _, f := range []string{"auth_url", "token_url"} {
-		if values[f] != "" {
-			if err := validateAbsoluteURL(f, values[f]); err != nil {
-				return err
-			}
-		}
-	}
-	if in.AuthStyle != "" {
-		if _, ok := authStyles[in.AuthStyle]; !ok {
-			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(in.AuthStyle))
-		}
-	}
-	return nil
+	return validateEndpoints(in.AuthMode, map[string]string{
+		"auth_url":       in.AuthURL,
+		"token_url":      in.TokenURL,
+		"revocation_url": in.RevocationURL,
+		"api_base_url":   in.APIBaseURL,
+	}, in.AuthStyle)
 }
 
 func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

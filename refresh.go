@@ -21,7 +21,7 @@ var errNotRefreshable = errors.New("the connection has no refresh token; write n
 // OAuth token that expires within margin, or a client-credentials
 // connection that has no token yet.
 func refreshDue(c *connectionEntry, margin time.Duration, now time.Time) bool {
-	if !c.AuthMode.isOAuth() {
+	if !c.AuthMode.hasTokens() {
 		return false
 	}
 	if c.Credentials.AccessToken == "" {
@@ -80,7 +80,7 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 	if !force && !refreshDue(c, cfg.RefreshMargin, now) {
 		return c, nil, nil
 	}
-	if !c.AuthMode.isOAuth() {
+	if !c.AuthMode.hasTokens() {
 		return nil, nil, logical.CodedError(http.StatusBadRequest, fmt.Sprintf("connection uses auth_mode %s, which has no token to refresh", c.AuthMode))
 	}
 	in, err := getIntegration(ctx, s, integration)
@@ -91,7 +91,7 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 		return nil, nil, fmt.Errorf("integration %q of connection %q no longer exists", integration, id)
 	}
 
-	res, err := b.obtainToken(ctx, in, c)
+	res, eff, err := b.obtainToken(ctx, s, in, c)
 	if err != nil {
 		b.Logger().Warn("token refresh failed", "integration", integration, "connection_id", id, "error", err.Error())
 		if !force && !tokenExpired(c, now) {
@@ -101,12 +101,13 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 		// the caller's mistake; a read that finds an expired token is the
 		// provider's side failing it.
 		status := statusFailedDependency
-		if force && errors.Is(err, errNotRefreshable) {
+		var badCfg *badConfigError
+		if (force && errors.Is(err, errNotRefreshable)) || errors.As(err, &badCfg) {
 			status = http.StatusBadRequest
 		}
 		return nil, nil, logical.CodedError(status, fmt.Sprintf("token of connection %q could not be refreshed: %s", id, err))
 	}
-	applyToken(c, res, b.now())
+	applyToken(c, eff, res, b.now())
 	if err := putConnection(ctx, s, c); err != nil {
 		return nil, nil, err
 	}
@@ -129,28 +130,43 @@ func loadConnectionAndConfig(ctx context.Context, s logical.Storage, integration
 }
 
 // obtainToken asks the provider for a new token by the grant the auth mode
-// uses.
-func (b *backend) obtainToken(ctx context.Context, in *integrationEntry, c *connectionEntry) (*tokenResult, error) {
+// uses. in is the stored integration; its provider is resolved here so that
+// an operator's change to a provider applies to the next refresh.
+func (b *backend) obtainToken(ctx context.Context, s logical.Storage, stored *integrationEntry, c *connectionEntry) (*tokenResult, *integrationEntry, error) {
+	in, err := effectiveIntegration(ctx, s, stored)
+	if err != nil {
+		return nil, nil, err
+	}
+	ep, err := resolveEndpoints(in, c.ConnectionConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	var res *tokenResult
 	switch c.AuthMode {
 	case authModeOAuth2CC:
 		scopes := c.Credentials.Scopes
 		if len(scopes) == 0 {
 			scopes = in.Scopes
 		}
-		return b.clientCredentialsToken(ctx, in, scopes)
+		res, err = b.clientCredentialsToken(ctx, in, ep, scopes)
 	case authModeOAuth2:
 		if c.Credentials.RefreshToken == "" {
-			return nil, errNotRefreshable
+			return nil, nil, errNotRefreshable
 		}
-		return b.refreshToken(ctx, in, c.Credentials.RefreshToken)
+		res, err = b.refreshToken(ctx, in, ep, c.Credentials.RefreshToken)
+	case authModeApp:
+		res, err = b.appInstallationToken(ctx, in, ep, c.ConnectionConfig)
+	default:
+		err = fmt.Errorf("auth_mode %s has no token grant", c.AuthMode)
 	}
-	return nil, fmt.Errorf("auth_mode %s has no token grant", c.AuthMode)
+	return res, in, err
 }
 
-// applyToken stores a token response in c. A response without a refresh
-// token keeps the old one (RFC 6749 section 6: the server may or may not
-// issue a new one).
-func applyToken(c *connectionEntry, res *tokenResult, now time.Time) {
+// applyToken stores a token response in c, and copies the members that in
+// maps into the connection's config. A response without a refresh token
+// keeps the old one (RFC 6749 section 6: the server may or may not issue a
+// new one).
+func applyToken(c *connectionEntry, in *integrationEntry, res *tokenResult, now time.Time) {
 	tok := res.token
 	cr := &c.Credentials
 	cr.AccessToken = tok.AccessToken
@@ -163,6 +179,14 @@ func applyToken(c *connectionEntry, res *tokenResult, now time.Time) {
 		cr.Scopes = scopes
 	}
 	c.RawTokenResponse = res.raw
+	for key, member := range in.TokenResponseConfig {
+		if v, ok := lookupMember(res.raw, member); ok {
+			if c.ConnectionConfig == nil {
+				c.ConnectionConfig = map[string]any{}
+			}
+			c.ConnectionConfig[key] = v
+		}
+	}
 	c.LastRefreshedAt = now
 	c.UpdatedAt = now
 }

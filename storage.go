@@ -16,6 +16,8 @@ const (
 	configStoragePath = "config"
 	integrationPrefix = "integrations/"
 	connectionPrefix  = "connections/"
+	providerPrefix    = "providers/"    // operator-defined providers
+	statePrefix       = "oauth_states/" // pending authorizations, keyed by hashed state
 )
 
 // configEntry is the mount-wide configuration.
@@ -23,12 +25,24 @@ type configEntry struct {
 	// RefreshMargin is how long before expiry a token counts as due for
 	// refresh.
 	RefreshMargin time.Duration `json:"refresh_margin"`
+	// RedirectURL is the external address of this mount's oauth/callback,
+	// registered with every provider as the OAuth redirect URI.
+	RedirectURL string `json:"redirect_url,omitempty"`
+	// StateTTL is how long an authorization may take, from authorize to
+	// callback.
+	StateTTL time.Duration `json:"state_ttl"`
+	// AllowedReturnURLs are the URL prefixes a browser may be sent back to
+	// after the callback.
+	AllowedReturnURLs []string `json:"allowed_return_urls,omitempty"`
 }
 
-const defaultRefreshMargin = 15 * time.Minute
+const (
+	defaultRefreshMargin = 15 * time.Minute
+	defaultStateTTL      = 10 * time.Minute
+)
 
 func defaultConfig() *configEntry {
-	return &configEntry{RefreshMargin: defaultRefreshMargin}
+	return &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL}
 }
 
 // integrationEntry is one external API and the way to authenticate to it.
@@ -43,8 +57,58 @@ type integrationEntry struct {
 	AuthParams   map[string]string `json:"auth_params,omitempty"`
 	TokenParams  map[string]string `json:"token_params,omitempty"`
 	AuthStyle    string            `json:"auth_style,omitempty"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// Provider names a catalog entry whose settings fill the fields left
+	// empty here.
+	Provider      string `json:"provider,omitempty"`
+	RevocationURL string `json:"revocation_url,omitempty"`
+	// TokenResponseConfig maps connection config keys to token response
+	// members copied into them, e.g. instance_url for Salesforce.
+	TokenResponseConfig map[string]string `json:"token_response_config,omitempty"`
+	// DisablePKCE turns off PKCE, which is on unless a provider rejects it.
+	DisablePKCE bool `json:"disable_pkce,omitempty"`
+	// APP (GitHub-App style) settings.
+	AppID      string    `json:"app_id,omitempty"`
+	PrivateKey string    `json:"private_key,omitempty"`
+	APIBaseURL string    `json:"api_base_url,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// providerEntry describes how to talk to one external API: the catalog's
+// built-in entries and operators' own use the same fields as integrations.
+type providerEntry struct {
+	Name                string            `json:"name"`
+	AuthMode            authMode          `json:"auth_mode"`
+	AuthURL             string            `json:"auth_url,omitempty"`
+	TokenURL            string            `json:"token_url,omitempty"`
+	RevocationURL       string            `json:"revocation_url,omitempty"`
+	Scopes              []string          `json:"scopes,omitempty"`
+	AuthParams          map[string]string `json:"auth_params,omitempty"`
+	TokenParams         map[string]string `json:"token_params,omitempty"`
+	AuthStyle           string            `json:"auth_style,omitempty"`
+	TokenResponseConfig map[string]string `json:"token_response_config,omitempty"`
+	APIBaseURL          string            `json:"api_base_url,omitempty"`
+	// TokensExpire says whether the provider's access tokens expire (and so
+	// whether connections need refreshing at all).
+	TokensExpire bool   `json:"tokens_expire"`
+	Docs         string `json:"docs,omitempty"`
+}
+
+// oauthStateEntry is one authorization in flight, stored under the SHA-256
+// of its state so that storage never holds a usable state value.
+type oauthStateEntry struct {
+	Integration      string         `json:"integration"`
+	ConnectionID     string         `json:"connection_id"`
+	Verifier         string         `json:"verifier,omitempty"` // PKCE code verifier
+	RedirectURL      string         `json:"redirect_url"`
+	Scopes           []string       `json:"scopes,omitempty"`
+	ConnectionConfig map[string]any `json:"connection_config,omitempty"`
+	// Metadata replaces the connection's metadata when ReplaceMetadata is
+	// set; otherwise the connection keeps its own.
+	Metadata        map[string]any `json:"metadata,omitempty"`
+	ReplaceMetadata bool           `json:"replace_metadata,omitempty"`
+	ReturnURL       string         `json:"return_url,omitempty"`
+	ExpiresAt time.Time      `json:"expires_at"`
 }
 
 // credentials holds whichever secret material the integration's auth mode
@@ -119,6 +183,48 @@ func deleteIntegration(ctx context.Context, s logical.Storage, name string) erro
 
 func listIntegrations(ctx context.Context, s logical.Storage) ([]string, error) {
 	return listSorted(ctx, s, integrationPrefix)
+}
+
+// getStoredProvider returns an operator-defined provider, nil when none.
+func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*providerEntry, error) {
+	var p providerEntry
+	found, err := getJSON(ctx, s, providerPrefix+name, &p)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func putStoredProvider(ctx context.Context, s logical.Storage, p *providerEntry) error {
+	return putJSON(ctx, s, providerPrefix+p.Name, p)
+}
+
+func deleteStoredProvider(ctx context.Context, s logical.Storage, name string) error {
+	return s.Delete(ctx, providerPrefix+name)
+}
+
+func listStoredProviders(ctx context.Context, s logical.Storage) ([]string, error) {
+	return listSorted(ctx, s, providerPrefix)
+}
+
+func stateKey(stateHash string) string { return statePrefix + stateHash }
+
+func putState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
+	return putJSON(ctx, s, stateKey(stateHash), st)
+}
+
+// takeState reads and deletes a pending authorization: a state is spent by
+// its first use, whatever the outcome. Nil when there is none.
+func takeState(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+	var st oauthStateEntry
+	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
+	if err != nil || !found {
+		return nil, err
+	}
+	if err := s.Delete(ctx, stateKey(stateHash)); err != nil {
+		return nil, fmt.Errorf("deleting state: %w", err)
+	}
+	return &st, nil
 }
 
 func connectionsPrefix(integration string) string {

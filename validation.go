@@ -38,7 +38,11 @@ func validateConnectionID(id string) error {
 // printable quotes untrusted input for an error message without letting
 // control characters or megabytes of it through.
 func printable(s string) string {
-	const max = 64
+	return printableN(s, 64)
+}
+
+// printableN is printable with a length limit of max runes.
+func printableN(s string, max int) string {
 	r := []rune(s)
 	if len(r) > max {
 		r = append(r[:max], '…')

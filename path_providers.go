@@ -1,0 +1,215 @@
+package connect
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathProviders(b *backend) []*framework.Path {
+	return []*framework.Path{
+		{
+			Pattern: "providers/?$",
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "providers",
+			},
+			Operations: map[logical.Operation]framework.OperationHandler{
+				logical.ListOperation: &framework.PathOperation{
+					Callback:     b.pathProviderList,
+					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
+				},
+			},
+			HelpSynopsis:    "List the providers: the built-in catalog and the operator's own.",
+			HelpDescription: "Lists provider names, sorted. key_info gives each one's auth_mode and whether it is built in or defined here.",
+		},
+		{
+			Pattern: "providers/" + segment("name"),
+			DisplayAttrs: &framework.DisplayAttributes{
+				OperationPrefix: operationPrefix,
+				OperationSuffix: "provider",
+			},
+			Fields:         providerFields(),
+			ExistenceCheck: b.providerExists,
+			Operations:     entryOperations(b.pathProviderRead, b.pathProviderWrite, b.pathProviderDelete),
+			HelpSynopsis:    "Read a provider, or add, override or delete an operator-defined one.",
+			HelpDescription: pathProviderHelp,
+		},
+	}
+}
+
+func providerFields() map[string]*framework.FieldSchema {
+	fields := map[string]*framework.FieldSchema{
+		"name": {Type: framework.TypeString, Description: "Name of the provider, e.g. 'zendesk'.", Required: true},
+		"tokens_expire": {
+			Type:        framework.TypeBool,
+			Description: "Whether the provider's access tokens expire.",
+		},
+	}
+	// The rest mean what they mean on an integration.
+	inFields := integrationFields()
+	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url"} {
+		fields[f] = inFields[f]
+	}
+	return fields
+}
+
+func (b *backend) providerExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
+	p, err := lookupProvider(ctx, req.Storage, d.Get("name").(string))
+	return p != nil, err
+}
+
+func (b *backend) pathProviderList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	names, err := providerNames(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	keyInfo := make(map[string]any, len(names))
+	for _, n := range names {
+		p, err := lookupProvider(ctx, req.Storage, n)
+		if err != nil {
+			return nil, err
+		}
+		if p == nil {
+			continue
+		}
+		stored, err := getStoredProvider(ctx, req.Storage, n)
+		if err != nil {
+			return nil, err
+		}
+		keyInfo[n] = map[string]any{"auth_mode": string(p.AuthMode), "builtin": stored == nil}
+	}
+	return logical.ListResponseWithInfo(names, keyInfo), nil
+}
+
+func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateIntegrationName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	p, err := lookupProvider(ctx, req.Storage, name)
+	if err != nil || p == nil {
+		return nil, err
+	}
+	return &logical.Response{Data: providerResponse(p)}, nil
+}
+
+// providerResponse looks the same for built-in and operator-defined
+// providers, so either can be read and copied into the other.
+func providerResponse(p *providerEntry) map[string]any {
+	return map[string]any{
+		"name":                  p.Name,
+		"auth_mode":             string(p.AuthMode),
+		"auth_url":              p.AuthURL,
+		"token_url":             p.TokenURL,
+		"revocation_url":        p.RevocationURL,
+		"scopes":                nonNilStrings(p.Scopes),
+		"auth_params":           nonNilMap(p.AuthParams),
+		"token_params":          nonNilMap(p.TokenParams),
+		"auth_style":            p.AuthStyle,
+		"token_response_config": nonNilMap(p.TokenResponseConfig),
+		"api_base_url":          p.APIBaseURL,
+		"tokens_expire":         p.TokensExpire,
+		"docs":                  p.Docs,
+	}
+}
+
+// pathProviderWrite adds a provider or overrides one. An override of a
+// built-in starts from the built-in's settings, so a write may change one
+// field and keep the rest.
+func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	if err := validateIntegrationName(name); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := checkPayloadSize(req.Data); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	existing, err := lookupProvider(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	p := &providerEntry{Name: name}
+	if existing != nil {
+		p = existing
+	}
+	if err := applyProviderFields(p, d); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	if err := putStoredProvider(ctx, req.Storage, p); err != nil {
+		return nil, err
+	}
+	return &logical.Response{Data: providerResponse(p)}, nil
+}
+
+func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
+	if raw, ok := d.GetOk("auth_mode"); ok {
+		mode, err := parseAuthMode(raw.(string))
+		if err != nil {
+			return err
+		}
+		p.AuthMode = mode
+	}
+	if p.AuthMode == "" {
+		return fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
+	}
+	for field, dst := range map[string]*string{
+		"auth_url": &p.AuthURL, "token_url": &p.TokenURL, "revocation_url": &p.RevocationURL,
+		"auth_style": &p.AuthStyle, "api_base_url": &p.APIBaseURL,
+	} {
+		setString(d, field, dst)
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		p.Scopes = v.([]string)
+	}
+	for field, dst := range map[string]*map[string]string{
+		"auth_params": &p.AuthParams, "token_params": &p.TokenParams, "token_response_config": &p.TokenResponseConfig,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(map[string]string)
+		}
+	}
+	if v, ok := d.GetOk("tokens_expire"); ok {
+		p.TokensExpire = v.(bool)
+	}
+	return validateProvider(p)
+}
+
+// pathProviderDelete deletes an operator-defined provider; for an override
+// of a built-in, the built-in applies again.
+func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	name := d.Get("name").(string)
+	stored, err := getStoredProvider(ctx, req.Storage, name)
+	if err != nil {
+		return nil, err
+	}
+	if stored == nil {
+		if _, builtin := builtinProviders[name]; builtin {
+			return nil, logical.CodedError(http.StatusBadRequest, fmt.Sprintf("provider %q is built in and cannot be deleted; write to it to override it", name))
+		}
+		return nil, nil
+	}
+	return nil, deleteStoredProvider(ctx, req.Storage, name)
+}
+
+const pathProviderHelp = `
+A provider describes how to talk to one external API: auth_mode,
+authorization and token URLs, default scopes, extra parameters,
+token_response_config (token response members copied into a connection's
+config, e.g. Salesforce's instance_url), revocation_url and whether tokens
+expire. The engine ships a catalog of common providers; operators add their
+own or override a built-in one by writing here (a write to a built-in name
+starts from the built-in settings). Deleting an override restores the
+built-in.
+
+URLs may contain ${connectionConfig.<key>} placeholders, filled from each
+connection's configuration when used:
+
+    https://${connectionConfig.subdomain}.zendesk.com/oauth/tokens
+
+An integration names a provider with provider=<name>; its own non-empty
+fields override the provider's.
+`
