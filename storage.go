@@ -108,7 +108,7 @@ type oauthStateEntry struct {
 	Metadata        map[string]any `json:"metadata,omitempty"`
 	ReplaceMetadata bool           `json:"replace_metadata,omitempty"`
 	ReturnURL       string         `json:"return_url,omitempty"`
-	ExpiresAt time.Time      `json:"expires_at"`
+	ExpiresAt       time.Time      `json:"expires_at"`
 }
 
 // credentials holds whichever secret material the integration's auth mode
