@@ -5,6 +5,9 @@ package oauthtest
 
 import (
 	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"net/http"
@@ -13,6 +16,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 )
 
 // Server is the authorization server. Its exported knobs may be changed
@@ -29,6 +34,17 @@ type Server struct {
 	requests      int
 	lastForm      url.Values
 	lastAuthStyle string
+
+	redirectURIs  map[string]bool
+	codes         map[string]*grant
+	denyCode      string
+	denyDesc      string
+	lastAuthorize url.Values
+	lastTenant    string
+	revoked       []string
+	revokeStatus  int
+	appID         string
+	appKey        *rsa.PublicKey
 
 	expiresIn    int
 	rotate       bool
@@ -48,20 +64,82 @@ func New() *Server {
 		ClientSecret:  "client-secret-" + randomString(12),
 		refreshTokens: map[string]bool{},
 		accessTokens:  map[string]time.Time{},
+		redirectURIs:  map[string]bool{},
+		codes:         map[string]*grant{},
 		expiresIn:     3600,
 		rotate:        true,
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/token", s.token)
+	mux.HandleFunc("GET /authorize", s.authorize)
+	mux.HandleFunc("POST /revoke", s.revoke)
+	// Per-tenant endpoints, for providers whose URLs carry the customer's
+	// subdomain: /t/{tenant}/authorize and so on.
+	mux.HandleFunc("/t/{tenant}/token", s.tenant(s.token))
+	mux.HandleFunc("GET /t/{tenant}/authorize", s.tenant(s.authorize))
+	mux.HandleFunc("POST /t/{tenant}/revoke", s.tenant(s.revoke))
+	mux.HandleFunc("POST /app/installations/{id}/access_tokens", s.installationToken)
 	s.Server = httptest.NewServer(mux)
 	return s
+}
+
+// grant is an authorization code and what it was issued for.
+type grant struct {
+	redirectURI string
+	challenge   string
+	scope       string
+	expires     time.Time
 }
 
 // TokenURL is the token endpoint.
 func (s *Server) TokenURL() string { return s.URL + "/token" }
 
-// AuthURL is an authorization endpoint address (not served yet).
+// AuthURL is the authorization endpoint.
 func (s *Server) AuthURL() string { return s.URL + "/authorize" }
+
+// RevocationURL is the RFC 7009 revocation endpoint.
+func (s *Server) RevocationURL() string { return s.URL + "/revoke" }
+
+// RegisterRedirectURI allows a redirect URI, as registering an OAuth app
+// does; the authorize endpoint refuses any other.
+func (s *Server) RegisterRedirectURI(uri string) { s.set(func() { s.redirectURIs[uri] = true }) }
+
+// Deny makes the authorize endpoint redirect back with an error, as when the
+// user refuses consent; an empty code consents again.
+func (s *Server) Deny(code, description string) {
+	s.set(func() { s.denyCode, s.denyDesc = code, description })
+}
+
+// LastAuthorize is the query of the last authorization request.
+func (s *Server) LastAuthorize() url.Values {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastAuthorize
+}
+
+// LastTenant is the tenant of the last per-tenant request, or the
+// installation id of the last installation-token request.
+func (s *Server) LastTenant() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastTenant
+}
+
+// Revoked lists the tokens revoked so far.
+func (s *Server) Revoked() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.revoked...)
+}
+
+// FailRevocation makes the revocation endpoint answer status; 0 stops.
+func (s *Server) FailRevocation(status int) { s.set(func() { s.revokeStatus = status }) }
+
+// SetApp registers a GitHub-style app: installation tokens are issued for
+// JWTs that appID signed with the key matching pub.
+func (s *Server) SetApp(appID string, pub *rsa.PublicKey) {
+	s.set(func() { s.appID, s.appKey = appID, pub })
+}
 
 // IssueRefreshToken mints a valid refresh token, as if a user had consented
 // somewhere else; tests import it into a connection.
@@ -194,9 +272,144 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		s.write(w, resp)
 	case "client_credentials":
 		s.write(w, s.issue(r.PostForm.Get("scope")))
+	case "authorization_code":
+		g, errCode := s.redeem(r.PostForm)
+		if errCode != "" {
+			writeError(w, http.StatusBadRequest, errCode, "authorization code is invalid, expired, used or does not match")
+			return
+		}
+		resp := s.issue(g.scope)
+		resp["refresh_token"] = s.newRefreshToken()
+		s.write(w, resp)
 	default:
 		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type is not supported")
 	}
+}
+
+// authorize is the authorization endpoint: it checks the request as a
+// provider would, then (the user consenting at once) redirects back with a
+// code bound to the redirect URI, scope and PKCE challenge.
+func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lastAuthorize = q
+	redirect := q.Get("redirect_uri")
+	switch {
+	case q.Get("client_id") != s.ClientID:
+		http.Error(w, "unknown client_id", http.StatusBadRequest)
+		return
+	case !s.redirectURIs[redirect]:
+		// Never redirect to an unregistered URI (RFC 6749 4.1.2.1).
+		http.Error(w, "redirect_uri is not registered", http.StatusBadRequest)
+		return
+	}
+	back := url.Values{"state": {q.Get("state")}}
+	switch {
+	case q.Get("response_type") != "code":
+		back.Set("error", "unsupported_response_type")
+	case q.Get("state") == "":
+		back.Set("error", "invalid_request")
+		back.Set("error_description", "state is required")
+	case q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256":
+		back.Set("error", "invalid_request")
+		back.Set("error_description", "PKCE with S256 is required")
+	case s.denyCode != "":
+		back.Set("error", s.denyCode)
+		back.Set("error_description", s.denyDesc)
+	default:
+		code := "code-" + randomString(16)
+		s.codes[code] = &grant{redirectURI: redirect, challenge: q.Get("code_challenge"), scope: q.Get("scope"), expires: time.Now().Add(time.Minute)}
+		back.Set("code", code)
+	}
+	http.Redirect(w, r, redirect+"?"+back.Encode(), http.StatusFound)
+}
+
+// redeem spends an authorization code, checking the redirect URI and the
+// PKCE verifier (RFC 7636 4.6). It returns an RFC 6749 error code on failure.
+func (s *Server) redeem(form url.Values) (*grant, string) {
+	code := form.Get("code")
+	g, ok := s.codes[code]
+	if !ok {
+		return nil, "invalid_grant"
+	}
+	delete(s.codes, code) // single use, even when the rest fails
+	if time.Now().After(g.expires) || form.Get("redirect_uri") != g.redirectURI {
+		return nil, "invalid_grant"
+	}
+	sum := sha256.Sum256([]byte(form.Get("code_verifier")))
+	if base64.RawURLEncoding.EncodeToString(sum[:]) != g.challenge {
+		return nil, "invalid_grant"
+	}
+	return g, ""
+}
+
+// revoke is the RFC 7009 endpoint.
+func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "body is not a form")
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.authenticate(r); !ok {
+		writeError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
+		return
+	}
+	if s.revokeStatus != 0 {
+		writeError(w, s.revokeStatus, "temporarily_unavailable", "the server was told to fail")
+		return
+	}
+	tok := r.PostForm.Get("token")
+	delete(s.refreshTokens, tok)
+	delete(s.accessTokens, tok)
+	s.revoked = append(s.revoked, tok)
+	w.WriteHeader(http.StatusOK)
+}
+
+// tenant records the {tenant} of a per-tenant route before handling it.
+func (s *Server) tenant(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.set(func() { s.lastTenant = r.PathValue("tenant") })
+		h(w, r)
+	}
+}
+
+// installationToken issues a GitHub-style installation token for a JWT
+// signed by the registered app.
+func (s *Server) installationToken(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || s.appKey == nil {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "A JSON web token could not be decoded"})
+		return
+	}
+	claims := &jwt.RegisteredClaims{}
+	_, err := jwt.ParseWithClaims(raw, claims, func(*jwt.Token) (any, error) { return s.appKey, nil },
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithIssuer(s.appID), jwt.WithIssuedAt(), jwt.WithExpirationRequired())
+	if err != nil || claims.ExpiresAt.Sub(claims.IssuedAt.Time) > 10*time.Minute {
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "'Expiration time' claim ('exp') is too far in the future or the JWT is invalid"})
+		return
+	}
+	if s.failCode != "" {
+		writeJSON(w, s.failStatus, map[string]any{"message": "Not Found"})
+		return
+	}
+	tok := "ghs_" + randomString(16)
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
+	s.accessTokens[tok] = exp
+	s.lastTenant = r.PathValue("id")
+	writeJSON(w, http.StatusCreated, map[string]any{
+		"token": tok, "expires_at": exp.Format(time.RFC3339), "permissions": map[string]string{"contents": "read"},
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
 }
 
 // authenticate checks the client credentials, in the header or the form.

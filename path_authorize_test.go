@@ -1,0 +1,114 @@
+package connect
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+)
+
+const testRedirectURL = "https://vault.example.test/v1/connect/oauth/callback"
+
+// authEnv is oauthEnv with the callback configured and registered.
+func authEnv(t *testing.T) (*testEnv, *oauthtest.Server) {
+	t.Helper()
+	e, srv := oauthEnv(t)
+	srv.RegisterRedirectURI(testRedirectURL)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{
+		"redirect_url": testRedirectURL, "allowed_return_urls": "https://app.example.test/done",
+	})
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_url": srv.AuthURL()})
+	return e, srv
+}
+
+func TestAuthorizeURL(t *testing.T) {
+	e, srv := authEnv(t)
+	data := e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", map[string]any{"scopes": "repo,admin:org"})
+	u, err := url.Parse(data["authorization_url"].(string))
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	want := map[string]string{
+		"client_id": srv.ClientID, "redirect_uri": testRedirectURL, "response_type": "code",
+		"scope": "repo admin:org", "code_challenge_method": "S256", "access_type": "offline",
+	}
+	for k, v := range want {
+		if q.Get(k) != v {
+			t.Errorf("%s = %q, want %q", k, q.Get(k), v)
+		}
+	}
+	if len(q.Get("code_challenge")) != 43 {
+		t.Errorf("code_challenge = %q", q.Get("code_challenge"))
+	}
+	if len(q.Get("state")) != 43 { // 32 bytes, base64url
+		t.Errorf("state = %q", q.Get("state"))
+	}
+	if data["state_expires_at"] == "" {
+		t.Error("no state_expires_at")
+	}
+	// Only the hash of the state is stored.
+	for k, v := range e.snapshot() {
+		if strings.Contains(k, q.Get("state")) || strings.Contains(v, q.Get("state")) {
+			t.Fatalf("storage %q holds the raw state", k)
+		}
+	}
+}
+
+func TestAuthorizeWithoutPKCE(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"pkce": false})
+	data := e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", nil)
+	if strings.Contains(data["authorization_url"].(string), "code_challenge") {
+		t.Fatal("pkce=false still sends a code challenge")
+	}
+	if e.mustDo(logical.ReadOperation, "integrations/github", nil)["pkce"] != false {
+		t.Fatal("pkce not shown as false")
+	}
+}
+
+func TestAuthorizeRejects(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"return_url not allowed", "connections/github/acme/authorize", map[string]any{"return_url": "https://app.example.test.evil.test/done"}, "allowed_return_urls"},
+		{"return_url other path", "connections/github/acme/authorize", map[string]any{"return_url": "https://app.example.test/elsewhere"}, "allowed_return_urls"},
+		{"return_url relative", "connections/github/acme/authorize", map[string]any{"return_url": "/done"}, "return_url"},
+		{"not OAUTH2", "connections/stripe/acme/authorize", nil, "OAUTH2"},
+		{"no integration", "connections/nope/acme/authorize", nil, "does not exist"},
+		{"bad id", "connections/github/a%20b/authorize", nil, "connection_id"},
+		{"metadata not object", "connections/github/acme/authorize", map[string]any{"metadata": "x"}, "metadata"},
+	}, "zzz")
+	e.assertUnchanged(before)
+
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": ""})
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/acme/authorize", nil, http.StatusBadRequest)
+	if !strings.Contains(msg, "redirect_url") {
+		t.Fatalf("error = %q", msg)
+	}
+}
+
+func TestReturnURLAllowed(t *testing.T) {
+	allowed := []string{"https://app.example.test/done", "http://localhost:3000/"}
+	cases := map[string]bool{
+		"https://app.example.test/done":                    true,
+		"https://app.example.test/done/sub?x=1":            true,
+		"https://APP.example.test/done":                    true,
+		"http://app.example.test/done":                     false,
+		"https://app.example.test.evil.test/done":          false,
+		"https://app.example.test/other":                   false,
+		"https://evil.test/?https://app.example.test/done": false,
+		"http://localhost:3000/cb":                         true,
+		"http://localhost:3001/cb":                         false,
+	}
+	for u, want := range cases {
+		if got := returnURLAllowed(u, allowed); got != want {
+			t.Errorf("returnURLAllowed(%q) = %v, want %v", u, got, want)
+		}
+	}
+}

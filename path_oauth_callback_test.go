@@ -1,0 +1,248 @@
+package connect
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// consent starts an authorization and plays the browser at the provider:
+// it follows authorization_url to the authorization server and returns the
+// query the server sends back to the callback (code and state, or error).
+func consent(t *testing.T, e *testEnv, path string, body map[string]any) url.Values {
+	t.Helper()
+	authURL := e.mustDo(logical.UpdateOperation, path, body)["authorization_url"].(string)
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound {
+		t.Fatalf("authorize endpoint answered %d", resp.StatusCode)
+	}
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := loc.Scheme + "://" + loc.Host + loc.Path; got != testRedirectURL {
+		t.Fatalf("provider redirected to %s", got)
+	}
+	return loc.Query()
+}
+
+// callback delivers the provider's redirect to oauth/callback, as Vault
+// would without a token, and returns the status and page.
+func callback(e *testEnv, q url.Values) (int, string, *logical.Response) {
+	data := map[string]any{}
+	for k := range q {
+		data[k] = q.Get(k)
+	}
+	resp, err := e.b.HandleRequest(e.t.Context(), &logical.Request{
+		Operation: logical.ReadOperation, Path: "oauth/callback", Data: data, Storage: e.storage,
+	})
+	if err != nil {
+		e.t.Fatalf("callback: %v", err)
+	}
+	if resp.Redirect != "" {
+		return http.StatusTemporaryRedirect, "", resp
+	}
+	return resp.Data[logical.HTTPStatusCode].(int), string(resp.Data[logical.HTTPRawBody].([]byte)), resp
+}
+
+func TestAuthorizationFlowStoresConnection(t *testing.T) {
+	e, srv := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", map[string]any{
+		"metadata": map[string]any{"plan": "pro"}, "connection_config": map[string]any{"region": "eu"},
+	})
+	status, page, resp := callback(e, q)
+	if status != http.StatusOK || !strings.Contains(page, "Connected") {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if ct := resp.Data[logical.HTTPContentType]; ct != "text/html; charset=utf-8" {
+		t.Fatalf("content type %v", ct)
+	}
+	raw := e.mustDo(logical.ReadOperation, "connections/github/acme/raw", nil)
+	if !srv.AccessTokenValid(raw["access_token"].(string)) || !srv.RefreshTokenValid(raw["refresh_token"].(string)) {
+		t.Fatal("stored tokens were not issued by the server")
+	}
+	if strings.Contains(page, raw["access_token"].(string)) || strings.Contains(page, raw["refresh_token"].(string)) {
+		t.Fatal("callback page shows a token")
+	}
+	if raw["metadata"].(map[string]any)["plan"] != "pro" || raw["connection_config"].(map[string]any)["region"] != "eu" {
+		t.Fatalf("documents: %v %v", raw["metadata"], raw["connection_config"])
+	}
+	if srv.LastForm().Get("grant_type") != "authorization_code" || srv.LastForm().Get("code_verifier") == "" {
+		t.Fatalf("exchange form = %v", srv.LastForm())
+	}
+	e.assertNoSecretLogged(raw["access_token"].(string), raw["refresh_token"].(string), srv.ClientSecret, q.Get("code"), q.Get("state"))
+
+	// Re-authorization replaces the credentials and keeps the metadata.
+	oldRefresh := raw["refresh_token"]
+	status, _, _ = callback(e, consent(t, e, "connections/github/acme/authorize", nil))
+	if status != http.StatusOK {
+		t.Fatalf("re-authorization: %d", status)
+	}
+	raw = e.mustDo(logical.ReadOperation, "connections/github/acme/raw", nil)
+	if raw["refresh_token"] == oldRefresh {
+		t.Fatal("re-authorization kept the old refresh token")
+	}
+	if raw["metadata"].(map[string]any)["plan"] != "pro" || raw["connection_config"].(map[string]any)["region"] != "eu" {
+		t.Fatal("re-authorization lost the metadata or config")
+	}
+}
+
+func TestCallbackRedirectsToReturnURL(t *testing.T) {
+	e, _ := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", map[string]any{"return_url": "https://app.example.test/done?tab=x"})
+	status, _, resp := callback(e, q)
+	if status != http.StatusTemporaryRedirect {
+		t.Fatalf("status %d", status)
+	}
+	u, _ := url.Parse(resp.Redirect)
+	if u.Host != "app.example.test" || u.Query().Get("tab") != "x" || u.Query().Get("connection_id") != "acme" || u.Query().Get("status") != "connected" {
+		t.Fatalf("redirect = %s", resp.Redirect)
+	}
+}
+
+func TestCallbackRejectsBadStates(t *testing.T) {
+	e, srv := authEnv(t)
+	now, advance := fixedClock(time.Now())
+	e.b.now = now
+
+	// Forged.
+	before := e.snapshot()
+	status, page, _ := callback(e, url.Values{"state": {"forged-state"}, "code": {"x"}})
+	if status != http.StatusBadRequest || !strings.Contains(page, "unknown or was already used") {
+		t.Fatalf("forged: %d %s", status, page)
+	}
+	e.assertUnchanged(before)
+	if status, _, _ := callback(e, url.Values{"code": {"x"}}); status != http.StatusBadRequest {
+		t.Fatalf("missing state: %d", status)
+	}
+
+	// Expired.
+	q := consent(t, e, "connections/github/late/authorize", nil)
+	advance(11 * time.Minute)
+	status, page, _ = callback(e, q)
+	if status != http.StatusBadRequest || !strings.Contains(page, "expired") {
+		t.Fatalf("expired: %d %s", status, page)
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/late", nil, http.StatusNotFound)
+	if srv.Requests() != 0 {
+		t.Fatal("an expired state reached the token endpoint")
+	}
+
+	// Replayed.
+	q = consent(t, e, "connections/github/once/authorize", nil)
+	if status, _, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("first use: %d", status)
+	}
+	first := e.mustDo(logical.ReadOperation, "connections/github/once/raw", nil)["refresh_token"]
+	status, page, _ = callback(e, q)
+	if status != http.StatusBadRequest || !strings.Contains(page, "already used") {
+		t.Fatalf("replay: %d %s", status, page)
+	}
+	if e.mustDo(logical.ReadOperation, "connections/github/once/raw", nil)["refresh_token"] != first {
+		t.Fatal("a replayed state changed the connection")
+	}
+}
+
+// A state is bound to one connection and its PKCE verifier: pairing one
+// connection's state with another's code fails at the token endpoint, and
+// neither connection is written.
+func TestCallbackStateOfAnotherConnection(t *testing.T) {
+	e, _ := authEnv(t)
+	qa := consent(t, e, "connections/github/alice/authorize", nil)
+	qb := consent(t, e, "connections/github/bob/authorize", nil)
+	status, page, _ := callback(e, url.Values{"state": {qb.Get("state")}, "code": {qa.Get("code")}})
+	if status != http.StatusFailedDependency || !strings.Contains(page, "invalid_grant") {
+		t.Fatalf("crossed state and code: %d %s", status, page)
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/alice", nil, http.StatusNotFound)
+	e.mustFail(logical.ReadOperation, "connections/github/bob", nil, http.StatusNotFound)
+	// Bob's state is spent; Alice's code was spent by the failed exchange.
+	if status, _, _ := callback(e, qb); status != http.StatusBadRequest {
+		t.Fatalf("bob's spent state: %d", status)
+	}
+}
+
+func TestCallbackPKCEMismatch(t *testing.T) {
+	e, srv := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	// Swap the stored verifier for another, as an attacker holding a
+	// stolen code without the verifier would have to.
+	hashes, _ := e.storage.List(t.Context(), statePrefix)
+	var st oauthStateEntry
+	getJSON(t.Context(), e.storage, stateKey(hashes[0]), &st)
+	st.Verifier = "wrong-verifier-wrong-verifier-wrong-verifier-0"
+	putState(t.Context(), e.storage, hashes[0], &st)
+
+	status, page, _ := callback(e, q)
+	if status != http.StatusFailedDependency || !strings.Contains(page, "invalid_grant") {
+		t.Fatalf("PKCE mismatch: %d %s", status, page)
+	}
+	if srv.LastForm().Get("code_verifier") != st.Verifier {
+		t.Fatal("exchange did not send the stored verifier")
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/acme", nil, http.StatusNotFound)
+}
+
+func TestCallbackProviderErrorIsEscaped(t *testing.T) {
+	e, srv := authEnv(t)
+	srv.Deny("access_denied", `<script>alert("x")</script> & more`)
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	status, page, _ := callback(e, q)
+	if status != http.StatusBadRequest {
+		t.Fatalf("status %d", status)
+	}
+	if strings.Contains(page, "<script>") || !strings.Contains(page, "&lt;script&gt;") || !strings.Contains(page, "access_denied") {
+		t.Fatalf("page not escaped:\n%s", page)
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/acme", nil, http.StatusNotFound)
+	// The state was spent by the failure.
+	srv.Deny("", "")
+	if status, _, _ := callback(e, url.Values{"state": {q.Get("state")}, "code": {"x"}}); status != http.StatusBadRequest {
+		t.Fatal("a state survived a failed callback")
+	}
+}
+
+func TestTokenResponseConfigMapping(t *testing.T) {
+	e, srv := authEnv(t)
+	srv.SetExtraFields(map[string]any{"instance_url": "https://acme.my.example.test", "team": map[string]any{"id": "T123"}})
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"token_response_config": map[string]any{"instance_url": "instance_url", "team_id": "team.id", "absent": "nope"}})
+	callback(e, consent(t, e, "connections/github/acme/authorize", nil))
+	cfg := e.mustDo(logical.ReadOperation, "connections/github/acme/config", nil)
+	if cfg["instance_url"] != "https://acme.my.example.test" || cfg["team_id"] != "T123" {
+		t.Fatalf("connection config = %v", cfg)
+	}
+	if _, ok := cfg["absent"]; ok {
+		t.Fatal("a member missing from the response was mapped")
+	}
+}
+
+func TestCleanExpiredStates(t *testing.T) {
+	e, _ := authEnv(t)
+	now, advance := fixedClock(time.Now())
+	e.b.now = now
+	e.mustDo(logical.UpdateOperation, "connections/github/old/authorize", nil)
+	advance(6 * time.Minute)
+	e.mustDo(logical.UpdateOperation, "connections/github/new/authorize", nil)
+	advance(5 * time.Minute) // the first has expired, the second not
+	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err != nil {
+		t.Fatal(err)
+	}
+	left, _ := e.storage.List(t.Context(), statePrefix)
+	if len(left) != 1 {
+		t.Fatalf("%d states left, want 1", len(left))
+	}
+	var st oauthStateEntry
+	getJSON(t.Context(), e.storage, stateKey(left[0]), &st)
+	if st.ConnectionID != "new" {
+		t.Fatalf("kept the state of %q", st.ConnectionID)
+	}
+}
