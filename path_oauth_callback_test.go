@@ -246,3 +246,42 @@ func TestCleanExpiredStates(t *testing.T) {
 		t.Fatalf("kept the state of %q", st.ConnectionID)
 	}
 }
+
+func TestTemplatedProviderFlow(t *testing.T) {
+	e, srv := authEnv(t)
+	base := srv.URL + "/t/${connectionConfig.subdomain}"
+	e.mustDo(logical.CreateOperation, "providers/tenantco", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": base + "/authorize", "token_url": base + "/token", "revocation_url": base + "/revoke",
+	})
+	e.mustDo(logical.CreateOperation, "integrations/tenantco", map[string]any{
+		"provider": "tenantco", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	msg := e.mustFail(logical.UpdateOperation, "connections/tenantco/acme/authorize", nil, http.StatusBadRequest)
+	if !strings.Contains(msg, "connection_config.subdomain is required") {
+		t.Fatalf("error = %q", msg)
+	}
+	e.mustFail(logical.UpdateOperation, "connections/tenantco/acme/authorize", map[string]any{"connection_config": map[string]any{"subdomain": "evil.test/"}}, http.StatusBadRequest)
+
+	q := consent(t, e, "connections/tenantco/acme/authorize", map[string]any{"connection_config": map[string]any{"subdomain": "acme"}})
+	if srv.LastTenant() != "acme" {
+		t.Fatalf("authorize went to tenant %q", srv.LastTenant())
+	}
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if srv.LastTenant() != "acme" {
+		t.Fatalf("code exchange went to tenant %q", srv.LastTenant())
+	}
+	// The refresh uses the connection's config too.
+	srv.SetDelay(0)
+	data := e.mustDo(logical.UpdateOperation, "connections/tenantco/acme/refresh", nil)
+	if !srv.AccessTokenValid(data["access_token"].(string)) || srv.LastForm().Get("grant_type") != "refresh_token" || srv.LastTenant() != "acme" {
+		t.Fatal("refresh did not reach the tenant's token endpoint")
+	}
+	// A connection without the key cannot be refreshed: 400, naming it.
+	e.mustDo(logical.UpdateOperation, "connections/tenantco/acme/config", map[string]any{"other": "x"})
+	msg = e.mustFail(logical.UpdateOperation, "connections/tenantco/acme/refresh", nil, http.StatusBadRequest)
+	if !strings.Contains(msg, "connection_config.subdomain") {
+		t.Fatalf("error = %q", msg)
+	}
+}

@@ -1,0 +1,85 @@
+package connect
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+)
+
+func rsaKeyPEM(t *testing.T) (*rsa.PrivateKey, string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return key, string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
+}
+
+func appEnv(t *testing.T) (*testEnv, *oauthtest.Server, string) {
+	t.Helper()
+	srv := oauthtest.New()
+	t.Cleanup(srv.Close)
+	key, keyPEM := rsaKeyPEM(t)
+	srv.SetApp("4242", &key.PublicKey)
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/ghapp", map[string]any{
+		"provider": "github-app", "app_id": "4242", "private_key": keyPEM, "api_base_url": srv.URL,
+	})
+	return e, srv, keyPEM
+}
+
+func TestAppInstallationTokens(t *testing.T) {
+	e, srv, keyPEM := appEnv(t)
+	in := e.mustDo(logical.ReadOperation, "integrations/ghapp", nil)
+	if in["auth_mode"] != "APP" || in["private_key_set"] != true {
+		t.Fatalf("integration read = %v", in)
+	}
+	if _, ok := in["private_key"]; ok {
+		t.Fatal("integration read returns the private key")
+	}
+	data := e.mustDo(logical.CreateOperation, "connections/ghapp/acme", map[string]any{"connection_config": map[string]any{"installation_id": 987}})
+	tok := data["access_token"].(string)
+	if !strings.HasPrefix(tok, "ghs_") || !srv.AccessTokenValid(tok) || srv.LastTenant() != "987" {
+		t.Fatalf("token %q for installation %q", tok, srv.LastTenant())
+	}
+	exp, _ := time.Parse(time.RFC3339, data["expires_at"].(string))
+	if time.Until(exp) < 50*time.Minute {
+		t.Fatalf("expires_at = %v", data["expires_at"])
+	}
+	// Renewed like an OAuth token once within the margin.
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"refresh_margin": "2h"})
+	if renewed := e.mustDo(logical.ReadOperation, "connections/ghapp/acme", nil)["access_token"]; renewed == tok {
+		t.Fatal("installation token within the margin was not renewed")
+	}
+	e.assertNoSecretLogged(keyPEM, tok)
+}
+
+func TestAppRejects(t *testing.T) {
+	e, _, _ := appEnv(t)
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"no installation", "connections/ghapp/acme", map[string]any{}, "installation_id is required"},
+		{"installation not a number", "connections/ghapp/acme", map[string]any{"connection_config": map[string]any{"installation_id": "1/../2"}}, "must be a number"},
+		{"bad key", "integrations/ghapp", map[string]any{"private_key": "-----BEGIN RSA PRIVATE KEY-----\nzzz\n-----END RSA PRIVATE KEY-----"}, "PEM"},
+		{"no app id", "integrations/other", map[string]any{"auth_mode": "APP", "private_key": "x"}, "PEM"},
+	}, "zzz")
+	e.assertUnchanged(before)
+
+	// A key the provider does not know: 424, nothing stored.
+	_, otherPEM := rsaKeyPEM(t)
+	e.mustDo(logical.UpdateOperation, "integrations/ghapp", map[string]any{"private_key": otherPEM})
+	msg := e.mustFail(logical.CreateOperation, "connections/ghapp/acme", map[string]any{"connection_config": map[string]any{"installation_id": 1}}, http.StatusFailedDependency)
+	if !strings.Contains(msg, "HTTP 401") {
+		t.Fatalf("error = %q", msg)
+	}
+	e.mustFail(logical.ReadOperation, "connections/ghapp/acme", nil, http.StatusNotFound)
+}

@@ -1,0 +1,128 @@
+package connect
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestCatalogShipsCommonProviders(t *testing.T) {
+	if len(builtinProviders) < 25 {
+		t.Fatalf("catalog has %d providers, want at least 25", len(builtinProviders))
+	}
+	for _, name := range []string{"github", "gitlab", "google", "microsoft", "slack", "salesforce", "hubspot", "notion",
+		"atlassian", "zendesk", "shopify", "okta", "linear", "asana", "dropbox", "box", "zoom", "intercom", "airtable",
+		"xero", "quickbooks", "discord", "spotify", "stripe", "twilio", "github-app"} {
+		if _, ok := builtinProviders[name]; !ok {
+			t.Errorf("catalog lacks %s", name)
+		}
+	}
+	if builtinProviders["salesforce"].TokenResponseConfig["instance_url"] != "instance_url" {
+		t.Error("salesforce does not map instance_url into connection config")
+	}
+	if !strings.Contains(builtinProviders["zendesk"].TokenURL, "${connectionConfig.subdomain}") {
+		t.Error("zendesk token URL is not templated by subdomain")
+	}
+}
+
+func TestProvidersListAndRead(t *testing.T) {
+	e := newTestEnv(t)
+	resp, _ := e.do(logical.ListOperation, "providers/", nil)
+	keys := resp.Data["keys"].([]string)
+	if len(keys) != len(builtinProviders) {
+		t.Fatalf("listed %d providers, want %d", len(keys), len(builtinProviders))
+	}
+	info := resp.Data["key_info"].(map[string]any)["stripe"].(map[string]any)
+	if info["auth_mode"] != "API_KEY" || info["builtin"] != true {
+		t.Fatalf("key_info[stripe] = %v", info)
+	}
+	gh := e.mustDo(logical.ReadOperation, "providers/github", nil)
+	if gh["auth_url"] != "https://github.com/login/oauth/authorize" || gh["auth_mode"] != "OAUTH2" {
+		t.Fatalf("providers/github = %v", gh)
+	}
+	e.mustFail(logical.ReadOperation, "providers/nope", nil, http.StatusNotFound)
+}
+
+func TestProviderOverrideAndDelete(t *testing.T) {
+	e := newTestEnv(t)
+	builtin := e.mustDo(logical.ReadOperation, "providers/github", nil)
+	e.mustDo(logical.UpdateOperation, "providers/github", map[string]any{"token_url": "https://ghe.example.test/login/oauth/access_token"})
+	over := e.mustDo(logical.ReadOperation, "providers/github", nil)
+	if over["token_url"] != "https://ghe.example.test/login/oauth/access_token" || over["auth_url"] != builtin["auth_url"] {
+		t.Fatalf("override = %v", over)
+	}
+	// Built-in and operator-defined providers read alike.
+	if len(over) != len(builtin) {
+		t.Fatalf("override has %d fields, built-in %d", len(over), len(builtin))
+	}
+	resp, _ := e.do(logical.ListOperation, "providers/", nil)
+	if resp.Data["key_info"].(map[string]any)["github"].(map[string]any)["builtin"] != false {
+		t.Fatal("override still listed as built-in")
+	}
+	e.mustDo(logical.DeleteOperation, "providers/github", nil)
+	if e.mustDo(logical.ReadOperation, "providers/github", nil)["token_url"] != builtin["token_url"] {
+		t.Fatal("deleting the override did not restore the built-in")
+	}
+	msg := e.mustFail(logical.DeleteOperation, "providers/github", nil, http.StatusBadRequest)
+	if !strings.Contains(msg, "built in") {
+		t.Fatalf("error = %q", msg)
+	}
+
+	e.mustDo(logical.CreateOperation, "providers/acme-api", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": "https://${connectionConfig.subdomain}.acme.test/authorize",
+		"token_url": "https://${connectionConfig.subdomain}.acme.test/token", "tokens_expire": true,
+	})
+	if e.mustDo(logical.ReadOperation, "providers/acme-api", nil)["tokens_expire"] != true {
+		t.Fatal("tokens_expire not stored")
+	}
+	e.mustDo(logical.DeleteOperation, "providers/acme-api", nil)
+	e.mustFail(logical.ReadOperation, "providers/acme-api", nil, http.StatusNotFound)
+}
+
+func TestProviderRejects(t *testing.T) {
+	e := newTestEnv(t)
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"no mode", "providers/x", map[string]any{"token_url": "https://p/t"}, "auth_mode"},
+		{"missing auth_url", "providers/x", map[string]any{"auth_mode": "OAUTH2", "token_url": "https://p/t"}, "auth_url is required"},
+		{"bad placeholder", "providers/x", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": "https://${env.HOME}/t"}, "placeholder"},
+		{"relative", "providers/x", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": "/t"}, "absolute"},
+		{"bad name", "providers/a b", map[string]any{"auth_mode": "API_KEY"}, "name"},
+	}, "zzz")
+	e.assertUnchanged(before)
+}
+
+func TestIntegrationWithProvider(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	// auth_mode and URLs come from the catalog.
+	e.mustDo(logical.CreateOperation, "integrations/gh", map[string]any{"provider": "github", "client_id": "c"})
+	data := e.mustDo(logical.ReadOperation, "integrations/gh", nil)
+	if data["auth_mode"] != "OAUTH2" || data["provider"] != "github" || data["auth_url"] != "" {
+		t.Fatalf("integration read = %v", data)
+	}
+	u := e.mustDo(logical.UpdateOperation, "connections/gh/acme/authorize", nil)["authorization_url"].(string)
+	if !strings.HasPrefix(u, "https://github.com/login/oauth/authorize?") {
+		t.Fatalf("authorization_url = %s", u)
+	}
+	// The integration's own fields win.
+	e.mustDo(logical.UpdateOperation, "integrations/gh", map[string]any{"auth_url": "https://ghe.example.test/authorize"})
+	u = e.mustDo(logical.UpdateOperation, "connections/gh/acme/authorize", nil)["authorization_url"].(string)
+	if !strings.HasPrefix(u, "https://ghe.example.test/authorize?") {
+		t.Fatalf("authorization_url after override = %s", u)
+	}
+
+	e.mustDo(logical.CreateOperation, "integrations/pay", map[string]any{"provider": "stripe"})
+	if e.mustDo(logical.ReadOperation, "integrations/pay", nil)["auth_mode"] != "API_KEY" {
+		t.Fatal("auth_mode not taken from the provider")
+	}
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"unknown provider", "integrations/x", map[string]any{"provider": "nope", "client_id": "c"}, "not in the catalog"},
+		{"mode mismatch", "integrations/x", map[string]any{"provider": "github", "auth_mode": "API_KEY"}, "does not match"},
+		{"catalog lacks what the mode needs", "integrations/x", map[string]any{"provider": "github"}, "client_id is required"},
+	}, "zzz")
+	e.assertUnchanged(before)
+}

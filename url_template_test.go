@@ -1,0 +1,48 @@
+package connect
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestExpandURL(t *testing.T) {
+	tmpl := "https://${connectionConfig.subdomain}.zendesk.test/oauth/${connectionConfig.path_part}/tokens"
+	got, err := expandURL("token_url", tmpl, map[string]any{"subdomain": "acme-eu", "path_part": "v2"})
+	if err != nil || got != "https://acme-eu.zendesk.test/oauth/v2/tokens" {
+		t.Fatalf("expandURL = %q, %v", got, err)
+	}
+	if got, _ := expandURL("token_url", "https://plain.test/t", nil); got != "https://plain.test/t" {
+		t.Fatalf("plain URL changed: %q", got)
+	}
+	bad := []struct {
+		cfg  map[string]any
+		want string
+	}{
+		{map[string]any{"path_part": "v2"}, "connection_config.subdomain is required"},
+		{map[string]any{"subdomain": "", "path_part": "v2"}, "connection_config.subdomain is required"},
+		// Values that would move the request to another host.
+		{map[string]any{"subdomain": "evil.test/x?", "path_part": "v2"}, "must be letters"},
+		{map[string]any{"subdomain": "evil.test#", "path_part": "v2"}, "must be letters"},
+		{map[string]any{"subdomain": "user@evil.test", "path_part": "v2"}, "must be letters"},
+		{map[string]any{"subdomain": "acme", "path_part": "../../x"}, "must be letters"},
+	}
+	for _, tc := range bad {
+		_, err := expandURL("token_url", tmpl, tc.cfg)
+		var bc *badConfigError
+		if !errors.As(err, &bc) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("expandURL(%v) error = %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestValidateURLTemplate(t *testing.T) {
+	if err := validateURLTemplate("auth_url", "https://${connectionConfig.subdomain}.okta.test/oauth2/v1/authorize"); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"https://${connectionConfig.a-b}.test/", "https://${env}.test/", "${connectionConfig.host}/path"} {
+		if err := validateURLTemplate("auth_url", bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
