@@ -285,3 +285,21 @@ func TestTemplatedProviderFlow(t *testing.T) {
 		t.Fatalf("error = %q", msg)
 	}
 }
+
+func TestAuthorizationScopes(t *testing.T) {
+	e, srv := authEnv(t)
+	srv.AllowScopes("repo", "read:user")
+	// The integration's scopes by default.
+	if status, page, _ := callback(e, consent(t, e, "connections/github/acme/authorize", nil)); status != http.StatusOK {
+		t.Fatalf("default scopes: %d %s", status, page)
+	}
+	if got := srv.LastAuthorize().Get("scope"); got != "repo read:user" {
+		t.Fatalf("scope = %q", got)
+	}
+	// An override the provider refuses fails at the callback, escaped.
+	status, page, _ := callback(e, consent(t, e, "connections/github/bob/authorize", map[string]any{"scopes": "admin:org"}))
+	if status != http.StatusBadRequest || !strings.Contains(page, "invalid_scope") {
+		t.Fatalf("refused scope: %d %s", status, page)
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/bob", nil, http.StatusNotFound)
+}

@@ -33,6 +33,9 @@ sha=$(sha256sum "$plugin_dir/vault-plugin-secrets-connect" | cut -d' ' -f1)
 "$vault" plugin register -sha256="$sha" -command=vault-plugin-secrets-connect secret connect >/dev/null
 "$vault" secrets enable -path=connect connect >/dev/null
 
+# The OAuth callback of this mount, as providers must be told it.
+"$vault" write connect/config redirect_url="$VAULT_ADDR/v1/connect/oauth/callback" >/dev/null
+
 # The demo: an API-key integration with one connection.
 "$vault" write connect/integrations/stripe-demo auth_mode=API_KEY >/dev/null
 "$vault" write connect/connections/stripe-demo/acme api_key=sk_test_demo_123 >/dev/null
@@ -51,6 +54,10 @@ Server log: $log
   vault read -field=api_key connect/connections/stripe-demo/acme
   vault patch connect/connections/stripe-demo/acme/metadata plan=enterprise
   vault path-help connect/connections/stripe-demo/acme
+  vault list connect/providers
+  vault read connect/providers/github
+
+OAuth callback (register it with your OAuth apps): $VAULT_ADDR/v1/connect/oauth/callback
 
 Ctrl-C stops the server.
 MSG

@@ -45,6 +45,7 @@ type Server struct {
 	revokeStatus  int
 	appID         string
 	appKey        *rsa.PublicKey
+	scopes        map[string]bool
 
 	expiresIn    int
 	rotate       bool
@@ -108,6 +109,29 @@ func (s *Server) RegisterRedirectURI(uri string) { s.set(func() { s.redirectURIs
 // user refuses consent; an empty code consents again.
 func (s *Server) Deny(code, description string) {
 	s.set(func() { s.denyCode, s.denyDesc = code, description })
+}
+
+// AllowScopes limits the scopes the authorize endpoint grants; a request for
+// any other is refused with invalid_scope. No call: any scope.
+func (s *Server) AllowScopes(scopes ...string) {
+	s.set(func() {
+		s.scopes = map[string]bool{}
+		for _, sc := range scopes {
+			s.scopes[sc] = true
+		}
+	})
+}
+
+func (s *Server) scopesAllowed(requested string) bool {
+	if s.scopes == nil {
+		return true
+	}
+	for _, sc := range strings.Fields(requested) {
+		if !s.scopes[sc] {
+			return false
+		}
+	}
+	return true
 }
 
 // LastAuthorize is the query of the last authorization request.
@@ -314,6 +338,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	case q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256":
 		back.Set("error", "invalid_request")
 		back.Set("error_description", "PKCE with S256 is required")
+	case !s.scopesAllowed(q.Get("scope")):
+		back.Set("error", "invalid_scope")
+		back.Set("error_description", "the requested scope is not allowed")
 	case s.denyCode != "":
 		back.Set("error", s.denyCode)
 		back.Set("error_description", s.denyDesc)
