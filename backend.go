@@ -57,6 +57,11 @@ type backend struct {
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
+
+	// cache serves reads of connections and config from memory.
+	cache *connectionCache
+	// engine schedules background refreshes.
+	engine *refreshEngine
 }
 
 // Factory is the plugin entry point Vault calls when the engine is mounted.
@@ -77,6 +82,8 @@ func newBackend() *backend {
 		stateLocks:       locksutil.CreateLocks(),
 		httpClient:       client,
 		now:              time.Now,
+		cache:            newConnectionCache(),
+		engine:           newRefreshEngine(),
 	}
 
 	b.Backend = &framework.Backend{
@@ -95,6 +102,7 @@ func newBackend() *backend {
 		// connection path, and the catch-all that explains bad ids last.
 		Paths: framework.PathAppend(
 			pathConfig(b),
+			pathStatus(b),
 			pathProviders(b),
 			pathIntegrations(b),
 			pathOAuthCallback(b),
@@ -103,7 +111,10 @@ func newBackend() *backend {
 			pathConnectionAuthorize(b),
 			pathConnections(b),
 		),
-		PeriodicFunc: b.periodic,
+		PeriodicFunc:   b.periodic,
+		InitializeFunc: b.initialize,
+		Invalidate:     b.invalidate,
+		Clean:          b.clean,
 	}
 	return b
 }

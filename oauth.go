@@ -10,6 +10,9 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
@@ -245,4 +248,68 @@ func grantedScopes(raw map[string]any) []string {
 	}
 	// RFC 6749 says space-delimited; some providers use commas.
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
+}
+
+// obtainToken asks the provider for a new token by the grant the auth mode
+// uses. in is the stored integration; its provider is resolved here so that
+// an operator's change to a provider applies to the next refresh.
+func (b *backend) obtainToken(ctx context.Context, s logical.Storage, stored *integrationEntry, c *connectionEntry) (*tokenResult, *integrationEntry, error) {
+	in, err := effectiveIntegration(ctx, s, stored)
+	if err != nil {
+		return nil, nil, err
+	}
+	ep, err := resolveEndpoints(in, c.ConnectionConfig)
+	if err != nil {
+		return nil, nil, err
+	}
+	var res *tokenResult
+	switch c.AuthMode {
+	case authModeOAuth2CC:
+		scopes := c.Credentials.Scopes
+		if len(scopes) == 0 {
+			scopes = in.Scopes
+		}
+		res, err = b.clientCredentialsToken(ctx, in, ep, scopes)
+	case authModeOAuth2:
+		if c.Credentials.RefreshToken == "" {
+			return nil, nil, errNotRefreshable
+		}
+		res, err = b.refreshToken(ctx, in, ep, c.Credentials.RefreshToken)
+	case authModeApp:
+		res, err = b.appInstallationToken(ctx, in, ep, c.ConnectionConfig)
+	default:
+		err = fmt.Errorf("auth_mode %s has no token grant", c.AuthMode)
+	}
+	return res, in, err
+}
+
+// applyToken stores a token response in c, and copies the members that in
+// maps into the connection's config. A response without a refresh token
+// keeps the old one (RFC 6749 section 6: the server may or may not issue a
+// new one).
+func applyToken(c *connectionEntry, in *integrationEntry, res *tokenResult, now time.Time) {
+	tok := res.token
+	cr := &c.Credentials
+	cr.AccessToken = tok.AccessToken
+	if tok.RefreshToken != "" {
+		cr.RefreshToken = tok.RefreshToken
+	}
+	cr.TokenType = tok.Type()
+	cr.ExpiresAt = tok.Expiry.UTC()
+	if scopes := grantedScopes(res.raw); scopes != nil {
+		cr.Scopes = scopes
+	}
+	c.RawTokenResponse = res.raw
+	for key, member := range in.TokenResponseConfig {
+		if v, ok := lookupMember(res.raw, member); ok {
+			if c.ConnectionConfig == nil {
+				c.ConnectionConfig = map[string]any{}
+			}
+			c.ConnectionConfig[key] = v
+		}
+	}
+	c.LastRefreshedAt = now
+	c.UpdatedAt = now
+	// A token the provider just issued ends any failure streak.
+	c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = statusOK, 0, ""
 }

@@ -65,7 +65,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	cfg, err := getConfig(ctx, req.Storage)
+	cfg, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +86,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	existing, err := getConnection(ctx, req.Storage, integration, id)
+	existing, err := b.connection(ctx, req.Storage, integration, id)
 	if err != nil {
 		return nil, err
 	}

@@ -35,6 +35,21 @@ func pathConfig(b *backend) []*framework.Path {
 				Type:        framework.TypeCommaStringSlice,
 				Description: "URL prefixes the browser may be sent to after the callback (authorize's return_url must start with one).",
 			},
+			"refresh_concurrency": {
+				Type:        framework.TypeInt,
+				Default:     defaultRefreshConcurrency,
+				Description: "How many background refreshes may be in flight at once. Default 8.",
+			},
+			"idle_refresh_interval": {
+				Type:        framework.TypeDurationSecond,
+				Default:     int(defaultIdleRefreshInterval.Seconds()),
+				Description: "Refresh connections whose refresh tokens expire at least this often, even when their access tokens do not expire, so the refresh tokens stay alive. Default 24h.",
+			},
+			"max_refresh_failures": {
+				Type:        framework.TypeInt,
+				Default:     defaultMaxRefreshFailures,
+				Description: "Failed refreshes in a row after which a connection is 'exhausted' and the background stops trying. Default 4.",
+			},
 		},
 		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil),
 		// The configuration always exists (with defaults), so writes are
@@ -46,7 +61,7 @@ func pathConfig(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	cfg, err := getConfig(ctx, req.Storage)
+	cfg, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return nil, err
 	}
@@ -54,9 +69,22 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 }
 
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	cfg, err := getConfig(ctx, req.Storage)
+	cfg, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return nil, err
+	}
+	if v, ok := d.GetOk("refresh_concurrency"); ok {
+		if cfg.RefreshConcurrency = v.(int); cfg.RefreshConcurrency < 1 || cfg.RefreshConcurrency > 256 {
+			return logical.ErrorResponse("refresh_concurrency must be between 1 and 256"), nil
+		}
+	}
+	if v, ok := d.GetOk("max_refresh_failures"); ok {
+		if cfg.MaxRefreshFailures = v.(int); cfg.MaxRefreshFailures < 1 {
+			return logical.ErrorResponse("max_refresh_failures must be at least 1"), nil
+		}
+	}
+	if v, ok := d.GetOk("idle_refresh_interval"); ok {
+		cfg.IdleRefreshInterval = time.Duration(v.(int)) * time.Second
 	}
 	if v, ok := d.GetOk("refresh_margin"); ok {
 		cfg.RefreshMargin = time.Duration(v.(int)) * time.Second
@@ -83,7 +111,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 		cfg.AllowedReturnURLs = v.([]string)
 	}
-	if err := putConfig(ctx, req.Storage, cfg); err != nil {
+	if err := b.saveConfig(ctx, req.Storage, cfg); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: configResponse(cfg)}, nil
@@ -91,10 +119,13 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 func configResponse(cfg *configEntry) map[string]any {
 	return map[string]any{
-		"refresh_margin":      int64(cfg.RefreshMargin.Seconds()),
-		"redirect_url":        cfg.RedirectURL,
-		"state_ttl":           int64(cfg.StateTTL.Seconds()),
-		"allowed_return_urls": nonNilStrings(cfg.AllowedReturnURLs),
+		"refresh_margin":        int64(cfg.RefreshMargin.Seconds()),
+		"redirect_url":          cfg.RedirectURL,
+		"state_ttl":             int64(cfg.StateTTL.Seconds()),
+		"allowed_return_urls":   nonNilStrings(cfg.AllowedReturnURLs),
+		"refresh_concurrency":   cfg.RefreshConcurrency,
+		"idle_refresh_interval": int64(cfg.IdleRefreshInterval.Seconds()),
+		"max_refresh_failures":  cfg.MaxRefreshFailures,
 	}
 }
 
@@ -111,4 +142,10 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        10m).
   allowed_return_urls  URL prefixes that authorize's return_url may start
                        with.
+  refresh_concurrency  Background refreshes in flight at once (default 8).
+  idle_refresh_interval
+                       How often connections whose refresh tokens expire are
+                       refreshed even when idle (default 24h).
+  max_refresh_failures Failed refreshes in a row before a connection is
+                       "exhausted" and the background stops (default 4).
 `

@@ -58,7 +58,7 @@ func (b *backend) pathConnectionRefresh(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	c, _, err := b.refreshConnection(ctx, req.Storage, integration, id, true)
+	c, _, err := b.refreshConnection(ctx, req.Storage, integration, id, triggerForced)
 	if err != nil {
 		return nil, err
 	}

@@ -113,7 +113,7 @@ func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		c, err := getConnection(ctx, req.Storage, integration, id)
+		c, err := b.connection(ctx, req.Storage, integration, id)
 		if err != nil || c == nil {
 			return nil, err
 		}
@@ -139,7 +139,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 		lock.Lock()
 		defer lock.Unlock()
 
-		c, err := getConnection(ctx, req.Storage, integration, id)
+		c, err := b.loadConnection(ctx, req.Storage, integration, id)
 		if err != nil {
 			return nil, err
 		}
@@ -152,7 +152,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 		}
 		doc.set(c, updated)
 		c.UpdatedAt = b.now()
-		if err := putConnection(ctx, req.Storage, c); err != nil {
+		if err := b.saveConnection(ctx, req.Storage, c); err != nil {
 			return nil, err
 		}
 		return &logical.Response{Data: nonNilObject(updated)}, nil

@@ -202,18 +202,22 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 
 	keyInfo := make(map[string]any, len(ids))
 	for _, id := range ids {
-		c, err := getConnection(ctx, req.Storage, integration, id)
+		c, err := b.connection(ctx, req.Storage, integration, id)
 		if err != nil {
 			return nil, err
 		}
 		if c == nil { // deleted since the list
 			continue
 		}
-		keyInfo[id] = map[string]any{
+		info := map[string]any{
 			"auth_mode":  string(c.AuthMode),
 			"created_at": formatTime(c.CreatedAt),
 			"expires_at": formatTime(c.Credentials.ExpiresAt),
 		}
+		if c.AuthMode.hasTokens() {
+			addRefreshState(info, c)
+		}
+		keyInfo[id] = info
 	}
 	return logical.ListResponseWithInfo(ids, keyInfo), nil
 }
@@ -273,7 +277,7 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		data["token_type"] = cr.TokenType
 		data["expires_at"] = formatTime(cr.ExpiresAt)
 		data["scopes"] = nonNilStrings(cr.Scopes)
-		data["last_refreshed_at"] = formatTime(c.LastRefreshedAt)
+		addRefreshState(data, c)
 		if withLongLived {
 			data["refresh_token"] = cr.RefreshToken
 			data["raw_token_response"] = nonNilObject(c.RawTokenResponse)
@@ -291,6 +295,19 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		data["credentials"] = creds
 	}
 	return data
+}
+
+// addRefreshState shows where the engine stands with a token connection.
+func addRefreshState(data map[string]any, c *connectionEntry) {
+	status := c.RefreshStatus
+	if status == "" {
+		status = statusOK
+	}
+	data["refresh_status"] = string(status)
+	data["refresh_failures"] = c.RefreshFailures
+	data["last_refresh_error"] = c.LastRefreshError
+	data["last_refreshed_at"] = formatTime(c.LastRefreshedAt)
+	data["next_refresh_at"] = formatTime(c.NextRefreshAt)
 }
 
 func nonNilObject(m map[string]any) map[string]any {
@@ -320,7 +337,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	lock.Lock()
 	defer lock.Unlock()
 
-	existing, err := getConnection(ctx, req.Storage, integration, id)
+	existing, err := b.loadConnection(ctx, req.Storage, integration, id)
 	if err != nil {
 		return nil, err
 	}
@@ -341,7 +358,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 		}
 		applyToken(c, eff, res, b.now())
 	}
-	if err := putConnection(ctx, req.Storage, c); err != nil {
+	if err := b.saveConnection(ctx, req.Storage, c); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: connectionResponse(c, false)}, nil
@@ -370,6 +387,10 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 	if err := applyCredentialFields(&c.Credentials, in.AuthMode, d, now); err != nil {
 		return nil, err
 	}
+	if credentialsGiven(in.AuthMode, d) {
+		// New credentials from the caller end any failure streak.
+		c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = "", 0, ""
+	}
 	for field, dst := range map[string]*map[string]any{"metadata": &c.Metadata, "connection_config": &c.ConnectionConfig} {
 		if v, ok := d.GetOk(field); ok {
 			obj, err := jsonObject(field, v)
@@ -381,6 +402,17 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 	}
 	c.UpdatedAt = now
 	return &c, nil
+}
+
+// credentialsGiven reports whether the request sets any credential field of
+// the mode.
+func credentialsGiven(mode authMode, d *framework.FieldData) bool {
+	for _, f := range connectionModeFields[mode] {
+		if _, ok := d.Raw[f]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // applyCredentialFields sets the credential fields of one auth mode and
@@ -465,7 +497,7 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 
 	var warnings []string
 	if d.Get("revoke").(bool) {
-		c, err := getConnection(ctx, req.Storage, integration, id)
+		c, err := b.loadConnection(ctx, req.Storage, integration, id)
 		if err != nil {
 			return nil, err
 		}
@@ -477,7 +509,7 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 			warnings = b.revokeTokens(context.WithoutCancel(ctx), req.Storage, in, c)
 		}
 	}
-	if err := deleteConnection(ctx, req.Storage, integration, id); err != nil {
+	if err := b.dropConnection(ctx, req.Storage, integration, id); err != nil {
 		return nil, err
 	}
 	if len(warnings) == 0 {
@@ -492,7 +524,7 @@ func (b *backend) removeConnection(ctx context.Context, s logical.Storage, integ
 	lock := b.connLock(integration, id)
 	lock.Lock()
 	defer lock.Unlock()
-	return deleteConnection(ctx, s, integration, id)
+	return b.dropConnection(ctx, s, integration, id)
 }
 
 const pathConnectionListHelp = `

@@ -137,7 +137,7 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 	defer lock.Unlock()
 
 	now := b.now()
-	c, err := getConnection(ctx, s, st.Integration, st.ConnectionID)
+	c, err := b.loadConnection(ctx, s, st.Integration, st.ConnectionID)
 	if err != nil {
 		return err
 	}
@@ -156,7 +156,7 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 		c.Metadata = nonNilObject(st.Metadata)
 	}
 	applyToken(c, in, res, now)
-	return putConnection(ctx, s, c)
+	return b.saveConnection(ctx, s, c)
 }
 
 func withQuery(base string, q url.Values) string {

@@ -14,6 +14,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	if err := b.runRefreshTick(ctx, req.Storage); err != nil {
+		return err
+	}
 	return b.cleanExpiredStates(ctx, req.Storage)
 }
 

@@ -140,8 +140,10 @@ func TestConcurrentReadsSpendOneRefresh(t *testing.T) {
 func TestRefreshFailureWhileTokenValidWarns(t *testing.T) {
 	e, srv := oauthEnv(t)
 	access, refresh := importExpiring(e, srv, "c1", 5*time.Minute)
+	// With auth_style auto, x/oauth2 retries a failed request with the
+	// other style; fix the style so one refresh is one request.
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_style": "header"})
 	srv.Fail("temporarily_unavailable", http.StatusServiceUnavailable)
-	before := e.snapshot()
 
 	resp, status := e.do(logical.ReadOperation, "connections/github/c1", nil)
 	if status != http.StatusOK || resp.Data["access_token"] != access {
@@ -150,15 +152,30 @@ func TestRefreshFailureWhileTokenValidWarns(t *testing.T) {
 	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "temporarily_unavailable") {
 		t.Fatalf("warnings = %v", resp.Warnings)
 	}
-	e.assertUnchanged(before)
+	// The credentials are kept; the failure is recorded, with a retry
+	// after the first backoff step, and reads until then do not retry.
+	raw := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)
+	if raw["access_token"] != access || raw["refresh_token"] != refresh {
+		t.Fatal("a failed refresh changed the credentials")
+	}
+	if raw["refresh_status"] != "failing" || raw["refresh_failures"] != 1 || !strings.Contains(raw["last_refresh_error"].(string), "temporarily_unavailable") {
+		t.Fatalf("refresh state = %v %v %v", raw["refresh_status"], raw["refresh_failures"], raw["last_refresh_error"])
+	}
+	next, _ := time.Parse(time.RFC3339, raw["next_refresh_at"].(string))
+	if d := time.Until(next); d < 20*time.Second || d > 31*time.Second {
+		t.Fatalf("next_refresh_at in %v, want the 30s backoff", d)
+	}
+	if srv.Requests() != 1 {
+		t.Fatalf("token requests = %d, want 1 (reads within the backoff do not retry)", srv.Requests())
+	}
 	e.assertNoSecretLogged(access, refresh)
 }
 
 func TestRefreshFailureOfExpiredTokenIs424(t *testing.T) {
 	e, srv := oauthEnv(t)
 	access, refresh := importExpiring(e, srv, "c1", -time.Minute)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_style": "header"})
 	srv.Fail("invalid_grant", http.StatusBadRequest)
-	before := e.snapshot()
 
 	msg := e.mustFail(logical.ReadOperation, "connections/github/c1", nil, http.StatusFailedDependency)
 	if !strings.Contains(msg, "invalid_grant") || !strings.Contains(msg, "HTTP 400") {
@@ -169,8 +186,20 @@ func TestRefreshFailureOfExpiredTokenIs424(t *testing.T) {
 			t.Fatalf("error contains a secret: %q", msg)
 		}
 	}
+	// invalid_grant: only the customer can fix it. Reads do not retry;
+	// a forced refresh does, and fails the same way.
+	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
+	if stored.RefreshStatus != statusReauth || stored.Credentials.RefreshToken != refresh || !stored.NextRefreshAt.IsZero() {
+		t.Fatalf("after invalid_grant: %+v", stored)
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/c1", nil, http.StatusFailedDependency)
+	if srv.Requests() != 1 {
+		t.Fatalf("token requests = %d, want 1", srv.Requests())
+	}
 	e.mustFail(logical.UpdateOperation, "connections/github/c1/refresh", nil, http.StatusFailedDependency)
-	e.assertUnchanged(before)
+	if srv.Requests() != 2 {
+		t.Fatalf("token requests = %d, want 2 after a forced refresh", srv.Requests())
+	}
 	e.assertNoSecretLogged(access, refresh, srv.ClientSecret)
 }
 

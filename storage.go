@@ -34,15 +34,32 @@ type configEntry struct {
 	// AllowedReturnURLs are the URL prefixes a browser may be sent back to
 	// after the callback.
 	AllowedReturnURLs []string `json:"allowed_return_urls,omitempty"`
+	// RefreshConcurrency bounds the background refreshes in flight.
+	RefreshConcurrency int `json:"refresh_concurrency"`
+	// IdleRefreshInterval is how long a connection whose refresh token
+	// expires may go unrefreshed, so that its refresh token stays alive.
+	IdleRefreshInterval time.Duration `json:"idle_refresh_interval"`
+	// MaxRefreshFailures is how many failed refreshes in a row make a
+	// connection "exhausted": the background stops trying.
+	MaxRefreshFailures int `json:"max_refresh_failures"`
 }
 
 const (
-	defaultRefreshMargin = 15 * time.Minute
-	defaultStateTTL      = 10 * time.Minute
+	defaultRefreshMargin       = 15 * time.Minute
+	defaultStateTTL            = 10 * time.Minute
+	defaultRefreshConcurrency  = 8
+	defaultIdleRefreshInterval = 24 * time.Hour
+	defaultMaxRefreshFailures  = 4
 )
 
 func defaultConfig() *configEntry {
-	return &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL}
+	return &configEntry{
+		RefreshMargin:       defaultRefreshMargin,
+		StateTTL:            defaultStateTTL,
+		RefreshConcurrency:  defaultRefreshConcurrency,
+		IdleRefreshInterval: defaultIdleRefreshInterval,
+		MaxRefreshFailures:  defaultMaxRefreshFailures,
+	}
 }
 
 // integrationEntry is one external API and the way to authenticate to it.
@@ -146,6 +163,37 @@ type connectionEntry struct {
 	CreatedAt        time.Time      `json:"created_at"`
 	UpdatedAt        time.Time      `json:"updated_at"`
 	LastRefreshedAt  time.Time      `json:"last_refreshed_at,omitempty"`
+
+	// Refresh state, for connections whose tokens the engine renews.
+	RefreshStatus    refreshStatus `json:"refresh_status,omitempty"`
+	RefreshFailures  int           `json:"refresh_failures,omitempty"`
+	LastRefreshError string        `json:"last_refresh_error,omitempty"`
+	// NextRefreshAt is when the background refreshes the token next; zero
+	// when it will not (no expiry, no refresh token, exhausted).
+	NextRefreshAt time.Time `json:"next_refresh_at,omitempty"`
+}
+
+// clone copies an entry deeply enough that the copy's maps and slices can be
+// changed without touching the original (which the cache may hold).
+func (c *connectionEntry) clone() *connectionEntry {
+	cp := *c
+	cp.Credentials.Scopes = append([]string(nil), c.Credentials.Scopes...)
+	cp.Credentials.Custom = cloneMap(c.Credentials.Custom)
+	cp.RawTokenResponse = cloneMap(c.RawTokenResponse)
+	cp.Metadata = cloneMap(c.Metadata)
+	cp.ConnectionConfig = cloneMap(c.ConnectionConfig)
+	return &cp
+}
+
+func cloneMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 func getConfig(ctx context.Context, s logical.Storage) (*configEntry, error) {

@@ -1,0 +1,57 @@
+package connect
+
+import (
+	"context"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func pathStatus(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "status",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: "status",
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.ReadOperation: &framework.PathOperation{
+				Callback:     b.pathStatusRead,
+				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
+			},
+		},
+		HelpSynopsis:    "Show the refresh engine's state on this node.",
+		HelpDescription: pathStatusHelp,
+	}}
+}
+
+func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	e := b.engine
+	return &logical.Response{Data: map[string]any{
+		"queue_size":             e.queue.Len(),
+		"queue_ready":            e.ready.Load(),
+		"next_refresh_at":        formatTime(e.next()),
+		"refresh_status_counts":  e.statusCounts(),
+		"refreshes_total":        e.refreshes.Load(),
+		"refresh_failures_total": e.failures.Load(),
+		"cached_connections":     b.cache.entries.Len(),
+	}}, nil
+}
+
+const pathStatusHelp = `
+The refresh engine as this node sees it:
+
+  queue_size              connections with a scheduled background refresh
+  queue_ready             whether the queue has been built from storage since
+                          the plugin started (reads are served before that)
+  next_refresh_at         the earliest scheduled refresh
+  refresh_status_counts   token connections by refresh_status: ok, failing,
+                          exhausted, reauthorization_required
+  refreshes_total         refreshes done since the plugin started
+  refresh_failures_total  refreshes that failed since the plugin started
+  cached_connections      connection entries held in memory
+
+The same figures are emitted as metrics (connect.refresh.success,
+connect.refresh.failure and connect.refresh.latency by integration, and
+connect.refresh.queue_depth) through the plugin's go-metrics sink.
+`
