@@ -4,7 +4,7 @@
 VAULT_BIN  := $(CURDIR)/bin/vault
 PLUGIN_DIR := $(CURDIR)/bin/plugins
 
-.PHONY: all build vault dev test unit e2e fmt vet clean
+.PHONY: all build vault dev test unit e2e bench fmt vet clean
 
 all: build
 
@@ -27,6 +27,10 @@ unit:
 
 e2e:
 	scripts/e2e.sh
+
+# The engine's benchmarks with their targets; minutes long, not part of test.
+bench:
+	scripts/bench.sh
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
