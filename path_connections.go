@@ -299,11 +299,7 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 
 // addRefreshState shows where the engine stands with a token connection.
 func addRefreshState(data map[string]any, c *connectionEntry) {
-	status := c.RefreshStatus
-	if status == "" {
-		status = statusOK
-	}
-	data["refresh_status"] = string(status)
+	data["refresh_status"] = string(c.refreshState())
 	data["refresh_failures"] = c.RefreshFailures
 	data["last_refresh_error"] = c.LastRefreshError
 	data["last_refreshed_at"] = formatTime(c.LastRefreshedAt)

@@ -152,6 +152,14 @@ func refreshTokenExpires(c *connectionEntry) bool {
 	return false
 }
 
+// refreshState is c's refresh status; entries that never failed say ok.
+func (c *connectionEntry) refreshState() refreshStatus {
+	if c.RefreshStatus == "" {
+		return statusOK
+	}
+	return c.RefreshStatus
+}
+
 // blocked reports whether reads must not ask the provider for c now: it
 // refused for good, or a retry is not due yet.
 func blocked(c *connectionEntry, now time.Time) bool {
@@ -200,17 +208,19 @@ func (e *refreshEngine) track(c *connectionEntry) {
 	e.queue.PopByKey(key)
 	if !c.NextRefreshAt.IsZero() {
 		// Only the key goes in; the entry is re-read under its lock when
-		// due, so the queue never holds a secret or a stale copy.
-		_ = e.queue.Push(&queue.Item{Key: key, Priority: c.NextRefreshAt.UnixMilli()})
+		// due, so the queue never holds a secret or a stale copy. A save
+		// wins over the start-up rebuild, which may have pushed an older
+		// copy between the pop and this push.
+		item := &queue.Item{Key: key, Priority: c.NextRefreshAt.UnixMilli()}
+		if err := e.queue.Push(item); errors.Is(err, queue.ErrDuplicateItem) {
+			e.queue.PopByKey(key)
+			_ = e.queue.Push(item)
+		}
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if c.AuthMode.hasTokens() {
-		status := c.RefreshStatus
-		if status == "" {
-			status = statusOK
-		}
-		e.statuses[key] = status
+		e.statuses[key] = c.refreshState()
 	} else {
 		delete(e.statuses, key)
 	}
@@ -323,7 +333,7 @@ func (b *backend) readConnection(ctx context.Context, s logical.Storage, integra
 // refreshWarnings says why a connection whose token still works needs
 // attention.
 func refreshWarnings(c *connectionEntry) []string {
-	if c.RefreshStatus == "" || c.RefreshStatus == statusOK {
+	if c.refreshState() == statusOK {
 		return nil
 	}
 	return []string{fmt.Sprintf("token refresh is %s after %d failure(s), returning the current token until it expires at %s: %s",
@@ -574,11 +584,7 @@ func (e *refreshEngine) trackIfAbsent(c *connectionEntry) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if _, seen := e.statuses[key]; !seen && c.AuthMode.hasTokens() {
-		status := c.RefreshStatus
-		if status == "" {
-			status = statusOK
-		}
-		e.statuses[key] = status
+		e.statuses[key] = c.refreshState()
 	}
 }
 
