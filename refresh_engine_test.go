@@ -387,3 +387,35 @@ func TestStatusAndMetrics(t *testing.T) {
 		}
 	}
 }
+
+func TestTickRefreshesIdleConnections(t *testing.T) {
+	e, srv := oauthEnv(t)
+	now, advance := fixedClock(time.Now())
+	e.b.now = now
+	// Access tokens that never expire, refresh tokens that die unused.
+	srv.SetExpiresIn(0)
+	srv.SetExtraFields(map[string]any{"refresh_token_expires_in": 7776000})
+	importExpiring(e, srv, "idle", 2*time.Hour)
+	e.mustDo(logical.UpdateOperation, "connections/github/idle/refresh", nil)
+	c, _ := getConnection(t.Context(), e.storage, "github", "idle")
+	if !c.Credentials.ExpiresAt.IsZero() || !c.NextRefreshAt.Equal(now().Add(24*time.Hour)) {
+		t.Fatalf("expires %v, next refresh %v; want none and a day from now", c.Credentials.ExpiresAt, c.NextRefreshAt)
+	}
+	before := srv.Requests()
+	advance(23 * time.Hour)
+	e.tick()
+	if srv.Requests() != before {
+		t.Fatal("refreshed before the idle interval")
+	}
+	advance(time.Hour)
+	e.tick()
+	if srv.Requests() != before+1 {
+		t.Fatalf("idle connection not refreshed after a day: %d requests", srv.Requests()-before)
+	}
+	// Without an expiring refresh token, the same connection is left alone.
+	srv.SetExtraFields(nil)
+	e.mustDo(logical.UpdateOperation, "connections/github/idle/refresh", nil)
+	if c, _ := getConnection(t.Context(), e.storage, "github", "idle"); !c.NextRefreshAt.IsZero() {
+		t.Fatalf("a token that never expires is scheduled at %v", c.NextRefreshAt)
+	}
+}
