@@ -141,10 +141,7 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 // which cannot write storage.
 func entryOperations(read, write, del framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
 	ops := map[logical.Operation]framework.OperationHandler{
-		logical.ReadOperation: &framework.PathOperation{
-			Callback:     read,
-			DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-		},
+		logical.ReadOperation:   localOperation(read, "read"),
 		logical.CreateOperation: forwardedOperation(write, "write"),
 		logical.UpdateOperation: forwardedOperation(write, "write"),
 	}
@@ -152,6 +149,20 @@ func entryOperations(read, write, del framework.OperationFunc) map[logical.Opera
 		ops[logical.DeleteOperation] = forwardedOperation(del, "delete")
 	}
 	return ops
+}
+
+// onlyOperation is the operation map of a path with a single operation that
+// only reads, such as a list.
+func onlyOperation(op logical.Operation, cb framework.OperationFunc, verb string) map[logical.Operation]framework.OperationHandler {
+	return map[logical.Operation]framework.OperationHandler{op: localOperation(cb, verb)}
+}
+
+// localOperation is an operation any node can serve from its own storage.
+func localOperation(cb framework.OperationFunc, verb string) *framework.PathOperation {
+	return &framework.PathOperation{
+		Callback:     cb,
+		DisplayAttrs: &framework.DisplayAttributes{OperationVerb: verb},
+	}
 }
 
 // forwardedOperation is an operation that writes storage, so a performance

@@ -23,13 +23,8 @@ func pathConnectionActions(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "connection-raw",
 			},
-			Fields: fields,
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.pathConnectionRawRead,
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				},
-			},
+			Fields:          fields,
+			Operations:      onlyOperation(logical.ReadOperation, b.pathConnectionRawRead, "read"),
 			HelpSynopsis:    "Read a connection with its refresh token and the provider's raw token response.",
 			HelpDescription: pathConnectionRawHelp,
 		},

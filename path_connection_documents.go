@@ -66,10 +66,7 @@ func pathConnectionDocuments(b *backend) []*framework.Path {
 			// creates one, so policies need "update", not "create".
 			ExistenceCheck: b.connectionExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation: &framework.PathOperation{
-					Callback:     b.documentRead(doc),
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-				},
+				logical.ReadOperation:   localOperation(b.documentRead(doc), "read"),
 				logical.CreateOperation: forwardedOperation(b.documentWrite(doc, replaceDocument), "write"),
 				logical.UpdateOperation: forwardedOperation(b.documentWrite(doc, replaceDocument), "write"),
 				logical.PatchOperation:  forwardedOperation(b.documentWrite(doc, mergePatchDocument), "patch"),

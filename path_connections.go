@@ -34,12 +34,7 @@ func pathConnections(b *backend) []*framework.Path {
 					Description: "Return at most this many connection ids; 0 means all.",
 				},
 			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{
-					Callback:     b.pathConnectionList,
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
-				},
-			},
+			Operations:      onlyOperation(logical.ListOperation, b.pathConnectionList, "list"),
 			HelpSynopsis:    "List an integration's connections.",
 			HelpDescription: pathConnectionListHelp,
 		},

@@ -27,12 +27,7 @@ func pathIntegrations(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "integrations",
 			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{
-					Callback:     b.pathIntegrationList,
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
-				},
-			},
+			Operations:      onlyOperation(logical.ListOperation, b.pathIntegrationList, "list"),
 			HelpSynopsis:    "List the integrations.",
 			HelpDescription: "Lists the names of all integrations, sorted.",
 		},

@@ -17,12 +17,7 @@ func pathProviders(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "providers",
 			},
-			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ListOperation: &framework.PathOperation{
-					Callback:     b.pathProviderList,
-					DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "list"},
-				},
-			},
+			Operations:      onlyOperation(logical.ListOperation, b.pathProviderList, "list"),
 			HelpSynopsis:    "List the providers: the built-in catalog and the operator's own.",
 			HelpDescription: "Lists provider names, sorted. key_info gives each one's auth_mode and whether it is built in or defined here.",
 		},

@@ -14,12 +14,7 @@ func pathStatus(b *backend) []*framework.Path {
 			OperationPrefix: operationPrefix,
 			OperationSuffix: "status",
 		},
-		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: &framework.PathOperation{
-				Callback:     b.pathStatusRead,
-				DisplayAttrs: &framework.DisplayAttributes{OperationVerb: "read"},
-			},
-		},
+		Operations:      onlyOperation(logical.ReadOperation, b.pathStatusRead, "read"),
 		HelpSynopsis:    "Show the refresh engine's state on this node.",
 		HelpDescription: pathStatusHelp,
 	}}
