@@ -252,23 +252,10 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 		return nil, fmt.Errorf("%s to auth_mode %s", notApply(bad), in.AuthMode)
 	}
 
-	for field, dst := range map[string]*string{
-		"client_id": &in.ClientID, "client_secret": &in.ClientSecret, "auth_url": &in.AuthURL,
-		"token_url": &in.TokenURL, "revocation_url": &in.RevocationURL, "auth_style": &in.AuthStyle,
-		"app_id": &in.AppID, "api_base_url": &in.APIBaseURL,
-	} {
-		setString(d, field, dst)
-	}
-	if v, ok := d.GetOk("scopes"); ok {
-		in.Scopes = v.([]string)
-	}
-	for field, dst := range map[string]*map[string]string{
-		"auth_params": &in.AuthParams, "token_params": &in.TokenParams, "token_response_config": &in.TokenResponseConfig,
-	} {
-		if v, ok := d.GetOk(field); ok {
-			*dst = v.(map[string]string)
-		}
-	}
+	setString(d, "client_id", &in.ClientID)
+	setString(d, "client_secret", &in.ClientSecret)
+	setString(d, "app_id", &in.AppID)
+	applyEndpointFields(&in.endpointSettings, d)
 	if v, ok := d.GetOk("pkce"); ok {
 		in.DisablePKCE = !v.(bool)
 	}
@@ -348,12 +335,7 @@ func validateIntegration(in *integrationEntry) error {
 			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
 		}
 	}
-	return validateEndpoints(in.AuthMode, map[string]string{
-		"auth_url":       in.AuthURL,
-		"token_url":      in.TokenURL,
-		"revocation_url": in.RevocationURL,
-		"api_base_url":   in.APIBaseURL,
-	}, in.AuthStyle)
+	return in.endpointSettings.validate(in.AuthMode)
 }
 
 func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

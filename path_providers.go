@@ -151,22 +151,7 @@ func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
 	if p.AuthMode == "" {
 		return fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
 	}
-	for field, dst := range map[string]*string{
-		"auth_url": &p.AuthURL, "token_url": &p.TokenURL, "revocation_url": &p.RevocationURL,
-		"auth_style": &p.AuthStyle, "api_base_url": &p.APIBaseURL,
-	} {
-		setString(d, field, dst)
-	}
-	if v, ok := d.GetOk("scopes"); ok {
-		p.Scopes = v.([]string)
-	}
-	for field, dst := range map[string]*map[string]string{
-		"auth_params": &p.AuthParams, "token_params": &p.TokenParams, "token_response_config": &p.TokenResponseConfig,
-	} {
-		if v, ok := d.GetOk(field); ok {
-			*dst = v.(map[string]string)
-		}
-	}
+	applyEndpointFields(&p.endpointSettings, d)
 	if v, ok := d.GetOk("tokens_expire"); ok {
 		p.TokensExpire = v.(bool)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -90,18 +91,26 @@ func mergeProvider(in *integrationEntry, p *providerEntry) *integrationEntry {
 	if out.AuthMode == "" {
 		out.AuthMode = p.AuthMode
 	}
-	orString(&out.AuthURL, p.AuthURL)
-	orString(&out.TokenURL, p.TokenURL)
-	orString(&out.RevocationURL, p.RevocationURL)
-	orString(&out.AuthStyle, p.AuthStyle)
-	orString(&out.APIBaseURL, p.APIBaseURL)
-	if len(out.Scopes) == 0 {
-		out.Scopes = p.Scopes
-	}
-	out.AuthParams = mergeMaps(p.AuthParams, in.AuthParams)
-	out.TokenParams = mergeMaps(p.TokenParams, in.TokenParams)
-	out.TokenResponseConfig = mergeMaps(p.TokenResponseConfig, in.TokenResponseConfig)
+	out.endpointSettings = p.endpointSettings.overriddenBy(in.endpointSettings)
 	return &out
+}
+
+// overriddenBy returns base with over's non-empty settings in their place;
+// parameter maps are merged key by key.
+func (base endpointSettings) overriddenBy(over endpointSettings) endpointSettings {
+	out := over
+	orString(&out.AuthURL, base.AuthURL)
+	orString(&out.TokenURL, base.TokenURL)
+	orString(&out.RevocationURL, base.RevocationURL)
+	orString(&out.AuthStyle, base.AuthStyle)
+	orString(&out.APIBaseURL, base.APIBaseURL)
+	if len(out.Scopes) == 0 {
+		out.Scopes = base.Scopes
+	}
+	out.AuthParams = mergeMaps(base.AuthParams, over.AuthParams)
+	out.TokenParams = mergeMaps(base.TokenParams, over.TokenParams)
+	out.TokenResponseConfig = mergeMaps(base.TokenResponseConfig, over.TokenResponseConfig)
+	return out
 }
 
 func orString(dst *string, fallback string) {
@@ -130,17 +139,18 @@ func validateProvider(p *providerEntry) error {
 	if _, err := parseAuthMode(string(p.AuthMode)); err != nil {
 		return err
 	}
-	return validateEndpoints(p.AuthMode, map[string]string{
-		"auth_url":       p.AuthURL,
-		"token_url":      p.TokenURL,
-		"revocation_url": p.RevocationURL,
-		"api_base_url":   p.APIBaseURL,
-	}, p.AuthStyle)
+	return p.endpointSettings.validate(p.AuthMode)
 }
 
-// validateEndpoints checks the URLs an auth mode requires and that every URL
-// given is a valid template.
-func validateEndpoints(mode authMode, urls map[string]string, authStyle string) error {
+// validate checks the URLs an auth mode requires and that every URL given
+// is a valid template.
+func (s endpointSettings) validate(mode authMode) error {
+	urls := map[string]string{
+		"auth_url":       s.AuthURL,
+		"token_url":      s.TokenURL,
+		"revocation_url": s.RevocationURL,
+		"api_base_url":   s.APIBaseURL,
+	}
 	var required []string
 	switch mode {
 	case authModeOAuth2:
@@ -160,10 +170,31 @@ func validateEndpoints(mode authMode, urls map[string]string, authStyle string) 
 			}
 		}
 	}
-	if authStyle != "" {
-		if _, ok := authStyles[authStyle]; !ok {
-			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(authStyle))
+	if s.AuthStyle != "" {
+		if _, ok := authStyles[s.AuthStyle]; !ok {
+			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(s.AuthStyle))
 		}
 	}
 	return nil
+}
+
+// applyEndpointFields sets the settings a request gives; omitted ones keep
+// their values.
+func applyEndpointFields(s *endpointSettings, d *framework.FieldData) {
+	for field, dst := range map[string]*string{
+		"auth_url": &s.AuthURL, "token_url": &s.TokenURL, "revocation_url": &s.RevocationURL,
+		"auth_style": &s.AuthStyle, "api_base_url": &s.APIBaseURL,
+	} {
+		setString(d, field, dst)
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		s.Scopes = v.([]string)
+	}
+	for field, dst := range map[string]*map[string]string{
+		"auth_params": &s.AuthParams, "token_params": &s.TokenParams, "token_response_config": &s.TokenResponseConfig,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(map[string]string)
+		}
+	}
 }

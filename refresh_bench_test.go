@@ -23,7 +23,7 @@ func seedConnections(tb testing.TB, s logical.Storage, tokenURL string, n int, e
 	tb.Helper()
 	ctx := context.Background()
 	in := &integrationEntry{Name: "github", AuthMode: authModeOAuth2, ClientID: "c", ClientSecret: "s",
-		AuthURL: "https://p.example/a", TokenURL: tokenURL, AuthStyle: "header"}
+		endpointSettings: endpointSettings{AuthURL: "https://p.example/a", TokenURL: tokenURL, AuthStyle: "header"}}
 	if err := putIntegration(ctx, s, in); err != nil {
 		tb.Fatal(err)
 	}

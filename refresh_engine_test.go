@@ -320,7 +320,7 @@ func TestPerformanceStandbyDoesNotRefresh(t *testing.T) {
 	e := &testEnv{t: t, b: b.(*backend), storage: conf.StorageView, logs: &syncBuffer{}}
 	// Seed storage directly: writes would be forwarded on a standby.
 	in := &integrationEntry{Name: "github", AuthMode: authModeOAuth2, ClientID: srv.ClientID, ClientSecret: srv.ClientSecret,
-		AuthURL: srv.AuthURL(), TokenURL: srv.TokenURL(), AuthStyle: "auto"}
+		endpointSettings: endpointSettings{AuthURL: srv.AuthURL(), TokenURL: srv.TokenURL(), AuthStyle: "auto"}}
 	putIntegration(t.Context(), e.storage, in)
 	c := &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: authModeOAuth2,
 		Credentials:   credentials{AccessToken: "a", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Minute)},

@@ -62,31 +62,39 @@ func defaultConfig() *configEntry {
 	}
 }
 
-// integrationEntry is one external API and the way to authenticate to it.
-type integrationEntry struct {
-	Name         string            `json:"name"`
-	AuthMode     authMode          `json:"auth_mode"`
-	ClientID     string            `json:"client_id,omitempty"`
-	ClientSecret string            `json:"client_secret,omitempty"`
-	Scopes       []string          `json:"scopes,omitempty"`
-	AuthURL      string            `json:"auth_url,omitempty"`
-	TokenURL     string            `json:"token_url,omitempty"`
-	AuthParams   map[string]string `json:"auth_params,omitempty"`
-	TokenParams  map[string]string `json:"token_params,omitempty"`
-	AuthStyle    string            `json:"auth_style,omitempty"`
-	// Provider names a catalog entry whose settings fill the fields left
-	// empty here.
-	Provider      string `json:"provider,omitempty"`
-	RevocationURL string `json:"revocation_url,omitempty"`
+// endpointSettings say where and how to get tokens from an API. Providers
+// and integrations both have them; an integration's non-empty ones override
+// its provider's. Embedded, they are stored as fields of the entry itself.
+type endpointSettings struct {
+	AuthURL       string            `json:"auth_url,omitempty"`
+	TokenURL      string            `json:"token_url,omitempty"`
+	RevocationURL string            `json:"revocation_url,omitempty"`
+	Scopes        []string          `json:"scopes,omitempty"`
+	AuthParams    map[string]string `json:"auth_params,omitempty"`
+	TokenParams   map[string]string `json:"token_params,omitempty"`
+	AuthStyle     string            `json:"auth_style,omitempty"`
 	// TokenResponseConfig maps connection config keys to token response
 	// members copied into them, e.g. instance_url for Salesforce.
 	TokenResponseConfig map[string]string `json:"token_response_config,omitempty"`
+	// APIBaseURL is where APP integrations get installation tokens.
+	APIBaseURL string `json:"api_base_url,omitempty"`
+}
+
+// integrationEntry is one external API and the way to authenticate to it.
+type integrationEntry struct {
+	Name         string   `json:"name"`
+	AuthMode     authMode `json:"auth_mode"`
+	ClientID     string   `json:"client_id,omitempty"`
+	ClientSecret string   `json:"client_secret,omitempty"`
+	endpointSettings
+	// Provider names a catalog entry whose settings fill the fields left
+	// empty here.
+	Provider string `json:"provider,omitempty"`
 	// DisablePKCE turns off PKCE, which is on unless a provider rejects it.
 	DisablePKCE bool `json:"disable_pkce,omitempty"`
 	// APP (GitHub-App style) settings.
 	AppID      string    `json:"app_id,omitempty"`
 	PrivateKey string    `json:"private_key,omitempty"`
-	APIBaseURL string    `json:"api_base_url,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
 }
@@ -94,17 +102,9 @@ type integrationEntry struct {
 // providerEntry describes how to talk to one external API: the catalog's
 // built-in entries and operators' own use the same fields as integrations.
 type providerEntry struct {
-	Name                string            `json:"name"`
-	AuthMode            authMode          `json:"auth_mode"`
-	AuthURL             string            `json:"auth_url,omitempty"`
-	TokenURL            string            `json:"token_url,omitempty"`
-	RevocationURL       string            `json:"revocation_url,omitempty"`
-	Scopes              []string          `json:"scopes,omitempty"`
-	AuthParams          map[string]string `json:"auth_params,omitempty"`
-	TokenParams         map[string]string `json:"token_params,omitempty"`
-	AuthStyle           string            `json:"auth_style,omitempty"`
-	TokenResponseConfig map[string]string `json:"token_response_config,omitempty"`
-	APIBaseURL          string            `json:"api_base_url,omitempty"`
+	Name     string   `json:"name"`
+	AuthMode authMode `json:"auth_mode"`
+	endpointSettings
 	// TokensExpire says whether the provider's access tokens expire (and so
 	// whether connections need refreshing at all).
 	TokensExpire bool   `json:"tokens_expire"`
