@@ -169,10 +169,10 @@ func integrationResponse(in *integrationEntry) map[string]any {
 	data := map[string]any{
 		"name":       in.Name,
 		"auth_mode":  string(in.AuthMode),
+		"provider":   in.Provider,
 		"created_at": formatTime(in.CreatedAt),
 		"updated_at": formatTime(in.UpdatedAt),
 	}
-	data["provider"] = in.Provider
 	if in.AuthMode.isOAuth() {
 		data["client_id"] = in.ClientID
 		data["client_secret_set"] = in.ClientSecret != ""
