@@ -104,8 +104,11 @@ func containsMode(modes []authMode, m authMode) bool {
 	return false
 }
 
-// connectionFieldOwners inverts connectionModeFields for fieldsNotFor.
-func connectionFieldOwners() map[string][]authMode {
+// connectionFieldOwners inverts connectionModeFields for fieldsNotFor; it
+// is fixed, so built once.
+var connectionFieldOwners = invertModeFields()
+
+func invertModeFields() map[string][]authMode {
 	owners := map[string][]authMode{}
 	for _, mode := range allAuthModes {
 		for _, f := range connectionModeFields[mode] {

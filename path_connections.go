@@ -359,7 +359,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 // the request to existing (nil on create). Any error is the caller's fault
 // and nothing has been changed.
 func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id string, d *framework.FieldData, now time.Time) (*connectionEntry, error) {
-	if bad := fieldsNotFor(in.AuthMode, d.Raw, connectionFieldOwners()); len(bad) > 0 {
+	if bad := fieldsNotFor(in.AuthMode, d.Raw, connectionFieldOwners); len(bad) > 0 {
 		return nil, fmt.Errorf("%s to integration %q, whose auth_mode is %s", notApply(bad), in.Name, in.AuthMode)
 	}
 	var c connectionEntry

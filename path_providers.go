@@ -64,18 +64,19 @@ func (b *backend) pathProviderList(ctx context.Context, req *logical.Request, _ 
 	}
 	keyInfo := make(map[string]any, len(names))
 	for _, n := range names {
-		p, err := lookupProvider(ctx, req.Storage, n)
+		// One read: an operator's entry, else the built-in of that name.
+		p, err := getStoredProvider(ctx, req.Storage, n)
 		if err != nil {
 			return nil, err
+		}
+		builtin := p == nil
+		if builtin {
+			p = builtinProviders[n]
 		}
 		if p == nil {
 			continue
 		}
-		stored, err := getStoredProvider(ctx, req.Storage, n)
-		if err != nil {
-			return nil, err
-		}
-		keyInfo[n] = map[string]any{"auth_mode": string(p.AuthMode), "builtin": stored == nil}
+		keyInfo[n] = map[string]any{"auth_mode": string(p.AuthMode), "builtin": builtin}
 	}
 	return logical.ListResponseWithInfo(names, keyInfo), nil
 }
