@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
@@ -78,7 +80,7 @@ var connectionModeFields = map[authMode][]string{
 	authModeAPIKey:   {"api_key"},
 	authModeBasic:    {"username", "password"},
 	authModeCustom:   {"credentials"},
-	authModeApp:      {},
+	authModeApp:      {"installation_id"},
 }
 
 // fieldsNotFor returns, sorted, the keys of raw that belong to some auth mode

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Package connect is a Vault secrets engine for third-party API credentials,
 // modelled on Nango's integrations and connections.
 //
@@ -15,53 +17,45 @@ package connect
 import (
 	"context"
 	"errors"
-	"net/http"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
-	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // operationPrefix prefixes the OpenAPI operation ids, e.g. connect-read-connection.
 const operationPrefix = "connect"
 
-// providerTimeout bounds one request to a provider's token endpoint, so a
-// hung provider cannot hold a connection's lock for ever.
+// providerTimeout bounds one request to a provider, so a hung provider
+// cannot hold a connection's lock for ever.
 const providerTimeout = 30 * time.Second
 
 type backend struct {
 	*framework.Backend
 
-	// connLocks serialise the writers of one connection: refreshes, writes
-	// and deletes. Readers of a fresh token take no lock.
-	connLocks []*locksutil.LockEntry
-
-	// integrationLocks serialise the read-modify-write of an integration's
-	// partial update and its deletion. They are a separate set from
-	// connLocks because a forced delete holds an integration's lock while it
-	// takes its connections' locks: with one shared set, two keys hashing
-	// to the same lock would deadlock. The order is always integration,
-	// then connection.
-	integrationLocks []*locksutil.LockEntry
-
-	// stateLocks make taking a pending authorization atomic.
-	stateLocks []*locksutil.LockEntry
-
-	// httpClient talks to providers. Tests point integrations at loopback
-	// servers; nothing here is test-specific.
-	httpClient *http.Client
+	// store is the only way to connection entries: locks, cache, saves.
+	store *connectionStore
+	// engine schedules background refreshes.
+	engine *refreshEngine
+	// tokens resolves integrations and calls the provider client.
+	tokens *tokenIssuer
+	// config caches the mount's configuration.
+	configCache *configCache
+	// stateLocks serialise the changes of one connection's pending
+	// authorization.
+	stateLocks *keyedLocks
+	// stateSweepCursor is where the next sweep of expired states goes on.
+	stateSweepCursor sweepCursor
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
-
-	// cache serves reads of connections and config from memory.
-	cache *connectionCache
-	// engine schedules background refreshes.
-	engine *refreshEngine
 }
 
 // Factory is the plugin entry point Vault calls when the engine is mounted.
@@ -74,16 +68,21 @@ func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend,
 }
 
 func newBackend() *backend {
-	client := cleanhttp.DefaultPooledClient()
-	client.Timeout = providerTimeout
+	httpClient := cleanhttp.DefaultPooledClient()
+	httpClient.Timeout = providerTimeout
 	b := &backend{
-		connLocks:        locksutil.CreateLocks(),
-		integrationLocks: locksutil.CreateLocks(),
-		stateLocks:       locksutil.CreateLocks(),
-		httpClient:       client,
-		now:              time.Now,
-		cache:            newConnectionCache(),
-		engine:           newRefreshEngine(),
+		engine:      newRefreshEngine(),
+		configCache: &configCache{},
+		stateLocks:  newKeyedLocks(),
+	}
+	// The clock is read through b.now so that tests can replace it after
+	// construction.
+	b.now = time.Now
+	clock := func() time.Time { return b.now() }
+	b.store = newConnectionStore(b.engine, b.config, clock)
+	b.tokens = &tokenIssuer{
+		client: provider.New(httpClient, clock),
+		logger: func() hclog.Logger { return b.Logger() },
 	}
 
 	b.Backend = &framework.Backend{
@@ -111,12 +110,80 @@ func newBackend() *backend {
 			pathConnectionAuthorize(b),
 			pathConnections(b),
 		),
-		PeriodicFunc:   b.periodic,
 		InitializeFunc: b.initialize,
+		PeriodicFunc:   b.periodic,
 		Invalidate:     b.invalidate,
 		Clean:          b.clean,
 	}
 	return b
+}
+
+// initialize starts building the refresh queue from storage in the
+// background, so that the plugin serves reads at once.
+func (b *backend) initialize(_ context.Context, req *logical.InitializationRequest) error {
+	if !b.WriteSafeReplicationState() {
+		return nil // only where the periodic hook refreshes
+	}
+	s := req.Storage
+	b.engine.start(func(ctx context.Context) error {
+		start := time.Now()
+		cfg, err := b.config(ctx, s)
+		if err != nil {
+			b.Logger().Error("building the refresh queue", "error", err)
+			return err
+		}
+		var n int
+		err = b.engine.rebuild(func(visit func(*connectionEntry)) error {
+			n, err = b.store.Each(ctx, s, visit)
+			return err
+		}, cfg, b.now)
+		if err != nil {
+			b.Logger().Error("building the refresh queue", "error", err, "connections", n)
+			return err
+		}
+		b.Logger().Info("refresh queue built", "connections", n, "queued", b.engine.queue.Len(), "duration", time.Since(start))
+		return nil
+	})
+	return nil
+}
+
+// periodic is the backend's PeriodicFunc, which Vault calls about once a
+// minute. It runs only where storage is writable: not on performance
+// standbys or secondaries, whose primaries do the work.
+func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
+	if !b.WriteSafeReplicationState() {
+		return nil
+	}
+	var errs []error
+	if err := b.store.SaveUnsaved(ctx, req.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("saving refreshed connections: %w", err))
+	}
+	cfg, err := b.config(ctx, req.Storage)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	b.engine.runTick(b.now(), cfg.RefreshConcurrency, func(key string) {
+		b.backgroundRefresh(ctx, req.Storage, key)
+	})
+	if err := b.cleanExpiredStates(ctx, req.Storage); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// invalidate is the backend's Invalidate hook: another node changed key.
+func (b *backend) invalidate(_ context.Context, key string) {
+	switch {
+	case key == configStoragePath:
+		b.configCache.invalidate()
+	case strings.HasPrefix(key, connectionPrefix):
+		b.store.Invalidate(key)
+	}
+}
+
+// clean stops the queue build when the plugin shuts down.
+func (b *backend) clean(context.Context) {
+	b.engine.stop()
 }
 
 // HandleExistenceCheck wraps the framework's check, which validates the
@@ -165,30 +232,17 @@ func localOperation(cb framework.OperationFunc, verb string) *framework.PathOper
 	}
 }
 
-// forwardedOperation is an operation that writes storage, so a performance
-// standby forwards it to the active node.
+// forwardedOperation is an operation that writes storage or calls a
+// provider, so a performance standby forwards it to the active node and a
+// performance secondary to its primary: neither may spend a refresh token
+// it cannot store.
 func forwardedOperation(cb framework.OperationFunc, verb string) *framework.PathOperation {
 	return &framework.PathOperation{
-		Callback:                  cb,
-		DisplayAttrs:              &framework.DisplayAttributes{OperationVerb: verb},
-		ForwardPerformanceStandby: true,
+		Callback:                    cb,
+		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: verb},
+		ForwardPerformanceStandby:   true,
+		ForwardPerformanceSecondary: true,
 	}
-}
-
-// connLock returns the lock that serialises writers of one connection.
-func (b *backend) connLock(integration, id string) *locksutil.LockEntry {
-	return locksutil.LockForKey(b.connLocks, connectionKey(integration, id))
-}
-
-// stateLock returns the lock of one pending authorization.
-func (b *backend) stateLock(stateHash string) *locksutil.LockEntry {
-	return locksutil.LockForKey(b.stateLocks, stateHash)
-}
-
-// integrationLock returns the lock that serialises writers of one
-// integration.
-func (b *backend) integrationLock(name string) *locksutil.LockEntry {
-	return locksutil.LockForKey(b.integrationLocks, integrationKey(name))
 }
 
 const backendHelp = `

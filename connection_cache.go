@@ -1,137 +1,119 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
-	"context"
-	"strings"
+	"hash/maphash"
 	"sync"
 
 	lru "github.com/hashicorp/golang-lru/v2"
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// An external plugin pays a gRPC round trip to Vault for every storage
-// operation, so the hot path, a read of a fresh token, is served from memory:
-// a bounded LRU of connection entries and the mount's configuration.
+// Cache bounds: by count, and by the stored size of the entries so that a
+// few connections with large documents cannot take the plugin's memory.
+const (
+	connectionCacheSize  = 10000
+	connectionCacheBytes = 32 << 20
+)
+
+// cacheGenerationStripes spread the fill generations over a fixed array, so
+// that they take constant memory; a bump on one key only costs the other
+// keys of its stripe one skipped fill.
+const cacheGenerationStripes = 4096
+
+// connectionCache holds connection entries in memory, because an external
+// plugin pays a gRPC round trip to Vault for every storage operation and the
+// hot path is a read of a fresh token.
 //
-// The cache stays true on the node that writes: every save and delete of a
-// connection goes through saveConnection/dropConnection, which update it
-// under the connection's lock, and a miss fills it under the same lock held
-// for reading, so a fill can never put back an entry older than a save.
-// Other nodes (performance standbys, secondaries) hear of changes through the
-// backend's Invalidate hook, which empties the key. A cached entry is never
-// served past its refresh point: readConnection checks every entry's expiry,
-// whichever way it came.
-
-// connectionCacheSize bounds the cache: about 2 KB an entry, so ~20 MB.
-const connectionCacheSize = 10000
-
+// A fill after a cache miss happens without the connection's lock, so it
+// could put back an entry older than a concurrent save or invalidation. Each
+// key therefore has a generation, bumped by every put and invalidation; a
+// fill takes the generation before it reads storage and is dropped if the
+// generation moved meanwhile.
 type connectionCache struct {
-	entries *lru.Cache[string, *connectionEntry]
+	mu      sync.Mutex // orders generation checks with adds and removals
+	entries *lru.Cache[string, cachedConnection]
+	bytes   int // stored size of the cached entries
+	gens    [cacheGenerationStripes]uint64
+	seed    maphash.Seed
+}
 
-	cfgMu sync.RWMutex
-	cfg   *configEntry // nil: not loaded
+type cachedConnection struct {
+	entry *connectionEntry
+	size  int
 }
 
 func newConnectionCache() *connectionCache {
-	entries, err := lru.New[string, *connectionEntry](connectionCacheSize)
+	cc := &connectionCache{seed: maphash.MakeSeed()}
+	entries, err := lru.NewWithEvict(connectionCacheSize, func(_ string, v cachedConnection) {
+		cc.bytes -= v.size // called with cc.mu held: every add and remove is
+	})
 	if err != nil {
 		panic(err) // only for a size <= 0
 	}
-	return &connectionCache{entries: entries}
+	cc.entries = entries
+	return cc
 }
 
-// connection returns a connection for reading, from the cache if it holds it.
-// The caller gets its own copy. Nil when the connection does not exist.
-func (b *backend) connection(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
-	key := connectionKey(integration, id)
-	if c, ok := b.cache.entries.Get(key); ok {
-		return c.clone(), nil
-	}
-	lock := b.connLock(integration, id)
-	lock.RLock()
-	defer lock.RUnlock()
-	return b.loadConnection(ctx, s, integration, id)
+func (cc *connectionCache) stripe(key string) *uint64 {
+	return &cc.gens[maphash.String(cc.seed, key)%cacheGenerationStripes]
 }
 
-// loadConnection reads a connection from storage and caches it. Callers
-// hold the connection's lock (for reading or writing).
-func (b *backend) loadConnection(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
-	c, err := getConnection(ctx, s, integration, id)
-	if err != nil || c == nil {
-		return nil, err
+// get returns the caller's own copy of a cached entry.
+func (cc *connectionCache) get(key string) (*connectionEntry, bool) {
+	v, ok := cc.entries.Get(key)
+	if !ok {
+		return nil, false
 	}
-	b.cache.entries.Add(connectionKey(integration, id), c.clone())
-	return c, nil
+	return v.entry.clone(), true
 }
 
-// saveConnection stores a connection and brings the cache, the refresh
-// queue and the status counts up to date. Callers hold the connection's lock.
-func (b *backend) saveConnection(ctx context.Context, s logical.Storage, c *connectionEntry) error {
-	cfg, err := b.config(ctx, s)
-	if err != nil {
-		return err
-	}
-	b.engine.schedule(c, cfg, b.now())
-	if err := putConnection(ctx, s, c); err != nil {
-		// The stored entry is unknown now; let the next read find out.
-		b.cache.entries.Remove(connectionKey(c.Integration, c.ConnectionID))
-		return err
-	}
-	b.cache.entries.Add(connectionKey(c.Integration, c.ConnectionID), c.clone())
-	b.engine.track(c)
-	return nil
+// generation is what a fill of key must still see when it adds its entry.
+func (cc *connectionCache) generation(key string) uint64 {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	return *cc.stripe(key)
 }
 
-// dropConnection deletes a connection from storage, the cache and the
-// queue. Callers hold the connection's lock.
-func (b *backend) dropConnection(ctx context.Context, s logical.Storage, integration, id string) error {
-	key := connectionKey(integration, id)
-	b.cache.entries.Remove(key)
-	b.engine.untrack(key)
-	return deleteConnection(ctx, s, integration, id)
+// fill caches an entry read from storage, unless key was saved or
+// invalidated since gen was taken.
+func (cc *connectionCache) fill(key string, c *connectionEntry, size int, gen uint64) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if *cc.stripe(key) != gen {
+		return
+	}
+	cc.add(key, c, size)
 }
 
-// config returns the mount's configuration, cached.
-func (b *backend) config(ctx context.Context, s logical.Storage) (*configEntry, error) {
-	b.cache.cfgMu.RLock()
-	cfg := b.cache.cfg
-	b.cache.cfgMu.RUnlock()
-	if cfg != nil {
-		cp := *cfg
-		return &cp, nil
-	}
-	b.cache.cfgMu.Lock()
-	defer b.cache.cfgMu.Unlock()
-	cfg, err := getConfig(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	b.cache.cfg = cfg
-	cp := *cfg
-	return &cp, nil
+// put caches an entry just saved.
+func (cc *connectionCache) put(key string, c *connectionEntry, size int) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	*cc.stripe(key)++
+	cc.add(key, c, size)
 }
 
-// saveConfig stores the configuration and caches it.
-func (b *backend) saveConfig(ctx context.Context, s logical.Storage, cfg *configEntry) error {
-	b.cache.cfgMu.Lock()
-	defer b.cache.cfgMu.Unlock()
-	b.cache.cfg = nil
-	if err := putConfig(ctx, s, cfg); err != nil {
-		return err
-	}
-	cp := *cfg
-	b.cache.cfg = &cp
-	return nil
+// invalidate forgets key and fails the fills in flight for it.
+func (cc *connectionCache) invalidate(key string) {
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	*cc.stripe(key)++
+	cc.entries.Remove(key)
 }
 
-// invalidate is the backend's Invalidate hook: another node changed key.
-func (b *backend) invalidate(_ context.Context, key string) {
-	switch {
-	case key == configStoragePath:
-		b.cache.cfgMu.Lock()
-		b.cache.cfg = nil
-		b.cache.cfgMu.Unlock()
-	case strings.HasPrefix(key, connectionPrefix):
-		b.cache.entries.Remove(key)
+// add caches a copy of c; the caller holds cc.mu.
+func (cc *connectionCache) add(key string, c *connectionEntry, size int) {
+	cc.entries.Remove(key)
+	if size > connectionCacheBytes/16 {
+		return // one entry may not take a sixteenth of the budget
+	}
+	cc.entries.Add(key, cachedConnection{entry: c.clone(), size: size})
+	cc.bytes += size
+	for cc.bytes > connectionCacheBytes {
+		cc.entries.RemoveOldest()
 	}
 }
+
+// len is the number of cached entries.
+func (cc *connectionCache) len() int { return cc.entries.Len() }

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
@@ -116,10 +118,80 @@ func TestInvalidateEmptiesTheCache(t *testing.T) {
 func TestCacheIsBounded(t *testing.T) {
 	c := newConnectionCache()
 	for i := range connectionCacheSize + 50 {
-		c.entries.Add(fmt.Sprint(i), &connectionEntry{})
+		c.put(fmt.Sprint(i), &connectionEntry{}, 100)
 	}
-	if c.entries.Len() != connectionCacheSize {
-		t.Fatalf("cache holds %d, bound %d", c.entries.Len(), connectionCacheSize)
+	if c.len() != connectionCacheSize {
+		t.Fatalf("cache holds %d, bound %d", c.len(), connectionCacheSize)
+	}
+}
+
+func TestCacheIsBoundedByBytes(t *testing.T) {
+	c := newConnectionCache()
+	size := connectionCacheBytes / 100
+	for i := range 150 {
+		c.put(fmt.Sprint(i), &connectionEntry{}, size)
+	}
+	if c.len() > 100 || c.bytes > connectionCacheBytes {
+		t.Fatalf("cache holds %d entries, %d bytes; budget %d bytes", c.len(), c.bytes, connectionCacheBytes)
+	}
+	if _, ok := c.get("149"); !ok {
+		t.Fatal("the newest entry was evicted")
+	}
+	c.put("huge", &connectionEntry{}, connectionCacheBytes/2)
+	if _, ok := c.get("huge"); ok {
+		t.Fatal("an entry over a sixteenth of the budget was cached")
+	}
+}
+
+// gatedStorage holds a Get of one key after it has read storage, until the
+// test lets it go: a cache fill caught between its read and its add.
+type gatedStorage struct {
+	logical.Storage
+	key     string
+	gotOld  chan struct{}
+	release chan struct{}
+	armed   atomic.Bool
+}
+
+func (s *gatedStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	entry, err := s.Storage.Get(ctx, key)
+	if key == s.key && s.armed.CompareAndSwap(true, false) {
+		close(s.gotOld)
+		<-s.release
+	}
+	return entry, err
+}
+
+func TestInvalidateDuringCacheFillServesNoStaleEntry(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	e.mustDo(logical.CreateOperation, "connections/stripe/c", map[string]any{"api_key": "old"})
+	key := connectionKey("stripe", "c")
+	e.b.store.Invalidate(key) // start from a cold cache
+	gated := &gatedStorage{Storage: e.storage, key: key, gotOld: make(chan struct{}), release: make(chan struct{})}
+	gated.armed.Store(true)
+
+	done := make(chan string)
+	go func() {
+		c, err := e.b.store.Get(context.Background(), gated, "stripe", "c")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		done <- c.Credentials.APIKey
+	}()
+	<-gated.gotOld // the reader holds the old entry, not yet cached
+	// Another node writes; replication calls Invalidate on this one.
+	c, _ := getConnection(t.Context(), e.storage, "stripe", "c")
+	c.Credentials.APIKey = "new"
+	putConnection(t.Context(), e.storage, c)
+	e.b.InvalidateKey(context.Background(), key)
+	close(gated.release)
+	if got := <-done; got != "old" {
+		t.Fatalf("the racing reader got %q; it read before the write", got)
+	}
+	if got := e.mustDo(logical.ReadOperation, "connections/stripe/c", nil)["api_key"]; got != "new" {
+		t.Fatalf("after the invalidation a read served %v: the racing fill put the stale entry back", got)
 	}
 }
 
@@ -127,7 +199,7 @@ func TestCachedEntriesAreCopies(t *testing.T) {
 	e := newTestEnv(t)
 	withIntegrations(e, "https://provider.example/token")
 	e.mustDo(logical.CreateOperation, "connections/stripe/c", map[string]any{"api_key": "sk", "metadata": map[string]any{"a": "1"}})
-	got, _ := e.b.connection(t.Context(), e.storage, "stripe", "c")
+	got, _ := e.b.store.Get(t.Context(), e.storage, "stripe", "c")
 	got.Metadata["a"] = "changed"
 	got.Credentials.APIKey = "changed"
 	again := e.mustDo(logical.ReadOperation, "connections/stripe/c", nil)

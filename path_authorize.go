@@ -1,11 +1,9 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"strings"
@@ -14,6 +12,8 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The authorization flow, hosted by Vault itself: an application asks for an
@@ -34,11 +34,11 @@ func pathConnectionAuthorize(b *backend) []*framework.Path {
 			"connection_id": connectionIDField(),
 			"scopes": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: "Scopes to ask for instead of the integration's.",
+				Description: "Scopes to ask for instead of the integration's; each must be one of the integration's scopes or allowed_scopes.",
 			},
 			"connection_config": {
 				Type:        framework.TypeMap,
-				Description: "Connection configuration, e.g. {\"subdomain\": \"acme\"} for providers whose URLs need it. Default: the existing connection's.",
+				Description: "Connection configuration, e.g. {\"subdomain\": \"acme\"} for providers whose URLs need it; replaces the connection's when the callback stores it. Default: keep the connection's config as it is then.",
 			},
 			"metadata": {
 				Type:        framework.TypeMap,
@@ -46,7 +46,7 @@ func pathConnectionAuthorize(b *backend) []*framework.Path {
 			},
 			"return_url": {
 				Type:        framework.TypeString,
-				Description: "Where the browser goes after the callback; must start with one of config's allowed_return_urls. Without it the callback shows a page.",
+				Description: "Where the browser goes after the callback; must have the scheme and host of one of config's allowed_return_urls and a path at or under its path. Without it the callback shows a page.",
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -86,15 +86,19 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	existing, err := b.connection(ctx, req.Storage, integration, id)
+	existing, err := b.store.Get(ctx, req.Storage, integration, id)
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStateEntry(cfg, integration, id, existing, d, b.now())
+	st, err := newStateEntry(cfg, in, id, existing, d, b.now())
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	ep, err := resolveEndpoints(in, st.ConnectionConfig)
+	connCfg := st.ConnectionConfig
+	if !st.ReplaceConnectionConfig && existing != nil {
+		connCfg = existing.ConnectionConfig
+	}
+	ep, err := endpoints(in, connCfg)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -103,21 +107,11 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	scopes := st.Scopes
-	if scopes == nil {
-		scopes = in.Scopes
-	}
-	var opts []oauth2.AuthCodeOption
-	for k, v := range in.AuthParams {
-		opts = append(opts, oauth2.SetAuthURLParam(k, v))
-	}
 	if !in.DisablePKCE {
 		st.Verifier = oauth2.GenerateVerifier()
-		opts = append(opts, oauth2.S256ChallengeOption(st.Verifier))
 	}
-	authURL := oauthConfig(in, ep, cfg.RedirectURL, scopes).AuthCodeURL(state, opts...)
-
-	if err := putState(ctx, req.Storage, stateHash, st); err != nil {
+	authURL := provider.AuthCodeURL(oauthApp(in), ep, cfg.RedirectURL, state, st.Scopes, st.Verifier)
+	if err := b.putPendingState(ctx, req.Storage, stateHash, st); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: map[string]any{
@@ -126,84 +120,118 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	}}, nil
 }
 
-// newStateEntry records what the callback will need, from the request and
-// the connection as it is now.
-func newStateEntry(cfg *configEntry, integration, id string, existing *connectionEntry, d *framework.FieldData, now time.Time) (*oauthStateEntry, error) {
+// newStateEntry records what the callback will need from the request. Only
+// what the request gives is kept: the callback merges it into the
+// connection as it is then, so edits made in between are not undone.
+func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *connectionEntry, d *framework.FieldData, now time.Time) (*oauthStateEntry, error) {
 	st := &oauthStateEntry{
-		Integration:      integration,
-		ConnectionID:     id,
-		RedirectURL:      cfg.RedirectURL,
-		ConnectionConfig: map[string]any{},
-		ExpiresAt:        now.Add(cfg.StateTTL),
-	}
-	if existing != nil && existing.ConnectionConfig != nil {
-		st.ConnectionConfig = existing.ConnectionConfig
+		Integration:          in.Name,
+		ConnectionID:         id,
+		RedirectURL:          cfg.RedirectURL,
+		Reauthorization:      existing != nil,
+		IntegrationCreatedAt: in.CreatedAt,
+		ExpiresAt:            now.Add(cfg.StateTTL),
 	}
 	if v, ok := d.GetOk("scopes"); ok {
+		if err := checkRequestedScopes(v.([]string), in); err != nil {
+			return nil, err
+		}
 		st.Scopes = v.([]string)
 	}
-	if v, ok := d.GetOk("connection_config"); ok {
-		obj, err := jsonObject("connection_config", v)
+	for field, dst := range map[string]*map[string]any{"connection_config": &st.ConnectionConfig, "metadata": &st.Metadata} {
+		v, ok := d.GetOk(field)
+		if !ok {
+			continue
+		}
+		obj, err := jsonObject(field, v)
+		if err == nil {
+			err = checkDocumentSize(field, obj)
+		}
 		if err != nil {
 			return nil, err
 		}
-		st.ConnectionConfig = obj
+		*dst = obj
 	}
-	if v, ok := d.GetOk("metadata"); ok {
-		obj, err := jsonObject("metadata", v)
-		if err != nil {
-			return nil, err
-		}
-		st.Metadata, st.ReplaceMetadata = obj, true
-	}
+	st.ReplaceConnectionConfig = st.ConnectionConfig != nil
+	st.ReplaceMetadata = st.Metadata != nil
 	if v := strings.TrimSpace(d.Get("return_url").(string)); v != "" {
+		if len(v) > maxReturnURLLen {
+			return nil, fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
+		}
 		if err := validateAbsoluteURL("return_url", v); err != nil {
 			return nil, err
 		}
 		if !returnURLAllowed(v, cfg.AllowedReturnURLs) {
-			return nil, fmt.Errorf("return_url %q does not start with any of config's allowed_return_urls", printable(v))
+			return nil, fmt.Errorf("return_url %q is not under any of config's allowed_return_urls", printable(v))
 		}
 		st.ReturnURL = v
 	}
 	return st, nil
 }
 
-// newState returns a state of 32 random bytes and the hash it is stored
-// under. Only the hash is kept, so a storage dump holds no usable state.
-func newState() (string, string, error) {
-	buf := make([]byte, 32)
-	if _, err := rand.Read(buf); err != nil {
-		return "", "", fmt.Errorf("generating state: %w", err)
+// maxReturnURLLen bounds what a pending state carries of a return URL.
+const maxReturnURLLen = 2048
+
+// checkRequestedScopes refuses scopes beyond the integration's scopes and
+// allowed_scopes: whoever may call authorize must not widen the access the
+// operator configured.
+func checkRequestedScopes(requested []string, in *integrationEntry) error {
+	allowed := map[string]bool{}
+	for _, s := range append(append([]string(nil), in.Scopes...), in.AllowedScopes...) {
+		allowed[s] = true
 	}
-	state := base64.RawURLEncoding.EncodeToString(buf)
-	return state, hashState(state), nil
+	for _, s := range requested {
+		if !allowed[s] {
+			return fmt.Errorf("scope %q is not one of the integration's scopes or allowed_scopes", printable(s))
+		}
+	}
+	return nil
 }
 
-func hashState(state string) string {
-	sum := sha256.Sum256([]byte(state))
-	return hex.EncodeToString(sum[:])
-}
-
-// returnURLAllowed reports whether u starts with one of the allowed
-// prefixes, compared as URLs: same scheme and host, and a path under the
-// prefix's. A plain string prefix would let https://app.example.com admit
-// https://app.example.com.evil.test.
-func returnURLAllowed(u string, prefixes []string) bool {
+// returnURLAllowed reports whether u is under one of the allowed URLs,
+// compared as parsed URLs: the same scheme and host, and a path equal to the
+// allowed path or below it at a '/' boundary. Paths with dot segments or
+// encoded slashes, dots or backslashes are refused outright, since browsers
+// and servers resolve them differently from a string comparison.
+func returnURLAllowed(u string, allowedURLs []string) bool {
 	target, err := url.Parse(u)
-	if err != nil {
+	if err != nil || target.User != nil || !cleanURLPath(target) {
 		return false
 	}
-	for _, p := range prefixes {
-		allowed, err := url.Parse(p)
+	for _, a := range allowedURLs {
+		allowed, err := url.Parse(a)
 		if err != nil {
 			continue
 		}
-		if strings.EqualFold(target.Scheme, allowed.Scheme) && strings.EqualFold(target.Host, allowed.Host) &&
-			strings.HasPrefix(target.EscapedPath(), allowed.EscapedPath()) {
+		if !strings.EqualFold(target.Scheme, allowed.Scheme) || !strings.EqualFold(target.Host, allowed.Host) {
+			continue
+		}
+		base := strings.TrimSuffix(allowed.Path, "/")
+		if target.Path == base || target.Path == allowed.Path || strings.HasPrefix(target.Path, base+"/") {
 			return true
 		}
 	}
 	return false
+}
+
+// cleanURLPath reports whether u's path means what it says: no dot
+// segments, no encoded '/', '.' or '\\', nothing path.Clean would change.
+func cleanURLPath(u *url.URL) bool {
+	raw := strings.ToLower(u.EscapedPath())
+	for _, bad := range []string{"%2f", "%2e", "%5c", "\\"} {
+		if strings.Contains(raw, bad) {
+			return false
+		}
+	}
+	if u.Path == "" {
+		return true
+	}
+	for _, seg := range strings.Split(u.Path, "/") {
+		if seg == "." || seg == ".." {
+			return false
+		}
+	}
+	return true
 }
 
 const pathAuthorizeHelp = `
@@ -219,5 +247,9 @@ random bytes, stored only as its SHA-256, and is spent by its first use.
         return_url=https://app.example.com/settings/integrations
 
 A re-authorization of an existing connection replaces its credentials and
-keeps its metadata unless metadata is given.
+keeps its metadata and connection_config as they are when the callback
+stores it, unless authorize was given new ones. A connection has one pending
+authorization: a new authorize replaces the previous one, and deleting the
+connection or its integration deletes it. Requested scopes must be among the
+integration's scopes and allowed_scopes.
 `

@@ -21,7 +21,7 @@ func authEnv(t *testing.T) (*testEnv, *oauthtest.Server) {
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{
 		"redirect_url": testRedirectURL, "allowed_return_urls": "https://app.example.test/done",
 	})
-	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_url": srv.AuthURL()})
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_url": srv.AuthURL(), "allowed_scopes": "admin:org"})
 	return e, srv
 }
 

@@ -1,9 +1,9 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"context"
-	"fmt"
-	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -12,10 +12,7 @@ import (
 // pathConnectionActions are the connection sub-paths that are not documents:
 // raw, which adds the long-lived secrets to a read, and refresh.
 func pathConnectionActions(b *backend) []*framework.Path {
-	fields := map[string]*framework.FieldSchema{
-		"integration":   integrationNameField(),
-		"connection_id": connectionIDField(),
-	}
+	fields := connectionPathFields()
 	return []*framework.Path{
 		{
 			Pattern: connectionPattern + "/raw",
@@ -55,10 +52,7 @@ func (b *backend) pathConnectionRefresh(ctx context.Context, req *logical.Reques
 	}
 	c, _, err := b.refreshConnection(ctx, req.Storage, integration, id, triggerForced)
 	if err != nil {
-		return nil, err
-	}
-	if c == nil {
-		return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("connection %q of integration %q does not exist", id, integration))
+		return httpError(err)
 	}
 	return &logical.Response{Data: connectionResponse(c, false)}, nil
 }

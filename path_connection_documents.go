@@ -1,10 +1,11 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -57,10 +58,7 @@ func pathConnectionDocuments(b *backend) []*framework.Path {
 				OperationPrefix: operationPrefix,
 				OperationSuffix: "connection-" + doc.subPath,
 			},
-			Fields: map[string]*framework.FieldSchema{
-				"integration":   integrationNameField(),
-				"connection_id": connectionIDField(),
-			},
+			Fields:              connectionPathFields(),
 			TakesArbitraryInput: true,
 			// The document exists with its connection; writing it never
 			// creates one, so policies need "update", not "create".
@@ -110,7 +108,7 @@ func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		c, err := b.connection(ctx, req.Storage, integration, id)
+		c, err := b.store.Get(ctx, req.Storage, integration, id)
 		if err != nil || c == nil {
 			return nil, err
 		}
@@ -132,27 +130,25 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			return logical.ErrorResponse(err.Error()), nil
 		}
 
-		lock := b.connLock(integration, id)
-		lock.Lock()
-		defer lock.Unlock()
-
-		c, err := b.loadConnection(ctx, req.Storage, integration, id)
+		c, err := b.store.Update(ctx, req.Storage, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+			if c == nil {
+				return nil, connectionNotFound(integration, id)
+			}
+			updated, err := edit(doc.get(c), body)
+			if err == nil {
+				err = checkDocumentSize(doc.field, updated)
+			}
+			if err != nil {
+				return nil, badInput(err)
+			}
+			doc.set(c, updated)
+			c.UpdatedAt = b.now()
+			return c, nil
+		})
 		if err != nil {
-			return nil, err
+			return respondError(err)
 		}
-		if c == nil {
-			return nil, logical.CodedError(http.StatusNotFound, fmt.Sprintf("connection %q of integration %q does not exist", id, integration))
-		}
-		updated, err := edit(doc.get(c), body)
-		if err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		doc.set(c, updated)
-		c.UpdatedAt = b.now()
-		if err := b.saveConnection(ctx, req.Storage, c); err != nil {
-			return nil, err
-		}
-		return &logical.Response{Data: nonNilObject(updated)}, nil
+		return &logical.Response{Data: nonNilObject(doc.get(c))}, nil
 	}
 }
 

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
@@ -10,10 +12,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-)
 
-// connectionPattern matches connections/<integration>/<connection_id>.
-var connectionPattern = "connections/" + segment("integration") + "/" + segment("connection_id")
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
 
 func pathConnections(b *backend) []*framework.Path {
 	return []*framework.Path{
@@ -31,7 +32,8 @@ func pathConnections(b *backend) []*framework.Path {
 				},
 				"limit": {
 					Type:        framework.TypeInt,
-					Description: "Return at most this many connection ids; 0 means all.",
+					Default:     defaultListLimit,
+					Description: fmt.Sprintf("Return at most this many connection ids (default %d, at most %d); continue with after.", defaultListLimit, maxListLimit),
 				},
 			},
 			Operations:      onlyOperation(logical.ListOperation, b.pathConnectionList, "list"),
@@ -54,10 +56,7 @@ func pathConnections(b *backend) []*framework.Path {
 			// Anything deeper than the known sub-paths is a connection id
 			// with a '/' in it, or a typo; say so instead of a bare 404.
 			Pattern: connectionPattern + "/.+",
-			Fields: map[string]*framework.FieldSchema{
-				"integration":   integrationNameField(),
-				"connection_id": connectionIDField(),
-			},
+			Fields: connectionPathFields(),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation:   &framework.PathOperation{Callback: badConnectionPath, Unpublished: true},
 				logical.UpdateOperation: &framework.PathOperation{Callback: badConnectionPath, Unpublished: true},
@@ -73,22 +72,6 @@ func pathConnections(b *backend) []*framework.Path {
 
 func badConnectionPath(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
 	return logical.ErrorResponse("no such path: connection ids cannot contain '/', and a connection's sub-paths are raw, refresh, metadata and config"), nil
-}
-
-func integrationNameField() *framework.FieldSchema {
-	return &framework.FieldSchema{
-		Type:        framework.TypeString,
-		Description: "Name of the integration.",
-		Required:    true,
-	}
-}
-
-func connectionIDField() *framework.FieldSchema {
-	return &framework.FieldSchema{
-		Type:        framework.TypeString,
-		Description: "Connection id, unique within its integration: letters, digits and . _ @ : + = - (up to 255), e.g. a UUID, an e-mail address or org:123.",
-		Required:    true,
-	}
 }
 
 func connectionFields() map[string]*framework.FieldSchema {
@@ -148,6 +131,10 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeMap,
 			Description: "Per-connection configuration as a JSON object, e.g. {\"subdomain\": \"acme\"} for providers whose URLs depend on the customer.",
 		},
+		"installation_id": {
+			Type:        framework.TypeString,
+			Description: "APP: the installation of the app whose tokens this connection holds (a number). Set only here, never through the connection's config sub-path, so that a customer who may edit its config cannot pick another customer's installation.",
+		},
 		"revoke": {
 			Type:        framework.TypeBool,
 			Default:     true,
@@ -156,29 +143,20 @@ func connectionFields() map[string]*framework.FieldSchema {
 	}
 }
 
-// connectionNames reads and validates the integration and connection id of a
-// request path.
-func connectionNames(d *framework.FieldData) (string, string, error) {
-	integration := d.Get("integration").(string)
-	if err := validateIntegrationName(integration); err != nil {
-		return "", "", err
-	}
-	id := d.Get("connection_id").(string)
-	if err := validateConnectionID(id); err != nil {
-		return "", "", err
-	}
-	return integration, id, nil
-}
-
 func (b *backend) connectionExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	integration, id, err := connectionNames(d)
 	if err != nil {
 		// Let the handler answer with the 400.
 		return false, nil
 	}
-	c, err := getConnection(ctx, req.Storage, integration, id)
-	return c != nil, err
+	return b.store.Exists(ctx, req.Storage, integration, id)
 }
+
+// List page sizes: a list without limit returns a page, not every entry.
+const (
+	defaultListLimit = 1000
+	maxListLimit     = 10000
+)
 
 func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	integration := d.Get("integration").(string)
@@ -186,18 +164,18 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	limit := d.Get("limit").(int)
-	if limit < 0 {
-		return logical.ErrorResponse("limit must not be negative"), nil
+	if limit < 1 || limit > maxListLimit {
+		return logical.ErrorResponse("limit must be between 1 and %d", maxListLimit), nil
 	}
-	ids, err := listConnections(ctx, req.Storage, integration)
+	ids, err := b.store.List(ctx, req.Storage, integration)
 	if err != nil {
 		return nil, err
 	}
-	ids = page(ids, d.Get("after").(string), limit)
+	ids = pageAfter(ids, d.Get("after").(string), limit)
 
 	keyInfo := make(map[string]any, len(ids))
 	for _, id := range ids {
-		c, err := b.connection(ctx, req.Storage, integration, id)
+		c, err := b.store.Get(ctx, req.Storage, integration, id)
 		if err != nil {
 			return nil, err
 		}
@@ -217,9 +195,9 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 	return logical.ListResponseWithInfo(ids, keyInfo), nil
 }
 
-// page returns the sorted keys strictly after `after`, at most limit of them
-// (limit 0: all).
-func page(sorted []string, after string, limit int) []string {
+// pageAfter returns the sorted keys strictly after `after`, at most limit
+// of them.
+func pageAfter(sorted []string, after string, limit int) []string {
 	start := 0
 	if after != "" {
 		start = sort.Search(len(sorted), func(i int) bool { return sorted[i] > after })
@@ -242,9 +220,12 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	c, warnings, err := b.readConnection(ctx, req.Storage, integration, id)
-	if err != nil || c == nil {
-		return nil, err
+	c, warnings, err := b.readRefreshed(ctx, req.Storage, integration, id)
+	if err != nil {
+		return httpError(err)
+	}
+	if c == nil {
+		return nil, nil
 	}
 	resp := &logical.Response{Data: connectionResponse(c, withLongLived)}
 	for _, w := range warnings {
@@ -301,13 +282,6 @@ func addRefreshState(data map[string]any, c *connectionEntry) {
 	data["next_refresh_at"] = formatTime(c.NextRefreshAt)
 }
 
-func nonNilObject(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
-}
-
 func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	integration, id, err := connectionNames(d)
 	if err != nil {
@@ -316,43 +290,59 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	in, err := getIntegration(ctx, req.Storage, integration)
+	stored, err := getIntegration(ctx, req.Storage, integration)
 	if err != nil {
 		return nil, err
 	}
-	if in == nil {
+	if stored == nil {
 		return logical.ErrorResponse("integration %q does not exist; create it first at integrations/%s", integration, integration), nil
 	}
-
-	lock := b.connLock(integration, id)
-	lock.Lock()
-	defer lock.Unlock()
-
-	existing, err := b.loadConnection(ctx, req.Storage, integration, id)
+	// Read before any provider call, so that nothing can fail to be read
+	// once the provider has issued a token.
+	in, err := effectiveIntegration(ctx, req.Storage, stored)
 	if err != nil {
 		return nil, err
 	}
-	c, err := applyConnectionFields(existing, in, id, d, b.now())
-	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if c.AuthMode.hasTokens() && c.AuthMode != authModeOAuth2 && c.Credentials.AccessToken == "" {
-		// Client-credentials and app connections are only worth storing
-		// with a token the provider has actually issued.
-		res, eff, err := b.obtainToken(context.WithoutCancel(ctx), req.Storage, in, c)
-		var badCfg *badConfigError
-		if errors.As(err, &badCfg) {
-			return logical.ErrorResponse(err.Error()), nil
-		}
+	c, err := b.store.Update(ctx, req.Storage, integration, id, func(existing *connectionEntry) (*connectionEntry, error) {
+		c, err := applyConnectionFields(existing, stored, id, d, b.now())
 		if err != nil {
-			return nil, logical.CodedError(statusFailedDependency, fmt.Sprintf("could not obtain a token for connection %q, nothing was stored: %s", id, err))
+			return nil, badInput(err)
 		}
-		applyToken(c, eff, res, b.now())
-	}
-	if err := b.saveConnection(ctx, req.Storage, c); err != nil {
-		return nil, err
+		if needsIssuedToken(c) {
+			return c, b.issueFirstToken(ctx, in, c)
+		}
+		return c, nil
+	})
+	if err != nil {
+		return respondError(err)
 	}
 	return &logical.Response{Data: connectionResponse(c, false)}, nil
+}
+
+// needsIssuedToken reports whether a connection is only worth storing with
+// a token the provider has issued: client-credentials and app connections,
+// whose tokens the engine obtains itself.
+func needsIssuedToken(c *connectionEntry) bool {
+	return c.AuthMode.hasTokens() && c.AuthMode != authModeOAuth2 && c.Credentials.AccessToken == ""
+}
+
+// issueFirstToken gets a new connection's first token. On failure nothing
+// is stored.
+func (b *backend) issueFirstToken(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
+	if !b.WriteSafeReplicationState() {
+		return logical.ErrReadOnly
+	}
+	res, err := b.tokens.obtain(context.WithoutCancel(ctx), in, c)
+	if err != nil {
+		err = classifyProviderError(err)
+		if errors.Is(err, errBadConnectionConfig) {
+			return err
+		}
+		return &engineError{kind: errProviderRefused, cause: err,
+			msg: fmt.Sprintf("could not obtain a token for connection %q, nothing was stored: %s", c.ConnectionID, err)}
+	}
+	b.tokens.apply(c, in, res, b.now())
+	return nil
 }
 
 // applyConnectionFields returns the connection that results from applying
@@ -385,14 +375,42 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 	for field, dst := range map[string]*map[string]any{"metadata": &c.Metadata, "connection_config": &c.ConnectionConfig} {
 		if v, ok := d.GetOk(field); ok {
 			obj, err := jsonObject(field, v)
+			if err == nil {
+				err = checkDocumentSize(field, obj)
+			}
 			if err != nil {
 				return nil, err
 			}
 			*dst = obj
 		}
 	}
+	if err := applyInstallationID(&c, in.AuthMode, d); err != nil {
+		return nil, err
+	}
 	c.UpdatedAt = now
 	return &c, nil
+}
+
+// applyInstallationID sets an APP connection's installation from the
+// request's installation_id, or from connection_config.installation_id as
+// earlier versions took it (moved out of the config, which customers may be
+// allowed to edit). A new APP connection must name one.
+func applyInstallationID(c *connectionEntry, mode authMode, d *framework.FieldData) error {
+	if mode != authModeApp {
+		return nil
+	}
+	if v, ok := c.ConnectionConfig["installation_id"]; ok && v != nil {
+		c.InstallationID = fmt.Sprint(v)
+		delete(c.ConnectionConfig, "installation_id")
+	}
+	setString(d, "installation_id", &c.InstallationID)
+	if c.InstallationID == "" {
+		return errors.New("installation_id is required for an APP connection")
+	}
+	if !provider.ValidInstallationID(c.InstallationID) {
+		return errors.New("installation_id must be a number")
+	}
+	return nil
 }
 
 // credentialsGiven reports whether the request sets any credential field of
@@ -482,25 +500,20 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	lock := b.connLock(integration, id)
-	lock.Lock()
-	defer lock.Unlock()
-
-	var warnings []string
+	var revoke func(*connectionEntry) []string
 	if d.Get("revoke").(bool) {
-		c, err := b.loadConnection(ctx, req.Storage, integration, id)
-		if err != nil {
-			return nil, err
-		}
-		in, err := getIntegration(ctx, req.Storage, integration)
-		if err != nil {
-			return nil, err
-		}
-		if c != nil && in != nil && c.AuthMode.isOAuth() {
-			warnings = b.revokeTokens(context.WithoutCancel(ctx), req.Storage, in, c)
+		in, err := b.tokens.integration(ctx, req.Storage, integration)
+		if err == nil && in.AuthMode.isOAuth() {
+			revoke = func(c *connectionEntry) []string {
+				return b.tokens.revoke(context.WithoutCancel(ctx), in, c)
+			}
 		}
 	}
-	if err := b.dropConnection(ctx, req.Storage, integration, id); err != nil {
+	warnings, err := b.store.Delete(ctx, req.Storage, integration, id, revoke)
+	if err != nil {
+		return nil, err
+	}
+	if err := b.deleteStatesOf(ctx, req.Storage, integration, id); err != nil {
 		return nil, err
 	}
 	if len(warnings) == 0 {
@@ -509,20 +522,12 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	return &logical.Response{Warnings: warnings}, nil
 }
 
-// removeConnection deletes a connection under its lock, so a refresh in
-// flight cannot write it back.
-func (b *backend) removeConnection(ctx context.Context, s logical.Storage, integration, id string) error {
-	lock := b.connLock(integration, id)
-	lock.Lock()
-	defer lock.Unlock()
-	return b.dropConnection(ctx, s, integration, id)
-}
-
 const pathConnectionListHelp = `
 Lists the connection ids of one integration, sorted. key_info gives each
 connection's auth_mode, created_at and expires_at; no secret is listed.
 
-Page with "after" (the last id of the previous page) and "limit":
+A list returns one page: at most "limit" ids (default 1000, at most
+10000). Continue with "after" (the last id of the previous page):
 
     vault list -format=json connect/connections/github after=customer-0100 limit=100
 `

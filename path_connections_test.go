@@ -204,8 +204,8 @@ func TestPage(t *testing.T) {
 		{"", 0, "a,b,c,d"}, {"", 2, "a,b"}, {"b", 0, "c,d"}, {"bb", 1, "c"}, {"d", 0, ""}, {"0", 10, "a,b,c,d"},
 	}
 	for _, tc := range cases {
-		if got := strings.Join(page(keys, tc.after, tc.limit), ","); got != tc.want {
-			t.Errorf("page(after=%q, limit=%d) = %q, want %q", tc.after, tc.limit, got, tc.want)
+		if got := strings.Join(pageAfter(keys, tc.after, tc.limit), ","); got != tc.want {
+			t.Errorf("pageAfter(after=%q, limit=%d) = %q, want %q", tc.after, tc.limit, got, tc.want)
 		}
 	}
 }

@@ -1,23 +1,18 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
-)
 
-// authStyles maps the auth_style field to how x/oauth2 sends client
-// credentials to the token endpoint.
-var authStyles = map[string]oauth2.AuthStyle{
-	"auto":   oauth2.AuthStyleAutoDetect,
-	"header": oauth2.AuthStyleInHeader,
-	"params": oauth2.AuthStyleInParams,
-}
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
 
 func pathIntegrations(b *backend) []*framework.Path {
 	return []*framework.Path{
@@ -44,13 +39,6 @@ func pathIntegrations(b *backend) []*framework.Path {
 			HelpDescription: pathIntegrationHelp,
 		},
 	}
-}
-
-// segment matches one path segment. It is deliberately broader than a valid
-// name so that a bad name reaches the handler and gets a 400 that says why,
-// instead of an "unsupported path" 404.
-func segment(name string) string {
-	return fmt.Sprintf("(?P<%s>[^/]+)", name)
 }
 
 func integrationFields() map[string]*framework.FieldSchema {
@@ -84,6 +72,10 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "Default OAuth scopes, as a list or a comma-separated string.",
 		},
+		"allowed_scopes": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "OAUTH2: scopes authorize may ask for besides the default scopes. A scope in neither list is refused.",
+		},
 		"auth_url": {
 			Type:        framework.TypeString,
 			Description: "Authorization endpoint (absolute URL). Required for OAUTH2.",
@@ -94,7 +86,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"auth_params": {
 			Type:        framework.TypeKVPairs,
-			Description: "Extra query parameters for the authorization request, e.g. access_type=offline.",
+			Description: "Extra query parameters for the authorization request, e.g. access_type=offline. The parameters the flow sets itself (client_id, redirect_uri, response_type, state, scope, code_challenge, code_challenge_method) are refused.",
 		},
 		"token_params": {
 			Type:        framework.TypeKVPairs,
@@ -162,36 +154,60 @@ func (b *backend) pathIntegrationRead(ctx context.Context, req *logical.Request,
 	if err != nil || in == nil {
 		return nil, err
 	}
-	return &logical.Response{Data: integrationResponse(in)}, nil
+	var p *providerEntry
+	if in.Provider != "" {
+		if p, err = getStoredProvider(ctx, req.Storage, in.Provider); err != nil {
+			return nil, err
+		}
+	}
+	return &logical.Response{Data: integrationResponse(in, p)}, nil
 }
 
-func integrationResponse(in *integrationEntry) map[string]any {
+// integrationResponse shows an integration with its effective settings,
+// and in "sources" where each endpoint setting comes from: the integration
+// itself, an operator-defined provider (stored, possibly overriding a
+// built-in), or the built-in catalog. stored is the operator's provider of
+// that name, nil when there is none.
+func integrationResponse(in *integrationEntry, stored *providerEntry) map[string]any {
+	eff, sources := in, map[string]string{}
+	if in.Provider != "" {
+		p, source := stored, "provider"
+		if p == nil {
+			p, source = builtinProviders[in.Provider], "builtin"
+		}
+		if p != nil {
+			eff = mergeProvider(in, p)
+			sources = settingSources(in.endpointSettings, p.endpointSettings, source)
+		}
+	}
 	data := map[string]any{
 		"name":       in.Name,
 		"auth_mode":  string(in.AuthMode),
 		"provider":   in.Provider,
 		"created_at": formatTime(in.CreatedAt),
 		"updated_at": formatTime(in.UpdatedAt),
+		"sources":    sources,
 	}
 	if in.AuthMode.isOAuth() {
 		data["client_id"] = in.ClientID
 		data["client_secret_set"] = in.ClientSecret != ""
-		data["scopes"] = nonNilStrings(in.Scopes)
-		data["token_url"] = in.TokenURL
-		data["token_params"] = nonNilMap(in.TokenParams)
-		data["auth_style"] = in.AuthStyle
-		data["revocation_url"] = in.RevocationURL
-		data["token_response_config"] = nonNilMap(in.TokenResponseConfig)
+		data["scopes"] = nonNilStrings(eff.Scopes)
+		data["token_url"] = eff.TokenURL
+		data["token_params"] = nonNilMap(eff.TokenParams)
+		data["auth_style"] = eff.AuthStyle
+		data["revocation_url"] = eff.RevocationURL
+		data["token_response_config"] = nonNilMap(eff.TokenResponseConfig)
 	}
 	if in.AuthMode == authModeOAuth2 {
-		data["auth_url"] = in.AuthURL
-		data["auth_params"] = nonNilMap(in.AuthParams)
+		data["auth_url"] = eff.AuthURL
+		data["auth_params"] = nonNilMap(eff.AuthParams)
+		data["allowed_scopes"] = nonNilStrings(in.AllowedScopes)
 		data["pkce"] = !in.DisablePKCE
 	}
 	if in.AuthMode == authModeApp {
 		data["app_id"] = in.AppID
 		data["private_key_set"] = in.PrivateKey != ""
-		data["api_base_url"] = in.APIBaseURL
+		data["api_base_url"] = eff.APIBaseURL
 	}
 	return data
 }
@@ -204,9 +220,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	lock := b.integrationLock(name)
-	lock.Lock()
-	defer lock.Unlock()
+	defer b.store.LockIntegration(name)()
 
 	existing, err := getIntegration(ctx, req.Storage, name)
 	if err != nil {
@@ -214,17 +228,24 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	}
 	in, err := applyIntegrationFields(ctx, req.Storage, existing, name, d, b.now())
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
+		return respondError(err)
 	}
 	if err := putIntegration(ctx, req.Storage, in); err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: integrationResponse(in)}, nil
+	var p *providerEntry
+	if in.Provider != "" {
+		if p, err = getStoredProvider(ctx, req.Storage, in.Provider); err != nil {
+			return nil, err
+		}
+	}
+	return &logical.Response{Data: integrationResponse(in, p)}, nil
 }
 
 // applyIntegrationFields returns the integration that results from applying
 // the request to existing (nil on create). Omitted fields keep their values.
-// Any error is the caller's fault and nothing has been changed.
+// Validation errors are userErrors; others come from storage. Nothing has
+// been changed either way.
 func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *integrationEntry, name string, d *framework.FieldData, now time.Time) (*integrationEntry, error) {
 	var in integrationEntry
 	if existing != nil {
@@ -234,22 +255,25 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	}
 
 	setString(d, "provider", &in.Provider)
-	var provider *providerEntry
+	var prov *providerEntry
 	if in.Provider != "" {
 		p, err := lookupProvider(ctx, s, in.Provider)
 		if err != nil {
 			return nil, err
 		}
 		if p == nil {
-			return nil, fmt.Errorf("provider %q is not in the catalog: see 'vault list connect/providers'", printable(in.Provider))
+			return nil, &userError{fmt.Sprintf("provider %q is not in the catalog: see 'vault list connect/providers'", printable(in.Provider))}
 		}
-		provider = p
+		prov = p
 	}
-	if err := applyAuthMode(&in, existing, provider, d); err != nil {
-		return nil, err
+	if err := applyAuthMode(&in, existing, prov, d); err != nil {
+		return nil, badInput(err)
 	}
 	if bad := fieldsNotFor(in.AuthMode, d.Raw, integrationModeFields); len(bad) > 0 {
-		return nil, fmt.Errorf("%s to auth_mode %s", notApply(bad), in.AuthMode)
+		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", notApply(bad), in.AuthMode)}
+	}
+	if v, ok := d.GetOk("allowed_scopes"); ok {
+		in.AllowedScopes = v.([]string)
 	}
 
 	setString(d, "client_id", &in.ClientID)
@@ -260,22 +284,22 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 		in.DisablePKCE = !v.(bool)
 	}
 	if v, ok := d.GetOk("private_key"); ok {
-		if _, err := parseAppPrivateKey(v.(string)); err != nil {
-			return nil, err
+		if _, err := provider.ParseAppPrivateKey(v.(string)); err != nil {
+			return nil, badInput(err)
 		}
 		in.PrivateKey = v.(string)
 	}
 
 	effective := &in
-	if provider != nil {
-		effective = mergeProvider(&in, provider)
+	if prov != nil {
+		effective = mergeProvider(&in, prov)
 	}
 	if effective.AuthMode.isOAuth() && effective.AuthStyle == "" {
 		in.AuthStyle = "auto"
 		effective.AuthStyle = "auto"
 	}
 	if err := validateIntegration(effective); err != nil {
-		return nil, err
+		return nil, badInput(err)
 	}
 	in.UpdatedAt = now
 	return &in, nil
@@ -304,12 +328,6 @@ func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *f
 		return fmt.Errorf("auth_mode %s does not match provider %q, which uses %s", in.AuthMode, provider.Name, provider.AuthMode)
 	}
 	return nil
-}
-
-func setString(d *framework.FieldData, field string, dst *string) {
-	if v, ok := d.GetOk(field); ok {
-		*dst = strings.TrimSpace(v.(string))
-	}
 }
 
 // validateIntegration checks an integration with its provider's settings
@@ -343,47 +361,17 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 	if err := validateIntegrationName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	lock := b.integrationLock(name)
-	lock.Lock()
-	defer lock.Unlock()
-
-	ids, err := listConnections(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	if len(ids) > 0 && !d.Get("force").(bool) {
-		return logical.ErrorResponse("integration %q still has %d connection(s); delete them first or pass force=true to delete them too", name, len(ids)), nil
-	}
-	for _, id := range ids {
-		if err := b.removeConnection(ctx, req.Storage, name, id); err != nil {
-			return nil, err
+	err := b.store.DeleteIntegration(ctx, req.Storage, name, d.Get("force").(bool), func() error {
+		if err := b.deleteStatesOfIntegration(ctx, req.Storage, name); err != nil {
+			return err
 		}
+		return deleteIntegration(ctx, req.Storage, name)
+	})
+	var hasConns *errHasConnections
+	if errors.As(err, &hasConns) {
+		return logical.ErrorResponse("integration %q still has %d connection(s); delete them first or pass force=true to delete them too", name, hasConns.count), nil
 	}
-	if err := deleteIntegration(ctx, req.Storage, name); err != nil {
-		return nil, err
-	}
-	return nil, nil
-}
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
-}
-
-func nonNilStrings(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-func nonNilMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
+	return nil, err
 }
 
 const pathIntegrationHelp = `
@@ -399,7 +387,10 @@ connections hold each customer's credentials.
                  CUSTOM     connections hold a free-form object of strings
 
 OAuth integrations take client_id, client_secret (write-only), scopes,
-auth_url, token_url, auth_params, token_params and auth_style. Updates are
+allowed_scopes, auth_url, token_url, auth_params, token_params and
+auth_style. A read shows the effective settings, the provider's filled in,
+and "sources" says where each came from: integration, provider (an
+operator-defined provider) or builtin. Updates are
 partial: omitted fields keep their values. auth_mode cannot be changed.
 
 Deleting an integration that has connections fails unless force=true, which

@@ -1,8 +1,11 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -10,6 +13,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
 // callbackPath is unauthenticated (PathsSpecial.Unauthenticated): the
@@ -25,10 +31,10 @@ func pathOAuthCallback(b *backend) []*framework.Path {
 			OperationSuffix: "oauth-callback",
 		},
 		Fields: map[string]*framework.FieldSchema{
-			"code":              {Type: framework.TypeString, Description: "The authorization code (RFC 6749 4.1.2)."},
-			"state":             {Type: framework.TypeString, Description: "The state from the authorization URL."},
-			"error":             {Type: framework.TypeString, Description: "The provider's error code, when the customer did not consent or the request was refused."},
-			"error_description": {Type: framework.TypeString, Description: "The provider's description of the error."},
+			"code":              {Type: framework.TypeString, Query: true, Description: "The authorization code (RFC 6749 4.1.2)."},
+			"state":             {Type: framework.TypeString, Query: true, Description: "The state from the authorization URL."},
+			"error":             {Type: framework.TypeString, Query: true, Description: "The provider's error code, when the customer did not consent or the request was refused."},
+			"error_description": {Type: framework.TypeString, Query: true, Description: "The provider's description of the error."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.ReadOperation: forwardedOperation(b.pathOAuthCallback, "complete"),
@@ -68,7 +74,7 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if state == "" {
 		return nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
 	}
-	st, err := b.consumeState(ctx, s, state)
+	st, err := b.takeState(ctx, s, hashState(state))
 	if err != nil {
 		b.Logger().Error("reading authorization state", "error", err)
 		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the authorization state."}
@@ -81,82 +87,102 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	}
 	if code := d.Get("error").(string); code != "" {
 		desc := d.Get("error_description").(string)
-		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("The provider refused the authorization: %s %s", printableN(code, 100), printableN(desc, 300))}
+		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("The provider refused the authorization: %s %s", safetext.Printable(code, 100), safetext.Printable(desc, 300))}
 	}
 	code := d.Get("code").(string)
 	if code == "" {
 		return nil, &callbackFailure{http.StatusBadRequest, "The provider sent no authorization code."}
 	}
+	if !b.WriteSafeReplicationState() {
+		return nil, &callbackFailure{http.StatusServiceUnavailable, "This Vault node cannot store connections. Start the authorization again."}
+	}
 
-	stored, err := getIntegration(ctx, s, st.Integration)
-	if err == nil && stored == nil {
-		err = fmt.Errorf("integration %q no longer exists", st.Integration)
+	// Everything the exchange and the save need is read before the code is
+	// spent at the provider.
+	in, ep, fail := b.callbackIntegration(ctx, s, st)
+	if fail != nil {
+		return nil, fail
 	}
-	var in *integrationEntry
-	if err == nil {
-		in, err = effectiveIntegration(ctx, s, stored)
-	}
-	var ep endpoints
-	if err == nil {
-		ep, err = resolveEndpoints(in, st.ConnectionConfig)
-	}
-	if err != nil {
-		return nil, &callbackFailure{http.StatusBadRequest, err.Error()}
-	}
-	res, err := b.exchangeCode(ctx, in, ep, st.RedirectURL, code, st.Verifier)
+	res, err := b.tokens.client.ExchangeCode(ctx, oauthApp(in), ep, st.RedirectURL, code, st.Verifier)
 	if err != nil {
 		b.Logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
-		return nil, &callbackFailure{statusFailedDependency, "The provider did not issue tokens: " + err.Error()}
+		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}
 	}
 	if err := b.storeAuthorizedConnection(ctx, s, in, st, res); err != nil {
 		b.Logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
+		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
+			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
+		}
 		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not store the connection."}
 	}
 	return st, nil
 }
 
-// consumeState takes a pending authorization under its lock, so that two
-// callbacks racing with one state cannot both get it.
-func (b *backend) consumeState(ctx context.Context, s logical.Storage, state string) (*oauthStateEntry, error) {
-	return b.consumeStateHash(ctx, s, hashState(state))
-}
-
-func (b *backend) consumeStateHash(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
-	lock := b.stateLock(stateHash)
-	lock.Lock()
-	defer lock.Unlock()
-	return takeState(ctx, s, stateHash)
-}
-
-// storeAuthorizedConnection writes the tokens of a completed authorization.
-// A re-authorization replaces the credentials and keeps the metadata unless
-// authorize was given new metadata.
-func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *tokenResult) error {
-	lock := b.connLock(st.Integration, st.ConnectionID)
-	lock.Lock()
-	defer lock.Unlock()
-
-	now := b.now()
-	c, err := b.loadConnection(ctx, s, st.Integration, st.ConnectionID)
+// callbackIntegration resolves the integration a callback authorizes for,
+// and the token endpoint for the connection's config: the one that the
+// state carries, else the connection's as it is now.
+func (b *backend) callbackIntegration(ctx context.Context, s logical.Storage, st *oauthStateEntry) (*integrationEntry, provider.Endpoints, *callbackFailure) {
+	stored, err := getIntegration(ctx, s, st.Integration)
 	if err != nil {
-		return err
+		b.Logger().Error("reading integration", "integration", st.Integration, "error", err)
+		return nil, provider.Endpoints{}, &callbackFailure{http.StatusInternalServerError, "Vault could not read the integration."}
 	}
-	if c == nil {
-		c = &connectionEntry{
-			Integration:  st.Integration,
-			ConnectionID: st.ConnectionID,
-			AuthMode:     authModeOAuth2,
-			Metadata:     map[string]any{},
-			CreatedAt:    now,
+	if stored == nil || !stored.CreatedAt.Equal(st.IntegrationCreatedAt) {
+		return nil, provider.Endpoints{}, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("Integration %q was deleted since the authorization started.", st.Integration)}
+	}
+	in, err := effectiveIntegration(ctx, s, stored)
+	if err != nil {
+		b.Logger().Error("resolving integration", "integration", st.Integration, "error", err)
+		return nil, provider.Endpoints{}, &callbackFailure{http.StatusInternalServerError, "Vault could not resolve the integration's provider."}
+	}
+	connCfg := st.ConnectionConfig
+	if !st.ReplaceConnectionConfig {
+		c, err := b.store.Get(ctx, s, st.Integration, st.ConnectionID)
+		if err != nil {
+			return nil, provider.Endpoints{}, &callbackFailure{http.StatusInternalServerError, "Vault could not read the connection."}
+		}
+		if c != nil {
+			connCfg = c.ConnectionConfig
 		}
 	}
-	c.Credentials = credentials{}
-	c.ConnectionConfig = nonNilObject(st.ConnectionConfig)
-	if st.ReplaceMetadata {
-		c.Metadata = nonNilObject(st.Metadata)
+	ep, err := endpoints(in, connCfg)
+	if err != nil {
+		return nil, provider.Endpoints{}, &callbackFailure{http.StatusBadRequest, err.Error()}
 	}
-	applyToken(c, in, res, now)
-	return b.saveConnection(ctx, s, c)
+	return in, ep, nil
+}
+
+// storeAuthorizedConnection writes the tokens of a completed authorization
+// into the connection as it is now. A re-authorization replaces the
+// credentials and keeps the metadata and config unless authorize was given
+// new ones; a connection deleted since authorize is not re-created.
+func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token) error {
+	_, err := b.store.Update(ctx, s, st.Integration, st.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
+		now := b.now()
+		if c == nil {
+			if st.Reauthorization {
+				return nil, connectionNotFound(st.Integration, st.ConnectionID)
+			}
+			c = &connectionEntry{
+				Integration:      st.Integration,
+				ConnectionID:     st.ConnectionID,
+				AuthMode:         authModeOAuth2,
+				Metadata:         map[string]any{},
+				ConnectionConfig: map[string]any{},
+				CreatedAt:        now,
+			}
+		}
+		c.Credentials = credentials{}
+		if st.ReplaceConnectionConfig {
+			c.ConnectionConfig = nonNilObject(st.ConnectionConfig)
+		}
+		if st.ReplaceMetadata {
+			c.Metadata = nonNilObject(st.Metadata)
+		}
+		b.tokens.apply(c, in, res, now)
+		return c, nil
+	})
+	return err
 }
 
 func withQuery(base string, q url.Values) string {

@@ -180,7 +180,7 @@ func TestCallbackPKCEMismatch(t *testing.T) {
 	var st oauthStateEntry
 	getJSON(t.Context(), e.storage, stateKey(hashes[0]), &st)
 	st.Verifier = "wrong-verifier-wrong-verifier-wrong-verifier-0"
-	putState(t.Context(), e.storage, hashes[0], &st)
+	putJSON(t.Context(), e.storage, stateKey(hashes[0]), &st)
 
 	status, page, _ := callback(e, q)
 	if status != http.StatusFailedDependency || !strings.Contains(page, "invalid_grant") {

@@ -1,9 +1,13 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"context"
 	"fmt"
 	"net/http"
+	"sort"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -42,6 +46,10 @@ func providerFields() map[string]*framework.FieldSchema {
 		"tokens_expire": {
 			Type:        framework.TypeBool,
 			Description: "Whether the provider's access tokens expire.",
+		},
+		"force": {
+			Type:        framework.TypeBool,
+			Description: "Allow a write that moves an endpoint (auth_url, token_url, revocation_url, api_base_url) to another host while integrations use it: their client secrets, tokens and app JWTs go to the new host from then on.",
 		},
 	}
 	// The rest mean what they mean on an integration.
@@ -132,13 +140,72 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	if existing != nil {
 		p = existing
 	}
+	var before map[string]string
+	if existing != nil {
+		before = existing.endpointHosts()
+	}
 	if err := applyProviderFields(p, d); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
+	}
+	var affected []string
+	if moved := movedEndpoints(before, p.endpointHosts()); len(moved) > 0 {
+		if affected, err = integrationsInheriting(ctx, req.Storage, name, moved); err != nil {
+			return nil, err
+		}
+		if len(affected) > 0 && !d.Get("force").(bool) {
+			return logical.ErrorResponse("this write moves %s of provider %q to another host, and integrations %s send credentials there; pass force=true to do it anyway",
+				strings.Join(moved, ", "), name, strings.Join(affected, ", ")), nil
+		}
 	}
 	if err := putStoredProvider(ctx, req.Storage, p); err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: providerResponse(p)}, nil
+	resp := &logical.Response{Data: providerResponse(p)}
+	if len(affected) > 0 {
+		resp.Data["affected_integrations"] = affected
+		resp.AddWarning(fmt.Sprintf("integrations %s now send credentials to the new host of %s", strings.Join(affected, ", "), name))
+	}
+	return resp, nil
+}
+
+// movedEndpoints lists the endpoint fields whose host differs between two
+// endpointHosts results; an endpoint that had no URL before is not moved.
+func movedEndpoints(before, after map[string]string) []string {
+	var moved []string
+	for field, host := range before {
+		if host != "" && after[field] != host {
+			moved = append(moved, field)
+		}
+	}
+	sort.Strings(moved)
+	return moved
+}
+
+// integrationsInheriting lists the integrations of a provider that take at
+// least one of fields from it rather than setting it themselves.
+func integrationsInheriting(ctx context.Context, s logical.Storage, providerName string, fields []string) ([]string, error) {
+	names, err := listIntegrations(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		in, err := getIntegration(ctx, s, n)
+		if err != nil {
+			return nil, err
+		}
+		if in == nil || in.Provider != providerName {
+			continue
+		}
+		own := in.endpointHosts()
+		for _, f := range fields {
+			if own[f] == "" {
+				out = append(out, n)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
@@ -193,4 +260,10 @@ connection's configuration when used:
 
 An integration names a provider with provider=<name>; its own non-empty
 fields override the provider's.
+
+This is a privileged path: a provider's URLs are where integrations send
+their client secrets, refresh tokens and app JWTs. A write that moves an
+endpoint to another host while integrations inherit it is refused unless
+force=true, and the answer lists the affected integrations. Grant it to
+operators only.
 `

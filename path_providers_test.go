@@ -100,7 +100,10 @@ func TestIntegrationWithProvider(t *testing.T) {
 	// auth_mode and URLs come from the catalog.
 	e.mustDo(logical.CreateOperation, "integrations/gh", map[string]any{"provider": "github", "client_id": "c"})
 	data := e.mustDo(logical.ReadOperation, "integrations/gh", nil)
-	if data["auth_mode"] != "OAUTH2" || data["provider"] != "github" || data["auth_url"] != "" {
+	// A read shows the effective URLs and where they come from.
+	sources := data["sources"].(map[string]string)
+	if data["auth_mode"] != "OAUTH2" || data["provider"] != "github" || data["auth_url"] != "https://github.com/login/oauth/authorize" ||
+		sources["auth_url"] != "builtin" || sources["token_url"] != "builtin" {
 		t.Fatalf("integration read = %v", data)
 	}
 	u := e.mustDo(logical.UpdateOperation, "connections/gh/acme/authorize", nil)["authorization_url"].(string)

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
@@ -21,15 +23,16 @@ func pathStatus(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
-	e := b.engine
+	stats := b.engine.Stats()
 	return &logical.Response{Data: map[string]any{
-		"queue_size":             e.queue.Len(),
-		"queue_ready":            e.ready.Load(),
-		"next_refresh_at":        formatTime(e.next()),
-		"refresh_status_counts":  e.statusCounts(),
-		"refreshes_total":        e.refreshes.Load(),
-		"refresh_failures_total": e.failures.Load(),
-		"cached_connections":     b.cache.entries.Len(),
+		"queue_size":             stats.QueueSize,
+		"queue_ready":            stats.QueueReady,
+		"next_refresh_at":        formatTime(stats.NextRefreshAt),
+		"refresh_status_counts":  stats.StatusCounts,
+		"refreshes_total":        stats.Refreshes,
+		"refresh_failures_total": stats.Failures,
+		"cached_connections":     b.store.cache.len(),
+		"unsaved_connections":    b.store.Unsaved(),
 	}}, nil
 }
 
@@ -45,6 +48,9 @@ The refresh engine as this node sees it:
   refreshes_total         refreshes done since the plugin started
   refresh_failures_total  refreshes that failed since the plugin started
   cached_connections      connection entries held in memory
+  unsaved_connections     connections whose newly issued tokens storage
+                          refused so far; kept in memory, served, and saved
+                          again by every periodic tick until stored
 
 The same figures are emitted as metrics (connect.refresh.success,
 connect.refresh.failure and connect.refresh.latency by integration, and

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
@@ -9,6 +11,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The built-in catalog is embedded so that `provider=github` works on any
@@ -165,17 +169,58 @@ func (s endpointSettings) validate(mode authMode) error {
 	}
 	for _, f := range []string{"auth_url", "token_url", "revocation_url", "api_base_url"} {
 		if urls[f] != "" {
-			if err := validateURLTemplate(f, urls[f]); err != nil {
+			if err := provider.ValidateURLTemplate(f, urls[f]); err != nil {
 				return err
 			}
 		}
 	}
 	if s.AuthStyle != "" {
-		if _, ok := authStyles[s.AuthStyle]; !ok {
+		if _, ok := provider.AuthStyles[s.AuthStyle]; !ok {
 			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(s.AuthStyle))
 		}
 	}
+	for _, k := range provider.ReservedAuthParams {
+		if _, ok := s.AuthParams[k]; ok {
+			return fmt.Errorf("auth_params cannot set %s: the authorization flow sets it", k)
+		}
+	}
 	return nil
+}
+
+// settingSources says, for each endpoint setting that has a value, where
+// it comes from: "integration" when the integration sets it, else source
+// (the provider's kind).
+func settingSources(own, base endpointSettings, source string) map[string]string {
+	out := map[string]string{}
+	pick := func(field string, ownSet, baseSet bool) {
+		switch {
+		case ownSet:
+			out[field] = "integration"
+		case baseSet:
+			out[field] = source
+		}
+	}
+	pick("auth_url", own.AuthURL != "", base.AuthURL != "")
+	pick("token_url", own.TokenURL != "", base.TokenURL != "")
+	pick("revocation_url", own.RevocationURL != "", base.RevocationURL != "")
+	pick("api_base_url", own.APIBaseURL != "", base.APIBaseURL != "")
+	pick("auth_style", own.AuthStyle != "", base.AuthStyle != "")
+	pick("scopes", len(own.Scopes) > 0, len(base.Scopes) > 0)
+	pick("auth_params", len(own.AuthParams) > 0, len(base.AuthParams) > 0)
+	pick("token_params", len(own.TokenParams) > 0, len(base.TokenParams) > 0)
+	pick("token_response_config", len(own.TokenResponseConfig) > 0, len(base.TokenResponseConfig) > 0)
+	return out
+}
+
+// endpointHosts are the scheme and host of each URL a provider's settings
+// send requests or credentials to.
+func (s endpointSettings) endpointHosts() map[string]string {
+	return map[string]string{
+		"auth_url":       provider.HostOf(s.AuthURL),
+		"token_url":      provider.HostOf(s.TokenURL),
+		"revocation_url": provider.HostOf(s.RevocationURL),
+		"api_base_url":   provider.HostOf(s.APIBaseURL),
+	}
 }
 
 // applyEndpointFields sets the settings a request gives; omitted ones keep

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
@@ -144,7 +146,7 @@ func BenchmarkDrain1000(b *testing.B) {
 		for i := range n {
 			c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("d%04d", i), AuthMode: authModeOAuth2,
 				Credentials: credentials{AccessToken: "old", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Minute)}}
-			if err := be.saveConnection(context.Background(), s, c); err != nil {
+			if _, err := be.store.Update(context.Background(), s, "github", c.ConnectionID, replaceWith(c)); err != nil {
 				b.Fatal(err)
 			}
 		}

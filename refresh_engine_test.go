@@ -71,8 +71,8 @@ func TestScheduleWhatNeverRefreshes(t *testing.T) {
 		"api key":          {AuthMode: authModeAPIKey},
 		"no expiry":        {AuthMode: authModeOAuth2, Credentials: credentials{AccessToken: "a", RefreshToken: "r"}},
 		"no refresh token": {AuthMode: authModeOAuth2, Credentials: credentials{AccessToken: "a", ExpiresAt: now.Add(time.Hour)}},
-		"exhausted":        {AuthMode: authModeOAuth2CC, RefreshStatus: statusExhausted, Credentials: credentials{AccessToken: "a", ExpiresAt: now.Add(time.Hour)}},
-		"reauth":           {AuthMode: authModeOAuth2, RefreshStatus: statusReauth, Credentials: credentials{AccessToken: "a", RefreshToken: "r", ExpiresAt: now.Add(time.Hour)}},
+		"exhausted":        {AuthMode: authModeOAuth2CC, RefreshStatus: refreshExhausted, Credentials: credentials{AccessToken: "a", ExpiresAt: now.Add(time.Hour)}},
+		"reauth":           {AuthMode: authModeOAuth2, RefreshStatus: refreshReauth, Credentials: credentials{AccessToken: "a", RefreshToken: "r", ExpiresAt: now.Add(time.Hour)}},
 	}
 	for name, c := range cases {
 		c.NextRefreshAt = now
@@ -124,7 +124,7 @@ func TestTickRefreshesOnlyWhatIsDue(t *testing.T) {
 	}
 	for _, id := range []string{"sooner", "later"} {
 		c, _ := getConnection(t.Context(), e.storage, "github", id)
-		if c.RefreshStatus != statusOK || c.LastRefreshedAt.IsZero() || time.Until(c.NextRefreshAt) < 30*time.Minute {
+		if c.RefreshStatus != refreshOK || c.LastRefreshedAt.IsZero() || time.Until(c.NextRefreshAt) < 30*time.Minute {
 			t.Fatalf("%s after tick: status %s, next %v", id, c.RefreshStatus, c.NextRefreshAt)
 		}
 	}
@@ -161,7 +161,7 @@ func TestFailuresBackOffThenExhaust(t *testing.T) {
 	importExpiring(e, srv, "c1", 10*time.Minute)
 	srv.Fail("server_error", http.StatusInternalServerError)
 
-	wantStatus := []refreshStatus{statusFailing, statusFailing, statusExhausted}
+	wantStatus := []refreshStatus{refreshFailing, refreshFailing, refreshExhausted}
 	wantWait := []time.Duration{30 * time.Second, time.Minute, 0}
 	for i := range wantStatus {
 		e.tick()
@@ -202,7 +202,7 @@ func TestFailuresBackOffThenExhaust(t *testing.T) {
 	srv.Fail("", 0)
 	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
 	c, _ := getConnection(t.Context(), e.storage, "github", "c1")
-	if c.RefreshStatus != statusOK || c.RefreshFailures != 0 || c.LastRefreshError != "" || c.NextRefreshAt.IsZero() {
+	if c.RefreshStatus != refreshOK || c.RefreshFailures != 0 || c.LastRefreshError != "" || c.NextRefreshAt.IsZero() {
 		t.Fatalf("after a forced refresh: %+v", c)
 	}
 	if e.b.engine.queue.Len() != 1 {
@@ -217,7 +217,7 @@ func TestInvalidGrantNeedsReauthorization(t *testing.T) {
 	srv.Fail("invalid_grant", http.StatusBadRequest)
 	e.tick()
 	c, _ := getConnection(t.Context(), e.storage, "github", "c1")
-	if c.RefreshStatus != statusReauth || c.RefreshFailures != 1 || !c.NextRefreshAt.IsZero() {
+	if c.RefreshStatus != refreshReauth || c.RefreshFailures != 1 || !c.NextRefreshAt.IsZero() {
 		t.Fatalf("after invalid_grant: %s/%d next %v", c.RefreshStatus, c.RefreshFailures, c.NextRefreshAt)
 	}
 	// The token still works for a while: reads get it, with a warning.

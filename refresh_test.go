@@ -189,7 +189,7 @@ func TestRefreshFailureOfExpiredTokenIs424(t *testing.T) {
 	// invalid_grant: only the customer can fix it. Reads do not retry;
 	// a forced refresh does, and fails the same way.
 	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
-	if stored.RefreshStatus != statusReauth || stored.Credentials.RefreshToken != refresh || !stored.NextRefreshAt.IsZero() {
+	if stored.RefreshStatus != refreshReauth || stored.Credentials.RefreshToken != refresh || !stored.NextRefreshAt.IsZero() {
 		t.Fatalf("after invalid_grant: %+v", stored)
 	}
 	e.mustFail(logical.ReadOperation, "connections/github/c1", nil, http.StatusFailedDependency)

@@ -1,9 +1,10 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"context"
 	"fmt"
-	"sort"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -18,6 +19,9 @@ const (
 	connectionPrefix  = "connections/"
 	providerPrefix    = "providers/"    // operator-defined providers
 	statePrefix       = "oauth_states/" // pending authorizations, keyed by hashed state
+	// stateIndexPrefix maps <integration>/<connection_id> to the hash of
+	// the connection's one pending authorization.
+	stateIndexPrefix = "oauth_state_index/"
 )
 
 // configEntry is the mount-wide configuration.
@@ -87,6 +91,8 @@ type integrationEntry struct {
 	ClientID     string   `json:"client_id,omitempty"`
 	ClientSecret string   `json:"client_secret,omitempty"`
 	endpointSettings
+	// AllowedScopes are scopes authorize may request besides Scopes.
+	AllowedScopes []string `json:"allowed_scopes,omitempty"`
 	// Provider names a catalog entry whose settings fill the fields left
 	// empty here.
 	Provider string `json:"provider,omitempty"`
@@ -119,7 +125,17 @@ type oauthStateEntry struct {
 	Verifier         string         `json:"verifier,omitempty"` // PKCE code verifier
 	RedirectURL      string         `json:"redirect_url"`
 	Scopes           []string       `json:"scopes,omitempty"`
-	ConnectionConfig map[string]any `json:"connection_config,omitempty"`
+	// ConnectionConfig replaces the connection's config when
+	// ReplaceConnectionConfig is set, as authorize was given one; otherwise
+	// the connection keeps the config it has when the callback stores it.
+	ConnectionConfig        map[string]any `json:"connection_config,omitempty"`
+	ReplaceConnectionConfig bool           `json:"replace_connection_config,omitempty"`
+	// Reauthorization: the connection existed at authorize; if it is gone
+	// at the callback, it was deleted meanwhile and is not re-created.
+	Reauthorization bool `json:"reauthorization,omitempty"`
+	// IntegrationCreatedAt tells the integration authorized against from
+	// one deleted and re-created under the same name meanwhile.
+	IntegrationCreatedAt time.Time `json:"integration_created_at"`
 	// Metadata replaces the connection's metadata when ReplaceMetadata is
 	// set; otherwise the connection keeps its own.
 	Metadata        map[string]any `json:"metadata,omitempty"`
@@ -171,6 +187,27 @@ type connectionEntry struct {
 	// NextRefreshAt is when the background refreshes the token next; zero
 	// when it will not (no expiry, no refresh token, exhausted).
 	NextRefreshAt time.Time `json:"next_refresh_at,omitempty"`
+
+	// InstallationID is the APP installation the connection's tokens are
+	// minted for. Only a connection write (the operator's path) sets it:
+	// whoever may edit connection_config must not be able to pick another
+	// customer's installation.
+	InstallationID string `json:"installation_id,omitempty"`
+
+	// issued marks credentials a provider has just issued, which the store
+	// keeps even when saving them fails. Never stored.
+	issued bool
+}
+
+// upgrade brings an entry stored by an earlier version up to date: APP
+// connections kept their installation in connection_config.
+func (c *connectionEntry) upgrade() {
+	if c.AuthMode == authModeApp && c.InstallationID == "" && c.ConnectionConfig != nil {
+		if v, ok := c.ConnectionConfig["installation_id"]; ok && v != nil {
+			c.InstallationID = fmt.Sprint(v)
+			delete(c.ConnectionConfig, "installation_id")
+		}
+	}
 }
 
 // clone copies an entry deeply enough that the copy's maps and slices can be
@@ -253,67 +290,6 @@ func deleteStoredProvider(ctx context.Context, s logical.Storage, name string) e
 
 func listStoredProviders(ctx context.Context, s logical.Storage) ([]string, error) {
 	return listSorted(ctx, s, providerPrefix)
-}
-
-func stateKey(stateHash string) string { return statePrefix + stateHash }
-
-func putState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
-	return putJSON(ctx, s, stateKey(stateHash), st)
-}
-
-// takeState reads and deletes a pending authorization: a state is spent by
-// its first use, whatever the outcome. Nil when there is none.
-func takeState(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
-	var st oauthStateEntry
-	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
-	if err != nil || !found {
-		return nil, err
-	}
-	if err := s.Delete(ctx, stateKey(stateHash)); err != nil {
-		return nil, fmt.Errorf("deleting state: %w", err)
-	}
-	return &st, nil
-}
-
-func connectionsPrefix(integration string) string {
-	return connectionPrefix + integration + "/"
-}
-
-func connectionKey(integration, id string) string {
-	return connectionsPrefix(integration) + id
-}
-
-// getConnection returns nil, nil when the connection does not exist.
-func getConnection(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
-	var c connectionEntry
-	found, err := getJSON(ctx, s, connectionKey(integration, id), &c)
-	if err != nil || !found {
-		return nil, err
-	}
-	return &c, nil
-}
-
-func putConnection(ctx context.Context, s logical.Storage, c *connectionEntry) error {
-	return putJSON(ctx, s, connectionKey(c.Integration, c.ConnectionID), c)
-}
-
-func deleteConnection(ctx context.Context, s logical.Storage, integration, id string) error {
-	return s.Delete(ctx, connectionKey(integration, id))
-}
-
-// listConnections returns the connection ids of one integration, sorted.
-func listConnections(ctx context.Context, s logical.Storage, integration string) ([]string, error) {
-	return listSorted(ctx, s, connectionsPrefix(integration))
-}
-
-func listSorted(ctx context.Context, s logical.Storage, prefix string) ([]string, error) {
-	keys, err := s.List(ctx, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing %q: %w", prefix, err)
-	}
-	// Storage backends differ on ordering; paging needs a stable one.
-	sort.Strings(keys)
-	return keys, nil
 }
 
 func getJSON(ctx context.Context, s logical.Storage, key string, out any) (bool, error) {

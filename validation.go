@@ -1,11 +1,15 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package connect
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"net/url"
 	"regexp"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
 // maxPayloadBytes bounds what one write may store. Connections are read on
@@ -38,30 +42,33 @@ func validateConnectionID(id string) error {
 // printable quotes untrusted input for an error message without letting
 // control characters or megabytes of it through.
 func printable(s string) string {
-	return printableN(s, 64)
-}
-
-// printableN is printable with a length limit of max runes.
-func printableN(s string, max int) string {
-	r := []rune(s)
-	if len(r) > max {
-		r = append(r[:max], '…')
-	}
-	out := make([]rune, 0, len(r))
-	for _, c := range r {
-		if c < 0x20 || c == 0x7f {
-			c = '?'
-		}
-		out = append(out, c)
-	}
-	return string(out)
+	return safetext.Printable(s, 64)
 }
 
 // validateAbsoluteURL accepts http and https URLs with a host.
 func validateAbsoluteURL(field, raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return fmt.Errorf("%s must be an absolute http(s) URL, got %q", field, printable(raw))
+	return provider.ValidateAbsoluteURL(field, raw)
+}
+
+// Size caps of what a connection stores. Integrated storage refuses entries
+// over 1 MiB by default, and a connection that cannot be saved cannot store
+// its next refresh token either, so the caps hold for the result of every
+// write and merge patch, not only for one request body.
+const (
+	maxDocumentBytes       = 64 << 10  // metadata, connection_config, each
+	maxRawTokenBytes       = 64 << 10  // the provider's raw token response kept
+	maxConnectionEntryBytes = 512 << 10 // the whole stored entry
+)
+
+// checkDocumentSize refuses a metadata or connection_config object whose
+// JSON is over maxDocumentBytes.
+func checkDocumentSize(field string, doc map[string]any) error {
+	b, err := json.Marshal(doc)
+	if err != nil {
+		return fmt.Errorf("%s is not valid JSON data: %w", field, err)
+	}
+	if len(b) > maxDocumentBytes {
+		return fmt.Errorf("%s would be %d bytes; the limit is %d", field, len(b), maxDocumentBytes)
 	}
 	return nil
 }

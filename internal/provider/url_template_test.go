@@ -1,4 +1,4 @@
-package connect
+package provider
 
 import (
 	"errors"
@@ -8,11 +8,11 @@ import (
 
 func TestExpandURL(t *testing.T) {
 	tmpl := "https://${connectionConfig.subdomain}.zendesk.test/oauth/${connectionConfig.path_part}/tokens"
-	got, err := expandURL("token_url", tmpl, map[string]any{"subdomain": "acme-eu", "path_part": "v2"})
+	got, err := ExpandURL("token_url", tmpl, map[string]any{"subdomain": "acme-eu", "path_part": "v2"})
 	if err != nil || got != "https://acme-eu.zendesk.test/oauth/v2/tokens" {
-		t.Fatalf("expandURL = %q, %v", got, err)
+		t.Fatalf("ExpandURL = %q, %v", got, err)
 	}
-	if got, _ := expandURL("token_url", "https://plain.test/t", nil); got != "https://plain.test/t" {
+	if got, _ := ExpandURL("token_url", "https://plain.test/t", nil); got != "https://plain.test/t" {
 		t.Fatalf("plain URL changed: %q", got)
 	}
 	bad := []struct {
@@ -28,20 +28,20 @@ func TestExpandURL(t *testing.T) {
 		{map[string]any{"subdomain": "acme", "path_part": "../../x"}, "must be letters"},
 	}
 	for _, tc := range bad {
-		_, err := expandURL("token_url", tmpl, tc.cfg)
-		var bc *badConfigError
+		_, err := ExpandURL("token_url", tmpl, tc.cfg)
+		var bc *ConfigError
 		if !errors.As(err, &bc) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("expandURL(%v) error = %v, want %q", tc.cfg, err, tc.want)
+			t.Errorf("ExpandURL(%v) error = %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
 }
 
 func TestValidateURLTemplate(t *testing.T) {
-	if err := validateURLTemplate("auth_url", "https://${connectionConfig.subdomain}.okta.test/oauth2/v1/authorize"); err != nil {
+	if err := ValidateURLTemplate("auth_url", "https://${connectionConfig.subdomain}.okta.test/oauth2/v1/authorize"); err != nil {
 		t.Fatal(err)
 	}
 	for _, bad := range []string{"https://${connectionConfig.a-b}.test/", "https://${env}.test/", "${connectionConfig.host}/path"} {
-		if err := validateURLTemplate("auth_url", bad); err == nil {
+		if err := ValidateURLTemplate("auth_url", bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}
 	}

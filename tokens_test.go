@@ -1,14 +1,12 @@
 package connect
 
 import (
-	"errors"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
 )
 
 func TestTokenParamsAreSentWithEveryGrant(t *testing.T) {
@@ -83,27 +81,3 @@ func TestTokenWithoutExpiry(t *testing.T) {
 	}
 }
 
-func TestProviderErrorKeepsNoBody(t *testing.T) {
-	resp := &http.Response{StatusCode: 400}
-	err := asProviderError(&oauth2.RetrieveError{
-		Response: resp, Body: []byte(`{"error":"invalid_grant","refresh_token":"leaked-rt"}`),
-		ErrorCode: "invalid_grant", ErrorDescription: "bad\x00grant",
-	})
-	msg := err.Error()
-	if strings.Contains(msg, "leaked-rt") || !strings.Contains(msg, "invalid_grant") || strings.Contains(msg, "\x00") {
-		t.Fatalf("provider error = %q", msg)
-	}
-	var pe *providerError
-	if !errors.As(err, &pe) || pe.Status != 400 {
-		t.Fatalf("not a providerError with status: %#v", err)
-	}
-}
-
-func TestGrantedScopes(t *testing.T) {
-	for in, want := range map[string]string{"": "", "a b": "a|b", "a,b": "a|b", " a  b ": "a|b"} {
-		got := strings.Join(grantedScopes(map[string]any{"scope": in}), "|")
-		if got != want {
-			t.Errorf("grantedScopes(%q) = %q, want %q", in, got, want)
-		}
-	}
-}

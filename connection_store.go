@@ -1,0 +1,468 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// scheduler is what the connection store tells the refresh engine: the
+// engine implements it, the store knows nothing else of it.
+type scheduler interface {
+	// schedule sets c.NextRefreshAt; it runs before c is saved.
+	schedule(c *connectionEntry, cfg *configEntry, now time.Time)
+	// track queues c's next refresh once c is saved.
+	track(c *connectionEntry)
+	// untrack forgets a deleted connection.
+	untrack(key string)
+}
+
+// errUnchanged, returned by an Update's change function, leaves the entry as
+// it is stored; Update then returns it without saving.
+var errUnchanged = errors.New("unchanged")
+
+// connectionNotFound is errConnectionNotFound for one connection.
+func connectionNotFound(integration, id string) error {
+	return &engineError{kind: errConnectionNotFound, msg: fmt.Sprintf("connection %q of integration %q does not exist", id, integration)}
+}
+
+// errIntegrationGone is a connection write whose integration was deleted.
+var errIntegrationGone = errors.New("integration does not exist")
+
+// Retries of a save that must not fail, within the request that made it.
+var saveRetryDelays = []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 400 * time.Millisecond}
+
+// connectionStore is the only code that reads and writes connection entries
+// in storage. It owns their per-connection locks, the cache and the
+// notification of the refresh scheduler, so every change to a connection
+// goes the same way: lock, load fresh, apply, save, cache, reschedule.
+//
+// Lock order: an integration's lock, then a connection's. Connection
+// writes hold their integration's lock for reading, so that a forced
+// integration delete (which holds it for writing) cannot interleave with
+// them and leave an orphan connection.
+type connectionStore struct {
+	locks            *keyedLocks // by connection key
+	integrationLocks *keyedLocks // by integration name
+	cache            *connectionCache
+	sched            scheduler
+	config           func(context.Context, logical.Storage) (*configEntry, error)
+	now              func() time.Time
+
+	// unsaved holds entries with provider-issued credentials whose save
+	// failed: the provider has spent the old refresh token, so the new one
+	// is kept, served to reads, and saved again until it is stored.
+	unsavedMu sync.Mutex
+	unsaved   map[string]*connectionEntry
+}
+
+func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
+	return &connectionStore{
+		locks:            newKeyedLocks(),
+		integrationLocks: newKeyedLocks(),
+		cache:            newConnectionCache(),
+		sched:            sched,
+		config:           config,
+		now:              now,
+		unsaved:          map[string]*connectionEntry{},
+	}
+}
+
+// Get returns a connection for reading, from memory when it can: the
+// caller's own copy, nil when the connection does not exist. It takes no
+// lock; what it returns may be refreshed by someone else a moment later.
+func (st *connectionStore) Get(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
+	key := connectionKey(integration, id)
+	if c := st.unsavedEntry(key); c != nil {
+		return c, nil
+	}
+	if c, ok := st.cache.get(key); ok {
+		return c, nil
+	}
+	gen := st.cache.generation(key)
+	c, size, err := readConnectionEntry(ctx, s, key)
+	if err != nil || c == nil {
+		return nil, err
+	}
+	st.cache.fill(key, c, size, gen)
+	return c, nil
+}
+
+// Exists reports whether a connection is stored, without caching it.
+func (st *connectionStore) Exists(ctx context.Context, s logical.Storage, integration, id string) (bool, error) {
+	key := connectionKey(integration, id)
+	if c := st.unsavedEntry(key); c != nil {
+		return true, nil
+	}
+	if _, ok := st.cache.entries.Peek(key); ok {
+		return true, nil
+	}
+	c, _, err := readConnectionEntry(ctx, s, key)
+	return c != nil, err
+}
+
+// Update changes one connection under its lock. change gets the entry as
+// stored now (nil when there is none) and returns the entry to save, or
+// errUnchanged, or an error that leaves everything as it was. Creating a
+// connection re-checks its integration under the integration's lock.
+func (st *connectionStore) Update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
+	defer st.integrationLocks.RLock(integration)()
+	key := connectionKey(integration, id)
+	defer st.locks.Lock(key)()
+
+	current, err := st.loadLocked(ctx, s, key)
+	if err != nil {
+		return nil, err
+	}
+	var arg *connectionEntry
+	if current != nil {
+		arg = current.clone()
+	}
+	next, err := change(arg)
+	if errors.Is(err, errUnchanged) {
+		return current, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if current == nil {
+		// A create: the integration may have been deleted since the
+		// caller looked. Its deletion holds its lock for writing, so it
+		// cannot happen between this check and the save.
+		in, err := getIntegration(ctx, s, integration)
+		if err != nil {
+			return nil, err
+		}
+		if in == nil {
+			return nil, fmt.Errorf("%w: %q was deleted", errIntegrationGone, integration)
+		}
+	}
+	if err := st.save(ctx, s, next); err != nil {
+		return nil, err
+	}
+	return next.clone(), nil
+}
+
+// loadLocked reads a connection for a change: an unsaved entry first, then
+// storage. The caller holds the connection's lock.
+func (st *connectionStore) loadLocked(ctx context.Context, s logical.Storage, key string) (*connectionEntry, error) {
+	if c := st.unsavedEntry(key); c != nil {
+		return c, nil
+	}
+	c, _, err := readConnectionEntry(ctx, s, key)
+	return c, err
+}
+
+// save stores c, reschedules it and caches it. The caller holds c's lock.
+// Credentials a provider just issued are never dropped: a failed save is
+// retried, and then kept in memory until the periodic hook stores them.
+func (st *connectionStore) save(ctx context.Context, s logical.Storage, c *connectionEntry) error {
+	cfg, err := st.config(ctx, s)
+	if err != nil && !c.issued {
+		return err
+	}
+	if cfg == nil {
+		cfg = defaultConfig()
+	}
+	st.sched.schedule(c, cfg, st.now())
+	key := connectionKey(c.Integration, c.ConnectionID)
+	if !c.issued {
+		if n := encodedSize(c); n > maxConnectionEntryBytes {
+			return &userError{fmt.Sprintf("the connection would be %d bytes stored; the limit is %d", n, maxConnectionEntryBytes)}
+		}
+	}
+	size, err := writeConnectionEntry(ctx, s, c)
+	for i := 0; err != nil && c.issued && i < len(saveRetryDelays); i++ {
+		time.Sleep(saveRetryDelays[i])
+		size, err = writeConnectionEntry(ctx, s, c)
+	}
+	if err != nil {
+		if c.issued {
+			st.keepUnsaved(key, c)
+			return nil
+		}
+		// What storage holds now is unknown; let the next read find out.
+		st.cache.invalidate(key)
+		return err
+	}
+	st.forgetUnsaved(key)
+	st.cache.put(key, c, size)
+	st.sched.track(c)
+	return nil
+}
+
+// Delete removes a connection under its lock. before, if given, sees the
+// entry first (to revoke its tokens) and returns warnings for the response.
+// Deleting a connection that does not exist is not an error.
+func (st *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+	defer st.integrationLocks.RLock(integration)()
+	return st.deleteLocked(ctx, s, integration, id, before)
+}
+
+func (st *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+	key := connectionKey(integration, id)
+	defer st.locks.Lock(key)()
+	var warnings []string
+	if before != nil {
+		c, err := st.loadLocked(ctx, s, key)
+		if err != nil {
+			return nil, err
+		}
+		if c != nil {
+			warnings = before(c)
+		}
+	}
+	if err := s.Delete(ctx, key); err != nil {
+		return warnings, fmt.Errorf("deleting %q: %w", key, err)
+	}
+	st.forgetUnsaved(key)
+	st.cache.invalidate(key)
+	st.sched.untrack(key)
+	return warnings, nil
+}
+
+// errHasConnections refuses to delete an integration that has connections
+// without force.
+type errHasConnections struct{ count int }
+
+func (e *errHasConnections) Error() string {
+	return fmt.Sprintf("the integration still has %d connection(s)", e.count)
+}
+
+// DeleteIntegration deletes an integration's connections, then runs
+// deleteEntry to delete the integration itself, with the integration's lock
+// held for writing throughout: no connection of it can be created or
+// changed meanwhile. Without force, an integration with connections is left
+// alone and the error is an *errHasConnections.
+func (st *connectionStore) DeleteIntegration(ctx context.Context, s logical.Storage, integration string, force bool, deleteEntry func() error) error {
+	defer st.integrationLocks.Lock(integration)()
+	ids, err := st.List(ctx, s, integration)
+	if err != nil {
+		return err
+	}
+	if len(ids) > 0 && !force {
+		return &errHasConnections{len(ids)}
+	}
+	for _, id := range ids {
+		if _, err := st.deleteLocked(ctx, s, integration, id, nil); err != nil {
+			return err
+		}
+	}
+	return deleteEntry()
+}
+
+// LockIntegration holds an integration's lock for writing while an
+// integration write runs.
+func (st *connectionStore) LockIntegration(integration string) (unlock func()) {
+	return st.integrationLocks.Lock(integration)
+}
+
+// List returns the connection ids of one integration, sorted.
+func (st *connectionStore) List(ctx context.Context, s logical.Storage, integration string) ([]string, error) {
+	return listSorted(ctx, s, connectionsPrefix(integration))
+}
+
+// Invalidate forgets a connection that another node changed.
+func (st *connectionStore) Invalidate(key string) {
+	st.cache.invalidate(key)
+}
+
+// SaveUnsaved retries the saves that failed, from the periodic hook.
+func (st *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) error {
+	st.unsavedMu.Lock()
+	keys := make([]string, 0, len(st.unsaved))
+	for k := range st.unsaved {
+		keys = append(keys, k)
+	}
+	st.unsavedMu.Unlock()
+	var firstErr error
+	for _, key := range keys {
+		integration, id, _ := splitConnectionKey(key)
+		_, err := st.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+			if c == nil {
+				return nil, errUnchanged
+			}
+			c.issued = true
+			return c, nil
+		})
+		if err == nil && st.unsavedEntry(key) != nil {
+			err = fmt.Errorf("connection %q is still not stored", key)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	return firstErr
+}
+
+// Unsaved is the number of entries waiting for storage.
+func (st *connectionStore) Unsaved() int {
+	st.unsavedMu.Lock()
+	defer st.unsavedMu.Unlock()
+	return len(st.unsaved)
+}
+
+func (st *connectionStore) unsavedEntry(key string) *connectionEntry {
+	st.unsavedMu.Lock()
+	defer st.unsavedMu.Unlock()
+	if c, ok := st.unsaved[key]; ok {
+		return c.clone()
+	}
+	return nil
+}
+
+func (st *connectionStore) keepUnsaved(key string, c *connectionEntry) {
+	st.unsavedMu.Lock()
+	defer st.unsavedMu.Unlock()
+	st.unsaved[key] = c.clone()
+	st.cache.invalidate(key)
+}
+
+func (st *connectionStore) forgetUnsaved(key string) {
+	st.unsavedMu.Lock()
+	defer st.unsavedMu.Unlock()
+	delete(st.unsaved, key)
+}
+
+// Storage of connection entries; only the store calls these.
+
+func connectionsPrefix(integration string) string {
+	return connectionPrefix + integration + "/"
+}
+
+func connectionKey(integration, id string) string {
+	return connectionsPrefix(integration) + id
+}
+
+// splitConnectionKey is connectionKey's inverse.
+func splitConnectionKey(key string) (integration, id string, ok bool) {
+	rest := key[min(len(connectionPrefix), len(key)):]
+	for i := 0; i < len(rest); i++ {
+		if rest[i] == '/' {
+			return rest[:i], rest[i+1:], true
+		}
+	}
+	return "", "", false
+}
+
+// readConnectionEntry returns nil when the connection does not exist, and
+// the stored size of the entry.
+func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*connectionEntry, int, error) {
+	entry, err := s.Get(ctx, key)
+	if err != nil {
+		return nil, 0, fmt.Errorf("reading %q: %w", key, err)
+	}
+	if entry == nil {
+		return nil, 0, nil
+	}
+	var c connectionEntry
+	if err := entry.DecodeJSON(&c); err != nil {
+		return nil, 0, fmt.Errorf("decoding %q: %w", key, err)
+	}
+	c.upgrade()
+	return &c, len(entry.Value), nil
+}
+
+// writeConnectionEntry stores c and returns its stored size.
+func writeConnectionEntry(ctx context.Context, s logical.Storage, c *connectionEntry) (int, error) {
+	key := connectionKey(c.Integration, c.ConnectionID)
+	entry, err := logical.StorageEntryJSON(key, c)
+	if err != nil {
+		return 0, fmt.Errorf("encoding %q: %w", key, err)
+	}
+	if err := s.Put(ctx, entry); err != nil {
+		return 0, fmt.Errorf("writing %q: %w", key, err)
+	}
+	return len(entry.Value), nil
+}
+
+// encodedSize is the size c takes in storage.
+func encodedSize(c *connectionEntry) int {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return 0
+	}
+	return len(b)
+}
+
+// listSorted lists a storage prefix in a stable order, which paging needs.
+func listSorted(ctx context.Context, s logical.Storage, prefix string) ([]string, error) {
+	keys, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing %q: %w", prefix, err)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// storeScanWorkers bounds the storage reads in flight during Each.
+const storeScanWorkers = 16
+
+// Each reads every stored connection and hands it to visit, from several
+// goroutines at once; it stops early when ctx is cancelled. It returns the
+// number of connections visited.
+func (st *connectionStore) Each(ctx context.Context, s logical.Storage, visit func(*connectionEntry)) (int, error) {
+	integrations, err := listSorted(ctx, s, integrationPrefix)
+	if err != nil {
+		return 0, err
+	}
+	keys := make(chan string)
+	var (
+		wg      sync.WaitGroup
+		count   int64
+		countMu sync.Mutex
+		errOnce sync.Once
+		first   error
+	)
+	for range storeScanWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for key := range keys {
+				c, _, err := readConnectionEntry(ctx, s, key)
+				if err != nil {
+					errOnce.Do(func() { first = err })
+					continue
+				}
+				if c == nil {
+					continue
+				}
+				visit(c)
+				countMu.Lock()
+				count++
+				countMu.Unlock()
+			}
+		}()
+	}
+	send := func() error {
+		for _, in := range integrations {
+			ids, err := st.List(ctx, s, in)
+			if err != nil {
+				return err
+			}
+			for _, id := range ids {
+				select {
+				case keys <- connectionKey(in, id):
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		return nil
+	}
+	sendErr := send()
+	close(keys)
+	wg.Wait()
+	if sendErr != nil {
+		return int(count), sendErr
+	}
+	return int(count), first
+}

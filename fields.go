@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+)
+
+// segment matches one path segment. It is deliberately broader than a valid
+// name so that a bad name reaches the handler and gets a 400 that says why,
+// instead of an "unsupported path" 404.
+func segment(name string) string {
+	return fmt.Sprintf("(?P<%s>[^/]+)", name)
+}
+
+// connectionPattern matches connections/<integration>/<connection_id>.
+var connectionPattern = "connections/" + segment("integration") + "/" + segment("connection_id")
+
+func integrationNameField() *framework.FieldSchema {
+	return &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Name of the integration.",
+		Required:    true,
+	}
+}
+
+func connectionIDField() *framework.FieldSchema {
+	return &framework.FieldSchema{
+		Type:        framework.TypeString,
+		Description: "Connection id, unique within its integration: letters, digits and . _ @ : + = - (up to 255), e.g. a UUID, an e-mail address or org:123.",
+		Required:    true,
+	}
+}
+
+// connectionPathFields are the fields of every connections/<i>/<id>/… path.
+func connectionPathFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"integration":   integrationNameField(),
+		"connection_id": connectionIDField(),
+	}
+}
+
+// connectionNames reads and validates the integration and connection id of a
+// request path.
+func connectionNames(d *framework.FieldData) (string, string, error) {
+	integration := d.Get("integration").(string)
+	if err := validateIntegrationName(integration); err != nil {
+		return "", "", err
+	}
+	id := d.Get("connection_id").(string)
+	if err := validateConnectionID(id); err != nil {
+		return "", "", err
+	}
+	return integration, id, nil
+}
+
+// setString sets *dst to a string field the request gives, trimmed.
+func setString(d *framework.FieldData, field string, dst *string) {
+	if v, ok := d.GetOk(field); ok {
+		*dst = strings.TrimSpace(v.(string))
+	}
+}

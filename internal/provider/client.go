@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: MPL-2.0
+
+// Package provider is the engine's HTTP client for external APIs: OAuth 2.0
+// token requests (refresh, client credentials, code exchange), RFC 7009
+// revocation, GitHub-App installation tokens and the templating of provider
+// URLs. Like the client package of HashiCorp's openldap plugin, it takes
+// plain values (resolved endpoints, client credentials) and an injected
+// *http.Client and clock, and knows nothing of Vault's storage or paths.
+package provider
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
+)
+
+// MaxResponseBytes bounds what is read of any provider response. A token
+// response is a few hundred bytes; more is a broken or hostile server.
+const MaxResponseBytes = 1 << 20
+
+// DefaultTimeout bounds one provider request when the injected client has
+// no timeout of its own.
+const DefaultTimeout = 30 * time.Second
+
+// Client talks to providers. The zero value is not usable; use New.
+type Client struct {
+	http *http.Client
+	now  func() time.Time
+}
+
+// New returns a Client that sends requests with base's transport and
+// timeout (DefaultTimeout when it has none) and reads the time from now.
+// Redirects are never followed: a 307 or 308 from a token endpoint would
+// re-post the client secret, a refresh token or a code to wherever the
+// Location header points.
+func New(base *http.Client, now func() time.Time) *Client {
+	if base == nil {
+		base = &http.Client{}
+	}
+	timeout := base.Timeout
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	return &Client{
+		http: &http.Client{
+			Transport:     base.Transport,
+			Timeout:       timeout,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		now: now,
+	}
+}
+
+// Endpoints are a provider's URLs with one connection's configuration
+// filled in (see ResolveEndpoints).
+type Endpoints struct {
+	Auth, Token, Revocation, APIBase string
+}
+
+// OAuthApp is an OAuth client as registered with a provider.
+type OAuthApp struct {
+	ClientID     string
+	ClientSecret string
+	// AuthStyle is how the client authenticates at the token endpoint:
+	// "header" (HTTP Basic), "params" (form body) or "auto"/"" (try both).
+	AuthStyle string
+	// Scopes are the app's default scopes.
+	Scopes []string
+	// AuthParams are extra query parameters of the authorization URL.
+	AuthParams map[string]string
+	// TokenParams are extra form parameters of every token request.
+	TokenParams map[string]string
+}
+
+// AuthStyles are the accepted AuthStyle values.
+var AuthStyles = map[string]oauth2.AuthStyle{
+	"auto":   oauth2.AuthStyleAutoDetect,
+	"header": oauth2.AuthStyleInHeader,
+	"params": oauth2.AuthStyleInParams,
+}
+
+// Token is one successful answer of a token endpoint.
+type Token struct {
+	*oauth2.Token
+	// Raw is the response body as the provider sent it, decoded.
+	Raw map[string]any
+}
+
+// Error is a failed provider request, described without any secret: the
+// HTTP status and the RFC 6749 error code and description, or the transport
+// failure. Never the body, which may echo what was sent.
+type Error struct {
+	Status      int // 0: no HTTP answer
+	Code        string
+	Description string
+	cause       error
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("provider")
+	if e.Status != 0 {
+		fmt.Fprintf(&b, " answered HTTP %d", e.Status)
+		if e.Status/100 == 3 {
+			b.WriteString(" (a redirect, which is not followed)")
+		}
+	}
+	if e.Code != "" {
+		fmt.Fprintf(&b, ": %s", e.Code)
+	}
+	if e.Description != "" {
+		fmt.Fprintf(&b, " (%s)", e.Description)
+	}
+	if e.Unreachable() {
+		fmt.Fprintf(&b, " could not be reached: %s", redactedCause(e.cause))
+	}
+	return b.String()
+}
+
+func (e *Error) Unwrap() error { return e.cause }
+
+// Unreachable reports whether the provider never answered.
+func (e *Error) Unreachable() bool { return e.Status == 0 && e.Code == "" && e.cause != nil }
+
+// InvalidGrant reports whether the provider refused the grant itself: the
+// refresh token or code is spent, revoked or expired, and only a new
+// authorization helps.
+func (e *Error) InvalidGrant() bool { return e.Code == "invalid_grant" }
+
+// redactedCause describes a transport failure. url.Error quotes the URL,
+// which carries no secret, but its inner error is all a caller needs.
+func redactedCause(err error) string {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		return uerr.Err.Error()
+	}
+	return err.Error()
+}
+
+// errorFromResponse is the Error of a non-success answer whose body was
+// decoded into raw.
+func errorFromResponse(status int, raw map[string]any) *Error {
+	code, _ := raw["error"].(string)
+	desc, _ := raw["error_description"].(string)
+	if desc == "" {
+		desc, _ = raw["message"].(string) // GitHub's REST API
+	}
+	return &Error{Status: status, Code: safetext.Printable(code, 100), Description: safetext.Printable(desc, 300)}
+}

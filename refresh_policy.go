@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"errors"
+	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
+
+// refreshStatus is a connection's standing with its provider.
+type refreshStatus string
+
+const (
+	refreshOK      refreshStatus = "ok"
+	refreshFailing refreshStatus = "failing" // retrying with backoff
+	// refreshExhausted: max_refresh_failures in a row; the background stops
+	// until a forced refresh or a re-authorization succeeds.
+	refreshExhausted refreshStatus = "exhausted"
+	// refreshReauth: the provider refused the grant itself (invalid_grant);
+	// only the customer can fix that, by authorizing again.
+	refreshReauth refreshStatus = "reauthorization_required"
+)
+
+var allRefreshStatuses = []refreshStatus{refreshOK, refreshFailing, refreshExhausted, refreshReauth}
+
+// Backoff after failed refreshes: 30s, 1m, 2m, ... at most an hour.
+const (
+	backoffBase = 30 * time.Second
+	backoffMax  = time.Hour
+)
+
+// minTokenLifetime is what a token that the provider says lives for no time
+// at all (expires_in <= 0, or a few seconds) is taken to live: otherwise
+// every read would refresh it.
+const minTokenLifetime = 60 * time.Second
+
+// refreshDue reports whether c's token should be renewed before a read
+// returns it: it expires within margin, or there is none yet.
+func refreshDue(c *connectionEntry, margin time.Duration, now time.Time) bool {
+	if !c.AuthMode.hasTokens() {
+		return false
+	}
+	if c.Credentials.AccessToken == "" {
+		return true
+	}
+	if c.Credentials.ExpiresAt.IsZero() {
+		return false
+	}
+	return !now.Before(c.Credentials.ExpiresAt.Add(-margin))
+}
+
+// tokenExpired reports whether c's token can no longer be used at all.
+func tokenExpired(c *connectionEntry, now time.Time) bool {
+	if c.Credentials.AccessToken == "" {
+		return true
+	}
+	return !c.Credentials.ExpiresAt.IsZero() && !now.Before(c.Credentials.ExpiresAt)
+}
+
+// canRefresh reports whether the engine has the means to renew c's token.
+func canRefresh(c *connectionEntry) bool {
+	return c.AuthMode.hasTokens() && (c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken != "")
+}
+
+// refreshTokenExpires reports whether c's refresh token dies when unused,
+// as the provider says in its token response.
+func refreshTokenExpires(c *connectionEntry) bool {
+	if c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken == "" {
+		return false
+	}
+	for _, k := range []string{"refresh_token_expires_in", "refresh_expires_in", "x_refresh_token_expires_in"} {
+		if _, ok := c.RawTokenResponse[k]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// refreshState is c's refresh status; entries that never failed say ok.
+func (c *connectionEntry) refreshState() refreshStatus {
+	if c.RefreshStatus == "" {
+		return refreshOK
+	}
+	return c.RefreshStatus
+}
+
+// blocked reports whether reads must not ask the provider for c now: it
+// refused for good, or a retry is not due yet.
+func blocked(c *connectionEntry, now time.Time) bool {
+	switch c.RefreshStatus {
+	case refreshExhausted, refreshReauth:
+		return true
+	case refreshFailing:
+		return now.Before(c.NextRefreshAt)
+	}
+	return false
+}
+
+// backoff is the wait after the n-th failure in a row.
+func backoff(n int) time.Duration {
+	if n < 1 {
+		n = 1
+	}
+	if n > 8 { // 30s << 7 already exceeds the cap
+		return backoffMax
+	}
+	return min(backoffBase<<(n-1), backoffMax)
+}
+
+// maxRefreshErrorLen bounds last_refresh_error as stored and shown.
+const maxRefreshErrorLen = 500
+
+// recordFailure updates c's refresh state after a failed refresh. cause
+// has had the request's secrets removed already.
+func recordFailure(c *connectionEntry, cause error, cfg *configEntry, now time.Time) {
+	c.RefreshFailures++
+	c.LastRefreshError = truncateRunes(cause.Error(), maxRefreshErrorLen)
+	var pe *provider.Error
+	switch {
+	case errors.As(cause, &pe) && pe.InvalidGrant(), errors.Is(cause, errNotRefreshable):
+		c.RefreshStatus = refreshReauth
+		c.NextRefreshAt = time.Time{}
+	case c.RefreshFailures >= cfg.MaxRefreshFailures:
+		c.RefreshStatus = refreshExhausted
+		c.NextRefreshAt = time.Time{}
+	default:
+		c.RefreshStatus = refreshFailing
+		c.NextRefreshAt = now.Add(backoff(c.RefreshFailures))
+	}
+}
+
+func truncateRunes(s string, max int) string {
+	r := []rune(s)
+	if len(r) <= max {
+		return s
+	}
+	return string(r[:max]) + "…"
+}

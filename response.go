@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// httpError answers an error from the store or the refresh engine with the
+// HTTP status it deserves: the caller's mistakes are 4xx, the provider's
+// failures 424, anything else (storage) stays an internal error.
+func httpError(err error) (*logical.Response, error) {
+	kind := err
+	var ee *engineError
+	if errors.As(err, &ee) {
+		kind = ee.kind // the kind decides, not the cause it wraps
+	}
+	var hasConns *errHasConnections
+	switch {
+	case errors.Is(kind, errConnectionNotFound):
+		return nil, logical.CodedError(http.StatusNotFound, err.Error())
+	case errors.Is(kind, errBadConnectionConfig), errors.Is(kind, errNotRefreshable), errors.Is(kind, errNoTokens),
+		errors.Is(kind, errIntegrationGone), errors.As(kind, &hasConns):
+		return nil, logical.CodedError(http.StatusBadRequest, err.Error())
+	case errors.Is(kind, errProviderRefused), errors.Is(kind, errProviderUnreachable), errors.Is(kind, errExpiredUnrefreshable):
+		return nil, logical.CodedError(http.StatusFailedDependency, err.Error())
+	}
+	return nil, err
+}
+
+// userError marks an error as the caller's fault: a 400 with its message.
+// Validation code returns it; anything else a handler meets (storage) is
+// not a 400.
+type userError struct{ msg string }
+
+func (e *userError) Error() string { return e.msg }
+
+// badInput is a userError built like fmt.Errorf.
+func badInput(err error) error { return &userError{err.Error()} }
+
+// respondError is httpError for handlers that also meet userErrors.
+func respondError(err error) (*logical.Response, error) {
+	var ue *userError
+	if errors.As(err, &ue) {
+		return logical.ErrorResponse(ue.msg), nil
+	}
+	return httpError(err)
+}
+
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func nonNilObject(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}

@@ -1,0 +1,168 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
+
+// tokenIssuer stands between the engine and the provider client: it resolves
+// what a connection's token requests need (its integration with the
+// provider's settings filled in, the URLs filled from the connection's
+// config) and hands plain values to the client.
+type tokenIssuer struct {
+	client *provider.Client
+	logger func() hclog.Logger
+
+	// shortLived remembers the integrations already logged for issuing
+	// tokens that live less than minTokenLifetime.
+	shortLived sync.Map
+}
+
+// integration returns a stored integration with its provider's settings in
+// the fields it leaves empty.
+func (t *tokenIssuer) integration(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
+	stored, err := getIntegration(ctx, s, name)
+	if err != nil {
+		return nil, err
+	}
+	if stored == nil {
+		return nil, fmt.Errorf("integration %q no longer exists", name)
+	}
+	return effectiveIntegration(ctx, s, stored)
+}
+
+// oauthApp is the OAuth client an integration describes.
+func oauthApp(in *integrationEntry) provider.OAuthApp {
+	return provider.OAuthApp{
+		ClientID:     in.ClientID,
+		ClientSecret: in.ClientSecret,
+		AuthStyle:    in.AuthStyle,
+		Scopes:       in.Scopes,
+		AuthParams:   in.AuthParams,
+		TokenParams:  in.TokenParams,
+	}
+}
+
+// endpoints are an integration's URLs filled from one connection's config.
+func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.Endpoints, error) {
+	return provider.ResolveEndpoints(provider.Endpoints{
+		Auth:       in.AuthURL,
+		Token:      in.TokenURL,
+		Revocation: in.RevocationURL,
+		APIBase:    in.APIBaseURL,
+	}, connectionConfig)
+}
+
+// obtain asks the provider for a new token by the grant c's auth mode uses.
+func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *connectionEntry) (*provider.Token, error) {
+	ep, err := endpoints(in, c.ConnectionConfig)
+	if err != nil {
+		return nil, err
+	}
+	switch c.AuthMode {
+	case authModeOAuth2CC:
+		var scopes []string
+		if len(c.Credentials.Scopes) > 0 {
+			scopes = c.Credentials.Scopes
+		}
+		return t.client.ClientCredentials(ctx, oauthApp(in), ep, scopes)
+	case authModeOAuth2:
+		if c.Credentials.RefreshToken == "" {
+			return nil, errNotRefreshable
+		}
+		return t.client.Refresh(ctx, oauthApp(in), ep, c.Credentials.RefreshToken)
+	case authModeApp:
+		if c.InstallationID == "" {
+			return nil, &provider.ConfigError{Msg: "installation_id is required for an APP connection: set it on the connection"}
+		}
+		return t.client.InstallationToken(ctx, provider.App{AppID: in.AppID, PrivateKey: in.PrivateKey}, ep.APIBase, c.InstallationID)
+	}
+	return nil, fmt.Errorf("auth_mode %s has no token grant", c.AuthMode)
+}
+
+// apply stores a token response in c and copies the members that in maps
+// into the connection's config. A response without a refresh token keeps
+// the old one (RFC 6749 section 6: the server may or may not issue a new
+// one). c is marked as holding provider-issued credentials, which the store
+// never drops.
+func (t *tokenIssuer) apply(c *connectionEntry, in *integrationEntry, res *provider.Token, now time.Time) {
+	cr := &c.Credentials
+	cr.AccessToken = res.AccessToken
+	if res.RefreshToken != "" {
+		cr.RefreshToken = res.RefreshToken
+	}
+	cr.TokenType = res.Type()
+	cr.ExpiresAt = t.expiry(in.Name, res, now)
+	if scopes := provider.GrantedScopes(res.Raw); scopes != nil {
+		cr.Scopes = scopes
+	}
+	c.RawTokenResponse = res.Raw
+	for key, member := range in.TokenResponseConfig {
+		if v, ok := provider.LookupMember(res.Raw, member); ok {
+			if c.ConnectionConfig == nil {
+				c.ConnectionConfig = map[string]any{}
+			}
+			c.ConnectionConfig[key] = v
+		}
+	}
+	c.LastRefreshedAt = now
+	c.UpdatedAt = now
+	// A token the provider just issued ends any failure streak.
+	c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = refreshOK, 0, ""
+	c.issued = true
+}
+
+// expiry is when a new token expires: zero for one without expires_in, and
+// at least minTokenLifetime from now, since a provider that says 0 or a
+// negative lifetime would otherwise make every read refresh.
+func (t *tokenIssuer) expiry(integration string, res *provider.Token, now time.Time) time.Time {
+	if res.Expiry.IsZero() {
+		return time.Time{}
+	}
+	if floor := now.Add(minTokenLifetime); res.Expiry.Before(floor) {
+		if _, logged := t.shortLived.LoadOrStore(integration, true); !logged {
+			t.logger().Warn("provider issued a token that expires in under a minute; treating it as valid for a minute",
+				"integration", integration, "expires_in", res.Expiry.Sub(now).Round(time.Second).String())
+		}
+		return floor.UTC()
+	}
+	return res.Expiry.UTC()
+}
+
+// revoke revokes c's refresh and access tokens at the integration's
+// revocation endpoint (RFC 7009), refresh token first: with most providers
+// that also invalidates the access tokens issued from it. Failures are
+// returned as warnings; a deletion goes ahead regardless, since keeping a
+// connection the customer wants gone is worse than a token that lives out
+// its expiry.
+func (t *tokenIssuer) revoke(ctx context.Context, in *integrationEntry, c *connectionEntry) []string {
+	if in.RevocationURL == "" {
+		return nil
+	}
+	ep, err := endpoints(in, c.ConnectionConfig)
+	if err != nil {
+		return []string{fmt.Sprintf("tokens not revoked: %s", err)}
+	}
+	var warnings []string
+	for _, tok := range []struct{ value, hint string }{
+		{c.Credentials.RefreshToken, "refresh_token"},
+		{c.Credentials.AccessToken, "access_token"},
+	} {
+		if tok.value == "" {
+			continue
+		}
+		if err := t.client.Revoke(ctx, oauthApp(in), ep.Revocation, tok.value, tok.hint); err != nil {
+			warnings = append(warnings, fmt.Sprintf("revoking the %s failed, the connection was deleted anyway: %s", tok.hint, err))
+		}
+	}
+	return warnings
+}
