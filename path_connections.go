@@ -56,7 +56,7 @@ func pathConnections(b *backend) []*framework.Path {
 			// Anything deeper than the known sub-paths is a connection id
 			// with a '/' in it, or a typo; say so instead of a bare 404.
 			Pattern: connectionPattern + "/.+",
-			Fields: connectionPathFields(),
+			Fields:  connectionPathFields(),
 			Operations: map[logical.Operation]framework.OperationHandler{
 				logical.ReadOperation:   &framework.PathOperation{Callback: badConnectionPath, Unpublished: true},
 				logical.UpdateOperation: &framework.PathOperation{Callback: badConnectionPath, Unpublished: true},

@@ -120,11 +120,11 @@ type providerEntry struct {
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
 // of its state so that storage never holds a usable state value.
 type oauthStateEntry struct {
-	Integration      string         `json:"integration"`
-	ConnectionID     string         `json:"connection_id"`
-	Verifier         string         `json:"verifier,omitempty"` // PKCE code verifier
-	RedirectURL      string         `json:"redirect_url"`
-	Scopes           []string       `json:"scopes,omitempty"`
+	Integration  string   `json:"integration"`
+	ConnectionID string   `json:"connection_id"`
+	Verifier     string   `json:"verifier,omitempty"` // PKCE code verifier
+	RedirectURL  string   `json:"redirect_url"`
+	Scopes       []string `json:"scopes,omitempty"`
 	// ConnectionConfig replaces the connection's config when
 	// ReplaceConnectionConfig is set, as authorize was given one; otherwise
 	// the connection keeps the config it has when the callback stores it.

@@ -80,4 +80,3 @@ func TestTokenWithoutExpiry(t *testing.T) {
 		t.Fatalf("a token without expiry was refreshed: %d requests", srv.Requests())
 	}
 }
-

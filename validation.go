@@ -55,8 +55,8 @@ func validateAbsoluteURL(field, raw string) error {
 // its next refresh token either, so the caps hold for the result of every
 // write and merge patch, not only for one request body.
 const (
-	maxDocumentBytes       = 64 << 10  // metadata, connection_config, each
-	maxRawTokenBytes       = 64 << 10  // the provider's raw token response kept
+	maxDocumentBytes        = 64 << 10  // metadata, connection_config, each
+	maxRawTokenBytes        = 64 << 10  // the provider's raw token response kept
 	maxConnectionEntryBytes = 512 << 10 // the whole stored entry
 )
 
