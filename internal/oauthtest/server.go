@@ -56,6 +56,7 @@ type Server struct {
 	authStyle    string
 	extraFields  map[string]any
 	formEncoding bool
+	override     http.HandlerFunc
 }
 
 // New starts a server on loopback. Call Close when done.
@@ -242,6 +243,12 @@ func (s *Server) SetExtraFields(m map[string]any) { s.set(func() { s.extraFields
 // as GitHub's classic OAuth apps answer.
 func (s *Server) SetFormEncoding(on bool) { s.set(func() { s.formEncoding = on }) }
 
+// SetOverride makes the token and revocation endpoints answer with h once
+// they have counted and recorded the request: a broken or hostile provider
+// (a redirect, a huge or malformed body, an echo of what it was sent). Nil
+// restores normal answers.
+func (s *Server) SetOverride(h http.HandlerFunc) { s.set(func() { s.override = h }) }
+
 func (s *Server) set(f func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -266,6 +273,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	s.requests++
 	s.lastForm = r.PostForm
+	if s.override != nil {
+		s.override(w, r)
+		return
+	}
 
 	style, ok := s.authenticate(r)
 	s.lastAuthStyle = style
@@ -379,6 +390,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.override != nil {
+		s.override(w, r)
+		return
+	}
 	if _, ok := s.authenticate(r); !ok {
 		writeError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return

@@ -77,13 +77,21 @@ func ValidateAbsoluteURL(field, raw string) error {
 }
 
 // HostOf returns the scheme and host a URL template sends requests to, with
-// placeholders left in: what changes when a provider is pointed elsewhere.
+// placeholders shown as {key}: what changes when a provider is pointed
+// elsewhere. Alternatives and paths are not its concern.
 func HostOf(tmpl string) string {
-	u, err := url.Parse(placeholderRe.ReplaceAllString(tmpl, "{$1}"))
-	if err != nil || tmpl == "" {
-		return tmpl
+	if tmpl == "" {
+		return ""
 	}
-	return strings.ToLower(u.Scheme + "://" + u.Host)
+	shown := placeholderRe.ReplaceAllString(tmpl, "{$1}")
+	scheme, rest, ok := strings.Cut(shown, "://")
+	if !ok {
+		return strings.ToLower(shown)
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return strings.ToLower(scheme + "://" + rest)
 }
 
 // ResolveEndpoints fills the placeholders of every template URL from one

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 package provider
 
 import (
@@ -43,6 +45,28 @@ func TestValidateURLTemplate(t *testing.T) {
 	for _, bad := range []string{"https://${connectionConfig.a-b}.test/", "https://${env}.test/", "${connectionConfig.host}/path"} {
 		if err := ValidateURLTemplate("auth_url", bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestResolveEndpointsAndHostOf(t *testing.T) {
+	ep, err := ResolveEndpoints(Endpoints{Token: "https://${connectionConfig.sub}.example.test/t", Auth: "https://login.example.test/a"}, map[string]any{"sub": "acme"})
+	if err != nil || ep.Token != "https://acme.example.test/t" || ep.Auth != "https://login.example.test/a" || ep.Revocation != "" {
+		t.Fatalf("ResolveEndpoints = %+v, %v", ep, err)
+	}
+	if got := HostOf("https://${connectionConfig.sub}.Example.test/t"); got != "https://{sub}.example.test" {
+		t.Fatalf("HostOf = %q", got)
+	}
+	if HostOf("") != "" {
+		t.Fatal("HostOf of nothing")
+	}
+}
+
+func TestGrantedScopes(t *testing.T) {
+	for in, want := range map[string]string{"": "", "a b": "a|b", "a,b": "a|b", " a  b ": "a|b"} {
+		got := strings.Join(GrantedScopes(map[string]any{"scope": in}), "|")
+		if got != want {
+			t.Errorf("GrantedScopes(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

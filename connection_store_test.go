@@ -1,0 +1,127 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/locksutil"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// stripeMate returns a connection id of integration whose key shares a
+// locksutil stripe with key: under striped locks the two would wait on
+// each other.
+func stripeMate(t *testing.T, key, integration string) string {
+	t.Helper()
+	stripes := locksutil.CreateLocks()
+	want := locksutil.LockForKey(stripes, key)
+	for i := range 100000 {
+		id := fmt.Sprintf("mate-%d", i)
+		if locksutil.LockForKey(stripes, connectionKey(integration, id)) == want {
+			return id
+		}
+	}
+	t.Fatal("no id shares the stripe")
+	return ""
+}
+
+func TestSlowRefreshDoesNotDelayOtherWrites(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "slow", time.Minute)
+	mate := stripeMate(t, connectionKey("github", "slow"), "stripe")
+	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
+	e.mustDo(logical.CreateOperation, "connections/stripe/"+mate, map[string]any{"api_key": "k1"})
+	srv.SetDelay(3 * time.Second)
+
+	refreshDone := make(chan struct{})
+	go func() {
+		defer close(refreshDone)
+		e.do(logical.UpdateOperation, "connections/github/slow/refresh", nil)
+	}()
+	// Let the refresh take its lock and reach the provider (which counts
+	// a request only once its delay is over).
+	for e.b.store.locks.size() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		e.mustDo(logical.UpdateOperation, "connections/stripe/"+mate, map[string]any{"api_key": "k2"})
+		e.mustDo(logical.PatchOperation, "connections/stripe/"+mate+"/metadata", map[string]any{"plan": "pro"})
+	}()
+	select {
+	case <-written:
+	case <-refreshDone:
+		t.Fatal("the write to another connection waited for the slow refresh")
+	}
+	select {
+	case <-refreshDone:
+		t.Fatal("the refresh finished before the write; the test proves nothing")
+	default:
+	}
+	<-refreshDone
+	if n := e.b.store.locks.size(); n != 0 {
+		t.Fatalf("%d connection locks still held after every request ended", n)
+	}
+}
+
+func TestKeyedLocksSerialiseOneKey(t *testing.T) {
+	locks := newKeyedLocks()
+	var mu sync.Mutex
+	inside, maxInside := 0, 0
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer locks.Lock("k")()
+			mu.Lock()
+			inside++
+			maxInside = max(maxInside, inside)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			inside--
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if maxInside != 1 || locks.size() != 0 {
+		t.Fatalf("max holders %d, locks left %d", maxInside, locks.size())
+	}
+}
+
+func TestOnlyTheStoreSavesConnections(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	// A change function's error leaves storage as it was.
+	e.mustDo(logical.CreateOperation, "connections/stripe/c", map[string]any{"api_key": "k"})
+	before := e.snapshot()
+	_, err := e.b.store.Update(t.Context(), e.storage, "stripe", "c", func(c *connectionEntry) (*connectionEntry, error) {
+		c.Credentials.APIKey = "changed"
+		return nil, fmt.Errorf("refused")
+	})
+	if err == nil {
+		t.Fatal("the change's error was lost")
+	}
+	e.assertUnchanged(before)
+	if got := e.mustDo(logical.ReadOperation, "connections/stripe/c", nil)["api_key"]; got != "k" {
+		t.Fatalf("a refused change reached the cache: %v", got)
+	}
+	// A create for an integration that is gone is refused under its lock.
+	_, err = e.b.store.Update(t.Context(), e.storage, "nope", "c", replaceWith(&connectionEntry{Integration: "nope", ConnectionID: "c", AuthMode: authModeAPIKey}))
+	_, mapped := httpError(err)
+	if code := httpStatus(logical.UpdateOperation, nil, mapped); code != http.StatusBadRequest {
+		t.Fatalf("create under a missing integration: %v answered %d", err, code)
+	}
+	if c, _ := getConnection(context.Background(), e.storage, "nope", "c"); c != nil {
+		t.Fatal("a connection was stored without its integration")
+	}
+}
