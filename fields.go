@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // segment matches one path segment. It is deliberately broader than a valid
@@ -55,6 +56,16 @@ func connectionNames(d *framework.FieldData) (string, string, error) {
 		return "", "", err
 	}
 	return integration, id, nil
+}
+
+// connectionWriteNames is connectionNames for a write, whose body must also
+// be within the payload limit.
+func connectionWriteNames(req *logical.Request, d *framework.FieldData) (string, string, error) {
+	integration, id, err := connectionNames(d)
+	if err != nil {
+		return "", "", err
+	}
+	return integration, id, checkPayloadSize(req.Data)
 }
 
 // setString sets *dst to a string field the request gives, trimmed.

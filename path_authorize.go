@@ -58,11 +58,8 @@ func pathConnectionAuthorize(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	integration, id, err := connectionNames(d)
+	integration, id, err := connectionWriteNames(req, d)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	cfg, err := b.config(ctx, req.Storage)

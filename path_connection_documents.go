@@ -118,11 +118,8 @@ func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {
 
 func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		integration, id, err := connectionNames(d)
+		integration, id, err := connectionWriteNames(req, d)
 		if err != nil {
-			return logical.ErrorResponse(err.Error()), nil
-		}
-		if err := checkPayloadSize(req.Data); err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
 		body, err := jsonObject(doc.field, req.Data)

@@ -283,11 +283,8 @@ func addRefreshState(data map[string]any, c *connectionEntry) {
 }
 
 func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	integration, id, err := connectionNames(d)
+	integration, id, err := connectionWriteNames(req, d)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	stored, err := getIntegration(ctx, req.Storage, integration)

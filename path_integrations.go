@@ -154,9 +154,16 @@ func (b *backend) pathIntegrationRead(ctx context.Context, req *logical.Request,
 	if err != nil || in == nil {
 		return nil, err
 	}
+	return integrationRead(ctx, req.Storage, in)
+}
+
+// integrationRead answers with an integration as integrationResponse shows
+// it.
+func integrationRead(ctx context.Context, s logical.Storage, in *integrationEntry) (*logical.Response, error) {
 	var p *providerEntry
 	if in.Provider != "" {
-		if p, err = getStoredProvider(ctx, req.Storage, in.Provider); err != nil {
+		var err error
+		if p, err = getStoredProvider(ctx, s, in.Provider); err != nil {
 			return nil, err
 		}
 	}
@@ -233,13 +240,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err := putIntegration(ctx, req.Storage, in); err != nil {
 		return nil, err
 	}
-	var p *providerEntry
-	if in.Provider != "" {
-		if p, err = getStoredProvider(ctx, req.Storage, in.Provider); err != nil {
-			return nil, err
-		}
-	}
-	return &logical.Response{Data: integrationResponse(in, p)}, nil
+	return integrationRead(ctx, req.Storage, in)
 }
 
 // applyIntegrationFields returns the integration that results from applying
