@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Package e2e runs the plugin inside a real Vault server: the binary built
 // by scripts/build-vault.sh, started in dev mode on a free loopback port,
 // with the plugin registered from bin/plugins and mounted at connect/.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Command vault-plugin-secrets-connect serves the connect secrets engine as
 // a Vault plugin.
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Package oauthtest is a small, real OAuth 2.0 authorization server for the
 // tests: it listens on loopback, speaks RFC 6749 over HTTP, keeps its own
 // token state, and can be told to fail the way providers do.

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Package vaultdev runs a real Vault dev server for the end-to-end tests and
 // the benchmarks: the binary from scripts/build-vault.sh on a free loopback
 // port, with a plugin directory, a file audit device and the connect plugin

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Command bench measures the engine through a real Vault server (issue 5,
 // benchmarks 1 and 5) and prints the figures with their ratios, all measured
 // in one run on one server:

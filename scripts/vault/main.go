@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Command vault builds a real Vault server from its Go module so the
 // end-to-end tests and `make dev` run against the genuine article, not a mock.
 package main

@@ -1,3 +1,5 @@
+// SPDX-License-Identifier: MPL-2.0
+
 // Command kvv2 serves HashiCorp's KV secrets engine
 // (github.com/hashicorp/vault-plugin-secrets-kv) as an external plugin fixed
 // at version 2, for the read benchmark's comparison. Vault passes the KV
