@@ -79,7 +79,7 @@ func newBackend() *backend {
 	// construction.
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
-	b.store = newConnectionStore(b.engine, b.config, clock)
+	b.store = newConnectionStore(b.engine, b.configOrLast, clock)
 	b.tokens = &tokenIssuer{
 		client: provider.New(httpClient, clock),
 		logger: func() hclog.Logger { return b.Logger() },
@@ -95,6 +95,7 @@ func newBackend() *backend {
 				integrationPrefix,
 				connectionPrefix,
 				statePrefix,
+				"wal/", // issued tokens whose connection save failed
 			},
 		},
 		// The specific connection sub-paths come before the generic
@@ -110,10 +111,12 @@ func newBackend() *backend {
 			pathConnectionAuthorize(b),
 			pathConnections(b),
 		),
-		InitializeFunc: b.initialize,
-		PeriodicFunc:   b.periodic,
-		Invalidate:     b.invalidate,
-		Clean:          b.clean,
+		InitializeFunc:    b.initialize,
+		PeriodicFunc:      b.periodic,
+		WALRollback:       b.walRollback,
+		WALRollbackMinAge: walRollbackMinAge,
+		Invalidate:        b.invalidate,
+		Clean:             b.clean,
 	}
 	return b
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -61,7 +62,14 @@ type connectionStore struct {
 	// failed: the provider has spent the old refresh token, so the new one
 	// is kept, served to reads, and saved again until it is stored.
 	unsavedMu sync.Mutex
-	unsaved   map[string]*connectionEntry
+	unsaved   map[string]*unsavedEntry
+}
+
+// unsavedEntry is an entry storage refused, and the WAL entry (if storage
+// took that) that lets a restarted plugin store it.
+type unsavedEntry struct {
+	entry *connectionEntry
+	walID string
 }
 
 func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
@@ -72,7 +80,7 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 		sched:            sched,
 		config:           config,
 		now:              now,
-		unsaved:          map[string]*connectionEntry{},
+		unsaved:          map[string]*unsavedEntry{},
 	}
 }
 
@@ -145,7 +153,7 @@ func (st *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 			return nil, fmt.Errorf("%w: %q was deleted", errIntegrationGone, integration)
 		}
 	}
-	if err := st.save(ctx, s, next); err != nil {
+	if err := st.save(ctx, s, next, current); err != nil {
 		return nil, err
 	}
 	return next.clone(), nil
@@ -161,16 +169,14 @@ func (st *connectionStore) loadLocked(ctx context.Context, s logical.Storage, ke
 	return c, err
 }
 
-// save stores c, reschedules it and caches it. The caller holds c's lock.
-// Credentials a provider just issued are never dropped: a failed save is
-// retried, and then kept in memory until the periodic hook stores them.
-func (st *connectionStore) save(ctx context.Context, s logical.Storage, c *connectionEntry) error {
+// save stores c, reschedules it and caches it; previous is what storage
+// held (nil: nothing). The caller holds c's lock. Credentials a provider
+// just issued are never dropped: a failed save is retried, then kept in
+// memory (and in a WAL entry if storage takes it) until stored.
+func (st *connectionStore) save(ctx context.Context, s logical.Storage, c, previous *connectionEntry) error {
 	cfg, err := st.config(ctx, s)
-	if err != nil && !c.issued {
+	if err != nil {
 		return err
-	}
-	if cfg == nil {
-		cfg = defaultConfig()
 	}
 	st.sched.schedule(c, cfg, st.now())
 	key := connectionKey(c.Integration, c.ConnectionID)
@@ -186,14 +192,14 @@ func (st *connectionStore) save(ctx context.Context, s logical.Storage, c *conne
 	}
 	if err != nil {
 		if c.issued {
-			st.keepUnsaved(key, c)
+			st.keepUnsaved(ctx, s, key, c, previous)
 			return nil
 		}
 		// What storage holds now is unknown; let the next read find out.
 		st.cache.invalidate(key)
 		return err
 	}
-	st.forgetUnsaved(key)
+	st.forgetUnsaved(ctx, s, key)
 	st.cache.put(key, c, size)
 	st.sched.track(c)
 	return nil
@@ -223,7 +229,7 @@ func (st *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	if err := s.Delete(ctx, key); err != nil {
 		return warnings, fmt.Errorf("deleting %q: %w", key, err)
 	}
-	st.forgetUnsaved(key)
+	st.forgetUnsaved(ctx, s, key)
 	st.cache.invalidate(key)
 	st.sched.untrack(key)
 	return warnings, nil
@@ -313,23 +319,36 @@ func (st *connectionStore) Unsaved() int {
 func (st *connectionStore) unsavedEntry(key string) *connectionEntry {
 	st.unsavedMu.Lock()
 	defer st.unsavedMu.Unlock()
-	if c, ok := st.unsaved[key]; ok {
-		return c.clone()
+	if u, ok := st.unsaved[key]; ok {
+		return u.entry.clone()
 	}
 	return nil
 }
 
-func (st *connectionStore) keepUnsaved(key string, c *connectionEntry) {
+func (st *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, key string, c, previous *connectionEntry) {
 	st.unsavedMu.Lock()
 	defer st.unsavedMu.Unlock()
-	st.unsaved[key] = c.clone()
+	u := &unsavedEntry{entry: c.clone()}
+	if old, ok := st.unsaved[key]; ok {
+		u.walID = old.walID // the first WAL names the refresh token storage holds
+	}
+	if u.walID == "" {
+		u.walID = putIssuedTokensWAL(ctx, s, c, previous)
+	}
+	st.unsaved[key] = u
 	st.cache.invalidate(key)
 }
 
-func (st *connectionStore) forgetUnsaved(key string) {
+// forgetUnsaved drops key's unsaved entry once its save succeeded, with the
+// WAL entry that backed it.
+func (st *connectionStore) forgetUnsaved(ctx context.Context, s logical.Storage, key string) {
 	st.unsavedMu.Lock()
-	defer st.unsavedMu.Unlock()
+	u, ok := st.unsaved[key]
 	delete(st.unsaved, key)
+	st.unsavedMu.Unlock()
+	if ok && u.walID != "" {
+		_ = framework.DeleteWAL(ctx, s, u.walID) // the rollback drops it otherwise
+	}
 }
 
 // Storage of connection entries; only the store calls these.

@@ -4,6 +4,9 @@ package connect
 
 import (
 	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -25,4 +28,30 @@ func putConnection(ctx context.Context, s logical.Storage, c *connectionEntry) e
 // replaceWith is a store change that stores c whatever was there.
 func replaceWith(c *connectionEntry) func(*connectionEntry) (*connectionEntry, error) {
 	return func(*connectionEntry) (*connectionEntry, error) { return c.clone(), nil }
+}
+
+// flakyStorage fails writes the way a sealed, unavailable or full storage
+// backend does: Put of any key under failPrefix while failPuts > 0 (each
+// failure counts one down), and Get of failGetKey while failGet is set.
+type flakyStorage struct {
+	logical.Storage
+	failPrefix string
+	failPuts   atomic.Int64
+	failGetKey string
+	failGet    atomic.Bool
+}
+
+func (s *flakyStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if strings.HasPrefix(entry.Key, s.failPrefix) && s.failPuts.Load() > 0 {
+		s.failPuts.Add(-1)
+		return errors.New("storage unavailable")
+	}
+	return s.Storage.Put(ctx, entry)
+}
+
+func (s *flakyStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if key == s.failGetKey && s.failGet.Load() {
+		return nil, errors.New("storage unavailable")
+	}
+	return s.Storage.Get(ctx, key)
 }

@@ -59,6 +59,7 @@ type Server struct {
 	extraFields  map[string]any
 	formEncoding bool
 	override     http.HandlerFunc
+	onToken      func()
 }
 
 // New starts a server on loopback. Call Close when done.
@@ -245,6 +246,10 @@ func (s *Server) SetExtraFields(m map[string]any) { s.set(func() { s.extraFields
 // as GitHub's classic OAuth apps answer.
 func (s *Server) SetFormEncoding(on bool) { s.set(func() { s.formEncoding = on }) }
 
+// OnToken calls f at the start of every token request, before the answer:
+// a test's way to act while a provider call is in flight.
+func (s *Server) OnToken(f func()) { s.set(func() { s.onToken = f }) }
+
 // SetOverride makes the token and revocation endpoints answer with h once
 // they have counted and recorded the request: a broken or hostile provider
 // (a redirect, a huge or malformed body, an echo of what it was sent). Nil
@@ -267,8 +272,11 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	delay := s.delay
+	delay, onToken := s.delay, s.onToken
 	s.mu.Unlock()
+	if onToken != nil {
+		onToken()
+	}
 	time.Sleep(delay)
 
 	s.mu.Lock()
