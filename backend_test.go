@@ -11,7 +11,11 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
 // syncBuffer collects log output from concurrent goroutines.
@@ -230,4 +234,68 @@ func TestBackendSealWrapsSecrets(t *testing.T) {
 func fixedClock(start time.Time) (func() time.Time, func(time.Duration)) {
 	now := start
 	return func() time.Time { return now }, func(d time.Duration) { now = now.Add(d) }
+}
+
+// TestProviderCallingWritesAreForwarded: every write that calls a provider
+// or stores a connection is forwarded from performance standbys and
+// secondaries, which must not spend a refresh token they cannot store.
+func TestProviderCallingWritesAreForwarded(t *testing.T) {
+	e := newTestEnv(t)
+	want := map[string][]logical.Operation{
+		"connections/" + segment("integration") + "/" + segment("connection_id") + "/refresh":   {logical.UpdateOperation},
+		"connections/" + segment("integration") + "/" + segment("connection_id") + "/authorize": {logical.UpdateOperation},
+		connectionPattern: {logical.CreateOperation, logical.UpdateOperation, logical.DeleteOperation},
+		callbackPath:      {logical.ReadOperation},
+		connectionPattern + "/metadata": {logical.UpdateOperation, logical.PatchOperation},
+		connectionPattern + "/config":   {logical.UpdateOperation, logical.PatchOperation},
+	}
+	found := 0
+	for _, p := range e.b.Paths {
+		ops, ok := want[p.Pattern]
+		if !ok {
+			continue
+		}
+		found++
+		for _, op := range ops {
+			po, ok := p.Operations[op].(*framework.PathOperation)
+			if !ok || !po.ForwardPerformanceStandby || !po.ForwardPerformanceSecondary {
+				t.Errorf("%s %s is not forwarded from standbys and secondaries", op, p.Pattern)
+			}
+		}
+	}
+	if found != len(want) {
+		t.Fatalf("found %d of %d paths", found, len(want))
+	}
+}
+
+// TestStandbyNeitherRefreshesNorBuildsTheQueue: a forced refresh on a
+// performance standby asks Vault to forward it, without calling the
+// provider, and the standby builds no refresh queue.
+func TestStandbyNeitherRefreshesNorBuildsTheQueue(t *testing.T) {
+	srv := oauthtest.New()
+	t.Cleanup(srv.Close)
+	conf := logical.TestBackendConfig()
+	conf.StorageView = &logical.InmemStorage{}
+	conf.System = &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceSecondary}
+	raw, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := raw.(*backend)
+	in := &integrationEntry{Name: "github", AuthMode: authModeOAuth2, ClientID: srv.ClientID, ClientSecret: srv.ClientSecret,
+		endpointSettings: endpointSettings{AuthURL: srv.AuthURL(), TokenURL: srv.TokenURL(), AuthStyle: "auto"}}
+	putIntegration(t.Context(), conf.StorageView, in)
+	putConnection(t.Context(), conf.StorageView, &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: authModeOAuth2,
+		Credentials: credentials{AccessToken: "a", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Hour)}})
+	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: conf.StorageView}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "connections/github/c1/refresh", Storage: conf.StorageView})
+	if err != logical.ErrReadOnly {
+		t.Fatalf("forced refresh on a secondary: %v", err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	if srv.Requests() != 0 || b.engine.queue.Len() != 0 || b.engine.ready.Load() {
+		t.Fatalf("the secondary asked the provider (%d) or built a queue (%d)", srv.Requests(), b.engine.queue.Len())
+	}
 }

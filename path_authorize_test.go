@@ -114,3 +114,57 @@ func TestReturnURLAllowed(t *testing.T) {
 		}
 	}
 }
+
+// TestReturnURLLookAlikes: the look-alikes a string prefix admits.
+func TestReturnURLLookAlikes(t *testing.T) {
+	allowed := []string{"https://app.example.com/done"}
+	for _, u := range []string{
+		"https://app.example.com/done/../admin",
+		"https://app.example.com/done/%2e%2e/admin",
+		"https://app.example.com/done/%2E%2E/admin",
+		"https://app.example.com/done%2fadmin",
+		"https://app.example.com/done/..%2fadmin",
+		"https://app.example.com/done-evil",
+		"https://app.example.com/doneXYZ",
+		"https://app.example.com/done/./x",
+		"https://user@app.example.com/done",
+		"https://app.example.com:8443/done",
+	} {
+		if returnURLAllowed(u, allowed) {
+			t.Errorf("returnURLAllowed(%q) = true", u)
+		}
+	}
+	for _, u := range []string{"https://app.example.com/done", "https://app.example.com/done/", "https://app.example.com/done/step?x=1#f"} {
+		if !returnURLAllowed(u, allowed) {
+			t.Errorf("returnURLAllowed(%q) = false", u)
+		}
+	}
+}
+
+// TestAuthorizeScopesAreBounded: authorize may ask only for the
+// integration's scopes and allowed_scopes.
+func TestAuthorizeScopesAreBounded(t *testing.T) {
+	e, _ := authEnv(t)
+	before := e.snapshot()
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/acme/authorize", map[string]any{"scopes": "repo,delete_repo"}, http.StatusBadRequest)
+	if !strings.Contains(msg, "delete_repo") {
+		t.Fatalf("error = %q", msg)
+	}
+	e.assertUnchanged(before)
+	e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", map[string]any{"scopes": "repo,admin:org"})
+}
+
+// TestReservedAuthParamsAreRefused: auth_params cannot override what the
+// flow sets (x/oauth2 applies them after its own).
+func TestReservedAuthParamsAreRefused(t *testing.T) {
+	e, _ := authEnv(t)
+	before := e.snapshot()
+	var cases []rejection
+	for _, k := range []string{"redirect_uri", "state", "client_id", "response_type", "code_challenge", "code_challenge_method", "scope"} {
+		cases = append(cases,
+			rejection{"integration " + k, "integrations/github", map[string]any{"auth_params": map[string]any{k: "https://evil.test"}}, k},
+			rejection{"provider " + k, "providers/custom", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://p.test/a", "token_url": "https://p.test/t", "auth_params": map[string]any{k: "x"}}, k})
+	}
+	e.assertRejected(cases, "evil.test")
+	e.assertUnchanged(before)
+}

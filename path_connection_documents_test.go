@@ -4,6 +4,7 @@ package connect
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -69,4 +70,33 @@ func TestConnectionDocumentsErrors(t *testing.T) {
 		e.mustFail(logical.UpdateOperation, "connections/stripe/bad%id/"+sub, map[string]any{"a": "b"}, http.StatusBadRequest)
 	}
 	e.assertUnchanged(before)
+}
+
+// TestDocumentsAreCappedAfterTheMerge: many small patches cannot build a
+// document (and an entry) past the limits.
+func TestDocumentsAreCappedAfterTheMerge(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	e.mustDo(logical.CreateOperation, "connections/stripe/c", map[string]any{"api_key": "k"})
+	chunk := strings.Repeat("x", maxDocumentBytes/3)
+	var failed bool
+	for i := range 4 {
+		resp, status := e.do(logical.PatchOperation, "connections/stripe/c/metadata", map[string]any{fmt.Sprint("k", i): chunk})
+		if status == http.StatusBadRequest {
+			failed = true
+			if !strings.Contains(errorText(resp), "limit") {
+				t.Fatalf("error = %q", errorText(resp))
+			}
+			break
+		}
+	}
+	if !failed {
+		t.Fatal("patches grew metadata past the limit")
+	}
+	stored, _ := getConnection(t.Context(), e.storage, "stripe", "c")
+	if b, _ := json.Marshal(stored.Metadata); len(b) > maxDocumentBytes {
+		t.Fatalf("stored metadata is %d bytes", len(b))
+	}
+	e.mustFail(logical.PatchOperation, "connections/stripe/c/config", map[string]any{"a": strings.Repeat("y", maxDocumentBytes)}, http.StatusBadRequest)
+	e.mustFail(logical.UpdateOperation, "connections/stripe/c", map[string]any{"metadata": map[string]any{"a": strings.Repeat("y", maxDocumentBytes)}}, http.StatusBadRequest)
 }

@@ -194,6 +194,26 @@ func TestConnectionListPaging(t *testing.T) {
 		t.Fatalf("list response contains a secret: %s", s)
 	}
 	e.mustFail(logical.ListOperation, "connections/stripe/", map[string]any{"limit": -1}, http.StatusBadRequest)
+	e.mustFail(logical.ListOperation, "connections/stripe/", map[string]any{"limit": maxListLimit + 1}, http.StatusBadRequest)
+}
+
+// TestConnectionListHasADefaultPage: a list without limit returns one page
+// of defaultListLimit, and after goes on.
+func TestConnectionListHasADefaultPage(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	for i := range defaultListLimit + 5 {
+		putConnection(t.Context(), e.storage, &connectionEntry{Integration: "stripe", ConnectionID: fmt.Sprintf("c%05d", i), AuthMode: authModeAPIKey})
+	}
+	resp, _ := e.do(logical.ListOperation, "connections/stripe/", nil)
+	keys := resp.Data["keys"].([]string)
+	if len(keys) != defaultListLimit {
+		t.Fatalf("unpaged list returned %d ids", len(keys))
+	}
+	resp, _ = e.do(logical.ListOperation, "connections/stripe/", map[string]any{"after": keys[len(keys)-1]})
+	if n := len(resp.Data["keys"].([]string)); n != 5 {
+		t.Fatalf("next page has %d ids", n)
+	}
 }
 
 func TestPage(t *testing.T) {

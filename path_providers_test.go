@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -130,4 +131,29 @@ func TestIntegrationWithProvider(t *testing.T) {
 		{"catalog lacks what the mode needs", "integrations/x", map[string]any{"provider": "github"}, "client_id is required"},
 	}, "zzz")
 	e.assertUnchanged(before)
+}
+
+// TestMovingABuiltinProviderNeedsForce: overriding a built-in provider's
+// token URL moves every integration that inherits it; that needs force and
+// the answer names them.
+func TestMovingABuiltinProviderNeedsForce(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/gh", map[string]any{"provider": "github", "client_id": "c", "client_secret": "s"})
+	e.mustDo(logical.CreateOperation, "integrations/own", map[string]any{"provider": "github", "client_id": "c", "token_url": "https://own.example.test/t", "auth_url": "https://own.example.test/a"})
+	before := e.snapshot()
+	msg := e.mustFail(logical.UpdateOperation, "providers/github", map[string]any{"token_url": "https://attacker.example.test/token"}, http.StatusBadRequest)
+	if !strings.Contains(msg, "force") || !strings.Contains(msg, "gh") || strings.Contains(msg, "own") {
+		t.Fatalf("error = %q", msg)
+	}
+	e.assertUnchanged(before)
+	// A change within the same host needs no force.
+	e.mustDo(logical.UpdateOperation, "providers/github", map[string]any{"token_url": "https://github.com/login/oauth/access_token?v=2"})
+	data := e.mustDo(logical.UpdateOperation, "providers/github", map[string]any{"token_url": "https://moved.example.test/token", "force": true})
+	if got := fmt.Sprint(data["affected_integrations"]); got != "[gh]" {
+		t.Fatalf("affected_integrations = %s", got)
+	}
+	in := e.mustDo(logical.ReadOperation, "integrations/gh", nil)
+	if in["token_url"] != "https://moved.example.test/token" || in["sources"].(map[string]string)["token_url"] != "provider" {
+		t.Fatalf("integration read does not show where its token URL comes from: %v", in)
+	}
 }

@@ -85,3 +85,38 @@ func TestAppRejects(t *testing.T) {
 	}
 	e.mustFail(logical.ReadOperation, "connections/ghapp/acme", nil, http.StatusNotFound)
 }
+
+// TestAppInstallationIsNotCustomerWritable: whoever may write a
+// connection's config (a customer's policy) cannot move its tokens to
+// another installation; only a connection write sets it.
+func TestAppInstallationIsNotCustomerWritable(t *testing.T) {
+	e, srv, _ := appEnv(t)
+	e.mustDo(logical.CreateOperation, "connections/ghapp/acme", map[string]any{"installation_id": "987"})
+	e.mustDo(logical.UpdateOperation, "connections/ghapp/acme/config", map[string]any{"installation_id": "555"})
+	e.mustDo(logical.PatchOperation, "connections/ghapp/acme/config", map[string]any{"installation_id": "556"})
+	e.mustDo(logical.UpdateOperation, "connections/ghapp/acme/metadata", map[string]any{"installation_id": "557"})
+	e.mustDo(logical.UpdateOperation, "connections/ghapp/acme/refresh", nil)
+	if srv.LastTenant() != "987" {
+		t.Fatalf("a config write moved the connection to installation %s", srv.LastTenant())
+	}
+	// The operator's connection write does move it.
+	e.mustDo(logical.UpdateOperation, "connections/ghapp/acme", map[string]any{"installation_id": "988"})
+	e.mustDo(logical.UpdateOperation, "connections/ghapp/acme/refresh", nil)
+	if srv.LastTenant() != "988" {
+		t.Fatalf("installation after the connection write: %s", srv.LastTenant())
+	}
+}
+
+// TestAppEntryOfEarlierVersionIsUpgraded: an entry stored with the
+// installation in its config keeps working, and the config no longer
+// decides it.
+func TestAppEntryOfEarlierVersionIsUpgraded(t *testing.T) {
+	e, srv, _ := appEnv(t)
+	putConnection(t.Context(), e.storage, &connectionEntry{Integration: "ghapp", ConnectionID: "old", AuthMode: authModeApp,
+		ConnectionConfig: map[string]any{"installation_id": "987"}, Metadata: map[string]any{}})
+	e.mustDo(logical.PatchOperation, "connections/ghapp/old/config", map[string]any{"installation_id": "555"})
+	e.mustDo(logical.UpdateOperation, "connections/ghapp/old/refresh", nil)
+	if srv.LastTenant() != "987" {
+		t.Fatalf("upgraded entry refreshed for installation %s", srv.LastTenant())
+	}
+}

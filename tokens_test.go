@@ -3,8 +3,11 @@
 package connect
 
 import (
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -80,5 +83,71 @@ func TestTokenWithoutExpiry(t *testing.T) {
 	e.mustDo(logical.ReadOperation, "connections/machine/m1", nil)
 	if srv.Requests() != 1 {
 		t.Fatalf("a token without expiry was refreshed: %d requests", srv.Requests())
+	}
+}
+
+// TestProviderRedirectIsRefused: a 307 from the token endpoint would
+// re-post the refresh token and client secret to its Location.
+func TestProviderRedirectIsRefused(t *testing.T) {
+	e, srv := oauthEnv(t)
+	var stolen atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		w.Write([]byte(`{"access_token":"x"}`))
+	}))
+	defer target.Close()
+	_, refresh := importExpiring(e, srv, "c1", -time.Minute)
+	srv.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/token", http.StatusTemporaryRedirect)
+	})
+	msg := e.mustFail(logical.ReadOperation, "connections/github/c1", nil, http.StatusFailedDependency)
+	if !strings.Contains(msg, "HTTP 307") || stolen.Load() != 0 {
+		t.Fatalf("error %q, requests to the redirect target %d", msg, stolen.Load())
+	}
+	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
+	if stored.Credentials.RefreshToken != refresh {
+		t.Fatal("the old refresh token was not kept")
+	}
+}
+
+// TestNonPositiveLifetimeIsAMinute: a provider answering expires_in <= 0
+// would make every read refresh.
+func TestNonPositiveLifetimeIsAMinute(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"refresh_margin": "0s"})
+	importExpiring(e, srv, "c1", -time.Minute)
+	srv.SetExpiresIn(-30)
+	for range 5 {
+		e.mustDo(logical.ReadOperation, "connections/github/c1", nil)
+	}
+	if srv.Requests() != 1 {
+		t.Fatalf("%d token requests for 5 reads", srv.Requests())
+	}
+	if n := strings.Count(e.logs.String(), "expires in under a minute"); n != 1 {
+		t.Fatalf("logged %d times", n)
+	}
+}
+
+// TestRefreshErrorHoldsNoEchoedSecret: a provider that echoes the refresh
+// token and client secret in error_description; neither is stored, shown
+// or logged, and the stored error is capped.
+func TestRefreshErrorHoldsNoEchoedSecret(t *testing.T) {
+	e, srv := oauthEnv(t)
+	_, refresh := importExpiring(e, srv, "c1", time.Minute)
+	srv.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		fmt.Fprintf(w, `{"error":"invalid_request","error_description":"refresh_token %s client %s %s"}`,
+			r.PostForm.Get("refresh_token"), srv.ClientSecret, strings.Repeat("long ", 200))
+	})
+	data := e.mustDo(logical.ReadOperation, "connections/github/c1", nil)
+	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
+	for _, s := range []string{stored.LastRefreshError, fmt.Sprint(data), e.logs.String()} {
+		if strings.Contains(s, refresh) || strings.Contains(s, srv.ClientSecret) {
+			t.Fatal("an echoed secret was stored, returned or logged")
+		}
+	}
+	if !strings.Contains(stored.LastRefreshError, "invalid_request") || len([]rune(stored.LastRefreshError)) > maxRefreshErrorLen+1 {
+		t.Fatalf("last_refresh_error = %q", stored.LastRefreshError)
 	}
 }

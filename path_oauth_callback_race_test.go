@@ -1,0 +1,191 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// TestForcedIntegrationDeleteDuringExchange: the integration is deleted
+// with force while the provider exchanges the code; the callback must not
+// leave an orphan connection behind.
+func TestForcedIntegrationDeleteDuringExchange(t *testing.T) {
+	e, srv := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	srv.OnToken(func() {
+		e.mustDo(logical.DeleteOperation, "integrations/github", map[string]any{"force": true})
+	})
+	status, page, _ := callback(e, q)
+	srv.OnToken(nil)
+	if status == http.StatusOK {
+		t.Fatalf("callback stored a connection of a deleted integration: %s", page)
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "github", "acme"); c != nil {
+		t.Fatal("an orphan connection was left behind")
+	}
+}
+
+// TestConnectionCreateRacingForcedIntegrationDelete: a client-credentials
+// connection is being created (the provider is slow) when its integration
+// is deleted with force: either the create fails or the delete removes it;
+// no orphan remains.
+func TestConnectionCreateRacingForcedIntegrationDelete(t *testing.T) {
+	e, srv := oauthEnv(t)
+	deleted := make(chan struct{})
+	srv.OnToken(func() {
+		go func() {
+			defer close(deleted)
+			e.do(logical.DeleteOperation, "integrations/machine", map[string]any{"force": true})
+		}()
+		time.Sleep(100 * time.Millisecond) // the delete starts while the token is being issued
+	})
+	e.do(logical.CreateOperation, "connections/machine/m1", nil)
+	<-deleted
+	if in, _ := getIntegration(t.Context(), e.storage, "machine"); in != nil {
+		t.Fatal("the integration was not deleted")
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "machine", "m1"); c != nil {
+		t.Fatal("an orphan connection was left behind")
+	}
+}
+
+// TestDeletingAConnectionDeletesItsPendingAuthorization: an authorization
+// URL issued before a connection was deleted cannot re-create it.
+func TestDeletingAConnectionDeletesItsPendingAuthorization(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.CreateOperation, "connections/github/acme", map[string]any{"access_token": "a"})
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	e.mustDo(logical.DeleteOperation, "connections/github/acme", nil)
+	if status, _, _ := callback(e, q); status != http.StatusBadRequest {
+		t.Fatalf("callback after the delete: %d", status)
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/acme", nil, http.StatusNotFound)
+	if left, _ := e.storage.List(t.Context(), statePrefix); len(left) != 0 {
+		t.Fatalf("%d states left", len(left))
+	}
+}
+
+// TestDeletingAnIntegrationDeletesItsPendingAuthorizations: after an
+// integration is deleted and re-created, an old authorization URL neither
+// creates a connection nor sends its code and verifier to the new token URL.
+func TestDeletingAnIntegrationDeletesItsPendingAuthorizations(t *testing.T) {
+	e, srv := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	e.mustDo(logical.DeleteOperation, "integrations/github", nil)
+	body := oauthIntegration(srv.TokenURL())
+	body["client_id"], body["client_secret"], body["auth_url"] = srv.ClientID, srv.ClientSecret, srv.AuthURL()
+	e.mustDo(logical.CreateOperation, "integrations/github", body)
+	before := srv.Requests()
+	if status, _, _ := callback(e, q); status != http.StatusBadRequest {
+		t.Fatalf("callback after the integration was re-created: %d", status)
+	}
+	if srv.Requests() != before {
+		t.Fatal("the old code was sent to the re-created integration's token URL")
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/acme", nil, http.StatusNotFound)
+}
+
+// TestStaleStateOfRecreatedIntegrationIsRefused: the integration is
+// re-created while a state survives (stored before this version deleted
+// states with their integration): its creation time tells them apart.
+func TestStaleStateOfRecreatedIntegrationIsRefused(t *testing.T) {
+	e, srv := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	in, _ := getIntegration(t.Context(), e.storage, "github")
+	in.CreatedAt = in.CreatedAt.Add(time.Hour) // as if deleted and created again
+	putIntegration(t.Context(), e.storage, in)
+	before := srv.Requests()
+	if status, page, _ := callback(e, q); status != http.StatusBadRequest || !strings.Contains(page, "deleted") {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if srv.Requests() != before {
+		t.Fatal("the code was exchanged")
+	}
+}
+
+// TestReauthorizationKeepsConfigEditedMeanwhile: config patched between
+// authorize and callback survives the callback.
+func TestReauthorizationKeepsConfigEditedMeanwhile(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.CreateOperation, "connections/github/acme", map[string]any{"access_token": "a", "connection_config": map[string]any{"region": "us"}})
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	e.mustDo(logical.PatchOperation, "connections/github/acme/config", map[string]any{"region": "eu", "plan": "pro"})
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	cfg := e.mustDo(logical.ReadOperation, "connections/github/acme/config", nil)
+	if cfg["region"] != "eu" || cfg["plan"] != "pro" {
+		t.Fatalf("config after the callback = %v: the authorize-time snapshot was written back", cfg)
+	}
+	// Config given to authorize does replace it.
+	q = consent(t, e, "connections/github/acme/authorize", map[string]any{"connection_config": map[string]any{"region": "ap"}})
+	callback(e, q)
+	if cfg := e.mustDo(logical.ReadOperation, "connections/github/acme/config", nil); cfg["region"] != "ap" || cfg["plan"] != nil {
+		t.Fatalf("config given to authorize not applied: %v", cfg)
+	}
+}
+
+// TestOnePendingAuthorizationPerConnection: a new authorize replaces the
+// previous one, whose URL stops working.
+func TestOnePendingAuthorizationPerConnection(t *testing.T) {
+	e, _ := authEnv(t)
+	first := consent(t, e, "connections/github/acme/authorize", nil)
+	for range 5 {
+		e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", nil)
+	}
+	second := consent(t, e, "connections/github/acme/authorize", nil)
+	if left, _ := e.storage.List(t.Context(), statePrefix); len(left) != 1 {
+		t.Fatalf("%d pending states for one connection", len(left))
+	}
+	if status, _, _ := callback(e, first); status != http.StatusBadRequest {
+		t.Fatalf("a replaced authorization completed: %d", status)
+	}
+	if status, page, _ := callback(e, second); status != http.StatusOK {
+		t.Fatalf("the newest authorization failed: %d %s", status, page)
+	}
+}
+
+// TestPendingStateSizeIsCapped: what a state carries is bounded.
+func TestPendingStateSizeIsCapped(t *testing.T) {
+	e, _ := authEnv(t)
+	big := map[string]any{"blob": strings.Repeat("x", maxDocumentBytes)}
+	e.assertRejected([]rejection{
+		{"metadata", "connections/github/acme/authorize", map[string]any{"metadata": big}, "limit"},
+		{"connection_config", "connections/github/acme/authorize", map[string]any{"connection_config": big}, "limit"},
+		{"return_url", "connections/github/acme/authorize", map[string]any{"return_url": "https://app.example.test/done/" + strings.Repeat("a", 3000)}, "longer than"},
+	}, "secret-marker-never-sent")
+}
+
+// TestStateSweepIsPaged: one sweep reads at most a page of states and the
+// next goes on from there.
+func TestStateSweepIsPaged(t *testing.T) {
+	e, _ := authEnv(t)
+	now, advance := fixedClock(time.Now())
+	e.b.now = now
+	n := stateSweepPage + 10
+	for i := range n {
+		st := &oauthStateEntry{Integration: "github", ConnectionID: fmt.Sprintf("c%d", i), ExpiresAt: now().Add(time.Minute)}
+		putJSON(t.Context(), e.storage, stateKey(fmt.Sprintf("%064d", i)), st)
+	}
+	advance(2 * time.Minute)
+	counting := &countingStorage{Storage: e.storage}
+	if err := e.b.cleanExpiredStates(t.Context(), counting); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := e.storage.List(t.Context(), statePrefix); len(left) != 10 {
+		t.Fatalf("%d states left after one sweep, want 10", len(left))
+	}
+	if ops := counting.ops.Load(); ops > int64(1+stateSweepPage*6) {
+		t.Fatalf("one sweep made %d storage operations", ops)
+	}
+	e.b.cleanExpiredStates(t.Context(), e.storage)
+	if left, _ := e.storage.List(t.Context(), statePrefix); len(left) != 0 {
+		t.Fatalf("%d states left after two sweeps", len(left))
+	}
+}
