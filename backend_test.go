@@ -244,8 +244,8 @@ func TestProviderCallingWritesAreForwarded(t *testing.T) {
 	want := map[string][]logical.Operation{
 		"connections/" + segment("integration") + "/" + segment("connection_id") + "/refresh":   {logical.UpdateOperation},
 		"connections/" + segment("integration") + "/" + segment("connection_id") + "/authorize": {logical.UpdateOperation},
-		connectionPattern: {logical.CreateOperation, logical.UpdateOperation, logical.DeleteOperation},
-		callbackPath:      {logical.ReadOperation},
+		connectionPattern:               {logical.CreateOperation, logical.UpdateOperation, logical.DeleteOperation},
+		callbackPath:                    {logical.ReadOperation},
 		connectionPattern + "/metadata": {logical.UpdateOperation, logical.PatchOperation},
 		connectionPattern + "/config":   {logical.UpdateOperation, logical.PatchOperation},
 	}
