@@ -1,0 +1,105 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package e2e
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+)
+
+// TestAppInstallationNotMovableThroughConfig (trust item 5): a write to an
+// APP connection's config sub-path, which a customer policy may grant,
+// cannot point its tokens at another installation.
+func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
+	s := vaultFor(t)
+	as := oauthtest.New()
+	t.Cleanup(as.Close)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	as.SetApp("4711", &key.PublicKey)
+	keyFile := filepath.Join(t.TempDir(), "app.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	s.mustCLI(t, "write", "connect/integrations/trust-app", "provider=github-app", "app_id=4711", "private_key=@"+keyFile, "api_base_url="+as.URL)
+	s.mustCLI(t, "write", "connect/connections/trust-app/acme", "installation_id=100")
+	s.mustCLI(t, "write", "connect/connections/trust-app/acme/config", "installation_id=200")
+	s.mustCLI(t, "patch", "connect/connections/trust-app/acme/config", "installation_id=300")
+	s.mustCLI(t, "write", "-f", "connect/connections/trust-app/acme/refresh")
+	if as.LastTenant() != "100" {
+		t.Fatalf("a config write moved the token to installation %s", as.LastTenant())
+	}
+}
+
+// TestReturnURLLookAlikesThroughVault (trust item 9): authorize refuses
+// return URLs that a string prefix of an allowed URL would admit.
+func TestReturnURLLookAlikesThroughVault(t *testing.T) {
+	s := vaultFor(t)
+	as := flowServer(t, s, "https://app.example.test/done")
+	s.mustCLI(t, "write", "connect/integrations/trust-rt", "auth_mode=OAUTH2", "client_id="+as.ClientID,
+		"client_secret="+as.ClientSecret, "auth_url="+as.AuthURL(), "token_url="+as.TokenURL())
+	for _, u := range []string{
+		"https://app.example.test/done/../admin",
+		"https://app.example.test/done/%2e%2e/admin",
+		"https://app.example.test/done-evil",
+		"https://app.example.test/doneXYZ",
+	} {
+		body := `{"return_url":"` + u + `"}`
+		status, out := s.raw(t, "PUT", "connect/connections/trust-rt/acme/authorize", []byte(body), "application/json")
+		if status != http.StatusBadRequest || !strings.Contains(out, "allowed_return_urls") {
+			t.Errorf("return_url %s: %d %s", u, status, out)
+		}
+	}
+	status, out := s.raw(t, "PUT", "connect/connections/trust-rt/acme/authorize", []byte(`{"return_url":"https://app.example.test/done/ok"}`), "application/json")
+	if status != http.StatusOK {
+		t.Fatalf("allowed return_url: %d %s", status, out)
+	}
+}
+
+// TestProviderRedirectThroughVault (trust item 10): a token endpoint that
+// answers 307 does not get the refresh token re-posted elsewhere; the read
+// answers 424 naming the status, and the connection keeps its tokens.
+func TestProviderRedirectThroughVault(t *testing.T) {
+	s := vaultFor(t)
+	as := oauthIntegrations(t, s, "redir")
+	var stolen atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stolen.Add(1)
+		io.WriteString(w, `{"access_token":"x","token_type":"Bearer"}`)
+	}))
+	t.Cleanup(target.Close)
+	rt := as.IssueRefreshToken()
+	past := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339)
+	s.mustCLI(t, "write", "connect/connections/redir-gh/c1", "access_token=old", "refresh_token="+rt, "expires_at="+past)
+	as.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, target.URL+"/token?"+url.Values{"from": {"provider"}}.Encode(), http.StatusTemporaryRedirect)
+	})
+	status, body := s.raw(t, "GET", "connect/connections/redir-gh/c1", nil, "")
+	if status != http.StatusFailedDependency || !strings.Contains(body, "HTTP 307") {
+		t.Fatalf("redirected refresh: %d %s", status, body)
+	}
+	if stolen.Load() != 0 {
+		t.Fatalf("the redirect target got %d requests", stolen.Load())
+	}
+	// The stored refresh token is still the one the provider accepts: a
+	// forced refresh with it succeeds once the provider behaves.
+	as.SetOverride(nil)
+	forced := jsonOut(t, s, "write", "-f", "connect/connections/redir-gh/c1/refresh")["data"].(map[string]any)
+	if !as.AccessTokenValid(forced["access_token"].(string)) || as.RefreshTokenValid(rt) {
+		t.Fatal("the refresh token was not kept")
+	}
+}
