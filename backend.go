@@ -205,33 +205,34 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 }
 
 // entryOperations is the operation map of a path whose entry is read,
-// written and, if del is given, deleted. Create and update share one handler;
-// the path's existence check tells them apart so that policies can grant
-// "create" without "update". Writes are forwarded from performance standbys,
-// which cannot write storage.
-func entryOperations(read, write, del framework.OperationFunc) map[logical.Operation]framework.OperationHandler {
+// written and, if del is given, deleted; read and write answer with fields.
+// Create and update share one handler; the path's existence check tells
+// them apart so that policies can grant "create" without "update". Writes
+// are forwarded from performance standbys, which cannot write storage.
+func entryOperations(read, write, del framework.OperationFunc, fields map[string]*framework.FieldSchema) map[logical.Operation]framework.OperationHandler {
 	ops := map[logical.Operation]framework.OperationHandler{
-		logical.ReadOperation:   localOperation(read, "read"),
-		logical.CreateOperation: forwardedOperation(write, "write"),
-		logical.UpdateOperation: forwardedOperation(write, "write"),
+		logical.ReadOperation:   localOperation(read, "read", okResponse("OK", fields)),
+		logical.CreateOperation: forwardedOperation(write, "write", okResponse("OK", fields)),
+		logical.UpdateOperation: forwardedOperation(write, "write", okResponse("OK", fields)),
 	}
 	if del != nil {
-		ops[logical.DeleteOperation] = forwardedOperation(del, "delete")
+		ops[logical.DeleteOperation] = forwardedOperation(del, "delete", noContentResponse())
 	}
 	return ops
 }
 
 // onlyOperation is the operation map of a path with a single operation that
 // only reads, such as a list.
-func onlyOperation(op logical.Operation, cb framework.OperationFunc, verb string) map[logical.Operation]framework.OperationHandler {
-	return map[logical.Operation]framework.OperationHandler{op: localOperation(cb, verb)}
+func onlyOperation(op logical.Operation, cb framework.OperationFunc, verb string, fields map[string]*framework.FieldSchema) map[logical.Operation]framework.OperationHandler {
+	return map[logical.Operation]framework.OperationHandler{op: localOperation(cb, verb, okResponse("OK", fields))}
 }
 
 // localOperation is an operation any node can serve from its own storage.
-func localOperation(cb framework.OperationFunc, verb string) *framework.PathOperation {
+func localOperation(cb framework.OperationFunc, verb string, responses map[int][]framework.Response) *framework.PathOperation {
 	return &framework.PathOperation{
 		Callback:     cb,
 		DisplayAttrs: &framework.DisplayAttributes{OperationVerb: verb},
+		Responses:    responses,
 	}
 }
 
@@ -239,10 +240,11 @@ func localOperation(cb framework.OperationFunc, verb string) *framework.PathOper
 // provider, so a performance standby forwards it to the active node and a
 // performance secondary to its primary: neither may spend a refresh token
 // it cannot store.
-func forwardedOperation(cb framework.OperationFunc, verb string) *framework.PathOperation {
+func forwardedOperation(cb framework.OperationFunc, verb string, responses map[int][]framework.Response) *framework.PathOperation {
 	return &framework.PathOperation{
 		Callback:                    cb,
 		DisplayAttrs:                &framework.DisplayAttributes{OperationVerb: verb},
+		Responses:                   responses,
 		ForwardPerformanceStandby:   true,
 		ForwardPerformanceSecondary: true,
 	}

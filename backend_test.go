@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
@@ -83,6 +84,9 @@ func (e *testEnv) do(op logical.Operation, path string, data map[string]any) (*l
 	}
 	resp, err := e.b.HandleRequest(context.Background(), req)
 	status := httpStatus(op, resp, err)
+	if status < 300 {
+		e.validateResponse(req, status, resp)
+	}
 	if err != nil && resp == nil {
 		// Vault shows a handler's error as the response's error text.
 		resp = logical.ErrorResponse(err.Error())
@@ -297,5 +301,62 @@ func TestStandbyNeitherRefreshesNorBuildsTheQueue(t *testing.T) {
 	time.Sleep(50 * time.Millisecond)
 	if srv.Requests() != 0 || b.engine.queue.Len() != 0 || b.engine.ready.Load() {
 		t.Fatalf("the secondary asked the provider (%d) or built a queue (%d)", srv.Requests(), b.engine.queue.Len())
+	}
+}
+
+// validateResponse checks a successful response against the schema its
+// operation declares, strictly: no field the schema does not list.
+func (e *testEnv) validateResponse(req *logical.Request, status int, resp *logical.Response) {
+	e.t.Helper()
+	p := e.b.Route(req.Path)
+	if p == nil {
+		e.t.Fatalf("%s: no route", req.Path)
+	}
+	op, ok := p.Operations[req.Operation]
+	if !ok {
+		return // the framework answered (e.g. help)
+	}
+	responses := op.Properties().Responses[status]
+	if len(responses) == 0 {
+		e.t.Fatalf("%s %s answered %d, which its schema does not declare", req.Operation, p.Pattern, status)
+	}
+	if responses[0].Fields == nil {
+		return // free-form documents and raw pages
+	}
+	schema.ValidateResponse(e.t, &responses[0], resp, true)
+}
+
+// TestEveryFieldIsDescribed: every request and response field of every
+// operation has a description, so path-help and the OpenAPI document
+// describe it.
+func TestEveryFieldIsDescribed(t *testing.T) {
+	e := newTestEnv(t)
+	for _, p := range e.b.Paths {
+		for name, f := range p.Fields {
+			if strings.TrimSpace(f.Description) == "" {
+				t.Errorf("%s: field %s has no description", p.Pattern, name)
+			}
+		}
+		for op, h := range p.Operations {
+			props := h.Properties()
+			if props.Unpublished {
+				continue
+			}
+			if len(props.Responses) == 0 {
+				t.Errorf("%s %s declares no response", op, p.Pattern)
+			}
+			for status, rs := range props.Responses {
+				for _, r := range rs {
+					if r.Description == "" {
+						t.Errorf("%s %s: response %d has no description", op, p.Pattern, status)
+					}
+					for name, f := range r.Fields {
+						if strings.TrimSpace(f.Description) == "" {
+							t.Errorf("%s %s: response field %s has no description", op, p.Pattern, name)
+						}
+					}
+				}
+			}
+		}
 	}
 }

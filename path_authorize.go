@@ -50,7 +50,7 @@ func pathConnectionAuthorize(b *backend) []*framework.Path {
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.UpdateOperation: forwardedOperation(b.pathAuthorize, "authorize"),
+			logical.UpdateOperation: forwardedOperation(b.pathAuthorize, "authorize", okResponse("The authorization URL.", authorizeResponseFields())),
 		},
 		HelpSynopsis:    "Start the OAuth authorization of a connection: returns the URL to send the customer to.",
 		HelpDescription: pathAuthorizeHelp,

@@ -53,7 +53,7 @@ func pathConfig(b *backend) []*framework.Path {
 				Description: "Failed refreshes in a row after which a connection is 'exhausted' and the background stops trying. Default 4.",
 			},
 		},
-		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil),
+		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil, configResponseFields()),
 		// The configuration always exists (with defaults), so writes are
 		// updates and need only the "update" capability.
 		ExistenceCheck:  func(context.Context, *logical.Request, *framework.FieldData) (bool, error) { return true, nil },

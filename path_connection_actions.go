@@ -21,7 +21,7 @@ func pathConnectionActions(b *backend) []*framework.Path {
 				OperationSuffix: "connection-raw",
 			},
 			Fields:          fields,
-			Operations:      onlyOperation(logical.ReadOperation, b.pathConnectionRawRead, "read"),
+			Operations:      onlyOperation(logical.ReadOperation, b.pathConnectionRawRead, "read", connectionResponseFields(true)),
 			HelpSynopsis:    "Read a connection with its refresh token and the provider's raw token response.",
 			HelpDescription: pathConnectionRawHelp,
 		},
@@ -33,7 +33,7 @@ func pathConnectionActions(b *backend) []*framework.Path {
 			},
 			Fields: fields,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.UpdateOperation: forwardedOperation(b.pathConnectionRefresh, "refresh"),
+				logical.UpdateOperation: forwardedOperation(b.pathConnectionRefresh, "refresh", okResponse("The refreshed connection.", connectionResponseFields(false))),
 			},
 			HelpSynopsis:    "Refresh a connection's OAuth token now.",
 			HelpDescription: pathConnectionRefreshHelp,

@@ -48,6 +48,10 @@ var connectionDocuments = []connectionDocument{
 	},
 }
 
+// documentResponse is any JSON object: the document's own keys are the
+// response's fields, so they cannot be listed.
+var documentResponse = okResponse("The document, its keys at the top level.", nil)
+
 func pathConnectionDocuments(b *backend) []*framework.Path {
 	var paths []*framework.Path
 	for _, doc := range connectionDocuments {
@@ -64,10 +68,10 @@ func pathConnectionDocuments(b *backend) []*framework.Path {
 			// creates one, so policies need "update", not "create".
 			ExistenceCheck: b.connectionExists,
 			Operations: map[logical.Operation]framework.OperationHandler{
-				logical.ReadOperation:   localOperation(b.documentRead(doc), "read"),
-				logical.CreateOperation: forwardedOperation(b.documentWrite(doc, replaceDocument), "write"),
-				logical.UpdateOperation: forwardedOperation(b.documentWrite(doc, replaceDocument), "write"),
-				logical.PatchOperation:  forwardedOperation(b.documentWrite(doc, mergePatchDocument), "patch"),
+				logical.ReadOperation:   localOperation(b.documentRead(doc), "read", documentResponse),
+				logical.CreateOperation: forwardedOperation(b.documentWrite(doc, replaceDocument), "write", documentResponse),
+				logical.UpdateOperation: forwardedOperation(b.documentWrite(doc, replaceDocument), "write", documentResponse),
+				logical.PatchOperation:  forwardedOperation(b.documentWrite(doc, mergePatchDocument), "patch", documentResponse),
 			},
 			HelpSynopsis:    fmt.Sprintf("Read, replace or patch a connection's %s.", doc.field),
 			HelpDescription: doc.help + pathConnectionDocumentHelp,

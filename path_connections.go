@@ -28,15 +28,17 @@ func pathConnections(b *backend) []*framework.Path {
 				"integration": integrationNameField(),
 				"after": {
 					Type:        framework.TypeString,
+					Query:       true,
 					Description: "List only connection ids that sort after this one (for paging).",
 				},
 				"limit": {
 					Type:        framework.TypeInt,
+					Query:       true,
 					Default:     defaultListLimit,
 					Description: fmt.Sprintf("Return at most this many connection ids (default %d, at most %d); continue with after.", defaultListLimit, maxListLimit),
 				},
 			},
-			Operations:      onlyOperation(logical.ListOperation, b.pathConnectionList, "list"),
+			Operations:      onlyOperation(logical.ListOperation, b.pathConnectionList, "list", listResponseFields("connection ids")),
 			HelpSynopsis:    "List an integration's connections.",
 			HelpDescription: pathConnectionListHelp,
 		},
@@ -48,7 +50,7 @@ func pathConnections(b *backend) []*framework.Path {
 			},
 			Fields:          connectionFields(),
 			ExistenceCheck:  b.connectionExists,
-			Operations:      entryOperations(b.pathConnectionRead, b.pathConnectionWrite, b.pathConnectionDelete),
+			Operations:      entryOperations(b.pathConnectionRead, b.pathConnectionWrite, b.pathConnectionDelete, connectionResponseFields(false)),
 			HelpSynopsis:    "Create, read, update or delete a connection: one customer's credentials for one integration.",
 			HelpDescription: pathConnectionHelp,
 		},
@@ -254,6 +256,9 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		data["expires_at"] = formatTime(cr.ExpiresAt)
 		data["scopes"] = nonNilStrings(cr.Scopes)
 		addRefreshState(data, c)
+		if c.AuthMode == authModeApp {
+			data["installation_id"] = c.InstallationID
+		}
 		if withLongLived {
 			data["refresh_token"] = cr.RefreshToken
 			data["raw_token_response"] = nonNilObject(c.RawTokenResponse)

@@ -37,7 +37,7 @@ func pathOAuthCallback(b *backend) []*framework.Path {
 			"error_description": {Type: framework.TypeString, Query: true, Description: "The provider's description of the error."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			logical.ReadOperation: forwardedOperation(b.pathOAuthCallback, "complete"),
+			logical.ReadOperation: forwardedOperation(b.pathOAuthCallback, "complete", okResponse("An HTML page, or a redirect to the return_url.", nil)),
 		},
 		HelpSynopsis:    "The OAuth redirect URI: providers send the customer's browser here after consent.",
 		HelpDescription: pathCallbackHelp,

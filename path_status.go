@@ -16,7 +16,7 @@ func pathStatus(b *backend) []*framework.Path {
 			OperationPrefix: operationPrefix,
 			OperationSuffix: "status",
 		},
-		Operations:      onlyOperation(logical.ReadOperation, b.pathStatusRead, "read"),
+		Operations:      onlyOperation(logical.ReadOperation, b.pathStatusRead, "read", statusResponseFields()),
 		HelpSynopsis:    "Show the refresh engine's state on this node.",
 		HelpDescription: pathStatusHelp,
 	}}
