@@ -1,0 +1,20 @@
+# customer.hcl: one customer's own connections, in every integration.
+#
+# The connection id is the customer's id, reused across integrations, and the
+# customer's identity entity carries it as metadata "customer". One policy
+# therefore serves every customer: Vault fills the template per token.
+#
+# Left out on purpose:
+#   .../raw          refresh tokens and raw token responses
+#   .../config       connection config fills provider URLs; keep it the
+#                    operator's (or the application's) to write
+#   integrations/*   client secrets' owners, endpoints
+#   providers/*      where credentials are sent (privileged)
+
+path "connect/connections/+/{{identity.entity.metadata.customer}}" {
+  capabilities = ["read"]
+}
+
+path "connect/connections/+/{{identity.entity.metadata.customer}}/metadata" {
+  capabilities = ["read", "update", "patch"]
+}
