@@ -3,8 +3,10 @@
 
 VAULT_BIN  := $(CURDIR)/bin/vault
 PLUGIN_DIR := $(CURDIR)/bin/plugins
+TOFU_BIN   := $(CURDIR)/bin/tofu
+TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault dev test unit e2e bench fmt vet clean
+.PHONY: all build vault tf dev test unit e2e tf-e2e bench fmt vet clean
 
 all: build
 
@@ -14,13 +16,24 @@ build:
 vault:
 	scripts/build-vault.sh
 
+# OpenTofu and the Terraform Vault provider, built from their Go modules.
+tf:
+	scripts/build-tf.sh
+
 dev: vault build
 	scripts/dev.sh
 
-# Unit tests and the end-to-end tests (package e2e) in one go test run.
-# CONNECT_E2E=1 makes a missing Vault or plugin a failure, not a skip.
-test: vault build vet
-	CONNECT_E2E=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) go test -race -count=1 -timeout 20m ./...
+# Unit tests and the end-to-end tests (package e2e, Terraform included) in
+# one go test run. CONNECT_E2E=1 and CONNECT_TF_E2E=1 make a missing Vault,
+# plugin, OpenTofu or provider a failure, not a skip.
+E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
+
+test: vault tf build vet
+	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
+
+# The Terraform example applied, planned and destroyed with OpenTofu.
+tf-e2e: vault tf build
+	$(E2E_ENV) go test -count=1 -run 'TestTerraformExample' -v ./e2e
 
 unit:
 	go test -count=1 ./...

@@ -1,0 +1,122 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package e2e
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+// tofu runs OpenTofu in dir with the environment the example expects.
+func tofu(t *testing.T, env []string, dir string, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(os.Getenv("TOFU_BIN"), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return string(out), 0
+	case errors.As(err, &exit):
+		return string(out), exit.ExitCode()
+	}
+	t.Fatalf("tofu %s: %v", strings.Join(args, " "), err)
+	return "", -1
+}
+
+// TestTerraformExample applies examples/terraform with a real OpenTofu and
+// the real Terraform Vault provider, checks the result with the vault CLI,
+// checks that a second plan is empty, and destroys it.
+func TestTerraformExample(t *testing.T) {
+	s := vaultFor(t)
+	if os.Getenv("TOFU_BIN") == "" || os.Getenv("TF_PROVIDER_DIR") == "" {
+		if os.Getenv("CONNECT_TF_E2E") == "1" {
+			t.Fatal("TOFU_BIN and TF_PROVIDER_DIR must be set (make tf-e2e builds them)")
+		}
+		t.Skip("the Terraform test runs with TOFU_BIN and TF_PROVIDER_DIR (make test, make tf-e2e)")
+	}
+	_, file, _, _ := runtime.Caller(0)
+	example := filepath.Join(filepath.Dir(file), "..", "examples", "terraform")
+	work := t.TempDir()
+	for _, name := range []string{"main.tf", "variables.tf", "outputs.tf"} {
+		b, err := os.ReadFile(filepath.Join(example, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(work, name), b, 0o644)
+	}
+	// The provider comes from a local directory, without init or registry.
+	cliConfig := filepath.Join(work, "tofu.rc")
+	providerDir, _ := filepath.Abs(os.Getenv("TF_PROVIDER_DIR"))
+	os.WriteFile(cliConfig, []byte(fmt.Sprintf(`provider_installation {
+  dev_overrides {
+    "hashicorp/vault" = %q
+  }
+  direct {}
+}
+`, providerDir)), 0o644)
+	sum, err := pluginSHA256(filepath.Join(os.Getenv("PLUGIN_DIR"), "vault-plugin-secrets-connect"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{"TF_CLI_CONFIG_FILE=" + cliConfig, "TF_IN_AUTOMATION=1", "VAULT_ADDR=" + s.addr, "VAULT_TOKEN=root",
+		"TF_VAR_plugin_sha256=" + sum, "TF_VAR_plugin_name=connect-tf", "TF_VAR_mount_path=connect-tf",
+		"TF_VAR_acme_stripe_api_key=sk_tf_e2e_key"}
+
+	start := time.Now()
+	if out, code := tofu(t, env, work, "apply", "-auto-approve", "-input=false", "-no-color"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s", code, tail(out, 4000))
+	}
+	t.Logf("apply took %v", time.Since(start))
+	if got := strings.TrimSpace(s.mustCLI(t, "read", "-field=api_key", "connect-tf/connections/stripe/acme")); got != "sk_tf_e2e_key" {
+		t.Fatalf("connection api_key = %q", got)
+	}
+	in := data(t, s, "connect-tf/integrations/github")
+	if in["client_secret_set"] != true || in["provider"] != "github" || in["auth_url"] != "https://github.com/login/oauth/authorize" {
+		t.Fatalf("integration = %v", in)
+	}
+	if got := data(t, s, "connect-tf/config")["refresh_margin"]; fmt.Sprint(got) != "900" {
+		t.Fatalf("config refresh_margin = %v", got)
+	}
+	if out, _ := tofu(t, env, work, "output", "-raw", "acme_plan"); strings.TrimSpace(out) != "enterprise" {
+		t.Fatalf("data source output: %s", out)
+	}
+	// A second plan has nothing to do: no perpetual diff from the
+	// write-only client_secret or the fields reads add.
+	if out, code := tofu(t, env, work, "plan", "-detailed-exitcode", "-input=false", "-no-color"); code != 0 {
+		t.Fatalf("second plan: exit %d\n%s", code, tail(out, 4000))
+	}
+	if out, code := tofu(t, env, work, "destroy", "-auto-approve", "-input=false", "-no-color"); code != 0 {
+		t.Fatalf("destroy: exit %d\n%s", code, tail(out, 4000))
+	}
+	if out := s.mustCLI(t, "secrets", "list"); strings.Contains(out, "connect-tf/") {
+		t.Fatalf("mount left after destroy:\n%s", out)
+	}
+	if out, err := s.cli(nil, "plugin", "info", "secret", "connect-tf"); err == nil {
+		t.Fatalf("plugin still registered after destroy:\n%s", out)
+	}
+}
+
+func pluginSHA256(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
