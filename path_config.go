@@ -35,7 +35,7 @@ func pathConfig(b *backend) []*framework.Path {
 			},
 			"allowed_return_urls": {
 				Type:        framework.TypeCommaStringSlice,
-				Description: "URL prefixes the browser may be sent to after the callback (authorize's return_url must start with one).",
+				Description: "URLs the browser may be sent back to after the callback: authorize's return_url must have the scheme and host of one and a path at or under its path.",
 			},
 			"refresh_concurrency": {
 				Type:        framework.TypeInt,
@@ -142,8 +142,9 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        registered with providers as the redirect URI.
   state_ttl            How long an authorization URL stays usable (default
                        10m).
-  allowed_return_urls  URL prefixes that authorize's return_url may start
-                       with.
+  allowed_return_urls  URLs that authorize's return_url must be under: the
+                       same scheme and host, and a path at or below the
+                       allowed path at a '/' boundary.
   refresh_concurrency  Background refreshes in flight at once (default 8).
   idle_refresh_interval
                        How often connections whose refresh tokens expire are
