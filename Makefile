@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf dev test unit e2e tf-e2e bench fmt vet clean
+.PHONY: all build vault tf dev test unit e2e tf-e2e fuzz bench fmt vet clean
 
 all: build
 
@@ -30,6 +30,12 @@ E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLU
 
 test: vault tf build vet
 	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
+	scripts/fuzz.sh 3s
+
+# Every fuzz target for FUZZTIME each (default 1m).
+FUZZTIME ?= 1m
+fuzz:
+	scripts/fuzz.sh $(FUZZTIME)
 
 # The Terraform example applied, planned and destroyed with OpenTofu.
 tf-e2e: vault tf build

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 	"sync"
 	"time"
 
@@ -87,30 +86,30 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 // Get returns a connection for reading, from memory when it can: the
 // caller's own copy, nil when the connection does not exist. It takes no
 // lock; what it returns may be refreshed by someone else a moment later.
-func (st *connectionStore) Get(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
+func (cs *connectionStore) Get(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
 	key := connectionKey(integration, id)
-	if c := st.unsavedEntry(key); c != nil {
+	if c := cs.unsavedEntry(key); c != nil {
 		return c, nil
 	}
-	if c, ok := st.cache.get(key); ok {
+	if c, ok := cs.cache.get(key); ok {
 		return c, nil
 	}
-	gen := st.cache.generation(key)
+	gen := cs.cache.generation(key)
 	c, size, err := readConnectionEntry(ctx, s, key)
 	if err != nil || c == nil {
 		return nil, err
 	}
-	st.cache.fill(key, c, size, gen)
+	cs.cache.fill(key, c, size, gen)
 	return c, nil
 }
 
 // Exists reports whether a connection is stored, without caching it.
-func (st *connectionStore) Exists(ctx context.Context, s logical.Storage, integration, id string) (bool, error) {
+func (cs *connectionStore) Exists(ctx context.Context, s logical.Storage, integration, id string) (bool, error) {
 	key := connectionKey(integration, id)
-	if c := st.unsavedEntry(key); c != nil {
+	if c := cs.unsavedEntry(key); c != nil {
 		return true, nil
 	}
-	if _, ok := st.cache.entries.Peek(key); ok {
+	if _, ok := cs.cache.entries.Peek(key); ok {
 		return true, nil
 	}
 	c, _, err := readConnectionEntry(ctx, s, key)
@@ -121,12 +120,12 @@ func (st *connectionStore) Exists(ctx context.Context, s logical.Storage, integr
 // stored now (nil when there is none) and returns the entry to save, or
 // errUnchanged, or an error that leaves everything as it was. Creating a
 // connection re-checks its integration under the integration's lock.
-func (st *connectionStore) Update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
-	defer st.integrationLocks.RLock(integration)()
+func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
+	defer cs.integrationLocks.RLock(integration)()
 	key := connectionKey(integration, id)
-	defer st.locks.Lock(key)()
+	defer cs.locks.Lock(key)()
 
-	current, err := st.loadLocked(ctx, s, key)
+	current, err := cs.loadLocked(ctx, s, key)
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +152,7 @@ func (st *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 			return nil, fmt.Errorf("%w: %q was deleted", errIntegrationGone, integration)
 		}
 	}
-	if err := st.save(ctx, s, next, current); err != nil {
+	if err := cs.save(ctx, s, next, current); err != nil {
 		return nil, err
 	}
 	return next.clone(), nil
@@ -161,8 +160,8 @@ func (st *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 
 // loadLocked reads a connection for a change: an unsaved entry first, then
 // storage. The caller holds the connection's lock.
-func (st *connectionStore) loadLocked(ctx context.Context, s logical.Storage, key string) (*connectionEntry, error) {
-	if c := st.unsavedEntry(key); c != nil {
+func (cs *connectionStore) loadLocked(ctx context.Context, s logical.Storage, key string) (*connectionEntry, error) {
+	if c := cs.unsavedEntry(key); c != nil {
 		return c, nil
 	}
 	c, _, err := readConnectionEntry(ctx, s, key)
@@ -173,12 +172,12 @@ func (st *connectionStore) loadLocked(ctx context.Context, s logical.Storage, ke
 // held (nil: nothing). The caller holds c's lock. Credentials a provider
 // just issued are never dropped: a failed save is retried, then kept in
 // memory (and in a WAL entry if storage takes it) until stored.
-func (st *connectionStore) save(ctx context.Context, s logical.Storage, c, previous *connectionEntry) error {
-	cfg, err := st.config(ctx, s)
+func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previous *connectionEntry) error {
+	cfg, err := cs.config(ctx, s)
 	if err != nil {
 		return err
 	}
-	st.sched.schedule(c, cfg, st.now())
+	cs.sched.schedule(c, cfg, cs.now())
 	key := connectionKey(c.Integration, c.ConnectionID)
 	if !c.issued {
 		if n := encodedSize(c); n > maxConnectionEntryBytes {
@@ -192,33 +191,33 @@ func (st *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	}
 	if err != nil {
 		if c.issued {
-			st.keepUnsaved(ctx, s, key, c, previous)
+			cs.keepUnsaved(ctx, s, key, c, previous)
 			return nil
 		}
 		// What storage holds now is unknown; let the next read find out.
-		st.cache.invalidate(key)
+		cs.cache.invalidate(key)
 		return err
 	}
-	st.forgetUnsaved(ctx, s, key)
-	st.cache.put(key, c, size)
-	st.sched.track(c)
+	cs.forgetUnsaved(ctx, s, key)
+	cs.cache.put(key, c, size)
+	cs.sched.track(c)
 	return nil
 }
 
 // Delete removes a connection under its lock. before, if given, sees the
 // entry first (to revoke its tokens) and returns warnings for the response.
 // Deleting a connection that does not exist is not an error.
-func (st *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
-	defer st.integrationLocks.RLock(integration)()
-	return st.deleteLocked(ctx, s, integration, id, before)
+func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+	defer cs.integrationLocks.RLock(integration)()
+	return cs.deleteLocked(ctx, s, integration, id, before)
 }
 
-func (st *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
 	key := connectionKey(integration, id)
-	defer st.locks.Lock(key)()
+	defer cs.locks.Lock(key)()
 	var warnings []string
 	if before != nil {
-		c, err := st.loadLocked(ctx, s, key)
+		c, err := cs.loadLocked(ctx, s, key)
 		if err != nil {
 			return nil, err
 		}
@@ -229,9 +228,9 @@ func (st *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	if err := s.Delete(ctx, key); err != nil {
 		return warnings, fmt.Errorf("deleting %q: %w", key, err)
 	}
-	st.forgetUnsaved(ctx, s, key)
-	st.cache.invalidate(key)
-	st.sched.untrack(key)
+	cs.forgetUnsaved(ctx, s, key)
+	cs.cache.invalidate(key)
+	cs.sched.untrack(key)
 	return warnings, nil
 }
 
@@ -248,9 +247,9 @@ func (e *errHasConnections) Error() string {
 // held for writing throughout: no connection of it can be created or
 // changed meanwhile. Without force, an integration with connections is left
 // alone and the error is an *errHasConnections.
-func (st *connectionStore) DeleteIntegration(ctx context.Context, s logical.Storage, integration string, force bool, deleteEntry func() error) error {
-	defer st.integrationLocks.Lock(integration)()
-	ids, err := st.List(ctx, s, integration)
+func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Storage, integration string, force bool, deleteEntry func() error) error {
+	defer cs.integrationLocks.Lock(integration)()
+	ids, err := cs.List(ctx, s, integration)
 	if err != nil {
 		return err
 	}
@@ -258,7 +257,7 @@ func (st *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		return &errHasConnections{len(ids)}
 	}
 	for _, id := range ids {
-		if _, err := st.deleteLocked(ctx, s, integration, id, nil); err != nil {
+		if _, err := cs.deleteLocked(ctx, s, integration, id, nil); err != nil {
 			return err
 		}
 	}
@@ -267,39 +266,39 @@ func (st *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 
 // LockIntegration holds an integration's lock for writing while an
 // integration write runs.
-func (st *connectionStore) LockIntegration(integration string) (unlock func()) {
-	return st.integrationLocks.Lock(integration)
+func (cs *connectionStore) LockIntegration(integration string) (unlock func()) {
+	return cs.integrationLocks.Lock(integration)
 }
 
 // List returns the connection ids of one integration, sorted.
-func (st *connectionStore) List(ctx context.Context, s logical.Storage, integration string) ([]string, error) {
+func (cs *connectionStore) List(ctx context.Context, s logical.Storage, integration string) ([]string, error) {
 	return listSorted(ctx, s, connectionsPrefix(integration))
 }
 
 // Invalidate forgets a connection that another node changed.
-func (st *connectionStore) Invalidate(key string) {
-	st.cache.invalidate(key)
+func (cs *connectionStore) Invalidate(key string) {
+	cs.cache.invalidate(key)
 }
 
 // SaveUnsaved retries the saves that failed, from the periodic hook.
-func (st *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) error {
-	st.unsavedMu.Lock()
-	keys := make([]string, 0, len(st.unsaved))
-	for k := range st.unsaved {
+func (cs *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) error {
+	cs.unsavedMu.Lock()
+	keys := make([]string, 0, len(cs.unsaved))
+	for k := range cs.unsaved {
 		keys = append(keys, k)
 	}
-	st.unsavedMu.Unlock()
+	cs.unsavedMu.Unlock()
 	var firstErr error
 	for _, key := range keys {
 		integration, id, _ := splitConnectionKey(key)
-		_, err := st.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+		_, err := cs.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
 			if c == nil {
 				return nil, errUnchanged
 			}
 			c.issued = true
 			return c, nil
 		})
-		if err == nil && st.unsavedEntry(key) != nil {
+		if err == nil && cs.unsavedEntry(key) != nil {
 			err = fmt.Errorf("connection %q is still not stored", key)
 		}
 		if err != nil && firstErr == nil {
@@ -310,48 +309,46 @@ func (st *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) e
 }
 
 // Unsaved is the number of entries waiting for storage.
-func (st *connectionStore) Unsaved() int {
-	st.unsavedMu.Lock()
-	defer st.unsavedMu.Unlock()
-	return len(st.unsaved)
+func (cs *connectionStore) Unsaved() int {
+	cs.unsavedMu.Lock()
+	defer cs.unsavedMu.Unlock()
+	return len(cs.unsaved)
 }
 
-func (st *connectionStore) unsavedEntry(key string) *connectionEntry {
-	st.unsavedMu.Lock()
-	defer st.unsavedMu.Unlock()
-	if u, ok := st.unsaved[key]; ok {
+func (cs *connectionStore) unsavedEntry(key string) *connectionEntry {
+	cs.unsavedMu.Lock()
+	defer cs.unsavedMu.Unlock()
+	if u, ok := cs.unsaved[key]; ok {
 		return u.entry.clone()
 	}
 	return nil
 }
 
-func (st *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, key string, c, previous *connectionEntry) {
-	st.unsavedMu.Lock()
-	defer st.unsavedMu.Unlock()
+func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, key string, c, previous *connectionEntry) {
+	cs.unsavedMu.Lock()
+	defer cs.unsavedMu.Unlock()
 	u := &unsavedEntry{entry: c.clone()}
-	if old, ok := st.unsaved[key]; ok {
+	if old, ok := cs.unsaved[key]; ok {
 		u.walID = old.walID // the first WAL names the refresh token storage holds
 	}
 	if u.walID == "" {
 		u.walID = putIssuedTokensWAL(ctx, s, c, previous)
 	}
-	st.unsaved[key] = u
-	st.cache.invalidate(key)
+	cs.unsaved[key] = u
+	cs.cache.invalidate(key)
 }
 
 // forgetUnsaved drops key's unsaved entry once its save succeeded, with the
 // WAL entry that backed it.
-func (st *connectionStore) forgetUnsaved(ctx context.Context, s logical.Storage, key string) {
-	st.unsavedMu.Lock()
-	u, ok := st.unsaved[key]
-	delete(st.unsaved, key)
-	st.unsavedMu.Unlock()
+func (cs *connectionStore) forgetUnsaved(ctx context.Context, s logical.Storage, key string) {
+	cs.unsavedMu.Lock()
+	u, ok := cs.unsaved[key]
+	delete(cs.unsaved, key)
+	cs.unsavedMu.Unlock()
 	if ok && u.walID != "" {
 		_ = framework.DeleteWAL(ctx, s, u.walID) // the rollback drops it otherwise
 	}
 }
-
-// Storage of connection entries; only the store calls these.
 
 func connectionsPrefix(integration string) string {
 	return connectionPrefix + integration + "/"
@@ -372,7 +369,7 @@ func splitConnectionKey(key string) (integration, id string, ok bool) {
 	return "", "", false
 }
 
-// readConnectionEntry returns nil when the connection does not exist, and
+// readConnectionEntry (only the store calls it) returns nil when the connection does not exist, and
 // the stored size of the entry.
 func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*connectionEntry, int, error) {
 	entry, err := s.Get(ctx, key)
@@ -412,23 +409,13 @@ func encodedSize(c *connectionEntry) int {
 	return len(b)
 }
 
-// listSorted lists a storage prefix in a stable order, which paging needs.
-func listSorted(ctx context.Context, s logical.Storage, prefix string) ([]string, error) {
-	keys, err := s.List(ctx, prefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing %q: %w", prefix, err)
-	}
-	sort.Strings(keys)
-	return keys, nil
-}
-
 // storeScanWorkers bounds the storage reads in flight during Each.
 const storeScanWorkers = 16
 
 // Each reads every stored connection and hands it to visit, from several
 // goroutines at once; it stops early when ctx is cancelled. It returns the
 // number of connections visited.
-func (st *connectionStore) Each(ctx context.Context, s logical.Storage, visit func(*connectionEntry)) (int, error) {
+func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit func(*connectionEntry)) (int, error) {
 	integrations, err := listSorted(ctx, s, integrationPrefix)
 	if err != nil {
 		return 0, err
@@ -463,7 +450,7 @@ func (st *connectionStore) Each(ctx context.Context, s logical.Storage, visit fu
 	}
 	send := func() error {
 		for _, in := range integrations {
-			ids, err := st.List(ctx, s, in)
+			ids, err := cs.List(ctx, s, in)
 			if err != nil {
 				return err
 			}

@@ -20,7 +20,8 @@ import (
 // the connection or its integration deletes it, so an old authorization URL
 // cannot re-create what was deleted. Every change happens under the
 // connection's state lock.
-
+//
+// stateKey is where a pending authorization is stored.
 func stateKey(stateHash string) string { return statePrefix + stateHash }
 
 func stateIndexKey(integration, id string) string {

@@ -21,7 +21,6 @@ import (
 // provider, the provider redirects the browser to this mount's oauth/callback
 // (path_oauth_callback.go), and the engine exchanges the code and stores the
 // connection.
-
 func pathConnectionAuthorize(b *backend) []*framework.Path {
 	return []*framework.Path{{
 		Pattern: connectionPattern + "/authorize",

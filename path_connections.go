@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -195,20 +194,6 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 		keyInfo[id] = info
 	}
 	return logical.ListResponseWithInfo(ids, keyInfo), nil
-}
-
-// pageAfter returns the sorted keys strictly after `after`, at most limit
-// of them.
-func pageAfter(sorted []string, after string, limit int) []string {
-	start := 0
-	if after != "" {
-		start = sort.Search(len(sorted), func(i int) bool { return sorted[i] > after })
-	}
-	out := sorted[start:]
-	if limit > 0 && len(out) > limit {
-		out = out[:limit]
-	}
-	return out
 }
 
 func (b *backend) pathConnectionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

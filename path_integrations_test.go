@@ -136,3 +136,17 @@ func TestIntegrationDeleteEmpty(t *testing.T) {
 	e.mustDo(logical.DeleteOperation, "integrations/stripe", nil)
 	e.mustFail(logical.ReadOperation, "integrations/stripe", nil, http.StatusNotFound)
 }
+
+// TestStorageFailureIsNotTheCallersFault: a storage error while an
+// integration write looks up its provider answers 500, not 400.
+func TestStorageFailureIsNotTheCallersFault(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/custom", map[string]any{"auth_mode": "API_KEY"})
+	flaky := &flakyStorage{Storage: e.storage, failGetKey: "providers/custom"}
+	flaky.failGet.Store(true)
+	e.storage = flaky
+	resp, status := e.do(logical.CreateOperation, "integrations/x", map[string]any{"provider": "custom"})
+	if status != http.StatusInternalServerError {
+		t.Fatalf("storage failure answered %d: %s", status, errorText(resp))
+	}
+}

@@ -148,12 +148,12 @@ func validateProvider(p *providerEntry) error {
 
 // validate checks the URLs an auth mode requires and that every URL given
 // is a valid template.
-func (s endpointSettings) validate(mode authMode) error {
+func (es endpointSettings) validate(mode authMode) error {
 	urls := map[string]string{
-		"auth_url":       s.AuthURL,
-		"token_url":      s.TokenURL,
-		"revocation_url": s.RevocationURL,
-		"api_base_url":   s.APIBaseURL,
+		"auth_url":       es.AuthURL,
+		"token_url":      es.TokenURL,
+		"revocation_url": es.RevocationURL,
+		"api_base_url":   es.APIBaseURL,
 	}
 	var required []string
 	switch mode {
@@ -174,13 +174,13 @@ func (s endpointSettings) validate(mode authMode) error {
 			}
 		}
 	}
-	if s.AuthStyle != "" {
-		if _, ok := provider.AuthStyles[s.AuthStyle]; !ok {
-			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(s.AuthStyle))
+	if es.AuthStyle != "" {
+		if _, ok := provider.AuthStyles[es.AuthStyle]; !ok {
+			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(es.AuthStyle))
 		}
 	}
 	for _, k := range provider.ReservedAuthParams {
-		if _, ok := s.AuthParams[k]; ok {
+		if _, ok := es.AuthParams[k]; ok {
 			return fmt.Errorf("auth_params cannot set %s: the authorization flow sets it", k)
 		}
 	}
@@ -214,29 +214,29 @@ func settingSources(own, base endpointSettings, source string) map[string]string
 
 // endpointHosts are the scheme and host of each URL a provider's settings
 // send requests or credentials to.
-func (s endpointSettings) endpointHosts() map[string]string {
+func (es endpointSettings) endpointHosts() map[string]string {
 	return map[string]string{
-		"auth_url":       provider.HostOf(s.AuthURL),
-		"token_url":      provider.HostOf(s.TokenURL),
-		"revocation_url": provider.HostOf(s.RevocationURL),
-		"api_base_url":   provider.HostOf(s.APIBaseURL),
+		"auth_url":       provider.HostOf(es.AuthURL),
+		"token_url":      provider.HostOf(es.TokenURL),
+		"revocation_url": provider.HostOf(es.RevocationURL),
+		"api_base_url":   provider.HostOf(es.APIBaseURL),
 	}
 }
 
 // applyEndpointFields sets the settings a request gives; omitted ones keep
 // their values.
-func applyEndpointFields(s *endpointSettings, d *framework.FieldData) {
+func applyEndpointFields(es *endpointSettings, d *framework.FieldData) {
 	for field, dst := range map[string]*string{
-		"auth_url": &s.AuthURL, "token_url": &s.TokenURL, "revocation_url": &s.RevocationURL,
-		"auth_style": &s.AuthStyle, "api_base_url": &s.APIBaseURL,
+		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
+		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL,
 	} {
 		setString(d, field, dst)
 	}
 	if v, ok := d.GetOk("scopes"); ok {
-		s.Scopes = v.([]string)
+		es.Scopes = v.([]string)
 	}
 	for field, dst := range map[string]*map[string]string{
-		"auth_params": &s.AuthParams, "token_params": &s.TokenParams, "token_response_config": &s.TokenResponseConfig,
+		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,
 	} {
 		if v, ok := d.GetOk(field); ok {
 			*dst = v.(map[string]string)

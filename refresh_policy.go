@@ -128,7 +128,19 @@ func recordFailure(c *connectionEntry, cause error, cfg *configEntry, now time.T
 	default:
 		c.RefreshStatus = refreshFailing
 		c.NextRefreshAt = now.Add(backoff(c.RefreshFailures))
+		// A provider that says when to come back is believed when that is
+		// later than the backoff, up to the backoff's cap.
+		if errors.As(cause, &pe) && pe.RetryAfter.After(c.NextRefreshAt) {
+			c.NextRefreshAt = minTime(pe.RetryAfter, now.Add(backoffMax))
+		}
 	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 func truncateRunes(s string, max int) string {

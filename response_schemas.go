@@ -12,7 +12,7 @@ import (
 // OpenAPI document Vault serves describes each response field, and the
 // tests check every real response against its schema (as HashiCorp's KV
 // plugin does).
-
+//
 // okResponse is an operation's successful answer: 200 with fields.
 func okResponse(description string, fields map[string]*framework.FieldSchema) map[int][]framework.Response {
 	return map[int][]framework.Response{http.StatusOK: {{Description: description, Fields: fields}}}

@@ -5,6 +5,7 @@ package connect
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -290,6 +291,30 @@ func deleteStoredProvider(ctx context.Context, s logical.Storage, name string) e
 
 func listStoredProviders(ctx context.Context, s logical.Storage) ([]string, error) {
 	return listSorted(ctx, s, providerPrefix)
+}
+
+// listSorted lists a storage prefix in a stable order, which paging needs.
+func listSorted(ctx context.Context, s logical.Storage, prefix string) ([]string, error) {
+	keys, err := s.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing %q: %w", prefix, err)
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// pageAfter returns the sorted keys strictly after `after`, at most limit
+// of them.
+func pageAfter(sorted []string, after string, limit int) []string {
+	start := 0
+	if after != "" {
+		start = sort.Search(len(sorted), func(i int) bool { return sorted[i] > after })
+	}
+	out := sorted[start:]
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
 }
 
 func getJSON(ctx context.Context, s logical.Storage, key string, out any) (bool, error) {

@@ -85,7 +85,9 @@ func (c *Client) InstallationToken(ctx context.Context, app App, apiBase, instal
 	}
 	raw := DecodeBody(body)
 	if resp.StatusCode/100 != 2 {
-		return nil, errorFromResponse(resp.StatusCode, raw)
+		pe := errorFromResponse(resp.StatusCode, raw)
+		pe.RetryAfter = parseRetryAfter(resp.Header, c.now())
+		return nil, pe
 	}
 	return appToken(raw)
 }

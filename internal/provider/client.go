@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -58,6 +59,9 @@ func New(base *http.Client, now func() time.Time) *Client {
 	}
 }
 
+// CloseIdleConnections closes the kept-alive connections to providers.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // Endpoints are a provider's URLs with one connection's configuration
 // filled in (see ResolveEndpoints).
 type Endpoints struct {
@@ -100,7 +104,10 @@ type Error struct {
 	Status      int // 0: no HTTP answer
 	Code        string
 	Description string
-	cause       error
+	// RetryAfter is when the provider asked to be called again (its
+	// Retry-After header, RFC 9110 section 10.2.3), zero when it did not.
+	RetryAfter time.Time
+	cause      error
 }
 
 func (e *Error) Error() string {
@@ -133,6 +140,25 @@ func (e *Error) Unreachable() bool { return e.Status == 0 && e.Code == "" && e.c
 // refresh token or code is spent, revoked or expired, and only a new
 // authorization helps.
 func (e *Error) InvalidGrant() bool { return e.Code == "invalid_grant" }
+
+// parseRetryAfter reads a Retry-After header: delay seconds or an HTTP
+// date. Zero when absent or unreadable.
+func parseRetryAfter(h http.Header, now time.Time) time.Time {
+	v := strings.TrimSpace(h.Get("Retry-After"))
+	if v == "" {
+		return time.Time{}
+	}
+	if secs, err := strconv.Atoi(v); err == nil {
+		if secs < 0 {
+			return time.Time{}
+		}
+		return now.Add(time.Duration(secs) * time.Second)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t
+	}
+	return time.Time{}
+}
 
 // redactedCause describes a transport failure. url.Error quotes the URL,
 // which carries no secret, but its inner error is all a caller needs.

@@ -106,6 +106,9 @@ func (c *Client) fetch(ctx context.Context, app OAuthApp, sent []string, get fun
 	if err != nil {
 		pe := asError(err, tt.status)
 		pe.Description = safetext.Scrub(pe.Description, append(sent, app.ClientSecret)...)
+		if tt.header != nil {
+			pe.RetryAfter = parseRetryAfter(tt.header, c.now())
+		}
 		return nil, pe
 	}
 	if tok.AccessToken == "" {
@@ -132,6 +135,9 @@ func asError(err error, status int) *Error {
 	if errors.Is(err, errResponseTooLarge) {
 		return &Error{Status: status, Description: errResponseTooLarge.Error()}
 	}
+	if strings.Contains(err.Error(), "missing access_token") { // x/oauth2's own words
+		return &Error{Status: status, Description: "response has no access_token"}
+	}
 	if status != 0 {
 		// An answer x/oauth2 could not read: say so without its text,
 		// which quotes the body.
@@ -149,6 +155,7 @@ type tokenTransport struct {
 	params map[string]string
 	body   []byte
 	status int
+	header http.Header
 }
 
 func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -165,7 +172,7 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.status = resp.StatusCode
+	t.status, t.header = resp.StatusCode, resp.Header
 	body, err := readBounded(resp.Body)
 	if err != nil {
 		return nil, err

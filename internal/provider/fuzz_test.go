@@ -1,0 +1,86 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package provider
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+func FuzzExpandURL(f *testing.F) {
+	f.Add("https://${connectionConfig.sub}.example.test/t", "acme")
+	f.Add("https://${connectionConfig.sub}.example.test/${connectionConfig.sub}", "a.b-c_d")
+	f.Add("https://x.test/${connectionConfig.sub}", "evil.test/x?")
+	f.Add("https://${connectionConfig.sub}/t", "user@evil")
+	f.Fuzz(func(t *testing.T, tmpl, value string) {
+		if ValidateURLTemplate("token_url", tmpl) != nil {
+			return
+		}
+		out, err := ExpandURL("token_url", tmpl, map[string]any{"sub": value})
+		if err != nil {
+			return
+		}
+		// A filled URL keeps the template's scheme and host shape: the
+		// value can name a subdomain or a path segment, never another
+		// host, user info, query or fragment.
+		u, perr := url.Parse(out)
+		if perr != nil {
+			t.Fatalf("filled URL %q does not parse", out)
+		}
+		if strings.ContainsAny(value, "/?#@:\\") {
+			t.Fatalf("value %q was accepted", value)
+		}
+		wantHost := strings.ToLower(strings.ReplaceAll(HostOf(tmpl), "{sub}", value))
+		if got := strings.ToLower(u.Scheme + "://" + u.Host); got != wantHost {
+			t.Fatalf("filled URL %q goes to %q, want %q", out, got, wantHost)
+		}
+	})
+}
+
+// bodyTransport answers every request with one fixed response.
+type bodyTransport struct {
+	status int
+	body   []byte
+}
+
+func (b bodyTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Body != nil {
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}
+	return &http.Response{StatusCode: b.status, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(bytes.NewReader(b.body)), Request: r}, nil
+}
+
+func FuzzTokenResponse(f *testing.F) {
+	f.Add(200, []byte(`{"access_token":"a","token_type":"Bearer","expires_in":3600,"refresh_token":"r"}`))
+	f.Add(200, []byte(`access_token=a&token_type=bearer`))
+	f.Add(400, []byte(`{"error":"invalid_grant","error_description":"rt-secret"}`))
+	f.Add(200, []byte(`{"access_token":"a","expires_in":"3600"}`))
+	f.Add(201, []byte(`{"token":"ghs_x","expires_at":"2030-01-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, status int, body []byte) {
+		if status < 100 || status > 599 {
+			return
+		}
+		c := New(&http.Client{Transport: bodyTransport{status, body}, Timeout: time.Second}, time.Now)
+		app := OAuthApp{ClientID: "id", ClientSecret: "client-secret-zz", AuthStyle: "params"}
+		ep := Endpoints{Token: "http://p.test/token", APIBase: "http://p.test"}
+		tok, err := c.Refresh(context.Background(), app, ep, "rt-secret")
+		if err == nil && tok.AccessToken == "" {
+			t.Fatal("a token without access_token was accepted")
+		}
+		if err != nil && (strings.Contains(err.Error(), "rt-secret") || strings.Contains(err.Error(), "client-secret-zz")) {
+			t.Fatalf("error %q holds a secret", err)
+		}
+		_ = DecodeBody(body)
+		if _, err := appToken(DecodeBody(body)); err == nil && status/100 == 2 {
+			// fine: a token was found
+		}
+	})
+}
