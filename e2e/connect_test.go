@@ -36,8 +36,7 @@ func data(t *testing.T, s *vaultServer, path string) map[string]any {
 // fresh loopback authorization server.
 func oauthIntegrations(t *testing.T, s *vaultServer, prefix string) *oauthtest.Server {
 	t.Helper()
-	as := oauthtest.New()
-	t.Cleanup(as.Close)
+	as := newAuthServer(t)
 	s.mustCLI(t, "write", "connect/integrations/"+prefix+"-gh", "auth_mode=OAUTH2",
 		"client_id="+as.ClientID, "client_secret="+as.ClientSecret, "scopes=repo,read:user",
 		"auth_url="+as.AuthURL(), "token_url="+as.TokenURL())

@@ -26,8 +26,7 @@ func callbackURL(s *vaultServer) string { return s.addr + "/v1/connect/oauth/cal
 // callback, with config pointing at it.
 func flowServer(t *testing.T, s *vaultServer, allowedReturn string) *oauthtest.Server {
 	t.Helper()
-	as := oauthtest.New()
-	t.Cleanup(as.Close)
+	as := newAuthServer(t)
 	as.RegisterRedirectURI(callbackURL(s))
 	s.mustCLI(t, "write", "connect/config", "redirect_url="+callbackURL(s), "allowed_return_urls="+allowedReturn)
 	return as
@@ -154,8 +153,7 @@ func TestTemplatedProviderThroughVault(t *testing.T) {
 
 func TestAppModeThroughVault(t *testing.T) {
 	s := vaultFor(t)
-	as := oauthtest.New()
-	t.Cleanup(as.Close)
+	as := newAuthServer(t)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
@@ -163,6 +161,7 @@ func TestAppModeThroughVault(t *testing.T) {
 	as.SetApp("31337", &key.PublicKey)
 	keyFile := filepath.Join(t.TempDir(), "app.pem")
 	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	notePEM(keyPEM)
 	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
 // TestAppInstallationNotMovableThroughConfig (trust item 5): a write to an
@@ -26,15 +24,16 @@ import (
 // cannot point its tokens at another installation.
 func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 	s := vaultFor(t)
-	as := oauthtest.New()
-	t.Cleanup(as.Close)
+	as := newAuthServer(t)
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
 		t.Fatal(err)
 	}
 	as.SetApp("4711", &key.PublicKey)
 	keyFile := filepath.Join(t.TempDir(), "app.pem")
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	notePEM(keyPEM)
+	os.WriteFile(keyFile, keyPEM, 0o600)
 	s.mustCLI(t, "write", "connect/integrations/trust-app", "provider=github-app", "app_id=4711", "private_key=@"+keyFile, "api_base_url="+as.URL)
 	s.mustCLI(t, "write", "connect/connections/trust-app/acme", "installation_id=100")
 	s.mustCLI(t, "write", "connect/connections/trust-app/acme/config", "installation_id=200")

@@ -52,6 +52,12 @@ func TestMain(m *testing.M) {
 	}
 	srv = &vaultServer{Server: s, addr: s.Addr, auditLog: s.AuditLog, client: s.Client}
 	code := m.Run()
+	if code == 0 && os.Getenv("CONNECT_LEAK_CHECK") != "0" {
+		for _, p := range checkLeaks(srv) {
+			fmt.Fprintln(os.Stderr, "leak check:", p)
+			code = 1
+		}
+	}
 	s.Stop()
 	os.Exit(code)
 }

@@ -60,6 +60,10 @@ type Server struct {
 	formEncoding bool
 	override     http.HandlerFunc
 	onToken      func()
+
+	// seen is every secret the server issued or was sent: what must never
+	// appear in a log.
+	seen []string
 }
 
 // New starts a server on loopback. Call Close when done.
@@ -176,6 +180,7 @@ func (s *Server) IssueRefreshToken() string {
 	defer s.mu.Unlock()
 	rt := "rt-" + randomString(16)
 	s.refreshTokens[rt] = true
+	s.remember(rt)
 	return rt
 }
 
@@ -246,6 +251,23 @@ func (s *Server) SetExtraFields(m map[string]any) { s.set(func() { s.extraFields
 // as GitHub's classic OAuth apps answer.
 func (s *Server) SetFormEncoding(on bool) { s.set(func() { s.formEncoding = on }) }
 
+// Secrets lists every secret the server knows: its client secret, every
+// token and code it issued, and every code verifier and state it was sent.
+func (s *Server) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string{s.ClientSecret}, s.seen...)
+}
+
+// remember records secrets; the caller holds s.mu.
+func (s *Server) remember(values ...string) {
+	for _, v := range values {
+		if v != "" {
+			s.seen = append(s.seen, v)
+		}
+	}
+}
+
 // OnToken calls f at the start of every token request, before the answer:
 // a test's way to act while a provider call is in flight.
 func (s *Server) OnToken(f func()) { s.set(func() { s.onToken = f }) }
@@ -283,6 +305,7 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	s.requests++
 	s.lastForm = r.PostForm
+	s.remember(r.PostForm.Get("code"), r.PostForm.Get("code_verifier"), r.PostForm.Get("refresh_token"))
 	if s.override != nil {
 		s.override(w, r)
 		return
@@ -339,6 +362,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastAuthorize = q
+	s.remember(q.Get("state"))
 	redirect := q.Get("redirect_uri")
 	switch {
 	case q.Get("client_id") != s.ClientID:
@@ -367,6 +391,7 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		back.Set("error_description", s.denyDesc)
 	default:
 		code := "code-" + randomString(16)
+		s.remember(code)
 		s.codes[code] = &grant{redirectURI: redirect, challenge: q.Get("code_challenge"), scope: q.Get("scope"), expires: time.Now().Add(time.Minute)}
 		back.Set("code", code)
 	}
@@ -400,6 +425,7 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.remember(r.PostForm.Get("token"))
 	if s.override != nil {
 		s.override(w, r)
 		return
@@ -434,6 +460,7 @@ func (s *Server) installationToken(w http.ResponseWriter, r *http.Request) {
 	defer s.mu.Unlock()
 	s.requests++
 	raw, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	s.remember(raw)
 	if !ok || s.appKey == nil {
 		writeJSON(w, http.StatusUnauthorized, map[string]any{"message": "A JSON web token could not be decoded"})
 		return
@@ -450,6 +477,7 @@ func (s *Server) installationToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := "ghs_" + randomString(16)
+	s.remember(tok)
 	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Second)
 	s.accessTokens[tok] = exp
 	s.lastTenant = r.PathValue("id")
@@ -484,6 +512,7 @@ func (s *Server) authenticate(r *http.Request) (string, bool) {
 
 func (s *Server) issue(scope string) map[string]any {
 	at := "at-" + randomString(16)
+	s.remember(at)
 	lifetime := time.Duration(s.expiresIn) * time.Second
 	if s.expiresIn == 0 {
 		lifetime = 100 * 365 * 24 * time.Hour
@@ -505,6 +534,7 @@ func (s *Server) issue(scope string) map[string]any {
 func (s *Server) newRefreshToken() string {
 	rt := "rt-" + randomString(16)
 	s.refreshTokens[rt] = true
+	s.remember(rt)
 	return rt
 }
 

@@ -19,7 +19,7 @@ func FuzzExpandURL(f *testing.F) {
 	f.Add("https://x.test/${connectionConfig.sub}", "evil.test/x?")
 	f.Add("https://${connectionConfig.sub}/t", "user@evil")
 	f.Fuzz(func(t *testing.T, tmpl, value string) {
-		if ValidateURLTemplate("token_url", tmpl) != nil {
+		if ValidateURLTemplate("token_url", tmpl) != nil || !strings.Contains(tmpl, "${connectionConfig.sub}") {
 			return
 		}
 		out, err := ExpandURL("token_url", tmpl, map[string]any{"sub": value})

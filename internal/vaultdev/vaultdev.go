@@ -145,6 +145,12 @@ func (s *Server) Stop() {
 	os.RemoveAll(s.work)
 }
 
+// LogText is everything Vault and the plugins it started have logged so far.
+func (s *Server) LogText() (string, error) {
+	b, err := os.ReadFile(s.logPath)
+	return string(b), err
+}
+
 // CLI runs the vault CLI against the server, as an operator would.
 func (s *Server) CLI(stdin []byte, args ...string) (string, error) {
 	cmd := exec.Command(s.Bin, args...)
