@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf dev test unit e2e tf-e2e fuzz bench fmt vet clean
+.PHONY: all build vault tf dev test unit e2e tf-e2e crash fuzz bench fmt vet clean
 
 all: build
 
@@ -26,11 +26,16 @@ dev: vault build
 # Unit tests and the end-to-end tests (package e2e, Terraform included) in
 # one go test run. CONNECT_E2E=1 and CONNECT_TF_E2E=1 make a missing Vault,
 # plugin, OpenTofu or provider a failure, not a skip.
-E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
+E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_CRASH=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
 
 test: vault tf build vet
 	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
 	scripts/fuzz.sh 3s
+
+# The crash tests on integrated storage, longer and bigger than in make test.
+crash: vault build
+	CRASH_SECONDS=$${CRASH_SECONDS:-120} CRASH_CONNECTIONS=$${CRASH_CONNECTIONS:-2000} CONNECT_LEAK_CHECK=0 \
+		$(E2E_ENV) go test -count=1 -timeout 30m -run 'TestCrashesOnRaft' -v ./e2e
 
 # Every fuzz target for FUZZTIME each (default 1m).
 FUZZTIME ?= 1m

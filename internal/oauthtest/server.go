@@ -61,6 +61,14 @@ type Server struct {
 	override     http.HandlerFunc
 	onToken      func()
 
+	// reuseGrace keeps a rotated refresh token usable for a while, as
+	// providers with a rotation grace period do; spentAt says since when.
+	reuseGrace time.Duration
+	spentAt    map[string]time.Time
+
+	// refusals counts refresh tokens refused as spent or unknown.
+	refusals int
+
 	// seen is every secret the server issued or was sent: what must never
 	// appear in a log.
 	seen []string
@@ -197,8 +205,24 @@ func (s *Server) AccessTokenValid(tok string) bool {
 func (s *Server) RefreshTokenValid(rt string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.refreshTokens[rt]
+	return s.refreshTokenUsable(rt)
 }
+
+// refreshTokenUsable: valid, or rotated within the reuse grace period. The
+// caller holds s.mu.
+func (s *Server) refreshTokenUsable(rt string) bool {
+	if s.refreshTokens[rt] {
+		return true
+	}
+	at, spent := s.spentAt[rt]
+	return spent && time.Since(at) < s.reuseGrace
+}
+
+// SetReuseGrace keeps a rotated refresh token usable for d after its
+// rotation (Okta's and Auth0's rotation grace periods): a client that lost
+// the answer can ask again with the old one. 0, the default, refuses a
+// spent refresh token at once.
+func (s *Server) SetReuseGrace(d time.Duration) { s.set(func() { s.reuseGrace = d }) }
 
 // Requests is the number of token requests served so far.
 func (s *Server) Requests() int {
@@ -250,6 +274,14 @@ func (s *Server) SetExtraFields(m map[string]any) { s.set(func() { s.extraFields
 // SetFormEncoding makes token responses application/x-www-form-urlencoded,
 // as GitHub's classic OAuth apps answer.
 func (s *Server) SetFormEncoding(on bool) { s.set(func() { s.formEncoding = on }) }
+
+// Refusals is how many refresh requests were refused because their refresh
+// token was spent, revoked or unknown.
+func (s *Server) Refusals() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refusals
+}
 
 // Secrets lists every secret the server knows: its client secret, every
 // token and code it issued, and every code verifier and state it was sent.
@@ -324,7 +356,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch r.PostForm.Get("grant_type") {
 	case "refresh_token":
 		rt := r.PostForm.Get("refresh_token")
-		if !s.refreshTokens[rt] {
+		if !s.refreshTokenUsable(rt) {
+			s.refusals++
 			writeError(w, http.StatusBadRequest, "invalid_grant", "refresh token is invalid, expired or revoked")
 			return
 		}
@@ -332,7 +365,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case s.omitRefresh:
 		case s.rotate:
-			delete(s.refreshTokens, rt)
+			if s.refreshTokens[rt] {
+				delete(s.refreshTokens, rt)
+				if s.spentAt == nil {
+					s.spentAt = map[string]time.Time{}
+				}
+				s.spentAt[rt] = time.Now()
+			}
 			resp["refresh_token"] = s.newRefreshToken()
 		default:
 			resp["refresh_token"] = rt
