@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf dev test unit e2e tf-e2e crash fuzz bench fmt vet clean
+.PHONY: all build vault tf dev test unit e2e tf-e2e crash reliability fuzz bench fmt vet clean
 
 all: build
 
@@ -36,6 +36,10 @@ test: vault tf build vet
 crash: vault build
 	CRASH_SECONDS=$${CRASH_SECONDS:-120} CRASH_CONNECTIONS=$${CRASH_CONNECTIONS:-2000} CONNECT_LEAK_CHECK=0 \
 		$(E2E_ENV) go test -count=1 -timeout 30m -run 'TestCrashesOnRaft' -v ./e2e
+
+# docs/reliability.md from a run of the reliability tests and the fuzz targets.
+reliability: vault tf build
+	$(E2E_ENV) go run ./scripts/reliability -o docs/reliability.md
 
 # Every fuzz target for FUZZTIME each (default 1m).
 FUZZTIME ?= 1m

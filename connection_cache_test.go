@@ -163,6 +163,7 @@ func (s *gatedStorage) Get(ctx context.Context, key string) (*logical.StorageEnt
 }
 
 func TestInvalidateDuringCacheFillServesNoStaleEntry(t *testing.T) {
+	reliabilityCase(t, "another node's write and Invalidate during a cache fill", "the stale entry is not served")
 	e := newTestEnv(t)
 	withIntegrations(e, "https://provider.example/token")
 	e.mustDo(logical.CreateOperation, "connections/stripe/c", map[string]any{"api_key": "old"})

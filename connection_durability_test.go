@@ -17,6 +17,7 @@ import (
 // and once storage heals the stored refresh token is the one the provider
 // accepts.
 func TestRotatedTokenSurvivesFailedSaves(t *testing.T) {
+	reliabilityCase(t, "storage refuses every write after the provider rotated the refresh token", "reads keep serving the new token; the periodic hook stores it once storage heals; the stored refresh token is accepted")
 	e, srv := oauthEnv(t)
 	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
 	e.storage = flaky
@@ -63,6 +64,7 @@ func TestRotatedTokenSurvivesFailedSaves(t *testing.T) {
 // but takes the WAL; the plugin restarts before any retry; the rollback
 // stores the tokens the provider issued.
 func TestIssuedTokensSurviveARestart(t *testing.T) {
+	reliabilityCase(t, "storage refuses the connection entry, then the plugin restarts", "the WAL rollback stores the issued tokens")
 	e, srv := oauthEnv(t)
 	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
 	e.storage = flaky
@@ -103,6 +105,7 @@ func TestIssuedTokensSurviveARestart(t *testing.T) {
 // TestCodeExchangeSurvivesFailedSave: the callback's tokens are kept when
 // storage refuses them; the code and the state are spent by then.
 func TestCodeExchangeSurvivesFailedSave(t *testing.T) {
+	reliabilityCase(t, "storage refuses the connection after the code exchange", "the tokens are served and stored once storage heals")
 	e, srv := authEnv(t)
 	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
 	e.storage = flaky
@@ -128,6 +131,7 @@ func TestCodeExchangeSurvivesFailedSave(t *testing.T) {
 // config while a refresh is in flight and storage then fails its read; the
 // provider's answer is still stored and served.
 func TestConfigUnreadableAfterProviderAnswered(t *testing.T) {
+	reliabilityCase(t, "config unreadable (invalidated, storage failing) while a refresh is in flight", "the provider's answer is stored")
 	e, srv := oauthEnv(t)
 	flaky := &flakyStorage{Storage: e.storage, failGetKey: configStoragePath}
 	e.storage = flaky

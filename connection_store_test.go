@@ -32,6 +32,7 @@ func stripeMate(t *testing.T, key, integration string) string {
 }
 
 func TestSlowRefreshDoesNotDelayOtherWrites(t *testing.T) {
+	reliabilityCase(t, "provider answers a refresh after 3 s", "a write to another connection (same lock stripe as before) completes meanwhile")
 	e, srv := oauthEnv(t)
 	importExpiring(e, srv, "slow", time.Minute)
 	mate := stripeMate(t, connectionKey("github", "slow"), "stripe")

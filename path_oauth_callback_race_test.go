@@ -16,6 +16,7 @@ import (
 // with force while the provider exchanges the code; the callback must not
 // leave an orphan connection behind.
 func TestForcedIntegrationDeleteDuringExchange(t *testing.T) {
+	reliabilityCase(t, "forced integration delete during the code exchange", "no orphan connection")
 	e, srv := authEnv(t)
 	q := consent(t, e, "connections/github/acme/authorize", nil)
 	srv.OnToken(func() {
@@ -36,6 +37,7 @@ func TestForcedIntegrationDeleteDuringExchange(t *testing.T) {
 // is deleted with force: either the create fails or the delete removes it;
 // no orphan remains.
 func TestConnectionCreateRacingForcedIntegrationDelete(t *testing.T) {
+	reliabilityCase(t, "forced integration delete while a client-credentials connection is created", "no orphan connection")
 	e, srv := oauthEnv(t)
 	deleted := make(chan struct{})
 	srv.OnToken(func() {

@@ -67,6 +67,7 @@ func TestRefreshUnderProviderFaults(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			reliabilityCase(t, "refresh: provider "+tc.name, "old token served with a warning; stored credentials unchanged; refresh_status "+string(tc.wantStatus)+"; error says "+tc.wantError+"; no goroutine left")
 			e, srv := oauthEnv(t)
 			clock := func() time.Time { return time.Now() }
 			e.b.tokens.client = provider.New(&http.Client{Timeout: 300 * time.Millisecond}, clock)
@@ -111,6 +112,7 @@ func TestRefreshUnderProviderFaults(t *testing.T) {
 // refresh token, then fails the next refresh; the stored refresh token is
 // the rotated one, which the provider still accepts.
 func TestRotationThenFailureKeepsTheRotatedToken(t *testing.T) {
+	reliabilityCase(t, "provider rotates the refresh token, then fails the next refresh", "the rotated refresh token is stored and still accepted")
 	e, srv := oauthEnv(t)
 	_, first := importExpiring(e, srv, "c1", time.Minute)
 	rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"].(string)
@@ -128,6 +130,7 @@ func TestRotationThenFailureKeepsTheRotatedToken(t *testing.T) {
 // TestRefreshWithoutRefreshTokenInTheAnswer: the provider answers without a
 // refresh token; the old one is kept and keeps working.
 func TestRefreshWithoutRefreshTokenInTheAnswer(t *testing.T) {
+	reliabilityCase(t, "refresh answer without a refresh token", "the old refresh token is kept and still works")
 	e, srv := oauthEnv(t)
 	_, refresh := importExpiring(e, srv, "c1", time.Minute)
 	srv.SetRotate(false, true)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"sync/atomic"
+	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -54,4 +55,11 @@ func (s *flakyStorage) Get(ctx context.Context, key string) (*logical.StorageEnt
 		return nil, errors.New("storage unavailable")
 	}
 	return s.Storage.Get(ctx, key)
+}
+
+// reliabilityCase marks a test as a row of docs/reliability.md: what it
+// injects and what it expects (scripts/reliability reads the line).
+func reliabilityCase(t testing.TB, injected, expectation string) {
+	t.Helper()
+	t.Logf("reliability|%s|%s", injected, expectation)
 }

@@ -348,6 +348,7 @@ func TestDelete(t *testing.T) {
 // and then searches the file audit device's log for them: Vault HMACs every
 // string of request and response data, so none may appear in the clear.
 func TestAuditLogHasNoPlaintextSecrets(t *testing.T) {
+	reliabilityCase(t, "file audit device on; every auth mode written and read", "no plaintext credential in the audit log")
 	s := vaultFor(t)
 	as := oauthIntegrations(t, s, "audit")
 	s.mustCLI(t, "write", "connect/integrations/audit-key", "auth_mode=API_KEY")

@@ -45,6 +45,8 @@ type crashResult struct {
 // unsealed. Every connection reads back, uncorrupted, with a refresh token
 // the provider accepts, and the provider refused none.
 func TestCrashesOnRaftWithReuseGrace(t *testing.T) {
+	reliabilityCase(t, "Raft Vault: SIGKILL of the plugin every few seconds under refreshes and writes, then SIGKILL of Vault; provider with a rotation grace period",
+		"every connection reads back uncorrupted with a refresh token the provider accepts; the provider refuses none")
 	res := runCrash(t, 2*time.Minute)
 	if res.bad != 0 || res.refused != 0 {
 		t.Fatalf("%d connections lost their refresh token; the provider refused %d", res.bad, res.refused)
@@ -59,6 +61,8 @@ func TestCrashesOnRaftWithReuseGrace(t *testing.T) {
 // each kill are lost, and each lost one says reauthorization_required
 // rather than failing silently.
 func TestCrashesOnRaftStrictRotation(t *testing.T) {
+	reliabilityCase(t, "the same, provider refusing spent refresh tokens at once",
+		"every connection reads back uncorrupted; only refreshes in flight at a kill are lost, each flagged reauthorization_required")
 	res := runCrash(t, 0)
 	if !res.badFlagged || res.bad > res.kills*crashWorkers {
 		t.Fatalf("%d connections lost their refresh token in %d kills (flagged: %v)", res.bad, res.kills, res.badFlagged)
@@ -153,7 +157,7 @@ func runCrash(t *testing.T, grace time.Duration) crashResult {
 	}
 	close(stop)
 	wg.Wait()
-	t.Logf("chaos: %d refreshes, %d metadata writes, %d failed requests, %d plugin kills", refreshes.Load(), writes.Load(), failed.Load(), kills)
+	t.Logf("figure|chaos: %d refreshes, %d metadata writes, %d failed requests, %d plugin kills", refreshes.Load(), writes.Load(), failed.Load(), kills)
 
 	// Then Vault itself, and back.
 	rs.Kill()
@@ -184,7 +188,7 @@ func runCrash(t *testing.T, grace time.Duration) crashResult {
 			}
 		}
 	}
-	t.Logf("after the restart: %d of %d connections lost their refresh token in %d plugin kills; the provider refused %d refreshes",
+	t.Logf("figure|after the restart: %d of %d connections lost their refresh token in %d plugin kills; the provider refused %d refreshes",
 		res.bad, len(ids), kills, res.refused)
 	return res
 }

@@ -108,7 +108,7 @@ func checkLeaks(s *vaultServer) []string {
 	if checked < 20 {
 		problems = append(problems, fmt.Sprintf("only %d secrets were registered: the search would prove little", checked))
 	}
-	fmt.Fprintf(os.Stderr, "leak check: %d secrets searched in %d bytes of Vault log and %d bytes of audit log; %d spent codes and states seen in the callback's request_uri (Vault logs it as is; see docs/security.md)\n",
+	fmt.Fprintf(os.Stderr, "figure|leak check: %d secrets searched in %d bytes of Vault log and %d bytes of audit log; %d spent codes and states seen in the callback's request_uri (Vault logs it as is; see docs/security.md)\n",
 		checked, len(vaultLog), len(auditLog), callbackURIHits)
 	return problems
 }
@@ -137,4 +137,10 @@ func inCallbackURI(text string, i int) bool {
 	}
 	end := strings.Index(text[start+len(field):], `"`)
 	return end >= 0 && i < start+len(field)+end
+}
+
+// reliabilityCase marks a test as a row of docs/reliability.md.
+func reliabilityCase(t testing.TB, injected, expectation string) {
+	t.Helper()
+	t.Logf("reliability|%s|%s", injected, expectation)
 }

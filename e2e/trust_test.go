@@ -73,6 +73,7 @@ func TestReturnURLLookAlikesThroughVault(t *testing.T) {
 // answers 307 does not get the refresh token re-posted elsewhere; the read
 // answers 424 naming the status, and the connection keeps its tokens.
 func TestProviderRedirectThroughVault(t *testing.T) {
+	reliabilityCase(t, "token endpoint answers 307 to another host (through Vault)", "424 naming HTTP 307; the other host gets nothing; the refresh token is kept")
 	s := vaultFor(t)
 	as := oauthIntegrations(t, s, "redir")
 	var stolen atomic.Int64

@@ -93,6 +93,8 @@ func TestEveryGrantUnderEveryFault(t *testing.T) {
 	defer target.Close()
 	for _, f := range providerFaults(target.URL) {
 		t.Run(f.name, func(t *testing.T) {
+			reliabilityCase(t, "provider "+f.name+", for refresh, client credentials, code exchange and revocation",
+				"an error that says "+f.want+", without secrets; no panic; no goroutine left")
 			srv := oauthtest.New()
 			defer srv.Close()
 			ep := endpointsOf(srv)

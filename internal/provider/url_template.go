@@ -73,6 +73,9 @@ func ValidateAbsoluteURL(field, raw string) error {
 	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
 		return fmt.Errorf("%s must be an absolute http(s) URL, got %q", field, safetext.Printable(raw, 64))
 	}
+	if u.User != nil {
+		return fmt.Errorf("%s must not carry user information (user@host)", field)
+	}
 	return nil
 }
 
@@ -90,6 +93,9 @@ func HostOf(tmpl string) string {
 	}
 	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
 		rest = rest[:i]
+	}
+	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
+		rest = rest[i+1:] // user information is not where a request goes
 	}
 	return strings.ToLower(scheme + "://" + rest)
 }

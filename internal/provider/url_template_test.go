@@ -70,3 +70,14 @@ func TestGrantedScopes(t *testing.T) {
 		}
 	}
 }
+
+func TestURLsWithUserInfoAreRefused(t *testing.T) {
+	for _, u := range []string{"https://user@evil.test/t", "https://a:b@${connectionConfig.sub}.example.test/t"} {
+		if ValidateURLTemplate("token_url", u) == nil {
+			t.Errorf("%q accepted", u)
+		}
+	}
+	if got := HostOf("https://u@h.example.test/x"); got != "https://h.example.test" {
+		t.Fatalf("HostOf = %q", got)
+	}
+}
