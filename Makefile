@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf dev test unit e2e tf-e2e crash reliability fuzz bench fmt vet clean
+.PHONY: all build vault tf dev test unit e2e tf-e2e crash ha reliability fuzz bench fmt vet clean
 
 all: build
 
@@ -37,9 +37,13 @@ crash: vault build
 	CRASH_SECONDS=$${CRASH_SECONDS:-120} CRASH_CONNECTIONS=$${CRASH_CONNECTIONS:-2000} CONNECT_LEAK_CHECK=0 \
 		$(E2E_ENV) go test -count=1 -timeout 30m -run 'TestCrashesOnRaft' -v ./e2e
 
+# The 3-node integrated-storage cluster: failover, forwarding, rejoin.
+ha: vault build
+	CONNECT_HA=1 CONNECT_LEAK_CHECK=0 $(E2E_ENV) go test -count=1 -timeout 20m -run 'TestRaftCluster' -v ./e2e
+
 # docs/reliability.md from a run of the reliability tests and the fuzz targets.
 reliability: vault tf build
-	$(E2E_ENV) go run ./scripts/reliability -o docs/reliability.md
+	CONNECT_HA=1 $(E2E_ENV) go run ./scripts/reliability -o docs/reliability.md
 
 # Every fuzz target for FUZZTIME each (default 1m).
 FUZZTIME ?= 1m

@@ -27,8 +27,9 @@ type RaftServer struct {
 	configPath string
 }
 
-// StartRaft starts a new single-node Raft Vault in dir.
-func StartRaft(bin, pluginDir, dir string) (*RaftServer, error) {
+// newRaftNode writes the config of one Raft node in dir; join lists the
+// API addresses of nodes it retries to join.
+func newRaftNode(bin, pluginDir, dir, nodeID string, join []string) (*RaftServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -44,20 +45,34 @@ func StartRaft(bin, pluginDir, dir string) (*RaftServer, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err
 	}
+	var joins strings.Builder
+	for _, addr := range join {
+		fmt.Fprintf(&joins, "  retry_join {\n    leader_api_addr = %q\n  }\n", addr)
+	}
+	// performance_multiplier 1: production timing, not the default's
+	// five-fold slack, so a failover takes seconds.
 	config := fmt.Sprintf(`storage "raft" {
-  path    = %q
-  node_id = "node1"
-}
+  path                   = %q
+  node_id                = %q
+  performance_multiplier = 1
+%s}
 listener "tcp" {
-  address     = "127.0.0.1:%d"
-  tls_disable = true
+  address         = "127.0.0.1:%d"
+  cluster_address = "127.0.0.1:%d"
+  tls_disable     = true
 }
 api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "http://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
-`, filepath.Join(dir, "data"), port, port, clusterPort, pluginDir)
-	if err := os.WriteFile(s.configPath, []byte(config), 0o600); err != nil {
+`, filepath.Join(dir, "data"), nodeID, joins.String(), port, clusterPort, port, clusterPort, pluginDir)
+	return s, os.WriteFile(s.configPath, []byte(config), 0o600)
+}
+
+// StartRaft starts a new single-node Raft Vault in dir.
+func StartRaft(bin, pluginDir, dir string) (*RaftServer, error) {
+	s, err := newRaftNode(bin, pluginDir, dir, "node1", nil)
+	if err != nil {
 		return nil, err
 	}
 	if err := s.launch(); err != nil {
@@ -76,6 +91,103 @@ disable_mlock    = true
 		return nil, fmt.Errorf("enabling connect: %v\n%s", err, out)
 	}
 	return s, nil
+}
+
+// StartRaftCluster starts n Raft nodes in subdirectories of dir: the first
+// is initialised, unsealed and has the plugin mounted; the others join it
+// and are unsealed with its key, as standbys.
+func StartRaftCluster(bin, pluginDir, dir string, n int) ([]*RaftServer, error) {
+	first, err := StartRaft(bin, pluginDir, filepath.Join(dir, "node1"))
+	if err != nil {
+		return nil, err
+	}
+	nodes := []*RaftServer{first}
+	for i := 2; i <= n; i++ {
+		node, err := newRaftNode(bin, pluginDir, filepath.Join(dir, fmt.Sprintf("node%d", i)), fmt.Sprintf("node%d", i), []string{first.Addr})
+		if err == nil {
+			node.UnsealKey, node.RootToken = first.UnsealKey, first.RootToken
+			err = node.launch()
+		}
+		if err == nil {
+			err = node.unsealStandby()
+		}
+		if err != nil {
+			log := ""
+			if node != nil {
+				b, _ := os.ReadFile(node.logPath)
+				log = tail(string(b), 3000)
+			}
+			for _, s := range append(nodes, node) {
+				if s != nil {
+					s.Kill()
+				}
+			}
+			return nil, fmt.Errorf("node %d: %w\n%s", i, err, log)
+		}
+		nodes = append(nodes, node)
+	}
+	if err := first.waitVoters(n); err != nil {
+		for _, s := range nodes {
+			s.Kill()
+		}
+		return nil, err
+	}
+	return nodes, nil
+}
+
+// waitVoters waits until the cluster has n voters: autopilot promotes a
+// joined node only once it is stable, and a failover needs a quorum.
+func (s *RaftServer) waitVoters(n int) error {
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		sec, err := s.Client.Logical().Read("sys/storage/raft/configuration")
+		if err == nil && sec != nil {
+			cfg, _ := sec.Data["config"].(map[string]any)
+			servers, _ := cfg["servers"].([]any)
+			voters := 0
+			for _, srv := range servers {
+				if m, ok := srv.(map[string]any); ok && m["voter"] == true {
+					voters++
+				}
+			}
+			if voters >= n {
+				return nil
+			}
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("the cluster did not reach %d voters in 90s", n)
+}
+
+// unsealStandby unseals a node that joins an existing cluster and waits
+// until it serves as a standby.
+func (s *RaftServer) unsealStandby() error {
+	s.Client.SetToken(s.RootToken)
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		// Unsealing fails until the node has joined; keep trying.
+		s.cliAs("", nil, "operator", "unseal", s.UnsealKey)
+		if h, err := s.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed {
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("standby did not unseal in 90s")
+}
+
+// IsActive reports whether the node is the active node.
+func (s *RaftServer) IsActive() bool {
+	h, err := s.Client.Sys().Health()
+	return err == nil && !h.Sealed && !h.Standby
+}
+
+// RestartStandby starts a killed node again and unseals it, without
+// waiting for it to become active.
+func (s *RaftServer) RestartStandby() error {
+	if err := s.launch(); err != nil {
+		return err
+	}
+	return s.unsealStandby()
 }
 
 // launch starts the server process, appending to its log.
