@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf dev test unit e2e tf-e2e crash ha reliability fuzz bench fmt vet clean
+.PHONY: all build vault tf dev test unit e2e tf-e2e crash ha load reliability fuzz bench fmt vet clean
 
 all: build
 
@@ -40,6 +40,12 @@ crash: vault build
 # The 3-node integrated-storage cluster: failover, forwarding, rejoin.
 ha: vault build
 	CONNECT_HA=1 CONNECT_LEAK_CHECK=0 $(E2E_ENV) go test -count=1 -timeout 20m -run 'TestRaftCluster' -v ./e2e
+
+# A bounded load run through a real Vault (loopback only): LOAD_DURATION,
+# default 5m; prints RSS and goroutines, p50/p99, and checks the result.
+LOAD_DURATION ?= 5m
+load: vault build
+	go run ./scripts/load -vault $(VAULT_BIN) -plugins $(PLUGIN_DIR) -duration $(LOAD_DURATION)
 
 # docs/reliability.md from a run of the reliability tests and the fuzz targets.
 reliability: vault tf build

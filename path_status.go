@@ -4,6 +4,7 @@ package connect
 
 import (
 	"context"
+	"runtime"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -33,6 +34,7 @@ func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *frame
 		"refresh_failures_total": stats.Failures,
 		"cached_connections":     b.store.cache.len(),
 		"unsaved_connections":    b.store.Unsaved(),
+		"goroutines":             runtime.NumGoroutine(),
 	}}, nil
 }
 
@@ -51,6 +53,7 @@ The refresh engine as this node sees it:
   unsaved_connections     connections whose newly issued tokens storage
                           refused so far; kept in memory, served, and saved
                           again by every periodic tick until stored
+  goroutines              the plugin process's goroutines, for leak watching
 
 The same figures are emitted as metrics (connect.refresh.success,
 connect.refresh.failure and connect.refresh.latency by integration, and

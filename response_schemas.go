@@ -64,6 +64,7 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 		"refresh_failures_total": typed(framework.TypeInt64, "Refreshes that failed since the plugin started."),
 		"cached_connections":     typed(framework.TypeInt, "Connection entries held in memory."),
 		"unsaved_connections":    typed(framework.TypeInt, "Connections whose newly issued tokens storage has refused so far."),
+		"goroutines":             typed(framework.TypeInt, "Goroutines of the plugin process, for leak watching."),
 	}
 }
 

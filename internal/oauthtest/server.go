@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	mathrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -65,6 +66,10 @@ type Server struct {
 	// providers with a rotation grace period do; spentAt says since when.
 	reuseGrace time.Duration
 	spentAt    map[string]time.Time
+
+	// failureRate makes that share of token requests fail with 503
+	// temporarily_unavailable, at random.
+	failureRate float64
 
 	// refusals counts refresh tokens refused as spent or unknown.
 	refusals int
@@ -218,6 +223,10 @@ func (s *Server) refreshTokenUsable(rt string) bool {
 	return spent && time.Since(at) < s.reuseGrace
 }
 
+// SetFailureRate makes a share p (0 to 1) of token requests fail with 503
+// temporarily_unavailable, at random, as a flaky provider does.
+func (s *Server) SetFailureRate(p float64) { s.set(func() { s.failureRate = p }) }
+
 // SetReuseGrace keeps a rotated refresh token usable for d after its
 // rotation (Okta's and Auth0's rotation grace periods): a client that lost
 // the answer can ask again with the old one. 0, the default, refuses a
@@ -351,6 +360,10 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.failCode != "" {
 		writeError(w, s.failStatus, s.failCode, "the server was told to fail")
+		return
+	}
+	if s.failureRate > 0 && mathrand.Float64() < s.failureRate {
+		writeError(w, http.StatusServiceUnavailable, "temporarily_unavailable", "the server is flaky")
 		return
 	}
 	switch r.PostForm.Get("grant_type") {

@@ -302,7 +302,7 @@ func (s *RaftServer) Restart() error {
 
 // PluginPIDs lists the running processes of the plugin binary that this
 // node started.
-func (s *RaftServer) PluginPIDs() []int {
+func (s *Server) PluginPIDs() []int {
 	if s.cmd == nil || s.cmd.Process == nil {
 		return nil
 	}
@@ -319,6 +319,22 @@ func (s *RaftServer) PluginPIDs() []int {
 		}
 	}
 	return mine
+}
+
+// RSSKB is a process's resident memory in kB, 0 when unknown.
+func RSSKB(pid int) int {
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(status), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb int
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			return kb
+		}
+	}
+	return 0
 }
 
 // pluginPIDs lists the running processes of the plugin binary.
