@@ -4,7 +4,6 @@ package connect
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -179,16 +178,22 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	}
 	cs.sched.schedule(c, cfg, cs.now())
 	key := connectionKey(c.Integration, c.ConnectionID)
-	if !c.issued {
-		if n := encodedSize(c); n > maxConnectionEntryBytes {
-			return &userError{fmt.Sprintf("the connection would be %d bytes stored; the limit is %d", n, maxConnectionEntryBytes)}
-		}
+	entry, err := logical.StorageEntryJSON(key, c)
+	if err != nil {
+		return fmt.Errorf("encoding %q: %w", key, err)
 	}
-	size, err := writeConnectionEntry(ctx, s, c)
+	// Issued credentials are stored whatever their size: refusing them
+	// would lose them. Everything else stays under the cap, so that the
+	// entry can always take its next tokens.
+	if !c.issued && len(entry.Value) > maxConnectionEntryBytes {
+		return &userError{fmt.Sprintf("the connection would be %d bytes stored; the limit is %d", len(entry.Value), maxConnectionEntryBytes)}
+	}
+	err = putEntry(ctx, s, entry)
 	for i := 0; err != nil && c.issued && i < len(saveRetryDelays); i++ {
 		time.Sleep(saveRetryDelays[i])
-		size, err = writeConnectionEntry(ctx, s, c)
+		err = putEntry(ctx, s, entry)
 	}
+	size := len(entry.Value)
 	if err != nil {
 		if c.issued {
 			cs.keepUnsaved(ctx, s, key, c, previous)
@@ -387,26 +392,13 @@ func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*c
 	return &c, len(entry.Value), nil
 }
 
-// writeConnectionEntry stores c and returns its stored size.
-func writeConnectionEntry(ctx context.Context, s logical.Storage, c *connectionEntry) (int, error) {
-	key := connectionKey(c.Integration, c.ConnectionID)
-	entry, err := logical.StorageEntryJSON(key, c)
-	if err != nil {
-		return 0, fmt.Errorf("encoding %q: %w", key, err)
-	}
-	if err := s.Put(ctx, entry); err != nil {
-		return 0, fmt.Errorf("writing %q: %w", key, err)
-	}
-	return len(entry.Value), nil
-}
 
-// encodedSize is the size c takes in storage.
-func encodedSize(c *connectionEntry) int {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return 0
+// putEntry writes one encoded storage entry.
+func putEntry(ctx context.Context, s logical.Storage, entry *logical.StorageEntry) error {
+	if err := s.Put(ctx, entry); err != nil {
+		return fmt.Errorf("writing %q: %w", entry.Key, err)
 	}
-	return len(b)
+	return nil
 }
 
 // storeScanWorkers bounds the storage reads in flight during Each.

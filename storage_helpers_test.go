@@ -22,8 +22,11 @@ func getConnection(ctx context.Context, s logical.Storage, integration, id strin
 // putConnection writes a connection straight to storage, as another node or
 // an earlier version would have.
 func putConnection(ctx context.Context, s logical.Storage, c *connectionEntry) error {
-	_, err := writeConnectionEntry(ctx, s, c)
-	return err
+	entry, err := logical.StorageEntryJSON(connectionKey(c.Integration, c.ConnectionID), c)
+	if err != nil {
+		return err
+	}
+	return s.Put(ctx, entry)
 }
 
 // replaceWith is a store change that stores c whatever was there.
