@@ -392,7 +392,6 @@ func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*c
 	return &c, len(entry.Value), nil
 }
 
-
 // putEntry writes one encoded storage entry.
 func putEntry(ctx context.Context, s logical.Storage, entry *logical.StorageEntry) error {
 	if err := s.Put(ctx, entry); err != nil {
