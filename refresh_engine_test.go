@@ -140,6 +140,8 @@ func TestTickRefreshesOnlyWhatIsDue(t *testing.T) {
 
 func TestQueueHandsOutEarliestFirst(t *testing.T) {
 	e, srv := oauthEnv(t)
+	// Without jitter: with it, schedules a quarter-margin apart may swap.
+	e.b.engine.jitter = func(time.Duration) time.Duration { return 0 }
 	for _, in := range []time.Duration{9 * time.Minute, 3 * time.Minute, 6 * time.Minute} {
 		importExpiring(e, srv, "c"+in.String(), in)
 	}
