@@ -157,7 +157,7 @@ func runCrash(t *testing.T, grace time.Duration) crashResult {
 	}
 	close(stop)
 	wg.Wait()
-	t.Logf("figure|chaos: %d refreshes, %d metadata writes, %d failed requests, %d plugin kills", refreshes.Load(), writes.Load(), failed.Load(), kills)
+	t.Logf("figure|%s: chaos: %d refreshes, %d metadata writes, %d failed requests, %d plugin kills", t.Name(), refreshes.Load(), writes.Load(), failed.Load(), kills)
 
 	// Then Vault itself, and back.
 	rs.Kill()
@@ -188,8 +188,8 @@ func runCrash(t *testing.T, grace time.Duration) crashResult {
 			}
 		}
 	}
-	t.Logf("figure|after the restart: %d of %d connections lost their refresh token in %d plugin kills; the provider refused %d refreshes",
-		res.bad, len(ids), kills, res.refused)
+	t.Logf("figure|%s: after the restart: %d of %d connections lost their refresh token in %d plugin kills; the provider refused %d refreshes",
+		t.Name(), res.bad, len(ids), kills, res.refused)
 	return res
 }
 
