@@ -30,7 +30,7 @@ E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_CRASH=1 VAULT_BIN=$(VAULT_BIN) 
 
 test: vault tf build vet
 	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
-	scripts/fuzz.sh 3s
+	scripts/fuzz.sh 2s
 
 # The crash tests on integrated storage, longer and bigger than in make test.
 crash: vault build

@@ -28,16 +28,22 @@ func FuzzExpandURL(f *testing.F) {
 		}
 		// A filled URL keeps the template's scheme and host shape: the
 		// value can name a subdomain or a path segment, never another
-		// host, user info, query or fragment.
+		// host, user info, query or fragment. The expected host is the
+		// template's, parsed with a marker where the value goes.
 		u, perr := url.Parse(out)
 		if perr != nil {
 			t.Fatalf("filled URL %q does not parse", out)
 		}
-		if strings.ContainsAny(value, "/?#@:\\") {
+		if strings.ContainsAny(value, "/?#@:\\%") {
 			t.Fatalf("value %q was accepted", value)
 		}
-		wantHost := strings.ToLower(strings.ReplaceAll(HostOf(tmpl), "{sub}", value))
-		if got := strings.ToLower(u.Scheme + "://" + u.Host); got != wantHost {
+		const marker = "zzmarkerzz"
+		shape, perr := url.Parse(strings.ReplaceAll(tmpl, "${connectionConfig.sub}", marker))
+		if perr != nil || shape.User != nil {
+			t.Fatalf("template %q parsed with a marker: %v", tmpl, perr)
+		}
+		wantHost := strings.ReplaceAll(strings.ToLower(shape.Host), marker, strings.ToLower(value))
+		if got := strings.ToLower(u.Host); got != wantHost || !strings.EqualFold(u.Scheme, shape.Scheme) {
 			t.Fatalf("filled URL %q goes to %q, want %q", out, got, wantHost)
 		}
 	})
