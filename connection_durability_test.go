@@ -147,3 +147,19 @@ func TestConfigUnreadableAfterProviderAnswered(t *testing.T) {
 		t.Fatal("the provider's answer was stranded by a config read")
 	}
 }
+
+// TestCallerWriteOverUnsavedTokensReportsItsFailure: while storage still
+// refuses, a caller who replaces the connection's credentials is told the
+// write failed; only tokens the provider issued are kept unsaved.
+func TestCallerWriteOverUnsavedTokensReportsItsFailure(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(1000)
+	refreshed := e.mustDo(logical.ReadOperation, "connections/github/c1", nil)["access_token"]
+	e.mustFail(logical.UpdateOperation, "connections/github/c1", map[string]any{"access_token": "caller-token"}, http.StatusInternalServerError)
+	if got := e.mustDo(logical.ReadOperation, "connections/github/c1", nil)["access_token"]; got != refreshed {
+		t.Fatalf("after the failed write a read served %v", got)
+	}
+}

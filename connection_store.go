@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -59,8 +60,9 @@ type connectionStore struct {
 	// unsaved holds entries with provider-issued credentials whose save
 	// failed: the provider has spent the old refresh token, so the new one
 	// is kept, served to reads, and saved again until it is stored.
-	unsavedMu sync.Mutex
-	unsaved   map[string]*unsavedEntry
+	unsavedMu    sync.Mutex
+	unsaved      map[string]*unsavedEntry
+	unsavedCount atomic.Int64 // len(unsaved), read without the lock
 }
 
 // unsavedEntry is an entry storage refused, and the WAL entry (if storage
@@ -321,6 +323,9 @@ func (cs *connectionStore) Unsaved() int {
 }
 
 func (cs *connectionStore) unsavedEntry(key string) *connectionEntry {
+	if cs.unsavedCount.Load() == 0 {
+		return nil // the hot path: nothing waits for storage
+	}
 	cs.unsavedMu.Lock()
 	defer cs.unsavedMu.Unlock()
 	if u, ok := cs.unsaved[key]; ok {
@@ -340,6 +345,7 @@ func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, k
 		u.walID = putIssuedTokensWAL(ctx, s, c, previous)
 	}
 	cs.unsaved[key] = u
+	cs.unsavedCount.Store(int64(len(cs.unsaved)))
 	cs.cache.invalidate(key)
 }
 
@@ -349,6 +355,7 @@ func (cs *connectionStore) forgetUnsaved(ctx context.Context, s logical.Storage,
 	cs.unsavedMu.Lock()
 	u, ok := cs.unsaved[key]
 	delete(cs.unsaved, key)
+	cs.unsavedCount.Store(int64(len(cs.unsaved)))
 	cs.unsavedMu.Unlock()
 	if ok && u.walID != "" {
 		_ = framework.DeleteWAL(ctx, s, u.walID) // the rollback drops it otherwise

@@ -356,8 +356,11 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 		return nil, err
 	}
 	if credentialsGiven(in.AuthMode, d) {
-		// New credentials from the caller end any failure streak.
+		// New credentials from the caller end any failure streak, and
+		// replace any the provider issued that storage refused so far: a
+		// failed save of this write is the caller's to see.
 		c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = "", 0, ""
+		c.issued = false
 	}
 	for field, dst := range map[string]*map[string]any{"metadata": &c.Metadata, "connection_config": &c.ConnectionConfig} {
 		if v, ok := d.GetOk(field); ok {
