@@ -97,6 +97,18 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Description:   "How the client credentials reach the token endpoint: 'header' (HTTP Basic), 'params' (form body) or 'auto' (try header, then params). Default 'auto'.",
 			AllowedValues: []any{"auto", "header", "params"},
 		},
+		"scope_separator": {
+			Type:        framework.TypeString,
+			Description: "How scopes are joined in authorization and token requests: a space (the default, RFC 6749), ',', ';' or '+'.",
+		},
+		"refresh_url": {
+			Type:        framework.TypeString,
+			Description: "OAUTH2: where refresh requests go, when not to token_url (e.g. Figma's /v1/oauth/refresh).",
+		},
+		"refresh_params": {
+			Type:        framework.TypeKVPairs,
+			Description: "OAUTH2: extra form parameters sent with refresh requests only, after token_params.",
+		},
 		"revocation_url": {
 			Type:        framework.TypeString,
 			Description: "RFC 7009 token revocation endpoint. When set, deleting a connection revokes its tokens first.",
@@ -204,10 +216,13 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["auth_style"] = eff.AuthStyle
 		data["revocation_url"] = eff.RevocationURL
 		data["token_response_config"] = nonNilMap(eff.TokenResponseConfig)
+		data["scope_separator"] = eff.ScopeSeparator
 	}
 	if in.AuthMode == authModeOAuth2 {
 		data["auth_url"] = eff.AuthURL
 		data["auth_params"] = nonNilMap(eff.AuthParams)
+		data["refresh_url"] = eff.RefreshURL
+		data["refresh_params"] = nonNilMap(eff.RefreshParams)
 		data["allowed_scopes"] = nonNilStrings(in.AllowedScopes)
 		data["pkce"] = !in.DisablePKCE
 	}

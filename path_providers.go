@@ -54,7 +54,7 @@ func providerFields() map[string]*framework.FieldSchema {
 	}
 	// The rest mean what they mean on an integration.
 	inFields := integrationFields()
-	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url"} {
+	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params"} {
 		fields[f] = inFields[f]
 	}
 	return fields
@@ -116,6 +116,9 @@ func providerResponse(p *providerEntry) map[string]any {
 		"auth_style":            p.AuthStyle,
 		"token_response_config": nonNilMap(p.TokenResponseConfig),
 		"api_base_url":          p.APIBaseURL,
+		"scope_separator":       p.ScopeSeparator,
+		"refresh_url":           p.RefreshURL,
+		"refresh_params":        nonNilMap(p.RefreshParams),
 		"tokens_expire":         p.TokensExpire,
 		"docs":                  p.Docs,
 	}

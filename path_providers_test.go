@@ -157,3 +157,31 @@ func TestMovingABuiltinProviderNeedsForce(t *testing.T) {
 		t.Fatalf("integration read does not show where its token URL comes from: %v", in)
 	}
 }
+
+// TestScopeSeparatorAndRefreshURLRoundTrip: the new provider settings are
+// validated, shown, inherited and overridden.
+func TestScopeSeparatorAndRefreshURLRoundTrip(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/commas", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://p.test/a", "token_url": "https://p.test/t",
+		"refresh_url": "https://p.test/refresh", "refresh_params": map[string]any{"expires_in": "1800"}, "scope_separator": ","})
+	p := e.mustDo(logical.ReadOperation, "providers/commas", nil)
+	if p["scope_separator"] != "," || p["refresh_url"] != "https://p.test/refresh" {
+		t.Fatalf("provider = %v", p)
+	}
+	e.mustDo(logical.CreateOperation, "integrations/c", map[string]any{"provider": "commas", "client_id": "x"})
+	in := e.mustDo(logical.ReadOperation, "integrations/c", nil)
+	if in["scope_separator"] != "," || in["refresh_url"] != "https://p.test/refresh" || in["sources"].(map[string]string)["refresh_url"] != "provider" {
+		t.Fatalf("integration = %v", in)
+	}
+	e.mustDo(logical.UpdateOperation, "integrations/c", map[string]any{"scope_separator": " "})
+	if in := e.mustDo(logical.ReadOperation, "integrations/c", nil); in["scope_separator"] != " " {
+		t.Fatalf("override = %v", in["scope_separator"])
+	}
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"separator", "integrations/c", map[string]any{"scope_separator": "and"}, "scope_separator"},
+		{"refresh url", "integrations/c", map[string]any{"refresh_url": "ftp://x"}, "refresh_url"},
+		{"not for api keys", "integrations/k", map[string]any{"auth_mode": "API_KEY", "refresh_url": "https://x.test"}, "refresh_url"},
+	}, "secret-marker-never-sent")
+	e.assertUnchanged(before)
+}

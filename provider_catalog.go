@@ -108,6 +108,9 @@ func (base endpointSettings) overriddenBy(over endpointSettings) endpointSetting
 	orString(&out.RevocationURL, base.RevocationURL)
 	orString(&out.AuthStyle, base.AuthStyle)
 	orString(&out.APIBaseURL, base.APIBaseURL)
+	orString(&out.ScopeSeparator, base.ScopeSeparator)
+	orString(&out.RefreshURL, base.RefreshURL)
+	out.RefreshParams = mergeMaps(base.RefreshParams, over.RefreshParams)
 	if len(out.Scopes) == 0 {
 		out.Scopes = base.Scopes
 	}
@@ -152,6 +155,7 @@ func (es endpointSettings) validate(mode authMode) error {
 	urls := map[string]string{
 		"auth_url":       es.AuthURL,
 		"token_url":      es.TokenURL,
+		"refresh_url":    es.RefreshURL,
 		"revocation_url": es.RevocationURL,
 		"api_base_url":   es.APIBaseURL,
 	}
@@ -167,7 +171,7 @@ func (es endpointSettings) validate(mode authMode) error {
 			return fmt.Errorf("%s is required for auth_mode %s", f, mode)
 		}
 	}
-	for _, f := range []string{"auth_url", "token_url", "revocation_url", "api_base_url"} {
+	for _, f := range []string{"auth_url", "token_url", "refresh_url", "revocation_url", "api_base_url"} {
 		if urls[f] != "" {
 			if err := provider.ValidateURLTemplate(f, urls[f]); err != nil {
 				return err
@@ -179,12 +183,25 @@ func (es endpointSettings) validate(mode authMode) error {
 			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(es.AuthStyle))
 		}
 	}
+	if !validScopeSeparator(es.ScopeSeparator) {
+		return fmt.Errorf("scope_separator must be one of a space, ',', ';' or '+'")
+	}
 	for _, k := range provider.ReservedAuthParams {
 		if _, ok := es.AuthParams[k]; ok {
 			return fmt.Errorf("auth_params cannot set %s: the authorization flow sets it", k)
 		}
 	}
 	return nil
+}
+
+// validScopeSeparator accepts the separators real APIs use; empty means the
+// default, a space.
+func validScopeSeparator(sep string) bool {
+	switch sep {
+	case "", " ", ",", ";", "+":
+		return true
+	}
+	return false
 }
 
 // settingSources says, for each endpoint setting that has a value, where
@@ -202,6 +219,9 @@ func settingSources(own, base endpointSettings, source string) map[string]string
 	}
 	pick("auth_url", own.AuthURL != "", base.AuthURL != "")
 	pick("token_url", own.TokenURL != "", base.TokenURL != "")
+	pick("refresh_url", own.RefreshURL != "", base.RefreshURL != "")
+	pick("refresh_params", len(own.RefreshParams) > 0, len(base.RefreshParams) > 0)
+	pick("scope_separator", own.ScopeSeparator != "", base.ScopeSeparator != "")
 	pick("revocation_url", own.RevocationURL != "", base.RevocationURL != "")
 	pick("api_base_url", own.APIBaseURL != "", base.APIBaseURL != "")
 	pick("auth_style", own.AuthStyle != "", base.AuthStyle != "")
@@ -218,6 +238,7 @@ func (es endpointSettings) endpointHosts() map[string]string {
 	return map[string]string{
 		"auth_url":       provider.HostOf(es.AuthURL),
 		"token_url":      provider.HostOf(es.TokenURL),
+		"refresh_url":    provider.HostOf(es.RefreshURL),
 		"revocation_url": provider.HostOf(es.RevocationURL),
 		"api_base_url":   provider.HostOf(es.APIBaseURL),
 	}
@@ -228,15 +249,19 @@ func (es endpointSettings) endpointHosts() map[string]string {
 func applyEndpointFields(es *endpointSettings, d *framework.FieldData) {
 	for field, dst := range map[string]*string{
 		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
-		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL,
+		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,
 	} {
 		setString(d, field, dst)
 	}
 	if v, ok := d.GetOk("scopes"); ok {
 		es.Scopes = v.([]string)
 	}
+	if v, ok := d.GetOk("scope_separator"); ok {
+		es.ScopeSeparator = v.(string) // not trimmed: a space is a separator
+	}
 	for field, dst := range map[string]*map[string]string{
 		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,
+		"refresh_params": &es.RefreshParams,
 	} {
 		if v, ok := d.GetOk(field); ok {
 			*dst = v.(map[string]string)

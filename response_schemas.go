@@ -81,6 +81,9 @@ func endpointResponseFields() map[string]*framework.FieldSchema {
 		"auth_style":            str("How the client authenticates at the token endpoint: auto, header or params."),
 		"token_response_config": typed(framework.TypeMap, "Token response members copied into connection config."),
 		"api_base_url":          str("APP: the API that issues installation tokens."),
+		"scope_separator":       str("How scopes are joined in requests; empty means a space."),
+		"refresh_url":           str("Where refresh requests go; empty means token_url."),
+		"refresh_params":        typed(framework.TypeMap, "Extra form parameters of refresh requests only."),
 	}
 }
 

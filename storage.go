@@ -83,6 +83,13 @@ type endpointSettings struct {
 	TokenResponseConfig map[string]string `json:"token_response_config,omitempty"`
 	// APIBaseURL is where APP integrations get installation tokens.
 	APIBaseURL string `json:"api_base_url,omitempty"`
+	// ScopeSeparator joins scopes in requests; empty means a space (RFC
+	// 6749). Some large APIs want a comma.
+	ScopeSeparator string `json:"scope_separator,omitempty"`
+	// RefreshURL is where refresh requests go; empty means TokenURL.
+	RefreshURL string `json:"refresh_url,omitempty"`
+	// RefreshParams are sent with refresh requests only, after TokenParams.
+	RefreshParams map[string]string `json:"refresh_params,omitempty"`
 }
 
 // integrationEntry is one external API and the way to authenticate to it.

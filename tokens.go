@@ -47,8 +47,10 @@ func oauthApp(in *integrationEntry) provider.OAuthApp {
 		ClientSecret: in.ClientSecret,
 		AuthStyle:    in.AuthStyle,
 		Scopes:       in.Scopes,
-		AuthParams:   in.AuthParams,
-		TokenParams:  in.TokenParams,
+		AuthParams:     in.AuthParams,
+		TokenParams:    in.TokenParams,
+		RefreshParams:  in.RefreshParams,
+		ScopeSeparator: in.ScopeSeparator,
 	}
 }
 
@@ -57,6 +59,7 @@ func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.
 	return provider.ResolveEndpoints(provider.Endpoints{
 		Auth:       in.AuthURL,
 		Token:      in.TokenURL,
+		Refresh:    in.RefreshURL,
 		Revocation: in.RevocationURL,
 		APIBase:    in.APIBaseURL,
 	}, connectionConfig)

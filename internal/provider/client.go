@@ -66,6 +66,8 @@ func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 // filled in (see ResolveEndpoints).
 type Endpoints struct {
 	Auth, Token, Revocation, APIBase string
+	// Refresh is where refresh requests go; empty means Token.
+	Refresh string
 }
 
 // OAuthApp is an OAuth client as registered with a provider.
@@ -81,6 +83,11 @@ type OAuthApp struct {
 	AuthParams map[string]string
 	// TokenParams are extra form parameters of every token request.
 	TokenParams map[string]string
+	// RefreshParams are extra form parameters of refresh requests only,
+	// applied after TokenParams.
+	RefreshParams map[string]string
+	// ScopeSeparator joins scopes; empty means a space.
+	ScopeSeparator string
 }
 
 // AuthStyles are the accepted AuthStyle values.

@@ -273,3 +273,31 @@ func TestMalformedAnswers(t *testing.T) {
 		})
 	}
 }
+
+func TestScopeSeparatorRefreshURLAndParams(t *testing.T) {
+	srv := oauthtest.New()
+	defer srv.Close()
+	app := appOf(srv)
+	app.Scopes = []string{"a", "b"}
+	app.ScopeSeparator = ","
+	app.TokenParams = map[string]string{"audience": "x"}
+	app.RefreshParams = map[string]string{"expires_in": "1800"}
+	u, _ := url.Parse(AuthCodeURL(app, endpointsOf(srv), "https://r.test/cb", "st", nil, ""))
+	if got := u.Query().Get("scope"); got != "a,b" {
+		t.Fatalf("scope = %q", got)
+	}
+	ep := endpointsOf(srv)
+	ep.Refresh = srv.URL + "/t/refresher/token"
+	if _, err := testClient(time.Second).Refresh(context.Background(), app, ep, srv.IssueRefreshToken()); err != nil {
+		t.Fatal(err)
+	}
+	if form := srv.LastForm(); srv.LastTenant() != "refresher" || form.Get("expires_in") != "1800" || form.Get("audience") != "x" {
+		t.Fatalf("refresh went to %q with %v", srv.LastTenant(), form)
+	}
+	if _, err := testClient(time.Second).ClientCredentials(context.Background(), app, ep, nil); err != nil {
+		t.Fatal(err)
+	}
+	if form := srv.LastForm(); form.Get("expires_in") != "" || form.Get("scope") != "a,b" {
+		t.Fatalf("client credentials sent %v", form)
+	}
+}

@@ -21,6 +21,12 @@ import (
 
 // Refresh spends refreshToken at the token endpoint (RFC 6749 section 6).
 func (c *Client) Refresh(ctx context.Context, app OAuthApp, ep Endpoints, refreshToken string) (*Token, error) {
+	if ep.Refresh != "" {
+		ep.Token = ep.Refresh
+	}
+	if len(app.RefreshParams) > 0 {
+		app.TokenParams = mergeParams(app.TokenParams, app.RefreshParams)
+	}
 	cfg := app.config(ep, "", nil)
 	return c.fetch(ctx, app, []string{refreshToken}, func(ctx context.Context) (*oauth2.Token, error) {
 		// An empty access token makes the source refresh at once.
@@ -38,7 +44,7 @@ func (c *Client) ClientCredentials(ctx context.Context, app OAuthApp, ep Endpoin
 		ClientID:     app.ClientID,
 		ClientSecret: app.ClientSecret,
 		TokenURL:     ep.Token,
-		Scopes:       scopes,
+		Scopes:       app.joinScopes(scopes),
 		AuthStyle:    AuthStyles[app.AuthStyle],
 	}
 	return c.fetch(ctx, app, nil, cc.Token)
@@ -82,7 +88,7 @@ func (app OAuthApp) config(ep Endpoints, redirectURL string, scopes []string) *o
 	return &oauth2.Config{
 		ClientID:     app.ClientID,
 		ClientSecret: app.ClientSecret,
-		Scopes:       scopes,
+		Scopes:       app.joinScopes(scopes),
 		RedirectURL:  redirectURL,
 		Endpoint: oauth2.Endpoint{
 			AuthURL:   ep.Auth,
@@ -90,6 +96,27 @@ func (app OAuthApp) config(ep Endpoints, redirectURL string, scopes []string) *o
 			AuthStyle: AuthStyles[app.AuthStyle],
 		},
 	}
+}
+
+// joinScopes hands x/oauth2, which joins scopes with spaces, a single
+// pre-joined scope when the app wants another separator.
+func (app OAuthApp) joinScopes(scopes []string) []string {
+	if app.ScopeSeparator == "" || app.ScopeSeparator == " " || len(scopes) < 2 {
+		return scopes
+	}
+	return []string{strings.Join(scopes, app.ScopeSeparator)}
+}
+
+// mergeParams returns base with over's entries on top.
+func mergeParams(base, over map[string]string) map[string]string {
+	out := make(map[string]string, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
 }
 
 // errResponseTooLarge is a response over MaxResponseBytes.

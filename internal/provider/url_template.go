@@ -110,6 +110,7 @@ func ResolveEndpoints(templates Endpoints, cfg map[string]any) (Endpoints, error
 	}{
 		{"auth_url", templates.Auth, &ep.Auth},
 		{"token_url", templates.Token, &ep.Token},
+		{"refresh_url", templates.Refresh, &ep.Refresh},
 		{"revocation_url", templates.Revocation, &ep.Revocation},
 		{"api_base_url", templates.APIBase, &ep.APIBase},
 	} {
