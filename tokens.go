@@ -43,10 +43,10 @@ func (t *tokenIssuer) integration(ctx context.Context, s logical.Storage, name s
 // oauthApp is the OAuth client an integration describes.
 func oauthApp(in *integrationEntry) provider.OAuthApp {
 	return provider.OAuthApp{
-		ClientID:     in.ClientID,
-		ClientSecret: in.ClientSecret,
-		AuthStyle:    in.AuthStyle,
-		Scopes:       in.Scopes,
+		ClientID:       in.ClientID,
+		ClientSecret:   in.ClientSecret,
+		AuthStyle:      in.AuthStyle,
+		Scopes:         in.Scopes,
 		AuthParams:     in.AuthParams,
 		TokenParams:    in.TokenParams,
 		RefreshParams:  in.RefreshParams,
