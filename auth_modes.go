@@ -68,6 +68,8 @@ var integrationModeFields = map[string][]authMode{
 	"revocation_url":        {authModeOAuth2, authModeOAuth2CC},
 	"token_response_config": {authModeOAuth2, authModeOAuth2CC},
 	"scope_separator":       {authModeOAuth2, authModeOAuth2CC},
+	"token_request_format":  {authModeOAuth2, authModeOAuth2CC},
+	"callback_config":       {authModeOAuth2},
 	"refresh_url":           {authModeOAuth2},
 	"refresh_params":        {authModeOAuth2},
 	"app_id":                {authModeApp},

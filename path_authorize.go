@@ -103,7 +103,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	if !in.DisablePKCE {
+	if !in.DisablePKCE && in.usesPKCE() {
 		st.Verifier = oauth2.GenerateVerifier()
 	}
 	authURL := provider.AuthCodeURL(oauthApp(in), ep, cfg.RedirectURL, state, st.Scopes, st.Verifier)

@@ -120,7 +120,16 @@ func integrationFields() map[string]*framework.FieldSchema {
 		"pkce": {
 			Type:        framework.TypeBool,
 			Default:     true,
-			Description: "Use PKCE (S256) in the authorization flow. Default true; turn off only for a provider that rejects it.",
+			Description: "Use PKCE (S256) in the authorization flow. Default true (or the provider's); turn off only for a provider that rejects it.",
+		},
+		"token_request_format": {
+			Type:          framework.TypeString,
+			Description:   "How token, refresh and client-credentials requests encode their body: form (default, RFC 6749) or json.",
+			AllowedValues: []any{"form", "json"},
+		},
+		"callback_config": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "OAUTH2: query parameters of the provider's redirect to oauth/callback copied into the connection's config, e.g. realmId for QuickBooks.",
 		},
 		"app_id": {
 			Type:        framework.TypeString,
@@ -224,7 +233,9 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["refresh_url"] = eff.RefreshURL
 		data["refresh_params"] = nonNilMap(eff.RefreshParams)
 		data["allowed_scopes"] = nonNilStrings(in.AllowedScopes)
-		data["pkce"] = !in.DisablePKCE
+		data["pkce"] = !in.DisablePKCE && eff.usesPKCE()
+		data["token_request_format"] = eff.TokenRequestFormat
+		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
 	}
 	if in.AuthMode == authModeApp {
 		data["app_id"] = in.AppID
@@ -296,8 +307,8 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	setString(d, "client_secret", &in.ClientSecret)
 	setString(d, "app_id", &in.AppID)
 	applyEndpointFields(&in.endpointSettings, d)
-	if v, ok := d.GetOk("pkce"); ok {
-		in.DisablePKCE = !v.(bool)
+	if _, ok := d.GetOk("pkce"); ok {
+		in.DisablePKCE = false // the new setting, in endpointSettings, says it
 	}
 	if v, ok := d.GetOk("private_key"); ok {
 		if _, err := provider.ParseAppPrivateKey(v.(string)); err != nil {

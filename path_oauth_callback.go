@@ -54,7 +54,7 @@ type callbackFailure struct {
 func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	// The browser may go away once the provider has spent the code; finish.
 	ctx = context.WithoutCancel(ctx)
-	st, fail := b.completeAuthorization(ctx, req.Storage, d)
+	st, fail := b.completeAuthorization(ctx, req.Storage, d, req.Data)
 	if fail != nil {
 		return htmlPage(fail.status, "Connection failed", fail.msg), nil
 	}
@@ -69,7 +69,7 @@ func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d
 
 // completeAuthorization spends the state, exchanges the code and stores the
 // connection. On failure nothing is written but the spent state.
-func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, d *framework.FieldData) (*oauthStateEntry, *callbackFailure) {
+func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, d *framework.FieldData, query map[string]any) (*oauthStateEntry, *callbackFailure) {
 	state := d.Get("state").(string)
 	if state == "" {
 		return nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
@@ -108,7 +108,7 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 		b.Logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
 		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}
 	}
-	if err := b.storeAuthorizedConnection(ctx, s, in, st, res); err != nil {
+	if err := b.storeAuthorizedConnection(ctx, s, in, st, res, callbackValues(in.CallbackConfig, query)); err != nil {
 		b.Logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
 			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
@@ -156,7 +156,7 @@ func (b *backend) callbackIntegration(ctx context.Context, s logical.Storage, st
 // into the connection as it is now. A re-authorization replaces the
 // credentials and keeps the metadata and config unless authorize was given
 // new ones; a connection deleted since authorize is not re-created.
-func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token) error {
+func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, fromCallback map[string]any) error {
 	_, err := b.store.Update(ctx, s, st.Integration, st.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
 		now := b.now()
 		if c == nil {
@@ -179,10 +179,40 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 		if st.ReplaceMetadata {
 			c.Metadata = nonNilObject(st.Metadata)
 		}
+		for k, v := range fromCallback {
+			if c.ConnectionConfig == nil {
+				c.ConnectionConfig = map[string]any{}
+			}
+			c.ConnectionConfig[k] = v
+		}
 		b.tokens.apply(c, in, res, now)
 		return c, nil
 	})
 	return err
+}
+
+// maxCallbackValueLen bounds a value copied from the callback's query.
+const maxCallbackValueLen = 256
+
+// callbackValues picks the query parameters that callback_config names,
+// as single strings of printable characters.
+func callbackValues(names []string, query map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, name := range names {
+		var v string
+		switch raw := query[name].(type) {
+		case string:
+			v = raw
+		case []string:
+			if len(raw) > 0 {
+				v = raw[0]
+			}
+		}
+		if v != "" && len(v) <= maxCallbackValueLen && safetext.Printable(v, maxCallbackValueLen) == v {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 func withQuery(base string, q url.Values) string {

@@ -191,3 +191,31 @@ func TestStateSweepIsPaged(t *testing.T) {
 		t.Fatalf("%d states left after two sweeps", len(left))
 	}
 }
+
+// TestCallbackConfigAndNoPKCE: a provider that sends the customer's
+// account id only in its redirect (QuickBooks' realmId) and rejects PKCE.
+func TestCallbackConfigAndNoPKCE(t *testing.T) {
+	e, srv := authEnv(t)
+	srv.SetCallbackExtras(map[string][]string{"realmId": {"4620816365"}, "other": {"x"}})
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"callback_config": "realmId"})
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	if q.Get("realmId") == "" {
+		t.Fatal("the provider sent no realmId")
+	}
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	cfg := e.mustDo(logical.ReadOperation, "connections/github/acme/config", nil)
+	if cfg["realmId"] != "4620816365" || cfg["other"] != nil {
+		t.Fatalf("config = %v", cfg)
+	}
+	// pkce=false on a provider is inherited by its integrations.
+	e.mustDo(logical.CreateOperation, "providers/nopkce", map[string]any{"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "pkce": false})
+	e.mustDo(logical.CreateOperation, "integrations/np", map[string]any{"provider": "nopkce", "client_id": srv.ClientID})
+	u := e.mustDo(logical.UpdateOperation, "connections/np/acme/authorize", nil)["authorization_url"].(string)
+	if strings.Contains(u, "code_challenge") || e.mustDo(logical.ReadOperation, "integrations/np", nil)["pkce"] != false {
+		t.Fatalf("authorization URL %s uses PKCE", u)
+	}
+	e.mustFail(logical.UpdateOperation, "integrations/np", map[string]any{"callback_config": "state"}, http.StatusBadRequest)
+	e.mustFail(logical.UpdateOperation, "integrations/np", map[string]any{"token_request_format": "xml"}, http.StatusBadRequest)
+}

@@ -54,7 +54,7 @@ func providerFields() map[string]*framework.FieldSchema {
 	}
 	// The rest mean what they mean on an integration.
 	inFields := integrationFields()
-	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params"} {
+	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config"} {
 		fields[f] = inFields[f]
 	}
 	return fields
@@ -119,6 +119,9 @@ func providerResponse(p *providerEntry) map[string]any {
 		"scope_separator":       p.ScopeSeparator,
 		"refresh_url":           p.RefreshURL,
 		"refresh_params":        nonNilMap(p.RefreshParams),
+		"pkce":                  p.usesPKCE(),
+		"token_request_format":  p.TokenRequestFormat,
+		"callback_config":       nonNilStrings(p.CallbackConfig),
 		"tokens_expire":         p.TokensExpire,
 		"docs":                  p.Docs,
 	}

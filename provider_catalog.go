@@ -7,6 +7,7 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"sort"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -109,6 +110,13 @@ func (base endpointSettings) overriddenBy(over endpointSettings) endpointSetting
 	orString(&out.AuthStyle, base.AuthStyle)
 	orString(&out.APIBaseURL, base.APIBaseURL)
 	orString(&out.ScopeSeparator, base.ScopeSeparator)
+	orString(&out.TokenRequestFormat, base.TokenRequestFormat)
+	if out.PKCE == nil {
+		out.PKCE = base.PKCE
+	}
+	if len(out.CallbackConfig) == 0 {
+		out.CallbackConfig = base.CallbackConfig
+	}
 	orString(&out.RefreshURL, base.RefreshURL)
 	out.RefreshParams = mergeMaps(base.RefreshParams, over.RefreshParams)
 	if len(out.Scopes) == 0 {
@@ -183,6 +191,16 @@ func (es endpointSettings) validate(mode authMode) error {
 			return fmt.Errorf("auth_style %q is not one of auto, header, params", printable(es.AuthStyle))
 		}
 	}
+	switch es.TokenRequestFormat {
+	case "", "form", "json":
+	default:
+		return fmt.Errorf("token_request_format must be form or json")
+	}
+	for _, name := range es.CallbackConfig {
+		if !callbackConfigNameRe.MatchString(name) || reservedCallbackParams[name] {
+			return fmt.Errorf("callback_config: %q is not a query parameter name the callback can copy", printable(name))
+		}
+	}
 	if !validScopeSeparator(es.ScopeSeparator) {
 		return fmt.Errorf("scope_separator must be one of a space, ',', ';' or '+'")
 	}
@@ -193,6 +211,13 @@ func (es endpointSettings) validate(mode authMode) error {
 	}
 	return nil
 }
+
+// callbackConfigNameRe is what a copied callback query parameter may be
+// called; the callback's own parameters cannot be copied.
+var (
+	callbackConfigNameRe   = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	reservedCallbackParams = map[string]bool{"code": true, "state": true, "error": true, "error_description": true}
+)
 
 // validScopeSeparator accepts the separators real APIs use; empty means the
 // default, a space.
@@ -222,6 +247,9 @@ func settingSources(own, base endpointSettings, source string) map[string]string
 	pick("refresh_url", own.RefreshURL != "", base.RefreshURL != "")
 	pick("refresh_params", len(own.RefreshParams) > 0, len(base.RefreshParams) > 0)
 	pick("scope_separator", own.ScopeSeparator != "", base.ScopeSeparator != "")
+	pick("pkce", own.PKCE != nil, base.PKCE != nil)
+	pick("token_request_format", own.TokenRequestFormat != "", base.TokenRequestFormat != "")
+	pick("callback_config", len(own.CallbackConfig) > 0, len(base.CallbackConfig) > 0)
 	pick("revocation_url", own.RevocationURL != "", base.RevocationURL != "")
 	pick("api_base_url", own.APIBaseURL != "", base.APIBaseURL != "")
 	pick("auth_style", own.AuthStyle != "", base.AuthStyle != "")
@@ -258,6 +286,14 @@ func applyEndpointFields(es *endpointSettings, d *framework.FieldData) {
 	}
 	if v, ok := d.GetOk("scope_separator"); ok {
 		es.ScopeSeparator = v.(string) // not trimmed: a space is a separator
+	}
+	if v, ok := d.GetOk("pkce"); ok {
+		on := v.(bool)
+		es.PKCE = &on
+	}
+	setString(d, "token_request_format", &es.TokenRequestFormat)
+	if v, ok := d.GetOk("callback_config"); ok {
+		es.CallbackConfig = v.([]string)
 	}
 	for field, dst := range map[string]*map[string]string{
 		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,

@@ -84,6 +84,9 @@ func endpointResponseFields() map[string]*framework.FieldSchema {
 		"scope_separator":       str("How scopes are joined in requests; empty means a space."),
 		"refresh_url":           str("Where refresh requests go; empty means token_url."),
 		"refresh_params":        typed(framework.TypeMap, "Extra form parameters of refresh requests only."),
+		"pkce":                  typed(framework.TypeBool, "Whether the authorization flow uses PKCE."),
+		"token_request_format":  str("How token requests encode their body: form (empty) or json."),
+		"callback_config":       typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
 	}
 }
 

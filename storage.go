@@ -90,6 +90,21 @@ type endpointSettings struct {
 	RefreshURL string `json:"refresh_url,omitempty"`
 	// RefreshParams are sent with refresh requests only, after TokenParams.
 	RefreshParams map[string]string `json:"refresh_params,omitempty"`
+	// PKCE says whether the authorization flow uses PKCE; nil inherits
+	// (and means true at the end): some providers reject code_challenge.
+	PKCE *bool `json:"pkce,omitempty"`
+	// TokenRequestFormat is "form" (default) or "json": how token, refresh
+	// and client-credentials requests encode their body.
+	TokenRequestFormat string `json:"token_request_format,omitempty"`
+	// CallbackConfig names query parameters of the provider's redirect to
+	// oauth/callback copied into the connection's config (QuickBooks'
+	// realmId).
+	CallbackConfig []string `json:"callback_config,omitempty"`
+}
+
+// usesPKCE is the effective pkce setting.
+func (es endpointSettings) usesPKCE() bool {
+	return es.PKCE == nil || *es.PKCE
 }
 
 // integrationEntry is one external API and the way to authenticate to it.
@@ -104,7 +119,8 @@ type integrationEntry struct {
 	// Provider names a catalog entry whose settings fill the fields left
 	// empty here.
 	Provider string `json:"provider,omitempty"`
-	// DisablePKCE turns off PKCE, which is on unless a provider rejects it.
+	// DisablePKCE is how earlier versions stored pkce=false; an entry that
+	// has it is read as PKCE false.
 	DisablePKCE bool `json:"disable_pkce,omitempty"`
 	// APP (GitHub-App style) settings.
 	AppID      string    `json:"app_id,omitempty"`

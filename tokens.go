@@ -51,6 +51,7 @@ func oauthApp(in *integrationEntry) provider.OAuthApp {
 		TokenParams:    in.TokenParams,
 		RefreshParams:  in.RefreshParams,
 		ScopeSeparator: in.ScopeSeparator,
+		JSONBody:       in.TokenRequestFormat == "json",
 	}
 }
 

@@ -62,6 +62,9 @@ type Server struct {
 	override     http.HandlerFunc
 	onToken      func()
 
+	lastContentType string
+	callbackExtras  url.Values
+
 	// reuseGrace keeps a rotated refresh token usable for a while, as
 	// providers with a rotation grace period do; spentAt says since when.
 	reuseGrace time.Duration
@@ -309,6 +312,34 @@ func (s *Server) remember(values ...string) {
 	}
 }
 
+// parseTokenBody fills r.PostForm from a form body or, as some providers
+// take it, a JSON object of strings.
+func parseTokenBody(r *http.Request) error {
+	if !strings.HasPrefix(r.Header.Get("Content-Type"), "application/json") {
+		return r.ParseForm()
+	}
+	var obj map[string]string
+	if err := json.NewDecoder(r.Body).Decode(&obj); err != nil {
+		return err
+	}
+	r.PostForm = url.Values{}
+	for k, v := range obj {
+		r.PostForm.Set(k, v)
+	}
+	return nil
+}
+
+// LastContentType is the Content-Type of the last token request.
+func (s *Server) LastContentType() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastContentType
+}
+
+// SetCallbackExtras adds query parameters to the redirect back after
+// consent, as QuickBooks adds realmId.
+func (s *Server) SetCallbackExtras(q url.Values) { s.set(func() { s.callbackExtras = q }) }
+
 // OnToken calls f at the start of every token request, before the answer:
 // a test's way to act while a provider call is in flight.
 func (s *Server) OnToken(f func()) { s.set(func() { s.onToken = f }) }
@@ -330,11 +361,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
-	if err := r.ParseForm(); err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request", "body is not a form")
+	if err := parseTokenBody(r); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", "body is neither a form nor a JSON object of strings")
 		return
 	}
 	s.mu.Lock()
+	s.lastContentType = r.Header.Get("Content-Type")
 	delay, onToken := s.delay, s.onToken
 	s.mu.Unlock()
 	if onToken != nil {
@@ -444,6 +476,9 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	default:
 		code := "code-" + randomString(16)
 		s.remember(code)
+		for k := range s.callbackExtras {
+			back.Set(k, s.callbackExtras.Get(k))
+		}
 		s.codes[code] = &grant{redirectURI: redirect, challenge: q.Get("code_challenge"), scope: q.Get("scope"), expires: time.Now().Add(time.Minute)}
 		back.Set("code", code)
 	}

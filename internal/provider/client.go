@@ -88,6 +88,8 @@ type OAuthApp struct {
 	RefreshParams map[string]string
 	// ScopeSeparator joins scopes; empty means a space.
 	ScopeSeparator string
+	// JSONBody sends token requests as a JSON object instead of a form.
+	JSONBody bool
 }
 
 // AuthStyles are the accepted AuthStyle values.

@@ -301,3 +301,19 @@ func TestScopeSeparatorRefreshURLAndParams(t *testing.T) {
 		t.Fatalf("client credentials sent %v", form)
 	}
 }
+
+func TestJSONTokenRequests(t *testing.T) {
+	srv := oauthtest.New()
+	defer srv.Close()
+	app := appOf(srv)
+	app.AuthStyle = "params"
+	app.JSONBody = true
+	app.TokenParams = map[string]string{"audience": "x"}
+	tok, err := testClient(time.Second).Refresh(context.Background(), app, endpointsOf(srv), srv.IssueRefreshToken())
+	if err != nil || !srv.AccessTokenValid(tok.AccessToken) {
+		t.Fatalf("JSON refresh: %v", err)
+	}
+	if ct := srv.LastContentType(); ct != "application/json" || srv.LastForm().Get("audience") != "x" || srv.LastForm().Get("grant_type") != "refresh_token" {
+		t.Fatalf("request was %q with %v", ct, srv.LastForm())
+	}
+}

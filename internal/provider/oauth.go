@@ -127,7 +127,7 @@ var errResponseTooLarge = fmt.Errorf("response body exceeds %d bytes", MaxRespon
 // request's own secrets besides the client secret, scrubbed from any error
 // description the provider echoes.
 func (c *Client) fetch(ctx context.Context, app OAuthApp, sent []string, get func(context.Context) (*oauth2.Token, error)) (*Token, error) {
-	tt := &tokenTransport{base: c.http.Transport, params: app.TokenParams}
+	tt := &tokenTransport{base: c.http.Transport, params: app.TokenParams, jsonBody: app.JSONBody}
 	client := &http.Client{Transport: tt, Timeout: c.http.Timeout, CheckRedirect: c.http.CheckRedirect}
 	tok, err := get(context.WithValue(ctx, oauth2.HTTPClient, client))
 	if err != nil {
@@ -178,11 +178,12 @@ func asError(err error, status int) *Error {
 // for refresh, and exposes no raw response; doing both here treats every
 // grant the same way.
 type tokenTransport struct {
-	base   http.RoundTripper
-	params map[string]string
-	body   []byte
-	status int
-	header http.Header
+	base     http.RoundTripper
+	params   map[string]string
+	jsonBody bool // re-encode the form as a JSON object
+	body     []byte
+	status   int
+	header   http.Header
 }
 
 func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -190,8 +191,8 @@ func (t *tokenTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	if len(t.params) > 0 && req.Method == http.MethodPost && req.Body != nil {
-		if err := t.addParams(req); err != nil {
+	if (len(t.params) > 0 || t.jsonBody) && req.Method == http.MethodPost && req.Body != nil {
+		if err := t.rewriteBody(req); err != nil {
 			return nil, err
 		}
 	}
@@ -222,9 +223,10 @@ func readBounded(rc io.ReadCloser) ([]byte, error) {
 	return body, nil
 }
 
-// addParams merges the extra parameters into the form body; a parameter the
-// grant itself set wins.
-func (t *tokenTransport) addParams(req *http.Request) error {
+// rewriteBody merges the extra parameters into the form body (a parameter
+// the grant itself set wins) and, for JSON providers, encodes it as a JSON
+// object of strings.
+func (t *tokenTransport) rewriteBody(req *http.Request) error {
 	raw, err := io.ReadAll(req.Body)
 	req.Body.Close()
 	if err != nil {
@@ -240,6 +242,18 @@ func (t *tokenTransport) addParams(req *http.Request) error {
 		}
 	}
 	encoded := form.Encode()
+	if t.jsonBody {
+		obj := make(map[string]string, len(form))
+		for k := range form {
+			obj[k] = form.Get(k)
+		}
+		b, err := json.Marshal(obj)
+		if err != nil {
+			return err
+		}
+		encoded = string(b)
+		req.Header.Set("Content-Type", "application/json")
+	}
 	req.Body = io.NopCloser(strings.NewReader(encoded))
 	req.ContentLength = int64(len(encoded))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(encoded)), nil }
