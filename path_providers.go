@@ -251,9 +251,12 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 
 const pathProviderHelp = `
 A provider describes how to talk to one external API: auth_mode,
-authorization and token URLs, default scopes, extra parameters,
+authorization, token, refresh and revocation URLs, default scopes and how
+they are joined (scope_separator), extra parameters (auth_params,
+token_params, refresh_params), token_request_format (form or json), pkce,
 token_response_config (token response members copied into a connection's
-config, e.g. Salesforce's instance_url), revocation_url and whether tokens
+config, e.g. Salesforce's instance_url), callback_config (redirect query
+parameters copied likewise, e.g. QuickBooks' realmId) and whether tokens
 expire. The engine ships a catalog of common providers; operators add their
 own or override a built-in one by writing here (a write to a built-in name
 starts from the built-in settings). Deleting an override restores the
