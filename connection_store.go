@@ -421,8 +421,7 @@ func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit fu
 	keys := make(chan string)
 	var (
 		wg      sync.WaitGroup
-		count   int64
-		countMu sync.Mutex
+		count   atomic.Int64
 		errOnce sync.Once
 		first   error
 	)
@@ -440,9 +439,7 @@ func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit fu
 					continue
 				}
 				visit(c)
-				countMu.Lock()
-				count++
-				countMu.Unlock()
+				count.Add(1)
 			}
 		}()
 	}
@@ -466,7 +463,7 @@ func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit fu
 	close(keys)
 	wg.Wait()
 	if sendErr != nil {
-		return int(count), sendErr
+		return int(count.Load()), sendErr
 	}
-	return int(count), first
+	return int(count.Load()), first
 }
