@@ -15,8 +15,6 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/testhelpers/schema"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
 // syncBuffer collects log output from concurrent goroutines.
@@ -276,25 +274,14 @@ func TestProviderCallingWritesAreForwarded(t *testing.T) {
 // performance standby asks Vault to forward it, without calling the
 // provider, and the standby builds no refresh queue.
 func TestStandbyNeitherRefreshesNorBuildsTheQueue(t *testing.T) {
-	srv := oauthtest.New()
-	t.Cleanup(srv.Close)
-	conf := logical.TestBackendConfig()
-	conf.StorageView = &logical.InmemStorage{}
-	conf.System = &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceSecondary}
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := raw.(*backend)
-	in := &integrationEntry{Name: "github", AuthMode: authModeOAuth2, ClientID: srv.ClientID, ClientSecret: srv.ClientSecret,
-		endpointSettings: endpointSettings{AuthURL: srv.AuthURL(), TokenURL: srv.TokenURL(), AuthStyle: "auto"}}
-	putIntegration(t.Context(), conf.StorageView, in)
-	putConnection(t.Context(), conf.StorageView, &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: authModeOAuth2,
+	e, srv := replicaEnv(t, consts.ReplicationPerformanceSecondary)
+	b, storage := e.b, e.storage
+	putConnection(t.Context(), storage, &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: authModeOAuth2,
 		Credentials: credentials{AccessToken: "a", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Hour)}})
-	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: conf.StorageView}); err != nil {
+	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: storage}); err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "connections/github/c1/refresh", Storage: conf.StorageView})
+	_, err := b.HandleRequest(context.Background(), &logical.Request{Operation: logical.UpdateOperation, Path: "connections/github/c1/refresh", Storage: storage})
 	if err != logical.ErrReadOnly {
 		t.Fatalf("forced refresh on a secondary: %v", err)
 	}

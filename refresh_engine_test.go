@@ -311,21 +311,29 @@ func TestQueueRebuiltAtStart(t *testing.T) {
 	restarted.Cleanup(context.Background())
 }
 
-func TestPerformanceStandbyDoesNotRefresh(t *testing.T) {
+// replicaEnv is a backend on a node in the given replication state, with
+// an OAuth integration "github" seeded straight into storage (writes would
+// be forwarded there).
+func replicaEnv(t *testing.T, state consts.ReplicationState) (*testEnv, *oauthtest.Server) {
+	t.Helper()
 	srv := oauthtest.New()
 	t.Cleanup(srv.Close)
 	conf := logical.TestBackendConfig()
 	conf.StorageView = &logical.InmemStorage{}
-	conf.System = &logical.StaticSystemView{ReplicationStateVal: consts.ReplicationPerformanceStandby}
+	conf.System = &logical.StaticSystemView{ReplicationStateVal: state}
 	b, err := Factory(context.Background(), conf)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &testEnv{t: t, b: b.(*backend), storage: conf.StorageView, logs: &syncBuffer{}}
-	// Seed storage directly: writes would be forwarded on a standby.
 	in := &integrationEntry{Name: "github", AuthMode: authModeOAuth2, ClientID: srv.ClientID, ClientSecret: srv.ClientSecret,
 		endpointSettings: endpointSettings{AuthURL: srv.AuthURL(), TokenURL: srv.TokenURL(), AuthStyle: "auto"}}
 	putIntegration(t.Context(), e.storage, in)
+	return e, srv
+}
+
+func TestPerformanceStandbyDoesNotRefresh(t *testing.T) {
+	e, srv := replicaEnv(t, consts.ReplicationPerformanceStandby)
 	c := &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: authModeOAuth2,
 		Credentials:   credentials{AccessToken: "a", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Minute)},
 		NextRefreshAt: time.Now().Add(-time.Minute)}
@@ -333,7 +341,7 @@ func TestPerformanceStandbyDoesNotRefresh(t *testing.T) {
 	e.b.engine.track(c)
 
 	e.tick()
-	_, err = e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "connections/github/c1", Storage: e.storage})
+	_, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "connections/github/c1", Storage: e.storage})
 	if err != logical.ErrReadOnly {
 		t.Fatalf("due read on a standby: %v, want ErrReadOnly so Vault forwards it", err)
 	}

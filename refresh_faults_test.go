@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -21,16 +22,6 @@ import (
 // with a warning, the stored credentials are unchanged, the failure state
 // is recorded with a clear message, and no goroutine is left behind.
 func TestRefreshUnderProviderFaults(t *testing.T) {
-	answer := func(status int, body string, header ...string) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			for i := 0; i+1 < len(header); i += 2 {
-				w.Header().Set(header[i], header[i+1])
-			}
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(status)
-			w.Write([]byte(body))
-		}
-	}
 	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("redirect followed") }))
 	defer target.Close()
 	cases := []struct {
@@ -42,25 +33,17 @@ func TestRefreshUnderProviderFaults(t *testing.T) {
 		wantError  string
 		retryAfter time.Duration // expected next attempt, when the provider says
 	}{
-		{"http 500", answer(500, `{"error":"server_error"}`), 0, false, refreshFailing, "HTTP 500", 0},
-		{"503 retry-after", answer(503, `{"error":"temporarily_unavailable"}`, "Retry-After", "600"), 0, false, refreshFailing, "HTTP 503", 600 * time.Second},
-		{"timeout", answer(200, `{"access_token":"late"}`), 2 * time.Second, false, refreshFailing, "could not be reached", 0},
+		{"http 500", oauthtest.Answer(500, `{"error":"server_error"}`), 0, false, refreshFailing, "HTTP 500", 0},
+		{"503 retry-after", oauthtest.Answer(503, `{"error":"temporarily_unavailable"}`, "Retry-After", "600"), 0, false, refreshFailing, "HTTP 503", 600 * time.Second},
+		{"timeout", oauthtest.Answer(200, `{"access_token":"late"}`), 2 * time.Second, false, refreshFailing, "could not be reached", 0},
 		{"connection refused", nil, 0, true, refreshFailing, "could not be reached", 0},
-		{"invalid_grant", answer(400, `{"error":"invalid_grant"}`), 0, false, refreshReauth, "invalid_grant", 0},
-		{"invalid_client", answer(401, `{"error":"invalid_client"}`), 0, false, refreshFailing, "invalid_client", 0},
-		{"temporarily_unavailable", answer(400, `{"error":"temporarily_unavailable"}`), 0, false, refreshFailing, "temporarily_unavailable", 0},
-		{"malformed json", answer(200, `{"access_token":`), 0, false, refreshFailing, "could not be parsed", 0},
-		{"no access_token", answer(200, `{"token_type":"Bearer","refresh_token":"rt-new"}`), 0, false, refreshFailing, "no access_token", 0},
-		{"expires_in a string", answer(200, `{"access_token":"a","expires_in":"soon"}`), 0, false, refreshFailing, "could not be parsed", 0},
-		{"50 MB body", func(w http.ResponseWriter, r *http.Request) {
-			w.Write([]byte(`{"access_token":"`))
-			chunk := []byte(strings.Repeat("x", 1<<16))
-			for range 800 {
-				if _, err := w.Write(chunk); err != nil {
-					return
-				}
-			}
-		}, 0, false, refreshFailing, "exceeds", 0},
+		{"invalid_grant", oauthtest.Answer(400, `{"error":"invalid_grant"}`), 0, false, refreshReauth, "invalid_grant", 0},
+		{"invalid_client", oauthtest.Answer(401, `{"error":"invalid_client"}`), 0, false, refreshFailing, "invalid_client", 0},
+		{"temporarily_unavailable", oauthtest.Answer(400, `{"error":"temporarily_unavailable"}`), 0, false, refreshFailing, "temporarily_unavailable", 0},
+		{"malformed json", oauthtest.Answer(200, `{"access_token":`), 0, false, refreshFailing, "could not be parsed", 0},
+		{"no access_token", oauthtest.Answer(200, `{"token_type":"Bearer","refresh_token":"rt-new"}`), 0, false, refreshFailing, "no access_token", 0},
+		{"expires_in a string", oauthtest.Answer(200, `{"access_token":"a","expires_in":"soon"}`), 0, false, refreshFailing, "could not be parsed", 0},
+		{"50 MB body", oauthtest.HugeBody(50), 0, false, refreshFailing, "exceeds", 0},
 		{"307 elsewhere", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, target.URL, http.StatusTemporaryRedirect)
 		}, 0, false, refreshFailing, "HTTP 307", 0},
@@ -101,7 +84,7 @@ func TestRefreshUnderProviderFaults(t *testing.T) {
 			}
 			e.b.tokens.client.CloseIdleConnections()
 			srv.CloseClientConnections()
-			if n := settledGoroutineCount(before); n > before {
+			if n := oauthtest.SettledGoroutines(before); n > before {
 				t.Fatalf("goroutines: %d before, %d after", before, n)
 			}
 		})
@@ -138,16 +121,5 @@ func TestRefreshWithoutRefreshTokenInTheAnswer(t *testing.T) {
 	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
 	if stored.Credentials.RefreshToken != refresh || !srv.RefreshTokenValid(refresh) {
 		t.Fatal("the refresh token was lost")
-	}
-}
-
-func settledGoroutineCount(limit int) int {
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= limit || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

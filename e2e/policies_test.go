@@ -3,9 +3,7 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"runtime"
@@ -17,26 +15,6 @@ import (
 func examplePolicy(name string) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "examples", "policies", name+".hcl")
-}
-
-// rawAs is raw with another token than root.
-func (s *vaultServer) rawAs(t *testing.T, token, method, path string, body []byte) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, s.addr+"/v1/"+path, bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Vault-Token", token)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }
 
 // loginAs creates a userpass user with policies, tied to an identity entity

@@ -3,11 +3,8 @@
 package e2e
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/vaultdev"
 )
 
 // tofu runs OpenTofu in dir with the environment the example expects.
@@ -66,7 +65,7 @@ func TestTerraformExample(t *testing.T) {
   direct {}
 }
 `, providerDir)), 0o644)
-	sum, err := pluginSHA256(filepath.Join(os.Getenv("PLUGIN_DIR"), "vault-plugin-secrets-connect"))
+	sum, err := vaultdev.FileSHA256(filepath.Join(os.Getenv("PLUGIN_DIR"), vaultdev.PluginName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,17 +105,4 @@ func TestTerraformExample(t *testing.T) {
 	if out, err := s.cli(nil, "plugin", "info", "secret", "connect-tf"); err == nil {
 		t.Fatalf("plugin still registered after destroy:\n%s", out)
 	}
-}
-
-func pluginSHA256(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }

@@ -100,11 +100,26 @@ func (s *vaultServer) failCLI(t *testing.T, args ...string) string {
 // checks of the exact status code.
 func (s *vaultServer) raw(t *testing.T, method, path string, body []byte, contentType string) (int, string) {
 	t.Helper()
+	return s.request(t, "root", method, path, body, contentType)
+}
+
+// rawAs is raw with another token than root, and a JSON body if any.
+func (s *vaultServer) rawAs(t *testing.T, token, method, path string, body []byte) (int, string) {
+	t.Helper()
+	contentType := ""
+	if body != nil {
+		contentType = "application/json"
+	}
+	return s.request(t, token, method, path, body, contentType)
+}
+
+func (s *vaultServer) request(t *testing.T, token, method, path string, body []byte, contentType string) (int, string) {
+	t.Helper()
 	req, err := http.NewRequest(method, s.addr+"/v1/"+path, bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("X-Vault-Token", "root")
+	req.Header.Set("X-Vault-Token", token)
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}

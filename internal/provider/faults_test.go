@@ -25,41 +25,22 @@ type fault struct {
 	want    string // in the error
 }
 
-func jsonAnswer(status int, body string, header ...string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		for i := 0; i+1 < len(header); i += 2 {
-			w.Header().Set(header[i], header[i+1])
-		}
-		w.WriteHeader(status)
-		w.Write([]byte(body))
-	}
-}
-
 func providerFaults(redirectTarget string) []fault {
 	return []fault{
-		{"http 500", jsonAnswer(500, `{"error":"server_error"}`), 0, "HTTP 500"},
-		{"503 retry-after", jsonAnswer(503, `{"error":"temporarily_unavailable"}`, "Retry-After", "120"), 0, "HTTP 503"},
+		{"http 500", oauthtest.Answer(500, `{"error":"server_error"}`), 0, "HTTP 500"},
+		{"503 retry-after", oauthtest.Answer(503, `{"error":"temporarily_unavailable"}`, "Retry-After", "120"), 0, "HTTP 503"},
 		{"timeout", func(w http.ResponseWriter, r *http.Request) {
 			time.Sleep(time.Second) // past the client's timeout, for every endpoint
-			jsonAnswer(200, `{"access_token":"late"}`)(w, r)
+			oauthtest.Answer(200, `{"access_token":"late"}`)(w, r)
 		}, 0, "could not be reached"},
 		{"connection refused", nil, 0, "could not be reached"},
-		{"invalid_grant", jsonAnswer(400, `{"error":"invalid_grant"}`), 0, "invalid_grant"},
-		{"invalid_client", jsonAnswer(401, `{"error":"invalid_client"}`), 0, "invalid_client"},
-		{"temporarily_unavailable", jsonAnswer(503, `{"error":"temporarily_unavailable"}`), 0, "temporarily_unavailable"},
-		{"malformed json", jsonAnswer(200, `{"access_token":`), 0, "HTTP 200"},
-		{"no access_token", jsonAnswer(200, `{"token_type":"Bearer"}`), 0, "access_token"},
-		{"expires_in a string", jsonAnswer(200, `{"access_token":"a","expires_in":"soon"}`), 0, "HTTP 200"},
-		{"50 MB body", func(w http.ResponseWriter, r *http.Request) {
-			w.Write([]byte(`{"access_token":"`))
-			chunk := []byte(strings.Repeat("x", 1<<16))
-			for range 800 {
-				if _, err := w.Write(chunk); err != nil {
-					return
-				}
-			}
-		}, 0, "exceeds"},
+		{"invalid_grant", oauthtest.Answer(400, `{"error":"invalid_grant"}`), 0, "invalid_grant"},
+		{"invalid_client", oauthtest.Answer(401, `{"error":"invalid_client"}`), 0, "invalid_client"},
+		{"temporarily_unavailable", oauthtest.Answer(503, `{"error":"temporarily_unavailable"}`), 0, "temporarily_unavailable"},
+		{"malformed json", oauthtest.Answer(200, `{"access_token":`), 0, "HTTP 200"},
+		{"no access_token", oauthtest.Answer(200, `{"token_type":"Bearer"}`), 0, "access_token"},
+		{"expires_in a string", oauthtest.Answer(200, `{"access_token":"a","expires_in":"soon"}`), 0, "HTTP 200"},
+		{"50 MB body", oauthtest.HugeBody(50), 0, "exceeds"},
 		{"307 elsewhere", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, redirectTarget, http.StatusTemporaryRedirect)
 		}, 0, "HTTP 307"},
@@ -68,19 +49,6 @@ func providerFaults(redirectTarget string) []fault {
 
 // answers200 are the faults whose HTTP status is 200.
 var answers200 = map[string]bool{"malformed json": true, "no access_token": true, "expires_in a string": true, "50 MB body": true}
-
-// settledGoroutines waits for the goroutine count to come down to at most
-// limit, and returns the count.
-func settledGoroutines(limit int) int {
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		n := runtime.NumGoroutine()
-		if n <= limit || time.Now().After(deadline) {
-			return n
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // TestEveryGrantUnderEveryFault runs the four provider calls (refresh,
 // client credentials, code exchange, revocation) against each fault: an
@@ -162,7 +130,7 @@ func TestEveryGrantUnderEveryFault(t *testing.T) {
 			}
 			c.CloseIdleConnections()
 			srv.CloseClientConnections()
-			if n := settledGoroutines(before); n > before {
+			if n := oauthtest.SettledGoroutines(before); n > before {
 				t.Errorf("goroutines: %d before, %d after", before, n)
 			}
 		})

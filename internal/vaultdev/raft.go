@@ -23,7 +23,6 @@ type RaftServer struct {
 	Server
 	Dir        string // data, config and logs; kept across restarts
 	UnsealKey  string
-	RootToken  string
 	configPath string
 }
 
@@ -105,7 +104,7 @@ func StartRaftCluster(bin, pluginDir, dir string, n int) ([]*RaftServer, error) 
 	for i := 2; i <= n; i++ {
 		node, err := newRaftNode(bin, pluginDir, filepath.Join(dir, fmt.Sprintf("node%d", i)), fmt.Sprintf("node%d", i), []string{first.Addr})
 		if err == nil {
-			node.UnsealKey, node.RootToken = first.UnsealKey, first.RootToken
+			node.UnsealKey, node.Token = first.UnsealKey, first.Token
 			err = node.launch()
 		}
 		if err == nil {
@@ -162,11 +161,11 @@ func (s *RaftServer) waitVoters(n int) error {
 // unsealStandby unseals a node that joins an existing cluster and waits
 // until it serves as a standby.
 func (s *RaftServer) unsealStandby() error {
-	s.Client.SetToken(s.RootToken)
+	s.Client.SetToken(s.Token)
 	deadline := time.Now().Add(90 * time.Second)
 	for time.Now().Before(deadline) {
 		// Unsealing fails until the node has joined; keep trying.
-		s.cliAs("", nil, "operator", "unseal", s.UnsealKey)
+		s.CLIAs("", nil, "operator", "unseal", s.UnsealKey)
 		if h, err := s.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed {
 			return nil
 		}
@@ -222,7 +221,7 @@ func (s *RaftServer) launch() error {
 
 // initialize runs operator init with one key share and unseals.
 func (s *RaftServer) initialize() error {
-	out, err := s.cliAs("", nil, "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json")
+	out, err := s.CLIAs("", nil, "operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json")
 	if err != nil {
 		return fmt.Errorf("operator init: %v\n%s", err, out)
 	}
@@ -233,16 +232,16 @@ func (s *RaftServer) initialize() error {
 	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Keys) != 1 {
 		return fmt.Errorf("operator init output: %v", err)
 	}
-	s.UnsealKey, s.RootToken = res.Keys[0], res.RootToken
+	s.UnsealKey, s.Token = res.Keys[0], res.RootToken
 	return s.Unseal()
 }
 
 // Unseal unseals the node and waits until it is the active node.
 func (s *RaftServer) Unseal() error {
-	if out, err := s.cliAs("", nil, "operator", "unseal", s.UnsealKey); err != nil {
+	if out, err := s.CLIAs("", nil, "operator", "unseal", s.UnsealKey); err != nil {
 		return fmt.Errorf("unseal: %v\n%s", err, out)
 	}
-	s.Client.SetToken(s.RootToken)
+	s.Client.SetToken(s.Token)
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		if h, err := s.Client.Sys().Health(); err == nil && h.Initialized && !h.Sealed && !h.Standby {
@@ -251,33 +250,6 @@ func (s *RaftServer) Unseal() error {
 		time.Sleep(200 * time.Millisecond)
 	}
 	return fmt.Errorf("vault did not become active in 60s")
-}
-
-// CLI runs the vault CLI with the root token.
-func (s *RaftServer) CLI(stdin []byte, args ...string) (string, error) {
-	return s.cliAs(s.RootToken, stdin, args...)
-}
-
-func (s *RaftServer) cliAs(token string, stdin []byte, args ...string) (string, error) {
-	cmd := exec.Command(s.Bin, args...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=")
-	if stdin != nil {
-		cmd.Stdin = strings.NewReader(string(stdin))
-	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
-// RegisterPlugin registers the plugin binary as name.
-func (s *RaftServer) RegisterPlugin(file, name string) error {
-	sum, err := fileSHA256(filepath.Join(s.PluginDir, file))
-	if err != nil {
-		return err
-	}
-	if out, err := s.CLI(nil, "plugin", "register", "-sha256="+sum, "-command="+file, "secret", name); err != nil {
-		return fmt.Errorf("registering %s: %v\n%s", file, err, out)
-	}
-	return nil
 }
 
 // Kill SIGKILLs Vault and every process it started (the plugins).
@@ -298,58 +270,4 @@ func (s *RaftServer) Restart() error {
 		return err
 	}
 	return s.Unseal()
-}
-
-// PluginPIDs lists the running processes of the plugin binary that this
-// node started.
-func (s *Server) PluginPIDs() []int {
-	if s.cmd == nil || s.cmd.Process == nil {
-		return nil
-	}
-	var mine []int
-	for _, pid := range pluginPIDs() {
-		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces, so read after ")".
-		fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-		if len(fields) > 1 && fields[1] == fmt.Sprint(s.cmd.Process.Pid) {
-			mine = append(mine, pid)
-		}
-	}
-	return mine
-}
-
-// RSSKB is a process's resident memory in kB, 0 when unknown.
-func RSSKB(pid int) int {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb int
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
-// pluginPIDs lists the running processes of the plugin binary.
-func pluginPIDs() []int {
-	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		var pid int
-		if _, err := fmt.Sscanf(e.Name(), "%d", &pid); err != nil {
-			continue
-		}
-		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmdline), PluginName) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }

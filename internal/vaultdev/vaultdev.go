@@ -33,6 +33,8 @@ type Server struct {
 	Addr      string // http://127.0.0.1:port
 	AuditLog  string
 	Client    *api.Client
+	// Token is the root token the CLI runs with.
+	Token string
 
 	cmd     *exec.Cmd
 	logPath string
@@ -62,7 +64,7 @@ func StartWith(bin, pluginDir string, audit bool) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{Bin: bin, PluginDir: pluginDir, Addr: fmt.Sprintf("http://127.0.0.1:%d", port),
+	s := &Server{Bin: bin, PluginDir: pluginDir, Addr: fmt.Sprintf("http://127.0.0.1:%d", port), Token: "root",
 		AuditLog: filepath.Join(work, "audit.log"), logPath: filepath.Join(work, "vault.log"), work: work}
 	if s.logFile, err = os.Create(s.logPath); err != nil {
 		return nil, err
@@ -115,7 +117,7 @@ func (s *Server) setUp(audit bool) error {
 // RegisterPlugin registers the secrets plugin binary file as name, with
 // extra flags such as -version=v1.2.3.
 func (s *Server) RegisterPlugin(file, name string, flags ...string) error {
-	sum, err := fileSHA256(filepath.Join(s.PluginDir, file))
+	sum, err := FileSHA256(filepath.Join(s.PluginDir, file))
 	if err != nil {
 		return err
 	}
@@ -151,10 +153,16 @@ func (s *Server) LogText() (string, error) {
 	return string(b), err
 }
 
-// CLI runs the vault CLI against the server, as an operator would.
+// CLI runs the vault CLI against the server with the root token, as an
+// operator would.
 func (s *Server) CLI(stdin []byte, args ...string) (string, error) {
+	return s.CLIAs(s.Token, stdin, args...)
+}
+
+// CLIAs runs the vault CLI with another token ("" for none).
+func (s *Server) CLIAs(token string, stdin []byte, args ...string) (string, error) {
 	cmd := exec.Command(s.Bin, args...)
-	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN=root", "VAULT_FORMAT=")
+	cmd.Env = append(os.Environ(), "VAULT_ADDR="+s.Addr, "VAULT_TOKEN="+token, "VAULT_FORMAT=")
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
@@ -182,7 +190,8 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func fileSHA256(path string) (string, error) {
+// FileSHA256 is the hex SHA-256 of a file, as plugin registration wants.
+func FileSHA256(path string) (string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err

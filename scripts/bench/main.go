@@ -23,8 +23,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -199,7 +197,10 @@ func (b *bench) pluginStart() {
 	wg.Wait()
 	fmt.Printf("- stored them through Vault in %v\n", time.Since(start).Round(time.Millisecond))
 
-	before := pluginPIDs()
+	before := map[int]bool{}
+	for _, pid := range vaultdev.AllPluginPIDs() {
+		before[pid] = true
+	}
 	t0 := time.Now()
 	b.cli("plugin", "reload", "-plugin=connect")
 	var firstRead time.Duration
@@ -234,11 +235,10 @@ func (b *bench) pluginStart() {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	after := pluginPIDs()
 	var rss string
-	for pid := range after {
-		if !before[pid] {
-			rss = vmRSS(pid)
+	for _, pid := range vaultdev.AllPluginPIDs() {
+		if kb := vaultdev.RSSKB(pid); !before[pid] && kb > 0 {
+			rss = fmt.Sprintf("%.0f MB", float64(kb)/1024)
 		}
 	}
 	if rss == "" {
@@ -247,37 +247,6 @@ func (b *bench) pluginStart() {
 	fmt.Printf("- time from reload to the first served read: %v (target < 1s)\n", firstRead.Round(time.Millisecond))
 	fmt.Printf("- time from reload to a fully built refresh queue: %v (target < 10s)\n", queueBuilt.Round(time.Millisecond))
 	fmt.Printf("- plugin process RSS with the queue built: %s (target < 150 MB)\n", rss)
-}
-
-// pluginPIDs finds the running connect plugin processes.
-func pluginPIDs() map[int]bool {
-	pids := map[int]bool{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		cmd, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && strings.Contains(string(cmd), vaultdev.PluginName) {
-			pids[pid] = true
-		}
-	}
-	return pids
-}
-
-func vmRSS(pid int) string {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return "unknown"
-	}
-	for _, line := range strings.Split(string(status), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
-			return fmt.Sprintf("%.0f MB", float64(kb)/1024)
-		}
-	}
-	return "unknown"
 }
 
 func fatal(err error) {
