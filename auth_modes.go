@@ -74,7 +74,7 @@ var integrationModeFields = map[string][]authMode{
 	"refresh_params":        {authModeOAuth2},
 	"app_id":                {authModeApp},
 	"private_key":           {authModeApp},
-	"api_base_url":          {authModeApp},
+	"credentials_schema":    {authModeAPIKey, authModeBasic, authModeCustom},
 }
 
 // connectionModeFields lists, per auth mode, the credential fields a

@@ -48,6 +48,8 @@ type backend struct {
 	tokens *tokenIssuer
 	// config caches the mount's configuration.
 	configCache *configCache
+	// usageCache holds how clients use each integration's connections.
+	usageCache usageCache
 	// stateLocks serialise the changes of one connection's pending
 	// authorization.
 	stateLocks *keyedLocks
@@ -181,6 +183,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.configCache.invalidate()
 	case strings.HasPrefix(key, connectionPrefix):
 		b.store.Invalidate(key)
+	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
+		b.usageCache.clear()
 	}
 }
 

@@ -94,6 +94,9 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if !st.ReplaceConnectionConfig && existing != nil {
 		connCfg = existing.ConnectionConfig
 	}
+	if err := in.ConnectionConfigSchema.check("connection_config", connCfg); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	ep, err := endpoints(in, connCfg)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil

@@ -29,6 +29,9 @@ type connectionDocument struct {
 	get     func(*connectionEntry) map[string]any
 	set     func(*connectionEntry, map[string]any)
 	help    string
+	// schemaChecked says that edits are checked against the integration's
+	// connection_config_schema.
+	schemaChecked bool
 }
 
 var connectionDocuments = []connectionDocument{
@@ -40,11 +43,12 @@ var connectionDocuments = []connectionDocument{
 		help:    "Metadata is any JSON object the application keeps with the connection: a customer name, a plan, ids at the provider.",
 	},
 	{
-		subPath: "config",
-		field:   "connection_config",
-		get:     func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
-		set:     func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
-		help:    "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with.",
+		subPath:       "config",
+		field:         "connection_config",
+		get:           func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
+		set:           func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
+		help:          "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with. Edits are checked against the integration's connection_config_schema.",
+		schemaChecked: true,
 	},
 }
 
@@ -130,6 +134,16 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
+		var schema valueSchema
+		if doc.schemaChecked {
+			usage, err := b.usage(ctx, req.Storage, integration)
+			if err != nil {
+				return nil, err
+			}
+			if usage != nil {
+				schema = usage.configSchema
+			}
+		}
 
 		c, err := b.store.Update(ctx, req.Storage, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
 			if c == nil {
@@ -138,6 +152,9 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			updated, err := edit(doc.get(c), body)
 			if err == nil {
 				err = checkDocumentSize(doc.field, updated)
+			}
+			if err == nil {
+				err = schema.check(doc.field, updated)
 			}
 			if err != nil {
 				return nil, badInput(err)

@@ -215,6 +215,13 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 		return nil, nil
 	}
 	resp := &logical.Response{Data: connectionResponse(c, withLongLived)}
+	usage, err := b.usage(ctx, req.Storage, integration)
+	if err != nil {
+		return nil, err
+	}
+	if usage != nil {
+		warnings = append(warnings, usage.render(c, resp.Data)...)
+	}
 	for _, w := range warnings {
 		resp.AddWarning(w)
 	}
@@ -292,6 +299,9 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	}
 	c, err := b.store.Update(ctx, req.Storage, integration, id, func(existing *connectionEntry) (*connectionEntry, error) {
 		c, err := applyConnectionFields(existing, stored, id, d, b.now())
+		if err == nil {
+			err = checkConnectionSchemas(c, in, existing == nil, d)
+		}
 		if err != nil {
 			return nil, badInput(err)
 		}
@@ -379,6 +389,41 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 	}
 	c.UpdatedAt = now
 	return &c, nil
+}
+
+// checkConnectionSchemas checks a connection write against the
+// integration's schemas: its config when the write creates the connection
+// or sets connection_config, its credentials when it creates it or sets
+// them. A connection written before a schema changed is not refused an
+// unrelated edit.
+func checkConnectionSchemas(c *connectionEntry, in *integrationEntry, created bool, d *framework.FieldData) error {
+	if _, ok := d.Raw["connection_config"]; ok || created {
+		if err := in.ConnectionConfigSchema.check("connection_config", c.ConnectionConfig); err != nil {
+			return err
+		}
+	}
+	if credentialsGiven(c.AuthMode, d) || created {
+		return in.CredentialsSchema.check("credentials", credentialValues(c))
+	}
+	return nil
+}
+
+// credentialValues are a connection's credentials as credentials_schema
+// names them.
+func credentialValues(c *connectionEntry) map[string]any {
+	cr := c.Credentials
+	out := map[string]any{}
+	switch c.AuthMode {
+	case authModeAPIKey:
+		out["apiKey"] = cr.APIKey
+	case authModeBasic:
+		out["username"], out["password"] = cr.Username, cr.Password
+	case authModeCustom:
+		for k, v := range cr.Custom {
+			out[k] = v
+		}
+	}
+	return out
 }
 
 // applyInstallationID sets an APP connection's installation from the

@@ -144,7 +144,19 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"api_base_url": {
 			Type:        framework.TypeString,
-			Description: "APP: the API that issues installation tokens. Default https://api.github.com (from the github-app provider).",
+			Description: "The provider's API, returned as base_url by connection reads; for APP also where installation tokens come from (default https://api.github.com, from the github-app provider). May hold ${connectionConfig.<key>} placeholders and 'A || B' alternatives; outside APP a placeholder that starts it may hold a whole https URL, e.g. ${connectionConfig.instance_url}.",
+		},
+		"request_headers": {
+			Type:        framework.TypeKVPairs,
+			Description: "How a client puts the credential on a request: header name → template over ${accessToken}, ${apiKey}, ${username}, ${password}, ${connectionConfig.<key>}, ${credentials.<key>} and ${base64(<template>)}, e.g. Authorization='Basic ${base64(${apiKey}:)}'. Connection reads return them rendered as headers.",
+		},
+		"connection_config_schema": {
+			Type:        framework.TypeMap,
+			Description: "The connection_config keys connections need, as a JSON object key → {type (string, number or boolean), title, description, pattern, enum, optional, default_value, prefix, suffix, example, secret}. Checked at authorize, on connection writes and on config writes and patches; a missing required key or a value that fails pattern or enum is a 400 naming the key.",
+		},
+		"credentials_schema": {
+			Type:        framework.TypeMap,
+			Description: "API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: apiKey; username and password; or the keys of credentials. Checked on connection writes.",
 		},
 		"force": {
 			Type:        framework.TypeBool,
@@ -240,7 +252,12 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	if in.AuthMode == authModeApp {
 		data["app_id"] = in.AppID
 		data["private_key_set"] = in.PrivateKey != ""
-		data["api_base_url"] = eff.APIBaseURL
+	}
+	data["api_base_url"] = eff.APIBaseURL
+	data["request_headers"] = nonNilMap(eff.RequestHeaders)
+	data["connection_config_schema"] = nonNilSchema(eff.ConnectionConfigSchema)
+	if _, ok := credentialKeys[in.AuthMode]; ok {
+		data["credentials_schema"] = nonNilSchema(eff.CredentialsSchema)
 	}
 	return data
 }
@@ -263,6 +280,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err != nil {
 		return respondError(err)
 	}
+	defer b.usageCache.clear()
 	if err := putIntegration(ctx, req.Storage, in); err != nil {
 		return nil, err
 	}
@@ -306,7 +324,9 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	setString(d, "client_id", &in.ClientID)
 	setString(d, "client_secret", &in.ClientSecret)
 	setString(d, "app_id", &in.AppID)
-	applyEndpointFields(&in.endpointSettings, d)
+	if err := applyEndpointFields(&in.endpointSettings, d); err != nil {
+		return nil, badInput(err)
+	}
 	if _, ok := d.GetOk("pkce"); ok {
 		in.DisablePKCE = false // the new setting, in endpointSettings, says it
 	}
@@ -392,6 +412,7 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 		if err := b.deleteStatesOfIntegration(ctx, req.Storage, name); err != nil {
 			return err
 		}
+		defer b.usageCache.clear()
 		return deleteIntegration(ctx, req.Storage, name)
 	})
 	var hasConns *errHasConnections

@@ -54,7 +54,7 @@ func providerFields() map[string]*framework.FieldSchema {
 	}
 	// The rest mean what they mean on an integration.
 	inFields := integrationFields()
-	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config"} {
+	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config", "connection_config_schema", "credentials_schema", "request_headers"} {
 		fields[f] = inFields[f]
 	}
 	return fields
@@ -94,36 +94,57 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 	if err := validateIntegrationName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	p, err := lookupProvider(ctx, req.Storage, name)
-	if err != nil || p == nil {
+	stored, err := getStoredProvider(ctx, req.Storage, name)
+	if err != nil {
 		return nil, err
 	}
-	return &logical.Response{Data: providerResponse(p)}, nil
+	p := stored
+	if p == nil {
+		if p = builtinProviders[name]; p == nil {
+			return nil, nil
+		}
+	}
+	cfg, err := b.config(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	data := providerResponse(p)
+	data["builtin"] = stored == nil
+	data["redirect_url"] = cfg.RedirectURL
+	data["required_config_keys"] = nonNilStrings(p.requiredConfigKeys())
+	resp := &logical.Response{Data: data}
+	if cfg.RedirectURL == "" && p.AuthMode == authModeOAuth2 {
+		resp.AddWarning("redirect_url is not configured: write this mount's external oauth/callback address to config; it is the redirect URL to register with the provider")
+	}
+	return resp, nil
 }
 
 // providerResponse looks the same for built-in and operator-defined
 // providers, so either can be read and copied into the other.
 func providerResponse(p *providerEntry) map[string]any {
 	return map[string]any{
-		"name":                  p.Name,
-		"auth_mode":             string(p.AuthMode),
-		"auth_url":              p.AuthURL,
-		"token_url":             p.TokenURL,
-		"revocation_url":        p.RevocationURL,
-		"scopes":                nonNilStrings(p.Scopes),
-		"auth_params":           nonNilMap(p.AuthParams),
-		"token_params":          nonNilMap(p.TokenParams),
-		"auth_style":            p.AuthStyle,
-		"token_response_config": nonNilMap(p.TokenResponseConfig),
-		"api_base_url":          p.APIBaseURL,
-		"scope_separator":       p.ScopeSeparator,
-		"refresh_url":           p.RefreshURL,
-		"refresh_params":        nonNilMap(p.RefreshParams),
-		"pkce":                  p.usesPKCE(),
-		"token_request_format":  p.TokenRequestFormat,
-		"callback_config":       nonNilStrings(p.CallbackConfig),
-		"tokens_expire":         p.TokensExpire,
-		"docs":                  p.Docs,
+		"name":                     p.Name,
+		"auth_mode":                string(p.AuthMode),
+		"auth_url":                 p.AuthURL,
+		"token_url":                p.TokenURL,
+		"revocation_url":           p.RevocationURL,
+		"scopes":                   nonNilStrings(p.Scopes),
+		"auth_params":              nonNilMap(p.AuthParams),
+		"token_params":             nonNilMap(p.TokenParams),
+		"auth_style":               p.AuthStyle,
+		"token_response_config":    nonNilMap(p.TokenResponseConfig),
+		"api_base_url":             p.APIBaseURL,
+		"scope_separator":          p.ScopeSeparator,
+		"refresh_url":              p.RefreshURL,
+		"refresh_params":           nonNilMap(p.RefreshParams),
+		"pkce":                     p.usesPKCE(),
+		"token_request_format":     p.TokenRequestFormat,
+		"callback_config":          nonNilStrings(p.CallbackConfig),
+		"connection_config_schema": nonNilSchema(p.ConnectionConfigSchema),
+		"credentials_schema":       nonNilSchema(p.CredentialsSchema),
+		"request_headers":          nonNilMap(p.RequestHeaders),
+		"tokens_expire":            p.TokensExpire,
+		"docs":                     p.Docs,
 	}
 }
 
@@ -163,6 +184,7 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 				strings.Join(moved, ", "), name, strings.Join(affected, ", ")), nil
 		}
 	}
+	defer b.usageCache.clear()
 	if err := putStoredProvider(ctx, req.Storage, p); err != nil {
 		return nil, err
 	}
@@ -225,7 +247,9 @@ func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
 	if p.AuthMode == "" {
 		return fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
 	}
-	applyEndpointFields(&p.endpointSettings, d)
+	if err := applyEndpointFields(&p.endpointSettings, d); err != nil {
+		return err
+	}
 	if v, ok := d.GetOk("tokens_expire"); ok {
 		p.TokensExpire = v.(bool)
 	}
@@ -246,6 +270,7 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 		}
 		return nil, nil
 	}
+	defer b.usageCache.clear()
 	return nil, deleteStoredProvider(ctx, req.Storage, name)
 }
 

@@ -118,6 +118,13 @@ func (base endpointSettings) overriddenBy(over endpointSettings) endpointSetting
 		out.CallbackConfig = base.CallbackConfig
 	}
 	orString(&out.RefreshURL, base.RefreshURL)
+	if len(out.ConnectionConfigSchema) == 0 {
+		out.ConnectionConfigSchema = base.ConnectionConfigSchema
+	}
+	if len(out.CredentialsSchema) == 0 {
+		out.CredentialsSchema = base.CredentialsSchema
+	}
+	out.RequestHeaders = mergeMaps(base.RequestHeaders, over.RequestHeaders)
 	out.RefreshParams = mergeMaps(base.RefreshParams, over.RefreshParams)
 	if len(out.Scopes) == 0 {
 		out.Scopes = base.Scopes
@@ -179,12 +186,18 @@ func (es endpointSettings) validate(mode authMode) error {
 			return fmt.Errorf("%s is required for auth_mode %s", f, mode)
 		}
 	}
-	for _, f := range []string{"auth_url", "token_url", "refresh_url", "revocation_url", "api_base_url"} {
+	for _, f := range []string{"auth_url", "token_url", "refresh_url", "revocation_url"} {
 		if urls[f] != "" {
 			if err := provider.ValidateURLTemplate(f, urls[f]); err != nil {
 				return err
 			}
 		}
+	}
+	if err := validateAPIBaseURL(es.APIBaseURL, mode); err != nil {
+		return err
+	}
+	if err := es.validateUsage(mode); err != nil {
+		return err
 	}
 	if es.AuthStyle != "" {
 		if _, ok := provider.AuthStyles[es.AuthStyle]; !ok {
@@ -257,6 +270,9 @@ func settingSources(own, base endpointSettings, source string) map[string]string
 	pick("auth_params", len(own.AuthParams) > 0, len(base.AuthParams) > 0)
 	pick("token_params", len(own.TokenParams) > 0, len(base.TokenParams) > 0)
 	pick("token_response_config", len(own.TokenResponseConfig) > 0, len(base.TokenResponseConfig) > 0)
+	pick("connection_config_schema", len(own.ConnectionConfigSchema) > 0, len(base.ConnectionConfigSchema) > 0)
+	pick("credentials_schema", len(own.CredentialsSchema) > 0, len(base.CredentialsSchema) > 0)
+	pick("request_headers", len(own.RequestHeaders) > 0, len(base.RequestHeaders) > 0)
 	return out
 }
 
@@ -274,7 +290,7 @@ func (es endpointSettings) endpointHosts() map[string]string {
 
 // applyEndpointFields sets the settings a request gives; omitted ones keep
 // their values.
-func applyEndpointFields(es *endpointSettings, d *framework.FieldData) {
+func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
 	for field, dst := range map[string]*string{
 		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
 		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,
@@ -297,10 +313,51 @@ func applyEndpointFields(es *endpointSettings, d *framework.FieldData) {
 	}
 	for field, dst := range map[string]*map[string]string{
 		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,
-		"refresh_params": &es.RefreshParams,
+		"refresh_params": &es.RefreshParams, "request_headers": &es.RequestHeaders,
 	} {
 		if v, ok := d.GetOk(field); ok {
 			*dst = v.(map[string]string)
 		}
 	}
+	for field, dst := range map[string]*valueSchema{
+		"connection_config_schema": &es.ConnectionConfigSchema, "credentials_schema": &es.CredentialsSchema,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			s, err := decodeValueSchema(field, v)
+			if err != nil {
+				return err
+			}
+			*dst = s
+		}
+	}
+	return nil
+}
+
+// validateAPIBaseURL checks api_base_url. APP integrations send their app
+// JWT there, so its placeholders take host labels only; in other modes it
+// is only returned to clients and a placeholder may fill in a whole URL.
+func validateAPIBaseURL(tmpl string, mode authMode) error {
+	if tmpl == "" {
+		return nil
+	}
+	if mode == authModeApp {
+		return provider.ValidateURLTemplate("api_base_url", tmpl)
+	}
+	return provider.ValidateClientURLTemplate("api_base_url", tmpl)
+}
+
+// requiredConfigKeys lists, sorted, the connection_config keys every
+// connection needs: the schema's required keys and the placeholders of each
+// URL's last alternative.
+func (es endpointSettings) requiredConfigKeys() []string {
+	set := map[string]bool{}
+	for _, k := range es.ConnectionConfigSchema.required() {
+		set[k] = true
+	}
+	for _, u := range []string{es.AuthURL, es.TokenURL, es.RefreshURL, es.RevocationURL} {
+		for _, k := range provider.RequiredPlaceholders(u) {
+			set[k] = true
+		}
+	}
+	return sortedKeys(set)
 }

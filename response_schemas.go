@@ -71,22 +71,25 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 // endpointResponseFields are the settings providers and integrations share.
 func endpointResponseFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
-		"auth_mode":             str("OAUTH2, OAUTH2_CC, API_KEY, BASIC, CUSTOM or APP."),
-		"auth_url":              str("Authorization endpoint."),
-		"token_url":             str("Token endpoint."),
-		"revocation_url":        str("RFC 7009 revocation endpoint."),
-		"scopes":                typed(framework.TypeStringSlice, "Default OAuth scopes."),
-		"auth_params":           typed(framework.TypeMap, "Extra query parameters of the authorization request."),
-		"token_params":          typed(framework.TypeMap, "Extra form parameters of every token request."),
-		"auth_style":            str("How the client authenticates at the token endpoint: auto, header or params."),
-		"token_response_config": typed(framework.TypeMap, "Token response members copied into connection config."),
-		"api_base_url":          str("APP: the API that issues installation tokens."),
-		"scope_separator":       str("How scopes are joined in requests; empty means a space."),
-		"refresh_url":           str("Where refresh requests go; empty means token_url."),
-		"refresh_params":        typed(framework.TypeMap, "Extra form parameters of refresh requests only."),
-		"pkce":                  typed(framework.TypeBool, "Whether the authorization flow uses PKCE."),
-		"token_request_format":  str("How token requests encode their body: form (empty) or json."),
-		"callback_config":       typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
+		"auth_mode":                str("OAUTH2, OAUTH2_CC, API_KEY, BASIC, CUSTOM or APP."),
+		"auth_url":                 str("Authorization endpoint."),
+		"token_url":                str("Token endpoint."),
+		"revocation_url":           str("RFC 7009 revocation endpoint."),
+		"scopes":                   typed(framework.TypeStringSlice, "Default OAuth scopes."),
+		"auth_params":              typed(framework.TypeMap, "Extra query parameters of the authorization request."),
+		"token_params":             typed(framework.TypeMap, "Extra form parameters of every token request."),
+		"auth_style":               str("How the client authenticates at the token endpoint: auto, header or params."),
+		"token_response_config":    typed(framework.TypeMap, "Token response members copied into connection config."),
+		"api_base_url":             str("The provider's API (base_url of connection reads); for APP also where installation tokens come from."),
+		"request_headers":          typed(framework.TypeMap, "Header name → template: how a client puts the credential on a request."),
+		"connection_config_schema": typed(framework.TypeMap, "The connection_config keys connections need, and how they are checked."),
+		"credentials_schema":       typed(framework.TypeMap, "API_KEY, BASIC, CUSTOM: the credential fields, and how they are checked."),
+		"scope_separator":          str("How scopes are joined in requests; empty means a space."),
+		"refresh_url":              str("Where refresh requests go; empty means token_url."),
+		"refresh_params":           typed(framework.TypeMap, "Extra form parameters of refresh requests only."),
+		"pkce":                     typed(framework.TypeBool, "Whether the authorization flow uses PKCE."),
+		"token_request_format":     str("How token requests encode their body: form (empty) or json."),
+		"callback_config":          typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
 	}
 }
 
@@ -95,6 +98,9 @@ func providerResponseFields() map[string]*framework.FieldSchema {
 	f["name"] = str("Name of the provider.")
 	f["tokens_expire"] = typed(framework.TypeBool, "Whether the provider's access tokens expire.")
 	f["docs"] = str("The provider's documentation of these endpoints.")
+	f["redirect_url"] = str("The redirect URL to register with the provider's OAuth app: this mount's oauth/callback (config redirect_url); empty until configured.")
+	f["required_config_keys"] = typed(framework.TypeStringSlice, "The connection_config keys every connection must have: required keys of connection_config_schema and placeholders of the URLs' fallbacks.")
+	f["builtin"] = typed(framework.TypeBool, "Whether this is the built-in catalog's entry (not an operator's definition or override).")
 	f["affected_integrations"] = typed(framework.TypeStringSlice, "On a forced write that moved an endpoint: the integrations that now send credentials to the new host.")
 	return f
 }
@@ -126,6 +132,8 @@ func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSch
 		"updated_at":         str("When the connection was last written (RFC 3339)."),
 		"metadata":           typed(framework.TypeMap, "The application's metadata object."),
 		"connection_config":  typed(framework.TypeMap, "The per-connection configuration object."),
+		"base_url":           str("The provider's API for this connection: the integration's api_base_url filled from connection_config. Absent when the integration has none."),
+		"headers":            typed(framework.TypeMap, "The HTTP headers that authenticate a request to base_url: the integration's request_headers rendered with this connection's credential."),
 		"access_token":       str("OAUTH2, OAUTH2_CC, APP: the access token."),
 		"token_type":         str("OAUTH2, OAUTH2_CC, APP: the token type, usually Bearer."),
 		"expires_at":         str("OAUTH2, OAUTH2_CC, APP: when the access token expires (RFC 3339), empty if it does not."),

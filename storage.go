@@ -81,7 +81,9 @@ type endpointSettings struct {
 	// TokenResponseConfig maps connection config keys to token response
 	// members copied into them, e.g. instance_url for Salesforce.
 	TokenResponseConfig map[string]string `json:"token_response_config,omitempty"`
-	// APIBaseURL is where APP integrations get installation tokens.
+	// APIBaseURL is the provider's API: where APP integrations get
+	// installation tokens, and, for every mode, the base_url a connection
+	// read returns.
 	APIBaseURL string `json:"api_base_url,omitempty"`
 	// ScopeSeparator joins scopes in requests; empty means a space (RFC
 	// 6749). Some large APIs want a comma.
@@ -100,6 +102,17 @@ type endpointSettings struct {
 	// oauth/callback copied into the connection's config (QuickBooks'
 	// realmId).
 	CallbackConfig []string `json:"callback_config,omitempty"`
+	// ConnectionConfigSchema describes the connection_config keys the
+	// provider needs (the placeholders of its URLs among them); writes of a
+	// connection's config are checked against it.
+	ConnectionConfigSchema valueSchema `json:"connection_config_schema,omitempty"`
+	// CredentialsSchema describes the credential fields of API_KEY
+	// (apiKey), BASIC (username, password) and CUSTOM connections.
+	CredentialsSchema valueSchema `json:"credentials_schema,omitempty"`
+	// RequestHeaders, with APIBaseURL, say how a client uses a connection:
+	// header name → template (see internal/headertemplate). Connection reads
+	// return them rendered.
+	RequestHeaders map[string]string `json:"request_headers,omitempty"`
 }
 
 // usesPKCE is the effective pkce setting.

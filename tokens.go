@@ -63,7 +63,7 @@ func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.
 		Refresh:    in.RefreshURL,
 		Revocation: in.RevocationURL,
 		APIBase:    in.APIBaseURL,
-	}, connectionConfig)
+	}, in.ConnectionConfigSchema.withDefaults(connectionConfig))
 }
 
 // obtain asks the provider for a new token by the grant c's auth mode uses.

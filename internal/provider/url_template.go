@@ -29,27 +29,74 @@ type ConfigError struct{ Msg string }
 
 func (e *ConfigError) Error() string { return e.Msg }
 
+// alternativeSep separates the alternatives of a URL field: "A || B" uses
+// the first alternative whose placeholders the connection's config fills,
+// e.g. a customer's Salesforce My Domain, else login.salesforce.com.
+const alternativeSep = "||"
+
+// Alternatives splits a URL field into its alternatives, trimmed.
+func Alternatives(tmpl string) []string {
+	parts := strings.Split(tmpl, alternativeSep)
+	for i := range parts {
+		parts[i] = strings.TrimSpace(parts[i])
+	}
+	return parts
+}
+
 // ExpandURL fills the placeholders of tmpl from cfg; field names the URL in
-// errors.
+// errors. Every value must be a host label or path segment (see
+// placeholderValueRe): tmpl is a URL the plugin sends secrets to.
 func ExpandURL(field, tmpl string, cfg map[string]any) (string, error) {
+	return expandAlternatives(field, tmpl, cfg, false)
+}
+
+// ExpandClientURL is ExpandURL for a URL only returned to clients (the
+// api_base_url of modes other than APP): a placeholder may also be filled
+// with a whole absolute https URL, e.g. Salesforce's instance_url.
+func ExpandClientURL(field, tmpl string, cfg map[string]any) (string, error) {
+	return expandAlternatives(field, tmpl, cfg, true)
+}
+
+// expandAlternatives expands the first alternative whose placeholders are
+// all present in cfg. A present value that is not allowed is an error, not
+// a reason to fall back: the customer meant that host.
+func expandAlternatives(field, tmpl string, cfg map[string]any, wholeURLs bool) (string, error) {
+	alts := Alternatives(tmpl)
+	for _, alt := range alts {
+		if missingPlaceholder(alt, cfg) == "" {
+			return expandOne(field, alt, cfg, wholeURLs)
+		}
+	}
+	key := missingPlaceholder(alts[0], cfg)
+	return "", &ConfigError{fmt.Sprintf("connection_config.%s is required: %s uses it", key, field)}
+}
+
+// missingPlaceholder returns the first key tmpl uses that cfg lacks (or has
+// empty), "" when there is none.
+func missingPlaceholder(tmpl string, cfg map[string]any) string {
+	for _, m := range placeholderRe.FindAllStringSubmatch(tmpl, -1) {
+		if raw, ok := cfg[m[1]]; !ok || raw == nil || fmt.Sprint(raw) == "" {
+			return m[1]
+		}
+	}
+	return ""
+}
+
+func expandOne(field, tmpl string, cfg map[string]any, wholeURLs bool) (string, error) {
 	var firstErr error
 	out := placeholderRe.ReplaceAllStringFunc(tmpl, func(m string) string {
 		key := placeholderRe.FindStringSubmatch(m)[1]
-		raw, ok := cfg[key]
-		if !ok || raw == nil || fmt.Sprint(raw) == "" {
-			if firstErr == nil {
-				firstErr = &ConfigError{fmt.Sprintf("connection_config.%s is required: %s uses it", key, field)}
-			}
-			return ""
+		val := fmt.Sprint(cfg[key])
+		if placeholderValueRe.MatchString(val) {
+			return val
 		}
-		val := fmt.Sprint(raw)
-		if !placeholderValueRe.MatchString(val) {
-			if firstErr == nil {
-				firstErr = &ConfigError{fmt.Sprintf("connection_config.%s must be letters, digits, '.', '_' or '-' to be used in %s", key, field)}
-			}
-			return ""
+		if wholeURLs && strings.HasPrefix(tmpl, m) && isPlainHTTPSURL(val) {
+			return strings.TrimSuffix(val, "/")
 		}
-		return val
+		if firstErr == nil {
+			firstErr = &ConfigError{fmt.Sprintf("connection_config.%s must be letters, digits, '.', '_' or '-' to be used in %s", key, field)}
+		}
+		return ""
 	})
 	if firstErr != nil {
 		return "", firstErr
@@ -57,14 +104,70 @@ func ExpandURL(field, tmpl string, cfg map[string]any) (string, error) {
 	return out, nil
 }
 
-// ValidateURLTemplate checks a URL that may hold placeholders: each must be
-// well formed, and the URL must be absolute once they are filled.
+// isPlainHTTPSURL accepts an absolute https URL with a host and no user
+// information, query or fragment.
+func isPlainHTTPSURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil &&
+		u.RawQuery == "" && u.Fragment == "" && !strings.ContainsAny(raw, " \\")
+}
+
+// ValidateURLTemplate checks a URL field that may hold placeholders and
+// alternatives: each alternative must be well formed and absolute once its
+// placeholders are filled.
 func ValidateURLTemplate(field, tmpl string) error {
-	stripped := placeholderRe.ReplaceAllString(tmpl, "")
-	if strings.Contains(stripped, "${") {
-		return fmt.Errorf("%s has a placeholder other than ${connectionConfig.<key>}", field)
+	return validateAlternatives(field, tmpl, false)
+}
+
+// ValidateClientURLTemplate is ValidateURLTemplate for a URL only returned
+// to clients, where an alternative may start with a placeholder that holds
+// a whole URL.
+func ValidateClientURLTemplate(field, tmpl string) error {
+	return validateAlternatives(field, tmpl, true)
+}
+
+func validateAlternatives(field, tmpl string, wholeURLs bool) error {
+	for _, alt := range Alternatives(tmpl) {
+		if alt == "" {
+			return fmt.Errorf("%s has an empty alternative", field)
+		}
+		stripped := placeholderRe.ReplaceAllString(alt, "")
+		if strings.Contains(stripped, "${") {
+			return fmt.Errorf("%s has a placeholder other than ${connectionConfig.<key>}", field)
+		}
+		sample := alt
+		if loc := placeholderRe.FindStringIndex(alt); wholeURLs && loc != nil && loc[0] == 0 {
+			sample = "https://x.example" + alt[loc[1]:]
+		}
+		if err := ValidateAbsoluteURL(field, placeholderRe.ReplaceAllString(sample, "x")); err != nil {
+			return err
+		}
 	}
-	return ValidateAbsoluteURL(field, placeholderRe.ReplaceAllString(tmpl, "x"))
+	return nil
+}
+
+// Placeholders lists the connection config keys a URL field uses, in order
+// of first use, over all its alternatives.
+func Placeholders(tmpl string) []string {
+	var keys []string
+	seen := map[string]bool{}
+	for _, m := range placeholderRe.FindAllStringSubmatch(tmpl, -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			keys = append(keys, m[1])
+		}
+	}
+	return keys
+}
+
+// RequiredPlaceholders lists the keys a URL field cannot do without: those
+// of its last alternative (the fallback), which every connection must fill.
+func RequiredPlaceholders(tmpl string) []string {
+	if tmpl == "" {
+		return nil
+	}
+	alts := Alternatives(tmpl)
+	return Placeholders(alts[len(alts)-1])
 }
 
 // ValidateAbsoluteURL accepts http and https URLs with a host.
@@ -80,12 +183,21 @@ func ValidateAbsoluteURL(field, raw string) error {
 }
 
 // HostOf returns the scheme and host a URL template sends requests to, with
-// placeholders shown as {key}: what changes when a provider is pointed
-// elsewhere. Alternatives and paths are not its concern.
+// placeholders shown as {key}, and alternatives joined by " || ": what
+// changes when a provider is pointed elsewhere. Paths are not its concern.
 func HostOf(tmpl string) string {
 	if tmpl == "" {
 		return ""
 	}
+	alts := Alternatives(tmpl)
+	hosts := make([]string, len(alts))
+	for i, alt := range alts {
+		hosts[i] = hostOfOne(alt)
+	}
+	return strings.Join(hosts, " || ")
+}
+
+func hostOfOne(tmpl string) string {
 	shown := placeholderRe.ReplaceAllString(tmpl, "{$1}")
 	scheme, rest, ok := strings.Cut(shown, "://")
 	if !ok {

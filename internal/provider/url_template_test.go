@@ -81,3 +81,66 @@ func TestURLsWithUserInfoAreRefused(t *testing.T) {
 		t.Fatalf("HostOf = %q", got)
 	}
 }
+
+func TestURLAlternatives(t *testing.T) {
+	tmpl := "https://${connectionConfig.hostname}/services/oauth2/token || https://login.salesforce.test/services/oauth2/token"
+	if err := ValidateURLTemplate("token_url", tmpl); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ExpandURL("token_url", tmpl, map[string]any{"hostname": "acme.my.salesforce.test"})
+	if err != nil || got != "https://acme.my.salesforce.test/services/oauth2/token" {
+		t.Fatalf("with hostname: %q, %v", got, err)
+	}
+	got, err = ExpandURL("token_url", tmpl, map[string]any{"hostname": ""})
+	if err != nil || got != "https://login.salesforce.test/services/oauth2/token" {
+		t.Fatalf("fallback: %q, %v", got, err)
+	}
+	// A value that is there but not allowed is refused, not skipped.
+	if _, err := ExpandURL("token_url", tmpl, map[string]any{"hostname": "evil.test/x"}); err == nil {
+		t.Fatal("bad hostname fell back silently")
+	}
+	both := "https://${connectionConfig.region}.api.test || https://${connectionConfig.sub}.api.test"
+	if _, err := ExpandURL("api_base_url", both, nil); err == nil || !strings.Contains(err.Error(), "connection_config.region is required") {
+		t.Fatalf("no alternative fits: %v", err)
+	}
+	if got := RequiredPlaceholders(both); len(got) != 1 || got[0] != "sub" {
+		t.Fatalf("RequiredPlaceholders = %v", got)
+	}
+	if RequiredPlaceholders(tmpl) != nil {
+		t.Fatal("a fallback without placeholders requires none")
+	}
+	if got := HostOf(tmpl); got != "https://{hostname} || https://login.salesforce.test" {
+		t.Fatalf("HostOf = %q", got)
+	}
+	for _, bad := range []string{"https://a.test || ", "https://a.test || ftp://b.test", "|| https://a.test"} {
+		if ValidateURLTemplate("token_url", bad) == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestClientURLMayBeAWholeURL(t *testing.T) {
+	tmpl := "${connectionConfig.instance_url}/services/data"
+	if ValidateURLTemplate("api_base_url", tmpl) == nil {
+		t.Fatal("a whole-URL placeholder is accepted where secrets are sent")
+	}
+	if err := ValidateClientURLTemplate("api_base_url", tmpl); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ExpandClientURL("api_base_url", tmpl, map[string]any{"instance_url": "https://acme.my.salesforce.test/"})
+	if err != nil || got != "https://acme.my.salesforce.test/services/data" {
+		t.Fatalf("ExpandClientURL = %q, %v", got, err)
+	}
+	if _, err := ExpandURL("api_base_url", tmpl, map[string]any{"instance_url": "https://acme.my.salesforce.test"}); err == nil {
+		t.Fatal("ExpandURL took a whole URL")
+	}
+	for _, bad := range []string{"http://plain.test", "https://u:p@evil.test", "https://evil.test/?q=1", "javascript:alert(1)"} {
+		if _, err := ExpandClientURL("api_base_url", tmpl, map[string]any{"instance_url": bad}); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	// Only a placeholder that starts the URL may hold one.
+	if _, err := ExpandClientURL("api_base_url", "https://api.test/${connectionConfig.p}", map[string]any{"p": "https://evil.test"}); err == nil {
+		t.Fatal("a whole URL inside a path accepted")
+	}
+}
