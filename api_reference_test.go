@@ -18,3 +18,15 @@ func TestAPIReferenceIsCurrent(t *testing.T) {
 		t.Fatal("docs/api.md is out of date: run `go generate ./...`")
 	}
 }
+
+// TestProviderCatalogReferenceIsCurrent fails when docs/providers.md no
+// longer matches provider_catalog.json: run `go generate ./...`.
+func TestProviderCatalogReferenceIsCurrent(t *testing.T) {
+	committed, err := os.ReadFile("docs/providers.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(committed) != ProviderCatalogReference() {
+		t.Fatal("docs/providers.md is out of date: run `go generate ./...`")
+	}
+}

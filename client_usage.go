@@ -109,8 +109,9 @@ func newClientUsage(in *integrationEntry) *clientUsage {
 // warning that names the key, never a value.
 func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
 	var warnings []string
+	cfg := u.configSchema.withDefaults(c.ConnectionConfig)
 	if u.baseURL != "" {
-		if base, err := provider.ExpandClientURL("api_base_url", u.baseURL, u.configSchema.withDefaults(c.ConnectionConfig)); err == nil {
+		if base, err := provider.ExpandClientURL("api_base_url", u.baseURL, cfg); err == nil {
 			data["base_url"] = base
 		} else {
 			warnings = append(warnings, "base_url is not available: "+err.Error())
@@ -120,7 +121,7 @@ func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
 		return warnings
 	}
 	headers := make(map[string]any, len(u.headers))
-	lookup := connectionVariables(c)
+	lookup := connectionVariables(c, cfg)
 	for _, name := range sortedKeys(u.headers) {
 		v, err := u.headers[name].Render(lookup)
 		if err == nil && strings.ContainsAny(v, "\r\n\x00") {
@@ -136,8 +137,9 @@ func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
 	return warnings
 }
 
-// connectionVariables looks up request header variables in a connection.
-func connectionVariables(c *connectionEntry) headertemplate.Lookup {
+// connectionVariables looks up request header variables in a connection;
+// cfg is its connection_config with the schema's defaults filled in.
+func connectionVariables(c *connectionEntry, cfg map[string]any) headertemplate.Lookup {
 	cr := c.Credentials
 	return func(name string) (string, bool) {
 		var v string
@@ -151,7 +153,7 @@ func connectionVariables(c *connectionEntry) headertemplate.Lookup {
 		case name == "password":
 			return cr.Password, c.AuthMode == authModeBasic
 		case strings.HasPrefix(name, "connectionConfig."):
-			if raw, ok := c.ConnectionConfig[strings.TrimPrefix(name, "connectionConfig.")]; ok && raw != nil {
+			if raw, ok := cfg[strings.TrimPrefix(name, "connectionConfig.")]; ok && raw != nil {
 				v = fmt.Sprint(raw)
 			}
 		case strings.HasPrefix(name, "credentials."):

@@ -9,12 +9,11 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 func TestCatalogShipsCommonProviders(t *testing.T) {
-	if len(builtinProviders) < 25 {
-		t.Fatalf("catalog has %d providers, want at least 25", len(builtinProviders))
-	}
 	for _, name := range []string{"github", "gitlab", "google", "microsoft", "slack", "salesforce", "hubspot", "notion",
 		"atlassian", "zendesk", "shopify", "okta", "linear", "asana", "dropbox", "box", "zoom", "intercom", "airtable",
 		"xero", "quickbooks", "discord", "spotify", "stripe", "twilio", "github-app"} {
@@ -27,6 +26,40 @@ func TestCatalogShipsCommonProviders(t *testing.T) {
 	}
 	if !strings.Contains(builtinProviders["zendesk"].TokenURL, "${connectionConfig.subdomain}") {
 		t.Error("zendesk token URL is not templated by subdomain")
+	}
+}
+
+// TestCatalogFixesOfIssue12 pins the corrections to entries that were wrong
+// or incomplete.
+func TestCatalogFixesOfIssue12(t *testing.T) {
+	zd := builtinProviders["zendesk"]
+	if zd.TokenParams["expires_in"] == "" || zd.RefreshParams["expires_in"] == "" || !zd.TokensExpire {
+		t.Errorf("zendesk must ask for expiring tokens: token_params %v refresh_params %v tokens_expire %v", zd.TokenParams, zd.RefreshParams, zd.TokensExpire)
+	}
+	if got := builtinProviders["figma"].RefreshURL; got != "https://api.figma.com/v1/oauth/refresh" {
+		t.Errorf("figma refresh_url = %q", got)
+	}
+	if got := builtinProviders["quickbooks"].CallbackConfig; !contains(got, "realmId") {
+		t.Errorf("quickbooks callback_config = %v", got)
+	}
+	sf := builtinProviders["salesforce"]
+	for _, u := range []string{sf.AuthURL, sf.TokenURL} {
+		alts := provider.Alternatives(u)
+		if len(alts) != 2 || !strings.Contains(alts[0], "${connectionConfig.hostname}") || !strings.HasPrefix(alts[1], "https://login.salesforce.com/") {
+			t.Errorf("salesforce URL %q is not My Domain || login.salesforce.com", u)
+		}
+	}
+	ic := builtinProviders["intercom"]
+	if alts := provider.Alternatives(ic.TokenURL); len(alts) != 2 || !strings.Contains(alts[0], "${connectionConfig.region}") {
+		t.Errorf("intercom token_url %q has no regional alternative", ic.TokenURL)
+	}
+	if got := ic.ConnectionConfigSchema["region"].Enum; strings.Join(got, ",") != "eu,au" {
+		t.Errorf("intercom region enum = %v", got)
+	}
+	for _, name := range []string{"slack", "linear", "zoom", "figma"} {
+		if builtinProviders[name].ScopeSeparator != "," {
+			t.Errorf("%s scope_separator = %q, want ','", name, builtinProviders[name].ScopeSeparator)
+		}
 	}
 }
 
@@ -88,10 +121,10 @@ func TestProviderRejects(t *testing.T) {
 	e := newTestEnv(t)
 	before := e.snapshot()
 	e.assertRejected([]rejection{
-		{"no mode", "providers/x", map[string]any{"token_url": "https://p/t"}, "auth_mode"},
-		{"missing auth_url", "providers/x", map[string]any{"auth_mode": "OAUTH2", "token_url": "https://p/t"}, "auth_url is required"},
-		{"bad placeholder", "providers/x", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": "https://${env.HOME}/t"}, "placeholder"},
-		{"relative", "providers/x", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": "/t"}, "absolute"},
+		{"no mode", "providers/acme-internal", map[string]any{"token_url": "https://p/t"}, "auth_mode"},
+		{"missing auth_url", "providers/acme-internal", map[string]any{"auth_mode": "OAUTH2", "token_url": "https://p/t"}, "auth_url is required"},
+		{"bad placeholder", "providers/acme-internal", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": "https://${env.HOME}/t"}, "placeholder"},
+		{"relative", "providers/acme-internal", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": "/t"}, "absolute"},
 		{"bad name", "providers/a b", map[string]any{"auth_mode": "API_KEY"}, "name"},
 	}, "zzz")
 	e.assertUnchanged(before)

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -351,7 +352,10 @@ func TestAuditLogHasNoPlaintextSecrets(t *testing.T) {
 	reliabilityCase(t, "file audit device on; every auth mode written and read", "no plaintext credential in the audit log")
 	s := vaultFor(t)
 	as := oauthIntegrations(t, s, "audit")
-	s.mustCLI(t, "write", "connect/integrations/audit-key", "auth_mode=API_KEY")
+	// Rendered request headers are response data too: Vault must HMAC
+	// them like any other string.
+	s.mustCLI(t, "write", "connect/integrations/audit-key", "auth_mode=API_KEY", "api_base_url=https://api.audit.test",
+		"request_headers=Authorization=Basic ${base64(${apiKey}:)}")
 	s.mustCLI(t, "write", "connect/integrations/audit-basic", "auth_mode=BASIC")
 
 	rt := as.IssueRefreshToken()
@@ -363,7 +367,11 @@ func TestAuditLogHasNoPlaintextSecrets(t *testing.T) {
 
 	refreshed := data(t, s, "connect/connections/audit-gh/c1/raw")
 	cc := s.mustCLI(t, "read", "-field=access_token", "connect/connections/audit-cc/c1")
-	s.mustCLI(t, "read", "connect/connections/audit-key/c1")
+	renderedAuth := s.mustCLI(t, "read", "-field=headers", "connect/connections/audit-key/c1")
+	wantAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte("audit-api-key-plain:"))
+	if !strings.Contains(renderedAuth, wantAuth) {
+		t.Fatalf("headers = %s, want Authorization %s", renderedAuth, wantAuth)
+	}
 	s.mustCLI(t, "read", "connect/connections/audit-basic/c1")
 
 	logText, err := os.ReadFile(s.auditLog)
@@ -376,6 +384,7 @@ func TestAuditLogHasNoPlaintextSecrets(t *testing.T) {
 	secrets := []string{
 		as.ClientSecret, rt, "audit-access-imported", "audit-api-key-plain", "audit-password-plain", cc,
 		refreshed["access_token"].(string), refreshed["refresh_token"].(string),
+		base64.StdEncoding.EncodeToString([]byte("audit-api-key-plain:")),
 	}
 	for _, secret := range secrets {
 		if strings.Contains(string(logText), secret) {

@@ -1,0 +1,255 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"encoding/json"
+	"net/url"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/headertemplate"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
+
+// minCatalogSize is the size the catalog promises (issue 12).
+const minCatalogSize = 120
+
+// TestCatalogCoversEveryAuthMode keeps the catalog at its promised size and
+// spanning the modes B2B products integrate with.
+func TestCatalogCoversEveryAuthMode(t *testing.T) {
+	if len(builtinProviders) < minCatalogSize {
+		t.Fatalf("catalog has %d providers, want at least %d", len(builtinProviders), minCatalogSize)
+	}
+	modes := map[authMode]int{}
+	for _, p := range builtinProviders {
+		modes[p.AuthMode]++
+	}
+	for _, m := range []authMode{authModeOAuth2, authModeOAuth2CC, authModeAPIKey, authModeBasic} {
+		if modes[m] == 0 {
+			t.Errorf("catalog has no %s provider", m)
+		}
+	}
+}
+
+// TestCatalogEntriesFitTheModel checks every entry against the provider
+// model beyond what loading it checks: schemas decode strictly, every
+// placeholder is declared, every URL expands to an https URL with the
+// schema's examples, headers render for a connection of the entry's mode,
+// and the entry says where its endpoints come from.
+func TestCatalogEntriesFitTheModel(t *testing.T) {
+	var raw map[string]map[string]any
+	if err := json.Unmarshal(catalogJSON, &raw); err != nil {
+		t.Fatal(err)
+	}
+	names := sortedKeys(raw)
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			checkCatalogEntry(t, builtinProviders[name], raw[name])
+		})
+	}
+}
+
+func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
+	t.Helper()
+	if u, err := url.Parse(p.Docs); err != nil || u.Scheme != "https" || u.Host == "" {
+		t.Errorf("docs %q is not an https URL", p.Docs)
+	}
+	schemas := map[string]valueSchema{}
+	for _, field := range []string{"connection_config_schema", "credentials_schema"} {
+		if v, ok := raw[field]; ok {
+			s, err := decodeValueSchema(field, v)
+			if err != nil {
+				t.Fatalf("%s: %v", field, err)
+			}
+			schemas[field] = s
+		}
+	}
+	if (p.AuthMode == authModeAPIKey || p.AuthMode == authModeBasic) && len(schemas["credentials_schema"]) == 0 {
+		t.Error("API_KEY and BASIC entries need a credentials_schema")
+	}
+	if len(p.RequestHeaders) == 0 {
+		t.Error("no request_headers: clients would not know how to use the credential")
+	}
+	for _, k := range provider.ReservedAuthParams {
+		if _, ok := p.AuthParams[k]; ok {
+			t.Errorf("auth_params sets reserved %s", k)
+		}
+	}
+	cfgSchema := schemas["connection_config_schema"]
+	checkDeclaredPlaceholders(t, p, cfgSchema)
+	checkFilledKeysAreOptional(t, p, cfgSchema)
+	sample := sampleConfig(t, cfgSchema)
+	checkURLsExpand(t, p, sample, cfgSchema)
+	checkHeadersRender(t, p, cfgSchema, sample)
+}
+
+// placeholderRe finds ${connectionConfig.<key>} in URL and header templates.
+var placeholderRe = regexp.MustCompile(`\$\{connectionConfig\.([^}]+)\}`)
+
+// entryTemplates returns every URL and header template of p, by field.
+func entryTemplates(p *providerEntry) map[string]string {
+	out := map[string]string{
+		"auth_url": p.AuthURL, "token_url": p.TokenURL, "refresh_url": p.RefreshURL,
+		"revocation_url": p.RevocationURL, "api_base_url": p.APIBaseURL,
+	}
+	for name, tmpl := range p.RequestHeaders {
+		out["request_headers."+name] = tmpl
+	}
+	return out
+}
+
+// checkDeclaredPlaceholders: every connection config key a template uses is
+// in the schema, and every schema key is used (or filled by the provider).
+func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s valueSchema) {
+	t.Helper()
+	used := map[string]bool{}
+	for field, tmpl := range entryTemplates(p) {
+		for _, m := range placeholderRe.FindAllStringSubmatch(tmpl, -1) {
+			used[m[1]] = true
+			if _, ok := s[m[1]]; !ok {
+				t.Errorf("%s uses connectionConfig.%s, which connection_config_schema does not declare", field, m[1])
+			}
+		}
+	}
+	for k := range s {
+		if !used[k] {
+			t.Errorf("connection_config_schema declares %s, which no URL or header uses", k)
+		}
+	}
+}
+
+// checkFilledKeysAreOptional: a key the provider fills (from the callback or
+// the token response) cannot be required before the flow starts.
+func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s valueSchema) {
+	t.Helper()
+	filled := append([]string{}, p.CallbackConfig...)
+	for k := range p.TokenResponseConfig {
+		filled = append(filled, k)
+	}
+	for _, k := range filled {
+		if f, ok := s[k]; ok && !f.Optional {
+			t.Errorf("connection_config_schema.%s is filled by the provider and must be optional", k)
+		}
+	}
+}
+
+// sampleConfig fills every schema key from its example, default or first
+// enum value; a key with none of them cannot be shown to a user.
+func sampleConfig(t *testing.T, s valueSchema) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for _, k := range s.keys() {
+		f := s[k]
+		switch {
+		case f.Example != "":
+			out[k] = f.Example
+		case f.DefaultValue != nil:
+			out[k] = f.DefaultValue
+		case len(f.Enum) > 0:
+			out[k] = f.Enum[0]
+		default:
+			t.Errorf("connection_config_schema.%s has no example, default_value or enum", k)
+			continue
+		}
+		if err := f.check(out[k]); err != nil {
+			t.Errorf("connection_config_schema.%s: its own example fails it: %v", k, err)
+		}
+	}
+	return out
+}
+
+// checkURLsExpand expands each URL with every key set. URLs the plugin
+// calls itself must also expand with only the required keys (plus
+// defaults): a flow cannot start otherwise, and the fallback alternative must
+// work alone. api_base_url may wait for a key the provider fills later.
+func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valueSchema) {
+	t.Helper()
+	minimal := map[string]any{}
+	for _, k := range s.required() {
+		minimal[k] = full[k]
+	}
+	minimal = s.withDefaults(minimal)
+	for field, tmpl := range entryTemplates(p) {
+		if tmpl == "" || strings.HasPrefix(field, "request_headers.") {
+			continue
+		}
+		expand, configs := provider.ExpandURL, map[string]map[string]any{"every key": full, "required keys": minimal}
+		if field == "api_base_url" && p.AuthMode != authModeApp {
+			expand, configs = provider.ExpandClientURL, map[string]map[string]any{"every key": full}
+		}
+		for which, cfg := range configs {
+			got, err := expand(field, tmpl, cfg)
+			if err != nil {
+				t.Errorf("%s with %s: %v", field, which, err)
+				continue
+			}
+			if u, err := url.Parse(got); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+				t.Errorf("%s with %s expands to %q, not an https URL", field, which, got)
+			}
+		}
+	}
+}
+
+// checkHeadersRender renders the request headers for a connection of the
+// entry's mode whose config lacks the keys that have defaults: the defaults
+// must fill them, and nothing may be left unrendered.
+func checkHeadersRender(t *testing.T, p *providerEntry, s valueSchema, sample map[string]any) {
+	t.Helper()
+	c := &connectionEntry{AuthMode: p.AuthMode, ConnectionConfig: map[string]any{}}
+	for k, v := range sample {
+		if s[k].DefaultValue == nil {
+			c.ConnectionConfig[k] = v
+		}
+	}
+	switch p.AuthMode {
+	case authModeAPIKey:
+		c.Credentials.APIKey = "sample-key"
+	case authModeBasic:
+		c.Credentials.Username, c.Credentials.Password = "sample-user", "sample-password"
+	case authModeCustom:
+		c.Credentials.Custom = map[string]string{}
+		for k := range p.CredentialsSchema {
+			c.Credentials.Custom[k] = "sample-" + k
+		}
+	default:
+		c.Credentials.AccessToken = "sample-token"
+	}
+	in := &integrationEntry{AuthMode: p.AuthMode, endpointSettings: p.endpointSettings}
+	data := map[string]any{}
+	warnings := newClientUsage(in).render(c, data)
+	for _, w := range warnings {
+		if strings.HasPrefix(w, "header ") {
+			t.Errorf("render: %s", w)
+		}
+	}
+	headers, _ := data["headers"].(map[string]any)
+	if len(headers) != len(p.RequestHeaders) {
+		t.Errorf("rendered %d of %d headers", len(headers), len(p.RequestHeaders))
+	}
+	for name := range p.RequestHeaders {
+		if !headertemplate.HeaderNameRe.MatchString(name) {
+			t.Errorf("request header name %q is not a valid header name", name)
+		}
+	}
+}
+
+// TestCatalogNamesAreUnique guards against two spellings of one provider
+// (e.g. "help-scout" and "helpscout"), which would confuse operators.
+func TestCatalogNamesAreUnique(t *testing.T) {
+	seen := map[string]string{}
+	names := make([]string, 0, len(builtinProviders))
+	for n := range builtinProviders {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		k := strings.ReplaceAll(n, "-", "")
+		if other, ok := seen[k]; ok {
+			t.Errorf("%s and %s differ only in dashes", other, n)
+		}
+		seen[k] = n
+	}
+}
