@@ -117,19 +117,19 @@ func TestUsageFieldsAreValidated(t *testing.T) {
 	e := newTestEnv(t)
 	before := e.snapshot()
 	e.assertRejected([]rejection{
-		{"unknown schema member", "providers/x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"optinal": true}}}, "connection_config_schema"},
-		{"bad type", "providers/x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"type": "date"}}}, "connection_config_schema.k.type"},
-		{"bad pattern", "providers/x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"pattern": "("}}}, "connection_config_schema.k.pattern"},
-		{"enum of wrong type", "providers/x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"type": "number", "enum": []any{"one"}}}}, "connection_config_schema.k.enum"},
-		{"credential of another mode", "providers/x", map[string]any{"auth_mode": "API_KEY", "credentials_schema": map[string]any{"password": map[string]any{}}}, "credentials_schema.password"},
-		{"credentials for oauth", "providers/x", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://a.test", "token_url": "https://a.test", "credentials_schema": map[string]any{"apiKey": map[string]any{}}}, "credentials_schema"},
-		{"header variable", "providers/x", map[string]any{"auth_mode": "API_KEY", "request_headers": map[string]any{"Authorization": "Bearer ${token}"}}, "request_headers.Authorization"},
-		{"header of another mode", "providers/x", map[string]any{"auth_mode": "API_KEY", "request_headers": map[string]any{"Authorization": "Bearer ${accessToken}"}}, "not a credential of API_KEY"},
-		{"header name", "providers/x", map[string]any{"auth_mode": "API_KEY", "request_headers": map[string]any{"Bad Header": "${apiKey}"}}, "HTTP header name"},
-		{"unclosed base64", "providers/x", map[string]any{"auth_mode": "BASIC", "request_headers": map[string]any{"Authorization": "Basic ${base64(${username}:${password}}"}}, "request_headers.Authorization"},
-		{"whole URL where secrets go", "providers/x", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://a.test", "token_url": "${connectionConfig.host}/token"}, "token_url"},
-		{"whole URL for app", "providers/x", map[string]any{"auth_mode": "APP", "api_base_url": "${connectionConfig.host}"}, "api_base_url"},
-		{"empty alternative", "providers/x", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://a.test ||", "token_url": "https://a.test"}, "auth_url"},
+		{"unknown schema member", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"optinal": true}}}, "connection_config_schema"},
+		{"bad type", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"type": "date"}}}, "connection_config_schema.k.type"},
+		{"bad pattern", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"pattern": "("}}}, "connection_config_schema.k.pattern"},
+		{"enum of wrong type", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "connection_config_schema": map[string]any{"k": map[string]any{"type": "number", "enum": []any{"one"}}}}, "connection_config_schema.k.enum"},
+		{"credential of another mode", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "credentials_schema": map[string]any{"password": map[string]any{}}}, "credentials_schema.password"},
+		{"credentials for oauth", "providers/acme-x", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://a.test", "token_url": "https://a.test", "credentials_schema": map[string]any{"apiKey": map[string]any{}}}, "credentials_schema"},
+		{"header variable", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "request_headers": map[string]any{"Authorization": "Bearer ${token}"}}, "request_headers.Authorization"},
+		{"header of another mode", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "request_headers": map[string]any{"Authorization": "Bearer ${accessToken}"}}, "not a credential of API_KEY"},
+		{"header name", "providers/acme-x", map[string]any{"auth_mode": "API_KEY", "request_headers": map[string]any{"Bad Header": "${apiKey}"}}, "HTTP header name"},
+		{"unclosed base64", "providers/acme-x", map[string]any{"auth_mode": "BASIC", "request_headers": map[string]any{"Authorization": "Basic ${base64(${username}:${password}}"}}, "request_headers.Authorization"},
+		{"whole URL where secrets go", "providers/acme-x", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://a.test", "token_url": "${connectionConfig.host}/token"}, "token_url"},
+		{"whole URL for app", "providers/acme-x", map[string]any{"auth_mode": "APP", "api_base_url": "${connectionConfig.host}"}, "api_base_url"},
+		{"empty alternative", "providers/acme-x", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://a.test ||", "token_url": "https://a.test"}, "auth_url"},
 	}, "secret-marker-never-sent")
 	e.assertUnchanged(before)
 	// Outside APP, api_base_url may be a whole URL from the config.
@@ -162,5 +162,22 @@ func TestProviderReadShowsRegistration(t *testing.T) {
 	if p["redirect_url"] != "https://vault.test/v1/connect/oauth/callback" || strings.Join(p["required_config_keys"].([]string), ",") != "subdomain" ||
 		p["builtin"] != true || len(p["scopes"].([]string)) == 0 {
 		t.Fatalf("providers/zendesk = %v", p)
+	}
+}
+
+// A connection to a catalog provider gets its base URL and headers with the
+// schema's defaults filled in, without the caller setting any config.
+func TestCatalogProviderHeadersUseSchemaDefaults(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/notes", map[string]any{"provider": "notion-token"})
+	e.mustDo(logical.CreateOperation, "connections/notes/acme", map[string]any{"api_key": "secret_abc"})
+	c := e.mustDo(logical.ReadOperation, "connections/notes/acme", nil)
+	h, _ := c["headers"].(map[string]any)
+	if h["Authorization"] != "Bearer secret_abc" || h["Notion-Version"] != "2022-06-28" || c["base_url"] != "https://api.notion.com/v1" {
+		t.Fatalf("connection = %v", c)
+	}
+	e.mustDo(logical.PatchOperation, "connections/notes/acme/config", map[string]any{"notion_version": "2025-09-03"})
+	if h := e.mustDo(logical.ReadOperation, "connections/notes/acme", nil)["headers"].(map[string]any); h["Notion-Version"] != "2025-09-03" {
+		t.Fatalf("after config patch: %v", h)
 	}
 }
