@@ -111,6 +111,7 @@ func newBackend() *backend {
 			pathConnectionDocuments(b),
 			pathConnectionActions(b),
 			pathConnectionAuthorize(b),
+			pathConnectionImport(b),
 			pathConnections(b),
 		),
 		InitializeFunc:    b.initialize,

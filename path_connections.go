@@ -297,10 +297,23 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return nil, err
 	}
-	c, err := b.store.Update(ctx, req.Storage, integration, id, func(existing *connectionEntry) (*connectionEntry, error) {
+	c, _, err := b.writeConnection(ctx, req.Storage, stored, in, id, d)
+	if err != nil {
+		return respondError(err)
+	}
+	return &logical.Response{Data: connectionResponse(c, false)}, nil
+}
+
+// writeConnection creates or updates one connection from the fields in d:
+// the single write and every item of an import. stored is the integration
+// as stored, in its effective settings. created says whether the connection
+// is new.
+func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored, in *integrationEntry, id string, d *framework.FieldData) (c *connectionEntry, created bool, err error) {
+	c, err = b.store.Update(ctx, s, stored.Name, id, func(existing *connectionEntry) (*connectionEntry, error) {
+		created = existing == nil
 		c, err := applyConnectionFields(existing, stored, id, d, b.now())
 		if err == nil {
-			err = checkConnectionSchemas(c, in, existing == nil, d)
+			err = checkConnectionSchemas(c, in, created, d)
 		}
 		if err != nil {
 			return nil, badInput(err)
@@ -310,10 +323,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 		}
 		return c, nil
 	})
-	if err != nil {
-		return respondError(err)
-	}
-	return &logical.Response{Data: connectionResponse(c, false)}, nil
+	return c, created, err
 }
 
 // needsIssuedToken reports whether a connection is only worth storing with

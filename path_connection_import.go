@@ -1,0 +1,223 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+const (
+	// maxImportItems bounds one import request.
+	maxImportItems = 1000
+	// importWorkers is how many items of one import are written at once:
+	// each item is one locked load and save, and storage (Raft) takes
+	// concurrent writes faster than one after another.
+	importWorkers = 16
+)
+
+// pathConnectionImport is the batch write: up to maxImportItems connections
+// of one integration per request, each written exactly as a single
+// connection write would write it, each on its own.
+func pathConnectionImport(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: "import/" + segment("integration") + "$",
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: "connections",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			"integration": integrationNameField(),
+			"connections": {
+				Type: framework.TypeSlice,
+				Description: fmt.Sprintf("Up to %d objects, each a connection write: connection_id plus the fields of "+
+					"connections/<integration>/<connection_id> (credentials by auth mode, metadata, connection_config).", maxImportItems),
+				Required: true,
+			},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			logical.UpdateOperation: forwardedOperation(b.pathConnectionImport, "import", okResponse("OK", importResponseFields())),
+		},
+		HelpSynopsis: "Create or update many connections of one integration in one request.",
+		HelpDescription: `
+Each item of "connections" is written as "vault write connect/connections/<integration>/<connection_id>"
+would write it, on its own: an item that fails (bad input, a schema it does not meet, a provider that
+refuses a client-credentials token) changes nothing of that connection and does not stop the others.
+The answer lists every item in order with its status: "created", "updated" or "failed" with "error".
+A request that is itself wrong (no list, more than 1000 items, an id twice) is a 400 and writes nothing.
+
+    vault write connect/import/github @connections.json   # {"connections": [{"connection_id": "acme", "access_token": "...", ...}]}
+`,
+	}}
+}
+
+// importResult is one item's outcome.
+type importResult struct {
+	ConnectionID string `json:"connection_id"`
+	Status       string `json:"status"`
+	Error        string `json:"error,omitempty"`
+}
+
+func importResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"results": typed(framework.TypeSlice, "Per item, in request order: connection_id, status (created, updated or failed) and, when failed, error."),
+		"created": typed(framework.TypeInt, "How many connections were created."),
+		"updated": typed(framework.TypeInt, "How many existing connections were updated."),
+		"failed":  typed(framework.TypeInt, "How many items failed and changed nothing."),
+	}
+}
+
+func (b *backend) pathConnectionImport(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
+	integration := d.Get("integration").(string)
+	if err := validateIntegrationName(integration); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	items, err := importItems(d)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	stored, err := getIntegration(ctx, req.Storage, integration)
+	if err != nil {
+		return nil, err
+	}
+	if stored == nil {
+		return logical.ErrorResponse("integration %q does not exist; create it first at integrations/%s", integration, integration), nil
+	}
+	in, err := effectiveIntegration(ctx, req.Storage, stored)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]importResult, len(items))
+	var storageErr error
+	var errOnce sync.Once
+	b.forEachImportItem(len(items), func(i int) {
+		res, err := b.importOne(ctx, req.Storage, stored, in, items[i])
+		if err != nil {
+			errOnce.Do(func() { storageErr = err })
+		}
+		results[i] = res
+	})
+	if storageErr != nil {
+		// Storage failed under some items: the caller cannot tell which of
+		// them were stored, so this is no per-item answer but a 500; every
+		// item is all-or-nothing, and a retry of the whole batch is safe.
+		return nil, storageErr
+	}
+	return &logical.Response{Data: importSummary(results)}, nil
+}
+
+// importItems checks the request's list: objects, each with a valid and
+// distinct connection_id, at most maxImportItems, each within the size of
+// a single write.
+func importItems(d *framework.FieldData) ([]map[string]any, error) {
+	raw, ok := d.GetOk("connections")
+	list, _ := raw.([]any)
+	if !ok || len(list) == 0 {
+		return nil, errors.New("connections is required: a list of connection objects")
+	}
+	if len(list) > maxImportItems {
+		return nil, fmt.Errorf("connections has %d items; at most %d per request", len(list), maxImportItems)
+	}
+	items := make([]map[string]any, len(list))
+	seen := make(map[string]int, len(list))
+	for i, v := range list {
+		item, ok := v.(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("connections[%d] is not an object", i)
+		}
+		id, _ := item["connection_id"].(string)
+		if err := validateConnectionID(id); err != nil {
+			return nil, fmt.Errorf("connections[%d]: %v", i, err)
+		}
+		if j, dup := seen[id]; dup {
+			return nil, fmt.Errorf("connections[%d] and connections[%d] are both %q: one write per connection per request", j, i, printable(id))
+		}
+		seen[id] = i
+		if err := checkPayloadSize(item); err != nil {
+			return nil, fmt.Errorf("connections[%d]: %v", i, err)
+		}
+		items[i] = item
+	}
+	return items, nil
+}
+
+// forEachImportItem runs do for 0..n-1 on importWorkers goroutines.
+func (b *backend) forEachImportItem(n int, do func(i int)) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(importWorkers, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				do(i)
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+}
+
+// importOne writes one item. Its own faults (a 4xx or 424 had it been a
+// single write) are its result; anything else is returned as an error.
+func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, item map[string]any) (importResult, error) {
+	id := item["connection_id"].(string)
+	raw := make(map[string]any, len(item))
+	for k, v := range item {
+		if k != "connection_id" && k != "integration" {
+			raw[k] = v
+		}
+	}
+	d := &framework.FieldData{Raw: raw, Schema: connectionFields()}
+	if err := d.Validate(); err != nil {
+		return importResult{ConnectionID: id, Status: "failed", Error: err.Error()}, nil
+	}
+	_, created, err := b.writeConnection(ctx, s, stored, in, id, d)
+	switch {
+	case err == nil && created:
+		return importResult{ConnectionID: id, Status: "created"}, nil
+	case err == nil:
+		return importResult{ConnectionID: id, Status: "updated"}, nil
+	}
+	if msg, callersFault := itemFault(err); callersFault {
+		return importResult{ConnectionID: id, Status: "failed", Error: msg}, nil
+	}
+	return importResult{ConnectionID: id, Status: "failed", Error: "storage error"}, err
+}
+
+// itemFault says whether err is one a single write would have answered
+// with a 4xx or 424, and its message.
+func itemFault(err error) (string, bool) {
+	resp, herr := respondError(err)
+	if resp != nil && resp.IsError() {
+		return resp.Error().Error(), true
+	}
+	var coded logical.HTTPCodedError
+	if errors.As(herr, &coded) && coded.Code() < 500 {
+		return coded.Error(), true
+	}
+	return "", false
+}
+
+// importSummary is the import answer.
+func importSummary(results []importResult) map[string]any {
+	counts := map[string]int{}
+	list := make([]any, len(results))
+	for i, r := range results {
+		counts[r.Status]++
+		item := map[string]any{"connection_id": r.ConnectionID, "status": r.Status}
+		if r.Error != "" {
+			item["error"] = r.Error
+		}
+		list[i] = item
+	}
+	return map[string]any{"results": list, "created": counts["created"], "updated": counts["updated"], "failed": counts["failed"]}
+}
