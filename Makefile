@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf dev test unit e2e tf-e2e crash ha load reliability fuzz bench fmt vet clean
+.PHONY: all build vault tf dev test unit e2e tf-e2e crash ha load reliability fuzz bench bench-scale fmt vet clean
 
 all: build
 
@@ -69,6 +69,10 @@ e2e:
 # The engine's benchmarks with their targets; minutes long, not part of test.
 bench:
 	scripts/bench.sh
+
+# The scale benchmarks (issue 13): about ten minutes; writes docs/performance.md.
+bench-scale:
+	scripts/bench.sh --scale
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }

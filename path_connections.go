@@ -36,6 +36,12 @@ func pathConnections(b *backend) []*framework.Path {
 					Default:     defaultListLimit,
 					Description: fmt.Sprintf("Return at most this many connection ids (default %d, at most %d); continue with after.", defaultListLimit, maxListLimit),
 				},
+				"key_info": {
+					Type:        framework.TypeBool,
+					Query:       true,
+					Default:     true,
+					Description: "Include key_info, a summary of each connection, which reads every listed entry; false lists ids only, for large pages.",
+				},
 			},
 			Operations:      onlyOperation(logical.ListOperation, b.pathConnectionList, "list", listResponseFields("connection ids")),
 			HelpSynopsis:    "List an integration's connections.",
@@ -173,6 +179,9 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 		return nil, err
 	}
 	ids = pageAfter(ids, d.Get("after").(string), limit)
+	if !d.Get("key_info").(bool) {
+		return logical.ListResponse(ids), nil
+	}
 
 	keyInfo := make(map[string]any, len(ids))
 	for _, id := range ids {

@@ -14,6 +14,13 @@ scripts/build-plugin.sh
 # Vault itself pins, served by scripts/vault/kvv2 (no new dependency).
 (cd scripts/vault && GONOSUMDB=github.com/hashicorp go build -o ../../bin/plugins/vault-plugin-secrets-kv ./kvv2)
 
+# make bench-scale: the scale benchmarks at 10,000 to 1,000,000 connections,
+# in process and on integrated storage, written to docs/performance.md.
+if [ "${1:-}" = "--scale" ]; then
+  shift
+  exec go run ./scripts/bench -scale -vault bin/vault -plugins bin/plugins "$@"
+fi
+
 echo "== in-process benchmarks (go test -bench)"
 go test -run '^$' -bench 'TickIdle100k|Stampede100|Drain1000' -benchtime 3x -count 1 .
 

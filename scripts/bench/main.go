@@ -43,6 +43,10 @@ var (
 
 func main() {
 	flag.Parse()
+	if *scaleMode {
+		runScale()
+		return
+	}
 	s, err := vaultdev.StartWith(*vaultBin, *pluginDir, *audit)
 	if err != nil {
 		fatal(err)
@@ -74,7 +78,7 @@ func (b *bench) do(method, path string, body any) (int, []byte) {
 		r = bytes.NewReader(j)
 	}
 	req, _ := http.NewRequest(method, b.s.Addr+"/v1/"+path, r)
-	req.Header.Set("X-Vault-Token", "root")
+	req.Header.Set("X-Vault-Token", b.s.Token)
 	resp, err := b.http.Do(req)
 	if err != nil {
 		return 0, nil
