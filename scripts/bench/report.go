@@ -159,7 +159,8 @@ func logLogPlot(file, title, ylabel string, lines ...any) error {
 	p.Y.Label.Text = ylabel
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
-	p.Legend.Top, p.Legend.Left = true, true
+	// Bottom right: the curves rise to the right, leaving that corner free.
+	p.Legend.Top, p.Legend.Left = false, false
 	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return err
 	}
