@@ -45,8 +45,15 @@ type testEnv struct {
 
 func newTestEnv(t *testing.T) *testEnv {
 	t.Helper()
+	return newTestEnvOn(t, &logical.InmemStorage{})
+}
+
+// newTestEnvOn is newTestEnv on the given storage, e.g. one that counts or
+// fails operations.
+func newTestEnvOn(t *testing.T, s logical.Storage) *testEnv {
+	t.Helper()
 	conf := logical.TestBackendConfig()
-	conf.StorageView = &logical.InmemStorage{}
+	conf.StorageView = s
 	logs := &syncBuffer{}
 	conf.Logger = hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Trace})
 	b, err := Factory(context.Background(), conf)

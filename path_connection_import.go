@@ -81,16 +81,9 @@ func (b *backend) pathConnectionImport(ctx context.Context, req *logical.Request
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	stored, err := getIntegration(ctx, req.Storage, integration)
+	stored, in, err := integrationForWrites(ctx, req.Storage, integration)
 	if err != nil {
-		return nil, err
-	}
-	if stored == nil {
-		return logical.ErrorResponse("integration %q does not exist; create it first at integrations/%s", integration, integration), nil
-	}
-	in, err := effectiveIntegration(ctx, req.Storage, stored)
-	if err != nil {
-		return nil, err
+		return respondError(err)
 	}
 	results := make([]importResult, len(items))
 	var storageErr error

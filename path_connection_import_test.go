@@ -3,7 +3,6 @@
 package connect
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -98,25 +97,11 @@ func TestImportRefusesBadRequests(t *testing.T) {
 // error and retries the batch, which is safe because every item is whole.
 func TestImportStorageFailureIsAnError(t *testing.T) {
 	s := &flakyStorage{Storage: &logical.InmemStorage{}, failPrefix: "connections/"}
-	conf := logical.TestBackendConfig()
-	conf.StorageView = s
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := raw.(*backend)
-	req := func(op logical.Operation, path string, data map[string]any) (*logical.Response, error) {
-		return b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: s})
-	}
-	if _, err := req(logical.CreateOperation, "integrations/crm", map[string]any{"auth_mode": "API_KEY"}); err != nil {
-		t.Fatal(err)
-	}
+	e := newTestEnvOn(t, s)
+	e.mustDo(logical.CreateOperation, "integrations/crm", map[string]any{"auth_mode": "API_KEY"})
 	s.failPuts.Store(1 << 20)
-	resp, err := req(logical.UpdateOperation, "import/crm", map[string]any{"connections": []any{map[string]any{"connection_id": "a", "api_key": "k"}}})
-	if err == nil || (resp != nil && !resp.IsError() && resp.Data["failed"] == nil) {
-		t.Fatalf("import with failing storage: resp %v err %v", resp, err)
-	}
-	if resp != nil && resp.IsError() {
-		t.Fatalf("storage failure answered as the caller's fault: %v", resp.Error())
+	resp, status := e.do(logical.UpdateOperation, "import/crm", map[string]any{"connections": []any{map[string]any{"connection_id": "a", "api_key": "k"}}})
+	if status != http.StatusInternalServerError {
+		t.Fatalf("import with failing storage: status %d, resp %v", status, resp)
 	}
 }

@@ -293,24 +293,31 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	stored, err := getIntegration(ctx, req.Storage, integration)
+	stored, in, err := integrationForWrites(ctx, req.Storage, integration)
 	if err != nil {
-		return nil, err
-	}
-	if stored == nil {
-		return logical.ErrorResponse("integration %q does not exist; create it first at integrations/%s", integration, integration), nil
-	}
-	// Read before any provider call, so that nothing can fail to be read
-	// once the provider has issued a token.
-	in, err := effectiveIntegration(ctx, req.Storage, stored)
-	if err != nil {
-		return nil, err
+		return respondError(err)
 	}
 	c, _, err := b.writeConnection(ctx, req.Storage, stored, in, id, d)
 	if err != nil {
 		return respondError(err)
 	}
 	return &logical.Response{Data: connectionResponse(c, false)}, nil
+}
+
+// integrationForWrites returns an integration as stored and with its
+// provider's settings filled in, both read before any provider call so that
+// nothing can fail to be read once the provider has issued a token. A
+// missing integration is the caller's fault.
+func integrationForWrites(ctx context.Context, s logical.Storage, name string) (stored, in *integrationEntry, err error) {
+	stored, err = getIntegration(ctx, s, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if stored == nil {
+		return nil, nil, badInput(fmt.Errorf("integration %q does not exist; create it first at integrations/%s", name, name))
+	}
+	in, err = effectiveIntegration(ctx, s, stored)
+	return stored, in, err
 }
 
 // writeConnection creates or updates one connection from the fields in d:

@@ -3,7 +3,6 @@
 package connect
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strings"
@@ -236,35 +235,21 @@ func TestPage(t *testing.T) {
 // key_info=false lists ids without reading the entries.
 func TestListWithoutKeyInfoReadsNoEntry(t *testing.T) {
 	counting := &countingStorage{Storage: &logical.InmemStorage{}}
-	conf := logical.TestBackendConfig()
-	conf.StorageView = counting
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := raw.(*backend)
-	do := func(op logical.Operation, path string, data map[string]any) *logical.Response {
-		t.Helper()
-		resp, err := b.HandleRequest(context.Background(), &logical.Request{Operation: op, Path: path, Data: data, Storage: counting})
-		if err != nil || (resp != nil && resp.IsError()) {
-			t.Fatalf("%s %s: %v %v", op, path, resp, err)
-		}
-		return resp
-	}
-	do(logical.CreateOperation, "integrations/crm", map[string]any{"auth_mode": "API_KEY"})
+	e := newTestEnvOn(t, counting)
+	e.mustDo(logical.CreateOperation, "integrations/crm", map[string]any{"auth_mode": "API_KEY"})
 	for _, id := range []string{"a", "b", "c"} {
-		do(logical.CreateOperation, "connections/crm/"+id, map[string]any{"api_key": "k"})
+		e.mustDo(logical.CreateOperation, "connections/crm/"+id, map[string]any{"api_key": "k"})
 	}
-	b.store.cache.invalidate(connectionKey("crm", "b"))
+	e.b.store.cache.invalidate(connectionKey("crm", "b"))
 	counting.ops.Store(0)
-	resp := do(logical.ListOperation, "connections/crm/", map[string]any{"key_info": false, "after": "a"})
+	resp, _ := e.do(logical.ListOperation, "connections/crm/", map[string]any{"key_info": false, "after": "a"})
 	if keys := resp.Data["keys"].([]string); strings.Join(keys, ",") != "b,c" || resp.Data["key_info"] != nil {
 		t.Fatalf("list = %v", resp.Data)
 	}
 	if n := counting.ops.Load(); n != 1 {
 		t.Fatalf("%d storage operations, want 1 (the list)", n)
 	}
-	if resp := do(logical.ListOperation, "connections/crm/", nil); len(resp.Data["key_info"].(map[string]any)) != 3 {
+	if resp, _ := e.do(logical.ListOperation, "connections/crm/", nil); len(resp.Data["key_info"].(map[string]any)) != 3 {
 		t.Fatalf("default list has no key_info: %v", resp.Data)
 	}
 }
