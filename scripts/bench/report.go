@@ -151,16 +151,17 @@ func series(m map[int]map[string]float64, unit string, scale float64) plotter.XY
 	return xy
 }
 
-// logLogPlot draws named series on logarithmic axes into file.
-func logLogPlot(file, title, ylabel string, lines ...any) error {
+// logLogPlot draws named series on logarithmic axes into file, the legend
+// in the top left corner or, with legendBottomRight, the bottom right: the
+// corner the curves leave free.
+func logLogPlot(file, title, ylabel string, legendBottomRight bool, lines ...any) error {
 	p := plot.New()
 	p.Title.Text = title
 	p.X.Label.Text = "stored connections"
 	p.Y.Label.Text = ylabel
 	p.X.Scale, p.Y.Scale = plot.LogScale{}, plot.LogScale{}
 	p.X.Tick.Marker, p.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
-	// Bottom right: the curves rise to the right, leaving that corner free.
-	p.Legend.Top, p.Legend.Left = false, false
+	p.Legend.Top, p.Legend.Left = !legendBottomRight, !legendBottomRight
 	if err := plotutil.AddLinePoints(p, lines...); err != nil {
 		return err
 	}
@@ -177,7 +178,7 @@ func raftSeries(rows []startRow, f func(startRow) float64) plotter.XYs {
 
 func plotStart(file string, res *scaleResults) error {
 	st := res.inproc["BenchmarkScaleStart"]
-	return logLogPlot(file, "Plugin start", "seconds",
+	return logLogPlot(file, "Plugin start", "seconds", true,
 		"queue complete, in process", series(st, "queue-ms", 1e-3),
 		"bare scan (baseline), in process", series(st, "bare-scan-ms", 1e-3),
 		"queue complete, Raft", raftSeries(res.raftStart, func(r startRow) float64 { return r.queue.Seconds() }),
@@ -185,14 +186,15 @@ func plotStart(file string, res *scaleResults) error {
 }
 
 func plotMemory(file string, res *scaleResults) error {
-	return logLogPlot(file, "Plugin memory", "MB",
+	return logLogPlot(file, "Plugin memory", "MB", true,
 		"heap, in process", series(res.inproc["BenchmarkScaleStart"], "plugin-heap-MB", 1),
 		"process RSS, Raft", raftSeries(res.raftStart, func(r startRow) float64 { return r.rssMB }))
 }
 
 func plotTick(file string, res *scaleResults) error {
-	return logLogPlot(file, "Idle tick and LIST", "operations / milliseconds",
+	return logLogPlot(file, "Idle tick and LIST", "operations / milliseconds", false,
 		"storage ops per idle tick", series(res.inproc["BenchmarkScaleIdleTick"], "storage-ops/tick", 1),
-		"LIST 1,000 ids (ms)", series(res.inproc["BenchmarkScaleList"], "list-ms", 1),
+		"LIST 1,000 with key_info (ms)", series(res.inproc["BenchmarkScaleList"], "list-ms", 1),
+		"LIST 1,000 ids only (ms)", series(res.inproc["BenchmarkScaleList"], "ids-only-list-ms", 1),
 		"storage list alone (ms)", series(res.inproc["BenchmarkScaleList"], "storage-list-ms", 1))
 }
