@@ -56,26 +56,6 @@ func seedConnections(tb testing.TB, s logical.Storage, tokenURL string, n int, e
 	return b
 }
 
-// BenchmarkTickIdle100k: one tick with 100,000 stored connections and none
-// due. Target: at most 5 storage operations.
-func BenchmarkTickIdle100k(b *testing.B) {
-	counting := &countingStorage{Storage: &logical.InmemStorage{}}
-	be := seedConnections(b, counting, "https://p.example/t", 100_000, time.Now().Add(24*time.Hour))
-	if be.engine.queue.Len() != 100_000 {
-		b.Fatalf("queue holds %d", be.engine.queue.Len())
-	}
-	req := &logical.Request{Storage: counting}
-	counting.ops.Store(0)
-	b.ResetTimer()
-	for range b.N {
-		if err := be.periodic(context.Background(), req); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	b.ReportMetric(float64(counting.ops.Load())/float64(b.N), "storage-ops/tick")
-}
-
 // BenchmarkStampede100: 100 concurrent reads of one expired connection.
 // Target: exactly one token request, and every reader gets the new token.
 func BenchmarkStampede100(b *testing.B) {

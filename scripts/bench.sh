@@ -22,7 +22,7 @@ if [ "${1:-}" = "--scale" ]; then
 fi
 
 echo "== in-process benchmarks (go test -bench)"
-go test -run '^$' -bench 'TickIdle100k|Stampede100|Drain1000' -benchtime 3x -count 1 .
+CONNECT_SCALE_SIZES=100000 go test -run '^$' -bench 'ScaleIdleTick|Stampede100|Drain1000' -benchtime 3x -count 1 .
 
 echo
 echo "== through a real Vault"
