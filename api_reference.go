@@ -4,7 +4,15 @@ package connect
 
 import "github.com/connect-vault/vault-plugin-secrets-connect/internal/apidoc"
 
-//go:generate go run ./scripts/gen-api-docs -o docs/api.md
+//go:generate go run ./scripts/gen-docs
+
+// GeneratedDocs maps each generated page of docs/ to its content.
+func GeneratedDocs() map[string]string {
+	return map[string]string{
+		"docs/api.md":       APIReference(),
+		"docs/providers.md": ProviderCatalogReference(),
+	}
+}
 
 // APIReference is the Markdown reference of every path, generated from the
 // path definitions into docs/api.md.

@@ -7,26 +7,16 @@ import (
 	"testing"
 )
 
-// TestAPIReferenceIsCurrent fails when docs/api.md no longer matches the
-// path definitions: run `go generate ./...`.
-func TestAPIReferenceIsCurrent(t *testing.T) {
-	committed, err := os.ReadFile("docs/api.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(committed) != APIReference() {
-		t.Fatal("docs/api.md is out of date: run `go generate ./...`")
-	}
-}
-
-// TestProviderCatalogReferenceIsCurrent fails when docs/providers.md no
-// longer matches provider_catalog.json: run `go generate ./...`.
-func TestProviderCatalogReferenceIsCurrent(t *testing.T) {
-	committed, err := os.ReadFile("docs/providers.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(committed) != ProviderCatalogReference() {
-		t.Fatal("docs/providers.md is out of date: run `go generate ./...`")
+// TestGeneratedDocsAreCurrent fails when a generated page no longer
+// matches what it is generated from: run `go generate ./...`.
+func TestGeneratedDocsAreCurrent(t *testing.T) {
+	for file, want := range GeneratedDocs() {
+		committed, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(committed) != want {
+			t.Errorf("%s is out of date: run `go generate ./...`", file)
+		}
 	}
 }

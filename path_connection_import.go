@@ -86,10 +86,11 @@ func (b *backend) pathConnectionImport(ctx context.Context, req *logical.Request
 		return respondError(err)
 	}
 	results := make([]importResult, len(items))
+	schema := connectionFields()
 	var storageErr error
 	var errOnce sync.Once
 	b.forEachImportItem(len(items), func(i int) {
-		res, err := b.importOne(ctx, req.Storage, stored, in, items[i])
+		res, err := b.importOne(ctx, req.Storage, stored, in, schema, items[i])
 		if err != nil {
 			errOnce.Do(func() { storageErr = err })
 		}
@@ -159,9 +160,9 @@ func (b *backend) forEachImportItem(n int, do func(i int)) {
 	wg.Wait()
 }
 
-// importOne writes one item. Its own faults (a 4xx or 424 had it been a
+// importOne writes one item; schema is the connection write's fields. Its own faults (a 4xx or 424 had it been a
 // single write) are its result; anything else is returned as an error.
-func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, item map[string]any) (importResult, error) {
+func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, schema map[string]*framework.FieldSchema, item map[string]any) (importResult, error) {
 	id := item["connection_id"].(string)
 	raw := make(map[string]any, len(item))
 	for k, v := range item {
@@ -169,7 +170,7 @@ func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *
 			raw[k] = v
 		}
 	}
-	d := &framework.FieldData{Raw: raw, Schema: connectionFields()}
+	d := &framework.FieldData{Raw: raw, Schema: schema}
 	if err := d.Validate(); err != nil {
 		return importResult{ConnectionID: id, Status: "failed", Error: err.Error()}, nil
 	}

@@ -8,8 +8,6 @@ import (
 	"strings"
 )
 
-//go:generate go run ./scripts/gen-provider-docs -o docs/providers.md
-
 // ProviderCatalogReference is the Markdown table of the built-in catalog,
 // generated into docs/providers.md.
 func ProviderCatalogReference() string {

@@ -39,19 +39,27 @@ func seedConnections(tb testing.TB, s logical.Storage, tokenURL string, n int, e
 			tb.Fatal(err)
 		}
 	}
+	b := startBackend(tb, s)
+	for !b.engine.ready.Load() {
+		time.Sleep(5 * time.Millisecond)
+	}
+	return b
+}
+
+// startBackend starts a backend on s as Vault starts a plugin: Factory,
+// then Initialize, which builds the refresh queue in the background.
+func startBackend(tb testing.TB, s logical.Storage) *backend {
+	tb.Helper()
 	conf := logical.TestBackendConfig()
 	conf.StorageView = s
 	conf.Logger = hclog.NewNullLogger()
-	raw, err := Factory(ctx, conf)
+	raw, err := Factory(context.Background(), conf)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	b := raw.(*backend)
-	if err := b.Initialize(ctx, &logical.InitializationRequest{Storage: s}); err != nil {
+	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: s}); err != nil {
 		tb.Fatal(err)
-	}
-	for !b.engine.ready.Load() {
-		time.Sleep(5 * time.Millisecond)
 	}
 	return b
 }

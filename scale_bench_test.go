@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
@@ -142,17 +141,7 @@ func bareScan(b *testing.B, s logical.Storage) time.Duration {
 func startAndWait(b *testing.B, s logical.Storage, integration, id string) (firstRead, queue time.Duration, be *backend) {
 	ctx := context.Background()
 	t0 := time.Now()
-	conf := logical.TestBackendConfig()
-	conf.StorageView = s
-	conf.Logger = hclog.NewNullLogger()
-	raw, err := Factory(ctx, conf)
-	if err != nil {
-		b.Fatal(err)
-	}
-	be = raw.(*backend)
-	if err := be.Initialize(ctx, &logical.InitializationRequest{Storage: s}); err != nil {
-		b.Fatal(err)
-	}
+	be = startBackend(b, s)
 	resp, err := be.HandleRequest(ctx, &logical.Request{Operation: logical.ReadOperation, Path: "connections/" + integration + "/" + id, Storage: s})
 	if err != nil || resp == nil || resp.IsError() {
 		b.Fatalf("first read: %v %v", resp, err)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -110,12 +111,8 @@ func (app OAuthApp) joinScopes(scopes []string) []string {
 // mergeParams returns base with over's entries on top.
 func mergeParams(base, over map[string]string) map[string]string {
 	out := make(map[string]string, len(base)+len(over))
-	for k, v := range base {
-		out[k] = v
-	}
-	for k, v := range over {
-		out[k] = v
-	}
+	maps.Copy(out, base)
+	maps.Copy(out, over)
 	return out
 }
 
