@@ -88,14 +88,15 @@ func parseRequestHeader(name, tmpl string, mode authMode) (*headertemplate.Templ
 // clientUsage is what a connection read needs of its integration: parsed
 // once and cached, since every read uses it.
 type clientUsage struct {
-	baseURL string
+	// integration is the effective integration: its URL templates and
+	// allowed_hosts bound base_url and config edits.
+	integration *integrationEntry
+	baseURL     string
 	headers map[string]*headertemplate.Template
-	// configSchema checks edits of connections' config.
-	configSchema valueSchema
 }
 
 func newClientUsage(in *integrationEntry) *clientUsage {
-	u := &clientUsage{baseURL: in.APIBaseURL, headers: map[string]*headertemplate.Template{}, configSchema: in.ConnectionConfigSchema}
+	u := &clientUsage{integration: in, baseURL: in.APIBaseURL, headers: map[string]*headertemplate.Template{}}
 	for name, tmpl := range in.RequestHeaders {
 		if t, err := parseRequestHeader(name, tmpl, in.AuthMode); err == nil {
 			u.headers[name] = t
@@ -109,9 +110,9 @@ func newClientUsage(in *integrationEntry) *clientUsage {
 // warning that names the key, never a value.
 func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
 	var warnings []string
-	cfg := u.configSchema.withDefaults(c.ConnectionConfig)
+	cfg := u.integration.ConnectionConfigSchema.withDefaults(c.ConnectionConfig)
 	if u.baseURL != "" {
-		if base, err := provider.ExpandClientURL("api_base_url", u.baseURL, cfg); err == nil {
+		if base, err := provider.ClientBaseURL(u.integration.endpointTemplates(), cfg); err == nil {
 			data["base_url"] = base
 		} else {
 			warnings = append(warnings, "base_url is not available: "+err.Error())

@@ -51,8 +51,9 @@ func (e *engineError) Unwrap() error        { return e.cause }
 func classifyProviderError(err error) error {
 	var pe *provider.Error
 	var ce *provider.ConfigError
+	var ee *provider.EgressError
 	switch {
-	case errors.As(err, &ce):
+	case errors.As(err, &ce), errors.As(err, &ee):
 		return &engineError{errBadConnectionConfig, err.Error(), err}
 	case errors.Is(err, errNotRefreshable):
 		return err

@@ -94,7 +94,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if !st.ReplaceConnectionConfig && existing != nil {
 		connCfg = existing.ConnectionConfig
 	}
-	if err := in.ConnectionConfigSchema.check("connection_config", connCfg); err != nil {
+	if err := in.checkConnectionConfig("connection_config", connCfg); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	ep, err := endpoints(in, connCfg)

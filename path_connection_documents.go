@@ -134,14 +134,16 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		var schema valueSchema
+		// A config edit is checked as every config write is; metadata is
+		// the application's own.
+		check := func(string, map[string]any) error { return nil }
 		if doc.schemaChecked {
 			usage, err := b.usage(ctx, req.Storage, integration)
 			if err != nil {
 				return nil, err
 			}
 			if usage != nil {
-				schema = usage.configSchema
+				check = usage.integration.checkConnectionConfig
 			}
 		}
 
@@ -154,7 +156,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 				err = checkDocumentSize(doc.field, updated)
 			}
 			if err == nil {
-				err = schema.check(doc.field, updated)
+				err = check(doc.field, updated)
 			}
 			if err != nil {
 				return nil, badInput(err)

@@ -424,7 +424,7 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 // unrelated edit.
 func checkConnectionSchemas(c *connectionEntry, in *integrationEntry, created bool, d *framework.FieldData) error {
 	if _, ok := d.Raw["connection_config"]; ok || created {
-		if err := in.ConnectionConfigSchema.check("connection_config", c.ConnectionConfig); err != nil {
+		if err := in.checkConnectionConfig("connection_config", c.ConnectionConfig); err != nil {
 			return err
 		}
 	}

@@ -154,6 +154,10 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeMap,
 			Description: "The connection_config keys connections need, as a JSON object key → {type (string, number or boolean), title, description, pattern, enum, optional, default_value, prefix, suffix, example, secret}. Checked at authorize, on connection writes and on config writes and patches; a missing required key or a value that fails pattern or enum is a 400 naming the key.",
 		},
+		"allowed_hosts": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "Hosts a connection's config may point this integration's URLs at, beyond their literal hosts: host names or *.<domain> (one or more whole labels under that domain), e.g. *.okta.com,*.oktapreview.com. Required when a URL's host is wholly a ${connectionConfig.<key>} placeholder. Tokens, client secrets and app JWTs are never sent to any other host.",
+		},
 		"credentials_schema": {
 			Type:        framework.TypeMap,
 			Description: "API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: apiKey; username and password; or the keys of credentials. Checked on connection writes.",
@@ -254,6 +258,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["private_key_set"] = in.PrivateKey != ""
 	}
 	data["api_base_url"] = eff.APIBaseURL
+	data["allowed_hosts"] = nonNilStrings(eff.AllowedHosts)
 	data["request_headers"] = nonNilMap(eff.RequestHeaders)
 	data["connection_config_schema"] = nonNilSchema(eff.ConnectionConfigSchema)
 	if _, ok := credentialKeys[in.AuthMode]; ok {

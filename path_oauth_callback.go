@@ -113,6 +113,10 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
 			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
 		}
+		var bad *userError
+		if errors.As(err, &bad) {
+			return nil, &callbackFailure{http.StatusBadRequest, "The provider's redirect carried a connection config value Vault may not store: " + bad.Error()}
+		}
 		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not store the connection."}
 	}
 	return st, nil
@@ -184,6 +188,13 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 				c.ConnectionConfig = map[string]any{}
 			}
 			c.ConnectionConfig[k] = v
+		}
+		if len(fromCallback) > 0 {
+			// Values from the redirect's query are the browser's, not the
+			// provider's: they may not point the integration elsewhere.
+			if err := in.checkConfigHosts(c.ConnectionConfig); err != nil {
+				return nil, badInput(err)
+			}
 		}
 		b.tokens.apply(c, in, res, now)
 		return c, nil

@@ -54,7 +54,7 @@ func providerFields() map[string]*framework.FieldSchema {
 	}
 	// The rest mean what they mean on an integration.
 	inFields := integrationFields()
-	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config", "connection_config_schema", "credentials_schema", "request_headers"} {
+	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config", "connection_config_schema", "credentials_schema", "request_headers", "allowed_hosts"} {
 		fields[f] = inFields[f]
 	}
 	return fields
@@ -143,6 +143,7 @@ func providerResponse(p *providerEntry) map[string]any {
 		"connection_config_schema": nonNilSchema(p.ConnectionConfigSchema),
 		"credentials_schema":       nonNilSchema(p.CredentialsSchema),
 		"request_headers":          nonNilMap(p.RequestHeaders),
+		"allowed_hosts":            nonNilStrings(p.AllowedHosts),
 		"tokens_expire":            p.TokensExpire,
 		"docs":                     p.Docs,
 	}

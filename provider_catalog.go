@@ -125,6 +125,9 @@ func (base endpointSettings) overriddenBy(over endpointSettings) endpointSetting
 	if len(out.CredentialsSchema) == 0 {
 		out.CredentialsSchema = base.CredentialsSchema
 	}
+	if len(out.AllowedHosts) == 0 {
+		out.AllowedHosts = base.AllowedHosts
+	}
 	out.RequestHeaders = mergeMaps(base.RequestHeaders, over.RequestHeaders)
 	out.RefreshParams = mergeMaps(base.RefreshParams, over.RefreshParams)
 	if len(out.Scopes) == 0 {
@@ -194,6 +197,9 @@ func (es endpointSettings) validate(mode authMode) error {
 		return err
 	}
 	if err := es.validateUsage(mode); err != nil {
+		return err
+	}
+	if err := es.validateEgress(); err != nil {
 		return err
 	}
 	if es.AuthStyle != "" {
@@ -270,6 +276,7 @@ func settingSources(own, base endpointSettings, source string) map[string]string
 	pick("connection_config_schema", len(own.ConnectionConfigSchema) > 0, len(base.ConnectionConfigSchema) > 0)
 	pick("credentials_schema", len(own.CredentialsSchema) > 0, len(base.CredentialsSchema) > 0)
 	pick("request_headers", len(own.RequestHeaders) > 0, len(base.RequestHeaders) > 0)
+	pick("allowed_hosts", len(own.AllowedHosts) > 0, len(base.AllowedHosts) > 0)
 	return out
 }
 
@@ -307,6 +314,9 @@ func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
 	setString(d, "token_request_format", &es.TokenRequestFormat)
 	if v, ok := d.GetOk("callback_config"); ok {
 		es.CallbackConfig = v.([]string)
+	}
+	if v, ok := d.GetOk("allowed_hosts"); ok {
+		es.AllowedHosts = v.([]string)
 	}
 	for field, dst := range map[string]*map[string]string{
 		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,

@@ -134,16 +134,25 @@ func TestUsageFieldsAreValidated(t *testing.T) {
 	e.assertUnchanged(before)
 	// Outside APP, api_base_url may be a whole URL from the config.
 	e.mustDo(logical.CreateOperation, "providers/sf", map[string]any{"auth_mode": "OAUTH2", "auth_url": "https://a.test/a", "token_url": "https://a.test/t",
-		"api_base_url": "${connectionConfig.instance_url}/services/data", "request_headers": map[string]any{"Authorization": "Bearer ${accessToken}"}})
+		"api_base_url": "${connectionConfig.instance_url}/services/data", "request_headers": map[string]any{"Authorization": "Bearer ${accessToken}"},
+		"allowed_hosts": "*.my.sf.test"})
 	e.mustDo(logical.CreateOperation, "integrations/sf", map[string]any{"provider": "sf", "client_id": "c"})
 	e.mustDo(logical.CreateOperation, "connections/sf/acme", map[string]any{"access_token": "at-1", "connection_config": map[string]any{"instance_url": "https://acme.my.sf.test"}})
 	c := e.mustDo(logical.ReadOperation, "connections/sf/acme", nil)
 	if c["base_url"] != "https://acme.my.sf.test/services/data" || c["headers"].(map[string]any)["Authorization"] != "Bearer at-1" {
 		t.Fatalf("connection = %v", c)
 	}
-	// A config value that is not a plain https URL is not used, and the
-	// read says why without quoting it.
-	e.mustDo(logical.UpdateOperation, "connections/sf/acme/config", map[string]any{"instance_url": "https://evil.test/?x=secret-in-config"})
+	// A config value that is not a plain https URL, or points elsewhere, is
+	// refused; one stored by an earlier version is not used, and the read
+	// says why without quoting it.
+	for _, bad := range []string{"https://evil.test/?x=secret-in-config", "https://evil.test"} {
+		if _, status := e.do(logical.UpdateOperation, "connections/sf/acme/config", map[string]any{"instance_url": bad}); status != http.StatusBadRequest {
+			t.Fatalf("config write of %q = %d", bad, status)
+		}
+	}
+	e.rewriteStoredConnection("sf", "acme", func(c *connectionEntry) {
+		c.ConnectionConfig["instance_url"] = "https://evil.test/?x=secret-in-config"
+	})
 	resp, status := e.do(logical.ReadOperation, "connections/sf/acme", nil)
 	if status != http.StatusOK || resp.Data["base_url"] != nil || len(resp.Warnings) != 1 || strings.Contains(resp.Warnings[0], "secret-in-config") {
 		t.Fatalf("read = %d %v %v", status, resp.Data["base_url"], resp.Warnings)

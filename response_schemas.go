@@ -90,6 +90,7 @@ func endpointResponseFields() map[string]*framework.FieldSchema {
 		"pkce":                     typed(framework.TypeBool, "Whether the authorization flow uses PKCE."),
 		"token_request_format":     str("How token requests encode their body: form (empty) or json."),
 		"callback_config":          typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
+		"allowed_hosts":            typed(framework.TypeStringSlice, "Hosts, besides the URLs' literal ones, that a connection's config may point the URLs at."),
 	}
 }
 

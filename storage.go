@@ -113,6 +113,10 @@ type endpointSettings struct {
 	// header name → template (see internal/headertemplate). Connection reads
 	// return them rendered.
 	RequestHeaders map[string]string `json:"request_headers,omitempty"`
+	// AllowedHosts are the hosts a connection's config may point the URLs
+	// at, beyond their literal hosts: names or *.<domain> patterns. A URL
+	// whose host is wholly a placeholder needs them (see egress.go).
+	AllowedHosts []string `json:"allowed_hosts,omitempty"`
 }
 
 // usesPKCE is the effective pkce setting.

@@ -66,3 +66,20 @@ func reliabilityCase(t testing.TB, injected, expectation string) {
 	t.Helper()
 	t.Logf("reliability|%s|%s", injected, expectation)
 }
+
+// rewriteStoredConnection changes a stored connection past every check, as
+// an earlier version of the plugin may have stored it, and drops the cached
+// copy as Vault's invalidation would.
+func (e *testEnv) rewriteStoredConnection(integration, id string, change func(*connectionEntry)) {
+	e.t.Helper()
+	ctx := context.Background()
+	c, err := getConnection(ctx, e.storage, integration, id)
+	if err != nil || c == nil {
+		e.t.Fatalf("reading stored %s/%s: %v", integration, id, err)
+	}
+	change(c)
+	if err := putConnection(ctx, e.storage, c); err != nil {
+		e.t.Fatal(err)
+	}
+	e.b.invalidate(ctx, connectionKey(integration, id))
+}

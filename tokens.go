@@ -5,6 +5,7 @@ package connect
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -57,13 +58,7 @@ func oauthApp(in *integrationEntry) provider.OAuthApp {
 
 // endpoints are an integration's URLs filled from one connection's config.
 func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.Endpoints, error) {
-	return provider.ResolveEndpoints(provider.Endpoints{
-		Auth:       in.AuthURL,
-		Token:      in.TokenURL,
-		Refresh:    in.RefreshURL,
-		Revocation: in.RevocationURL,
-		APIBase:    in.APIBaseURL,
-	}, in.ConnectionConfigSchema.withDefaults(connectionConfig))
+	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(connectionConfig))
 }
 
 // obtain asks the provider for a new token by the grant c's auth mode uses.
@@ -88,7 +83,7 @@ func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *conne
 		if c.InstallationID == "" {
 			return nil, &provider.ConfigError{Msg: "installation_id is required for an APP connection: set it on the connection"}
 		}
-		return t.client.InstallationToken(ctx, provider.App{AppID: in.AppID, PrivateKey: in.PrivateKey}, ep.APIBase, c.InstallationID)
+		return t.client.InstallationToken(ctx, provider.App{AppID: in.AppID, PrivateKey: in.PrivateKey}, ep, c.InstallationID)
 	}
 	return nil, fmt.Errorf("auth_mode %s has no token grant", c.AuthMode)
 }
@@ -110,19 +105,37 @@ func (t *tokenIssuer) apply(c *connectionEntry, in *integrationEntry, res *provi
 		cr.Scopes = scopes
 	}
 	c.RawTokenResponse = res.Raw
-	for key, member := range in.TokenResponseConfig {
-		if v, ok := provider.LookupMember(res.Raw, member); ok {
-			if c.ConnectionConfig == nil {
-				c.ConnectionConfig = map[string]any{}
-			}
-			c.ConnectionConfig[key] = v
-		}
-	}
+	t.copyTokenResponseConfig(c, in, res.Raw)
 	c.LastRefreshedAt = now
 	c.UpdatedAt = now
 	// A token the provider just issued ends any failure streak.
 	c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = refreshOK, 0, ""
 	c.issued = true
+}
+
+// copyTokenResponseConfig copies the token response members that
+// token_response_config maps into c's config (Salesforce's instance_url).
+// A value that would point one of the integration's URLs outside its
+// allowed hosts is not copied: the provider's answer is kept, its tokens
+// already spent the old ones, and the config keeps its previous value.
+func (t *tokenIssuer) copyTokenResponseConfig(c *connectionEntry, in *integrationEntry, raw map[string]any) {
+	for _, key := range sortedKeys(in.TokenResponseConfig) {
+		v, ok := provider.LookupMember(raw, in.TokenResponseConfig[key])
+		if !ok {
+			continue
+		}
+		candidate := maps.Clone(c.ConnectionConfig)
+		if candidate == nil {
+			candidate = map[string]any{}
+		}
+		candidate[key] = v
+		if err := in.checkConfigHosts(candidate); err != nil {
+			t.logger().Warn("token response value not copied into the connection's config: it points outside the allowed hosts",
+				"integration", in.Name, "connection_id", c.ConnectionID, "key", key)
+			continue
+		}
+		c.ConnectionConfig = candidate
+	}
 }
 
 // expiry is when a new token expires: zero for one without expires_in, and
@@ -164,7 +177,7 @@ func (t *tokenIssuer) revoke(ctx context.Context, in *integrationEntry, c *conne
 		if tok.value == "" {
 			continue
 		}
-		if err := t.client.Revoke(ctx, oauthApp(in), ep.Revocation, tok.value, tok.hint); err != nil {
+		if err := t.client.Revoke(ctx, oauthApp(in), ep, tok.value, tok.hint); err != nil {
 			warnings = append(warnings, fmt.Sprintf("revoking the %s failed, the connection was deleted anyway: %s", tok.hint, err))
 		}
 	}

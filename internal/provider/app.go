@@ -58,8 +58,8 @@ func (a App) signJWT(now time.Time) (string, error) {
 }
 
 // InstallationToken gets an installation token of one installation of app
-// from the API at apiBase.
-func (c *Client) InstallationToken(ctx context.Context, app App, apiBase, installationID string) (*Token, error) {
+// from the API at ep.APIBase.
+func (c *Client) InstallationToken(ctx context.Context, app App, ep Endpoints, installationID string) (*Token, error) {
 	if !ValidInstallationID(installationID) {
 		return nil, &ConfigError{"connection installation_id must be a number"}
 	}
@@ -67,7 +67,11 @@ func (c *Client) InstallationToken(ctx context.Context, app App, apiBase, instal
 	if err != nil {
 		return nil, err
 	}
-	url := strings.TrimRight(apiBase, "/") + "/app/installations/" + installationID + "/access_tokens"
+	url := strings.TrimRight(ep.APIBase, "/") + "/app/installations/" + installationID + "/access_tokens"
+	ctx, err = ep.guard(ctx, "api_base_url", url)
+	if err != nil {
+		return nil, err
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
 	if err != nil {
 		return nil, err

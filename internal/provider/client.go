@@ -9,6 +9,7 @@
 package provider
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -51,7 +52,7 @@ func New(base *http.Client, now func() time.Time) *Client {
 	}
 	return &Client{
 		http: &http.Client{
-			Transport:     base.Transport,
+			Transport:     egressGuard{next: base.Transport},
 			Timeout:       timeout,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
@@ -68,6 +69,32 @@ type Endpoints struct {
 	Auth, Token, Revocation, APIBase string
 	// Refresh is where refresh requests go; empty means Token.
 	Refresh string
+	// AllowedHosts are the host patterns the operator declared for these
+	// templates (see HostPolicy).
+	AllowedHosts []string
+	// allowed is set by ResolveEndpoints only: Endpoints built any other
+	// way reach no host at all.
+	allowed *HostPolicy
+}
+
+// guard returns ctx carrying ep's host policy for the transport, or an
+// EgressError when rawURL is outside it (or ep has none).
+func (ep Endpoints) guard(ctx context.Context, field, rawURL string) (context.Context, error) {
+	if ep.allowed == nil {
+		return ctx, &EgressError{Field: field, Host: hostname(rawURL)}
+	}
+	if err := ep.allowed.checkURL(field, rawURL); err != nil {
+		return ctx, err
+	}
+	return withPolicy(ctx, *ep.allowed), nil
+}
+
+func hostname(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
 }
 
 // OAuthApp is an OAuth client as registered with a provider.

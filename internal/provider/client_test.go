@@ -30,7 +30,17 @@ func appOf(srv *oauthtest.Server) OAuthApp {
 }
 
 func endpointsOf(srv *oauthtest.Server) Endpoints {
-	return Endpoints{Auth: srv.AuthURL(), Token: srv.TokenURL(), Revocation: srv.RevocationURL(), APIBase: srv.URL}
+	return resolved(Endpoints{Auth: srv.AuthURL(), Token: srv.TokenURL(), Revocation: srv.RevocationURL(), APIBase: srv.URL})
+}
+
+// resolved is templates without placeholders as ResolveEndpoints returns
+// them, with their host policy: the only Endpoints the Client sends to.
+func resolved(templates Endpoints) Endpoints {
+	ep, err := ResolveEndpoints(templates, nil)
+	if err != nil {
+		panic(err)
+	}
+	return ep
 }
 
 func TestRefreshRotates(t *testing.T) {
@@ -111,7 +121,7 @@ func TestRevoke(t *testing.T) {
 	for _, style := range []string{"header", "params"} {
 		app := appOf(srv)
 		app.AuthStyle = style
-		if err := testClient(time.Second).Revoke(context.Background(), app, srv.RevocationURL(), rt, "refresh_token"); err != nil {
+		if err := testClient(time.Second).Revoke(context.Background(), app, endpointsOf(srv), rt, "refresh_token"); err != nil {
 			t.Fatalf("%s: %v", style, err)
 		}
 	}
@@ -119,7 +129,7 @@ func TestRevoke(t *testing.T) {
 		t.Fatal("not revoked")
 	}
 	srv.FailRevocation(http.StatusServiceUnavailable)
-	err := testClient(time.Second).Revoke(context.Background(), appOf(srv), srv.RevocationURL(), "x-token", "access_token")
+	err := testClient(time.Second).Revoke(context.Background(), appOf(srv), endpointsOf(srv), "x-token", "access_token")
 	var pe *Error
 	if !errors.As(err, &pe) || pe.Status != http.StatusServiceUnavailable {
 		t.Fatalf("failed revocation: %v", err)
@@ -136,18 +146,18 @@ func TestInstallationToken(t *testing.T) {
 	keyPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
 	srv.SetApp("42", &key.PublicKey)
 	c := testClient(time.Second)
-	tok, err := c.InstallationToken(context.Background(), App{AppID: "42", PrivateKey: keyPEM}, srv.URL, "987")
+	tok, err := c.InstallationToken(context.Background(), App{AppID: "42", PrivateKey: keyPEM}, endpointsOf(srv), "987")
 	if err != nil || !srv.AccessTokenValid(tok.AccessToken) || srv.LastTenant() != "987" || tok.Expiry.IsZero() {
 		t.Fatalf("installation token: %v (tenant %s)", err, srv.LastTenant())
 	}
 	var ce *ConfigError
-	if _, err := c.InstallationToken(context.Background(), App{AppID: "42", PrivateKey: keyPEM}, srv.URL, "1/../2"); !errors.As(err, &ce) {
+	if _, err := c.InstallationToken(context.Background(), App{AppID: "42", PrivateKey: keyPEM}, endpointsOf(srv), "1/../2"); !errors.As(err, &ce) {
 		t.Fatalf("a path in the installation id: %v", err)
 	}
 	other, _ := rsa.GenerateKey(rand.Reader, 2048)
 	otherPEM := string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(other)}))
 	var pe *Error
-	if _, err := c.InstallationToken(context.Background(), App{AppID: "42", PrivateKey: otherPEM}, srv.URL, "987"); !errors.As(err, &pe) || pe.Status != http.StatusUnauthorized {
+	if _, err := c.InstallationToken(context.Background(), App{AppID: "42", PrivateKey: otherPEM}, endpointsOf(srv), "987"); !errors.As(err, &pe) || pe.Status != http.StatusUnauthorized {
 		t.Fatalf("unknown key: %v", err)
 	}
 }
@@ -175,7 +185,7 @@ func TestRedirectsAreNotFollowed(t *testing.T) {
 			c := testClient(time.Second)
 			_, refreshErr := c.Refresh(context.Background(), appOf(srv), endpointsOf(srv), srv.IssueRefreshToken())
 			_, ccErr := c.ClientCredentials(context.Background(), appOf(srv), endpointsOf(srv), nil)
-			revokeErr := c.Revoke(context.Background(), appOf(srv), srv.RevocationURL(), "tok", "access_token")
+			revokeErr := c.Revoke(context.Background(), appOf(srv), endpointsOf(srv), "tok", "access_token")
 			for name, err := range map[string]error{"refresh": refreshErr, "client credentials": ccErr, "revoke": revokeErr} {
 				var pe *Error
 				if !errors.As(err, &pe) || pe.Status != status || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", status)) {
@@ -238,7 +248,7 @@ func TestErrorsCarryNoSecret(t *testing.T) {
 	rt := srv.IssueRefreshToken()
 	_, err1 := c.Refresh(context.Background(), appOf(srv), endpointsOf(srv), rt)
 	_, err2 := c.ExchangeCode(context.Background(), appOf(srv), endpointsOf(srv), "https://r.test/cb", "the-code-123", "the-verifier-456")
-	err3 := c.Revoke(context.Background(), appOf(srv), srv.RevocationURL(), "revoked-token-789", "access_token")
+	err3 := c.Revoke(context.Background(), appOf(srv), endpointsOf(srv), "revoked-token-789", "access_token")
 	for _, err := range []error{err1, err2, err3} {
 		msg := err.Error()
 		for _, secret := range []string{rt, "the-code-123", "the-verifier-456", srv.ClientSecret, "body-only"} {

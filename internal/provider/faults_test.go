@@ -70,7 +70,7 @@ func TestEveryGrantUnderEveryFault(t *testing.T) {
 				l, _ := net.Listen("tcp", "127.0.0.1:0")
 				closed := "http://" + l.Addr().String()
 				l.Close()
-				ep = Endpoints{Token: closed + "/token", Revocation: closed + "/revoke"}
+				ep = resolved(Endpoints{Token: closed + "/token", Revocation: closed + "/revoke"})
 			} else {
 				srv.SetOverride(f.handler)
 			}
@@ -92,7 +92,7 @@ func TestEveryGrantUnderEveryFault(t *testing.T) {
 					return err
 				},
 				"revocation": func() error {
-					return c.Revoke(context.Background(), appOf(srv), ep.Revocation, rt, "refresh_token")
+					return c.Revoke(context.Background(), appOf(srv), ep, rt, "refresh_token")
 				},
 			}
 			for grant, call := range calls {

@@ -76,7 +76,7 @@ func FuzzTokenResponse(f *testing.F) {
 		}
 		c := New(&http.Client{Transport: bodyTransport{status, body}, Timeout: time.Second}, time.Now)
 		app := OAuthApp{ClientID: "id", ClientSecret: "client-secret-zz", AuthStyle: "params"}
-		ep := Endpoints{Token: "http://p.test/token", APIBase: "http://p.test"}
+		ep := resolved(Endpoints{Token: "http://p.test/token", APIBase: "http://p.test"})
 		tok, err := c.Refresh(context.Background(), app, ep, "rt-secret")
 		if err == nil && tok.AccessToken == "" {
 			t.Fatal("a token without access_token was accepted")

@@ -28,6 +28,10 @@ func (c *Client) Refresh(ctx context.Context, app OAuthApp, ep Endpoints, refres
 	if len(app.RefreshParams) > 0 {
 		app.TokenParams = mergeParams(app.TokenParams, app.RefreshParams)
 	}
+	ctx, err := ep.guard(ctx, "refresh_url", ep.Token)
+	if err != nil {
+		return nil, err
+	}
 	cfg := app.config(ep, "", nil)
 	return c.fetch(ctx, app, []string{refreshToken}, func(ctx context.Context) (*oauth2.Token, error) {
 		// An empty access token makes the source refresh at once.
@@ -40,6 +44,10 @@ func (c *Client) Refresh(ctx context.Context, app OAuthApp, ep Endpoints, refres
 func (c *Client) ClientCredentials(ctx context.Context, app OAuthApp, ep Endpoints, scopes []string) (*Token, error) {
 	if scopes == nil {
 		scopes = app.Scopes
+	}
+	ctx, err := ep.guard(ctx, "token_url", ep.Token)
+	if err != nil {
+		return nil, err
 	}
 	cc := &clientcredentials.Config{
 		ClientID:     app.ClientID,
@@ -54,6 +62,10 @@ func (c *Client) ClientCredentials(ctx context.Context, app OAuthApp, ep Endpoin
 // ExchangeCode trades an authorization code (and its PKCE verifier, if any)
 // for tokens.
 func (c *Client) ExchangeCode(ctx context.Context, app OAuthApp, ep Endpoints, redirectURL, code, verifier string) (*Token, error) {
+	ctx, err := ep.guard(ctx, "token_url", ep.Token)
+	if err != nil {
+		return nil, err
+	}
 	cfg := app.config(ep, redirectURL, nil)
 	var opts []oauth2.AuthCodeOption
 	if verifier != "" {

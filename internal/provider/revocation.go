@@ -13,7 +13,12 @@ import (
 
 // Revoke sends one RFC 7009 revocation request for token, authenticating
 // the client the way app.AuthStyle says (the header unless "params").
-func (c *Client) Revoke(ctx context.Context, app OAuthApp, endpoint, token, hint string) error {
+func (c *Client) Revoke(ctx context.Context, app OAuthApp, ep Endpoints, token, hint string) error {
+	endpoint := ep.Revocation
+	ctx, err := ep.guard(ctx, "revocation_url", endpoint)
+	if err != nil {
+		return err
+	}
 	form := url.Values{"token": {token}, "token_type_hint": {hint}}
 	useParams := app.AuthStyle == "params"
 	if useParams {

@@ -3,6 +3,7 @@
 package provider
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -213,19 +214,14 @@ func hostOfOne(tmpl string) string {
 }
 
 // ResolveEndpoints fills the placeholders of every template URL from one
-// connection's configuration.
+// connection's configuration and attaches the integration's host policy
+// (see HostPolicy): the Client sends nothing through Endpoints that did not
+// come from here, and nothing to a host outside that policy.
 func ResolveEndpoints(templates Endpoints, cfg map[string]any) (Endpoints, error) {
-	var ep Endpoints
-	for _, u := range []struct {
-		field, tmpl string
-		dst         *string
-	}{
-		{"auth_url", templates.Auth, &ep.Auth},
-		{"token_url", templates.Token, &ep.Token},
-		{"refresh_url", templates.Refresh, &ep.Refresh},
-		{"revocation_url", templates.Revocation, &ep.Revocation},
-		{"api_base_url", templates.APIBase, &ep.APIBase},
-	} {
+	policy := templates.policy()
+	ep := Endpoints{AllowedHosts: templates.AllowedHosts, allowed: &policy}
+	resolved := ep.fields()
+	for i, u := range templates.fields() {
 		if u.tmpl == "" {
 			continue
 		}
@@ -233,7 +229,14 @@ func ResolveEndpoints(templates Endpoints, cfg map[string]any) (Endpoints, error
 		if err != nil {
 			return Endpoints{}, err
 		}
-		*u.dst = v
+		if err := policy.checkURL(u.field, v); err != nil {
+			var ee *EgressError
+			if alt, ok := chosenAlternative(u.tmpl, cfg); ok && errors.As(err, &ee) {
+				ee.Keys = Placeholders(templateHost(alt))
+			}
+			return Endpoints{}, err
+		}
+		*resolved[i].dst = v
 	}
 	return ep, nil
 }

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
+
+// The egress rule (see internal/provider's HostPolicy) is enforced by the
+// provider client on every request; this file applies the same rule where
+// a connection's config is written, so that a config that would point a
+// URL at a host outside the integration's policy is a 400 naming its key,
+// not a failure at the next refresh.
+
+// endpointTemplates are an integration's URL templates and declared
+// allowed_hosts, as the provider client takes them.
+func (in *integrationEntry) endpointTemplates() provider.Endpoints {
+	return provider.Endpoints{
+		Auth:         in.AuthURL,
+		Token:        in.TokenURL,
+		Refresh:      in.RefreshURL,
+		Revocation:   in.RevocationURL,
+		APIBase:      in.APIBaseURL,
+		AllowedHosts: in.AllowedHosts,
+	}
+}
+
+// checkConnectionConfig is the one check of a connection config that every
+// surface writing one runs (connection create and update, …/config write
+// and patch, import, authorize, callback_config, token_response_config):
+// the integration's connection_config_schema, then the egress rule over
+// every URL the config fills in.
+func (in *integrationEntry) checkConnectionConfig(field string, cfg map[string]any) error {
+	if err := in.ConnectionConfigSchema.check(field, cfg); err != nil {
+		return err
+	}
+	return in.checkConfigHosts(cfg)
+}
+
+// checkConfigHosts applies the egress rule alone, for configs whose schema
+// was checked already or is not the writer's (values a provider returned).
+func (in *integrationEntry) checkConfigHosts(cfg map[string]any) error {
+	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(cfg), in.AuthMode != authModeApp)
+}
+
+// validateEgress checks, at provider and integration writes, allowed_hosts
+// and that no URL template lets a connection's config choose an arbitrary
+// host (see provider.ValidateTemplateEgress).
+func (es endpointSettings) validateEgress() error {
+	if err := provider.ValidateHostPatterns("allowed_hosts", es.AllowedHosts); err != nil {
+		return err
+	}
+	for _, u := range []struct{ field, tmpl string }{
+		{"auth_url", es.AuthURL}, {"token_url", es.TokenURL}, {"refresh_url", es.RefreshURL},
+		{"revocation_url", es.RevocationURL}, {"api_base_url", es.APIBaseURL},
+	} {
+		if err := provider.ValidateTemplateEgress(u.field, u.tmpl, es.AllowedHosts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
