@@ -92,7 +92,7 @@ type clientUsage struct {
 	// allowed_hosts bound base_url and config edits.
 	integration *integrationEntry
 	baseURL     string
-	headers map[string]*headertemplate.Template
+	headers     map[string]*headertemplate.Template
 }
 
 func newClientUsage(in *integrationEntry) *clientUsage {
