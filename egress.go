@@ -3,6 +3,8 @@
 package connect
 
 import (
+	"encoding/json"
+
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -59,4 +61,23 @@ func (es endpointSettings) validateEgress() error {
 		}
 	}
 	return nil
+}
+
+// hostKeys lists, sorted, the connection_config keys that choose the host
+// of one of the URLs: a change to their schema changes where secrets go.
+func (es endpointSettings) hostKeys() []string {
+	set := map[string]bool{}
+	for _, tmpl := range []string{es.AuthURL, es.TokenURL, es.RefreshURL, es.RevocationURL, es.APIBaseURL} {
+		for _, k := range provider.HostPlaceholders(tmpl) {
+			set[k] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+// sameJSON reports whether two values encode to the same JSON.
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
 }

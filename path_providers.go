@@ -6,11 +6,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 func pathProviders(b *backend) []*framework.Path {
@@ -49,7 +50,7 @@ func providerFields() map[string]*framework.FieldSchema {
 		},
 		"force": {
 			Type:        framework.TypeBool,
-			Description: "Allow a write that moves an endpoint (auth_url, token_url, revocation_url, api_base_url) to another host while integrations use it: their client secrets, tokens and app JWTs go to the new host from then on.",
+			Description: "Allow a write or delete that lets integrations using this provider send credentials to hosts they did not reach before: an endpoint (auth, token, refresh, revocation or API URL) moved or added on another host, allowed_hosts widened, the schema of a host-choosing connection_config key changed, or the provider deleted. Their client secrets, tokens and app JWTs may go to the new hosts from then on.",
 		},
 	}
 	// The rest mean what they mean on an integration.
@@ -165,25 +166,22 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 		return nil, err
 	}
 	p := &providerEntry{Name: name}
+	var old *providerEntry
 	if existing != nil {
-		p = existing
-	}
-	var before map[string]string
-	if existing != nil {
-		before = existing.endpointHosts()
+		cp := *existing
+		old, p = &cp, existing
 	}
 	if err := applyProviderFields(p, d); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	var affected []string
-	if moved := movedEndpoints(before, p.endpointHosts()); len(moved) > 0 {
-		if affected, err = integrationsInheriting(ctx, req.Storage, name, moved); err != nil {
-			return nil, err
-		}
-		if len(affected) > 0 && !d.Get("force").(bool) {
-			return logical.ErrorResponse("this write moves %s of provider %q to another host, and integrations %s send credentials there; pass force=true to do it anyway",
-				strings.Join(moved, ", "), name, strings.Join(affected, ", ")), nil
-		}
+	widened, err := integrationsWidened(ctx, req.Storage, name, old, p)
+	if err != nil {
+		return nil, err
+	}
+	affected := sortedKeys(widened)
+	if len(affected) > 0 && !d.Get("force").(bool) {
+		return logical.ErrorResponse("this write lets integrations of provider %q send credentials to hosts they did not reach before (%s); pass force=true to do it anyway",
+			name, describeWidening(widened)), nil
 	}
 	defer b.usageCache.clear()
 	if err := putStoredProvider(ctx, req.Storage, p); err != nil {
@@ -192,49 +190,77 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	resp := &logical.Response{Data: providerResponse(p)}
 	if len(affected) > 0 {
 		resp.Data["affected_integrations"] = affected
-		resp.AddWarning(fmt.Sprintf("integrations %s now send credentials to the new host of %s", strings.Join(affected, ", "), name))
+		resp.AddWarning(fmt.Sprintf("integrations %s may now send credentials to new hosts of %s", strings.Join(affected, ", "), name))
 	}
 	return resp, nil
 }
 
-// movedEndpoints lists the endpoint fields whose host differs between two
-// endpointHosts results; an endpoint that had no URL before is not moved.
-func movedEndpoints(before, after map[string]string) []string {
-	var moved []string
-	for field, host := range before {
-		if host != "" && after[field] != host {
-			moved = append(moved, field)
-		}
-	}
-	sort.Strings(moved)
-	return moved
-}
-
-// integrationsInheriting lists the integrations of a provider that take at
-// least one of fields from it rather than setting it themselves.
-func integrationsInheriting(ctx context.Context, s logical.Storage, providerName string, fields []string) ([]string, error) {
+// integrationsWidened maps each integration of provider name whose reach
+// (see egressWidening) grows when the provider changes from before to
+// after (nil: the provider does not exist) to the settings that widen it.
+func integrationsWidened(ctx context.Context, s logical.Storage, name string, before, after *providerEntry) (map[string][]string, error) {
 	names, err := listIntegrations(ctx, s)
 	if err != nil {
 		return nil, err
 	}
-	var out []string
+	out := map[string][]string{}
 	for _, n := range names {
 		in, err := getIntegration(ctx, s, n)
 		if err != nil {
 			return nil, err
 		}
-		if in == nil || in.Provider != providerName {
+		if in == nil || in.Provider != name {
 			continue
 		}
-		own := in.endpointHosts()
-		for _, f := range fields {
-			if own[f] == "" {
-				out = append(out, n)
-				break
-			}
+		if fields := egressWidening(in, before, after); len(fields) > 0 {
+			out[n] = fields
 		}
 	}
 	return out, nil
+}
+
+// egressWidening lists the settings through which in, merged with after
+// instead of before, may send credentials somewhere new: a URL whose host
+// changed or appeared, an allowed_hosts pattern added, or a changed schema
+// of a connection_config key that chooses a host. A provider that goes away
+// (after nil) widens everything: what replaces it is unknown.
+func egressWidening(in *integrationEntry, before, after *providerEntry) []string {
+	if after == nil {
+		return []string{"the provider itself"}
+	}
+	var was endpointSettings
+	if before != nil {
+		was = mergeProvider(in, before).endpointSettings
+	}
+	now := mergeProvider(in, after).endpointSettings
+	var out []string
+	wasHosts, nowHosts := was.endpointHosts(), now.endpointHosts()
+	for _, f := range sortedKeys(nowHosts) {
+		if nowHosts[f] != "" && nowHosts[f] != wasHosts[f] {
+			out = append(out, f)
+		}
+	}
+	for _, pattern := range now.AllowedHosts {
+		if !provider.PatternCovered(pattern, was.AllowedHosts) {
+			out = append(out, "allowed_hosts")
+			break
+		}
+	}
+	for _, key := range now.hostKeys() {
+		if !sameJSON(was.ConnectionConfigSchema[key], now.ConnectionConfigSchema[key]) {
+			out = append(out, "connection_config_schema."+key)
+		}
+	}
+	return out
+}
+
+// describeWidening says, per integration, what widens its reach.
+func describeWidening(widened map[string][]string) string {
+	var parts []string
+	for _, n := range sortedKeys(widened) {
+		parts = append(parts, fmt.Sprintf("%s: %s", n, strings.Join(widened[n], ", ")))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
@@ -271,8 +297,31 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 		}
 		return nil, nil
 	}
+	// What applies after the delete: the built-in, or nothing.
+	var after *providerEntry
+	if bi, ok := builtinProviders[name]; ok {
+		cp := *bi
+		after = &cp
+	}
+	widened, err := integrationsWidened(ctx, req.Storage, name, stored, after)
+	if err != nil {
+		return nil, err
+	}
+	affected := sortedKeys(widened)
+	if len(affected) > 0 && !d.Get("force").(bool) {
+		return logical.ErrorResponse("integrations %s use provider %q, and deleting it changes where they send credentials (%s); pass force=true to delete it anyway",
+			strings.Join(affected, ", "), name, describeWidening(widened)), nil
+	}
 	defer b.usageCache.clear()
-	return nil, deleteStoredProvider(ctx, req.Storage, name)
+	if err := deleteStoredProvider(ctx, req.Storage, name); err != nil {
+		return nil, err
+	}
+	if len(affected) == 0 {
+		return nil, nil
+	}
+	resp := &logical.Response{Data: map[string]any{"affected_integrations": affected}}
+	resp.AddWarning(fmt.Sprintf("integrations %s used provider %q", strings.Join(affected, ", "), name))
+	return resp, nil
 }
 
 const pathProviderHelp = `

@@ -218,3 +218,48 @@ func TestScopeSeparatorAndRefreshURLRoundTrip(t *testing.T) {
 	}, "secret-marker-never-sent")
 	e.assertUnchanged(before)
 }
+
+// Every provider change that can send an inheriting integration's secrets
+// to a host it did not reach before needs force=true: a URL added where
+// there was none, allowed_hosts widened, the schema of a host-choosing key
+// changed; deleting a provider in use too. Each answer lists the affected
+// integrations.
+func TestProviderChangesThatWidenEgressNeedForce(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/gh", map[string]any{"provider": "github", "client_id": "c", "client_secret": "s"})
+	e.mustDo(logical.CreateOperation, "providers/tenant", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": "https://${connectionConfig.domain}/token",
+		"allowed_hosts": "*.tenant.example.com", "connection_config_schema": map[string]any{"domain": map[string]any{"pattern": "[a-z]+\\.tenant\\.example\\.com"}}})
+	e.mustDo(logical.CreateOperation, "integrations/t", map[string]any{"provider": "tenant", "client_id": "c", "client_secret": "s"})
+	before := e.snapshot()
+	for _, c := range []struct {
+		name, path string
+		body       map[string]any
+		users      string
+	}{
+		{"refresh_url added on another host", "providers/github", map[string]any{"refresh_url": "https://attacker.example.test/refresh"}, "gh"},
+		{"revocation_url added", "providers/github", map[string]any{"revocation_url": "https://attacker.example.test/revoke"}, "gh"},
+		{"allowed_hosts widened", "providers/tenant", map[string]any{"allowed_hosts": "*.tenant.example.com,*.attacker.example"}, "t"},
+		{"schema of a host key relaxed", "providers/tenant", map[string]any{"connection_config_schema": map[string]any{"domain": map[string]any{"pattern": ".+"}}}, "t"},
+	} {
+		msg := e.mustFail(logical.UpdateOperation, c.path, c.body, http.StatusBadRequest)
+		if !strings.Contains(msg, "force") || !strings.Contains(msg, c.users) {
+			t.Errorf("%s: error %q does not ask for force naming %s", c.name, msg, c.users)
+		}
+	}
+	msg := e.mustFail(logical.DeleteOperation, "providers/tenant", nil, http.StatusBadRequest)
+	if !strings.Contains(msg, "force") || !strings.Contains(msg, "t") {
+		t.Errorf("delete of a provider in use: %q", msg)
+	}
+	e.assertUnchanged(before)
+
+	// Narrowing needs no force; widening with force lists who is affected.
+	e.mustDo(logical.UpdateOperation, "providers/tenant", map[string]any{"allowed_hosts": "*.eu.tenant.example.com"})
+	data := e.mustDo(logical.UpdateOperation, "providers/github", map[string]any{"revocation_url": "https://attacker.example.test/revoke", "force": true})
+	if got := fmt.Sprint(data["affected_integrations"]); got != "[gh]" {
+		t.Fatalf("affected_integrations = %s", got)
+	}
+	resp, status := e.do(logical.DeleteOperation, "providers/tenant", map[string]any{"force": true})
+	if status/100 != 2 {
+		t.Fatalf("forced delete: %d %v", status, resp)
+	}
+}

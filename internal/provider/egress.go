@@ -367,3 +367,33 @@ func (g egressGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	return next.RoundTrip(req)
 }
+
+// HostPlaceholders lists the connection config keys that appear in the host
+// of any alternative of tmpl: the keys that choose where requests go.
+func HostPlaceholders(tmpl string) []string {
+	if tmpl == "" {
+		return nil
+	}
+	var hosts []string
+	for _, alt := range Alternatives(tmpl) {
+		hosts = append(hosts, templateHost(alt))
+	}
+	return Placeholders(strings.Join(hosts, " "))
+}
+
+// PatternCovered reports whether every host pattern matches is allowed by
+// patterns already: narrowing allowed_hosts (*.eu.okta.com under
+// *.okta.com) reaches no new host.
+func PatternCovered(pattern string, patterns []string) bool {
+	p := NewHostPolicy(nil, patterns)
+	suffix, wild := strings.CutPrefix(normalizeHost(strings.TrimSpace(pattern)), "*.")
+	if !wild {
+		return p.Allows(suffix)
+	}
+	for _, s := range p.suffixes {
+		if suffix == s || strings.HasSuffix(suffix, "."+s) {
+			return true
+		}
+	}
+	return false
+}
