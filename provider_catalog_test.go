@@ -191,6 +191,11 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 			}
 		}
 	}
+	// The schema's examples are documented hosts: the egress rule admits them.
+	in := &integrationEntry{Name: p.Name, AuthMode: p.AuthMode, endpointSettings: p.endpointSettings}
+	if err := in.checkConfigHosts(full); err != nil {
+		t.Errorf("the schema's examples break the egress rule: %v", err)
+	}
 }
 
 // checkHeadersRender renders the request headers for a connection of the
