@@ -29,9 +29,13 @@ type connectionDocument struct {
 	get     func(*connectionEntry) map[string]any
 	set     func(*connectionEntry, map[string]any)
 	help    string
-	// schemaChecked says that edits are checked against the integration's
-	// connection_config_schema.
-	schemaChecked bool
+}
+
+// isConnectionConfig says that doc is the connection's config: edits are
+// checked against the integration's connection_config_schema and against
+// what the connection's auth mode allows in it.
+func (doc connectionDocument) isConnectionConfig() bool {
+	return doc.field == "connection_config"
 }
 
 var connectionDocuments = []connectionDocument{
@@ -43,12 +47,11 @@ var connectionDocuments = []connectionDocument{
 		help:    "Metadata is any JSON object the application keeps with the connection: a customer name, a plan, ids at the provider.",
 	},
 	{
-		subPath:       "config",
-		field:         "connection_config",
-		get:           func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
-		set:           func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
-		help:          "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with. Edits are checked against the integration's connection_config_schema.",
-		schemaChecked: true,
+		subPath: "config",
+		field:   "connection_config",
+		get:     func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
+		set:     func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
+		help:    "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with. Edits are checked against the integration's connection_config_schema.",
 	},
 }
 
@@ -135,7 +138,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			return logical.ErrorResponse(err.Error()), nil
 		}
 		var schema valueSchema
-		if doc.schemaChecked {
+		if doc.isConnectionConfig() {
 			usage, err := b.usage(ctx, req.Storage, integration)
 			if err != nil {
 				return nil, err
@@ -155,6 +158,9 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			}
 			if err == nil {
 				err = schema.check(doc.field, updated)
+			}
+			if err == nil && doc.isConnectionConfig() {
+				err = checkConfigForMode(c.AuthMode, doc.field, updated)
 			}
 			if err != nil {
 				return nil, badInput(err)

@@ -410,6 +410,9 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 			*dst = obj
 		}
 	}
+	if err := checkConfigForMode(in.AuthMode, "connection_config", c.ConnectionConfig); err != nil {
+		return nil, err
+	}
 	if err := applyInstallationID(&c, in.AuthMode, d); err != nil {
 		return nil, err
 	}
@@ -452,19 +455,30 @@ func credentialValues(c *connectionEntry) map[string]any {
 	return out
 }
 
+// checkConfigForMode refuses a connection config (shown as field) that a
+// connection of mode may not hold: an APP connection's config may not name
+// an installation_id. Customers may be granted config writes; the
+// installation decides whose repositories the tokens open, so only the
+// connection's own field sets it, and a config key that looks as if it did
+// is refused rather than ignored.
+func checkConfigForMode(mode authMode, field string, cfg map[string]any) error {
+	if _, ok := cfg[appInstallationKey]; ok && mode == authModeApp {
+		return fmt.Errorf("%s.%s is not allowed on an APP connection: the installation is set by the connection's own %s field, on connections/<integration>/<connection_id>",
+			field, appInstallationKey, appInstallationKey)
+	}
+	return nil
+}
+
 // applyInstallationID sets an APP connection's installation from the
-// request's installation_id, or from connection_config.installation_id as
-// earlier versions took it (moved out of the config, which customers may be
-// allowed to edit). A new APP connection must name one.
+// request's installation_id, and nothing else: never from the connection's
+// config, which customers may be allowed to edit (entries of earlier
+// versions that kept it there are upgraded as they are loaded). A new APP
+// connection must name one.
 func applyInstallationID(c *connectionEntry, mode authMode, d *framework.FieldData) error {
 	if mode != authModeApp {
 		return nil
 	}
-	if v, ok := c.ConnectionConfig["installation_id"]; ok && v != nil {
-		c.InstallationID = fmt.Sprint(v)
-		delete(c.ConnectionConfig, "installation_id")
-	}
-	setString(d, "installation_id", &c.InstallationID)
+	setString(d, appInstallationKey, &c.InstallationID)
 	if c.InstallationID == "" {
 		return errors.New("installation_id is required for an APP connection")
 	}
@@ -607,9 +621,13 @@ Write takes the credentials of the integration's auth_mode:
   API_KEY    api_key
   BASIC      username, password
   CUSTOM     credentials (an object of strings)
+  APP        installation_id (required on create): the app installation
+             whose tokens the engine mints and renews
 
 Every mode also takes metadata and connection_config (JSON objects). Updates
-are partial: omitted fields keep their values.
+are partial: omitted fields keep their values. An APP connection's
+installation is its installation_id field; its connection_config may not
+hold one.
 
 Read returns the credentials as top-level fields, so
 

@@ -19,9 +19,10 @@ import (
 	"time"
 )
 
-// TestAppInstallationNotMovableThroughConfig (trust item 5): a write to an
-// APP connection's config sub-path, which a customer policy may grant,
-// cannot point its tokens at another installation.
+// TestAppInstallationNotMovableThroughConfig: a write to an APP
+// connection's config sub-path, which a customer policy may grant, cannot
+// point its tokens at another installation: a config holding installation_id
+// is refused.
 func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 	s := vaultFor(t)
 	as := newAuthServer(t)
@@ -36,8 +37,12 @@ func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 	os.WriteFile(keyFile, keyPEM, 0o600)
 	s.mustCLI(t, "write", "connect/integrations/trust-app", "provider=github-app", "app_id=4711", "private_key=@"+keyFile, "api_base_url="+as.URL)
 	s.mustCLI(t, "write", "connect/connections/trust-app/acme", "installation_id=100")
-	s.mustCLI(t, "write", "connect/connections/trust-app/acme/config", "installation_id=200")
-	s.mustCLI(t, "patch", "connect/connections/trust-app/acme/config", "installation_id=300")
+	for _, verb := range []string{"write", "patch"} {
+		out, err := s.cli(nil, verb, "connect/connections/trust-app/acme/config", "installation_id=200")
+		if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, "installation_id") {
+			t.Errorf("%s of installation_id to the config: %v\n%s", verb, err, out)
+		}
+	}
 	s.mustCLI(t, "write", "-f", "connect/connections/trust-app/acme/refresh")
 	if as.LastTenant() != "100" {
 		t.Fatalf("a config write moved the token to installation %s", as.LastTenant())
