@@ -32,8 +32,8 @@ type connectionDocument struct {
 }
 
 // isConnectionConfig says that doc is the connection's config: edits are
-// checked against the integration's connection_config_schema and against
-// what the connection's auth mode allows in it.
+// checked against the integration's connection_config_schema, and decide
+// where the connection's tokens are asked for.
 func (doc connectionDocument) isConnectionConfig() bool {
 	return doc.field == "connection_config"
 }
@@ -138,13 +138,13 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			return logical.ErrorResponse(err.Error()), nil
 		}
 		var schema valueSchema
+		var in *integrationEntry // the effective integration, for config edits
 		if doc.isConnectionConfig() {
-			usage, err := b.usage(ctx, req.Storage, integration)
-			if err != nil {
+			if in, err = integrationIfExists(ctx, req.Storage, integration); err != nil {
 				return nil, err
 			}
-			if usage != nil {
-				schema = usage.configSchema
+			if in != nil {
+				schema = in.ConnectionConfigSchema
 			}
 		}
 
@@ -152,6 +152,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			if c == nil {
 				return nil, connectionNotFound(integration, id)
 			}
+			before := c.clone()
 			updated, err := edit(doc.get(c), body)
 			if err == nil {
 				err = checkDocumentSize(doc.field, updated)
@@ -167,6 +168,12 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			}
 			doc.set(c, updated)
 			c.UpdatedAt = b.now()
+			if in != nil {
+				// A config that moves the token endpoint moves the token.
+				if err := b.issueTokenIfNeeded(ctx, in, before, c); err != nil {
+					return nil, err
+				}
+			}
 			return c, nil
 		})
 		if err != nil {

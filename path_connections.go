@@ -320,6 +320,17 @@ func integrationForWrites(ctx context.Context, s logical.Storage, name string) (
 	return stored, in, err
 }
 
+// integrationIfExists returns an integration with its provider's settings
+// filled in, nil when it does not exist: a write to one of its connections
+// then answers that the connection does not exist.
+func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
+	stored, err := getIntegration(ctx, s, name)
+	if err != nil || stored == nil {
+		return nil, err
+	}
+	return effectiveIntegration(ctx, s, stored)
+}
+
 // writeConnection creates or updates one connection from the fields in d:
 // the single write and every item of an import. stored is the integration
 // as stored, in its effective settings. created says whether the connection
@@ -334,10 +345,7 @@ func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored
 		if err != nil {
 			return nil, badInput(err)
 		}
-		if needsIssuedToken(c) {
-			return c, b.issueFirstToken(ctx, in, c)
-		}
-		return c, nil
+		return c, b.issueTokenIfNeeded(ctx, in, existing, c)
 	})
 	return c, created, err
 }
@@ -346,12 +354,29 @@ func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored
 // a token the provider has issued: client-credentials and app connections,
 // whose tokens the engine obtains itself.
 func needsIssuedToken(c *connectionEntry) bool {
-	return c.AuthMode.hasTokens() && c.AuthMode != authModeOAuth2 && c.Credentials.AccessToken == ""
+	return c.AuthMode.issuesOwnTokens() && c.Credentials.AccessToken == ""
 }
 
-// issueFirstToken gets a new connection's first token. On failure nothing
-// is stored.
-func (b *backend) issueFirstToken(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
+// issueTokenIfNeeded gets c a token, in the request that writes it, when
+// the engine obtains c's tokens itself and c has none, or holds one issued
+// for something else than c now names (before is the connection as it was,
+// nil on create): a token is never served for an installation or tenant it
+// was not issued for, not even until its next refresh. An error leaves the
+// caller nothing to store.
+func (b *backend) issueTokenIfNeeded(ctx context.Context, in *integrationEntry, before, c *connectionEntry) error {
+	if grantMoved(in, before, c) {
+		c.Credentials = credentials{}
+		c.RawTokenResponse = nil
+	}
+	if !needsIssuedToken(c) {
+		return nil
+	}
+	return b.issueToken(ctx, in, c)
+}
+
+// issueToken gets c a new token by the grant of its auth mode. On failure
+// nothing is stored.
+func (b *backend) issueToken(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
 	if !b.WriteSafeReplicationState() {
 		return logical.ErrReadOnly
 	}
@@ -627,7 +652,9 @@ Write takes the credentials of the integration's auth_mode:
 Every mode also takes metadata and connection_config (JSON objects). Updates
 are partial: omitted fields keep their values. An APP connection's
 installation is its installation_id field; its connection_config may not
-hold one.
+hold one. A write that changes what an OAUTH2_CC or APP token is issued for
+(another installation, a config that resolves to another token URL) gets a
+new token in the same request, or fails and changes nothing.
 
 Read returns the credentials as top-level fields, so
 

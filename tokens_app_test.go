@@ -188,3 +188,42 @@ func TestAppEntryOfEarlierVersionKeepsItsOwnInstallation(t *testing.T) {
 		t.Fatalf("stored entry: installation %s, config %v", stored.InstallationID, raw["connection_config"])
 	}
 }
+
+// TestAppInstallationChangeReissuesToken: a connection write that moves an
+// APP connection to another installation discards the old installation's
+// token and answers with one for the new installation; if the provider
+// refuses that, the write fails and the connection keeps its installation
+// and token.
+func TestAppInstallationChangeReissuesToken(t *testing.T) {
+	e, srv, _ := appEnv(t)
+	first := e.mustDo(logical.CreateOperation, "connections/ghapp/acme", map[string]any{"installation_id": "987"})["access_token"].(string)
+
+	moved := e.mustDo(logical.UpdateOperation, "connections/ghapp/acme", map[string]any{"installation_id": "988"})
+	tok := moved["access_token"].(string)
+	if tok == first || !srv.AccessTokenValid(tok) || srv.LastTenant() != "988" || moved["installation_id"] != "988" {
+		t.Fatalf("after the move: token changed %v, asked for installation %s, reads %v", tok != first, srv.LastTenant(), moved["installation_id"])
+	}
+	if read := e.mustDo(logical.ReadOperation, "connections/ghapp/acme", nil); read["access_token"] != tok {
+		t.Fatal("a read after the move serves another token than the write answered")
+	}
+
+	// The provider refuses the next installation: nothing changes.
+	before := e.snapshot()
+	srv.Fail("not_found", http.StatusNotFound)
+	msg := e.mustFail(logical.UpdateOperation, "connections/ghapp/acme", map[string]any{"installation_id": "989", "metadata": map[string]any{"plan": "x"}}, http.StatusFailedDependency)
+	if !strings.Contains(msg, "404") {
+		t.Fatalf("error = %q", msg)
+	}
+	e.assertUnchanged(before)
+	read := e.mustDo(logical.ReadOperation, "connections/ghapp/acme", nil)
+	if read["access_token"] != tok || read["installation_id"] != "988" {
+		t.Fatalf("after a refused move: installation %v, token kept %v", read["installation_id"], read["access_token"] == tok)
+	}
+
+	// An unrelated write keeps the token and asks the provider nothing.
+	srv.Fail("", 0)
+	requests := srv.Requests()
+	if again := e.mustDo(logical.UpdateOperation, "connections/ghapp/acme", map[string]any{"installation_id": "988", "metadata": map[string]any{"plan": "y"}}); again["access_token"] != tok || srv.Requests() != requests {
+		t.Fatal("a write that keeps the installation replaced the token")
+	}
+}

@@ -22,7 +22,8 @@ import (
 // TestAppInstallationNotMovableThroughConfig: a write to an APP
 // connection's config sub-path, which a customer policy may grant, cannot
 // point its tokens at another installation: a config holding installation_id
-// is refused.
+// is refused. The operator's connection write moves it, with a token of the
+// new installation in the same answer.
 func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 	s := vaultFor(t)
 	as := newAuthServer(t)
@@ -43,9 +44,13 @@ func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 			t.Errorf("%s of installation_id to the config: %v\n%s", verb, err, out)
 		}
 	}
-	s.mustCLI(t, "write", "-f", "connect/connections/trust-app/acme/refresh")
+	first := s.mustCLI(t, "write", "-field=access_token", "-f", "connect/connections/trust-app/acme/refresh")
 	if as.LastTenant() != "100" {
 		t.Fatalf("a config write moved the token to installation %s", as.LastTenant())
+	}
+	moved := s.mustCLI(t, "write", "-field=access_token", "connect/connections/trust-app/acme", "installation_id=101")
+	if as.LastTenant() != "101" || moved == first || !as.AccessTokenValid(moved) {
+		t.Fatalf("after the operator's move: asked for installation %s, token replaced %v", as.LastTenant(), moved != first)
 	}
 }
 
