@@ -52,6 +52,13 @@ func (m authMode) hasTokens() bool {
 	return m.isOAuth() || m == authModeApp
 }
 
+// issuesOwnTokens reports whether the engine obtains this mode's tokens by
+// itself, with nothing from the customer but the connection's settings:
+// client credentials and app installations.
+func (m authMode) issuesOwnTokens() bool {
+	return m == authModeOAuth2CC || m == authModeApp
+}
+
 // integrationModeFields lists the integration fields that only make sense for
 // some auth modes. A write that sets one of them for another mode is refused,
 // so a typo'd mode never silently drops a client secret.

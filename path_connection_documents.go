@@ -29,9 +29,13 @@ type connectionDocument struct {
 	get     func(*connectionEntry) map[string]any
 	set     func(*connectionEntry, map[string]any)
 	help    string
-	// schemaChecked says that edits are checked against the integration's
-	// connection_config_schema.
-	schemaChecked bool
+}
+
+// isConnectionConfig says that doc is the connection's config: edits are
+// checked against the integration's connection_config_schema, and decide
+// where the connection's tokens are asked for.
+func (doc connectionDocument) isConnectionConfig() bool {
+	return doc.field == "connection_config"
 }
 
 var connectionDocuments = []connectionDocument{
@@ -43,12 +47,11 @@ var connectionDocuments = []connectionDocument{
 		help:    "Metadata is any JSON object the application keeps with the connection: a customer name, a plan, ids at the provider.",
 	},
 	{
-		subPath:       "config",
-		field:         "connection_config",
-		get:           func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
-		set:           func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
-		help:          "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with. Edits are checked against the integration's connection_config_schema.",
-		schemaChecked: true,
+		subPath: "config",
+		field:   "connection_config",
+		get:     func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
+		set:     func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
+		help:    "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with. Edits are checked against the integration's connection_config_schema.",
 	},
 }
 
@@ -136,14 +139,10 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 		}
 		// A config edit is checked as every config write is; metadata is
 		// the application's own.
-		check := func(string, map[string]any) error { return nil }
-		if doc.schemaChecked {
-			usage, err := b.usage(ctx, req.Storage, integration)
-			if err != nil {
+		var in *integrationEntry // the effective integration, for config edits
+		if doc.isConnectionConfig() {
+			if in, err = integrationIfExists(ctx, req.Storage, integration); err != nil {
 				return nil, err
-			}
-			if usage != nil {
-				check = usage.integration.checkConnectionConfig
 			}
 		}
 
@@ -151,18 +150,28 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			if c == nil {
 				return nil, connectionNotFound(integration, id)
 			}
+			before := c.clone()
 			updated, err := edit(doc.get(c), body)
 			if err == nil {
 				err = checkDocumentSize(doc.field, updated)
 			}
-			if err == nil {
-				err = check(doc.field, updated)
+			if err == nil && in != nil {
+				err = in.checkConnectionConfig(doc.field, updated)
+			}
+			if err == nil && doc.isConnectionConfig() {
+				err = checkConfigForMode(c.AuthMode, doc.field, updated)
 			}
 			if err != nil {
 				return nil, badInput(err)
 			}
 			doc.set(c, updated)
 			c.UpdatedAt = b.now()
+			if in != nil {
+				// A config that moves the token endpoint moves the token.
+				if err := b.issueTokenIfNeeded(ctx, in, before, c); err != nil {
+					return nil, err
+				}
+			}
 			return c, nil
 		})
 		if err != nil {

@@ -320,6 +320,17 @@ func integrationForWrites(ctx context.Context, s logical.Storage, name string) (
 	return stored, in, err
 }
 
+// integrationIfExists returns an integration with its provider's settings
+// filled in, nil when it does not exist: a write to one of its connections
+// then answers that the connection does not exist.
+func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
+	stored, err := getIntegration(ctx, s, name)
+	if err != nil || stored == nil {
+		return nil, err
+	}
+	return effectiveIntegration(ctx, s, stored)
+}
+
 // writeConnection creates or updates one connection from the fields in d:
 // the single write and every item of an import. stored is the integration
 // as stored, in its effective settings. created says whether the connection
@@ -334,10 +345,7 @@ func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored
 		if err != nil {
 			return nil, badInput(err)
 		}
-		if needsIssuedToken(c) {
-			return c, b.issueFirstToken(ctx, in, c)
-		}
-		return c, nil
+		return c, b.issueTokenIfNeeded(ctx, in, existing, c)
 	})
 	return c, created, err
 }
@@ -346,12 +354,29 @@ func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored
 // a token the provider has issued: client-credentials and app connections,
 // whose tokens the engine obtains itself.
 func needsIssuedToken(c *connectionEntry) bool {
-	return c.AuthMode.hasTokens() && c.AuthMode != authModeOAuth2 && c.Credentials.AccessToken == ""
+	return c.AuthMode.issuesOwnTokens() && c.Credentials.AccessToken == ""
 }
 
-// issueFirstToken gets a new connection's first token. On failure nothing
-// is stored.
-func (b *backend) issueFirstToken(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
+// issueTokenIfNeeded gets c a token, in the request that writes it, when
+// the engine obtains c's tokens itself and c has none, or holds one issued
+// for something else than c now names (before is the connection as it was,
+// nil on create): a token is never served for an installation or tenant it
+// was not issued for, not even until its next refresh. An error leaves the
+// caller nothing to store.
+func (b *backend) issueTokenIfNeeded(ctx context.Context, in *integrationEntry, before, c *connectionEntry) error {
+	if grantMoved(in, before, c) {
+		c.Credentials = credentials{}
+		c.RawTokenResponse = nil
+	}
+	if !needsIssuedToken(c) {
+		return nil
+	}
+	return b.issueToken(ctx, in, c)
+}
+
+// issueToken gets c a new token by the grant of its auth mode. On failure
+// nothing is stored.
+func (b *backend) issueToken(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
 	if !b.WriteSafeReplicationState() {
 		return logical.ErrReadOnly
 	}
@@ -410,6 +435,9 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 			*dst = obj
 		}
 	}
+	if err := checkConfigForMode(in.AuthMode, "connection_config", c.ConnectionConfig); err != nil {
+		return nil, err
+	}
 	if err := applyInstallationID(&c, in.AuthMode, d); err != nil {
 		return nil, err
 	}
@@ -452,19 +480,30 @@ func credentialValues(c *connectionEntry) map[string]any {
 	return out
 }
 
+// checkConfigForMode refuses a connection config (shown as field) that a
+// connection of mode may not hold: an APP connection's config may not name
+// an installation_id. Customers may be granted config writes; the
+// installation decides whose repositories the tokens open, so only the
+// connection's own field sets it, and a config key that looks as if it did
+// is refused rather than ignored.
+func checkConfigForMode(mode authMode, field string, cfg map[string]any) error {
+	if _, ok := cfg[appInstallationKey]; ok && mode == authModeApp {
+		return fmt.Errorf("%s.%s is not allowed on an APP connection: the installation is set by the connection's own %s field, on connections/<integration>/<connection_id>",
+			field, appInstallationKey, appInstallationKey)
+	}
+	return nil
+}
+
 // applyInstallationID sets an APP connection's installation from the
-// request's installation_id, or from connection_config.installation_id as
-// earlier versions took it (moved out of the config, which customers may be
-// allowed to edit). A new APP connection must name one.
+// request's installation_id, and nothing else: never from the connection's
+// config, which customers may be allowed to edit (entries of earlier
+// versions that kept it there are upgraded as they are loaded). A new APP
+// connection must name one.
 func applyInstallationID(c *connectionEntry, mode authMode, d *framework.FieldData) error {
 	if mode != authModeApp {
 		return nil
 	}
-	if v, ok := c.ConnectionConfig["installation_id"]; ok && v != nil {
-		c.InstallationID = fmt.Sprint(v)
-		delete(c.ConnectionConfig, "installation_id")
-	}
-	setString(d, "installation_id", &c.InstallationID)
+	setString(d, appInstallationKey, &c.InstallationID)
 	if c.InstallationID == "" {
 		return errors.New("installation_id is required for an APP connection")
 	}
@@ -607,9 +646,15 @@ Write takes the credentials of the integration's auth_mode:
   API_KEY    api_key
   BASIC      username, password
   CUSTOM     credentials (an object of strings)
+  APP        installation_id (required on create): the app installation
+             whose tokens the engine mints and renews
 
 Every mode also takes metadata and connection_config (JSON objects). Updates
-are partial: omitted fields keep their values.
+are partial: omitted fields keep their values. An APP connection's
+installation is its installation_id field; its connection_config may not
+hold one. A write that changes what an OAUTH2_CC or APP token is issued for
+(another installation, a config that resolves to another token URL) gets a
+new token in the same request, or fails and changes nothing.
 
 Read returns the credentials as top-level fields, so
 

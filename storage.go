@@ -240,16 +240,29 @@ type connectionEntry struct {
 	issued bool
 }
 
-// upgrade brings an entry stored by an earlier version up to date: APP
-// connections kept their installation in connection_config.
+// upgrade brings an entry stored by an earlier version up to date as it is
+// loaded: APP connections kept their installation in connection_config.
+// The config key is dropped whatever else holds: when the entry has its own
+// installation the key is a stray one (earlier versions let the config
+// sub-path, which customers may write, add it), and it must not decide
+// which installation the connection mints for.
 func (c *connectionEntry) upgrade() {
-	if c.AuthMode == authModeApp && c.InstallationID == "" && c.ConnectionConfig != nil {
-		if v, ok := c.ConnectionConfig["installation_id"]; ok && v != nil {
-			c.InstallationID = fmt.Sprint(v)
-			delete(c.ConnectionConfig, "installation_id")
-		}
+	if c.AuthMode != authModeApp || c.ConnectionConfig == nil {
+		return
 	}
+	v, ok := c.ConnectionConfig[appInstallationKey]
+	if !ok {
+		return
+	}
+	if c.InstallationID == "" && v != nil {
+		c.InstallationID = fmt.Sprint(v)
+	}
+	delete(c.ConnectionConfig, appInstallationKey)
 }
+
+// appInstallationKey is the connection field naming an APP connection's
+// installation, which its connection_config may not hold.
+const appInstallationKey = "installation_id"
 
 // clone copies an entry deeply enough that the copy's maps and slices can be
 // changed without touching the original (which the cache may hold).

@@ -88,6 +88,50 @@ func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *conne
 	return nil, fmt.Errorf("auth_mode %s has no token grant", c.AuthMode)
 }
 
+// tokenGrant is what a token the engine obtains itself is issued for, as
+// far as a connection decides it: the endpoint asked (the token URL of an
+// OAUTH2_CC connection, the API of an APP one, both filled from the
+// connection's config) and the APP installation. The request's parameters
+// and scopes come from the integration, which no connection write changes.
+type tokenGrant struct {
+	endpoint       string
+	installationID string
+}
+
+// grantOf is the grant c's next token would be issued for; the zero grant
+// for modes whose tokens the engine does not obtain by itself.
+func grantOf(in *integrationEntry, c *connectionEntry) (tokenGrant, error) {
+	ep, err := endpoints(in, c.ConnectionConfig)
+	if err != nil {
+		return tokenGrant{}, err
+	}
+	switch c.AuthMode {
+	case authModeOAuth2CC:
+		return tokenGrant{endpoint: ep.Token}, nil
+	case authModeApp:
+		return tokenGrant{endpoint: ep.APIBase, installationID: c.InstallationID}, nil
+	}
+	return tokenGrant{}, nil
+}
+
+// grantMoved reports whether the token after would hold was issued for
+// something else than after names now: another installation, another
+// token endpoint. Such a token must not be served as after's. A config
+// that resolves neither before nor after is no move, so that an unrelated
+// edit of such a connection is not refused; one that resolves on one side
+// only is.
+func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
+	if before == nil || !after.AuthMode.issuesOwnTokens() {
+		return false
+	}
+	old, errOld := grantOf(in, before)
+	cur, errCur := grantOf(in, after)
+	if errOld != nil || errCur != nil {
+		return (errOld == nil) != (errCur == nil)
+	}
+	return old != cur
+}
+
 // apply stores a token response in c and copies the members that in maps
 // into the connection's config. A response without a refresh token keeps
 // the old one (RFC 6749 section 6: the server may or may not issue a new

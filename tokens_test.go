@@ -151,3 +151,64 @@ func TestRefreshErrorHoldsNoEchoedSecret(t *testing.T) {
 		t.Fatalf("last_refresh_error = %q", stored.LastRefreshError)
 	}
 }
+
+// TestClientCredentialsConfigChangeReissuesToken: a config change that
+// moves an OAUTH2_CC connection's token endpoint (here, another tenant)
+// discards the old token and gets one from the new endpoint in the same
+// request, on every path that writes config; if the new endpoint refuses,
+// the write fails and the connection keeps its config and token.
+func TestClientCredentialsConfigChangeReissuesToken(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/tenantcc", map[string]any{
+		"auth_mode": "OAUTH2_CC", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"token_url": srv.URL + "/t/${connectionConfig.tenant}/token",
+	})
+	tok := e.mustDo(logical.CreateOperation, "connections/tenantcc/m1", map[string]any{"connection_config": map[string]any{"tenant": "acme"}})["access_token"]
+	if srv.LastTenant() != "acme" {
+		t.Fatalf("first token from tenant %q", srv.LastTenant())
+	}
+	for _, w := range []struct {
+		name, tenant string
+		op           logical.Operation
+		path         string
+		body         map[string]any
+	}{
+		{"connection update", "globex", logical.UpdateOperation, "connections/tenantcc/m1", map[string]any{"connection_config": map[string]any{"tenant": "globex"}}},
+		{"config write", "initech", logical.UpdateOperation, "connections/tenantcc/m1/config", map[string]any{"tenant": "initech"}},
+		{"config patch", "umbrella", logical.PatchOperation, "connections/tenantcc/m1/config", map[string]any{"tenant": "umbrella"}},
+		{"import", "hooli", logical.UpdateOperation, "import/tenantcc", map[string]any{"connections": []any{
+			map[string]any{"connection_id": "m1", "connection_config": map[string]any{"tenant": "hooli"}}}}},
+	} {
+		e.mustDo(w.op, w.path, w.body)
+		if srv.LastTenant() != w.tenant {
+			t.Fatalf("%s: the new token was asked of tenant %q", w.name, srv.LastTenant())
+		}
+		read := e.mustDo(logical.ReadOperation, "connections/tenantcc/m1", nil)
+		if read["access_token"] == tok || !srv.AccessTokenValid(read["access_token"].(string)) {
+			t.Fatalf("%s: the connection still serves the old tenant's token", w.name)
+		}
+		tok = read["access_token"]
+	}
+
+	// The new tenant's endpoint refuses: nothing changes.
+	before := e.snapshot()
+	srv.Fail("invalid_client", http.StatusUnauthorized)
+	msg := e.mustFail(logical.UpdateOperation, "connections/tenantcc/m1/config", map[string]any{"tenant": "soylent"}, http.StatusFailedDependency)
+	if !strings.Contains(msg, "invalid_client") || strings.Contains(msg, srv.ClientSecret) {
+		t.Fatalf("error = %q", msg)
+	}
+	e.assertUnchanged(before)
+	read := e.mustDo(logical.ReadOperation, "connections/tenantcc/m1", nil)
+	if read["access_token"] != tok || read["connection_config"].(map[string]any)["tenant"] != "hooli" {
+		t.Fatalf("after a refused move: config %v, token kept %v", read["connection_config"], read["access_token"] == tok)
+	}
+
+	// A config change that leaves the token endpoint alone keeps the token
+	// and asks the provider nothing.
+	srv.Fail("", 0)
+	requests := srv.Requests()
+	e.mustDo(logical.PatchOperation, "connections/tenantcc/m1/config", map[string]any{"region": "eu"})
+	if read := e.mustDo(logical.ReadOperation, "connections/tenantcc/m1", nil); read["access_token"] != tok || srv.Requests() != requests {
+		t.Fatal("a config change that keeps the token endpoint replaced the token")
+	}
+}

@@ -170,7 +170,7 @@ func TestAppModeThroughVault(t *testing.T) {
 	if strings.Contains(s.mustCLI(t, "read", "-format=json", "connect/integrations/e2e-app"), "PRIVATE KEY") {
 		t.Fatal("integration read shows the private key")
 	}
-	out, err := s.cli([]byte(`{"connection_config": {"installation_id": 555}}`), "write", "connect/connections/e2e-app/acme", "-")
+	out, err := s.cli([]byte(`{"installation_id": "555"}`), "write", "connect/connections/e2e-app/acme", "-")
 	if err != nil {
 		t.Fatalf("app connection: %v %s", err, out)
 	}

@@ -19,9 +19,11 @@ import (
 	"time"
 )
 
-// TestAppInstallationNotMovableThroughConfig (trust item 5): a write to an
-// APP connection's config sub-path, which a customer policy may grant,
-// cannot point its tokens at another installation.
+// TestAppInstallationNotMovableThroughConfig: a write to an APP
+// connection's config sub-path, which a customer policy may grant, cannot
+// point its tokens at another installation: a config holding installation_id
+// is refused. The operator's connection write moves it, with a token of the
+// new installation in the same answer.
 func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 	s := vaultFor(t)
 	as := newAuthServer(t)
@@ -36,11 +38,19 @@ func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 	os.WriteFile(keyFile, keyPEM, 0o600)
 	s.mustCLI(t, "write", "connect/integrations/trust-app", "provider=github-app", "app_id=4711", "private_key=@"+keyFile, "api_base_url="+as.URL)
 	s.mustCLI(t, "write", "connect/connections/trust-app/acme", "installation_id=100")
-	s.mustCLI(t, "write", "connect/connections/trust-app/acme/config", "installation_id=200")
-	s.mustCLI(t, "patch", "connect/connections/trust-app/acme/config", "installation_id=300")
-	s.mustCLI(t, "write", "-f", "connect/connections/trust-app/acme/refresh")
+	for _, verb := range []string{"write", "patch"} {
+		out, err := s.cli(nil, verb, "connect/connections/trust-app/acme/config", "installation_id=200")
+		if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, "installation_id") {
+			t.Errorf("%s of installation_id to the config: %v\n%s", verb, err, out)
+		}
+	}
+	first := s.mustCLI(t, "write", "-field=access_token", "-f", "connect/connections/trust-app/acme/refresh")
 	if as.LastTenant() != "100" {
 		t.Fatalf("a config write moved the token to installation %s", as.LastTenant())
+	}
+	moved := s.mustCLI(t, "write", "-field=access_token", "connect/connections/trust-app/acme", "installation_id=101")
+	if as.LastTenant() != "101" || moved == first || !as.AccessTokenValid(moved) {
+		t.Fatalf("after the operator's move: asked for installation %s, token replaced %v", as.LastTenant(), moved != first)
 	}
 }
 
