@@ -103,12 +103,17 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if fail != nil {
 		return nil, fail
 	}
+	fromCallback := callbackValues(in.CallbackConfig, query)
+	if err := checkCallbackConfig(in, fromCallback); err != nil {
+		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf(
+			"The provider's redirect carries connection config this integration does not accept: %s. Nothing was stored. Start the authorization again.", err)}
+	}
 	res, err := b.tokens.client.ExchangeCode(ctx, oauthApp(in), ep, st.RedirectURL, code, st.Verifier)
 	if err != nil {
 		b.Logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
 		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}
 	}
-	if err := b.storeAuthorizedConnection(ctx, s, in, st, res, callbackValues(in.CallbackConfig, query)); err != nil {
+	if err := b.storeAuthorizedConnection(ctx, s, in, st, res, fromCallback); err != nil {
 		b.Logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
 			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
@@ -189,6 +194,27 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 		return c, nil
 	})
 	return err
+}
+
+// checkCallbackConfig checks the values callback_config copies from the
+// provider's redirect against the integration's connection_config_schema,
+// as any write of a connection's config is checked: the redirect comes
+// through the customer's browser, so its query is the customer's input,
+// and it must not replace a value authorize checked with one the schema
+// refuses. It runs before the code is exchanged, so a refusal spends
+// nothing at the provider. Errors name the key, never the value.
+func checkCallbackConfig(in *integrationEntry, fromCallback map[string]any) error {
+	for _, key := range in.CallbackConfig {
+		v, ok := fromCallback[key]
+		f, inSchema := in.ConnectionConfigSchema[key]
+		if !ok || !inSchema {
+			continue
+		}
+		if err := f.check(v); err != nil {
+			return fmt.Errorf("connection_config.%s %s", key, err)
+		}
+	}
+	return nil
 }
 
 // maxCallbackValueLen bounds a value copied from the callback's query.
