@@ -263,6 +263,7 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		if withLongLived {
 			data["refresh_token"] = cr.RefreshToken
 			data["raw_token_response"] = nonNilObject(c.RawTokenResponse)
+			data["raw_token_response_note"] = c.RawTokenResponseNote
 		}
 	case authModeAPIKey:
 		data["api_key"] = cr.APIKey
