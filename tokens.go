@@ -100,10 +100,10 @@ func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *conne
 
 // apply stores a token response in c and copies the members that in maps
 // into the connection's config, within the size caps of both (what did not
-// fit is noted in c.RawTokenResponseNote). A response without a refresh token keeps
-// the old one (RFC 6749 section 6: the server may or may not issue a new
-// one). c is marked as holding provider-issued credentials, which the store
-// never drops.
+// fit is noted in c.RawTokenResponseNote). A response without a refresh
+// token keeps the old one (RFC 6749 section 6: the server may or may not
+// issue a new one). c is marked as holding provider-issued credentials,
+// which the store never drops.
 func (t *tokenIssuer) apply(c *connectionEntry, in *integrationEntry, res *provider.Token, now time.Time) {
 	cr := &c.Credentials
 	cr.AccessToken = res.AccessToken
@@ -159,12 +159,13 @@ const maxNotedMembers = 8
 
 // trimRawTokenResponse returns what is kept of a provider's raw token
 // response: all of it when its JSON fits maxRawTokenBytes, else all but its
-// largest members, with a note naming what was dropped. The members of
-// RFC 6749 and those the engine reads (rawMembersDroppedLast) go last. A token answer is
-// never refused for its size (the provider may have spent a refresh token
-// to send it, and the tokens, expiry and scopes are kept in the
-// credentials), but an entry with a raw response near 1 MiB is one that
-// integrated storage refuses on every save, losing each new refresh token.
+// largest members, with a note naming what was dropped; the members of
+// RFC 6749 and those the engine reads (rawMembersDroppedLast) go last. A
+// token answer is never refused for its size (the provider may have spent
+// a refresh token to send it, and the tokens, expiry and scopes are kept
+// in the credentials), but an entry with a raw response near 1 MiB is one
+// that integrated storage refuses on every save, losing each new refresh
+// token.
 func trimRawTokenResponse(raw map[string]any) (map[string]any, []string) {
 	sizes := make(map[string]int, len(raw))
 	total := 2 // the braces
