@@ -19,12 +19,18 @@ const testRedirectURL = "https://vault.example.test/v1/connect/oauth/callback"
 func authEnv(t *testing.T) (*testEnv, *oauthtest.Server) {
 	t.Helper()
 	e, srv := oauthEnv(t)
+	configureCallback(e, srv)
+	return e, srv
+}
+
+// configureCallback sets the mount's redirect_url, registers it with srv
+// and points the "github" integration's auth_url at srv.
+func configureCallback(e *testEnv, srv *oauthtest.Server) {
 	srv.RegisterRedirectURI(testRedirectURL)
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{
 		"redirect_url": testRedirectURL, "allowed_return_urls": "https://app.example.test/done",
 	})
 	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_url": srv.AuthURL(), "allowed_scopes": "admin:org"})
-	return e, srv
 }
 
 func TestAuthorizeURL(t *testing.T) {

@@ -27,8 +27,9 @@ func TestRawAddsOnlyTheLongLivedSecrets(t *testing.T) {
 			t.Errorf("raw read lacks %s (%v)", k, v)
 		}
 	}
-	if len(raw) != len(plain)+2 {
-		t.Fatalf("raw read has %d fields, plain %d: raw should add exactly two", len(raw), len(plain))
+	if len(raw) != len(plain)+3 || raw["raw_token_response_note"] != "" {
+		t.Fatalf("raw read has %d fields, plain %d: raw should add exactly the refresh token, the raw response and its note (empty: nothing dropped, got %q)",
+			len(raw), len(plain), raw["raw_token_response_note"])
 	}
 }
 

@@ -39,11 +39,17 @@ func pathConnectionImport(b *backend) []*framework.Path {
 					"connections/<integration>/<connection_id> (credentials by auth mode, metadata, connection_config).", maxImportItems),
 				Required: true,
 			},
+			"overwrite": {
+				Type:    framework.TypeBool,
+				Default: false,
+				Description: "Also update connections that exist already, as a connection write would. Without it an import " +
+					"only creates: an item whose connection_id exists fails alone and leaves that connection as it is.",
+			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
 			logical.UpdateOperation: forwardedOperation(b.pathConnectionImport, "import", okResponse("OK", importResponseFields())),
 		},
-		HelpSynopsis: "Create or update many connections of one integration in one request.",
+		HelpSynopsis: "Create many connections of one integration in one request (and update existing ones with overwrite=true).",
 		HelpDescription: `
 Each item of "connections" is written as "vault write connect/connections/<integration>/<connection_id>"
 would write it, on its own: an item that fails (bad input, a schema it does not meet, a provider that
@@ -51,7 +57,13 @@ refuses a client-credentials token) changes nothing of that connection and does 
 The answer lists every item in order with its status: "created", "updated" or "failed" with "error".
 A request that is itself wrong (no list, more than 1000 items, an id twice) is a 400 and writes nothing.
 
+An import only creates: an item whose connection already exists fails ("already exists") and leaves
+that connection as it is, unless the request sets overwrite=true. Import writes any connection of the
+integration, tokens, config and APP installation included, so it is an operator's path: a customer's
+policy never grants it.
+
     vault write connect/import/github @connections.json   # {"connections": [{"connection_id": "acme", "access_token": "...", ...}]}
+    vault write connect/import/github overwrite=true @connections.json
 `,
 	}}
 }
@@ -65,9 +77,9 @@ type importResult struct {
 
 func importResponseFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
-		"results": typed(framework.TypeSlice, "Per item, in request order: connection_id, status (created, updated or failed) and, when failed, error."),
+		"results": typed(framework.TypeSlice, "Per item, in request order: connection_id, status (created, updated or failed) and, when failed, error (\"already exists\" for an existing connection without overwrite=true)."),
 		"created": typed(framework.TypeInt, "How many connections were created."),
-		"updated": typed(framework.TypeInt, "How many existing connections were updated."),
+		"updated": typed(framework.TypeInt, "How many existing connections were updated (only with overwrite=true)."),
 		"failed":  typed(framework.TypeInt, "How many items failed and changed nothing."),
 	}
 }
@@ -87,10 +99,11 @@ func (b *backend) pathConnectionImport(ctx context.Context, req *logical.Request
 	}
 	results := make([]importResult, len(items))
 	schema := connectionFields()
+	overwrite := d.Get("overwrite").(bool)
 	var storageErr error
 	var errOnce sync.Once
 	b.forEachImportItem(len(items), func(i int) {
-		res, err := b.importOne(ctx, req.Storage, stored, in, schema, items[i])
+		res, err := b.importOne(ctx, req.Storage, stored, in, schema, items[i], overwrite)
 		if err != nil {
 			errOnce.Do(func() { storageErr = err })
 		}
@@ -160,9 +173,10 @@ func (b *backend) forEachImportItem(n int, do func(i int)) {
 	wg.Wait()
 }
 
-// importOne writes one item; schema is the connection write's fields. Its own faults (a 4xx or 424 had it been a
-// single write) are its result; anything else is returned as an error.
-func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, schema map[string]*framework.FieldSchema, item map[string]any) (importResult, error) {
+// importOne writes one item; schema is the connection write's fields, and without overwrite an item whose
+// connection exists fails. Its own faults (a 4xx or 424 had it been a single write) are its result; anything
+// else is returned as an error.
+func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, schema map[string]*framework.FieldSchema, item map[string]any, overwrite bool) (importResult, error) {
 	id := item["connection_id"].(string)
 	raw := make(map[string]any, len(item))
 	for k, v := range item {
@@ -174,7 +188,7 @@ func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *
 	if err := d.Validate(); err != nil {
 		return importResult{ConnectionID: id, Status: "failed", Error: err.Error()}, nil
 	}
-	_, created, err := b.writeConnection(ctx, s, stored, in, id, d)
+	_, created, err := b.writeConnection(ctx, s, stored, in, id, d, overwrite)
 	switch {
 	case err == nil && created:
 		return importResult{ConnectionID: id, Status: "created"}, nil

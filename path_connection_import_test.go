@@ -22,7 +22,7 @@ func TestImportWritesEachItemOnItsOwn(t *testing.T) {
 	})
 	e.mustDo(logical.CreateOperation, "connections/crm/existing", map[string]any{"api_key": "old-key", "connection_config": map[string]any{"subdomain": "old"}})
 
-	got := e.mustDo(logical.UpdateOperation, "import/crm", map[string]any{"connections": []any{
+	got := e.mustDo(logical.UpdateOperation, "import/crm", map[string]any{"overwrite": true, "connections": []any{
 		map[string]any{"connection_id": "acme", "api_key": "key-acme", "connection_config": map[string]any{"subdomain": "acme"}, "metadata": map[string]any{"plan": "pro"}},
 		map[string]any{"connection_id": "bad-config", "api_key": "key-bad", "connection_config": map[string]any{"subdomain": "NOT VALID"}},
 		map[string]any{"connection_id": "existing", "api_key": "new-key"},
@@ -103,5 +103,42 @@ func TestImportStorageFailureIsAnError(t *testing.T) {
 	resp, status := e.do(logical.UpdateOperation, "import/crm", map[string]any{"connections": []any{map[string]any{"connection_id": "a", "api_key": "k"}}})
 	if status != http.StatusInternalServerError {
 		t.Fatalf("import with failing storage: status %d, resp %v", status, resp)
+	}
+}
+
+// An import creates connections; one whose id exists already fails alone
+// and is left as it was, unless the request sets overwrite=true. Import is
+// a batch create, not a way around the write that each connection's own
+// path (and its policy) guards.
+func TestImportCreatesOnlyUnlessOverwrite(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/crm", map[string]any{"auth_mode": "API_KEY"})
+	e.mustDo(logical.CreateOperation, "connections/crm/existing", map[string]any{"api_key": "old-key", "metadata": map[string]any{"plan": "pro"}})
+
+	got := e.mustDo(logical.UpdateOperation, "import/crm", map[string]any{"connections": []any{
+		map[string]any{"connection_id": "existing", "api_key": "new-key-secret", "metadata": map[string]any{"plan": "free"}},
+		map[string]any{"connection_id": "fresh", "api_key": "fresh-key"},
+	}})
+	if got["created"] != 1 || got["updated"] != 0 || got["failed"] != 1 {
+		t.Fatalf("import without overwrite: counts = %v", got)
+	}
+	first := got["results"].([]any)[0].(map[string]any)
+	msg, _ := first["error"].(string)
+	if first["status"] != "failed" || !strings.Contains(msg, "already exists") || !strings.Contains(msg, "overwrite=true") || strings.Contains(msg, "new-key-secret") {
+		t.Fatalf("existing id without overwrite: %v", first)
+	}
+	if c := e.mustDo(logical.ReadOperation, "connections/crm/existing", nil); c["api_key"] != "old-key" || c["metadata"].(map[string]any)["plan"] != "pro" {
+		t.Fatalf("existing connection changed by an import without overwrite: %v", c)
+	}
+
+	got = e.mustDo(logical.UpdateOperation, "import/crm", map[string]any{"overwrite": true, "connections": []any{
+		map[string]any{"connection_id": "existing", "api_key": "new-key-secret"},
+		map[string]any{"connection_id": "other", "api_key": "other-key"},
+	}})
+	if got["created"] != 1 || got["updated"] != 1 || got["failed"] != 0 {
+		t.Fatalf("import with overwrite: counts = %v", got)
+	}
+	if c := e.mustDo(logical.ReadOperation, "connections/crm/existing", nil); c["api_key"] != "new-key-secret" {
+		t.Fatalf("overwrite=true did not update: %v", c)
 	}
 }

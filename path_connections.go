@@ -263,6 +263,7 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		if withLongLived {
 			data["refresh_token"] = cr.RefreshToken
 			data["raw_token_response"] = nonNilObject(c.RawTokenResponse)
+			data["raw_token_response_note"] = c.RawTokenResponseNote
 		}
 	case authModeAPIKey:
 		data["api_key"] = cr.APIKey
@@ -297,7 +298,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return respondError(err)
 	}
-	c, _, err := b.writeConnection(ctx, req.Storage, stored, in, id, d)
+	c, _, err := b.writeConnection(ctx, req.Storage, stored, in, id, d, true)
 	if err != nil {
 		return respondError(err)
 	}
@@ -333,11 +334,16 @@ func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*
 
 // writeConnection creates or updates one connection from the fields in d:
 // the single write and every item of an import. stored is the integration
-// as stored, in its effective settings. created says whether the connection
-// is new.
-func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored, in *integrationEntry, id string, d *framework.FieldData) (c *connectionEntry, created bool, err error) {
+// as stored, in its effective settings. Without overwrite, a connection
+// that exists already is refused (decided under its lock, so a concurrent
+// create cannot slip in between). created says whether the connection is
+// new.
+func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored, in *integrationEntry, id string, d *framework.FieldData, overwrite bool) (c *connectionEntry, created bool, err error) {
 	c, err = b.store.Update(ctx, s, stored.Name, id, func(existing *connectionEntry) (*connectionEntry, error) {
 		created = existing == nil
+		if !created && !overwrite {
+			return nil, badInput(fmt.Errorf("connection %q already exists; import only creates connections unless the request sets overwrite=true", id))
+		}
 		c, err := applyConnectionFields(existing, stored, id, d, b.now())
 		if err == nil {
 			err = checkConnectionSchemas(c, in, created, d)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"maps"
 	"net/http"
 	"net/url"
 
@@ -99,16 +100,21 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 
 	// Everything the exchange and the save need is read before the code is
 	// spent at the provider.
-	in, ep, fail := b.callbackIntegration(ctx, s, st)
+	in, ep, connCfg, fail := b.callbackIntegration(ctx, s, st)
 	if fail != nil {
 		return nil, fail
+	}
+	fromCallback := callbackValues(in.CallbackConfig, query)
+	if err := checkCallbackConfig(in, connCfg, fromCallback); err != nil {
+		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf(
+			"The provider's redirect carries connection config this integration does not accept: %s. Nothing was stored. Start the authorization again.", err)}
 	}
 	res, err := b.tokens.client.ExchangeCode(ctx, oauthApp(in), ep, st.RedirectURL, code, st.Verifier)
 	if err != nil {
 		b.Logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
 		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}
 	}
-	if err := b.storeAuthorizedConnection(ctx, s, in, st, res, callbackValues(in.CallbackConfig, query)); err != nil {
+	if err := b.storeAuthorizedConnection(ctx, s, in, st, res, fromCallback); err != nil {
 		b.Logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
 			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
@@ -125,25 +131,25 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 // callbackIntegration resolves the integration a callback authorizes for,
 // and the token endpoint for the connection's config: the one that the
 // state carries, else the connection's as it is now.
-func (b *backend) callbackIntegration(ctx context.Context, s logical.Storage, st *oauthStateEntry) (*integrationEntry, provider.Endpoints, *callbackFailure) {
+func (b *backend) callbackIntegration(ctx context.Context, s logical.Storage, st *oauthStateEntry) (*integrationEntry, provider.Endpoints, map[string]any, *callbackFailure) {
 	stored, err := getIntegration(ctx, s, st.Integration)
 	if err != nil {
 		b.Logger().Error("reading integration", "integration", st.Integration, "error", err)
-		return nil, provider.Endpoints{}, &callbackFailure{http.StatusInternalServerError, "Vault could not read the integration."}
+		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the integration."}
 	}
 	if stored == nil || !stored.CreatedAt.Equal(st.IntegrationCreatedAt) {
-		return nil, provider.Endpoints{}, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("Integration %q was deleted since the authorization started.", st.Integration)}
+		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("Integration %q was deleted since the authorization started.", st.Integration)}
 	}
 	in, err := effectiveIntegration(ctx, s, stored)
 	if err != nil {
 		b.Logger().Error("resolving integration", "integration", st.Integration, "error", err)
-		return nil, provider.Endpoints{}, &callbackFailure{http.StatusInternalServerError, "Vault could not resolve the integration's provider."}
+		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not resolve the integration's provider."}
 	}
 	connCfg := st.ConnectionConfig
 	if !st.ReplaceConnectionConfig {
 		c, err := b.store.Get(ctx, s, st.Integration, st.ConnectionID)
 		if err != nil {
-			return nil, provider.Endpoints{}, &callbackFailure{http.StatusInternalServerError, "Vault could not read the connection."}
+			return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the connection."}
 		}
 		if c != nil {
 			connCfg = c.ConnectionConfig
@@ -151,9 +157,9 @@ func (b *backend) callbackIntegration(ctx context.Context, s logical.Storage, st
 	}
 	ep, err := endpoints(in, connCfg)
 	if err != nil {
-		return nil, provider.Endpoints{}, &callbackFailure{http.StatusBadRequest, err.Error()}
+		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusBadRequest, err.Error()}
 	}
-	return in, ep, nil
+	return in, ep, connCfg, nil
 }
 
 // storeAuthorizedConnection writes the tokens of a completed authorization
@@ -200,6 +206,38 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 		return c, nil
 	})
 	return err
+}
+
+// checkCallbackConfig checks the values callback_config copies from the
+// provider's redirect against the integration's connection_config_schema,
+// as any write of a connection's config is checked: the redirect comes
+// through the customer's browser, so its query is the customer's input,
+// and it must not replace a value authorize checked with one the schema
+// refuses. It runs before the code is exchanged, so a refusal spends
+// nothing at the provider. Errors name the key, never the value. The values
+// may not point the integration's URLs outside its allowed hosts either,
+// merged into base, the config the callback resolves its endpoints with
+// (checked again under the connection's lock when they are stored).
+func checkCallbackConfig(in *integrationEntry, base, fromCallback map[string]any) error {
+	for _, key := range in.CallbackConfig {
+		v, ok := fromCallback[key]
+		f, inSchema := in.ConnectionConfigSchema[key]
+		if !ok || !inSchema {
+			continue
+		}
+		if err := f.check(v); err != nil {
+			return fmt.Errorf("connection_config.%s %s", key, err)
+		}
+	}
+	if len(fromCallback) == 0 {
+		return nil
+	}
+	merged := maps.Clone(base)
+	if merged == nil {
+		merged = map[string]any{}
+	}
+	maps.Copy(merged, fromCallback)
+	return in.checkConfigHosts(merged)
 }
 
 // maxCallbackValueLen bounds a value copied from the callback's query.

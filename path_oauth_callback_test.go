@@ -305,3 +305,49 @@ func TestAuthorizationScopes(t *testing.T) {
 	}
 	e.mustFail(logical.ReadOperation, "connections/github/bob", nil, http.StatusNotFound)
 }
+
+// Values that callback_config copies from the provider's redirect are
+// config writes like any other: a value the connection_config_schema
+// refuses fails the callback with a page naming the key, stores nothing
+// and does not replace a value authorize checked. A valid one is stored.
+func TestCallbackConfigValuesMeetTheSchema(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{
+		"callback_config":          "realmId",
+		"connection_config_schema": map[string]any{"realmId": map[string]any{"pattern": "[0-9]+", "optional": true}},
+	})
+
+	// A new connection: nothing is created.
+	srv.SetCallbackExtras(url.Values{"realmId": {"evil.example"}})
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	requests := srv.Requests()
+	status, page, _ := callback(e, q)
+	if status != http.StatusBadRequest || !strings.Contains(page, "connection_config.realmId") || strings.Contains(page, "evil.example") {
+		t.Fatalf("bad realmId on a new connection: %d %s", status, page)
+	}
+	e.mustFail(logical.ReadOperation, "connections/github/acme", nil, http.StatusNotFound)
+	if srv.Requests() != requests {
+		t.Fatal("the code was exchanged although the callback's config was refused")
+	}
+
+	// An existing connection keeps the value authorize checked, and its tokens.
+	srv.SetCallbackExtras(url.Values{"realmId": {"4620816365"}})
+	if status, page, _ := callback(e, consent(t, e, "connections/github/acme/authorize", nil)); status != http.StatusOK {
+		t.Fatalf("valid realmId: %d %s", status, page)
+	}
+	before := e.mustDo(logical.ReadOperation, "connections/github/acme/raw", nil)
+	if before["connection_config"].(map[string]any)["realmId"] != "4620816365" {
+		t.Fatalf("valid realmId not stored: %v", before["connection_config"])
+	}
+	srv.SetCallbackExtras(url.Values{"realmId": {"../../other"}})
+	status, page, _ = callback(e, consent(t, e, "connections/github/acme/authorize", map[string]any{
+		"connection_config": map[string]any{"realmId": "111"},
+	}))
+	if status != http.StatusBadRequest || !strings.Contains(page, "connection_config.realmId") {
+		t.Fatalf("bad realmId on re-authorization: %d %s", status, page)
+	}
+	after := e.mustDo(logical.ReadOperation, "connections/github/acme/raw", nil)
+	if after["connection_config"].(map[string]any)["realmId"] != "4620816365" || after["refresh_token"] != before["refresh_token"] {
+		t.Fatalf("a refused callback changed the connection: config %v", after["connection_config"])
+	}
+}

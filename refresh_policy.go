@@ -64,13 +64,17 @@ func canRefresh(c *connectionEntry) bool {
 	return c.AuthMode.hasTokens() && (c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken != "")
 }
 
+// refreshExpiryMembers are the token response members by which providers
+// say that a refresh token dies when unused.
+var refreshExpiryMembers = []string{"refresh_token_expires_in", "refresh_expires_in", "x_refresh_token_expires_in"}
+
 // refreshTokenExpires reports whether c's refresh token dies when unused,
 // as the provider says in its token response.
 func refreshTokenExpires(c *connectionEntry) bool {
 	if c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken == "" {
 		return false
 	}
-	for _, k := range []string{"refresh_token_expires_in", "refresh_expires_in", "x_refresh_token_expires_in"} {
+	for _, k := range refreshExpiryMembers {
 		if _, ok := c.RawTokenResponse[k]; ok {
 			return true
 		}

@@ -20,9 +20,15 @@ import (
 // authorization server.
 func oauthEnv(t *testing.T) (*testEnv, *oauthtest.Server) {
 	t.Helper()
+	return oauthEnvOn(t, &logical.InmemStorage{})
+}
+
+// oauthEnvOn is oauthEnv on the given storage.
+func oauthEnvOn(t *testing.T, s logical.Storage) (*testEnv, *oauthtest.Server) {
+	t.Helper()
 	srv := oauthtest.New()
 	t.Cleanup(srv.Close)
-	e := newTestEnv(t)
+	e := newTestEnvOn(t, s)
 	body := oauthIntegration(srv.TokenURL())
 	body["client_id"], body["client_secret"] = srv.ClientID, srv.ClientSecret
 	e.mustDo(logical.CreateOperation, "integrations/github", body)

@@ -152,7 +152,8 @@ func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSch
 	}
 	if withLongLived {
 		f["refresh_token"] = str("OAUTH2: the refresh token.")
-		f["raw_token_response"] = typed(framework.TypeMap, "The provider's last token response as it sent it.")
+		f["raw_token_response"] = typed(framework.TypeMap, "The provider's last token response as it sent it, without members that would take it over 64 KiB.")
+		f["raw_token_response_note"] = str("Which members of the last token response were dropped for their size; empty when it is whole.")
 	}
 	return f
 }

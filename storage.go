@@ -235,6 +235,11 @@ type connectionEntry struct {
 	// customer's installation.
 	InstallationID string `json:"installation_id,omitempty"`
 
+	// RawTokenResponseNote says what of the last token response was not
+	// kept (members over the size cap), so that a raw read does not pass a
+	// trimmed response off as the provider's whole answer.
+	RawTokenResponseNote string `json:"raw_token_response_note,omitempty"`
+
 	// issued marks credentials a provider has just issued, which the store
 	// keeps even when saving them fails. Never stored.
 	issued bool

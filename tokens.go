@@ -3,9 +3,13 @@
 package connect
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -133,10 +137,11 @@ func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
 }
 
 // apply stores a token response in c and copies the members that in maps
-// into the connection's config. A response without a refresh token keeps
-// the old one (RFC 6749 section 6: the server may or may not issue a new
-// one). c is marked as holding provider-issued credentials, which the store
-// never drops.
+// into the connection's config, within the size caps of both (what did not
+// fit is noted in c.RawTokenResponseNote). A response without a refresh
+// token keeps the old one (RFC 6749 section 6: the server may or may not
+// issue a new one). c is marked as holding provider-issued credentials,
+// which the store never drops.
 func (t *tokenIssuer) apply(c *connectionEntry, in *integrationEntry, res *provider.Token, now time.Time) {
 	cr := &c.Credentials
 	cr.AccessToken = res.AccessToken
@@ -148,8 +153,10 @@ func (t *tokenIssuer) apply(c *connectionEntry, in *integrationEntry, res *provi
 	if scopes := provider.GrantedScopes(res.Raw); scopes != nil {
 		cr.Scopes = scopes
 	}
-	c.RawTokenResponse = res.Raw
-	t.copyTokenResponseConfig(c, in, res.Raw)
+	var notes []string
+	c.RawTokenResponse, notes = trimRawTokenResponse(res.Raw)
+	notes = append(notes, copyMappedMembers(c, in, res.Raw)...)
+	c.RawTokenResponseNote = strings.Join(notes, "; ")
 	c.LastRefreshedAt = now
 	c.UpdatedAt = now
 	// A token the provider just issued ends any failure streak.
@@ -157,29 +164,132 @@ func (t *tokenIssuer) apply(c *connectionEntry, in *integrationEntry, res *provi
 	c.issued = true
 }
 
-// copyTokenResponseConfig copies the token response members that
-// token_response_config maps into c's config (Salesforce's instance_url).
+// rawMembersDroppedLast are the members of a token response that a trim
+// keeps longest: those RFC 6749 defines, and those the engine reads.
+var rawMembersDroppedLast = append([]string{"access_token", "token_type", "expires_in", "refresh_token", "scope"}, refreshExpiryMembers...)
+
+// copyMappedMembers copies the token response members that the integration maps
+// (token_response_config) into c's config, and returns a note for each one
+// left out because the config would go over the cap of a config write: an
+// entry over the caps is one storage may refuse on every save.
+//
 // A value that would point one of the integration's URLs outside its
-// allowed hosts is not copied: the provider's answer is kept, its tokens
-// already spent the old ones, and the config keeps its previous value.
-func (t *tokenIssuer) copyTokenResponseConfig(c *connectionEntry, in *integrationEntry, raw map[string]any) {
-	for _, key := range sortedKeys(in.TokenResponseConfig) {
-		v, ok := provider.LookupMember(raw, in.TokenResponseConfig[key])
+// allowed hosts is not copied either: the provider's answer is kept (its
+// tokens already replaced the old ones) and the config keeps its previous
+// value.
+func copyMappedMembers(c *connectionEntry, in *integrationEntry, raw map[string]any) []string {
+	mapping := in.TokenResponseConfig
+	var notes []string
+	for _, key := range slices.Sorted(maps.Keys(mapping)) {
+		v, ok := provider.LookupMember(raw, mapping[key])
 		if !ok {
 			continue
 		}
-		candidate := maps.Clone(c.ConnectionConfig)
-		if candidate == nil {
-			candidate = map[string]any{}
+		if c.ConnectionConfig == nil {
+			c.ConnectionConfig = map[string]any{}
 		}
-		candidate[key] = v
-		if err := in.checkConfigHosts(candidate); err != nil {
-			t.logger().Warn("token response value not copied into the connection's config: it points outside the allowed hosts",
-				"integration", in.Name, "connection_id", c.ConnectionID, "key", key)
+		if !fitsDocument(c.ConnectionConfig, key, v) {
+			notes = append(notes, fmt.Sprintf("connection_config.%s was not copied from member %s: connection_config would be over %d bytes",
+				key, printable(mapping[key]), maxDocumentBytes))
 			continue
 		}
-		c.ConnectionConfig = candidate
+		candidate := maps.Clone(c.ConnectionConfig)
+		candidate[key] = v
+		if err := in.checkConfigHosts(candidate); err != nil {
+			notes = append(notes, fmt.Sprintf("connection_config.%s was not copied from member %s: it points a URL outside the integration's allowed hosts",
+				key, printable(mapping[key])))
+			continue
+		}
+		c.ConnectionConfig[key] = v
 	}
+	return notes
+}
+
+// maxNotedMembers bounds how many dropped member names a note lists.
+const maxNotedMembers = 8
+
+// trimRawTokenResponse returns what is kept of a provider's raw token
+// response: all of it when its JSON fits maxRawTokenBytes, else all but its
+// largest members, with a note naming what was dropped; the members of
+// RFC 6749 and those the engine reads (rawMembersDroppedLast) go last. A
+// token answer is never refused for its size (the provider may have spent
+// a refresh token to send it, and the tokens, expiry and scopes are kept
+// in the credentials), but an entry with a raw response near 1 MiB is one
+// that integrated storage refuses on every save, losing each new refresh
+// token.
+func trimRawTokenResponse(raw map[string]any) (map[string]any, []string) {
+	sizes := make(map[string]int, len(raw))
+	total := 2 // the braces
+	for k, v := range raw {
+		sizes[k] = memberSize(k, v)
+		total += sizes[k]
+	}
+	if total <= maxRawTokenBytes {
+		return raw, nil
+	}
+	largestFirst := make([]string, 0, len(raw))
+	for k := range raw {
+		largestFirst = append(largestFirst, k)
+	}
+	slices.SortFunc(largestFirst, func(a, b string) int {
+		usedA, usedB := slices.Contains(rawMembersDroppedLast, a), slices.Contains(rawMembersDroppedLast, b)
+		return cmp.Or(compareBool(usedA, usedB), cmp.Compare(sizes[b], sizes[a]), cmp.Compare(a, b))
+	})
+	kept := cloneMap(raw)
+	var dropped []string
+	for _, k := range largestFirst {
+		if total <= maxRawTokenBytes {
+			break
+		}
+		delete(kept, k)
+		total -= sizes[k]
+		dropped = append(dropped, k)
+	}
+	return kept, []string{droppedMembersNote(dropped, sizes)}
+}
+
+// compareBool orders false before true.
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case b:
+		return -1
+	}
+	return 1
+}
+
+// memberSize bounds the bytes one member takes in its object's JSON: key,
+// colon, value and comma. A value that does not encode counts as too big
+// to keep.
+func memberSize(key string, v any) int {
+	k, errK := json.Marshal(key)
+	b, errV := json.Marshal(v)
+	if errK != nil || errV != nil {
+		return maxRawTokenBytes + 1
+	}
+	return len(k) + len(b) + 2
+}
+
+// droppedMembersNote says which members of a raw token response were not
+// kept, by name and size only: values may be secrets.
+func droppedMembersNote(dropped []string, sizes map[string]int) string {
+	named := make([]string, 0, min(len(dropped), maxNotedMembers))
+	for _, k := range dropped[:min(len(dropped), maxNotedMembers)] {
+		named = append(named, fmt.Sprintf("%s (%d bytes)", printable(k), sizes[k]))
+	}
+	if more := len(dropped) - len(named); more > 0 {
+		named = append(named, fmt.Sprintf("and %d more", more))
+	}
+	return fmt.Sprintf("raw_token_response keeps at most %d bytes; members dropped: %s", maxRawTokenBytes, strings.Join(named, ", "))
+}
+
+// fitsDocument reports whether doc with key set to v stays within
+// maxDocumentBytes, the cap of every write of a connection's config.
+func fitsDocument(doc map[string]any, key string, v any) bool {
+	next := cloneMap(doc)
+	next[key] = v
+	return checkDocumentSize("connection_config", next) == nil
 }
 
 // expiry is when a new token expires: zero for one without expires_in, and

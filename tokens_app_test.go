@@ -116,7 +116,7 @@ func TestAppInstallationIsNotCustomerWritable(t *testing.T) {
 	got := e.mustDo(logical.UpdateOperation, "import/ghapp", map[string]any{"connections": []any{
 		map[string]any{"connection_id": "acme", "connection_config": inConfig},
 		map[string]any{"connection_id": "other", "installation_id": "987", "connection_config": inConfig},
-	}})
+	}, "overwrite": true})
 	for _, r := range got["results"].([]any) {
 		if m := r.(map[string]any); m["status"] != "failed" || !strings.Contains(fmt.Sprint(m["error"]), "installation_id") {
 			t.Errorf("import item %v; want failed naming installation_id", m)

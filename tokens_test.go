@@ -177,7 +177,7 @@ func TestClientCredentialsConfigChangeReissuesToken(t *testing.T) {
 		{"config write", "initech", logical.UpdateOperation, "connections/tenantcc/m1/config", map[string]any{"tenant": "initech"}},
 		{"config patch", "umbrella", logical.PatchOperation, "connections/tenantcc/m1/config", map[string]any{"tenant": "umbrella"}},
 		{"import", "hooli", logical.UpdateOperation, "import/tenantcc", map[string]any{"connections": []any{
-			map[string]any{"connection_id": "m1", "connection_config": map[string]any{"tenant": "hooli"}}}}},
+			map[string]any{"connection_id": "m1", "connection_config": map[string]any{"tenant": "hooli"}}}, "overwrite": true}},
 	} {
 		e.mustDo(w.op, w.path, w.body)
 		if srv.LastTenant() != w.tenant {

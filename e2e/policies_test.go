@@ -85,6 +85,7 @@ func TestPoliciesThroughVault(t *testing.T) {
 		{alice, "GET", "connect/integrations/github", nil, 403, ""},
 		{alice, "LIST", "connect/connections/github", nil, 403, ""},
 		{alice, "POST", "connect/providers/github", []byte(`{"token_url":"https://evil.test/t"}`), 403, ""},
+		{alice, "POST", "connect/import/github", []byte(`{"connections":[{"connection_id":"cust-alice","access_token":"x"}]}`), 403, ""},
 		// The application reads every github connection but no refresh token.
 		{app, "GET", "connect/connections/github/cust-bob", nil, 200, "at-cust-bob"},
 		{app, "LIST", "connect/connections/github", nil, 200, "cust-alice"},

@@ -10,6 +10,7 @@
 #                    operator's (or the application's) to write
 #   integrations/*   client secrets' owners, endpoints
 #   providers/*      where credentials are sent (privileged)
+#   import/*         writes any connection of an integration, whatever its id
 
 path "connect/connections/+/{{identity.entity.metadata.customer}}" {
   capabilities = ["read"]

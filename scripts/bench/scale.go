@@ -178,7 +178,7 @@ func (b *bench) writeThroughput() []writeRow {
 			for j := range items {
 				items[j] = map[string]any{"connection_id": fmt.Sprintf("i%d-%d-%d", w, i, j), "api_key": apiKey, "metadata": meta}
 			}
-			return "POST", "connect/import/bench-key", map[string]any{"connections": items}, *importSize
+			return "POST", "connect/import/bench-key", map[string]any{"overwrite": true, "connections": items}, *importSize
 		}},
 	}
 	counts := make([]int64, len(targets))
