@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -149,5 +150,34 @@ func TestRefreshErrorHoldsNoEchoedSecret(t *testing.T) {
 	}
 	if !strings.Contains(stored.LastRefreshError, "invalid_request") || len([]rune(stored.LastRefreshError)) > maxRefreshErrorLen+1 {
 		t.Fatalf("last_refresh_error = %q", stored.LastRefreshError)
+	}
+}
+
+// TestRefreshErrorHoldsNoPartOfASecretAtTheCut: a provider that echoes the
+// refresh token where the provider client cuts its error description (300
+// characters): last_refresh_error, which a customer policy may read, the
+// read's answer and the log hold no part of it.
+func TestRefreshErrorHoldsNoPartOfASecretAtTheCut(t *testing.T) {
+	e, srv := oauthEnv(t)
+	refresh := "rt-" + strings.Repeat("Zq7Xw", 8)
+	e.mustDo(logical.CreateOperation, "connections/github/c1", map[string]any{
+		"access_token": "at-c1", "refresh_token": refresh, "expires_at": time.Now().Add(time.Minute).UTC().Format(time.RFC3339),
+	})
+	srv.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		desc := strings.Repeat(".", 300-12) + r.PostForm.Get("refresh_token")
+		json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": desc})
+	})
+	data := e.mustDo(logical.ReadOperation, "connections/github/c1", nil)
+	shown, _ := data["last_refresh_error"].(string)
+	if !strings.Contains(shown, "invalid_request") {
+		t.Fatalf("last_refresh_error = %q", shown)
+	}
+	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
+	for _, s := range []string{shown, stored.LastRefreshError, fmt.Sprint(data), e.logs.String()} {
+		if strings.Contains(s, refresh[:8]) {
+			t.Fatalf("part of the refresh token is in %q", s)
+		}
 	}
 }
