@@ -66,3 +66,18 @@ func reliabilityCase(t testing.TB, injected, expectation string) {
 	t.Helper()
 	t.Logf("reliability|%s|%s", injected, expectation)
 }
+
+// listCountingStorage counts List calls and the keys they return: what a
+// sweep or a count costs as storage grows.
+type listCountingStorage struct {
+	logical.Storage
+	lists atomic.Int64
+	keys  atomic.Int64
+}
+
+func (s *listCountingStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.Storage.List(ctx, prefix)
+	s.lists.Add(1)
+	s.keys.Add(int64(len(keys)))
+	return keys, err
+}
