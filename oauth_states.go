@@ -91,7 +91,13 @@ func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateH
 	if err != nil {
 		return err
 	}
-	if !replacing && !count.reserve(cfg.MaxPendingAuthorizations) {
+	if replacing {
+		// The old URL stops working before the new one exists. The index
+		// entry stays, to be overwritten, so the count does not change.
+		if err := b.deleteStateEntries(ctx, s, old); err != nil {
+			return err
+		}
+	} else if !count.reserve(cfg.MaxPendingAuthorizations) {
 		return &pendingLimitError{st.Integration, cfg.MaxPendingAuthorizations}
 	}
 	if err := writePendingState(ctx, s, stateHash, st); err != nil {
@@ -99,9 +105,6 @@ func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateH
 			count.release()
 		}
 		return err
-	}
-	if replacing {
-		return b.deleteStateEntries(ctx, s, old)
 	}
 	return nil
 }
