@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -55,6 +56,10 @@ type backend struct {
 	stateLocks *keyedLocks
 	// stateSweepCursor is where the next sweep of expired states goes on.
 	stateSweepCursor sweepCursor
+	// statesIndexed is set once every stored state has an expiry entry.
+	statesIndexed atomic.Bool
+	// pendingCounts count each integration's pending authorizations.
+	pendingCounts pendingCounts
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -124,13 +129,18 @@ func newBackend() *backend {
 	return b
 }
 
-// initialize starts building the refresh queue from storage in the
-// background, so that the plugin serves reads at once.
-func (b *backend) initialize(_ context.Context, req *logical.InitializationRequest) error {
+// initialize gives the pending authorizations of an earlier version their
+// expiry entries (once per mount) and starts building the refresh queue
+// from storage in the background, so that the plugin serves reads at once.
+func (b *backend) initialize(ctx context.Context, req *logical.InitializationRequest) error {
 	if !b.WriteSafeReplicationState() {
 		return nil // only where the periodic hook refreshes
 	}
 	s := req.Storage
+	if err := b.indexEarlierStates(ctx, s); err != nil {
+		// Not fatal: the sweep tries again on its first tick.
+		b.Logger().Warn("indexing the expiry of pending authorizations of an earlier version", "error", err)
+	}
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
 		cfg, err := b.config(ctx, s)

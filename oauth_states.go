@@ -10,6 +10,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -19,7 +21,10 @@ import (
 // a connection has at most one (a new authorize replaces it), and deleting
 // the connection or its integration deletes it, so an old authorization URL
 // cannot re-create what was deleted. Every change happens under the
-// connection's state lock.
+// connection's state lock. An integration has at most config's
+// max_pending_authorizations of them, counted without listing (see
+// pendingCounts), and each has an expiry entry that the periodic sweep
+// finds it by (oauth_state_sweep.go).
 //
 // stateKey is where a pending authorization is stored.
 func stateKey(stateHash string) string { return statePrefix + stateHash }
@@ -31,6 +36,9 @@ func stateIndexKey(integration, id string) string {
 // stateIndexEntry names a connection's pending authorization.
 type stateIndexEntry struct {
 	StateHash string `json:"state_hash"`
+	// ExpiresAt finds the state's expiry entry; zero in entries of
+	// earlier versions, whose states the sweep finds by listing.
+	ExpiresAt time.Time `json:"expires_at,omitempty"`
 }
 
 // newState returns a state of 32 random bytes and the hash it is stored
@@ -49,17 +57,81 @@ func hashState(state string) string {
 	return hex.EncodeToString(sum[:])
 }
 
+// pendingLimitError refuses a pending authorization beyond config's
+// max_pending_authorizations for one integration.
+type pendingLimitError struct {
+	integration string
+	max         int
+}
+
+func (e *pendingLimitError) Error() string {
+	return fmt.Sprintf("integration %q already has %d pending authorizations, config's max_pending_authorizations: "+
+		"retry when some have completed or expired (state_ttl), or raise the limit", e.integration, e.max)
+}
+
 // putPendingState stores st as its connection's one pending authorization,
-// deleting the one it replaces.
+// deleting the one it replaces. A connection that has none yet takes a
+// place among its integration's max_pending_authorizations, or is refused
+// with a pendingLimitError: authorize accepts connection ids that do not
+// exist yet, and each state may hold up to two documents, so without a cap
+// one caller could fill storage for state_ttl.
 func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
-	defer b.stateLocks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
-	if err := b.deleteIndexedStateLocked(ctx, s, st.Integration, st.ConnectionID); err != nil {
+	cfg, err := b.config(ctx, s)
+	if err != nil {
 		return err
 	}
+	defer b.stateLocks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
+	count := b.pendingCounts.of(st.Integration)
+	if err := count.load(ctx, s, st.Integration); err != nil {
+		return err
+	}
+	defer count.changing()()
+	var old stateIndexEntry
+	replacing, err := getJSON(ctx, s, stateIndexKey(st.Integration, st.ConnectionID), &old)
+	if err != nil {
+		return err
+	}
+	if replacing {
+		// The old URL stops working before the new one exists. The index
+		// entry stays, to be overwritten, so the count does not change.
+		if err := b.deleteStateEntries(ctx, s, old); err != nil {
+			return err
+		}
+	} else if !count.reserve(cfg.MaxPendingAuthorizations) {
+		return &pendingLimitError{st.Integration, cfg.MaxPendingAuthorizations}
+	}
+	if err := writePendingState(ctx, s, stateHash, st); err != nil {
+		if !replacing {
+			count.release()
+		}
+		return err
+	}
+	return nil
+}
+
+// writePendingState stores a state, its expiry entry and, last, the index
+// entry that points at it, so that an index entry (what the count counts)
+// never names a state that was not stored.
+func writePendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
 	if err := putJSON(ctx, s, stateKey(stateHash), st); err != nil {
 		return err
 	}
-	return putJSON(ctx, s, stateIndexKey(st.Integration, st.ConnectionID), &stateIndexEntry{StateHash: stateHash})
+	if err := putStateExpiry(ctx, s, stateHash, st.ExpiresAt); err != nil {
+		return err
+	}
+	return putJSON(ctx, s, stateIndexKey(st.Integration, st.ConnectionID), &stateIndexEntry{StateHash: stateHash, ExpiresAt: st.ExpiresAt})
+}
+
+// deleteStateEntries deletes the state an index entry names and its
+// expiry entry, not the index entry itself.
+func (b *backend) deleteStateEntries(ctx context.Context, s logical.Storage, idx stateIndexEntry) error {
+	if err := s.Delete(ctx, stateKey(idx.StateHash)); err != nil {
+		return fmt.Errorf("deleting state: %w", err)
+	}
+	if idx.ExpiresAt.IsZero() {
+		return nil // an earlier version's: the sweep finds its expiry entry orphaned
+	}
+	return deleteStateExpiry(ctx, s, idx.StateHash, idx.ExpiresAt)
 }
 
 // takeState reads and deletes a pending authorization: a state is spent by
@@ -71,6 +143,8 @@ func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash st
 		return nil, err
 	}
 	defer b.stateLocks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
+	count := b.pendingCounts.of(st.Integration)
+	defer count.changing()()
 	// Re-read under the lock: a racing callback or a deletion may have
 	// taken it.
 	found, err = getJSON(ctx, s, stateKey(stateHash), &st)
@@ -85,6 +159,12 @@ func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash st
 		if err := s.Delete(ctx, stateIndexKey(st.Integration, st.ConnectionID)); err != nil {
 			return nil, fmt.Errorf("deleting state index: %w", err)
 		}
+		count.removed()
+	}
+	// The state is spent already: an expiry entry left behind by a failed
+	// delete is swept as an orphan, which is no reason to fail its use.
+	if err := deleteStateExpiry(ctx, s, stateHash, st.ExpiresAt); err != nil {
+		b.Logger().Warn("deleting a spent state's expiry entry; the sweep removes it", "error", err)
 	}
 	return &st, nil
 }
@@ -92,19 +172,21 @@ func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash st
 // deleteStatesOf deletes a connection's pending authorization, if any.
 func (b *backend) deleteStatesOf(ctx context.Context, s logical.Storage, integration, id string) error {
 	defer b.stateLocks.Lock(stateIndexKey(integration, id))()
-	return b.deleteIndexedStateLocked(ctx, s, integration, id)
-}
-
-func (b *backend) deleteIndexedStateLocked(ctx context.Context, s logical.Storage, integration, id string) error {
+	count := b.pendingCounts.of(integration)
+	defer count.changing()()
 	var idx stateIndexEntry
 	found, err := getJSON(ctx, s, stateIndexKey(integration, id), &idx)
 	if err != nil || !found {
 		return err
 	}
-	if err := s.Delete(ctx, stateKey(idx.StateHash)); err != nil {
-		return fmt.Errorf("deleting state: %w", err)
+	if err := b.deleteStateEntries(ctx, s, idx); err != nil {
+		return err
 	}
-	return s.Delete(ctx, stateIndexKey(integration, id))
+	if err := s.Delete(ctx, stateIndexKey(integration, id)); err != nil {
+		return err
+	}
+	count.removed()
+	return nil
 }
 
 // deleteStatesOfIntegration deletes the pending authorizations of every
@@ -122,54 +204,97 @@ func (b *backend) deleteStatesOfIntegration(ctx context.Context, s logical.Stora
 	return nil
 }
 
-// stateSweepPage bounds the states one periodic sweep reads.
-const stateSweepPage = 1000
+// pendingCounts are the integrations' numbers of pending authorizations
+// (their index entries), which authorize checks against
+// max_pending_authorizations without listing them. An integration's count
+// is derived from storage by one List the first time this process needs
+// it, and kept since by every change of the index. All of those run on the
+// active node (authorize, the callback and deletes are forwarded; the sweep
+// runs where storage is writable), and a node that becomes active builds a
+// new backend, which derives the counts afresh: so a count survives
+// restarts and failovers without a stored counter that a crash between two
+// writes would leave wrong.
+type pendingCounts struct {
+	mu    sync.Mutex
+	count map[string]*pendingCount
+}
 
-// cleanExpiredStates deletes pending authorizations whose browser never
-// came back, a page per call, continuing where the previous call stopped. A
-// callback would refuse them anyway; this keeps storage from growing with
-// abandoned flows.
-func (b *backend) cleanExpiredStates(ctx context.Context, s logical.Storage) error {
-	hashes, err := listSorted(ctx, s, statePrefix)
+// of is integration's count, created on first use.
+func (pc *pendingCounts) of(integration string) *pendingCount {
+	pc.mu.Lock()
+	defer pc.mu.Unlock()
+	if pc.count == nil {
+		pc.count = map[string]*pendingCount{}
+	}
+	c, ok := pc.count[integration]
+	if !ok {
+		c = &pendingCount{}
+		pc.count[integration] = c
+	}
+	return c
+}
+
+// pendingCount is one integration's number of index entries.
+type pendingCount struct {
+	// derive is held for writing while the count is listed from storage,
+	// and for reading around every change of the index: a change is then
+	// either in the listing or counted after it, never both or neither.
+	derive sync.RWMutex
+	loaded bool // written under derive's write lock
+	n      atomic.Int64
+}
+
+// load derives the count from storage unless it has been. It must not be
+// called while holding changing.
+func (c *pendingCount) load(ctx context.Context, s logical.Storage, integration string) error {
+	c.derive.RLock()
+	loaded := c.loaded
+	c.derive.RUnlock()
+	if loaded {
+		return nil
+	}
+	c.derive.Lock()
+	defer c.derive.Unlock()
+	if c.loaded {
+		return nil
+	}
+	ids, err := s.List(ctx, stateIndexPrefix+integration+"/")
 	if err != nil {
-		return fmt.Errorf("listing authorization states: %w", err)
+		return fmt.Errorf("counting pending authorizations: %w", err)
 	}
-	page := pageAfter(hashes, b.stateSweepCursor.Load(), stateSweepPage)
-	if len(page) < stateSweepPage {
-		b.stateSweepCursor.Store("") // wrapped around: start over next time
-	} else {
-		b.stateSweepCursor.Store(page[len(page)-1])
-	}
-	now := b.now()
-	for _, h := range page {
-		var st oauthStateEntry
-		found, err := getJSON(ctx, s, stateKey(h), &st)
-		if err != nil {
-			return err
-		}
-		if found && !now.Before(st.ExpiresAt) {
-			if _, err := b.takeState(ctx, s, h); err != nil {
-				return err
-			}
-		}
-	}
+	c.n.Store(int64(len(ids)))
+	c.loaded = true
 	return nil
 }
 
-// sweepCursor is where the next state sweep continues.
-type sweepCursor struct {
-	mu    sync.Mutex
-	after string
+// changing holds the count for one change of the index; call the result
+// when the change is done.
+func (c *pendingCount) changing() func() {
+	c.derive.RLock()
+	return c.derive.RUnlock
 }
 
-func (c *sweepCursor) Load() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.after
+// reserve takes a place for a new index entry if fewer than max are taken.
+// The count must be loaded and held.
+func (c *pendingCount) reserve(max int) bool {
+	for {
+		n := c.n.Load()
+		if n >= int64(max) {
+			return false
+		}
+		if c.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
 }
 
-func (c *sweepCursor) Store(after string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.after = after
+// release gives back a place reserved for an entry that was not written.
+func (c *pendingCount) release() { c.n.Add(-1) }
+
+// removed counts an index entry deleted while holding the count; a count
+// not derived yet will see the deletion in its listing.
+func (c *pendingCount) removed() {
+	if c.loaded {
+		c.n.Add(-1)
+	}
 }

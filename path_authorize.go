@@ -111,7 +111,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	}
 	authURL := provider.AuthCodeURL(oauthApp(in), ep, cfg.RedirectURL, state, st.Scopes, st.Verifier)
 	if err := b.putPendingState(ctx, req.Storage, stateHash, st); err != nil {
-		return nil, err
+		return httpError(err)
 	}
 	return &logical.Response{Data: map[string]any{
 		"authorization_url": authURL,

@@ -3,9 +3,12 @@
 package connect
 
 import (
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -173,4 +176,76 @@ func TestReservedAuthParamsAreRefused(t *testing.T) {
 	}
 	e.assertRejected(cases, "evil.test")
 	e.assertUnchanged(before)
+}
+
+// TestPendingAuthorizationsAreCappedPerIntegration: authorize refuses a
+// pending authorization beyond config's max_pending_authorizations for one
+// integration, with a 429 that names the setting, and stores nothing; a
+// re-authorization replaces its connection's state and counts once; a spent
+// state frees its place; another integration has its own count; the count
+// survives a restart; and an authorize lists no storage to count.
+func TestPendingAuthorizationsAreCappedPerIntegration(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"max_pending_authorizations": 3})
+	for i := range 3 {
+		e.mustDo(logical.UpdateOperation, fmt.Sprintf("connections/github/c%d/authorize", i), nil)
+	}
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/c3/authorize", nil, http.StatusTooManyRequests)
+	if !strings.Contains(msg, "max_pending_authorizations") || !strings.Contains(msg, "3") {
+		t.Fatalf("error %q does not name the limit", msg)
+	}
+	if idx, _ := e.storage.List(t.Context(), stateIndexPrefix+"github/"); len(idx) != 3 || pendingStates(t, e) != 3 {
+		t.Fatalf("a refused authorize stored something: index %v, %d states", idx, pendingStates(t, e))
+	}
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/authorize", nil)
+	other := oauthIntegration(srv.TokenURL())
+	other["client_id"], other["auth_url"] = srv.ClientID, srv.AuthURL()
+	e.mustDo(logical.CreateOperation, "integrations/other", other)
+	e.mustDo(logical.UpdateOperation, "connections/other/c0/authorize", nil)
+
+	restarted := newTestEnvOn(t, e.storage)
+	restarted.mustFail(logical.UpdateOperation, "connections/github/c3/authorize", nil, http.StatusTooManyRequests)
+	q := consent(t, restarted, "connections/github/c0/authorize", nil)
+	if status, page, _ := callback(restarted, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	restarted.mustDo(logical.UpdateOperation, "connections/github/c3/authorize", nil)
+
+	counting := &listCountingStorage{Storage: e.storage}
+	restarted.storage = counting
+	restarted.mustDo(logical.UpdateOperation, "connections/github/c1/authorize", nil)
+	restarted.mustFail(logical.UpdateOperation, "connections/github/c4/authorize", nil, http.StatusTooManyRequests)
+	if n := counting.lists.Load(); n != 0 {
+		t.Fatalf("two authorizes listed storage %d times", n)
+	}
+	e.mustFail(logical.UpdateOperation, "config", map[string]any{"max_pending_authorizations": 0}, http.StatusBadRequest)
+}
+
+// TestPendingAuthorizationCapHoldsUnderConcurrency: concurrent authorizes
+// of new connections on a backend that has not counted yet take exactly
+// the places there are.
+func TestPendingAuthorizationCapHoldsUnderConcurrency(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"max_pending_authorizations": 5})
+	e.mustDo(logical.UpdateOperation, "connections/github/first/authorize", nil)
+	restarted := newTestEnvOn(t, e.storage)
+	var wg sync.WaitGroup
+	var ok, refused atomic.Int64
+	for i := range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch _, status := restarted.do(logical.UpdateOperation, fmt.Sprintf("connections/github/c%d/authorize", i), nil); status {
+			case http.StatusOK:
+				ok.Add(1)
+			case http.StatusTooManyRequests:
+				refused.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	idx, _ := e.storage.List(t.Context(), stateIndexPrefix+"github/")
+	if ok.Load() != 4 || refused.Load() != 16 || len(idx) != 5 || pendingStates(t, e) != 5 {
+		t.Fatalf("%d accepted, %d refused, %d index entries, %d states; want 4, 16, 5, 5", ok.Load(), refused.Load(), len(idx), pendingStates(t, e))
+	}
 }

@@ -52,6 +52,12 @@ func pathConfig(b *backend) []*framework.Path {
 				Default:     defaultMaxRefreshFailures,
 				Description: "Failed refreshes in a row after which a connection is 'exhausted' and the background stops trying. Default 4.",
 			},
+			"max_pending_authorizations": {
+				Type:    framework.TypeInt,
+				Default: defaultMaxPendingAuthorizations,
+				Description: "How many authorizations of one integration may be pending (between authorize and the callback, for up to state_ttl) at once. " +
+					"Beyond it authorize answers 429 until some complete or expire; re-authorizing a connection that has one pending replaces it and always works. Default 10000.",
+			},
 		},
 		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil, configResponseFields()),
 		// The configuration always exists (with defaults), so writes are
@@ -83,6 +89,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("max_refresh_failures"); ok {
 		if cfg.MaxRefreshFailures = v.(int); cfg.MaxRefreshFailures < 1 {
 			return logical.ErrorResponse("max_refresh_failures must be at least 1"), nil
+		}
+	}
+	if v, ok := d.GetOk("max_pending_authorizations"); ok {
+		if cfg.MaxPendingAuthorizations = v.(int); cfg.MaxPendingAuthorizations < 1 || cfg.MaxPendingAuthorizations > maxMaxPendingAuthorizations {
+			return logical.ErrorResponse("max_pending_authorizations must be between 1 and %d", maxMaxPendingAuthorizations), nil
 		}
 	}
 	if v, ok := d.GetOk("idle_refresh_interval"); ok {
@@ -121,13 +132,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 
 func configResponse(cfg *configEntry) map[string]any {
 	return map[string]any{
-		"refresh_margin":        int64(cfg.RefreshMargin.Seconds()),
-		"redirect_url":          cfg.RedirectURL,
-		"state_ttl":             int64(cfg.StateTTL.Seconds()),
-		"allowed_return_urls":   nonNilStrings(cfg.AllowedReturnURLs),
-		"refresh_concurrency":   cfg.RefreshConcurrency,
-		"idle_refresh_interval": int64(cfg.IdleRefreshInterval.Seconds()),
-		"max_refresh_failures":  cfg.MaxRefreshFailures,
+		"refresh_margin":             int64(cfg.RefreshMargin.Seconds()),
+		"redirect_url":               cfg.RedirectURL,
+		"state_ttl":                  int64(cfg.StateTTL.Seconds()),
+		"allowed_return_urls":        nonNilStrings(cfg.AllowedReturnURLs),
+		"refresh_concurrency":        cfg.RefreshConcurrency,
+		"idle_refresh_interval":      int64(cfg.IdleRefreshInterval.Seconds()),
+		"max_refresh_failures":       cfg.MaxRefreshFailures,
+		"max_pending_authorizations": cfg.MaxPendingAuthorizations,
 	}
 }
 
@@ -151,4 +163,12 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        refreshed even when idle (default 24h).
   max_refresh_failures Failed refreshes in a row before a connection is
                        "exhausted" and the background stops (default 4).
+  max_pending_authorizations
+                       Authorizations of one integration that may be pending
+                       at once (default 10000). Authorize accepts ids of
+                       connections that do not exist yet, and each pending
+                       one is stored until its callback or state_ttl; beyond
+                       the limit authorize answers 429 until some complete
+                       or expire. Re-authorizing a connection replaces its
+                       pending one and is never refused.
 `

@@ -3,7 +3,6 @@
 package connect
 
 import (
-	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -162,34 +161,6 @@ func TestPendingStateSizeIsCapped(t *testing.T) {
 		{"connection_config", "connections/github/acme/authorize", map[string]any{"connection_config": big}, "limit"},
 		{"return_url", "connections/github/acme/authorize", map[string]any{"return_url": "https://app.example.test/done/" + strings.Repeat("a", 3000)}, "longer than"},
 	}, "secret-marker-never-sent")
-}
-
-// TestStateSweepIsPaged: one sweep reads at most a page of states and the
-// next goes on from there.
-func TestStateSweepIsPaged(t *testing.T) {
-	e, _ := authEnv(t)
-	now, advance := fixedClock(time.Now())
-	e.b.now = now
-	n := stateSweepPage + 10
-	for i := range n {
-		st := &oauthStateEntry{Integration: "github", ConnectionID: fmt.Sprintf("c%d", i), ExpiresAt: now().Add(time.Minute)}
-		putJSON(t.Context(), e.storage, stateKey(fmt.Sprintf("%064d", i)), st)
-	}
-	advance(2 * time.Minute)
-	counting := &countingStorage{Storage: e.storage}
-	if err := e.b.cleanExpiredStates(t.Context(), counting); err != nil {
-		t.Fatal(err)
-	}
-	if left, _ := e.storage.List(t.Context(), statePrefix); len(left) != 10 {
-		t.Fatalf("%d states left after one sweep, want 10", len(left))
-	}
-	if ops := counting.ops.Load(); ops > int64(1+stateSweepPage*6) {
-		t.Fatalf("one sweep made %d storage operations", ops)
-	}
-	e.b.cleanExpiredStates(t.Context(), e.storage)
-	if left, _ := e.storage.List(t.Context(), statePrefix); len(left) != 0 {
-		t.Fatalf("%d states left after two sweeps", len(left))
-	}
 }
 
 // TestCallbackConfigAndNoPKCE: a provider that sends the customer's

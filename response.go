@@ -11,8 +11,9 @@ import (
 )
 
 // httpError answers an error from the store or the refresh engine with the
-// HTTP status it deserves: the caller's mistakes are 4xx, the provider's
-// failures 424, anything else (storage) stays an internal error.
+// HTTP status it deserves: the caller's mistakes are 4xx, a full quota 429,
+// the provider's failures 424, anything else (storage) stays an internal
+// error.
 func httpError(err error) (*logical.Response, error) {
 	kind := err
 	var ee *engineError
@@ -20,7 +21,13 @@ func httpError(err error) (*logical.Response, error) {
 		kind = ee.kind // the kind decides, not the cause it wraps
 	}
 	var hasConns *errHasConnections
+	var pendingLimit *pendingLimitError
 	switch {
+	case errors.As(kind, &pendingLimit):
+		// 429, not 400: the request is right and succeeds once pending
+		// authorizations complete or expire. Vault's own rate limit
+		// quotas answer 429 too, and clients know to retry it later.
+		return nil, logical.CodedError(http.StatusTooManyRequests, err.Error())
 	case errors.Is(kind, errConnectionNotFound):
 		return nil, logical.CodedError(http.StatusNotFound, err.Error())
 	case errors.Is(kind, errBadConnectionConfig), errors.Is(kind, errNotRefreshable), errors.Is(kind, errNoTokens),

@@ -23,6 +23,9 @@ const (
 	// stateIndexPrefix maps <integration>/<connection_id> to the hash of
 	// the connection's one pending authorization.
 	stateIndexPrefix = "oauth_state_index/"
+	// stateExpiryPrefix holds an entry per pending authorization under the
+	// minute it expires by, which the sweep lists (oauth_state_sweep.go).
+	stateExpiryPrefix = "oauth_state_expiry/"
 )
 
 // configEntry is the mount-wide configuration.
@@ -47,6 +50,9 @@ type configEntry struct {
 	// MaxRefreshFailures is how many failed refreshes in a row make a
 	// connection "exhausted": the background stops trying.
 	MaxRefreshFailures int `json:"max_refresh_failures"`
+	// MaxPendingAuthorizations caps the pending authorizations (states
+	// between authorize and callback) of each integration.
+	MaxPendingAuthorizations int `json:"max_pending_authorizations"`
 }
 
 const (
@@ -55,15 +61,22 @@ const (
 	defaultRefreshConcurrency  = 8
 	defaultIdleRefreshInterval = 24 * time.Hour
 	defaultMaxRefreshFailures  = 4
+	// defaultMaxPendingAuthorizations is far above the customers that
+	// start an authorization within one state_ttl, and small enough that
+	// the states (each up to two 64 KiB documents) cannot fill storage.
+	defaultMaxPendingAuthorizations = 10000
+	// maxMaxPendingAuthorizations bounds what the limit may be set to.
+	maxMaxPendingAuthorizations = 1000000
 )
 
 func defaultConfig() *configEntry {
 	return &configEntry{
-		RefreshMargin:       defaultRefreshMargin,
-		StateTTL:            defaultStateTTL,
-		RefreshConcurrency:  defaultRefreshConcurrency,
-		IdleRefreshInterval: defaultIdleRefreshInterval,
-		MaxRefreshFailures:  defaultMaxRefreshFailures,
+		RefreshMargin:            defaultRefreshMargin,
+		StateTTL:                 defaultStateTTL,
+		RefreshConcurrency:       defaultRefreshConcurrency,
+		IdleRefreshInterval:      defaultIdleRefreshInterval,
+		MaxRefreshFailures:       defaultMaxRefreshFailures,
+		MaxPendingAuthorizations: defaultMaxPendingAuthorizations,
 	}
 }
 

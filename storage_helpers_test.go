@@ -83,3 +83,18 @@ func (e *testEnv) rewriteStoredConnection(integration, id string, change func(*c
 	}
 	e.b.invalidate(ctx, connectionKey(integration, id))
 }
+
+// listCountingStorage counts List calls and the keys they return: what a
+// sweep or a count costs as storage grows.
+type listCountingStorage struct {
+	logical.Storage
+	lists atomic.Int64
+	keys  atomic.Int64
+}
+
+func (s *listCountingStorage) List(ctx context.Context, prefix string) ([]string, error) {
+	keys, err := s.Storage.List(ctx, prefix)
+	s.lists.Add(1)
+	s.keys.Add(int64(len(keys)))
+	return keys, err
+}

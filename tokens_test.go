@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -210,5 +211,34 @@ func TestClientCredentialsConfigChangeReissuesToken(t *testing.T) {
 	e.mustDo(logical.PatchOperation, "connections/tenantcc/m1/config", map[string]any{"region": "eu"})
 	if read := e.mustDo(logical.ReadOperation, "connections/tenantcc/m1", nil); read["access_token"] != tok || srv.Requests() != requests {
 		t.Fatal("a config change that keeps the token endpoint replaced the token")
+	}
+}
+
+// TestRefreshErrorHoldsNoPartOfASecretAtTheCut: a provider that echoes the
+// refresh token where the provider client cuts its error description (300
+// characters): last_refresh_error, which a customer policy may read, the
+// read's answer and the log hold no part of it.
+func TestRefreshErrorHoldsNoPartOfASecretAtTheCut(t *testing.T) {
+	e, srv := oauthEnv(t)
+	refresh := "rt-" + strings.Repeat("Zq7Xw", 8)
+	e.mustDo(logical.CreateOperation, "connections/github/c1", map[string]any{
+		"access_token": "at-c1", "refresh_token": refresh, "expires_at": time.Now().Add(time.Minute).UTC().Format(time.RFC3339),
+	})
+	srv.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusBadRequest)
+		desc := strings.Repeat(".", 300-12) + r.PostForm.Get("refresh_token")
+		json.NewEncoder(w).Encode(map[string]string{"error": "invalid_request", "error_description": desc})
+	})
+	data := e.mustDo(logical.ReadOperation, "connections/github/c1", nil)
+	shown, _ := data["last_refresh_error"].(string)
+	if !strings.Contains(shown, "invalid_request") {
+		t.Fatalf("last_refresh_error = %q", shown)
+	}
+	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
+	for _, s := range []string{shown, stored.LastRefreshError, fmt.Sprint(data), e.logs.String()} {
+		if strings.Contains(s, refresh[:8]) {
+			t.Fatalf("part of the refresh token is in %q", s)
+		}
 	}
 }

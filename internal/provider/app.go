@@ -89,7 +89,9 @@ func (c *Client) InstallationToken(ctx context.Context, app App, ep Endpoints, i
 	}
 	raw := DecodeBody(body)
 	if resp.StatusCode/100 != 2 {
-		pe := errorFromResponse(resp.StatusCode, raw)
+		// The JWT mints tokens for every installation of the app for
+		// minutes: an answer that echoes it must not carry it further.
+		pe := errorFromResponse(resp.StatusCode, raw, []string{signed})
 		pe.RetryAfter = parseRetryAfter(resp.Header, c.now())
 		return nil, pe
 	}

@@ -10,6 +10,7 @@ package provider
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -207,12 +208,37 @@ func redactedCause(err error) string {
 }
 
 // errorFromResponse is the Error of a non-success answer whose body was
-// decoded into raw.
-func errorFromResponse(status int, raw map[string]any) *Error {
+// decoded into raw. sent are the secrets of the request, which the answer
+// may echo.
+func errorFromResponse(status int, raw map[string]any, sent []string) *Error {
 	code, _ := raw["error"].(string)
 	desc, _ := raw["error_description"].(string)
 	if desc == "" {
 		desc, _ = raw["message"].(string) // GitHub's REST API
 	}
-	return &Error{Status: status, Code: safetext.Printable(code, 100), Description: safetext.Printable(desc, 300)}
+	return providerError(status, code, desc, sent)
+}
+
+// Bounds of what an Error keeps of a provider's error code and description.
+const (
+	maxErrorCodeRunes        = 100
+	maxErrorDescriptionRunes = 300
+)
+
+// providerError keeps a provider's error code and description with the
+// request's secrets removed before they are cut to length.
+func providerError(status int, code, desc string, sent []string) *Error {
+	return &Error{
+		Status:      status,
+		Code:        safetext.Redact(code, maxErrorCodeRunes, sent...),
+		Description: safetext.Redact(desc, maxErrorDescriptionRunes, sent...),
+	}
+}
+
+// secrets are what authenticates app at a token endpoint: its client
+// secret, and the Basic credential made of it, which a provider may echo
+// from the Authorization header.
+func (app OAuthApp) secrets() []string {
+	basic := url.QueryEscape(app.ClientID) + ":" + url.QueryEscape(app.ClientSecret)
+	return []string{app.ClientSecret, base64.StdEncoding.EncodeToString([]byte(basic))}
 }

@@ -16,8 +16,6 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
 // Refresh spends refreshToken at the token endpoint (RFC 6749 section 6).
@@ -140,8 +138,7 @@ func (c *Client) fetch(ctx context.Context, app OAuthApp, sent []string, get fun
 	client := &http.Client{Transport: tt, Timeout: c.http.Timeout, CheckRedirect: c.http.CheckRedirect}
 	tok, err := get(context.WithValue(ctx, oauth2.HTTPClient, client))
 	if err != nil {
-		pe := asError(err, tt.status)
-		pe.Description = safetext.Scrub(pe.Description, append(sent, app.ClientSecret)...)
+		pe := asError(err, tt.status, append(sent, app.secrets()...))
 		if tt.header != nil {
 			pe.RetryAfter = parseRetryAfter(tt.header, c.now())
 		}
@@ -155,11 +152,11 @@ func (c *Client) fetch(ctx context.Context, app OAuthApp, sent []string, get fun
 
 // asError turns x/oauth2's error into an Error. RetrieveError carries the
 // response body, which must not reach a log or a user, so only its parsed
-// fields are kept.
-func asError(err error, status int) *Error {
+// fields are kept, without the request's secrets (sent).
+func asError(err error, status int, sent []string) *Error {
 	var rerr *oauth2.RetrieveError
 	if errors.As(err, &rerr) {
-		pe := &Error{Code: safetext.Printable(rerr.ErrorCode, 100), Description: safetext.Printable(rerr.ErrorDescription, 300)}
+		pe := providerError(0, rerr.ErrorCode, rerr.ErrorDescription, sent)
 		if rerr.Response != nil {
 			pe.Status = rerr.Response.StatusCode
 		}

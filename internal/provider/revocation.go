@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
 // Revoke sends one RFC 7009 revocation request for token, authenticating
@@ -46,7 +44,5 @@ func (c *Client) Revoke(ctx context.Context, app OAuthApp, ep Endpoints, token, 
 	if err != nil {
 		return &Error{Status: resp.StatusCode, Description: err.Error()}
 	}
-	pe := errorFromResponse(resp.StatusCode, DecodeBody(body))
-	pe.Description = safetext.Scrub(pe.Description, token, app.ClientSecret)
-	return pe
+	return errorFromResponse(resp.StatusCode, DecodeBody(body), append(app.secrets(), token))
 }

@@ -4,7 +4,12 @@
 // error message, a warning or a log line.
 package safetext
 
-import "strings"
+import (
+	"encoding/json"
+	"net/url"
+	"sort"
+	"strings"
+)
 
 // Printable quotes untrusted input for a message: at most max runes, control
 // characters replaced, so that neither megabytes nor terminal escapes of a
@@ -31,14 +36,68 @@ const redactedMark = "[redacted]"
 // from being treated as secrets worth scrubbing.
 const minSecretLen = 4
 
-// Scrub removes every occurrence of each secret from msg. A provider's
-// error_description may echo what it was sent (a refresh token, a code, a
-// client secret); that must not be stored or logged.
+// Redact is Printable of msg with every secret scrubbed first. The order
+// matters: a cut made first can split a secret so that no whole copy is
+// left to find, and the part before the cut would survive.
+func Redact(msg string, max int, secrets ...string) string {
+	return Printable(Scrub(msg, secrets...), max)
+}
+
+// Scrub removes every occurrence of each secret from msg, as sent and in
+// each form a provider may echo it in. A provider's error_description may
+// echo what it was sent (a refresh token, a code, a client secret), decoded
+// or still URL-encoded or JSON-escaped as it was on the wire; none of that
+// may be stored or logged.
 func Scrub(msg string, secrets ...string) string {
-	for _, s := range secrets {
-		if len(s) >= minSecretLen {
-			msg = strings.ReplaceAll(msg, s, redactedMark)
-		}
+	for _, form := range echoedForms(secrets) {
+		msg = strings.ReplaceAll(msg, form, redactedMark)
 	}
 	return msg
+}
+
+// echoedForms are the secrets and their encodings, longest first, so that
+// a secret that contains another is removed whole rather than around the
+// shorter one.
+func echoedForms(secrets []string) []string {
+	seen := map[string]bool{}
+	var forms []string
+	for _, s := range secrets {
+		if len(s) < minSecretLen {
+			continue
+		}
+		for _, f := range encodings(s) {
+			if !seen[f] {
+				seen[f] = true
+				forms = append(forms, f)
+			}
+		}
+	}
+	sort.SliceStable(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	return forms
+}
+
+// encodings are s as sent and as it reads inside a query string, a path
+// and a JSON string, with and without the HTML escaping Go's encoder adds
+// and with '/' escaped as some JSON encoders do.
+func encodings(s string) []string {
+	return []string{
+		s,
+		url.QueryEscape(s),
+		url.PathEscape(s),
+		jsonEscaped(s, true),
+		jsonEscaped(s, false),
+		strings.ReplaceAll(jsonEscaped(s, false), "/", `\/`),
+	}
+}
+
+// jsonEscaped is s inside a JSON string literal, without the quotes.
+func jsonEscaped(s string, escapeHTML bool) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	if err := enc.Encode(s); err != nil {
+		return s // a string always encodes; s is scrubbed as is anyway
+	}
+	quoted := strings.TrimSuffix(b.String(), "\n")
+	return quoted[1 : len(quoted)-1]
 }
