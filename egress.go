@@ -24,6 +24,8 @@ func (in *integrationEntry) endpointTemplates() provider.Endpoints {
 		Revocation:   in.RevocationURL,
 		APIBase:      in.APIBaseURL,
 		AllowedHosts: in.AllowedHosts,
+		// Outside APP, api_base_url is only base_url on connection reads.
+		ClientAPIBase: in.AuthMode != authModeApp,
 	}
 }
 
@@ -42,7 +44,7 @@ func (in *integrationEntry) checkConnectionConfig(field string, cfg map[string]a
 // checkConfigHosts applies the egress rule alone, for configs whose schema
 // was checked already or is not the writer's (values a provider returned).
 func (in *integrationEntry) checkConfigHosts(cfg map[string]any) error {
-	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(cfg), in.AuthMode != authModeApp)
+	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(cfg))
 }
 
 // validateEgress checks, at provider and integration writes, allowed_hosts

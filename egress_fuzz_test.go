@@ -164,13 +164,18 @@ func tryConsent(e *testEnv, path string) (url.Values, bool) {
 		return nil, false
 	}
 	authURL, _ := resp.Data["authorization_url"].(string)
+	return consentAt(e, authURL)
+}
+
+// consentAt is the browser at an authorization URL: the provider's answer
+// is the redirect to the callback, whose query it returns. The browser
+// reaches the loopback provider whatever host the URL names.
+func consentAt(_ *testEnv, authURL string) (url.Values, bool) {
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	u, err := url.Parse(authURL)
 	if err != nil {
 		return nil, false
 	}
-	// The browser reaches the provider's loopback address whatever host the
-	// authorization URL names.
 	u.Host = strings.Replace(u.Host, u.Hostname(), "127.0.0.1", 1)
 	r, err := client.Get(u.String())
 	if err != nil {
@@ -178,7 +183,7 @@ func tryConsent(e *testEnv, path string) (url.Values, bool) {
 	}
 	r.Body.Close()
 	loc, err := url.Parse(r.Header.Get("Location"))
-	if err != nil {
+	if err != nil || r.StatusCode != http.StatusFound {
 		return nil, false
 	}
 	return loc.Query(), true

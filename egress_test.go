@@ -69,12 +69,18 @@ type egressEnv struct {
 
 func newEgressEnv(t *testing.T) *egressEnv {
 	t.Helper()
+	return newEgressEnvOn(t, &logical.InmemStorage{})
+}
+
+// newEgressEnvOn is newEgressEnv on the given storage.
+func newEgressEnvOn(t *testing.T, s logical.Storage) *egressEnv {
+	t.Helper()
 	srv := oauthtest.New()
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	port := u.Port()
 	at := "http://${connectionConfig.host}:" + port
-	e := newTestEnv(t)
+	e := newTestEnvOn(t, s)
 	srv.RegisterRedirectURI(testRedirectURL)
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
 	e.mustDo(logical.CreateOperation, "integrations/cc", map[string]any{

@@ -246,9 +246,23 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 			break
 		}
 	}
+	wasKeys := was.hostKeys()
 	for _, key := range now.hostKeys() {
-		if !sameJSON(was.ConnectionConfigSchema[key], now.ConnectionConfigSchema[key]) {
+		switch {
+		case !contains(wasKeys, key):
+			// A URL's host now takes a key it did not (a renamed
+			// placeholder escapes the old key's schema).
+			out = append(out, "host placeholder "+key)
+		case !sameJSON(was.ConnectionConfigSchema[key], now.ConnectionConfigSchema[key]):
 			out = append(out, "connection_config_schema."+key)
+		}
+		// Values a redirect or a token response supplies choose the host
+		// too once they are copied into that key.
+		if contains(now.CallbackConfig, key) && !contains(was.CallbackConfig, key) {
+			out = append(out, "callback_config."+key)
+		}
+		if _, ok := now.TokenResponseConfig[key]; ok && now.TokenResponseConfig[key] != was.TokenResponseConfig[key] {
+			out = append(out, "token_response_config."+key)
 		}
 	}
 	return out

@@ -263,3 +263,26 @@ func TestProviderChangesThatWidenEgressNeedForce(t *testing.T) {
 		t.Fatalf("forced delete: %d %v", status, resp)
 	}
 }
+
+// A provider change that makes a host take another config key, or copies a
+// host key from redirects or token responses, widens reach as much as a
+// relaxed schema does.
+func TestProviderHostKeyChangesNeedForce(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/tenantsaas", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": "https://${connectionConfig.sub}.tenantsaas.com/authorize",
+		"token_url":                "https://${connectionConfig.sub}.tenantsaas.com/token",
+		"connection_config_schema": map[string]any{"sub": map[string]any{"type": "string", "enum": []any{"acme"}}}})
+	e.mustDo(logical.CreateOperation, "integrations/ts", map[string]any{"provider": "tenantsaas", "client_id": "c", "client_secret": "s"})
+	before := e.snapshot()
+	for name, body := range map[string]map[string]any{
+		"placeholder renamed":   {"auth_url": "https://${connectionConfig.Sub}.tenantsaas.com/authorize", "token_url": "https://${connectionConfig.Sub}.tenantsaas.com/token"},
+		"callback_config":       {"callback_config": "sub"},
+		"token_response_config": {"token_response_config": "sub=tenant"},
+	} {
+		if _, status := e.do(logical.UpdateOperation, "providers/tenantsaas", body); status != http.StatusBadRequest {
+			t.Errorf("%s without force: status %d", name, status)
+		}
+	}
+	e.assertUnchanged(before)
+}

@@ -73,6 +73,10 @@ type Endpoints struct {
 	// AllowedHosts are the host patterns the operator declared for these
 	// templates (see HostPolicy).
 	AllowedHosts []string
+	// ClientAPIBase says that APIBase is only returned to clients (every
+	// mode but APP): it may be a whole URL from the config, and the client
+	// sends nothing there, so ResolveEndpoints leaves it out.
+	ClientAPIBase bool
 	// allowed is set by ResolveEndpoints only: Endpoints built any other
 	// way reach no host at all.
 	allowed *HostPolicy

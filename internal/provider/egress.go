@@ -48,13 +48,14 @@ type EgressError struct {
 	Keys  []string // connection_config keys that chose the host, if known
 }
 
+// Error names the field and the keys, not the host: the host is made of
+// config values, which may be marked secret and are never quoted back.
 func (e *EgressError) Error() string {
-	who := "the URL"
+	who := "the connection's config"
 	if len(e.Keys) > 0 {
 		who = "connection_config." + strings.Join(e.Keys, ", connection_config.")
 	}
-	return fmt.Sprintf("%s: %s points %s at host %q, which is not among the integration's allowed hosts (the literal hosts of its URLs and its allowed_hosts)",
-		who, e.Field, "requests", safetext.Printable(e.Host, 100))
+	return fmt.Sprintf("%s points %s at a host outside the integration's allowed hosts (the literal hosts of its URLs and its allowed_hosts)", who, e.Field)
 }
 
 // hostLabelRe is one DNS label.
@@ -96,12 +97,26 @@ func ValidateHostPatterns(field string, patterns []string) error {
 			if net.ParseIP(suffix) != nil || !strings.Contains(suffix, ".") {
 				return fmt.Errorf("%s: %q must name a domain under a public suffix, e.g. *.okta.com", field, safetext.Printable(raw, 100))
 			}
-			if ps, icann := publicsuffix.PublicSuffix(suffix); icann && ps == suffix {
+			if coversPublicSuffix(suffix) {
 				return fmt.Errorf("%s: %q covers a whole public suffix; name the provider's domain, e.g. *.okta.com", field, safetext.Printable(raw, 100))
 			}
 		}
 	}
 	return nil
+}
+
+// coversPublicSuffix reports whether *.suffix would match hosts of
+// different owners under an ICANN public suffix: the suffix is one (com,
+// co.uk), or sits under a wildcard rule (every <x>.kobe.jp is one), or
+// ends in a number (a piece of an IP address).
+func coversPublicSuffix(suffix string) bool {
+	labels := strings.Split(suffix, ".")
+	if last := labels[len(labels)-1]; strings.Trim(last, "0123456789") == "" {
+		return true
+	}
+	probe := "probe." + suffix
+	ps, icann := publicsuffix.PublicSuffix(probe)
+	return icann && (ps == suffix || ps == probe)
 }
 
 // NewHostPolicy builds the policy of an integration from its URL templates
@@ -135,14 +150,19 @@ func NewHostPolicy(templates []string, declared []string) HostPolicy {
 // Allows reports whether host (a URL's Hostname) is in the policy.
 func (p HostPolicy) Allows(host string) bool {
 	h := normalizeHost(host)
-	if h == "" {
-		return false
+	if h == "" || strings.ContainsAny(h, "%[]") {
+		return false // a zone id or an escape: not a host a pattern names
 	}
 	if p.exact[h] {
 		return true
 	}
+	// A pattern names DNS hosts of whole labels: an IPv6 literal whose zone
+	// id ends in ".okta.com" dials the IP.
+	if !validHostName(h) || net.ParseIP(h) != nil {
+		return false
+	}
 	for _, s := range p.suffixes {
-		if prefix, ok := strings.CutSuffix(h, "."+s); ok && prefix != "" && !strings.HasSuffix(prefix, ".") && !strings.HasPrefix(prefix, ".") {
+		if prefix, ok := strings.CutSuffix(h, "."+s); ok && prefix != "" {
 			return true
 		}
 	}
@@ -193,6 +213,11 @@ func templateHost(alt string) string {
 	if i := strings.LastIndexByte(rest, '@'); i >= 0 {
 		rest = rest[i+1:]
 	}
+	if strings.HasPrefix(rest, "[") { // an IPv6 literal: the port follows "]"
+		if i := strings.IndexByte(rest, ']'); i >= 0 {
+			return rest[1:i]
+		}
+	}
 	if i := strings.LastIndexByte(rest, ':'); i >= 0 && !strings.Contains(rest[i:], "}") {
 		rest = rest[:i]
 	}
@@ -215,7 +240,12 @@ func impliedPattern(host string) (pattern string, ok bool) {
 		return "", false
 	}
 	suffix := fixed[dot+1:]
-	if !validHostName(suffix) || net.ParseIP(suffix) != nil {
+	if !validHostName(suffix) || net.ParseIP(suffix) != nil || coversPublicSuffix(suffix) {
+		return "", false
+	}
+	// Private public suffixes too (github.io, myshopify.com): each
+	// subdomain has its own owner, so only a declaration names them.
+	if ps, _ := publicsuffix.PublicSuffix("probe." + suffix); ps == suffix || ps == "probe."+suffix {
 		return "", false
 	}
 	if _, err := publicsuffix.EffectiveTLDPlusOne(suffix); err != nil {
@@ -263,9 +293,9 @@ func portPlaceholder(field, alt string) error {
 // CheckConfigHosts expands each template with one connection's config and
 // refuses the config when an expanded host is outside the policy, naming
 // the keys that chose it. Templates whose placeholders the config does not
-// fill are skipped: nothing is sent there. clientAPIBase says that
-// templates.APIBase is only returned to clients (it may take a whole URL).
-func CheckConfigHosts(templates Endpoints, cfg map[string]any, clientAPIBase bool) error {
+// fill are skipped: nothing is sent there.
+func CheckConfigHosts(templates Endpoints, cfg map[string]any) error {
+	clientAPIBase := templates.ClientAPIBase
 	policy := templates.policy()
 	for _, u := range templates.fields() {
 		if u.tmpl == "" {

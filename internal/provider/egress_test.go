@@ -143,3 +143,58 @@ func testKeyPEM(t *testing.T) string {
 	}
 	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
 }
+
+// Hosts that are not DNS names of whole labels never match a *.domain
+// pattern: an IPv6 literal with a zone id ending in the domain dials the
+// IP.
+func TestHostPolicyRefusesLookAlikeHosts(t *testing.T) {
+	p := NewHostPolicy(nil, []string{"*.my.salesforce.com", "login.salesforce.com"})
+	for _, h := range []string{"::ffff:1.2.3.4%x.my.salesforce.com", "a_b.my.salesforce.com", "login.salesforce.com%x", "a%2e.my.salesforce.com"} {
+		if p.Allows(h) {
+			t.Errorf("Allows(%q)", h)
+		}
+	}
+	if isPlainHTTPSURL("https://[::ffff:1.2.3.4%25x.acme-saas.com]") {
+		t.Error("a bracketed host with a zone is a plain https URL")
+	}
+	if NewHostPolicy([]string{"https://${connectionConfig.x}.0.0.1/t"}, nil).Allows("10.0.0.1") {
+		t.Error("a template under 0.0.1 allows the IP 10.0.0.1")
+	}
+}
+
+// A pattern or template suffix under a wildcard public-suffix rule
+// (*.kobe.jp: every <x>.kobe.jp is a public suffix) covers other owners.
+func TestPublicSuffixWildcardRules(t *testing.T) {
+	if err := ValidateHostPatterns("allowed_hosts", []string{"*.kobe.jp"}); err == nil {
+		t.Error("*.kobe.jp accepted")
+	}
+	if err := ValidateHostPatterns("allowed_hosts", []string{"*.city.kobe.jp"}); err != nil {
+		t.Errorf("*.city.kobe.jp (an exception to the rule) refused: %v", err)
+	}
+	if pat, ok := impliedPattern("${connectionConfig.x}.kobe.jp"); ok {
+		t.Errorf("a placeholder under kobe.jp implies %s", pat)
+	}
+	if _, ok := impliedPattern("${connectionConfig.x}.0.0.1"); ok {
+		t.Error("a placeholder under a numeric suffix implies a pattern")
+	}
+}
+
+// An EgressError names the field and keys, never the config's value.
+func TestEgressErrorQuotesNoValue(t *testing.T) {
+	err := CheckConfigHosts(Endpoints{Token: "https://${connectionConfig.d}/t", AllowedHosts: []string{"*.okta.com"}}, map[string]any{"d": "secret-looking.example"})
+	if err == nil || strings.Contains(err.Error(), "secret-looking") || !strings.Contains(err.Error(), "connection_config.d") {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+// A client-only api_base_url does not take part in the plugin's own
+// requests: a whole URL there (Salesforce's instance_url) does not stop a
+// refresh.
+func TestClientAPIBaseDoesNotBlockResolve(t *testing.T) {
+	templates := Endpoints{Token: "https://login.salesforce.com/token", APIBase: "${connectionConfig.instance_url}", ClientAPIBase: true,
+		AllowedHosts: []string{"*.my.salesforce.com"}}
+	ep, err := ResolveEndpoints(templates, map[string]any{"instance_url": "https://acme.my.salesforce.com"})
+	if err != nil || ep.APIBase != "" {
+		t.Fatalf("ResolveEndpoints = %+v, %v", ep, err)
+	}
+}

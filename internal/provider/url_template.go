@@ -105,12 +105,14 @@ func expandOne(field, tmpl string, cfg map[string]any, wholeURLs bool) (string, 
 	return out, nil
 }
 
-// isPlainHTTPSURL accepts an absolute https URL with a host and no user
-// information, query or fragment.
+// isPlainHTTPSURL accepts an absolute https URL with a host name and no
+// user information, query, fragment or port (a placeholder does not set
+// the port), and no IP literal or escape in the host (a zone id can make an
+// IPv6 literal end in any domain).
 func isPlainHTTPSURL(raw string) bool {
 	u, err := url.Parse(raw)
-	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil &&
-		u.RawQuery == "" && u.Fragment == "" && !strings.ContainsAny(raw, " \\")
+	return err == nil && u.Scheme == "https" && u.Host != "" && u.User == nil && u.Port() == "" &&
+		u.RawQuery == "" && u.Fragment == "" && !strings.ContainsAny(raw, " \\") && !strings.ContainsAny(u.Host, "[]%")
 }
 
 // ValidateURLTemplate checks a URL field that may hold placeholders and
@@ -219,10 +221,10 @@ func hostOfOne(tmpl string) string {
 // come from here, and nothing to a host outside that policy.
 func ResolveEndpoints(templates Endpoints, cfg map[string]any) (Endpoints, error) {
 	policy := templates.policy()
-	ep := Endpoints{AllowedHosts: templates.AllowedHosts, allowed: &policy}
+	ep := Endpoints{AllowedHosts: templates.AllowedHosts, ClientAPIBase: templates.ClientAPIBase, allowed: &policy}
 	resolved := ep.fields()
 	for i, u := range templates.fields() {
-		if u.tmpl == "" {
+		if u.tmpl == "" || (u.field == "api_base_url" && templates.ClientAPIBase) {
 			continue
 		}
 		v, err := ExpandURL(u.field, u.tmpl, cfg)
