@@ -191,10 +191,14 @@ var surfaces = []surface{
 		return func() { e.do(logical.PatchOperation, "connections/"+kind+"/acme/config", withConfig(a.config)) }
 	}},
 	{"metadata write", []string{connRoute + "/metadata create", connRoute + "/metadata update"}, allKinds, func(e *invEnv, kind string, a attack) func() {
-		return func() { e.do(logical.UpdateOperation, "connections/"+kind+"/acme/metadata", merged(a.metadata, a.config)) }
+		return func() {
+			e.do(logical.UpdateOperation, "connections/"+kind+"/acme/metadata", merged(a.metadata, a.config))
+		}
 	}},
 	{"metadata patch", []string{connRoute + "/metadata patch"}, allKinds, func(e *invEnv, kind string, a attack) func() {
-		return func() { e.do(logical.PatchOperation, "connections/"+kind+"/acme/metadata", merged(a.metadata, a.config)) }
+		return func() {
+			e.do(logical.PatchOperation, "connections/"+kind+"/acme/metadata", merged(a.metadata, a.config))
+		}
 	}},
 	{"import", []string{"import/{integration} update"}, allKinds, func(e *invEnv, kind string, a attack) func() {
 		return func() {
