@@ -133,6 +133,9 @@ func (b *backend) initialize(_ context.Context, req *logical.InitializationReque
 	s := req.Storage
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
+		if err := b.rollForwardAtStart(ctx, s); err != nil {
+			b.Logger().Warn("storing the credentials a previous process left in the WAL; the rollback tries again", "error", err)
+		}
 		cfg, err := b.config(ctx, s)
 		if err != nil {
 			b.Logger().Error("building the refresh queue", "error", err)
