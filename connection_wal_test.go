@@ -220,3 +220,92 @@ func TestForcedIntegrationDeleteDropsUnsavedConnections(t *testing.T) {
 		assertNotRecreated(t, restarted, flaky, body)
 	})
 }
+
+// TestRestartedPluginStoresTheWALAtStart: a plugin that starts on storage
+// holding a WAL record of rotated tokens stores them while it initialises,
+// without waiting for the rollback's minimum age: until then storage holds
+// a refresh token the provider has spent.
+func TestRestartedPluginStoresTheWALAtStart(t *testing.T) {
+	reliabilityCase(t, "storage refuses the rotated tokens, then the plugin restarts on healed storage",
+		"the new process stores them while it initialises, before any rollback")
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"]
+	flaky.failPuts.Store(0)
+
+	restarted := startBackend(t, flaky)
+	t.Cleanup(func() { restarted.clean(context.Background()) })
+	for deadline := time.Now().Add(10 * time.Second); !restarted.engine.ready.Load() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	stored, _ := getConnection(t.Context(), flaky, "github", "c1")
+	if stored == nil || stored.Credentials.RefreshToken != rotated {
+		t.Fatal("the restarted plugin did not store the rotated tokens at start")
+	}
+	if n := len(walRecords(t, flaky)); n != 0 {
+		t.Fatalf("%d WAL records left after they were applied", n)
+	}
+}
+
+// TestStaleWALNeverUndoesNewerCredentials: after a restart, credentials
+// written to the connection before the rollback runs are newer than the
+// record's, which therefore does not apply.
+func TestStaleWALNeverUndoesNewerCredentials(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	flaky.failPuts.Store(0)
+
+	restarted := restartOn(t, flaky)
+	newer := srv.IssueRefreshToken()
+	restarted.mustDo(logical.UpdateOperation, "connections/github/c1", map[string]any{
+		"access_token": "written-after-restart", "refresh_token": newer, "expires_in": 3600})
+	if msg := rollBack(restarted); msg != "" {
+		t.Fatalf("rollback: %s", msg)
+	}
+	stored, _ := getConnection(t.Context(), flaky, "github", "c1")
+	if stored == nil || stored.Credentials.RefreshToken != newer || stored.Credentials.AccessToken != "written-after-restart" {
+		t.Fatal("a stale WAL record overwrote credentials written after it")
+	}
+}
+
+// TestEarlierVersionsWALRecords: a record written by an earlier version
+// (no issue time, the hash of the refresh token it replaced) applies while
+// storage still holds that refresh token, and never creates a connection.
+func TestEarlierVersionsWALRecords(t *testing.T) {
+	e, srv := oauthEnv(t)
+	_, before := importExpiring(e, srv, "c1", time.Hour) // not due: nothing refreshes it meanwhile
+	stored, _ := getConnection(t.Context(), e.storage, "github", "c1")
+	rotated := stored.clone()
+	rotated.Credentials.AccessToken, rotated.Credentials.RefreshToken = "at-rotated", srv.IssueRefreshToken()
+	rotated.CredentialsIssuedAt = time.Time{}
+	gone := rotated.clone()
+	gone.ConnectionID = "never-stored"
+	for _, rec := range []*issuedTokensWAL{
+		{Entry: rotated, Existed: true, PreviousRefreshToken: sha256Hex(before)},
+		{Entry: gone},
+	} {
+		if _, err := framework.PutWAL(t.Context(), e.storage, walKindIssuedTokens, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if msg := rollBack(e); msg != "" {
+		t.Fatalf("rollback: %s", msg)
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "github", "c1"); c.Credentials.RefreshToken != rotated.Credentials.RefreshToken {
+		t.Fatal("the earlier version's record was not applied")
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "github", "never-stored"); c != nil {
+		t.Fatal("an earlier version's record created a connection")
+	}
+	if n := len(walRecords(t, e.storage)); n != 0 {
+		t.Fatalf("%d WAL records left", n)
+	}
+}
