@@ -157,7 +157,7 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 		// may have been deleted, or re-created, since the caller (or the
 		// failed save) looked. Its deletion holds its lock for writing, so
 		// it cannot happen between this check and the save.
-		if err := cs.checkIntegration(ctx, s, next); err != nil {
+		if err := cs.checkIntegration(ctx, s, integration, next); err != nil {
 			if errors.Is(err, errIntegrationGone) && unsaved {
 				return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
 			}
@@ -170,15 +170,15 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 	return next.clone(), nil
 }
 
-// checkIntegration checks that next's integration exists and is the one
-// next was created in, and stamps a new entry with it.
-func (cs *connectionStore) checkIntegration(ctx context.Context, s logical.Storage, next *connectionEntry) error {
-	in, err := getIntegration(ctx, s, next.Integration)
+// checkIntegration checks that integration exists and is the one next was
+// created in, and stamps a new entry with it.
+func (cs *connectionStore) checkIntegration(ctx context.Context, s logical.Storage, integration string, next *connectionEntry) error {
+	in, err := getIntegration(ctx, s, integration)
 	if err != nil {
 		return err
 	}
 	if in == nil || (!next.IntegrationCreatedAt.IsZero() && !next.IntegrationCreatedAt.Equal(in.CreatedAt)) {
-		return fmt.Errorf("%w: %q was deleted", errIntegrationGone, next.Integration)
+		return fmt.Errorf("%w: %q was deleted", errIntegrationGone, integration)
 	}
 	if next.IntegrationCreatedAt.IsZero() {
 		next.IntegrationCreatedAt = in.CreatedAt
