@@ -143,6 +143,9 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	}
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
+		if err := b.rollForwardAtStart(ctx, s); err != nil {
+			b.Logger().Warn("storing the credentials a previous process left in the WAL; the rollback tries again", "error", err)
+		}
 		cfg, err := b.config(ctx, s)
 		if err != nil {
 			b.Logger().Error("building the refresh queue", "error", err)

@@ -3,9 +3,12 @@
 package connect
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,13 +66,20 @@ type connectionStore struct {
 	unsavedMu    sync.Mutex
 	unsaved      map[string]*unsavedEntry
 	unsavedCount atomic.Int64 // len(unsaved), read without the lock
+	// supersededWALs are records of earlier credentials whose deletion
+	// failed, deleted again by SaveUnsaved. Until then they are harmless:
+	// a record applies only over older credentials than its own.
+	supersededWALs map[string]bool
 }
 
-// unsavedEntry is an entry storage refused, and the WAL entry (if storage
-// took that) that lets a restarted plugin store it.
+// unsavedEntry is an entry storage refused, and the WAL record (if storage
+// took that) of its latest credentials, which lets a restarted plugin
+// store it.
 type unsavedEntry struct {
 	entry *connectionEntry
 	walID string
+	// created: storage has never held the connection.
+	created bool
 }
 
 func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
@@ -81,6 +91,7 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 		config:           config,
 		now:              now,
 		unsaved:          map[string]*unsavedEntry{},
+		supersededWALs:   map[string]bool{},
 	}
 }
 
@@ -126,7 +137,7 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
 
-	current, err := cs.loadLocked(ctx, s, key)
+	current, unsaved, err := cs.loadLocked(ctx, s, key)
 	if err != nil {
 		return nil, err
 	}
@@ -141,16 +152,16 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 	if err != nil {
 		return nil, err
 	}
-	if current == nil {
-		// A create: the integration may have been deleted since the
-		// caller looked. Its deletion holds its lock for writing, so it
-		// cannot happen between this check and the save.
-		in, err := getIntegration(ctx, s, integration)
-		if err != nil {
+	if current == nil || unsaved {
+		// A create, or an entry storage has not taken yet: the integration
+		// may have been deleted, or re-created, since the caller (or the
+		// failed save) looked. Its deletion holds its lock for writing, so
+		// it cannot happen between this check and the save.
+		if err := cs.checkIntegration(ctx, s, integration, next); err != nil {
+			if errors.Is(err, errIntegrationGone) && unsaved {
+				return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
+			}
 			return nil, err
-		}
-		if in == nil {
-			return nil, fmt.Errorf("%w: %q was deleted", errIntegrationGone, integration)
 		}
 	}
 	if err := cs.save(ctx, s, next, current); err != nil {
@@ -159,14 +170,30 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 	return next.clone(), nil
 }
 
-// loadLocked reads a connection for a change: an unsaved entry first, then
-// storage. The caller holds the connection's lock.
-func (cs *connectionStore) loadLocked(ctx context.Context, s logical.Storage, key string) (*connectionEntry, error) {
-	if c := cs.unsavedEntry(key); c != nil {
-		return c, nil
+// checkIntegration checks that integration exists and is the one next was
+// created in, and stamps a new entry with it.
+func (cs *connectionStore) checkIntegration(ctx context.Context, s logical.Storage, integration string, next *connectionEntry) error {
+	in, err := getIntegration(ctx, s, integration)
+	if err != nil {
+		return err
 	}
-	c, _, err := readConnectionEntry(ctx, s, key)
-	return c, err
+	if in == nil || (!next.IntegrationCreatedAt.IsZero() && !next.IntegrationCreatedAt.Equal(in.CreatedAt)) {
+		return fmt.Errorf("%w: %q was deleted", errIntegrationGone, integration)
+	}
+	if next.IntegrationCreatedAt.IsZero() {
+		next.IntegrationCreatedAt = in.CreatedAt
+	}
+	return nil
+}
+
+// loadLocked reads a connection for a change: an unsaved entry first, then
+// storage; unsaved says which. The caller holds the connection's lock.
+func (cs *connectionStore) loadLocked(ctx context.Context, s logical.Storage, key string) (c *connectionEntry, unsaved bool, err error) {
+	if c := cs.unsavedEntry(key); c != nil {
+		return c, true, nil
+	}
+	c, _, err = readConnectionEntry(ctx, s, key)
+	return c, false, err
 }
 
 // save stores c, reschedules it and caches it; previous is what storage
@@ -179,6 +206,7 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 		return err
 	}
 	cs.sched.schedule(c, cfg, cs.now())
+	cs.stampCredentials(c, previous)
 	key := connectionKey(c.Integration, c.ConnectionID)
 	entry, err := logical.StorageEntryJSON(key, c)
 	if err != nil {
@@ -211,20 +239,58 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	return nil
 }
 
-// Delete removes a connection under its lock. before, if given, sees the
-// entry first (to revoke its tokens) and returns warnings for the response.
-// Deleting a connection that does not exist is not an error.
-func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
-	defer cs.integrationLocks.RLock(integration)()
-	return cs.deleteLocked(ctx, s, integration, id, before)
+// stampCredentials sets c.CredentialsIssuedAt when c's credentials differ
+// from previous's: later than now and than previous's, so that the stamps
+// of one connection only grow. A stamp already later than previous's (a
+// WAL record's) is kept.
+func (cs *connectionStore) stampCredentials(c, previous *connectionEntry) {
+	var before time.Time
+	if previous != nil {
+		before = previous.CredentialsIssuedAt
+		if c.CredentialsIssuedAt.After(before) || sameCredentials(c.Credentials, previous.Credentials) {
+			return
+		}
+	} else if !c.CredentialsIssuedAt.IsZero() {
+		return
+	}
+	c.CredentialsIssuedAt = cs.now().UTC()
+	if !c.CredentialsIssuedAt.After(before) {
+		c.CredentialsIssuedAt = before.Add(time.Nanosecond)
+	}
 }
 
-func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+// sameCredentials compares two credentials as they are stored.
+func sameCredentials(a, b credentials) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+}
+
+// Delete removes a connection under its lock, its WAL records first.
+// before, if given, sees the entry first (to revoke its tokens) and
+// returns warnings for the response. Deleting a connection that does not
+// exist is not an error.
+func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+	defer cs.integrationLocks.RLock(integration)()
+	// The WAL may hold records a previous process wrote, of a connection
+	// storage never held: they would create it again.
+	listed, err := framework.ListWAL(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("listing the WAL: %w", err)
+	}
+	return cs.deleteLocked(ctx, s, integration, id, before, walIDsWithPrefix(listed, walIDPrefix(integration, id)))
+}
+
+// deleteLocked deletes a connection's WAL records (walIDs and the one of
+// its unsaved entry) and then the connection. A record that cannot be
+// deleted fails the delete with nothing else changed: left behind, it
+// could bring the connection back.
+func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string, walIDs []string) ([]string, error) {
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
 	var warnings []string
 	if before != nil {
-		c, err := cs.loadLocked(ctx, s, key)
+		c, _, err := cs.loadLocked(ctx, s, key)
 		if err != nil {
 			return nil, err
 		}
@@ -232,10 +298,16 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 			warnings = before(c)
 		}
 	}
+	if walID := cs.unsavedWALID(key); walID != "" {
+		walIDs = append(walIDs, walID)
+	}
+	if err := deleteWALs(ctx, s, walIDs); err != nil {
+		return warnings, fmt.Errorf("deleting %q: %w", key, err)
+	}
 	if err := s.Delete(ctx, key); err != nil {
 		return warnings, fmt.Errorf("deleting %q: %w", key, err)
 	}
-	cs.forgetUnsaved(ctx, s, key)
+	cs.dropUnsaved(key)
 	cs.cache.invalidate(key)
 	cs.sched.untrack(key)
 	return warnings, nil
@@ -254,21 +326,53 @@ func (e *errHasConnections) Error() string {
 // held for writing throughout: no connection of it can be created or
 // changed meanwhile. Without force, an integration with connections is left
 // alone and the error is an *errHasConnections.
+//
+// Its connections are those in storage and those held unsaved in memory.
+// Every WAL record of the integration goes first, those a previous process
+// wrote included.
 func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Storage, integration string, force bool, deleteEntry func() error) error {
 	defer cs.integrationLocks.Lock(integration)()
 	ids, err := cs.List(ctx, s, integration)
 	if err != nil {
 		return err
 	}
+	ids = cs.withUnsavedIDs(integration, ids)
 	if len(ids) > 0 && !force {
 		return &errHasConnections{len(ids)}
 	}
+	listed, err := framework.ListWAL(ctx, s)
+	if err != nil {
+		return fmt.Errorf("listing the WAL: %w", err)
+	}
+	if err := deleteWALs(ctx, s, walIDsWithPrefix(listed, walIntegrationPrefix(integration))); err != nil {
+		return err
+	}
 	for _, id := range ids {
-		if _, err := cs.deleteLocked(ctx, s, integration, id, nil); err != nil {
+		if _, err := cs.deleteLocked(ctx, s, integration, id, nil, nil); err != nil {
 			return err
 		}
 	}
 	return deleteEntry()
+}
+
+// withUnsavedIDs adds to ids (sorted) the ids of integration's connections
+// held unsaved, storage may never have held them.
+func (cs *connectionStore) withUnsavedIDs(integration string, ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		seen[id] = true
+	}
+	cs.unsavedMu.Lock()
+	for key := range cs.unsaved {
+		in, id, ok := splitConnectionKey(key)
+		if ok && in == integration && !seen[id] {
+			ids = append(ids, id)
+			seen[id] = true
+		}
+	}
+	cs.unsavedMu.Unlock()
+	sort.Strings(ids)
+	return ids
 }
 
 // LockIntegration holds an integration's lock for writing while an
@@ -287,15 +391,17 @@ func (cs *connectionStore) Invalidate(key string) {
 	cs.cache.invalidate(key)
 }
 
-// SaveUnsaved retries the saves that failed, from the periodic hook.
+// SaveUnsaved retries the saves that failed, and the deletions of WAL
+// records they superseded, from the periodic hook. An entry whose
+// integration is gone is dropped.
 func (cs *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) error {
+	firstErr := cs.deleteSupersededWALs(ctx, s)
 	cs.unsavedMu.Lock()
 	keys := make([]string, 0, len(cs.unsaved))
 	for k := range cs.unsaved {
 		keys = append(keys, k)
 	}
 	cs.unsavedMu.Unlock()
-	var firstErr error
 	for _, key := range keys {
 		integration, id, _ := splitConnectionKey(key)
 		_, err := cs.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
@@ -305,6 +411,9 @@ func (cs *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) e
 			c.issued = true
 			return c, nil
 		})
+		if errors.Is(err, errIntegrationGone) && cs.unsavedEntry(key) == nil {
+			err = nil // dropped with its integration
+		}
 		if err == nil && cs.unsavedEntry(key) != nil {
 			err = fmt.Errorf("connection %q is still not stored", key)
 		}
@@ -334,32 +443,120 @@ func (cs *connectionStore) unsavedEntry(key string) *connectionEntry {
 	return nil
 }
 
-func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, key string, c, previous *connectionEntry) {
+// unsavedWALID is the id of the WAL record of key's unsaved entry, empty
+// when there is none.
+func (cs *connectionStore) unsavedWALID(key string) string {
 	cs.unsavedMu.Lock()
 	defer cs.unsavedMu.Unlock()
-	u := &unsavedEntry{entry: c.clone()}
-	if old, ok := cs.unsaved[key]; ok {
-		u.walID = old.walID // the first WAL names the refresh token storage holds
+	if u, ok := cs.unsaved[key]; ok {
+		return u.walID
 	}
-	if u.walID == "" {
-		u.walID = putIssuedTokensWAL(ctx, s, c, previous)
+	return ""
+}
+
+// keepUnsaved keeps c, which storage refused, in memory and records it in a
+// new WAL record, so that the record always holds the latest credentials
+// (the earlier ones may be spent); the record before it is then deleted.
+// previous is what the change started from: nil when storage held nothing.
+// The caller holds c's lock.
+func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, key string, c, previous *connectionEntry) {
+	cs.unsavedMu.Lock()
+	old := cs.unsaved[key]
+	cs.unsavedMu.Unlock()
+	u := &unsavedEntry{entry: c.clone(), created: previous == nil || (old != nil && old.created)}
+	if old != nil && old.walID != "" && old.entry.CredentialsIssuedAt.Equal(c.CredentialsIssuedAt) {
+		// A retry of the same credentials: their record stands.
+		u.walID = old.walID
+		cs.putUnsaved(key, u)
+		return
 	}
+	walID, err := putIssuedTokensWAL(ctx, s, c, u.created)
+	switch {
+	case err != nil && old != nil:
+		u.walID = old.walID // older credentials are still better than none
+	case err == nil && old != nil && old.walID != "":
+		u.walID = walID
+		cs.deleteSupersededWAL(ctx, s, old.walID)
+	default:
+		u.walID = walID
+	}
+	cs.putUnsaved(key, u)
+}
+
+// putUnsaved holds u as key's unsaved entry, which reads then see instead
+// of the cache.
+func (cs *connectionStore) putUnsaved(key string, u *unsavedEntry) {
+	cs.unsavedMu.Lock()
 	cs.unsaved[key] = u
 	cs.unsavedCount.Store(int64(len(cs.unsaved)))
+	cs.unsavedMu.Unlock()
 	cs.cache.invalidate(key)
 }
 
 // forgetUnsaved drops key's unsaved entry once its save succeeded, with the
-// WAL entry that backed it.
+// WAL record that backed it.
 func (cs *connectionStore) forgetUnsaved(ctx context.Context, s logical.Storage, key string) {
+	if walID := cs.dropUnsaved(key); walID != "" {
+		cs.deleteSupersededWAL(ctx, s, walID)
+	}
+}
+
+// discardUnsaved drops key's unsaved entry, whose integration is gone, and
+// its WAL record; if the record cannot be deleted, both stay.
+func (cs *connectionStore) discardUnsaved(ctx context.Context, s logical.Storage, key string) error {
+	if walID := cs.unsavedWALID(key); walID != "" {
+		if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+			return fmt.Errorf("deleting WAL record %q: %w", walID, err)
+		}
+	}
+	cs.dropUnsaved(key)
+	return nil
+}
+
+// dropUnsaved forgets key's unsaved entry and returns its WAL id.
+func (cs *connectionStore) dropUnsaved(key string) string {
 	cs.unsavedMu.Lock()
+	defer cs.unsavedMu.Unlock()
 	u, ok := cs.unsaved[key]
+	if !ok {
+		return ""
+	}
 	delete(cs.unsaved, key)
 	cs.unsavedCount.Store(int64(len(cs.unsaved)))
-	cs.unsavedMu.Unlock()
-	if ok && u.walID != "" {
-		_ = framework.DeleteWAL(ctx, s, u.walID) // the rollback drops it otherwise
+	return u.walID
+}
+
+// deleteSupersededWAL deletes a record whose credentials storage, or a
+// newer record, now holds; a failure is retried by SaveUnsaved.
+func (cs *connectionStore) deleteSupersededWAL(ctx context.Context, s logical.Storage, walID string) {
+	if err := framework.DeleteWAL(ctx, s, walID); err != nil {
+		cs.unsavedMu.Lock()
+		cs.supersededWALs[walID] = true
+		cs.unsavedMu.Unlock()
 	}
+}
+
+// deleteSupersededWALs retries the deletions deleteSupersededWAL could not
+// do and returns the first failure.
+func (cs *connectionStore) deleteSupersededWALs(ctx context.Context, s logical.Storage) error {
+	cs.unsavedMu.Lock()
+	ids := make([]string, 0, len(cs.supersededWALs))
+	for id := range cs.supersededWALs {
+		ids = append(ids, id)
+	}
+	cs.unsavedMu.Unlock()
+	var firstErr error
+	for _, id := range ids {
+		err := framework.DeleteWAL(ctx, s, id)
+		if err == nil {
+			cs.unsavedMu.Lock()
+			delete(cs.supersededWALs, id)
+			cs.unsavedMu.Unlock()
+		} else if firstErr == nil {
+			firstErr = fmt.Errorf("deleting superseded WAL record %q: %w", id, err)
+		}
+	}
+	return firstErr
 }
 
 func connectionsPrefix(integration string) string {

@@ -252,6 +252,16 @@ type connectionEntry struct {
 	// kept (members over the size cap), so that a raw read does not pass a
 	// trimmed response off as the provider's whole answer.
 	RawTokenResponseNote string `json:"raw_token_response_note,omitempty"`
+	// CredentialsIssuedAt is when the credentials were last set, by a
+	// provider or a caller; the store stamps it, later on every change. A
+	// WAL record applies only over credentials older than its own, so a
+	// stale record can never undo newer ones.
+	CredentialsIssuedAt time.Time `json:"credentials_issued_at,omitempty"`
+	// IntegrationCreatedAt tells the integration the connection was created
+	// in from one deleted and re-created under the same name since: a
+	// retried save or a WAL record of the old one must not land in the new
+	// one. Zero in entries of earlier versions.
+	IntegrationCreatedAt time.Time `json:"integration_created_at,omitempty"`
 
 	// issued marks credentials a provider has just issued, which the store
 	// keeps even when saving them fails. Never stored.

@@ -36,13 +36,24 @@ func replaceWith(c *connectionEntry) func(*connectionEntry) (*connectionEntry, e
 
 // flakyStorage fails writes the way a sealed, unavailable or full storage
 // backend does: Put of any key under failPrefix while failPuts > 0 (each
-// failure counts one down), and Get of failGetKey while failGet is set.
+// failure counts one down), Delete of any key under failDeletePrefix while
+// failDeletes > 0 (likewise), and Get of failGetKey while failGet is set.
 type flakyStorage struct {
 	logical.Storage
-	failPrefix string
-	failPuts   atomic.Int64
-	failGetKey string
-	failGet    atomic.Bool
+	failPrefix       string
+	failPuts         atomic.Int64
+	failDeletePrefix string
+	failDeletes      atomic.Int64
+	failGetKey       string
+	failGet          atomic.Bool
+}
+
+func (s *flakyStorage) Delete(ctx context.Context, key string) error {
+	if s.failDeletePrefix != "" && strings.HasPrefix(key, s.failDeletePrefix) && s.failDeletes.Load() > 0 {
+		s.failDeletes.Add(-1)
+		return errors.New("storage unavailable")
+	}
+	return s.Storage.Delete(ctx, key)
 }
 
 func (s *flakyStorage) Put(ctx context.Context, entry *logical.StorageEntry) error {

@@ -29,6 +29,24 @@ type RaftServer struct {
 // newRaftNode writes the config of one Raft node in dir; join lists the
 // API addresses of nodes it retries to join.
 func newRaftNode(bin, pluginDir, dir, nodeID string, join []string) (*RaftServer, error) {
+	var joins strings.Builder
+	for _, addr := range join {
+		fmt.Fprintf(&joins, "  retry_join {\n    leader_api_addr = %q\n  }\n", addr)
+	}
+	// performance_multiplier 1: production timing, not the default's
+	// five-fold slack, so a failover takes seconds.
+	storage := fmt.Sprintf(`storage "raft" {
+  path                   = %q
+  node_id                = %q
+  performance_multiplier = 1
+%s}
+`, filepath.Join(dir, "data"), nodeID, joins.String())
+	return newConfiguredNode(bin, pluginDir, dir, storage)
+}
+
+// newConfiguredNode writes the config of one node in dir with the given
+// storage stanza, whose data goes under dir/data.
+func newConfiguredNode(bin, pluginDir, dir, storage string) (*RaftServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -44,18 +62,7 @@ func newRaftNode(bin, pluginDir, dir, nodeID string, join []string) (*RaftServer
 	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o700); err != nil {
 		return nil, err
 	}
-	var joins strings.Builder
-	for _, addr := range join {
-		fmt.Fprintf(&joins, "  retry_join {\n    leader_api_addr = %q\n  }\n", addr)
-	}
-	// performance_multiplier 1: production timing, not the default's
-	// five-fold slack, so a failover takes seconds.
-	config := fmt.Sprintf(`storage "raft" {
-  path                   = %q
-  node_id                = %q
-  performance_multiplier = 1
-%s}
-listener "tcp" {
+	config := fmt.Sprintf(`%slistener "tcp" {
   address         = "127.0.0.1:%d"
   cluster_address = "127.0.0.1:%d"
   tls_disable     = true
@@ -64,7 +71,7 @@ api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "http://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
-`, filepath.Join(dir, "data"), nodeID, joins.String(), port, clusterPort, port, clusterPort, pluginDir)
+`, storage, port, clusterPort, port, clusterPort, pluginDir)
 	return s, os.WriteFile(s.configPath, []byte(config), 0o600)
 }
 
@@ -74,22 +81,45 @@ func StartRaft(bin, pluginDir, dir string) (*RaftServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := s.launch(); err != nil {
+	if err := s.start(); err != nil {
 		return nil, err
+	}
+	return s, nil
+}
+
+// StartFile starts a new Vault with file storage in dir (the data under
+// dir/data, one file per key), like StartRaft otherwise: the same Kill,
+// Restart and Unseal apply.
+func StartFile(bin, pluginDir, dir string) (*RaftServer, error) {
+	s, err := newConfiguredNode(bin, pluginDir, dir, fmt.Sprintf("storage \"file\" {\n  path = %q\n}\n", filepath.Join(dir, "data")))
+	if err != nil {
+		return nil, err
+	}
+	if err := s.start(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// start launches a new node, initialises and unseals it, and mounts the
+// plugin at connect/; on failure the node is killed.
+func (s *RaftServer) start() error {
+	if err := s.launch(); err != nil {
+		return err
 	}
 	if err := s.initialize(); err != nil {
 		s.Kill()
-		return nil, err
+		return err
 	}
 	if err := s.RegisterPlugin(PluginName, "connect"); err != nil {
 		s.Kill()
-		return nil, err
+		return err
 	}
 	if out, err := s.CLI(nil, "secrets", "enable", "-path=connect", "connect"); err != nil {
 		s.Kill()
-		return nil, fmt.Errorf("enabling connect: %v\n%s", err, out)
+		return fmt.Errorf("enabling connect: %v\n%s", err, out)
 	}
-	return s, nil
+	return nil
 }
 
 // StartRaftCluster starts n Raft nodes in subdirectories of dir: the first

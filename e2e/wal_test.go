@@ -1,0 +1,140 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/vaultdev"
+)
+
+// walOutage is how long storage refuses the connection: longer than the
+// plugin's WAL rollback minimum age (3 minutes) plus one period of Vault's
+// rollback manager (1 minute), so that the rollback runs in the process
+// that still holds the tokens unsaved.
+const walOutage = 4*time.Minute + 20*time.Second
+
+// TestRotatedTokenSurvivesOutageAndRestartOnFileStorage: Vault with file
+// storage. The provider rotates a connection's refresh token twice while
+// the connection's file is immutable, so every save of it fails while the
+// WAL records are written; the outage outlasts the WAL rollback's minimum
+// age. Then Vault is SIGKILLed, the file heals and Vault restarts: the
+// connection reads back with the latest refresh token, which the provider
+// accepts.
+func TestRotatedTokenSurvivesOutageAndRestartOnFileStorage(t *testing.T) {
+	vaultFor(t)
+	if os.Getenv("CONNECT_CRASH") != "1" {
+		t.Skip("the file-storage outage test runs with CONNECT_CRASH=1 (make test, make crash)")
+	}
+	if _, err := exec.LookPath("chattr"); err != nil {
+		t.Skip("chattr is needed to make a storage file refuse writes")
+	}
+	reliabilityCase(t, "file-storage Vault: the connection's file refuses writes for longer than the WAL rollback age while the provider rotates the refresh token twice; then SIGKILL of Vault and a restart",
+		"the connection reads back with the latest refresh token, which the provider accepts")
+	dir := t.TempDir()
+	fs, err := vaultdev.StartFile(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fs.Kill)
+	as := newAuthServer(t)
+	c := fs.Client.Logical()
+	if _, err := c.Write("connect/integrations/wal", map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
+		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "auth_style": "header"}); err != nil {
+		t.Fatal(err)
+	}
+	spent := as.IssueRefreshToken()
+	if _, err := c.Write("connect/connections/wal/c1", map[string]any{
+		"access_token": "at-initial", "refresh_token": spent, "expires_in": 3600}); err != nil {
+		t.Fatal(err)
+	}
+
+	file := storedFile(t, dir, "connections/wal/_c1")
+	chattr(t, "+i", file)
+	healed := false
+	t.Cleanup(func() {
+		if !healed {
+			chattr(t, "-i", file) // or the temporary directory cannot be removed
+		}
+	})
+	if _, err := c.Write("connect/connections/wal/c1/metadata", map[string]any{"probe": "outage"}); err == nil {
+		t.Fatal("a write of the immutable connection file succeeded: the outage is not real")
+	}
+
+	for range 2 {
+		if _, err := c.Write("connect/connections/wal/c1/refresh", nil); err != nil {
+			t.Fatalf("forced refresh during the outage: %v", err)
+		}
+	}
+	sec, err := c.Read("connect/connections/wal/c1/raw")
+	if err != nil || sec == nil {
+		t.Fatalf("read during the outage: %v", err)
+	}
+	latest, _ := sec.Data["refresh_token"].(string)
+	if !as.RefreshTokenValid(latest) || as.RefreshTokenValid(spent) {
+		t.Fatal("the forced refreshes did not rotate the refresh token")
+	}
+	if len(walFiles(t, dir)) == 0 {
+		t.Fatal("no WAL record was written for the unsaved tokens")
+	}
+
+	t.Logf("storage refuses the connection for %v, past the WAL rollback age", walOutage)
+	time.Sleep(walOutage)
+	if len(walFiles(t, dir)) == 0 {
+		t.Fatal("the rollback deleted the WAL record while the tokens were still unsaved")
+	}
+
+	fs.Kill()
+	chattr(t, "-i", file)
+	healed = true
+	if err := fs.Restart(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	var stored string
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
+		if sec, err := fs.Client.Logical().Read("connect/connections/wal/c1/raw"); err == nil && sec != nil {
+			if stored, _ = sec.Data["refresh_token"].(string); stored == latest {
+				break
+			}
+		}
+	}
+	if stored != latest {
+		t.Fatal("after the restart the connection does not hold the latest refresh token")
+	}
+	if _, err := fs.Client.Logical().Write("connect/connections/wal/c1/refresh", nil); err != nil {
+		t.Fatalf("the stored refresh token does not work: %v", err)
+	}
+}
+
+// storedFile is the file of a key of the connect mount in file storage.
+func storedFile(t *testing.T, dir, key string) string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "data", "logical", "*", filepath.FromSlash(key)))
+	if err != nil || len(files) != 1 {
+		t.Fatalf("finding %s in file storage: %v %v", key, files, err)
+	}
+	return files[0]
+}
+
+// walFiles are the WAL records of the connect mount in file storage.
+func walFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(dir, "data", "logical", "*", "wal", "_*"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// chattr sets or clears a file's attribute; +i makes it refuse every write,
+// even from root, as a failing disk or a read-only volume does.
+func chattr(t *testing.T, attr, file string) {
+	t.Helper()
+	if out, err := exec.Command("chattr", attr, file).CombinedOutput(); err != nil {
+		t.Fatalf("chattr %s %s: %v %s", attr, file, err, out)
+	}
+}
