@@ -178,6 +178,7 @@ func (cs *connectionStore) RollForward(ctx context.Context, s logical.Storage, r
 		c.Credentials = issued.Credentials
 		c.CredentialsIssuedAt = issued.CredentialsIssuedAt
 		c.RawTokenResponse = issued.RawTokenResponse
+		c.RawTokenResponseNote = issued.RawTokenResponseNote
 		c.LastRefreshedAt = issued.LastRefreshedAt
 		c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = issued.RefreshStatus, issued.RefreshFailures, issued.LastRefreshError
 		c.issued = true
