@@ -47,7 +47,7 @@ func newInvEnv(t *testing.T) *invEnv {
 	for _, in := range []string{"cc", "oauth", "app"} {
 		body := map[string]any{"connection_config_schema": schema}
 		if in != "app" { // installation tokens map nothing into the config
-			body["token_response_config"] = "host=host,region=region,installation_id=installation_id,big=big"
+			body["token_response_config"] = map[string]any{"host": "host", "region": "region", "installation_id": "installation_id", "big": "big"}
 		}
 		e.mustDo(logical.UpdateOperation, "integrations/"+in, body)
 	}

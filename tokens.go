@@ -173,8 +173,9 @@ var rawMembersDroppedLast = append([]string{"access_token", "token_type", "expir
 // left out because the config would go over the cap of a config write: an
 // entry over the caps is one storage may refuse on every save.
 //
-// A value that would point one of the integration's URLs outside its
-// allowed hosts is not copied either: the provider's answer is kept (its
+// A value that fails its connection_config_schema field, or would point
+// one of the integration's URLs outside its allowed hosts, is not copied
+// either: the provider's answer is kept (its
 // tokens already replaced the old ones) and the config keeps its previous
 // value.
 func copyMappedMembers(c *connectionEntry, in *integrationEntry, raw map[string]any) []string {
@@ -192,6 +193,12 @@ func copyMappedMembers(c *connectionEntry, in *integrationEntry, raw map[string]
 			notes = append(notes, fmt.Sprintf("connection_config.%s was not copied from member %s: connection_config would be over %d bytes",
 				key, printable(mapping[key]), maxDocumentBytes))
 			continue
+		}
+		if f, inSchema := in.ConnectionConfigSchema[key]; inSchema {
+			if err := f.check(v); err != nil {
+				notes = append(notes, fmt.Sprintf("connection_config.%s was not copied from member %s: it %s", key, printable(mapping[key]), err))
+				continue
+			}
 		}
 		candidate := maps.Clone(c.ConnectionConfig)
 		candidate[key] = v
