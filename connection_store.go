@@ -305,6 +305,9 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		return warnings, fmt.Errorf("deleting %q: %w", key, err)
 	}
 	if err := s.Delete(ctx, key); err != nil {
+		// The connection stays; its unsaved tokens lost their record
+		// above and need a new one.
+		cs.rerecordUnsaved(ctx, s, key)
 		return warnings, fmt.Errorf("deleting %q: %w", key, err)
 	}
 	cs.dropUnsaved(key)
@@ -481,6 +484,24 @@ func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, k
 		u.walID = walID
 	}
 	cs.putUnsaved(key, u)
+}
+
+// rerecordUnsaved writes a new WAL record for key's unsaved entry, whose
+// record a failed delete removed. If that write fails too, the entry keeps
+// no record id, so the next failed save writes one instead of trusting a
+// deleted id.
+func (cs *connectionStore) rerecordUnsaved(ctx context.Context, s logical.Storage, key string) {
+	cs.unsavedMu.Lock()
+	u := cs.unsaved[key]
+	cs.unsavedMu.Unlock()
+	if u == nil {
+		return
+	}
+	walID, err := putIssuedTokensWAL(ctx, s, u.entry, u.created)
+	if err != nil {
+		walID = ""
+	}
+	cs.putUnsaved(key, &unsavedEntry{entry: u.entry, walID: walID, created: u.created})
 }
 
 // putUnsaved holds u as key's unsaved entry, which reads then see instead

@@ -219,7 +219,23 @@ func recordApplies(ctx context.Context, s logical.Storage, rec *issuedTokensWAL,
 	case c == nil:
 		return rec.Created, nil
 	}
-	return c.CreatedAt.Equal(issued.CreatedAt) && issued.CredentialsIssuedAt.After(c.CredentialsIssuedAt), nil
+	return c.CreatedAt.Equal(issued.CreatedAt) && issued.CredentialsIssuedAt.After(c.CredentialsIssuedAt) &&
+		sameIssuance(issued, c), nil
+}
+
+// sameIssuance says that credentials issued for one entry may stand in for
+// c's: the same APP installation and, where both know it, the same
+// integration. Issue times come from the clocks of different nodes, so a
+// newer time alone cannot tell an old installation's token from a current
+// one.
+func sameIssuance(issued, c *connectionEntry) bool {
+	if issued.InstallationID != c.InstallationID {
+		return false
+	}
+	if !issued.IntegrationCreatedAt.IsZero() && !c.IntegrationCreatedAt.IsZero() && !issued.IntegrationCreatedAt.Equal(c.IntegrationCreatedAt) {
+		return false
+	}
+	return true
 }
 
 // decodeWAL decodes a WAL record, which the framework hands over as decoded

@@ -309,3 +309,63 @@ func TestEarlierVersionsWALRecords(t *testing.T) {
 		t.Fatalf("%d WAL records left", n)
 	}
 }
+
+// A delete that storage refuses leaves the connection, and an unsaved
+// entry's tokens keep a WAL record: the delete removed the old record
+// before storage refused, so a new one is written.
+func TestFailedDeleteKeepsTheWALOfAnUnsavedEntry(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/", failDeletePrefix: "connections/"}
+	e.storage = flaky
+	_, spent := importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"].(string)
+	if srv.RefreshTokenValid(spent) || !srv.RefreshTokenValid(rotated) {
+		t.Fatal("the refresh did not rotate")
+	}
+	flaky.failDeletes.Store(failForever)
+	if _, status := e.do(logical.DeleteOperation, "connections/github/c1", nil); status/100 == 2 {
+		t.Fatalf("the delete succeeded (%d) on storage that refuses it", status)
+	}
+	flaky.failDeletes.Store(0)
+	e.mustDo(logical.ReadOperation, "connections/github/c1", nil) // still there
+	if n := len(walRecords(t, flaky)); n != 1 {
+		t.Fatalf("%d WAL records after the failed delete, want 1", n)
+	}
+	flaky.failPuts.Store(0)
+	restarted := restartOn(t, flaky) // the process dies with the entry unsaved
+	if msg := rollBack(restarted); msg != "" {
+		t.Fatalf("rollback: %s", msg)
+	}
+	stored, _ := getConnection(t.Context(), flaky, "github", "c1")
+	if stored == nil || stored.Credentials.RefreshToken != rotated {
+		t.Fatal("after a failed delete and a restart storage does not hold the rotated refresh token")
+	}
+}
+
+// A WAL record with a newer issue time (another node's clock) but for
+// another APP installation does not replace the token of the installation
+// the connection names now.
+func TestWALOfAnotherInstallationDoesNotApply(t *testing.T) {
+	e, _, _ := appEnv(t)
+	e.mustDo(logical.CreateOperation, "connections/ghapp/acme", map[string]any{"installation_id": "988"})
+	stored, err := getConnection(t.Context(), e.storage, "ghapp", "acme")
+	if err != nil || stored == nil {
+		t.Fatal(err)
+	}
+	old := stored.clone()
+	old.InstallationID = "987"
+	old.Credentials.AccessToken = "ghs_of-installation-987"
+	old.CredentialsIssuedAt = stored.CredentialsIssuedAt.Add(time.Second)
+	if _, err := putIssuedTokensWAL(t.Context(), e.storage, old, false); err != nil {
+		t.Fatal(err)
+	}
+	if msg := rollBack(e); msg != "" {
+		t.Fatalf("rollback: %s", msg)
+	}
+	after, _ := getConnection(t.Context(), e.storage, "ghapp", "acme")
+	if after.InstallationID != "988" || after.Credentials.AccessToken == "ghs_of-installation-987" {
+		t.Fatalf("the record of installation 987 was applied: installation %s", after.InstallationID)
+	}
+}
