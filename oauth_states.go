@@ -151,15 +151,24 @@ func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash st
 	if err != nil || !found {
 		return nil, err
 	}
-	if err := s.Delete(ctx, stateKey(stateHash)); err != nil {
-		return nil, fmt.Errorf("deleting state: %w", err)
-	}
+	// The index entry goes first: it holds a place under
+	// max_pending_authorizations, and only it does. Were the state deleted
+	// first and the index delete then failed, no sweep would ever find the
+	// index entry again; this way a failure leaves the state usable and
+	// swept at its expiry.
 	var idx stateIndexEntry
-	if found, err := getJSON(ctx, s, stateIndexKey(st.Integration, st.ConnectionID), &idx); err == nil && found && idx.StateHash == stateHash {
+	found, err = getJSON(ctx, s, stateIndexKey(st.Integration, st.ConnectionID), &idx)
+	if err != nil {
+		return nil, fmt.Errorf("reading state index: %w", err)
+	}
+	if found && idx.StateHash == stateHash {
 		if err := s.Delete(ctx, stateIndexKey(st.Integration, st.ConnectionID)); err != nil {
 			return nil, fmt.Errorf("deleting state index: %w", err)
 		}
 		count.removed()
+	}
+	if err := s.Delete(ctx, stateKey(stateHash)); err != nil {
+		return nil, fmt.Errorf("deleting state: %w", err)
 	}
 	// The state is spent already: an expiry entry left behind by a failed
 	// delete is swept as an orphan, which is no reason to fail its use.
