@@ -6,6 +6,7 @@ package safetext
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"sort"
 	"strings"
@@ -52,7 +53,96 @@ func Scrub(msg string, secrets ...string) string {
 	for _, form := range echoedForms(secrets) {
 		msg = strings.ReplaceAll(msg, form, redactedMark)
 	}
+	if echoesASecret(msg, secrets) {
+		return withheldMark
+	}
 	return msg
+}
+
+// withheldMark replaces a whole message that still echoes a secret in a
+// form Scrub cannot cut out.
+const withheldMark = "[withheld: the message echoed a secret]"
+
+// minEchoRun is the shortest run of a secret's characters taken as an echo
+// of it: a provider may cut a secret itself ("s3cr3t/Client+Sec...").
+const minEchoRun = 12
+
+// echoesASecret is the net under the forms Scrub removes: msg decoded the
+// ways a provider may have encoded what it echoes (percent-encoding in
+// either case, twice; \uXXXX escapes) still holds a secret, or a run of
+// minEchoRun of its characters.
+func echoesASecret(msg string, secrets []string) bool {
+	for _, decoded := range decodings(msg) {
+		for _, s := range secrets {
+			if len(s) < minSecretLen {
+				continue
+			}
+			if strings.Contains(decoded, s) || sharesRun(decoded, s, minEchoRun) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// decodings are msg as is and as far as repeated percent- and JSON-
+// unescaping take it.
+func decodings(msg string) []string {
+	out := []string{msg}
+	cur := msg
+	for range 3 {
+		next := jsonUnescaped(cur)
+		if u, err := url.PathUnescape(next); err == nil {
+			next = u
+		}
+		if next == cur {
+			break
+		}
+		out = append(out, next)
+		cur = next
+	}
+	if q, err := url.QueryUnescape(msg); err == nil && q != msg {
+		out = append(out, q)
+	}
+	return out
+}
+
+// jsonUnescaped replaces \uXXXX and \/ escapes; other text is kept.
+func jsonUnescaped(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+5 < len(s) && s[i+1] == 'u' {
+			var r rune
+			if _, err := fmt.Sscanf(s[i+2:i+6], "%04x", &r); err == nil {
+				b.WriteRune(r)
+				i += 5
+				continue
+			}
+		}
+		if s[i] == '\\' && i+1 < len(s) && s[i+1] == '/' {
+			b.WriteByte('/')
+			i++
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// sharesRun reports whether msg holds n consecutive characters of secret.
+func sharesRun(msg, secret string, n int) bool {
+	if len(secret) < n {
+		return false
+	}
+	for i := 0; i+n <= len(secret); i++ {
+		if strings.Contains(msg, secret[i:i+n]) {
+			return true
+		}
+	}
+	return false
 }
 
 // echoedForms are the secrets and their encodings, longest first, so that

@@ -2,7 +2,10 @@
 
 package safetext
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestPrintable(t *testing.T) {
 	if got := Printable("a\x00b\x1b[31m", 64); got != "a?b?[31m" {
@@ -46,5 +49,25 @@ func TestScrubEncodedForms(t *testing.T) {
 func TestRedactScrubsBeforeTheCut(t *testing.T) {
 	if got := Redact("0123456789secret-value", 14, "secret-value"); got != "0123456789[red…" {
 		t.Fatalf("Redact = %q", got)
+	}
+}
+
+// Forms of a secret no encoding list foresees still never survive: the
+// message is withheld.
+func TestScrubCatchesOtherEchoedForms(t *testing.T) {
+	secret := "s3cr3t/Client+Secret=value"
+	for name, echo := range map[string]string{
+		"lower-case percent-encoding": "s3cr3t%2fClient%2bSecret%3dvalue",
+		"JSON \\u escapes":            `s3cr3t\u002fClient\u002bSecret=value`,
+		"double URL-encoding":         "s3cr3t%252FClient%252BSecret%253Dvalue",
+		"cut by the provider":         "s3cr3t/Client+Sec...",
+	} {
+		got := Redact("invalid_client: client_secret '"+echo+"' is wrong", 300, secret)
+		if strings.Contains(got, "Client") || strings.Contains(got, "s3cr3t") {
+			t.Errorf("%s: survives: %q", name, got)
+		}
+	}
+	if got := Redact("invalid_grant: the grant is spent", 300, secret); got != "invalid_grant: the grant is spent" {
+		t.Errorf("a message without a secret changed: %q", got)
 	}
 }
