@@ -390,7 +390,7 @@ func validateIntegration(in *integrationEntry) error {
 	case authModeOAuth2:
 		required = []string{"client_id"}
 	case authModeOAuth2CC:
-		required = []string{"client_id", "client_secret"}
+		required = clientCredentialsRequired(in)
 	case authModeApp:
 		required = []string{"app_id", "private_key"}
 	}
@@ -406,6 +406,20 @@ func validateIntegration(in *integrationEntry) error {
 		}
 	}
 	return in.endpointSettings.validate(in.AuthMode)
+}
+
+// clientCredentialsRequired lists what an OAUTH2_CC integration needs of
+// its own client: id and secret, as the default of its connections; none
+// when its credentials_schema requires each connection to bring its own
+// (every customer creates an API client in the provider's console), unless
+// it names one anyway, which then needs both halves.
+func clientCredentialsRequired(in *integrationEntry) []string {
+	required := in.CredentialsSchema.required()
+	eachConnectionBringsOne := contains(required, "client_id") && contains(required, "client_secret")
+	if eachConnectionBringsOne && in.ClientID == "" && in.ClientSecret == "" {
+		return nil
+	}
+	return []string{"client_id", "client_secret"}
 }
 
 func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -141,6 +141,8 @@ func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSch
 		"expires_at":         str("OAUTH2, OAUTH2_CC, APP: when the access token expires (RFC 3339), empty if it does not."),
 		"scopes":             typed(framework.TypeStringSlice, "OAUTH2, OAUTH2_CC: the scopes granted."),
 		"installation_id":    str("APP: the installation whose tokens the connection holds."),
+		"client_id":          str("OAUTH2_CC: the connection's own OAuth client id; empty when the integration's client applies."),
+		"client_secret_set":  typed(framework.TypeBool, "OAUTH2_CC: whether the connection has a client secret of its own (it is never returned, not even by the raw sub-path)."),
 		"refresh_status":     str("ok, failing, exhausted or reauthorization_required."),
 		"refresh_failures":   typed(framework.TypeInt, "Failed refreshes in a row."),
 		"last_refresh_error": str("The last refresh failure, without secrets."),
