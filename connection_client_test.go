@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
@@ -240,5 +241,42 @@ func TestClientCredentialsProviderDescribesConnectionClient(t *testing.T) {
 	msg := e.mustFail(logical.CreateOperation, "integrations/nopair", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL()}, http.StatusBadRequest)
 	if !strings.Contains(msg, "client_id is required") {
 		t.Fatalf("error = %q", msg)
+	}
+}
+
+// TestIssuedTokensRollbackKeepsANewerConnectionClient: a token issued to a
+// connection's client is left unsaved (storage refused it, the WAL kept
+// it), the plugin restarts, and the operator gives the connection another
+// client; the rollback of the stale record must not bring back the old
+// client and its token.
+func TestIssuedTokensRollbackKeepsANewerConnectionClient(t *testing.T) {
+	e, srv, id, secret := ownClientEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: connectionPrefix}
+	e.storage = flaky
+	e.mustDo(logical.CreateOperation, "connections/machine/acme", map[string]any{"client_id": id, "client_secret": secret})
+	flaky.failPuts.Store(1000)
+	e.mustDo(logical.UpdateOperation, "connections/machine/acme/refresh", nil)
+	flaky.failPuts.Store(0)
+
+	conf := logical.TestBackendConfig()
+	conf.StorageView = flaky
+	conf.Logger = hclog.NewNullLogger()
+	raw, err := Factory(t.Context(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	restarted := &testEnv{t: t, b: raw.(*backend), storage: flaky, logs: e.logs}
+	other, otherSecret := "acme-second-client", "acme-second-secret-Vb3"
+	srv.AddClient(other, otherSecret)
+	tok := restarted.mustDo(logical.UpdateOperation, "connections/machine/acme", map[string]any{"client_id": other, "client_secret": otherSecret})["access_token"]
+
+	resp, err := restarted.b.HandleRequest(t.Context(), &logical.Request{
+		Operation: logical.RollbackOperation, Storage: flaky, Data: map[string]any{"immediate": true}})
+	if err != nil || (resp != nil && resp.IsError()) {
+		t.Fatalf("rollback: %v %v", resp, err)
+	}
+	stored, _ := getConnection(t.Context(), flaky, "machine", "acme")
+	if stored.Credentials.ClientID != other || stored.Credentials.ClientSecret != otherSecret || stored.Credentials.AccessToken != tok {
+		t.Fatalf("after the rollback the connection has client %q and a token of client %q", stored.Credentials.ClientID, srv.IssuedTo(stored.Credentials.AccessToken))
 	}
 }

@@ -80,6 +80,11 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 			return fresh, nil
 		case sha256Hex(c.Credentials.RefreshToken) != rec.PreviousRefreshToken || !rec.Existed:
 			return nil, errUnchanged // stored already, or replaced since
+		case !sameClient(c, issued):
+			// Given another client since: the record's token and client
+			// are both stale, and its client may be one the customer
+			// has revoked.
+			return nil, errUnchanged
 		}
 		c.Credentials = issued.Credentials
 		c.RawTokenResponse = issued.RawTokenResponse
