@@ -84,7 +84,7 @@ func endpointResponseFields() map[string]*framework.FieldSchema {
 		"api_base_url":             str("The provider's API (base_url of connection reads); for APP also where installation tokens come from."),
 		"request_headers":          typed(framework.TypeMap, "Header name → template: how a client puts the credential on a request."),
 		"connection_config_schema": typed(framework.TypeMap, "The connection_config keys connections need, and how they are checked."),
-		"credentials_schema":       typed(framework.TypeMap, "API_KEY, BASIC, CUSTOM: the credential fields, and how they are checked."),
+		"credentials_schema":       typed(framework.TypeMap, "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, and how they are checked."),
 		"scope_separator":          str("How scopes are joined in requests; empty means a space."),
 		"refresh_url":              str("Where refresh requests go; empty means token_url."),
 		"refresh_params":           typed(framework.TypeMap, "Extra form parameters of refresh requests only."),
