@@ -280,3 +280,33 @@ func TestIssuedTokensRollbackKeepsANewerConnectionClient(t *testing.T) {
 		t.Fatalf("after the rollback the connection has client %q and a token of client %q", stored.Credentials.ClientID, srv.IssuedTo(stored.Credentials.AccessToken))
 	}
 }
+
+// TestImportTakesConnectionClient: import creates OAUTH2_CC connections
+// with their own client as a single write does, each item on its own: one
+// whose pair the provider refuses, or with half a pair, fails alone and
+// its answer shows no secret.
+func TestImportTakesConnectionClient(t *testing.T) {
+	e, srv, id, secret := ownClientEnv(t)
+	wrong := "wrong-secret-Kp4Lm8"
+	answer := e.mustDo(logical.UpdateOperation, "import/machine", map[string]any{"connections": []any{
+		map[string]any{"connection_id": "acme", "client_id": id, "client_secret": secret},
+		map[string]any{"connection_id": "globex", "client_id": id, "client_secret": wrong},
+		map[string]any{"connection_id": "initech", "client_id": id},
+		map[string]any{"connection_id": "shared"},
+	}})
+	if answer["created"] != 2 || answer["failed"] != 2 || strings.Contains(fmt.Sprint(answer), secret) || strings.Contains(fmt.Sprint(answer), wrong) {
+		t.Fatalf("import answer: %v", answer)
+	}
+	results := answer["results"].([]any)
+	if msg := fmt.Sprint(results[2]); !strings.Contains(msg, "client_secret is required") {
+		t.Fatalf("half a pair: %v", msg)
+	}
+	for conn, client := range map[string]string{"acme": id, "shared": srv.ClientID} {
+		read := e.mustDo(logical.ReadOperation, "connections/machine/"+conn, nil)
+		if srv.IssuedTo(read["access_token"].(string)) != client {
+			t.Fatalf("%s: token of client %q, want %q", conn, srv.IssuedTo(read["access_token"].(string)), client)
+		}
+	}
+	e.mustFail(logical.ReadOperation, "connections/machine/globex", nil, http.StatusNotFound)
+	e.assertNoSecretLogged(secret, wrong)
+}
