@@ -81,14 +81,14 @@ var integrationModeFields = map[string][]authMode{
 	"refresh_params":        {authModeOAuth2},
 	"app_id":                {authModeApp},
 	"private_key":           {authModeApp},
-	"credentials_schema":    {authModeAPIKey, authModeBasic, authModeCustom},
+	"credentials_schema":    {authModeOAuth2CC, authModeAPIKey, authModeBasic, authModeCustom},
 }
 
 // connectionModeFields lists, per auth mode, the credential fields a
 // connection write accepts.
 var connectionModeFields = map[authMode][]string{
 	authModeOAuth2:   {"access_token", "refresh_token", "expires_at", "expires_in", "token_type", "scopes"},
-	authModeOAuth2CC: {},
+	authModeOAuth2CC: {"client_id", "client_secret"},
 	authModeAPIKey:   {"api_key"},
 	authModeBasic:    {"username", "password"},
 	authModeCustom:   {"credentials"},

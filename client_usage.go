@@ -31,9 +31,10 @@ var variableModes = map[string][]authMode{
 // credentialKeys are the credentials_schema keys each mode may describe;
 // nil means any (CUSTOM's own keys).
 var credentialKeys = map[authMode][]string{
-	authModeAPIKey: {"apiKey"},
-	authModeBasic:  {"username", "password"},
-	authModeCustom: nil,
+	authModeOAuth2CC: {"client_id", "client_secret"},
+	authModeAPIKey:   {"apiKey"},
+	authModeBasic:    {"username", "password"},
+	authModeCustom:   nil,
 }
 
 // validateUsage checks connection_config_schema, credentials_schema and
@@ -45,7 +46,7 @@ func (es endpointSettings) validateUsage(mode authMode) error {
 	if len(es.CredentialsSchema) > 0 {
 		allowed, ok := credentialKeys[mode]
 		if !ok {
-			return fmt.Errorf("credentials_schema applies to API_KEY, BASIC and CUSTOM, not %s", mode)
+			return fmt.Errorf("credentials_schema applies to OAUTH2_CC, API_KEY, BASIC and CUSTOM, not %s", mode)
 		}
 		for _, k := range es.CredentialsSchema.keys() {
 			if allowed != nil && !contains(allowed, k) {

@@ -229,8 +229,8 @@ func recordApplies(ctx context.Context, s logical.Storage, rec *issuedTokensWAL,
 // newer time alone cannot tell an old installation's token from a current
 // one.
 func sameIssuance(issued, c *connectionEntry) bool {
-	if issued.InstallationID != c.InstallationID {
-		return false
+	if issued.InstallationID != c.InstallationID || !sameClient(c, issued) {
+		return false // another installation, or a client the customer may have revoked
 	}
 	if !issued.IntegrationCreatedAt.IsZero() && !c.IntegrationCreatedAt.IsZero() && !issued.IntegrationCreatedAt.Equal(c.IntegrationCreatedAt) {
 		return false

@@ -109,7 +109,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if !in.DisablePKCE && in.usesPKCE() {
 		st.Verifier = oauth2.GenerateVerifier()
 	}
-	authURL := provider.AuthCodeURL(oauthApp(in), ep, cfg.RedirectURL, state, st.Scopes, st.Verifier)
+	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, cfg.RedirectURL, state, st.Scopes, st.Verifier)
 	if err := b.putPendingState(ctx, req.Storage, stateHash, st); err != nil {
 		return httpError(err)
 	}

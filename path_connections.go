@@ -112,6 +112,15 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "OAUTH2: the scopes the token was granted.",
 		},
+		"client_id": {
+			Type:        framework.TypeString,
+			Description: "OAUTH2_CC: the connection's own OAuth client id, for providers whose customers each create an API client; with client_secret. Omitted (or empty), the integration's client applies. Required when the integration's credentials_schema says so.",
+		},
+		"client_secret": {
+			Type:         framework.TypeString,
+			Description:  "OAUTH2_CC: the secret of the connection's own client_id. Write-only: reads show client_secret_set.",
+			DisplayAttrs: sensitive,
+		},
 		"api_key": {
 			Type:         framework.TypeString,
 			Description:  "API_KEY: the API key. Required.",
@@ -260,6 +269,12 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		if c.AuthMode == authModeApp {
 			data["installation_id"] = c.InstallationID
 		}
+		if c.AuthMode == authModeOAuth2CC {
+			// The secret is write-only, as the integration's is: a read
+			// serves the token, never what mints more of them.
+			data["client_id"] = cr.ClientID
+			data["client_secret_set"] = cr.ClientSecret != ""
+		}
 		if withLongLived {
 			data["refresh_token"] = cr.RefreshToken
 			data["raw_token_response"] = nonNilObject(c.RawTokenResponse)
@@ -371,7 +386,9 @@ func needsIssuedToken(c *connectionEntry) bool {
 // caller nothing to store.
 func (b *backend) issueTokenIfNeeded(ctx context.Context, in *integrationEntry, before, c *connectionEntry) error {
 	if grantMoved(in, before, c) {
-		c.Credentials = credentials{}
+		// The token goes; the client that is to ask for the next one
+		// stays.
+		c.Credentials = credentials{ClientID: c.Credentials.ClientID, ClientSecret: c.Credentials.ClientSecret}
 		c.RawTokenResponse = nil
 	}
 	if !needsIssuedToken(c) {
@@ -463,9 +480,21 @@ func checkConnectionSchemas(c *connectionEntry, in *integrationEntry, created bo
 		}
 	}
 	if credentialsGiven(c.AuthMode, d) || created {
-		return in.CredentialsSchema.check("credentials", credentialValues(c))
+		if err := in.CredentialsSchema.check("credentials", credentialValues(c)); err != nil {
+			return err
+		}
 	}
-	return nil
+	return checkClientAvailable(c, in)
+}
+
+// checkClientAvailable refuses an OAUTH2_CC connection that has no client
+// to ask for tokens with: neither its own nor its integration's (whose
+// credentials_schema then requires each connection's).
+func checkClientAvailable(c *connectionEntry, in *integrationEntry) error {
+	if c.AuthMode != authModeOAuth2CC || c.hasOwnClient() || in.ClientID != "" {
+		return nil
+	}
+	return fmt.Errorf("client_id and client_secret are required: integration %q has no client of its own, each connection brings one", in.Name)
 }
 
 // credentialValues are a connection's credentials as credentials_schema
@@ -474,6 +503,8 @@ func credentialValues(c *connectionEntry) map[string]any {
 	cr := c.Credentials
 	out := map[string]any{}
 	switch c.AuthMode {
+	case authModeOAuth2CC:
+		out["client_id"], out["client_secret"] = cr.ClientID, cr.ClientSecret
 	case authModeAPIKey:
 		out["apiKey"] = cr.APIKey
 	case authModeBasic:
@@ -536,6 +567,8 @@ func applyCredentialFields(cr *credentials, mode authMode, d *framework.FieldDat
 	switch mode {
 	case authModeOAuth2:
 		return applyOAuthImport(cr, d, now)
+	case authModeOAuth2CC:
+		return applyConnectionClient(cr, d)
 	case authModeAPIKey:
 		setString(d, "api_key", &cr.APIKey)
 		if cr.APIKey == "" {
@@ -560,6 +593,30 @@ func applyCredentialFields(cr *credentials, mode authMode, d *framework.FieldDat
 		if len(cr.Custom) == 0 {
 			return errors.New("credentials is required: an object of string values")
 		}
+	}
+	return nil
+}
+
+// applyConnectionClient sets an OAUTH2_CC connection's own client. The id
+// and secret go together: a client id is never sent with the secret of
+// another (the integration's, or the connection's previous client's), and
+// both empty hand the connection back to the integration's client. A
+// client-credentials client is a confidential one (RFC 6749 section 4.4),
+// so a secret is required.
+func applyConnectionClient(cr *credentials, d *framework.FieldData) error {
+	previousID := cr.ClientID
+	setString(d, "client_id", &cr.ClientID)
+	_, secretGiven := d.GetOk("client_secret")
+	if secretGiven {
+		cr.ClientSecret = d.Get("client_secret").(string) // a secret may have meaningful spaces
+	}
+	switch {
+	case cr.ClientID != previousID && cr.ClientID != "" && !secretGiven:
+		return errors.New("client_secret is required with a new client_id: the previous client's secret is not sent with another client's id")
+	case cr.ClientID != "" && cr.ClientSecret == "":
+		return errors.New("client_secret is required with client_id: the connection's own client needs both")
+	case cr.ClientID == "" && cr.ClientSecret != "":
+		return errors.New("client_id is required with client_secret: the connection's own client needs both (set both empty to use the integration's)")
 	}
 	return nil
 }
@@ -647,8 +704,11 @@ Write takes the credentials of the integration's auth_mode:
 
   OAUTH2     access_token (required), refresh_token, expires_at (RFC 3339)
              or expires_in (seconds), token_type, scopes
-  OAUTH2_CC  nothing: the engine fetches a token with the client-credentials
-             grant and renews it when it expires
+  OAUTH2_CC  client_id and client_secret, when the customer created its own
+             client at the provider (write-only: reads show client_id and
+             client_secret_set); without them the integration's client
+             applies. The engine fetches a token with the
+             client-credentials grant and renews it when it expires
   API_KEY    api_key
   BASIC      username, password
   CUSTOM     credentials (an object of strings)
@@ -659,8 +719,9 @@ Every mode also takes metadata and connection_config (JSON objects). Updates
 are partial: omitted fields keep their values. An APP connection's
 installation is its installation_id field; its connection_config may not
 hold one. A write that changes what an OAUTH2_CC or APP token is issued for
-(another installation, a config that resolves to another token URL) gets a
-new token in the same request, or fails and changes nothing.
+(another installation, a config that resolves to another token URL, another
+client_id or client_secret) gets a new token in the same request, or fails
+and changes nothing.
 
 Read returns the credentials as top-level fields, so
 

@@ -59,11 +59,11 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"client_id": {
 			Type:        framework.TypeString,
-			Description: "OAuth client id. Required for OAUTH2 and OAUTH2_CC.",
+			Description: "OAuth client id. Required for OAUTH2, and for OAUTH2_CC unless credentials_schema requires each connection's own client_id and client_secret (then it is the default of none).",
 		},
 		"client_secret": {
 			Type:        framework.TypeString,
-			Description: "OAuth client secret. Write-only: reads show client_secret_set. Required for OAUTH2_CC.",
+			Description: "OAuth client secret. Write-only: reads show client_secret_set. Required for OAUTH2_CC with client_id.",
 			DisplayAttrs: &framework.DisplayAttributes{
 				Sensitive: true,
 			},
@@ -160,7 +160,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"credentials_schema": {
 			Type:        framework.TypeMap,
-			Description: "API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: apiKey; username and password; or the keys of credentials. Checked on connection writes.",
+			Description: "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: client_id and client_secret (a connection's own client); apiKey; username and password; or the keys of credentials. Checked on connection writes.",
 		},
 		"force": {
 			Type:        framework.TypeBool,
@@ -390,7 +390,7 @@ func validateIntegration(in *integrationEntry) error {
 	case authModeOAuth2:
 		required = []string{"client_id"}
 	case authModeOAuth2CC:
-		required = []string{"client_id", "client_secret"}
+		required = clientCredentialsRequired(in)
 	case authModeApp:
 		required = []string{"app_id", "private_key"}
 	}
@@ -406,6 +406,20 @@ func validateIntegration(in *integrationEntry) error {
 		}
 	}
 	return in.endpointSettings.validate(in.AuthMode)
+}
+
+// clientCredentialsRequired lists what an OAUTH2_CC integration needs of
+// its own client: id and secret, as the default of its connections; none
+// when its credentials_schema requires each connection to bring its own
+// (every customer creates an API client in the provider's console), unless
+// it names one anyway, which then needs both halves.
+func clientCredentialsRequired(in *integrationEntry) []string {
+	required := in.CredentialsSchema.required()
+	eachConnectionBringsOne := contains(required, "client_id") && contains(required, "client_secret")
+	if eachConnectionBringsOne && in.ClientID == "" && in.ClientSecret == "" {
+		return nil
+	}
+	return []string{"client_id", "client_secret"}
 }
 
 func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -434,7 +448,9 @@ connections hold each customer's credentials.
   auth_mode      OAUTH2     authorization-code OAuth app; connections import
                             tokens (and later get them by consent)
                  OAUTH2_CC  client-credentials OAuth app; the engine fetches
-                            each connection's token itself
+                            each connection's token itself, with the
+                            connection's own client_id and client_secret
+                            when it has them (credentials_schema)
                  API_KEY    connections hold an api_key
                  BASIC      connections hold username and password
                  CUSTOM     connections hold a free-form object of strings

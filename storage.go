@@ -119,7 +119,8 @@ type endpointSettings struct {
 	// provider needs (the placeholders of its URLs among them); writes of a
 	// connection's config are checked against it.
 	ConnectionConfigSchema valueSchema `json:"connection_config_schema,omitempty"`
-	// CredentialsSchema describes the credential fields of API_KEY
+	// CredentialsSchema describes the credential fields of OAUTH2_CC
+	// (client_id, client_secret: the connection's own client), API_KEY
 	// (apiKey), BASIC (username, password) and CUSTOM connections.
 	CredentialsSchema valueSchema `json:"credentials_schema,omitempty"`
 	// RequestHeaders, with APIBaseURL, say how a client uses a connection:
@@ -207,6 +208,13 @@ type credentials struct {
 	TokenType    string    `json:"token_type,omitempty"`
 	ExpiresAt    time.Time `json:"expires_at,omitempty"` // zero: the token does not expire
 	Scopes       []string  `json:"scopes,omitempty"`
+
+	// OAUTH2_CC: the connection's own OAuth client, for providers whose
+	// customers each create an API client and hand over its id and
+	// secret. Empty: the integration's client applies. The secret is
+	// write-only, like the integration's.
+	ClientID     string `json:"client_id,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
 
 	// API_KEY.
 	APIKey string `json:"api_key,omitempty"`

@@ -45,9 +45,15 @@ func (t *tokenIssuer) integration(ctx context.Context, s logical.Storage, name s
 	return effectiveIntegration(ctx, s, stored)
 }
 
-// oauthApp is the OAuth client an integration describes.
-func oauthApp(in *integrationEntry) provider.OAuthApp {
-	return provider.OAuthApp{
+// oauthApp is the OAuth client c's token requests use: the integration's,
+// with c's own client id and secret in place of the integration's when c
+// has a client of its own. Every grant and the revocation take their
+// client from here, so a connection's tokens are fetched, renewed and
+// revoked by the client they were issued to, and the provider client
+// scrubs that client's secret from whatever the provider echoes. c is nil
+// where no connection's client applies (authorization code flows).
+func oauthApp(in *integrationEntry, c *connectionEntry) provider.OAuthApp {
+	app := provider.OAuthApp{
 		ClientID:       in.ClientID,
 		ClientSecret:   in.ClientSecret,
 		AuthStyle:      in.AuthStyle,
@@ -58,6 +64,23 @@ func oauthApp(in *integrationEntry) provider.OAuthApp {
 		ScopeSeparator: in.ScopeSeparator,
 		JSONBody:       in.TokenRequestFormat == "json",
 	}
+	if c.hasOwnClient() {
+		app.ClientID, app.ClientSecret = c.Credentials.ClientID, c.Credentials.ClientSecret
+	}
+	return app
+}
+
+// sameClient reports whether a and b have the same client of their own
+// (or both none).
+func sameClient(a, b *connectionEntry) bool {
+	return a.Credentials.ClientID == b.Credentials.ClientID && a.Credentials.ClientSecret == b.Credentials.ClientSecret
+}
+
+// hasOwnClient reports whether c brings its own OAuth client: only
+// OAUTH2_CC connections may, and one that has none uses the integration's.
+// c may be nil.
+func (c *connectionEntry) hasOwnClient() bool {
+	return c != nil && c.AuthMode == authModeOAuth2CC && c.Credentials.ClientID != ""
 }
 
 // endpoints are an integration's URLs filled from one connection's config.
@@ -77,12 +100,12 @@ func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *conne
 		if len(c.Credentials.Scopes) > 0 {
 			scopes = c.Credentials.Scopes
 		}
-		return t.client.ClientCredentials(ctx, oauthApp(in), ep, scopes)
+		return t.client.ClientCredentials(ctx, oauthApp(in, c), ep, scopes)
 	case authModeOAuth2:
 		if c.Credentials.RefreshToken == "" {
 			return nil, errNotRefreshable
 		}
-		return t.client.Refresh(ctx, oauthApp(in), ep, c.Credentials.RefreshToken)
+		return t.client.Refresh(ctx, oauthApp(in, c), ep, c.Credentials.RefreshToken)
 	case authModeApp:
 		if c.InstallationID == "" {
 			return nil, &provider.ConfigError{Msg: "installation_id is required for an APP connection: set it on the connection"}
@@ -95,11 +118,17 @@ func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *conne
 // tokenGrant is what a token the engine obtains itself is issued for, as
 // far as a connection decides it: the endpoint asked (the token URL of an
 // OAUTH2_CC connection, the API of an APP one, both filled from the
-// connection's config) and the APP installation. The request's parameters
-// and scopes come from the integration, which no connection write changes.
+// connection's config), the APP installation and the OAuth client. The
+// client's secret is part of it too, though a token outlives a rotation of
+// its client's secret: a write that changes the secret proves the new one
+// in the same request rather than at the next refresh. The request's
+// parameters and scopes come from the integration, which no connection
+// write changes.
 type tokenGrant struct {
 	endpoint       string
 	installationID string
+	clientID       string
+	clientSecret   string
 }
 
 // grantOf is the grant c's next token would be issued for; the zero grant
@@ -111,7 +140,8 @@ func grantOf(in *integrationEntry, c *connectionEntry) (tokenGrant, error) {
 	}
 	switch c.AuthMode {
 	case authModeOAuth2CC:
-		return tokenGrant{endpoint: ep.Token}, nil
+		app := oauthApp(in, c)
+		return tokenGrant{endpoint: ep.Token, clientID: app.ClientID, clientSecret: app.ClientSecret}, nil
 	case authModeApp:
 		return tokenGrant{endpoint: ep.APIBase, installationID: c.InstallationID}, nil
 	}
@@ -120,10 +150,10 @@ func grantOf(in *integrationEntry, c *connectionEntry) (tokenGrant, error) {
 
 // grantMoved reports whether the token after would hold was issued for
 // something else than after names now: another installation, another
-// token endpoint. Such a token must not be served as after's. A config
-// that resolves neither before nor after is no move, so that an unrelated
-// edit of such a connection is not refused; one that resolves on one side
-// only is.
+// token endpoint, another client (or client secret). Such a token must not
+// be served as after's. A config that resolves neither before nor after is
+// no move, so that an unrelated edit of such a connection is not refused;
+// one that resolves on one side only is.
 func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
 	if before == nil || !after.AuthMode.issuesOwnTokens() {
 		return false
@@ -338,7 +368,7 @@ func (t *tokenIssuer) revoke(ctx context.Context, in *integrationEntry, c *conne
 		if tok.value == "" {
 			continue
 		}
-		if err := t.client.Revoke(ctx, oauthApp(in), ep, tok.value, tok.hint); err != nil {
+		if err := t.client.Revoke(ctx, oauthApp(in, c), ep, tok.value, tok.hint); err != nil {
 			warnings = append(warnings, fmt.Sprintf("revoking the %s failed, the connection was deleted anyway: %s", tok.hint, err))
 		}
 	}

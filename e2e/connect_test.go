@@ -114,6 +114,16 @@ func TestConnectionsEveryMode(t *testing.T) {
 	if !as.AccessTokenValid(cc) {
 		t.Fatalf("client-credentials token %q was not issued by the server", cc)
 	}
+	// A connection with its own client gets its token with that pair; a
+	// read shows the client id, never the secret.
+	as.AddClient("tenant-2-client", "tenant-2-secret-e2e")
+	s.mustCLI(t, "write", "connect/connections/conn-cc/tenant-2", "client_id=tenant-2-client", "client_secret=tenant-2-secret-e2e")
+	own := s.mustCLI(t, "read", "-format=json", "connect/connections/conn-cc/tenant-2/raw")
+	ownData := data(t, s, "connect/connections/conn-cc/tenant-2")
+	if strings.Contains(own, "tenant-2-secret-e2e") || ownData["client_id"] != "tenant-2-client" || ownData["client_secret_set"] != true ||
+		as.IssuedTo(ownData["access_token"].(string)) != "tenant-2-client" {
+		t.Fatalf("connection with its own client: %v", ownData)
+	}
 
 	// The same connection id in two integrations is two connections.
 	s.mustCLI(t, "write", "connect/connections/conn-basic/ops@example.com", "username=other")

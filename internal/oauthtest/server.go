@@ -38,6 +38,17 @@ type Server struct {
 	lastForm      url.Values
 	lastAuthStyle string
 
+	// clients are the OAuth clients registered besides ClientID, id →
+	// secret: providers whose customers each create their own API client.
+	clients map[string]string
+	// issuedTo is the client each access and refresh token was issued to:
+	// a refresh or a revocation by another client is refused, as RFC 6749
+	// section 6 and RFC 7009 section 2.1 require.
+	issuedTo map[string]string
+	// lastClientID is the client id the last token or revocation request
+	// presented.
+	lastClientID string
+
 	redirectURIs  map[string]bool
 	codes         map[string]*grant
 	denyCode      string
@@ -89,6 +100,8 @@ func New() *Server {
 		ClientSecret:  "client-secret-" + randomString(12),
 		refreshTokens: map[string]bool{},
 		accessTokens:  map[string]time.Time{},
+		clients:       map[string]string{},
+		issuedTo:      map[string]string{},
 		redirectURIs:  map[string]bool{},
 		codes:         map[string]*grant{},
 		expiresIn:     3600,
@@ -194,10 +207,7 @@ func (s *Server) SetApp(appID string, pub *rsa.PublicKey) {
 func (s *Server) IssueRefreshToken() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	rt := "rt-" + randomString(16)
-	s.refreshTokens[rt] = true
-	s.remember(rt)
-	return rt
+	return s.newRefreshToken(s.ClientID)
 }
 
 // AccessTokenValid reports whether the server issued tok and it has not
@@ -248,6 +258,32 @@ func (s *Server) LastForm() url.Values {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastForm
+}
+
+// AddClient registers another OAuth client, or gives a registered one a
+// new secret (a rotation: the old secret stops working). ClientID stays
+// registered.
+func (s *Server) AddClient(id, secret string) {
+	s.set(func() {
+		s.clients[id] = secret
+		s.remember(secret)
+	})
+}
+
+// LastClientID is the client id the last token or revocation request
+// presented, whether or not it authenticated.
+func (s *Server) LastClientID() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastClientID
+}
+
+// IssuedTo is the client id an access or refresh token was issued to, ""
+// for one the server did not issue.
+func (s *Server) IssuedTo(token string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.issuedTo[token]
 }
 
 // LastAuthStyle is how the last request authenticated: "header" or "params".
@@ -384,8 +420,8 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	style, ok := s.authenticate(r)
-	s.lastAuthStyle = style
+	style, client, ok := s.authenticate(r)
+	s.lastAuthStyle, s.lastClientID = style, client
 	if !ok {
 		writeError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
@@ -401,12 +437,12 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 	switch r.PostForm.Get("grant_type") {
 	case "refresh_token":
 		rt := r.PostForm.Get("refresh_token")
-		if !s.refreshTokenUsable(rt) {
+		if !s.refreshTokenUsable(rt) || s.issuedTo[rt] != client {
 			s.refusals++
 			writeError(w, http.StatusBadRequest, "invalid_grant", "refresh token is invalid, expired or revoked")
 			return
 		}
-		resp := s.issue(r.PostForm.Get("scope"))
+		resp := s.issue(client, r.PostForm.Get("scope"))
 		switch {
 		case s.omitRefresh:
 		case s.rotate:
@@ -417,21 +453,21 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 				}
 				s.spentAt[rt] = time.Now()
 			}
-			resp["refresh_token"] = s.newRefreshToken()
+			resp["refresh_token"] = s.newRefreshToken(client)
 		default:
 			resp["refresh_token"] = rt
 		}
 		s.write(w, resp)
 	case "client_credentials":
-		s.write(w, s.issue(r.PostForm.Get("scope")))
+		s.write(w, s.issue(client, r.PostForm.Get("scope")))
 	case "authorization_code":
 		g, errCode := s.redeem(r.PostForm)
 		if errCode != "" {
 			writeError(w, http.StatusBadRequest, errCode, "authorization code is invalid, expired, used or does not match")
 			return
 		}
-		resp := s.issue(g.scope)
-		resp["refresh_token"] = s.newRefreshToken()
+		resp := s.issue(client, g.scope)
+		resp["refresh_token"] = s.newRefreshToken(client)
 		s.write(w, resp)
 	default:
 		writeError(w, http.StatusBadRequest, "unsupported_grant_type", "grant_type is not supported")
@@ -517,7 +553,9 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		s.override(w, r)
 		return
 	}
-	if _, ok := s.authenticate(r); !ok {
+	_, client, ok := s.authenticate(r)
+	s.lastClientID = client
+	if !ok {
 		writeError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed")
 		return
 	}
@@ -526,6 +564,10 @@ func (s *Server) revoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tok := r.PostForm.Get("token")
+	if owner, known := s.issuedTo[tok]; known && owner != client {
+		writeError(w, http.StatusBadRequest, "unauthorized_client", "the token was issued to another client")
+		return
+	}
 	delete(s.refreshTokens, tok)
 	delete(s.accessTokens, tok)
 	s.revoked = append(s.revoked, tok)
@@ -579,10 +621,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// authenticate checks the client credentials, in the header or the form.
-func (s *Server) authenticate(r *http.Request) (string, bool) {
+// authenticate checks the client credentials, in the header or the form,
+// and returns how they came and the client id presented.
+func (s *Server) authenticate(r *http.Request) (style, clientID string, ok bool) {
 	id, secret, inHeader := r.BasicAuth()
-	style := "header"
+	style = "header"
 	if inHeader {
 		// RFC 6749 2.3.1: the header values are form-encoded.
 		id, _ = url.QueryUnescape(id)
@@ -592,14 +635,24 @@ func (s *Server) authenticate(r *http.Request) (string, bool) {
 		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
 	}
 	if s.authStyle != "" && s.authStyle != style {
-		return style, false
+		return style, id, false
 	}
-	return style, id == s.ClientID && secret == s.ClientSecret
+	return style, id, s.clientSecretMatches(id, secret)
 }
 
-func (s *Server) issue(scope string) map[string]any {
+// clientSecretMatches reports whether secret is the registered client id's.
+func (s *Server) clientSecretMatches(id, secret string) bool {
+	if id == s.ClientID {
+		return secret == s.ClientSecret
+	}
+	want, registered := s.clients[id]
+	return registered && secret == want
+}
+
+func (s *Server) issue(client, scope string) map[string]any {
 	at := "at-" + randomString(16)
 	s.remember(at)
+	s.issuedTo[at] = client
 	lifetime := time.Duration(s.expiresIn) * time.Second
 	if s.expiresIn == 0 {
 		lifetime = 100 * 365 * 24 * time.Hour
@@ -618,9 +671,10 @@ func (s *Server) issue(scope string) map[string]any {
 	return resp
 }
 
-func (s *Server) newRefreshToken() string {
+func (s *Server) newRefreshToken(client string) string {
 	rt := "rt-" + randomString(16)
 	s.refreshTokens[rt] = true
+	s.issuedTo[rt] = client
 	s.remember(rt)
 	return rt
 }
