@@ -92,6 +92,12 @@ func egressFuzzEnv(t *testing.T) (*testEnv, *oauthtest.Server, *hostRecorder) {
 		}
 		e.mustDo(logical.CreateOperation, "integrations/"+name, body)
 	}
+	key, keyPEM := rsaKeyPEM(t)
+	srv.SetApp("4242", &key.PublicKey)
+	e.mustDo(logical.CreateOperation, "integrations/app", map[string]any{
+		"provider": "github-app", "app_id": "4242", "private_key": keyPEM, "api_base_url": at, "allowed_hosts": "*.tenant.example",
+	})
+	e.mustDo(logical.CreateOperation, "connections/app/base", map[string]any{"installation_id": "987", "connection_config": hostConfig("base.tenant.example")})
 	e.mustDo(logical.CreateOperation, "connections/cc/base", map[string]any{"connection_config": hostConfig("base.tenant.example")})
 	e.mustDo(logical.CreateOperation, "connections/oauth/base", map[string]any{"access_token": "at", "refresh_token": srv.IssueRefreshToken(),
 		"connection_config": hostConfig("base.tenant.example")})
@@ -127,8 +133,13 @@ func FuzzEgress(f *testing.F) {
 			e.do(logical.PatchOperation, "connections/oauth/base/config", cfg)
 		case 4:
 			e.do(logical.UpdateOperation, "import/cc", map[string]any{"connections": []any{map[string]any{"connection_id": "imp", "connection_config": cfg}}})
-		case 5:
-			e.do(logical.UpdateOperation, "connections/oauth/base/authorize", map[string]any{"connection_config": cfg})
+		case 5: // authorize's config, through the consent and the callback
+			if resp, status := e.do(logical.UpdateOperation, "connections/oauth/base/authorize", map[string]any{"connection_config": cfg}); status == http.StatusOK {
+				if q, ok := consentAt(e, resp.Data["authorization_url"].(string)); ok {
+					callback(e, q)
+				}
+			}
+			e.do(logical.UpdateOperation, "connections/app/base", map[string]any{"connection_config": cfg})
 		case 6: // a provider's token response names the host
 			srv.SetExtraFields(map[string]any{"host": host})
 			e.do(logical.UpdateOperation, "connections/oauth/base/refresh", nil)
@@ -141,7 +152,7 @@ func FuzzEgress(f *testing.F) {
 			}
 		}
 		// Every call that sends a secret, with whatever is stored now.
-		for _, path := range []string{"connections/cc/base", "connections/cc/new", "connections/cc/imp", "connections/oauth/base"} {
+		for _, path := range []string{"connections/cc/base", "connections/cc/new", "connections/cc/imp", "connections/oauth/base", "connections/app/base"} {
 			e.do(logical.UpdateOperation, path+"/refresh", nil)
 		}
 		e.do(logical.DeleteOperation, "connections/oauth/base", nil)
