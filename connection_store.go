@@ -208,10 +208,11 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	cs.sched.schedule(c, cfg, cs.now())
 	cs.stampCredentials(c, previous)
 	key := connectionKey(c.Integration, c.ConnectionID)
-	entry, err := logical.StorageEntryJSON(key, c)
+	value, err := encodeEntry(c)
 	if err != nil {
 		return fmt.Errorf("encoding %q: %w", key, err)
 	}
+	entry := &logical.StorageEntry{Key: key, Value: value}
 	// Issued credentials are stored whatever their size: refusing them
 	// would lose them. Everything else stays under the cap, so that the
 	// entry can always take its next tokens.
@@ -684,4 +685,18 @@ func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit fu
 		return int(count.Load()), sendErr
 	}
 	return int(count.Load()), first
+}
+
+// encodeEntry is a connection or WAL record as JSON, without the HTML
+// escaping json.Marshal adds: it writes <, > and & as six bytes each, so a
+// provider's answer of such characters, well under the response cap, would
+// make an entry over storage's size limit that no save ever gets in.
+func encodeEntry(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }

@@ -70,7 +70,7 @@ func walIntegrationPrefix(integration string) string {
 // first, which the record carries.
 func putIssuedTokensWAL(ctx context.Context, s logical.Storage, c *connectionEntry, created bool) (string, error) {
 	id := walIDPrefix(c.Integration, c.ConnectionID) + rand.Text()
-	value, err := json.Marshal(&framework.WALEntry{
+	value, err := encodeEntry(&framework.WALEntry{
 		Kind:      walKindIssuedTokens,
 		Data:      &issuedTokensWAL{WALID: id, Entry: c, Created: created},
 		CreatedAt: time.Now().UTC().Unix(),

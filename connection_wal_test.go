@@ -4,7 +4,10 @@ package connect
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -367,5 +370,41 @@ func TestWALOfAnotherInstallationDoesNotApply(t *testing.T) {
 	after, _ := getConnection(t.Context(), e.storage, "ghapp", "acme")
 	if after.InstallationID != "988" || after.Credentials.AccessToken == "ghs_of-installation-987" {
 		t.Fatalf("the record of installation 987 was applied: installation %s", after.InstallationID)
+	}
+}
+
+// maxEntryStorage refuses values over integrated storage's default
+// max_entry_size, 1 MiB.
+type maxEntryStorage struct{ logical.Storage }
+
+func (s *maxEntryStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if len(e.Value) > 1<<20 {
+		return fmt.Errorf("value of %q is %d bytes, over max_entry_size", e.Key, len(e.Value))
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+// A token answer of characters that JSON's HTML escaping multiplies by six
+// (<, >, &) still fits in one entry: entries and WAL records are encoded as
+// they are sent, not HTML-escaped.
+func TestTokensOfHTMLCharactersAreStorable(t *testing.T) {
+	e, srv := oauthEnv(t)
+	lim := &maxEntryStorage{Storage: e.storage}
+	e.storage = lim
+	importExpiring(e, srv, "c1", time.Minute)
+	bigRT := "rt-" + strings.Repeat("<", 200_000)
+	srv.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasSuffix(r.URL.Path, "/token") {
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		enc := json.NewEncoder(w)
+		enc.SetEscapeHTML(false)
+		enc.Encode(map[string]any{"access_token": "at-new", "token_type": "bearer", "expires_in": 3600, "refresh_token": bigRT})
+	})
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	stored, _ := getConnection(t.Context(), lim, "github", "c1")
+	if stored == nil || stored.Credentials.RefreshToken != bigRT {
+		t.Fatal("the rotated refresh token is not stored")
 	}
 }
