@@ -147,6 +147,7 @@ func providerResponse(p *providerEntry) map[string]any {
 		"allowed_hosts":            nonNilStrings(p.AllowedHosts),
 		"tokens_expire":            p.TokensExpire,
 		"docs":                     p.Docs,
+		"checked":                  p.Checked,
 	}
 }
 

@@ -17,13 +17,13 @@ func ProviderCatalogReference() string {
 	fmt.Fprintf(&b, "The engine ships %d providers (%s). Use one with `vault write connect/integrations/<name> provider=<provider> ...`; "+
 		"`vault read connect/providers/<provider>` shows the redirect URL to register, the required config keys and the default scopes. "+
 		"Config keys go in each connection's `connection_config` (*optional* keys may be left out; keys with a default get it). "+
-		"Each entry's endpoints come from the page linked in the last column.\n\n", len(builtinProviders), catalogModeCounts())
-	b.WriteString("| Provider | Auth mode | Config keys | Credential fields | Documentation |\n")
-	b.WriteString("|---|---|---|---|---|\n")
+		"Each entry's endpoints come from the page linked in the Documentation column, read on the day in the last.\n\n", len(builtinProviders), catalogModeCounts())
+	b.WriteString("| Provider | Auth mode | Config keys | Credential fields | Documentation | Checked |\n")
+	b.WriteString("|---|---|---|---|---|---|\n")
 	for _, name := range sortedKeys(builtinProviders) {
 		p := builtinProviders[name]
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | [%s](%s) |\n", name, p.AuthMode,
-			schemaKeysCell(p.ConnectionConfigSchema), schemaKeysCell(p.CredentialsSchema), docsHost(p.Docs), p.Docs)
+		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | [%s](%s) | %s |\n", name, p.AuthMode,
+			schemaKeysCell(p.ConnectionConfigSchema), schemaKeysCell(p.CredentialsSchema), docsHost(p.Docs), p.Docs, p.Checked)
 	}
 	return b.String()
 }

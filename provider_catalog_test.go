@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/headertemplate"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
@@ -56,6 +57,9 @@ func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
 	t.Helper()
 	if u, err := url.Parse(p.Docs); err != nil || u.Scheme != "https" || u.Host == "" {
 		t.Errorf("docs %q is not an https URL", p.Docs)
+	}
+	if day, err := time.Parse(time.DateOnly, p.Checked); err != nil || day.After(time.Now()) {
+		t.Errorf("checked %q is not the day (YYYY-MM-DD) the entry was checked against its docs", p.Checked)
 	}
 	schemas := map[string]valueSchema{}
 	for _, field := range []string{"connection_config_schema", "credentials_schema"} {

@@ -170,6 +170,9 @@ type providerEntry struct {
 	// whether connections need refreshing at all).
 	TokensExpire bool   `json:"tokens_expire"`
 	Docs         string `json:"docs,omitempty"`
+	// Checked is the day (YYYY-MM-DD) a built-in entry was last checked
+	// against the provider's own documentation at Docs.
+	Checked string `json:"checked,omitempty"`
 }
 
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
