@@ -371,6 +371,13 @@ func (e *invEnv) storedConnections(integration string) []*connectionEntry {
 	return out
 }
 
+// storedJSON is everything storage holds for an integration's
+// connections, for telling whether a surface changed anything.
+func (e *invEnv) storedJSON(integration string) string {
+	b, _ := json.Marshal(e.storedConnections(integration))
+	return string(b)
+}
+
 // checkNothingOutlivesItsIntegration: after a forced delete of the
 // integration, nothing of it is stored or served, whatever ran since.
 func (e *invEnv) checkNothingOutlivesItsIntegration(kind string) {
@@ -397,6 +404,19 @@ func TestInvariantTable(t *testing.T) {
 				inv.check(e)
 			})
 		}
+		// A row whose surface changes nothing would pass every column: a
+		// valid change through it must reach storage.
+		t.Run(s.name+"/a valid change is stored", func(t *testing.T) {
+			benign := attack{config: map[string]any{"region": "eu"}, metadata: map[string]any{"region": "eu"}}
+			for _, kind := range s.kinds {
+				e := newInvEnv(t)
+				before := e.storedJSON(kind)
+				s.start(e, kind, benign)()
+				if after := e.storedJSON(kind); after == before {
+					t.Errorf("%s: nothing stored changed", kind)
+				}
+			}
+		})
 		t.Run(s.name+"/no connection outlives its integration", func(t *testing.T) {
 			for _, kind := range s.kinds {
 				e := newInvEnv(t)
