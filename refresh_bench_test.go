@@ -15,7 +15,7 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
-// These benchmarks back the engine's scale targets (issue 5). scripts/bench.sh
+// These benchmarks back the engine's scale targets. scripts/bench.sh
 // runs them with the end-to-end ones and prints the table; make test does not.
 
 // seedConnections stores n OAuth connections of integration "github"

@@ -19,7 +19,7 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
-// The scale benchmarks back issue 13's in-process targets. `make
+// The scale benchmarks back the engine's in-process scale targets. `make
 // bench-scale` runs them at 10,000, 100,000 and 1,000,000 connections
 // (CONNECT_SCALE_SIZES) and draws docs/performance.md from the metrics they
 // report; each one also measures its own baseline in the same run.
@@ -41,7 +41,7 @@ func scaleSizes(b *testing.B) []int {
 	return out
 }
 
-// seedMixed stores n connections as issue 13 describes them: 70% OAuth
+// seedMixed stores n connections in the scale targets' mix: 70% OAuth
 // with expiries spread over 24 hours (integration "oauth"), 30% API keys
 // (integration "keys").
 func seedMixed(b *testing.B, s logical.Storage, n int) {

@@ -54,7 +54,7 @@ func TestAppInstallationNotMovableThroughConfig(t *testing.T) {
 	}
 }
 
-// TestReturnURLLookAlikesThroughVault (trust item 9): authorize refuses
+// TestReturnURLLookAlikesThroughVault: authorize refuses
 // return URLs that a string prefix of an allowed URL would admit.
 func TestReturnURLLookAlikesThroughVault(t *testing.T) {
 	s := vaultFor(t)
@@ -79,7 +79,7 @@ func TestReturnURLLookAlikesThroughVault(t *testing.T) {
 	}
 }
 
-// TestProviderRedirectThroughVault (trust item 10): a token endpoint that
+// TestProviderRedirectThroughVault: a token endpoint that
 // answers 307 does not get the refresh token re-posted elsewhere; the read
 // answers 424 naming the status, and the connection keeps its tokens.
 func TestProviderRedirectThroughVault(t *testing.T) {

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
-// Command bench measures the engine through a real Vault server (issue 5,
-// benchmarks 1 and 5) and prints the figures with their ratios, all measured
+// Command bench measures the engine through a real Vault server (reads
+// against KV-v2, start after a reload) and prints the figures with their ratios, all measured
 // in one run on one server:
 //
 //  1. read throughput with 32 concurrent HTTP clients of an API-key

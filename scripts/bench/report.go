@@ -82,7 +82,7 @@ func writeReport(out string, res *scaleResults) error {
 	return os.WriteFile(out, []byte(md.String()), 0o644)
 }
 
-// targetRows compares the measurements with issue 13's targets.
+// targetRows compares the measurements with the scale targets.
 func targetRows(res *scaleResults) [][3]string {
 	met := func(ok bool) string {
 		if ok {

@@ -21,7 +21,7 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/vaultdev"
 )
 
-// The scale mode (make bench-scale, issue 13): the in-process scale
+// The scale mode (make bench-scale): the in-process scale
 // benchmarks at each size, then a single-node Vault on integrated storage
 // for write throughput against KV-v2 and plugin start at each Raft size,
 // and docs/performance.md with plots drawn from these measurements.
