@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
 // Command bench measures the engine through a real Vault server (reads
-// against KV-v2, start after a reload) and prints the figures with their ratios, all measured
-// in one run on one server:
+// against KV-v2, start after a reload) and prints the figures with their
+// ratios, all measured in one run on one server:
 //
 //  1. read throughput with 32 concurrent HTTP clients of an API-key
 //     connection and of a fresh OAuth connection, against a KV-v2 read of the
