@@ -92,12 +92,15 @@ type clientUsage struct {
 	// integration is the effective integration: its URL templates and
 	// allowed_hosts bound base_url and config edits.
 	integration *integrationEntry
-	baseURL     string
-	headers     map[string]*headertemplate.Template
+	// templates are the integration's URLs with their host policy, built
+	// once: base_url is rendered under it on every read.
+	templates provider.Endpoints
+	baseURL   string
+	headers   map[string]*headertemplate.Template
 }
 
 func newClientUsage(in *integrationEntry) *clientUsage {
-	u := &clientUsage{integration: in, baseURL: in.APIBaseURL, headers: map[string]*headertemplate.Template{}}
+	u := &clientUsage{integration: in, templates: in.endpointTemplates().WithPolicy(), baseURL: in.APIBaseURL, headers: map[string]*headertemplate.Template{}}
 	for name, tmpl := range in.RequestHeaders {
 		if t, err := parseRequestHeader(name, tmpl, in.AuthMode); err == nil {
 			u.headers[name] = t
@@ -113,7 +116,7 @@ func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
 	var warnings []string
 	cfg := u.integration.ConnectionConfigSchema.withDefaults(c.ConnectionConfig)
 	if u.baseURL != "" {
-		if base, err := provider.ClientBaseURL(u.integration.endpointTemplates(), cfg); err == nil {
+		if base, err := provider.ClientBaseURL(u.templates, cfg); err == nil {
 			data["base_url"] = base
 		} else {
 			warnings = append(warnings, "base_url is not available: "+err.Error())

@@ -80,6 +80,9 @@ type Endpoints struct {
 	// allowed is set by ResolveEndpoints only: Endpoints built any other
 	// way reach no host at all.
 	allowed *HostPolicy
+	// cachedPolicy is the templates' policy computed once (WithPolicy);
+	// it never lets a request out.
+	cachedPolicy *HostPolicy
 }
 
 // guard returns ctx carrying ep's host policy for the transport, or an

@@ -321,6 +321,15 @@ func CheckConfigHosts(templates Endpoints, cfg map[string]any) error {
 	return nil
 }
 
+// WithPolicy returns templates with their host policy computed once, for a
+// caller that expands them often (every connection read renders base_url).
+// It does not make them sendable: only ResolveEndpoints does.
+func (ep Endpoints) WithPolicy() Endpoints {
+	p := ep.policy()
+	ep.cachedPolicy = &p
+	return ep
+}
+
 // ClientBaseURL expands the api_base_url of templates for a client, as
 // ExpandClientURL does, and refuses a result outside the templates' host
 // policy: an application sends its tokens to the base_url it is given.
@@ -367,6 +376,9 @@ func (ep *Endpoints) fields() []templateField {
 
 // policy is the host policy of endpoint templates and their AllowedHosts.
 func (ep Endpoints) policy() HostPolicy {
+	if ep.cachedPolicy != nil {
+		return *ep.cachedPolicy
+	}
 	return NewHostPolicy([]string{ep.Auth, ep.Token, ep.Refresh, ep.Revocation, ep.APIBase}, ep.AllowedHosts)
 }
 
