@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -111,5 +112,48 @@ func TestProviderRedirectThroughVault(t *testing.T) {
 	forced := jsonOut(t, s, "write", "-f", "connect/connections/redir-gh/c1/refresh")["data"].(map[string]any)
 	if !as.AccessTokenValid(forced["access_token"].(string)) || as.RefreshTokenValid(rt) {
 		t.Fatal("the refresh token was not kept")
+	}
+}
+
+// TestEgressRuleThroughVault: through a real Vault, a token URL whose host
+// a connection's config chooses needs allowed_hosts, and a config that
+// points it at another host is refused on the config sub-path a customer
+// may be granted; a loopback decoy on that host receives nothing.
+func TestEgressRuleThroughVault(t *testing.T) {
+	s := vaultFor(t)
+	as := newAuthServer(t)
+	u, _ := url.Parse(as.URL)
+	var decoyHits atomic.Int64
+	decoy := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		decoyHits.Add(1)
+		http.Error(w, "decoy", http.StatusTeapot)
+	}))
+	l, err := net.Listen("tcp", "127.0.0.2:"+u.Port())
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoy.Listener.Close()
+	decoy.Listener = l
+	decoy.Start()
+	defer decoy.Close()
+
+	tokenURL := "token_url=http://${connectionConfig.host}:" + u.Port() + "/token"
+	out, err := s.cli(nil, "write", "connect/integrations/egress-cc", "auth_mode=OAUTH2_CC", "client_id="+as.ClientID, "client_secret="+as.ClientSecret, tokenURL)
+	if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, "allowed_hosts") {
+		t.Fatalf("a whole-host token_url without allowed_hosts: %v\n%s", err, out)
+	}
+	s.mustCLI(t, "write", "connect/integrations/egress-cc", "auth_mode=OAUTH2_CC", "client_id="+as.ClientID, "client_secret="+as.ClientSecret, tokenURL, "allowed_hosts=127.0.0.1")
+	if out, err := s.cli([]byte(`{"connection_config": {"host": "127.0.0.1"}}`), "write", "connect/connections/egress-cc/acme", "-"); err != nil {
+		t.Fatalf("create: %v\n%s", err, out)
+	}
+	for _, verb := range []string{"write", "patch"} {
+		out, err := s.cli(nil, verb, "connect/connections/egress-cc/acme/config", "host=127.0.0.2")
+		if err == nil || !strings.Contains(out, "Code: 400") || !strings.Contains(out, "connection_config.host") {
+			t.Errorf("%s of a config pointing elsewhere: %v\n%s", verb, err, out)
+		}
+	}
+	s.mustCLI(t, "write", "-f", "connect/connections/egress-cc/acme/refresh")
+	if n := decoyHits.Load(); n != 0 {
+		t.Fatalf("the decoy on 127.0.0.2 received %d requests", n)
 	}
 }
