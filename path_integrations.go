@@ -86,7 +86,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"auth_params": {
 			Type:        framework.TypeKVPairs,
-			Description: "Extra query parameters for the authorization request, e.g. access_type=offline. The parameters the flow sets itself (client_id, redirect_uri, response_type, state, scope, code_challenge, code_challenge_method) are refused.",
+			Description: "Extra query parameters for the authorization request, e.g. access_type=offline. The parameters the flow sets itself (client_id, redirect_uri, response_type, state, scope, code_challenge, code_challenge_method) are refused, except response_type=code, the value the flow sends anyway.",
 		},
 		"token_params": {
 			Type:        framework.TypeKVPairs,

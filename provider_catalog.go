@@ -220,12 +220,7 @@ func (es endpointSettings) validate(mode authMode) error {
 	if !validScopeSeparator(es.ScopeSeparator) {
 		return fmt.Errorf("scope_separator must be one of a space, ',', ';' or '+'")
 	}
-	for _, k := range provider.ReservedAuthParams {
-		if _, ok := es.AuthParams[k]; ok {
-			return fmt.Errorf("auth_params cannot set %s: the authorization flow sets it", k)
-		}
-	}
-	return nil
+	return provider.CheckAuthParams(es.AuthParams)
 }
 
 // callbackConfigNameRe is what a copied callback query parameter may be

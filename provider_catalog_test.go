@@ -73,10 +73,8 @@ func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
 	if len(p.RequestHeaders) == 0 {
 		t.Error("no request_headers: clients would not know how to use the credential")
 	}
-	for _, k := range provider.ReservedAuthParams {
-		if _, ok := p.AuthParams[k]; ok {
-			t.Errorf("auth_params sets reserved %s", k)
-		}
+	if err := provider.CheckAuthParams(p.AuthParams); err != nil {
+		t.Error(err)
 	}
 	cfgSchema := schemas["connection_config_schema"]
 	checkDeclaredPlaceholders(t, p, cfgSchema)
