@@ -90,7 +90,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"token_params": {
 			Type:        framework.TypeKVPairs,
-			Description: "Extra form parameters sent with every token request, e.g. audience=https://api.example.com.",
+			Description: "Extra form parameters sent with every token request, e.g. audience=https://api.example.com. A value may hold ${connectionConfig.<key>} placeholders, filled from each connection's config (printable text of at most 1024 characters) in its client-credentials requests, code exchange and refreshes; every connection needs those keys.",
 		},
 		"auth_style": {
 			Type:          framework.TypeString,
@@ -107,7 +107,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"refresh_params": {
 			Type:        framework.TypeKVPairs,
-			Description: "OAUTH2: extra form parameters sent with refresh requests only, after token_params.",
+			Description: "OAUTH2: extra form parameters sent with refresh requests only, after token_params. Values may hold ${connectionConfig.<key>} placeholders, as token_params.",
 		},
 		"revocation_url": {
 			Type:        framework.TypeString,

@@ -220,6 +220,12 @@ func (es endpointSettings) validate(mode authMode) error {
 	if !validScopeSeparator(es.ScopeSeparator) {
 		return fmt.Errorf("scope_separator must be one of a space, ',', ';' or '+'")
 	}
+	if err := provider.ValidateParamTemplates("token_params", es.TokenParams); err != nil {
+		return err
+	}
+	if err := provider.ValidateParamTemplates("refresh_params", es.RefreshParams); err != nil {
+		return err
+	}
 	return provider.CheckAuthParams(es.AuthParams)
 }
 
@@ -349,8 +355,8 @@ func validateAPIBaseURL(tmpl string, mode authMode) error {
 }
 
 // requiredConfigKeys lists, sorted, the connection_config keys every
-// connection needs: the schema's required keys and the placeholders of each
-// URL's last alternative.
+// connection needs: the schema's required keys, the placeholders of each
+// URL's last alternative and those of token_params and refresh_params.
 func (es endpointSettings) requiredConfigKeys() []string {
 	set := map[string]bool{}
 	for _, k := range es.ConnectionConfigSchema.required() {
@@ -360,6 +366,9 @@ func (es endpointSettings) requiredConfigKeys() []string {
 		for _, k := range provider.RequiredPlaceholders(u) {
 			set[k] = true
 		}
+	}
+	for _, k := range append(provider.ParamPlaceholders(es.TokenParams), provider.ParamPlaceholders(es.RefreshParams)...) {
+		set[k] = true
 	}
 	return sortedKeys(set)
 }

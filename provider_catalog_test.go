@@ -96,7 +96,18 @@ func entryTemplates(p *providerEntry) map[string]string {
 	for name, tmpl := range p.RequestHeaders {
 		out["request_headers."+name] = tmpl
 	}
+	for name, tmpl := range p.TokenParams {
+		out["token_params."+name] = tmpl
+	}
+	for name, tmpl := range p.RefreshParams {
+		out["refresh_params."+name] = tmpl
+	}
 	return out
+}
+
+// isURLField reports whether an entryTemplates field is one of the URLs.
+func isURLField(field string) bool {
+	return !strings.Contains(field, ".")
 }
 
 // checkDeclaredPlaceholders: every connection config key a template uses is
@@ -114,7 +125,7 @@ func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s valueSchema) {
 	}
 	for k := range s {
 		if !used[k] {
-			t.Errorf("connection_config_schema declares %s, which no URL or header uses", k)
+			t.Errorf("connection_config_schema declares %s, which no URL, header or parameter uses", k)
 		}
 	}
 }
@@ -171,7 +182,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 	}
 	minimal = s.withDefaults(minimal)
 	for field, tmpl := range entryTemplates(p) {
-		if tmpl == "" || strings.HasPrefix(field, "request_headers.") {
+		if tmpl == "" || !isURLField(field) {
 			continue
 		}
 		expand, configs := provider.ExpandURL, map[string]map[string]any{"every key": full, "required keys": minimal}
@@ -187,6 +198,11 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 			if u, err := url.Parse(got); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
 				t.Errorf("%s with %s expands to %q, not an https URL", field, which, got)
 			}
+		}
+	}
+	for field, params := range map[string]map[string]string{"token_params": p.TokenParams, "refresh_params": p.RefreshParams} {
+		if _, err := provider.ExpandParams(field, params, minimal); err != nil {
+			t.Errorf("%s with required keys: %v", field, err)
 		}
 	}
 	// The schema's examples are documented hosts: the egress rule admits them.

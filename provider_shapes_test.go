@@ -67,3 +67,71 @@ func TestAuthParamsMayRestateResponseTypeCode(t *testing.T) {
 		t.Fatalf("error %q does not say which value the flow sends", msg)
 	}
 }
+
+// Token parameters filled from each connection's config (Auth0's
+// audience): sent in the client-credentials request, the code exchange
+// and every refresh of that connection; a config change that changes them
+// gets a new token; their keys count as required; a value that is not
+// printable text, or a placeholder of another kind, is a 400 naming it.
+func TestTemplatedTokenParams(t *testing.T) {
+	e, srv := shapeEnv(t)
+	params := map[string]any{"audience": "${connectionConfig.audience}", "resource": "urn:fixed"}
+	e.mustDo(logical.CreateOperation, "providers/audienced-cc", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(), "token_params": params,
+	})
+	if keys := e.mustDo(logical.ReadOperation, "providers/audienced-cc", nil)["required_config_keys"].([]string); strings.Join(keys, ",") != "audience" {
+		t.Fatalf("required_config_keys = %v", keys)
+	}
+	e.mustDo(logical.CreateOperation, "integrations/cc", map[string]any{
+		"provider": "audienced-cc", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	msg := e.mustFail(logical.CreateOperation, "connections/cc/none", nil, http.StatusBadRequest)
+	if !strings.Contains(msg, "connection_config.audience is required") || !strings.Contains(msg, "token_params.audience") {
+		t.Fatalf("error = %q", msg)
+	}
+
+	e.mustDo(logical.CreateOperation, "connections/cc/acme", map[string]any{"connection_config": map[string]any{"audience": "https://api.acme.test/"}})
+	if f := srv.LastForm(); f.Get("grant_type") != "client_credentials" || f.Get("audience") != "https://api.acme.test/" || f.Get("resource") != "urn:fixed" {
+		t.Fatalf("client credentials form = %v", f)
+	}
+	first := e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"]
+	// Another audience: the token held was issued for the old one.
+	e.mustDo(logical.PatchOperation, "connections/cc/acme/config", map[string]any{"audience": "https://api2.acme.test/"})
+	if srv.LastForm().Get("audience") != "https://api2.acme.test/" {
+		t.Fatalf("after a config change: form = %v", srv.LastForm())
+	}
+	if e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"] == first {
+		t.Fatal("a token issued for the old audience is still served")
+	}
+
+	// Authorization code: the exchange and each refresh carry it too.
+	e.mustDo(logical.CreateOperation, "providers/audienced", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "token_params": params,
+		"connection_config_schema": map[string]any{"audience": map[string]any{"type": "string", "secret": true}},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/ac", map[string]any{
+		"provider": "audienced", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	q := consent(t, e, "connections/ac/acme/authorize", map[string]any{"connection_config": map[string]any{"audience": "https://api.acme.test/"}})
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if f := srv.LastForm(); f.Get("grant_type") != "authorization_code" || f.Get("audience") != "https://api.acme.test/" {
+		t.Fatalf("exchange form = %v", f)
+	}
+	e.mustDo(logical.UpdateOperation, "connections/ac/acme/refresh", nil)
+	if f := srv.LastForm(); f.Get("grant_type") != "refresh_token" || f.Get("audience") != "https://api.acme.test/" || f.Get("resource") != "urn:fixed" {
+		t.Fatalf("refresh form = %v", f)
+	}
+
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"CR LF in the value", "connections/cc/acme/config", map[string]any{"audience": "https://a.test/\r\nX-Injected: secret-marker"}, "connection_config.audience"},
+		{"over the bound", "connections/cc/acme/config", map[string]any{"audience": strings.Repeat("a", 1025) + "secret-marker"}, "connection_config.audience"},
+		{"a credential placeholder", "providers/audienced", map[string]any{"token_params": map[string]any{"audience": "${credentials.secret}"}}, "token_params.audience"},
+		{"an unknown placeholder", "integrations/ac", map[string]any{"token_params": map[string]any{"audience": "${step1.audience}"}}, "token_params.audience"},
+		{"an unclosed placeholder", "integrations/ac", map[string]any{"token_params": map[string]any{"audience": "${connectionConfig.audience"}}, "token_params.audience"},
+	}, "secret-marker")
+	e.assertUnchanged(before)
+	e.assertNoSecretLogged(srv.ClientSecret)
+}

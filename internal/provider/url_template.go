@@ -134,9 +134,8 @@ func validateAlternatives(field, tmpl string, wholeURLs bool) error {
 		if alt == "" {
 			return fmt.Errorf("%s has an empty alternative", field)
 		}
-		stripped := placeholderRe.ReplaceAllString(alt, "")
-		if strings.Contains(stripped, "${") {
-			return fmt.Errorf("%s has a placeholder other than ${connectionConfig.<key>}", field)
+		if err := foreignPlaceholder(field, alt); err != nil {
+			return err
 		}
 		sample := alt
 		if loc := placeholderRe.FindStringIndex(alt); wholeURLs && loc != nil && loc[0] == 0 {
@@ -147,6 +146,40 @@ func validateAlternatives(field, tmpl string, wholeURLs bool) error {
 		}
 	}
 	return nil
+}
+
+// foreignPlaceholder refuses a ${…} in tmpl other than
+// ${connectionConfig.<key>}, naming what kind it is: catalogs also use
+// credentials, earlier steps' answers and keys this parser does not take.
+func foreignPlaceholder(field, tmpl string) error {
+	rest := placeholderRe.ReplaceAllString(tmpl, "")
+	i := strings.Index(rest, "${")
+	if i < 0 {
+		return nil
+	}
+	inner, _, closed := strings.Cut(rest[i+2:], "}")
+	if !closed {
+		return fmt.Errorf("%s has a ${ that is not closed", field)
+	}
+	shown := safetext.Printable(inner, 64)
+	switch {
+	case isCredentialName(inner):
+		return fmt.Errorf("%s: ${%s} would put a credential into it; only ${connectionConfig.<key>} placeholders are filled here", field, shown)
+	case strings.HasPrefix(inner, "connectionConfig."):
+		return fmt.Errorf("%s: ${%s} does not name a connection config key: a key is 1 to 64 letters, digits, '_', '.' or '-'", field, shown)
+	}
+	return fmt.Errorf("%s: ${%s} is not a placeholder this field takes; use ${connectionConfig.<key>}", field, shown)
+}
+
+// isCredentialName reports whether a placeholder name stands for a
+// credential (as in request_headers), which never goes into a URL or a
+// token parameter.
+func isCredentialName(name string) bool {
+	switch name {
+	case "apiKey", "accessToken", "refreshToken", "username", "password", "clientSecret":
+		return true
+	}
+	return strings.HasPrefix(name, "credentials.") || strings.HasPrefix(name, "connectionCredentials.")
 }
 
 // Placeholders lists the connection config keys a URL field uses, in order
