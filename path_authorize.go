@@ -109,7 +109,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if !in.DisablePKCE && in.usesPKCE() {
 		st.Verifier = oauth2.GenerateVerifier()
 	}
-	authURL := provider.AuthCodeURL(oauthApp(in), ep, cfg.RedirectURL, state, st.Scopes, st.Verifier)
+	authURL := provider.AuthCodeURL(oauthApp(in), ep, st.RedirectURL, state, st.Scopes, st.Verifier)
 	if err := b.putPendingState(ctx, req.Storage, stateHash, st); err != nil {
 		return httpError(err)
 	}
@@ -124,9 +124,11 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 // connection as it is then, so edits made in between are not undone.
 func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *connectionEntry, d *framework.FieldData, now time.Time) (*oauthStateEntry, error) {
 	st := &oauthStateEntry{
-		Integration:          in.Name,
-		ConnectionID:         id,
-		RedirectURL:          cfg.RedirectURL,
+		Integration:  in.Name,
+		ConnectionID: id,
+		// The code exchange must send what authorize sent, even if the
+		// integration changes in between.
+		RedirectURL:          in.redirectURI(cfg.RedirectURL),
 		Reauthorization:      existing != nil,
 		IntegrationCreatedAt: in.CreatedAt,
 		ExpiresAt:            now.Add(cfg.StateTTL),

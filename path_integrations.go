@@ -131,6 +131,10 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "OAUTH2: query parameters of the provider's redirect to oauth/callback copied into the connection's config, e.g. realmId for QuickBooks.",
 		},
+		"redirect_uri_value": {
+			Type:        framework.TypeString,
+			Description: "OAUTH2: sent as redirect_uri in the authorization request and the code exchange instead of config's redirect_url, for providers that take a registered name there (eBay's RuName). Register this mount's oauth/callback under that name with the provider: the browser still comes back to it.",
+		},
 		"app_id": {
 			Type:        framework.TypeString,
 			Description: "APP: the app's id, the issuer of the JWTs it signs.",
@@ -252,6 +256,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["pkce"] = !in.DisablePKCE && eff.usesPKCE()
 		data["token_request_format"] = eff.TokenRequestFormat
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
+		data["redirect_uri_value"] = eff.RedirectURIValue
 	}
 	if in.AuthMode == authModeApp {
 		data["app_id"] = in.AppID

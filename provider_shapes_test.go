@@ -135,3 +135,48 @@ func TestTemplatedTokenParams(t *testing.T) {
 	e.assertUnchanged(before)
 	e.assertNoSecretLogged(srv.ClientSecret)
 }
+
+// eBay wants its RuName, not a URL, as redirect_uri: redirect_uri_value is
+// sent in its place in the authorization request and the code exchange,
+// while the browser still comes back to the mount's callback, through the
+// provider's own record of the name. The value must be a name, not a URL.
+func TestRedirectURIValueThatIsNotAURL(t *testing.T) {
+	e, srv := shapeEnv(t)
+	const ruName = "Acme_Corp-AcmeApp-PRD-1a2b3c4d5-6e7f8a9b"
+	srv.RegisterRedirectName(ruName, testRedirectURL)
+	e.mustDo(logical.CreateOperation, "providers/runame", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(),
+		"redirect_uri_value": ruName,
+	})
+	e.mustDo(logical.CreateOperation, "integrations/eb", map[string]any{
+		"provider": "runame", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	in := e.mustDo(logical.ReadOperation, "integrations/eb", nil)
+	if in["redirect_uri_value"] != ruName || in["sources"].(map[string]string)["redirect_uri_value"] != "provider" {
+		t.Fatalf("integration = %v", in)
+	}
+	q := consent(t, e, "connections/eb/acme/authorize", nil) // checks the browser came back to the callback
+	if got := srv.LastAuthorize()["redirect_uri"]; len(got) != 1 || got[0] != ruName {
+		t.Fatalf("authorization request redirect_uri = %v", got)
+	}
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if f := srv.LastForm(); f.Get("grant_type") != "authorization_code" || f.Get("redirect_uri") != ruName {
+		t.Fatalf("exchange form = %v", f)
+	}
+	raw := e.mustDo(logical.ReadOperation, "connections/eb/acme/raw", nil)
+	if !srv.AccessTokenValid(raw["access_token"].(string)) {
+		t.Fatal("stored access token was not issued by the server")
+	}
+
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"a URL", "integrations/eb", map[string]any{"redirect_uri_value": "https://elsewhere.test/callback"}, "redirect_uri_value"},
+		{"white space", "integrations/eb", map[string]any{"redirect_uri_value": "Acme Corp"}, "redirect_uri_value"},
+		{"a control character", "providers/runame", map[string]any{"redirect_uri_value": "Acme\r\nX: y"}, "redirect_uri_value"},
+		{"too long", "providers/runame", map[string]any{"redirect_uri_value": strings.Repeat("a", 300)}, "redirect_uri_value"},
+		{"not for client credentials", "integrations/cc2", map[string]any{"auth_mode": "OAUTH2_CC", "client_id": "c", "client_secret": "s", "token_url": srv.TokenURL(), "redirect_uri_value": ruName}, "redirect_uri_value"},
+	}, "no-secret-here")
+	e.assertUnchanged(before)
+}
