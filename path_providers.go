@@ -358,6 +358,13 @@ connection's configuration when used:
 
     https://${connectionConfig.subdomain}.zendesk.com/oauth/tokens
 
+A placeholder may sit in the host (alone or with text in a label, in one
+label or several), in a path segment (with text around it), or in the
+query string, where its value is escaped. None may set the scheme, the
+user information or the port, or sit in the fragment; only api_base_url
+outside APP may start with one that holds a whole URL. token_params and
+refresh_params values take placeholders too.
+
 An integration names a provider with provider=<name>; its own non-empty
 fields override the provider's.
 
