@@ -101,6 +101,11 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	// The code exchange fills the token parameters from this config too:
+	// a key it lacks is refused now, before the customer consents.
+	if _, err := tokenRequestApp(in, connCfg); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 
 	state, stateHash, err := newState()
 	if err != nil {

@@ -124,6 +124,16 @@ func TestTemplatedTokenParams(t *testing.T) {
 		t.Fatalf("refresh form = %v", f)
 	}
 
+	// Without a schema to say so, authorize still refuses a connection the
+	// code exchange could not serve, before the customer consents.
+	e.mustDo(logical.CreateOperation, "integrations/ac-bare", map[string]any{
+		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "token_params": params,
+	})
+	if msg := e.mustFail(logical.UpdateOperation, "connections/ac-bare/acme/authorize", nil, http.StatusBadRequest); !strings.Contains(msg, "connection_config.audience is required") {
+		t.Fatalf("authorize without the key: %q", msg)
+	}
+
 	before := e.snapshot()
 	e.assertRejected([]rejection{
 		{"CR LF in the value", "connections/cc/acme/config", map[string]any{"audience": "https://a.test/\r\nX-Injected: secret-marker"}, "connection_config.audience"},
