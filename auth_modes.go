@@ -77,6 +77,7 @@ var integrationModeFields = map[string][]authMode{
 	"scope_separator":       {authModeOAuth2, authModeOAuth2CC},
 	"token_request_format":  {authModeOAuth2, authModeOAuth2CC},
 	"callback_config":       {authModeOAuth2},
+	"redirect_uri_value":    {authModeOAuth2},
 	"refresh_url":           {authModeOAuth2},
 	"refresh_params":        {authModeOAuth2},
 	"app_id":                {authModeApp},

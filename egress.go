@@ -38,7 +38,21 @@ func (in *integrationEntry) checkConnectionConfig(field string, cfg map[string]a
 	if err := in.ConnectionConfigSchema.check(field, cfg); err != nil {
 		return err
 	}
+	if err := in.checkParamConfig(cfg); err != nil {
+		return err
+	}
 	return in.checkConfigHosts(cfg)
+}
+
+// checkParamConfig checks the values cfg gives the placeholders of the
+// integration's token_params and refresh_params, as token requests would:
+// a bad value is a 400 naming its key now, not a failed refresh later.
+func (in *integrationEntry) checkParamConfig(cfg map[string]any) error {
+	cfg = in.ConnectionConfigSchema.withDefaults(cfg)
+	if err := provider.CheckParamValues("token_params", in.TokenParams, cfg); err != nil {
+		return err
+	}
+	return provider.CheckParamValues("refresh_params", in.RefreshParams, cfg)
 }
 
 // checkConfigHosts applies the egress rule alone, for configs whose schema

@@ -101,6 +101,11 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
+	// The code exchange fills the token parameters from this config too:
+	// a key it lacks is refused now, before the customer consents.
+	if _, err := tokenRequestApp(in, nil, connCfg); err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 
 	state, stateHash, err := newState()
 	if err != nil {
@@ -109,7 +114,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if !in.DisablePKCE && in.usesPKCE() {
 		st.Verifier = oauth2.GenerateVerifier()
 	}
-	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, cfg.RedirectURL, state, st.Scopes, st.Verifier)
+	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, st.RedirectURL, state, st.Scopes, st.Verifier)
 	if err := b.putPendingState(ctx, req.Storage, stateHash, st); err != nil {
 		return httpError(err)
 	}
@@ -124,9 +129,11 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 // connection as it is then, so edits made in between are not undone.
 func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *connectionEntry, d *framework.FieldData, now time.Time) (*oauthStateEntry, error) {
 	st := &oauthStateEntry{
-		Integration:          in.Name,
-		ConnectionID:         id,
-		RedirectURL:          cfg.RedirectURL,
+		Integration:  in.Name,
+		ConnectionID: id,
+		// The code exchange must send what authorize sent, even if the
+		// integration changes in between.
+		RedirectURL:          in.redirectURI(cfg.RedirectURL),
 		Reauthorization:      existing != nil,
 		IntegrationCreatedAt: in.CreatedAt,
 		ExpiresAt:            now.Add(cfg.StateTTL),

@@ -86,11 +86,11 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"auth_params": {
 			Type:        framework.TypeKVPairs,
-			Description: "Extra query parameters for the authorization request, e.g. access_type=offline. The parameters the flow sets itself (client_id, redirect_uri, response_type, state, scope, code_challenge, code_challenge_method) are refused.",
+			Description: "Extra query parameters for the authorization request, e.g. access_type=offline. The parameters the flow sets itself (client_id, redirect_uri, response_type, state, scope, code_challenge, code_challenge_method) are refused, except response_type=code, the value the flow sends anyway.",
 		},
 		"token_params": {
 			Type:        framework.TypeKVPairs,
-			Description: "Extra form parameters sent with every token request, e.g. audience=https://api.example.com.",
+			Description: "Extra form parameters sent with every token request, e.g. audience=https://api.example.com. A value may hold ${connectionConfig.<key>} placeholders, filled from each connection's config (printable text of at most 1024 characters) in its client-credentials requests, code exchange and refreshes; every connection needs those keys.",
 		},
 		"auth_style": {
 			Type:          framework.TypeString,
@@ -107,7 +107,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"refresh_params": {
 			Type:        framework.TypeKVPairs,
-			Description: "OAUTH2: extra form parameters sent with refresh requests only, after token_params.",
+			Description: "OAUTH2: extra form parameters sent with refresh requests only, after token_params. Values may hold ${connectionConfig.<key>} placeholders, as token_params.",
 		},
 		"revocation_url": {
 			Type:        framework.TypeString,
@@ -130,6 +130,10 @@ func integrationFields() map[string]*framework.FieldSchema {
 		"callback_config": {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "OAUTH2: query parameters of the provider's redirect to oauth/callback copied into the connection's config, e.g. realmId for QuickBooks.",
+		},
+		"redirect_uri_value": {
+			Type:        framework.TypeString,
+			Description: "OAUTH2: sent as redirect_uri in the authorization request and the code exchange instead of config's redirect_url, for providers that take a registered name there (eBay's RuName). Register this mount's oauth/callback under that name with the provider: the browser still comes back to it.",
 		},
 		"app_id": {
 			Type:        framework.TypeString,
@@ -252,6 +256,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["pkce"] = !in.DisablePKCE && eff.usesPKCE()
 		data["token_request_format"] = eff.TokenRequestFormat
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
+		data["redirect_uri_value"] = eff.RedirectURIValue
 	}
 	if in.AuthMode == authModeApp {
 		data["app_id"] = in.AppID

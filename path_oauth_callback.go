@@ -109,7 +109,11 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf(
 			"The provider's redirect carries connection config this integration does not accept: %s. Nothing was stored. Start the authorization again.", err)}
 	}
-	res, err := b.tokens.client.ExchangeCode(ctx, oauthApp(in, nil), ep, st.RedirectURL, code, st.Verifier)
+	app, err := tokenRequestApp(in, nil, connCfg)
+	if err != nil {
+		return nil, &callbackFailure{http.StatusBadRequest, err.Error()}
+	}
+	res, err := b.tokens.client.ExchangeCode(ctx, app, ep, st.RedirectURL, code, st.Verifier)
 	if err != nil {
 		b.Logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
 		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}

@@ -55,7 +55,7 @@ func providerFields() map[string]*framework.FieldSchema {
 	}
 	// The rest mean what they mean on an integration.
 	inFields := integrationFields()
-	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config", "connection_config_schema", "credentials_schema", "request_headers", "allowed_hosts"} {
+	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config", "redirect_uri_value", "connection_config_schema", "credentials_schema", "request_headers", "allowed_hosts"} {
 		fields[f] = inFields[f]
 	}
 	return fields
@@ -141,6 +141,7 @@ func providerResponse(p *providerEntry) map[string]any {
 		"pkce":                     p.usesPKCE(),
 		"token_request_format":     p.TokenRequestFormat,
 		"callback_config":          nonNilStrings(p.CallbackConfig),
+		"redirect_uri_value":       p.RedirectURIValue,
 		"connection_config_schema": nonNilSchema(p.ConnectionConfigSchema),
 		"credentials_schema":       nonNilSchema(p.CredentialsSchema),
 		"request_headers":          nonNilMap(p.RequestHeaders),
@@ -346,8 +347,9 @@ they are joined (scope_separator), extra parameters (auth_params,
 token_params, refresh_params), token_request_format (form or json), pkce,
 token_response_config (token response members copied into a connection's
 config, e.g. Salesforce's instance_url), callback_config (redirect query
-parameters copied likewise, e.g. QuickBooks' realmId) and whether tokens
-expire. The engine ships a catalog of common providers; operators add their
+parameters copied likewise, e.g. QuickBooks' realmId), redirect_uri_value
+(sent as redirect_uri where a provider wants a registered name, eBay's
+RuName) and whether tokens expire. The engine ships a catalog of common providers; operators add their
 own or override a built-in one by writing here (a write to a built-in name
 starts from the built-in settings). Deleting an override restores the
 built-in.
@@ -356,6 +358,13 @@ URLs may contain ${connectionConfig.<key>} placeholders, filled from each
 connection's configuration when used:
 
     https://${connectionConfig.subdomain}.zendesk.com/oauth/tokens
+
+A placeholder may sit in the host (alone or with text in a label, in one
+label or several), in a path segment (with text around it), or in the
+query string, where its value is escaped. None may set the scheme, the
+user information or the port, or sit in the fragment; only api_base_url
+outside APP may start with one that holds a whole URL. token_params and
+refresh_params values take placeholders too.
 
 An integration names a provider with provider=<name>; its own non-empty
 fields override the provider's.

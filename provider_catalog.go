@@ -10,6 +10,7 @@ import (
 	"maps"
 	"regexp"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -119,6 +120,7 @@ func (base endpointSettings) overriddenBy(over endpointSettings) endpointSetting
 		out.CallbackConfig = base.CallbackConfig
 	}
 	orString(&out.RefreshURL, base.RefreshURL)
+	orString(&out.RedirectURIValue, base.RedirectURIValue)
 	if len(out.ConnectionConfigSchema) == 0 {
 		out.ConnectionConfigSchema = base.ConnectionConfigSchema
 	}
@@ -217,15 +219,51 @@ func (es endpointSettings) validate(mode authMode) error {
 			return fmt.Errorf("callback_config: %q is not a query parameter name the callback can copy", printable(name))
 		}
 	}
+	if err := validateRedirectURIValue(es.RedirectURIValue, mode); err != nil {
+		return err
+	}
 	if !validScopeSeparator(es.ScopeSeparator) {
 		return fmt.Errorf("scope_separator must be one of a space, ',', ';' or '+'")
 	}
-	for _, k := range provider.ReservedAuthParams {
-		if _, ok := es.AuthParams[k]; ok {
-			return fmt.Errorf("auth_params cannot set %s: the authorization flow sets it", k)
-		}
+	if err := provider.ValidateParamTemplates("token_params", es.TokenParams); err != nil {
+		return err
+	}
+	if err := provider.ValidateParamTemplates("refresh_params", es.RefreshParams); err != nil {
+		return err
+	}
+	return provider.CheckAuthParams(es.AuthParams)
+}
+
+// redirectURIValueRe is a name a provider registered in place of a
+// redirect URI: visible ASCII without white space, bounded. eBay's RuNames
+// are letters, digits, '-' and '_'.
+var redirectURIValueRe = regexp.MustCompile(`^[!-~]{1,255}$`)
+
+// validateRedirectURIValue checks redirect_uri_value: an authorization
+// code setting, a name rather than a URL (a URL there would send the code
+// somewhere the callback never sees; the mount's callback is config's
+// redirect_url).
+func validateRedirectURIValue(v string, mode authMode) error {
+	switch {
+	case v == "":
+		return nil
+	case mode != authModeOAuth2:
+		return fmt.Errorf("redirect_uri_value applies to auth_mode OAUTH2 only")
+	case !redirectURIValueRe.MatchString(v):
+		return fmt.Errorf("redirect_uri_value must be 1 to 255 visible ASCII characters without white space")
+	case strings.Contains(v, "://"):
+		return fmt.Errorf("redirect_uri_value is for a provider's registered name, not a URL: the redirect URL is config's redirect_url")
 	}
 	return nil
+}
+
+// redirectURI is what the authorization request and the code exchange send
+// as redirect_uri: redirect_uri_value if set, else the mount's callback.
+func (es endpointSettings) redirectURI(mountRedirectURL string) string {
+	if es.RedirectURIValue != "" {
+		return es.RedirectURIValue
+	}
+	return mountRedirectURL
 }
 
 // callbackConfigNameRe is what a copied callback query parameter may be
@@ -266,6 +304,7 @@ func settingSources(own, base endpointSettings, source string) map[string]string
 	pick("pkce", own.PKCE != nil, base.PKCE != nil)
 	pick("token_request_format", own.TokenRequestFormat != "", base.TokenRequestFormat != "")
 	pick("callback_config", len(own.CallbackConfig) > 0, len(base.CallbackConfig) > 0)
+	pick("redirect_uri_value", own.RedirectURIValue != "", base.RedirectURIValue != "")
 	pick("revocation_url", own.RevocationURL != "", base.RevocationURL != "")
 	pick("api_base_url", own.APIBaseURL != "", base.APIBaseURL != "")
 	pick("auth_style", own.AuthStyle != "", base.AuthStyle != "")
@@ -298,6 +337,7 @@ func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
 	for field, dst := range map[string]*string{
 		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
 		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,
+		"redirect_uri_value": &es.RedirectURIValue,
 	} {
 		setString(d, field, dst)
 	}
@@ -354,8 +394,8 @@ func validateAPIBaseURL(tmpl string, mode authMode) error {
 }
 
 // requiredConfigKeys lists, sorted, the connection_config keys every
-// connection needs: the schema's required keys and the placeholders of each
-// URL's last alternative.
+// connection needs: the schema's required keys, the placeholders of each
+// URL's last alternative and those of token_params and refresh_params.
 func (es endpointSettings) requiredConfigKeys() []string {
 	set := map[string]bool{}
 	for _, k := range es.ConnectionConfigSchema.required() {
@@ -365,6 +405,9 @@ func (es endpointSettings) requiredConfigKeys() []string {
 		for _, k := range provider.RequiredPlaceholders(u) {
 			set[k] = true
 		}
+	}
+	for _, k := range append(provider.ParamPlaceholders(es.TokenParams), provider.ParamPlaceholders(es.RefreshParams)...) {
+		set[k] = true
 	}
 	return sortedKeys(set)
 }

@@ -77,10 +77,8 @@ func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
 	if len(p.RequestHeaders) == 0 {
 		t.Error("no request_headers: clients would not know how to use the credential")
 	}
-	for _, k := range provider.ReservedAuthParams {
-		if _, ok := p.AuthParams[k]; ok {
-			t.Errorf("auth_params sets reserved %s", k)
-		}
+	if err := provider.CheckAuthParams(p.AuthParams); err != nil {
+		t.Error(err)
 	}
 	cfgSchema := schemas["connection_config_schema"]
 	checkDeclaredPlaceholders(t, p, cfgSchema)
@@ -102,7 +100,18 @@ func entryTemplates(p *providerEntry) map[string]string {
 	for name, tmpl := range p.RequestHeaders {
 		out["request_headers."+name] = tmpl
 	}
+	for name, tmpl := range p.TokenParams {
+		out["token_params."+name] = tmpl
+	}
+	for name, tmpl := range p.RefreshParams {
+		out["refresh_params."+name] = tmpl
+	}
 	return out
+}
+
+// isURLField reports whether an entryTemplates field is one of the URLs.
+func isURLField(field string) bool {
+	return !strings.Contains(field, ".")
 }
 
 // checkDeclaredPlaceholders: every connection config key a template uses is
@@ -120,7 +129,7 @@ func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s valueSchema) {
 	}
 	for k := range s {
 		if !used[k] {
-			t.Errorf("connection_config_schema declares %s, which no URL or header uses", k)
+			t.Errorf("connection_config_schema declares %s, which no URL, header or parameter uses", k)
 		}
 	}
 }
@@ -177,7 +186,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 	}
 	minimal = s.withDefaults(minimal)
 	for field, tmpl := range entryTemplates(p) {
-		if tmpl == "" || strings.HasPrefix(field, "request_headers.") {
+		if tmpl == "" || !isURLField(field) {
 			continue
 		}
 		expand, configs := provider.ExpandURL, map[string]map[string]any{"every key": full, "required keys": minimal}
@@ -193,6 +202,11 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 			if u, err := url.Parse(got); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
 				t.Errorf("%s with %s expands to %q, not an https URL", field, which, got)
 			}
+		}
+	}
+	for field, params := range map[string]map[string]string{"token_params": p.TokenParams, "refresh_params": p.RefreshParams} {
+		if _, err := provider.ExpandParams(field, params, minimal); err != nil {
+			t.Errorf("%s with required keys: %v", field, err)
 		}
 	}
 	// The schema's examples are documented hosts: the egress rule admits them.

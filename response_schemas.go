@@ -91,6 +91,7 @@ func endpointResponseFields() map[string]*framework.FieldSchema {
 		"pkce":                     typed(framework.TypeBool, "Whether the authorization flow uses PKCE."),
 		"token_request_format":     str("How token requests encode their body: form (empty) or json."),
 		"callback_config":          typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
+		"redirect_uri_value":       str("OAUTH2: what is sent as redirect_uri instead of config's redirect_url (a provider's registered name); empty means redirect_url."),
 		"allowed_hosts":            typed(framework.TypeStringSlice, "Hosts, besides the URLs' literal ones, that a connection's config may point the URLs at."),
 	}
 }

@@ -111,6 +111,12 @@ type endpointSettings struct {
 	// TokenRequestFormat is "form" (default) or "json": how token, refresh
 	// and client-credentials requests encode their body.
 	TokenRequestFormat string `json:"token_request_format,omitempty"`
+	// RedirectURIValue is sent as redirect_uri in the authorization
+	// request and the code exchange in place of the mount's redirect_url,
+	// for providers that take a registered name there (eBay's RuName); the
+	// provider still sends the browser to the mount's callback, which the
+	// operator registered under that name.
+	RedirectURIValue string `json:"redirect_uri_value,omitempty"`
 	// CallbackConfig names query parameters of the provider's redirect to
 	// oauth/callback copied into the connection's config (QuickBooks'
 	// realmId).

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -83,6 +84,36 @@ func (c *connectionEntry) hasOwnClient() bool {
 	return c != nil && c.AuthMode == authModeOAuth2CC && c.Credentials.ClientID != ""
 }
 
+// tokenRequestApp is the OAuth client of in as one connection's token
+// requests use it: token_params and refresh_params with their
+// ${connectionConfig.<key>} placeholders filled from cfg (schema defaults
+// included).
+func tokenRequestApp(in *integrationEntry, c *connectionEntry, cfg map[string]any) (provider.OAuthApp, error) {
+	app := oauthApp(in, c)
+	cfg = in.ConnectionConfigSchema.withDefaults(cfg)
+	var err error
+	if app.TokenParams, err = provider.ExpandParams("token_params", in.TokenParams, cfg); err != nil {
+		return provider.OAuthApp{}, err
+	}
+	if app.RefreshParams, err = provider.ExpandParams("refresh_params", in.RefreshParams, cfg); err != nil {
+		return provider.OAuthApp{}, err
+	}
+	app.ParamSecrets = secretParamValues(in, cfg)
+	return app, nil
+}
+
+// secretParamValues are the values of the config keys marked secret that
+// in's parameters use: what a provider's error must not echo into a log.
+func secretParamValues(in *integrationEntry, cfg map[string]any) []string {
+	var out []string
+	for _, k := range append(provider.ParamPlaceholders(in.TokenParams), provider.ParamPlaceholders(in.RefreshParams)...) {
+		if f, ok := in.ConnectionConfigSchema[k]; ok && f.Secret && cfg[k] != nil {
+			out = append(out, fmt.Sprint(cfg[k]))
+		}
+	}
+	return out
+}
+
 // endpoints are an integration's URLs filled from one connection's config.
 func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.Endpoints, error) {
 	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(connectionConfig))
@@ -96,16 +127,24 @@ func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *conne
 	}
 	switch c.AuthMode {
 	case authModeOAuth2CC:
+		app, err := tokenRequestApp(in, c, c.ConnectionConfig)
+		if err != nil {
+			return nil, err
+		}
 		var scopes []string
 		if len(c.Credentials.Scopes) > 0 {
 			scopes = c.Credentials.Scopes
 		}
-		return t.client.ClientCredentials(ctx, oauthApp(in, c), ep, scopes)
+		return t.client.ClientCredentials(ctx, app, ep, scopes)
 	case authModeOAuth2:
 		if c.Credentials.RefreshToken == "" {
 			return nil, errNotRefreshable
 		}
-		return t.client.Refresh(ctx, oauthApp(in, c), ep, c.Credentials.RefreshToken)
+		app, err := tokenRequestApp(in, c, c.ConnectionConfig)
+		if err != nil {
+			return nil, err
+		}
+		return t.client.Refresh(ctx, app, ep, c.Credentials.RefreshToken)
 	case authModeApp:
 		if c.InstallationID == "" {
 			return nil, &provider.ConfigError{Msg: "installation_id is required for an APP connection: set it on the connection"}
@@ -118,14 +157,16 @@ func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *conne
 // tokenGrant is what a token the engine obtains itself is issued for, as
 // far as a connection decides it: the endpoint asked (the token URL of an
 // OAUTH2_CC connection, the API of an APP one, both filled from the
-// connection's config), the APP installation and the OAuth client. The
-// client's secret is part of it too, though a token outlives a rotation of
-// its client's secret: a write that changes the secret proves the new one
-// in the same request rather than at the next refresh. The request's
-// parameters and scopes come from the integration, which no connection
+// connection's config), the token parameters filled from that config (an
+// audience), the APP installation and the OAuth client. The client's
+// secret is part of it too, though a token outlives a rotation of its
+// client's secret: a write that changes the secret proves the new one in
+// the same request rather than at the next refresh. The scopes and the
+// rest of the parameters come from the integration, which no connection
 // write changes.
 type tokenGrant struct {
 	endpoint       string
+	tokenParams    string // the filled-in token_params, form-encoded
 	installationID string
 	clientID       string
 	clientSecret   string
@@ -140,12 +181,24 @@ func grantOf(in *integrationEntry, c *connectionEntry) (tokenGrant, error) {
 	}
 	switch c.AuthMode {
 	case authModeOAuth2CC:
-		app := oauthApp(in, c)
-		return tokenGrant{endpoint: ep.Token, clientID: app.ClientID, clientSecret: app.ClientSecret}, nil
+		app, err := tokenRequestApp(in, c, c.ConnectionConfig)
+		if err != nil {
+			return tokenGrant{}, err
+		}
+		return tokenGrant{endpoint: ep.Token, tokenParams: formEncoded(app.TokenParams), clientID: app.ClientID, clientSecret: app.ClientSecret}, nil
 	case authModeApp:
 		return tokenGrant{endpoint: ep.APIBase, installationID: c.InstallationID}, nil
 	}
 	return tokenGrant{}, nil
+}
+
+// formEncoded is params as a form body: one string, in key order.
+func formEncoded(params map[string]string) string {
+	form := url.Values{}
+	for k, v := range params {
+		form.Set(k, v)
+	}
+	return form.Encode()
 }
 
 // grantMoved reports whether the token after would hold was issued for

@@ -50,6 +50,9 @@ type Server struct {
 	lastClientID string
 
 	redirectURIs  map[string]bool
+	// redirectNames are registered names sent in place of a redirect URI
+	// (eBay's RuName), each with the URL the browser is sent back to.
+	redirectNames map[string]string
 	codes         map[string]*grant
 	denyCode      string
 	denyDesc      string
@@ -103,6 +106,7 @@ func New() *Server {
 		clients:       map[string]string{},
 		issuedTo:      map[string]string{},
 		redirectURIs:  map[string]bool{},
+		redirectNames: map[string]string{},
 		codes:         map[string]*grant{},
 		expiresIn:     3600,
 		rotate:        true,
@@ -141,6 +145,14 @@ func (s *Server) RevocationURL() string { return s.URL + "/revoke" }
 // RegisterRedirectURI allows a redirect URI, as registering an OAuth app
 // does; the authorize endpoint refuses any other.
 func (s *Server) RegisterRedirectURI(uri string) { s.set(func() { s.redirectURIs[uri] = true }) }
+
+// RegisterRedirectName registers a name that clients send as redirect_uri
+// in place of a URL, as eBay's RuName: the authorize endpoint sends the
+// browser back to uri, and the code is bound to the name, which the code
+// exchange must send again.
+func (s *Server) RegisterRedirectName(name, uri string) {
+	s.set(func() { s.redirectNames[name] = uri })
+}
 
 // Deny makes the authorize endpoint redirect back with an error, as when the
 // user refuses consent; an empty code consents again.
@@ -484,41 +496,47 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 	s.lastAuthorize = q
 	s.remember(q.Get("state"))
 	redirect := q.Get("redirect_uri")
+	// A registered name sends the browser to its URL; the code stays bound
+	// to what the client sent.
+	back, named := s.redirectNames[redirect]
+	if !named {
+		back = redirect
+	}
 	switch {
 	case q.Get("client_id") != s.ClientID:
 		http.Error(w, "unknown client_id", http.StatusBadRequest)
 		return
-	case !s.redirectURIs[redirect]:
+	case !s.redirectURIs[redirect] && !named:
 		// Never redirect to an unregistered URI (RFC 6749 4.1.2.1).
 		http.Error(w, "redirect_uri is not registered", http.StatusBadRequest)
 		return
 	}
-	back := url.Values{"state": {q.Get("state")}}
+	answer := url.Values{"state": {q.Get("state")}}
 	switch {
 	case q.Get("response_type") != "code":
-		back.Set("error", "unsupported_response_type")
+		answer.Set("error", "unsupported_response_type")
 	case q.Get("state") == "":
-		back.Set("error", "invalid_request")
-		back.Set("error_description", "state is required")
+		answer.Set("error", "invalid_request")
+		answer.Set("error_description", "state is required")
 	case q.Get("code_challenge") == "" || q.Get("code_challenge_method") != "S256":
-		back.Set("error", "invalid_request")
-		back.Set("error_description", "PKCE with S256 is required")
+		answer.Set("error", "invalid_request")
+		answer.Set("error_description", "PKCE with S256 is required")
 	case !s.scopesAllowed(q.Get("scope")):
-		back.Set("error", "invalid_scope")
-		back.Set("error_description", "the requested scope is not allowed")
+		answer.Set("error", "invalid_scope")
+		answer.Set("error_description", "the requested scope is not allowed")
 	case s.denyCode != "":
-		back.Set("error", s.denyCode)
-		back.Set("error_description", s.denyDesc)
+		answer.Set("error", s.denyCode)
+		answer.Set("error_description", s.denyDesc)
 	default:
 		code := "code-" + randomString(16)
 		s.remember(code)
 		for k := range s.callbackExtras {
-			back.Set(k, s.callbackExtras.Get(k))
+			answer.Set(k, s.callbackExtras.Get(k))
 		}
 		s.codes[code] = &grant{redirectURI: redirect, challenge: q.Get("code_challenge"), scope: q.Get("scope"), expires: time.Now().Add(time.Minute)}
-		back.Set("code", code)
+		answer.Set("code", code)
 	}
-	http.Redirect(w, r, redirect+"?"+back.Encode(), http.StatusFound)
+	http.Redirect(w, r, back+"?"+answer.Encode(), http.StatusFound)
 }
 
 // redeem spends an authorization code, checking the redirect URI and the

@@ -125,6 +125,10 @@ type OAuthApp struct {
 	ScopeSeparator string
 	// JSONBody sends token requests as a JSON object instead of a form.
 	JSONBody bool
+	// ParamSecrets are values in TokenParams or RefreshParams that came
+	// from secret config: scrubbed, like the client secret, from any error
+	// description the provider echoes.
+	ParamSecrets []string
 }
 
 // AuthStyles are the accepted AuthStyle values.
@@ -247,5 +251,5 @@ func providerError(status int, code, desc string, sent []string) *Error {
 // from the Authorization header.
 func (app OAuthApp) secrets() []string {
 	basic := url.QueryEscape(app.ClientID) + ":" + url.QueryEscape(app.ClientSecret)
-	return []string{app.ClientSecret, base64.StdEncoding.EncodeToString([]byte(basic))}
+	return append([]string{app.ClientSecret, base64.StdEncoding.EncodeToString([]byte(basic))}, app.ParamSecrets...)
 }

@@ -18,6 +18,7 @@ func FuzzExpandURL(f *testing.F) {
 	f.Add("https://${connectionConfig.sub}.example.test/${connectionConfig.sub}", "a.b-c_d")
 	f.Add("https://x.test/${connectionConfig.sub}", "evil.test/x?")
 	f.Add("https://${connectionConfig.sub}/t", "user@evil")
+	f.Add("https://x.test/t?a=${connectionConfig.sub}&b=1", "1&b=2#/x@evil:")
 	f.Fuzz(func(t *testing.T, tmpl, value string) {
 		if ValidateURLTemplate("token_url", tmpl) != nil || !strings.Contains(tmpl, "${connectionConfig.sub}") {
 			return
@@ -28,14 +29,18 @@ func FuzzExpandURL(f *testing.F) {
 		}
 		// A filled URL keeps the template's scheme and host shape: the
 		// value can name a subdomain or a path segment, never another
-		// host, user info, query or fragment. The expected host is the
-		// template's, parsed with a marker where the value goes.
+		// host, user info, query or fragment; in the query string it is
+		// one escaped value. The expected host is the template's, parsed
+		// with a marker where the value goes.
 		u, perr := url.Parse(out)
 		if perr != nil {
 			t.Fatalf("filled URL %q does not parse", out)
 		}
-		if strings.ContainsAny(value, "/?#@:\\%") {
+		if strings.ContainsAny(value, "/?#@:\\%") && !onlyInQuery(tmpl) {
 			t.Fatalf("value %q was accepted", value)
+		}
+		if onlyInQuery(tmpl) && u.Fragment != "" {
+			t.Fatalf("value %q made a fragment: %q", value, out)
 		}
 		const marker = "zzmarkerzz"
 		shape, perr := url.Parse(strings.ReplaceAll(tmpl, "${connectionConfig.sub}", marker))
@@ -47,6 +52,17 @@ func FuzzExpandURL(f *testing.F) {
 			t.Fatalf("filled URL %q goes to %q, want %q", out, got, wantHost)
 		}
 	})
+}
+
+// onlyInQuery reports whether every placeholder of tmpl sits in its query
+// string.
+func onlyInQuery(tmpl string) bool {
+	for _, p := range placeholderParts(tmpl) {
+		if p != partQuery {
+			return false
+		}
+	}
+	return true
 }
 
 // bodyTransport answers every request with one fixed response.

@@ -12,6 +12,7 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"golang.org/x/oauth2"
@@ -79,6 +80,11 @@ func (c *Client) ExchangeCode(ctx context.Context, app OAuthApp, ep Endpoints, r
 func AuthCodeURL(app OAuthApp, ep Endpoints, redirectURL, state string, scopes []string, verifier string) string {
 	var opts []oauth2.AuthCodeOption
 	for k, v := range app.AuthParams {
+		if slices.Contains(ReservedAuthParams, k) {
+			// The flow sets it (CheckAuthParams let through only the
+			// flow's own value): send it once, as the flow does.
+			continue
+		}
 		opts = append(opts, oauth2.SetAuthURLParam(k, v))
 	}
 	if verifier != "" {
@@ -90,6 +96,32 @@ func AuthCodeURL(app OAuthApp, ep Endpoints, redirectURL, state string, scopes [
 // ReservedAuthParams are the authorization request parameters the flow
 // sets itself; an auth param must not override them.
 var ReservedAuthParams = []string{"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method"}
+
+// flowAuthParamValues are the reserved parameters whose value never
+// varies: a provider definition that restates it (many catalogs list
+// response_type=code) asks for nothing the flow does not do.
+var flowAuthParamValues = map[string]string{"response_type": "code"}
+
+// CheckAuthParams refuses auth params that would override a parameter the
+// flow sets, except one restating the flow's fixed value exactly. The
+// error names the parameter, never the value given.
+func CheckAuthParams(params map[string]string) error {
+	for _, k := range ReservedAuthParams {
+		v, ok := params[k]
+		if !ok {
+			continue
+		}
+		fixed, hasFixed := flowAuthParamValues[k]
+		switch {
+		case hasFixed && v == fixed:
+			continue
+		case hasFixed:
+			return fmt.Errorf("auth_params.%s may only be %s, the value the authorization flow sends; leave it out or set it to %s", k, fixed, fixed)
+		}
+		return fmt.Errorf("auth_params cannot set %s: the authorization flow sets it", k)
+	}
+	return nil
+}
 
 // config is the x/oauth2 client of app for one connection's endpoints.
 func (app OAuthApp) config(ep Endpoints, redirectURL string, scopes []string) *oauth2.Config {

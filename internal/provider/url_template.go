@@ -17,10 +17,12 @@ import (
 // placeholders are filled from the connection's configuration when the URL
 // is used (authorize, callback, refresh, revocation).
 var (
-	placeholderRe = regexp.MustCompile(`\$\{connectionConfig\.([A-Za-z0-9_]+)\}`)
-	// A value goes into a host name or a path segment. Anything that could
-	// end the host or start a path, query or user-info (/ ? # @ :) would
-	// let a connection's configuration send the client secret elsewhere.
+	// A key is what connection_config_schema and callback_config name: Zoho
+	// returns accounts-server on its callback.
+	placeholderRe = regexp.MustCompile(`\$\{connectionConfig\.([A-Za-z0-9_.-]{1,64})\}`)
+	// A value in a host name or a path segment. Anything that could end
+	// the host or start a path, query or user-info (/ ? # @ :) would let a
+	// connection's configuration send the client secret elsewhere.
 	placeholderValueRe = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$`)
 )
 
@@ -45,8 +47,9 @@ func Alternatives(tmpl string) []string {
 }
 
 // ExpandURL fills the placeholders of tmpl from cfg; field names the URL in
-// errors. Every value must be a host label or path segment (see
-// placeholderValueRe): tmpl is a URL the plugin sends secrets to.
+// errors. A value in the host or path must be a host label or path segment
+// (see placeholderValueRe), one in the query string is escaped (see
+// urlPart): tmpl is a URL the plugin sends secrets to.
 func ExpandURL(field, tmpl string, cfg map[string]any) (string, error) {
 	return expandAlternatives(field, tmpl, cfg, false)
 }
@@ -83,26 +86,46 @@ func missingPlaceholder(tmpl string, cfg map[string]any) string {
 	return ""
 }
 
+// expandOne fills the placeholders of one alternative, each value checked
+// by the rule of where it sits (see urlPart).
 func expandOne(field, tmpl string, cfg map[string]any, wholeURLs bool) (string, error) {
-	var firstErr error
-	out := placeholderRe.ReplaceAllStringFunc(tmpl, func(m string) string {
-		key := placeholderRe.FindStringSubmatch(m)[1]
-		val := fmt.Sprint(cfg[key])
-		if placeholderValueRe.MatchString(val) {
-			return val
+	var b strings.Builder
+	last := 0
+	parts := placeholderParts(tmpl)
+	for i, loc := range placeholderRe.FindAllStringSubmatchIndex(tmpl, -1) {
+		key := tmpl[loc[2]:loc[3]]
+		val, err := placeholderValue(field, key, fmt.Sprint(cfg[key]), parts[i], wholeURLs)
+		if err != nil {
+			return "", err
 		}
-		if wholeURLs && strings.HasPrefix(tmpl, m) && isPlainHTTPSURL(val) {
-			return strings.TrimSuffix(val, "/")
-		}
-		if firstErr == nil {
-			firstErr = &ConfigError{fmt.Sprintf("connection_config.%s must be letters, digits, '.', '_' or '-' to be used in %s", key, field)}
-		}
-		return ""
-	})
-	if firstErr != nil {
-		return "", firstErr
+		b.WriteString(tmpl[last:loc[0]])
+		b.WriteString(val)
+		last = loc[1]
 	}
-	return out, nil
+	b.WriteString(tmpl[last:])
+	return b.String(), nil
+}
+
+// placeholderValue is val as it goes into part of a URL, or a ConfigError
+// naming key (never quoting val, which may be secret).
+func placeholderValue(field, key, val string, part urlPart, wholeURLs bool) (string, error) {
+	switch {
+	case part == partQuery:
+		if err := checkParamValue(field, key, val); err != nil {
+			return "", err
+		}
+		// Escaped, a value cannot add a parameter or end the query.
+		return url.QueryEscape(val), nil
+	case (part == partHost || part == partPath) && placeholderValueRe.MatchString(val):
+		return val, nil
+	case part == partWholeURL && wholeURLs && isPlainHTTPSURL(val):
+		return strings.TrimSuffix(val, "/"), nil
+	case part == partWholeURL && placeholderValueRe.MatchString(val):
+		return "", &ConfigError{fmt.Sprintf("connection_config.%s must be a whole https URL to be used in %s", key, field)}
+	case part == partHost || part == partPath || part == partWholeURL:
+		return "", &ConfigError{fmt.Sprintf("connection_config.%s must be letters, digits, '.', '_' or '-' to be used in %s", key, field)}
+	}
+	return "", &ConfigError{fmt.Sprintf("%s has a placeholder in its %s, which is not filled", field, part)}
 }
 
 // isPlainHTTPSURL accepts an absolute https URL with a host name and no
@@ -134,9 +157,11 @@ func validateAlternatives(field, tmpl string, wholeURLs bool) error {
 		if alt == "" {
 			return fmt.Errorf("%s has an empty alternative", field)
 		}
-		stripped := placeholderRe.ReplaceAllString(alt, "")
-		if strings.Contains(stripped, "${") {
-			return fmt.Errorf("%s has a placeholder other than ${connectionConfig.<key>}", field)
+		if err := foreignPlaceholder(field, alt); err != nil {
+			return err
+		}
+		if err := checkPlaceholderParts(field, alt, wholeURLs); err != nil {
+			return err
 		}
 		sample := alt
 		if loc := placeholderRe.FindStringIndex(alt); wholeURLs && loc != nil && loc[0] == 0 {
@@ -147,6 +172,40 @@ func validateAlternatives(field, tmpl string, wholeURLs bool) error {
 		}
 	}
 	return nil
+}
+
+// foreignPlaceholder refuses a ${…} in tmpl other than
+// ${connectionConfig.<key>}, naming what kind it is: catalogs also use
+// credentials, earlier steps' answers and keys this parser does not take.
+func foreignPlaceholder(field, tmpl string) error {
+	rest := placeholderRe.ReplaceAllString(tmpl, "")
+	i := strings.Index(rest, "${")
+	if i < 0 {
+		return nil
+	}
+	inner, _, closed := strings.Cut(rest[i+2:], "}")
+	if !closed {
+		return fmt.Errorf("%s has a ${ that is not closed", field)
+	}
+	shown := safetext.Printable(inner, 64)
+	switch {
+	case isCredentialName(inner):
+		return fmt.Errorf("%s: ${%s} would put a credential into it; only ${connectionConfig.<key>} placeholders are filled here", field, shown)
+	case strings.HasPrefix(inner, "connectionConfig."):
+		return fmt.Errorf("%s: ${%s} does not name a connection config key: a key is 1 to 64 letters, digits, '_', '.' or '-'", field, shown)
+	}
+	return fmt.Errorf("%s: ${%s} is not a placeholder this field takes; use ${connectionConfig.<key>}", field, shown)
+}
+
+// isCredentialName reports whether a placeholder name stands for a
+// credential (as in request_headers), which never goes into a URL or a
+// token parameter.
+func isCredentialName(name string) bool {
+	switch name {
+	case "apiKey", "accessToken", "refreshToken", "username", "password", "clientSecret":
+		return true
+	}
+	return strings.HasPrefix(name, "credentials.") || strings.HasPrefix(name, "connectionCredentials.")
 }
 
 // Placeholders lists the connection config keys a URL field uses, in order

@@ -42,7 +42,7 @@ func TestValidateURLTemplate(t *testing.T) {
 	if err := ValidateURLTemplate("auth_url", "https://${connectionConfig.subdomain}.okta.test/oauth2/v1/authorize"); err != nil {
 		t.Fatal(err)
 	}
-	for _, bad := range []string{"https://${connectionConfig.a-b}.test/", "https://${env}.test/", "${connectionConfig.host}/path"} {
+	for _, bad := range []string{"https://${connectionConfig.a b}.test/", "https://${env}.test/", "${connectionConfig.host}/path"} {
 		if err := ValidateURLTemplate("auth_url", bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

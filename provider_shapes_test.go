@@ -1,0 +1,192 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+)
+
+// Provider definitions in the shapes real catalogs publish, each written
+// through the API and taken through its flow against the loopback OAuth
+// server, asserting what the provider received.
+
+// shapeEnv is a backend whose mount has a redirect_url registered with a
+// fresh loopback OAuth server.
+func shapeEnv(t *testing.T) (*testEnv, *oauthtest.Server) {
+	t.Helper()
+	srv := oauthtest.New()
+	t.Cleanup(srv.Close)
+	e := newTestEnv(t)
+	srv.RegisterRedirectURI(testRedirectURL)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	return e, srv
+}
+
+// A provider that states response_type=code in auth_params, as about a
+// quarter of a large open catalog does, is accepted; the parameter is sent
+// once, with the flow's value; any other value is still refused by name.
+func TestAuthParamsMayRestateResponseTypeCode(t *testing.T) {
+	e, srv := shapeEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/restating", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(),
+		"auth_params": map[string]any{"response_type": "code", "prompt": "consent"},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/r", map[string]any{
+		"provider": "restating", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	q := consent(t, e, "connections/r/acme/authorize", nil)
+	sent := srv.LastAuthorize()
+	if got := sent["response_type"]; len(got) != 1 || got[0] != "code" || sent.Get("prompt") != "consent" {
+		t.Fatalf("authorization request = %v", sent)
+	}
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if srv.LastForm().Get("grant_type") != "authorization_code" {
+		t.Fatalf("exchange form = %v", srv.LastForm())
+	}
+	raw := e.mustDo(logical.ReadOperation, "connections/r/acme/raw", nil)
+	if !srv.AccessTokenValid(raw["access_token"].(string)) {
+		t.Fatal("stored access token was not issued by the server")
+	}
+
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"integration, another value", "integrations/r", map[string]any{"auth_params": map[string]any{"response_type": "token"}}, "response_type"},
+		{"provider, another value", "providers/restating", map[string]any{"auth_params": map[string]any{"response_type": "code id_token"}}, "response_type"},
+		{"provider, other case", "providers/other", map[string]any{"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "auth_params": map[string]any{"response_type": "CODE"}}, "response_type"},
+	}, "no-secret-here")
+	e.assertUnchanged(before)
+	if msg := e.mustFail(logical.UpdateOperation, "integrations/r", map[string]any{"auth_params": map[string]any{"response_type": "token"}}, http.StatusBadRequest); !strings.Contains(msg, "code") {
+		t.Fatalf("error %q does not say which value the flow sends", msg)
+	}
+}
+
+// Token parameters filled from each connection's config (Auth0's
+// audience): sent in the client-credentials request, the code exchange
+// and every refresh of that connection; a config change that changes them
+// gets a new token; their keys count as required; a value that is not
+// printable text, or a placeholder of another kind, is a 400 naming it.
+func TestTemplatedTokenParams(t *testing.T) {
+	e, srv := shapeEnv(t)
+	params := map[string]any{"audience": "${connectionConfig.audience}", "resource": "urn:fixed"}
+	e.mustDo(logical.CreateOperation, "providers/audienced-cc", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(), "token_params": params,
+	})
+	if keys := e.mustDo(logical.ReadOperation, "providers/audienced-cc", nil)["required_config_keys"].([]string); strings.Join(keys, ",") != "audience" {
+		t.Fatalf("required_config_keys = %v", keys)
+	}
+	e.mustDo(logical.CreateOperation, "integrations/cc", map[string]any{
+		"provider": "audienced-cc", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	msg := e.mustFail(logical.CreateOperation, "connections/cc/none", nil, http.StatusBadRequest)
+	if !strings.Contains(msg, "connection_config.audience is required") || !strings.Contains(msg, "token_params.audience") {
+		t.Fatalf("error = %q", msg)
+	}
+
+	e.mustDo(logical.CreateOperation, "connections/cc/acme", map[string]any{"connection_config": map[string]any{"audience": "https://api.acme.test/"}})
+	if f := srv.LastForm(); f.Get("grant_type") != "client_credentials" || f.Get("audience") != "https://api.acme.test/" || f.Get("resource") != "urn:fixed" {
+		t.Fatalf("client credentials form = %v", f)
+	}
+	first := e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"]
+	// Another audience: the token held was issued for the old one.
+	e.mustDo(logical.PatchOperation, "connections/cc/acme/config", map[string]any{"audience": "https://api2.acme.test/"})
+	if srv.LastForm().Get("audience") != "https://api2.acme.test/" {
+		t.Fatalf("after a config change: form = %v", srv.LastForm())
+	}
+	if e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"] == first {
+		t.Fatal("a token issued for the old audience is still served")
+	}
+
+	// Authorization code: the exchange and each refresh carry it too.
+	e.mustDo(logical.CreateOperation, "providers/audienced", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "token_params": params,
+		"connection_config_schema": map[string]any{"audience": map[string]any{"type": "string", "secret": true}},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/ac", map[string]any{
+		"provider": "audienced", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	q := consent(t, e, "connections/ac/acme/authorize", map[string]any{"connection_config": map[string]any{"audience": "https://api.acme.test/"}})
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if f := srv.LastForm(); f.Get("grant_type") != "authorization_code" || f.Get("audience") != "https://api.acme.test/" {
+		t.Fatalf("exchange form = %v", f)
+	}
+	e.mustDo(logical.UpdateOperation, "connections/ac/acme/refresh", nil)
+	if f := srv.LastForm(); f.Get("grant_type") != "refresh_token" || f.Get("audience") != "https://api.acme.test/" || f.Get("resource") != "urn:fixed" {
+		t.Fatalf("refresh form = %v", f)
+	}
+
+	// Without a schema to say so, authorize still refuses a connection the
+	// code exchange could not serve, before the customer consents.
+	e.mustDo(logical.CreateOperation, "integrations/ac-bare", map[string]any{
+		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "token_params": params,
+	})
+	if msg := e.mustFail(logical.UpdateOperation, "connections/ac-bare/acme/authorize", nil, http.StatusBadRequest); !strings.Contains(msg, "connection_config.audience is required") {
+		t.Fatalf("authorize without the key: %q", msg)
+	}
+
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"CR LF in the value", "connections/cc/acme/config", map[string]any{"audience": "https://a.test/\r\nX-Injected: secret-marker"}, "connection_config.audience"},
+		{"over the bound", "connections/cc/acme/config", map[string]any{"audience": strings.Repeat("a", 1025) + "secret-marker"}, "connection_config.audience"},
+		{"a credential placeholder", "providers/audienced", map[string]any{"token_params": map[string]any{"audience": "${credentials.secret}"}}, "token_params.audience"},
+		{"an unknown placeholder", "integrations/ac", map[string]any{"token_params": map[string]any{"audience": "${step1.audience}"}}, "token_params.audience"},
+		{"an unclosed placeholder", "integrations/ac", map[string]any{"token_params": map[string]any{"audience": "${connectionConfig.audience"}}, "token_params.audience"},
+	}, "secret-marker")
+	e.assertUnchanged(before)
+	e.assertNoSecretLogged(srv.ClientSecret)
+}
+
+// eBay wants its RuName, not a URL, as redirect_uri: redirect_uri_value is
+// sent in its place in the authorization request and the code exchange,
+// while the browser still comes back to the mount's callback, through the
+// provider's own record of the name. The value must be a name, not a URL.
+func TestRedirectURIValueThatIsNotAURL(t *testing.T) {
+	e, srv := shapeEnv(t)
+	const ruName = "Acme_Corp-AcmeApp-PRD-1a2b3c4d5-6e7f8a9b"
+	srv.RegisterRedirectName(ruName, testRedirectURL)
+	e.mustDo(logical.CreateOperation, "providers/runame", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(),
+		"redirect_uri_value": ruName,
+	})
+	e.mustDo(logical.CreateOperation, "integrations/eb", map[string]any{
+		"provider": "runame", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+	})
+	in := e.mustDo(logical.ReadOperation, "integrations/eb", nil)
+	if in["redirect_uri_value"] != ruName || in["sources"].(map[string]string)["redirect_uri_value"] != "provider" {
+		t.Fatalf("integration = %v", in)
+	}
+	q := consent(t, e, "connections/eb/acme/authorize", nil) // checks the browser came back to the callback
+	if got := srv.LastAuthorize()["redirect_uri"]; len(got) != 1 || got[0] != ruName {
+		t.Fatalf("authorization request redirect_uri = %v", got)
+	}
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if f := srv.LastForm(); f.Get("grant_type") != "authorization_code" || f.Get("redirect_uri") != ruName {
+		t.Fatalf("exchange form = %v", f)
+	}
+	raw := e.mustDo(logical.ReadOperation, "connections/eb/acme/raw", nil)
+	if !srv.AccessTokenValid(raw["access_token"].(string)) {
+		t.Fatal("stored access token was not issued by the server")
+	}
+
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"a URL", "integrations/eb", map[string]any{"redirect_uri_value": "https://elsewhere.test/callback"}, "redirect_uri_value"},
+		{"white space", "integrations/eb", map[string]any{"redirect_uri_value": "Acme Corp"}, "redirect_uri_value"},
+		{"a control character", "providers/runame", map[string]any{"redirect_uri_value": "Acme\r\nX: y"}, "redirect_uri_value"},
+		{"too long", "providers/runame", map[string]any{"redirect_uri_value": strings.Repeat("a", 300)}, "redirect_uri_value"},
+		{"not for client credentials", "integrations/cc2", map[string]any{"auth_mode": "OAUTH2_CC", "client_id": "c", "client_secret": "s", "token_url": srv.TokenURL(), "redirect_uri_value": ruName}, "redirect_uri_value"},
+	}, "no-secret-here")
+	e.assertUnchanged(before)
+}
