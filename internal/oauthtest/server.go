@@ -49,7 +49,7 @@ type Server struct {
 	// presented.
 	lastClientID string
 
-	redirectURIs  map[string]bool
+	redirectURIs map[string]bool
 	// redirectNames are registered names sent in place of a redirect URI
 	// (eBay's RuName), each with the URL the browser is sent back to.
 	redirectNames map[string]string
