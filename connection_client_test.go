@@ -310,3 +310,21 @@ func TestImportTakesConnectionClient(t *testing.T) {
 	e.mustFail(logical.ReadOperation, "connections/machine/globex", nil, http.StatusNotFound)
 	e.assertNoSecretLogged(secret, wrong)
 }
+
+// A write that changes a connection's client drops the token issued to the
+// old client even when the connection's config no longer resolves (an
+// operator's change since): the write fails or gets a token from the new
+// client, never keeps the old client's token under the new one.
+func TestClientChangeNeverKeepsTheOldClientsToken(t *testing.T) {
+	e, srv, id, secret := ownClientEnv(t)
+	first := e.mustDo(logical.CreateOperation, "connections/machine/acme", map[string]any{"client_id": id, "client_secret": secret})["access_token"].(string)
+	e.mustDo(logical.UpdateOperation, "integrations/machine", map[string]any{"token_params": map[string]any{"audience": "${connectionConfig.audience}"},
+		"connection_config_schema": map[string]any{"audience": map[string]any{"pattern": `https://\S+`}}})
+	other, otherSecret := "acme-new-client", "acme-new-secret-Kp2"
+	srv.AddClient(other, otherSecret)
+	_, status := e.do(logical.UpdateOperation, "connections/machine/acme", map[string]any{"client_id": other, "client_secret": otherSecret})
+	stored, _ := getConnection(t.Context(), e.storage, "machine", "acme")
+	if status < 300 && stored.Credentials.ClientID == other && stored.Credentials.AccessToken == first {
+		t.Fatalf("the client changed to %q but the token issued to %q is kept", other, srv.IssuedTo(first))
+	}
+}

@@ -241,7 +241,10 @@ func checkCallbackConfig(in *integrationEntry, base, fromCallback map[string]any
 		merged = map[string]any{}
 	}
 	maps.Copy(merged, fromCallback)
-	return in.checkConfigHosts(merged)
+	if err := in.checkConfigHosts(merged); err != nil {
+		return err
+	}
+	return in.checkParamConfig(merged)
 }
 
 // maxCallbackValueLen bounds a value copied from the callback's query.

@@ -231,6 +231,17 @@ func (es endpointSettings) validate(mode authMode) error {
 	if err := provider.ValidateParamTemplates("refresh_params", es.RefreshParams); err != nil {
 		return err
 	}
+	if err := es.checkParamPlaceholdersPinned(); err != nil {
+		return err
+	}
+	if err := provider.CheckQueryParams("auth_url", es.AuthURL, provider.ReservedAuthParams); err != nil {
+		return err
+	}
+	for field, tmpl := range map[string]string{"token_url": es.TokenURL, "refresh_url": es.RefreshURL, "revocation_url": es.RevocationURL} {
+		if err := provider.CheckQueryParams(field, tmpl, provider.ReservedTokenParams); err != nil {
+			return err
+		}
+	}
 	return provider.CheckAuthParams(es.AuthParams)
 }
 
@@ -410,4 +421,22 @@ func (es endpointSettings) requiredConfigKeys() []string {
 		set[k] = true
 	}
 	return sortedKeys(set)
+}
+
+// checkParamPlaceholdersPinned requires every connection_config key that
+// token_params or refresh_params use to have an enum or a pattern in
+// connection_config_schema: whoever may write a connection's config
+// chooses the value (an audience, a resource) the integration's client
+// asks tokens for, so the operator says which values are the customer's to
+// choose.
+func (es endpointSettings) checkParamPlaceholdersPinned() error {
+	for field, params := range map[string]map[string]string{"token_params": es.TokenParams, "refresh_params": es.RefreshParams} {
+		for _, key := range provider.ParamPlaceholders(params) {
+			f, ok := es.ConnectionConfigSchema[key]
+			if !ok || (len(f.Enum) == 0 && f.Pattern == "") {
+				return fmt.Errorf("%s uses ${connectionConfig.%s}: connection_config_schema.%s needs an enum or a pattern, since whoever writes a connection's config chooses it", field, key, key)
+			}
+		}
+	}
+	return nil
 }

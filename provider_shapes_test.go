@@ -4,6 +4,7 @@ package connect
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -73,11 +74,15 @@ func TestAuthParamsMayRestateResponseTypeCode(t *testing.T) {
 // and every refresh of that connection; a config change that changes them
 // gets a new token; their keys count as required; a value that is not
 // printable text, or a placeholder of another kind, is a 400 naming it.
+// audienceSchema pins the audience a customer may choose.
+var audienceSchema = map[string]any{"audience": map[string]any{"type": "string", "pattern": `https://\S+`}}
+
 func TestTemplatedTokenParams(t *testing.T) {
 	e, srv := shapeEnv(t)
 	params := map[string]any{"audience": "${connectionConfig.audience}", "resource": "urn:fixed"}
 	e.mustDo(logical.CreateOperation, "providers/audienced-cc", map[string]any{
 		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(), "token_params": params,
+		"connection_config_schema": audienceSchema,
 	})
 	if keys := e.mustDo(logical.ReadOperation, "providers/audienced-cc", nil)["required_config_keys"].([]string); strings.Join(keys, ",") != "audience" {
 		t.Fatalf("required_config_keys = %v", keys)
@@ -86,7 +91,7 @@ func TestTemplatedTokenParams(t *testing.T) {
 		"provider": "audienced-cc", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
 	})
 	msg := e.mustFail(logical.CreateOperation, "connections/cc/none", nil, http.StatusBadRequest)
-	if !strings.Contains(msg, "connection_config.audience is required") || !strings.Contains(msg, "token_params.audience") {
+	if !strings.Contains(msg, "connection_config.audience is required") {
 		t.Fatalf("error = %q", msg)
 	}
 
@@ -107,7 +112,7 @@ func TestTemplatedTokenParams(t *testing.T) {
 	// Authorization code: the exchange and each refresh carry it too.
 	e.mustDo(logical.CreateOperation, "providers/audienced", map[string]any{
 		"auth_mode": "OAUTH2", "auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "token_params": params,
-		"connection_config_schema": map[string]any{"audience": map[string]any{"type": "string", "secret": true}},
+		"connection_config_schema": map[string]any{"audience": map[string]any{"type": "string", "secret": true, "pattern": `https://\S+`}},
 	})
 	e.mustDo(logical.CreateOperation, "integrations/ac", map[string]any{
 		"provider": "audienced", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
@@ -124,12 +129,20 @@ func TestTemplatedTokenParams(t *testing.T) {
 		t.Fatalf("refresh form = %v", f)
 	}
 
-	// Without a schema to say so, authorize still refuses a connection the
-	// code exchange could not serve, before the customer consents.
+	// Authorize refuses a connection the code exchange could not serve,
+	// before the customer consents.
 	e.mustDo(logical.CreateOperation, "integrations/ac-bare", map[string]any{
 		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
 		"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "token_params": params,
+		"connection_config_schema": audienceSchema,
 	})
+	// A token parameter the customer chooses must be pinned by the schema.
+	if msg := e.mustFail(logical.CreateOperation, "integrations/ac-unpinned", map[string]any{
+		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "token_params": params,
+	}, http.StatusBadRequest); !strings.Contains(msg, "connection_config_schema.audience") {
+		t.Fatalf("an unpinned token parameter: %q", msg)
+	}
 	if msg := e.mustFail(logical.UpdateOperation, "connections/ac-bare/acme/authorize", nil, http.StatusBadRequest); !strings.Contains(msg, "connection_config.audience is required") {
 		t.Fatalf("authorize without the key: %q", msg)
 	}
@@ -189,4 +202,43 @@ func TestRedirectURIValueThatIsNotAURL(t *testing.T) {
 		{"not for client credentials", "integrations/cc2", map[string]any{"auth_mode": "OAUTH2_CC", "client_id": "c", "client_secret": "s", "token_url": srv.TokenURL(), "redirect_uri_value": ruName}, "redirect_uri_value"},
 	}, "no-secret-here")
 	e.assertUnchanged(before)
+}
+
+// A URL template may not put the OAuth parameters the flow sets into its
+// query: a value there (the customer's, through a placeholder) would come
+// before the flow's own, and many servers take the first.
+func TestReservedParamsInURLQueriesAreRefused(t *testing.T) {
+	e, srv := shapeEnv(t)
+	for field, tmpl := range map[string]string{
+		"auth_url":       srv.AuthURL() + "?scope=${connectionConfig.s}",
+		"token_url":      srv.TokenURL() + "?grant_type=password",
+		"refresh_url":    srv.TokenURL() + "?refresh_token=${connectionConfig.r}",
+		"revocation_url": srv.RevocationURL() + "?client_secret=x",
+	} {
+		body := map[string]any{"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+			"auth_url": srv.AuthURL(), "token_url": srv.TokenURL()}
+		body[field] = tmpl
+		msg := e.mustFail(logical.CreateOperation, "integrations/tq", body, http.StatusBadRequest)
+		if !strings.Contains(msg, field) {
+			t.Errorf("%s: error %q does not name the field", field, msg)
+		}
+	}
+	e.mustDo(logical.CreateOperation, "integrations/tq", map[string]any{"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url": srv.AuthURL() + "?prompt=consent", "token_url": srv.TokenURL()})
+}
+
+// Values the callback copies meet the token-parameter check like any other
+// config write: refused at the callback, not a failed refresh later.
+func TestCallbackValuesMeetTheParamCheck(t *testing.T) {
+	e, srv := shapeEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/qb", map[string]any{
+		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "callback_config": "realmId",
+		"refresh_params": map[string]any{"realm": "${connectionConfig.realmId}"},
+		"connection_config_schema": map[string]any{"realmId": map[string]any{"pattern": ".+"}}})
+	srv.SetCallbackExtras(url.Values{"realmId": {"123\u2028456"}})
+	q := consent(t, e, "connections/qb/acme/authorize", map[string]any{"connection_config": map[string]any{"realmId": "1"}})
+	if status, page, _ := callback(e, q); status != http.StatusBadRequest || !strings.Contains(page, "realmId") {
+		t.Fatalf("callback carrying a realmId the parameter check refuses: %d %s", status, page)
+	}
 }

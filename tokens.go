@@ -211,6 +211,12 @@ func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
 	if before == nil || !after.AuthMode.issuesOwnTokens() {
 		return false
 	}
+	// The client and the installation are the connection's own fields:
+	// a change of either moves the grant whether or not the config still
+	// resolves (an operator's change since may have broken it).
+	if !sameClient(before, after) || before.InstallationID != after.InstallationID {
+		return true
+	}
 	old, errOld := grantOf(in, before)
 	cur, errCur := grantOf(in, after)
 	if errOld != nil || errCur != nil {

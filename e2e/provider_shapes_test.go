@@ -20,6 +20,7 @@ func TestProviderShapesThroughVault(t *testing.T) {
 	s.mustCLI(t, "write", "connect/config", "redirect_url="+callbackURL(s))
 	provider := `{"auth_mode": "OAUTH2", "auth_url": "` + as.AuthURL() + `", "token_url": "` + as.TokenURL() + `",
 		"auth_params": {"response_type": "code"}, "token_params": {"audience": "${connectionConfig.audience}"},
+		"connection_config_schema": {"audience": {"type": "string", "pattern": "https://\\S+"}},
 		"redirect_uri_value": "` + ruName + `", "tokens_expire": true}`
 	if out, err := s.cli([]byte(provider), "write", "connect/providers/e2e-shapes", "-"); err != nil {
 		t.Fatalf("provider write: %v %s", err, out)

@@ -338,3 +338,34 @@ func GrantedScopes(raw map[string]any) []string {
 	// RFC 6749 says space-delimited; some providers use commas.
 	return strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == ',' })
 }
+
+// ReservedTokenParams are the token, refresh and revocation request
+// parameters the flow sets itself or that carry a secret.
+var ReservedTokenParams = []string{"grant_type", "client_id", "client_secret", "code", "code_verifier", "refresh_token",
+	"redirect_uri", "scope", "token", "token_type_hint", "assertion", "client_assertion", "client_assertion_type"}
+
+// CheckQueryParams refuses a URL template whose query (in any alternative)
+// names one of reserved: a value there, a connection's through a
+// placeholder or the operator's, would come before the one the flow sends,
+// and many servers take the first. Names compare case-insensitively.
+func CheckQueryParams(field, tmpl string, reserved []string) error {
+	for _, alt := range Alternatives(tmpl) {
+		_, query, ok := strings.Cut(alt, "?")
+		if !ok {
+			continue
+		}
+		query, _, _ = strings.Cut(query, "#")
+		for _, pair := range strings.Split(query, "&") {
+			name, _, _ := strings.Cut(pair, "=")
+			if unescaped, err := url.QueryUnescape(name); err == nil {
+				name = unescaped
+			}
+			for _, r := range reserved {
+				if strings.EqualFold(name, r) {
+					return fmt.Errorf("%s may not set %s in its query: the flow sends it", field, r)
+				}
+			}
+		}
+	}
+	return nil
+}
