@@ -234,7 +234,7 @@ func TestCallbackValuesMeetTheParamCheck(t *testing.T) {
 	e.mustDo(logical.CreateOperation, "integrations/qb", map[string]any{
 		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
 		"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "callback_config": "realmId",
-		"refresh_params": map[string]any{"realm": "${connectionConfig.realmId}"},
+		"refresh_params":           map[string]any{"realm": "${connectionConfig.realmId}"},
 		"connection_config_schema": map[string]any{"realmId": map[string]any{"pattern": ".+"}}})
 	srv.SetCallbackExtras(url.Values{"realmId": {"123\u2028456"}})
 	q := consent(t, e, "connections/qb/acme/authorize", map[string]any{"connection_config": map[string]any{"realmId": "1"}})
