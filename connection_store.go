@@ -273,22 +273,31 @@ func sameCredentials(a, b credentials) bool {
 // exist is not an error.
 func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
 	defer cs.integrationLocks.RLock(integration)()
-	// The WAL may hold records a previous process wrote, of a connection
-	// storage never held: they would create it again.
-	listed, err := framework.ListWAL(ctx, s)
-	if err != nil {
-		return nil, fmt.Errorf("listing the WAL: %w", err)
-	}
-	return cs.deleteLocked(ctx, s, integration, id, before, walIDsWithPrefix(listed, walIDPrefix(integration, id)))
+	return cs.deleteLocked(ctx, s, integration, id, before, nil, true)
 }
 
 // deleteLocked deletes a connection's WAL records (walIDs and the one of
 // its unsaved entry) and then the connection. A record that cannot be
 // deleted fails the delete with nothing else changed: left behind, it
 // could bring the connection back.
-func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string, walIDs []string) ([]string, error) {
+//
+// listWAL has it list the WAL for the connection's records under its lock;
+// a caller that listed the WAL under the integration's write lock (which no
+// connection write passes) hands its list in walIDs instead.
+func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string, walIDs []string, listWAL bool) ([]string, error) {
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
+	// The WAL may hold records a previous process wrote, of a connection
+	// storage never held: they would create it again. Listed under the
+	// connection's lock, so that no refresh adds one between the list and
+	// the delete.
+	if listWAL {
+		listed, err := framework.ListWAL(ctx, s)
+		if err != nil {
+			return nil, fmt.Errorf("listing the WAL: %w", err)
+		}
+		walIDs = walIDsWithPrefix(listed, walIDPrefix(integration, id))
+	}
 	var warnings []string
 	if before != nil {
 		c, _, err := cs.loadLocked(ctx, s, key)
@@ -352,7 +361,7 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		return err
 	}
 	for _, id := range ids {
-		if _, err := cs.deleteLocked(ctx, s, integration, id, nil, nil); err != nil {
+		if _, err := cs.deleteLocked(ctx, s, integration, id, nil, nil, false); err != nil {
 			return err
 		}
 	}

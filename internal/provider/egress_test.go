@@ -4,10 +4,6 @@ package provider
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"net/http"
 	"strings"
@@ -99,7 +95,7 @@ func TestClientSendsOnlyWithinThePolicy(t *testing.T) {
 			},
 			"revocation": func() error { return c.Revoke(context.Background(), app, ep, rt, "refresh_token") },
 			"installation": func() error {
-				_, err := c.InstallationToken(context.Background(), App{AppID: "1", PrivateKey: testKeyPEM(t)}, ep, "1")
+				_, err := c.InstallationToken(context.Background(), App{AppID: "1", PrivateKey: testAppKey(t)}, ep, "1")
 				return err
 			},
 		}
@@ -133,15 +129,6 @@ func TestResolveEndpointsRefusesConfigHosts(t *testing.T) {
 	if !PatternCovered("*.eu.okta.com", []string{"*.okta.com"}) || PatternCovered("*.okta.com", []string{"*.eu.okta.com"}) || PatternCovered("*.evil.test", []string{"*.okta.com"}) {
 		t.Fatal("PatternCovered")
 	}
-}
-
-func testKeyPEM(t *testing.T) string {
-	t.Helper()
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}))
 }
 
 // Hosts that are not DNS names of whole labels never match a *.domain
