@@ -30,8 +30,9 @@ import (
 //     which a template whose host is wholly a placeholder requires.
 //
 // A connection's config therefore chooses among the operator's hosts, never
-// beyond them. The Client checks every request it sends against the policy
-// of the endpoints it was given, in one place: its transport.
+// beyond them. The Client checks every URL against the policy of the
+// endpoints it was given before it sends, and every request again in its
+// transport (egressGuard), which nothing it sends bypasses.
 
 // HostPolicy is the set of hosts one integration's requests may go to. The
 // zero value allows nothing.
@@ -41,7 +42,8 @@ type HostPolicy struct {
 }
 
 // EgressError is a request, or a URL a connection's config makes, to a host
-// outside the integration's policy. Host names are not secrets.
+// outside the integration's policy. Host is for the caller's own checks;
+// the message leaves it out.
 type EgressError struct {
 	Field string // the URL field, e.g. token_url
 	Host  string
