@@ -242,3 +242,36 @@ func TestCallbackValuesMeetTheParamCheck(t *testing.T) {
 		t.Fatalf("callback carrying a realmId the parameter check refuses: %d %s", status, page)
 	}
 }
+
+// The placeholder shapes a real catalog uses, through a whole flow against
+// the loopback provider: a placeholder with other text in a path segment
+// (the tenant "acme-eu") and one in the authorization URL's query, whose
+// value is escaped so that it can add no parameter.
+func TestPlaceholderShapesThroughTheFlow(t *testing.T) {
+	e, srv := shapeEnv(t)
+	base := srv.URL + "/t/${connectionConfig.tenant}-eu"
+	e.mustDo(logical.CreateOperation, "providers/shaped", map[string]any{
+		"auth_mode": "OAUTH2", "auth_url": base + "/authorize?login_hint=${connectionConfig.hint}", "token_url": base + "/token",
+		"revocation_url": base + "/revoke",
+		"connection_config_schema": map[string]any{
+			"tenant": map[string]any{"pattern": "[a-z]+"},
+			"hint":   map[string]any{"optional": true},
+		},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/shaped", map[string]any{"provider": "shaped", "client_id": srv.ClientID, "client_secret": srv.ClientSecret})
+	q := consent(t, e, "connections/shaped/acme/authorize", map[string]any{"connection_config": map[string]any{"tenant": "acme", "hint": "a b&prompt=none"}})
+	authorize := srv.LastAuthorize()
+	if srv.LastTenant() != "acme-eu" || authorize.Get("login_hint") != "a b&prompt=none" || authorize.Has("prompt") {
+		t.Fatalf("authorize reached tenant %q with %v", srv.LastTenant(), authorize)
+	}
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if srv.LastTenant() != "acme-eu" {
+		t.Fatalf("the code exchange went to tenant %q", srv.LastTenant())
+	}
+	tok := e.mustDo(logical.UpdateOperation, "connections/shaped/acme/refresh", nil)["access_token"].(string)
+	if !srv.AccessTokenValid(tok) || srv.LastTenant() != "acme-eu" || srv.LastForm().Get("grant_type") != "refresh_token" {
+		t.Fatal("the refresh did not reach the tenant's token endpoint")
+	}
+}
