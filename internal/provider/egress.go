@@ -196,6 +196,17 @@ func (p HostPolicy) checkURL(field, raw string) error {
 	return nil
 }
 
+// checkExpanded checks expanded, the URL tmpl made with cfg, against p;
+// an EgressError names the config keys that chose its host.
+func (p HostPolicy) checkExpanded(field, tmpl, expanded string, cfg map[string]any) error {
+	err := p.checkURL(field, expanded)
+	var ee *EgressError
+	if alt, ok := chosenAlternative(tmpl, cfg); ok && errors.As(err, &ee) {
+		ee.Keys = Placeholders(templateHost(alt))
+	}
+	return err
+}
+
 // templateHost is the host part of one template alternative, placeholders
 // kept, port dropped: what a connection's config can change of where a
 // request goes.
@@ -312,11 +323,7 @@ func CheckConfigHosts(templates Endpoints, cfg map[string]any) error {
 		if err != nil {
 			return err
 		}
-		if err := policy.checkURL(u.field, expanded); err != nil {
-			var ee *EgressError
-			if errors.As(err, &ee) {
-				ee.Keys = Placeholders(templateHost(alt))
-			}
+		if err := policy.checkExpanded(u.field, u.tmpl, expanded, cfg); err != nil {
 			return err
 		}
 	}
@@ -340,11 +347,7 @@ func ClientBaseURL(templates Endpoints, cfg map[string]any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := templates.policy().checkURL("api_base_url", base); err != nil {
-		var ee *EgressError
-		if alt, ok := chosenAlternative(templates.APIBase, cfg); ok && errors.As(err, &ee) {
-			ee.Keys = Placeholders(templateHost(alt))
-		}
+	if err := templates.policy().checkExpanded("api_base_url", templates.APIBase, base, cfg); err != nil {
 		return "", err
 	}
 	return base, nil

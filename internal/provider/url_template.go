@@ -3,7 +3,6 @@
 package provider
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -290,11 +289,7 @@ func ResolveEndpoints(templates Endpoints, cfg map[string]any) (Endpoints, error
 		if err != nil {
 			return Endpoints{}, err
 		}
-		if err := policy.checkURL(u.field, v); err != nil {
-			var ee *EgressError
-			if alt, ok := chosenAlternative(u.tmpl, cfg); ok && errors.As(err, &ee) {
-				ee.Keys = Placeholders(templateHost(alt))
-			}
+		if err := policy.checkExpanded(u.field, u.tmpl, v, cfg); err != nil {
 			return Endpoints{}, err
 		}
 		*resolved[i].dst = v
