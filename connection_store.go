@@ -252,9 +252,7 @@ func (cs *connectionStore) stampCredentials(c, previous *connectionEntry) {
 
 // sameCredentials compares two credentials as they are stored.
 func sameCredentials(a, b credentials) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && bytes.Equal(ja, jb)
+	return sameJSON(a, b)
 }
 
 // Delete removes a connection under its lock, its WAL records first.

@@ -68,10 +68,7 @@ func (es endpointSettings) validateEgress() error {
 	if err := provider.ValidateHostPatterns("allowed_hosts", es.AllowedHosts); err != nil {
 		return err
 	}
-	for _, u := range []struct{ field, tmpl string }{
-		{"auth_url", es.AuthURL}, {"token_url", es.TokenURL}, {"refresh_url", es.RefreshURL},
-		{"revocation_url", es.RevocationURL}, {"api_base_url", es.APIBaseURL},
-	} {
+	for _, u := range es.urlFields() {
 		if err := provider.ValidateTemplateEgress(u.field, u.tmpl, es.AllowedHosts); err != nil {
 			return err
 		}
@@ -83,8 +80,8 @@ func (es endpointSettings) validateEgress() error {
 // of one of the URLs: a change to their schema changes where secrets go.
 func (es endpointSettings) hostKeys() []string {
 	set := map[string]bool{}
-	for _, tmpl := range []string{es.AuthURL, es.TokenURL, es.RefreshURL, es.RevocationURL, es.APIBaseURL} {
-		for _, k := range provider.HostPlaceholders(tmpl) {
+	for _, u := range es.urlFields() {
+		for _, k := range provider.HostPlaceholders(u.tmpl) {
 			set[k] = true
 		}
 	}

@@ -169,12 +169,9 @@ func validateProvider(p *providerEntry) error {
 // validate checks the URLs an auth mode requires and that every URL given
 // is a valid template.
 func (es endpointSettings) validate(mode authMode) error {
-	urls := map[string]string{
-		"auth_url":       es.AuthURL,
-		"token_url":      es.TokenURL,
-		"refresh_url":    es.RefreshURL,
-		"revocation_url": es.RevocationURL,
-		"api_base_url":   es.APIBaseURL,
+	urls := map[string]string{}
+	for _, u := range es.urlFields() {
+		urls[u.field] = u.tmpl
 	}
 	var required []string
 	switch mode {
@@ -333,12 +330,21 @@ func settingSources(own, base endpointSettings, source string) map[string]string
 // endpointHosts are the scheme and host of each URL a provider's settings
 // send requests or credentials to.
 func (es endpointSettings) endpointHosts() map[string]string {
-	return map[string]string{
-		"auth_url":       provider.HostOf(es.AuthURL),
-		"token_url":      provider.HostOf(es.TokenURL),
-		"refresh_url":    provider.HostOf(es.RefreshURL),
-		"revocation_url": provider.HostOf(es.RevocationURL),
-		"api_base_url":   provider.HostOf(es.APIBaseURL),
+	hosts := map[string]string{}
+	for _, u := range es.urlFields() {
+		hosts[u.field] = provider.HostOf(u.tmpl)
+	}
+	return hosts
+}
+
+// urlField is one URL setting: its field name and template.
+type urlField struct{ field, tmpl string }
+
+// urlFields are the URL settings, in the order errors name them.
+func (es endpointSettings) urlFields() []urlField {
+	return []urlField{
+		{"auth_url", es.AuthURL}, {"token_url", es.TokenURL}, {"refresh_url", es.RefreshURL},
+		{"revocation_url", es.RevocationURL}, {"api_base_url", es.APIBaseURL},
 	}
 }
 
