@@ -71,7 +71,7 @@ func (s valueSchema) validate(field string) error {
 			return fmt.Errorf("%s.type must be string, number or boolean", where)
 		}
 		if f.Pattern != "" {
-			if _, err := regexp.Compile(f.Pattern); err != nil {
+			if _, err := f.patternRe(); err != nil {
 				return fmt.Errorf("%s.pattern is not a regular expression: %s", where, printable(err.Error()))
 			}
 		}
@@ -160,6 +160,13 @@ func (f schemaField) titled() string {
 	return " (" + f.Title + ")"
 }
 
+// patternRe is the pattern as checks use it: anchored at both ends. It is
+// what validation compiles too, so that a pattern accepted at a provider
+// or integration write is one every check can use.
+func (f schemaField) patternRe() (*regexp.Regexp, error) {
+	return regexp.Compile("^(?:" + f.Pattern + ")$")
+}
+
 // check validates one value against the field's type, pattern and enum.
 // Errors do not quote the value, which may be a secret.
 func (f schemaField) check(v any) error {
@@ -168,8 +175,10 @@ func (f schemaField) check(v any) error {
 		return err
 	}
 	if f.Pattern != "" {
-		re, err := regexp.Compile("^(?:" + f.Pattern + ")$")
-		if err == nil && !re.MatchString(text) {
+		re, err := f.patternRe()
+		if err != nil || !re.MatchString(text) {
+			// A pattern that does not compile admits nothing: a value is
+			// never let through unchecked.
 			return fmt.Errorf("does not match the pattern %s", f.Pattern)
 		}
 	}

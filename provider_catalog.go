@@ -430,14 +430,22 @@ func (es endpointSettings) requiredConfigKeys() []string {
 }
 
 // checkParamPlaceholdersPinned requires every connection_config key that
-// token_params or refresh_params use to have an enum or a pattern in
+// token_params or refresh_params use, or the query of a token, refresh or
+// revocation URL, to have an enum or a pattern in
 // connection_config_schema: whoever may write a connection's config
 // chooses the value (an audience, a resource) the integration's client
 // asks tokens for, so the operator says which values are the customer's to
 // choose.
 func (es endpointSettings) checkParamPlaceholdersPinned() error {
-	for field, params := range map[string]map[string]string{"token_params": es.TokenParams, "refresh_params": es.RefreshParams} {
-		for _, key := range provider.ParamPlaceholders(params) {
+	uses := map[string][]string{
+		"token_params":   provider.ParamPlaceholders(es.TokenParams),
+		"refresh_params": provider.ParamPlaceholders(es.RefreshParams),
+		"token_url":      provider.QueryPlaceholders(es.TokenURL),
+		"refresh_url":    provider.QueryPlaceholders(es.RefreshURL),
+		"revocation_url": provider.QueryPlaceholders(es.RevocationURL),
+	}
+	for _, field := range sortedKeys(uses) {
+		for _, key := range uses[field] {
 			f, ok := es.ConnectionConfigSchema[key]
 			if !ok || (len(f.Enum) == 0 && f.Pattern == "") {
 				return fmt.Errorf("%s uses ${connectionConfig.%s}: connection_config_schema.%s needs an enum or a pattern, since whoever writes a connection's config chooses it", field, key, key)

@@ -275,3 +275,52 @@ func TestPlaceholderShapesThroughTheFlow(t *testing.T) {
 		t.Fatal("the refresh did not reach the tenant's token endpoint")
 	}
 }
+
+// A schema pattern that compiles alone but not anchored (Go's nesting
+// limit) is refused at the write, and never lets a value through.
+func TestSchemaPatternCompiledAsChecksUseIt(t *testing.T) {
+	e, srv := shapeEnv(t)
+	deep := strings.Repeat("(", 999) + `https://api\.acme\.test/` + strings.Repeat(")", 999)
+	msg := e.mustFail(logical.CreateOperation, "integrations/deep", map[string]any{
+		"auth_mode": "OAUTH2_CC", "client_id": srv.ClientID, "client_secret": srv.ClientSecret, "token_url": srv.TokenURL(),
+		"token_params":             map[string]any{"audience": "${connectionConfig.audience}"},
+		"connection_config_schema": map[string]any{"audience": map[string]any{"pattern": deep}},
+	}, http.StatusBadRequest)
+	if !strings.Contains(msg, "connection_config_schema.audience.pattern") {
+		t.Fatalf("error = %q", msg)
+	}
+	if err := (schemaField{Pattern: deep}).check("https://any.example/"); err == nil {
+		t.Fatal("a pattern that does not compile let a value through")
+	}
+}
+
+// A placeholder may not name a query parameter: its value could name one
+// the flow sends itself (redirect_uri), ahead of the flow's own.
+func TestPlaceholderMayNotNameAQueryParameter(t *testing.T) {
+	e, srv := shapeEnv(t)
+	for field, tmpl := range map[string]string{
+		"auth_url":  srv.AuthURL() + "?${connectionConfig.k}=${connectionConfig.v}",
+		"token_url": srv.TokenURL() + "?x${connectionConfig.k}=1",
+	} {
+		body := map[string]any{"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+			"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(),
+			"connection_config_schema": map[string]any{"k": map[string]any{"enum": []any{"a"}}, "v": map[string]any{"enum": []any{"b"}}}}
+		body[field] = tmpl
+		if msg := e.mustFail(logical.CreateOperation, "integrations/qn", body, http.StatusBadRequest); !strings.Contains(msg, field) {
+			t.Errorf("%s: error %q does not name the field", field, msg)
+		}
+	}
+}
+
+// A placeholder in the query of a URL a token request goes to acts as a
+// token parameter: its key must be pinned by the schema too.
+func TestTokenURLQueryPlaceholdersArePinned(t *testing.T) {
+	e, srv := shapeEnv(t)
+	body := map[string]any{"auth_mode": "OAUTH2_CC", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"token_url": srv.TokenURL() + "?audience=${connectionConfig.aud}"}
+	if msg := e.mustFail(logical.CreateOperation, "integrations/tq", body, http.StatusBadRequest); !strings.Contains(msg, "connection_config_schema.aud") {
+		t.Fatalf("error = %q", msg)
+	}
+	body["connection_config_schema"] = map[string]any{"aud": map[string]any{"enum": []any{"https://api.acme.test/"}}}
+	e.mustDo(logical.CreateOperation, "integrations/tq", body)
+}

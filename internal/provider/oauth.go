@@ -345,7 +345,7 @@ var ReservedTokenParams = []string{"grant_type", "client_id", "client_secret", "
 	"redirect_uri", "scope", "token", "token_type_hint", "assertion", "client_assertion", "client_assertion_type"}
 
 // CheckQueryParams refuses a URL template whose query (in any alternative)
-// names one of reserved: a value there, a connection's through a
+// names a parameter with a placeholder, or names one of reserved: a value there, a connection's through a
 // placeholder or the operator's, would come before the one the flow sends,
 // and many servers take the first. Names compare case-insensitively.
 func CheckQueryParams(field, tmpl string, reserved []string) error {
@@ -357,6 +357,11 @@ func CheckQueryParams(field, tmpl string, reserved []string) error {
 		query, _, _ = strings.Cut(query, "#")
 		for _, pair := range strings.Split(query, "&") {
 			name, _, _ := strings.Cut(pair, "=")
+			if strings.Contains(name, "${") {
+				// Its value could be any parameter name, the flow's own
+				// included.
+				return fmt.Errorf("%s: a placeholder may not name a query parameter", field)
+			}
 			if unescaped, err := url.QueryUnescape(name); err == nil {
 				name = unescaped
 			}
@@ -368,4 +373,16 @@ func CheckQueryParams(field, tmpl string, reserved []string) error {
 		}
 	}
 	return nil
+}
+
+// QueryPlaceholders lists the config keys used in the query of any
+// alternative of tmpl: values that travel with a request as parameters.
+func QueryPlaceholders(tmpl string) []string {
+	var queries []string
+	for _, alt := range Alternatives(tmpl) {
+		if _, query, ok := strings.Cut(alt, "?"); ok {
+			queries = append(queries, query)
+		}
+	}
+	return Placeholders(strings.Join(queries, "&"))
 }
