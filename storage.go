@@ -246,10 +246,14 @@ type connectionEntry struct {
 	// kept because providers put useful extras there (instance URLs, ids).
 	RawTokenResponse map[string]any `json:"raw_token_response,omitempty"`
 	Metadata         map[string]any `json:"metadata"`
-	ConnectionConfig map[string]any `json:"connection_config"`
-	CreatedAt        time.Time      `json:"created_at"`
-	UpdatedAt        time.Time      `json:"updated_at"`
-	LastRefreshedAt  time.Time      `json:"last_refreshed_at,omitempty"`
+	// Tags are the caller's labels for the connection (end_user_id,
+	// organization_id, …): shown on reads, filterable on LIST, carried by
+	// every lifecycle event. Never secret.
+	Tags             map[string]string `json:"tags,omitempty"`
+	ConnectionConfig map[string]any    `json:"connection_config"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
+	LastRefreshedAt  time.Time         `json:"last_refreshed_at,omitempty"`
 
 	// Refresh state, for connections whose tokens the engine renews.
 	RefreshStatus    refreshStatus `json:"refresh_status,omitempty"`

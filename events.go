@@ -1,0 +1,60 @@
+package connect
+
+import (
+	"context"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// eventType names one kind of connection lifecycle event, as receivers see
+// it in an event body's "type".
+type eventType string
+
+const (
+	eventConnectionCreated       eventType = "connection.created"
+	eventConnectionUpdated       eventType = "connection.updated"
+	eventConnectionDeleted       eventType = "connection.deleted"
+	eventAuthorizationFailed     eventType = "connection.authorization_failed"
+	eventRefreshFailed           eventType = "connection.refresh_failed"
+	eventReauthorizationRequired eventType = "connection.reauthorization_required"
+	eventRefreshRecovered        eventType = "connection.refresh_recovered"
+)
+
+// eventTypes lists every event type, in the order docs show them.
+var eventTypes = []eventType{
+	eventConnectionCreated,
+	eventConnectionUpdated,
+	eventConnectionDeleted,
+	eventAuthorizationFailed,
+	eventRefreshFailed,
+	eventReauthorizationRequired,
+	eventRefreshRecovered,
+}
+
+// eventError is the provider's error behind a failure event: its OAuth
+// error code and its description, scrubbed of every secret the plugin
+// holds for the connection.
+type eventError struct {
+	Code        string `json:"code,omitempty"`
+	Description string `json:"description,omitempty"`
+}
+
+// eventData is an event body's "data". It never holds a credential, a
+// refresh token or a config value: only names, states and tags.
+type eventData struct {
+	Integration     string            `json:"integration"`
+	ConnectionID    string            `json:"connection_id"`
+	AuthMode        string            `json:"auth_mode,omitempty"`
+	RefreshStatus   string            `json:"refresh_status,omitempty"`
+	RefreshFailures int               `json:"refresh_failures,omitempty"`
+	Tags            map[string]string `json:"tags,omitempty"`
+	Error           *eventError       `json:"error,omitempty"`
+}
+
+// eventRecorder puts an event in the durable outbox. Callers record an
+// event before the request that caused it answers (or before a background
+// refresh is reported done), so that a crash after the answer loses
+// nothing; an error means the event is not recorded.
+type eventRecorder interface {
+	record(ctx context.Context, s logical.Storage, typ eventType, data eventData) error
+}
