@@ -8,13 +8,9 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"html/template"
-	"net/url"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The connect page's HTML: one template, one stylesheet, no script and
@@ -48,6 +44,9 @@ type connectPageView struct {
 	Form       *connectFormView
 	ReturnURL  string
 	ReturnText string
+	// RefreshTo is the content attribute of a meta refresh, built from a
+	// URL escaped for HTML.
+	RefreshTo template.HTMLAttr
 }
 
 // connectChoice is one integration in the page's list.
@@ -57,16 +56,15 @@ type connectChoice struct {
 
 // connectFormView is one integration's form.
 type connectFormView struct {
-	Mode                string
-	Method, Action      string
-	Session             string
-	Integration, Token  string
-	Step                string
-	Error               string
-	Inputs              []connectInputView
-	Submit              string
-	Back                string
-	formActionAllowance []string
+	Mode               string
+	Method, Action     string
+	Session            string
+	Integration, Token string
+	Step               string
+	Error              string
+	Inputs             []connectInputView
+	Submit             string
+	Back               string
 }
 
 // connectInputView is one input, with its label, hints and error.
@@ -146,64 +144,24 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 	return out
 }
 
-// authorizationSources are the CSP sources of the hosts an OAUTH2
-// integration's authorization URL may have: the form that starts consent
-// is answered with a redirect there, which form-action must allow. A
-// literal host is itself; a host a connection's config chooses is the
-// egress rule's pattern for it.
-func authorizationSources(in *integrationEntry) []string {
-	if in.AuthMode != authModeOAuth2 || in.AuthURL == "" {
-		return nil
-	}
-	set := map[string]bool{}
-	for _, alt := range provider.Alternatives(in.AuthURL) {
-		if !strings.Contains(alt, "${") {
-			if u, err := url.Parse(alt); err == nil && u.Host != "" {
-				set[u.Scheme+"://"+u.Host] = true
-			}
-			continue
-		}
-		scheme := "https"
-		if s, _, ok := strings.Cut(alt, "://"); ok && !strings.Contains(s, "${") {
-			scheme = s
-		}
-		policy := provider.NewHostPolicy([]string{alt}, in.AllowedHosts)
-		for _, p := range strings.Split(policy.String(), ", ") {
-			if p != "" {
-				set[scheme+"://"+p] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// contentSecurityPolicy is the page's policy: nothing may load, the one
-// stylesheet by its hash, forms only to Vault itself and, for OAuth, the
-// provider's authorization host.
-func contentSecurityPolicy(formAction []string) string {
-	return strings.Join([]string{
-		"default-src 'none'",
-		"style-src " + connectStyleHash,
-		"img-src 'none'",
-		"base-uri 'none'",
-		"form-action " + strings.Join(append([]string{"'self'"}, formAction...), " "),
-	}, "; ")
-}
+// connectPageCSP is the page's policy: nothing may load, the one
+// stylesheet by its hash, forms only to Vault itself. Every form posts to
+// the page; OAuth consent is reached by the continue page's refresh and
+// link, which form-action does not govern, so the provider's host need not
+// be allowed.
+var connectPageCSP = strings.Join([]string{
+	"default-src 'none'",
+	"style-src " + connectStyleHash,
+	"img-src 'none'",
+	"base-uri 'none'",
+	"form-action 'self'",
+}, "; ")
 
 // renderConnectPage answers with the page and status. Cache-Control
 // no-store keeps the session's forms out of caches; the headers Vault does
 // not let a plugin set are the listener's (docs/deployment.md).
 func renderConnectPage(status int, v connectPageView) *logical.Response {
-	var allowance []string
-	if v.Form != nil {
-		allowance = v.Form.formActionAllowance
-	}
-	v.CSP = contentSecurityPolicy(allowance)
+	v.CSP = connectPageCSP
 	v.CSS = template.CSS(connectPageCSS)
 	var buf bytes.Buffer
 	contentType := "text/html; charset=utf-8"

@@ -317,30 +317,27 @@ func TestConnectPageOAuth(t *testing.T) {
 		"return_url": "https://app.example.test/done",
 	})
 	status, body := uiGet(e, url.Values{sessionParam: {secret}})
-	srvOrigin := strings.TrimSuffix(srv.AuthURL(), "/authorize")
-	if status != http.StatusOK || !strings.Contains(body, `method="get"`) ||
-		!strings.Contains(html.UnescapeString(body), "form-action 'self' "+srvOrigin) {
+	if status != http.StatusOK || !strings.Contains(body, `method="post"`) || !strings.Contains(html.UnescapeString(body), "form-action 'self'\"") {
 		t.Fatalf("oauth form: %d\n%s", status, body)
 	}
 	form := hiddenInputs(t, body)
-	if form[stepParam] != stepAuthorize {
-		t.Fatalf("oauth form fields %v", form)
-	}
 	// The button is refused with another purpose's token.
 	bad := map[string]any{}
 	for k, v := range form {
 		bad[k] = v
 	}
 	bad[formTokenParam] = mustSession(e, secret).formToken("github", purposeConnect)
-	if status, _, _ := uiRequest(e, logical.ReadOperation, bad); status != http.StatusForbidden {
+	if status, _ := uiPost(e, bad); status != http.StatusForbidden {
 		t.Fatalf("oauth with a connect token: %d", status)
 	}
 
-	status, _, resp := uiRequest(e, logical.ReadOperation, form)
-	if status != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Redirect, srv.AuthURL()+"?") {
-		t.Fatalf("oauth button: %d %q", status, resp.Redirect)
+	status, body = uiPost(e, form)
+	authURL := continueURL(t, body)
+	if status != http.StatusOK || !strings.HasPrefix(authURL, srv.AuthURL()+"?") || strings.Contains(authURL, secret) {
+		t.Fatalf("oauth button: %d %q\n%s", status, authURL, body)
 	}
-	q := followConsent(t, resp.Redirect)
+	assertPageIsSelfContained(t, body)
+	q := followConsent(t, authURL)
 	status, body, _ = callback(e, q)
 	if status != http.StatusOK || !strings.Contains(body, "github is connected") ||
 		!strings.Contains(body, "https://app.example.test/done?connection_id=org%3A9&amp;integration=github&amp;status=connected") {
@@ -363,8 +360,8 @@ func TestConnectPageOAuthCallbackOfRevokedSession(t *testing.T) {
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
 	secret, id := newSession(e, map[string]any{"connection_id": "org:9", "integrations": "github"})
 	_, body := uiGet(e, url.Values{sessionParam: {secret}})
-	_, _, resp := uiRequest(e, logical.ReadOperation, hiddenInputs(t, body))
-	q := followConsent(t, resp.Redirect)
+	_, body = uiPost(e, hiddenInputs(t, body))
+	q := followConsent(t, continueURL(t, body))
 	e.mustDo(logical.DeleteOperation, "sessions/"+id, nil)
 	status, body, _ := callback(e, q)
 	if status != http.StatusBadRequest || !strings.Contains(body, "revoked") {
@@ -373,6 +370,23 @@ func TestConnectPageOAuthCallbackOfRevokedSession(t *testing.T) {
 	if _, status := e.do(logical.ReadOperation, "connections/github/org:9", nil); status != http.StatusNotFound {
 		t.Fatalf("connection stored through a revoked session: %d", status)
 	}
+}
+
+var refreshRe = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
+
+// continueURL is where a continue page sends the browser: its refresh,
+// which its link repeats.
+func continueURL(t *testing.T, body string) string {
+	t.Helper()
+	m := refreshRe.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no refresh on the page:\n%s", body)
+	}
+	u := html.UnescapeString(m[1])
+	if !strings.Contains(html.UnescapeString(body), `<a href="`+u+`">`) {
+		t.Fatalf("no link to %s:\n%s", u, body)
+	}
+	return u
 }
 
 // followConsent plays the browser at the provider and returns the query

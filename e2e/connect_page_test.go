@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package e2e
+
+import (
+	"html"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+var pageHiddenInputRe = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
+
+// pageForm returns the hidden fields of the form on a connect page.
+func pageForm(t *testing.T, body string) url.Values {
+	t.Helper()
+	form := url.Values{}
+	for _, m := range pageHiddenInputRe.FindAllStringSubmatch(body, -1) {
+		form.Set(m[1], html.UnescapeString(m[2]))
+	}
+	if form.Get("form_token") == "" {
+		t.Fatalf("no form on the page:\n%s", body)
+	}
+	return form
+}
+
+// noRedirects is a client that stops at the first redirect, to see it.
+var noRedirects = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+func pageDo(t *testing.T, req *http.Request) (*http.Response, string) {
+	t.Helper()
+	resp, err := noRedirects.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestConnectPageThroughVault: the page works through Vault's own HTTP
+// layer, without a token: a GET renders it with its headers, a form
+// posted as application/x-www-form-urlencoded stores the connection, and
+// the OAuth button's POST leads to the provider and back through the
+// callback to the page's success.
+func TestConnectPageThroughVault(t *testing.T) {
+	s := vaultFor(t)
+	as := flowServer(t, s, "https://app.example.test/done")
+	s.mustCLI(t, "write", "connect/config", "public_url="+s.addr+"/v1/connect")
+	s.mustCLI(t, "write", "connect/integrations/page-key", "auth_mode=API_KEY")
+	s.mustCLI(t, "write", "connect/integrations/page-gh", "auth_mode=OAUTH2", "client_id="+as.ClientID,
+		"client_secret="+as.ClientSecret, "auth_url="+as.AuthURL(), "token_url="+as.TokenURL())
+
+	connectURL, err := s.cli([]byte(`{"connection_id": "page-acme", "integrations": "page-key", "metadata": {"plan": "pro"}, "return_url": "https://app.example.test/done"}`),
+		"write", "-field=connect_url", "connect/sessions", "-")
+	if err != nil {
+		t.Fatalf("session: %v %s", err, connectURL)
+	}
+	req, _ := http.NewRequest(http.MethodGet, strings.TrimSpace(connectURL), nil)
+	resp, body := pageDo(t, req)
+	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/html") ||
+		resp.Header.Get("Cache-Control") != "no-store" || !strings.Contains(body, "Content-Security-Policy") {
+		t.Fatalf("page: %d %v\n%s", resp.StatusCode, resp.Header, body)
+	}
+
+	key := "page-api-key-0123456789"
+	noteSecrets(key)
+	form := pageForm(t, body)
+	form.Set("cred.apiKey", key)
+	req, _ = http.NewRequest(http.MethodPost, s.addr+"/v1/connect/connect/ui", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, body = pageDo(t, req)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "page-key is connected") || strings.Contains(body, key) {
+		t.Fatalf("post: %d\n%s", resp.StatusCode, body)
+	}
+	if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/page-key/page-acme"); got != key {
+		t.Fatalf("stored key %q", got)
+	}
+	if got := s.mustCLI(t, "read", "-field=metadata", "connect/connections/page-key/page-acme"); !strings.Contains(got, "plan:pro") {
+		t.Fatalf("stored metadata %q", got)
+	}
+
+	// OAuth: the button's POST answers a page that sends the browser on to
+	// the provider; nothing of the form goes with it.
+	connectURL = s.mustCLI(t, "write", "-field=connect_url", "connect/sessions", "connection_id=page-acme", "integrations=page-gh")
+	req, _ = http.NewRequest(http.MethodGet, strings.TrimSpace(connectURL), nil)
+	_, body = pageDo(t, req)
+	form = pageForm(t, body)
+	req, _ = http.NewRequest(http.MethodPost, s.addr+"/v1/connect/connect/ui", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, body = pageDo(t, req)
+	m := regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`).FindStringSubmatch(body)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("oauth button: %d\n%s", resp.StatusCode, body)
+	}
+	loc := html.UnescapeString(m[1])
+	if !strings.HasPrefix(loc, as.AuthURL()+"?") || strings.Contains(loc, form.Get("session")) {
+		t.Fatalf("continue page sends the browser to %q", loc)
+	}
+	final, status, body := browse(t, loc)
+	if status != http.StatusOK || !strings.Contains(body, "page-gh is connected") || final.Path != "/v1/connect/oauth/callback" {
+		t.Fatalf("after consent: %d %s\n%s", status, final, body)
+	}
+	if access := s.mustCLI(t, "read", "-field=access_token", "connect/connections/page-gh/page-acme"); !as.AccessTokenValid(access) {
+		t.Fatalf("access token %q was not issued by the server", access)
+	}
+}
