@@ -128,10 +128,16 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 		} else if f.Type == "boolean" {
 			v.Options = []string{"true", "false"}
 		}
-		if f.Type == "number" {
-			v.Type = "text" // inputmode would need no script either, but keep one kind
-		}
+		// A screen reader reads the hints around the input with it: the
+		// prefix and suffix ("https://", ".zendesk.com"), the description
+		// and the error.
 		var described []string
+		if v.Prefix != "" {
+			described = append(described, v.ID+"-prefix")
+		}
+		if v.Suffix != "" {
+			described = append(described, v.ID+"-suffix")
+		}
 		if v.Hint != "" {
 			described = append(described, v.ID+"-hint")
 		}

@@ -249,7 +249,7 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 		"auth_mode":          "API_KEY",
 		"credentials_schema": map[string]any{"apiKey": map[string]any{"title": "Key", "pattern": "k_[a-z]+"}},
 		"connection_config_schema": map[string]any{
-			"region": map[string]any{"title": "Region", "pattern": "eu|us", "description": "Where your account lives."},
+			"region": map[string]any{"title": "Region", "pattern": "eu|us", "description": "Where your account lives.", "prefix": "api.", "suffix": ".example.test"},
 		},
 	})
 	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "regional"})
@@ -261,7 +261,8 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 	}
 	for _, want := range []string{
 		`aria-describedby="f-cred-apiKey-error"`, `<p class="error" id="f-cred-apiKey-error">`, "does not match the pattern",
-		`value="eu"`, `aria-describedby="f-config-region-hint"`, `type="password"`,
+		`value="eu"`, `aria-describedby="f-config-region-prefix f-config-region-suffix f-config-region-hint"`, `type="password"`,
+		`<span class="affix" id="f-config-region-prefix">api.</span>`, `<label for="f-config-region">Region</label>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("error page lacks %q:\n%s", want, body)
