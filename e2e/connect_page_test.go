@@ -3,10 +3,13 @@
 package e2e
 
 import (
+	"encoding/json"
 	"html"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -106,5 +109,67 @@ func TestConnectPageThroughVault(t *testing.T) {
 	}
 	if access := s.mustCLI(t, "read", "-field=access_token", "connect/connections/page-gh/page-acme"); !as.AccessTokenValid(access) {
 		t.Fatalf("access token %q was not issued by the server", access)
+	}
+}
+
+// docsSessionPolicy is the sessions policy of docs/policies.md, read from
+// the document as it stands so that the example is the one tested.
+func docsSessionPolicy(t *testing.T) string {
+	t.Helper()
+	doc, err := os.ReadFile(filepath.Join(filepath.Dir(examplePolicy("x")), "..", "..", "docs", "policies.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(doc), "## Connect sessions")
+	_, block, ok2 := strings.Cut(section, "```hcl\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("docs/policies.md has no hcl block under its Connect sessions section")
+	}
+	return block
+}
+
+// TestSessionPolicyFromTheDocs: the documented policy lets its holder
+// create sessions only for the integrations it lists, never one that
+// offers them all, and revoke but not read them.
+func TestSessionPolicyFromTheDocs(t *testing.T) {
+	s := vaultFor(t)
+	s.mustCLI(t, "write", "connect/config", "public_url="+s.addr+"/v1/connect")
+	for _, name := range []string{"stripe", "github", "policy-other"} {
+		s.cli(nil, "write", "connect/integrations/"+name, "auth_mode=API_KEY")
+	}
+	policyFile := filepath.Join(t.TempDir(), "sessions.hcl")
+	if err := os.WriteFile(policyFile, []byte(docsSessionPolicy(t)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.mustCLI(t, "policy", "write", "connect-sessions-doc", policyFile)
+	token := strings.TrimSpace(s.mustCLI(t, "token", "create", "-policy=connect-sessions-doc", "-field=token"))
+
+	status, body := s.rawAs(t, token, "POST", "connect/sessions", []byte(`{"connection_id": "pol-1", "integrations": "stripe", "ttl": "5m"}`))
+	if status != http.StatusOK || !strings.Contains(body, "connect_url") {
+		t.Fatalf("allowed session: %d %s", status, body)
+	}
+	var out struct {
+		Data struct {
+			SessionID string `json:"session_id"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		t.Fatal(err)
+	}
+	for _, refused := range []string{
+		`{"connection_id": "pol-1", "integrations": "policy-other"}`,
+		`{"connection_id": "pol-1"}`,
+		`{"connection_id": "pol-1", "integrations": "stripe", "reconnect": true}`,
+	} {
+		if status, body := s.rawAs(t, token, "POST", "connect/sessions", []byte(refused)); status != http.StatusForbidden {
+			t.Fatalf("%s: %d %s", refused, status, body)
+		}
+	}
+	if status, _ := s.rawAs(t, token, "GET", "connect/sessions/"+out.Data.SessionID, nil); status != http.StatusForbidden {
+		t.Fatalf("read of a session: %d", status)
+	}
+	if status, body := s.rawAs(t, token, "DELETE", "connect/sessions/"+out.Data.SessionID, nil); status != http.StatusNoContent {
+		t.Fatalf("revoke: %d %s", status, body)
 	}
 }
