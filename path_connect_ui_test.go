@@ -155,6 +155,7 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 		t.Fatalf("second post: %d\n%s", status, body)
 	}
 	e.assertUnchanged(before)
+	e.assertNoSecretLogged(key, secret)
 }
 
 // connectedForm renders the form a tab opened before the session
@@ -430,5 +431,34 @@ func TestConnectPageClientCredentialsFailureInWords(t *testing.T) {
 	}
 	if tok := e.mustDo(logical.ReadOperation, "connections/byo/t1", nil)["access_token"].(string); !srv.AccessTokenValid(tok) {
 		t.Fatalf("token %q", tok)
+	}
+}
+
+// TestConnectPageEgressRule: a config value that would send the browser's
+// consent, and later the tokens, to a host outside the integration's
+// allowed hosts is refused beside its field, before anything is stored.
+func TestConnectPageEgressRule(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	e.mustDo(logical.CreateOperation, "integrations/okta", map[string]any{
+		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url":      "https://${connectionConfig.host}/oauth2/v1/authorize",
+		"token_url":     "https://${connectionConfig.host}/oauth2/v1/token",
+		"allowed_hosts": "*.okta.com",
+		"connection_config_schema": map[string]any{
+			"host": map[string]any{"title": "Okta domain", "example": "acme.okta.com"},
+		},
+	})
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "okta"})
+	before := e.snapshot()
+	status, body := uiPost(e, formOf(e, secret, "okta", map[string]any{"config.host": "evil.example.test"}))
+	if status != http.StatusBadRequest || !strings.Contains(body, `id="f-config-host-error"`) || !strings.Contains(body, "allowed hosts") ||
+		strings.Contains(body, "http-equiv=\"refresh\"") {
+		t.Fatalf("host outside the allowed ones: %d\n%s", status, body)
+	}
+	e.assertUnchanged(before)
+	status, body = uiPost(e, formOf(e, secret, "okta", map[string]any{"config.host": "acme.okta.com"}))
+	if status != http.StatusOK || !strings.HasPrefix(continueURL(t, body), "https://acme.okta.com/oauth2/v1/authorize?") {
+		t.Fatalf("allowed host: %d\n%s", status, body)
 	}
 }
