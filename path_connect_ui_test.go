@@ -462,3 +462,51 @@ func TestConnectPageEgressRule(t *testing.T) {
 		t.Fatalf("allowed host: %d\n%s", status, body)
 	}
 }
+
+// TestConnectPageBasicAndCustom: a Basic integration without a schema gets
+// the default user name and password inputs; a custom one its schema's
+// keys; both store what was typed, secrets never rendered back.
+func TestConnectPageBasicAndCustom(t *testing.T) {
+	e := sessionEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/jira", map[string]any{"auth_mode": "BASIC"})
+	e.mustDo(logical.CreateOperation, "integrations/legacy", map[string]any{
+		"auth_mode": "CUSTOM",
+		"credentials_schema": map[string]any{
+			"key_id": map[string]any{"title": "Key ID"},
+			"secret": map[string]any{"title": "Key secret", "secret": true},
+		},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/bare", map[string]any{"auth_mode": "CUSTOM"})
+
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "jira"})
+	_, body := uiGet(e, url.Values{sessionParam: {secret}})
+	if !strings.Contains(body, `<label for="f-cred-username">User name</label>`) || !strings.Contains(body, `id="f-cred-password" name="cred.password" type="password"`) {
+		t.Fatalf("basic form:\n%s", body)
+	}
+	if status, body := uiPost(e, formOf(e, secret, "jira", map[string]any{"cred.username": "bot", "cred.password": "pw with spaces "})); status != http.StatusOK {
+		t.Fatalf("basic post: %d\n%s", status, body)
+	}
+	if c := e.mustDo(logical.ReadOperation, "connections/jira/c", nil); c["username"] != "bot" || c["password"] != "pw with spaces " {
+		t.Fatalf("basic connection: %v", c)
+	}
+
+	secret, _ = newSession(e, map[string]any{"connection_id": "c", "integrations": "legacy"})
+	status, body := uiPost(e, formOf(e, secret, "legacy", map[string]any{"cred.key_id": "kid-1"}))
+	if status != http.StatusBadRequest || !strings.Contains(body, `id="f-cred-secret-error"`) || !strings.Contains(body, `value="kid-1"`) {
+		t.Fatalf("custom without its secret: %d\n%s", status, body)
+	}
+	if status, body = uiPost(e, formOf(e, secret, "legacy", map[string]any{"cred.key_id": "kid-1", "cred.secret": "s3cr3t-value"})); status != http.StatusOK || strings.Contains(body, "s3cr3t-value") {
+		t.Fatalf("custom post: %d\n%s", status, body)
+	}
+	creds := e.mustDo(logical.ReadOperation, "connections/legacy/c", nil)["credentials"].(map[string]any)
+	if creds["key_id"] != "kid-1" || creds["secret"] != "s3cr3t-value" {
+		t.Fatalf("custom credentials: %v", creds)
+	}
+
+	// A custom integration that does not describe its credentials cannot
+	// be connected here, and says so.
+	secret, _ = newSession(e, map[string]any{"connection_id": "c", "integrations": "bare"})
+	if _, body = uiGet(e, url.Values{sessionParam: {secret}}); !strings.Contains(body, "credentials_schema") || strings.Contains(body, "<form") {
+		t.Fatalf("bare custom:\n%s", body)
+	}
+}
