@@ -14,39 +14,6 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
-// Errors of the refresh of one connection, in the engine's own terms; the
-// path handlers alone turn them into HTTP statuses (httpError).
-var (
-	// errProviderRefused: the provider answered, and not with a token.
-	errProviderRefused = errors.New("the provider refused to issue a token")
-	// errProviderUnreachable: the provider did not answer.
-	errProviderUnreachable = errors.New("the provider could not be reached")
-	// errNotRefreshable: the connection has no means to renew its token.
-	errNotRefreshable = errors.New("the connection has no refresh token; write new tokens to it or authorize it again")
-	// errExpiredUnrefreshable: the token has expired and the engine may not
-	// renew it now (it gave up, or a retry is not due).
-	errExpiredUnrefreshable = errors.New("the token has expired and cannot be refreshed now")
-	// errBadConnectionConfig: the connection's config cannot fill the
-	// provider's URLs or name its installation.
-	errBadConnectionConfig = errors.New("the connection's configuration cannot be used with its provider")
-	// errNoTokens: the connection's auth mode has no token to refresh.
-	errNoTokens = errors.New("the connection's auth_mode has no token to refresh")
-	// errConnectionNotFound: there is no such connection.
-	errConnectionNotFound = errors.New("connection not found")
-)
-
-// engineError is one of the errors above with the detail of this case; its
-// message is safe to show (no secret).
-type engineError struct {
-	kind  error
-	msg   string
-	cause error
-}
-
-func (e *engineError) Error() string        { return e.msg }
-func (e *engineError) Is(target error) bool { return target == e.kind }
-func (e *engineError) Unwrap() error        { return e.cause }
-
 // classifyProviderError gives a token request's failure its engine kind.
 func classifyProviderError(err error) error {
 	var pe *provider.Error

@@ -28,18 +28,6 @@ type scheduler interface {
 	untrack(key string)
 }
 
-// errUnchanged, returned by an Update's change function, leaves the entry as
-// it is stored; Update then returns it without saving.
-var errUnchanged = errors.New("unchanged")
-
-// connectionNotFound is errConnectionNotFound for one connection.
-func connectionNotFound(integration, id string) error {
-	return &engineError{kind: errConnectionNotFound, msg: fmt.Sprintf("connection %q of integration %q does not exist", id, integration)}
-}
-
-// errIntegrationGone is a connection write whose integration was deleted.
-var errIntegrationGone = errors.New("integration does not exist")
-
 // Retries of a save that must not fail, within the request that made it.
 var saveRetryDelays = []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 400 * time.Millisecond}
 
@@ -312,14 +300,6 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	cs.cache.invalidate(key)
 	cs.sched.untrack(key)
 	return warnings, nil
-}
-
-// errHasConnections refuses to delete an integration that has connections
-// without force.
-type errHasConnections struct{ count int }
-
-func (e *errHasConnections) Error() string {
-	return fmt.Sprintf("the integration still has %d connection(s)", e.count)
 }
 
 // DeleteIntegration deletes an integration's connections, then runs

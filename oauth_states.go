@@ -57,18 +57,6 @@ func hashState(state string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// pendingLimitError refuses a pending authorization beyond config's
-// max_pending_authorizations for one integration.
-type pendingLimitError struct {
-	integration string
-	max         int
-}
-
-func (e *pendingLimitError) Error() string {
-	return fmt.Sprintf("integration %q already has %d pending authorizations, config's max_pending_authorizations: "+
-		"retry when some have completed or expired (state_ttl), or raise the limit", e.integration, e.max)
-}
-
 // putPendingState stores st as its connection's one pending authorization,
 // deleting the one it replaces. A connection that has none yet takes a
 // place among its integration's max_pending_authorizations, or is refused

@@ -39,16 +39,6 @@ func httpError(err error) (*logical.Response, error) {
 	return nil, err
 }
 
-// userError marks an error as the caller's fault: a 400 with its message.
-// Validation code returns it; anything else a handler meets (storage) is
-// not a 400.
-type userError struct{ msg string }
-
-func (e *userError) Error() string { return e.msg }
-
-// badInput is a userError built like fmt.Errorf.
-func badInput(err error) error { return &userError{err.Error()} }
-
 // respondError is httpError for handlers that also meet userErrors.
 func respondError(err error) (*logical.Response, error) {
 	var ue *userError
