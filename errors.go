@@ -5,6 +5,7 @@ package connect
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // The base layer's errors: every layer returns them, and response.go alone
@@ -86,3 +87,28 @@ func connectionNotFound(integration, id string) error {
 
 // errIntegrationGone is a connection write whose integration was deleted.
 var errIntegrationGone = errors.New("integration does not exist")
+
+// grantRefusal is a token request's failure that may be the provider
+// refusing the grant itself (OAuth's invalid_grant): only a new
+// authorization helps then. The provider client's errors implement it; the
+// refresh rules test for it without knowing the client.
+type grantRefusal interface{ InvalidGrant() bool }
+
+// retryHint is a failure by which the provider said when to call again
+// (Retry-After); the zero time when it did not.
+type retryHint interface{ RetryAt() time.Time }
+
+// refusedGrant reports whether err's chain holds a grant refusal.
+func refusedGrant(err error) bool {
+	var g grantRefusal
+	return errors.As(err, &g) && g.InvalidGrant()
+}
+
+// retryAt is when err's provider asked to be called again, or the zero time.
+func retryAt(err error) time.Time {
+	var h retryHint
+	if errors.As(err, &h) {
+		return h.RetryAt()
+	}
+	return time.Time{}
+}

@@ -5,8 +5,6 @@ package connect
 import (
 	"errors"
 	"time"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // refreshStatus is a connection's standing with its provider.
@@ -117,13 +115,14 @@ func backoff(n int) time.Duration {
 const maxRefreshErrorLen = 500
 
 // recordFailure updates c's refresh state after a failed refresh. cause
-// has had the request's secrets removed already.
+// has had the request's secrets removed already; the rules read it only
+// through the base layer's kinds (errNotRefreshable) and interfaces
+// (grantRefusal, retryHint), never the provider client's types.
 func recordFailure(c *connectionEntry, cause error, cfg *configEntry, now time.Time) {
 	c.RefreshFailures++
 	c.LastRefreshError = truncateRunes(cause.Error(), maxRefreshErrorLen)
-	var pe *provider.Error
 	switch {
-	case errors.As(cause, &pe) && pe.InvalidGrant(), errors.Is(cause, errNotRefreshable):
+	case refusedGrant(cause), errors.Is(cause, errNotRefreshable):
 		c.RefreshStatus = refreshReauth
 		c.NextRefreshAt = time.Time{}
 	case c.RefreshFailures >= cfg.MaxRefreshFailures:
@@ -134,8 +133,8 @@ func recordFailure(c *connectionEntry, cause error, cfg *configEntry, now time.T
 		c.NextRefreshAt = now.Add(backoff(c.RefreshFailures))
 		// A provider that says when to come back is believed when that is
 		// later than the backoff, up to the backoff's cap.
-		if errors.As(cause, &pe) && pe.RetryAfter.After(c.NextRefreshAt) {
-			c.NextRefreshAt = minTime(pe.RetryAfter, now.Add(backoffMax))
+		if at := retryAt(cause); at.After(c.NextRefreshAt) {
+			c.NextRefreshAt = minTime(at, now.Add(backoffMax))
 		}
 	}
 }
