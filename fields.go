@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // segment matches one path segment. It is deliberately broader than a valid
@@ -73,4 +75,9 @@ func setString(d *framework.FieldData, field string, dst *string) {
 	if v, ok := d.GetOk(field); ok {
 		*dst = strings.TrimSpace(v.(string))
 	}
+}
+
+// validateAbsoluteURL accepts http and https URLs with a host.
+func validateAbsoluteURL(field, raw string) error {
+	return provider.ValidateAbsoluteURL(field, raw)
 }

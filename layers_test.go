@@ -1,0 +1,481 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The root package's layers, as docs/architecture.md draws them. Go's
+// compiler keeps the internal packages apart; inside the root package only
+// this test does: it parses every non-test file, places it in a layer by
+// the table below, and fails when a file uses what its layer never uses.
+//
+// Run it alone with: go test -run TestLayers -v .
+type layer string
+
+const (
+	layerPaths  layer = "Paths"
+	layerFlows  layer = "Flows"
+	layerStore  layer = "Store"
+	layerEngine layer = "Engine"
+	layerBase   layer = "Base"
+	// The two internal packages, reached by import rather than by name.
+	layerCatalog layer = "Catalog" // internal/catalog
+	layerClient  layer = "Client"  // internal/provider
+)
+
+// layerFiles places each non-test file of the root package. A file that
+// matches no row fails the test: a new file must be placed, here and in
+// docs/architecture.md.
+var layerFiles = []struct {
+	layer layer
+	files []string // exact names; a trailing * matches a prefix
+}{
+	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go",
+		"api_reference.go", "connection_write_fields.go"}},
+	{layerFlows, []string{"refresher.go", "authorization.go", "import.go", "token_issuer.go", "tokens.go"}},
+	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
+		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
+		"connection_rendering.go", "event_outbox.go"}},
+	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go"}},
+	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go"}},
+}
+
+// neverUses is the table's "never uses" column.
+var neverUses = map[layer][]layer{
+	layerPaths:  nil,
+	layerFlows:  {layerPaths},
+	layerStore:  {layerPaths, layerFlows},
+	layerEngine: {layerPaths, layerFlows, layerClient},
+	layerBase:   {layerPaths, layerFlows, layerStore, layerEngine, layerCatalog, layerClient},
+}
+
+// knownLayerViolations are the violations of files that another change is
+// moving, each exactly as the test prints it. The test fails when one of
+// them no longer occurs, so the list only shrinks.
+var knownLayerViolations = []string{
+	"auth_modes.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"client_usage.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"config_schema.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"connection_refresh.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"connection_wal.go (Store): declares method (*backend).rollForwardAtStart; methods on *backend live only in backend.go and path_*.go",
+	"connection_wal.go (Store): declares method (*backend).walRollback; methods on *backend live only in backend.go and path_*.go",
+	"connection_wal.go (Store): uses backend of backend.go (Paths), which Store never uses",
+	"connection_wal.go (Store): uses sameClient of tokens.go (Flows), which Store never uses",
+	"egress.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"mount_config.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"oauth_state_sweep.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"oauth_states.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"provider_catalog.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"provider_catalog_docs.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+	"response_schemas.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
+}
+
+const modulePath = "github.com/connect-vault/vault-plugin-secrets-connect"
+
+// leafHelpers are the module's packages that import nothing of it: text
+// and template utilities any layer may use.
+var leafHelpers = map[string]bool{
+	modulePath + "/internal/safetext":       true,
+	modulePath + "/internal/headertemplate": true,
+}
+
+// importLayers are the module's packages that are a layer of their own.
+var importLayers = map[string]layer{
+	modulePath + "/internal/catalog":  layerCatalog,
+	modulePath + "/internal/provider": layerClient,
+}
+
+func fileLayer(name string) (layer, bool) {
+	for _, row := range layerFiles {
+		for _, pattern := range row.files {
+			if ok, _ := filepath.Match(pattern, name); ok {
+				return row.layer, true
+			}
+		}
+	}
+	return "", false
+}
+
+// parsedFile is one non-test file with what it declares and uses.
+type parsedFile struct {
+	name  string
+	layer layer
+	ast   *ast.File
+}
+
+func parseRootPackage(t *testing.T, dir string) (*token.FileSet, []parsedFile) {
+	t.Helper()
+	fset := token.NewFileSet()
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files []parsedFile
+	for _, path := range names {
+		name := filepath.Base(path)
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, _ := fileLayer(name)
+		files = append(files, parsedFile{name: name, layer: l, ast: f})
+	}
+	return fset, files
+}
+
+// declarations maps each package-level name to the file that declares it,
+// and each method name declared on exactly one type to its file.
+func declarations(files []parsedFile) (decl, methodDecl map[string]string) {
+	decl, methodDecl = map[string]string{}, map[string]string{}
+	methods := map[string][]string{}
+	fields := map[string]bool{}
+	for _, f := range files {
+		ast.Inspect(f.ast, func(n ast.Node) bool {
+			if st, ok := n.(*ast.StructType); ok {
+				for _, fl := range st.Fields.List {
+					for _, id := range fl.Names {
+						fields[id.Name] = true
+					}
+				}
+			}
+			return true
+		})
+		for _, d := range f.ast.Decls {
+			switch d := d.(type) {
+			case *ast.FuncDecl:
+				if d.Recv != nil {
+					methods[d.Name.Name] = append(methods[d.Name.Name], f.name)
+					continue
+				}
+				decl[d.Name.Name] = f.name
+			case *ast.GenDecl:
+				for _, s := range d.Specs {
+					switch s := s.(type) {
+					case *ast.TypeSpec:
+						decl[s.Name.Name] = f.name
+					case *ast.ValueSpec:
+						for _, n := range s.Names {
+							decl[n.Name] = f.name
+						}
+					}
+				}
+			}
+		}
+	}
+	// A method name declared once, and no struct field's name, is as good
+	// as a package-level name: a selector x.name can only mean that method.
+	// Other method names are left out rather than guessed.
+	for name, in := range methods {
+		if len(in) == 1 && !fields[name] {
+			methodDecl[name] = in[0]
+		}
+	}
+	return decl, methodDecl
+}
+
+// localNames are the names a file declares below package level
+// (parameters, results, variables, struct fields). Without type information
+// the check cannot tell whether such a name means the local or a
+// package-level one of the same spelling, so it takes it for the local: a
+// shadowed name can only hide a reference, never invent one.
+func localNames(f *ast.File) map[string]bool {
+	local := map[string]bool{}
+	ast.Inspect(f, func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.Field:
+			for _, id := range n.Names {
+				local[id.Name] = true
+			}
+		case *ast.AssignStmt:
+			if n.Tok == token.DEFINE {
+				for _, e := range n.Lhs {
+					if id, ok := e.(*ast.Ident); ok {
+						local[id.Name] = true
+					}
+				}
+			}
+		case *ast.RangeStmt:
+			for _, e := range []ast.Expr{n.Key, n.Value} {
+				if id, ok := e.(*ast.Ident); ok && n.Tok == token.DEFINE {
+					local[id.Name] = true
+				}
+			}
+		case *ast.DeclStmt:
+			if g, ok := n.Decl.(*ast.GenDecl); ok {
+				for _, s := range g.Specs {
+					switch s := s.(type) {
+					case *ast.ValueSpec:
+						for _, id := range s.Names {
+							local[id.Name] = true
+						}
+					case *ast.TypeSpec:
+						local[s.Name.Name] = true
+					}
+				}
+			}
+		}
+		return true
+	})
+	return local
+}
+
+// fileRef is where a name f uses is declared, and where f first uses it.
+type fileRef struct {
+	file string
+	pos  token.Position
+}
+
+// references are the names f uses that another file declares, with the
+// position of the first use of each.
+func references(fset *token.FileSet, f parsedFile, decl, methodDecl map[string]string) map[string]fileRef {
+	local := localNames(f.ast)
+	refs := map[string]fileRef{}
+	add := func(id *ast.Ident, from map[string]string) {
+		in, ok := from[id.Name]
+		if !ok || in == f.name {
+			return
+		}
+		if _, seen := refs[id.Name]; !seen {
+			refs[id.Name] = fileRef{in, fset.Position(id.Pos())}
+		}
+	}
+	note := func(id *ast.Ident) { add(id, decl) }
+	var visit func(n ast.Node) bool
+	visit = func(n ast.Node) bool {
+		switch n := n.(type) {
+		case *ast.SelectorExpr:
+			if id, ok := n.X.(*ast.Ident); ok && !local[id.Name] && importName(f.ast, id.Name) {
+				return false // pkg.Name: another package's, not this one's
+			}
+			ast.Inspect(n.X, visit)
+			add(n.Sel, methodDecl) // x.name: a method declared once, if any
+			return false
+		case *ast.KeyValueExpr:
+			// A struct literal's field key is not a reference; its value is.
+			// (A map literal's key that is a bare constant is missed.)
+			if _, ok := n.Key.(*ast.Ident); !ok {
+				ast.Inspect(n.Key, visit)
+			}
+			ast.Inspect(n.Value, visit)
+			return false
+		case *ast.Ident:
+			if !local[n.Name] {
+				note(n)
+			}
+		}
+		return true
+	}
+	ast.Inspect(f.ast, visit)
+	return refs
+}
+
+// importName reports whether name is one of f's imported package names.
+func importName(f *ast.File, name string) bool {
+	for _, imp := range f.Imports {
+		path, _ := strconv.Unquote(imp.Path.Value)
+		if imp.Name != nil {
+			if imp.Name.Name == name {
+				return true
+			}
+			continue
+		}
+		base := path[strings.LastIndex(path, "/")+1:]
+		if base == name || strings.TrimPrefix(base, "go-") == name {
+			return true
+		}
+	}
+	return false
+}
+
+// layerViolations lists every use across the table's "never uses" column,
+// every file in no row, and every method on *backend outside the paths.
+func layerViolations(t *testing.T, dir string) []string {
+	fset, files := parseRootPackage(t, dir)
+	decl, methodDecl := declarations(files)
+	layerOfFile := map[string]layer{}
+	for _, f := range files {
+		layerOfFile[f.name] = f.layer
+	}
+	var out []string
+	for _, f := range files {
+		if f.layer == "" {
+			out = append(out, fmt.Sprintf("%s: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md", f.name))
+			continue
+		}
+		never := neverUses[f.layer]
+		for _, imp := range f.ast.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			if l, ok := importLayers[path]; ok && slices.Contains(never, l) {
+				out = append(out, fmt.Sprintf("%s (%s): imports %s (%s), which %s never uses", f.name, f.layer, path, l, f.layer))
+			}
+			if f.layer == layerBase && strings.HasPrefix(path, modulePath) && !leafHelpers[path] {
+				out = append(out, fmt.Sprintf("%s (%s): imports %s; the base layer imports nothing of the plugin", f.name, f.layer, path))
+			}
+		}
+		for name, ref := range references(fset, f, decl, methodDecl) {
+			if l := layerOfFile[ref.file]; slices.Contains(never, l) {
+				out = append(out, fmt.Sprintf("%s (%s): uses %s of %s (%s), which %s never uses [line %d]", f.name, f.layer, name, ref.file, l, f.layer, ref.pos.Line))
+			}
+		}
+		for _, d := range f.ast.Decls {
+			if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv != nil && receiverIsBackend(fd) &&
+				f.name != "backend.go" && !strings.HasPrefix(f.name, "path_") {
+				out = append(out, fmt.Sprintf("%s (%s): declares method (*backend).%s; methods on *backend live only in backend.go and path_*.go", f.name, f.layer, fd.Name.Name))
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func receiverIsBackend(fd *ast.FuncDecl) bool {
+	typ := fd.Recv.List[0].Type
+	if star, ok := typ.(*ast.StarExpr); ok {
+		typ = star.X
+	}
+	id, ok := typ.(*ast.Ident)
+	return ok && id.Name == "backend"
+}
+
+// withoutLineNumbers lets the known violations survive edits that move lines.
+func withoutLineNumbers(v string) string {
+	if i := strings.LastIndex(v, " [line "); i >= 0 {
+		return v[:i]
+	}
+	return v
+}
+
+func TestLayersOfTheRootPackage(t *testing.T) {
+	found := layerViolations(t, ".")
+	known := map[string]bool{}
+	for _, k := range knownLayerViolations {
+		known[k] = false
+	}
+	var failures []string
+	for _, v := range found {
+		key := withoutLineNumbers(v)
+		if _, ok := known[key]; ok {
+			known[key] = true
+			t.Logf("known, being moved: %s", v)
+			continue
+		}
+		failures = append(failures, v)
+	}
+	for k, seen := range known {
+		if !seen {
+			failures = append(failures, "no longer occurs, remove it from knownLayerViolations: "+k)
+		}
+	}
+	if len(failures) > 0 {
+		sort.Strings(failures)
+		t.Errorf("%d layer violations (table in layers_test.go, docs/architecture.md):\n  %s", len(failures), strings.Join(failures, "\n  "))
+	}
+}
+
+// A violation the check must see: a store file that calls a path handler's
+// helper, an engine file that imports the provider client, a base file that
+// uses the store, and a file in no layer.
+func TestLayersCheckSeesViolations(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, src string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("package connect\n\n"+src), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("path_things.go", "func (b *backend) pathThingsRead() {}\nfunc thingFields() {}\ntype backend struct{}\n")
+	write("connection_store.go", "type connectionStore struct{}\nfunc (cs *connectionStore) Get() { thingFields() }\n")
+	write("refresh_policy.go", "import \""+modulePath+"/internal/provider\"\nvar _ = provider.Error{}\n")
+	write("errors.go", "var errX = func() any { return &connectionStore{} }()\n")
+	write("unplaced.go", "func unplaced() {}\n")
+	write("refresher.go", "func (b *backend) renew() { b.pathThingsRead() }\n")
+	got := strings.Join(layerViolations(t, dir), "\n")
+	for _, want := range []string{
+		"connection_store.go (Store): uses thingFields of path_things.go (Paths), which Store never uses",
+		"refresh_policy.go (Engine): imports " + modulePath + "/internal/provider (Client), which Engine never uses",
+		"errors.go (Base): uses connectionStore of connection_store.go (Store), which Base never uses",
+		"unplaced.go: in no layer",
+		"refresher.go (Flows): uses pathThingsRead of path_things.go (Paths), which Flows never uses",
+		"refresher.go (Flows): declares method (*backend).renew",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing violation %q in:\n%s", want, got)
+		}
+	}
+}
+
+// forbiddenImports are, per package of the module, the import paths it
+// must not reach, directly or through another package of the module.
+var forbiddenImports = map[string]func(path string) bool{
+	// The catalog is data and rules; Vault's request types stay in the
+	// root package's paths.
+	"internal/catalog": func(p string) bool {
+		return p == "github.com/hashicorp/vault/sdk/framework" || p == "github.com/hashicorp/vault/sdk/logical"
+	},
+	// The provider client talks HTTP and nothing else: no Vault SDK, nothing
+	// of the plugin but the leaf text helpers.
+	"internal/provider": func(p string) bool {
+		return strings.HasPrefix(p, "github.com/hashicorp/vault/") ||
+			(strings.HasPrefix(p, modulePath) && !leafHelpers[p])
+	},
+}
+
+func TestInternalPackagesImportNothingAbove(t *testing.T) {
+	for pkg, forbidden := range forbiddenImports {
+		if _, err := os.Stat(pkg); os.IsNotExist(err) {
+			t.Logf("%s does not exist yet", pkg)
+			continue
+		}
+		for _, v := range reachableImports(t, pkg, map[string]bool{}) {
+			if forbidden(v.path) {
+				t.Errorf("%s reaches %s (imported by %s)", pkg, v.path, v.by)
+			}
+		}
+	}
+}
+
+type importedBy struct{ path, by string }
+
+// reachableImports are the imports of the package in dir and, through the
+// module's own packages, of everything it imports.
+func reachableImports(t *testing.T, dir string, seen map[string]bool) []importedBy {
+	t.Helper()
+	if seen[dir] {
+		return nil
+	}
+	seen[dir] = true
+	names, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	var out []importedBy
+	fset := token.NewFileSet()
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.ImportsOnly)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, imp := range f.Imports {
+			path, _ := strconv.Unquote(imp.Path.Value)
+			out = append(out, importedBy{path, name})
+			if rel, ok := strings.CutPrefix(path, modulePath+"/"); ok {
+				out = append(out, reachableImports(t, rel, seen)...)
+			}
+		}
+	}
+	return out
+}
