@@ -491,3 +491,17 @@ func encodeEntry(v any) ([]byte, error) {
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
+
+// storeStats is the store as the status path shows it.
+type storeStats struct {
+	// Cached is the number of connection entries held in memory.
+	Cached int
+	// Unsaved is the number of connections whose newly issued tokens
+	// storage refused so far.
+	Unsaved int
+}
+
+// Stats reports the store's figures; it takes no connection lock.
+func (cs *connectionStore) Stats() storeStats {
+	return storeStats{Cached: cs.cache.len(), Unsaved: cs.Unsaved()}
+}

@@ -126,3 +126,21 @@ func TestOnlyTheStoreSavesConnections(t *testing.T) {
 		t.Fatal("a connection was stored without its integration")
 	}
 }
+
+func TestStoreStatsCountCachedAndUnsaved(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
+	if st := e.b.store.Stats(); st.Cached != 0 || st.Unsaved != 0 {
+		t.Fatalf("empty store: %+v", st)
+	}
+	for _, id := range []string{"a", "b"} {
+		e.mustDo(logical.CreateOperation, "connections/stripe/"+id, map[string]any{"api_key": "k-" + id})
+	}
+	if st := e.b.store.Stats(); st.Cached != 2 || st.Unsaved != 0 {
+		t.Fatalf("after two writes: %+v", st)
+	}
+	e.mustDo(logical.DeleteOperation, "connections/stripe/a", nil)
+	if st := e.b.store.Stats(); st.Cached != 1 {
+		t.Fatalf("after a delete: %+v", st)
+	}
+}

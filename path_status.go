@@ -25,6 +25,7 @@ func pathStatus(b *backend) []*framework.Path {
 
 func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	stats := b.engine.Stats()
+	stored := b.store.Stats()
 	return &logical.Response{Data: map[string]any{
 		"queue_size":             stats.QueueSize,
 		"queue_ready":            stats.QueueReady,
@@ -32,8 +33,8 @@ func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *frame
 		"refresh_status_counts":  stats.StatusCounts,
 		"refreshes_total":        stats.Refreshes,
 		"refresh_failures_total": stats.Failures,
-		"cached_connections":     b.store.cache.len(),
-		"unsaved_connections":    b.store.Unsaved(),
+		"cached_connections":     stored.Cached,
+		"unsaved_connections":    stored.Unsaved,
 		"goroutines":             runtime.NumGoroutine(),
 	}}, nil
 }
