@@ -47,8 +47,8 @@ type backend struct {
 	engine *refreshEngine
 	// tokens resolves integrations and calls the provider client.
 	tokens *tokenIssuer
-	// config caches the mount's configuration.
-	configCache *configCache
+	// mountConfig loads, caches and saves the mount's configuration.
+	mountConfig *mountConfigStore
 	// usageCache holds how clients use each integration's connections.
 	usageCache usageCache
 	// stateLocks serialise the changes of one connection's pending
@@ -79,14 +79,14 @@ func newBackend() *backend {
 	httpClient.Timeout = providerTimeout
 	b := &backend{
 		engine:      newRefreshEngine(),
-		configCache: &configCache{},
+		mountConfig: &mountConfigStore{},
 		stateLocks:  newKeyedLocks(),
 	}
 	// The clock is read through b.now so that tests can replace it after
 	// construction.
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
-	b.store = newConnectionStore(b.engine, b.configOrLast, clock)
+	b.store = newConnectionStore(b.engine, b.mountConfig.getOrLast, clock)
 	b.tokens = &tokenIssuer{
 		client: provider.New(httpClient, clock),
 		logger: func() hclog.Logger { return b.Logger() },
@@ -190,11 +190,16 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	return errors.Join(errs...)
 }
 
+// config returns the caller's own copy of the mount's configuration.
+func (b *backend) config(ctx context.Context, s logical.Storage) (*configEntry, error) {
+	return b.mountConfig.get(ctx, s)
+}
+
 // invalidate is the backend's Invalidate hook: another node changed key.
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case key == configStoragePath:
-		b.configCache.invalidate()
+		b.mountConfig.invalidate()
 	case strings.HasPrefix(key, connectionPrefix):
 		b.store.Invalidate(key)
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):

@@ -124,7 +124,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 		cfg.AllowedReturnURLs = v.([]string)
 	}
-	if err := b.saveConfig(ctx, req.Storage, cfg); err != nil {
+	if err := b.mountConfig.save(ctx, req.Storage, cfg); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: configResponse(cfg)}, nil
