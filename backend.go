@@ -121,7 +121,7 @@ func newBackend() *backend {
 		),
 		InitializeFunc:    b.initialize,
 		PeriodicFunc:      b.periodic,
-		WALRollback:       b.walRollback,
+		WALRollback:       b.store.WALRollback,
 		WALRollbackMinAge: walRollbackMinAge,
 		Invalidate:        b.invalidate,
 		Clean:             b.clean,
@@ -143,7 +143,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	}
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
-		if err := b.rollForwardAtStart(ctx, s); err != nil {
+		if err := b.store.RollForwardAtStart(ctx, s); err != nil {
 			b.Logger().Warn("storing the credentials a previous process left in the WAL; the rollback tries again", "error", err)
 		}
 		cfg, err := b.config(ctx, s)

@@ -71,19 +71,6 @@ func oauthApp(in *integrationEntry, c *connectionEntry) provider.OAuthApp {
 	return app
 }
 
-// sameClient reports whether a and b have the same client of their own
-// (or both none).
-func sameClient(a, b *connectionEntry) bool {
-	return a.Credentials.ClientID == b.Credentials.ClientID && a.Credentials.ClientSecret == b.Credentials.ClientSecret
-}
-
-// hasOwnClient reports whether c brings its own OAuth client: only
-// OAUTH2_CC connections may, and one that has none uses the integration's.
-// c may be nil.
-func (c *connectionEntry) hasOwnClient() bool {
-	return c != nil && c.AuthMode == authModeOAuth2CC && c.Credentials.ClientID != ""
-}
-
 // tokenRequestApp is the OAuth client of in as one connection's token
 // requests use it: token_params and refresh_params with their
 // ${connectionConfig.<key>} placeholders filled from cfg (schema defaults
