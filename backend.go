@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -51,15 +50,8 @@ type backend struct {
 	mountConfig *mountConfigStore
 	// usageCache holds how clients use each integration's connections.
 	usageCache usageCache
-	// stateLocks serialise the changes of one connection's pending
-	// authorization.
-	stateLocks *keyedLocks
-	// stateSweepCursor is where the next sweep of expired states goes on.
-	stateSweepCursor sweepCursor
-	// statesIndexed is set once every stored state has an expiry entry.
-	statesIndexed atomic.Bool
-	// pendingCounts count each integration's pending authorizations.
-	pendingCounts pendingCounts
+	// states holds the pending authorizations.
+	states *stateStore
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -80,13 +72,13 @@ func newBackend() *backend {
 	b := &backend{
 		engine:      newRefreshEngine(),
 		mountConfig: &mountConfigStore{},
-		stateLocks:  newKeyedLocks(),
 	}
 	// The clock is read through b.now so that tests can replace it after
 	// construction.
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
 	b.store = newConnectionStore(b.engine, b.mountConfig.getOrLast, clock)
+	b.states = newStateStore(b.mountConfig.get, clock, func() hclog.Logger { return b.Logger() })
 	b.tokens = &tokenIssuer{
 		client: provider.New(httpClient, clock),
 		logger: func() hclog.Logger { return b.Logger() },
@@ -137,7 +129,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 		return nil // only where the periodic hook refreshes
 	}
 	s := req.Storage
-	if err := b.indexEarlierStates(ctx, s); err != nil {
+	if err := b.states.IndexEarlier(ctx, s); err != nil {
 		// Not fatal: the sweep tries again on its first tick.
 		b.Logger().Warn("indexing the expiry of pending authorizations of an earlier version", "error", err)
 	}
@@ -184,7 +176,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	b.engine.runTick(b.now(), cfg.RefreshConcurrency, func(key string) {
 		b.backgroundRefresh(ctx, req.Storage, key)
 	})
-	if err := b.cleanExpiredStates(ctx, req.Storage); err != nil {
+	if err := b.states.SweepExpired(ctx, req.Storage); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -193,6 +185,16 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 // config returns the caller's own copy of the mount's configuration.
 func (b *backend) config(ctx context.Context, s logical.Storage) (*configEntry, error) {
 	return b.mountConfig.get(ctx, s)
+}
+
+// putPendingState and takeState are the state store's Put and Take for the
+// authorize and callback flows, which call them on the backend.
+func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
+	return b.states.Put(ctx, s, stateHash, st)
+}
+
+func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+	return b.states.Take(ctx, s, stateHash)
 }
 
 // invalidate is the backend's Invalidate hook: another node changed key.

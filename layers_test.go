@@ -71,8 +71,6 @@ var knownLayerViolations = []string{
 	"config_schema.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"connection_refresh.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"egress.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
-	"oauth_state_sweep.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
-	"oauth_states.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"provider_catalog.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"provider_catalog_docs.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"response_schemas.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",

@@ -430,7 +430,7 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	if err != nil {
 		return nil, err
 	}
-	if err := b.deleteStatesOf(ctx, req.Storage, integration, id); err != nil {
+	if err := b.states.DeleteOf(ctx, req.Storage, integration, id); err != nil {
 		return nil, err
 	}
 	if len(warnings) == 0 {

@@ -433,7 +433,7 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	err := b.store.DeleteIntegration(ctx, req.Storage, name, d.Get("force").(bool), func() error {
-		if err := b.deleteStatesOfIntegration(ctx, req.Storage, name); err != nil {
+		if err := b.states.DeleteOfIntegration(ctx, req.Storage, name); err != nil {
 			return err
 		}
 		defer b.usageCache.clear()
