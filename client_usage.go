@@ -5,6 +5,7 @@ package connect
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -40,7 +41,7 @@ var credentialKeys = map[authMode][]string{
 // validateUsage checks connection_config_schema, credentials_schema and
 // request_headers against the auth mode.
 func (es endpointSettings) validateUsage(mode authMode) error {
-	if err := es.ConnectionConfigSchema.validate("connection_config_schema"); err != nil {
+	if err := es.ConnectionConfigSchema.Validate("connection_config_schema"); err != nil {
 		return err
 	}
 	if len(es.CredentialsSchema) > 0 {
@@ -48,12 +49,12 @@ func (es endpointSettings) validateUsage(mode authMode) error {
 		if !ok {
 			return fmt.Errorf("credentials_schema applies to OAUTH2_CC, API_KEY, BASIC and CUSTOM, not %s", mode)
 		}
-		for _, k := range es.CredentialsSchema.keys() {
-			if allowed != nil && !contains(allowed, k) {
+		for _, k := range es.CredentialsSchema.Keys() {
+			if allowed != nil && !slices.Contains(allowed, k) {
 				return fmt.Errorf("credentials_schema.%s: the credentials of %s are %s", printable(k), mode, strings.Join(allowed, ", "))
 			}
 		}
-		if err := es.CredentialsSchema.validate("credentials_schema"); err != nil {
+		if err := es.CredentialsSchema.Validate("credentials_schema"); err != nil {
 			return err
 		}
 	}
@@ -114,7 +115,7 @@ func newClientUsage(in *integrationEntry) *clientUsage {
 // warning that names the key, never a value.
 func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
 	var warnings []string
-	cfg := u.integration.ConnectionConfigSchema.withDefaults(c.ConnectionConfig)
+	cfg := u.integration.ConnectionConfigSchema.WithDefaults(c.ConnectionConfig)
 	if u.baseURL != "" {
 		if base, err := provider.ClientBaseURL(u.templates, cfg); err == nil {
 			data["base_url"] = base

@@ -79,7 +79,7 @@ func checkConnectionSchemas(c *connectionEntry, in *integrationEntry, created bo
 		}
 	}
 	if credentialsGiven(c.AuthMode, d) || created {
-		if err := in.CredentialsSchema.check("credentials", credentialValues(c)); err != nil {
+		if err := in.CredentialsSchema.Check("credentials", credentialValues(c)); err != nil {
 			return err
 		}
 	}

@@ -35,7 +35,7 @@ func (in *integrationEntry) endpointTemplates() provider.Endpoints {
 // the integration's connection_config_schema, then the egress rule over
 // every URL the config fills in.
 func (in *integrationEntry) checkConnectionConfig(field string, cfg map[string]any) error {
-	if err := in.ConnectionConfigSchema.check(field, cfg); err != nil {
+	if err := in.ConnectionConfigSchema.Check(field, cfg); err != nil {
 		return err
 	}
 	if err := in.checkParamConfig(cfg); err != nil {
@@ -48,7 +48,7 @@ func (in *integrationEntry) checkConnectionConfig(field string, cfg map[string]a
 // integration's token_params and refresh_params, as token requests would:
 // a bad value is a 400 naming its key now, not a failed refresh later.
 func (in *integrationEntry) checkParamConfig(cfg map[string]any) error {
-	cfg = in.ConnectionConfigSchema.withDefaults(cfg)
+	cfg = in.ConnectionConfigSchema.WithDefaults(cfg)
 	if err := provider.CheckParamValues("token_params", in.TokenParams, cfg); err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func (in *integrationEntry) checkParamConfig(cfg map[string]any) error {
 // checkConfigHosts applies the egress rule alone, for configs whose schema
 // was checked already or is not the writer's (values a provider returned).
 func (in *integrationEntry) checkConfigHosts(cfg map[string]any) error {
-	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(cfg))
+	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.WithDefaults(cfg))
 }
 
 // validateEgress checks, at provider and integration writes, allowed_hosts

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -265,9 +266,9 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	data["api_base_url"] = eff.APIBaseURL
 	data["allowed_hosts"] = nonNilStrings(eff.AllowedHosts)
 	data["request_headers"] = nonNilMap(eff.RequestHeaders)
-	data["connection_config_schema"] = nonNilSchema(eff.ConnectionConfigSchema)
+	data["connection_config_schema"] = eff.ConnectionConfigSchema.JSONObject()
 	if _, ok := credentialKeys[in.AuthMode]; ok {
-		data["credentials_schema"] = nonNilSchema(eff.CredentialsSchema)
+		data["credentials_schema"] = eff.CredentialsSchema.JSONObject()
 	}
 	return data
 }
@@ -419,8 +420,8 @@ func validateIntegration(in *integrationEntry) error {
 // (every customer creates an API client in the provider's console), unless
 // it names one anyway, which then needs both halves.
 func clientCredentialsRequired(in *integrationEntry) []string {
-	required := in.CredentialsSchema.required()
-	eachConnectionBringsOne := contains(required, "client_id") && contains(required, "client_secret")
+	required := in.CredentialsSchema.Required()
+	eachConnectionBringsOne := slices.Contains(required, "client_id") && slices.Contains(required, "client_secret")
 	if eachConnectionBringsOne && in.ClientID == "" && in.ClientSecret == "" {
 		return nil
 	}

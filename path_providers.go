@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -142,8 +143,8 @@ func providerResponse(p *providerEntry) map[string]any {
 		"token_request_format":     p.TokenRequestFormat,
 		"callback_config":          nonNilStrings(p.CallbackConfig),
 		"redirect_uri_value":       p.RedirectURIValue,
-		"connection_config_schema": nonNilSchema(p.ConnectionConfigSchema),
-		"credentials_schema":       nonNilSchema(p.CredentialsSchema),
+		"connection_config_schema": p.ConnectionConfigSchema.JSONObject(),
+		"credentials_schema":       p.CredentialsSchema.JSONObject(),
 		"request_headers":          nonNilMap(p.RequestHeaders),
 		"allowed_hosts":            nonNilStrings(p.AllowedHosts),
 		"tokens_expire":            p.TokensExpire,
@@ -251,7 +252,7 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 	wasKeys := was.hostKeys()
 	for _, key := range now.hostKeys() {
 		switch {
-		case !contains(wasKeys, key):
+		case !slices.Contains(wasKeys, key):
 			// A URL's host now takes a key it did not (a renamed
 			// placeholder escapes the old key's schema).
 			out = append(out, "host placeholder "+key)
@@ -260,7 +261,7 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 		}
 		// Values a redirect or a token response supplies choose the host
 		// too once they are copied into that key.
-		if contains(now.CallbackConfig, key) && !contains(was.CallbackConfig, key) {
+		if slices.Contains(now.CallbackConfig, key) && !slices.Contains(was.CallbackConfig, key) {
 			out = append(out, "callback_config."+key)
 		}
 		if _, ok := now.TokenResponseConfig[key]; ok && now.TokenResponseConfig[key] != was.TokenResponseConfig[key] {

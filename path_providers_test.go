@@ -5,6 +5,7 @@ package connect
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -39,7 +40,7 @@ func TestCatalogFixesOfIssue12(t *testing.T) {
 	if got := builtinProviders["figma"].RefreshURL; got != "https://api.figma.com/v1/oauth/refresh" {
 		t.Errorf("figma refresh_url = %q", got)
 	}
-	if got := builtinProviders["quickbooks"].CallbackConfig; !contains(got, "realmId") {
+	if got := builtinProviders["quickbooks"].CallbackConfig; !slices.Contains(got, "realmId") {
 		t.Errorf("quickbooks callback_config = %v", got)
 	}
 	sf := builtinProviders["salesforce"]

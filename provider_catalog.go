@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -383,11 +384,11 @@ func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
 			*dst = v.(map[string]string)
 		}
 	}
-	for field, dst := range map[string]*valueSchema{
+	for field, dst := range map[string]*catalog.ValueSchema{
 		"connection_config_schema": &es.ConnectionConfigSchema, "credentials_schema": &es.CredentialsSchema,
 	} {
 		if v, ok := d.GetOk(field); ok {
-			s, err := decodeValueSchema(field, v)
+			s, err := catalog.DecodeValueSchema(field, v)
 			if err != nil {
 				return err
 			}
@@ -415,7 +416,7 @@ func validateAPIBaseURL(tmpl string, mode authMode) error {
 // URL's last alternative and those of token_params and refresh_params.
 func (es endpointSettings) requiredConfigKeys() []string {
 	set := map[string]bool{}
-	for _, k := range es.ConnectionConfigSchema.required() {
+	for _, k := range es.ConnectionConfigSchema.Required() {
 		set[k] = true
 	}
 	for _, u := range []string{es.AuthURL, es.TokenURL, es.RefreshURL, es.RevocationURL} {

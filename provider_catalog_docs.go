@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // ProviderCatalogReference is the Markdown table of the built-in catalog,
@@ -53,11 +55,11 @@ func catalogModeCounts() string {
 
 // schemaKeysCell lists a schema's keys for a table cell, marking optional
 // ones and showing defaults.
-func schemaKeysCell(s valueSchema) string {
+func schemaKeysCell(s catalog.ValueSchema) string {
 	if len(s) == 0 {
 		return "—"
 	}
-	keys := s.keys()
+	keys := s.Keys()
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		f := s[k]

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/headertemplate"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
@@ -62,10 +63,10 @@ func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
 	if day, err := time.Parse(time.DateOnly, p.Checked); err != nil || day.After(time.Now()) {
 		t.Errorf("checked %q is not the day (YYYY-MM-DD) the entry was checked against its docs", p.Checked)
 	}
-	schemas := map[string]valueSchema{}
+	schemas := map[string]catalog.ValueSchema{}
 	for _, field := range []string{"connection_config_schema", "credentials_schema"} {
 		if v, ok := raw[field]; ok {
-			s, err := decodeValueSchema(field, v)
+			s, err := catalog.DecodeValueSchema(field, v)
 			if err != nil {
 				t.Fatalf("%s: %v", field, err)
 			}
@@ -117,7 +118,7 @@ func isURLField(field string) bool {
 
 // checkDeclaredPlaceholders: every connection config key a template uses is
 // in the schema, and every schema key is used (or filled by the provider).
-func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s valueSchema) {
+func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s catalog.ValueSchema) {
 	t.Helper()
 	used := map[string]bool{}
 	for field, tmpl := range entryTemplates(p) {
@@ -137,7 +138,7 @@ func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s valueSchema) {
 
 // checkFilledKeysAreOptional: a key the provider fills (from the callback or
 // the token response) cannot be required before the flow starts.
-func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s valueSchema) {
+func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s catalog.ValueSchema) {
 	t.Helper()
 	filled := append([]string{}, p.CallbackConfig...)
 	for k := range p.TokenResponseConfig {
@@ -152,10 +153,10 @@ func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s valueSchema) {
 
 // sampleConfig fills every schema key from its example, default or first
 // enum value; a key with none of them cannot be shown to a user.
-func sampleConfig(t *testing.T, s valueSchema) map[string]any {
+func sampleConfig(t *testing.T, s catalog.ValueSchema) map[string]any {
 	t.Helper()
 	out := map[string]any{}
-	for _, k := range s.keys() {
+	for _, k := range s.Keys() {
 		f := s[k]
 		switch {
 		case f.Example != "":
@@ -168,7 +169,7 @@ func sampleConfig(t *testing.T, s valueSchema) map[string]any {
 			t.Errorf("connection_config_schema.%s has no example, default_value or enum", k)
 			continue
 		}
-		if err := f.check(out[k]); err != nil {
+		if err := f.Check(out[k]); err != nil {
 			t.Errorf("connection_config_schema.%s: its own example fails it: %v", k, err)
 		}
 	}
@@ -179,13 +180,13 @@ func sampleConfig(t *testing.T, s valueSchema) map[string]any {
 // calls itself must also expand with only the required keys (plus
 // defaults): a flow cannot start otherwise, and the fallback alternative must
 // work alone. api_base_url may wait for a key the provider fills later.
-func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valueSchema) {
+func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s catalog.ValueSchema) {
 	t.Helper()
 	minimal := map[string]any{}
-	for _, k := range s.required() {
+	for _, k := range s.Required() {
 		minimal[k] = full[k]
 	}
-	minimal = s.withDefaults(minimal)
+	minimal = s.WithDefaults(minimal)
 	for field, tmpl := range entryTemplates(p) {
 		if tmpl == "" || !isURLField(field) {
 			continue
@@ -220,7 +221,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 // checkHeadersRender renders the request headers for a connection of the
 // entry's mode whose config lacks the keys that have defaults: the defaults
 // must fill them, and nothing may be left unrendered.
-func checkHeadersRender(t *testing.T, p *providerEntry, s valueSchema, sample map[string]any) {
+func checkHeadersRender(t *testing.T, p *providerEntry, s catalog.ValueSchema, sample map[string]any) {
 	t.Helper()
 	c := &connectionEntry{AuthMode: p.AuthMode, ConnectionConfig: map[string]any{}}
 	for k, v := range sample {

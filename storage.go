@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // Storage layout. Every entry is JSON; Vault's barrier encrypts it, and the
@@ -124,11 +126,11 @@ type endpointSettings struct {
 	// ConnectionConfigSchema describes the connection_config keys the
 	// provider needs (the placeholders of its URLs among them); writes of a
 	// connection's config are checked against it.
-	ConnectionConfigSchema valueSchema `json:"connection_config_schema,omitempty"`
+	ConnectionConfigSchema catalog.ValueSchema `json:"connection_config_schema,omitempty"`
 	// CredentialsSchema describes the credential fields of OAUTH2_CC
 	// (client_id, client_secret: the connection's own client), API_KEY
 	// (apiKey), BASIC (username, password) and CUSTOM connections.
-	CredentialsSchema valueSchema `json:"credentials_schema,omitempty"`
+	CredentialsSchema catalog.ValueSchema `json:"credentials_schema,omitempty"`
 	// RequestHeaders, with APIBaseURL, say how a client uses a connection:
 	// header name → template (see internal/headertemplate). Connection reads
 	// return them rendered.
