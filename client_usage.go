@@ -77,7 +77,7 @@ func parseRequestHeader(name, tmpl string, mode authMode) (*headertemplate.Templ
 		return nil, fmt.Errorf("request_headers.%s: %s", name, err)
 	}
 	for _, v := range t.Variables() {
-		if modes, plain := variableModes[v]; plain && mode != "" && !containsMode(modes, mode) {
+		if modes, plain := variableModes[v]; plain && mode != "" && !slices.Contains(modes, mode) {
 			return nil, fmt.Errorf("request_headers.%s: ${%s} is not a credential of %s connections", name, v, mode)
 		}
 		if strings.HasPrefix(v, "credentials.") && mode != "" && mode != authModeCustom {

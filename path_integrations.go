@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -237,7 +238,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		"updated_at": formatTime(in.UpdatedAt),
 		"sources":    sources,
 	}
-	if in.AuthMode.isOAuth() {
+	if in.AuthMode.IsOAuth() {
 		data["client_id"] = in.ClientID
 		data["client_secret_set"] = in.ClientSecret != ""
 		data["scopes"] = nonNilStrings(eff.Scopes)
@@ -267,7 +268,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	data["allowed_hosts"] = nonNilStrings(eff.AllowedHosts)
 	data["request_headers"] = nonNilMap(eff.RequestHeaders)
 	data["connection_config_schema"] = eff.ConnectionConfigSchema.JSONObject()
-	if _, ok := credentialKeys[in.AuthMode]; ok {
+	if in.AuthMode.HasCredentialsSchema() {
 		data["credentials_schema"] = eff.CredentialsSchema.JSONObject()
 	}
 	return data
@@ -325,8 +326,8 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if err := applyAuthMode(&in, existing, prov, d); err != nil {
 		return nil, badInput(err)
 	}
-	if bad := fieldsNotFor(in.AuthMode, d.Raw, integrationModeFields); len(bad) > 0 {
-		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", notApply(bad), in.AuthMode)}
+	if bad := catalog.IntegrationFieldsNotFor(in.AuthMode, d.Raw); len(bad) > 0 {
+		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", catalog.NotApply(bad), in.AuthMode)}
 	}
 	if v, ok := d.GetOk("allowed_scopes"); ok {
 		in.AllowedScopes = v.([]string)
@@ -352,7 +353,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if prov != nil {
 		effective = mergeProvider(&in, prov)
 	}
-	if effective.AuthMode.isOAuth() && effective.AuthStyle == "" {
+	if effective.AuthMode.IsOAuth() && effective.AuthStyle == "" {
 		in.AuthStyle = "auto"
 		effective.AuthStyle = "auto"
 	}
@@ -368,7 +369,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 // that mode.
 func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *framework.FieldData) error {
 	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := parseAuthMode(raw.(string))
+		mode, err := catalog.ParseAuthMode(raw.(string))
 		if err != nil {
 			return err
 		}
@@ -377,7 +378,7 @@ func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *f
 		in.AuthMode = provider.AuthMode
 	}
 	if in.AuthMode == "" {
-		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", joinModes(allAuthModes))
+		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", catalog.JoinModes(catalog.AuthModes))
 	}
 	if existing != nil && in.AuthMode != existing.AuthMode {
 		return fmt.Errorf("auth_mode cannot be changed from %s to %s: delete the integration and create it again", existing.AuthMode, in.AuthMode)

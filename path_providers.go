@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -282,14 +283,14 @@ func describeWidening(widened map[string][]string) string {
 
 func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
 	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := parseAuthMode(raw.(string))
+		mode, err := catalog.ParseAuthMode(raw.(string))
 		if err != nil {
 			return err
 		}
 		p.AuthMode = mode
 	}
 	if p.AuthMode == "" {
-		return fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
+		return fmt.Errorf("auth_mode is required: one of %s", catalog.JoinModes(catalog.AuthModes))
 	}
 	if err := applyEndpointFields(&p.endpointSettings, d); err != nil {
 		return err

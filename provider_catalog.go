@@ -161,7 +161,7 @@ func mergeMaps(base, over map[string]string) map[string]string {
 
 // validateProvider checks what each auth mode needs of a provider.
 func validateProvider(p *providerEntry) error {
-	if _, err := parseAuthMode(string(p.AuthMode)); err != nil {
+	if _, err := catalog.ParseAuthMode(string(p.AuthMode)); err != nil {
 		return err
 	}
 	return p.endpointSettings.validate(p.AuthMode)

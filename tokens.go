@@ -208,7 +208,7 @@ func formEncoded(params map[string]string) string {
 // no move, so that an unrelated edit of such a connection is not refused;
 // one that resolves on one side only is.
 func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
-	if before == nil || !after.AuthMode.issuesOwnTokens() {
+	if before == nil || !after.AuthMode.IssuesOwnTokens() {
 		return false
 	}
 	// The client and the installation are the connection's own fields:
