@@ -20,3 +20,7 @@ const (
 	authModeCustom   = catalog.Custom
 	authModeApp      = catalog.App
 )
+
+// endpointSettings is catalog.EndpointSettings, embedded in integration
+// and provider entries under this name.
+type endpointSettings = catalog.EndpointSettings

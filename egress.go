@@ -61,33 +61,6 @@ func (in *integrationEntry) checkConfigHosts(cfg map[string]any) error {
 	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.WithDefaults(cfg))
 }
 
-// validateEgress checks, at provider and integration writes, allowed_hosts
-// and that no URL template lets a connection's config choose an arbitrary
-// host (see provider.ValidateTemplateEgress).
-func (es endpointSettings) validateEgress() error {
-	if err := provider.ValidateHostPatterns("allowed_hosts", es.AllowedHosts); err != nil {
-		return err
-	}
-	for _, u := range es.urlFields() {
-		if err := provider.ValidateTemplateEgress(u.field, u.tmpl, es.AllowedHosts); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// hostKeys lists, sorted, the connection_config keys that choose the host
-// of one of the URLs: a change to their schema changes where secrets go.
-func (es endpointSettings) hostKeys() []string {
-	set := map[string]bool{}
-	for _, u := range es.urlFields() {
-		for _, k := range provider.HostPlaceholders(u.tmpl) {
-			set[k] = true
-		}
-	}
-	return sortedKeys(set)
-}
-
 // sameJSON reports whether two values encode to the same JSON.
 func sameJSON(a, b any) bool {
 	ja, errA := json.Marshal(a)

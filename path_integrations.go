@@ -227,7 +227,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		}
 		if p != nil {
 			eff = mergeProvider(in, p)
-			sources = settingSources(in.endpointSettings, p.endpointSettings, source)
+			sources = catalog.SettingSources(in.endpointSettings, p.endpointSettings, source)
 		}
 	}
 	data := map[string]any{
@@ -255,7 +255,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["refresh_url"] = eff.RefreshURL
 		data["refresh_params"] = nonNilMap(eff.RefreshParams)
 		data["allowed_scopes"] = nonNilStrings(in.AllowedScopes)
-		data["pkce"] = !in.DisablePKCE && eff.usesPKCE()
+		data["pkce"] = !in.DisablePKCE && eff.UsesPKCE()
 		data["token_request_format"] = eff.TokenRequestFormat
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
 		data["redirect_uri_value"] = eff.RedirectURIValue
@@ -412,7 +412,7 @@ func validateIntegration(in *integrationEntry) error {
 			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
 		}
 	}
-	return in.endpointSettings.validate(in.AuthMode)
+	return in.endpointSettings.Validate(in.AuthMode)
 }
 
 // clientCredentialsRequired lists what an OAUTH2_CC integration needs of

@@ -114,7 +114,7 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 	data := providerResponse(p)
 	data["builtin"] = stored == nil
 	data["redirect_url"] = cfg.RedirectURL
-	data["required_config_keys"] = nonNilStrings(p.requiredConfigKeys())
+	data["required_config_keys"] = nonNilStrings(p.RequiredConfigKeys())
 	resp := &logical.Response{Data: data}
 	if cfg.RedirectURL == "" && p.AuthMode == authModeOAuth2 {
 		resp.AddWarning("redirect_url is not configured: write this mount's external oauth/callback address to config; it is the redirect URL to register with the provider")
@@ -140,7 +140,7 @@ func providerResponse(p *providerEntry) map[string]any {
 		"scope_separator":          p.ScopeSeparator,
 		"refresh_url":              p.RefreshURL,
 		"refresh_params":           nonNilMap(p.RefreshParams),
-		"pkce":                     p.usesPKCE(),
+		"pkce":                     p.UsesPKCE(),
 		"token_request_format":     p.TokenRequestFormat,
 		"callback_config":          nonNilStrings(p.CallbackConfig),
 		"redirect_uri_value":       p.RedirectURIValue,
@@ -238,7 +238,7 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 	}
 	now := mergeProvider(in, after).endpointSettings
 	var out []string
-	wasHosts, nowHosts := was.endpointHosts(), now.endpointHosts()
+	wasHosts, nowHosts := was.EndpointHosts(), now.EndpointHosts()
 	for _, f := range sortedKeys(nowHosts) {
 		if nowHosts[f] != "" && nowHosts[f] != wasHosts[f] {
 			out = append(out, f)
@@ -250,8 +250,8 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 			break
 		}
 	}
-	wasKeys := was.hostKeys()
-	for _, key := range now.hostKeys() {
+	wasKeys := was.HostKeys()
+	for _, key := range now.HostKeys() {
 		switch {
 		case !slices.Contains(wasKeys, key):
 			// A URL's host now takes a key it did not (a renamed
