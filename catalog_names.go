@@ -24,3 +24,7 @@ const (
 // endpointSettings is catalog.EndpointSettings, embedded in integration
 // and provider entries under this name.
 type endpointSettings = catalog.EndpointSettings
+
+// providerEntry is catalog.Provider: the built-in entries and operators'
+// own, stored under providers/.
+type providerEntry = catalog.Provider

@@ -223,11 +223,11 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	if in.Provider != "" {
 		p, source := stored, "provider"
 		if p == nil {
-			p, source = builtinProviders[in.Provider], "builtin"
+			p, source = catalog.Lookup(in.Provider), "builtin"
 		}
 		if p != nil {
 			eff = mergeProvider(in, p)
-			sources = catalog.SettingSources(in.endpointSettings, p.endpointSettings, source)
+			sources = catalog.SettingSources(in.endpointSettings, p.EndpointSettings, source)
 		}
 	}
 	data := map[string]any{

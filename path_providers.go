@@ -82,7 +82,7 @@ func (b *backend) pathProviderList(ctx context.Context, req *logical.Request, _ 
 		}
 		builtin := p == nil
 		if builtin {
-			p = builtinProviders[n]
+			p = catalog.Lookup(n)
 		}
 		if p == nil {
 			continue
@@ -103,7 +103,7 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 	}
 	p := stored
 	if p == nil {
-		if p = builtinProviders[name]; p == nil {
+		if p = catalog.Lookup(name); p == nil {
 			return nil, nil
 		}
 	}
@@ -292,13 +292,13 @@ func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
 	if p.AuthMode == "" {
 		return fmt.Errorf("auth_mode is required: one of %s", catalog.JoinModes(catalog.AuthModes))
 	}
-	if err := applyEndpointFields(&p.endpointSettings, d); err != nil {
+	if err := applyEndpointFields(&p.EndpointSettings, d); err != nil {
 		return err
 	}
 	if v, ok := d.GetOk("tokens_expire"); ok {
 		p.TokensExpire = v.(bool)
 	}
-	return validateProvider(p)
+	return p.Validate()
 }
 
 // pathProviderDelete deletes an operator-defined provider; for an override
@@ -310,17 +310,13 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 		return nil, err
 	}
 	if stored == nil {
-		if _, builtin := builtinProviders[name]; builtin {
+		if catalog.Lookup(name) != nil {
 			return nil, logical.CodedError(http.StatusBadRequest, fmt.Sprintf("provider %q is built in and cannot be deleted; write to it to override it", name))
 		}
 		return nil, nil
 	}
 	// What applies after the delete: the built-in, or nothing.
-	var after *providerEntry
-	if bi, ok := builtinProviders[name]; ok {
-		cp := *bi
-		after = &cp
-	}
+	after := catalog.Lookup(name)
 	widened, err := integrationsWidened(ctx, req.Storage, name, stored, after)
 	if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ package connect
 import (
 	"context"
 	_ "embed"
-	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -14,30 +13,6 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
-// The built-in catalog is embedded so that `provider=github` works on any
-// Vault with no files to install. Operators add or override entries at
-// providers/<name>; an integration names one with `provider` and its own
-// non-empty fields win over the provider's.
-//
-//go:embed provider_catalog.json
-var catalogJSON []byte
-
-var builtinProviders = mustLoadCatalog(catalogJSON)
-
-func mustLoadCatalog(b []byte) map[string]*providerEntry {
-	var raw map[string]*providerEntry
-	if err := json.Unmarshal(b, &raw); err != nil {
-		panic(fmt.Sprintf("provider_catalog.json: %v", err))
-	}
-	for name, p := range raw {
-		p.Name = name
-		if err := validateProvider(p); err != nil {
-			panic(fmt.Sprintf("provider_catalog.json: %s: %v", name, err))
-		}
-	}
-	return raw
-}
-
 // lookupProvider returns the operator's provider of that name, else the
 // built-in one, else nil.
 func lookupProvider(ctx context.Context, s logical.Storage, name string) (*providerEntry, error) {
@@ -45,11 +20,7 @@ func lookupProvider(ctx context.Context, s logical.Storage, name string) (*provi
 	if err != nil || p != nil {
 		return p, err
 	}
-	if b, ok := builtinProviders[name]; ok {
-		cp := *b
-		return &cp, nil
-	}
-	return nil, nil
+	return catalog.Lookup(name), nil
 }
 
 // providerNames lists built-in and operator-defined providers, sorted.
@@ -64,7 +35,7 @@ func providerNames(ctx context.Context, s logical.Storage) ([]string, error) {
 		seen[n] = true
 		names = append(names, n)
 	}
-	for n := range builtinProviders {
+	for _, n := range catalog.Names() {
 		if !seen[n] {
 			names = append(names, n)
 		}
@@ -94,14 +65,6 @@ func mergeProvider(in *integrationEntry, p *providerEntry) *integrationEntry {
 	if out.AuthMode == "" {
 		out.AuthMode = p.AuthMode
 	}
-	out.endpointSettings = p.endpointSettings.OverriddenBy(in.endpointSettings)
+	out.endpointSettings = p.EndpointSettings.OverriddenBy(in.endpointSettings)
 	return &out
-}
-
-// validateProvider checks what each auth mode needs of a provider.
-func validateProvider(p *providerEntry) error {
-	if _, err := catalog.ParseAuthMode(string(p.AuthMode)); err != nil {
-		return err
-	}
-	return p.endpointSettings.Validate(p.AuthMode)
 }

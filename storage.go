@@ -102,21 +102,6 @@ type integrationEntry struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
-// providerEntry describes how to talk to one external API: the catalog's
-// built-in entries and operators' own use the same fields as integrations.
-type providerEntry struct {
-	Name     string   `json:"name"`
-	AuthMode authMode `json:"auth_mode"`
-	endpointSettings
-	// TokensExpire says whether the provider's access tokens expire (and so
-	// whether connections need refreshing at all).
-	TokensExpire bool   `json:"tokens_expire"`
-	Docs         string `json:"docs,omitempty"`
-	// Checked is the day (YYYY-MM-DD) a built-in entry was last checked
-	// against the provider's own documentation at Docs.
-	Checked string `json:"checked,omitempty"`
-}
-
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
 // of its state so that storage never holds a usable state value.
 type oauthStateEntry struct {
