@@ -125,7 +125,7 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 			}
 			return nil, errOrUnchanged(err)
 		}
-		if !c.AuthMode.hasTokens() {
+		if !c.AuthMode.HasTokens() {
 			return nil, &engineError{kind: errNoTokens, msg: fmt.Sprintf("connection uses auth_mode %s, which has no token to refresh", c.AuthMode)}
 		}
 		failure = b.renewToken(ctx, s, c, cfg)

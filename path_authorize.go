@@ -111,7 +111,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	if !in.DisablePKCE && in.usesPKCE() {
+	if !in.DisablePKCE && in.UsesPKCE() {
 		st.Verifier = oauth2.GenerateVerifier()
 	}
 	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, st.RedirectURL, state, st.Scopes, st.Verifier)
@@ -133,7 +133,7 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 		ConnectionID: id,
 		// The code exchange must send what authorize sent, even if the
 		// integration changes in between.
-		RedirectURL:          in.redirectURI(cfg.RedirectURL),
+		RedirectURL:          in.RedirectURI(cfg.RedirectURL),
 		Reauthorization:      existing != nil,
 		IntegrationCreatedAt: in.CreatedAt,
 		ExpiresAt:            now.Add(cfg.StateTTL),

@@ -229,7 +229,7 @@ func checkCallbackConfig(in *integrationEntry, base, fromCallback map[string]any
 		if !ok || !inSchema {
 			continue
 		}
-		if err := f.check(v); err != nil {
+		if err := f.Check(v); err != nil {
 			return fmt.Errorf("connection_config.%s %s", key, err)
 		}
 	}

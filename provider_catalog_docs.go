@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // ProviderCatalogReference is the Markdown table of the built-in catalog,
@@ -17,11 +19,11 @@ func ProviderCatalogReference() string {
 	fmt.Fprintf(&b, "The engine ships %d providers (%s). Use one with `vault write connect/integrations/<name> provider=<provider> ...`; "+
 		"`vault read connect/providers/<provider>` shows the redirect URL to register, the required config keys and the default scopes. "+
 		"Config keys go in each connection's `connection_config` (*optional* keys may be left out; keys with a default get it). "+
-		"Each entry's endpoints come from the page linked in the Documentation column, read on the day in the last.\n\n", len(builtinProviders), catalogModeCounts())
+		"Each entry's endpoints come from the page linked in the Documentation column, read on the day in the last.\n\n", len(catalog.Names()), catalogModeCounts())
 	b.WriteString("| Provider | Auth mode | Config keys | Credential fields | Documentation | Checked |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
-	for _, name := range sortedKeys(builtinProviders) {
-		p := builtinProviders[name]
+	for _, name := range catalog.Names() {
+		p := catalog.Lookup(name)
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | [%s](%s) | %s |\n", name, p.AuthMode,
 			schemaKeysCell(p.ConnectionConfigSchema), schemaKeysCell(p.CredentialsSchema), docsHost(p.Docs), p.Docs, p.Checked)
 	}
@@ -31,7 +33,8 @@ func ProviderCatalogReference() string {
 // catalogModeCounts says how many providers use each auth mode, most first.
 func catalogModeCounts() string {
 	counts := map[authMode]int{}
-	for _, p := range builtinProviders {
+	for _, name := range catalog.Names() {
+		p := catalog.Lookup(name)
 		counts[p.AuthMode]++
 	}
 	modes := make([]authMode, 0, len(counts))
@@ -53,11 +56,11 @@ func catalogModeCounts() string {
 
 // schemaKeysCell lists a schema's keys for a table cell, marking optional
 // ones and showing defaults.
-func schemaKeysCell(s valueSchema) string {
+func schemaKeysCell(s catalog.ValueSchema) string {
 	if len(s) == 0 {
 		return "—"
 	}
-	keys := s.keys()
+	keys := s.Keys()
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		f := s[k]

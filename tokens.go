@@ -77,7 +77,7 @@ func oauthApp(in *integrationEntry, c *connectionEntry) provider.OAuthApp {
 // included).
 func tokenRequestApp(in *integrationEntry, c *connectionEntry, cfg map[string]any) (provider.OAuthApp, error) {
 	app := oauthApp(in, c)
-	cfg = in.ConnectionConfigSchema.withDefaults(cfg)
+	cfg = in.ConnectionConfigSchema.WithDefaults(cfg)
 	var err error
 	if app.TokenParams, err = provider.ExpandParams("token_params", in.TokenParams, cfg); err != nil {
 		return provider.OAuthApp{}, err
@@ -103,7 +103,7 @@ func secretParamValues(in *integrationEntry, cfg map[string]any) []string {
 
 // endpoints are an integration's URLs filled from one connection's config.
 func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.Endpoints, error) {
-	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(connectionConfig))
+	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.WithDefaults(connectionConfig))
 }
 
 // obtain asks the provider for a new token by the grant c's auth mode uses.
@@ -195,7 +195,7 @@ func formEncoded(params map[string]string) string {
 // no move, so that an unrelated edit of such a connection is not refused;
 // one that resolves on one side only is.
 func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
-	if before == nil || !after.AuthMode.issuesOwnTokens() {
+	if before == nil || !after.AuthMode.IssuesOwnTokens() {
 		return false
 	}
 	// The client and the installation are the connection's own fields:
@@ -271,7 +271,7 @@ func copyMappedMembers(c *connectionEntry, in *integrationEntry, raw map[string]
 			continue
 		}
 		if f, inSchema := in.ConnectionConfigSchema[key]; inSchema {
-			if err := f.check(v); err != nil {
+			if err := f.Check(v); err != nil {
 				notes = append(notes, fmt.Sprintf("connection_config.%s was not copied from member %s: it %s", key, printable(mapping[key]), err))
 				continue
 			}
