@@ -3,8 +3,6 @@
 package connect
 
 import (
-	"encoding/json"
-
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -59,11 +57,4 @@ func (in *integrationEntry) checkParamConfig(cfg map[string]any) error {
 // was checked already or is not the writer's (values a provider returned).
 func (in *integrationEntry) checkConfigHosts(cfg map[string]any) error {
 	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.WithDefaults(cfg))
-}
-
-// sameJSON reports whether two values encode to the same JSON.
-func sameJSON(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
 }

@@ -42,37 +42,35 @@ var layerFiles = []struct {
 	layer layer
 	files []string // exact names; a trailing * matches a prefix
 }{
-	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go",
-		"api_reference.go", "connection_write_fields.go"}},
-	{layerFlows, []string{"refresher.go", "authorization.go", "import.go", "token_issuer.go", "tokens.go"}},
+	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go", "connection_write_fields.go",
+		"api_reference.go", "provider_catalog_docs.go"}},
+	{layerFlows, []string{"refresher.go", "authorization.go", "import.go", "token_issuer.go", "tokens.go",
+		"egress.go", "connection_rendering.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
-		"connection_rendering.go", "event_outbox.go"}},
+		"provider_catalog.go", "event_outbox.go"}},
 	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go"}},
-	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go"}},
+	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go", "catalog_names.go"}},
 }
 
-// neverUses is the table's "never uses" column.
+// neverUses is the table's "never uses" column. The base layer's entries
+// hold the catalog's auth modes and endpoint settings, so it may import
+// internal/catalog (which imports nothing of the plugin but the provider
+// client's template helpers); it never uses the provider client itself.
 var neverUses = map[layer][]layer{
 	layerPaths:  nil,
 	layerFlows:  {layerPaths},
 	layerStore:  {layerPaths, layerFlows},
 	layerEngine: {layerPaths, layerFlows, layerClient},
-	layerBase:   {layerPaths, layerFlows, layerStore, layerEngine, layerCatalog, layerClient},
+	layerBase:   {layerPaths, layerFlows, layerStore, layerEngine, layerClient},
 }
 
 // knownLayerViolations are the violations of files that another change is
 // moving, each exactly as the test prints it. The test fails when one of
 // them no longer occurs, so the list only shrinks.
 var knownLayerViolations = []string{
-	"entries.go (Base): uses connectionEntry of storage.go (Store), which Base never uses",
-	"auth_modes.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"client_usage.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
-	"config_schema.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"connection_refresh.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
-	"egress.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
-	"provider_catalog.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
-	"provider_catalog_docs.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 	"response_schemas.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
 }
 
@@ -317,7 +315,7 @@ func layerViolations(t *testing.T, dir string) []string {
 			if l, ok := importLayers[path]; ok && slices.Contains(never, l) {
 				out = append(out, fmt.Sprintf("%s (%s): imports %s (%s), which %s never uses", f.name, f.layer, path, l, f.layer))
 			}
-			if f.layer == layerBase && strings.HasPrefix(path, modulePath) && !leafHelpers[path] {
+			if f.layer == layerBase && strings.HasPrefix(path, modulePath) && !leafHelpers[path] && importLayers[path] != layerCatalog {
 				out = append(out, fmt.Sprintf("%s (%s): imports %s; the base layer imports nothing of the plugin", f.name, f.layer, path))
 			}
 		}

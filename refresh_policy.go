@@ -7,22 +7,6 @@ import (
 	"time"
 )
 
-// refreshStatus is a connection's standing with its provider.
-type refreshStatus string
-
-const (
-	refreshOK      refreshStatus = "ok"
-	refreshFailing refreshStatus = "failing" // retrying with backoff
-	// refreshExhausted: max_refresh_failures in a row; the background stops
-	// until a forced refresh or a re-authorization succeeds.
-	refreshExhausted refreshStatus = "exhausted"
-	// refreshReauth: the provider refused the grant itself (invalid_grant);
-	// only the customer can fix that, by authorizing again.
-	refreshReauth refreshStatus = "reauthorization_required"
-)
-
-var allRefreshStatuses = []refreshStatus{refreshOK, refreshFailing, refreshExhausted, refreshReauth}
-
 // Backoff after failed refreshes: 30s, 1m, 2m, ... at most an hour.
 const (
 	backoffBase = 30 * time.Second
