@@ -39,3 +39,35 @@ func TestHasOwnClientOnlyForClientCredentialsWithAnID(t *testing.T) {
 		t.Error("an OAUTH2_CC connection with client_id has no client of its own")
 	}
 }
+
+// A clone's maps and slices are its own: the cache holds the original.
+func TestCloneSharesNoMapOrSlice(t *testing.T) {
+	c := &connectionEntry{
+		Credentials:      credentials{Scopes: []string{"repo"}, Custom: map[string]string{"k": "v"}},
+		RawTokenResponse: map[string]any{"scope": "repo"},
+		Metadata:         map[string]any{"team": "a"},
+		ConnectionConfig: map[string]any{"subdomain": "acme"},
+	}
+	cp := c.clone()
+	cp.Credentials.Scopes[0] = "admin"
+	cp.Credentials.Custom["k"] = "changed"
+	cp.RawTokenResponse["scope"] = "admin"
+	cp.Metadata["team"] = "b"
+	cp.ConnectionConfig["subdomain"] = "evil"
+	if c.Credentials.Scopes[0] != "repo" || c.Credentials.Custom["k"] != "v" || c.RawTokenResponse["scope"] != "repo" ||
+		c.Metadata["team"] != "a" || c.ConnectionConfig["subdomain"] != "acme" {
+		t.Fatalf("changing the clone changed the original: %+v", c)
+	}
+}
+
+func TestSameJSON(t *testing.T) {
+	if !sameJSON(map[string]any{"a": 1, "b": []string{"x"}}, map[string]any{"b": []string{"x"}, "a": 1}) {
+		t.Error("equal values differ")
+	}
+	if sameJSON(map[string]any{"a": 1}, map[string]any{"a": "1"}) {
+		t.Error("a number and a string are the same")
+	}
+	if sameJSON(func() {}, func() {}) {
+		t.Error("values that do not encode are the same")
+	}
+}

@@ -219,22 +219,6 @@ func TestConnectionListHasADefaultPage(t *testing.T) {
 	}
 }
 
-func TestPage(t *testing.T) {
-	keys := []string{"a", "b", "c", "d"}
-	cases := []struct {
-		after string
-		limit int
-		want  string
-	}{
-		{"", 0, "a,b,c,d"}, {"", 2, "a,b"}, {"b", 0, "c,d"}, {"bb", 1, "c"}, {"d", 0, ""}, {"0", 10, "a,b,c,d"},
-	}
-	for _, tc := range cases {
-		if got := strings.Join(pageAfter(keys, tc.after, tc.limit), ","); got != tc.want {
-			t.Errorf("pageAfter(after=%q, limit=%d) = %q, want %q", tc.after, tc.limit, got, tc.want)
-		}
-	}
-}
-
 // key_info=false lists ids without reading the entries.
 func TestListWithoutKeyInfoReadsNoEntry(t *testing.T) {
 	counting := &countingStorage{Storage: &logical.InmemStorage{}}
