@@ -48,8 +48,9 @@ type backend struct {
 	tokens *tokenIssuer
 	// mountConfig loads, caches and saves the mount's configuration.
 	mountConfig *mountConfigStore
-	// usageCache holds how clients use each integration's connections.
-	usageCache usageCache
+	// renderings cache how each integration's connection reads render
+	// base_url and headers.
+	renderings renderingCache
 	// states holds the pending authorizations.
 	states *stateStore
 
@@ -205,7 +206,7 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case strings.HasPrefix(key, connectionPrefix):
 		b.store.Invalidate(key)
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
-		b.usageCache.clear()
+		b.renderings.clear()
 	}
 }
 

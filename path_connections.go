@@ -242,12 +242,12 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 		return nil, nil
 	}
 	resp := &logical.Response{Data: connectionResponse(c, withLongLived)}
-	usage, err := b.usage(ctx, req.Storage, integration)
+	rendering, err := b.renderings.get(ctx, req.Storage, integration)
 	if err != nil {
 		return nil, err
 	}
-	if usage != nil {
-		warnings = append(warnings, usage.render(c, resp.Data)...)
+	if rendering != nil {
+		warnings = append(warnings, rendering.render(c, resp.Data)...)
 	}
 	for _, w := range warnings {
 		resp.AddWarning(w)

@@ -292,7 +292,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err != nil {
 		return respondError(err)
 	}
-	defer b.usageCache.clear()
+	defer b.renderings.clear()
 	if err := putIntegration(ctx, req.Storage, in); err != nil {
 		return nil, err
 	}
@@ -438,7 +438,7 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 		if err := b.states.DeleteOfIntegration(ctx, req.Storage, name); err != nil {
 			return err
 		}
-		defer b.usageCache.clear()
+		defer b.renderings.clear()
 		return deleteIntegration(ctx, req.Storage, name)
 	})
 	var hasConns *errHasConnections

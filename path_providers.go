@@ -187,7 +187,7 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 		return logical.ErrorResponse("this write lets integrations of provider %q send credentials to hosts they did not reach before (%s); pass force=true to do it anyway",
 			name, describeWidening(widened)), nil
 	}
-	defer b.usageCache.clear()
+	defer b.renderings.clear()
 	if err := putStoredProvider(ctx, req.Storage, p); err != nil {
 		return nil, err
 	}
@@ -326,7 +326,7 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 		return logical.ErrorResponse("integrations %s use provider %q, and deleting it changes where they send credentials (%s); pass force=true to delete it anyway",
 			strings.Join(affected, ", "), name, describeWidening(widened)), nil
 	}
-	defer b.usageCache.clear()
+	defer b.renderings.clear()
 	if err := deleteStoredProvider(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}

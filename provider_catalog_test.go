@@ -227,7 +227,7 @@ func checkHeadersRender(t *testing.T, p *providerEntry, s catalog.ValueSchema, s
 	}
 	in := &integrationEntry{AuthMode: p.AuthMode, endpointSettings: p.EndpointSettings}
 	data := map[string]any{}
-	warnings := newClientUsage(in).render(c, data)
+	warnings := newIntegrationRendering(in).render(c, data)
 	for _, w := range warnings {
 		if strings.HasPrefix(w, "header ") {
 			t.Errorf("render: %s", w)

@@ -5,7 +5,6 @@ package connect
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 
@@ -21,9 +20,10 @@ import (
 // headers (its request_headers, rendered with the connection's credential),
 // so application code calls any provider the same way.
 
-// clientUsage is what a connection read needs of its integration: parsed
-// once and cached, since every read uses it.
-type clientUsage struct {
+// integrationRendering is what a connection read needs of its integration
+// to render base_url and headers: parsed once and cached, since every read
+// uses it.
+type integrationRendering struct {
 	// integration is the effective integration: its URL templates and
 	// allowed_hosts bound base_url and config edits.
 	integration *integrationEntry
@@ -34,8 +34,9 @@ type clientUsage struct {
 	headers   map[string]*headertemplate.Template
 }
 
-func newClientUsage(in *integrationEntry) *clientUsage {
-	u := &clientUsage{integration: in, templates: in.endpointTemplates().WithPolicy(), baseURL: in.APIBaseURL, headers: map[string]*headertemplate.Template{}}
+// newIntegrationRendering parses in's URL and header templates.
+func newIntegrationRendering(in *integrationEntry) *integrationRendering {
+	u := &integrationRendering{integration: in, templates: in.endpointTemplates().WithPolicy(), baseURL: in.APIBaseURL, headers: map[string]*headertemplate.Template{}}
 	for name, tmpl := range in.RequestHeaders {
 		if t, err := catalog.ParseRequestHeader(name, tmpl, in.AuthMode); err == nil {
 			u.headers[name] = t
@@ -47,7 +48,7 @@ func newClientUsage(in *integrationEntry) *clientUsage {
 // render fills base_url and headers into a connection read. What cannot be
 // rendered for this connection (a config key it lacks) is left out with a
 // warning that names the key, never a value.
-func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
+func (u *integrationRendering) render(c *connectionEntry, data map[string]any) []string {
 	var warnings []string
 	cfg := u.integration.ConnectionConfigSchema.WithDefaults(c.ConnectionConfig)
 	if u.baseURL != "" {
@@ -103,28 +104,28 @@ func connectionVariables(c *connectionEntry, cfg map[string]any) headertemplate.
 	}
 }
 
-// usageCache holds each integration's clientUsage. Integration and provider
-// writes (here or, through invalidate, on another node) clear it; the
-// generation drops a fill that raced such a clear.
-type usageCache struct {
+// renderingCache holds each integration's integrationRendering. Integration
+// and provider writes (on this node or, through invalidate, on another)
+// clear it; the generation drops a fill that raced such a clear.
+type renderingCache struct {
 	mu  sync.Mutex
 	gen uint64
-	m   map[string]*clientUsage
+	m   map[string]*integrationRendering
 }
 
-// maxCachedUsages bounds the cache; past it, it starts over.
-const maxCachedUsages = 10000
+// maxCachedRenderings bounds the cache; past it, it starts over.
+const maxCachedRenderings = 10000
 
-func (uc *usageCache) clear() {
+// clear forgets every integration's rendering.
+func (uc *renderingCache) clear() {
 	uc.mu.Lock()
 	defer uc.mu.Unlock()
 	uc.gen++
 	uc.m = nil
 }
 
-// usage returns the integration's clientUsage, nil when it does not exist.
-func (b *backend) usage(ctx context.Context, s logical.Storage, integration string) (*clientUsage, error) {
-	uc := &b.usageCache
+// get returns the integration's rendering, nil when it does not exist.
+func (uc *renderingCache) get(ctx context.Context, s logical.Storage, integration string) (*integrationRendering, error) {
 	uc.mu.Lock()
 	u, gen := uc.m[integration], uc.gen
 	uc.mu.Unlock()
@@ -139,23 +140,14 @@ func (b *backend) usage(ctx context.Context, s logical.Storage, integration stri
 	if err != nil {
 		return nil, err
 	}
-	u = newClientUsage(in)
+	u = newIntegrationRendering(in)
 	uc.mu.Lock()
 	defer uc.mu.Unlock()
 	if uc.gen == gen {
-		if uc.m == nil || len(uc.m) >= maxCachedUsages {
-			uc.m = map[string]*clientUsage{}
+		if uc.m == nil || len(uc.m) >= maxCachedRenderings {
+			uc.m = map[string]*integrationRendering{}
 		}
 		uc.m[integration] = u
 	}
 	return u, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
