@@ -131,3 +131,30 @@ func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
 func validateAbsoluteURL(field, raw string) error {
 	return provider.ValidateAbsoluteURL(field, raw)
 }
+
+// endpointResponseFields are the settings providers and integrations share.
+func endpointResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"auth_mode":                str("OAUTH2, OAUTH2_CC, API_KEY, BASIC, CUSTOM or APP."),
+		"auth_url":                 str("Authorization endpoint."),
+		"token_url":                str("Token endpoint."),
+		"revocation_url":           str("RFC 7009 revocation endpoint."),
+		"scopes":                   typed(framework.TypeStringSlice, "Default OAuth scopes."),
+		"auth_params":              typed(framework.TypeMap, "Extra query parameters of the authorization request."),
+		"token_params":             typed(framework.TypeMap, "Extra form parameters of every token request."),
+		"auth_style":               str("How the client authenticates at the token endpoint: auto, header or params."),
+		"token_response_config":    typed(framework.TypeMap, "Token response members copied into connection config."),
+		"api_base_url":             str("The provider's API (base_url of connection reads); for APP also where installation tokens come from."),
+		"request_headers":          typed(framework.TypeMap, "Header name → template: how a client puts the credential on a request."),
+		"connection_config_schema": typed(framework.TypeMap, "The connection_config keys connections need, and how they are checked."),
+		"credentials_schema":       typed(framework.TypeMap, "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, and how they are checked."),
+		"scope_separator":          str("How scopes are joined in requests; empty means a space."),
+		"refresh_url":              str("Where refresh requests go; empty means token_url."),
+		"refresh_params":           typed(framework.TypeMap, "Extra form parameters of refresh requests only."),
+		"pkce":                     typed(framework.TypeBool, "Whether the authorization flow uses PKCE."),
+		"token_request_format":     str("How token requests encode their body: form (empty) or json."),
+		"callback_config":          typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
+		"redirect_uri_value":       str("OAUTH2: what is sent as redirect_uri instead of config's redirect_url (a provider's registered name); empty means redirect_url."),
+		"allowed_hosts":            typed(framework.TypeStringSlice, "Hosts, besides the URLs' literal ones, that a connection's config may point the URLs at."),
+	}
+}

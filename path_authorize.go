@@ -259,3 +259,11 @@ authorization: a new authorize replaces the previous one, and deleting the
 connection or its integration deletes it. Requested scopes must be among the
 integration's scopes and allowed_scopes.
 `
+
+// authorizeResponseFields are what authorize returns.
+func authorizeResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"authorization_url": str("The provider's consent page for this connection; send the customer's browser there."),
+		"state_expires_at":  str("When the authorization expires (RFC 3339)."),
+	}
+}

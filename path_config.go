@@ -172,3 +172,17 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        or expire. Re-authorizing a connection replaces its
                        pending one and is never refused.
 `
+
+// configResponseFields are what a config read returns.
+func configResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"refresh_margin":             typed(framework.TypeDurationSecond, "Seconds before expiry that a token is refreshed."),
+		"redirect_url":               str("External address of this mount's oauth/callback."),
+		"state_ttl":                  typed(framework.TypeDurationSecond, "Seconds an authorization URL stays usable."),
+		"allowed_return_urls":        typed(framework.TypeStringSlice, "URLs that authorize's return_url must be under."),
+		"refresh_concurrency":        typed(framework.TypeInt, "Background refreshes in flight at once."),
+		"idle_refresh_interval":      typed(framework.TypeDurationSecond, "Seconds after which an idle connection with an expiring refresh token is refreshed."),
+		"max_refresh_failures":       typed(framework.TypeInt, "Failed refreshes in a row before a connection is exhausted."),
+		"max_pending_authorizations": typed(framework.TypeInt, "Authorizations of one integration that may be pending at once."),
+	}
+}

@@ -479,3 +479,20 @@ Example:
         auth_url=https://github.com/login/oauth/authorize \
         token_url=https://github.com/login/oauth/access_token
 `
+
+// integrationResponseFields are what an integration read returns.
+func integrationResponseFields() map[string]*framework.FieldSchema {
+	f := endpointResponseFields()
+	f["name"] = str("Name of the integration.")
+	f["provider"] = str("The provider whose settings fill the ones the integration leaves empty.")
+	f["created_at"] = str("When the integration was created (RFC 3339).")
+	f["updated_at"] = str("When the integration was last written (RFC 3339).")
+	f["sources"] = typed(framework.TypeMap, "Per endpoint setting, where its value comes from: integration, provider (operator-defined) or builtin.")
+	f["client_id"] = str("OAuth client id.")
+	f["client_secret_set"] = typed(framework.TypeBool, "Whether a client secret is stored (it is never returned).")
+	f["allowed_scopes"] = typed(framework.TypeStringSlice, "Scopes authorize may request besides the default scopes.")
+	f["pkce"] = typed(framework.TypeBool, "Whether the authorization flow uses PKCE.")
+	f["app_id"] = str("APP: the app's id.")
+	f["private_key_set"] = typed(framework.TypeBool, "APP: whether a private key is stored (it is never returned).")
+	return f
+}

@@ -373,3 +373,17 @@ endpoint to another host while integrations inherit it is refused unless
 force=true, and the answer lists the affected integrations. Grant it to
 operators only.
 `
+
+// providerResponseFields are what a provider read returns.
+func providerResponseFields() map[string]*framework.FieldSchema {
+	f := endpointResponseFields()
+	f["name"] = str("Name of the provider.")
+	f["tokens_expire"] = typed(framework.TypeBool, "Whether the provider's access tokens expire.")
+	f["docs"] = str("The provider's documentation of these endpoints.")
+	f["checked"] = str("Built-in providers: the day (YYYY-MM-DD) the entry was last checked against its documentation.")
+	f["redirect_url"] = str("The redirect URL to register with the provider's OAuth app: this mount's oauth/callback (config redirect_url); empty until configured.")
+	f["required_config_keys"] = typed(framework.TypeStringSlice, "The connection_config keys every connection must have: required keys of connection_config_schema and placeholders of the URLs' fallbacks.")
+	f["builtin"] = typed(framework.TypeBool, "Whether this is the built-in catalog's entry (not an operator's definition or override).")
+	f["affected_integrations"] = typed(framework.TypeStringSlice, "On a forced write that moved an endpoint: the integrations that now send credentials to the new host.")
+	return f
+}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -74,4 +75,38 @@ func nonNilObject(m map[string]any) map[string]any {
 		return map[string]any{}
 	}
 	return m
+}
+
+// Response schemas: every operation declares what it answers, so that the
+// OpenAPI document Vault serves describes each response field, and the
+// tests check every real response against its schema (as HashiCorp's KV
+// plugin does). Each path file owns its own; these build them.
+//
+// okResponse is an operation's successful answer: 200 with fields.
+func okResponse(description string, fields map[string]*framework.FieldSchema) map[int][]framework.Response {
+	return map[int][]framework.Response{http.StatusOK: {{Description: description, Fields: fields}}}
+}
+
+// noContentResponse is the answer of a delete: 204, or 200 with warnings.
+func noContentResponse() map[int][]framework.Response {
+	return map[int][]framework.Response{
+		http.StatusNoContent: {{Description: "Deleted."}},
+		http.StatusOK:        {{Description: "Deleted, with warnings (for example a revocation that failed)."}},
+	}
+}
+
+func str(description string) *framework.FieldSchema {
+	return &framework.FieldSchema{Type: framework.TypeString, Description: description}
+}
+
+func typed(t framework.FieldType, description string) *framework.FieldSchema {
+	return &framework.FieldSchema{Type: t, Description: description}
+}
+
+// listResponseFields are the fields of a LIST answer.
+func listResponseFields(what string) map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"keys":     typed(framework.TypeStringSlice, "The "+what+", sorted."),
+		"key_info": typed(framework.TypeMap, "Per key, a summary without secrets."),
+	}
 }
