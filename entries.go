@@ -286,3 +286,12 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// formatTime is how entries' times are shown, in responses, warnings and
+// logs alike: RFC 3339 in UTC, empty for the zero time (never set).
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}

@@ -2,7 +2,10 @@
 
 package connect
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestSameClientComparesIDAndSecret(t *testing.T) {
 	withClient := func(id, secret string) *connectionEntry {
@@ -69,5 +72,15 @@ func TestSameJSON(t *testing.T) {
 	}
 	if sameJSON(func() {}, func() {}) {
 		t.Error("values that do not encode are the same")
+	}
+}
+
+func TestFormatTime(t *testing.T) {
+	if got := formatTime(time.Time{}); got != "" {
+		t.Errorf("zero time = %q, want empty", got)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("CET", 3600))
+	if got := formatTime(at); got != "2026-03-04T04:06:07Z" {
+		t.Errorf("formatTime = %q, want UTC RFC 3339", got)
 	}
 }

@@ -5,7 +5,6 @@ package connect
 import (
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -47,13 +46,6 @@ func respondError(err error) (*logical.Response, error) {
 		return logical.ErrorResponse(ue.msg), nil
 	}
 	return httpError(err)
-}
-
-func formatTime(t time.Time) string {
-	if t.IsZero() {
-		return ""
-	}
-	return t.UTC().Format(time.RFC3339)
 }
 
 func nonNilStrings(s []string) []string {
