@@ -84,3 +84,18 @@ func TestFormatTime(t *testing.T) {
 		t.Errorf("formatTime = %q, want UTC RFC 3339", got)
 	}
 }
+
+func TestNonNilGivesEmptyValues(t *testing.T) {
+	if s := nonNilStrings(nil); s == nil || len(s) != 0 {
+		t.Errorf("nonNilStrings(nil) = %#v", s)
+	}
+	if m := nonNilMap(nil); m == nil || len(m) != 0 {
+		t.Errorf("nonNilMap(nil) = %#v", m)
+	}
+	if m := nonNilObject(nil); m == nil || len(m) != 0 {
+		t.Errorf("nonNilObject(nil) = %#v", m)
+	}
+	if m := nonNilObject(map[string]any{"a": 1}); m["a"] != 1 {
+		t.Errorf("nonNilObject changed a value: %#v", m)
+	}
+}

@@ -48,27 +48,6 @@ func respondError(err error) (*logical.Response, error) {
 	return httpError(err)
 }
 
-func nonNilStrings(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
-}
-
-func nonNilMap(m map[string]string) map[string]string {
-	if m == nil {
-		return map[string]string{}
-	}
-	return m
-}
-
-func nonNilObject(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
-}
-
 // Response schemas: every operation declares what it answers, so that the
 // OpenAPI document Vault serves describes each response field, and the
 // tests check every real response against its schema (as HashiCorp's KV
