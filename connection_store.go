@@ -372,14 +372,6 @@ func (cs *connectionStore) Invalidate(key string) {
 	cs.cache.invalidate(key)
 }
 
-func connectionsPrefix(integration string) string {
-	return connectionPrefix + integration + "/"
-}
-
-func connectionKey(integration, id string) string {
-	return connectionsPrefix(integration) + id
-}
-
 // splitConnectionKey is connectionKey's inverse.
 func splitConnectionKey(key string) (integration, id string, ok bool) {
 	rest := key[min(len(connectionPrefix), len(key)):]

@@ -319,3 +319,18 @@ func nonNilObject(m map[string]any) map[string]any {
 	}
 	return m
 }
+
+// connectionPrefix is where connection entries are stored. A connection's
+// storage key is also its name in every layer: the store's locks and cache,
+// the engine's queue and the WAL.
+const connectionPrefix = "connections/"
+
+// connectionsPrefix is where an integration's connections are stored.
+func connectionsPrefix(integration string) string {
+	return connectionPrefix + integration + "/"
+}
+
+// connectionKey is a connection's storage key.
+func connectionKey(integration, id string) string {
+	return connectionsPrefix(integration) + id
+}

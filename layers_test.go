@@ -5,10 +5,14 @@ package connect
 import (
 	"fmt"
 	"go/ast"
+	"go/importer"
 	"go/parser"
 	"go/token"
+	"go/types"
+	"io"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,8 +24,9 @@ import (
 
 // The root package's layers, as docs/architecture.md draws them. Go's
 // compiler keeps the internal packages apart; inside the root package only
-// this test does: it parses every non-test file, places it in a layer by
-// the table below, and fails when a file uses what its layer never uses.
+// this test does: it type-checks the non-test files, places each in a layer
+// by the table below, and fails when a file uses a name (package-level,
+// method or field) declared in a layer its own never uses.
 //
 // Run it alone with: go test -run TestLayers -v .
 type layer string
@@ -63,7 +68,7 @@ var neverUses = map[layer][]layer{
 	layerPaths:  nil,
 	layerFlows:  {layerPaths},
 	layerStore:  {layerPaths, layerFlows},
-	layerEngine: {layerPaths, layerFlows, layerClient},
+	layerEngine: {layerPaths, layerFlows, layerStore, layerClient}, // the store is above it: it may use Base only
 	layerBase:   {layerPaths, layerFlows, layerStore, layerEngine, layerClient},
 }
 
@@ -136,7 +141,7 @@ func parseRootPackage(t *testing.T, dir string) (*token.FileSet, []parsedFile) {
 		if strings.HasSuffix(name, "_test.go") {
 			continue
 		}
-		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+		f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution|parser.ParseComments)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,184 +151,79 @@ func parseRootPackage(t *testing.T, dir string) (*token.FileSet, []parsedFile) {
 	return fset, files
 }
 
-// declarations maps each package-level name to the file that declares it,
-// and each method name declared on exactly one type to its file.
-func declarations(files []parsedFile) (decl, methodDecl map[string]string) {
-	decl, methodDecl = map[string]string{}, map[string]string{}
-	methods := map[string][]string{}
-	fields := map[string]bool{}
-	for _, f := range files {
-		ast.Inspect(f.ast, func(n ast.Node) bool {
-			switch n := n.(type) {
-			case *ast.StructType:
-				for _, fl := range n.Fields.List {
-					for _, id := range fl.Names {
-						fields[id.Name] = true
-					}
-				}
-			case *ast.InterfaceType:
-				// An interface's methods are declared where it is: a call
-				// through it is not a use of whatever implements them.
-				for _, fl := range n.Methods.List {
-					for _, id := range fl.Names {
-						methods[id.Name] = append(methods[id.Name], f.name)
-					}
-				}
-			}
-			return true
-		})
-		for _, d := range f.ast.Decls {
-			switch d := d.(type) {
-			case *ast.FuncDecl:
-				if d.Recv != nil {
-					methods[d.Name.Name] = append(methods[d.Name.Name], f.name)
-					continue
-				}
-				decl[d.Name.Name] = f.name
-			case *ast.GenDecl:
-				for _, s := range d.Specs {
-					switch s := s.(type) {
-					case *ast.TypeSpec:
-						decl[s.Name.Name] = f.name
-					case *ast.ValueSpec:
-						for _, n := range s.Names {
-							decl[n.Name] = f.name
-						}
-					}
-				}
-			}
+// exportImporter imports the root package's dependencies from the export
+// data the go command already built for them (go list -export), so that the
+// check resolves every name exactly, with the compiler's own rules, in a
+// second or two.
+func exportImporter(t *testing.T, fset *token.FileSet) types.Importer {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-export", "-deps", "-f", "{{.ImportPath}}\t{{.Export}}", ".").Output()
+	if err != nil {
+		t.Fatalf("go list -export: %v", err)
+	}
+	exports := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if path, file, ok := strings.Cut(line, "\t"); ok && file != "" {
+			exports[path] = file
 		}
 	}
-	// A method name declared once, and no struct field's name, is as good
-	// as a package-level name: a selector x.name can only mean that method.
-	// Other method names are left out rather than guessed.
-	for name, in := range methods {
-		if len(in) == 1 && !fields[name] {
-			methodDecl[name] = in[0]
+	return importer.ForCompiler(fset, "gc", func(path string) (io.ReadCloser, error) {
+		file, ok := exports[path]
+		if !ok {
+			return nil, fmt.Errorf("no export data for %s", path)
 		}
-	}
-	return decl, methodDecl
-}
-
-// localNames are the names a file declares below package level
-// (parameters, results, variables, struct fields). Without type information
-// the check cannot tell whether such a name means the local or a
-// package-level one of the same spelling, so it takes it for the local: a
-// shadowed name can only hide a reference, never invent one.
-func localNames(f *ast.File) map[string]bool {
-	local := map[string]bool{}
-	ast.Inspect(f, func(n ast.Node) bool {
-		switch n := n.(type) {
-		case *ast.Field:
-			for _, id := range n.Names {
-				local[id.Name] = true
-			}
-		case *ast.AssignStmt:
-			if n.Tok == token.DEFINE {
-				for _, e := range n.Lhs {
-					if id, ok := e.(*ast.Ident); ok {
-						local[id.Name] = true
-					}
-				}
-			}
-		case *ast.RangeStmt:
-			for _, e := range []ast.Expr{n.Key, n.Value} {
-				if id, ok := e.(*ast.Ident); ok && n.Tok == token.DEFINE {
-					local[id.Name] = true
-				}
-			}
-		case *ast.DeclStmt:
-			if g, ok := n.Decl.(*ast.GenDecl); ok {
-				for _, s := range g.Specs {
-					switch s := s.(type) {
-					case *ast.ValueSpec:
-						for _, id := range s.Names {
-							local[id.Name] = true
-						}
-					case *ast.TypeSpec:
-						local[s.Name.Name] = true
-					}
-				}
-			}
-		}
-		return true
+		return os.Open(file)
 	})
-	return local
 }
 
-// fileRef is where a name f uses is declared, and where f first uses it.
+// fileRef is where a name a file uses is declared, and where the file
+// first uses it.
 type fileRef struct {
 	file string
 	pos  token.Position
 }
 
-// references are the names f uses that another file declares, with the
-// position of the first use of each.
-func references(fset *token.FileSet, f parsedFile, decl, methodDecl map[string]string) map[string]fileRef {
-	local := localNames(f.ast)
-	refs := map[string]fileRef{}
-	add := func(id *ast.Ident, from map[string]string) {
-		in, ok := from[id.Name]
-		if !ok || in == f.name {
-			return
-		}
-		if _, seen := refs[id.Name]; !seen {
-			refs[id.Name] = fileRef{in, fset.Position(id.Pos())}
-		}
+// references are, per file, the names it uses that another file of the
+// package declares (package-level names, methods, fields), each with its
+// first use. Calls through an interface use the interface's method, not
+// whatever implements it.
+func references(t *testing.T, fset *token.FileSet, files []parsedFile) map[string]map[string]fileRef {
+	t.Helper()
+	asts := make([]*ast.File, len(files))
+	for i, f := range files {
+		asts[i] = f.ast
 	}
-	note := func(id *ast.Ident) { add(id, decl) }
-	var visit func(n ast.Node) bool
-	visit = func(n ast.Node) bool {
-		switch n := n.(type) {
-		case *ast.SelectorExpr:
-			if id, ok := n.X.(*ast.Ident); ok && !local[id.Name] && importName(f.ast, id.Name) {
-				return false // pkg.Name: another package's, not this one's
-			}
-			ast.Inspect(n.X, visit)
-			add(n.Sel, methodDecl) // x.name: a method declared once, if any
-			return false
-		case *ast.KeyValueExpr:
-			// A struct literal's field key is not a reference; its value is.
-			// (A map literal's key that is a bare constant is missed.)
-			if _, ok := n.Key.(*ast.Ident); !ok {
-				ast.Inspect(n.Key, visit)
-			}
-			ast.Inspect(n.Value, visit)
-			return false
-		case *ast.Ident:
-			if !local[n.Name] {
-				note(n)
-			}
-		}
-		return true
+	info := &types.Info{Uses: map[*ast.Ident]types.Object{}}
+	conf := types.Config{Importer: exportImporter(t, fset)}
+	pkg, err := conf.Check("connect", fset, asts, info)
+	if err != nil {
+		t.Fatalf("type-checking the package: %v", err)
 	}
-	ast.Inspect(f.ast, visit)
-	return refs
-}
-
-// importName reports whether name is one of f's imported package names.
-func importName(f *ast.File, name string) bool {
-	for _, imp := range f.Imports {
-		path, _ := strconv.Unquote(imp.Path.Value)
-		if imp.Name != nil {
-			if imp.Name.Name == name {
-				return true
-			}
+	refs := map[string]map[string]fileRef{}
+	for id, obj := range info.Uses {
+		if obj.Pkg() != pkg || !obj.Pos().IsValid() {
 			continue
 		}
-		base := path[strings.LastIndex(path, "/")+1:]
-		if base == name || strings.TrimPrefix(base, "go-") == name {
-			return true
+		use, decl := fset.Position(id.Pos()), fset.Position(obj.Pos())
+		user, declaring := filepath.Base(use.Filename), filepath.Base(decl.Filename)
+		if user == declaring {
+			continue
+		}
+		if refs[user] == nil {
+			refs[user] = map[string]fileRef{}
+		}
+		if prev, seen := refs[user][obj.Name()]; !seen || use.Offset < prev.pos.Offset {
+			refs[user][obj.Name()] = fileRef{declaring, use}
 		}
 	}
-	return false
+	return refs
 }
 
 // layerViolations lists every use across the table's "never uses" column,
 // every file in no row, and every method on *backend outside the paths.
 func layerViolations(t *testing.T, dir string) []string {
 	fset, files := parseRootPackage(t, dir)
-	decl, methodDecl := declarations(files)
+	refs := references(t, fset, files)
 	layerOfFile := map[string]layer{}
 	for _, f := range files {
 		layerOfFile[f.name] = f.layer
@@ -344,7 +244,7 @@ func layerViolations(t *testing.T, dir string) []string {
 				out = append(out, fmt.Sprintf("%s (%s): imports %s; the base layer imports nothing of the plugin", f.name, f.layer, path))
 			}
 		}
-		for name, ref := range references(fset, f, decl, methodDecl) {
+		for name, ref := range refs[f.name] {
 			if l := layerOfFile[ref.file]; slices.Contains(never, l) {
 				out = append(out, fmt.Sprintf("%s (%s): uses %s of %s (%s), which %s never uses [line %d]", f.name, f.layer, name, ref.file, l, f.layer, ref.pos.Line))
 			} else if slices.Contains(neverUsesFiles[f.layer], ref.file) {

@@ -10,13 +10,13 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// Storage layout. Every entry is JSON; Vault's barrier encrypts it, and the
+// Storage layout (connections/ is with the connection entry, in entries.go).
+// Every entry is JSON; Vault's barrier encrypts it, and the
 // integration and connection prefixes are also listed as SealWrapStorage so
 // that HSM-backed Vaults wrap them with the seal as well.
 const (
 	configStoragePath = "config"
 	integrationPrefix = "integrations/"
-	connectionPrefix  = "connections/"
 	providerPrefix    = "providers/"    // operator-defined providers
 	statePrefix       = "oauth_states/" // pending authorizations, keyed by hashed state
 	// stateIndexPrefix maps <integration>/<connection_id> to the hash of
