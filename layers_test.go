@@ -51,7 +51,7 @@ var layerFiles = []struct {
 }{
 	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go", "connection_write_fields.go",
 		"api_reference.go", "provider_catalog_docs.go"}},
-	{layerFlows, []string{"refresher.go", "issuer.go", "authorization.go", "import.go",
+	{layerFlows, []string{"refresher.go", "token_issuer.go", "authorization.go", "import.go",
 		"egress.go", "connection_rendering.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
@@ -82,7 +82,7 @@ var neverUsesFiles = map[layer][]string{
 // knownLayerViolations are the violations of files that another change is
 // moving, each exactly as the test prints it (without its line number). The
 // test fails when one of them no longer occurs, so the list only shrinks.
-// These are the flows' files before they become refresher.go, issuer.go,
+// These are the flows' files before they become refresher.go, token_issuer.go,
 // authorization.go and import.go.
 var knownLayerViolations = []string{
 	"connection_refresh.go: in no layer; place it in layerFiles (layers_test.go) and docs/architecture.md",
@@ -91,7 +91,7 @@ var knownLayerViolations = []string{
 	"tokens.go: not named in docs/architecture.md",
 	"docs/architecture.md names authorization.go, which does not exist",
 	"docs/architecture.md names import.go, which does not exist",
-	"docs/architecture.md names issuer.go, which does not exist",
+	"docs/architecture.md names token_issuer.go, which does not exist",
 	"docs/architecture.md names refresher.go, which does not exist",
 }
 
