@@ -1,29 +1,34 @@
 // SPDX-License-Identifier: MPL-2.0
 
-package connect
+package catalog
 
 import (
 	"fmt"
 	"sort"
 	"strings"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
-// ProviderCatalogReference is the Markdown table of the built-in catalog,
+// providersDocFile is the page providersReference writes, from the
+// module's root. docs_test.go keeps it current; `go generate ./...` runs
+// that test with -update.
+//
+//go:generate go test -count=1 -run ^TestProvidersDocIsCurrent$ . -args -update
+const providersDocFile = "docs/providers.md"
+
+// providersReference is the Markdown table of the built-in catalog,
 // generated into docs/providers.md.
-func ProviderCatalogReference() string {
+func providersReference() string {
 	var b strings.Builder
 	b.WriteString("# Built-in providers\n\n")
 	b.WriteString("<!-- Generated from provider_catalog.json by `go generate ./...`; do not edit. -->\n\n")
 	fmt.Fprintf(&b, "The engine ships %d providers (%s). Use one with `vault write connect/integrations/<name> provider=<provider> ...`; "+
 		"`vault read connect/providers/<provider>` shows the redirect URL to register, the required config keys and the default scopes. "+
 		"Config keys go in each connection's `connection_config` (*optional* keys may be left out; keys with a default get it). "+
-		"Each entry's endpoints come from the page linked in the Documentation column, read on the day in the last.\n\n", len(catalog.Names()), catalogModeCounts())
+		"Each entry's endpoints come from the page linked in the Documentation column, read on the day in the last.\n\n", len(builtin), catalogModeCounts())
 	b.WriteString("| Provider | Auth mode | Config keys | Credential fields | Documentation | Checked |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
-	for _, name := range catalog.Names() {
-		p := catalog.Lookup(name)
+	for _, name := range Names() {
+		p := builtin[name]
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | [%s](%s) | %s |\n", name, p.AuthMode,
 			schemaKeysCell(p.ConnectionConfigSchema), schemaKeysCell(p.CredentialsSchema), docsHost(p.Docs), p.Docs, p.Checked)
 	}
@@ -32,12 +37,11 @@ func ProviderCatalogReference() string {
 
 // catalogModeCounts says how many providers use each auth mode, most first.
 func catalogModeCounts() string {
-	counts := map[authMode]int{}
-	for _, name := range catalog.Names() {
-		p := catalog.Lookup(name)
+	counts := map[AuthMode]int{}
+	for _, p := range builtin {
 		counts[p.AuthMode]++
 	}
-	modes := make([]authMode, 0, len(counts))
+	modes := make([]AuthMode, 0, len(counts))
 	for m := range counts {
 		modes = append(modes, m)
 	}
@@ -56,7 +60,7 @@ func catalogModeCounts() string {
 
 // schemaKeysCell lists a schema's keys for a table cell, marking optional
 // ones and showing defaults.
-func schemaKeysCell(s catalog.ValueSchema) string {
+func schemaKeysCell(s ValueSchema) string {
 	if len(s) == 0 {
 		return "—"
 	}
