@@ -50,7 +50,7 @@ var layerFiles = []struct {
 	files []string // exact names; a trailing * matches a prefix
 }{
 	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go", "connection_write_fields.go",
-		"api_reference.go", "provider_catalog_docs.go"}},
+		"api_reference.go"}},
 	{layerFlows, []string{"refresher.go", "token_issuer.go", "authorization.go", "import.go",
 		"egress.go", "connection_rendering.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
