@@ -50,14 +50,23 @@ var layerFiles = []struct {
 	files []string // exact names; a trailing * matches a prefix
 }{
 	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go", "connection_write_fields.go",
-		"api_reference.go"}},
+		"api_reference.go",
+		// The hosted connect page (another change's): its forms and HTML.
+		"connect_ui_forms.go", "connect_ui_render.go"}},
 	{layerFlows, []string{"refresher.go", "token_issuer.go", "authorization.go", "import.go",
-		"egress.go", "connection_rendering.go"}},
+		"egress.go", "connection_rendering.go",
+		// Event delivery (another change's): the worker that calls receivers.
+		"webhook_delivery.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
-		"provider_catalog.go", "event_outbox.go"}},
+		"provider_catalog.go",
+		// Other changes' stores: the event outbox, webhook receivers,
+		// connect sessions, the events a connection change owes.
+		"event_outbox.go", "webhook_receivers.go", "session_store.go", "connection_store_events.go"}},
 	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go"}},
-	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go", "catalog_names.go"}},
+	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go", "catalog_names.go",
+		// Other changes': which change causes which event, a connection's tags.
+		"connection_events.go", "connection_tags.go"}},
 }
 
 // neverUses is the table's "never uses" column. The base layer's entries
