@@ -168,7 +168,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			c.UpdatedAt = b.now()
 			if in != nil {
 				// A config that moves the token endpoint moves the token.
-				if err := b.issueTokenIfNeeded(ctx, in, before, c); err != nil {
+				if err := b.refresher.issueIfNeeded(ctx, in, before, c); err != nil {
 					return nil, err
 				}
 			}
