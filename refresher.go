@@ -310,6 +310,31 @@ func (r *refresher) write(ctx context.Context, s logical.Storage, in *integratio
 	return c, created, err
 }
 
+// edit changes connection id of integration under its lock: change
+// edits c in place, or returns why not (nothing is then stored). A
+// connection that does not exist is errConnectionNotFound. With in (the
+// effective integration, given for an edit of the config), an edit that
+// moves what the connection's token was issued for gets a new token in the
+// same request (issueIfNeeded), or fails and changes nothing.
+func (r *refresher) edit(ctx context.Context, s logical.Storage, integration, id string, in *integrationEntry, change func(c *connectionEntry) error) (*connectionEntry, error) {
+	return r.store.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+		if c == nil {
+			return nil, connectionNotFound(integration, id)
+		}
+		before := c.clone()
+		if err := change(c); err != nil {
+			return nil, err
+		}
+		c.UpdatedAt = r.now()
+		if in != nil {
+			if err := r.issueIfNeeded(ctx, in, before, c); err != nil {
+				return nil, err
+			}
+		}
+		return c, nil
+	})
+}
+
 // needsIssuedToken reports whether a connection is only worth storing with
 // a token the provider has issued: client-credentials and app connections,
 // whose tokens the engine obtains itself.
