@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -32,6 +31,29 @@ type authorizer struct {
 	now      func() time.Time
 	logger   func() hclog.Logger
 }
+
+// completionError is why an authorization could not be completed: fault
+// says whose (the path answers with its status), msg is what the
+// customer's browser is shown, never a secret.
+type completionError struct {
+	fault completionFault
+	msg   string
+}
+
+// completionFault is whose fault a failed completion is.
+type completionFault int
+
+const (
+	// faultRequest: the authorization or the provider's redirect cannot
+	// complete as it is; the customer starts again.
+	faultRequest completionFault = iota
+	// faultGone: the connection or its integration was deleted meanwhile.
+	faultGone
+	// faultProvider: the provider issued no tokens.
+	faultProvider
+	// faultVault: Vault could not read or store what it needed.
+	faultVault
+)
 
 // connectionConfig is the config an authorization fills the provider's
 // URLs and token parameters with, and the one its connection is stored
@@ -75,66 +97,66 @@ func (a *authorizer) authorize(ctx context.Context, s logical.Storage, in *integ
 // code the provider's redirect brought (query is the whole redirect's):
 // it exchanges the code and stores the connection. On failure nothing is
 // written.
-func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*oauthStateEntry, *callbackFailure) {
+func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) *completionError {
 	// Everything the exchange and the save need is read before the code is
 	// spent at the provider.
 	in, connCfg, fail := a.resolve(ctx, s, st)
 	if fail != nil {
-		return nil, fail
+		return fail
 	}
 	fromCallback := callbackValues(in.CallbackConfig, query)
 	if err := checkCallbackConfig(in, connCfg, fromCallback); err != nil {
-		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf(
+		return &completionError{faultRequest, fmt.Sprintf(
 			"The provider's redirect carries connection config this integration does not accept: %s. Nothing was stored. Start the authorization again.", err)}
 	}
 	res, err := a.issuer.exchangeCode(ctx, in, st, connCfg, code)
 	var bad *userError
 	if errors.As(err, &bad) {
-		return nil, &callbackFailure{http.StatusBadRequest, bad.Error()}
+		return &completionError{faultRequest, bad.Error()}
 	}
 	if err != nil {
 		a.logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
-		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}
+		return &completionError{faultProvider, "The provider did not issue tokens: " + err.Error()}
 	}
 	if err := a.storeConnection(ctx, s, in, st, res, fromCallback); err != nil {
 		a.logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
-			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
+			return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
 		}
 		if errors.As(err, &bad) {
-			return nil, &callbackFailure{http.StatusBadRequest, "The provider's redirect carried a connection config value Vault may not store: " + bad.Error()}
+			return &completionError{faultRequest, "The provider's redirect carried a connection config value Vault may not store: " + bad.Error()}
 		}
-		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not store the connection."}
+		return &completionError{faultVault, "Vault could not store the connection."}
 	}
-	return st, nil
+	return nil
 }
 
 // resolve reads the integration a callback authorizes for, and the config
 // its URLs are filled with (see connectionConfig), whose token endpoint
 // must resolve.
-func (a *authorizer) resolve(ctx context.Context, s logical.Storage, st *oauthStateEntry) (*integrationEntry, map[string]any, *callbackFailure) {
+func (a *authorizer) resolve(ctx context.Context, s logical.Storage, st *oauthStateEntry) (*integrationEntry, map[string]any, *completionError) {
 	stored, err := getIntegration(ctx, s, st.Integration)
 	if err != nil {
 		a.logger().Error("reading integration", "integration", st.Integration, "error", err)
-		return nil, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the integration."}
+		return nil, nil, &completionError{faultVault, "Vault could not read the integration."}
 	}
 	if stored == nil || !stored.CreatedAt.Equal(st.IntegrationCreatedAt) {
-		return nil, nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("Integration %q was deleted since the authorization started.", st.Integration)}
+		return nil, nil, &completionError{faultRequest, fmt.Sprintf("Integration %q was deleted since the authorization started.", st.Integration)}
 	}
 	in, err := effectiveIntegration(ctx, s, stored)
 	if err != nil {
 		a.logger().Error("resolving integration", "integration", st.Integration, "error", err)
-		return nil, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not resolve the integration's provider."}
+		return nil, nil, &completionError{faultVault, "Vault could not resolve the integration's provider."}
 	}
 	var c *connectionEntry
 	if !st.ReplaceConnectionConfig {
 		if c, err = a.store.Get(ctx, s, st.Integration, st.ConnectionID); err != nil {
-			return nil, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the connection."}
+			return nil, nil, &completionError{faultVault, "Vault could not read the connection."}
 		}
 	}
 	connCfg := st.connectionConfig(c)
 	if _, err := endpoints(in, connCfg); err != nil {
-		return nil, nil, &callbackFailure{http.StatusBadRequest, err.Error()}
+		return nil, nil, &completionError{faultRequest, err.Error()}
 	}
 	return in, connCfg, nil
 }

@@ -94,7 +94,19 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if !b.WriteSafeReplicationState() {
 		return nil, &callbackFailure{http.StatusServiceUnavailable, "This Vault node cannot store connections. Start the authorization again."}
 	}
-	return b.authorizer.complete(ctx, s, st, code, query)
+	if fail := b.authorizer.complete(ctx, s, st, code, query); fail != nil {
+		return nil, &callbackFailure{completionStatus[fail.fault], fail.msg}
+	}
+	return st, nil
+}
+
+// completionStatus is the callback page's status for each fault of the
+// authorization flow.
+var completionStatus = map[completionFault]int{
+	faultRequest:  http.StatusBadRequest,
+	faultGone:     http.StatusConflict,
+	faultProvider: http.StatusFailedDependency,
+	faultVault:    http.StatusInternalServerError,
 }
 
 func withQuery(base string, q url.Values) string {
