@@ -80,7 +80,7 @@ func (a *authorizer) authorize(ctx context.Context, s logical.Storage, in *integ
 	if err != nil {
 		return "", err
 	}
-	if !in.DisablePKCE && in.usesPKCE() {
+	if !in.DisablePKCE && in.UsesPKCE() {
 		st.Verifier = oauth2.GenerateVerifier()
 	}
 	authURL, err := a.issuer.authCodeURL(in, st, connCfg, state)
@@ -222,7 +222,7 @@ func checkCallbackConfig(in *integrationEntry, base, fromCallback map[string]any
 		if !ok || !inSchema {
 			continue
 		}
-		if err := f.check(v); err != nil {
+		if err := f.Check(v); err != nil {
 			return fmt.Errorf("connection_config.%s %s", key, err)
 		}
 	}

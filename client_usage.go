@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/headertemplate"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
@@ -19,72 +20,6 @@ import (
 // (the integration's api_base_url, filled from the connection's config) and
 // headers (its request_headers, rendered with the connection's credential),
 // so application code calls any provider the same way.
-
-// variableModes says which auth modes have each plain header variable.
-var variableModes = map[string][]authMode{
-	"accessToken": {authModeOAuth2, authModeOAuth2CC, authModeApp},
-	"apiKey":      {authModeAPIKey},
-	"username":    {authModeBasic},
-	"password":    {authModeBasic},
-}
-
-// credentialKeys are the credentials_schema keys each mode may describe;
-// nil means any (CUSTOM's own keys).
-var credentialKeys = map[authMode][]string{
-	authModeOAuth2CC: {"client_id", "client_secret"},
-	authModeAPIKey:   {"apiKey"},
-	authModeBasic:    {"username", "password"},
-	authModeCustom:   nil,
-}
-
-// validateUsage checks connection_config_schema, credentials_schema and
-// request_headers against the auth mode.
-func (es endpointSettings) validateUsage(mode authMode) error {
-	if err := es.ConnectionConfigSchema.validate("connection_config_schema"); err != nil {
-		return err
-	}
-	if len(es.CredentialsSchema) > 0 {
-		allowed, ok := credentialKeys[mode]
-		if !ok {
-			return fmt.Errorf("credentials_schema applies to OAUTH2_CC, API_KEY, BASIC and CUSTOM, not %s", mode)
-		}
-		for _, k := range es.CredentialsSchema.keys() {
-			if allowed != nil && !contains(allowed, k) {
-				return fmt.Errorf("credentials_schema.%s: the credentials of %s are %s", printable(k), mode, strings.Join(allowed, ", "))
-			}
-		}
-		if err := es.CredentialsSchema.validate("credentials_schema"); err != nil {
-			return err
-		}
-	}
-	for _, name := range sortedKeys(es.RequestHeaders) {
-		if _, err := parseRequestHeader(name, es.RequestHeaders[name], mode); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// parseRequestHeader parses one request header template and checks that the
-// mode's connections have every variable it uses.
-func parseRequestHeader(name, tmpl string, mode authMode) (*headertemplate.Template, error) {
-	if !headertemplate.HeaderNameRe.MatchString(name) {
-		return nil, fmt.Errorf("request_headers: %q is not an HTTP header name", printable(name))
-	}
-	t, err := headertemplate.Parse(tmpl)
-	if err != nil {
-		return nil, fmt.Errorf("request_headers.%s: %s", name, err)
-	}
-	for _, v := range t.Variables() {
-		if modes, plain := variableModes[v]; plain && mode != "" && !containsMode(modes, mode) {
-			return nil, fmt.Errorf("request_headers.%s: ${%s} is not a credential of %s connections", name, v, mode)
-		}
-		if strings.HasPrefix(v, "credentials.") && mode != "" && mode != authModeCustom {
-			return nil, fmt.Errorf("request_headers.%s: ${%s} is for CUSTOM connections", name, v)
-		}
-	}
-	return t, nil
-}
 
 // clientUsage is what a connection read needs of its integration: parsed
 // once and cached, since every read uses it.
@@ -102,7 +37,7 @@ type clientUsage struct {
 func newClientUsage(in *integrationEntry) *clientUsage {
 	u := &clientUsage{integration: in, templates: in.endpointTemplates().WithPolicy(), baseURL: in.APIBaseURL, headers: map[string]*headertemplate.Template{}}
 	for name, tmpl := range in.RequestHeaders {
-		if t, err := parseRequestHeader(name, tmpl, in.AuthMode); err == nil {
+		if t, err := catalog.ParseRequestHeader(name, tmpl, in.AuthMode); err == nil {
 			u.headers[name] = t
 		}
 	}
@@ -114,7 +49,7 @@ func newClientUsage(in *integrationEntry) *clientUsage {
 // warning that names the key, never a value.
 func (u *clientUsage) render(c *connectionEntry, data map[string]any) []string {
 	var warnings []string
-	cfg := u.integration.ConnectionConfigSchema.withDefaults(c.ConnectionConfig)
+	cfg := u.integration.ConnectionConfigSchema.WithDefaults(c.ConnectionConfig)
 	if u.baseURL != "" {
 		if base, err := provider.ClientBaseURL(u.templates, cfg); err == nil {
 			data["base_url"] = base

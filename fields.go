@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // segment matches one path segment. It is deliberately broader than a valid
@@ -73,4 +75,53 @@ func setString(d *framework.FieldData, field string, dst *string) {
 	if v, ok := d.GetOk(field); ok {
 		*dst = strings.TrimSpace(v.(string))
 	}
+}
+
+// applyEndpointFields sets the settings a request gives; omitted ones keep
+// their values.
+func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
+	for field, dst := range map[string]*string{
+		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
+		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,
+		"redirect_uri_value": &es.RedirectURIValue,
+	} {
+		setString(d, field, dst)
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		es.Scopes = v.([]string)
+	}
+	if v, ok := d.GetOk("scope_separator"); ok {
+		es.ScopeSeparator = v.(string) // not trimmed: a space is a separator
+	}
+	if v, ok := d.GetOk("pkce"); ok {
+		on := v.(bool)
+		es.PKCE = &on
+	}
+	setString(d, "token_request_format", &es.TokenRequestFormat)
+	if v, ok := d.GetOk("callback_config"); ok {
+		es.CallbackConfig = v.([]string)
+	}
+	if v, ok := d.GetOk("allowed_hosts"); ok {
+		es.AllowedHosts = v.([]string)
+	}
+	for field, dst := range map[string]*map[string]string{
+		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,
+		"refresh_params": &es.RefreshParams, "request_headers": &es.RequestHeaders,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(map[string]string)
+		}
+	}
+	for field, dst := range map[string]*catalog.ValueSchema{
+		"connection_config_schema": &es.ConnectionConfigSchema, "credentials_schema": &es.CredentialsSchema,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			s, err := catalog.DecodeValueSchema(field, v)
+			if err != nil {
+				return err
+			}
+			*dst = s
+		}
+	}
+	return nil
 }

@@ -347,7 +347,7 @@ var invariants = []invariant{
 					continue
 				}
 				for _, c := range e.storedConnections(kind) {
-					if err := in.ConnectionConfigSchema.check("connection_config", c.ConnectionConfig); err != nil {
+					if err := in.ConnectionConfigSchema.Check("connection_config", c.ConnectionConfig); err != nil {
 						e.t.Errorf("%s/%s holds a config its schema refuses: %v", kind, c.ConnectionID, err)
 					}
 				}

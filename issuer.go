@@ -107,7 +107,7 @@ func (c *connectionEntry) hasOwnClient() bool {
 // included).
 func tokenRequestApp(in *integrationEntry, c *connectionEntry, cfg map[string]any) (provider.OAuthApp, error) {
 	app := oauthApp(in, c)
-	cfg = in.ConnectionConfigSchema.withDefaults(cfg)
+	cfg = in.ConnectionConfigSchema.WithDefaults(cfg)
 	var err error
 	if app.TokenParams, err = provider.ExpandParams("token_params", in.TokenParams, cfg); err != nil {
 		return provider.OAuthApp{}, err
@@ -133,7 +133,7 @@ func secretParamValues(in *integrationEntry, cfg map[string]any) []string {
 
 // endpoints are an integration's URLs filled from one connection's config.
 func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.Endpoints, error) {
-	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(connectionConfig))
+	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.WithDefaults(connectionConfig))
 }
 
 // renew asks the provider for c's next token by the grant of its auth mode
@@ -213,7 +213,7 @@ func (t *issuer) authCodeURL(in *integrationEntry, st *oauthStateEntry, connCfg 
 // its connections hold no OAuth tokens.
 func (t *issuer) revoker(ctx context.Context, s logical.Storage, name string) func(*connectionEntry) []string {
 	in, err := t.integration(ctx, s, name)
-	if err != nil || !in.AuthMode.isOAuth() {
+	if err != nil || !in.AuthMode.IsOAuth() {
 		return nil
 	}
 	return func(c *connectionEntry) []string {
@@ -310,7 +310,7 @@ func formEncoded(params map[string]string) string {
 // no move, so that an unrelated edit of such a connection is not refused;
 // one that resolves on one side only is.
 func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
-	if before == nil || !after.AuthMode.issuesOwnTokens() {
+	if before == nil || !after.AuthMode.IssuesOwnTokens() {
 		return false
 	}
 	// The client and the installation are the connection's own fields:
@@ -386,7 +386,7 @@ func copyMappedMembers(c *connectionEntry, in *integrationEntry, raw map[string]
 			continue
 		}
 		if f, inSchema := in.ConnectionConfigSchema[key]; inSchema {
-			if err := f.check(v); err != nil {
+			if err := f.Check(v); err != nil {
 				notes = append(notes, fmt.Sprintf("connection_config.%s was not copied from member %s: it %s", key, printable(mapping[key]), err))
 				continue
 			}

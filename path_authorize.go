@@ -106,7 +106,7 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 		ConnectionID: id,
 		// The code exchange must send what authorize sent, even if the
 		// integration changes in between.
-		RedirectURL:          in.redirectURI(cfg.RedirectURL),
+		RedirectURL:          in.RedirectURI(cfg.RedirectURL),
 		Reauthorization:      existing != nil,
 		IntegrationCreatedAt: in.CreatedAt,
 		ExpiresAt:            now.Add(cfg.StateTTL),

@@ -8,6 +8,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 func pathConnections(b *backend) []*framework.Path {
@@ -77,63 +79,9 @@ func badConnectionPath(context.Context, *logical.Request, *framework.FieldData) 
 }
 
 func connectionFields() map[string]*framework.FieldSchema {
-	sensitive := &framework.DisplayAttributes{Sensitive: true}
-	return map[string]*framework.FieldSchema{
+	fields := map[string]*framework.FieldSchema{
 		"integration":   integrationNameField(),
 		"connection_id": connectionIDField(),
-		"access_token": {
-			Type:         framework.TypeString,
-			Description:  "OAUTH2: the access token to import. Required on create.",
-			DisplayAttrs: sensitive,
-		},
-		"refresh_token": {
-			Type:         framework.TypeString,
-			Description:  "OAUTH2: the refresh token, which lets the engine renew the access token. Returned only by the raw sub-path.",
-			DisplayAttrs: sensitive,
-		},
-		"expires_at": {
-			Type:        framework.TypeString,
-			Description: "OAUTH2: when the access token expires (RFC 3339). Omit both expires_at and expires_in for a token that does not expire.",
-		},
-		"expires_in": {
-			Type:        framework.TypeDurationSecond,
-			Description: "OAUTH2: seconds until the access token expires, as a token response says it.",
-		},
-		"token_type": {
-			Type:        framework.TypeString,
-			Description: "OAUTH2: the token type, usually 'Bearer'.",
-		},
-		"scopes": {
-			Type:        framework.TypeCommaStringSlice,
-			Description: "OAUTH2: the scopes the token was granted.",
-		},
-		"client_id": {
-			Type:        framework.TypeString,
-			Description: "OAUTH2_CC: the connection's own OAuth client id, for providers whose customers each create an API client; with client_secret. Omitted (or empty), the integration's client applies. Required when the integration's credentials_schema says so.",
-		},
-		"client_secret": {
-			Type:         framework.TypeString,
-			Description:  "OAUTH2_CC: the secret of the connection's own client_id. Write-only: reads show client_secret_set.",
-			DisplayAttrs: sensitive,
-		},
-		"api_key": {
-			Type:         framework.TypeString,
-			Description:  "API_KEY: the API key. Required.",
-			DisplayAttrs: sensitive,
-		},
-		"username": {
-			Type:        framework.TypeString,
-			Description: "BASIC: the user name. Required.",
-		},
-		"password": {
-			Type:         framework.TypeString,
-			Description:  "BASIC: the password.",
-			DisplayAttrs: sensitive,
-		},
-		"credentials": {
-			Type:        framework.TypeMap,
-			Description: "CUSTOM: an object of string values, e.g. {\"client_key\": \"...\", \"region\": \"eu\"}. Required on create.",
-		},
 		"metadata": {
 			Type:        framework.TypeMap,
 			Description: "Any JSON object the application wants to keep with the connection. Replaces the stored metadata; patch it through the metadata sub-path.",
@@ -142,16 +90,81 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeMap,
 			Description: "Per-connection configuration as a JSON object, e.g. {\"subdomain\": \"acme\"} for providers whose URLs depend on the customer.",
 		},
-		"installation_id": {
-			Type:        framework.TypeString,
-			Description: "APP: the installation of the app whose tokens this connection holds (a number). Set only here, never through the connection's config sub-path, so that a customer who may edit its config cannot pick another customer's installation.",
-		},
 		"revoke": {
 			Type:        framework.TypeBool,
 			Default:     true,
 			Description: "On delete: revoke the connection's tokens at the provider's revocation_url first (RFC 7009). A failure is a warning; the deletion happens anyway.",
 		},
 	}
+	for _, f := range catalog.CredentialFields() {
+		if len(f.WriteModes) == 0 {
+			continue
+		}
+		schema := credentialWriteFields[f.Name]
+		if f.Secret {
+			schema.DisplayAttrs = &framework.DisplayAttributes{Sensitive: true}
+		}
+		fields[f.Name] = &schema
+	}
+	return fields
+}
+
+// credentialWriteFields are the types and help of the credential fields
+// connection writes take; which fields there are, for which auth modes, and
+// which are secret is catalog.CredentialFields.
+var credentialWriteFields = map[string]framework.FieldSchema{
+	"access_token": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: the access token to import. Required on create.",
+	},
+	"refresh_token": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: the refresh token, which lets the engine renew the access token. Returned only by the raw sub-path.",
+	},
+	"expires_at": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: when the access token expires (RFC 3339). Omit both expires_at and expires_in for a token that does not expire.",
+	},
+	"expires_in": {
+		Type:        framework.TypeDurationSecond,
+		Description: "OAUTH2: seconds until the access token expires, as a token response says it.",
+	},
+	"token_type": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: the token type, usually 'Bearer'.",
+	},
+	"scopes": {
+		Type:        framework.TypeCommaStringSlice,
+		Description: "OAUTH2: the scopes the token was granted.",
+	},
+	"client_id": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2_CC: the connection's own OAuth client id, for providers whose customers each create an API client; with client_secret. Omitted (or empty), the integration's client applies. Required when the integration's credentials_schema says so.",
+	},
+	"client_secret": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2_CC: the secret of the connection's own client_id. Write-only: reads show client_secret_set.",
+	},
+	"api_key": {
+		Type:        framework.TypeString,
+		Description: "API_KEY: the API key. Required.",
+	},
+	"username": {
+		Type:        framework.TypeString,
+		Description: "BASIC: the user name. Required.",
+	},
+	"password": {
+		Type:        framework.TypeString,
+		Description: "BASIC: the password.",
+	},
+	"credentials": {
+		Type:        framework.TypeMap,
+		Description: "CUSTOM: an object of string values, e.g. {\"client_key\": \"...\", \"region\": \"eu\"}. Required on create.",
+	},
+	"installation_id": {
+		Type:        framework.TypeString,
+		Description: "APP: the installation of the app whose tokens this connection holds (a number). Set only here, never through the connection's config sub-path, so that a customer who may edit its config cannot pick another customer's installation.",
+	},
 }
 
 func (b *backend) connectionExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -201,7 +214,7 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 			"created_at": formatTime(c.CreatedAt),
 			"expires_at": formatTime(c.Credentials.ExpiresAt),
 		}
-		if c.AuthMode.hasTokens() {
+		if c.AuthMode.HasTokens() {
 			addRefreshState(info, c)
 		}
 		keyInfo[id] = info

@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -221,11 +223,11 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	if in.Provider != "" {
 		p, source := stored, "provider"
 		if p == nil {
-			p, source = builtinProviders[in.Provider], "builtin"
+			p, source = catalog.Lookup(in.Provider), "builtin"
 		}
 		if p != nil {
 			eff = mergeProvider(in, p)
-			sources = settingSources(in.endpointSettings, p.endpointSettings, source)
+			sources = catalog.SettingSources(in.endpointSettings, p.EndpointSettings, source)
 		}
 	}
 	data := map[string]any{
@@ -236,7 +238,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		"updated_at": formatTime(in.UpdatedAt),
 		"sources":    sources,
 	}
-	if in.AuthMode.isOAuth() {
+	if in.AuthMode.IsOAuth() {
 		data["client_id"] = in.ClientID
 		data["client_secret_set"] = in.ClientSecret != ""
 		data["scopes"] = nonNilStrings(eff.Scopes)
@@ -253,7 +255,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["refresh_url"] = eff.RefreshURL
 		data["refresh_params"] = nonNilMap(eff.RefreshParams)
 		data["allowed_scopes"] = nonNilStrings(in.AllowedScopes)
-		data["pkce"] = !in.DisablePKCE && eff.usesPKCE()
+		data["pkce"] = !in.DisablePKCE && eff.UsesPKCE()
 		data["token_request_format"] = eff.TokenRequestFormat
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
 		data["redirect_uri_value"] = eff.RedirectURIValue
@@ -265,9 +267,9 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	data["api_base_url"] = eff.APIBaseURL
 	data["allowed_hosts"] = nonNilStrings(eff.AllowedHosts)
 	data["request_headers"] = nonNilMap(eff.RequestHeaders)
-	data["connection_config_schema"] = nonNilSchema(eff.ConnectionConfigSchema)
-	if _, ok := credentialKeys[in.AuthMode]; ok {
-		data["credentials_schema"] = nonNilSchema(eff.CredentialsSchema)
+	data["connection_config_schema"] = eff.ConnectionConfigSchema.JSONObject()
+	if in.AuthMode.HasCredentialsSchema() {
+		data["credentials_schema"] = eff.CredentialsSchema.JSONObject()
 	}
 	return data
 }
@@ -324,8 +326,8 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if err := applyAuthMode(&in, existing, prov, d); err != nil {
 		return nil, badInput(err)
 	}
-	if bad := fieldsNotFor(in.AuthMode, d.Raw, integrationModeFields); len(bad) > 0 {
-		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", notApply(bad), in.AuthMode)}
+	if bad := catalog.IntegrationFieldsNotFor(in.AuthMode, d.Raw); len(bad) > 0 {
+		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", catalog.NotApply(bad), in.AuthMode)}
 	}
 	if v, ok := d.GetOk("allowed_scopes"); ok {
 		in.AllowedScopes = v.([]string)
@@ -351,7 +353,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if prov != nil {
 		effective = mergeProvider(&in, prov)
 	}
-	if effective.AuthMode.isOAuth() && effective.AuthStyle == "" {
+	if effective.AuthMode.IsOAuth() && effective.AuthStyle == "" {
 		in.AuthStyle = "auto"
 		effective.AuthStyle = "auto"
 	}
@@ -367,7 +369,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 // that mode.
 func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *framework.FieldData) error {
 	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := parseAuthMode(raw.(string))
+		mode, err := catalog.ParseAuthMode(raw.(string))
 		if err != nil {
 			return err
 		}
@@ -376,7 +378,7 @@ func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *f
 		in.AuthMode = provider.AuthMode
 	}
 	if in.AuthMode == "" {
-		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", joinModes(allAuthModes))
+		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", catalog.JoinModes(catalog.AuthModes))
 	}
 	if existing != nil && in.AuthMode != existing.AuthMode {
 		return fmt.Errorf("auth_mode cannot be changed from %s to %s: delete the integration and create it again", existing.AuthMode, in.AuthMode)
@@ -410,7 +412,7 @@ func validateIntegration(in *integrationEntry) error {
 			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
 		}
 	}
-	return in.endpointSettings.validate(in.AuthMode)
+	return in.endpointSettings.Validate(in.AuthMode)
 }
 
 // clientCredentialsRequired lists what an OAUTH2_CC integration needs of
@@ -419,8 +421,8 @@ func validateIntegration(in *integrationEntry) error {
 // (every customer creates an API client in the provider's console), unless
 // it names one anyway, which then needs both halves.
 func clientCredentialsRequired(in *integrationEntry) []string {
-	required := in.CredentialsSchema.required()
-	eachConnectionBringsOne := contains(required, "client_id") && contains(required, "client_secret")
+	required := in.CredentialsSchema.Required()
+	eachConnectionBringsOne := slices.Contains(required, "client_id") && slices.Contains(required, "client_secret")
 	if eachConnectionBringsOne && in.ClientID == "" && in.ClientSecret == "" {
 		return nil
 	}

@@ -39,7 +39,7 @@ const minTokenLifetime = 60 * time.Second
 // refreshDue reports whether c's token should be renewed before a read
 // returns it: it expires within margin, or there is none yet.
 func refreshDue(c *connectionEntry, margin time.Duration, now time.Time) bool {
-	if !c.AuthMode.hasTokens() {
+	if !c.AuthMode.HasTokens() {
 		return false
 	}
 	if c.Credentials.AccessToken == "" {
@@ -61,7 +61,7 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 
 // canRefresh reports whether the engine has the means to renew c's token.
 func canRefresh(c *connectionEntry) bool {
-	return c.AuthMode.hasTokens() && (c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken != "")
+	return c.AuthMode.HasTokens() && (c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken != "")
 }
 
 // refreshExpiryMembers are the token response members by which providers

@@ -178,7 +178,7 @@ func (r *refresher) refreshConnection(ctx context.Context, s logical.Storage, in
 			}
 			return nil, errOrUnchanged(err)
 		}
-		if !c.AuthMode.hasTokens() {
+		if !c.AuthMode.HasTokens() {
 			return nil, &engineError{kind: errNoTokens, msg: fmt.Sprintf("connection uses auth_mode %s, which has no token to refresh", c.AuthMode)}
 		}
 		failure = r.renew(ctx, s, c, cfg)
@@ -339,7 +339,7 @@ func (r *refresher) edit(ctx context.Context, s logical.Storage, integration, id
 // a token the provider has issued: client-credentials and app connections,
 // whose tokens the engine obtains itself.
 func needsIssuedToken(c *connectionEntry) bool {
-	return c.AuthMode.issuesOwnTokens() && c.Credentials.AccessToken == ""
+	return c.AuthMode.IssuesOwnTokens() && c.Credentials.AccessToken == ""
 }
 
 // issueIfNeeded gets c a token, in the request that writes it, when

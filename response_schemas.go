@@ -6,6 +6,8 @@ import (
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // Response schemas: every operation declares what it answers, so that the
@@ -138,29 +140,46 @@ func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSch
 		"connection_config":  typed(framework.TypeMap, "The per-connection configuration object."),
 		"base_url":           str("The provider's API for this connection: the integration's api_base_url filled from connection_config. Absent when the integration has none."),
 		"headers":            typed(framework.TypeMap, "The HTTP headers that authenticate a request to base_url: the integration's request_headers rendered with this connection's credential."),
-		"access_token":       str("OAUTH2, OAUTH2_CC, APP: the access token."),
-		"token_type":         str("OAUTH2, OAUTH2_CC, APP: the token type, usually Bearer."),
-		"expires_at":         str("OAUTH2, OAUTH2_CC, APP: when the access token expires (RFC 3339), empty if it does not."),
-		"scopes":             typed(framework.TypeStringSlice, "OAUTH2, OAUTH2_CC: the scopes granted."),
-		"installation_id":    str("APP: the installation whose tokens the connection holds."),
-		"client_id":          str("OAUTH2_CC: the connection's own OAuth client id; empty when the integration's client applies."),
-		"client_secret_set":  typed(framework.TypeBool, "OAUTH2_CC: whether the connection has a client secret of its own (it is never returned, not even by the raw sub-path)."),
 		"refresh_status":     str("ok, failing, exhausted or reauthorization_required."),
 		"refresh_failures":   typed(framework.TypeInt, "Failed refreshes in a row."),
 		"last_refresh_error": str("The last refresh failure, without secrets."),
 		"last_refreshed_at":  str("When the token was last refreshed (RFC 3339)."),
 		"next_refresh_at":    str("When the background refreshes the token next (RFC 3339)."),
-		"api_key":            str("API_KEY: the API key."),
-		"username":           str("BASIC: the user name."),
-		"password":           str("BASIC: the password."),
-		"credentials":        typed(framework.TypeMap, "CUSTOM: the credentials object."),
+	}
+	for _, cf := range catalog.CredentialFields() {
+		name := cf.Name
+		if cf.WriteOnly {
+			name += "_set"
+		}
+		if len(cf.ReadModes) == 0 || cf.RawOnly && !withLongLived {
+			continue
+		}
+		schema := *credentialReadFields[name]
+		f[name] = &schema
 	}
 	if withLongLived {
-		f["refresh_token"] = str("OAUTH2: the refresh token.")
 		f["raw_token_response"] = typed(framework.TypeMap, "The provider's last token response as it sent it, without members that would take it over 64 KiB.")
 		f["raw_token_response_note"] = str("Which members of the last token response were dropped for their size; empty when it is whole.")
 	}
 	return f
+}
+
+// credentialReadFields are the types and help of the credential fields
+// connection reads return; which fields there are, for which auth modes,
+// and which only the raw sub-path returns is catalog.CredentialFields.
+var credentialReadFields = map[string]*framework.FieldSchema{
+	"access_token":      str("OAUTH2, OAUTH2_CC, APP: the access token."),
+	"token_type":        str("OAUTH2, OAUTH2_CC, APP: the token type, usually Bearer."),
+	"expires_at":        str("OAUTH2, OAUTH2_CC, APP: when the access token expires (RFC 3339), empty if it does not."),
+	"scopes":            typed(framework.TypeStringSlice, "OAUTH2, OAUTH2_CC: the scopes granted."),
+	"installation_id":   str("APP: the installation whose tokens the connection holds."),
+	"client_id":         str("OAUTH2_CC: the connection's own OAuth client id; empty when the integration's client applies."),
+	"client_secret_set": typed(framework.TypeBool, "OAUTH2_CC: whether the connection has a client secret of its own (it is never returned, not even by the raw sub-path)."),
+	"api_key":           str("API_KEY: the API key."),
+	"username":          str("BASIC: the user name."),
+	"password":          str("BASIC: the password."),
+	"credentials":       typed(framework.TypeMap, "CUSTOM: the credentials object."),
+	"refresh_token":     str("OAUTH2: the refresh token."),
 }
 
 func authorizeResponseFields() map[string]*framework.FieldSchema {

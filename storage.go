@@ -80,70 +80,6 @@ func defaultConfig() *configEntry {
 	}
 }
 
-// endpointSettings say where and how to get tokens from an API. Providers
-// and integrations both have them; an integration's non-empty ones override
-// its provider's. Embedded, they are stored as fields of the entry itself.
-type endpointSettings struct {
-	AuthURL       string            `json:"auth_url,omitempty"`
-	TokenURL      string            `json:"token_url,omitempty"`
-	RevocationURL string            `json:"revocation_url,omitempty"`
-	Scopes        []string          `json:"scopes,omitempty"`
-	AuthParams    map[string]string `json:"auth_params,omitempty"`
-	TokenParams   map[string]string `json:"token_params,omitempty"`
-	AuthStyle     string            `json:"auth_style,omitempty"`
-	// TokenResponseConfig maps connection config keys to token response
-	// members copied into them, e.g. instance_url for Salesforce.
-	TokenResponseConfig map[string]string `json:"token_response_config,omitempty"`
-	// APIBaseURL is the provider's API: where APP integrations get
-	// installation tokens, and, for every mode, the base_url a connection
-	// read returns.
-	APIBaseURL string `json:"api_base_url,omitempty"`
-	// ScopeSeparator joins scopes in requests; empty means a space (RFC
-	// 6749). Some large APIs want a comma.
-	ScopeSeparator string `json:"scope_separator,omitempty"`
-	// RefreshURL is where refresh requests go; empty means TokenURL.
-	RefreshURL string `json:"refresh_url,omitempty"`
-	// RefreshParams are sent with refresh requests only, after TokenParams.
-	RefreshParams map[string]string `json:"refresh_params,omitempty"`
-	// PKCE says whether the authorization flow uses PKCE; nil inherits
-	// (and means true at the end): some providers reject code_challenge.
-	PKCE *bool `json:"pkce,omitempty"`
-	// TokenRequestFormat is "form" (default) or "json": how token, refresh
-	// and client-credentials requests encode their body.
-	TokenRequestFormat string `json:"token_request_format,omitempty"`
-	// RedirectURIValue is sent as redirect_uri in the authorization
-	// request and the code exchange in place of the mount's redirect_url,
-	// for providers that take a registered name there (eBay's RuName); the
-	// provider still sends the browser to the mount's callback, which the
-	// operator registered under that name.
-	RedirectURIValue string `json:"redirect_uri_value,omitempty"`
-	// CallbackConfig names query parameters of the provider's redirect to
-	// oauth/callback copied into the connection's config (QuickBooks'
-	// realmId).
-	CallbackConfig []string `json:"callback_config,omitempty"`
-	// ConnectionConfigSchema describes the connection_config keys the
-	// provider needs (the placeholders of its URLs among them); writes of a
-	// connection's config are checked against it.
-	ConnectionConfigSchema valueSchema `json:"connection_config_schema,omitempty"`
-	// CredentialsSchema describes the credential fields of OAUTH2_CC
-	// (client_id, client_secret: the connection's own client), API_KEY
-	// (apiKey), BASIC (username, password) and CUSTOM connections.
-	CredentialsSchema valueSchema `json:"credentials_schema,omitempty"`
-	// RequestHeaders, with APIBaseURL, say how a client uses a connection:
-	// header name → template (see internal/headertemplate). Connection reads
-	// return them rendered.
-	RequestHeaders map[string]string `json:"request_headers,omitempty"`
-	// AllowedHosts are the hosts a connection's config may point the URLs
-	// at, beyond their literal hosts: names or *.<domain> patterns. A URL
-	// whose host is wholly a placeholder needs them (see egress.go).
-	AllowedHosts []string `json:"allowed_hosts,omitempty"`
-}
-
-// usesPKCE is the effective pkce setting.
-func (es endpointSettings) usesPKCE() bool {
-	return es.PKCE == nil || *es.PKCE
-}
-
 // integrationEntry is one external API and the way to authenticate to it.
 type integrationEntry struct {
 	Name         string   `json:"name"`
@@ -164,21 +100,6 @@ type integrationEntry struct {
 	PrivateKey string    `json:"private_key,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	UpdatedAt  time.Time `json:"updated_at"`
-}
-
-// providerEntry describes how to talk to one external API: the catalog's
-// built-in entries and operators' own use the same fields as integrations.
-type providerEntry struct {
-	Name     string   `json:"name"`
-	AuthMode authMode `json:"auth_mode"`
-	endpointSettings
-	// TokensExpire says whether the provider's access tokens expire (and so
-	// whether connections need refreshing at all).
-	TokensExpire bool   `json:"tokens_expire"`
-	Docs         string `json:"docs,omitempty"`
-	// Checked is the day (YYYY-MM-DD) a built-in entry was last checked
-	// against the provider's own documentation at Docs.
-	Checked string `json:"checked,omitempty"`
 }
 
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
