@@ -58,9 +58,13 @@ const (
 // connectionConfig is the config an authorization fills the provider's
 // URLs and token parameters with, and the one its connection is stored
 // with: the one authorize was given, else the connection's as it is (c,
-// nil when there is none yet).
+// nil when there is none yet). A config given empty is an empty object,
+// though a stored state drops it.
 func (st *oauthStateEntry) connectionConfig(c *connectionEntry) map[string]any {
-	if st.ReplaceConnectionConfig || c == nil {
+	switch {
+	case st.ReplaceConnectionConfig && st.ConnectionConfig == nil:
+		return map[string]any{}
+	case st.ReplaceConnectionConfig, c == nil:
 		return st.ConnectionConfig
 	}
 	return c.ConnectionConfig
@@ -184,7 +188,10 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 		c.Credentials = credentials{}
 		c.ConnectionConfig = st.connectionConfig(c)
 		if st.ReplaceMetadata {
-			c.Metadata = nonNilObject(st.Metadata)
+			c.Metadata = st.Metadata
+			if c.Metadata == nil { // given empty: a stored state drops it
+				c.Metadata = map[string]any{}
+			}
 		}
 		for k, v := range fromCallback {
 			if c.ConnectionConfig == nil {
