@@ -299,7 +299,29 @@ func TestCredentialFieldsComeFromTheCatalog(t *testing.T) {
 				t.Errorf("%s (raw %v): a read returns %v, the catalog says %v", mode, raw, got, want)
 			}
 		}
+		// credentials_schema checks the values under the catalog's schema
+		// keys (CUSTOM's are its own).
+		var want []string
+		for _, f := range catalog.CredentialFields() {
+			if f.SchemaKey != "" && slices.Contains(f.WriteModes, mode) {
+				want = append(want, f.SchemaKey)
+			}
+		}
+		if mode == authModeCustom {
+			want = []string{"x"}
+		}
+		c := &connectionEntry{AuthMode: mode, Credentials: full}
+		if got := sortedKeys(credentialValues(c)); strings.Join(got, ",") != strings.Join(sortedCopy(want), ",") {
+			t.Errorf("%s: credentials_schema sees %v, the catalog says %v", mode, got, want)
+		}
 	}
+}
+
+// sortedCopy returns s sorted, leaving s alone.
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
 }
 
 // readCredentialNames lists the response names of the catalog's credential

@@ -4,7 +4,6 @@ package connect
 
 import (
 	"context"
-	_ "embed"
 	"fmt"
 	"sort"
 

@@ -35,6 +35,8 @@ type Provider struct {
 	Checked string `json:"checked,omitempty"`
 }
 
+// mustLoadCatalog decodes and validates the embedded catalog, naming each
+// entry after its key.
 func mustLoadCatalog(b []byte) map[string]*Provider {
 	var raw map[string]*Provider
 	if err := json.Unmarshal(b, &raw); err != nil {

@@ -114,6 +114,7 @@ func (base EndpointSettings) OverriddenBy(over EndpointSettings) EndpointSetting
 	return out
 }
 
+// orString sets *dst to fallback when it is empty.
 func orString(dst *string, fallback string) {
 	if *dst == "" {
 		*dst = fallback
