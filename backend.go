@@ -44,8 +44,13 @@ type backend struct {
 	store *connectionStore
 	// engine schedules background refreshes.
 	engine *refreshEngine
-	// tokens resolves integrations and calls the provider client.
-	tokens *tokenIssuer
+	// issuer is the one owner of token issuing: the only holder of the
+	// provider client.
+	issuer *issuer
+	// refresher renews tokens and issues the first ones.
+	refresher *refresher
+	// authorizer runs the authorization code flow.
+	authorizer *authorizer
 	// mountConfig loads, caches and saves the mount's configuration.
 	mountConfig *mountConfigStore
 	// renderings cache how each integration's connection reads render
@@ -79,10 +84,28 @@ func newBackend() *backend {
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
 	b.store = newConnectionStore(b.engine, b.mountConfig.getOrLast, clock)
-	b.states = newStateStore(b.mountConfig.get, clock, func() hclog.Logger { return b.Logger() })
-	b.tokens = &tokenIssuer{
+	logger := func() hclog.Logger { return b.Logger() }
+	b.states = newStateStore(b.mountConfig.get, clock, logger)
+	b.issuer = &issuer{
 		client: provider.New(httpClient, clock),
-		logger: func() hclog.Logger { return b.Logger() },
+		logger: logger,
+		now:    clock,
+	}
+	b.refresher = &refresher{
+		store:    b.store,
+		engine:   b.engine,
+		issuer:   b.issuer,
+		config:   b.config,
+		writable: func() bool { return b.WriteSafeReplicationState() },
+		now:      clock,
+		logger:   logger,
+	}
+	b.authorizer = &authorizer{
+		store:    b.store,
+		issuer:   b.issuer,
+		putState: b.putPendingState,
+		now:      clock,
+		logger:   logger,
 	}
 
 	b.Backend = &framework.Backend{
@@ -175,7 +198,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return errors.Join(append(errs, err)...)
 	}
 	b.engine.runTick(b.now(), cfg.RefreshConcurrency, func(key string) {
-		b.backgroundRefresh(ctx, req.Storage, key)
+		b.refresher.backgroundRefresh(ctx, req.Storage, key)
 	})
 	if err := b.states.SweepExpired(ctx, req.Storage); err != nil {
 		errs = append(errs, err)

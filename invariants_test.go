@@ -342,7 +342,7 @@ var invariants = []invariant{
 		attack{config: map[string]any{"region": "mars"}},
 		func(e *invEnv) {
 			for _, kind := range allKinds {
-				in, err := e.b.tokens.integration(context.Background(), e.storage, kind)
+				in, err := e.b.issuer.integration(context.Background(), e.storage, kind)
 				if err != nil {
 					continue
 				}

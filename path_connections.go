@@ -4,7 +4,6 @@ package connect
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -234,7 +233,7 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	c, warnings, err := b.readRefreshed(ctx, req.Storage, integration, id)
+	c, warnings, err := b.refresher.readRefreshed(ctx, req.Storage, integration, id)
 	if err != nil {
 		return httpError(err)
 	}
@@ -359,70 +358,19 @@ func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*
 // writeConnection creates or updates one connection from the fields in d:
 // the single write and every item of an import. stored is the integration
 // as stored, in its effective settings. Without overwrite, a connection
-// that exists already is refused (decided under its lock, so a concurrent
-// create cannot slip in between). created says whether the connection is
+// that exists already is refused. created says whether the connection is
 // new.
 func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored, in *integrationEntry, id string, d *framework.FieldData, overwrite bool) (c *connectionEntry, created bool, err error) {
-	c, err = b.store.Update(ctx, s, stored.Name, id, func(existing *connectionEntry) (*connectionEntry, error) {
-		created = existing == nil
-		if !created && !overwrite {
-			return nil, badInput(fmt.Errorf("connection %q already exists; import only creates connections unless the request sets overwrite=true", id))
-		}
+	return b.refresher.write(ctx, s, in, id, overwrite, func(existing *connectionEntry) (*connectionEntry, error) {
 		c, err := applyConnectionFields(existing, stored, id, d, b.now())
 		if err == nil {
-			err = checkConnectionSchemas(c, in, created, d)
+			err = checkConnectionSchemas(c, in, existing == nil, d)
 		}
 		if err != nil {
 			return nil, badInput(err)
 		}
-		return c, b.issueTokenIfNeeded(ctx, in, existing, c)
+		return c, nil
 	})
-	return c, created, err
-}
-
-// needsIssuedToken reports whether a connection is only worth storing with
-// a token the provider has issued: client-credentials and app connections,
-// whose tokens the engine obtains itself.
-func needsIssuedToken(c *connectionEntry) bool {
-	return c.AuthMode.IssuesOwnTokens() && c.Credentials.AccessToken == ""
-}
-
-// issueTokenIfNeeded gets c a token, in the request that writes it, when
-// the engine obtains c's tokens itself and c has none, or holds one issued
-// for something else than c now names (before is the connection as it was,
-// nil on create): a token is never served for an installation or tenant it
-// was not issued for, not even until its next refresh. An error leaves the
-// caller nothing to store.
-func (b *backend) issueTokenIfNeeded(ctx context.Context, in *integrationEntry, before, c *connectionEntry) error {
-	if grantMoved(in, before, c) {
-		// The token goes; the client that is to ask for the next one
-		// stays.
-		c.Credentials = credentials{ClientID: c.Credentials.ClientID, ClientSecret: c.Credentials.ClientSecret}
-		c.RawTokenResponse = nil
-	}
-	if !needsIssuedToken(c) {
-		return nil
-	}
-	return b.issueToken(ctx, in, c)
-}
-
-// issueToken gets c a new token by the grant of its auth mode. On failure
-// nothing is stored.
-func (b *backend) issueToken(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
-	if !b.WriteSafeReplicationState() {
-		return logical.ErrReadOnly
-	}
-	res, err := b.tokens.obtain(context.WithoutCancel(ctx), in, c)
-	if err != nil {
-		err = classifyProviderError(err)
-		if errors.Is(err, errBadConnectionConfig) {
-			return err
-		}
-		return &engineError{kind: errProviderRefused, cause: err,
-			msg: fmt.Sprintf("could not obtain a token for connection %q, nothing was stored: %s", c.ConnectionID, err)}
-	}
-	b.tokens.apply(c, in, res, b.now())
-	return nil
 }
 
 func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -432,12 +380,7 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	}
 	var revoke func(*connectionEntry) []string
 	if d.Get("revoke").(bool) {
-		in, err := b.tokens.integration(ctx, req.Storage, integration)
-		if err == nil && in.AuthMode.IsOAuth() {
-			revoke = func(c *connectionEntry) []string {
-				return b.tokens.revoke(context.WithoutCancel(ctx), in, c)
-			}
-		}
+		revoke = b.issuer.revoker(ctx, req.Storage, integration)
 	}
 	warnings, err := b.store.Delete(ctx, req.Storage, integration, id, revoke)
 	if err != nil {
