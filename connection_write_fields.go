@@ -60,6 +60,13 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 	if err := checkConfigForMode(in.AuthMode, "connection_config", c.ConnectionConfig); err != nil {
 		return nil, err
 	}
+	tags, given, err := tagsFromRequest(d)
+	if err != nil {
+		return nil, err
+	}
+	if given {
+		c.Tags = tags
+	}
 	if err := applyInstallationID(&c, in.AuthMode, d); err != nil {
 		return nil, err
 	}

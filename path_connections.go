@@ -38,6 +38,11 @@ func pathConnections(b *backend) []*framework.Path {
 					Default:     true,
 					Description: "Include key_info, a summary of each connection, which reads every listed entry; false lists ids only, for large pages.",
 				},
+				"tag": {
+					Type:        framework.TypeString,
+					Query:       true,
+					Description: "List only connections with this tag, as key:value (e.g. organization_id:acme). Reads each connection after 'after' until the page is full.",
+				},
 			},
 			Operations:      onlyOperation(logical.ListOperation, b.pathConnectionList, "list", listResponseFields("connection ids")),
 			HelpSynopsis:    "List an integration's connections.",
@@ -143,6 +148,7 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeMap,
 			Description: "Per-connection configuration as a JSON object, e.g. {\"subdomain\": \"acme\"} for providers whose URLs depend on the customer.",
 		},
+		"tags": tagsField("An update replaces them when it gives tags (an empty object clears them) and keeps them otherwise."),
 		"installation_id": {
 			Type:        framework.TypeString,
 			Description: "APP: the installation of the app whose tokens this connection holds (a number). Set only here, never through the connection's config sub-path, so that a customer who may edit its config cannot pick another customer's installation.",
@@ -179,34 +185,52 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 	if limit < 1 || limit > maxListLimit {
 		return logical.ErrorResponse("limit must be between 1 and %d", maxListLimit), nil
 	}
+	filter, err := parseTagFilter(d.Get("tag").(string))
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	ids, err := b.store.List(ctx, req.Storage, integration)
 	if err != nil {
 		return nil, err
 	}
-	ids = pageAfter(ids, d.Get("after").(string), limit)
-	if !d.Get("key_info").(bool) {
-		return logical.ListResponse(ids), nil
+	if filter == nil {
+		ids = pageAfter(ids, d.Get("after").(string), limit)
+		if !d.Get("key_info").(bool) {
+			return logical.ListResponse(ids), nil
+		}
+	} else {
+		ids = pageAfter(ids, d.Get("after").(string), 0)
 	}
 
-	keyInfo := make(map[string]any, len(ids))
+	page := make([]string, 0, min(len(ids), limit))
+	keyInfo := make(map[string]any, len(page))
 	for _, id := range ids {
+		if len(page) == limit {
+			break
+		}
 		c, err := b.store.Get(ctx, req.Storage, integration, id)
 		if err != nil {
 			return nil, err
 		}
-		if c == nil { // deleted since the list
+		if c == nil || (filter != nil && !filter.matches(c)) { // deleted since the list, or filtered out
 			continue
 		}
+		page = append(page, id)
 		info := map[string]any{
 			"auth_mode":  string(c.AuthMode),
 			"created_at": formatTime(c.CreatedAt),
 			"expires_at": formatTime(c.Credentials.ExpiresAt),
+			"tags":       nonNilMap(c.Tags),
 		}
 		if c.AuthMode.hasTokens() {
 			addRefreshState(info, c)
 		}
 		keyInfo[id] = info
 	}
+	if !d.Get("key_info").(bool) {
+		return logical.ListResponse(page), nil
+	}
+	ids = page
 	return logical.ListResponseWithInfo(ids, keyInfo), nil
 }
 
@@ -253,6 +277,7 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		"updated_at":        formatTime(c.UpdatedAt),
 		"metadata":          nonNilObject(c.Metadata),
 		"connection_config": nonNilObject(c.ConnectionConfig),
+		"tags":              nonNilMap(c.Tags),
 	}
 	cr := c.Credentials
 	switch c.AuthMode {
@@ -441,7 +466,11 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 
 const pathConnectionListHelp = `
 Lists the connection ids of one integration, sorted. key_info gives each
-connection's auth_mode, created_at and expires_at; no secret is listed.
+connection's auth_mode, created_at, expires_at and tags; no secret is listed.
+
+"tag" lists only the connections that carry one tag, given as key:value:
+
+    vault list connect/connections/github tag=organization_id:acme
 
 A list returns one page: at most "limit" ids (default 1000, at most
 10000). Continue with "after" (the last id of the previous page):

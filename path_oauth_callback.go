@@ -193,6 +193,9 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 		if st.ReplaceMetadata {
 			c.Metadata = nonNilObject(st.Metadata)
 		}
+		if st.ReplaceTags {
+			c.Tags = st.Tags
+		}
 		for k, v := range fromCallback {
 			if c.ConnectionConfig == nil {
 				c.ConnectionConfig = map[string]any{}

@@ -136,6 +136,7 @@ func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSch
 		"updated_at":         str("When the connection was last written (RFC 3339)."),
 		"metadata":           typed(framework.TypeMap, "The application's metadata object."),
 		"connection_config":  typed(framework.TypeMap, "The per-connection configuration object."),
+		"tags":               typed(framework.TypeKVPairs, "The connection's tags (labels such as end_user_id or organization_id)."),
 		"base_url":           str("The provider's API for this connection: the integration's api_base_url filled from connection_config. Absent when the integration has none."),
 		"headers":            typed(framework.TypeMap, "The HTTP headers that authenticate a request to base_url: the integration's request_headers rendered with this connection's credential."),
 		"access_token":       str("OAUTH2, OAUTH2_CC, APP: the access token."),

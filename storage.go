@@ -204,8 +204,11 @@ type oauthStateEntry struct {
 	// set; otherwise the connection keeps its own.
 	Metadata        map[string]any `json:"metadata,omitempty"`
 	ReplaceMetadata bool           `json:"replace_metadata,omitempty"`
-	ReturnURL       string         `json:"return_url,omitempty"`
-	ExpiresAt       time.Time      `json:"expires_at"`
+	// Tags replace the connection's tags when ReplaceTags is set.
+	Tags        map[string]string `json:"tags,omitempty"`
+	ReplaceTags bool              `json:"replace_tags,omitempty"`
+	ReturnURL   string            `json:"return_url,omitempty"`
+	ExpiresAt   time.Time         `json:"expires_at"`
 }
 
 // credentials holds whichever secret material the integration's auth mode
@@ -322,6 +325,7 @@ func (c *connectionEntry) clone() *connectionEntry {
 	cp.RawTokenResponse = cloneMap(c.RawTokenResponse)
 	cp.Metadata = cloneMap(c.Metadata)
 	cp.ConnectionConfig = cloneMap(c.ConnectionConfig)
+	cp.Tags = cloneMap(c.Tags)
 	return &cp
 }
 
