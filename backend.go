@@ -60,6 +60,8 @@ type backend struct {
 	statesIndexed atomic.Bool
 	// pendingCounts count each integration's pending authorizations.
 	pendingCounts pendingCounts
+	// events records lifecycle events (the outbox); nil records none.
+	events eventRecorder
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -87,6 +89,9 @@ func newBackend() *backend {
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
 	b.store = newConnectionStore(b.engine, b.configOrLast, clock)
+	// Through b.events as it is when an event is recorded, so that the
+	// outbox (and a test's recorder) may be set after construction.
+	b.store.events = recorderFunc(b.recordEvent)
 	b.tokens = &tokenIssuer{
 		client: provider.New(httpClient, clock),
 		logger: func() hclog.Logger { return b.Logger() },
@@ -177,6 +182,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.store.SaveUnsaved(ctx, req.Storage); err != nil {
 		errs = append(errs, fmt.Errorf("saving refreshed connections: %w", err))
 	}
+	if err := b.store.RecordOwed(ctx, req.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("recording the events of saved changes: %w", err))
+	}
 	cfg, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
@@ -200,6 +208,14 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
 		b.usageCache.clear()
 	}
+}
+
+// recordEvent records a lifecycle event through b.events, if set.
+func (b *backend) recordEvent(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
+	if b.events == nil {
+		return nil
+	}
+	return b.events.record(ctx, s, typ, data)
 }
 
 // clean stops the queue build when the plugin shuts down.

@@ -387,7 +387,11 @@ func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored
 		if err != nil {
 			return nil, badInput(err)
 		}
-		return c, b.issueTokenIfNeeded(ctx, in, existing, c)
+		if err := b.issueTokenIfNeeded(ctx, in, existing, c); err != nil {
+			return nil, err
+		}
+		c.noteWritten(existing, credentialsGiven(c.AuthMode, d))
+		return c, nil
 	})
 	return c, created, err
 }

@@ -88,6 +88,7 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	}
 	if code := d.Get("error").(string); code != "" {
 		desc := d.Get("error_description").(string)
+		b.authorizationFailed(ctx, s, st, nil, d)
 		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("The provider refused the authorization: %s %s", safetext.Printable(code, 100), safetext.Printable(desc, 300))}
 	}
 	code := d.Get("code").(string)
@@ -116,9 +117,16 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	res, err := b.tokens.client.ExchangeCode(ctx, app, ep, st.RedirectURL, code, st.Verifier)
 	if err != nil {
 		b.Logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
+		b.authorizationFailed(ctx, s, st, err, d)
 		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}
 	}
-	if err := b.storeAuthorizedConnection(ctx, s, in, st, res, fromCallback); err != nil {
+	err = b.storeAuthorizedConnection(ctx, s, in, st, res, fromCallback)
+	if eventOwed(err) {
+		// Stored; the periodic hook records the event.
+		b.Logger().Warn("an authorized connection's event is owed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
+		err = nil
+	}
+	if err != nil {
 		b.Logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
 			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
@@ -130,6 +138,30 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not store the connection."}
 	}
 	return st, nil
+}
+
+// authorizationFailed records connection.authorization_failed for the
+// state's connection: the provider's error from the redirect's query (cause
+// nil), or the failed code exchange. Its description is scrubbed of every
+// secret of the connection and its integration and of the request's state,
+// code and verifier. Nothing is stored by a failed callback, so a failed
+// recording is logged: the customer sees the failure and starts again.
+func (b *backend) authorizationFailed(ctx context.Context, s logical.Storage, st *oauthStateEntry, cause error, d *framework.FieldData) {
+	var in *integrationEntry
+	if stored, err := getIntegration(ctx, s, st.Integration); err == nil && stored != nil {
+		in, _ = effectiveIntegration(ctx, s, stored)
+	}
+	existing, _ := b.store.Get(ctx, s, st.Integration, st.ConnectionID)
+	secrets := eventSecrets(in, existing, d.Get("state").(string), d.Get("code").(string), st.Verifier)
+	var e *eventError
+	if cause != nil {
+		e = eventErrorOf(cause, secrets)
+	} else {
+		e = scrubbedEventError(d.Get("error").(string), d.Get("error_description").(string), secrets)
+	}
+	if err := b.recordEvent(ctx, s, eventAuthorizationFailed, authorizationFailedData(st, existing, e)); err != nil {
+		b.Logger().Error("recording a failed authorization's event", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
+	}
 }
 
 // callbackIntegration resolves the integration a callback authorizes for,
@@ -173,6 +205,7 @@ func (b *backend) callbackIntegration(ctx context.Context, s logical.Storage, st
 func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, fromCallback map[string]any) error {
 	_, err := b.store.Update(ctx, s, st.Integration, st.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
 		now := b.now()
+		created := c == nil
 		if c == nil {
 			if st.Reauthorization {
 				return nil, connectionNotFound(st.Integration, st.ConnectionID)
@@ -210,6 +243,7 @@ func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Stora
 			}
 		}
 		b.tokens.apply(c, in, res, now)
+		c.noteAuthorized(created)
 		return c, nil
 	})
 	return err

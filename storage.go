@@ -290,6 +290,9 @@ type connectionEntry struct {
 	// issued marks credentials a provider has just issued, which the store
 	// keeps even when saving them fails. Never stored.
 	issued bool
+	// events are the lifecycle events the change that returned this entry
+	// caused, recorded by the store once it is saved. Never stored.
+	events []pendingEvent
 }
 
 // upgrade brings an entry stored by an earlier version up to date as it is
