@@ -474,12 +474,13 @@ connection's auth_mode, created_at, expires_at and tags; no secret is listed.
 
 "tag" lists only the connections that carry one tag, given as key:value:
 
-    vault list connect/connections/github tag=organization_id:acme
+    vault read connect/connections/github/ list=true tag=organization_id:acme
 
 A list returns one page: at most "limit" ids (default 1000, at most
-10000). Continue with "after" (the last id of the previous page):
+10000). Continue with "after" (the last id of the previous page). The vault
+CLI's list takes no parameters; a read with list=true is a LIST:
 
-    vault list -format=json connect/connections/github after=customer-0100 limit=100
+    vault read -format=json connect/connections/github/ list=true after=customer-0100 limit=100
 `
 
 const pathConnectionHelp = `
