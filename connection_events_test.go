@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -437,4 +438,51 @@ func TestNoSecretInAnyEventBody(t *testing.T) {
 			t.Errorf("no %s event was recorded: the test does not cover it", typ)
 		}
 	}
+}
+
+// blockingCapture holds its first recording until released, to show that a
+// connection's next change waits for it.
+type blockingCapture struct {
+	eventCapture
+	entered, release chan struct{}
+	first            atomic.Bool
+}
+
+func (c *blockingCapture) record(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
+	if c.first.CompareAndSwap(false, true) {
+		close(c.entered)
+		<-c.release
+	}
+	return c.eventCapture.record(ctx, s, typ, data)
+}
+
+// TestEventsAreRecordedUnderTheConnectionsLock: a write whose event is
+// being recorded holds the connection, so a concurrent write of it records
+// its event after, and a write of another connection does not wait.
+func TestEventsAreRecordedUnderTheConnectionsLock(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	rec := &blockingCapture{entered: make(chan struct{}), release: make(chan struct{})}
+	e.b.events = rec
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_1"})
+	}()
+	<-rec.entered
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.mustDo(logical.UpdateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_2"})
+	}()
+	// Another connection is not held up.
+	e.mustDo(logical.CreateOperation, "connections/stripe/other", map[string]any{"api_key": "sk_3"})
+	time.Sleep(50 * time.Millisecond)
+	if got := rec.take(); len(got) != 1 || got[0].data.ConnectionID != "other" {
+		t.Fatalf("while acme's create records: %+v", got)
+	}
+	close(rec.release)
+	wg.Wait()
+	expectEvents(t, &rec.eventCapture, "acme", eventConnectionCreated, eventConnectionUpdated)
 }
