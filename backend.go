@@ -60,6 +60,9 @@ type backend struct {
 	statesIndexed atomic.Bool
 	// pendingCounts count each integration's pending authorizations.
 	pendingCounts pendingCounts
+	// events is the durable outbox of lifecycle events and its delivery
+	// to webhook receivers.
+	events *eventOutbox
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -87,6 +90,7 @@ func newBackend() *backend {
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
 	b.store = newConnectionStore(b.engine, b.configOrLast, clock)
+	b.events = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
 	b.tokens = &tokenIssuer{
 		client: provider.New(httpClient, clock),
 		logger: func() hclog.Logger { return b.Logger() },
@@ -102,7 +106,8 @@ func newBackend() *backend {
 				integrationPrefix,
 				connectionPrefix,
 				statePrefix,
-				"wal/", // issued tokens whose connection save failed
+				webhookPrefix, // receivers' signing secrets
+				"wal/",        // issued tokens whose connection save failed
 			},
 		},
 		// The specific connection sub-paths come before the generic
@@ -118,6 +123,7 @@ func newBackend() *backend {
 			pathConnectionAuthorize(b),
 			pathConnectionImport(b),
 			pathConnections(b),
+			pathWebhooks(b),
 		),
 		InitializeFunc:    b.initialize,
 		PeriodicFunc:      b.periodic,
@@ -141,6 +147,9 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 		// Not fatal: the sweep tries again on its first tick.
 		b.Logger().Warn("indexing the expiry of pending authorizations of an earlier version", "error", err)
 	}
+	// Only here do events leave: standbys and performance standbys never
+	// deliver, so that an event is sent by one node.
+	b.events.startDelivery(s)
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
 		if err := b.rollForwardAtStart(ctx, s); err != nil {
@@ -199,12 +208,16 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.store.Invalidate(key)
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
 		b.usageCache.clear()
+	case strings.HasPrefix(key, webhookPrefix):
+		b.events.receivers.invalidate()
 	}
 }
 
-// clean stops the queue build when the plugin shuts down.
+// clean stops the queue build and event delivery when the plugin shuts
+// down.
 func (b *backend) clean(context.Context) {
 	b.engine.stop()
+	b.events.stopDelivery()
 }
 
 // HandleExistenceCheck wraps the framework's check, which validates the

@@ -1,0 +1,265 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/webhook"
+)
+
+// deliveryWorker sends the outbox's due deliveries. It runs only where
+// storage is writable (the active node), from initialize until clean; it
+// sleeps until the earliest delivery is due or an event is recorded, so
+// that while nothing is pending it makes no storage operation at all.
+type deliveryWorker struct {
+	o       *eventOutbox
+	storage logical.Storage
+	wakeC   chan struct{}
+	stopC   chan struct{}
+	ctx     context.Context
+	cancel  context.CancelFunc
+	slots   chan struct{}
+	wg      sync.WaitGroup
+	// statsMu orders the stats writes of concurrent deliveries.
+	statsMu sync.Mutex
+	stats   map[string]*webhookStats
+}
+
+// startDelivery rebuilds the schedule from storage and starts delivering,
+// in the background. It does nothing when already started.
+func (o *eventOutbox) startDelivery(s logical.Storage) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.worker != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &deliveryWorker{
+		o: o, storage: s,
+		wakeC: make(chan struct{}, 1), stopC: make(chan struct{}),
+		ctx: ctx, cancel: cancel,
+		slots: make(chan struct{}, deliveryConcurrency),
+		stats: map[string]*webhookStats{},
+	}
+	o.worker = w
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		start := time.Now()
+		if err := o.rebuild(ctx, s); err != nil {
+			// The deliveries stay in storage; the next start finds them.
+			o.logger().Error("loading the event outbox; its deliveries wait for the next start", "error", err)
+		} else {
+			st := o.stats()
+			o.logger().Info("event outbox loaded", "pending", st.Pending, "dead", st.Dead, "duration", time.Since(start))
+		}
+		w.loop()
+	}()
+}
+
+// stopDelivery stops the worker and waits for the attempts in flight,
+// which their timeout bounds.
+func (o *eventOutbox) stopDelivery() {
+	o.mu.Lock()
+	w := o.worker
+	o.worker = nil
+	o.mu.Unlock()
+	if w == nil {
+		return
+	}
+	close(w.stopC)
+	w.cancel()
+	w.wg.Wait()
+}
+
+func (w *deliveryWorker) wake() {
+	select {
+	case w.wakeC <- struct{}{}:
+	default:
+	}
+}
+
+func (w *deliveryWorker) loop() {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		k, wait, ok := w.o.nextDue()
+		if ok && wait <= 0 {
+			select {
+			case w.slots <- struct{}{}:
+			case <-w.stopC:
+				return
+			}
+			w.wg.Add(1)
+			go func() {
+				defer w.wg.Done()
+				defer func() { <-w.slots }()
+				w.deliver(k)
+			}()
+			continue
+		}
+		var fire <-chan time.Time
+		if ok {
+			timer.Reset(wait)
+			fire = timer.C
+		}
+		select {
+		case <-w.stopC:
+			return
+		case <-w.wakeC:
+		case <-fire:
+		}
+		// Since Go 1.23 a stopped timer delivers nothing stale to Reset.
+		timer.Stop()
+	}
+}
+
+// nextDue pops the earliest delivery when it is due; otherwise it says how
+// long until it is. ok is false when nothing is pending.
+func (o *eventOutbox) nextDue() (k deliveryKey, wait time.Duration, ok bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	for o.queue.Len() > 0 {
+		it := o.queue[0]
+		if _, live := o.scheduled[it.key]; !live {
+			heap.Pop(&o.queue) // delivered, dropped or given up meanwhile
+			continue
+		}
+		if wait = it.at.Sub(o.now()); wait > 0 {
+			return deliveryKey{}, wait, true
+		}
+		heap.Pop(&o.queue)
+		return it.key, 0, true
+	}
+	return deliveryKey{}, 0, false
+}
+
+// deliver makes one attempt at k and stores its outcome: delivered
+// (removed), retry (rescheduled) or dead.
+func (w *deliveryWorker) deliver(k deliveryKey) {
+	o, ctx, s := w.o, w.ctx, w.storage
+	log := o.logger()
+	all, err := o.receivers.all(ctx, s)
+	if err != nil {
+		w.retryLater(k, "loading the receivers", err)
+		return
+	}
+	rcv := all[k.receiver]
+	var e outboxEntry
+	found, err := getJSON(ctx, s, k.pendingPath(), &e)
+	if err != nil {
+		w.retryLater(k, "reading a pending event", err)
+		return
+	}
+	if !found || rcv == nil {
+		o.forget(k)
+		if found {
+			_ = s.Delete(ctx, k.pendingPath())
+		}
+		return
+	}
+	now := o.now()
+	keys, err := rcv.signingKeys(now)
+	var res webhook.Result
+	if err != nil {
+		res = webhook.Result{Err: err}
+	} else {
+		res = o.sender.Send(ctx, webhook.Message{URL: rcv.URL, ID: e.ID, Body: []byte(e.Body), Keys: keys})
+	}
+	if ctx.Err() != nil {
+		// Stopping: the attempt's outcome is unknown, the entry stays as
+		// it was and the next start tries again (at least once).
+		return
+	}
+	e.Attempts++
+	if e.FirstAttemptAt.IsZero() {
+		e.FirstAttemptAt = now
+	}
+	e.LastAttemptAt, e.LastStatus = now, res.Status
+	if res.Err == nil {
+		e.LastError = ""
+		if err := s.Delete(ctx, k.pendingPath()); err != nil {
+			// Delivered but still pending in storage: it is sent again
+			// after the next start; receivers drop it by its id.
+			log.Warn("removing a delivered event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		}
+		o.forget(k)
+		w.count(k.receiver, e, true, false)
+		return
+	}
+	e.LastError = res.Err.Error()
+	next, retry := o.schedule.Next(e.FirstAttemptAt, now, e.Attempts, nil)
+	if retry {
+		e.NextAttemptAt = next
+		if err := putJSON(ctx, s, k.pendingPath(), &e); err != nil {
+			log.Warn("storing a failed attempt; the event is tried again", "receiver", k.receiver, "id", k.id, "error", err)
+		}
+		o.push(k, next)
+		w.count(k.receiver, e, false, false)
+		return
+	}
+	e.DeadAt = now
+	log.Warn("event delivery given up", "receiver", k.receiver, "id", k.id, "type", string(e.Type), "attempts", e.Attempts, "last_status", e.LastStatus, "last_error", e.LastError)
+	if err := o.putDead(ctx, s, k, &e); err != nil {
+		log.Warn("storing a dead event; it stays pending", "receiver", k.receiver, "id", k.id, "error", err)
+		o.push(k, now.Add(o.schedule.Every))
+		return
+	}
+	if err := s.Delete(ctx, k.pendingPath()); err != nil {
+		log.Warn("removing a dead event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+	}
+	o.forget(k)
+	w.count(k.receiver, e, false, true)
+}
+
+// retryLater puts k back after a storage failure of the worker itself
+// (not of the receiver), without counting an attempt.
+func (w *deliveryWorker) retryLater(k deliveryKey, what string, err error) {
+	if w.ctx.Err() != nil {
+		return
+	}
+	w.o.logger().Warn("event delivery: "+what+"; trying again", "receiver", k.receiver, "id", k.id, "error", err)
+	w.o.push(k, w.o.now().Add(w.o.schedule.Delays[0]))
+}
+
+// count adds an attempt's outcome to the receiver's stored figures.
+func (w *deliveryWorker) count(receiver string, e outboxEntry, delivered, dead bool) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	st := w.stats[receiver]
+	if st == nil {
+		var err error
+		if st, err = getWebhookStats(w.ctx, w.storage, receiver); err != nil {
+			w.o.logger().Warn("reading a receiver's delivery figures", "receiver", receiver, "error", err)
+			return
+		}
+		w.stats[receiver] = st
+	}
+	st.LastAttemptAt, st.LastStatus, st.LastError = e.LastAttemptAt, e.LastStatus, e.LastError
+	switch {
+	case delivered:
+		st.Delivered++
+		st.LastDeliveryAt = e.LastAttemptAt
+	default:
+		st.Failed++
+		if dead {
+			st.Dead++
+		}
+	}
+	if err := putJSON(w.ctx, w.storage, webhookStatsPrefix+receiver, st); err != nil {
+		w.o.logger().Warn("storing a receiver's delivery figures", "receiver", receiver, "error", err)
+	}
+}
+
+// forgetStats drops a deleted receiver's cached figures.
+func (w *deliveryWorker) forgetStats(receiver string) {
+	w.statsMu.Lock()
+	defer w.statsMu.Unlock()
+	delete(w.stats, receiver)
+}
