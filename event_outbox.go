@@ -393,4 +393,3 @@ func deadEvents(ctx context.Context, s logical.Storage, receiver string) ([]stri
 	}
 	return ids, info, nil
 }
-
