@@ -263,6 +263,18 @@ func (o *eventOutbox) dropReceiver(ctx context.Context, s logical.Storage, name 
 	return s.Delete(ctx, webhookStatsPrefix+name)
 }
 
+// resetFigures clears the delivery figures a receiver of the same name
+// may have left, so that a new receiver starts from zero.
+func (o *eventOutbox) resetFigures(ctx context.Context, s logical.Storage, name string) error {
+	o.mu.Lock()
+	w := o.worker
+	o.mu.Unlock()
+	if w != nil {
+		w.forgetStats(name)
+	}
+	return s.Delete(ctx, webhookStatsPrefix+name)
+}
+
 // rebuild loads the pending deliveries from storage into the schedule:
 // what a previous process (or the previous active node) left undelivered.
 // Deliveries of receivers that no longer exist are removed.

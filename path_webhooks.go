@@ -276,6 +276,11 @@ func (b *backend) pathWebhookWrite(ctx context.Context, req *logical.Request, d 
 	if w.PreviousSecret != "" && !now.Before(w.PreviousSecretUntil) {
 		w.PreviousSecret, w.PreviousSecretUntil = "", time.Time{}
 	}
+	if old == nil {
+		if err := b.events.resetFigures(ctx, req.Storage, name); err != nil {
+			return nil, err
+		}
+	}
 	if err := putWebhook(ctx, req.Storage, w); err != nil {
 		return nil, err
 	}

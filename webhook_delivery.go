@@ -232,6 +232,9 @@ func (w *deliveryWorker) retryLater(k deliveryKey, what string, err error) {
 func (w *deliveryWorker) count(receiver string, e outboxEntry, delivered, dead bool) {
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
+	if all, err := w.o.receivers.all(w.ctx, w.storage); err == nil && all[receiver] == nil {
+		return // deleted during the attempt: its figures went with it
+	}
 	st := w.stats[receiver]
 	if st == nil {
 		var err error
