@@ -93,14 +93,27 @@ func (r *hookReceiver) accepted() map[string]int {
 	return out
 }
 
+// retryHourly keeps a failed delivery pending for the rest of a test.
+func retryHourly(s *webhook.Schedule) {
+	*s = webhook.Schedule{Delays: []time.Duration{time.Hour}, Every: time.Hour, GiveUpAfter: 24 * time.Hour}
+}
+
+func giveUpAfter(d time.Duration) func(*webhook.Schedule) {
+	return func(s *webhook.Schedule) { s.GiveUpAfter = d }
+}
+
 func always(status int) func(int) int { return func(int) int { return status } }
 
 // newEventsEnv is a test backend that delivers events on testSchedule
-// with a short sender timeout, started as Vault starts a mount.
-func newEventsEnv(t *testing.T, s logical.Storage) *testEnv {
+// (changed by adjust, if given) with a short sender timeout, started as
+// Vault starts a mount.
+func newEventsEnv(t *testing.T, s logical.Storage, adjust ...func(*webhook.Schedule)) *testEnv {
 	t.Helper()
 	e := newTestEnvOn(t, s)
 	e.b.events.schedule = testSchedule
+	for _, f := range adjust {
+		f(&e.b.events.schedule)
+	}
 	e.b.events.sender = webhook.NewSender(300*time.Millisecond, nil)
 	initializeMount(t, e)
 	t.Cleanup(func() { e.b.Cleanup(context.Background()) })
@@ -204,6 +217,8 @@ func TestWebhookDeliversSignedEvent(t *testing.T) {
 // 429, then hanging past the timeout, then 200, gets every event, each
 // accepted exactly once, with the same webhook-id on every attempt.
 func TestWebhookRetriesUntilReceiverRecovers(t *testing.T) {
+	reliabilityCase(t, "a webhook receiver answering 500, then 429, then not answering within the timeout",
+		"every event is retried with the same webhook-id and accepted exactly once when the receiver recovers")
 	e := newEventsEnv(t, &logical.InmemStorage{})
 	var mu sync.Mutex
 	failures := []int{500, 429, 0, 500, 429, 0}
@@ -250,6 +265,8 @@ func TestWebhookRetriesUntilReceiverRecovers(t *testing.T) {
 // down, and by a process that stops (or dies) before delivering them, are
 // delivered by the next process on the same storage.
 func TestWebhookOutboxSurvivesRestart(t *testing.T) {
+	reliabilityCase(t, "events recorded while the receiver is down; the plugin stops, or dies before delivering",
+		"the next process on the same storage delivers every event, each accepted once")
 	s := &logical.InmemStorage{}
 	rcv := newHookReceiver(t, always(http.StatusServiceUnavailable))
 	first := newEventsEnv(t, s)
@@ -313,9 +330,8 @@ func TestWebhookRotationSignsWithBothSecrets(t *testing.T) {
 // TestWebhookSecretsNeverShown: no read, list, status, error, log line or
 // outbox entry holds a secret the suite used.
 func TestWebhookSecretsNeverShown(t *testing.T) {
-	e := newEventsEnv(t, &logical.InmemStorage{})
+	e := newEventsEnv(t, &logical.InmemStorage{}, giveUpAfter(100*time.Millisecond))
 	rcv := newHookReceiver(t, always(http.StatusInternalServerError))
-	e.b.events.schedule.GiveUpAfter = 100 * time.Millisecond
 	var secrets []string
 	secrets = append(secrets, e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL + "/?token=url-token"})["secret"].(string))
 	secrets = append(secrets, e.mustDo(logical.UpdateOperation, "webhooks/app", map[string]any{"rotate_secret": true})["secret"].(string))
@@ -361,8 +377,7 @@ func TestWebhookSecretsNeverShown(t *testing.T) {
 }
 
 func TestWebhookDeadAfterSchedule(t *testing.T) {
-	e := newEventsEnv(t, &logical.InmemStorage{})
-	e.b.events.schedule.GiveUpAfter = 150 * time.Millisecond
+	e := newEventsEnv(t, &logical.InmemStorage{}, giveUpAfter(150*time.Millisecond))
 	rcv := newHookReceiver(t, always(http.StatusBadGateway))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
 	recordEvent(t, e, eventConnectionCreated, "a")
@@ -390,8 +405,7 @@ func TestWebhookDeadAfterSchedule(t *testing.T) {
 // TestWebhookOutboxBound: past max_pending_events a new event is kept as
 // dead, unsent; status counts it and warns.
 func TestWebhookOutboxBound(t *testing.T) {
-	e := newEventsEnv(t, &logical.InmemStorage{})
-	e.b.events.schedule.Delays = []time.Duration{time.Hour}
+	e := newEventsEnv(t, &logical.InmemStorage{}, retryHourly)
 	rcv := newHookReceiver(t, always(http.StatusInternalServerError))
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"max_pending_events": 2})
 	e.mustFail(logical.UpdateOperation, "config", map[string]any{"max_pending_events": 0}, http.StatusBadRequest)
@@ -417,8 +431,7 @@ func TestWebhookOutboxBound(t *testing.T) {
 }
 
 func TestWebhookDeleteDropsPending(t *testing.T) {
-	e := newEventsEnv(t, &logical.InmemStorage{})
-	e.b.events.schedule.Delays = []time.Duration{time.Hour}
+	e := newEventsEnv(t, &logical.InmemStorage{}, retryHourly)
 	rcv := newHookReceiver(t, always(http.StatusInternalServerError))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
 	e.mustDo(logical.CreateOperation, "webhooks/other", map[string]any{"url": rcv.URL, "events": "connection.deleted"})
@@ -480,5 +493,27 @@ func TestWebhookWriteValidation(t *testing.T) {
 	list := e.mustDo(logical.ListOperation, "webhooks/", nil)
 	if keys := list["keys"].([]string); len(keys) != 1 || keys[0] != "app" {
 		t.Fatalf("list: %v", list)
+	}
+}
+
+// TestWebhookRecordFailsWhenStorageRefuses: an event the outbox could not
+// store is reported to the caller and leaves nothing scheduled.
+func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
+	s := &flakyStorage{Storage: &logical.InmemStorage{}, failPrefix: outboxPendingPrefix}
+	e := newEventsEnv(t, s)
+	rcv := newHookReceiver(t, always(http.StatusOK))
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	s.failPuts.Store(1)
+	err := e.b.events.record(context.Background(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "a"})
+	if err == nil {
+		t.Fatal("record reported success for an event storage refused")
+	}
+	if st := e.b.events.stats(); st.Pending != 0 {
+		t.Fatalf("%d deliveries scheduled for an unrecorded event", st.Pending)
+	}
+	recordEvent(t, e, eventConnectionCreated, "b")
+	waitFor(t, "the next event", func() bool { return len(rcv.accepted()) == 1 })
+	if got := len(rcv.requests()); got != 1 {
+		t.Fatalf("the receiver got %d requests, want only the recorded event's", got)
 	}
 }
