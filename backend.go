@@ -182,6 +182,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	// Delivery starts at initialize; this only covers a node that became
+	// writable without one, and costs nothing once started.
+	b.events.startDelivery(req.Storage)
 	var errs []error
 	if err := b.store.SaveUnsaved(ctx, req.Storage); err != nil {
 		errs = append(errs, fmt.Errorf("saving refreshed connections: %w", err))
