@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/webhook"
 )
@@ -145,6 +146,18 @@ func verifyStandardWebhook(t *testing.T, secret string, h http.Header, body []by
 	return matches
 }
 
+// verifyWithLibrary verifies a delivery with the Standard Webhooks
+// project's own Go library, as a receiver would (timestamp tolerance
+// included).
+func verifyWithLibrary(t *testing.T, secret string, h http.Header, body []byte) error {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatalf("the library refuses the secret: %v", err)
+	}
+	return wh.Verify(body, h)
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -185,6 +198,13 @@ func TestWebhookDeliversSignedEvent(t *testing.T) {
 	req := rcv.requests()[0]
 	if verifyStandardWebhook(t, secret, req.header, req.body) != 1 {
 		t.Fatalf("signature %q does not verify", req.header.Get("webhook-signature"))
+	}
+	if err := verifyWithLibrary(t, secret, req.header, req.body); err != nil {
+		t.Fatalf("the Standard Webhooks library refuses the delivery: %v", err)
+	}
+	other, _ := webhook.GenerateSecret()
+	if verifyWithLibrary(t, other, req.header, req.body) == nil {
+		t.Fatal("the library verifies the delivery with an unrelated secret")
 	}
 	var body map[string]json.RawMessage
 	if err := json.Unmarshal(req.body, &body); err != nil {
@@ -311,6 +331,11 @@ func TestWebhookRotationSignsWithBothSecrets(t *testing.T) {
 	}
 	if verifyStandardWebhook(t, oldSecret, req.header, req.body) != 1 || verifyStandardWebhook(t, newSecret, req.header, req.body) != 1 {
 		t.Fatal("the old and the new secret do not both verify")
+	}
+	for _, secret := range []string{oldSecret, newSecret} {
+		if err := verifyWithLibrary(t, secret, req.header, req.body); err != nil {
+			t.Fatalf("the Standard Webhooks library refuses a delivery during the overlap: %v", err)
+		}
 	}
 
 	// Given secret, no overlap: one signature, by the given secret.
