@@ -86,5 +86,6 @@ The refresh engine as this node sees it:
 
 The same figures are emitted as metrics (connect.refresh.success,
 connect.refresh.failure and connect.refresh.latency by integration, and
-connect.refresh.queue_depth) through the plugin's go-metrics sink.
+connect.refresh.queue_depth; connect.webhook.delivered, connect.webhook.failure
+and connect.webhook.dead by receiver) through the plugin's go-metrics sink.
 `

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/armon/go-metrics"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/webhook"
@@ -230,6 +231,15 @@ func (w *deliveryWorker) retryLater(k deliveryKey, what string, err error) {
 
 // count adds an attempt's outcome to the receiver's stored figures.
 func (w *deliveryWorker) count(receiver string, e outboxEntry, delivered, dead bool) {
+	labels := []metrics.Label{{Name: "receiver", Value: receiver}}
+	if delivered {
+		metrics.IncrCounterWithLabels([]string{"connect", "webhook", "delivered"}, 1, labels)
+	} else {
+		metrics.IncrCounterWithLabels([]string{"connect", "webhook", "failure"}, 1, labels)
+	}
+	if dead {
+		metrics.IncrCounterWithLabels([]string{"connect", "webhook", "dead"}, 1, labels)
+	}
 	w.statsMu.Lock()
 	defer w.statsMu.Unlock()
 	if all, err := w.o.receivers.all(w.ctx, w.storage); err == nil && all[receiver] == nil {
