@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
@@ -540,5 +541,31 @@ func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
 	waitFor(t, "the next event", func() bool { return len(rcv.accepted()) == 1 })
 	if got := len(rcv.requests()); got != 1 {
 		t.Fatalf("the receiver got %d requests, want only the recorded event's", got)
+	}
+}
+
+// TestWebhookStandbyNeverDelivers: a performance standby that starts (and
+// ticks) on storage holding pending events sends none of them; status says
+// it does not deliver.
+func TestWebhookStandbyNeverDelivers(t *testing.T) {
+	rcv := newHookReceiver(t, always(http.StatusOK))
+	active := newTestEnv(t)
+	active.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	recordEvent(t, active, eventConnectionCreated, "a") // no worker: stays pending
+
+	e, _ := replicaEnv(t, consts.ReplicationPerformanceStandby)
+	e.storage = active.storage
+	initializeMount(t, e)
+	t.Cleanup(func() { e.b.Cleanup(context.Background()) })
+	if err := e.b.periodic(context.Background(), &logical.Request{Storage: e.storage}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(rcv.requests()); n != 0 {
+		t.Fatalf("a performance standby sent %d requests", n)
+	}
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "status", Storage: e.storage})
+	if err != nil || resp.Data["events_delivering"] != false {
+		t.Fatalf("status on a standby: %v %v", err, resp)
 	}
 }
