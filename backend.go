@@ -51,6 +51,9 @@ type backend struct {
 	configCache *configCache
 	// usageCache holds how clients use each integration's connections.
 	usageCache usageCache
+	// outbox is the durable outbox of lifecycle events, and delivers them
+	// to the webhook receivers; events is the outbox except in tests.
+	outbox *eventOutbox
 	// stateLocks serialise the changes of one connection's pending
 	// authorization.
 	stateLocks *keyedLocks
@@ -60,9 +63,8 @@ type backend struct {
 	statesIndexed atomic.Bool
 	// pendingCounts count each integration's pending authorizations.
 	pendingCounts pendingCounts
-	// events is the durable outbox of lifecycle events and its delivery
-	// to webhook receivers.
-	events *eventOutbox
+	// events records lifecycle events (the outbox); nil records none.
+	events eventRecorder
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -90,11 +92,12 @@ func newBackend() *backend {
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
 	b.store = newConnectionStore(b.engine, b.configOrLast, clock)
-	b.events = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
 	b.tokens = &tokenIssuer{
 		client: provider.New(httpClient, clock),
 		logger: func() hclog.Logger { return b.Logger() },
 	}
+	b.outbox = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
+	b.events = b.outbox
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -149,7 +152,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	}
 	// Only here do events leave: standbys and performance standbys never
 	// deliver, so that an event is sent by one node.
-	b.events.startDelivery(s)
+	b.outbox.startDelivery(s)
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
 		if err := b.rollForwardAtStart(ctx, s); err != nil {
@@ -184,7 +187,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	}
 	// Delivery starts at initialize; this only covers a node that became
 	// writable without one, and costs nothing once started.
-	b.events.startDelivery(req.Storage)
+	b.outbox.startDelivery(req.Storage)
 	var errs []error
 	if err := b.store.SaveUnsaved(ctx, req.Storage); err != nil {
 		errs = append(errs, fmt.Errorf("saving refreshed connections: %w", err))
@@ -212,15 +215,14 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
 		b.usageCache.clear()
 	case strings.HasPrefix(key, webhookPrefix):
-		b.events.receivers.invalidate()
+		b.outbox.receivers.invalidate()
 	}
 }
 
-// clean stops the queue build and event delivery when the plugin shuts
-// down.
+// clean stops the queue build when the plugin shuts down.
 func (b *backend) clean(context.Context) {
 	b.engine.stop()
-	b.events.stopDelivery()
+	b.outbox.stopDelivery() // and event delivery
 }
 
 // HandleExistenceCheck wraps the framework's check, which validates the

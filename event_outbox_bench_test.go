@@ -64,7 +64,7 @@ func BenchmarkEventOnConnectionWrite(b *testing.B) {
 		with += write(hooked, hookedStorage, id)
 	}
 	b.StopTimer()
-	recorded := int64(hooked.events.stats().Pending) + received.Load()
+	recorded := int64(hooked.outbox.stats().Pending) + received.Load()
 	if recorded < int64(b.N) {
 		b.Fatalf("%d writes recorded %d events: connection writes emit no connection.created", b.N, recorded)
 	}

@@ -112,11 +112,11 @@ func always(status int) func(int) int { return func(int) int { return status } }
 func newEventsEnv(t *testing.T, s logical.Storage, adjust ...func(*webhook.Schedule)) *testEnv {
 	t.Helper()
 	e := newTestEnvOn(t, s)
-	e.b.events.schedule = testSchedule
+	e.b.outbox.schedule = testSchedule
 	for _, f := range adjust {
-		f(&e.b.events.schedule)
+		f(&e.b.outbox.schedule)
 	}
-	e.b.events.sender = webhook.NewSender(300*time.Millisecond, nil)
+	e.b.outbox.sender = webhook.NewSender(300*time.Millisecond, nil)
 	initializeMount(t, e)
 	t.Cleanup(func() { e.b.Cleanup(context.Background()) })
 	return e
@@ -170,7 +170,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func recordEvent(t *testing.T, e *testEnv, typ eventType, id string) {
+func recordTestEvent(t *testing.T, e *testEnv, typ eventType, id string) {
 	t.Helper()
 	err := e.b.events.record(context.Background(), e.storage, typ, eventData{
 		Integration: "github", ConnectionID: id, AuthMode: "OAUTH2", RefreshStatus: "ok",
@@ -194,7 +194,7 @@ func TestWebhookDeliversSignedEvent(t *testing.T) {
 		t.Fatalf("read shows the secret or no secret_set: %v", read)
 	}
 
-	recordEvent(t, e, eventConnectionCreated, "c1")
+	recordTestEvent(t, e, eventConnectionCreated, "c1")
 	waitFor(t, "the delivery", func() bool { return len(rcv.accepted()) == 1 })
 	req := rcv.requests()[0]
 	if verifyStandardWebhook(t, secret, req.header, req.body) != 1 {
@@ -253,7 +253,7 @@ func TestWebhookRetriesUntilReceiverRecovers(t *testing.T) {
 	})
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
 	for _, id := range []string{"a", "b", "c"} {
-		recordEvent(t, e, eventRefreshFailed, id)
+		recordTestEvent(t, e, eventRefreshFailed, id)
 	}
 	waitFor(t, "three accepted events", func() bool { return len(rcv.accepted()) == 3 })
 	time.Sleep(200 * time.Millisecond) // room for a wrong extra delivery
@@ -292,14 +292,14 @@ func TestWebhookOutboxSurvivesRestart(t *testing.T) {
 	rcv := newHookReceiver(t, always(http.StatusServiceUnavailable))
 	first := newEventsEnv(t, s)
 	first.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
-	recordEvent(t, first, eventConnectionCreated, "a")
-	recordEvent(t, first, eventConnectionDeleted, "b")
+	recordTestEvent(t, first, eventConnectionCreated, "a")
+	recordTestEvent(t, first, eventConnectionDeleted, "b")
 	waitFor(t, "failed attempts", func() bool { return len(rcv.requests()) >= 2 })
 	first.b.Cleanup(context.Background())
 
 	// A process that records and dies before its worker starts.
 	crashed := newTestEnvOn(t, s)
-	recordEvent(t, crashed, eventConnectionUpdated, "c")
+	recordTestEvent(t, crashed, eventConnectionUpdated, "c")
 
 	rcv.setAnswer(always(http.StatusOK))
 	before := len(rcv.requests())
@@ -324,7 +324,7 @@ func TestWebhookRotationSignsWithBothSecrets(t *testing.T) {
 	if newSecret == "" || newSecret == oldSecret || rotated["previous_secret_until"] == "" {
 		t.Fatalf("rotation answer: %v", rotated)
 	}
-	recordEvent(t, e, eventConnectionCreated, "a")
+	recordTestEvent(t, e, eventConnectionCreated, "a")
 	waitFor(t, "the delivery", func() bool { return len(rcv.accepted()) == 1 })
 	req := rcv.requests()[0]
 	if n := len(strings.Fields(req.header.Get("webhook-signature"))); n != 2 {
@@ -345,7 +345,7 @@ func TestWebhookRotationSignsWithBothSecrets(t *testing.T) {
 	if _, shown := resp["secret"]; shown {
 		t.Fatal("a given secret is echoed")
 	}
-	recordEvent(t, e, eventConnectionCreated, "b")
+	recordTestEvent(t, e, eventConnectionCreated, "b")
 	waitFor(t, "the second delivery", func() bool { return len(rcv.accepted()) == 2 })
 	req = rcv.requests()[1]
 	if n := len(strings.Fields(req.header.Get("webhook-signature"))); n != 1 || verifyStandardWebhook(t, given, req.header, req.body) != 1 {
@@ -370,8 +370,8 @@ func TestWebhookSecretsNeverShown(t *testing.T) {
 	if !strings.Contains(msg, "secret") {
 		t.Fatalf("error %q does not name the field", msg)
 	}
-	recordEvent(t, e, eventConnectionCreated, "a")
-	waitFor(t, "the dead event", func() bool { return e.b.events.stats().Dead == 1 })
+	recordTestEvent(t, e, eventConnectionCreated, "a")
+	waitFor(t, "the dead event", func() bool { return e.b.outbox.stats().Dead == 1 })
 
 	var shown []string
 	for _, path := range []string{"webhooks/app", "status", "config"} {
@@ -406,8 +406,8 @@ func TestWebhookDeadAfterSchedule(t *testing.T) {
 	e := newEventsEnv(t, &logical.InmemStorage{}, giveUpAfter(150*time.Millisecond))
 	rcv := newHookReceiver(t, always(http.StatusBadGateway))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
-	recordEvent(t, e, eventConnectionCreated, "a")
-	waitFor(t, "the event to die", func() bool { return e.b.events.stats().Dead == 1 })
+	recordTestEvent(t, e, eventConnectionCreated, "a")
+	waitFor(t, "the event to die", func() bool { return e.b.outbox.stats().Dead == 1 })
 	status := e.mustDo(logical.ReadOperation, "status", nil)
 	if status["events_dead"] != 1 || status["events_pending"] != 0 {
 		t.Fatalf("status: %v", status)
@@ -437,7 +437,7 @@ func TestWebhookOutboxBound(t *testing.T) {
 	e.mustFail(logical.UpdateOperation, "config", map[string]any{"max_pending_events": 0}, http.StatusBadRequest)
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
 	for _, id := range []string{"a", "b", "c"} {
-		recordEvent(t, e, eventConnectionCreated, id)
+		recordTestEvent(t, e, eventConnectionCreated, id)
 	}
 	resp, _ := e.do(logical.ReadOperation, "status", nil)
 	if resp.Data["events_pending"] != 2 || resp.Data["events_dead"] != 1 || resp.Data["events_not_queued"] != int64(1) {
@@ -461,8 +461,8 @@ func TestWebhookDeleteDropsPending(t *testing.T) {
 	rcv := newHookReceiver(t, always(http.StatusInternalServerError))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
 	e.mustDo(logical.CreateOperation, "webhooks/other", map[string]any{"url": rcv.URL, "events": "connection.deleted"})
-	recordEvent(t, e, eventConnectionCreated, "a")
-	recordEvent(t, e, eventConnectionDeleted, "a")
+	recordTestEvent(t, e, eventConnectionCreated, "a")
+	recordTestEvent(t, e, eventConnectionDeleted, "a")
 	if read := e.mustDo(logical.ReadOperation, "webhooks/app", nil); read["pending"] != 2 {
 		t.Fatalf("app pending: %v", read["pending"])
 	}
@@ -474,12 +474,12 @@ func TestWebhookDeleteDropsPending(t *testing.T) {
 	if len(keys) != 1 || keys[0] != "other/" {
 		t.Fatalf("outbox after delete: %v", keys)
 	}
-	if st := e.b.events.stats(); st.Pending != 1 {
+	if st := e.b.outbox.stats(); st.Pending != 1 {
 		t.Fatalf("pending after delete: %d", st.Pending)
 	}
 	e.mustDo(logical.UpdateOperation, "webhooks/other", map[string]any{"enabled": false})
-	recordEvent(t, e, eventConnectionDeleted, "b")
-	if st := e.b.events.stats(); st.Pending != 1 {
+	recordTestEvent(t, e, eventConnectionDeleted, "b")
+	if st := e.b.outbox.stats(); st.Pending != 1 {
 		t.Fatal("a disabled receiver got a new event")
 	}
 }
@@ -491,11 +491,11 @@ func TestWebhookIdleCostsNoStorage(t *testing.T) {
 	e := newEventsEnv(t, counting)
 	rcv := newHookReceiver(t, always(http.StatusOK))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL, "events": "connection.deleted"})
-	recordEvent(t, e, eventConnectionDeleted, "warm") // loads the receivers
+	recordTestEvent(t, e, eventConnectionDeleted, "warm") // loads the receivers
 	waitFor(t, "the delivery", func() bool { return len(rcv.accepted()) == 1 })
 	time.Sleep(50 * time.Millisecond) // the delivery's figures are stored
 	before := counting.ops.Load()
-	recordEvent(t, e, eventConnectionCreated, "not-wanted")
+	recordTestEvent(t, e, eventConnectionCreated, "not-wanted")
 	time.Sleep(300 * time.Millisecond)
 	if n := counting.ops.Load() - before; n != 0 {
 		t.Fatalf("%d storage operations while nothing was pending", n)
@@ -534,10 +534,10 @@ func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
 	if err == nil {
 		t.Fatal("record reported success for an event storage refused")
 	}
-	if st := e.b.events.stats(); st.Pending != 0 {
+	if st := e.b.outbox.stats(); st.Pending != 0 {
 		t.Fatalf("%d deliveries scheduled for an unrecorded event", st.Pending)
 	}
-	recordEvent(t, e, eventConnectionCreated, "b")
+	recordTestEvent(t, e, eventConnectionCreated, "b")
 	waitFor(t, "the next event", func() bool { return len(rcv.accepted()) == 1 })
 	if got := len(rcv.requests()); got != 1 {
 		t.Fatalf("the receiver got %d requests, want only the recorded event's", got)
@@ -551,7 +551,7 @@ func TestWebhookStandbyNeverDelivers(t *testing.T) {
 	rcv := newHookReceiver(t, always(http.StatusOK))
 	active := newTestEnv(t)
 	active.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
-	recordEvent(t, active, eventConnectionCreated, "a") // no worker: stays pending
+	recordTestEvent(t, active, eventConnectionCreated, "a") // no worker: stays pending
 
 	e, _ := replicaEnv(t, consts.ReplicationPerformanceStandby)
 	e.storage = active.storage

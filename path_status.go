@@ -26,7 +26,7 @@ func pathStatus(b *backend) []*framework.Path {
 
 func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	stats := b.engine.Stats()
-	events := b.events.stats()
+	events := b.outbox.stats()
 	resp := &logical.Response{Data: map[string]any{
 		"queue_size":             stats.QueueSize,
 		"queue_ready":            stats.QueueReady,

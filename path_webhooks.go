@@ -208,7 +208,7 @@ func (b *backend) pathWebhookWrite(ctx context.Context, req *logical.Request, d 
 	if err := validateWebhookName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	unlock := b.events.receivers.lockWrites()
+	unlock := b.outbox.receivers.lockWrites()
 	defer unlock()
 	old, err := getWebhook(ctx, req.Storage, name)
 	if err != nil {
@@ -277,14 +277,14 @@ func (b *backend) pathWebhookWrite(ctx context.Context, req *logical.Request, d 
 		w.PreviousSecret, w.PreviousSecretUntil = "", time.Time{}
 	}
 	if old == nil {
-		if err := b.events.resetFigures(ctx, req.Storage, name); err != nil {
+		if err := b.outbox.resetFigures(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
 	}
 	if err := putWebhook(ctx, req.Storage, w); err != nil {
 		return nil, err
 	}
-	b.events.receivers.invalidate()
+	b.outbox.receivers.invalidate()
 	data, err := webhookResponse(ctx, req.Storage, w)
 	if err != nil {
 		return nil, err
@@ -329,14 +329,14 @@ func (b *backend) pathWebhookDelete(ctx context.Context, req *logical.Request, d
 	if err := validateWebhookName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	unlock := b.events.receivers.lockWrites()
+	unlock := b.outbox.receivers.lockWrites()
 	defer unlock()
 	if err := req.Storage.Delete(ctx, webhookPrefix+name); err != nil {
 		return nil, err
 	}
 	// The receiver is gone first, so no new event is recorded for it
 	// while its pending ones are dropped.
-	if err := b.events.dropReceiver(ctx, req.Storage, name); err != nil {
+	if err := b.outbox.dropReceiver(ctx, req.Storage, name); err != nil {
 		return nil, fmt.Errorf("dropping the receiver's pending events: %w", err)
 	}
 	return nil, nil
