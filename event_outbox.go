@@ -161,24 +161,47 @@ func (o *eventOutbox) record(ctx context.Context, s logical.Storage, typ eventTy
 		return err
 	}
 	limit := o.maxPending(ctx, s)
+	var written []deliveryKey
 	for _, name := range targets {
 		e := &outboxEntry{ID: id, Type: typ, Receiver: name, Body: string(body), Timestamp: now, NextAttemptAt: now}
 		k := deliveryKey{name, id}
 		if o.reserve(k, limit) {
 			if err := putJSON(ctx, s, k.pendingPath(), e); err != nil {
 				o.forget(k)
+				o.unrecord(ctx, s, written)
 				return fmt.Errorf("recording %s: %w", typ, err)
 			}
-			o.push(k, now)
+			written = append(written, k)
 			continue
 		}
 		o.logger().Warn("event outbox full: event kept as dead, not delivered", "receiver", name, "type", string(typ), "id", id, "max_pending_events", limit)
 		e.DeadAt, e.LastError = now, errOutboxFull.Error()
 		if err := o.putDead(ctx, s, k, e); err != nil {
+			o.unrecord(ctx, s, written)
 			return fmt.Errorf("recording %s: %w", typ, err)
 		}
 	}
+	// Scheduled only once every receiver's entry is stored, so that an
+	// event whose recording failed (and that its caller records again,
+	// under a new id) was sent to none of them.
+	for _, k := range written {
+		o.push(k, now)
+	}
 	return nil
+}
+
+// unrecord removes the entries of an event whose recording failed for
+// another receiver. One that cannot be removed stays pending: sent under
+// this id as well as the id of the event recorded again, at least once.
+func (o *eventOutbox) unrecord(ctx context.Context, s logical.Storage, keys []deliveryKey) {
+	for _, k := range keys {
+		if err := s.Delete(ctx, k.pendingPath()); err != nil {
+			o.logger().Warn("removing a partly recorded event; it is delivered anyway", "receiver", k.receiver, "id", k.id, "error", err)
+			o.push(k, o.now())
+			continue
+		}
+		o.forget(k)
+	}
 }
 
 // reserve counts k among the pending deliveries unless limit are.

@@ -522,13 +522,16 @@ func TestWebhookWriteValidation(t *testing.T) {
 	}
 }
 
-// TestWebhookRecordFailsWhenStorageRefuses: an event the outbox could not
-// store is reported to the caller and leaves nothing scheduled.
+// TestWebhookRecordFailsWhenStorageRefuses: an event whose entry storage
+// refuses for one receiver is reported to the caller and sent to none: the
+// entry already written for another receiver is removed, since the caller
+// records the event again (under a new id).
 func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
-	s := &flakyStorage{Storage: &logical.InmemStorage{}, failPrefix: outboxPendingPrefix}
+	s := &flakyStorage{Storage: &logical.InmemStorage{}, failPrefix: outboxPendingPrefix + "zz-second/"}
 	e := newEventsEnv(t, s)
 	rcv := newHookReceiver(t, always(http.StatusOK))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	e.mustDo(logical.CreateOperation, "webhooks/zz-second", map[string]any{"url": rcv.URL})
 	s.failPuts.Store(1)
 	err := e.b.events.record(context.Background(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "a"})
 	if err == nil {
@@ -537,8 +540,13 @@ func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
 	if st := e.b.outbox.stats(); st.Pending != 0 {
 		t.Fatalf("%d deliveries scheduled for an unrecorded event", st.Pending)
 	}
+	if keys, _ := logical.CollectKeysWithPrefix(context.Background(), e.storage, outboxPendingPrefix); len(keys) != 0 {
+		t.Fatalf("a partly recorded event stays in the outbox: %v", keys)
+	}
+	e.mustDo(logical.DeleteOperation, "webhooks/zz-second", nil)
 	recordTestEvent(t, e, eventConnectionCreated, "b")
 	waitFor(t, "the next event", func() bool { return len(rcv.accepted()) == 1 })
+	time.Sleep(100 * time.Millisecond)
 	if got := len(rcv.requests()); got != 1 {
 		t.Fatalf("the receiver got %d requests, want only the recorded event's", got)
 	}
