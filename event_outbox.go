@@ -87,10 +87,14 @@ func (k deliveryKey) deadPath() string    { return outboxDeadPrefix + k.receiver
 // It is the plugin's eventRecorder.
 type eventOutbox struct {
 	receivers webhookSet
-	sender    *webhook.Sender
-	schedule  webhook.Schedule
-	now       func() time.Time
-	logger    func() hclog.Logger
+	// figures are the receivers' delivery figures, cached.
+	figures webhookFigures
+	// wake tells the delivery worker that the schedule changed.
+	wake     chan struct{}
+	sender   *webhook.Sender
+	schedule webhook.Schedule
+	now      func() time.Time
+	logger   func() hclog.Logger
 	// maxPending reads config's max_pending_events.
 	maxPending func(ctx context.Context, s logical.Storage) int
 
@@ -103,7 +107,8 @@ type eventOutbox struct {
 	dead map[string][]string
 	// overflows counts events not queued because the outbox was full.
 	overflows int64
-	worker    *deliveryWorker
+	// stopDelivering stops the delivery worker; nil while none runs.
+	stopDelivering func()
 	// ready is set once the schedule has been rebuilt from storage.
 	ready bool
 }
@@ -119,6 +124,7 @@ func newEventOutbox(now func() time.Time, logger func() hclog.Logger, maxPending
 		maxPending: maxPending,
 		scheduled:  map[deliveryKey]struct{}{},
 		dead:       map[string][]string{},
+		wake:       make(chan struct{}, 1),
 	}
 }
 
@@ -226,10 +232,10 @@ func (o *eventOutbox) forget(k deliveryKey) {
 func (o *eventOutbox) push(k deliveryKey, at time.Time) {
 	o.mu.Lock()
 	heap.Push(&o.queue, &queuedDelivery{key: k, at: at})
-	w := o.worker
 	o.mu.Unlock()
-	if w != nil {
-		w.wake()
+	select {
+	case o.wake <- struct{}{}:
+	default: // a wake-up is already due
 	}
 }
 
@@ -267,11 +273,8 @@ func (o *eventOutbox) dropReceiver(ctx context.Context, s logical.Storage, name 
 		}
 	}
 	delete(o.dead, name)
-	w := o.worker
 	o.mu.Unlock()
-	if w != nil {
-		w.forgetStats(name)
-	}
+	o.figures.forget(name)
 	for _, prefix := range []string{outboxPendingPrefix, outboxDeadPrefix} {
 		ids, err := s.List(ctx, prefix+name+"/")
 		if err != nil {
@@ -289,12 +292,7 @@ func (o *eventOutbox) dropReceiver(ctx context.Context, s logical.Storage, name 
 // resetFigures clears the delivery figures a receiver of the same name
 // may have left, so that a new receiver starts from zero.
 func (o *eventOutbox) resetFigures(ctx context.Context, s logical.Storage, name string) error {
-	o.mu.Lock()
-	w := o.worker
-	o.mu.Unlock()
-	if w != nil {
-		w.forgetStats(name)
-	}
+	o.figures.forget(name)
 	return s.Delete(ctx, webhookStatsPrefix+name)
 }
 
@@ -371,7 +369,7 @@ type outboxStats struct {
 func (o *eventOutbox) stats() outboxStats {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	st := outboxStats{Pending: len(o.scheduled), Overflows: o.overflows, Delivering: o.worker != nil, Ready: o.ready}
+	st := outboxStats{Pending: len(o.scheduled), Overflows: o.overflows, Delivering: o.stopDelivering != nil, Ready: o.ready}
 	for _, ids := range o.dead {
 		st.Dead += len(ids)
 	}
@@ -399,15 +397,15 @@ func (q *deliveryQueue) Pop() any {
 	return it
 }
 
-// deadEventsPage lists a receiver's dead deliveries from storage, newest
-// first, with a summary of each.
-func deadEvents(ctx context.Context, s logical.Storage, receiver string) ([]string, map[string]any, error) {
+// deadEntries reads a receiver's dead deliveries from storage, newest
+// first.
+func deadEntries(ctx context.Context, s logical.Storage, receiver string) ([]string, map[string]*outboxEntry, error) {
 	ids, err := s.List(ctx, outboxDeadPrefix+receiver+"/")
 	if err != nil {
 		return nil, nil, err
 	}
 	sort.Sort(sort.Reverse(sort.StringSlice(ids)))
-	info := make(map[string]any, len(ids))
+	entries := make(map[string]*outboxEntry, len(ids))
 	for _, id := range ids {
 		var e outboxEntry
 		found, err := getJSON(ctx, s, deliveryKey{receiver, id}.deadPath(), &e)
@@ -415,16 +413,8 @@ func deadEvents(ctx context.Context, s logical.Storage, receiver string) ([]stri
 			return nil, nil, err
 		}
 		if found {
-			info[id] = map[string]any{
-				"type":        string(e.Type),
-				"timestamp":   formatTime(e.Timestamp),
-				"attempts":    e.Attempts,
-				"dead_at":     formatTime(e.DeadAt),
-				"last_status": e.LastStatus,
-				"last_error":  e.LastError,
-				"body":        e.Body,
-			}
+			entries[id] = &e
 		}
 	}
-	return ids, info, nil
+	return ids, entries, nil
 }

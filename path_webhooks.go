@@ -347,9 +347,21 @@ func (b *backend) pathWebhookDeadList(ctx context.Context, req *logical.Request,
 	if err := validateWebhookName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	ids, info, err := deadEvents(ctx, req.Storage, name)
+	ids, entries, err := deadEntries(ctx, req.Storage, name)
 	if err != nil {
 		return nil, err
+	}
+	info := make(map[string]any, len(entries))
+	for id, e := range entries {
+		info[id] = map[string]any{
+			"type":        string(e.Type),
+			"timestamp":   formatTime(e.Timestamp),
+			"attempts":    e.Attempts,
+			"dead_at":     formatTime(e.DeadAt),
+			"last_status": e.LastStatus,
+			"last_error":  e.LastError,
+			"body":        e.Body,
+		}
 	}
 	return logical.ListResponseWithInfo(ids, info), nil
 }

@@ -21,15 +21,10 @@ import (
 type deliveryWorker struct {
 	o       *eventOutbox
 	storage logical.Storage
-	wakeC   chan struct{}
 	stopC   chan struct{}
 	ctx     context.Context
-	cancel  context.CancelFunc
 	slots   chan struct{}
 	wg      sync.WaitGroup
-	// statsMu orders the stats writes of concurrent deliveries.
-	statsMu sync.Mutex
-	stats   map[string]*webhookStats
 }
 
 // startDelivery rebuilds the schedule from storage and starts delivering,
@@ -37,18 +32,21 @@ type deliveryWorker struct {
 func (o *eventOutbox) startDelivery(s logical.Storage) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.worker != nil {
+	if o.stopDelivering != nil {
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &deliveryWorker{
-		o: o, storage: s,
-		wakeC: make(chan struct{}, 1), stopC: make(chan struct{}),
-		ctx: ctx, cancel: cancel,
+		o: o, storage: s, stopC: make(chan struct{}), ctx: ctx,
 		slots: make(chan struct{}, deliveryConcurrency),
-		stats: map[string]*webhookStats{},
 	}
-	o.worker = w
+	// Stopping waits for the attempts in flight, which the cancelled
+	// context ends at once.
+	o.stopDelivering = func() {
+		close(w.stopC)
+		cancel()
+		w.wg.Wait()
+	}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
@@ -64,25 +62,14 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 	}()
 }
 
-// stopDelivery stops the worker and waits for the attempts in flight,
-// which their timeout bounds.
+// stopDelivery stops the worker, if one runs, and waits for it.
 func (o *eventOutbox) stopDelivery() {
 	o.mu.Lock()
-	w := o.worker
-	o.worker = nil
+	stop := o.stopDelivering
+	o.stopDelivering = nil
 	o.mu.Unlock()
-	if w == nil {
-		return
-	}
-	close(w.stopC)
-	w.cancel()
-	w.wg.Wait()
-}
-
-func (w *deliveryWorker) wake() {
-	select {
-	case w.wakeC <- struct{}{}:
-	default:
+	if stop != nil {
+		stop()
 	}
 }
 
@@ -113,7 +100,7 @@ func (w *deliveryWorker) loop() {
 		select {
 		case <-w.stopC:
 			return
-		case <-w.wakeC:
+		case <-w.o.wake:
 		case <-fire:
 		}
 		// Since Go 1.23 a stopped timer delivers nothing stale to Reset.
@@ -229,7 +216,8 @@ func (w *deliveryWorker) retryLater(k deliveryKey, what string, err error) {
 	w.o.push(k, w.o.now().Add(w.o.schedule.Delays[0]))
 }
 
-// count adds an attempt's outcome to the receiver's stored figures.
+// count adds an attempt's outcome to the receiver's stored figures and
+// metrics.
 func (w *deliveryWorker) count(receiver string, e outboxEntry, delivered, dead bool) {
 	labels := []metrics.Label{{Name: "receiver", Value: receiver}}
 	if delivered {
@@ -240,39 +228,12 @@ func (w *deliveryWorker) count(receiver string, e outboxEntry, delivered, dead b
 	if dead {
 		metrics.IncrCounterWithLabels([]string{"connect", "webhook", "dead"}, 1, labels)
 	}
-	w.statsMu.Lock()
-	defer w.statsMu.Unlock()
-	if all, err := w.o.receivers.all(w.ctx, w.storage); err == nil && all[receiver] == nil {
-		return // deleted during the attempt: its figures went with it
+	exists := func() bool {
+		all, err := w.o.receivers.all(w.ctx, w.storage)
+		return err != nil || all[receiver] != nil
 	}
-	st := w.stats[receiver]
-	if st == nil {
-		var err error
-		if st, err = getWebhookStats(w.ctx, w.storage, receiver); err != nil {
-			w.o.logger().Warn("reading a receiver's delivery figures", "receiver", receiver, "error", err)
-			return
-		}
-		w.stats[receiver] = st
-	}
-	st.LastAttemptAt, st.LastStatus, st.LastError = e.LastAttemptAt, e.LastStatus, e.LastError
-	switch {
-	case delivered:
-		st.Delivered++
-		st.LastDeliveryAt = e.LastAttemptAt
-	default:
-		st.Failed++
-		if dead {
-			st.Dead++
-		}
-	}
-	if err := putJSON(w.ctx, w.storage, webhookStatsPrefix+receiver, st); err != nil {
+	outcome := attemptOutcome{at: e.LastAttemptAt, status: e.LastStatus, errText: e.LastError, delivered: delivered, dead: dead}
+	if err := w.o.figures.add(w.ctx, w.storage, receiver, exists, outcome); err != nil {
 		w.o.logger().Warn("storing a receiver's delivery figures", "receiver", receiver, "error", err)
 	}
-}
-
-// forgetStats drops a deleted receiver's cached figures.
-func (w *deliveryWorker) forgetStats(receiver string) {
-	w.statsMu.Lock()
-	defer w.statsMu.Unlock()
-	delete(w.stats, receiver)
 }

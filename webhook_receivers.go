@@ -188,3 +188,59 @@ func (ws *webhookSet) lockWrites() (unlock func()) {
 	ws.writeMu.Lock()
 	return ws.writeMu.Unlock
 }
+
+// webhookFigures caches the receivers' stored delivery figures, so that an
+// attempt's outcome costs one write, and orders those writes.
+type webhookFigures struct {
+	mu     sync.Mutex
+	byName map[string]*webhookStats
+}
+
+// add counts one attempt's outcome for receiver, at attemptAt with status
+// and errText, and stores the figures. exists says whether the receiver
+// still exists: an attempt that ends after its receiver's delete stores
+// nothing.
+func (f *webhookFigures) add(ctx context.Context, s logical.Storage, receiver string, exists func() bool, o attemptOutcome) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !exists() {
+		return nil
+	}
+	st := f.byName[receiver]
+	if st == nil {
+		var err error
+		if st, err = getWebhookStats(ctx, s, receiver); err != nil {
+			return err
+		}
+		if f.byName == nil {
+			f.byName = map[string]*webhookStats{}
+		}
+		f.byName[receiver] = st
+	}
+	st.LastAttemptAt, st.LastStatus, st.LastError = o.at, o.status, o.errText
+	if o.delivered {
+		st.Delivered++
+		st.LastDeliveryAt = o.at
+	} else {
+		st.Failed++
+	}
+	if o.dead {
+		st.Dead++
+	}
+	return putJSON(ctx, s, webhookStatsPrefix+receiver, st)
+}
+
+// forget drops a receiver's cached figures (deleted, or created anew).
+func (f *webhookFigures) forget(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.byName, name)
+}
+
+// attemptOutcome is what one delivery attempt gave.
+type attemptOutcome struct {
+	at              time.Time
+	status          int
+	errText         string
+	delivered, dead bool
+}
