@@ -51,6 +51,9 @@ type backend struct {
 	configCache *configCache
 	// usageCache holds how clients use each integration's connections.
 	usageCache usageCache
+	// outbox is the durable outbox of lifecycle events, and delivers them
+	// to the webhook receivers; events is the outbox except in tests.
+	outbox *eventOutbox
 	// stateLocks serialise the changes of one connection's pending
 	// authorization.
 	stateLocks *keyedLocks
@@ -96,6 +99,8 @@ func newBackend() *backend {
 		client: provider.New(httpClient, clock),
 		logger: func() hclog.Logger { return b.Logger() },
 	}
+	b.outbox = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
+	b.events = b.outbox
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -107,7 +112,8 @@ func newBackend() *backend {
 				integrationPrefix,
 				connectionPrefix,
 				statePrefix,
-				"wal/", // issued tokens whose connection save failed
+				webhookPrefix, // receivers' signing secrets
+				"wal/",        // issued tokens whose connection save failed
 			},
 		},
 		// The specific connection sub-paths come before the generic
@@ -123,6 +129,7 @@ func newBackend() *backend {
 			pathConnectionAuthorize(b),
 			pathConnectionImport(b),
 			pathConnections(b),
+			pathWebhooks(b),
 		),
 		InitializeFunc:    b.initialize,
 		PeriodicFunc:      b.periodic,
@@ -146,6 +153,9 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 		// Not fatal: the sweep tries again on its first tick.
 		b.Logger().Warn("indexing the expiry of pending authorizations of an earlier version", "error", err)
 	}
+	// Only here do events leave: standbys and performance standbys never
+	// deliver, so that an event is sent by one node.
+	b.outbox.startDelivery(s)
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
 		if err := b.rollForwardAtStart(ctx, s); err != nil {
@@ -178,6 +188,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	// Delivery starts at initialize; this only covers a node that became
+	// writable without one, and costs nothing once started.
+	b.outbox.startDelivery(req.Storage)
 	var errs []error
 	if err := b.store.SaveUnsaved(ctx, req.Storage); err != nil {
 		errs = append(errs, fmt.Errorf("saving refreshed connections: %w", err))
@@ -207,6 +220,8 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.store.Invalidate(key)
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
 		b.usageCache.clear()
+	case strings.HasPrefix(key, webhookPrefix):
+		b.outbox.receivers.invalidate()
 	}
 }
 
@@ -221,6 +236,7 @@ func (b *backend) recordEvent(ctx context.Context, s logical.Storage, typ eventT
 // clean stops the queue build when the plugin shuts down.
 func (b *backend) clean(context.Context) {
 	b.engine.stop()
+	b.outbox.stopDelivery() // and event delivery
 }
 
 // HandleExistenceCheck wraps the framework's check, which validates the

@@ -58,6 +58,12 @@ func pathConfig(b *backend) []*framework.Path {
 				Description: "How many authorizations of one integration may be pending (between authorize and the callback, for up to state_ttl) at once. " +
 					"Beyond it authorize answers 429 until some complete or expire; re-authorizing a connection that has one pending replaces it and always works. Default 10000.",
 			},
+			"max_pending_events": {
+				Type:    framework.TypeInt,
+				Default: defaultMaxPendingEvents,
+				Description: "How many event deliveries (an event counts once per receiver) may wait in the outbox. " +
+					"Beyond it a new event is not queued: it is kept as dead for the receiver (webhooks/<name>/dead), counted in status and logged. Default 100000.",
+			},
 		},
 		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil, configResponseFields()),
 		// The configuration always exists (with defaults), so writes are
@@ -94,6 +100,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("max_pending_authorizations"); ok {
 		if cfg.MaxPendingAuthorizations = v.(int); cfg.MaxPendingAuthorizations < 1 || cfg.MaxPendingAuthorizations > maxMaxPendingAuthorizations {
 			return logical.ErrorResponse("max_pending_authorizations must be between 1 and %d", maxMaxPendingAuthorizations), nil
+		}
+	}
+	if v, ok := d.GetOk("max_pending_events"); ok {
+		if cfg.MaxPendingEvents = v.(int); cfg.MaxPendingEvents < 1 || cfg.MaxPendingEvents > maxMaxPendingEvents {
+			return logical.ErrorResponse("max_pending_events must be between 1 and %d", maxMaxPendingEvents), nil
 		}
 	}
 	if v, ok := d.GetOk("idle_refresh_interval"); ok {
@@ -140,6 +151,7 @@ func configResponse(cfg *configEntry) map[string]any {
 		"idle_refresh_interval":      int64(cfg.IdleRefreshInterval.Seconds()),
 		"max_refresh_failures":       cfg.MaxRefreshFailures,
 		"max_pending_authorizations": cfg.MaxPendingAuthorizations,
+		"max_pending_events":         cfg.MaxPendingEvents,
 	}
 }
 
@@ -171,4 +183,9 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        the limit authorize answers 429 until some complete
                        or expire. Re-authorizing a connection replaces its
                        pending one and is never refused.
+  max_pending_events   Event deliveries (an event counts once per webhook
+                       receiver) that may wait in the outbox (default
+                       100000). Beyond it a new event is kept as dead for
+                       its receiver instead of queued, counted in status and
+                       logged; see docs/events.md.
 `

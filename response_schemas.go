@@ -52,6 +52,7 @@ func configResponseFields() map[string]*framework.FieldSchema {
 		"idle_refresh_interval":      typed(framework.TypeDurationSecond, "Seconds after which an idle connection with an expiring refresh token is refreshed."),
 		"max_refresh_failures":       typed(framework.TypeInt, "Failed refreshes in a row before a connection is exhausted."),
 		"max_pending_authorizations": typed(framework.TypeInt, "Authorizations of one integration that may be pending at once."),
+		"max_pending_events":         typed(framework.TypeInt, "Event deliveries that may wait in the outbox."),
 	}
 }
 
@@ -66,6 +67,10 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 		"cached_connections":     typed(framework.TypeInt, "Connection entries held in memory."),
 		"unsaved_connections":    typed(framework.TypeInt, "Connections whose newly issued tokens storage has refused so far."),
 		"goroutines":             typed(framework.TypeInt, "Goroutines of the plugin process, for leak watching."),
+		"events_pending":         typed(framework.TypeInt, "Event deliveries waiting in the outbox (an event counts once per receiver)."),
+		"events_dead":            typed(framework.TypeInt, "Event deliveries given up and kept for a read."),
+		"events_not_queued":      typed(framework.TypeInt64, "Events kept as dead unsent since the plugin started because the outbox was full."),
+		"events_delivering":      typed(framework.TypeBool, "Whether this node delivers events (the active node does; standbys never)."),
 	}
 }
 

@@ -53,6 +53,9 @@ type configEntry struct {
 	// MaxPendingAuthorizations caps the pending authorizations (states
 	// between authorize and callback) of each integration.
 	MaxPendingAuthorizations int `json:"max_pending_authorizations"`
+	// MaxPendingEvents bounds the event outbox: deliveries (an event
+	// counts once per receiver) waiting to be sent.
+	MaxPendingEvents int `json:"max_pending_events,omitempty"`
 }
 
 const (
@@ -77,6 +80,7 @@ func defaultConfig() *configEntry {
 		IdleRefreshInterval:      defaultIdleRefreshInterval,
 		MaxRefreshFailures:       defaultMaxRefreshFailures,
 		MaxPendingAuthorizations: defaultMaxPendingAuthorizations,
+		MaxPendingEvents:         defaultMaxPendingEvents,
 	}
 }
 
