@@ -54,6 +54,8 @@ type backend struct {
 	// outbox is the durable outbox of lifecycle events, and delivers them
 	// to the webhook receivers; events is the outbox except in tests.
 	outbox *eventOutbox
+	// events records lifecycle events; nil records none.
+	events eventRecorder
 	// stateLocks serialise the changes of one connection's pending
 	// authorization.
 	stateLocks *keyedLocks
@@ -63,8 +65,6 @@ type backend struct {
 	statesIndexed atomic.Bool
 	// pendingCounts count each integration's pending authorizations.
 	pendingCounts pendingCounts
-	// events records lifecycle events (the outbox); nil records none.
-	events eventRecorder
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
