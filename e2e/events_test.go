@@ -312,6 +312,14 @@ func TestEventsSurviveReceiverOutageAndPluginKill(t *testing.T) {
 		}
 	}
 
+	for _, pid := range s.PluginPIDs() {
+		for _, old := range pids {
+			if pid == old {
+				t.Fatalf("plugin process %d survived its SIGKILL", pid)
+			}
+		}
+	}
+
 	start := time.Now()
 	deadline = time.Now().Add(90 * time.Second)
 	for {
