@@ -35,4 +35,21 @@ func TestTagsThroughTheCLI(t *testing.T) {
 	if !strings.Contains(out, "Code: 400") || !strings.Contains(out, "tag must be key:value") {
 		t.Fatalf("bad tag filter: %s", out)
 	}
+
+	// A policy that denies the tags parameter, as docs/events.md shows.
+	policy := `path "connect/connections/tags-stripe/*" {
+  capabilities = ["create", "update", "read"]
+  denied_parameters = { "tags" = [] }
+}`
+	if out, err := s.cli([]byte(policy), "policy", "write", "tags-denied", "-"); err != nil {
+		t.Fatalf("policy write: %v %s", err, out)
+	}
+	token := strings.TrimSpace(s.mustCLI(t, "token", "create", "-field=token", "-policy=tags-denied"))
+	if status, body := s.rawAs(t, token, "POST", "connect/connections/tags-stripe/other", []byte(`{"tags": {"organization_id": "org:123"}}`)); status != 403 {
+		t.Fatalf("a write of tags under a policy that denies them: %d %s", status, body)
+	}
+	if status, body := s.rawAs(t, token, "POST", "connect/connections/tags-stripe/other", []byte(`{"api_key": "sk_tags_3"}`)); status != 200 && status != 204 {
+		t.Fatalf("a write without tags under that policy: %d %s", status, body)
+	}
+	noteSecrets("sk_tags_3")
 }
