@@ -3,12 +3,9 @@
 package connect
 
 import (
-	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
-
-	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
@@ -52,26 +49,6 @@ import (
 // connection.authorization_failed is recorded by the callback, which
 // stores nothing: a provider's error, or a failed code exchange. A failed
 // recording is logged; the customer sees the failure and starts again.
-
-// pendingEvent is an event a change to a connection causes, recorded once
-// the change is saved.
-type pendingEvent struct {
-	typ eventType
-	err *eventError
-}
-
-// noteEvent attaches an event to the entry a change returns.
-func (c *connectionEntry) noteEvent(typ eventType, e *eventError) {
-	c.events = append(c.events, pendingEvent{typ: typ, err: e})
-}
-
-// takeEvents returns the events attached to c and detaches them, so that
-// the entry the store keeps carries none.
-func (c *connectionEntry) takeEvents() []pendingEvent {
-	evs := c.events
-	c.events = nil
-	return evs
-}
 
 // noteWritten attaches what a connection write (or import item) causes:
 // created for a new connection, updated when the write replaced the
@@ -129,23 +106,6 @@ func (c *connectionEntry) noteRefreshOutcome(statusBefore refreshStatus, failure
 	if stopped && !wasStopped {
 		c.noteEvent(eventReauthorizationRequired, eventErrorOf(failure, secrets))
 	}
-}
-
-// eventDataOf is an event's data for connection c: names, states and tags,
-// never a credential or a config value.
-func eventDataOf(c *connectionEntry, e *eventError) eventData {
-	d := eventData{
-		Integration:  c.Integration,
-		ConnectionID: c.ConnectionID,
-		AuthMode:     string(c.AuthMode),
-		Tags:         cloneMap(c.Tags),
-		Error:        e,
-	}
-	if c.AuthMode.hasTokens() {
-		d.RefreshStatus = string(c.refreshState())
-		d.RefreshFailures = c.RefreshFailures
-	}
-	return d
 }
 
 // Bounds of an event's error, as the provider client bounds what it keeps.
@@ -227,26 +187,4 @@ func basicForm(user, secret string) string {
 		return ""
 	}
 	return user + ":" + secret
-}
-
-// eventNotRecordedError is a change that was saved, or a delete that may
-// have happened, whose event could not be recorded: a 500, so that the
-// caller repeats the request and the event is recorded then.
-type eventNotRecordedError struct {
-	typ   eventType
-	key   string
-	cause error
-}
-
-func (e *eventNotRecordedError) Error() string {
-	return fmt.Sprintf("the %s event of %q could not be recorded (%v); repeat the request so that it is", e.typ, e.key, e.cause)
-}
-
-func (e *eventNotRecordedError) Unwrap() error { return e.cause }
-
-// recorderFunc adapts a function to eventRecorder.
-type recorderFunc func(ctx context.Context, s logical.Storage, typ eventType, data eventData) error
-
-func (f recorderFunc) record(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
-	return f(ctx, s, typ, data)
 }

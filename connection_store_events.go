@@ -5,6 +5,7 @@ package connect
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -78,3 +79,18 @@ func eventOwed(err error) bool {
 	var ne *eventNotRecordedError
 	return errors.As(err, &ne)
 }
+
+// eventNotRecordedError is a change that was saved, or a delete that may
+// have happened, whose event could not be recorded: a 500, so that the
+// caller repeats the request and the event is recorded then.
+type eventNotRecordedError struct {
+	typ   eventType
+	key   string
+	cause error
+}
+
+func (e *eventNotRecordedError) Error() string {
+	return fmt.Sprintf("the %s event of %q could not be recorded (%v); repeat the request so that it is", e.typ, e.key, e.cause)
+}
+
+func (e *eventNotRecordedError) Unwrap() error { return e.cause }
