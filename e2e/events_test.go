@@ -172,8 +172,8 @@ func (r *eventReceiver) register(t *testing.T, s *vaultServer, name string) {
 }
 
 // TestEventsThroughVault: the lifecycle events of an OAuth consent, of a
-// provider that refuses refreshes and of one that recovers, and of a
-// delete reach a receiver on loopback, signed as Standard Webhooks says,
+// provider that refuses refreshes and of one that recovers, of a refused
+// consent and of a delete reach a receiver on loopback, signed as Standard Webhooks says,
 // with the connection's tags and no secret.
 func TestEventsThroughVault(t *testing.T) {
 	s := vaultFor(t)
@@ -223,6 +223,18 @@ func TestEventsThroughVault(t *testing.T) {
 	s.mustCLI(t, "write", "-force", "connect/connections/ev-gh/bob/refresh")
 	if ev := rcv.await(t, "connection.refresh_recovered", "bob"); ev.Data.RefreshStatus != "ok" || ev.Data.Tags["organization_id"] != "globex" {
 		t.Fatalf("refresh_recovered = %s", ev.body)
+	}
+
+	// The customer refuses consent.
+	as.Deny("access_denied", "the customer said no")
+	authURL = s.mustCLI(t, "write", "-field=authorization_url", "connect/connections/ev-gh/carol/authorize", "tags=end_user_id=u-7")
+	if _, status, _ := browse(t, authURL); status != http.StatusBadRequest {
+		t.Fatalf("denied consent: %d", status)
+	}
+	as.Deny("", "")
+	denied := rcv.await(t, "connection.authorization_failed", "carol")
+	if denied.Data.Error == nil || denied.Data.Error.Code != "access_denied" || denied.Data.Tags["end_user_id"] != "u-7" {
+		t.Fatalf("authorization_failed = %s", denied.body)
 	}
 
 	s.mustCLI(t, "delete", "connect/connections/ev-gh/acme")
