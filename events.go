@@ -89,9 +89,11 @@ func eventDataOf(c *connectionEntry, e *eventError) eventData {
 		Tags:         cloneMap(c.Tags),
 		Error:        e,
 	}
-	if c.AuthMode.hasTokens() {
-		d.RefreshStatus = string(c.refreshState())
-		d.RefreshFailures = c.RefreshFailures
+	if c.AuthMode.HasTokens() {
+		d.RefreshStatus, d.RefreshFailures = string(c.RefreshStatus), c.RefreshFailures
+		if c.RefreshStatus == "" { // entries that never failed
+			d.RefreshStatus = string(refreshOK)
+		}
 	}
 	return d
 }
