@@ -486,3 +486,24 @@ func TestEventsAreRecordedUnderTheConnectionsLock(t *testing.T) {
 	wg.Wait()
 	expectEvents(t, &rec.eventCapture, "acme", eventConnectionCreated, eventConnectionUpdated)
 }
+
+// TestClientCredentialsEvents: a client-credentials connection's events
+// follow its credentials, those the engine obtains included: created with
+// its first token, updated when the write brings another client (and so
+// another token), none for a metadata edit.
+func TestClientCredentialsEvents(t *testing.T) {
+	e, srv := oauthEnv(t)
+	srv.AddClient("tenant-client", "tenant-client-secret")
+	events := captureEvents(e)
+	e.mustDo(logical.CreateOperation, "connections/machine/m", nil)
+	if got := expectEvents(t, events, "m", eventConnectionCreated); got[0].data.AuthMode != "OAUTH2_CC" || got[0].data.RefreshStatus != "ok" {
+		t.Fatalf("created = %+v", got[0].data)
+	}
+	e.mustDo(logical.UpdateOperation, "connections/machine/m", map[string]any{"client_id": "tenant-client", "client_secret": "tenant-client-secret"})
+	expectEvents(t, events, "m", eventConnectionUpdated)
+	e.mustDo(logical.UpdateOperation, "connections/machine/m", map[string]any{"metadata": map[string]any{"plan": "pro"}})
+	expectEvents(t, events, "m")
+	// A provider that refuses the new client: nothing stored, no event.
+	e.mustFail(logical.UpdateOperation, "connections/machine/m", map[string]any{"client_id": "unknown", "client_secret": "nope-nope"}, http.StatusFailedDependency)
+	expectEvents(t, events, "m")
+}
