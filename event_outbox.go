@@ -35,11 +35,6 @@ const (
 )
 
 const (
-	// defaultMaxPendingEvents bounds the pending deliveries (an event
-	// counts once per receiver) of a mount: a day of retries to a receiver
-	// that is down, at a few events a second, without filling storage.
-	defaultMaxPendingEvents = 100000
-	maxMaxPendingEvents     = 10000000
 	// maxDeadPerReceiver bounds the dead deliveries kept per receiver;
 	// beyond it the oldest are removed.
 	maxDeadPerReceiver = 1000
