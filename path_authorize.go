@@ -11,9 +11,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The authorization flow, hosted by Vault itself: an application asks for an
@@ -90,33 +87,9 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	connCfg := st.ConnectionConfig
-	if !st.ReplaceConnectionConfig && existing != nil {
-		connCfg = existing.ConnectionConfig
-	}
-	if err := in.checkConnectionConfig("connection_config", connCfg); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	ep, err := endpoints(in, connCfg)
+	authURL, err := b.authorizer.authorize(ctx, req.Storage, in, existing, st)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	// The code exchange fills the token parameters from this config too:
-	// a key it lacks is refused now, before the customer consents.
-	if _, err := tokenRequestApp(in, nil, connCfg); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-
-	state, stateHash, err := newState()
-	if err != nil {
-		return nil, err
-	}
-	if !in.DisablePKCE && in.usesPKCE() {
-		st.Verifier = oauth2.GenerateVerifier()
-	}
-	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, st.RedirectURL, state, st.Scopes, st.Verifier)
-	if err := b.putPendingState(ctx, req.Storage, stateHash, st); err != nil {
-		return httpError(err)
+		return respondError(err)
 	}
 	return &logical.Response{Data: map[string]any{
 		"authorization_url": authURL,
@@ -133,7 +106,7 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 		ConnectionID: id,
 		// The code exchange must send what authorize sent, even if the
 		// integration changes in between.
-		RedirectURL:          in.redirectURI(cfg.RedirectURL),
+		RedirectURL:          in.RedirectURI(cfg.RedirectURL),
 		Reauthorization:      existing != nil,
 		IntegrationCreatedAt: in.CreatedAt,
 		ExpiresAt:            now.Add(cfg.StateTTL),
@@ -259,3 +232,11 @@ authorization: a new authorize replaces the previous one, and deleting the
 connection or its integration deletes it. Requested scopes must be among the
 integration's scopes and allowed_scopes.
 `
+
+// authorizeResponseFields are what authorize returns.
+func authorizeResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"authorization_url": str("The provider's consent page for this connection; send the customer's browser there."),
+		"state_expires_at":  str("When the authorization expires (RFC 3339)."),
+	}
+}

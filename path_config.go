@@ -135,7 +135,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 		cfg.AllowedReturnURLs = v.([]string)
 	}
-	if err := b.saveConfig(ctx, req.Storage, cfg); err != nil {
+	if err := b.mountConfig.save(ctx, req.Storage, cfg); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: configResponse(cfg)}, nil
@@ -189,3 +189,18 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        its receiver instead of queued, counted in status and
                        logged; see docs/events.md.
 `
+
+// configResponseFields are what a config read returns.
+func configResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"refresh_margin":             typed(framework.TypeDurationSecond, "Seconds before expiry that a token is refreshed."),
+		"redirect_url":               str("External address of this mount's oauth/callback."),
+		"state_ttl":                  typed(framework.TypeDurationSecond, "Seconds an authorization URL stays usable."),
+		"allowed_return_urls":        typed(framework.TypeStringSlice, "URLs that authorize's return_url must be under."),
+		"refresh_concurrency":        typed(framework.TypeInt, "Background refreshes in flight at once."),
+		"idle_refresh_interval":      typed(framework.TypeDurationSecond, "Seconds after which an idle connection with an expiring refresh token is refreshed."),
+		"max_refresh_failures":       typed(framework.TypeInt, "Failed refreshes in a row before a connection is exhausted."),
+		"max_pending_authorizations": typed(framework.TypeInt, "Authorizations of one integration that may be pending at once."),
+		"max_pending_events":         typed(framework.TypeInt, "Event deliveries that may wait in the outbox."),
+	}
+}

@@ -26,6 +26,7 @@ func pathStatus(b *backend) []*framework.Path {
 
 func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	stats := b.engine.Stats()
+	stored := b.store.Stats()
 	events := b.outbox.stats()
 	resp := &logical.Response{Data: map[string]any{
 		"queue_size":             stats.QueueSize,
@@ -34,8 +35,8 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		"refresh_status_counts":  stats.StatusCounts,
 		"refreshes_total":        stats.Refreshes,
 		"refresh_failures_total": stats.Failures,
-		"cached_connections":     b.store.cache.len(),
-		"unsaved_connections":    b.store.Unsaved(),
+		"cached_connections":     stored.Cached,
+		"unsaved_connections":    stored.Unsaved,
 		"goroutines":             runtime.NumGoroutine(),
 		"events_pending":         events.Pending,
 		"events_dead":            events.Dead,
@@ -51,7 +52,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 // maxPendingEvents is config's max_pending_events, or its default when the
 // configuration cannot be read (an event is not refused for that).
 func (b *backend) maxPendingEvents(ctx context.Context, s logical.Storage) int {
-	cfg, err := b.configOrLast(ctx, s)
+	cfg, err := b.mountConfig.getOrLast(ctx, s)
 	if err != nil || cfg.MaxPendingEvents < 1 {
 		return defaultMaxPendingEvents
 	}
@@ -89,3 +90,22 @@ connect.refresh.failure and connect.refresh.latency by integration, and
 connect.refresh.queue_depth; connect.webhook.delivered, connect.webhook.failure
 and connect.webhook.dead by receiver) through the plugin's go-metrics sink.
 `
+
+// statusResponseFields are what a status read returns.
+func statusResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"queue_size":             typed(framework.TypeInt, "Connections with a scheduled background refresh."),
+		"queue_ready":            typed(framework.TypeBool, "Whether the queue has been built from storage since the plugin started."),
+		"next_refresh_at":        str("The earliest scheduled refresh (RFC 3339), empty when none."),
+		"refresh_status_counts":  typed(framework.TypeMap, "Token connections by refresh_status."),
+		"refreshes_total":        typed(framework.TypeInt64, "Refreshes done since the plugin started."),
+		"refresh_failures_total": typed(framework.TypeInt64, "Refreshes that failed since the plugin started."),
+		"cached_connections":     typed(framework.TypeInt, "Connection entries held in memory."),
+		"unsaved_connections":    typed(framework.TypeInt, "Connections whose newly issued tokens storage has refused so far."),
+		"goroutines":             typed(framework.TypeInt, "Goroutines of the plugin process, for leak watching."),
+		"events_pending":         typed(framework.TypeInt, "Event deliveries waiting in the outbox (an event counts once per receiver)."),
+		"events_dead":            typed(framework.TypeInt, "Event deliveries given up and kept for a read."),
+		"events_not_queued":      typed(framework.TypeInt64, "Events kept as dead unsent since the plugin started because the outbox was full."),
+		"events_delivering":      typed(framework.TypeBool, "Whether this node delivers events (the active node does; standbys never)."),
+	}
+}
