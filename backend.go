@@ -61,7 +61,7 @@ type backend struct {
 	// outbox is the durable outbox of lifecycle events, and delivers them
 	// to the webhook receivers; events is the outbox except in tests.
 	outbox *eventOutbox
-	// events records lifecycle events (the outbox); nil records none.
+	// events records lifecycle events; nil records none.
 	events eventRecorder
 
 	// now is the clock, replaceable in tests.

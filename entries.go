@@ -67,13 +67,10 @@ const (
 	defaultMaxPendingAuthorizations = 10000
 	// maxMaxPendingAuthorizations bounds what the limit may be set to.
 	maxMaxPendingAuthorizations = 1000000
-	// defaultMaxPendingEvents bounds the pending event deliveries (an
-	// event counts once per receiver) of a mount: a day of retries to a
-	// receiver that is down, at a few events a second, without filling
-	// storage.
+	// defaultMaxPendingEvents bounds the pending deliveries (an event
+	// counts once per receiver) of a mount: a day of retries to a receiver
+	// that is down, at a few events a second, without filling storage.
 	defaultMaxPendingEvents = 100000
-	// maxMaxPendingEvents bounds what that limit may be set to.
-	maxMaxPendingEvents = 10000000
 )
 
 func defaultConfig() *configEntry {

@@ -35,6 +35,9 @@ const (
 )
 
 const (
+	// maxMaxPendingEvents bounds what config's max_pending_events (its
+	// default is with the config's, in entries.go) may be set to.
+	maxMaxPendingEvents = 10000000
 	// maxDeadPerReceiver bounds the dead deliveries kept per receiver;
 	// beyond it the oldest are removed.
 	maxDeadPerReceiver = 1000
