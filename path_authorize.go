@@ -233,9 +233,9 @@ random bytes, stored only as its SHA-256, and is spent by its first use.
 
 A re-authorization of an existing connection replaces its credentials and
 keeps its metadata, connection_config and tags as they are when the
-callback stores it, unless authorize was given new ones. A connection has one pending
-authorization: a new authorize replaces the previous one, and deleting the
-connection or its integration deletes it. Requested scopes must be among the
+callback stores it, unless authorize was given new ones. A connection has
+one pending authorization: a new authorize replaces the previous one, and
+deleting the connection or its integration deletes it. Requested scopes must be among the
 integration's scopes and allowed_scopes.
 `
 
