@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
@@ -190,7 +191,7 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 			c = &connectionEntry{
 				Integration:      st.Integration,
 				ConnectionID:     st.ConnectionID,
-				AuthMode:         authModeOAuth2,
+				AuthMode:         catalog.OAuth2,
 				Metadata:         map[string]any{},
 				ConnectionConfig: map[string]any{},
 				CreatedAt:        now,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
@@ -77,7 +78,7 @@ func (c *connectionEntry) noteAuthorized(created bool) {
 // the state's connection, with the tags authorize was given, else the
 // connection's (existing, nil when there is none).
 func authorizationFailedData(st *oauthStateEntry, existing *connectionEntry, e *eventError) eventData {
-	d := eventData{Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: string(authModeOAuth2), Error: e}
+	d := eventData{Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: string(catalog.OAuth2), Error: e}
 	switch {
 	case st.ReplaceTags:
 		d.Tags = cloneMap(st.Tags)

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // The base layer's entries: what the store keeps, and the rules of a
@@ -22,7 +24,7 @@ func sameClient(a, b *connectionEntry) bool {
 // OAUTH2_CC connections may, and one that has none uses the integration's.
 // c may be nil.
 func (c *connectionEntry) hasOwnClient() bool {
-	return c != nil && c.AuthMode == authModeOAuth2CC && c.Credentials.ClientID != ""
+	return c != nil && c.AuthMode == catalog.OAuth2CC && c.Credentials.ClientID != ""
 }
 
 // configEntry is the mount-wide configuration.
@@ -87,11 +89,11 @@ func defaultConfig() *configEntry {
 
 // integrationEntry is one external API and the way to authenticate to it.
 type integrationEntry struct {
-	Name         string   `json:"name"`
-	AuthMode     authMode `json:"auth_mode"`
-	ClientID     string   `json:"client_id,omitempty"`
-	ClientSecret string   `json:"client_secret,omitempty"`
-	endpointSettings
+	Name         string           `json:"name"`
+	AuthMode     catalog.AuthMode `json:"auth_mode"`
+	ClientID     string           `json:"client_id,omitempty"`
+	ClientSecret string           `json:"client_secret,omitempty"`
+	catalog.EndpointSettings
 	// AllowedScopes are scopes authorize may request besides Scopes.
 	AllowedScopes []string `json:"allowed_scopes,omitempty"`
 	// Provider names a catalog entry whose settings fill the fields left
@@ -167,10 +169,10 @@ type credentials struct {
 
 // connectionEntry is one customer's credentials for one integration.
 type connectionEntry struct {
-	Integration  string      `json:"integration"`
-	ConnectionID string      `json:"connection_id"`
-	AuthMode     authMode    `json:"auth_mode"`
-	Credentials  credentials `json:"credentials"`
+	Integration  string           `json:"integration"`
+	ConnectionID string           `json:"connection_id"`
+	AuthMode     catalog.AuthMode `json:"auth_mode"`
+	Credentials  credentials      `json:"credentials"`
 	// RawTokenResponse is the provider's last token response as it sent it,
 	// kept because providers put useful extras there (instance URLs, ids).
 	RawTokenResponse map[string]any `json:"raw_token_response,omitempty"`
@@ -228,7 +230,7 @@ type connectionEntry struct {
 // sub-path, which customers may write, add it), and it must not decide
 // which installation the connection mints for.
 func (c *connectionEntry) upgrade() {
-	if c.AuthMode != authModeApp || c.ConnectionConfig == nil {
+	if c.AuthMode != catalog.App || c.ConnectionConfig == nil {
 		return
 	}
 	v, ok := c.ConnectionConfig[appInstallationKey]

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -73,7 +74,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if stored == nil {
 		return logical.ErrorResponse("integration %q does not exist", integration), nil
 	}
-	if stored.AuthMode != authModeOAuth2 {
+	if stored.AuthMode != catalog.OAuth2 {
 		return logical.ErrorResponse("authorize is for OAUTH2 integrations; %q uses %s", integration, stored.AuthMode), nil
 	}
 	in, err := effectiveIntegration(ctx, req.Storage, stored)

@@ -293,16 +293,16 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 	}
 	cr := c.Credentials
 	switch c.AuthMode {
-	case authModeOAuth2, authModeOAuth2CC, authModeApp:
+	case catalog.OAuth2, catalog.OAuth2CC, catalog.App:
 		data["access_token"] = cr.AccessToken
 		data["token_type"] = cr.TokenType
 		data["expires_at"] = formatTime(cr.ExpiresAt)
 		data["scopes"] = nonNilStrings(cr.Scopes)
 		addRefreshState(data, c)
-		if c.AuthMode == authModeApp {
+		if c.AuthMode == catalog.App {
 			data["installation_id"] = c.InstallationID
 		}
-		if c.AuthMode == authModeOAuth2CC {
+		if c.AuthMode == catalog.OAuth2CC {
 			// The secret is write-only, as the integration's is: a read
 			// serves the token, never what mints more of them.
 			data["client_id"] = cr.ClientID
@@ -313,12 +313,12 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 			data["raw_token_response"] = nonNilObject(c.RawTokenResponse)
 			data["raw_token_response_note"] = c.RawTokenResponseNote
 		}
-	case authModeAPIKey:
+	case catalog.APIKey:
 		data["api_key"] = cr.APIKey
-	case authModeBasic:
+	case catalog.Basic:
 		data["username"] = cr.Username
 		data["password"] = cr.Password
-	case authModeCustom:
+	case catalog.Custom:
 		creds := make(map[string]any, len(cr.Custom))
 		for k, v := range cr.Custom {
 			creds[k] = v
