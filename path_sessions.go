@@ -15,6 +15,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // Session lifetimes: a link for a customer to open now, not a standing
@@ -259,8 +261,8 @@ func checkSessionTags(tags map[string]string) (map[string]string, error) {
 // pageConnects reports whether the connect page offers integrations of
 // mode: APP installations are chosen by the operator, never by the
 // customer (see applyInstallationID).
-func pageConnects(mode authMode) bool {
-	return mode != authModeApp
+func pageConnects(mode catalog.AuthMode) bool {
+	return mode != catalog.App
 }
 
 // connectBaseURL is the mount's external address: config's public_url,
