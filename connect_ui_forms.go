@@ -159,7 +159,7 @@ func (f pageForm) connectionWriteFields(mode catalog.AuthMode, data map[string]a
 		if sess.Metadata != nil {
 			raw["metadata"] = sess.Metadata
 		}
-		if _, ok := connectionFields()["tags"]; ok && len(sess.Tags) > 0 {
+		if len(sess.Tags) > 0 {
 			raw["tags"] = sess.Tags
 		}
 	}
