@@ -3,6 +3,8 @@
 package connect
 
 import (
+	"encoding/base64"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -70,5 +72,77 @@ func TestRenderingCache(t *testing.T) {
 	rc.clear()
 	if after, _ := rc.get(ctx, s, "acme"); after == first {
 		t.Fatal("a cleared cache served the old rendering")
+	}
+}
+
+// An operator-defined API-key provider with every usage field: it round
+// trips, integrations inherit and override it, and connection reads return
+// base_url and the rendered headers.
+func TestRequestHeadersAndBaseURL(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/keyed", map[string]any{
+		"auth_mode":       "API_KEY",
+		"api_base_url":    "https://${connectionConfig.region}.api.keyed.test/v2 || https://api.keyed.test/v2",
+		"request_headers": map[string]any{"Authorization": "Basic ${base64(${apiKey}:)}", "X-Account": "${connectionConfig.account}"},
+		"connection_config_schema": map[string]any{
+			"region":  map[string]any{"type": "string", "enum": []any{"eu", "au"}, "optional": true},
+			"account": map[string]any{"type": "string", "title": "Account id", "pattern": "[a-z0-9]+"},
+		},
+		"credentials_schema": map[string]any{"apiKey": map[string]any{"type": "string", "pattern": "key_[A-Za-z0-9]+", "secret": true}},
+	})
+	p := e.mustDo(logical.ReadOperation, "providers/keyed", nil)
+	if p["request_headers"].(map[string]string)["X-Account"] != "${connectionConfig.account}" ||
+		p["connection_config_schema"].(map[string]any)["account"].(map[string]any)["title"] != "Account id" ||
+		strings.Join(p["required_config_keys"].([]string), ",") != "account" {
+		t.Fatalf("provider = %v", p)
+	}
+	e.mustDo(logical.CreateOperation, "integrations/k", map[string]any{"provider": "keyed"})
+	in := e.mustDo(logical.ReadOperation, "integrations/k", nil)
+	if in["sources"].(map[string]string)["request_headers"] != "provider" || in["api_base_url"] != p["api_base_url"] {
+		t.Fatalf("integration = %v", in)
+	}
+
+	e.mustDo(logical.CreateOperation, "connections/k/acme", map[string]any{"api_key": "key_abc", "connection_config": map[string]any{"account": "acme1"}})
+	c := e.mustDo(logical.ReadOperation, "connections/k/acme", nil)
+	wantAuth := "Basic " + base64.StdEncoding.EncodeToString([]byte("key_abc:"))
+	if h := c["headers"].(map[string]any); h["Authorization"] != wantAuth || h["X-Account"] != "acme1" || c["base_url"] != "https://api.keyed.test/v2" {
+		t.Fatalf("connection = %v", c)
+	}
+	e.mustDo(logical.PatchOperation, "connections/k/acme/config", map[string]any{"region": "eu"})
+	if c := e.mustDo(logical.ReadOperation, "connections/k/acme", nil); c["base_url"] != "https://eu.api.keyed.test/v2" {
+		t.Fatalf("regional base_url = %v", c["base_url"])
+	}
+
+	// An integration overrides one header and keeps the other.
+	e.mustDo(logical.UpdateOperation, "integrations/k", map[string]any{"request_headers": map[string]any{"X-Account": "acct-${connectionConfig.account}"}})
+	c = e.mustDo(logical.ReadOperation, "connections/k/acme", nil)
+	if h := c["headers"].(map[string]any); h["X-Account"] != "acct-acme1" || h["Authorization"] != wantAuth {
+		t.Fatalf("after override: %v", h)
+	}
+	if in := e.mustDo(logical.ReadOperation, "integrations/k", nil); in["sources"].(map[string]string)["request_headers"] != "integration" {
+		t.Fatalf("sources = %v", in["sources"])
+	}
+
+	// Deleting the provider leaves integrations that need it unusable, so
+	// delete them first; then the provider goes.
+	e.mustDo(logical.DeleteOperation, "integrations/k", map[string]any{"force": true})
+	e.mustDo(logical.DeleteOperation, "providers/keyed", nil)
+	e.mustFail(logical.ReadOperation, "providers/keyed", nil, http.StatusNotFound)
+}
+
+// A connection to a catalog provider gets its base URL and headers with the
+// schema's defaults filled in, without the caller setting any config.
+func TestCatalogProviderHeadersUseSchemaDefaults(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/notes", map[string]any{"provider": "notion-token"})
+	e.mustDo(logical.CreateOperation, "connections/notes/acme", map[string]any{"api_key": "secret_abc"})
+	c := e.mustDo(logical.ReadOperation, "connections/notes/acme", nil)
+	h, _ := c["headers"].(map[string]any)
+	if h["Authorization"] != "Bearer secret_abc" || h["Notion-Version"] != "2022-06-28" || c["base_url"] != "https://api.notion.com/v1" {
+		t.Fatalf("connection = %v", c)
+	}
+	e.mustDo(logical.PatchOperation, "connections/notes/acme/config", map[string]any{"notion_version": "2025-09-03"})
+	if h := e.mustDo(logical.ReadOperation, "connections/notes/acme", nil)["headers"].(map[string]any); h["Notion-Version"] != "2025-09-03" {
+		t.Fatalf("after config patch: %v", h)
 	}
 }

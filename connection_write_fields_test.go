@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
 )
 
 // writeFields is a connection write's request data as its handler sees it.
@@ -73,5 +74,51 @@ func TestApplyOAuthImport(t *testing.T) {
 	empty := credentials{}
 	if err := applyOAuthImport(&empty, writeFields(map[string]any{"refresh_token": "r"}), now); err == nil || !strings.Contains(err.Error(), "access_token is required") {
 		t.Fatalf("no access token: %v", err)
+	}
+}
+
+// Writes are checked against the schemas: a missing required key, or a
+// value failing pattern or enum, is a 400 naming the key, and nothing
+// changes.
+func TestConnectionSchemasAreEnforced(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/sub", map[string]any{
+		"auth_mode": "OAUTH2",
+		"auth_url":  "https://${connectionConfig.subdomain}.sub.test/authorize",
+		"token_url": "https://${connectionConfig.subdomain}.sub.test/token",
+		"connection_config_schema": map[string]any{
+			"subdomain": map[string]any{"type": "string", "pattern": "[a-z0-9-]+"},
+			"tier":      map[string]any{"type": "string", "enum": []any{"free", "pro"}, "default_value": "free"},
+			"seats":     map[string]any{"type": "number", "optional": true},
+		},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/s", map[string]any{"provider": "sub", "client_id": "cid"})
+	e.mustDo(logical.CreateOperation, "providers/basic", map[string]any{
+		"auth_mode":          "BASIC",
+		"credentials_schema": map[string]any{"username": map[string]any{"pattern": "[^@]+@[^@]+"}, "password": map[string]any{"secret": true}},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/b", map[string]any{"provider": "basic"})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.test/v1/connect/oauth/callback"})
+	e.mustDo(logical.CreateOperation, "connections/s/acme", map[string]any{"access_token": "at", "connection_config": map[string]any{"subdomain": "acme"}})
+
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"authorize without the key", "connections/s/new/authorize", map[string]any{}, "connection_config.subdomain is required"},
+		{"authorize with a bad value", "connections/s/new/authorize", map[string]any{"connection_config": map[string]any{"subdomain": "a.b/c"}}, "connection_config.subdomain does not match"},
+		{"create without the key", "connections/s/other", map[string]any{"access_token": "at"}, "connection_config.subdomain is required"},
+		{"create outside the enum", "connections/s/other", map[string]any{"access_token": "at", "connection_config": map[string]any{"subdomain": "x", "tier": "gold"}}, "connection_config.tier must be one of"},
+		{"not a number", "connections/s/acme", map[string]any{"connection_config": map[string]any{"subdomain": "acme", "seats": "many"}}, "connection_config.seats must be a number"},
+		{"config write drops it", "connections/s/acme/config", map[string]any{"tier": "pro"}, "connection_config.subdomain is required"},
+		{"config patch removes it", "connections/s/acme/config", map[string]any{"subdomain": nil}, "connection_config.subdomain is required"},
+		{"credential pattern", "connections/b/c1", map[string]any{"username": "no-at-sign", "password": "p"}, "credentials.username does not match"},
+		{"password required", "connections/b/c1", map[string]any{"username": "a@b"}, "credentials.password is required"},
+	}, "secret-marker-never-sent")
+	e.assertUnchanged(before)
+
+	// Valid edits pass; the default fills nothing it need not.
+	e.mustDo(logical.PatchOperation, "connections/s/acme/config", map[string]any{"seats": 12})
+	e.mustDo(logical.CreateOperation, "connections/b/c1", map[string]any{"username": "a@b", "password": "p"})
+	if out := e.mustDo(logical.UpdateOperation, "connections/s/new/authorize", map[string]any{"connection_config": map[string]any{"subdomain": "newco"}}); !strings.Contains(out["authorization_url"].(string), "https://newco.sub.test/authorize?") {
+		t.Fatalf("authorize = %v", out)
 	}
 }

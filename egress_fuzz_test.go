@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Cross-cutting on purpose: fuzzes outbound requests from every flow, not one file.
+
 package connect
 
 import (

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Benchmarks kept apart on purpose so that focused test runs do not build or run them by accident.
+
 package connect
 
 import (

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Cross-cutting on purpose: fuzz targets over many paths share one file and corpus layout.
+
 package connect
 
 import (

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Cross-cutting on purpose: invariants that hold across every path and store, so they name no single file.
+
 package connect
 
 import (

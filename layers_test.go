@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Cross-cutting on purpose: checks the package layering as a whole, so it names no single file.
+
 package connect
 
 import (

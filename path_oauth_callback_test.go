@@ -351,3 +351,19 @@ func TestCallbackConfigValuesMeetTheSchema(t *testing.T) {
 		t.Fatalf("a refused callback changed the connection: config %v", after["connection_config"])
 	}
 }
+
+// Values the callback copies meet the token-parameter check like any other
+// config write: refused at the callback, not a failed refresh later.
+func TestCallbackValuesMeetTheParamCheck(t *testing.T) {
+	e, srv := shapeEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/qb", map[string]any{
+		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url": srv.AuthURL(), "token_url": srv.TokenURL(), "callback_config": "realmId",
+		"refresh_params":           map[string]any{"realm": "${connectionConfig.realmId}"},
+		"connection_config_schema": map[string]any{"realmId": map[string]any{"pattern": ".+"}}})
+	srv.SetCallbackExtras(url.Values{"realmId": {"123\u2028456"}})
+	q := consent(t, e, "connections/qb/acme/authorize", map[string]any{"connection_config": map[string]any{"realmId": "1"}})
+	if status, page, _ := callback(e, q); status != http.StatusBadRequest || !strings.Contains(page, "realmId") {
+		t.Fatalf("callback carrying a realmId the parameter check refuses: %d %s", status, page)
+	}
+}

@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Cross-cutting on purpose: benchmarks the whole backend at scale, not one file.
+
 package connect
 
 import (

@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Cross-cutting on purpose: every grant (oauth.go, app.go, revocation.go)
+// under every provider fault, so it names no single file.
+
 package provider
 
 import (

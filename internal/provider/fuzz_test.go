@@ -1,5 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Cross-cutting on purpose: fuzz targets over URL templates and token
+// answers share one file and corpus layout.
+
 package provider
 
 import (

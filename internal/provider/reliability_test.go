@@ -1,5 +1,7 @@
 // SPDX-License-Identifier: MPL-2.0
 
+// Shared test helper for tests that are rows of docs/reliability.md.
+
 package provider
 
 import "testing"

@@ -4,9 +4,6 @@ package webhook
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -16,113 +13,6 @@ import (
 	"testing"
 	"time"
 )
-
-// verifyStandardWebhook is a verifier written from the Standard Webhooks
-// specification alone (not from Sign): the signed content is
-// "${webhook-id}.${webhook-timestamp}.${body}", the key is the base64
-// after "whsec_", and the header holds space-delimited "v1,<base64>"
-// signatures of which one must match.
-func verifyStandardWebhook(t *testing.T, secret string, h http.Header, body []byte) bool {
-	t.Helper()
-	key, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(secret, "whsec_"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	signed := h.Get("webhook-id") + "." + h.Get("webhook-timestamp") + "." + string(body)
-	m := hmac.New(sha256.New, key)
-	io.WriteString(m, signed)
-	want := m.Sum(nil)
-	for _, sig := range strings.Fields(h.Get("webhook-signature")) {
-		version, b64, ok := strings.Cut(sig, ",")
-		if !ok || version != "v1" {
-			continue
-		}
-		got, err := base64.StdEncoding.DecodeString(b64)
-		if err == nil && hmac.Equal(got, want) {
-			return true
-		}
-	}
-	return false
-}
-
-// TestSignKnownVector checks Sign against the example of the Standard
-// Webhooks specification's reference libraries (secret, id, timestamp,
-// payload and signature as they publish them).
-func TestSignKnownVector(t *testing.T) {
-	key, err := ParseSecret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := Sign([][]byte{key}, "msg_p5jXN8AQM9LWM0D4loKWxJek", time.Unix(1614265330, 0), []byte(`{"test": 2432232314}`))
-	const want = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
-	if got != want {
-		t.Fatalf("signature %q, want the published %q", got, want)
-	}
-}
-
-func TestSecretGenerateParse(t *testing.T) {
-	s, err := GenerateSecret()
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ParseSecret(s)
-	if err != nil || len(key) < MinSecretBytes {
-		t.Fatalf("generated secret: %d key bytes, %v", len(key), err)
-	}
-	s2, _ := GenerateSecret()
-	if s2 == s {
-		t.Fatal("two generated secrets are equal")
-	}
-	short := SecretPrefix + base64.StdEncoding.EncodeToString(make([]byte, 23))
-	for _, bad := range []string{"", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "whsec_not base64!!", short, "whsec_" + base64.StdEncoding.EncodeToString(make([]byte, 65))} {
-		_, err := ParseSecret(bad)
-		if err == nil {
-			t.Fatalf("secret %q accepted", bad)
-		}
-		if bad != "" && strings.Contains(err.Error(), strings.TrimPrefix(bad, SecretPrefix)) {
-			t.Fatalf("error quotes the secret: %v", err)
-		}
-	}
-}
-
-func TestScheduleDefault(t *testing.T) {
-	first := time.Unix(1_800_000_000, 0)
-	noJitter := func() float64 { return 0.5 } // (0.5*2-1) = 0: no jitter
-	want := []time.Duration{5 * time.Second, 30 * time.Second, 2 * time.Minute, 10 * time.Minute, 30 * time.Minute, time.Hour}
-	last := first
-	for i, w := range want {
-		at, ok := DefaultSchedule.Next(first, last, i+1, noJitter)
-		if !ok || at.Sub(last) != w {
-			t.Fatalf("after failure %d: wait %v ok=%v, want %v", i+1, at.Sub(last), ok, w)
-		}
-		last = at
-	}
-	failures := len(want)
-	for {
-		failures++
-		at, ok := DefaultSchedule.Next(first, last, failures, noJitter)
-		if !ok {
-			break
-		}
-		if at.Sub(last) != time.Hour {
-			t.Fatalf("after failure %d: wait %v, want 1h", failures, at.Sub(last))
-		}
-		last = at
-	}
-	if last.Sub(first) > 24*time.Hour || last.Sub(first) < 23*time.Hour {
-		t.Fatalf("last retry %v after the first attempt, want within the last hour of 24h", last.Sub(first))
-	}
-	// 6 listed retries reach 1h42m35s; hourly ones then fill to 24h.
-	if attempts := failures; attempts != 29 {
-		t.Fatalf("%d attempts before dead, want 29", attempts)
-	}
-	// Jitter spreads the wait by at most 10% either way.
-	lo, _ := DefaultSchedule.Next(first, first, 2, func() float64 { return 0 })
-	hi, _ := DefaultSchedule.Next(first, first, 2, func() float64 { return 0.999999 })
-	if lo.Sub(first) != 27*time.Second || hi.Sub(first) < 32*time.Second || hi.Sub(first) > 33*time.Second {
-		t.Fatalf("jittered 30s wait spans %v..%v", lo.Sub(first), hi.Sub(first))
-	}
-}
 
 func TestCheckURL(t *testing.T) {
 	for _, ok := range []string{"https://example.com/hook", "http://127.0.0.1:8080/x", "http://localhost/x", "http://[::1]:9/x", "https://10.0.0.1/x"} {
@@ -247,13 +137,4 @@ func TestSendFailures(t *testing.T) {
 	if res := s.Send(context.Background(), Message{URL: "http://example.com/", ID: "e", Keys: [][]byte{key}}); res.Err == nil {
 		t.Fatal("http to a non-loopback host was sent")
 	}
-}
-
-func mustSecret(t *testing.T) string {
-	t.Helper()
-	s, err := GenerateSecret()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
 }

@@ -1,0 +1,111 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+func TestEventRecordingFailure(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	events := captureEvents(e)
+	events.setFail(errors.New("outbox unavailable"))
+
+	// A write whose event cannot be recorded is stored, answers 500 so that
+	// the caller repeats it, and owes its event to the periodic hook.
+	msg := e.mustFail(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_1"}, http.StatusInternalServerError)
+	if !strings.Contains(msg, "connection.created") || !strings.Contains(msg, "repeat") {
+		t.Fatalf("error = %q", msg)
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "stripe", "acme"); c == nil {
+		t.Fatal("the connection was not stored")
+	}
+	// A delete whose event cannot be recorded deletes nothing.
+	e.mustFail(logical.DeleteOperation, "connections/stripe/acme", nil, http.StatusInternalServerError)
+	if c, _ := getConnection(t.Context(), e.storage, "stripe", "acme"); c == nil {
+		t.Fatal("a delete whose event failed deleted the connection")
+	}
+	// Still failing: the periodic hook says so and keeps it owed.
+	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err == nil || !strings.Contains(err.Error(), "outbox unavailable") {
+		t.Fatalf("periodic with the outbox failing: %v", err)
+	}
+	events.setFail(nil)
+	e.tick()
+	expectEvents(t, events, "acme", eventConnectionCreated)
+	e.tick()
+	expectEvents(t, events, "acme")
+
+	e.mustDo(logical.DeleteOperation, "connections/stripe/acme", nil)
+	expectEvents(t, events, "acme", eventConnectionDeleted)
+}
+
+func TestRefreshWhoseEventFailsStillServesTheToken(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", 10*time.Minute)
+	events := captureEvents(e)
+	srv.Fail("server_error", http.StatusInternalServerError)
+	events.setFail(errors.New("outbox unavailable"))
+	e.mustFail(logical.UpdateOperation, "connections/github/c1/refresh", nil, http.StatusFailedDependency)
+	srv.Fail("", 0)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	events.setFail(nil)
+	e.tick()
+	expectEvents(t, events, "c1", eventRefreshFailed, eventRefreshRecovered)
+}
+
+// blockingCapture holds its first recording until released, to show that a
+// connection's next change waits for it.
+type blockingCapture struct {
+	eventCapture
+	entered, release chan struct{}
+	first            atomic.Bool
+}
+
+func (c *blockingCapture) record(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
+	if c.first.CompareAndSwap(false, true) {
+		close(c.entered)
+		<-c.release
+	}
+	return c.eventCapture.record(ctx, s, typ, data)
+}
+
+// TestEventsAreRecordedUnderTheConnectionsLock: a write whose event is
+// being recorded holds the connection, so a concurrent write of it records
+// its event after, and a write of another connection does not wait.
+func TestEventsAreRecordedUnderTheConnectionsLock(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	rec := &blockingCapture{entered: make(chan struct{}), release: make(chan struct{})}
+	e.b.events = rec
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_1"})
+	}()
+	<-rec.entered
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		e.mustDo(logical.UpdateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_2"})
+	}()
+	// Another connection is not held up.
+	e.mustDo(logical.CreateOperation, "connections/stripe/other", map[string]any{"api_key": "sk_3"})
+	time.Sleep(50 * time.Millisecond)
+	if got := rec.take(); len(got) != 1 || got[0].data.ConnectionID != "other" {
+		t.Fatalf("while acme's create records: %+v", got)
+	}
+	close(rec.release)
+	wg.Wait()
+	expectEvents(t, &rec.eventCapture, "acme", eventConnectionCreated, eventConnectionUpdated)
+}

@@ -1,0 +1,170 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/helper/consts"
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/webhook"
+)
+
+func TestWebhookDeliversSignedEvent(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{})
+	rcv := newHookReceiver(t, always(http.StatusNoContent))
+	created := e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	secret, _ := created["secret"].(string)
+	if _, err := webhook.ParseSecret(secret); err != nil {
+		t.Fatalf("create returned no usable generated secret: %v", err)
+	}
+	read := e.mustDo(logical.ReadOperation, "webhooks/app", nil)
+	if _, shown := read["secret"]; shown || read["secret_set"] != true {
+		t.Fatalf("read shows the secret or no secret_set: %v", read)
+	}
+
+	recordTestEvent(t, e, eventConnectionCreated, "c1")
+	waitFor(t, "the delivery", func() bool { return len(rcv.accepted()) == 1 })
+	req := rcv.requests()[0]
+	if verifyStandardWebhook(t, secret, req.header, req.body) != 1 {
+		t.Fatalf("signature %q does not verify", req.header.Get("webhook-signature"))
+	}
+	if err := verifyWithLibrary(t, secret, req.header, req.body); err != nil {
+		t.Fatalf("the Standard Webhooks library refuses the delivery: %v", err)
+	}
+	other, _ := webhook.GenerateSecret()
+	if verifyWithLibrary(t, other, req.header, req.body) == nil {
+		t.Fatal("the library verifies the delivery with an unrelated secret")
+	}
+	var body map[string]json.RawMessage
+	if err := json.Unmarshal(req.body, &body); err != nil {
+		t.Fatal(err)
+	}
+	if len(body) != 4 || body["type"] == nil || body["id"] == nil || body["timestamp"] == nil || body["data"] == nil {
+		t.Fatalf("body has members other than type, id, timestamp, data: %s", req.body)
+	}
+	var ev struct {
+		Type, ID, Timestamp string
+		Data                eventData
+	}
+	json.Unmarshal(req.body, &ev)
+	if ev.Type != "connection.created" || ev.ID != req.header.Get("webhook-id") || ev.Data.ConnectionID != "c1" || ev.Data.Tags["organization_id"] != "acme" {
+		t.Fatalf("body %s, header id %q", req.body, req.header.Get("webhook-id"))
+	}
+	if _, err := time.Parse(time.RFC3339Nano, ev.Timestamp); err != nil {
+		t.Fatalf("timestamp %q: %v", ev.Timestamp, err)
+	}
+	waitFor(t, "the delivery figures", func() bool {
+		return e.mustDo(logical.ReadOperation, "webhooks/app", nil)["delivered"] == int64(1)
+	})
+	read = e.mustDo(logical.ReadOperation, "webhooks/app", nil)
+	if read["pending"] != 0 || read["last_status"] != http.StatusNoContent || read["last_delivery_at"] == "" || read["last_error"] != "" {
+		t.Fatalf("read after delivery: %v", read)
+	}
+}
+
+// TestWebhookRetriesUntilReceiverRecovers: a receiver answering 500, then
+// 429, then hanging past the timeout, then 200, gets every event, each
+// accepted exactly once, with the same webhook-id on every attempt.
+func TestWebhookRetriesUntilReceiverRecovers(t *testing.T) {
+	reliabilityCase(t, "a webhook receiver answering 500, then 429, then not answering within the timeout",
+		"every event is retried with the same webhook-id and accepted exactly once when the receiver recovers")
+	e := newEventsEnv(t, &logical.InmemStorage{})
+	var mu sync.Mutex
+	failures := []int{500, 429, 0, 500, 429, 0}
+	rcv := newHookReceiver(t, func(n int) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if n < len(failures) {
+			return failures[n]
+		}
+		return http.StatusOK
+	})
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	for _, id := range []string{"a", "b", "c"} {
+		recordTestEvent(t, e, eventRefreshFailed, id)
+	}
+	waitFor(t, "three accepted events", func() bool { return len(rcv.accepted()) == 3 })
+	time.Sleep(200 * time.Millisecond) // room for a wrong extra delivery
+	for id, n := range rcv.accepted() {
+		if n != 1 {
+			t.Fatalf("event %s accepted %d times", id, n)
+		}
+	}
+	statuses := map[int]int{}
+	for _, r := range rcv.requests() {
+		statuses[r.status]++
+	}
+	if statuses[500] != 2 || statuses[429] != 2 || statuses[0] != 2 || statuses[200] != 3 {
+		t.Fatalf("answers given: %v", statuses)
+	}
+	read := e.mustDo(logical.ReadOperation, "webhooks/app", nil)
+	if read["failed"] != int64(6) || read["delivered"] != int64(3) || read["pending"] != 0 {
+		t.Fatalf("figures: %v", read)
+	}
+	ids := map[string]bool{}
+	for _, r := range rcv.requests() {
+		ids[r.header.Get("webhook-id")] = true
+	}
+	if len(ids) != 3 {
+		t.Fatalf("%d distinct webhook-ids over the retries, want 3", len(ids))
+	}
+}
+
+func TestWebhookDeadAfterSchedule(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{}, giveUpAfter(150*time.Millisecond))
+	rcv := newHookReceiver(t, always(http.StatusBadGateway))
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	recordTestEvent(t, e, eventConnectionCreated, "a")
+	waitFor(t, "the event to die", func() bool { return e.b.outbox.stats().Dead == 1 })
+	status := e.mustDo(logical.ReadOperation, "status", nil)
+	if status["events_dead"] != 1 || status["events_pending"] != 0 {
+		t.Fatalf("status: %v", status)
+	}
+	dead := e.mustDo(logical.ListOperation, "webhooks/app/dead", nil)
+	ids := dead["keys"].([]string)
+	info := dead["key_info"].(map[string]any)[ids[0]].(map[string]any)
+	if len(ids) != 1 || info["last_status"] != http.StatusBadGateway || info["type"] != "connection.created" || info["attempts"].(int) < 2 {
+		t.Fatalf("dead list: %v", dead)
+	}
+	attempts := len(rcv.requests())
+	time.Sleep(200 * time.Millisecond)
+	if len(rcv.requests()) != attempts {
+		t.Fatal("a dead event is still tried")
+	}
+	if read := e.mustDo(logical.ReadOperation, "webhooks/app", nil); read["dead"] != 1 || read["last_error"] != "receiver answered 502" {
+		t.Fatalf("read: %v", read)
+	}
+}
+
+// TestWebhookStandbyNeverDelivers: a performance standby that starts (and
+// ticks) on storage holding pending events sends none of them; status says
+// it does not deliver.
+func TestWebhookStandbyNeverDelivers(t *testing.T) {
+	rcv := newHookReceiver(t, always(http.StatusOK))
+	active := newTestEnv(t)
+	active.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	recordTestEvent(t, active, eventConnectionCreated, "a") // no worker: stays pending
+
+	e, _ := replicaEnv(t, consts.ReplicationPerformanceStandby)
+	e.storage = active.storage
+	initializeMount(t, e)
+	t.Cleanup(func() { e.b.Cleanup(context.Background()) })
+	if err := e.b.periodic(context.Background(), &logical.Request{Storage: e.storage}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(rcv.requests()); n != 0 {
+		t.Fatalf("a performance standby sent %d requests", n)
+	}
+	resp, err := e.b.HandleRequest(context.Background(), &logical.Request{Operation: logical.ReadOperation, Path: "status", Storage: e.storage})
+	if err != nil || resp.Data["events_delivering"] != false {
+		t.Fatalf("status on a standby: %v %v", err, resp)
+	}
+}
