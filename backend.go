@@ -137,6 +137,7 @@ func newBackend() *backend {
 				sessionPrefix,
 				webhookPrefix, // receivers' signing secrets
 				"wal/",        // issued tokens whose connection save failed
+				"events/",     // the outbox: bodies hold no secret, kept sealed as defence in depth
 			},
 		},
 		// The specific connection sub-paths come before the generic
