@@ -291,13 +291,23 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	var warnings []string
 	if before != nil || cs.events != nil {
 		c, _, err := cs.loadLocked(ctx, s, key)
-		if err != nil {
+		undecodable := err != nil && before == nil && errors.Is(err, errUndecodableEntry)
+		if err != nil && !undecodable {
+			// A revoking delete needs the entry's credentials; the
+			// caller can still delete with revoke=false.
 			return nil, err
 		}
-		if c != nil {
+		event := c
+		if undecodable {
+			// An entry that no longer decodes must not keep its
+			// integration from being deleted: its event says what the
+			// key alone tells.
+			event = &connectionEntry{Integration: integration, ConnectionID: id}
+		}
+		if event != nil {
 			// Recorded first: a delete whose event cannot be recorded
 			// changes nothing, so that its repetition records it.
-			if err := cs.recordEvents(ctx, s, c, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
+			if err := cs.recordEvents(ctx, s, event, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
 				return nil, err
 			}
 		}
@@ -416,11 +426,14 @@ func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*c
 	}
 	var c connectionEntry
 	if err := entry.DecodeJSON(&c); err != nil {
-		return nil, 0, fmt.Errorf("decoding %q: %w", key, err)
+		return nil, 0, fmt.Errorf("%w %q: %w", errUndecodableEntry, key, err)
 	}
 	c.upgrade()
 	return &c, len(entry.Value), nil
 }
+
+// errUndecodableEntry marks a stored connection entry that does not decode.
+var errUndecodableEntry = errors.New("decoding")
 
 // putEntry writes one encoded storage entry.
 func putEntry(ctx context.Context, s logical.Storage, entry *logical.StorageEntry) error {
