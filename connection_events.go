@@ -79,11 +79,13 @@ func (c *connectionEntry) noteAuthorized(created bool) {
 // connection's (existing, nil when there is none).
 func authorizationFailedData(st *oauthStateEntry, existing *connectionEntry, e *eventError) eventData {
 	d := eventData{Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: string(catalog.OAuth2), Error: e}
+	// The stored connection's tags when it exists: authorize's only ever
+	// label a connection the callback creates.
 	switch {
-	case st.ReplaceTags:
-		d.Tags = cloneMap(st.Tags)
 	case existing != nil:
 		d.Tags = cloneMap(existing.Tags)
+	case st.ReplaceTags:
+		d.Tags = cloneMap(st.Tags)
 	}
 	if existing != nil {
 		d.RefreshStatus, d.RefreshFailures = string(existing.refreshState()), existing.RefreshFailures
