@@ -42,6 +42,8 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		"events_dead":            events.Dead,
 		"events_not_queued":      events.Overflows,
 		"events_delivering":      events.Delivering,
+		"events_owed":            stored.Owed,
+		"events_owed_dropped":    stored.OwedDropped,
 	}}
 	if limit := b.maxPendingEvents(ctx, req.Storage); events.Pending >= limit {
 		resp.AddWarning(fmt.Sprintf("the event outbox is full: %d deliveries pending, config's max_pending_events is %d; new events are kept as dead unsent", events.Pending, limit))
@@ -84,6 +86,12 @@ The refresh engine as this node sees it:
                           because the outbox was full
   events_delivering       whether this node delivers events: the active node
                           does, standbys and performance standbys never
+  events_owed             events of saved changes whose recording failed
+                          (the outbox refused them); kept in memory, recorded
+                          again by every periodic tick, lost if the plugin
+                          stops first
+  events_owed_dropped     owed events dropped since the plugin started
+                          because 10000 were owed already (each is logged)
 
 The same figures are emitted as metrics (connect.refresh.success,
 connect.refresh.failure and connect.refresh.latency by integration, and
@@ -107,5 +115,7 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 		"events_dead":            typed(framework.TypeInt, "Event deliveries given up and kept for a read."),
 		"events_not_queued":      typed(framework.TypeInt64, "Events kept as dead unsent since the plugin started because the outbox was full."),
 		"events_delivering":      typed(framework.TypeBool, "Whether this node delivers events (the active node does; standbys never)."),
+		"events_owed":            typed(framework.TypeInt, "Events of saved changes whose recording failed, kept in memory and recorded again by the periodic tick."),
+		"events_owed_dropped":    typed(framework.TypeInt64, "Owed events dropped since the plugin started because more than the bound were owed."),
 	}
 }
