@@ -51,11 +51,15 @@ var errOutboxFull = errors.New("not queued: the receiver had config's max_pendin
 
 // outboxEntry is one event for one receiver.
 type outboxEntry struct {
-	ID        string    `json:"id"`
-	Type      eventType `json:"type"`
-	Receiver  string    `json:"receiver"`
-	Body      string    `json:"body"`
-	Timestamp time.Time `json:"timestamp"`
+	ID       string    `json:"id"`
+	Type     eventType `json:"type"`
+	Receiver string    `json:"receiver"`
+	// ReceiverID is the receiver's webhookEntry.ID when the event was
+	// recorded: an entry is delivered only to that receiver, never to a
+	// new receiver of the same name.
+	ReceiverID string    `json:"receiver_id,omitempty"`
+	Body       string    `json:"body"`
+	Timestamp  time.Time `json:"timestamp"`
 	// Attempts counts the attempts made; FirstAttemptAt and LastAttemptAt
 	// are when the first and the last were made.
 	Attempts       int       `json:"attempts"`
@@ -171,7 +175,7 @@ func (o *eventOutbox) record(ctx context.Context, s logical.Storage, typ eventTy
 	limit := o.maxPending(ctx, s)
 	var written []deliveryKey
 	for _, name := range targets {
-		e := &outboxEntry{ID: id, Type: typ, Receiver: name, Body: string(body), Timestamp: now, NextAttemptAt: now}
+		e := &outboxEntry{ID: id, Type: typ, Receiver: name, ReceiverID: all[name].ID, Body: string(body), Timestamp: now, NextAttemptAt: now}
 		k := deliveryKey{name, id}
 		if o.reserve(k, limit) {
 			if err := putJSON(ctx, s, k.pendingPath(), e); err != nil {
@@ -348,6 +352,13 @@ func (o *eventOutbox) rebuild(ctx context.Context, s logical.Storage) error {
 			found, err := getJSON(ctx, s, k.pendingPath(), &e)
 			if err != nil {
 				return err
+			}
+			if found && e.ReceiverID != all[name].ID {
+				// Left by a deleted receiver of the same name.
+				if err := s.Delete(ctx, k.pendingPath()); err != nil {
+					return err
+				}
+				continue
 			}
 			o.mu.Lock()
 			_, known := o.scheduled[k]

@@ -277,6 +277,9 @@ func (b *backend) pathWebhookWrite(ctx context.Context, req *logical.Request, d 
 		w.PreviousSecret, w.PreviousSecretUntil = "", time.Time{}
 	}
 	if old == nil {
+		if w.ID, err = newWebhookID(); err != nil {
+			return nil, err
+		}
 		if err := b.outbox.resetFigures(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
