@@ -205,8 +205,13 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 				c.Metadata = map[string]any{}
 			}
 		}
-		if st.ReplaceTags {
+		switch {
+		case st.ReplaceTags && created:
 			c.Tags = st.Tags
+		case st.ReplaceTags:
+			// Created by someone else since authorize: its tags are
+			// theirs, not those of whoever started the authorization.
+			a.logger().Warn("a connection created since authorize keeps its tags; authorize's are ignored", "integration", st.Integration, "connection_id", st.ConnectionID)
 		}
 		for k, v := range fromCallback {
 			if c.ConnectionConfig == nil {

@@ -58,3 +58,35 @@ func TestAuthorizationGivenEmptyObjectsReplaces(t *testing.T) {
 		t.Fatalf("stored metadata %#v, config %#v; want both empty objects", c.Metadata, c.ConnectionConfig)
 	}
 }
+
+// TestCallbackIgnoresAuthorizeTagsForAConnectionMadeMeanwhile: a connection
+// created between authorize and the callback keeps its own tags; the
+// authorization's tags only label a connection the callback creates, and a
+// failed authorization's event carries the stored connection's tags.
+func TestCallbackIgnoresAuthorizeTagsForAConnectionMadeMeanwhile(t *testing.T) {
+	e, srv := authEnv(t)
+	events := captureEvents(e)
+	q := consent(t, e, "connections/github/acme/authorize", map[string]any{"tags": map[string]any{"organization_id": "victim"}})
+	importExpiring(e, srv, "acme", time.Hour)
+	e.mustDo(logical.UpdateOperation, "connections/github/acme", map[string]any{"tags": map[string]any{"organization_id": "acme"}})
+	if status, _, _ := callback(e, q); status != http.StatusOK {
+		t.Fatal("callback failed")
+	}
+	if got := e.mustDo(logical.ReadOperation, "connections/github/acme", nil)["tags"]; !reflect.DeepEqual(got, map[string]string{"organization_id": "acme"}) {
+		t.Fatalf("tags after the callback = %v; authorize's tags relabelled a connection it did not create", got)
+	}
+	events.take()
+
+	q = consent(t, e, "connections/github/other/authorize", map[string]any{"tags": map[string]any{"organization_id": "victim"}})
+	importExpiring(e, srv, "other", time.Hour)
+	e.mustDo(logical.UpdateOperation, "connections/github/other", map[string]any{"tags": map[string]any{"organization_id": "other"}})
+	events.take()
+	srv.Fail("invalid_client", http.StatusUnauthorized)
+	if status, _, _ := callback(e, q); status != http.StatusFailedDependency {
+		t.Fatalf("failed exchange status %d", status)
+	}
+	got := events.take()
+	if len(got) != 1 || got[0].typ != eventAuthorizationFailed || got[0].data.Tags["organization_id"] != "other" {
+		t.Fatalf("failed authorization events = %+v; want the stored connection's tags", got)
+	}
+}

@@ -95,6 +95,7 @@ func newBackend() *backend {
 	// outbox (and a test's recorder) may be set after construction.
 	b.store.events = recorderFunc(b.recordEvent)
 	logger := func() hclog.Logger { return b.Logger() }
+	b.store.logger = logger
 	b.states = newStateStore(b.mountConfig.get, clock, logger)
 	b.sessions = newSessionStore(clock, logger)
 	b.issuer = &issuer{
@@ -137,6 +138,7 @@ func newBackend() *backend {
 				sessionPrefix,
 				webhookPrefix, // receivers' signing secrets
 				"wal/",        // issued tokens whose connection save failed
+				"events/",     // the outbox: bodies hold no secret, kept sealed as defence in depth
 			},
 		},
 		// The specific connection sub-paths come before the generic

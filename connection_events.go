@@ -40,7 +40,9 @@ import (
 // it and the event is recorded durably then too (as connection.updated, the
 // connection exists by then); a refresh or a completed authorization, whose
 // provider answer is stored, goes on and logs it. Receivers may so see an
-// event twice, never none, unless the process stops while one is owed.
+// event twice; they miss one when the process stops between a save and its
+// recording or while one is owed, or when more than maxOwedEvents are owed
+// (each drop logged and counted). docs/events.md lists these windows.
 //
 // connection.deleted is recorded under the lock before the entry is
 // deleted: a delete whose event cannot be recorded deletes nothing (a
@@ -79,11 +81,13 @@ func (c *connectionEntry) noteAuthorized(created bool) {
 // connection's (existing, nil when there is none).
 func authorizationFailedData(st *oauthStateEntry, existing *connectionEntry, e *eventError) eventData {
 	d := eventData{Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: string(catalog.OAuth2), Error: e}
+	// The stored connection's tags when it exists: authorize's only ever
+	// label a connection the callback creates.
 	switch {
-	case st.ReplaceTags:
-		d.Tags = cloneMap(st.Tags)
 	case existing != nil:
 		d.Tags = cloneMap(existing.Tags)
+	case st.ReplaceTags:
+		d.Tags = cloneMap(st.Tags)
 	}
 	if existing != nil {
 		d.RefreshStatus, d.RefreshFailures = string(existing.refreshState()), existing.RefreshFailures

@@ -3,8 +3,12 @@
 package connect
 
 import (
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,4 +226,40 @@ func TestClientCredentialsEvents(t *testing.T) {
 	// A provider that refuses the new client: nothing stored, no event.
 	e.mustFail(logical.UpdateOperation, "connections/machine/m", map[string]any{"client_id": "unknown", "client_secret": "nope-nope"}, http.StatusFailedDependency)
 	expectEvents(t, events, "m")
+}
+
+// TestEventErrorWithholdsASecretEchoedInOtherForms: a provider that echoes
+// the refresh token upper- or lower-cased, hex- or base64url-encoded in its
+// error_description does not get it into an event body.
+func TestEventErrorWithholdsASecretEchoedInOtherForms(t *testing.T) {
+	for name, form := range map[string]func(string) string{
+		"upper-case": strings.ToUpper,
+		"lower-case": strings.ToLower,
+		"hex":        func(s string) string { return hex.EncodeToString([]byte(s)) },
+		"base64url":  func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e, srv := oauthEnv(t)
+			_, refresh := importExpiring(e, srv, "c1", 10*time.Minute)
+			events := captureEvents(e)
+			srv.SetOverride(func(w http.ResponseWriter, _ *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusBadRequest)
+				json.NewEncoder(w).Encode(map[string]string{"error": "invalid_grant", "error_description": "token " + form(refresh) + " unknown"})
+			})
+			e.mustFail(logical.UpdateOperation, "connections/github/c1/refresh", nil, http.StatusFailedDependency)
+			got := events.take()
+			if len(got) == 0 {
+				t.Fatal("no event recorded for the failed refresh")
+			}
+			for _, ev := range got {
+				body, _ := json.Marshal(ev.data)
+				if strings.Contains(strings.ToLower(string(body)), strings.ToLower(refresh)) ||
+					strings.Contains(string(body), hex.EncodeToString([]byte(refresh))) ||
+					strings.Contains(string(body), base64.RawURLEncoding.EncodeToString([]byte(refresh))) {
+					t.Errorf("%s event body carries the refresh token (%s): %s", ev.typ, name, body)
+				}
+			}
+		})
+	}
 }

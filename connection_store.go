@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -52,9 +53,13 @@ type connectionStore struct {
 	// (connection_store_events.go); nil records none.
 	events eventRecorder
 	// owed are events of saved changes whose recording failed, recorded
-	// again by RecordOwed.
-	owedMu sync.Mutex
-	owed   []owedEvent
+	// again by RecordOwed; owedDropped counts those dropped beyond
+	// maxOwedEvents since the plugin started.
+	owedMu      sync.Mutex
+	owed        []owedEvent
+	owedDropped atomic.Int64
+	// logger says what is lost when an owed event is dropped.
+	logger func() hclog.Logger
 
 	// unsaved holds entries with provider-issued credentials whose save
 	// failed: the provider has spent the old refresh token, so the new one
@@ -78,6 +83,7 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 		now:              now,
 		unsaved:          map[string]*unsavedEntry{},
 		supersededWALs:   map[string]bool{},
+		logger:           hclog.NewNullLogger,
 	}
 }
 
@@ -291,13 +297,23 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	var warnings []string
 	if before != nil || cs.events != nil {
 		c, _, err := cs.loadLocked(ctx, s, key)
-		if err != nil {
+		undecodable := err != nil && before == nil && errors.Is(err, errUndecodableEntry)
+		if err != nil && !undecodable {
+			// A revoking delete needs the entry's credentials; the
+			// caller can still delete with revoke=false.
 			return nil, err
 		}
-		if c != nil {
+		event := c
+		if undecodable {
+			// An entry that no longer decodes must not keep its
+			// integration from being deleted: its event says what the
+			// key alone tells.
+			event = &connectionEntry{Integration: integration, ConnectionID: id}
+		}
+		if event != nil {
 			// Recorded first: a delete whose event cannot be recorded
 			// changes nothing, so that its repetition records it.
-			if err := cs.recordEvents(ctx, s, c, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
+			if err := cs.recordEvents(ctx, s, event, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
 				return nil, err
 			}
 		}
@@ -416,11 +432,14 @@ func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*c
 	}
 	var c connectionEntry
 	if err := entry.DecodeJSON(&c); err != nil {
-		return nil, 0, fmt.Errorf("decoding %q: %w", key, err)
+		return nil, 0, fmt.Errorf("%w %q: %w", errUndecodableEntry, key, err)
 	}
 	c.upgrade()
 	return &c, len(entry.Value), nil
 }
+
+// errUndecodableEntry marks a stored connection entry that does not decode.
+var errUndecodableEntry = errors.New("decoding")
 
 // putEntry writes one encoded storage entry.
 func putEntry(ctx context.Context, s logical.Storage, entry *logical.StorageEntry) error {
@@ -512,9 +531,16 @@ type storeStats struct {
 	// Unsaved is the number of connections whose newly issued tokens
 	// storage refused so far.
 	Unsaved int
+	// Owed is the number of events of saved changes waiting in memory to
+	// be recorded again; OwedDropped those dropped beyond maxOwedEvents.
+	Owed        int
+	OwedDropped int64
 }
 
 // Stats reports the store's figures; it takes no connection lock.
 func (cs *connectionStore) Stats() storeStats {
-	return storeStats{Cached: cs.cache.len(), Unsaved: cs.Unsaved()}
+	cs.owedMu.Lock()
+	owed := len(cs.owed)
+	cs.owedMu.Unlock()
+	return storeStats{Cached: cs.cache.len(), Unsaved: cs.Unsaved(), Owed: owed, OwedDropped: cs.owedDropped.Load()}
 }

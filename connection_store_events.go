@@ -18,7 +18,8 @@ type owedEvent struct {
 }
 
 // maxOwedEvents bounds the events kept in memory for a storage that keeps
-// refusing the outbox; beyond it the oldest are dropped.
+// refusing the outbox; beyond it the oldest are dropped, each logged and
+// counted (status's events_owed_dropped).
 const maxOwedEvents = 10000
 
 // recordEvents records the events of connection c (as saved, or as it is
@@ -48,6 +49,13 @@ func (cs *connectionStore) owe(c *connectionEntry, events []pendingEvent) {
 		cs.owed = append(cs.owed, owedEvent{typ: ev.typ, data: eventDataOf(c, ev.err)})
 	}
 	if over := len(cs.owed) - maxOwedEvents; over > 0 {
+		for _, ev := range cs.owed[:over] {
+			// Lost for good: said once per event, naming what a
+			// receiver will never hear of (tags and errors stay out).
+			cs.logger().Error("an owed event is dropped: more than the bound are owed",
+				"type", ev.typ, "integration", ev.data.Integration, "connection_id", ev.data.ConnectionID, "bound", maxOwedEvents)
+		}
+		cs.owedDropped.Add(int64(over))
 		cs.owed = append([]owedEvent(nil), cs.owed[over:]...)
 	}
 }

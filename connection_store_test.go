@@ -118,3 +118,38 @@ func TestStoreStatsCountCachedAndUnsaved(t *testing.T) {
 		t.Fatalf("after a delete: %+v", st)
 	}
 }
+
+// TestUndecodableConnectionIsDeletedWithItsEvent: an entry that does not
+// decode neither blocks a forced integration delete nor a revoke=false
+// connection delete; each records connection.deleted from the key alone.
+func TestUndecodableConnectionIsDeletedWithItsEvent(t *testing.T) {
+	for _, tc := range []struct{ name, path string }{
+		{"forced integration delete", "integrations/stripe"},
+		{"connection delete", "connections/stripe/broken"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEnv(t)
+			withIntegrations(e, "https://provider.example/token")
+			e.mustDo(logical.CreateOperation, "connections/stripe/ok", map[string]any{"api_key": "sk_1"})
+			if err := e.storage.Put(t.Context(), &logical.StorageEntry{Key: connectionKey("stripe", "broken"), Value: []byte("{not json")}); err != nil {
+				t.Fatal(err)
+			}
+			events := captureEvents(e)
+			if resp, status := e.do(logical.DeleteOperation, tc.path, map[string]any{"force": true, "revoke": false}); status >= 400 {
+				t.Fatalf("delete blocked by one undecodable connection entry: %d %v", status, resp)
+			}
+			if entry, err := e.storage.Get(t.Context(), connectionKey("stripe", "broken")); err != nil || entry != nil {
+				t.Fatalf("the undecodable entry is still stored (%v)", err)
+			}
+			var deleted bool
+			for _, ev := range events.take() {
+				if ev.typ == eventConnectionDeleted && ev.data.Integration == "stripe" && ev.data.ConnectionID == "broken" {
+					deleted = true
+				}
+			}
+			if !deleted {
+				t.Error("no connection.deleted event for the undecodable connection")
+			}
+		})
+	}
+}

@@ -58,8 +58,8 @@ type configEntry struct {
 	PublicURL string `json:"public_url,omitempty"`
 	// MaxSessions caps the mount's connect sessions.
 	MaxSessions int `json:"max_sessions"`
-	// MaxPendingEvents bounds the event outbox: deliveries (an event
-	// counts once per receiver) waiting to be sent.
+	// MaxPendingEvents bounds each webhook receiver's deliveries waiting
+	// in the event outbox.
 	MaxPendingEvents int `json:"max_pending_events,omitempty"`
 }
 

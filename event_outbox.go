@@ -45,17 +45,21 @@ const (
 	deliveryConcurrency = 8
 )
 
-// errOutboxFull is a dead delivery's last_error when the outbox held
-// max_pending_events deliveries as the event was recorded.
-var errOutboxFull = errors.New("not queued: the outbox held config's max_pending_events deliveries")
+// errOutboxFull is a dead delivery's last_error when its receiver had
+// max_pending_events deliveries pending as the event was recorded.
+var errOutboxFull = errors.New("not queued: the receiver had config's max_pending_events deliveries pending")
 
 // outboxEntry is one event for one receiver.
 type outboxEntry struct {
-	ID        string    `json:"id"`
-	Type      eventType `json:"type"`
-	Receiver  string    `json:"receiver"`
-	Body      string    `json:"body"`
-	Timestamp time.Time `json:"timestamp"`
+	ID       string    `json:"id"`
+	Type     eventType `json:"type"`
+	Receiver string    `json:"receiver"`
+	// ReceiverID is the receiver's webhookEntry.ID when the event was
+	// recorded: an entry is delivered only to that receiver, never to a
+	// new receiver of the same name.
+	ReceiverID string    `json:"receiver_id,omitempty"`
+	Body       string    `json:"body"`
+	Timestamp  time.Time `json:"timestamp"`
 	// Attempts counts the attempts made; FirstAttemptAt and LastAttemptAt
 	// are when the first and the last were made.
 	Attempts       int       `json:"attempts"`
@@ -101,6 +105,9 @@ type eventOutbox struct {
 	// queue when each is due; an item whose key left scheduled is stale.
 	scheduled map[deliveryKey]struct{}
 	queue     deliveryQueue
+	// pendingBy counts scheduled's deliveries by receiver, for the
+	// per-receiver bound.
+	pendingBy map[string]int
 	// dead lists each receiver's dead event ids, oldest first.
 	dead map[string][]string
 	// overflows counts events not queued because the outbox was full.
@@ -121,6 +128,7 @@ func newEventOutbox(now func() time.Time, logger func() hclog.Logger, maxPending
 		logger:     logger,
 		maxPending: maxPending,
 		scheduled:  map[deliveryKey]struct{}{},
+		pendingBy:  map[string]int{},
 		dead:       map[string][]string{},
 		wake:       make(chan struct{}, 1),
 	}
@@ -167,7 +175,7 @@ func (o *eventOutbox) record(ctx context.Context, s logical.Storage, typ eventTy
 	limit := o.maxPending(ctx, s)
 	var written []deliveryKey
 	for _, name := range targets {
-		e := &outboxEntry{ID: id, Type: typ, Receiver: name, Body: string(body), Timestamp: now, NextAttemptAt: now}
+		e := &outboxEntry{ID: id, Type: typ, Receiver: name, ReceiverID: all[name].ID, Body: string(body), Timestamp: now, NextAttemptAt: now}
 		k := deliveryKey{name, id}
 		if o.reserve(k, limit) {
 			if err := putJSON(ctx, s, k.pendingPath(), e); err != nil {
@@ -178,7 +186,7 @@ func (o *eventOutbox) record(ctx context.Context, s logical.Storage, typ eventTy
 			written = append(written, k)
 			continue
 		}
-		o.logger().Warn("event outbox full: event kept as dead, not delivered", "receiver", name, "type", string(typ), "id", id, "max_pending_events", limit)
+		o.logger().Warn("receiver's pending events at the bound: event kept as dead, not delivered", "receiver", name, "type", string(typ), "id", id, "max_pending_events", limit)
 		e.DeadAt, e.LastError = now, errOutboxFull.Error()
 		if err := o.putDead(ctx, s, k, e); err != nil {
 			o.unrecord(ctx, s, written)
@@ -208,22 +216,42 @@ func (o *eventOutbox) unrecord(ctx context.Context, s logical.Storage, keys []de
 	}
 }
 
-// reserve counts k among the pending deliveries unless limit are.
+// reserve counts k among its receiver's pending deliveries unless limit
+// are. The bound is each receiver's own, so that one receiver that is down
+// does not keep events from the others.
 func (o *eventOutbox) reserve(k deliveryKey, limit int) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if len(o.scheduled) >= limit {
+	if o.pendingBy[k.receiver] >= limit {
 		o.overflows++
 		return false
 	}
-	o.scheduled[k] = struct{}{}
+	o.scheduleLocked(k)
 	return true
+}
+
+// scheduleLocked counts k as pending; o.mu is held.
+func (o *eventOutbox) scheduleLocked(k deliveryKey) {
+	if _, ok := o.scheduled[k]; !ok {
+		o.scheduled[k] = struct{}{}
+		o.pendingBy[k.receiver]++
+	}
+}
+
+// forgetLocked counts k as pending no more; o.mu is held.
+func (o *eventOutbox) forgetLocked(k deliveryKey) {
+	if _, ok := o.scheduled[k]; ok {
+		delete(o.scheduled, k)
+		if o.pendingBy[k.receiver]--; o.pendingBy[k.receiver] <= 0 {
+			delete(o.pendingBy, k.receiver)
+		}
+	}
 }
 
 func (o *eventOutbox) forget(k deliveryKey) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	delete(o.scheduled, k)
+	o.forgetLocked(k)
 }
 
 // push schedules k's next attempt at at and wakes the worker.
@@ -267,7 +295,7 @@ func (o *eventOutbox) dropReceiver(ctx context.Context, s logical.Storage, name 
 	o.mu.Lock()
 	for k := range o.scheduled {
 		if k.receiver == name {
-			delete(o.scheduled, k)
+			o.forgetLocked(k)
 		}
 	}
 	delete(o.dead, name)
@@ -325,10 +353,17 @@ func (o *eventOutbox) rebuild(ctx context.Context, s logical.Storage) error {
 			if err != nil {
 				return err
 			}
+			if found && e.ReceiverID != all[name].ID {
+				// Left by a deleted receiver of the same name.
+				if err := s.Delete(ctx, k.pendingPath()); err != nil {
+					return err
+				}
+				continue
+			}
 			o.mu.Lock()
 			_, known := o.scheduled[k]
 			if found && !known {
-				o.scheduled[k] = struct{}{}
+				o.scheduleLocked(k)
 			}
 			o.mu.Unlock()
 			if found && !known {
@@ -372,6 +407,21 @@ func (o *eventOutbox) stats() outboxStats {
 		st.Dead += len(ids)
 	}
 	return st
+}
+
+// receiversAtBound names, sorted, the receivers with limit or more
+// deliveries pending.
+func (o *eventOutbox) receiversAtBound(limit int) []string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var names []string
+	for name, n := range o.pendingBy {
+		if n >= limit {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // queuedDelivery is a delivery's place in the schedule.

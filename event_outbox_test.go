@@ -68,7 +68,7 @@ func TestWebhookOutboxBound(t *testing.T) {
 	if info := dead["key_info"].(map[string]any)[ids[0]].(map[string]any); info["attempts"] != 0 || !strings.Contains(info["last_error"].(string), "max_pending_events") {
 		t.Fatalf("dead: %v", dead)
 	}
-	if !strings.Contains(e.logs.String(), "event outbox full") {
+	if !strings.Contains(e.logs.String(), "pending events at the bound") {
 		t.Fatal("no warning logged")
 	}
 }
@@ -118,5 +118,35 @@ func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := len(rcv.requests()); got != 1 {
 		t.Fatalf("the receiver got %d requests, want only the recorded event's", got)
+	}
+}
+
+// TestPendingBoundIsPerReceiver: max_pending_events bounds each receiver's
+// own pending deliveries, so that a receiver that is down and has filled
+// its share does not keep events from a healthy one.
+func TestPendingBoundIsPerReceiver(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{}, retryHourly)
+	down := newHookReceiver(t, always(http.StatusInternalServerError))
+	healthy := newHookReceiver(t, always(http.StatusOK))
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"max_pending_events": 2})
+	e.mustDo(logical.CreateOperation, "webhooks/down", map[string]any{"url": down.URL})
+	for _, id := range []string{"a", "b"} {
+		recordTestEvent(t, e, eventConnectionCreated, id)
+	}
+	waitFor(t, "the down receiver's attempts", func() bool { return len(down.requests()) >= 2 })
+	e.mustDo(logical.CreateOperation, "webhooks/healthy", map[string]any{"url": healthy.URL})
+	recordTestEvent(t, e, eventConnectionCreated, "c")
+	waitFor(t, "event c at the healthy receiver", func() bool { return len(healthy.requests()) == 1 })
+	// The down receiver's own bound still holds: c is dead unsent for it.
+	if got := e.mustDo(logical.ReadOperation, "webhooks/down", nil); got["pending"] != 2 || got["dead"] != 1 {
+		t.Fatalf("down receiver: pending %v dead %v, want 2 and 1", got["pending"], got["dead"])
+	}
+	st := e.mustDo(logical.ReadOperation, "status", nil)
+	if st["events_not_queued"] != int64(1) {
+		t.Fatalf("events_not_queued = %v, want 1", st["events_not_queued"])
+	}
+	resp, _ := e.do(logical.ReadOperation, "status", nil)
+	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "down") || strings.Contains(resp.Warnings[0], "healthy") {
+		t.Fatalf("status warnings = %v, want one naming the full receiver only", resp.Warnings)
 	}
 }

@@ -137,7 +137,7 @@ func TestNoSecretInAnyEventBody(t *testing.T) {
 	// Authorizations: one refused with a description echoing the state,
 	// the code and the client secret; one whose exchange fails; one that
 	// completes.
-	q := consent(t, e, "connections/github/g/authorize", map[string]any{"tags": map[string]any{"end_user_id": "7"}})
+	q := consent(t, e, "connections/github/g/authorize", nil)
 	secrets = append(secrets, q.Get("state"), q.Get("code"))
 	q.Set("error", "access_denied")
 	// The redirect's query comes from the browser: it can only echo what

@@ -41,7 +41,7 @@ func pathConnectionAuthorize(b *backend) []*framework.Path {
 				Type:        framework.TypeMap,
 				Description: "Metadata to store with the connection. Default: keep the existing connection's.",
 			},
-			"tags": tagsField("Copied to the connection when the callback stores it, replacing its tags. Default: keep the existing connection's."),
+			"tags": tagsField("Tags of the connection the callback creates. Refused for an existing connection (a re-authorization keeps its tags; change them with a write to the connection), and ignored if the connection was created between authorize and the callback."),
 			"return_url": {
 				Type:        framework.TypeString,
 				Description: "Where the browser goes after the callback; must have the scheme and host of one of config's allowed_return_urls and a path at or under its path. Without it the callback shows a page.",
@@ -139,6 +139,11 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 	if err != nil {
 		return nil, err
 	}
+	if given && existing != nil {
+		// Tags decide who may see a connection; authorize's caller may be
+		// a customer's own, who must not relabel an existing connection.
+		return nil, fmt.Errorf("tags can only be given when authorize creates the connection; %q exists: change its tags with a write to the connection", id)
+	}
 	st.Tags, st.ReplaceTags = tags, given
 	if v := strings.TrimSpace(d.Get("return_url").(string)); v != "" {
 		if len(v) > maxReturnURLLen {
@@ -233,8 +238,10 @@ random bytes, stored only as its SHA-256, and is spent by its first use.
         return_url=https://app.example.com/settings/integrations
 
 A re-authorization of an existing connection replaces its credentials and
-keeps its metadata, connection_config and tags as they are when the
-callback stores it, unless authorize was given new ones. A connection has
+keeps its metadata and connection_config as they are when the callback
+stores it, unless authorize was given new ones, and always keeps its tags:
+tags are refused here for an existing connection (change them with a write
+to the connection) and ignored for one created before the callback. A connection has
 one pending authorization: a new authorize replaces the previous one, and
 deleting the connection or its integration deletes it. Requested scopes must be among the
 integration's scopes and allowed_scopes.

@@ -249,3 +249,30 @@ func TestPendingAuthorizationCapHoldsUnderConcurrency(t *testing.T) {
 		t.Fatalf("%d accepted, %d refused, %d index entries, %d states; want 4, 16, 5, 5", ok.Load(), refused.Load(), len(idx), pendingStates(t, e))
 	}
 }
+
+// TestAuthorizeRefusesTagsForAnExistingConnection: whoever may call
+// authorize may not relabel an existing connection (possibly under another
+// organization's tag); its tags stay as they are and the refusal names the
+// field.
+func TestAuthorizeRefusesTagsForAnExistingConnection(t *testing.T) {
+	e, _ := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", map[string]any{"tags": map[string]any{"organization_id": "acme"}})
+	if status, _, _ := callback(e, q); status != http.StatusOK {
+		t.Fatal("callback failed")
+	}
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/acme/authorize", map[string]any{"tags": map[string]any{"organization_id": "victim"}}, http.StatusBadRequest)
+	if !strings.Contains(msg, "tags") {
+		t.Errorf("the refusal does not name the field: %q", msg)
+	}
+	if status, _, _ := callback(e, consent(t, e, "connections/github/acme/authorize", nil)); status != http.StatusOK {
+		t.Fatal("re-authorization without tags failed")
+	}
+	if resp, _ := e.do(logical.ListOperation, "connections/github/", map[string]any{"tag": "organization_id:victim"}); resp != nil {
+		if keys, _ := resp.Data["keys"].([]string); len(keys) > 0 {
+			t.Fatalf("authorize relabelled %v under organization_id:victim", keys)
+		}
+	}
+	if got := e.mustDo(logical.ReadOperation, "connections/github/acme", nil)["tags"]; got.(map[string]string)["organization_id"] != "acme" {
+		t.Fatalf("tags after re-authorization = %v", got)
+	}
+}

@@ -70,8 +70,8 @@ func pathConfig(b *backend) []*framework.Path {
 			"max_pending_events": {
 				Type:    framework.TypeInt,
 				Default: defaultMaxPendingEvents,
-				Description: "How many event deliveries (an event counts once per receiver) may wait in the outbox. " +
-					"Beyond it a new event is not queued: it is kept as dead for the receiver (webhooks/<name>/dead), counted in status and logged. Default 100000.",
+				Description: "How many event deliveries may wait in the outbox for each webhook receiver (each receiver's own bound, so that one that is down does not hold up the others). " +
+					"Beyond it a new event is not queued for that receiver: it is kept as dead for it (webhooks/<name>/dead), counted in status and logged. Default 100000.",
 			},
 		},
 		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil, configResponseFields()),
@@ -213,11 +213,12 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        without its oauth/callback.
   max_sessions         Connect sessions the mount may hold at once (default
                        10000); beyond it sessions answers 429.
-  max_pending_events   Event deliveries (an event counts once per webhook
-                       receiver) that may wait in the outbox (default
-                       100000). Beyond it a new event is kept as dead for
-                       its receiver instead of queued, counted in status and
-                       logged; see docs/events.md.
+  max_pending_events   Event deliveries that may wait in the outbox for
+                       each webhook receiver (default 100000): each
+                       receiver's own bound, so that one that is down does
+                       not hold up the others. Beyond it a new event is kept
+                       as dead for that receiver instead of queued, counted
+                       in status and logged; see docs/events.md.
 `
 
 // configResponseFields are what a config read returns.
@@ -233,6 +234,6 @@ func configResponseFields() map[string]*framework.FieldSchema {
 		"max_pending_authorizations": typed(framework.TypeInt, "Authorizations of one integration that may be pending at once."),
 		"public_url":                 typed(framework.TypeString, "This mount's external address, where connect sessions' pages are."),
 		"max_sessions":               typed(framework.TypeInt, "Connect sessions the mount may hold at once."),
-		"max_pending_events":         typed(framework.TypeInt, "Event deliveries that may wait in the outbox."),
+		"max_pending_events":         typed(framework.TypeInt, "Event deliveries that may wait in the outbox for each webhook receiver."),
 	}
 }

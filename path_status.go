@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -42,9 +43,12 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		"events_dead":            events.Dead,
 		"events_not_queued":      events.Overflows,
 		"events_delivering":      events.Delivering,
+		"events_owed":            stored.Owed,
+		"events_owed_dropped":    stored.OwedDropped,
 	}}
-	if limit := b.maxPendingEvents(ctx, req.Storage); events.Pending >= limit {
-		resp.AddWarning(fmt.Sprintf("the event outbox is full: %d deliveries pending, config's max_pending_events is %d; new events are kept as dead unsent", events.Pending, limit))
+	limit := b.maxPendingEvents(ctx, req.Storage)
+	if full := b.outbox.receiversAtBound(limit); len(full) > 0 {
+		resp.AddWarning(fmt.Sprintf("webhook receivers at config's max_pending_events (%d deliveries pending each): %s; their new events are kept as dead unsent", limit, strings.Join(full, ", ")))
 	}
 	return resp, nil
 }
@@ -76,14 +80,22 @@ The refresh engine as this node sees it:
                           again by every periodic tick until stored
   goroutines              the plugin process's goroutines, for leak watching
   events_pending          event deliveries waiting in the outbox (an event
-                          counts once per webhook receiver); a warning says
-                          when it reaches config's max_pending_events
+                          counts once per webhook receiver); a warning names
+                          the receivers whose own pending deliveries reached
+                          config's max_pending_events
   events_dead             event deliveries given up, kept for a read at
                           webhooks/<name>/dead
   events_not_queued       events kept as dead unsent since the plugin started
-                          because the outbox was full
+                          because their receiver had max_pending_events
+                          deliveries pending
   events_delivering       whether this node delivers events: the active node
                           does, standbys and performance standbys never
+  events_owed             events of saved changes whose recording failed
+                          (the outbox refused them); kept in memory, recorded
+                          again by every periodic tick, lost if the plugin
+                          stops first
+  events_owed_dropped     owed events dropped since the plugin started
+                          because 10000 were owed already (each is logged)
 
 The same figures are emitted as metrics (connect.refresh.success,
 connect.refresh.failure and connect.refresh.latency by integration, and
@@ -105,7 +117,9 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 		"goroutines":             typed(framework.TypeInt, "Goroutines of the plugin process, for leak watching."),
 		"events_pending":         typed(framework.TypeInt, "Event deliveries waiting in the outbox (an event counts once per receiver)."),
 		"events_dead":            typed(framework.TypeInt, "Event deliveries given up and kept for a read."),
-		"events_not_queued":      typed(framework.TypeInt64, "Events kept as dead unsent since the plugin started because the outbox was full."),
+		"events_not_queued":      typed(framework.TypeInt64, "Events kept as dead unsent since the plugin started because their receiver had max_pending_events deliveries pending."),
 		"events_delivering":      typed(framework.TypeBool, "Whether this node delivers events (the active node does; standbys never)."),
+		"events_owed":            typed(framework.TypeInt, "Events of saved changes whose recording failed, kept in memory and recorded again by the periodic tick."),
+		"events_owed_dropped":    typed(framework.TypeInt64, "Owed events dropped since the plugin started because more than the bound were owed."),
 	}
 }

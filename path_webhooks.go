@@ -277,6 +277,9 @@ func (b *backend) pathWebhookWrite(ctx context.Context, req *logical.Request, d 
 		w.PreviousSecret, w.PreviousSecretUntil = "", time.Time{}
 	}
 	if old == nil {
+		if w.ID, err = newWebhookID(); err != nil {
+			return nil, err
+		}
 		if err := b.outbox.resetFigures(ctx, req.Storage, name); err != nil {
 			return nil, err
 		}
@@ -392,7 +395,7 @@ See docs/events.md for the event bodies and how to verify a signature.
 
 const pathWebhookDeadHelp = `
 The events given up for this receiver (24h of failed attempts, or not queued
-because the outbox held config's max_pending_events), newest first, with
+because the receiver had config's max_pending_events deliveries pending), newest first, with
 each one's type, attempts, last status and error and the body that was sent.
 At most 1000 are kept per receiver; older ones are removed.
 `

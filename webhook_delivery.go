@@ -145,7 +145,9 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 		w.retryLater(k, "reading a pending event", err)
 		return
 	}
-	if !found || rcv == nil {
+	if !found || rcv == nil || rcv.ID != e.ReceiverID {
+		// Delivered meanwhile, or its receiver deleted (perhaps replaced
+		// by one of the same name, which must not get it).
 		o.forget(k)
 		if found {
 			_ = s.Delete(ctx, k.pendingPath())
@@ -185,17 +187,25 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	next, retry := o.schedule.Next(e.FirstAttemptAt, now, e.Attempts, nil)
 	if retry {
 		e.NextAttemptAt = next
-		if err := putJSON(ctx, s, k.pendingPath(), &e); err != nil {
-			log.Warn("storing a failed attempt; the event is tried again", "receiver", k.receiver, "id", k.id, "error", err)
+		kept := w.storeOutcome(k, e.ReceiverID, func() {
+			if err := putJSON(ctx, s, k.pendingPath(), &e); err != nil {
+				log.Warn("storing a failed attempt; the event is tried again", "receiver", k.receiver, "id", k.id, "error", err)
+			}
+		})
+		if kept {
+			o.push(k, next)
+			w.count(k.receiver, e, false, false)
 		}
-		o.push(k, next)
-		w.count(k.receiver, e, false, false)
 		return
 	}
 	e.DeadAt = now
+	var deadErr error
+	if kept := w.storeOutcome(k, e.ReceiverID, func() { deadErr = o.putDead(ctx, s, k, &e) }); !kept {
+		return
+	}
 	log.Warn("event delivery given up", "receiver", k.receiver, "id", k.id, "type", string(e.Type), "attempts", e.Attempts, "last_status", e.LastStatus, "last_error", e.LastError)
-	if err := o.putDead(ctx, s, k, &e); err != nil {
-		log.Warn("storing a dead event; it stays pending", "receiver", k.receiver, "id", k.id, "error", err)
+	if deadErr != nil {
+		log.Warn("storing a dead event; it stays pending", "receiver", k.receiver, "id", k.id, "error", deadErr)
 		o.push(k, now.Add(o.schedule.Every))
 		return
 	}
@@ -204,6 +214,33 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	}
 	o.forget(k)
 	w.count(k.receiver, e, false, true)
+}
+
+// storeOutcome runs store, which writes k's entry back (pending or dead),
+// under the receivers' write lock and only if k's receiver is still the
+// one the entry was recorded for. Otherwise the receiver was deleted while
+// the attempt was in flight (and perhaps replaced by one of the same name):
+// the entry is dropped, so that it is neither written back after the
+// delete removed it nor inherited by the new receiver. kept says which.
+func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, store func()) (kept bool) {
+	o := w.o
+	unlock := o.receivers.lockWrites()
+	defer unlock()
+	// Receiver writes and deletes invalidate the set under this lock, so
+	// what all returns here is what storage holds.
+	all, err := o.receivers.all(w.ctx, w.storage)
+	if err == nil && (all[k.receiver] == nil || all[k.receiver].ID != receiverID) {
+		o.forget(k)
+		if err := w.storage.Delete(w.ctx, k.pendingPath()); err != nil {
+			o.logger().Warn("removing a deleted receiver's event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		}
+		return false
+	}
+	// When the receivers cannot be read the outcome is stored: the entry
+	// carries its receiver's id, so the next attempt or start drops it
+	// if its receiver is gone.
+	store()
+	return true
 }
 
 // retryLater puts k back after a storage failure of the worker itself

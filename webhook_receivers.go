@@ -4,6 +4,8 @@ package connect
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"regexp"
 	"sort"
@@ -23,6 +25,15 @@ const (
 	webhookStatsPrefix = "webhook_stats/"
 )
 
+// newWebhookID returns a new receiver's random id.
+func newWebhookID() (string, error) {
+	var r [16]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(r[:]), nil
+}
+
 // defaultSecretOverlap is how long a rotated-out secret still signs
 // deliveries, so that receivers can switch to the new one without a gap.
 const defaultSecretOverlap = 24 * time.Hour
@@ -30,7 +41,11 @@ const defaultSecretOverlap = 24 * time.Hour
 // webhookEntry is one receiver of events.
 type webhookEntry struct {
 	Name string `json:"name"`
-	URL  string `json:"url"`
+	// ID is random, set when the receiver is created: it tells this
+	// receiver's outbox entries from those of a deleted one of the same
+	// name (empty for receivers of earlier versions).
+	ID  string `json:"id,omitempty"`
+	URL string `json:"url"`
 	// Events are the types it receives; empty means every type.
 	Events  []eventType `json:"events,omitempty"`
 	Enabled bool        `json:"enabled"`

@@ -5,6 +5,8 @@
 package safetext
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -70,19 +72,56 @@ const minEchoRun = 12
 // echoesASecret is the net under the forms Scrub removes: msg decoded the
 // ways a provider may have encoded what it echoes (percent-encoding in
 // either case, twice; \uXXXX escapes) still holds a secret, or a run of
-// minEchoRun of its characters.
+// minEchoRun of its characters, in any letter case; or it holds the secret
+// hex- or base64-encoded. It runs only on error texts, so the few
+// encodings tried per secret cost little.
 func echoesASecret(msg string, secrets []string) bool {
+	var lowered []string
+	var binary []string
+	for _, s := range secrets {
+		if len(s) < minSecretLen {
+			continue
+		}
+		lowered = append(lowered, strings.ToLower(s), hex.EncodeToString([]byte(s)))
+		binary = append(binary, base64Cores(s)...)
+	}
 	for _, decoded := range decodings(msg) {
-		for _, s := range secrets {
-			if len(s) < minSecretLen {
-				continue
+		lowerDecoded := strings.ToLower(decoded)
+		for _, s := range lowered {
+			if strings.Contains(lowerDecoded, s) || sharesRun(lowerDecoded, s, minEchoRun) {
+				return true
 			}
-			if strings.Contains(decoded, s) || sharesRun(decoded, s, minEchoRun) {
+		}
+		for _, core := range binary {
+			if strings.Contains(decoded, core) {
 				return true
 			}
 		}
 	}
 	return false
+}
+
+// base64Cores are the parts of s's base64 encodings (standard and URL
+// alphabets) that depend on s's bytes alone, for each of the three
+// alignments s can have inside a longer encoded text; padding and the
+// characters shared with neighbouring bytes are left off, so that padded,
+// raw and embedded encodings all contain one of them.
+func base64Cores(s string) []string {
+	var cores []string
+	for lead := range 3 {
+		encoded := base64.RawStdEncoding.EncodeToString(append(make([]byte, lead), s...))
+		start := 0
+		if lead > 0 {
+			start = 4 // the first group mixes lead bytes with s's first ones
+		}
+		end := 4 * ((lead + len(s)) / 3) // the last, partial group may mix with what follows
+		if end-start < minSecretLen {
+			continue
+		}
+		core := encoded[start:end]
+		cores = append(cores, core, strings.NewReplacer("+", "-", "/", "_").Replace(core))
+	}
+	return cores
 }
 
 // decodings are msg as is and as far as repeated percent- and JSON-

@@ -3,6 +3,8 @@
 package safetext
 
 import (
+	"encoding/base64"
+	"encoding/hex"
 	"strings"
 	"testing"
 )
@@ -69,5 +71,36 @@ func TestScrubCatchesOtherEchoedForms(t *testing.T) {
 	}
 	if got := Redact("invalid_grant: the grant is spent", 300, secret); got != "invalid_grant: the grant is spent" {
 		t.Errorf("a message without a secret changed: %q", got)
+	}
+}
+
+// TestScrubWithholdsASecretInOtherCasesAndEncodings: a provider may echo a
+// secret upper- or lower-cased, hex-encoded or base64-encoded (standard or
+// URL alphabet, padded or raw, alone or inside other encoded text); the
+// message is withheld rather than carrying it.
+func TestScrubWithholdsASecretInOtherCasesAndEncodings(t *testing.T) {
+	const secret = "Rt-Secret/Value+0123456789abcXYZ?"
+	b64 := func(enc *base64.Encoding) func(string) string {
+		return func(s string) string { return enc.EncodeToString([]byte(s)) }
+	}
+	for name, form := range map[string]func(string) string{
+		"upper-case":    strings.ToUpper,
+		"lower-case":    strings.ToLower,
+		"hex":           func(s string) string { return hex.EncodeToString([]byte(s)) },
+		"hex upper":     func(s string) string { return strings.ToUpper(hex.EncodeToString([]byte(s))) },
+		"base64":        b64(base64.StdEncoding),
+		"base64 raw":    b64(base64.RawStdEncoding),
+		"base64url":     b64(base64.URLEncoding),
+		"base64url raw": b64(base64.RawURLEncoding),
+		"base64 inside": func(s string) string { return base64.StdEncoding.EncodeToString([]byte("x:" + s)) },
+		"base64url off": func(s string) string { return base64.RawURLEncoding.EncodeToString([]byte("u" + s + "!")) },
+	} {
+		msg := "token " + form(secret) + " unknown"
+		if got := Scrub(msg, secret); got != withheldMark {
+			t.Errorf("%s: Scrub(%q) = %q, want it withheld", name, msg, got)
+		}
+	}
+	if got := Scrub("invalid_grant: token unknown", secret); got != "invalid_grant: token unknown" {
+		t.Errorf("a message without the secret changed: %q", got)
 	}
 }
