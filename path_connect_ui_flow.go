@@ -113,20 +113,28 @@ func (b *backend) checkAuthorizingSession(ctx context.Context, s logical.Storage
 	return nil
 }
 
-// finishPageAuthorization marks the session of a completed authorization
-// connected and shows the page's success, with its link back.
-func (b *backend) finishPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *logical.Response {
-	defer b.sessions.Lock(st.SessionHash)()
+// markPageAuthorization marks the session of a completed authorization
+// connected, under the session's lock (completeAuthorization holds it), and
+// returns the session, nil when it could not be read.
+func (b *backend) markPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *sessionEntry {
 	sess, err := b.sessions.ByHash(ctx, s, st.SessionHash)
 	if err == nil && sess != nil {
 		err = b.sessions.MarkConnected(ctx, s, st.SessionHash, sess, st.Integration)
 	}
 	if err != nil {
+		// The connection is stored; the session stays usable until it
+		// expires, which is no worse than an unspent link.
 		b.Logger().Warn("marking a connect session used", "error", err)
 	}
+	return sess
+}
+
+// pageAuthorizedPage is the page's success after a completed authorization
+// a session started, with its link back.
+func pageAuthorizedPage(st *oauthStateEntry, sess *sessionEntry) *logical.Response {
 	if sess == nil {
-		// Revoked since the callback checked it: the connection is stored
-		// all the same, and the page says so without a link back.
+		// Not readable after the connection was stored: the page says so
+		// without a link back.
 		sess = &sessionEntry{}
 	}
 	sess.ConnectedIntegration, sess.ConnectionID = st.Integration, st.ConnectionID
