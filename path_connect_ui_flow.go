@@ -34,7 +34,21 @@ func (b *backend) connectThroughPage(ctx context.Context, s logical.Storage, ses
 		return nil, err
 	}
 	d := &framework.FieldData{Raw: f.connectionWriteFields(in.AuthMode, data, sess), Schema: connectionFields()}
-	c, _, err := b.writeConnection(ctx, s, stored, in, sess.ConnectionID, d, sess.Reconnect)
+	posted, hasConfig := d.Raw["connection_config"].(map[string]any)
+	if !sess.Reconnect || !hasConfig {
+		c, _, err := b.writeConnection(ctx, s, stored, in, sess.ConnectionID, d, sess.Reconnect)
+		return c, err
+	}
+	// A reconnect merges the posted config over the connection's as it is
+	// under its lock: the form shows only the schema's keys, blank, and a
+	// write's connection_config replaces the whole config.
+	write := b.connectionWrite(stored, in, sess.ConnectionID, d)
+	c, _, err := b.refresher.write(ctx, s, in, sess.ConnectionID, true, func(existing *connectionEntry) (*connectionEntry, error) {
+		if existing != nil {
+			d.Raw["connection_config"] = mergedConnectionConfig(existing.ConnectionConfig, posted)
+		}
+		return write(existing)
+	})
 	return c, err
 }
 
@@ -81,7 +95,11 @@ func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, s
 		ExpiresAt:            b.now().Add(cfg.StateTTL),
 		SessionHash:          secretHash,
 	}
-	if len(f.Config) > 0 {
+	switch {
+	case len(f.Config) > 0 && sess.Reconnect:
+		// Merged over the connection's config when the callback stores it.
+		st.ConnectionConfig, st.MergeConnectionConfig = f.postedConfig(data), true
+	case len(f.Config) > 0:
 		st.ConnectionConfig, st.ReplaceConnectionConfig = f.postedConfig(data), true
 	}
 	if !sess.Reconnect {
