@@ -62,10 +62,15 @@ const (
 // connectionConfig is the config an authorization fills the provider's
 // URLs and token parameters with, and the one its connection is stored
 // with: the one authorize was given, else the connection's as it is (c,
-// nil when there is none yet). A config given empty is an empty object,
-// though a stored state drops it.
+// nil when there is none yet), with the given keys set over it when st
+// merges. A config given empty is an empty object, though a stored state
+// drops it.
 func (st *oauthStateEntry) connectionConfig(c *connectionEntry) map[string]any {
 	switch {
+	case st.MergeConnectionConfig && c != nil:
+		return mergedConnectionConfig(c.ConnectionConfig, st.ConnectionConfig)
+	case st.MergeConnectionConfig:
+		return mergedConnectionConfig(nil, st.ConnectionConfig)
 	case st.ReplaceConnectionConfig && st.ConnectionConfig == nil:
 		return map[string]any{}
 	case st.ReplaceConnectionConfig, c == nil:

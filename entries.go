@@ -132,6 +132,10 @@ type oauthStateEntry struct {
 	// the connection keeps the config it has when the callback stores it.
 	ConnectionConfig        map[string]any `json:"connection_config,omitempty"`
 	ReplaceConnectionConfig bool           `json:"replace_connection_config,omitempty"`
+	// MergeConnectionConfig sets ConnectionConfig's keys over the
+	// connection's config as it is when the callback stores it, keeping its
+	// other keys: a connect page's reconnect.
+	MergeConnectionConfig bool `json:"merge_connection_config,omitempty"`
 	// Reauthorization: the connection existed at authorize; if it is gone
 	// at the callback, it was deleted meanwhile and is not re-created.
 	Reauthorization bool `json:"reauthorization,omitempty"`
@@ -364,4 +368,17 @@ func connectionsPrefix(integration string) string {
 // connectionKey is a connection's storage key.
 func connectionKey(integration, id string) string {
 	return connectionsPrefix(integration) + id
+}
+
+// mergedConnectionConfig is base with the given keys set over it, in a new
+// map: a connect page reconnect's config (see MergeConnectionConfig).
+func mergedConnectionConfig(base, given map[string]any) map[string]any {
+	merged := make(map[string]any, len(base)+len(given))
+	for k, v := range base {
+		merged[k] = v
+	}
+	for k, v := range given {
+		merged[k] = v
+	}
+	return merged
 }

@@ -34,7 +34,21 @@ func (b *backend) connectThroughPage(ctx context.Context, s logical.Storage, ses
 		return nil, err
 	}
 	d := &framework.FieldData{Raw: f.connectionWriteFields(in.AuthMode, data, sess), Schema: connectionFields()}
-	c, _, err := b.writeConnection(ctx, s, stored, in, sess.ConnectionID, d, sess.Reconnect)
+	posted, hasConfig := d.Raw["connection_config"].(map[string]any)
+	if !sess.Reconnect || !hasConfig {
+		c, _, err := b.writeConnection(ctx, s, stored, in, sess.ConnectionID, d, sess.Reconnect)
+		return c, err
+	}
+	// A reconnect merges the posted config over the connection's as it is
+	// under its lock: the form shows only the schema's keys, blank, and a
+	// write's connection_config replaces the whole config.
+	write := b.connectionWrite(stored, in, sess.ConnectionID, d)
+	c, _, err := b.refresher.write(ctx, s, in, sess.ConnectionID, true, func(existing *connectionEntry) (*connectionEntry, error) {
+		if existing != nil {
+			d.Raw["connection_config"] = mergedConnectionConfig(existing.ConnectionConfig, posted)
+		}
+		return write(existing)
+	})
 	return c, err
 }
 
@@ -81,7 +95,11 @@ func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, s
 		ExpiresAt:            b.now().Add(cfg.StateTTL),
 		SessionHash:          secretHash,
 	}
-	if len(f.Config) > 0 {
+	switch {
+	case len(f.Config) > 0 && sess.Reconnect:
+		// Merged over the connection's config when the callback stores it.
+		st.ConnectionConfig, st.MergeConnectionConfig = f.postedConfig(data), true
+	case len(f.Config) > 0:
 		st.ConnectionConfig, st.ReplaceConnectionConfig = f.postedConfig(data), true
 	}
 	if !sess.Reconnect {
@@ -113,20 +131,28 @@ func (b *backend) checkAuthorizingSession(ctx context.Context, s logical.Storage
 	return nil
 }
 
-// finishPageAuthorization marks the session of a completed authorization
-// connected and shows the page's success, with its link back.
-func (b *backend) finishPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *logical.Response {
-	defer b.sessions.Lock(st.SessionHash)()
+// markPageAuthorization marks the session of a completed authorization
+// connected, under the session's lock (completeAuthorization holds it), and
+// returns the session, nil when it could not be read.
+func (b *backend) markPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *sessionEntry {
 	sess, err := b.sessions.ByHash(ctx, s, st.SessionHash)
 	if err == nil && sess != nil {
 		err = b.sessions.MarkConnected(ctx, s, st.SessionHash, sess, st.Integration)
 	}
 	if err != nil {
+		// The connection is stored; the session stays usable until it
+		// expires, which is no worse than an unspent link.
 		b.Logger().Warn("marking a connect session used", "error", err)
 	}
+	return sess
+}
+
+// pageAuthorizedPage is the page's success after a completed authorization
+// a session started, with its link back.
+func pageAuthorizedPage(st *oauthStateEntry, sess *sessionEntry) *logical.Response {
 	if sess == nil {
-		// Revoked since the callback checked it: the connection is stored
-		// all the same, and the page says so without a link back.
+		// Not readable after the connection was stored: the page says so
+		// without a link back.
 		sess = &sessionEntry{}
 	}
 	sess.ConnectedIntegration, sess.ConnectionID = st.Integration, st.ConnectionID

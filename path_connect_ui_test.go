@@ -528,3 +528,74 @@ func TestConnectPageBasicAndCustom(t *testing.T) {
 		t.Fatalf("bare custom:\n%s", body)
 	}
 }
+
+// TestConnectPageReconnectKeepsConnectionConfig: a reconnect that posts
+// only credentials (and a required config key as it was) keeps the
+// connection's other config keys, those outside the schema and the
+// optional ones left blank.
+func TestConnectPageReconnectKeepsConnectionConfig(t *testing.T) {
+	e := sessionEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/desk", map[string]any{
+		"auth_mode": "API_KEY",
+		"connection_config_schema": map[string]any{
+			"subdomain": map[string]any{"type": "string", "title": "Subdomain", "pattern": "[a-z0-9-]+"},
+			"region":    map[string]any{"type": "string", "title": "Region", "optional": true},
+		},
+	})
+	e.mustDo(logical.CreateOperation, "connections/desk/acme", map[string]any{
+		"api_key": "old-key", "connection_config": map[string]any{"subdomain": "acme", "region": "eu", "account_ref": "A-77"},
+	})
+	secret, _ := newSession(e, map[string]any{"connection_id": "acme", "integrations": "desk", "reconnect": true})
+	status, body := uiPost(e, formOf(e, secret, "desk", map[string]any{"cred.apiKey": "new-key", "config.subdomain": "acme-2"}))
+	if status != http.StatusOK {
+		t.Fatalf("reconnect: %d\n%s", status, body)
+	}
+	c := e.mustDo(logical.ReadOperation, "connections/desk/acme", nil)
+	cfg := c["connection_config"].(map[string]any)
+	if c["api_key"] != "new-key" || cfg["subdomain"] != "acme-2" || cfg["region"] != "eu" || cfg["account_ref"] != "A-77" {
+		t.Fatalf("reconnect (credentials and subdomain) lost connection config: %v %v", c["api_key"], cfg)
+	}
+	// The merged config passes the schema's checks: a posted value that
+	// does not match is refused and nothing changes.
+	secret, _ = newSession(e, map[string]any{"connection_id": "acme", "integrations": "desk", "reconnect": true})
+	before := e.snapshot()
+	if status, body = uiPost(e, formOf(e, secret, "desk", map[string]any{"cred.apiKey": "newer-key", "config.subdomain": "Not Valid"})); status != http.StatusBadRequest {
+		t.Fatalf("reconnect with a bad subdomain: %d\n%s", status, body)
+	}
+	e.assertUnchanged(before)
+}
+
+// TestConnectPageOAuthReconnectKeepsConnectionConfig: an OAuth reconnect
+// merges the posted config keys over the connection's config as it is
+// when the callback stores it, so keys outside the form and a key edited
+// during the authorization are kept.
+func TestConnectPageOAuthReconnectKeepsConnectionConfig(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{
+		"connection_config_schema": map[string]any{
+			"team":   map[string]any{"type": "string", "title": "Team"},
+			"region": map[string]any{"type": "string", "title": "Region", "optional": true},
+		},
+	})
+	e.mustDo(logical.CreateOperation, "connections/github/org:9", map[string]any{
+		"access_token": "old-token", "connection_config": map[string]any{"team": "blue", "region": "eu", "account_ref": "A-77"},
+	})
+	secret, _ := newSession(e, map[string]any{"connection_id": "org:9", "integrations": "github", "reconnect": true})
+	status, body := uiPost(e, formOf(e, secret, "github", map[string]any{"config.team": "red"}))
+	if status != http.StatusOK {
+		t.Fatalf("oauth reconnect: %d\n%s", status, body)
+	}
+	q := followConsent(t, continueURL(t, body))
+	e.mustDo(logical.UpdateOperation, "connections/github/org:9", map[string]any{
+		"connection_config": map[string]any{"team": "blue", "region": "us", "account_ref": "A-77"},
+	})
+	if status, body, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d\n%s", status, body)
+	}
+	c := e.mustDo(logical.ReadOperation, "connections/github/org:9", nil)
+	cfg := c["connection_config"].(map[string]any)
+	if c["access_token"] == "old-token" || cfg["team"] != "red" || cfg["region"] != "us" || cfg["account_ref"] != "A-77" {
+		t.Fatalf("oauth reconnect lost connection config: %v", cfg)
+	}
+}

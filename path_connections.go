@@ -386,7 +386,13 @@ func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*
 // that exists already is refused. created says whether the connection is
 // new.
 func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored, in *integrationEntry, id string, d *framework.FieldData, overwrite bool) (c *connectionEntry, created bool, err error) {
-	return b.refresher.write(ctx, s, in, id, overwrite, func(existing *connectionEntry) (*connectionEntry, error) {
+	return b.refresher.write(ctx, s, in, id, overwrite, b.connectionWrite(stored, in, id, d))
+}
+
+// connectionWrite is writeConnection's change of the connection as it is
+// under its lock (existing, nil when there is none).
+func (b *backend) connectionWrite(stored, in *integrationEntry, id string, d *framework.FieldData) func(existing *connectionEntry) (*connectionEntry, error) {
+	return func(existing *connectionEntry) (*connectionEntry, error) {
 		c, err := applyConnectionFields(existing, stored, id, d, b.now())
 		if err == nil {
 			err = checkConnectionSchemas(c, in, existing == nil, d)
@@ -401,7 +407,7 @@ func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored
 		// the config, which records no event.
 		c.noteWritten(existing, credentialsGiven(c.AuthMode, d))
 		return c, nil
-	})
+	}
 }
 
 func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -52,12 +52,12 @@ type callbackFailure struct {
 func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	// The browser may go away once the provider has spent the code; finish.
 	ctx = context.WithoutCancel(ctx)
-	st, fail := b.completeAuthorization(ctx, req.Storage, d, req.Data)
+	st, sess, fail := b.completeAuthorization(ctx, req.Storage, d, req.Data)
 	if fail != nil {
 		return htmlPage(fail.status, "Connection failed", fail.msg), nil
 	}
 	if st.SessionHash != "" {
-		return b.finishPageAuthorization(ctx, req.Storage, st), nil
+		return pageAuthorizedPage(st, sess), nil
 	}
 	if st.ReturnURL != "" {
 		return &logical.Response{Redirect: withQuery(st.ReturnURL, url.Values{
@@ -69,42 +69,56 @@ func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d
 }
 
 // completeAuthorization spends the state, exchanges the code and stores the
-// connection. On failure nothing is written but the spent state.
-func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, d *framework.FieldData, query map[string]any) (*oauthStateEntry, *callbackFailure) {
+// connection. On failure nothing is written but the spent state. For an
+// authorization a connect session started it also marks the session
+// connected and returns it (nil if it could not be read back).
+func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, d *framework.FieldData, query map[string]any) (*oauthStateEntry, *sessionEntry, *callbackFailure) {
 	state := d.Get("state").(string)
 	if state == "" {
-		return nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
+		return nil, nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
 	}
 	st, err := b.states.Take(ctx, s, hashState(state))
 	if err != nil {
 		b.Logger().Error("reading authorization state", "error", err)
-		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the authorization state."}
+		return nil, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the authorization state."}
 	}
 	if st == nil {
-		return nil, &callbackFailure{http.StatusBadRequest, "This authorization is unknown or was already used. Start the authorization again."}
+		return nil, nil, &callbackFailure{http.StatusBadRequest, "This authorization is unknown or was already used. Start the authorization again."}
 	}
 	if !b.now().Before(st.ExpiresAt) {
-		return nil, &callbackFailure{http.StatusBadRequest, "This authorization has expired. Start the authorization again."}
+		return nil, nil, &callbackFailure{http.StatusBadRequest, "This authorization has expired. Start the authorization again."}
+	}
+	if st.SessionHash != "" {
+		// The session's lock is held from its check to its mark, across
+		// the exchange, as the page's post holds it from its check to its
+		// mark: a form posted meanwhile waits, then finds the session
+		// connected, so that the session connects once. It is taken before
+		// the store's integration and connection locks, as the post takes
+		// it, and after Take has released the state lock.
+		defer b.sessions.Lock(st.SessionHash)()
 	}
 	if fail := b.checkAuthorizingSession(ctx, s, st); fail != nil {
-		return nil, fail
+		return nil, nil, fail
 	}
 	if code := d.Get("error").(string); code != "" {
 		desc := d.Get("error_description").(string)
 		b.authorizer.failed(ctx, s, st, nil, code, desc, query)
-		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("The provider refused the authorization: %s %s", safetext.Printable(code, 100), safetext.Printable(desc, 300))}
+		return nil, nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("The provider refused the authorization: %s %s", safetext.Printable(code, 100), safetext.Printable(desc, 300))}
 	}
 	code := d.Get("code").(string)
 	if code == "" {
-		return nil, &callbackFailure{http.StatusBadRequest, "The provider sent no authorization code."}
+		return nil, nil, &callbackFailure{http.StatusBadRequest, "The provider sent no authorization code."}
 	}
 	if !b.WriteSafeReplicationState() {
-		return nil, &callbackFailure{http.StatusServiceUnavailable, "This Vault node cannot store connections. Start the authorization again."}
+		return nil, nil, &callbackFailure{http.StatusServiceUnavailable, "This Vault node cannot store connections. Start the authorization again."}
 	}
 	if fail := b.authorizer.complete(ctx, s, st, code, query); fail != nil {
-		return nil, &callbackFailure{completionStatus[fail.fault], fail.msg}
+		return nil, nil, &callbackFailure{completionStatus[fail.fault], fail.msg}
 	}
-	return st, nil
+	if st.SessionHash == "" {
+		return st, nil, nil
+	}
+	return st, b.markPageAuthorization(ctx, s, st), nil
 }
 
 // completionStatus is the callback page's status for each fault of the

@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -189,4 +190,52 @@ func TestCallbackConfigAndNoPKCE(t *testing.T) {
 	}
 	e.mustFail(logical.UpdateOperation, "integrations/np", map[string]any{"callback_config": "state"}, http.StatusBadRequest)
 	e.mustFail(logical.UpdateOperation, "integrations/np", map[string]any{"token_request_format": "xml"}, http.StatusBadRequest)
+}
+
+// TestSessionConnectsOnceWhenFormPostedDuringCallback: a connect session
+// offering two integrations has an OAuth authorization in flight when its
+// page posts an API key for the other one. The session connects once:
+// whichever comes first is stored, the other is refused.
+func TestSessionConnectsOnceWhenFormPostedDuringCallback(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
+	secret, id := newSession(e, map[string]any{"connection_id": "org:9", "integrations": "github,stripe"})
+	apiForm := formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_test_abcdef"})
+	_, body := uiPost(e, formOf(e, secret, "github", nil))
+	q := followConsent(t, continueURL(t, body))
+	postStatus := 0
+	posted := make(chan struct{})
+	srv.OnToken(func() {
+		go func() {
+			defer close(posted)
+			resp, err := e.b.HandleRequest(context.WithoutCancel(t.Context()), &logical.Request{
+				Operation: logical.UpdateOperation, Path: connectUIPath, Data: apiForm, Storage: e.storage, Unauthenticated: true,
+			})
+			if err == nil {
+				postStatus, _ = resp.Data[logical.HTTPStatusCode].(int)
+			}
+		}()
+		// Give the post the time to finish while the provider answers,
+		// unless it waits on the callback.
+		select {
+		case <-posted:
+		case <-time.After(300 * time.Millisecond):
+		}
+	})
+	status, _, _ := callback(e, q)
+	srv.OnToken(nil)
+	<-posted
+	_, ghStatus := e.do(logical.ReadOperation, "connections/github/org:9", nil)
+	_, stStatus := e.do(logical.ReadOperation, "connections/stripe/org:9", nil)
+	sess := e.mustDo(logical.ReadOperation, "sessions/"+id, nil)
+	if ghStatus == http.StatusOK && stStatus == http.StatusOK {
+		t.Fatalf("one session connected two integrations: page post %d, callback %d, session records only %v", postStatus, status, sess["connected_integration"])
+	}
+	if (ghStatus == http.StatusOK) == (stStatus == http.StatusOK) {
+		t.Fatalf("neither integration connected: page post %d, callback %d", postStatus, status)
+	}
+	if ghStatus == http.StatusOK && (status != http.StatusOK || postStatus != http.StatusConflict || sess["connected_integration"] != "github") {
+		t.Fatalf("github connected: callback %d, page post %d (want 409), session records %v", status, postStatus, sess["connected_integration"])
+	}
 }

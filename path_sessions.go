@@ -86,7 +86,7 @@ func sessionFields() map[string]*framework.FieldSchema {
 		},
 		"reconnect": {
 			Type:        framework.TypeBool,
-			Description: "Re-connect an existing connection: the page replaces its credentials and keeps its metadata and tags.",
+			Description: "Re-connect an existing connection: the page replaces its credentials, keeps its metadata and tags, and sets the connection_config keys the customer fills in over its connection_config (the others are kept).",
 		},
 	}
 }
@@ -306,7 +306,11 @@ allowed integrations, once, until expires_at. session_id is not the secret;
 revoke the session with "vault delete connect/sessions/<session_id>".
 
 reconnect=true replaces an existing connection's credentials and keeps its
-metadata and tags. Sessions need config's public_url (or a redirect_url
+metadata and tags. Its connection_config is merged, not replaced: the keys
+the customer fills in are set over it (for OAUTH2, over the config as it is
+when the callback stores the connection), and the others, blank optional
+ones and keys outside connection_config_schema, are kept; the merged config
+is checked against the schema. Sessions need config's public_url (or a redirect_url
 ending in /oauth/callback) and are capped by config's max_sessions (429).
 
 A policy grants sessions like authorize: "update" on connect/sessions lets

@@ -225,7 +225,9 @@ func (ss *sessionStore) MarkConnected(ctx context.Context, s logical.Storage, se
 	return putJSON(ctx, s, sessionKey(secretHash), e)
 }
 
-// Revoke deletes a session by its id; false when there is none.
+// Revoke deletes a session by its id; false when there is none. The id
+// entry is read again under the session's lock: revokes that waited on the
+// lock together find it gone after the first, and report false.
 func (ss *sessionStore) Revoke(ctx context.Context, s logical.Storage, id string) (bool, error) {
 	var idx sessionIDEntry
 	found, err := getJSON(ctx, s, sessionIDKey(id), &idx)
@@ -233,21 +235,33 @@ func (ss *sessionStore) Revoke(ctx context.Context, s logical.Storage, id string
 		return false, err
 	}
 	defer ss.Lock(idx.SecretHash)()
+	found, err = getJSON(ctx, s, sessionIDKey(id), &idx)
+	if err != nil || !found {
+		return false, err
+	}
 	return true, ss.delete(ctx, s, id, idx)
 }
 
-// delete deletes a session's entries: the id entry first, as the state
-// store's Take deletes a state's index entry first, so that a failure
-// leaves a session the sweep still finds by its expiry entry.
+// delete deletes a session's entries, under the session's lock: the id
+// entry first, as the state store's Take deletes a state's index entry
+// first, so that a failure leaves a session the sweep still finds by its
+// expiry entry. The count is lowered only when an id entry was there to
+// delete, so that a sweep finishing a failed revoke does not lower it twice.
 func (ss *sessionStore) delete(ctx context.Context, s logical.Storage, id string, idx sessionIDEntry) error {
 	if err := ss.count.load(ctx, s); err != nil {
 		return err
 	}
 	defer ss.count.changing()()
-	if err := s.Delete(ctx, sessionIDKey(id)); err != nil {
-		return fmt.Errorf("deleting session id: %w", err)
+	idEntry, err := s.Get(ctx, sessionIDKey(id))
+	if err != nil {
+		return fmt.Errorf("reading session id: %w", err)
 	}
-	ss.count.removed()
+	if idEntry != nil {
+		if err := s.Delete(ctx, sessionIDKey(id)); err != nil {
+			return fmt.Errorf("deleting session id: %w", err)
+		}
+		ss.count.removed()
+	}
 	if err := s.Delete(ctx, sessionKey(idx.SecretHash)); err != nil {
 		return fmt.Errorf("deleting session: %w", err)
 	}
