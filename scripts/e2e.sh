@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs only the end-to-end tests (package e2e) against a real Vault: builds
-# Vault and the plugin if needed, makes sure Chromium is there, then lets the tests start the server.
+# Vault and the plugin if needed, makes sure Chromium is there, then lets
+# the tests start the server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-vault.sh
