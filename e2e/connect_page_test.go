@@ -15,6 +15,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -118,7 +120,11 @@ const (
 	pageSecondTabFirstKey = "sk_page_secondtab"
 )
 
-func init() { noteSecrets(pageAPIKey, pageSecondTabFirstKey, pageBadKey) }
+// The keys typed in the page, for the leak check.
+func init() {
+	noteSecrets(pageAPIKey, pageSecondTabFirstKey, pageBadKey, "sk_page_corrected1", "sk_page_revoked1",
+		"sk_page_secondtab2", "sk_page_notallowed1", "sk_page_crossed1", "sk_page_theirs1")
+}
 
 func setUpConnectPage(t *testing.T) *connectPageSetup {
 	t.Helper()
@@ -308,6 +314,54 @@ func TestConnectPageInBrowser(t *testing.T) {
 		refused(t, ctx, open(t, ctx, sess.ConnectURL).Status, "")
 	})
 
+	t.Run("integration not allowed", func(t *testing.T) {
+		sess := newSession(t, s, map[string]any{"connection_id": "page-notallowed", "integrations": []string{pageKeyIntegration}})
+		ctx := browserTab(t, pageTimeout)
+		open(t, ctx, sess.ConnectURL)
+		if list := pageText(ctx); strings.Contains(list, pageOtherIntegration) || strings.Contains(list, pageOAuthIntegration) {
+			t.Fatalf("the page offers integrations the session does not allow:\n%s", list)
+		}
+		press(t, ctx, pageKeyDisplay)
+		formPage := location(t, ctx)
+		// The form's own page, asked for another integration.
+		if strings.Contains(formPage, pageKeyIntegration) {
+			other := strings.ReplaceAll(formPage, pageKeyIntegration, pageOtherIntegration)
+			refused(t, ctx, open(t, ctx, other).Status, "")
+			open(t, ctx, formPage)
+		}
+		// The form posted for another integration.
+		retarget(t, ctx, func(v string) string { return strings.ReplaceAll(v, pageKeyIntegration, pageOtherIntegration) })
+		fill(t, ctx, keyLabel, "sk_page_notallowed1")
+		refused(t, ctx, press(t, ctx, connectButton).Status, "")
+		s.failCLI(t, "read", "connect/connections/"+pageOtherIntegration+"/page-notallowed")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-notallowed")
+	})
+
+	t.Run("form of one session posted with another's URL", func(t *testing.T) {
+		mine := newSession(t, s, map[string]any{"connection_id": "page-mine", "integrations": []string{pageKeyIntegration}})
+		theirs := newSession(t, s, map[string]any{"connection_id": "page-theirs", "integrations": []string{pageKeyIntegration}})
+		mineSecret, theirSecret := sessionSecret(t, mine), sessionSecret(t, theirs)
+		ctx := browserTab(t, pageTimeout)
+		open(t, ctx, mine.ConnectURL)
+		press(t, ctx, pageKeyDisplay)
+		// Every place the form carries its session (the action URL, hidden
+		// fields) now names the other one; the form token stays this one's.
+		retarget(t, ctx, func(v string) string { return strings.ReplaceAll(v, mineSecret, theirSecret) })
+		fill(t, ctx, keyLabel, "sk_page_crossed1")
+		refused(t, ctx, press(t, ctx, connectButton).Status, "")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-theirs")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-mine")
+
+		// The other session's own page still works: the attempt spent nothing.
+		ctx = browserTab(t, pageTimeout)
+		open(t, ctx, theirs.ConnectURL)
+		press(t, ctx, pageKeyDisplay)
+		fill(t, ctx, keyLabel, "sk_page_theirs1")
+		if resp := press(t, ctx, connectButton); resp.Status != http.StatusOK {
+			t.Fatalf("the other session after the attempt: %d\n%s", resp.Status, pageText(ctx))
+		}
+	})
+
 	t.Run("second tab after success", func(t *testing.T) {
 		sess := newSession(t, s, map[string]any{"connection_id": "page-twotabs", "integrations": []string{pageKeyIntegration}})
 		first := browserTab(t, pageTimeout)
@@ -343,5 +397,61 @@ func refused(t *testing.T, ctx context.Context, status int64, want string) {
 	}
 	if n, err := chromedp.Run(ctx, chromedp.Evaluate[int](`document.forms.length`)); err != nil || n != 0 {
 		t.Fatalf("a refusal page with %d forms (%v)", n, err)
+	}
+}
+
+// sessionSecret is the secret a session's connect_url carries: the value
+// of its one query parameter.
+func sessionSecret(t *testing.T, sess connectSession) string {
+	t.Helper()
+	u, err := url.Parse(sess.ConnectURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	if len(q) != 1 {
+		t.Fatalf("connect_url %s: want one query parameter, the secret", sess.ConnectURL)
+	}
+	for _, v := range q {
+		if len(v) != 1 || len(v[0]) < 32 {
+			t.Fatalf("connect_url %s: the secret is too short", sess.ConnectURL)
+		}
+		return v[0]
+	}
+	return ""
+}
+
+// retarget rewrites, as an attacker crafting a request would, the action
+// URL and the hidden fields of the form on the page with change.
+func retarget(t *testing.T, ctx context.Context, change func(string) string) {
+	t.Helper()
+	type formState struct {
+		Action string            `json:"action"`
+		Hidden map[string]string `json:"hidden"`
+	}
+	st, err := chromedp.Run(ctx, chromedp.Evaluate[formState](`(() => {
+		const f = document.forms[document.forms.length - 1];
+		const hidden = {};
+		for (const el of f.querySelectorAll('input[type=hidden]')) hidden[el.name] = el.value;
+		return {action: f.getAttribute('action') || document.URL, hidden};
+	})()`))
+	if err != nil {
+		t.Fatalf("reading the form: %v", err)
+	}
+	changed := formState{Action: change(st.Action), Hidden: map[string]string{}}
+	for k, v := range st.Hidden {
+		changed.Hidden[k] = change(v)
+	}
+	if reflect.DeepEqual(st, changed) {
+		t.Fatalf("the form carries nothing to change: %+v", st)
+	}
+	arg, _ := json.Marshal(changed)
+	if err := chromedp.Do(ctx, chromedp.Evaluate[chromedp.Void](`(() => {
+		const want = `+string(arg)+`;
+		const f = document.forms[document.forms.length - 1];
+		if (want.action) f.setAttribute('action', want.action);
+		for (const el of f.querySelectorAll('input[type=hidden]')) el.value = want.hidden[el.name];
+	})()`)); err != nil {
+		t.Fatalf("changing the form: %v", err)
 	}
 }
