@@ -144,10 +144,13 @@ func labelled(label string) chromedp.Search {
 	return chromedp.Search(fmt.Sprintf(`//*[self::input or self::select or self::textarea][@id=//label[normalize-space()=%s]/@for]`, xq(label)))
 }
 
-// named is the XPath of a link or button a person finds by its words.
+// named is the XPath of a link or button a person finds by its words: its
+// whole text, its first line (a link whose name is followed by a smaller
+// description), or the first words of it.
 func named(words string) chromedp.Search {
 	w := xq(words)
-	return chromedp.Search(fmt.Sprintf(`(//a[normalize-space()=%[1]s] | //button[normalize-space()=%[1]s] | //input[(@type='submit' or @type='button') and @value=%[1]s])[1]`, w))
+	says := fmt.Sprintf(`normalize-space()=%[1]s or normalize-space(text()[1])=%[1]s or starts-with(normalize-space(), concat(%[1]s, ' '))`, w)
+	return chromedp.Search(fmt.Sprintf(`(//a[%[1]s] | //button[%[1]s] | //input[(@type='submit' or @type='button') and @value=%[2]s])[1]`, says, w))
 }
 
 // open navigates to u and returns the document's response.
