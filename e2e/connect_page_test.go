@@ -114,7 +114,7 @@ const (
 	pageOAuthIntegration  = "page-tenant"
 	pageOAuthProvider     = "e2e-page-tenant"
 	pageKeyPattern        = `sk_page_[a-z0-9]+`
-	pageDisplayOAuth      = pageOAuthIntegration
+	pageDisplayOAuth      = pageOAuthIntegration + " (" + pageOAuthProvider + ")"
 	pageAPIKey            = "sk_page_browser1"
 	pageBadKey            = "not-a-page-key-xyz"
 	pageSecondTabFirstKey = "sk_page_secondtab"
@@ -227,7 +227,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 		if p.as.LastTenant() != "acme" || p.as.LastAuthorize().Get("state") == "" {
 			t.Fatalf("the provider saw tenant %q, authorize %v", p.as.LastTenant(), p.as.LastAuthorize())
 		}
-		if done := pageText(ctx); !strings.Contains(done, "onnected") || !strings.Contains(done, pageDisplayOAuth) {
+		if done := pageText(ctx); !strings.Contains(done, "onnected") || !strings.Contains(done, pageOAuthIntegration) {
 			t.Fatalf("callback page:\n%s", done)
 		}
 		screenshot(t, ctx, "oauth-success")
