@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"image"
 	"image/png"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
@@ -118,6 +120,7 @@ func browserTab(t *testing.T, timeout time.Duration) context.Context {
 	tab, cancelTab := chromedp.NewContext(browserRoot, chromedp.WithNewBrowserContext())
 	ctx, cancel := context.WithTimeout(tab, timeout)
 	t.Cleanup(func() { cancel(); cancelTab() })
+	watchTab(t, ctx)
 	return ctx
 }
 
@@ -127,7 +130,46 @@ func newTabLike(t *testing.T, ctx context.Context) context.Context {
 	t.Helper()
 	tab, cancel := chromedp.NewContext(ctx)
 	t.Cleanup(cancel)
+	watchTab(t, tab)
 	return tab
+}
+
+// watchTab records what a tab fetched and what the browser reported, and
+// when the test ends checks the promise of the pages it showed: nothing
+// was loaded but the pages themselves (no script, stylesheet, image or font
+// from anywhere), and the browser refused nothing under a page's
+// Content-Security-Policy (a stylesheet whose hash the policy does not
+// name would be refused, and only a browser says so).
+func watchTab(t *testing.T, ctx context.Context) {
+	t.Helper()
+	var mu sync.Mutex
+	var problems []string
+	err := chromedp.Listen(ctx, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch ev := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			u, err := url.Parse(ev.Request.URL)
+			if ev.Type == network.ResourceTypeDocument || u.Scheme == "about" || (err == nil && u.Path == "/favicon.ico") {
+				return // a navigation, or the browser's own favicon look-up
+			}
+			problems = append(problems, fmt.Sprintf("the page loaded a %s: %s", ev.Type, ev.Request.URL))
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Source == cdplog.EntrySourceSecurity || strings.Contains(ev.Entry.Text, "Content Security Policy") {
+				problems = append(problems, "the browser reported: "+ev.Entry.Text)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatalf("watching the tab: %v", err)
+	}
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, p := range problems {
+			t.Error(p)
+		}
+	})
 }
 
 // xq quotes s as an XPath string literal.
