@@ -27,6 +27,7 @@ import (
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 )
 
 var (
@@ -318,4 +319,43 @@ func shoot(ctx context.Context, w int64) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// tabTo moves the keyboard focus with the Tab key, as a person without a
+// mouse does, until it is on the control or link whose label or words
+// start with name; at most maxTabs presses.
+func tabTo(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	const maxTabs = 30
+	var seen []string
+	for range maxTabs {
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(kb.Tab)); err != nil {
+			t.Fatalf("Tab: %v", err)
+		}
+		focused, err := chromedp.Run(ctx, chromedp.Evaluate[string](`(() => {
+			const e = document.activeElement;
+			if (!e || e === document.body) return '';
+			const words = (e.labels && e.labels.length) ? e.labels[0].textContent : (e.textContent || e.value || '');
+			return words.replace(/\s+/g, ' ').trim();
+		})()`))
+		if err != nil {
+			t.Fatalf("focused element: %v", err)
+		}
+		if strings.HasPrefix(focused, name) {
+			return
+		}
+		seen = append(seen, focused)
+	}
+	t.Fatalf("%d Tab presses never reached %q; focus went through %q", maxTabs, name, seen)
+}
+
+// key presses keys on the focused element and waits for the page they lead
+// to (Enter on a link or in a form's field).
+func key(t *testing.T, ctx context.Context, keys string) *network.Response {
+	t.Helper()
+	resp, err := chromedp.RunResponse(ctx, chromedp.KeyEvent(keys))
+	if err != nil {
+		t.Fatalf("keys %q: %v\npage: %s", keys, err, pageText(ctx))
+	}
+	return resp
 }

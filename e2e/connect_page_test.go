@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
@@ -118,11 +119,12 @@ const (
 	pageAPIKey            = "sk_page_browser1"
 	pageBadKey            = "not-a-page-key-xyz"
 	pageSecondTabFirstKey = "sk_page_secondtab"
+	pageKeyboardKey       = "sk_page_keyboard1"
 )
 
 // The keys typed in the page, for the leak check.
 func init() {
-	noteSecrets(pageAPIKey, pageSecondTabFirstKey, pageBadKey, "sk_page_corrected1", "sk_page_revoked1",
+	noteSecrets(pageAPIKey, pageSecondTabFirstKey, pageKeyboardKey, pageBadKey, "sk_page_corrected1", "sk_page_revoked1",
 		"sk_page_secondtab2", "sk_page_notallowed1", "sk_page_crossed1", "sk_page_theirs1")
 }
 
@@ -247,6 +249,24 @@ func TestConnectPageInBrowser(t *testing.T) {
 		forced := jsonOut(t, s, "write", "-f", "connect/connections/"+pageOAuthIntegration+"/page-oauth/refresh")["data"].(map[string]any)["access_token"]
 		if forced == access || !p.as.AccessTokenValid(forced.(string)) {
 			t.Fatal("the connection made through the page does not refresh")
+		}
+	})
+
+	t.Run("by keyboard alone", func(t *testing.T) {
+		sess := newSession(t, s, map[string]any{"connection_id": "page-keyboard", "integrations": []string{pageKeyIntegration}})
+		ctx := browserTab(t, pageTimeout)
+		open(t, ctx, sess.ConnectURL)
+		tabTo(t, ctx, pageKeyDisplay)
+		key(t, ctx, kb.Enter)
+		tabTo(t, ctx, keyLabel)
+		if err := chromedp.Do(ctx, chromedp.KeyEvent(pageKeyboardKey)); err != nil {
+			t.Fatal(err)
+		}
+		if resp := key(t, ctx, kb.Enter); resp.Status != http.StatusOK {
+			t.Fatalf("Enter in the key field: %d\n%s", resp.Status, pageText(ctx))
+		}
+		if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/"+pageKeyIntegration+"/page-keyboard"); got != pageKeyboardKey {
+			t.Fatalf("stored key %q", got)
 		}
 	})
 
