@@ -95,6 +95,7 @@ func newSession(t *testing.T, s *vaultServer, fields map[string]any) connectSess
 	if strings.Contains(resp.Data.ConnectURL, resp.Data.ID) {
 		t.Fatalf("connect_url %s carries the session_id", resp.Data.ConnectURL)
 	}
+	noteSecrets(sessionSecret(t, resp.Data))
 	return resp.Data
 }
 
