@@ -60,6 +60,8 @@ type backend struct {
 	statesIndexed atomic.Bool
 	// pendingCounts count each integration's pending authorizations.
 	pendingCounts pendingCounts
+	// sessionCount counts the mount's connect sessions.
+	sessionCount sessionCounter
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -97,11 +99,14 @@ func newBackend() *backend {
 		BackendType: logical.TypeLogical,
 		PathsSpecial: &logical.Paths{
 			// Providers redirect browsers, which hold no Vault token.
-			Unauthenticated: []string{callbackPath},
+			// The connect page is opened by a customer's browser too; its
+			// session secret authorises it.
+			Unauthenticated: []string{callbackPath, connectUIPath},
 			SealWrapStorage: []string{
 				integrationPrefix,
 				connectionPrefix,
 				statePrefix,
+				sessionPrefix,
 				"wal/", // issued tokens whose connection save failed
 			},
 		},
@@ -113,6 +118,8 @@ func newBackend() *backend {
 			pathProviders(b),
 			pathIntegrations(b),
 			pathOAuthCallback(b),
+			pathSessions(b),
+			pathConnectUI(b),
 			pathConnectionDocuments(b),
 			pathConnectionActions(b),
 			pathConnectionAuthorize(b),
@@ -185,6 +192,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		b.backgroundRefresh(ctx, req.Storage, key)
 	})
 	if err := b.cleanExpiredStates(ctx, req.Storage); err != nil {
+		errs = append(errs, err)
+	}
+	if err := b.cleanExpiredSessions(ctx, req.Storage); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

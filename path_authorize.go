@@ -90,38 +90,50 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	connCfg := st.ConnectionConfig
-	if !st.ReplaceConnectionConfig && existing != nil {
-		connCfg = existing.ConnectionConfig
-	}
-	if err := in.checkConnectionConfig("connection_config", connCfg); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	ep, err := endpoints(in, connCfg)
+	authURL, err := b.beginAuthorization(ctx, req.Storage, in, existing, st)
 	if err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	// The code exchange fills the token parameters from this config too:
-	// a key it lacks is refused now, before the customer consents.
-	if _, err := tokenRequestApp(in, nil, connCfg); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-
-	state, stateHash, err := newState()
-	if err != nil {
-		return nil, err
-	}
-	if !in.DisablePKCE && in.usesPKCE() {
-		st.Verifier = oauth2.GenerateVerifier()
-	}
-	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, st.RedirectURL, state, st.Scopes, st.Verifier)
-	if err := b.putPendingState(ctx, req.Storage, stateHash, st); err != nil {
-		return httpError(err)
+		return respondError(err)
 	}
 	return &logical.Response{Data: map[string]any{
 		"authorization_url": authURL,
 		"state_expires_at":  formatTime(st.ExpiresAt),
 	}}, nil
+}
+
+// beginAuthorization checks the connection config an authorization will
+// use, stores st as the connection's pending authorization and returns the
+// provider's authorization URL: authorize and the connect page's OAuth
+// button both start here. Errors in the caller's input are userErrors.
+func (b *backend) beginAuthorization(ctx context.Context, s logical.Storage, in *integrationEntry, existing *connectionEntry, st *oauthStateEntry) (string, error) {
+	connCfg := st.ConnectionConfig
+	if !st.ReplaceConnectionConfig && existing != nil {
+		connCfg = existing.ConnectionConfig
+	}
+	if err := in.checkConnectionConfig("connection_config", connCfg); err != nil {
+		return "", badInput(err)
+	}
+	ep, err := endpoints(in, connCfg)
+	if err != nil {
+		return "", badInput(err)
+	}
+	// The code exchange fills the token parameters from this config too:
+	// a key it lacks is refused now, before the customer consents.
+	if _, err := tokenRequestApp(in, nil, connCfg); err != nil {
+		return "", badInput(err)
+	}
+
+	state, stateHash, err := newState()
+	if err != nil {
+		return "", err
+	}
+	if !in.DisablePKCE && in.usesPKCE() {
+		st.Verifier = oauth2.GenerateVerifier()
+	}
+	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, st.RedirectURL, state, st.Scopes, st.Verifier)
+	if err := b.putPendingState(ctx, s, stateHash, st); err != nil {
+		return "", err
+	}
+	return authURL, nil
 }
 
 // newStateEntry records what the callback will need from the request. Only

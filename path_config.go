@@ -58,6 +58,15 @@ func pathConfig(b *backend) []*framework.Path {
 				Description: "How many authorizations of one integration may be pending (between authorize and the callback, for up to state_ttl) at once. " +
 					"Beyond it authorize answers 429 until some complete or expire; re-authorizing a connection that has one pending replaces it and always works. Default 10000.",
 			},
+			"public_url": {
+				Type:        framework.TypeString,
+				Description: "External address of this mount, e.g. https://vault.example.com/v1/connect: sessions' connect_url is under it. Default: redirect_url without its oauth/callback.",
+			},
+			"max_sessions": {
+				Type:        framework.TypeInt,
+				Default:     defaultMaxSessions,
+				Description: "How many connect sessions the mount may hold at once (until they expire or are revoked). Beyond it sessions answers 429. Default 10000.",
+			},
 		},
 		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil, configResponseFields()),
 		// The configuration always exists (with defaults), so writes are
@@ -94,6 +103,19 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 	if v, ok := d.GetOk("max_pending_authorizations"); ok {
 		if cfg.MaxPendingAuthorizations = v.(int); cfg.MaxPendingAuthorizations < 1 || cfg.MaxPendingAuthorizations > maxMaxPendingAuthorizations {
 			return logical.ErrorResponse("max_pending_authorizations must be between 1 and %d", maxMaxPendingAuthorizations), nil
+		}
+	}
+	if v, ok := d.GetOk("max_sessions"); ok {
+		if cfg.MaxSessions = v.(int); cfg.MaxSessions < 1 || cfg.MaxSessions > maxMaxPendingAuthorizations {
+			return logical.ErrorResponse("max_sessions must be between 1 and %d", maxMaxPendingAuthorizations), nil
+		}
+	}
+	if v, ok := d.GetOk("public_url"); ok {
+		cfg.PublicURL = strings.TrimSuffix(strings.TrimSpace(v.(string)), "/")
+		if cfg.PublicURL != "" {
+			if err := validateAbsoluteURL("public_url", cfg.PublicURL); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
 		}
 	}
 	if v, ok := d.GetOk("idle_refresh_interval"); ok {
@@ -140,6 +162,8 @@ func configResponse(cfg *configEntry) map[string]any {
 		"idle_refresh_interval":      int64(cfg.IdleRefreshInterval.Seconds()),
 		"max_refresh_failures":       cfg.MaxRefreshFailures,
 		"max_pending_authorizations": cfg.MaxPendingAuthorizations,
+		"public_url":                 cfg.PublicURL,
+		"max_sessions":               cfg.MaxSessions,
 	}
 }
 
@@ -171,4 +195,10 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        the limit authorize answers 429 until some complete
                        or expire. Re-authorizing a connection replaces its
                        pending one and is never refused.
+  public_url           This mount's external address, e.g.
+                       https://vault.example.com/v1/connect: a session's
+                       connect_url is its connect/ui. Default: redirect_url
+                       without its oauth/callback.
+  max_sessions         Connect sessions the mount may hold at once (default
+                       10000); beyond it sessions answers 429.
 `

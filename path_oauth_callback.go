@@ -59,6 +59,9 @@ func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d
 	if fail != nil {
 		return htmlPage(fail.status, "Connection failed", fail.msg), nil
 	}
+	if st.SessionHash != "" {
+		return b.finishPageAuthorization(ctx, req.Storage, st), nil
+	}
 	if st.ReturnURL != "" {
 		return &logical.Response{Redirect: withQuery(st.ReturnURL, url.Values{
 			"integration": {st.Integration}, "connection_id": {st.ConnectionID}, "status": {"connected"},
@@ -85,6 +88,9 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	}
 	if !b.now().Before(st.ExpiresAt) {
 		return nil, &callbackFailure{http.StatusBadRequest, "This authorization has expired. Start the authorization again."}
+	}
+	if fail := b.checkAuthorizingSession(ctx, s, st); fail != nil {
+		return nil, fail
 	}
 	if code := d.Get("error").(string); code != "" {
 		desc := d.Get("error_description").(string)

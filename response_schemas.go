@@ -52,6 +52,8 @@ func configResponseFields() map[string]*framework.FieldSchema {
 		"idle_refresh_interval":      typed(framework.TypeDurationSecond, "Seconds after which an idle connection with an expiring refresh token is refreshed."),
 		"max_refresh_failures":       typed(framework.TypeInt, "Failed refreshes in a row before a connection is exhausted."),
 		"max_pending_authorizations": typed(framework.TypeInt, "Authorizations of one integration that may be pending at once."),
+		"public_url":                 typed(framework.TypeString, "This mount's external address, where connect sessions' pages are."),
+		"max_sessions":               typed(framework.TypeInt, "Connect sessions the mount may hold at once."),
 	}
 }
 

@@ -53,6 +53,12 @@ type configEntry struct {
 	// MaxPendingAuthorizations caps the pending authorizations (states
 	// between authorize and callback) of each integration.
 	MaxPendingAuthorizations int `json:"max_pending_authorizations"`
+	// PublicURL is this mount's external address, e.g.
+	// https://vault.example.com/v1/connect: where connect sessions' pages
+	// are. Empty: derived from RedirectURL.
+	PublicURL string `json:"public_url,omitempty"`
+	// MaxSessions caps the mount's connect sessions.
+	MaxSessions int `json:"max_sessions"`
 }
 
 const (
@@ -67,6 +73,9 @@ const (
 	defaultMaxPendingAuthorizations = 10000
 	// maxMaxPendingAuthorizations bounds what the limit may be set to.
 	maxMaxPendingAuthorizations = 1000000
+	// defaultMaxSessions bounds the connect sessions of a mount, each up to
+	// two 64 KiB documents, kept until they expire (at most a day).
+	defaultMaxSessions = 10000
 )
 
 func defaultConfig() *configEntry {
@@ -77,6 +86,7 @@ func defaultConfig() *configEntry {
 		IdleRefreshInterval:      defaultIdleRefreshInterval,
 		MaxRefreshFailures:       defaultMaxRefreshFailures,
 		MaxPendingAuthorizations: defaultMaxPendingAuthorizations,
+		MaxSessions:              defaultMaxSessions,
 	}
 }
 
@@ -206,6 +216,10 @@ type oauthStateEntry struct {
 	ReplaceMetadata bool           `json:"replace_metadata,omitempty"`
 	ReturnURL       string         `json:"return_url,omitempty"`
 	ExpiresAt       time.Time      `json:"expires_at"`
+	// SessionHash names the connect session that started the
+	// authorization: the callback checks it is still usable, marks it
+	// connected and shows the page's success with its return_url.
+	SessionHash string `json:"session_hash,omitempty"`
 }
 
 // credentials holds whichever secret material the integration's auth mode

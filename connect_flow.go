@@ -1,0 +1,322 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// The connect page's forms: which inputs an integration's form has, how a
+// posted form becomes a connection write, and which input an error belongs
+// to. The write itself is writeConnection's, as for any connection write:
+// the same checks, the same store, the same events.
+
+// Form input name prefixes: a credential and a connection config key.
+const (
+	credentialInputPrefix = "cred."
+	configInputPrefix     = "config."
+)
+
+// pageInput is one input of an integration's form.
+type pageInput struct {
+	// Name is the form field; Key the schema key it fills.
+	Name, Key string
+	Field     schemaField
+	// Secret inputs are type=password and never rendered back.
+	Secret bool
+	// ErrorKey is how a write's error names the input, e.g.
+	// "connection_config.subdomain" or "api_key".
+	ErrorKeys []string
+}
+
+// pageForm is the inputs of one integration's form; Unsupported says why
+// the page cannot connect it, when it cannot.
+type pageForm struct {
+	Credentials []pageInput
+	Config      []pageInput
+	Unsupported string
+}
+
+// credentialSchemaDefaults are the credential inputs of a mode whose
+// integration has no credentials_schema.
+var credentialSchemaDefaults = map[authMode]valueSchema{
+	authModeAPIKey: {"apiKey": {Title: "API key", Secret: true}},
+	authModeBasic:  {"username": {Title: "User name"}, "password": {Title: "Password", Secret: true, Optional: true}},
+}
+
+// credentialFieldOf maps a credentials_schema key to the connection write
+// field that sets it, for the modes whose credentials are fields of their
+// own; CUSTOM keys go into the credentials object.
+var credentialFieldOf = map[authMode]map[string]string{
+	authModeAPIKey:   {"apiKey": "api_key"},
+	authModeBasic:    {"username": "username", "password": "password"},
+	authModeOAuth2CC: {"client_id": "client_id", "client_secret": "client_secret"},
+}
+
+// alwaysSecret are write fields that are secret whatever a schema says.
+var alwaysSecret = map[string]bool{"api_key": true, "password": true, "client_secret": true}
+
+// formFor lists the inputs of in's form.
+func formFor(in *integrationEntry) pageForm {
+	var f pageForm
+	switch in.AuthMode {
+	case authModeAPIKey, authModeBasic, authModeCustom, authModeOAuth2CC:
+		schema := in.CredentialsSchema
+		if len(schema) == 0 {
+			schema = credentialSchemaDefaults[in.AuthMode]
+		}
+		if in.AuthMode == authModeCustom && len(schema) == 0 {
+			f.Unsupported = "This integration does not describe its credentials (credentials_schema), so they cannot be entered here."
+			return f
+		}
+		for _, key := range schema.keys() {
+			field := schema[key]
+			errKeys := []string{"credentials." + key}
+			write := ""
+			if in.AuthMode != authModeCustom {
+				write = credentialFieldOf[in.AuthMode][key]
+				if write == "" {
+					continue // not a credential this mode stores
+				}
+				errKeys = append(errKeys, write)
+			}
+			f.Credentials = append(f.Credentials, pageInput{
+				Name: credentialInputPrefix + key, Key: key, Field: field,
+				Secret:    field.Secret || alwaysSecret[write],
+				ErrorKeys: errKeys,
+			})
+		}
+	case authModeOAuth2:
+	default:
+		f.Unsupported = fmt.Sprintf("The connect page does not connect %s integrations.", in.AuthMode)
+		return f
+	}
+	for _, key := range in.ConnectionConfigSchema.keys() {
+		field := in.ConnectionConfigSchema[key]
+		f.Config = append(f.Config, pageInput{
+			Name: configInputPrefix + key, Key: key, Field: field, Secret: field.Secret,
+			ErrorKeys: []string{"connection_config." + key},
+		})
+	}
+	return f
+}
+
+// formValue is one value of a posted form or query.
+func formValue(data map[string]any, name string) string {
+	switch v := data[name].(type) {
+	case string:
+		return v
+	case []string:
+		if len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// postedConfig is the connection config a form gives; empty inputs are
+// left out, so that an optional key stays absent and a default applies.
+func (f pageForm) postedConfig(data map[string]any) map[string]any {
+	cfg := map[string]any{}
+	for _, in := range f.Config {
+		if v := formValue(data, in.Name); v != "" {
+			cfg[in.Key] = v
+		}
+	}
+	return cfg
+}
+
+// connectionWriteFields turns a posted form into the fields of a
+// connection write, as `vault write connections/<i>/<id>` takes them.
+func (f pageForm) connectionWriteFields(mode authMode, data map[string]any, sess *sessionEntry) map[string]any {
+	raw := map[string]any{}
+	custom := map[string]any{}
+	for _, in := range f.Credentials {
+		v := formValue(data, in.Name)
+		if !in.Secret {
+			v = strings.TrimSpace(v)
+		}
+		if v == "" {
+			continue
+		}
+		if mode == authModeCustom {
+			custom[in.Key] = v
+		} else {
+			raw[credentialFieldOf[mode][in.Key]] = v
+		}
+	}
+	if mode == authModeCustom {
+		raw["credentials"] = custom
+	}
+	if len(f.Config) > 0 {
+		raw["connection_config"] = f.postedConfig(data)
+	}
+	if !sess.Reconnect {
+		if sess.Metadata != nil {
+			raw["metadata"] = sess.Metadata
+		}
+		if _, ok := connectionFields()["tags"]; ok && len(sess.Tags) > 0 {
+			raw["tags"] = sess.Tags
+		}
+	}
+	return raw
+}
+
+// formErrors places a write's error next to the input it names; an error
+// that names none is the form's.
+func (f pageForm) formErrors(msg string) (byInput map[string]string, general string) {
+	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
+		for _, key := range in.ErrorKeys {
+			rest, ok := strings.CutPrefix(msg, key)
+			if ok && (rest == "" || rest[0] == ' ' || rest[0] == ':') {
+				return map[string]string{in.Name: msg}, ""
+			}
+		}
+	}
+	return nil, msg
+}
+
+// keptValues are the posted values rendered back after an error: never a
+// secret one.
+func (f pageForm) keptValues(data map[string]any) map[string]string {
+	out := map[string]string{}
+	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
+		if !in.Secret {
+			out[in.Name] = formValue(data, in.Name)
+		}
+	}
+	return out
+}
+
+// scrubPosted removes every posted secret value from a message, in case a
+// provider's error repeats what it was sent.
+func (f pageForm) scrubPosted(msg string, data map[string]any) string {
+	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
+		if v := formValue(data, in.Name); in.Secret && len(v) >= 4 {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	return msg
+}
+
+// errConnectedAlready refuses a second connection through one session.
+var errConnectedAlready = errors.New("session connected already")
+
+// connectThroughPage writes the connection a posted form describes, through
+// the same writeConnection as every connection write. A new connection is
+// refused when one exists (a session without reconnect creates), and a
+// reconnect when none does.
+func (b *backend) connectThroughPage(ctx context.Context, s logical.Storage, sess *sessionEntry, integration string, f pageForm, data map[string]any) (*connectionEntry, error) {
+	stored, in, err := integrationForWrites(ctx, s, integration)
+	if err != nil {
+		return nil, err
+	}
+	existing, err := b.store.Get(ctx, s, integration, sess.ConnectionID)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkReconnect(sess, existing, integration); err != nil {
+		return nil, err
+	}
+	d := &framework.FieldData{Raw: f.connectionWriteFields(in.AuthMode, data, sess), Schema: connectionFields()}
+	c, _, err := b.writeConnection(ctx, s, stored, in, sess.ConnectionID, d, sess.Reconnect)
+	return c, err
+}
+
+// checkReconnect says whether the session may write the connection as it
+// is: a reconnect replaces one that exists, any other session creates one.
+func checkReconnect(sess *sessionEntry, existing *connectionEntry, integration string) error {
+	switch {
+	case sess.Reconnect && existing == nil:
+		return badInput(fmt.Errorf("there is no %s connection to reconnect; ask for a new link", integration))
+	case !sess.Reconnect && existing != nil:
+		return badInput(fmt.Errorf("this account is connected to %s already; ask for a reconnect link to replace its credentials", integration))
+	}
+	return nil
+}
+
+// authorizeThroughPage starts the OAuth authorization of the session's
+// connection with the config the form gives, as authorize does, and returns
+// the provider's authorization URL.
+func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, sess *sessionEntry, secretHash, integration string, f pageForm, data map[string]any) (string, error) {
+	cfg, err := b.config(ctx, s)
+	if err != nil {
+		return "", err
+	}
+	if cfg.RedirectURL == "" {
+		return "", badInput(errors.New("this Vault is not set up for OAuth (config's redirect_url)"))
+	}
+	stored, in, err := integrationForWrites(ctx, s, integration)
+	if err != nil {
+		return "", err
+	}
+	existing, err := b.store.Get(ctx, s, integration, sess.ConnectionID)
+	if err != nil {
+		return "", err
+	}
+	if err := checkReconnect(sess, existing, integration); err != nil {
+		return "", err
+	}
+	st := &oauthStateEntry{
+		Integration:          in.Name,
+		ConnectionID:         sess.ConnectionID,
+		RedirectURL:          in.redirectURI(cfg.RedirectURL),
+		Reauthorization:      existing != nil,
+		IntegrationCreatedAt: stored.CreatedAt,
+		ExpiresAt:            b.now().Add(cfg.StateTTL),
+		SessionHash:          secretHash,
+	}
+	if len(f.Config) > 0 {
+		st.ConnectionConfig, st.ReplaceConnectionConfig = f.postedConfig(data), true
+	}
+	if !sess.Reconnect {
+		st.Metadata, st.ReplaceMetadata = nonNilObject(sess.Metadata), true
+	}
+	return b.beginAuthorization(ctx, s, in, existing, st)
+}
+
+// checkAuthorizingSession refuses the callback of an authorization started
+// by a connect session that has since been revoked, has expired or has
+// connected something else: the session's link no longer allows it.
+func (b *backend) checkAuthorizingSession(ctx context.Context, s logical.Storage, st *oauthStateEntry) *callbackFailure {
+	if st.SessionHash == "" {
+		return nil
+	}
+	var sess sessionEntry
+	found, err := getJSON(ctx, s, sessionKey(st.SessionHash), &sess)
+	switch {
+	case err != nil:
+		b.Logger().Error("reading the connect session of an authorization", "error", err)
+		return &callbackFailure{http.StatusInternalServerError, "Vault could not read the connect session."}
+	case !found:
+		return &callbackFailure{http.StatusBadRequest, "The link this sign-in started from was revoked. Nothing was stored. Ask the application for a new link."}
+	case !b.now().Before(sess.ExpiresAt):
+		return &callbackFailure{http.StatusBadRequest, "The link this sign-in started from has expired. Nothing was stored. Ask the application for a new link."}
+	case sess.ConnectedIntegration != "":
+		return &callbackFailure{http.StatusConflict, "The link this sign-in started from has connected " + sess.ConnectedIntegration + " already. Nothing was stored."}
+	}
+	return nil
+}
+
+// finishPageAuthorization marks the session of a completed authorization
+// connected and shows the page's success, with its link back.
+func (b *backend) finishPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *logical.Response {
+	defer b.lockSession(st.SessionHash)()
+	var sess sessionEntry
+	found, err := getJSON(ctx, s, sessionKey(st.SessionHash), &sess)
+	if err == nil && found {
+		err = b.markSessionConnected(ctx, s, st.SessionHash, &sess, st.Integration)
+	}
+	if err != nil {
+		b.Logger().Warn("marking a connect session used", "error", err)
+	}
+	sess.ConnectedIntegration, sess.ConnectionID = st.Integration, st.ConnectionID
+	return connectedPage(http.StatusOK, &sess, st.Integration+" is connected. Its credentials are stored in Vault.")
+}

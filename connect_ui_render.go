@@ -1,0 +1,224 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"bytes"
+	"crypto/sha256"
+	_ "embed"
+	"encoding/base64"
+	"html/template"
+	"net/url"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
+
+// The connect page's HTML: one template, one stylesheet, no script and
+// nothing loaded from elsewhere. The stylesheet is inline, allowed by its
+// hash in the page's Content-Security-Policy.
+
+//go:embed connect_ui/page.html.tmpl
+var connectPageSource string
+
+//go:embed connect_ui/style.css
+var connectPageCSS string
+
+var connectPageTemplate = template.Must(template.New("connect").Parse(connectPageSource))
+
+// connectStyleHash is the CSP source of the inline stylesheet.
+var connectStyleHash = func() string {
+	sum := sha256.Sum256([]byte(connectPageCSS))
+	return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+}()
+
+// connectPageView is what the template renders. Every string is escaped by
+// html/template; nothing secret is ever put in one, except the session's
+// own secret in the forms' hidden input, which the page's URL holds anyway.
+type connectPageView struct {
+	Title      string
+	CSP        string
+	CSS        template.CSS
+	Alert      string
+	Notice     string
+	Choices    []connectChoice
+	Form       *connectFormView
+	ReturnURL  string
+	ReturnText string
+}
+
+// connectChoice is one integration in the page's list.
+type connectChoice struct {
+	Label, Mode, Href string
+}
+
+// connectFormView is one integration's form.
+type connectFormView struct {
+	Mode                string
+	Method, Action      string
+	Session             string
+	Integration, Token  string
+	Step                string
+	Error               string
+	Inputs              []connectInputView
+	Submit              string
+	Back                string
+	formActionAllowance []string
+}
+
+// connectInputView is one input, with its label, hints and error.
+type connectInputView struct {
+	ID, Name, Label, Type, Pattern, Placeholder string
+	Prefix, Suffix, Hint, Value, Error          string
+	Autocomplete, DescribedBy                   string
+	Required                                    bool
+	Options                                     []string
+}
+
+// modeLabel says in words how an integration connects.
+func modeLabel(mode authMode) string {
+	switch mode {
+	case authModeAPIKey:
+		return "Connect with an API key"
+	case authModeBasic:
+		return "Connect with a user name and password"
+	case authModeCustom:
+		return "Connect with your credentials"
+	case authModeOAuth2:
+		return "Sign in with the provider (OAuth)"
+	case authModeOAuth2CC:
+		return "Connect with client credentials"
+	}
+	return string(mode)
+}
+
+// integrationLabel is how the page names an integration: its name, and the
+// catalog provider it is built on.
+func integrationLabel(in *integrationEntry) string {
+	if in.Provider != "" && in.Provider != in.Name {
+		return in.Name + " (" + in.Provider + ")"
+	}
+	return in.Name
+}
+
+// inputViews renders a form's inputs with the posted non-secret values and
+// the errors of a failed post.
+func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInputView {
+	out := make([]connectInputView, 0, len(inputs))
+	for _, in := range inputs {
+		f := in.Field
+		v := connectInputView{
+			ID: "f-" + strings.NewReplacer(".", "-").Replace(in.Name), Name: in.Name,
+			Label: f.Title, Type: "text", Pattern: f.Pattern, Placeholder: f.Example,
+			Prefix: f.Prefix, Suffix: f.Suffix, Hint: f.Description,
+			Required: !f.Optional && f.DefaultValue == nil, Autocomplete: "off",
+			Error: errs[in.Name],
+		}
+		if v.Label == "" {
+			v.Label = in.Key
+		}
+		if in.Secret {
+			v.Type, v.Autocomplete = "password", "new-password"
+		} else {
+			v.Value = kept[in.Name]
+		}
+		if len(f.Enum) > 0 {
+			v.Options = f.Enum
+		} else if f.Type == "boolean" {
+			v.Options = []string{"true", "false"}
+		}
+		if f.Type == "number" {
+			v.Type = "text" // inputmode would need no script either, but keep one kind
+		}
+		var described []string
+		if v.Hint != "" {
+			described = append(described, v.ID+"-hint")
+		}
+		if v.Error != "" {
+			described = append(described, v.ID+"-error")
+		}
+		v.DescribedBy = strings.Join(described, " ")
+		out = append(out, v)
+	}
+	return out
+}
+
+// authorizationSources are the CSP sources of the hosts an OAUTH2
+// integration's authorization URL may have: the form that starts consent
+// is answered with a redirect there, which form-action must allow. A
+// literal host is itself; a host a connection's config chooses is the
+// egress rule's pattern for it.
+func authorizationSources(in *integrationEntry) []string {
+	if in.AuthMode != authModeOAuth2 || in.AuthURL == "" {
+		return nil
+	}
+	set := map[string]bool{}
+	for _, alt := range provider.Alternatives(in.AuthURL) {
+		if !strings.Contains(alt, "${") {
+			if u, err := url.Parse(alt); err == nil && u.Host != "" {
+				set[u.Scheme+"://"+u.Host] = true
+			}
+			continue
+		}
+		scheme := "https"
+		if s, _, ok := strings.Cut(alt, "://"); ok && !strings.Contains(s, "${") {
+			scheme = s
+		}
+		policy := provider.NewHostPolicy([]string{alt}, in.AllowedHosts)
+		for _, p := range strings.Split(policy.String(), ", ") {
+			if p != "" {
+				set[scheme+"://"+p] = true
+			}
+		}
+	}
+	out := make([]string, 0, len(set))
+	for s := range set {
+		out = append(out, s)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// contentSecurityPolicy is the page's policy: nothing may load, the one
+// stylesheet by its hash, forms only to Vault itself and, for OAuth, the
+// provider's authorization host.
+func contentSecurityPolicy(formAction []string) string {
+	return strings.Join([]string{
+		"default-src 'none'",
+		"style-src " + connectStyleHash,
+		"img-src 'none'",
+		"base-uri 'none'",
+		"form-action " + strings.Join(append([]string{"'self'"}, formAction...), " "),
+	}, "; ")
+}
+
+// renderConnectPage answers with the page and status. Cache-Control
+// no-store keeps the session's forms out of caches; the headers Vault does
+// not let a plugin set are the listener's (docs/deployment.md).
+func renderConnectPage(status int, v connectPageView) *logical.Response {
+	var allowance []string
+	if v.Form != nil {
+		allowance = v.Form.formActionAllowance
+	}
+	v.CSP = contentSecurityPolicy(allowance)
+	v.CSS = template.CSS(connectPageCSS)
+	var buf bytes.Buffer
+	contentType := "text/html; charset=utf-8"
+	if err := connectPageTemplate.Execute(&buf, v); err != nil {
+		// Cannot happen with a fixed template; never fall back to echoing
+		// input.
+		buf.Reset()
+		buf.WriteString("The page could not be rendered.")
+		contentType = "text/plain; charset=utf-8"
+	}
+	return &logical.Response{Data: map[string]any{
+		logical.HTTPContentType:        contentType,
+		logical.HTTPRawBody:            buf.Bytes(),
+		logical.HTTPStatusCode:         status,
+		logical.HTTPCacheControlHeader: "no-store",
+		logical.HTTPPragmaHeader:       "no-cache",
+	}}
+}

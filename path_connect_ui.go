@@ -1,0 +1,313 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+
+	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// connectUIPath is the hosted connect page. It is unauthenticated
+// (PathsSpecial.Unauthenticated): a customer's browser opens it from a
+// session's connect_url and holds no Vault token. What authorises a request
+// is the session secret in its query or form, and, for every request that
+// changes something, a form token bound to that session.
+const connectUIPath = "connect/ui"
+
+// Parameters of the page's requests.
+const (
+	sessionParam     = "session"
+	integrationParam = "integration"
+	formTokenParam   = "form_token"
+	stepParam        = "step"
+	// stepAuthorize is the OAuth button's request: a GET, so that Vault's
+	// redirect (a 307, which repeats the method and body) sends the browser
+	// to the provider with a GET and no form body.
+	stepAuthorize = "authorize"
+)
+
+// Form token purposes: a token for one form is refused by the other.
+const (
+	purposeConnect   = "connect"
+	purposeAuthorize = "authorize"
+)
+
+func pathConnectUI(b *backend) []*framework.Path {
+	return []*framework.Path{{
+		Pattern: connectUIPath,
+		DisplayAttrs: &framework.DisplayAttributes{
+			OperationPrefix: operationPrefix,
+			OperationSuffix: "connect-page",
+		},
+		Fields: map[string]*framework.FieldSchema{
+			sessionParam:     {Type: framework.TypeString, Query: true, Description: "The session's secret, from its connect_url."},
+			integrationParam: {Type: framework.TypeString, Query: true, Description: "The integration chosen."},
+			formTokenParam:   {Type: framework.TypeString, Query: true, Description: "The form's token, bound to the session."},
+			stepParam:        {Type: framework.TypeString, Query: true, Description: "authorize: start OAuth consent."},
+		},
+		Operations: map[logical.Operation]framework.OperationHandler{
+			// GET may start an authorization (it stores a pending state),
+			// so it is forwarded like the callback.
+			logical.ReadOperation:   forwardedOperation(b.pathConnectUIGet, "open", okResponse("An HTML page, or a redirect to the provider's consent.", nil)),
+			logical.UpdateOperation: forwardedOperation(b.pathConnectUIPost, "submit", okResponse("An HTML page.", nil)),
+		},
+		HelpSynopsis:    "The hosted connect page, opened from a session's connect_url.",
+		HelpDescription: pathConnectUIHelp,
+	}}
+}
+
+// openSession finds the session a request's secret opens, or the page that
+// says why it cannot be used.
+func (b *backend) openSession(ctx context.Context, req *logical.Request) (*sessionEntry, string, *logical.Response, error) {
+	sess, hash, err := b.sessionBySecret(ctx, req.Storage, formValue(req.Data, sessionParam))
+	if err != nil {
+		return nil, "", nil, err
+	}
+	switch {
+	case sess == nil:
+		return nil, "", messagePage(http.StatusNotFound, "Link not valid",
+			"This link is not valid: it was revoked, or it was never issued. Ask the application for a new one.", ""), nil
+	case !b.now().Before(sess.ExpiresAt):
+		return nil, "", messagePage(http.StatusGone, "Link expired",
+			"This link has expired. Ask the application for a new one.", ""), nil
+	case sess.ConnectedIntegration != "":
+		return nil, "", connectedPage(http.StatusConflict, sess,
+			fmt.Sprintf("This link has already connected %s; a link connects once. Ask the application for a new one to connect again.", sess.ConnectedIntegration)), nil
+	}
+	return sess, hash, nil, nil
+}
+
+func (b *backend) pathConnectUIGet(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if err := checkPayloadSize(req.Data); err != nil {
+		return messagePage(http.StatusBadRequest, "Request too large", err.Error(), ""), nil
+	}
+	sess, hash, page, err := b.openSession(ctx, req)
+	if page != nil || err != nil {
+		return page, err
+	}
+	integration := formValue(req.Data, integrationParam)
+	if integration == "" {
+		return b.choicesPage(ctx, req.Storage, sess, formValue(req.Data, sessionParam))
+	}
+	in, page, err := b.pageIntegration(ctx, req.Storage, sess, integration)
+	if page != nil || err != nil {
+		return page, err
+	}
+	secret := formValue(req.Data, sessionParam)
+	if formValue(req.Data, stepParam) != stepAuthorize {
+		return formPage(http.StatusOK, sess, secret, in, nil, nil, ""), nil
+	}
+	if in.AuthMode != authModeOAuth2 || !sess.validFormToken(in.Name, purposeAuthorize, formValue(req.Data, formTokenParam)) {
+		return refusedFormPage(), nil
+	}
+	defer b.lockSession(hash)()
+	if sess, _, page, err = b.openSession(ctx, req); page != nil || err != nil {
+		return page, err
+	}
+	f := formFor(in)
+	authURL, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
+	if err != nil {
+		return b.failedFormPage(sess, secret, in, f, req.Data, err)
+	}
+	return &logical.Response{Redirect: authURL}, nil
+}
+
+func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if err := checkPayloadSize(req.Data); err != nil {
+		return messagePage(http.StatusBadRequest, "Request too large", err.Error(), ""), nil
+	}
+	sess, hash, page, err := b.openSession(ctx, req)
+	if page != nil || err != nil {
+		return page, err
+	}
+	in, page, err := b.pageIntegration(ctx, req.Storage, sess, formValue(req.Data, integrationParam))
+	if page != nil || err != nil {
+		return page, err
+	}
+	if in.AuthMode == authModeOAuth2 || !sess.validFormToken(in.Name, purposeConnect, formValue(req.Data, formTokenParam)) {
+		return refusedFormPage(), nil
+	}
+	// Two tabs posting at once: the second waits, then finds the session
+	// connected.
+	defer b.lockSession(hash)()
+	if sess, _, page, err = b.openSession(ctx, req); page != nil || err != nil {
+		return page, err
+	}
+	secret := formValue(req.Data, sessionParam)
+	f := formFor(in)
+	if f.Unsupported != "" {
+		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported, ""), nil
+	}
+	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
+		return b.failedFormPage(sess, secret, in, f, req.Data, err)
+	}
+	if err := b.markSessionConnected(ctx, req.Storage, hash, sess, in.Name); err != nil {
+		// The connection is stored; the session stays usable until it
+		// expires, which is no worse than an unspent link.
+		b.Logger().Warn("marking a connect session used", "session_id", sess.ID, "error", err)
+	}
+	return connectedPage(http.StatusOK, sess, fmt.Sprintf("%s is connected. Its credentials are stored in Vault.", integrationLabel(in))), nil
+}
+
+// pageIntegration resolves an integration the session offers, or the page
+// that refuses it.
+func (b *backend) pageIntegration(ctx context.Context, s logical.Storage, sess *sessionEntry, name string) (*integrationEntry, *logical.Response, error) {
+	notOffered := messagePage(http.StatusForbidden, "Not available",
+		"This link does not offer that service. Nothing was changed.", "")
+	if name == "" || validateIntegrationName(name) != nil || !sess.allows(name) {
+		return nil, notOffered, nil
+	}
+	in, err := integrationIfExists(ctx, s, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	if in == nil || !pageConnects(in.AuthMode) {
+		return nil, notOffered, nil
+	}
+	return in, nil, nil
+}
+
+// choicesPage lists the integrations the session offers; with one, it is
+// its form at once.
+func (b *backend) choicesPage(ctx context.Context, s logical.Storage, sess *sessionEntry, secret string) (*logical.Response, error) {
+	names := sess.Integrations
+	if len(names) == 0 {
+		var err error
+		if names, err = listIntegrations(ctx, s); err != nil {
+			return nil, err
+		}
+	}
+	var offered []*integrationEntry
+	for _, name := range names {
+		in, err := integrationIfExists(ctx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		if in != nil && pageConnects(in.AuthMode) {
+			offered = append(offered, in)
+		}
+	}
+	if len(offered) == 1 {
+		return formPage(http.StatusOK, sess, secret, offered[0], nil, nil, ""), nil
+	}
+	view := connectPageView{Title: "Connect an account"}
+	if len(offered) == 0 {
+		view.Alert = "There is nothing to connect with this link."
+	}
+	for _, in := range offered {
+		view.Choices = append(view.Choices, connectChoice{
+			Label: integrationLabel(in), Mode: modeLabel(in.AuthMode),
+			Href: connectUIRelative(url.Values{sessionParam: {secret}, integrationParam: {in.Name}}),
+		})
+	}
+	return renderConnectPage(http.StatusOK, view), nil
+}
+
+// connectUIRelative is a link to the page itself: relative, so that it
+// works at whatever address the browser reached Vault.
+func connectUIRelative(q url.Values) string {
+	return "ui?" + q.Encode()
+}
+
+// formPage renders an integration's form, with kept values and errors
+// after a failed post.
+func formPage(status int, sess *sessionEntry, secret string, in *integrationEntry, kept, errs map[string]string, general string) *logical.Response {
+	f := formFor(in)
+	view := connectPageView{Title: "Connect " + integrationLabel(in)}
+	if f.Unsupported != "" {
+		view.Alert = f.Unsupported
+		return renderConnectPage(http.StatusOK, view)
+	}
+	form := &connectFormView{
+		Mode: modeLabel(in.AuthMode), Method: "post", Action: "ui",
+		Session: secret, Integration: in.Name, Token: sess.formToken(in.Name, purposeConnect),
+		Error:  general,
+		Inputs: inputViews(append(append([]pageInput(nil), f.Credentials...), f.Config...), kept, errs),
+		Submit: "Connect",
+	}
+	if in.AuthMode == authModeOAuth2 {
+		form.Method, form.Step, form.Submit = "get", stepAuthorize, "Continue to sign in"
+		form.Token = sess.formToken(in.Name, purposeAuthorize)
+		form.formActionAllowance = authorizationSources(in)
+	}
+	if len(sess.Integrations) != 1 {
+		form.Back = connectUIRelative(url.Values{sessionParam: {secret}})
+	}
+	view.Form = form
+	return renderConnectPage(status, view)
+}
+
+// failedFormPage shows the form again after a refused write: the error
+// next to its input, or above the form, with the non-secret values kept
+// and every posted secret scrubbed from the message.
+func (b *backend) failedFormPage(sess *sessionEntry, secret string, in *integrationEntry, f pageForm, data map[string]any, err error) (*logical.Response, error) {
+	var ue *userError
+	var ee *engineError
+	status := http.StatusBadRequest
+	switch {
+	case errors.As(err, &ue):
+	case errors.As(err, &ee) && (errors.Is(ee.kind, errProviderRefused) || errors.Is(ee.kind, errProviderUnreachable) || errors.Is(ee.kind, errBadConnectionConfig)):
+		status = http.StatusFailedDependency
+		if errors.Is(ee.kind, errBadConnectionConfig) {
+			status = http.StatusBadRequest
+		}
+	case errors.Is(err, errBadConnectionConfig):
+	default:
+		var limit *pendingLimitError
+		if errors.As(err, &limit) {
+			return messagePage(http.StatusTooManyRequests, "Try again later", "Too many sign-ins are in progress for this service. Try again in a few minutes.", ""), nil
+		}
+		return nil, err
+	}
+	msg := f.scrubPosted(err.Error(), data)
+	byInput, general := f.formErrors(msg)
+	return formPage(status, sess, secret, in, f.keptValues(data), byInput, general), nil
+}
+
+// messagePage is a page with a title, a message and, if given, a link back
+// to the application.
+func messagePage(status int, title, msg, returnURL string) *logical.Response {
+	view := connectPageView{Title: title, Alert: msg, ReturnURL: returnURL, ReturnText: "Back to the application"}
+	return renderConnectPage(status, view)
+}
+
+// refusedFormPage answers a form that does not belong to the session it
+// was posted with.
+func refusedFormPage() *logical.Response {
+	return messagePage(http.StatusForbidden, "Form refused",
+		"This form does not belong to this link. Nothing was changed. Open the link you were given again.", "")
+}
+
+// connectedPage is the success page of a session, with the link back to
+// its return_url.
+func connectedPage(status int, sess *sessionEntry, msg string) *logical.Response {
+	view := connectPageView{Title: "Connected", Notice: msg, ReturnText: "Back to the application"}
+	if sess.ReturnURL != "" {
+		view.ReturnURL = withQuery(sess.ReturnURL, url.Values{
+			"integration": {sess.ConnectedIntegration}, "connection_id": {sess.ConnectionID}, "status": {"connected"},
+		})
+	}
+	if status != http.StatusOK {
+		view.Title, view.Notice, view.Alert = "Already connected", "", msg
+	}
+	return renderConnectPage(status, view)
+}
+
+const pathConnectUIHelp = `
+The page a connect session's connect_url opens (see sessions). It needs no
+Vault token: the session's secret in the URL authorises it, and every
+form carries a token bound to that session.
+
+GET lists the session's integrations, or shows one's form
+(integration=<name>); an OAUTH2 form's button is a GET with
+step=authorize, answered with a redirect to the provider's consent page.
+POST (application/x-www-form-urlencoded) stores the connection from an
+API_KEY, BASIC, CUSTOM or OAUTH2_CC form, checked as any connection write
+is. A session connects once.
+`

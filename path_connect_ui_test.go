@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"html"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// uiRequest sends one request to the connect page as Vault would, without
+// a token, and returns the status, the page and the response.
+func uiRequest(e *testEnv, op logical.Operation, data map[string]any) (int, string, *logical.Response) {
+	e.t.Helper()
+	resp, err := e.b.HandleRequest(e.t.Context(), &logical.Request{
+		Operation: op, Path: connectUIPath, Data: data, Storage: e.storage, Unauthenticated: true,
+	})
+	if err != nil {
+		e.t.Fatalf("connect page: %v", err)
+	}
+	if resp.Redirect != "" {
+		return http.StatusTemporaryRedirect, "", resp
+	}
+	return resp.Data[logical.HTTPStatusCode].(int), string(resp.Data[logical.HTTPRawBody].([]byte)), resp
+}
+
+func uiGet(e *testEnv, q url.Values) (int, string) {
+	e.t.Helper()
+	data := map[string]any{}
+	for k := range q {
+		data[k] = q.Get(k)
+	}
+	status, body, _ := uiRequest(e, logical.ReadOperation, data)
+	return status, body
+}
+
+func uiPost(e *testEnv, form map[string]any) (int, string) {
+	e.t.Helper()
+	status, body, _ := uiRequest(e, logical.UpdateOperation, form)
+	return status, body
+}
+
+var hiddenInputRe = regexp.MustCompile(`<input type="hidden" name="([a-z_]+)" value="([^"]*)">`)
+
+// hiddenInputs are a rendered form's hidden fields.
+func hiddenInputs(t *testing.T, body string) map[string]any {
+	t.Helper()
+	out := map[string]any{}
+	for _, m := range hiddenInputRe.FindAllStringSubmatch(body, -1) {
+		out[m[1]] = html.UnescapeString(m[2])
+	}
+	if out[formTokenParam] == nil {
+		t.Fatalf("no form in page:\n%s", body)
+	}
+	return out
+}
+
+// formOf opens a session's form for one integration and returns its
+// hidden fields with the given inputs added.
+func formOf(e *testEnv, secret, integration string, inputs map[string]any) map[string]any {
+	e.t.Helper()
+	status, body := uiGet(e, url.Values{sessionParam: {secret}, integrationParam: {integration}})
+	if status != http.StatusOK {
+		e.t.Fatalf("form of %s: %d %s", integration, status, body)
+	}
+	form := hiddenInputs(e.t, body)
+	for k, v := range inputs {
+		form[k] = v
+	}
+	return form
+}
+
+func TestConnectPageListsOnlyAllowedIntegrations(t *testing.T) {
+	e := sessionEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/jira", map[string]any{"auth_mode": "BASIC"})
+	e.mustDo(logical.CreateOperation, "integrations/legacy", map[string]any{"auth_mode": "API_KEY"})
+	_, keyPEM := rsaKeyPEM(t)
+	e.mustDo(logical.CreateOperation, "integrations/app", map[string]any{"auth_mode": "APP", "app_id": "1", "private_key": keyPEM, "api_base_url": "https://api.example.test"})
+
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "stripe,jira"})
+	status, body := uiGet(e, url.Values{sessionParam: {secret}})
+	if status != http.StatusOK || !strings.Contains(body, "integration=stripe") || !strings.Contains(body, "integration=jira") ||
+		strings.Contains(body, "legacy") || strings.Contains(body, "integration=app") {
+		t.Fatalf("list: %d\n%s", status, body)
+	}
+	if !strings.Contains(body, "Connect with an API key") || !strings.Contains(body, "user name and password") {
+		t.Fatalf("list does not say how each connects:\n%s", body)
+	}
+	for _, name := range []string{"legacy", "app", "nope"} {
+		if status, _ := uiGet(e, url.Values{sessionParam: {secret}, integrationParam: {name}}); status != http.StatusForbidden {
+			t.Fatalf("form of %s not offered: %d", name, status)
+		}
+	}
+	// Without integrations: every one the page can connect, never APP.
+	secret, _ = newSession(e, map[string]any{"connection_id": "c"})
+	_, body = uiGet(e, url.Values{sessionParam: {secret}})
+	if !strings.Contains(body, "integration=legacy") || strings.Contains(body, "integration=app") {
+		t.Fatalf("default list:\n%s", body)
+	}
+}
+
+func TestConnectPageAPIKeyConnects(t *testing.T) {
+	e := sessionEnv(t)
+	secret, id := newSession(e, map[string]any{
+		"connection_id": "org:1", "integrations": "stripe", "metadata": map[string]any{"plan": "pro"},
+		"tags": map[string]any{"end_user_id": "42"}, "return_url": "https://app.example.test/done",
+	})
+	// One integration: its form at once.
+	status, body := uiGet(e, url.Values{sessionParam: {secret}})
+	for _, want := range []string{
+		`<label for="f-cred-apiKey">Secret key</label>`, `type="password"`, `pattern="sk_(live|test)_[A-Za-z0-9]+"`,
+		`placeholder="sk_test_..."`, `method="post"`, `action="ui"`, "default-src 'none'",
+	} {
+		if !strings.Contains(html.UnescapeString(body), want) {
+			t.Fatalf("form page (%d) lacks %q:\n%s", status, want, body)
+		}
+	}
+	assertPageIsSelfContained(t, body)
+
+	key := "sk_live_" + strings.Repeat("Q", 24)
+	status, body = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": key}))
+	if status != http.StatusOK || !strings.Contains(body, "stripe is connected") || strings.Contains(body, key) {
+		t.Fatalf("post: %d\n%s", status, body)
+	}
+	if !strings.Contains(body, `href="https://app.example.test/done?connection_id=org%3A1&amp;integration=stripe&amp;status=connected"`) {
+		t.Fatalf("success page has no link back:\n%s", body)
+	}
+	c := e.mustDo(logical.ReadOperation, "connections/stripe/org:1", nil)
+	if c["api_key"] != key || c["metadata"].(map[string]any)["plan"] != "pro" {
+		t.Fatalf("connection: %v", c)
+	}
+	if _, tagged := connectionFields()["tags"]; tagged {
+		if c["tags"].(map[string]string)["end_user_id"] != "42" {
+			t.Fatalf("connection tags: %v", c["tags"])
+		}
+	}
+	if got := e.mustDo(logical.ReadOperation, "sessions/"+id, nil); got["status"] != "connected" || got["connected_integration"] != "stripe" {
+		t.Fatalf("session after connecting: %v", got)
+	}
+
+	// A second tab: refused, nothing changed.
+	before := e.snapshot()
+	status, body = uiPost(e, map[string]any{
+		sessionParam: secret, integrationParam: "stripe", formTokenParam: hiddenInputs(t, connectedForm(e, secret))[formTokenParam],
+		"cred.apiKey": "sk_live_other",
+	})
+	if status != http.StatusConflict || !strings.Contains(body, "already connected") {
+		t.Fatalf("second post: %d\n%s", status, body)
+	}
+	e.assertUnchanged(before)
+}
+
+// connectedForm renders the form a tab opened before the session
+// connected still shows.
+func connectedForm(e *testEnv, secret string) string {
+	sess, _, err := e.b.sessionBySecret(e.t.Context(), e.storage, secret)
+	if err != nil || sess == nil {
+		e.t.Fatalf("session: %v", err)
+	}
+	in, err := integrationIfExists(e.t.Context(), e.storage, "stripe")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(formPage(http.StatusOK, sess, secret, in, nil, nil, "").Data[logical.HTTPRawBody].([]byte))
+}
+
+// assertPageIsSelfContained: no script, nothing external, the stylesheet
+// allowed by its hash.
+func assertPageIsSelfContained(t *testing.T, body string) {
+	t.Helper()
+	if strings.Contains(strings.ToLower(body), "<script") || strings.Contains(body, "src=") || strings.Contains(body, "<link") {
+		t.Fatalf("page loads something:\n%s", body)
+	}
+	css := regexp.MustCompile(`(?s)<style>(.*)</style>`).FindStringSubmatch(body)
+	if css == nil {
+		t.Fatal("no stylesheet")
+	}
+	sum := sha256.Sum256([]byte(css[1]))
+	hash := "sha256-" + base64.StdEncoding.EncodeToString(sum[:])
+	if !strings.Contains(html.UnescapeString(body), "style-src '"+hash+"'") {
+		t.Fatalf("CSP does not allow the stylesheet by its hash %s", hash)
+	}
+}
+
+func TestConnectPageRefusesForeignForms(t *testing.T) {
+	e := sessionEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/other", map[string]any{"auth_mode": "API_KEY"})
+	secretA, _ := newSession(e, map[string]any{"connection_id": "alice"})
+	secretB, _ := newSession(e, map[string]any{"connection_id": "bob"})
+	key := "sk_live_" + strings.Repeat("Z", 20)
+	formA := formOf(e, secretA, "stripe", map[string]any{"cred.apiKey": key})
+	with := func(changes map[string]any) map[string]any {
+		out := map[string]any{}
+		for k, v := range formA {
+			out[k] = v
+		}
+		for k, v := range changes {
+			if v == nil {
+				delete(out, k)
+			} else {
+				out[k] = v
+			}
+		}
+		return out
+	}
+	before := e.snapshot()
+	for name, form := range map[string]map[string]any{
+		"no form token":              with(map[string]any{formTokenParam: nil}),
+		"wrong form token":           with(map[string]any{formTokenParam: "x" + formA[formTokenParam].(string)}),
+		"another session's secret":   with(map[string]any{sessionParam: secretB}),
+		"token of another form":      with(map[string]any{integrationParam: "other"}),
+		"token of the oauth purpose": with(map[string]any{formTokenParam: mustSession(e, secretA).formToken("stripe", purposeAuthorize)}),
+	} {
+		status, body := uiPost(e, form)
+		if status != http.StatusForbidden || !strings.Contains(body, "Nothing was changed") || strings.Contains(body, key) {
+			t.Fatalf("%s: %d\n%s", name, status, body)
+		}
+	}
+	for name, form := range map[string]map[string]any{
+		"no session":      with(map[string]any{sessionParam: nil}),
+		"unknown session": with(map[string]any{sessionParam: "x" + secretA}),
+	} {
+		if status, body := uiPost(e, form); status != http.StatusNotFound || strings.Contains(body, key) {
+			t.Fatalf("%s: %d\n%s", name, status, body)
+		}
+	}
+	e.assertUnchanged(before)
+}
+
+func mustSession(e *testEnv, secret string) *sessionEntry {
+	e.t.Helper()
+	sess, _, err := e.b.sessionBySecret(e.t.Context(), e.storage, secret)
+	if err != nil || sess == nil {
+		e.t.Fatalf("session: %v", err)
+	}
+	return sess
+}
+
+func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
+	e := sessionEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/regional", map[string]any{
+		"auth_mode":          "API_KEY",
+		"credentials_schema": map[string]any{"apiKey": map[string]any{"title": "Key", "pattern": "k_[a-z]+"}},
+		"connection_config_schema": map[string]any{
+			"region": map[string]any{"title": "Region", "pattern": "eu|us", "description": "Where your account lives."},
+		},
+	})
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "regional"})
+	badKey := "not-a-key-VALUE-7"
+	before := e.snapshot()
+	status, body := uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.apiKey": badKey, "config.region": "eu"}))
+	if status != http.StatusBadRequest || strings.Contains(body, badKey) {
+		t.Fatalf("bad key: %d\n%s", status, body)
+	}
+	for _, want := range []string{
+		`aria-describedby="f-cred-apiKey-error"`, `<p class="error" id="f-cred-apiKey-error">`, "does not match the pattern",
+		`value="eu"`, `aria-describedby="f-config-region-hint"`, `type="password"`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Fatalf("error page lacks %q:\n%s", want, body)
+		}
+	}
+	e.assertUnchanged(before)
+
+	// A bad config value: its error beside it, the good key not echoed.
+	goodKey := "k_secretvalue"
+	status, body = uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.apiKey": goodKey, "config.region": "mars"}))
+	if status != http.StatusBadRequest || strings.Contains(body, goodKey) || !strings.Contains(body, `id="f-config-region-error"`) || !strings.Contains(body, `value="mars"`) {
+		t.Fatalf("bad region: %d\n%s", status, body)
+	}
+	e.assertUnchanged(before)
+	// Fixed, it connects: a refused post does not spend the session.
+	if status, body = uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.apiKey": goodKey, "config.region": "us"})); status != http.StatusOK {
+		t.Fatalf("fixed post: %d\n%s", status, body)
+	}
+	if got := e.mustDo(logical.ReadOperation, "connections/regional/c", nil)["connection_config"].(map[string]any)["region"]; got != "us" {
+		t.Fatalf("region %v", got)
+	}
+}
+
+func TestConnectPageReconnect(t *testing.T) {
+	e := sessionEnv(t)
+	e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_live_old", "metadata": map[string]any{"plan": "basic"}})
+	// A session that creates refuses an existing connection.
+	secret, _ := newSession(e, map[string]any{"connection_id": "acme", "integrations": "stripe", "metadata": map[string]any{"plan": "new"}})
+	status, body := uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_new"}))
+	if status != http.StatusBadRequest || !strings.Contains(body, "reconnect") {
+		t.Fatalf("create over existing: %d\n%s", status, body)
+	}
+	secret, _ = newSession(e, map[string]any{"connection_id": "acme", "integrations": "stripe", "reconnect": true, "metadata": map[string]any{"plan": "new"}})
+	if status, body = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_new"})); status != http.StatusOK {
+		t.Fatalf("reconnect: %d\n%s", status, body)
+	}
+	c := e.mustDo(logical.ReadOperation, "connections/stripe/acme", nil)
+	if c["api_key"] != "sk_live_new" || c["metadata"].(map[string]any)["plan"] != "basic" {
+		t.Fatalf("reconnected connection: %v", c)
+	}
+	// A reconnect of nothing is refused.
+	secret, _ = newSession(e, map[string]any{"connection_id": "ghost", "integrations": "stripe", "reconnect": true})
+	if status, _ = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_x"})); status != http.StatusBadRequest {
+		t.Fatalf("reconnect of nothing: %d", status)
+	}
+}
+
+func TestConnectPageOAuth(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	secret, id := newSession(e, map[string]any{
+		"connection_id": "org:9", "integrations": "github", "metadata": map[string]any{"team": "blue"},
+		"return_url": "https://app.example.test/done",
+	})
+	status, body := uiGet(e, url.Values{sessionParam: {secret}})
+	srvOrigin := strings.TrimSuffix(srv.AuthURL(), "/authorize")
+	if status != http.StatusOK || !strings.Contains(body, `method="get"`) ||
+		!strings.Contains(html.UnescapeString(body), "form-action 'self' "+srvOrigin) {
+		t.Fatalf("oauth form: %d\n%s", status, body)
+	}
+	form := hiddenInputs(t, body)
+	if form[stepParam] != stepAuthorize {
+		t.Fatalf("oauth form fields %v", form)
+	}
+	// The button is refused with another purpose's token.
+	bad := map[string]any{}
+	for k, v := range form {
+		bad[k] = v
+	}
+	bad[formTokenParam] = mustSession(e, secret).formToken("github", purposeConnect)
+	if status, _, _ := uiRequest(e, logical.ReadOperation, bad); status != http.StatusForbidden {
+		t.Fatalf("oauth with a connect token: %d", status)
+	}
+
+	status, _, resp := uiRequest(e, logical.ReadOperation, form)
+	if status != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Redirect, srv.AuthURL()+"?") {
+		t.Fatalf("oauth button: %d %q", status, resp.Redirect)
+	}
+	q := followConsent(t, resp.Redirect)
+	status, body, _ = callback(e, q)
+	if status != http.StatusOK || !strings.Contains(body, "github is connected") ||
+		!strings.Contains(body, "https://app.example.test/done?connection_id=org%3A9&amp;integration=github&amp;status=connected") {
+		t.Fatalf("callback: %d\n%s", status, body)
+	}
+	c := e.mustDo(logical.ReadOperation, "connections/github/org:9", nil)
+	if !srv.AccessTokenValid(c["access_token"].(string)) || c["metadata"].(map[string]any)["team"] != "blue" {
+		t.Fatalf("connection: %v", c)
+	}
+	if got := e.mustDo(logical.ReadOperation, "sessions/"+id, nil)["status"]; got != "connected" {
+		t.Fatalf("session status %v", got)
+	}
+	if status, _ := uiGet(e, url.Values{sessionParam: {secret}}); status != http.StatusConflict {
+		t.Fatalf("page after connecting: %d", status)
+	}
+}
+
+func TestConnectPageOAuthCallbackOfRevokedSession(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	secret, id := newSession(e, map[string]any{"connection_id": "org:9", "integrations": "github"})
+	_, body := uiGet(e, url.Values{sessionParam: {secret}})
+	_, _, resp := uiRequest(e, logical.ReadOperation, hiddenInputs(t, body))
+	q := followConsent(t, resp.Redirect)
+	e.mustDo(logical.DeleteOperation, "sessions/"+id, nil)
+	status, body, _ := callback(e, q)
+	if status != http.StatusBadRequest || !strings.Contains(body, "revoked") {
+		t.Fatalf("callback of a revoked session: %d\n%s", status, body)
+	}
+	if _, status := e.do(logical.ReadOperation, "connections/github/org:9", nil); status != http.StatusNotFound {
+		t.Fatalf("connection stored through a revoked session: %d", status)
+	}
+}
+
+// followConsent plays the browser at the provider and returns the query
+// it sends back to the callback.
+func followConsent(t *testing.T, authURL string) url.Values {
+	t.Helper()
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(authURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusFound {
+		t.Fatalf("provider answered %d %v", resp.StatusCode, err)
+	}
+	return loc.Query()
+}
+
+func TestConnectPageClientCredentialsFailureInWords(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	e.mustDo(logical.CreateOperation, "integrations/byo", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(),
+		"credentials_schema": map[string]any{
+			"client_id":     map[string]any{"title": "Client ID"},
+			"client_secret": map[string]any{"title": "Client secret"},
+		},
+	})
+	secret, _ := newSession(e, map[string]any{"connection_id": "t1", "integrations": "byo"})
+	wrongSecret := "wrong-client-secret-123"
+	status, body := uiPost(e, formOf(e, secret, "byo", map[string]any{"cred.client_id": srv.ClientID, "cred.client_secret": wrongSecret}))
+	if status != http.StatusFailedDependency || !strings.Contains(body, "could not obtain a token") || strings.Contains(body, wrongSecret) ||
+		!strings.Contains(body, `value="`+srv.ClientID+`"`) {
+		t.Fatalf("refused client: %d\n%s", status, body)
+	}
+	status, body = uiPost(e, formOf(e, secret, "byo", map[string]any{"cred.client_id": srv.ClientID, "cred.client_secret": srv.ClientSecret}))
+	if status != http.StatusOK || strings.Contains(body, srv.ClientSecret) {
+		t.Fatalf("good client: %d\n%s", status, body)
+	}
+	if tok := e.mustDo(logical.ReadOperation, "connections/byo/t1", nil)["access_token"].(string); !srv.AccessTokenValid(tok) {
+		t.Fatalf("token %q", tok)
+	}
+}

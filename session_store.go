@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Connect sessions: what lets a customer's browser, which holds no Vault
+// token, connect one connection id through the hosted page
+// (path_connect_ui.go). A session is stored under the SHA-256 of its
+// secret, as pending authorizations are, so storage never holds a usable
+// secret; a second entry maps its public session_id (what the creator may
+// revoke it by) to that hash, and an expiry entry by minute lets the
+// periodic sweep find it without listing every session. The id entries are
+// what the mount's max_sessions counts.
+const (
+	sessionPrefix       = "connect_sessions/"
+	sessionIDPrefix     = "connect_session_ids/"
+	sessionExpiryPrefix = "connect_session_expiry/"
+)
+
+// sessionEntry is one connect session.
+type sessionEntry struct {
+	ID           string `json:"id"`
+	ConnectionID string `json:"connection_id"`
+	// Integrations are the ones the page offers; empty offers every
+	// integration of the mount the page can connect.
+	Integrations []string          `json:"integrations,omitempty"`
+	Tags         map[string]string `json:"tags,omitempty"`
+	Metadata     map[string]any    `json:"metadata,omitempty"`
+	ReturnURL    string            `json:"return_url,omitempty"`
+	// Reconnect replaces the credentials of an existing connection and
+	// keeps its metadata and tags.
+	Reconnect bool `json:"reconnect,omitempty"`
+	// FormKey signs the page's form tokens. It is random per session and
+	// never leaves storage, so that a form of one session is refused with
+	// another session's secret.
+	FormKey   []byte    `json:"form_key"`
+	CreatedAt time.Time `json:"created_at"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// ConnectedIntegration is set once the session has connected: a
+	// session connects once.
+	ConnectedIntegration string    `json:"connected_integration,omitempty"`
+	ConnectedAt          time.Time `json:"connected_at,omitempty"`
+}
+
+// allows reports whether the session may connect integration.
+func (e *sessionEntry) allows(integration string) bool {
+	return len(e.Integrations) == 0 || contains(e.Integrations, integration)
+}
+
+// formToken is the token a form of this session carries for one
+// integration and purpose: a page can post only into its own session.
+func (e *sessionEntry) formToken(integration, purpose string) string {
+	mac := hmac.New(sha256.New, e.FormKey)
+	mac.Write([]byte(integration + "\x00" + purpose))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// validFormToken compares in constant time.
+func (e *sessionEntry) validFormToken(integration, purpose, token string) bool {
+	want := e.formToken(integration, purpose)
+	return token != "" && hmac.Equal([]byte(want), []byte(token))
+}
+
+// sessionIDEntry maps a session_id to its session.
+type sessionIDEntry struct {
+	SecretHash string    `json:"secret_hash"`
+	ExpiresAt  time.Time `json:"expires_at"`
+}
+
+func sessionKey(secretHash string) string { return sessionPrefix + secretHash }
+func sessionIDKey(id string) string       { return sessionIDPrefix + id }
+func sessionExpiryKey(secretHash string, expiresAt time.Time) string {
+	return sessionExpiryPrefix + stateExpiryBucket(expiresAt) + "/" + secretHash
+}
+
+// newSessionSecret returns a secret of 32 random bytes and its hash.
+func newSessionSecret() (string, string, error) {
+	return newState()
+}
+
+// hashSessionSecret is how a session is found from its secret.
+func hashSessionSecret(secret string) string { return hashState(secret) }
+
+// newSessionID is a public id of 16 random bytes, unrelated to the secret.
+func newSessionID() (string, error) {
+	buf := make([]byte, 16)
+	if _, err := rand.Read(buf); err != nil {
+		return "", fmt.Errorf("generating session id: %w", err)
+	}
+	return hex.EncodeToString(buf), nil
+}
+
+// validSessionID accepts what newSessionID makes, so that a path segment
+// never reaches storage as anything else.
+func validSessionID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(id)
+	return err == nil && strings.ToLower(id) == id
+}
+
+// sessionLimitError refuses a session beyond config's max_sessions.
+type sessionLimitError struct{ max int }
+
+func (e *sessionLimitError) Error() string {
+	return fmt.Sprintf("this mount already has %d connect sessions, config's max_sessions: retry when some have expired or been revoked, or raise the limit", e.max)
+}
+
+// createSession stores e under a new secret and returns the secret. A
+// session beyond max is refused with a sessionLimitError: sessions are
+// created for connection ids that need not exist, so without a cap one
+// caller could fill storage until they expire.
+func (b *backend) createSession(ctx context.Context, s logical.Storage, e *sessionEntry, max int) (string, error) {
+	secret, hash, err := newSessionSecret()
+	if err != nil {
+		return "", err
+	}
+	if err := b.sessionCount.load(ctx, s); err != nil {
+		return "", err
+	}
+	defer b.sessionCount.changing()()
+	if !b.sessionCount.reserve(max) {
+		return "", &sessionLimitError{max}
+	}
+	// The id entry, which the count counts, goes last: it never names a
+	// session that was not stored.
+	err = putJSON(ctx, s, sessionKey(hash), e)
+	if err == nil {
+		err = putJSON(ctx, s, sessionExpiryKey(hash, e.ExpiresAt), stateExpiryEntry{})
+	}
+	if err == nil {
+		err = putJSON(ctx, s, sessionIDKey(e.ID), &sessionIDEntry{SecretHash: hash, ExpiresAt: e.ExpiresAt})
+	}
+	if err != nil {
+		b.sessionCount.release()
+		return "", err
+	}
+	return secret, nil
+}
+
+// sessionBySecret returns the session a secret opens, nil when there is
+// none (never created, revoked or swept). An expired one is returned: the
+// caller says so in words.
+func (b *backend) sessionBySecret(ctx context.Context, s logical.Storage, secret string) (*sessionEntry, string, error) {
+	if secret == "" {
+		return nil, "", nil
+	}
+	hash := hashSessionSecret(secret)
+	var e sessionEntry
+	found, err := getJSON(ctx, s, sessionKey(hash), &e)
+	if err != nil || !found {
+		return nil, hash, err
+	}
+	return &e, hash, nil
+}
+
+// sessionByID returns a session by its public id.
+func (b *backend) sessionByID(ctx context.Context, s logical.Storage, id string) (*sessionEntry, error) {
+	var idx sessionIDEntry
+	found, err := getJSON(ctx, s, sessionIDKey(id), &idx)
+	if err != nil || !found {
+		return nil, err
+	}
+	var e sessionEntry
+	found, err = getJSON(ctx, s, sessionKey(idx.SecretHash), &e)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// lockSession serialises everything that uses one session, so that two
+// tabs posting at once connect it once.
+func (b *backend) lockSession(secretHash string) func() {
+	return b.stateLocks.Lock("session/" + secretHash)
+}
+
+// markSessionConnected records, under the session's lock, that the session
+// has connected integration.
+func (b *backend) markSessionConnected(ctx context.Context, s logical.Storage, secretHash string, e *sessionEntry, integration string) error {
+	e.ConnectedIntegration = integration
+	e.ConnectedAt = b.now()
+	return putJSON(ctx, s, sessionKey(secretHash), e)
+}
+
+// revokeSession deletes a session by its id; false when there is none.
+func (b *backend) revokeSession(ctx context.Context, s logical.Storage, id string) (bool, error) {
+	var idx sessionIDEntry
+	found, err := getJSON(ctx, s, sessionIDKey(id), &idx)
+	if err != nil || !found {
+		return false, err
+	}
+	defer b.lockSession(idx.SecretHash)()
+	return true, b.deleteSession(ctx, s, id, idx)
+}
+
+// deleteSession deletes a session's entries: the id entry first, as
+// takeState deletes the index first, so that a failure leaves a session the
+// sweep still finds by its expiry entry.
+func (b *backend) deleteSession(ctx context.Context, s logical.Storage, id string, idx sessionIDEntry) error {
+	if err := b.sessionCount.load(ctx, s); err != nil {
+		return err
+	}
+	defer b.sessionCount.changing()()
+	if err := s.Delete(ctx, sessionIDKey(id)); err != nil {
+		return fmt.Errorf("deleting session id: %w", err)
+	}
+	b.sessionCount.removed()
+	if err := s.Delete(ctx, sessionKey(idx.SecretHash)); err != nil {
+		return fmt.Errorf("deleting session: %w", err)
+	}
+	if err := s.Delete(ctx, sessionExpiryKey(idx.SecretHash, idx.ExpiresAt)); err != nil {
+		b.Logger().Warn("deleting a session's expiry entry; the sweep removes it", "error", err)
+	}
+	return nil
+}
+
+// sessionSweepPage bounds the sessions one periodic sweep deletes.
+const sessionSweepPage = 1000
+
+// cleanExpiredSessions deletes up to a page of expired sessions, oldest
+// minute first, with their id and expiry entries.
+func (b *backend) cleanExpiredSessions(ctx context.Context, s logical.Storage) error {
+	buckets, err := listSorted(ctx, s, sessionExpiryPrefix)
+	if err != nil {
+		return fmt.Errorf("listing session expiries: %w", err)
+	}
+	now := b.now()
+	budget := sessionSweepPage
+	for _, bucket := range buckets {
+		end, err := time.Parse(stateExpiryBucketLayout, strings.TrimSuffix(bucket, "/"))
+		if err != nil || now.Before(end) {
+			break // sorted: every later minute is still to come
+		}
+		hashes, err := listSorted(ctx, s, sessionExpiryPrefix+bucket)
+		if err != nil {
+			return fmt.Errorf("listing expired sessions: %w", err)
+		}
+		for _, h := range hashes[:min(budget, len(hashes))] {
+			if err := b.sweepSession(ctx, s, sessionExpiryPrefix+bucket+h, h, now); err != nil {
+				return err
+			}
+		}
+		if budget -= len(hashes); budget <= 0 {
+			break
+		}
+	}
+	return nil
+}
+
+// sweepSession deletes one session of a past minute, or only its expiry
+// entry when the session was revoked meanwhile.
+func (b *backend) sweepSession(ctx context.Context, s logical.Storage, expiryKey, hash string, now time.Time) error {
+	defer b.lockSession(hash)()
+	var e sessionEntry
+	found, err := getJSON(ctx, s, sessionKey(hash), &e)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return s.Delete(ctx, expiryKey)
+	}
+	if now.Before(e.ExpiresAt) {
+		return nil // only if the clock went back
+	}
+	return b.deleteSession(ctx, s, e.ID, sessionIDEntry{SecretHash: hash, ExpiresAt: e.ExpiresAt})
+}
+
+// sessionCounter is the mount's number of sessions (their id entries),
+// checked against max_sessions without listing. It is derived by one List
+// the first time this process needs it and kept by every change since;
+// session writes are forwarded to the active node and the sweep runs where
+// storage is writable, and a node that becomes active builds a new backend
+// that derives it afresh (as pendingCounts are).
+type sessionCounter struct {
+	// derive is held for writing while the count is listed, and for
+	// reading around every change of the id entries.
+	derive sync.RWMutex
+	loaded bool
+	n      atomic.Int64
+}
+
+func (c *sessionCounter) load(ctx context.Context, s logical.Storage) error {
+	c.derive.RLock()
+	loaded := c.loaded
+	c.derive.RUnlock()
+	if loaded {
+		return nil
+	}
+	c.derive.Lock()
+	defer c.derive.Unlock()
+	if c.loaded {
+		return nil
+	}
+	ids, err := s.List(ctx, sessionIDPrefix)
+	if err != nil {
+		return fmt.Errorf("counting sessions: %w", err)
+	}
+	c.n.Store(int64(len(ids)))
+	c.loaded = true
+	return nil
+}
+
+func (c *sessionCounter) changing() func() {
+	c.derive.RLock()
+	return c.derive.RUnlock
+}
+
+func (c *sessionCounter) reserve(max int) bool {
+	for {
+		n := c.n.Load()
+		if n >= int64(max) {
+			return false
+		}
+		if c.n.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+func (c *sessionCounter) release() { c.n.Add(-1) }
+
+func (c *sessionCounter) removed() { c.n.Add(-1) }
