@@ -168,9 +168,10 @@ func authorizationSources(in *integrationEntry) []string {
 			scheme = s
 		}
 		policy := provider.NewHostPolicy([]string{alt}, in.AllowedHosts)
+		port := templatePort(alt)
 		for _, p := range strings.Split(policy.String(), ", ") {
 			if p != "" {
-				set[scheme+"://"+p] = true
+				set[scheme+"://"+p+port] = true
 			}
 		}
 	}
@@ -180,6 +181,28 @@ func authorizationSources(in *integrationEntry) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// templatePort is the ":port" a URL template's authority names, or "". A
+// CSP source without a port allows only the scheme's default one, and a
+// placeholder never sets the port (the egress rule), so the template's
+// literal port is the one its URLs have.
+func templatePort(tmpl string) string {
+	_, rest, ok := strings.Cut(tmpl, "://")
+	if !ok {
+		return ""
+	}
+	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
+		rest = rest[:i]
+	}
+	i := strings.LastIndex(rest, ":")
+	if i < 0 || strings.Contains(rest[i:], "]") {
+		return ""
+	}
+	if port := rest[i+1:]; port != "" && strings.Trim(port, "0123456789") == "" {
+		return ":" + port
+	}
+	return ""
 }
 
 // contentSecurityPolicy is the page's policy: nothing may load, the one

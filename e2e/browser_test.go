@@ -210,6 +210,7 @@ func open(t *testing.T, ctx context.Context, u string) *network.Response {
 // it leads to; it returns that page's response.
 func press(t *testing.T, ctx context.Context, words string) *network.Response {
 	t.Helper()
+	present(t, ctx, named(words), words)
 	resp, err := chromedp.RunResponse(ctx, chromedp.Click(named(words), chromedp.NodeVisible))
 	if err != nil {
 		t.Fatalf("press %q: %v\npage: %s", words, err, pageText(ctx))
@@ -220,8 +221,24 @@ func press(t *testing.T, ctx context.Context, words string) *network.Response {
 // fill types value into the control labelled label.
 func fill(t *testing.T, ctx context.Context, label, value string) {
 	t.Helper()
+	present(t, ctx, labelled(label), "a field labelled "+label)
 	if err := chromedp.Do(ctx, chromedp.SendKeys(labelled(label), value, chromedp.NodeVisible)); err != nil {
 		t.Fatalf("fill %q: %v\npage: %s", label, err, pageText(ctx))
+	}
+}
+
+// findTimeout bounds the wait for a link, button or field a person looks
+// for: the page is there already, so a missing one fails at once, with the
+// page's text, instead of at the tab's deadline.
+const findTimeout = 5 * time.Second
+
+// present fails the test unless the page shows sel (what says what it is).
+func present(t *testing.T, ctx context.Context, sel chromedp.Search, what string) {
+	t.Helper()
+	short, cancel := context.WithTimeout(ctx, findTimeout)
+	defer cancel()
+	if err := chromedp.Do(short, chromedp.WaitVisible(sel)); err != nil {
+		t.Fatalf("the page has no %s (%v):\n%s", what, err, pageText(ctx))
 	}
 }
 
