@@ -8,13 +8,9 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"html/template"
-	"net/url"
-	"sort"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The connect page's HTML: one template, one stylesheet, no script and
@@ -48,6 +44,9 @@ type connectPageView struct {
 	Form       *connectFormView
 	ReturnURL  string
 	ReturnText string
+	// RefreshTo is the content attribute of a meta refresh, built from a
+	// URL escaped for HTML.
+	RefreshTo template.HTMLAttr
 }
 
 // connectChoice is one integration in the page's list.
@@ -57,16 +56,15 @@ type connectChoice struct {
 
 // connectFormView is one integration's form.
 type connectFormView struct {
-	Mode                string
-	Method, Action      string
-	Session             string
-	Integration, Token  string
-	Step                string
-	Error               string
-	Inputs              []connectInputView
-	Submit              string
-	Back                string
-	formActionAllowance []string
+	Mode               string
+	Method, Action     string
+	Session            string
+	Integration, Token string
+	Step               string
+	Error              string
+	Inputs             []connectInputView
+	Submit             string
+	Back               string
 }
 
 // connectInputView is one input, with its label, hints and error.
@@ -130,10 +128,16 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 		} else if f.Type == "boolean" {
 			v.Options = []string{"true", "false"}
 		}
-		if f.Type == "number" {
-			v.Type = "text" // inputmode would need no script either, but keep one kind
-		}
+		// A screen reader reads the hints around the input with it: the
+		// prefix and suffix ("https://", ".zendesk.com"), the description
+		// and the error.
 		var described []string
+		if v.Prefix != "" {
+			described = append(described, v.ID+"-prefix")
+		}
+		if v.Suffix != "" {
+			described = append(described, v.ID+"-suffix")
+		}
 		if v.Hint != "" {
 			described = append(described, v.ID+"-hint")
 		}
@@ -146,87 +150,24 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 	return out
 }
 
-// authorizationSources are the CSP sources of the hosts an OAUTH2
-// integration's authorization URL may have: the form that starts consent
-// is answered with a redirect there, which form-action must allow. A
-// literal host is itself; a host a connection's config chooses is the
-// egress rule's pattern for it.
-func authorizationSources(in *integrationEntry) []string {
-	if in.AuthMode != authModeOAuth2 || in.AuthURL == "" {
-		return nil
-	}
-	set := map[string]bool{}
-	for _, alt := range provider.Alternatives(in.AuthURL) {
-		if !strings.Contains(alt, "${") {
-			if u, err := url.Parse(alt); err == nil && u.Host != "" {
-				set[u.Scheme+"://"+u.Host] = true
-			}
-			continue
-		}
-		scheme := "https"
-		if s, _, ok := strings.Cut(alt, "://"); ok && !strings.Contains(s, "${") {
-			scheme = s
-		}
-		policy := provider.NewHostPolicy([]string{alt}, in.AllowedHosts)
-		port := templatePort(alt)
-		for _, p := range strings.Split(policy.String(), ", ") {
-			if p != "" {
-				set[scheme+"://"+p+port] = true
-			}
-		}
-	}
-	out := make([]string, 0, len(set))
-	for s := range set {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
-}
-
-// templatePort is the ":port" a URL template's authority names, or "". A
-// CSP source without a port allows only the scheme's default one, and a
-// placeholder never sets the port (the egress rule), so the template's
-// literal port is the one its URLs have.
-func templatePort(tmpl string) string {
-	_, rest, ok := strings.Cut(tmpl, "://")
-	if !ok {
-		return ""
-	}
-	if i := strings.IndexAny(rest, "/?#"); i >= 0 {
-		rest = rest[:i]
-	}
-	i := strings.LastIndex(rest, ":")
-	if i < 0 || strings.Contains(rest[i:], "]") {
-		return ""
-	}
-	if port := rest[i+1:]; port != "" && strings.Trim(port, "0123456789") == "" {
-		return ":" + port
-	}
-	return ""
-}
-
-// contentSecurityPolicy is the page's policy: nothing may load, the one
-// stylesheet by its hash, forms only to Vault itself and, for OAuth, the
-// provider's authorization host.
-func contentSecurityPolicy(formAction []string) string {
-	return strings.Join([]string{
-		"default-src 'none'",
-		"style-src " + connectStyleHash,
-		"img-src 'none'",
-		"base-uri 'none'",
-		"form-action " + strings.Join(append([]string{"'self'"}, formAction...), " "),
-	}, "; ")
-}
+// connectPageCSP is the page's policy: nothing may load, the one
+// stylesheet by its hash, forms only to Vault itself. Every form posts to
+// the page; OAuth consent is reached by the continue page's refresh and
+// link, which form-action does not govern, so the provider's host need not
+// be allowed.
+var connectPageCSP = strings.Join([]string{
+	"default-src 'none'",
+	"style-src " + connectStyleHash,
+	"img-src 'none'",
+	"base-uri 'none'",
+	"form-action 'self'",
+}, "; ")
 
 // renderConnectPage answers with the page and status. Cache-Control
 // no-store keeps the session's forms out of caches; the headers Vault does
 // not let a plugin set are the listener's (docs/deployment.md).
 func renderConnectPage(status int, v connectPageView) *logical.Response {
-	var allowance []string
-	if v.Form != nil {
-		allowance = v.Form.formActionAllowance
-	}
-	v.CSP = contentSecurityPolicy(allowance)
+	v.CSP = connectPageCSP
 	v.CSS = template.CSS(connectPageCSS)
 	var buf bytes.Buffer
 	contentType := "text/html; charset=utf-8"

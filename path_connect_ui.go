@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"html"
+	"html/template"
 	"net/http"
 	"net/url"
 
@@ -25,11 +27,6 @@ const (
 	sessionParam     = "session"
 	integrationParam = "integration"
 	formTokenParam   = "form_token"
-	stepParam        = "step"
-	// stepAuthorize is the OAuth button's request: a GET, so that Vault's
-	// redirect (a 307, which repeats the method and body) sends the browser
-	// to the provider with a GET and no form body.
-	stepAuthorize = "authorize"
 )
 
 // Form token purposes: a token for one form is refused by the other.
@@ -48,13 +45,10 @@ func pathConnectUI(b *backend) []*framework.Path {
 		Fields: map[string]*framework.FieldSchema{
 			sessionParam:     {Type: framework.TypeString, Query: true, Description: "The session's secret, from its connect_url."},
 			integrationParam: {Type: framework.TypeString, Query: true, Description: "The integration chosen."},
-			formTokenParam:   {Type: framework.TypeString, Query: true, Description: "The form's token, bound to the session."},
-			stepParam:        {Type: framework.TypeString, Query: true, Description: "authorize: start OAuth consent."},
+			formTokenParam:   {Type: framework.TypeString, Description: "The form's token, bound to the session."},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
-			// GET may start an authorization (it stores a pending state),
-			// so it is forwarded like the callback.
-			logical.ReadOperation:   forwardedOperation(b.pathConnectUIGet, "open", okResponse("An HTML page, or a redirect to the provider's consent.", nil)),
+			logical.ReadOperation:   localOperation(b.pathConnectUIGet, "open", okResponse("An HTML page.", nil)),
 			logical.UpdateOperation: forwardedOperation(b.pathConnectUIPost, "submit", okResponse("An HTML page.", nil)),
 		},
 		HelpSynopsis:    "The hosted connect page, opened from a session's connect_url.",
@@ -87,7 +81,7 @@ func (b *backend) pathConnectUIGet(ctx context.Context, req *logical.Request, _ 
 	if err := checkPayloadSize(req.Data); err != nil {
 		return messagePage(http.StatusBadRequest, "Request too large", err.Error(), ""), nil
 	}
-	sess, hash, page, err := b.openSession(ctx, req)
+	sess, _, page, err := b.openSession(ctx, req)
 	if page != nil || err != nil {
 		return page, err
 	}
@@ -99,23 +93,7 @@ func (b *backend) pathConnectUIGet(ctx context.Context, req *logical.Request, _ 
 	if page != nil || err != nil {
 		return page, err
 	}
-	secret := formValue(req.Data, sessionParam)
-	if formValue(req.Data, stepParam) != stepAuthorize {
-		return formPage(http.StatusOK, sess, secret, in, nil, nil, ""), nil
-	}
-	if in.AuthMode != authModeOAuth2 || !sess.validFormToken(in.Name, purposeAuthorize, formValue(req.Data, formTokenParam)) {
-		return refusedFormPage(), nil
-	}
-	defer b.lockSession(hash)()
-	if sess, _, page, err = b.openSession(ctx, req); page != nil || err != nil {
-		return page, err
-	}
-	f := formFor(in)
-	authURL, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
-	if err != nil {
-		return b.failedFormPage(sess, secret, in, f, req.Data, err)
-	}
-	return &logical.Response{Redirect: authURL}, nil
+	return formPage(http.StatusOK, sess, formValue(req.Data, sessionParam), in, nil, nil, ""), nil
 }
 
 func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -130,7 +108,11 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if page != nil || err != nil {
 		return page, err
 	}
-	if in.AuthMode == authModeOAuth2 || !sess.validFormToken(in.Name, purposeConnect, formValue(req.Data, formTokenParam)) {
+	purpose := purposeConnect
+	if in.AuthMode == authModeOAuth2 {
+		purpose = purposeAuthorize
+	}
+	if !sess.validFormToken(in.Name, purpose, formValue(req.Data, formTokenParam)) {
 		return refusedFormPage(), nil
 	}
 	// Two tabs posting at once: the second waits, then finds the session
@@ -143,6 +125,13 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	f := formFor(in)
 	if f.Unsupported != "" {
 		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported, ""), nil
+	}
+	if in.AuthMode == authModeOAuth2 {
+		authURL, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
+		if err != nil {
+			return b.failedFormPage(sess, secret, in, f, req.Data, err)
+		}
+		return continuePage(in, authURL), nil
 	}
 	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
 		return b.failedFormPage(sess, secret, in, f, req.Data, err)
@@ -225,16 +214,14 @@ func formPage(status int, sess *sessionEntry, secret string, in *integrationEntr
 		return renderConnectPage(http.StatusOK, view)
 	}
 	form := &connectFormView{
-		Mode: modeLabel(in.AuthMode), Method: "post", Action: "ui",
+		Mode:    modeLabel(in.AuthMode),
 		Session: secret, Integration: in.Name, Token: sess.formToken(in.Name, purposeConnect),
 		Error:  general,
 		Inputs: inputViews(append(append([]pageInput(nil), f.Credentials...), f.Config...), kept, errs),
 		Submit: "Connect",
 	}
 	if in.AuthMode == authModeOAuth2 {
-		form.Method, form.Step, form.Submit = "get", stepAuthorize, "Continue to sign in"
-		form.Token = sess.formToken(in.Name, purposeAuthorize)
-		form.formActionAllowance = authorizationSources(in)
+		form.Submit, form.Token = "Continue to sign in", sess.formToken(in.Name, purposeAuthorize)
 	}
 	if len(sess.Integrations) != 1 {
 		form.Back = connectUIRelative(url.Values{sessionParam: {secret}})
@@ -268,6 +255,24 @@ func (b *backend) failedFormPage(sess *sessionEntry, secret string, in *integrat
 	msg := f.scrubPosted(err.Error(), data)
 	byInput, general := f.formErrors(msg)
 	return formPage(status, sess, secret, in, f.keptValues(data), byInput, general), nil
+}
+
+// continuePage sends the browser on to the provider's consent page. Vault
+// lets a plugin set no Location header, and its own redirect (a 307) would
+// repeat the form's POST, session secret included, at the provider and
+// write the authorization URL, state included, into the audit log as is;
+// a page's body is HMACed there like any response data. So the page
+// refreshes to the URL at once (an HTML meta refresh, no script) and links
+// to it for browsers that do not follow refreshes.
+func continuePage(in *integrationEntry, authURL string) *logical.Response {
+	view := connectPageView{
+		Title:      "Continue to sign in",
+		Notice:     "Taking you to " + integrationLabel(in) + " to sign in and allow access.",
+		RefreshTo:  template.HTMLAttr(`content="0; url=` + html.EscapeString(authURL) + `"`),
+		ReturnURL:  authURL,
+		ReturnText: "Continue to sign in",
+	}
+	return renderConnectPage(http.StatusOK, view)
 }
 
 // messagePage is a page with a title, a message and, if given, a link back
@@ -305,9 +310,9 @@ Vault token: the session's secret in the URL authorises it, and every
 form carries a token bound to that session.
 
 GET lists the session's integrations, or shows one's form
-(integration=<name>); an OAUTH2 form's button is a GET with
-step=authorize, answered with a redirect to the provider's consent page.
-POST (application/x-www-form-urlencoded) stores the connection from an
-API_KEY, BASIC, CUSTOM or OAUTH2_CC form, checked as any connection write
-is. A session connects once.
+(integration=<name>). POST (application/x-www-form-urlencoded) stores the
+connection from an API_KEY, BASIC, CUSTOM or OAUTH2_CC form, checked as any
+connection write is; an OAUTH2 form's POST starts the authorization and
+answers a page that sends the browser on to the provider's consent page.
+A session connects once.
 `

@@ -155,6 +155,7 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 		t.Fatalf("second post: %d\n%s", status, body)
 	}
 	e.assertUnchanged(before)
+	e.assertNoSecretLogged(key, secret)
 }
 
 // connectedForm renders the form a tab opened before the session
@@ -249,7 +250,7 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 		"auth_mode":          "API_KEY",
 		"credentials_schema": map[string]any{"apiKey": map[string]any{"title": "Key", "pattern": "k_[a-z]+"}},
 		"connection_config_schema": map[string]any{
-			"region": map[string]any{"title": "Region", "pattern": "eu|us", "description": "Where your account lives."},
+			"region": map[string]any{"title": "Region", "pattern": "eu|us", "description": "Where your account lives.", "prefix": "api.", "suffix": ".example.test"},
 		},
 	})
 	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "regional"})
@@ -261,7 +262,8 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 	}
 	for _, want := range []string{
 		`aria-describedby="f-cred-apiKey-error"`, `<p class="error" id="f-cred-apiKey-error">`, "does not match the pattern",
-		`value="eu"`, `aria-describedby="f-config-region-hint"`, `type="password"`,
+		`value="eu"`, `aria-describedby="f-config-region-prefix f-config-region-suffix f-config-region-hint"`, `type="password"`,
+		`<span class="affix" id="f-config-region-prefix">api.</span>`, `<label for="f-config-region">Region</label>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Fatalf("error page lacks %q:\n%s", want, body)
@@ -317,30 +319,27 @@ func TestConnectPageOAuth(t *testing.T) {
 		"return_url": "https://app.example.test/done",
 	})
 	status, body := uiGet(e, url.Values{sessionParam: {secret}})
-	srvOrigin := strings.TrimSuffix(srv.AuthURL(), "/authorize")
-	if status != http.StatusOK || !strings.Contains(body, `method="get"`) ||
-		!strings.Contains(html.UnescapeString(body), "form-action 'self' "+srvOrigin) {
+	if status != http.StatusOK || !strings.Contains(body, `method="post"`) || !strings.Contains(html.UnescapeString(body), "form-action 'self'\"") {
 		t.Fatalf("oauth form: %d\n%s", status, body)
 	}
 	form := hiddenInputs(t, body)
-	if form[stepParam] != stepAuthorize {
-		t.Fatalf("oauth form fields %v", form)
-	}
 	// The button is refused with another purpose's token.
 	bad := map[string]any{}
 	for k, v := range form {
 		bad[k] = v
 	}
 	bad[formTokenParam] = mustSession(e, secret).formToken("github", purposeConnect)
-	if status, _, _ := uiRequest(e, logical.ReadOperation, bad); status != http.StatusForbidden {
+	if status, _ := uiPost(e, bad); status != http.StatusForbidden {
 		t.Fatalf("oauth with a connect token: %d", status)
 	}
 
-	status, _, resp := uiRequest(e, logical.ReadOperation, form)
-	if status != http.StatusTemporaryRedirect || !strings.HasPrefix(resp.Redirect, srv.AuthURL()+"?") {
-		t.Fatalf("oauth button: %d %q", status, resp.Redirect)
+	status, body = uiPost(e, form)
+	authURL := continueURL(t, body)
+	if status != http.StatusOK || !strings.HasPrefix(authURL, srv.AuthURL()+"?") || strings.Contains(authURL, secret) {
+		t.Fatalf("oauth button: %d %q\n%s", status, authURL, body)
 	}
-	q := followConsent(t, resp.Redirect)
+	assertPageIsSelfContained(t, body)
+	q := followConsent(t, authURL)
 	status, body, _ = callback(e, q)
 	if status != http.StatusOK || !strings.Contains(body, "github is connected") ||
 		!strings.Contains(body, "https://app.example.test/done?connection_id=org%3A9&amp;integration=github&amp;status=connected") {
@@ -363,8 +362,8 @@ func TestConnectPageOAuthCallbackOfRevokedSession(t *testing.T) {
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
 	secret, id := newSession(e, map[string]any{"connection_id": "org:9", "integrations": "github"})
 	_, body := uiGet(e, url.Values{sessionParam: {secret}})
-	_, _, resp := uiRequest(e, logical.ReadOperation, hiddenInputs(t, body))
-	q := followConsent(t, resp.Redirect)
+	_, body = uiPost(e, hiddenInputs(t, body))
+	q := followConsent(t, continueURL(t, body))
 	e.mustDo(logical.DeleteOperation, "sessions/"+id, nil)
 	status, body, _ := callback(e, q)
 	if status != http.StatusBadRequest || !strings.Contains(body, "revoked") {
@@ -373,6 +372,23 @@ func TestConnectPageOAuthCallbackOfRevokedSession(t *testing.T) {
 	if _, status := e.do(logical.ReadOperation, "connections/github/org:9", nil); status != http.StatusNotFound {
 		t.Fatalf("connection stored through a revoked session: %d", status)
 	}
+}
+
+var refreshRe = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
+
+// continueURL is where a continue page sends the browser: its refresh,
+// which its link repeats.
+func continueURL(t *testing.T, body string) string {
+	t.Helper()
+	m := refreshRe.FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no refresh on the page:\n%s", body)
+	}
+	u := html.UnescapeString(m[1])
+	if !strings.Contains(html.UnescapeString(body), `<a href="`+u+`">`) {
+		t.Fatalf("no link to %s:\n%s", u, body)
+	}
+	return u
 }
 
 // followConsent plays the browser at the provider and returns the query
@@ -415,5 +431,82 @@ func TestConnectPageClientCredentialsFailureInWords(t *testing.T) {
 	}
 	if tok := e.mustDo(logical.ReadOperation, "connections/byo/t1", nil)["access_token"].(string); !srv.AccessTokenValid(tok) {
 		t.Fatalf("token %q", tok)
+	}
+}
+
+// TestConnectPageEgressRule: a config value that would send the browser's
+// consent, and later the tokens, to a host outside the integration's
+// allowed hosts is refused beside its field, before anything is stored.
+func TestConnectPageEgressRule(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	e.mustDo(logical.CreateOperation, "integrations/okta", map[string]any{
+		"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"auth_url":      "https://${connectionConfig.host}/oauth2/v1/authorize",
+		"token_url":     "https://${connectionConfig.host}/oauth2/v1/token",
+		"allowed_hosts": "*.okta.com",
+		"connection_config_schema": map[string]any{
+			"host": map[string]any{"title": "Okta domain", "example": "acme.okta.com"},
+		},
+	})
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "okta"})
+	before := e.snapshot()
+	status, body := uiPost(e, formOf(e, secret, "okta", map[string]any{"config.host": "evil.example.test"}))
+	if status != http.StatusBadRequest || !strings.Contains(body, `id="f-config-host-error"`) || !strings.Contains(body, "allowed hosts") ||
+		strings.Contains(body, "http-equiv=\"refresh\"") {
+		t.Fatalf("host outside the allowed ones: %d\n%s", status, body)
+	}
+	e.assertUnchanged(before)
+	status, body = uiPost(e, formOf(e, secret, "okta", map[string]any{"config.host": "acme.okta.com"}))
+	if status != http.StatusOK || !strings.HasPrefix(continueURL(t, body), "https://acme.okta.com/oauth2/v1/authorize?") {
+		t.Fatalf("allowed host: %d\n%s", status, body)
+	}
+}
+
+// TestConnectPageBasicAndCustom: a Basic integration without a schema gets
+// the default user name and password inputs; a custom one its schema's
+// keys; both store what was typed, secrets never rendered back.
+func TestConnectPageBasicAndCustom(t *testing.T) {
+	e := sessionEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/jira", map[string]any{"auth_mode": "BASIC"})
+	e.mustDo(logical.CreateOperation, "integrations/legacy", map[string]any{
+		"auth_mode": "CUSTOM",
+		"credentials_schema": map[string]any{
+			"key_id": map[string]any{"title": "Key ID"},
+			"secret": map[string]any{"title": "Key secret", "secret": true},
+		},
+	})
+	e.mustDo(logical.CreateOperation, "integrations/bare", map[string]any{"auth_mode": "CUSTOM"})
+
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "jira"})
+	_, body := uiGet(e, url.Values{sessionParam: {secret}})
+	if !strings.Contains(body, `<label for="f-cred-username">User name</label>`) || !strings.Contains(body, `id="f-cred-password" name="cred.password" type="password"`) {
+		t.Fatalf("basic form:\n%s", body)
+	}
+	if status, body := uiPost(e, formOf(e, secret, "jira", map[string]any{"cred.username": "bot", "cred.password": "pw with spaces "})); status != http.StatusOK {
+		t.Fatalf("basic post: %d\n%s", status, body)
+	}
+	if c := e.mustDo(logical.ReadOperation, "connections/jira/c", nil); c["username"] != "bot" || c["password"] != "pw with spaces " {
+		t.Fatalf("basic connection: %v", c)
+	}
+
+	secret, _ = newSession(e, map[string]any{"connection_id": "c", "integrations": "legacy"})
+	status, body := uiPost(e, formOf(e, secret, "legacy", map[string]any{"cred.key_id": "kid-1"}))
+	if status != http.StatusBadRequest || !strings.Contains(body, `id="f-cred-secret-error"`) || !strings.Contains(body, `value="kid-1"`) {
+		t.Fatalf("custom without its secret: %d\n%s", status, body)
+	}
+	if status, body = uiPost(e, formOf(e, secret, "legacy", map[string]any{"cred.key_id": "kid-1", "cred.secret": "s3cr3t-value"})); status != http.StatusOK || strings.Contains(body, "s3cr3t-value") {
+		t.Fatalf("custom post: %d\n%s", status, body)
+	}
+	creds := e.mustDo(logical.ReadOperation, "connections/legacy/c", nil)["credentials"].(map[string]any)
+	if creds["key_id"] != "kid-1" || creds["secret"] != "s3cr3t-value" {
+		t.Fatalf("custom credentials: %v", creds)
+	}
+
+	// A custom integration that does not describe its credentials cannot
+	// be connected here, and says so.
+	secret, _ = newSession(e, map[string]any{"connection_id": "c", "integrations": "bare"})
+	if _, body = uiGet(e, url.Values{sessionParam: {secret}}); !strings.Contains(body, "credentials_schema") || strings.Contains(body, "<form") {
+		t.Fatalf("bare custom:\n%s", body)
 	}
 }
