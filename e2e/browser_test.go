@@ -242,6 +242,24 @@ func present(t *testing.T, ctx context.Context, sel chromedp.Search, what string
 	}
 }
 
+// waitForText waits until the tab shows a page whose text has words: the
+// end of a chain of navigations no single response marks (a page that
+// sends the browser on, a provider's redirects).
+func waitForText(t *testing.T, ctx context.Context, words string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		text := pageText(ctx)
+		if strings.Contains(text, words) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no page with %q came; the tab shows %s:\n%s", words, location(t, ctx), text)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // pageText is the visible text of the page, for checks and failure messages.
 func pageText(ctx context.Context) string {
 	short, cancel := context.WithTimeout(ctx, 5*time.Second)

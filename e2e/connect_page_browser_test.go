@@ -111,11 +111,11 @@ type connectPageSetup struct {
 }
 
 const (
-	pageKeyIntegration    = "page-key"
+	pageKeyIntegration    = "browser-key"
 	pageKeyDisplay        = pageKeyIntegration
-	pageOtherIntegration  = "page-other"
-	pageOAuthIntegration  = "page-tenant"
-	pageOAuthProvider     = "e2e-page-tenant"
+	pageOtherIntegration  = "browser-other"
+	pageOAuthIntegration  = "browser-tenant"
+	pageOAuthProvider     = "e2e-browser-tenant"
 	pageKeyPattern        = `sk_page_[a-z0-9]+`
 	pageDisplayOAuth      = pageOAuthIntegration + " (" + pageOAuthProvider + ")"
 	pageAPIKey            = "sk_page_browser1"
@@ -161,7 +161,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 
 	t.Run("API key", func(t *testing.T) {
 		sess := newSession(t, s, map[string]any{
-			"connection_id": "page-acme",
+			"connection_id": "browser-acme",
 			"integrations":  []string{pageKeyIntegration, pageOAuthIntegration},
 			"tags":          map[string]string{"organization_id": "acme-org"},
 			"metadata":      map[string]any{"plan": "pro"},
@@ -192,14 +192,14 @@ func TestConnectPageInBrowser(t *testing.T) {
 		}
 		screenshot(t, ctx, "success")
 
-		conn := data(t, s, "connect/connections/"+pageKeyIntegration+"/page-acme")
+		conn := data(t, s, "connect/connections/"+pageKeyIntegration+"/browser-acme")
 		if conn["api_key"] != pageAPIKey {
 			t.Fatalf("stored key: %v", conn)
 		}
 		if tags, _ := conn["tags"].(map[string]any); tags["organization_id"] != "acme-org" {
 			t.Fatalf("the session's tags are not on the connection: %v", conn)
 		}
-		if got := s.mustCLI(t, "read", "-field=plan", "connect/connections/"+pageKeyIntegration+"/page-acme/metadata"); got != "pro" {
+		if got := s.mustCLI(t, "read", "-field=plan", "connect/connections/"+pageKeyIntegration+"/browser-acme/metadata"); got != "pro" {
 			t.Fatalf("the session's metadata is not on the connection: plan=%q", got)
 		}
 
@@ -212,7 +212,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 
 	t.Run("OAuth with a subdomain", func(t *testing.T) {
 		sess := newSession(t, s, map[string]any{
-			"connection_id": "page-oauth",
+			"connection_id": "browser-oauth",
 			"integrations":  []string{pageOAuthIntegration},
 			"tags":          map[string]string{"organization_id": "oauth-org"},
 			"return_url":    p.app.URL + "/done",
@@ -222,12 +222,11 @@ func TestConnectPageInBrowser(t *testing.T) {
 		open(t, ctx, sess.ConnectURL)
 		screenshot(t, ctx, "oauth-form")
 		fill(t, ctx, subdomainLabel, "acme")
-		// The button posts to Vault, which answers 303 to the provider; the
-		// loopback provider consents at once and sends the browser to
+		// The button leads to a page that sends the browser on to the
+		// provider; the loopback provider consents at once and sends it to
 		// Vault's callback, which shows the success page.
-		if resp := press(t, ctx, oauthButton); resp.Status != http.StatusOK {
-			t.Fatalf("after consent: %d %s\n%s", resp.Status, location(t, ctx), pageText(ctx))
-		}
+		press(t, ctx, oauthButton)
+		waitForText(t, ctx, "onnected")
 		if p.as.LastTenant() != "acme" || p.as.LastAuthorize().Get("state") == "" {
 			t.Fatalf("the provider saw tenant %q, authorize %v", p.as.LastTenant(), p.as.LastAuthorize())
 		}
@@ -240,22 +239,22 @@ func TestConnectPageInBrowser(t *testing.T) {
 			t.Fatalf("after success the browser is at %s, not the return_url", u)
 		}
 
-		access := s.mustCLI(t, "read", "-field=access_token", "connect/connections/"+pageOAuthIntegration+"/page-oauth")
+		access := s.mustCLI(t, "read", "-field=access_token", "connect/connections/"+pageOAuthIntegration+"/browser-oauth")
 		if !p.as.AccessTokenValid(access) {
 			t.Fatalf("access token %q was not issued by the provider", access)
 		}
-		if got := s.mustCLI(t, "read", "-field=subdomain", "connect/connections/"+pageOAuthIntegration+"/page-oauth/config"); got != "acme" {
+		if got := s.mustCLI(t, "read", "-field=subdomain", "connect/connections/"+pageOAuthIntegration+"/browser-oauth/config"); got != "acme" {
 			t.Fatalf("connection config subdomain = %q", got)
 		}
 		// Fresh: a forced refresh through the provider gives a new valid token.
-		forced := jsonOut(t, s, "write", "-f", "connect/connections/"+pageOAuthIntegration+"/page-oauth/refresh")["data"].(map[string]any)["access_token"]
+		forced := jsonOut(t, s, "write", "-f", "connect/connections/"+pageOAuthIntegration+"/browser-oauth/refresh")["data"].(map[string]any)["access_token"]
 		if forced == access || !p.as.AccessTokenValid(forced.(string)) {
 			t.Fatal("the connection made through the page does not refresh")
 		}
 	})
 
 	t.Run("by keyboard alone", func(t *testing.T) {
-		sess := newSession(t, s, map[string]any{"connection_id": "page-keyboard", "integrations": []string{pageOAuthIntegration, pageKeyIntegration}})
+		sess := newSession(t, s, map[string]any{"connection_id": "browser-keyboard", "integrations": []string{pageOAuthIntegration, pageKeyIntegration}})
 		ctx := browserTab(t, pageTimeout)
 		open(t, ctx, sess.ConnectURL)
 		tabTo(t, ctx, pageKeyDisplay)
@@ -267,13 +266,13 @@ func TestConnectPageInBrowser(t *testing.T) {
 		if resp := key(t, ctx, kb.Enter); resp.Status != http.StatusOK {
 			t.Fatalf("Enter in the key field: %d\n%s", resp.Status, pageText(ctx))
 		}
-		if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/"+pageKeyIntegration+"/page-keyboard"); got != pageKeyboardKey {
+		if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/"+pageKeyIntegration+"/browser-keyboard"); got != pageKeyboardKey {
 			t.Fatalf("stored key %q", got)
 		}
 	})
 
 	t.Run("bad key format", func(t *testing.T) {
-		sess := newSession(t, s, map[string]any{"connection_id": "page-badkey", "integrations": []string{pageKeyIntegration}})
+		sess := newSession(t, s, map[string]any{"connection_id": "browser-badkey", "integrations": []string{pageKeyIntegration}})
 		ctx := browserTab(t, pageTimeout)
 		open(t, ctx, sess.ConnectURL)
 		fill(t, ctx, keyLabel, pageBadKey)
@@ -303,20 +302,20 @@ func TestConnectPageInBrowser(t *testing.T) {
 			t.Fatal("the page echoes the refused key")
 		}
 		screenshot(t, ctx, "api-key-error")
-		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-badkey")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/browser-badkey")
 
 		// The person corrects it and goes on.
 		fill(t, ctx, keyLabel, "sk_page_corrected1")
 		if resp := press(t, ctx, connectButton); resp.Status != http.StatusOK {
 			t.Fatalf("the corrected key: %d\n%s", resp.Status, pageText(ctx))
 		}
-		if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/"+pageKeyIntegration+"/page-badkey"); got != "sk_page_corrected1" {
+		if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/"+pageKeyIntegration+"/browser-badkey"); got != "sk_page_corrected1" {
 			t.Fatalf("stored key %q", got)
 		}
 	})
 
 	t.Run("expired session", func(t *testing.T) {
-		sess := newSession(t, s, map[string]any{"connection_id": "page-expired", "ttl": "1s"})
+		sess := newSession(t, s, map[string]any{"connection_id": "browser-expired", "ttl": "1s"})
 		time.Sleep(1500 * time.Millisecond)
 		ctx := browserTab(t, pageTimeout)
 		refused(t, ctx, open(t, ctx, sess.ConnectURL).Status, "expired")
@@ -324,19 +323,19 @@ func TestConnectPageInBrowser(t *testing.T) {
 	})
 
 	t.Run("revoked session", func(t *testing.T) {
-		sess := newSession(t, s, map[string]any{"connection_id": "page-revoked"})
+		sess := newSession(t, s, map[string]any{"connection_id": "browser-revoked"})
 		ctx := browserTab(t, pageTimeout)
 		open(t, ctx, sess.ConnectURL)
 		press(t, ctx, pageKeyDisplay)
 		s.mustCLI(t, "delete", "connect/sessions/"+sess.ID)
 		fill(t, ctx, keyLabel, "sk_page_revoked1")
 		refused(t, ctx, press(t, ctx, connectButton).Status, "")
-		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-revoked")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/browser-revoked")
 		refused(t, ctx, open(t, ctx, sess.ConnectURL).Status, "")
 	})
 
 	t.Run("integration not allowed", func(t *testing.T) {
-		sess := newSession(t, s, map[string]any{"connection_id": "page-notallowed", "integrations": []string{pageKeyIntegration}})
+		sess := newSession(t, s, map[string]any{"connection_id": "browser-notallowed", "integrations": []string{pageKeyIntegration}})
 		ctx := browserTab(t, pageTimeout)
 		open(t, ctx, sess.ConnectURL)
 		if list := pageText(ctx); strings.Contains(list, pageOtherIntegration) || strings.Contains(list, pageOAuthIntegration) {
@@ -353,13 +352,13 @@ func TestConnectPageInBrowser(t *testing.T) {
 		retarget(t, ctx, func(v string) string { return strings.ReplaceAll(v, pageKeyIntegration, pageOtherIntegration) })
 		fill(t, ctx, keyLabel, "sk_page_notallowed1")
 		refused(t, ctx, press(t, ctx, connectButton).Status, "")
-		s.failCLI(t, "read", "connect/connections/"+pageOtherIntegration+"/page-notallowed")
-		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-notallowed")
+		s.failCLI(t, "read", "connect/connections/"+pageOtherIntegration+"/browser-notallowed")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/browser-notallowed")
 	})
 
 	t.Run("form of one session posted with another's URL", func(t *testing.T) {
-		mine := newSession(t, s, map[string]any{"connection_id": "page-mine", "integrations": []string{pageKeyIntegration}})
-		theirs := newSession(t, s, map[string]any{"connection_id": "page-theirs", "integrations": []string{pageKeyIntegration}})
+		mine := newSession(t, s, map[string]any{"connection_id": "browser-mine", "integrations": []string{pageKeyIntegration}})
+		theirs := newSession(t, s, map[string]any{"connection_id": "browser-theirs", "integrations": []string{pageKeyIntegration}})
 		mineSecret, theirSecret := sessionSecret(t, mine), sessionSecret(t, theirs)
 		ctx := browserTab(t, pageTimeout)
 		open(t, ctx, mine.ConnectURL)
@@ -368,8 +367,8 @@ func TestConnectPageInBrowser(t *testing.T) {
 		retarget(t, ctx, func(v string) string { return strings.ReplaceAll(v, mineSecret, theirSecret) })
 		fill(t, ctx, keyLabel, "sk_page_crossed1")
 		refused(t, ctx, press(t, ctx, connectButton).Status, "")
-		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-theirs")
-		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/page-mine")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/browser-theirs")
+		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/browser-mine")
 
 		// The other session's own page still works: the attempt spent nothing.
 		ctx = browserTab(t, pageTimeout)
@@ -381,7 +380,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 	})
 
 	t.Run("second tab after success", func(t *testing.T) {
-		sess := newSession(t, s, map[string]any{"connection_id": "page-twotabs", "integrations": []string{pageKeyIntegration}})
+		sess := newSession(t, s, map[string]any{"connection_id": "browser-twotabs", "integrations": []string{pageKeyIntegration}})
 		first := browserTab(t, pageTimeout)
 		open(t, first, sess.ConnectURL)
 		second := newTabLike(t, first)
@@ -394,7 +393,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 		fill(t, second, keyLabel, "sk_page_secondtab2")
 		refused(t, second, press(t, second, connectButton).Status, "")
 		screenshot(t, second, "used")
-		if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/"+pageKeyIntegration+"/page-twotabs"); got != pageSecondTabFirstKey {
+		if got := s.mustCLI(t, "read", "-field=api_key", "connect/connections/"+pageKeyIntegration+"/browser-twotabs"); got != pageSecondTabFirstKey {
 			t.Fatalf("the second tab replaced the key: %q", got)
 		}
 	})
