@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf browser dev test unit e2e tf-e2e crash ha load reliability fuzz bench bench-scale fmt fmtcheck vet clean
+.PHONY: all build vault tf browser screenshots dev test unit e2e tf-e2e crash ha load reliability fuzz bench bench-scale fmt fmtcheck vet clean
 
 all: build
 
@@ -60,6 +60,10 @@ reliability: vault tf build
 FUZZTIME ?= 1m
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
+
+# The connect page's screenshots in docs/connect/, from its browser tests.
+screenshots: vault browser build
+	CONNECT_DOC_SCREENSHOTS=1 CONNECT_LEAK_CHECK=0 $(E2E_ENV) go test -count=1 -run 'TestConnectPageInBrowser' ./e2e
 
 # The Terraform example applied, planned and destroyed with OpenTofu.
 tf-e2e: vault tf build
