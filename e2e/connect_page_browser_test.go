@@ -239,9 +239,13 @@ func TestConnectPageInBrowser(t *testing.T) {
 			t.Fatalf("after success the browser is at %s, not the return_url", u)
 		}
 
-		access := s.mustCLI(t, "read", "-field=access_token", "connect/connections/"+pageOAuthIntegration+"/browser-oauth")
+		conn := data(t, s, "connect/connections/"+pageOAuthIntegration+"/browser-oauth")
+		access, _ := conn["access_token"].(string)
 		if !p.as.AccessTokenValid(access) {
 			t.Fatalf("access token %q was not issued by the provider", access)
+		}
+		if tags, _ := conn["tags"].(map[string]any); tags["organization_id"] != "oauth-org" {
+			t.Fatalf("the session's tags are not on the connection the callback stored: %v", conn["tags"])
 		}
 		if got := s.mustCLI(t, "read", "-field=subdomain", "connect/connections/"+pageOAuthIntegration+"/browser-oauth/config"); got != "acme" {
 			t.Fatalf("connection config subdomain = %q", got)
