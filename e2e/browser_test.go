@@ -326,6 +326,26 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 
 const maxShotHeight = 1000
 
+// narrowestWidth is the width the page must be readable at: a small phone.
+const narrowestWidth = 320
+
+// fitsNarrowScreen checks that the page needs no sideways scrolling at
+// narrowestWidth CSS pixels: nothing is wider than the screen.
+func fitsNarrowScreen(t *testing.T, ctx context.Context) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(narrowestWidth, 600)); err != nil {
+		t.Fatal(err)
+	}
+	defer chromedp.Do(ctx, chromedp.ResetViewport())
+	w, err := chromedp.Run(ctx, chromedp.Evaluate[int64](`document.documentElement.scrollWidth`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w > narrowestWidth {
+		t.Errorf("at %d px the page is %d px wide: it scrolls sideways", narrowestWidth, w)
+	}
+}
+
 // shoot takes one PNG of the page at width w, re-encoded at Go's best
 // compression.
 func shoot(ctx context.Context, w int64) ([]byte, error) {

@@ -176,9 +176,11 @@ func TestConnectPageInBrowser(t *testing.T) {
 			t.Fatalf("the list shows other than the allowed integrations:\n%s", list)
 		}
 		screenshot(t, ctx, "integrations")
+		fitsNarrowScreen(t, ctx)
 
 		press(t, ctx, pageKeyDisplay)
 		screenshot(t, ctx, "api-key-form")
+		fitsNarrowScreen(t, ctx)
 		fill(t, ctx, keyLabel, pageAPIKey)
 		if resp := press(t, ctx, connectButton); resp.Status != http.StatusOK {
 			t.Fatalf("submit: %d\n%s", resp.Status, pageText(ctx))
@@ -191,6 +193,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 			t.Fatal("the success page shows the key")
 		}
 		screenshot(t, ctx, "success")
+		fitsNarrowScreen(t, ctx)
 
 		conn := data(t, s, "connect/connections/"+pageKeyIntegration+"/browser-acme")
 		if conn["api_key"] != pageAPIKey {
@@ -221,6 +224,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 		// One integration allowed: the page is its form at once.
 		open(t, ctx, sess.ConnectURL)
 		screenshot(t, ctx, "oauth-form")
+		fitsNarrowScreen(t, ctx)
 		fill(t, ctx, subdomainLabel, "acme")
 		// The button leads to a page that sends the browser on to the
 		// provider; the loopback provider consents at once and sends it to
@@ -306,6 +310,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 			t.Fatal("the page echoes the refused key")
 		}
 		screenshot(t, ctx, "api-key-error")
+		fitsNarrowScreen(t, ctx)
 		s.failCLI(t, "read", "connect/connections/"+pageKeyIntegration+"/browser-badkey")
 
 		// The person corrects it and goes on.
