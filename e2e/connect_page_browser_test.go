@@ -127,7 +127,8 @@ const (
 // The keys typed in the page, for the leak check.
 func init() {
 	noteSecrets(pageAPIKey, pageSecondTabFirstKey, pageKeyboardKey, pageBadKey, "sk_page_corrected1", "sk_page_revoked1",
-		"sk_page_secondtab2", "sk_page_notallowed1", "sk_page_crossed1", "sk_page_theirs1")
+		"sk_page_secondtab2", "sk_page_notallowed1", "sk_page_crossed1", "sk_page_theirs1",
+		"sk_page_before1", "sk_page_notreplaced1", "sk_page_after1")
 }
 
 func setUpConnectPage(t *testing.T) *connectPageSetup {
@@ -258,6 +259,41 @@ func TestConnectPageInBrowser(t *testing.T) {
 		forced := jsonOut(t, s, "write", "-f", "connect/connections/"+pageOAuthIntegration+"/browser-oauth/refresh")["data"].(map[string]any)["access_token"]
 		if forced == access || !p.as.AccessTokenValid(forced.(string)) {
 			t.Fatal("the connection made through the page does not refresh")
+		}
+	})
+
+	t.Run("reconnect", func(t *testing.T) {
+		path := "connect/connections/" + pageKeyIntegration + "/browser-reconnect"
+		if out, err := s.cli([]byte(`{"api_key": "sk_page_before1", "metadata": {"plan": "team"}, "tags": {"organization_id": "re-org"}}`), "write", path, "-"); err != nil {
+			t.Fatalf("existing connection: %v\n%s", err, out)
+		}
+		// Without reconnect the page refuses to replace it.
+		plain := newSession(t, s, map[string]any{"connection_id": "browser-reconnect", "integrations": []string{pageKeyIntegration}})
+		ctx := browserTab(t, pageTimeout)
+		open(t, ctx, plain.ConnectURL)
+		fill(t, ctx, keyLabel, "sk_page_notreplaced1")
+		if resp := press(t, ctx, connectButton); resp.Status < 400 {
+			t.Fatalf("a session without reconnect replaced a connection: %d\n%s", resp.Status, pageText(ctx))
+		}
+		if got := s.mustCLI(t, "read", "-field=api_key", path); got != "sk_page_before1" {
+			t.Fatalf("key %q after a refused replace", got)
+		}
+
+		re := newSession(t, s, map[string]any{"connection_id": "browser-reconnect", "integrations": []string{pageKeyIntegration}, "reconnect": true})
+		open(t, ctx, re.ConnectURL)
+		fill(t, ctx, keyLabel, "sk_page_after1")
+		if resp := press(t, ctx, connectButton); resp.Status != http.StatusOK {
+			t.Fatalf("reconnect: %d\n%s", resp.Status, pageText(ctx))
+		}
+		conn := data(t, s, path)
+		if conn["api_key"] != "sk_page_after1" {
+			t.Fatalf("reconnect did not replace the key: %v", conn["api_key"])
+		}
+		if md, _ := conn["metadata"].(map[string]any); md["plan"] != "team" {
+			t.Fatalf("reconnect lost the metadata: %v", conn["metadata"])
+		}
+		if tags, _ := conn["tags"].(map[string]any); tags["organization_id"] != "re-org" {
+			t.Fatalf("reconnect lost the tags: %v", conn["tags"])
 		}
 	})
 
