@@ -164,18 +164,29 @@ func (f pageForm) connectionWriteFields(mode authMode, data map[string]any, sess
 	return raw
 }
 
-// formErrors places a write's error next to the input it names; an error
-// that names none is the form's.
+// formErrors places a write's error next to the input it names, worded
+// with the input's label ("API key does not match the pattern …") rather
+// than the field's name; an error that names no input is the form's.
 func (f pageForm) formErrors(msg string) (byInput map[string]string, general string) {
 	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
 		for _, key := range in.ErrorKeys {
 			rest, ok := strings.CutPrefix(msg, key)
 			if ok && (rest == "" || rest[0] == ' ' || rest[0] == ':') {
-				return map[string]string{in.Name: msg}, ""
+				label := in.label()
+				rest = strings.TrimSuffix(rest, " ("+in.Field.Title+")")
+				return map[string]string{in.Name: label + rest}, ""
 			}
 		}
 	}
 	return nil, msg
+}
+
+// label is what the page calls an input: its schema title, else its key.
+func (in pageInput) label() string {
+	if in.Field.Title != "" {
+		return in.Field.Title
+	}
+	return in.Key
 }
 
 // keptValues are the posted values rendered back after an error: never a

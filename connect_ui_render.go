@@ -110,13 +110,10 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 		f := in.Field
 		v := connectInputView{
 			ID: "f-" + strings.NewReplacer(".", "-").Replace(in.Name), Name: in.Name,
-			Label: f.Title, Type: "text", Pattern: f.Pattern, Placeholder: f.Example,
+			Label: in.label(), Type: "text", Pattern: f.Pattern, Placeholder: f.Example,
 			Prefix: f.Prefix, Suffix: f.Suffix, Hint: f.Description,
 			Required: !f.Optional && f.DefaultValue == nil, Autocomplete: "off",
 			Error: errs[in.Name],
-		}
-		if v.Label == "" {
-			v.Label = in.Key
 		}
 		if in.Secret {
 			v.Type, v.Autocomplete = "password", "new-password"

@@ -261,7 +261,7 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 		t.Fatalf("bad key: %d\n%s", status, body)
 	}
 	for _, want := range []string{
-		`aria-describedby="f-cred-apiKey-error"`, `<p class="error" id="f-cred-apiKey-error">`, "does not match the pattern",
+		`aria-describedby="f-cred-apiKey-error"`, `<p class="error" id="f-cred-apiKey-error">Key does not match the pattern`,
 		`value="eu"`, `aria-describedby="f-config-region-prefix f-config-region-suffix f-config-region-hint"`, `type="password"`,
 		`<span class="affix" id="f-config-region-prefix">api.</span>`, `<label for="f-config-region">Region</label>`,
 	} {
