@@ -60,8 +60,8 @@ type backend struct {
 	statesIndexed atomic.Bool
 	// pendingCounts count each integration's pending authorizations.
 	pendingCounts pendingCounts
-	// sessionCount counts the mount's connect sessions.
-	sessionCount sessionCounter
+	// sessions holds the connect sessions.
+	sessions *sessionStore
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -88,6 +88,7 @@ func newBackend() *backend {
 	// construction.
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
+	b.sessions = newSessionStore(clock, func() hclog.Logger { return b.Logger() })
 	b.store = newConnectionStore(b.engine, b.configOrLast, clock)
 	b.tokens = &tokenIssuer{
 		client: provider.New(httpClient, clock),
@@ -194,7 +195,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.cleanExpiredStates(ctx, req.Storage); err != nil {
 		errs = append(errs, err)
 	}
-	if err := b.cleanExpiredSessions(ctx, req.Storage); err != nil {
+	if err := b.sessions.SweepExpired(ctx, req.Storage); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

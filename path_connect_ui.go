@@ -59,7 +59,7 @@ func pathConnectUI(b *backend) []*framework.Path {
 // openSession finds the session a request's secret opens, or the page that
 // says why it cannot be used.
 func (b *backend) openSession(ctx context.Context, req *logical.Request) (*sessionEntry, string, *logical.Response, error) {
-	sess, hash, err := b.sessionBySecret(ctx, req.Storage, formValue(req.Data, sessionParam))
+	sess, hash, err := b.sessions.BySecret(ctx, req.Storage, formValue(req.Data, sessionParam))
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -117,7 +117,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	}
 	// Two tabs posting at once: the second waits, then finds the session
 	// connected.
-	defer b.lockSession(hash)()
+	defer b.sessions.Lock(hash)()
 	if sess, _, page, err = b.openSession(ctx, req); page != nil || err != nil {
 		return page, err
 	}
@@ -136,7 +136,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
 		return b.failedFormPage(sess, secret, in, f, req.Data, err)
 	}
-	if err := b.markSessionConnected(ctx, req.Storage, hash, sess, in.Name); err != nil {
+	if err := b.sessions.MarkConnected(ctx, req.Storage, hash, sess, in.Name); err != nil {
 		// The connection is stored; the session stays usable until it
 		// expires, which is no worse than an unspent link.
 		b.Logger().Warn("marking a connect session used", "session_id", sess.ID, "error", err)

@@ -97,13 +97,12 @@ func (b *backend) checkAuthorizingSession(ctx context.Context, s logical.Storage
 	if st.SessionHash == "" {
 		return nil
 	}
-	var sess sessionEntry
-	found, err := getJSON(ctx, s, sessionKey(st.SessionHash), &sess)
+	sess, err := b.sessions.ByHash(ctx, s, st.SessionHash)
 	switch {
 	case err != nil:
 		b.Logger().Error("reading the connect session of an authorization", "error", err)
 		return &callbackFailure{http.StatusInternalServerError, "Vault could not read the connect session."}
-	case !found:
+	case sess == nil:
 		return &callbackFailure{http.StatusBadRequest, "The link this sign-in started from was revoked. Nothing was stored. Ask the application for a new link."}
 	case !b.now().Before(sess.ExpiresAt):
 		return &callbackFailure{http.StatusBadRequest, "The link this sign-in started from has expired. Nothing was stored. Ask the application for a new link."}
@@ -116,15 +115,19 @@ func (b *backend) checkAuthorizingSession(ctx context.Context, s logical.Storage
 // finishPageAuthorization marks the session of a completed authorization
 // connected and shows the page's success, with its link back.
 func (b *backend) finishPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *logical.Response {
-	defer b.lockSession(st.SessionHash)()
-	var sess sessionEntry
-	found, err := getJSON(ctx, s, sessionKey(st.SessionHash), &sess)
-	if err == nil && found {
-		err = b.markSessionConnected(ctx, s, st.SessionHash, &sess, st.Integration)
+	defer b.sessions.Lock(st.SessionHash)()
+	sess, err := b.sessions.ByHash(ctx, s, st.SessionHash)
+	if err == nil && sess != nil {
+		err = b.sessions.MarkConnected(ctx, s, st.SessionHash, sess, st.Integration)
 	}
 	if err != nil {
 		b.Logger().Warn("marking a connect session used", "error", err)
 	}
+	if sess == nil {
+		// Revoked since the callback checked it: the connection is stored
+		// all the same, and the page says so without a link back.
+		sess = &sessionEntry{}
+	}
 	sess.ConnectedIntegration, sess.ConnectionID = st.Integration, st.ConnectionID
-	return connectedPage(http.StatusOK, &sess, st.Integration+" is connected. Its credentials are stored in Vault.")
+	return connectedPage(http.StatusOK, sess, st.Integration+" is connected. Its credentials are stored in Vault.")
 }

@@ -161,7 +161,7 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 // connectedForm renders the form a tab opened before the session
 // connected still shows.
 func connectedForm(e *testEnv, secret string) string {
-	sess, _, err := e.b.sessionBySecret(e.t.Context(), e.storage, secret)
+	sess, _, err := e.b.sessions.BySecret(e.t.Context(), e.storage, secret)
 	if err != nil || sess == nil {
 		e.t.Fatalf("session: %v", err)
 	}
@@ -237,7 +237,7 @@ func TestConnectPageRefusesForeignForms(t *testing.T) {
 
 func mustSession(e *testEnv, secret string) *sessionEntry {
 	e.t.Helper()
-	sess, _, err := e.b.sessionBySecret(e.t.Context(), e.storage, secret)
+	sess, _, err := e.b.sessions.BySecret(e.t.Context(), e.storage, secret)
 	if err != nil || sess == nil {
 		e.t.Fatalf("session: %v", err)
 	}

@@ -142,7 +142,7 @@ func (b *backend) pathSessionCreate(ctx context.Context, req *logical.Request, d
 		}
 		return nil, err
 	}
-	secret, err := b.createSession(ctx, req.Storage, e, cfg.MaxSessions)
+	secret, err := b.sessions.Create(ctx, req.Storage, e, cfg.MaxSessions)
 	var limit *sessionLimitError
 	if errors.As(err, &limit) {
 		return nil, logical.CodedError(http.StatusTooManyRequests, err.Error())
@@ -275,7 +275,7 @@ func (b *backend) pathSessionRead(ctx context.Context, req *logical.Request, d *
 	if !validSessionID(id) {
 		return logical.ErrorResponse("session_id must be the 32 hexadecimal characters sessions answered"), nil
 	}
-	e, err := b.sessionByID(ctx, req.Storage, id)
+	e, err := b.sessions.ByID(ctx, req.Storage, id)
 	if err != nil || e == nil {
 		return nil, err
 	}
@@ -307,7 +307,7 @@ func (b *backend) pathSessionDelete(ctx context.Context, req *logical.Request, d
 	if !validSessionID(id) {
 		return logical.ErrorResponse("session_id must be the 32 hexadecimal characters sessions answered"), nil
 	}
-	if _, err := b.revokeSession(ctx, req.Storage, id); err != nil {
+	if _, err := b.sessions.Revoke(ctx, req.Storage, id); err != nil {
 		return nil, err
 	}
 	return nil, nil

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -26,6 +27,25 @@ import (
 // revoke it by) to that hash, and an expiry entry by minute lets the
 // periodic sweep find it without listing every session. The id entries are
 // what the mount's max_sessions counts.
+//
+// sessionStore holds them: their storage, the lock of each session, the
+// count and the sweep. The backend builds one; the sessions paths, the
+// connect page and the callback of an authorization a session started use
+// it.
+type sessionStore struct {
+	// locks serialise everything that uses one session, so that two tabs
+	// posting at once connect it once.
+	locks *keyedLocks
+	count sessionCounter
+	now   func() time.Time
+	// logger is the backend's, set once Vault has set it up.
+	logger func() hclog.Logger
+}
+
+func newSessionStore(now func() time.Time, logger func() hclog.Logger) *sessionStore {
+	return &sessionStore{locks: newKeyedLocks(), now: now, logger: logger}
+}
+
 const (
 	sessionPrefix       = "connect_sessions/"
 	sessionIDPrefix     = "connect_session_ids/"
@@ -126,16 +146,16 @@ func (e *sessionLimitError) Error() string {
 // session beyond max is refused with a sessionLimitError: sessions are
 // created for connection ids that need not exist, so without a cap one
 // caller could fill storage until they expire.
-func (b *backend) createSession(ctx context.Context, s logical.Storage, e *sessionEntry, max int) (string, error) {
+func (ss *sessionStore) Create(ctx context.Context, s logical.Storage, e *sessionEntry, max int) (string, error) {
 	secret, hash, err := newSessionSecret()
 	if err != nil {
 		return "", err
 	}
-	if err := b.sessionCount.load(ctx, s); err != nil {
+	if err := ss.count.load(ctx, s); err != nil {
 		return "", err
 	}
-	defer b.sessionCount.changing()()
-	if !b.sessionCount.reserve(max) {
+	defer ss.count.changing()()
+	if !ss.count.reserve(max) {
 		return "", &sessionLimitError{max}
 	}
 	// The id entry, which the count counts, goes last: it never names a
@@ -148,30 +168,36 @@ func (b *backend) createSession(ctx context.Context, s logical.Storage, e *sessi
 		err = putJSON(ctx, s, sessionIDKey(e.ID), &sessionIDEntry{SecretHash: hash, ExpiresAt: e.ExpiresAt})
 	}
 	if err != nil {
-		b.sessionCount.release()
+		ss.count.release()
 		return "", err
 	}
 	return secret, nil
 }
 
-// sessionBySecret returns the session a secret opens, nil when there is
-// none (never created, revoked or swept). An expired one is returned: the
-// caller says so in words.
-func (b *backend) sessionBySecret(ctx context.Context, s logical.Storage, secret string) (*sessionEntry, string, error) {
+// BySecret returns the session a secret opens and the secret's hash, nil
+// when there is none (never created, revoked or swept). An expired one is
+// returned: the caller says so in words.
+func (ss *sessionStore) BySecret(ctx context.Context, s logical.Storage, secret string) (*sessionEntry, string, error) {
 	if secret == "" {
 		return nil, "", nil
 	}
 	hash := hashSessionSecret(secret)
-	var e sessionEntry
-	found, err := getJSON(ctx, s, sessionKey(hash), &e)
-	if err != nil || !found {
-		return nil, hash, err
-	}
-	return &e, hash, nil
+	e, err := ss.ByHash(ctx, s, hash)
+	return e, hash, err
 }
 
-// sessionByID returns a session by its public id.
-func (b *backend) sessionByID(ctx context.Context, s logical.Storage, id string) (*sessionEntry, error) {
+// ByHash returns the session stored under a secret's hash, nil if none.
+func (ss *sessionStore) ByHash(ctx context.Context, s logical.Storage, secretHash string) (*sessionEntry, error) {
+	var e sessionEntry
+	found, err := getJSON(ctx, s, sessionKey(secretHash), &e)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// ByID returns a session by its public id, nil if none.
+func (ss *sessionStore) ByID(ctx context.Context, s logical.Storage, id string) (*sessionEntry, error) {
 	var idx sessionIDEntry
 	found, err := getJSON(ctx, s, sessionIDKey(id), &idx)
 	if err != nil || !found {
@@ -185,48 +211,47 @@ func (b *backend) sessionByID(ctx context.Context, s logical.Storage, id string)
 	return &e, nil
 }
 
-// lockSession serialises everything that uses one session, so that two
-// tabs posting at once connect it once.
-func (b *backend) lockSession(secretHash string) func() {
-	return b.stateLocks.Lock("session/" + secretHash)
+// Lock takes a session's lock and returns its unlock.
+func (ss *sessionStore) Lock(secretHash string) func() {
+	return ss.locks.Lock(secretHash)
 }
 
-// markSessionConnected records, under the session's lock, that the session
-// has connected integration.
-func (b *backend) markSessionConnected(ctx context.Context, s logical.Storage, secretHash string, e *sessionEntry, integration string) error {
+// MarkConnected records, under the session's lock, that the session has
+// connected integration.
+func (ss *sessionStore) MarkConnected(ctx context.Context, s logical.Storage, secretHash string, e *sessionEntry, integration string) error {
 	e.ConnectedIntegration = integration
-	e.ConnectedAt = b.now()
+	e.ConnectedAt = ss.now()
 	return putJSON(ctx, s, sessionKey(secretHash), e)
 }
 
-// revokeSession deletes a session by its id; false when there is none.
-func (b *backend) revokeSession(ctx context.Context, s logical.Storage, id string) (bool, error) {
+// Revoke deletes a session by its id; false when there is none.
+func (ss *sessionStore) Revoke(ctx context.Context, s logical.Storage, id string) (bool, error) {
 	var idx sessionIDEntry
 	found, err := getJSON(ctx, s, sessionIDKey(id), &idx)
 	if err != nil || !found {
 		return false, err
 	}
-	defer b.lockSession(idx.SecretHash)()
-	return true, b.deleteSession(ctx, s, id, idx)
+	defer ss.Lock(idx.SecretHash)()
+	return true, ss.delete(ctx, s, id, idx)
 }
 
-// deleteSession deletes a session's entries: the id entry first, as
+// delete deletes a session's entries: the id entry first, as
 // takeState deletes the index first, so that a failure leaves a session the
 // sweep still finds by its expiry entry.
-func (b *backend) deleteSession(ctx context.Context, s logical.Storage, id string, idx sessionIDEntry) error {
-	if err := b.sessionCount.load(ctx, s); err != nil {
+func (ss *sessionStore) delete(ctx context.Context, s logical.Storage, id string, idx sessionIDEntry) error {
+	if err := ss.count.load(ctx, s); err != nil {
 		return err
 	}
-	defer b.sessionCount.changing()()
+	defer ss.count.changing()()
 	if err := s.Delete(ctx, sessionIDKey(id)); err != nil {
 		return fmt.Errorf("deleting session id: %w", err)
 	}
-	b.sessionCount.removed()
+	ss.count.removed()
 	if err := s.Delete(ctx, sessionKey(idx.SecretHash)); err != nil {
 		return fmt.Errorf("deleting session: %w", err)
 	}
 	if err := s.Delete(ctx, sessionExpiryKey(idx.SecretHash, idx.ExpiresAt)); err != nil {
-		b.Logger().Warn("deleting a session's expiry entry; the sweep removes it", "error", err)
+		ss.logger().Warn("deleting a session's expiry entry; the sweep removes it", "error", err)
 	}
 	return nil
 }
@@ -234,14 +259,14 @@ func (b *backend) deleteSession(ctx context.Context, s logical.Storage, id strin
 // sessionSweepPage bounds the sessions one periodic sweep deletes.
 const sessionSweepPage = 1000
 
-// cleanExpiredSessions deletes up to a page of expired sessions, oldest
-// minute first, with their id and expiry entries.
-func (b *backend) cleanExpiredSessions(ctx context.Context, s logical.Storage) error {
+// SweepExpired deletes up to a page of expired sessions, oldest minute
+// first, with their id and expiry entries.
+func (ss *sessionStore) SweepExpired(ctx context.Context, s logical.Storage) error {
 	buckets, err := listSorted(ctx, s, sessionExpiryPrefix)
 	if err != nil {
 		return fmt.Errorf("listing session expiries: %w", err)
 	}
-	now := b.now()
+	now := ss.now()
 	budget := sessionSweepPage
 	for _, bucket := range buckets {
 		end, err := time.Parse(stateExpiryBucketLayout, strings.TrimSuffix(bucket, "/"))
@@ -253,7 +278,7 @@ func (b *backend) cleanExpiredSessions(ctx context.Context, s logical.Storage) e
 			return fmt.Errorf("listing expired sessions: %w", err)
 		}
 		for _, h := range hashes[:min(budget, len(hashes))] {
-			if err := b.sweepSession(ctx, s, sessionExpiryPrefix+bucket+h, h, now); err != nil {
+			if err := ss.sweep(ctx, s, sessionExpiryPrefix+bucket+h, h, now); err != nil {
 				return err
 			}
 		}
@@ -264,10 +289,10 @@ func (b *backend) cleanExpiredSessions(ctx context.Context, s logical.Storage) e
 	return nil
 }
 
-// sweepSession deletes one session of a past minute, or only its expiry
+// sweep deletes one session of a past minute, or only its expiry
 // entry when the session was revoked meanwhile.
-func (b *backend) sweepSession(ctx context.Context, s logical.Storage, expiryKey, hash string, now time.Time) error {
-	defer b.lockSession(hash)()
+func (ss *sessionStore) sweep(ctx context.Context, s logical.Storage, expiryKey, hash string, now time.Time) error {
+	defer ss.Lock(hash)()
 	var e sessionEntry
 	found, err := getJSON(ctx, s, sessionKey(hash), &e)
 	if err != nil {
@@ -279,7 +304,7 @@ func (b *backend) sweepSession(ctx context.Context, s logical.Storage, expiryKey
 	if now.Before(e.ExpiresAt) {
 		return nil // only if the clock went back
 	}
-	return b.deleteSession(ctx, s, e.ID, sessionIDEntry{SecretHash: hash, ExpiresAt: e.ExpiresAt})
+	return ss.delete(ctx, s, e.ID, sessionIDEntry{SecretHash: hash, ExpiresAt: e.ExpiresAt})
 }
 
 // sessionCounter is the mount's number of sessions (their id entries),
