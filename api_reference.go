@@ -9,8 +9,7 @@ import "github.com/connect-vault/vault-plugin-secrets-connect/internal/apidoc"
 // GeneratedDocs maps each generated page of docs/ to its content.
 func GeneratedDocs() map[string]string {
 	return map[string]string{
-		"docs/api.md":       APIReference(),
-		"docs/providers.md": ProviderCatalogReference(),
+		"docs/api.md": APIReference(),
 	}
 }
 

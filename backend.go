@@ -19,7 +19,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
@@ -45,21 +44,20 @@ type backend struct {
 	store *connectionStore
 	// engine schedules background refreshes.
 	engine *refreshEngine
-	// tokens resolves integrations and calls the provider client.
-	tokens *tokenIssuer
-	// config caches the mount's configuration.
-	configCache *configCache
-	// usageCache holds how clients use each integration's connections.
-	usageCache usageCache
-	// stateLocks serialise the changes of one connection's pending
-	// authorization.
-	stateLocks *keyedLocks
-	// stateSweepCursor is where the next sweep of expired states goes on.
-	stateSweepCursor sweepCursor
-	// statesIndexed is set once every stored state has an expiry entry.
-	statesIndexed atomic.Bool
-	// pendingCounts count each integration's pending authorizations.
-	pendingCounts pendingCounts
+	// issuer is the one owner of token issuing: the only holder of the
+	// provider client.
+	issuer *issuer
+	// refresher renews tokens and issues the first ones.
+	refresher *refresher
+	// authorizer runs the authorization code flow.
+	authorizer *authorizer
+	// mountConfig loads, caches and saves the mount's configuration.
+	mountConfig *mountConfigStore
+	// renderings cache how each integration's connection reads render
+	// base_url and headers.
+	renderings renderingCache
+	// states holds the pending authorizations.
+	states *stateStore
 	// sessions holds the connect sessions.
 	sessions *sessionStore
 
@@ -81,18 +79,36 @@ func newBackend() *backend {
 	httpClient.Timeout = providerTimeout
 	b := &backend{
 		engine:      newRefreshEngine(),
-		configCache: &configCache{},
-		stateLocks:  newKeyedLocks(),
+		mountConfig: &mountConfigStore{},
 	}
 	// The clock is read through b.now so that tests can replace it after
 	// construction.
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
-	b.sessions = newSessionStore(clock, func() hclog.Logger { return b.Logger() })
-	b.store = newConnectionStore(b.engine, b.configOrLast, clock)
-	b.tokens = &tokenIssuer{
+	b.store = newConnectionStore(b.engine, b.mountConfig.getOrLast, clock)
+	logger := func() hclog.Logger { return b.Logger() }
+	b.states = newStateStore(b.mountConfig.get, clock, logger)
+	b.sessions = newSessionStore(clock, logger)
+	b.issuer = &issuer{
 		client: provider.New(httpClient, clock),
-		logger: func() hclog.Logger { return b.Logger() },
+		logger: logger,
+		now:    clock,
+	}
+	b.refresher = &refresher{
+		store:    b.store,
+		engine:   b.engine,
+		issuer:   b.issuer,
+		config:   b.config,
+		writable: func() bool { return b.WriteSafeReplicationState() },
+		now:      clock,
+		logger:   logger,
+	}
+	b.authorizer = &authorizer{
+		store:    b.store,
+		issuer:   b.issuer,
+		putState: b.putPendingState,
+		now:      clock,
+		logger:   logger,
 	}
 
 	b.Backend = &framework.Backend{
@@ -129,7 +145,7 @@ func newBackend() *backend {
 		),
 		InitializeFunc:    b.initialize,
 		PeriodicFunc:      b.periodic,
-		WALRollback:       b.walRollback,
+		WALRollback:       b.store.WALRollback,
 		WALRollbackMinAge: walRollbackMinAge,
 		Invalidate:        b.invalidate,
 		Clean:             b.clean,
@@ -145,13 +161,13 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 		return nil // only where the periodic hook refreshes
 	}
 	s := req.Storage
-	if err := b.indexEarlierStates(ctx, s); err != nil {
+	if err := b.states.IndexEarlier(ctx, s); err != nil {
 		// Not fatal: the sweep tries again on its first tick.
 		b.Logger().Warn("indexing the expiry of pending authorizations of an earlier version", "error", err)
 	}
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
-		if err := b.rollForwardAtStart(ctx, s); err != nil {
+		if err := b.store.RollForwardAtStart(ctx, s); err != nil {
 			b.Logger().Warn("storing the credentials a previous process left in the WAL; the rollback tries again", "error", err)
 		}
 		cfg, err := b.config(ctx, s)
@@ -190,9 +206,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return errors.Join(append(errs, err)...)
 	}
 	b.engine.runTick(b.now(), cfg.RefreshConcurrency, func(key string) {
-		b.backgroundRefresh(ctx, req.Storage, key)
+		b.refresher.backgroundRefresh(ctx, req.Storage, key)
 	})
-	if err := b.cleanExpiredStates(ctx, req.Storage); err != nil {
+	if err := b.states.SweepExpired(ctx, req.Storage); err != nil {
 		errs = append(errs, err)
 	}
 	if err := b.sessions.SweepExpired(ctx, req.Storage); err != nil {
@@ -201,15 +217,30 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	return errors.Join(errs...)
 }
 
+// config returns the caller's own copy of the mount's configuration.
+func (b *backend) config(ctx context.Context, s logical.Storage) (*configEntry, error) {
+	return b.mountConfig.get(ctx, s)
+}
+
+// putPendingState and takeState are the state store's Put and Take for the
+// authorize and callback flows, which call them on the backend.
+func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
+	return b.states.Put(ctx, s, stateHash, st)
+}
+
+func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+	return b.states.Take(ctx, s, stateHash)
+}
+
 // invalidate is the backend's Invalidate hook: another node changed key.
 func (b *backend) invalidate(_ context.Context, key string) {
 	switch {
 	case key == configStoragePath:
-		b.configCache.invalidate()
+		b.mountConfig.invalidate()
 	case strings.HasPrefix(key, connectionPrefix):
 		b.store.Invalidate(key)
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
-		b.usageCache.clear()
+		b.renderings.clear()
 	}
 }
 

@@ -5,6 +5,8 @@ package connect
 import (
 	"fmt"
 	"strings"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // The connect page's forms: which inputs an integration's form has, how a
@@ -23,7 +25,7 @@ const (
 type pageInput struct {
 	// Name is the form field; Key the schema key it fills.
 	Name, Key string
-	Field     schemaField
+	Field     catalog.SchemaField
 	// Secret inputs are type=password and never rendered back.
 	Secret bool
 	// ErrorKey is how a write's error names the input, e.g.
@@ -41,7 +43,7 @@ type pageForm struct {
 
 // credentialSchemaDefaults are the credential inputs of a mode whose
 // integration has no credentials_schema.
-var credentialSchemaDefaults = map[authMode]valueSchema{
+var credentialSchemaDefaults = map[authMode]catalog.ValueSchema{
 	authModeAPIKey: {"apiKey": {Title: "API key", Secret: true}},
 	authModeBasic:  {"username": {Title: "User name"}, "password": {Title: "Password", Secret: true, Optional: true}},
 }
@@ -71,7 +73,7 @@ func formFor(in *integrationEntry) pageForm {
 			f.Unsupported = "This integration does not describe its credentials (credentials_schema), so they cannot be entered here."
 			return f
 		}
-		for _, key := range schema.keys() {
+		for _, key := range schema.Keys() {
 			field := schema[key]
 			errKeys := []string{"credentials." + key}
 			write := ""
@@ -93,7 +95,7 @@ func formFor(in *integrationEntry) pageForm {
 		f.Unsupported = fmt.Sprintf("The connect page does not connect %s integrations.", in.AuthMode)
 		return f
 	}
-	for _, key := range in.ConnectionConfigSchema.keys() {
+	for _, key := range in.ConnectionConfigSchema.Keys() {
 		field := in.ConnectionConfigSchema[key]
 		f.Config = append(f.Config, pageInput{
 			Name: configInputPrefix + key, Key: key, Field: field, Secret: field.Secret,

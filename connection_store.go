@@ -28,18 +28,6 @@ type scheduler interface {
 	untrack(key string)
 }
 
-// errUnchanged, returned by an Update's change function, leaves the entry as
-// it is stored; Update then returns it without saving.
-var errUnchanged = errors.New("unchanged")
-
-// connectionNotFound is errConnectionNotFound for one connection.
-func connectionNotFound(integration, id string) error {
-	return &engineError{kind: errConnectionNotFound, msg: fmt.Sprintf("connection %q of integration %q does not exist", id, integration)}
-}
-
-// errIntegrationGone is a connection write whose integration was deleted.
-var errIntegrationGone = errors.New("integration does not exist")
-
 // Retries of a save that must not fail, within the request that made it.
 var saveRetryDelays = []time.Duration{20 * time.Millisecond, 100 * time.Millisecond, 400 * time.Millisecond}
 
@@ -314,14 +302,6 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	return warnings, nil
 }
 
-// errHasConnections refuses to delete an integration that has connections
-// without force.
-type errHasConnections struct{ count int }
-
-func (e *errHasConnections) Error() string {
-	return fmt.Sprintf("the integration still has %d connection(s)", e.count)
-}
-
 // DeleteIntegration deletes an integration's connections, then runs
 // deleteEntry to delete the integration itself, with the integration's lock
 // held for writing throughout: no connection of it can be created or
@@ -390,14 +370,6 @@ func (cs *connectionStore) List(ctx context.Context, s logical.Storage, integrat
 // Invalidate forgets a connection that another node changed.
 func (cs *connectionStore) Invalidate(key string) {
 	cs.cache.invalidate(key)
-}
-
-func connectionsPrefix(integration string) string {
-	return connectionPrefix + integration + "/"
-}
-
-func connectionKey(integration, id string) string {
-	return connectionsPrefix(integration) + id
 }
 
 // splitConnectionKey is connectionKey's inverse.
@@ -510,4 +482,18 @@ func encodeEntry(v any) ([]byte, error) {
 		return nil, err
 	}
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// storeStats is the store as the status path shows it.
+type storeStats struct {
+	// Cached is the number of connection entries held in memory.
+	Cached int
+	// Unsaved is the number of connections whose newly issued tokens
+	// storage refused so far.
+	Unsaved int
+}
+
+// Stats reports the store's figures; it takes no connection lock.
+func (cs *connectionStore) Stats() storeStats {
+	return storeStats{Cached: cs.cache.len(), Unsaved: cs.Unsaved()}
 }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
 
@@ -73,32 +72,6 @@ func TestSlowRefreshDoesNotDelayOtherWrites(t *testing.T) {
 	}
 }
 
-func TestKeyedLocksSerialiseOneKey(t *testing.T) {
-	locks := newKeyedLocks()
-	var mu sync.Mutex
-	inside, maxInside := 0, 0
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer locks.Lock("k")()
-			mu.Lock()
-			inside++
-			maxInside = max(maxInside, inside)
-			mu.Unlock()
-			time.Sleep(time.Millisecond)
-			mu.Lock()
-			inside--
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	if maxInside != 1 || locks.size() != 0 {
-		t.Fatalf("max holders %d, locks left %d", maxInside, locks.size())
-	}
-}
-
 func TestOnlyTheStoreSavesConnections(t *testing.T) {
 	e := newTestEnv(t)
 	withIntegrations(e, "https://provider.example/token")
@@ -124,5 +97,23 @@ func TestOnlyTheStoreSavesConnections(t *testing.T) {
 	}
 	if c, _ := getConnection(context.Background(), e.storage, "nope", "c"); c != nil {
 		t.Fatal("a connection was stored without its integration")
+	}
+}
+
+func TestStoreStatsCountCachedAndUnsaved(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
+	if st := e.b.store.Stats(); st.Cached != 0 || st.Unsaved != 0 {
+		t.Fatalf("empty store: %+v", st)
+	}
+	for _, id := range []string{"a", "b"} {
+		e.mustDo(logical.CreateOperation, "connections/stripe/"+id, map[string]any{"api_key": "k-" + id})
+	}
+	if st := e.b.store.Stats(); st.Cached != 2 || st.Unsaved != 0 {
+		t.Fatalf("after two writes: %+v", st)
+	}
+	e.mustDo(logical.DeleteOperation, "connections/stripe/a", nil)
+	if st := e.b.store.Stats(); st.Cached != 1 {
+		t.Fatalf("after a delete: %+v", st)
 	}
 }

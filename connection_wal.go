@@ -105,9 +105,9 @@ func walIDsWithPrefix(listed []string, prefix string) []string {
 	return out
 }
 
-// walRollback is the backend's WALRollback. Returning an error keeps the
+// WALRollback is the backend's WALRollback. Returning an error keeps the
 // record: the framework deletes it otherwise.
-func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
+func (cs *connectionStore) WALRollback(ctx context.Context, req *logical.Request, kind string, data any) error {
 	if kind != walKindIssuedTokens {
 		return nil // unknown kinds are dropped
 	}
@@ -118,15 +118,15 @@ func (b *backend) walRollback(ctx context.Context, req *logical.Request, kind st
 	if rec.Entry == nil {
 		return nil
 	}
-	return b.store.RollForward(ctx, req.Storage, &rec)
+	return cs.RollForward(ctx, req.Storage, &rec)
 }
 
-// rollForwardAtStart applies the WAL records a previous process left,
+// RollForwardAtStart applies the WAL records a previous process left,
 // without waiting for the rollback's minimum age: until they are applied,
 // storage holds refresh tokens the provider has spent. Nothing in this
 // process can be waiting for them yet, and a record this process writes
 // meanwhile is kept while its entry is unsaved.
-func (b *backend) rollForwardAtStart(ctx context.Context, s logical.Storage) error {
+func (cs *connectionStore) RollForwardAtStart(ctx context.Context, s logical.Storage) error {
 	ids, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return fmt.Errorf("listing the WAL: %w", err)
@@ -135,7 +135,7 @@ func (b *backend) rollForwardAtStart(ctx context.Context, s logical.Storage) err
 	for _, id := range ids {
 		entry, err := framework.GetWAL(ctx, s, id)
 		if err == nil && entry != nil {
-			err = b.walRollback(ctx, &logical.Request{Storage: s}, entry.Kind, entry.Data)
+			err = cs.WALRollback(ctx, &logical.Request{Storage: s}, entry.Kind, entry.Data)
 			if err == nil {
 				err = framework.DeleteWAL(ctx, s, id)
 			}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -19,8 +20,8 @@ import (
 // each must pass first (this file). Any error is the caller's fault and
 // nothing has been changed.
 func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id string, d *framework.FieldData, now time.Time) (*connectionEntry, error) {
-	if bad := fieldsNotFor(in.AuthMode, d.Raw, connectionFieldOwners); len(bad) > 0 {
-		return nil, fmt.Errorf("%s to integration %q, whose auth_mode is %s", notApply(bad), in.Name, in.AuthMode)
+	if bad := catalog.ConnectionFieldsNotFor(in.AuthMode, d.Raw); len(bad) > 0 {
+		return nil, fmt.Errorf("%s to integration %q, whose auth_mode is %s", catalog.NotApply(bad), in.Name, in.AuthMode)
 	}
 	var c connectionEntry
 	if existing != nil {
@@ -79,7 +80,7 @@ func checkConnectionSchemas(c *connectionEntry, in *integrationEntry, created bo
 		}
 	}
 	if credentialsGiven(c.AuthMode, d) || created {
-		if err := in.CredentialsSchema.check("credentials", credentialValues(c)); err != nil {
+		if err := in.CredentialsSchema.Check("credentials", credentialValues(c)); err != nil {
 			return err
 		}
 	}
@@ -152,7 +153,7 @@ func applyInstallationID(c *connectionEntry, mode authMode, d *framework.FieldDa
 // credentialsGiven reports whether the request sets any credential field of
 // the mode.
 func credentialsGiven(mode authMode, d *framework.FieldData) bool {
-	for _, f := range connectionModeFields[mode] {
+	for _, f := range mode.CredentialFieldNames() {
 		if _, ok := d.Raw[f]; ok {
 			return true
 		}

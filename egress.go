@@ -3,8 +3,6 @@
 package connect
 
 import (
-	"encoding/json"
-
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -35,7 +33,7 @@ func (in *integrationEntry) endpointTemplates() provider.Endpoints {
 // the integration's connection_config_schema, then the egress rule over
 // every URL the config fills in.
 func (in *integrationEntry) checkConnectionConfig(field string, cfg map[string]any) error {
-	if err := in.ConnectionConfigSchema.check(field, cfg); err != nil {
+	if err := in.ConnectionConfigSchema.Check(field, cfg); err != nil {
 		return err
 	}
 	if err := in.checkParamConfig(cfg); err != nil {
@@ -48,7 +46,7 @@ func (in *integrationEntry) checkConnectionConfig(field string, cfg map[string]a
 // integration's token_params and refresh_params, as token requests would:
 // a bad value is a 400 naming its key now, not a failed refresh later.
 func (in *integrationEntry) checkParamConfig(cfg map[string]any) error {
-	cfg = in.ConnectionConfigSchema.withDefaults(cfg)
+	cfg = in.ConnectionConfigSchema.WithDefaults(cfg)
 	if err := provider.CheckParamValues("token_params", in.TokenParams, cfg); err != nil {
 		return err
 	}
@@ -58,39 +56,5 @@ func (in *integrationEntry) checkParamConfig(cfg map[string]any) error {
 // checkConfigHosts applies the egress rule alone, for configs whose schema
 // was checked already or is not the writer's (values a provider returned).
 func (in *integrationEntry) checkConfigHosts(cfg map[string]any) error {
-	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(cfg))
-}
-
-// validateEgress checks, at provider and integration writes, allowed_hosts
-// and that no URL template lets a connection's config choose an arbitrary
-// host (see provider.ValidateTemplateEgress).
-func (es endpointSettings) validateEgress() error {
-	if err := provider.ValidateHostPatterns("allowed_hosts", es.AllowedHosts); err != nil {
-		return err
-	}
-	for _, u := range es.urlFields() {
-		if err := provider.ValidateTemplateEgress(u.field, u.tmpl, es.AllowedHosts); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// hostKeys lists, sorted, the connection_config keys that choose the host
-// of one of the URLs: a change to their schema changes where secrets go.
-func (es endpointSettings) hostKeys() []string {
-	set := map[string]bool{}
-	for _, u := range es.urlFields() {
-		for _, k := range provider.HostPlaceholders(u.tmpl) {
-			set[k] = true
-		}
-	}
-	return sortedKeys(set)
-}
-
-// sameJSON reports whether two values encode to the same JSON.
-func sameJSON(a, b any) bool {
-	ja, errA := json.Marshal(a)
-	jb, errB := json.Marshal(b)
-	return errA == nil && errB == nil && string(ja) == string(jb)
+	return provider.CheckConfigHosts(in.endpointTemplates(), in.ConnectionConfigSchema.WithDefaults(cfg))
 }

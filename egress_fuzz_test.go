@@ -78,7 +78,7 @@ func egressFuzzEnv(t *testing.T) (*testEnv, *oauthtest.Server, *hostRecorder) {
 	u, _ := url.Parse(srv.URL)
 	rec := newHostRecorder(u.Host)
 	e := newTestEnv(t)
-	e.b.tokens.client = provider.New(&http.Client{Transport: rec, Timeout: 2 * time.Second}, time.Now)
+	e.b.issuer.client = provider.New(&http.Client{Transport: rec, Timeout: 2 * time.Second}, time.Now)
 	srv.RegisterRedirectURI(testRedirectURL)
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
 	at := "http://${connectionConfig.host}:" + u.Port()

@@ -8,6 +8,9 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // segment matches one path segment. It is deliberately broader than a valid
@@ -72,5 +75,86 @@ func connectionWriteNames(req *logical.Request, d *framework.FieldData) (string,
 func setString(d *framework.FieldData, field string, dst *string) {
 	if v, ok := d.GetOk(field); ok {
 		*dst = strings.TrimSpace(v.(string))
+	}
+}
+
+// applyEndpointFields sets the settings a request gives; omitted ones keep
+// their values.
+func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
+	for field, dst := range map[string]*string{
+		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
+		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,
+		"redirect_uri_value": &es.RedirectURIValue,
+	} {
+		setString(d, field, dst)
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		es.Scopes = v.([]string)
+	}
+	if v, ok := d.GetOk("scope_separator"); ok {
+		es.ScopeSeparator = v.(string) // not trimmed: a space is a separator
+	}
+	if v, ok := d.GetOk("pkce"); ok {
+		on := v.(bool)
+		es.PKCE = &on
+	}
+	setString(d, "token_request_format", &es.TokenRequestFormat)
+	if v, ok := d.GetOk("callback_config"); ok {
+		es.CallbackConfig = v.([]string)
+	}
+	if v, ok := d.GetOk("allowed_hosts"); ok {
+		es.AllowedHosts = v.([]string)
+	}
+	for field, dst := range map[string]*map[string]string{
+		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,
+		"refresh_params": &es.RefreshParams, "request_headers": &es.RequestHeaders,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			*dst = v.(map[string]string)
+		}
+	}
+	for field, dst := range map[string]*catalog.ValueSchema{
+		"connection_config_schema": &es.ConnectionConfigSchema, "credentials_schema": &es.CredentialsSchema,
+	} {
+		if v, ok := d.GetOk(field); ok {
+			s, err := catalog.DecodeValueSchema(field, v)
+			if err != nil {
+				return err
+			}
+			*dst = s
+		}
+	}
+	return nil
+}
+
+// validateAbsoluteURL accepts http and https URLs with a host.
+func validateAbsoluteURL(field, raw string) error {
+	return provider.ValidateAbsoluteURL(field, raw)
+}
+
+// endpointResponseFields are the settings providers and integrations share.
+func endpointResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"auth_mode":                str("OAUTH2, OAUTH2_CC, API_KEY, BASIC, CUSTOM or APP."),
+		"auth_url":                 str("Authorization endpoint."),
+		"token_url":                str("Token endpoint."),
+		"revocation_url":           str("RFC 7009 revocation endpoint."),
+		"scopes":                   typed(framework.TypeStringSlice, "Default OAuth scopes."),
+		"auth_params":              typed(framework.TypeMap, "Extra query parameters of the authorization request."),
+		"token_params":             typed(framework.TypeMap, "Extra form parameters of every token request."),
+		"auth_style":               str("How the client authenticates at the token endpoint: auto, header or params."),
+		"token_response_config":    typed(framework.TypeMap, "Token response members copied into connection config."),
+		"api_base_url":             str("The provider's API (base_url of connection reads); for APP also where installation tokens come from."),
+		"request_headers":          typed(framework.TypeMap, "Header name → template: how a client puts the credential on a request."),
+		"connection_config_schema": typed(framework.TypeMap, "The connection_config keys connections need, and how they are checked."),
+		"credentials_schema":       typed(framework.TypeMap, "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, and how they are checked."),
+		"scope_separator":          str("How scopes are joined in requests; empty means a space."),
+		"refresh_url":              str("Where refresh requests go; empty means token_url."),
+		"refresh_params":           typed(framework.TypeMap, "Extra form parameters of refresh requests only."),
+		"pkce":                     typed(framework.TypeBool, "Whether the authorization flow uses PKCE."),
+		"token_request_format":     str("How token requests encode their body: form (empty) or json."),
+		"callback_config":          typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
+		"redirect_uri_value":       str("OAUTH2: what is sent as redirect_uri instead of config's redirect_url (a provider's registered name); empty means redirect_url."),
+		"allowed_hosts":            typed(framework.TypeStringSlice, "Hosts, besides the URLs' literal ones, that a connection's config may point the URLs at."),
 	}
 }

@@ -342,12 +342,12 @@ var invariants = []invariant{
 		attack{config: map[string]any{"region": "mars"}},
 		func(e *invEnv) {
 			for _, kind := range allKinds {
-				in, err := e.b.tokens.integration(context.Background(), e.storage, kind)
+				in, err := e.b.issuer.integration(context.Background(), e.storage, kind)
 				if err != nil {
 					continue
 				}
 				for _, c := range e.storedConnections(kind) {
-					if err := in.ConnectionConfigSchema.check("connection_config", c.ConnectionConfig); err != nil {
+					if err := in.ConnectionConfigSchema.Check("connection_config", c.ConnectionConfig); err != nil {
 						e.t.Errorf("%s/%s holds a config its schema refuses: %v", kind, c.ConnectionID, err)
 					}
 				}

@@ -11,9 +11,6 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-	"golang.org/x/oauth2"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The authorization flow, hosted by Vault itself: an application asks for an
@@ -90,7 +87,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	authURL, err := b.beginAuthorization(ctx, req.Storage, in, existing, st)
+	authURL, err := b.authorizer.authorize(ctx, req.Storage, in, existing, st)
 	if err != nil {
 		return respondError(err)
 	}
@@ -98,42 +95,6 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 		"authorization_url": authURL,
 		"state_expires_at":  formatTime(st.ExpiresAt),
 	}}, nil
-}
-
-// beginAuthorization checks the connection config an authorization will
-// use, stores st as the connection's pending authorization and returns the
-// provider's authorization URL: authorize and the connect page's OAuth
-// button both start here. Errors in the caller's input are userErrors.
-func (b *backend) beginAuthorization(ctx context.Context, s logical.Storage, in *integrationEntry, existing *connectionEntry, st *oauthStateEntry) (string, error) {
-	connCfg := st.ConnectionConfig
-	if !st.ReplaceConnectionConfig && existing != nil {
-		connCfg = existing.ConnectionConfig
-	}
-	if err := in.checkConnectionConfig("connection_config", connCfg); err != nil {
-		return "", badInput(err)
-	}
-	ep, err := endpoints(in, connCfg)
-	if err != nil {
-		return "", badInput(err)
-	}
-	// The code exchange fills the token parameters from this config too:
-	// a key it lacks is refused now, before the customer consents.
-	if _, err := tokenRequestApp(in, nil, connCfg); err != nil {
-		return "", badInput(err)
-	}
-
-	state, stateHash, err := newState()
-	if err != nil {
-		return "", err
-	}
-	if !in.DisablePKCE && in.usesPKCE() {
-		st.Verifier = oauth2.GenerateVerifier()
-	}
-	authURL := provider.AuthCodeURL(oauthApp(in, nil), ep, st.RedirectURL, state, st.Scopes, st.Verifier)
-	if err := b.putPendingState(ctx, s, stateHash, st); err != nil {
-		return "", err
-	}
-	return authURL, nil
 }
 
 // newStateEntry records what the callback will need from the request. Only
@@ -145,7 +106,7 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 		ConnectionID: id,
 		// The code exchange must send what authorize sent, even if the
 		// integration changes in between.
-		RedirectURL:          in.redirectURI(cfg.RedirectURL),
+		RedirectURL:          in.RedirectURI(cfg.RedirectURL),
 		Reauthorization:      existing != nil,
 		IntegrationCreatedAt: in.CreatedAt,
 		ExpiresAt:            now.Add(cfg.StateTTL),
@@ -271,3 +232,11 @@ authorization: a new authorize replaces the previous one, and deleting the
 connection or its integration deletes it. Requested scopes must be among the
 integration's scopes and allowed_scopes.
 `
+
+// authorizeResponseFields are what authorize returns.
+func authorizeResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"authorization_url": str("The provider's consent page for this connection; send the customer's browser there."),
+		"state_expires_at":  str("When the authorization expires (RFC 3339)."),
+	}
+}

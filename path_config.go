@@ -146,7 +146,7 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 		}
 		cfg.AllowedReturnURLs = v.([]string)
 	}
-	if err := b.saveConfig(ctx, req.Storage, cfg); err != nil {
+	if err := b.mountConfig.save(ctx, req.Storage, cfg); err != nil {
 		return nil, err
 	}
 	return &logical.Response{Data: configResponse(cfg)}, nil
@@ -202,3 +202,19 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
   max_sessions         Connect sessions the mount may hold at once (default
                        10000); beyond it sessions answers 429.
 `
+
+// configResponseFields are what a config read returns.
+func configResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"refresh_margin":             typed(framework.TypeDurationSecond, "Seconds before expiry that a token is refreshed."),
+		"redirect_url":               str("External address of this mount's oauth/callback."),
+		"state_ttl":                  typed(framework.TypeDurationSecond, "Seconds an authorization URL stays usable."),
+		"allowed_return_urls":        typed(framework.TypeStringSlice, "URLs that authorize's return_url must be under."),
+		"refresh_concurrency":        typed(framework.TypeInt, "Background refreshes in flight at once."),
+		"idle_refresh_interval":      typed(framework.TypeDurationSecond, "Seconds after which an idle connection with an expiring refresh token is refreshed."),
+		"max_refresh_failures":       typed(framework.TypeInt, "Failed refreshes in a row before a connection is exhausted."),
+		"max_pending_authorizations": typed(framework.TypeInt, "Authorizations of one integration that may be pending at once."),
+		"public_url":                 typed(framework.TypeString, "This mount's external address, where connect sessions' pages are."),
+		"max_sessions":               typed(framework.TypeInt, "Connect sessions the mount may hold at once."),
+	}
+}

@@ -75,7 +75,7 @@ func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, s
 	st := &oauthStateEntry{
 		Integration:          in.Name,
 		ConnectionID:         sess.ConnectionID,
-		RedirectURL:          in.redirectURI(cfg.RedirectURL),
+		RedirectURL:          in.RedirectURI(cfg.RedirectURL),
 		Reauthorization:      existing != nil,
 		IntegrationCreatedAt: stored.CreatedAt,
 		ExpiresAt:            b.now().Add(cfg.StateTTL),
@@ -87,7 +87,7 @@ func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, s
 	if !sess.Reconnect {
 		st.Metadata, st.ReplaceMetadata = nonNilObject(sess.Metadata), true
 	}
-	return b.beginAuthorization(ctx, s, in, existing, st)
+	return b.authorizer.authorize(ctx, s, in, existing, st)
 }
 
 // checkAuthorizingSession refuses the callback of an authorization started

@@ -50,7 +50,7 @@ func (b *backend) pathConnectionRefresh(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	c, _, err := b.refreshConnection(ctx, req.Storage, integration, id, triggerForced)
+	c, _, err := b.refresher.refreshConnection(ctx, req.Storage, integration, id, triggerForced)
 	if err != nil {
 		return httpError(err)
 	}

@@ -146,11 +146,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			}
 		}
 
-		c, err := b.store.Update(ctx, req.Storage, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
-			if c == nil {
-				return nil, connectionNotFound(integration, id)
-			}
-			before := c.clone()
+		c, err := b.refresher.edit(ctx, req.Storage, integration, id, in, func(c *connectionEntry) error {
 			updated, err := edit(doc.get(c), body)
 			if err == nil {
 				err = checkDocumentSize(doc.field, updated)
@@ -162,17 +158,10 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 				err = checkConfigForMode(c.AuthMode, doc.field, updated)
 			}
 			if err != nil {
-				return nil, badInput(err)
+				return badInput(err)
 			}
 			doc.set(c, updated)
-			c.UpdatedAt = b.now()
-			if in != nil {
-				// A config that moves the token endpoint moves the token.
-				if err := b.issueTokenIfNeeded(ctx, in, before, c); err != nil {
-					return nil, err
-				}
-			}
-			return c, nil
+			return nil
 		})
 		if err != nil {
 			return respondError(err)

@@ -6,20 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-const (
-	// maxImportItems bounds one import request.
-	maxImportItems = 1000
-	// importWorkers is how many items of one import are written at once:
-	// each item is one locked load and save, and storage (Raft) takes
-	// concurrent writes faster than one after another.
-	importWorkers = 16
-)
+// maxImportItems bounds one import request.
+const maxImportItems = 1000
 
 // pathConnectionImport is the batch write: up to maxImportItems connections
 // of one integration per request, each written exactly as a single
@@ -68,13 +61,6 @@ policy never grants it.
 	}}
 }
 
-// importResult is one item's outcome.
-type importResult struct {
-	ConnectionID string `json:"connection_id"`
-	Status       string `json:"status"`
-	Error        string `json:"error,omitempty"`
-}
-
 func importResponseFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"results": typed(framework.TypeSlice, "Per item, in request order: connection_id, status (created, updated or failed) and, when failed, error (\"already exists\" for an existing connection without overwrite=true)."),
@@ -97,23 +83,13 @@ func (b *backend) pathConnectionImport(ctx context.Context, req *logical.Request
 	if err != nil {
 		return respondError(err)
 	}
-	results := make([]importResult, len(items))
 	schema := connectionFields()
 	overwrite := d.Get("overwrite").(bool)
-	var storageErr error
-	var errOnce sync.Once
-	b.forEachImportItem(len(items), func(i int) {
-		res, err := b.importOne(ctx, req.Storage, stored, in, schema, items[i], overwrite)
-		if err != nil {
-			errOnce.Do(func() { storageErr = err })
-		}
-		results[i] = res
-	})
-	if storageErr != nil {
-		// Storage failed under some items: the caller cannot tell which of
-		// them were stored, so this is no per-item answer but a 500; every
-		// item is all-or-nothing, and a retry of the whole batch is safe.
-		return nil, storageErr
+	results, err := importAll(len(items), func(i int) importItem {
+		return b.importOne(ctx, req.Storage, stored, in, schema, items[i], overwrite)
+	}, itemFault)
+	if err != nil {
+		return nil, err
 	}
 	return &logical.Response{Data: importSummary(results)}, nil
 }
@@ -153,30 +129,10 @@ func importItems(d *framework.FieldData) ([]map[string]any, error) {
 	return items, nil
 }
 
-// forEachImportItem runs do for 0..n-1 on importWorkers goroutines.
-func (b *backend) forEachImportItem(n int, do func(i int)) {
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range min(importWorkers, n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				do(i)
-			}
-		}()
-	}
-	for i := range n {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
-}
-
-// importOne writes one item; schema is the connection write's fields, and without overwrite an item whose
-// connection exists fails. Its own faults (a 4xx or 424 had it been a single write) are its result; anything
-// else is returned as an error.
-func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, schema map[string]*framework.FieldSchema, item map[string]any, overwrite bool) (importResult, error) {
+// importOne writes one item; schema is the connection write's fields, and
+// without overwrite an item whose connection exists fails. A field that
+// does not parse is the item's fault, as a userError.
+func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, schema map[string]*framework.FieldSchema, item map[string]any, overwrite bool) importItem {
 	id := item["connection_id"].(string)
 	raw := make(map[string]any, len(item))
 	for k, v := range item {
@@ -186,19 +142,10 @@ func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *
 	}
 	d := &framework.FieldData{Raw: raw, Schema: schema}
 	if err := d.Validate(); err != nil {
-		return importResult{ConnectionID: id, Status: "failed", Error: err.Error()}, nil
+		return importItem{id: id, err: badInput(err)}
 	}
 	_, created, err := b.writeConnection(ctx, s, stored, in, id, d, overwrite)
-	switch {
-	case err == nil && created:
-		return importResult{ConnectionID: id, Status: "created"}, nil
-	case err == nil:
-		return importResult{ConnectionID: id, Status: "updated"}, nil
-	}
-	if msg, callersFault := itemFault(err); callersFault {
-		return importResult{ConnectionID: id, Status: "failed", Error: msg}, nil
-	}
-	return importResult{ConnectionID: id, Status: "failed", Error: "storage error"}, err
+	return importItem{id: id, created: created, err: err}
 }
 
 // itemFault says whether err is one a single write would have answered

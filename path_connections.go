@@ -4,11 +4,12 @@ package connect
 
 import (
 	"context"
-	"errors"
 	"fmt"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 func pathConnections(b *backend) []*framework.Path {
@@ -78,63 +79,9 @@ func badConnectionPath(context.Context, *logical.Request, *framework.FieldData) 
 }
 
 func connectionFields() map[string]*framework.FieldSchema {
-	sensitive := &framework.DisplayAttributes{Sensitive: true}
-	return map[string]*framework.FieldSchema{
+	fields := map[string]*framework.FieldSchema{
 		"integration":   integrationNameField(),
 		"connection_id": connectionIDField(),
-		"access_token": {
-			Type:         framework.TypeString,
-			Description:  "OAUTH2: the access token to import. Required on create.",
-			DisplayAttrs: sensitive,
-		},
-		"refresh_token": {
-			Type:         framework.TypeString,
-			Description:  "OAUTH2: the refresh token, which lets the engine renew the access token. Returned only by the raw sub-path.",
-			DisplayAttrs: sensitive,
-		},
-		"expires_at": {
-			Type:        framework.TypeString,
-			Description: "OAUTH2: when the access token expires (RFC 3339). Omit both expires_at and expires_in for a token that does not expire.",
-		},
-		"expires_in": {
-			Type:        framework.TypeDurationSecond,
-			Description: "OAUTH2: seconds until the access token expires, as a token response says it.",
-		},
-		"token_type": {
-			Type:        framework.TypeString,
-			Description: "OAUTH2: the token type, usually 'Bearer'.",
-		},
-		"scopes": {
-			Type:        framework.TypeCommaStringSlice,
-			Description: "OAUTH2: the scopes the token was granted.",
-		},
-		"client_id": {
-			Type:        framework.TypeString,
-			Description: "OAUTH2_CC: the connection's own OAuth client id, for providers whose customers each create an API client; with client_secret. Omitted (or empty), the integration's client applies. Required when the integration's credentials_schema says so.",
-		},
-		"client_secret": {
-			Type:         framework.TypeString,
-			Description:  "OAUTH2_CC: the secret of the connection's own client_id. Write-only: reads show client_secret_set.",
-			DisplayAttrs: sensitive,
-		},
-		"api_key": {
-			Type:         framework.TypeString,
-			Description:  "API_KEY: the API key. Required.",
-			DisplayAttrs: sensitive,
-		},
-		"username": {
-			Type:        framework.TypeString,
-			Description: "BASIC: the user name. Required.",
-		},
-		"password": {
-			Type:         framework.TypeString,
-			Description:  "BASIC: the password.",
-			DisplayAttrs: sensitive,
-		},
-		"credentials": {
-			Type:        framework.TypeMap,
-			Description: "CUSTOM: an object of string values, e.g. {\"client_key\": \"...\", \"region\": \"eu\"}. Required on create.",
-		},
 		"metadata": {
 			Type:        framework.TypeMap,
 			Description: "Any JSON object the application wants to keep with the connection. Replaces the stored metadata; patch it through the metadata sub-path.",
@@ -143,16 +90,81 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeMap,
 			Description: "Per-connection configuration as a JSON object, e.g. {\"subdomain\": \"acme\"} for providers whose URLs depend on the customer.",
 		},
-		"installation_id": {
-			Type:        framework.TypeString,
-			Description: "APP: the installation of the app whose tokens this connection holds (a number). Set only here, never through the connection's config sub-path, so that a customer who may edit its config cannot pick another customer's installation.",
-		},
 		"revoke": {
 			Type:        framework.TypeBool,
 			Default:     true,
 			Description: "On delete: revoke the connection's tokens at the provider's revocation_url first (RFC 7009). A failure is a warning; the deletion happens anyway.",
 		},
 	}
+	for _, f := range catalog.CredentialFields() {
+		if len(f.WriteModes) == 0 {
+			continue
+		}
+		schema := credentialWriteFields[f.Name]
+		if f.Secret {
+			schema.DisplayAttrs = &framework.DisplayAttributes{Sensitive: true}
+		}
+		fields[f.Name] = &schema
+	}
+	return fields
+}
+
+// credentialWriteFields are the types and help of the credential fields
+// connection writes take; which fields there are, for which auth modes, and
+// which are secret is catalog.CredentialFields.
+var credentialWriteFields = map[string]framework.FieldSchema{
+	"access_token": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: the access token to import. Required on create.",
+	},
+	"refresh_token": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: the refresh token, which lets the engine renew the access token. Returned only by the raw sub-path.",
+	},
+	"expires_at": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: when the access token expires (RFC 3339). Omit both expires_at and expires_in for a token that does not expire.",
+	},
+	"expires_in": {
+		Type:        framework.TypeDurationSecond,
+		Description: "OAUTH2: seconds until the access token expires, as a token response says it.",
+	},
+	"token_type": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2: the token type, usually 'Bearer'.",
+	},
+	"scopes": {
+		Type:        framework.TypeCommaStringSlice,
+		Description: "OAUTH2: the scopes the token was granted.",
+	},
+	"client_id": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2_CC: the connection's own OAuth client id, for providers whose customers each create an API client; with client_secret. Omitted (or empty), the integration's client applies. Required when the integration's credentials_schema says so.",
+	},
+	"client_secret": {
+		Type:        framework.TypeString,
+		Description: "OAUTH2_CC: the secret of the connection's own client_id. Write-only: reads show client_secret_set.",
+	},
+	"api_key": {
+		Type:        framework.TypeString,
+		Description: "API_KEY: the API key. Required.",
+	},
+	"username": {
+		Type:        framework.TypeString,
+		Description: "BASIC: the user name. Required.",
+	},
+	"password": {
+		Type:        framework.TypeString,
+		Description: "BASIC: the password.",
+	},
+	"credentials": {
+		Type:        framework.TypeMap,
+		Description: "CUSTOM: an object of string values, e.g. {\"client_key\": \"...\", \"region\": \"eu\"}. Required on create.",
+	},
+	"installation_id": {
+		Type:        framework.TypeString,
+		Description: "APP: the installation of the app whose tokens this connection holds (a number). Set only here, never through the connection's config sub-path, so that a customer who may edit its config cannot pick another customer's installation.",
+	},
 }
 
 func (b *backend) connectionExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
@@ -202,7 +214,7 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 			"created_at": formatTime(c.CreatedAt),
 			"expires_at": formatTime(c.Credentials.ExpiresAt),
 		}
-		if c.AuthMode.hasTokens() {
+		if c.AuthMode.HasTokens() {
 			addRefreshState(info, c)
 		}
 		keyInfo[id] = info
@@ -221,7 +233,7 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	c, warnings, err := b.readRefreshed(ctx, req.Storage, integration, id)
+	c, warnings, err := b.refresher.readRefreshed(ctx, req.Storage, integration, id)
 	if err != nil {
 		return httpError(err)
 	}
@@ -229,12 +241,12 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 		return nil, nil
 	}
 	resp := &logical.Response{Data: connectionResponse(c, withLongLived)}
-	usage, err := b.usage(ctx, req.Storage, integration)
+	rendering, err := b.renderings.get(ctx, req.Storage, integration)
 	if err != nil {
 		return nil, err
 	}
-	if usage != nil {
-		warnings = append(warnings, usage.render(c, resp.Data)...)
+	if rendering != nil {
+		warnings = append(warnings, rendering.render(c, resp.Data)...)
 	}
 	for _, w := range warnings {
 		resp.AddWarning(w)
@@ -346,70 +358,19 @@ func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*
 // writeConnection creates or updates one connection from the fields in d:
 // the single write and every item of an import. stored is the integration
 // as stored, in its effective settings. Without overwrite, a connection
-// that exists already is refused (decided under its lock, so a concurrent
-// create cannot slip in between). created says whether the connection is
+// that exists already is refused. created says whether the connection is
 // new.
 func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored, in *integrationEntry, id string, d *framework.FieldData, overwrite bool) (c *connectionEntry, created bool, err error) {
-	c, err = b.store.Update(ctx, s, stored.Name, id, func(existing *connectionEntry) (*connectionEntry, error) {
-		created = existing == nil
-		if !created && !overwrite {
-			return nil, badInput(fmt.Errorf("connection %q already exists; import only creates connections unless the request sets overwrite=true", id))
-		}
+	return b.refresher.write(ctx, s, in, id, overwrite, func(existing *connectionEntry) (*connectionEntry, error) {
 		c, err := applyConnectionFields(existing, stored, id, d, b.now())
 		if err == nil {
-			err = checkConnectionSchemas(c, in, created, d)
+			err = checkConnectionSchemas(c, in, existing == nil, d)
 		}
 		if err != nil {
 			return nil, badInput(err)
 		}
-		return c, b.issueTokenIfNeeded(ctx, in, existing, c)
+		return c, nil
 	})
-	return c, created, err
-}
-
-// needsIssuedToken reports whether a connection is only worth storing with
-// a token the provider has issued: client-credentials and app connections,
-// whose tokens the engine obtains itself.
-func needsIssuedToken(c *connectionEntry) bool {
-	return c.AuthMode.issuesOwnTokens() && c.Credentials.AccessToken == ""
-}
-
-// issueTokenIfNeeded gets c a token, in the request that writes it, when
-// the engine obtains c's tokens itself and c has none, or holds one issued
-// for something else than c now names (before is the connection as it was,
-// nil on create): a token is never served for an installation or tenant it
-// was not issued for, not even until its next refresh. An error leaves the
-// caller nothing to store.
-func (b *backend) issueTokenIfNeeded(ctx context.Context, in *integrationEntry, before, c *connectionEntry) error {
-	if grantMoved(in, before, c) {
-		// The token goes; the client that is to ask for the next one
-		// stays.
-		c.Credentials = credentials{ClientID: c.Credentials.ClientID, ClientSecret: c.Credentials.ClientSecret}
-		c.RawTokenResponse = nil
-	}
-	if !needsIssuedToken(c) {
-		return nil
-	}
-	return b.issueToken(ctx, in, c)
-}
-
-// issueToken gets c a new token by the grant of its auth mode. On failure
-// nothing is stored.
-func (b *backend) issueToken(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
-	if !b.WriteSafeReplicationState() {
-		return logical.ErrReadOnly
-	}
-	res, err := b.tokens.obtain(context.WithoutCancel(ctx), in, c)
-	if err != nil {
-		err = classifyProviderError(err)
-		if errors.Is(err, errBadConnectionConfig) {
-			return err
-		}
-		return &engineError{kind: errProviderRefused, cause: err,
-			msg: fmt.Sprintf("could not obtain a token for connection %q, nothing was stored: %s", c.ConnectionID, err)}
-	}
-	b.tokens.apply(c, in, res, b.now())
-	return nil
 }
 
 func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -419,18 +380,13 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	}
 	var revoke func(*connectionEntry) []string
 	if d.Get("revoke").(bool) {
-		in, err := b.tokens.integration(ctx, req.Storage, integration)
-		if err == nil && in.AuthMode.isOAuth() {
-			revoke = func(c *connectionEntry) []string {
-				return b.tokens.revoke(context.WithoutCancel(ctx), in, c)
-			}
-		}
+		revoke = b.issuer.revoker(ctx, req.Storage, integration)
 	}
 	warnings, err := b.store.Delete(ctx, req.Storage, integration, id, revoke)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.deleteStatesOf(ctx, req.Storage, integration, id); err != nil {
+	if err := b.states.DeleteOf(ctx, req.Storage, integration, id); err != nil {
 		return nil, err
 	}
 	if len(warnings) == 0 {
@@ -486,3 +442,58 @@ refreshed before it is returned. The refresh token and the provider's raw
 token response are returned only by the raw sub-path, so a policy can grant
 the short-lived credential without them.
 `
+
+// connectionResponseFields are what a connection read returns; withLongLived
+// adds the raw sub-path's refresh token and token response.
+func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSchema {
+	f := map[string]*framework.FieldSchema{
+		"integration":        str("The integration."),
+		"connection_id":      str("The connection id."),
+		"auth_mode":          str("The integration's auth mode."),
+		"created_at":         str("When the connection was created (RFC 3339)."),
+		"updated_at":         str("When the connection was last written (RFC 3339)."),
+		"metadata":           typed(framework.TypeMap, "The application's metadata object."),
+		"connection_config":  typed(framework.TypeMap, "The per-connection configuration object."),
+		"base_url":           str("The provider's API for this connection: the integration's api_base_url filled from connection_config. Absent when the integration has none."),
+		"headers":            typed(framework.TypeMap, "The HTTP headers that authenticate a request to base_url: the integration's request_headers rendered with this connection's credential."),
+		"refresh_status":     str("ok, failing, exhausted or reauthorization_required."),
+		"refresh_failures":   typed(framework.TypeInt, "Failed refreshes in a row."),
+		"last_refresh_error": str("The last refresh failure, without secrets."),
+		"last_refreshed_at":  str("When the token was last refreshed (RFC 3339)."),
+		"next_refresh_at":    str("When the background refreshes the token next (RFC 3339)."),
+	}
+	for _, cf := range catalog.CredentialFields() {
+		name := cf.Name
+		if cf.WriteOnly {
+			name += "_set"
+		}
+		if len(cf.ReadModes) == 0 || cf.RawOnly && !withLongLived {
+			continue
+		}
+		schema := *credentialReadFields[name]
+		f[name] = &schema
+	}
+	if withLongLived {
+		f["raw_token_response"] = typed(framework.TypeMap, "The provider's last token response as it sent it, without members that would take it over 64 KiB.")
+		f["raw_token_response_note"] = str("Which members of the last token response were dropped for their size; empty when it is whole.")
+	}
+	return f
+}
+
+// credentialReadFields are the types and help of the credential fields
+// connection reads return; which fields there are, for which auth modes,
+// and which only the raw sub-path returns is catalog.CredentialFields.
+var credentialReadFields = map[string]*framework.FieldSchema{
+	"access_token":      str("OAUTH2, OAUTH2_CC, APP: the access token."),
+	"token_type":        str("OAUTH2, OAUTH2_CC, APP: the token type, usually Bearer."),
+	"expires_at":        str("OAUTH2, OAUTH2_CC, APP: when the access token expires (RFC 3339), empty if it does not."),
+	"scopes":            typed(framework.TypeStringSlice, "OAUTH2, OAUTH2_CC: the scopes granted."),
+	"installation_id":   str("APP: the installation whose tokens the connection holds."),
+	"client_id":         str("OAUTH2_CC: the connection's own OAuth client id; empty when the integration's client applies."),
+	"client_secret_set": typed(framework.TypeBool, "OAUTH2_CC: whether the connection has a client secret of its own (it is never returned, not even by the raw sub-path)."),
+	"api_key":           str("API_KEY: the API key."),
+	"username":          str("BASIC: the user name."),
+	"password":          str("BASIC: the password."),
+	"credentials":       typed(framework.TypeMap, "CUSTOM: the credentials object."),
+	"refresh_token":     str("OAUTH2: the refresh token."),
+}

@@ -5,11 +5,14 @@ package connect
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // withIntegrations creates one integration of each non-OAuth mode and an
@@ -216,22 +219,6 @@ func TestConnectionListHasADefaultPage(t *testing.T) {
 	}
 }
 
-func TestPage(t *testing.T) {
-	keys := []string{"a", "b", "c", "d"}
-	cases := []struct {
-		after string
-		limit int
-		want  string
-	}{
-		{"", 0, "a,b,c,d"}, {"", 2, "a,b"}, {"b", 0, "c,d"}, {"bb", 1, "c"}, {"d", 0, ""}, {"0", 10, "a,b,c,d"},
-	}
-	for _, tc := range cases {
-		if got := strings.Join(pageAfter(keys, tc.after, tc.limit), ","); got != tc.want {
-			t.Errorf("pageAfter(after=%q, limit=%d) = %q, want %q", tc.after, tc.limit, got, tc.want)
-		}
-	}
-}
-
 // key_info=false lists ids without reading the entries.
 func TestListWithoutKeyInfoReadsNoEntry(t *testing.T) {
 	counting := &countingStorage{Storage: &logical.InmemStorage{}}
@@ -252,4 +239,88 @@ func TestListWithoutKeyInfoReadsNoEntry(t *testing.T) {
 	if resp, _ := e.do(logical.ListOperation, "connections/crm/", nil); len(resp.Data["key_info"].(map[string]any)) != 3 {
 		t.Fatalf("default list has no key_info: %v", resp.Data)
 	}
+}
+
+// The credential fields of connection writes and reads, their schemas and
+// the response a read renders are the catalog's list: a field added there
+// without its help or its value here fails.
+func TestCredentialFieldsComeFromTheCatalog(t *testing.T) {
+	writeFields, readFields := connectionFields(), connectionResponseFields(true)
+	for _, f := range catalog.CredentialFields() {
+		if len(f.WriteModes) > 0 {
+			schema, ok := writeFields[f.Name]
+			if !ok {
+				t.Errorf("connection writes have no field %s", f.Name)
+			} else if secret := schema.DisplayAttrs != nil && schema.DisplayAttrs.Sensitive; secret != f.Secret {
+				t.Errorf("field %s: sensitive = %v, catalog's secret = %v", f.Name, secret, f.Secret)
+			}
+		}
+		if _, ok := credentialWriteFields[f.Name]; ok != (len(f.WriteModes) > 0) {
+			t.Errorf("credentialWriteFields has %s = %v, catalog's write modes %v", f.Name, ok, f.WriteModes)
+		}
+	}
+	if len(credentialReadFields) != len(readCredentialNames(nil, true)) {
+		t.Errorf("credentialReadFields lists %d fields, the catalog %d", len(credentialReadFields), len(readCredentialNames(nil, true)))
+	}
+	for _, name := range readCredentialNames(nil, true) {
+		if readFields[name] == nil {
+			t.Errorf("connection reads have no field %s", name)
+		}
+	}
+	full := credentials{AccessToken: "a", RefreshToken: "r", TokenType: "Bearer", ExpiresAt: time.Now(), Scopes: []string{"s"},
+		ClientID: "id", ClientSecret: "secret", APIKey: "k", Username: "u", Password: "p", Custom: map[string]string{"x": "y"}}
+	all := readCredentialNames(nil, true)
+	for _, mode := range catalog.AuthModes {
+		for _, raw := range []bool{false, true} {
+			data := connectionResponse(&connectionEntry{AuthMode: mode, Credentials: full, InstallationID: "1"}, raw)
+			var got []string
+			for _, name := range all {
+				if _, ok := data[name]; ok {
+					got = append(got, name)
+				}
+			}
+			if want := readCredentialNames(&mode, raw); strings.Join(got, ",") != strings.Join(want, ",") {
+				t.Errorf("%s (raw %v): a read returns %v, the catalog says %v", mode, raw, got, want)
+			}
+		}
+		// credentials_schema checks the values under the catalog's schema
+		// keys (CUSTOM's are its own).
+		var want []string
+		for _, f := range catalog.CredentialFields() {
+			if f.SchemaKey != "" && slices.Contains(f.WriteModes, mode) {
+				want = append(want, f.SchemaKey)
+			}
+		}
+		if mode == authModeCustom {
+			want = []string{"x"}
+		}
+		c := &connectionEntry{AuthMode: mode, Credentials: full}
+		if got := sortedKeys(credentialValues(c)); strings.Join(got, ",") != strings.Join(sortedCopy(want), ",") {
+			t.Errorf("%s: credentials_schema sees %v, the catalog says %v", mode, got, want)
+		}
+	}
+}
+
+// sortedCopy returns s sorted, leaving s alone.
+func sortedCopy(s []string) []string {
+	out := slices.Clone(s)
+	slices.Sort(out)
+	return out
+}
+
+// readCredentialNames lists the response names of the catalog's credential
+// fields that a read of mode returns (every mode's when mode is nil).
+func readCredentialNames(mode *authMode, raw bool) []string {
+	var names []string
+	for _, f := range catalog.CredentialFields() {
+		if len(f.ReadModes) == 0 || f.RawOnly && !raw || mode != nil && !slices.Contains(f.ReadModes, *mode) {
+			continue
+		}
+		if f.WriteOnly {
+			names = append(names, f.Name+"_set")
+		} else {
+			names = append(names, f.Name)
+		}
+	}
+	return names
 }

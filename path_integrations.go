@@ -6,11 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -221,11 +223,11 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	if in.Provider != "" {
 		p, source := stored, "provider"
 		if p == nil {
-			p, source = builtinProviders[in.Provider], "builtin"
+			p, source = catalog.Lookup(in.Provider), "builtin"
 		}
 		if p != nil {
 			eff = mergeProvider(in, p)
-			sources = settingSources(in.endpointSettings, p.endpointSettings, source)
+			sources = catalog.SettingSources(in.endpointSettings, p.EndpointSettings, source)
 		}
 	}
 	data := map[string]any{
@@ -236,7 +238,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		"updated_at": formatTime(in.UpdatedAt),
 		"sources":    sources,
 	}
-	if in.AuthMode.isOAuth() {
+	if in.AuthMode.IsOAuth() {
 		data["client_id"] = in.ClientID
 		data["client_secret_set"] = in.ClientSecret != ""
 		data["scopes"] = nonNilStrings(eff.Scopes)
@@ -253,7 +255,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["refresh_url"] = eff.RefreshURL
 		data["refresh_params"] = nonNilMap(eff.RefreshParams)
 		data["allowed_scopes"] = nonNilStrings(in.AllowedScopes)
-		data["pkce"] = !in.DisablePKCE && eff.usesPKCE()
+		data["pkce"] = !in.DisablePKCE && eff.UsesPKCE()
 		data["token_request_format"] = eff.TokenRequestFormat
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
 		data["redirect_uri_value"] = eff.RedirectURIValue
@@ -265,9 +267,9 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 	data["api_base_url"] = eff.APIBaseURL
 	data["allowed_hosts"] = nonNilStrings(eff.AllowedHosts)
 	data["request_headers"] = nonNilMap(eff.RequestHeaders)
-	data["connection_config_schema"] = nonNilSchema(eff.ConnectionConfigSchema)
-	if _, ok := credentialKeys[in.AuthMode]; ok {
-		data["credentials_schema"] = nonNilSchema(eff.CredentialsSchema)
+	data["connection_config_schema"] = eff.ConnectionConfigSchema.JSONObject()
+	if in.AuthMode.HasCredentialsSchema() {
+		data["credentials_schema"] = eff.CredentialsSchema.JSONObject()
 	}
 	return data
 }
@@ -290,7 +292,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err != nil {
 		return respondError(err)
 	}
-	defer b.usageCache.clear()
+	defer b.renderings.clear()
 	if err := putIntegration(ctx, req.Storage, in); err != nil {
 		return nil, err
 	}
@@ -324,8 +326,8 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if err := applyAuthMode(&in, existing, prov, d); err != nil {
 		return nil, badInput(err)
 	}
-	if bad := fieldsNotFor(in.AuthMode, d.Raw, integrationModeFields); len(bad) > 0 {
-		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", notApply(bad), in.AuthMode)}
+	if bad := catalog.IntegrationFieldsNotFor(in.AuthMode, d.Raw); len(bad) > 0 {
+		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", catalog.NotApply(bad), in.AuthMode)}
 	}
 	if v, ok := d.GetOk("allowed_scopes"); ok {
 		in.AllowedScopes = v.([]string)
@@ -351,7 +353,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if prov != nil {
 		effective = mergeProvider(&in, prov)
 	}
-	if effective.AuthMode.isOAuth() && effective.AuthStyle == "" {
+	if effective.AuthMode.IsOAuth() && effective.AuthStyle == "" {
 		in.AuthStyle = "auto"
 		effective.AuthStyle = "auto"
 	}
@@ -367,7 +369,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 // that mode.
 func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *framework.FieldData) error {
 	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := parseAuthMode(raw.(string))
+		mode, err := catalog.ParseAuthMode(raw.(string))
 		if err != nil {
 			return err
 		}
@@ -376,7 +378,7 @@ func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *f
 		in.AuthMode = provider.AuthMode
 	}
 	if in.AuthMode == "" {
-		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", joinModes(allAuthModes))
+		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", catalog.JoinModes(catalog.AuthModes))
 	}
 	if existing != nil && in.AuthMode != existing.AuthMode {
 		return fmt.Errorf("auth_mode cannot be changed from %s to %s: delete the integration and create it again", existing.AuthMode, in.AuthMode)
@@ -410,7 +412,7 @@ func validateIntegration(in *integrationEntry) error {
 			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
 		}
 	}
-	return in.endpointSettings.validate(in.AuthMode)
+	return in.endpointSettings.Validate(in.AuthMode)
 }
 
 // clientCredentialsRequired lists what an OAUTH2_CC integration needs of
@@ -419,8 +421,8 @@ func validateIntegration(in *integrationEntry) error {
 // (every customer creates an API client in the provider's console), unless
 // it names one anyway, which then needs both halves.
 func clientCredentialsRequired(in *integrationEntry) []string {
-	required := in.CredentialsSchema.required()
-	eachConnectionBringsOne := contains(required, "client_id") && contains(required, "client_secret")
+	required := in.CredentialsSchema.Required()
+	eachConnectionBringsOne := slices.Contains(required, "client_id") && slices.Contains(required, "client_secret")
 	if eachConnectionBringsOne && in.ClientID == "" && in.ClientSecret == "" {
 		return nil
 	}
@@ -433,10 +435,10 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 		return logical.ErrorResponse(err.Error()), nil
 	}
 	err := b.store.DeleteIntegration(ctx, req.Storage, name, d.Get("force").(bool), func() error {
-		if err := b.deleteStatesOfIntegration(ctx, req.Storage, name); err != nil {
+		if err := b.states.DeleteOfIntegration(ctx, req.Storage, name); err != nil {
 			return err
 		}
-		defer b.usageCache.clear()
+		defer b.renderings.clear()
 		return deleteIntegration(ctx, req.Storage, name)
 	})
 	var hasConns *errHasConnections
@@ -477,3 +479,20 @@ Example:
         auth_url=https://github.com/login/oauth/authorize \
         token_url=https://github.com/login/oauth/access_token
 `
+
+// integrationResponseFields are what an integration read returns.
+func integrationResponseFields() map[string]*framework.FieldSchema {
+	f := endpointResponseFields()
+	f["name"] = str("Name of the integration.")
+	f["provider"] = str("The provider whose settings fill the ones the integration leaves empty.")
+	f["created_at"] = str("When the integration was created (RFC 3339).")
+	f["updated_at"] = str("When the integration was last written (RFC 3339).")
+	f["sources"] = typed(framework.TypeMap, "Per endpoint setting, where its value comes from: integration, provider (operator-defined) or builtin.")
+	f["client_id"] = str("OAuth client id.")
+	f["client_secret_set"] = typed(framework.TypeBool, "Whether a client secret is stored (it is never returned).")
+	f["allowed_scopes"] = typed(framework.TypeStringSlice, "Scopes authorize may request besides the default scopes.")
+	f["pkce"] = typed(framework.TypeBool, "Whether the authorization flow uses PKCE.")
+	f["app_id"] = str("APP: the app's id.")
+	f["private_key_set"] = typed(framework.TypeBool, "APP: whether a private key is stored (it is never returned).")
+	return f
+}

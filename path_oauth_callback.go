@@ -5,17 +5,14 @@ package connect
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"html/template"
-	"maps"
 	"net/http"
 	"net/url"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
@@ -103,178 +100,19 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if !b.WriteSafeReplicationState() {
 		return nil, &callbackFailure{http.StatusServiceUnavailable, "This Vault node cannot store connections. Start the authorization again."}
 	}
-
-	// Everything the exchange and the save need is read before the code is
-	// spent at the provider.
-	in, ep, connCfg, fail := b.callbackIntegration(ctx, s, st)
-	if fail != nil {
-		return nil, fail
-	}
-	fromCallback := callbackValues(in.CallbackConfig, query)
-	if err := checkCallbackConfig(in, connCfg, fromCallback); err != nil {
-		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf(
-			"The provider's redirect carries connection config this integration does not accept: %s. Nothing was stored. Start the authorization again.", err)}
-	}
-	app, err := tokenRequestApp(in, nil, connCfg)
-	if err != nil {
-		return nil, &callbackFailure{http.StatusBadRequest, err.Error()}
-	}
-	res, err := b.tokens.client.ExchangeCode(ctx, app, ep, st.RedirectURL, code, st.Verifier)
-	if err != nil {
-		b.Logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
-		return nil, &callbackFailure{http.StatusFailedDependency, "The provider did not issue tokens: " + err.Error()}
-	}
-	if err := b.storeAuthorizedConnection(ctx, s, in, st, res, fromCallback); err != nil {
-		b.Logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
-		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
-			return nil, &callbackFailure{http.StatusConflict, "The connection or its integration was deleted during the authorization."}
-		}
-		var bad *userError
-		if errors.As(err, &bad) {
-			return nil, &callbackFailure{http.StatusBadRequest, "The provider's redirect carried a connection config value Vault may not store: " + bad.Error()}
-		}
-		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not store the connection."}
+	if fail := b.authorizer.complete(ctx, s, st, code, query); fail != nil {
+		return nil, &callbackFailure{completionStatus[fail.fault], fail.msg}
 	}
 	return st, nil
 }
 
-// callbackIntegration resolves the integration a callback authorizes for,
-// and the token endpoint for the connection's config: the one that the
-// state carries, else the connection's as it is now.
-func (b *backend) callbackIntegration(ctx context.Context, s logical.Storage, st *oauthStateEntry) (*integrationEntry, provider.Endpoints, map[string]any, *callbackFailure) {
-	stored, err := getIntegration(ctx, s, st.Integration)
-	if err != nil {
-		b.Logger().Error("reading integration", "integration", st.Integration, "error", err)
-		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the integration."}
-	}
-	if stored == nil || !stored.CreatedAt.Equal(st.IntegrationCreatedAt) {
-		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("Integration %q was deleted since the authorization started.", st.Integration)}
-	}
-	in, err := effectiveIntegration(ctx, s, stored)
-	if err != nil {
-		b.Logger().Error("resolving integration", "integration", st.Integration, "error", err)
-		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not resolve the integration's provider."}
-	}
-	connCfg := st.ConnectionConfig
-	if !st.ReplaceConnectionConfig {
-		c, err := b.store.Get(ctx, s, st.Integration, st.ConnectionID)
-		if err != nil {
-			return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the connection."}
-		}
-		if c != nil {
-			connCfg = c.ConnectionConfig
-		}
-	}
-	ep, err := endpoints(in, connCfg)
-	if err != nil {
-		return nil, provider.Endpoints{}, nil, &callbackFailure{http.StatusBadRequest, err.Error()}
-	}
-	return in, ep, connCfg, nil
-}
-
-// storeAuthorizedConnection writes the tokens of a completed authorization
-// into the connection as it is now. A re-authorization replaces the
-// credentials and keeps the metadata and config unless authorize was given
-// new ones; a connection deleted since authorize is not re-created.
-func (b *backend) storeAuthorizedConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, fromCallback map[string]any) error {
-	_, err := b.store.Update(ctx, s, st.Integration, st.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
-		now := b.now()
-		if c == nil {
-			if st.Reauthorization {
-				return nil, connectionNotFound(st.Integration, st.ConnectionID)
-			}
-			c = &connectionEntry{
-				Integration:      st.Integration,
-				ConnectionID:     st.ConnectionID,
-				AuthMode:         authModeOAuth2,
-				Metadata:         map[string]any{},
-				ConnectionConfig: map[string]any{},
-				CreatedAt:        now,
-			}
-		}
-		c.Credentials = credentials{}
-		if st.ReplaceConnectionConfig {
-			c.ConnectionConfig = nonNilObject(st.ConnectionConfig)
-		}
-		if st.ReplaceMetadata {
-			c.Metadata = nonNilObject(st.Metadata)
-		}
-		for k, v := range fromCallback {
-			if c.ConnectionConfig == nil {
-				c.ConnectionConfig = map[string]any{}
-			}
-			c.ConnectionConfig[k] = v
-		}
-		if len(fromCallback) > 0 {
-			// Values from the redirect's query are the browser's, not the
-			// provider's: they may not point the integration elsewhere.
-			if err := in.checkConfigHosts(c.ConnectionConfig); err != nil {
-				return nil, badInput(err)
-			}
-		}
-		b.tokens.apply(c, in, res, now)
-		return c, nil
-	})
-	return err
-}
-
-// checkCallbackConfig checks the values callback_config copies from the
-// provider's redirect against the integration's connection_config_schema,
-// as any write of a connection's config is checked: the redirect comes
-// through the customer's browser, so its query is the customer's input,
-// and it must not replace a value authorize checked with one the schema
-// refuses. It runs before the code is exchanged, so a refusal spends
-// nothing at the provider. Errors name the key, never the value. The values
-// may not point the integration's URLs outside its allowed hosts either,
-// merged into base, the config the callback resolves its endpoints with
-// (checked again under the connection's lock when they are stored).
-func checkCallbackConfig(in *integrationEntry, base, fromCallback map[string]any) error {
-	for _, key := range in.CallbackConfig {
-		v, ok := fromCallback[key]
-		f, inSchema := in.ConnectionConfigSchema[key]
-		if !ok || !inSchema {
-			continue
-		}
-		if err := f.check(v); err != nil {
-			return fmt.Errorf("connection_config.%s %s", key, err)
-		}
-	}
-	if len(fromCallback) == 0 {
-		return nil
-	}
-	merged := maps.Clone(base)
-	if merged == nil {
-		merged = map[string]any{}
-	}
-	maps.Copy(merged, fromCallback)
-	if err := in.checkConfigHosts(merged); err != nil {
-		return err
-	}
-	return in.checkParamConfig(merged)
-}
-
-// maxCallbackValueLen bounds a value copied from the callback's query.
-const maxCallbackValueLen = 256
-
-// callbackValues picks the query parameters that callback_config names,
-// as single strings of printable characters.
-func callbackValues(names []string, query map[string]any) map[string]any {
-	out := map[string]any{}
-	for _, name := range names {
-		var v string
-		switch raw := query[name].(type) {
-		case string:
-			v = raw
-		case []string:
-			if len(raw) > 0 {
-				v = raw[0]
-			}
-		}
-		if v != "" && len(v) <= maxCallbackValueLen && safetext.Printable(v, maxCallbackValueLen) == v {
-			out[name] = v
-		}
-	}
-	return out
+// completionStatus is the callback page's status for each fault of the
+// authorization flow.
+var completionStatus = map[completionFault]int{
+	faultRequest:  http.StatusBadRequest,
+	faultGone:     http.StatusConflict,
+	faultProvider: http.StatusFailedDependency,
+	faultVault:    http.StatusInternalServerError,
 }
 
 func withQuery(base string, q url.Values) string {

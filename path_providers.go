@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -80,7 +82,7 @@ func (b *backend) pathProviderList(ctx context.Context, req *logical.Request, _ 
 		}
 		builtin := p == nil
 		if builtin {
-			p = builtinProviders[n]
+			p = catalog.Lookup(n)
 		}
 		if p == nil {
 			continue
@@ -101,7 +103,7 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 	}
 	p := stored
 	if p == nil {
-		if p = builtinProviders[name]; p == nil {
+		if p = catalog.Lookup(name); p == nil {
 			return nil, nil
 		}
 	}
@@ -112,7 +114,7 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 	data := providerResponse(p)
 	data["builtin"] = stored == nil
 	data["redirect_url"] = cfg.RedirectURL
-	data["required_config_keys"] = nonNilStrings(p.requiredConfigKeys())
+	data["required_config_keys"] = nonNilStrings(p.RequiredConfigKeys())
 	resp := &logical.Response{Data: data}
 	if cfg.RedirectURL == "" && p.AuthMode == authModeOAuth2 {
 		resp.AddWarning("redirect_url is not configured: write this mount's external oauth/callback address to config; it is the redirect URL to register with the provider")
@@ -138,12 +140,12 @@ func providerResponse(p *providerEntry) map[string]any {
 		"scope_separator":          p.ScopeSeparator,
 		"refresh_url":              p.RefreshURL,
 		"refresh_params":           nonNilMap(p.RefreshParams),
-		"pkce":                     p.usesPKCE(),
+		"pkce":                     p.UsesPKCE(),
 		"token_request_format":     p.TokenRequestFormat,
 		"callback_config":          nonNilStrings(p.CallbackConfig),
 		"redirect_uri_value":       p.RedirectURIValue,
-		"connection_config_schema": nonNilSchema(p.ConnectionConfigSchema),
-		"credentials_schema":       nonNilSchema(p.CredentialsSchema),
+		"connection_config_schema": p.ConnectionConfigSchema.JSONObject(),
+		"credentials_schema":       p.CredentialsSchema.JSONObject(),
 		"request_headers":          nonNilMap(p.RequestHeaders),
 		"allowed_hosts":            nonNilStrings(p.AllowedHosts),
 		"tokens_expire":            p.TokensExpire,
@@ -185,7 +187,7 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 		return logical.ErrorResponse("this write lets integrations of provider %q send credentials to hosts they did not reach before (%s); pass force=true to do it anyway",
 			name, describeWidening(widened)), nil
 	}
-	defer b.usageCache.clear()
+	defer b.renderings.clear()
 	if err := putStoredProvider(ctx, req.Storage, p); err != nil {
 		return nil, err
 	}
@@ -236,7 +238,7 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 	}
 	now := mergeProvider(in, after).endpointSettings
 	var out []string
-	wasHosts, nowHosts := was.endpointHosts(), now.endpointHosts()
+	wasHosts, nowHosts := was.EndpointHosts(), now.EndpointHosts()
 	for _, f := range sortedKeys(nowHosts) {
 		if nowHosts[f] != "" && nowHosts[f] != wasHosts[f] {
 			out = append(out, f)
@@ -248,10 +250,10 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 			break
 		}
 	}
-	wasKeys := was.hostKeys()
-	for _, key := range now.hostKeys() {
+	wasKeys := was.HostKeys()
+	for _, key := range now.HostKeys() {
 		switch {
-		case !contains(wasKeys, key):
+		case !slices.Contains(wasKeys, key):
 			// A URL's host now takes a key it did not (a renamed
 			// placeholder escapes the old key's schema).
 			out = append(out, "host placeholder "+key)
@@ -260,7 +262,7 @@ func egressWidening(in *integrationEntry, before, after *providerEntry) []string
 		}
 		// Values a redirect or a token response supplies choose the host
 		// too once they are copied into that key.
-		if contains(now.CallbackConfig, key) && !contains(was.CallbackConfig, key) {
+		if slices.Contains(now.CallbackConfig, key) && !slices.Contains(was.CallbackConfig, key) {
 			out = append(out, "callback_config."+key)
 		}
 		if _, ok := now.TokenResponseConfig[key]; ok && now.TokenResponseConfig[key] != was.TokenResponseConfig[key] {
@@ -281,22 +283,22 @@ func describeWidening(widened map[string][]string) string {
 
 func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
 	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := parseAuthMode(raw.(string))
+		mode, err := catalog.ParseAuthMode(raw.(string))
 		if err != nil {
 			return err
 		}
 		p.AuthMode = mode
 	}
 	if p.AuthMode == "" {
-		return fmt.Errorf("auth_mode is required: one of %s", joinModes(allAuthModes))
+		return fmt.Errorf("auth_mode is required: one of %s", catalog.JoinModes(catalog.AuthModes))
 	}
-	if err := applyEndpointFields(&p.endpointSettings, d); err != nil {
+	if err := applyEndpointFields(&p.EndpointSettings, d); err != nil {
 		return err
 	}
 	if v, ok := d.GetOk("tokens_expire"); ok {
 		p.TokensExpire = v.(bool)
 	}
-	return validateProvider(p)
+	return p.Validate()
 }
 
 // pathProviderDelete deletes an operator-defined provider; for an override
@@ -308,17 +310,13 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 		return nil, err
 	}
 	if stored == nil {
-		if _, builtin := builtinProviders[name]; builtin {
+		if catalog.Lookup(name) != nil {
 			return nil, logical.CodedError(http.StatusBadRequest, fmt.Sprintf("provider %q is built in and cannot be deleted; write to it to override it", name))
 		}
 		return nil, nil
 	}
 	// What applies after the delete: the built-in, or nothing.
-	var after *providerEntry
-	if bi, ok := builtinProviders[name]; ok {
-		cp := *bi
-		after = &cp
-	}
+	after := catalog.Lookup(name)
 	widened, err := integrationsWidened(ctx, req.Storage, name, stored, after)
 	if err != nil {
 		return nil, err
@@ -328,7 +326,7 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 		return logical.ErrorResponse("integrations %s use provider %q, and deleting it changes where they send credentials (%s); pass force=true to delete it anyway",
 			strings.Join(affected, ", "), name, describeWidening(widened)), nil
 	}
-	defer b.usageCache.clear()
+	defer b.renderings.clear()
 	if err := deleteStoredProvider(ctx, req.Storage, name); err != nil {
 		return nil, err
 	}
@@ -375,3 +373,17 @@ endpoint to another host while integrations inherit it is refused unless
 force=true, and the answer lists the affected integrations. Grant it to
 operators only.
 `
+
+// providerResponseFields are what a provider read returns.
+func providerResponseFields() map[string]*framework.FieldSchema {
+	f := endpointResponseFields()
+	f["name"] = str("Name of the provider.")
+	f["tokens_expire"] = typed(framework.TypeBool, "Whether the provider's access tokens expire.")
+	f["docs"] = str("The provider's documentation of these endpoints.")
+	f["checked"] = str("Built-in providers: the day (YYYY-MM-DD) the entry was last checked against its documentation.")
+	f["redirect_url"] = str("The redirect URL to register with the provider's OAuth app: this mount's oauth/callback (config redirect_url); empty until configured.")
+	f["required_config_keys"] = typed(framework.TypeStringSlice, "The connection_config keys every connection must have: required keys of connection_config_schema and placeholders of the URLs' fallbacks.")
+	f["builtin"] = typed(framework.TypeBool, "Whether this is the built-in catalog's entry (not an operator's definition or override).")
+	f["affected_integrations"] = typed(framework.TypeStringSlice, "On a forced write that moved an endpoint: the integrations that now send credentials to the new host.")
+	return f
+}

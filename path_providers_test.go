@@ -10,65 +10,15 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
-
-func TestCatalogShipsCommonProviders(t *testing.T) {
-	for _, name := range []string{"github", "gitlab", "google", "microsoft", "slack", "salesforce", "hubspot", "notion",
-		"atlassian", "zendesk", "shopify", "okta", "linear", "asana", "dropbox", "box", "zoom", "intercom", "airtable",
-		"xero", "quickbooks", "discord", "spotify", "stripe", "twilio", "github-app"} {
-		if _, ok := builtinProviders[name]; !ok {
-			t.Errorf("catalog lacks %s", name)
-		}
-	}
-	if builtinProviders["salesforce"].TokenResponseConfig["instance_url"] != "instance_url" {
-		t.Error("salesforce does not map instance_url into connection config")
-	}
-	if !strings.Contains(builtinProviders["zendesk"].TokenURL, "${connectionConfig.subdomain}") {
-		t.Error("zendesk token URL is not templated by subdomain")
-	}
-}
-
-// TestCatalogFixesOfIssue12 pins the corrections to entries that were wrong
-// or incomplete.
-func TestCatalogFixesOfIssue12(t *testing.T) {
-	zd := builtinProviders["zendesk"]
-	if zd.TokenParams["expires_in"] == "" || zd.RefreshParams["expires_in"] == "" || !zd.TokensExpire {
-		t.Errorf("zendesk must ask for expiring tokens: token_params %v refresh_params %v tokens_expire %v", zd.TokenParams, zd.RefreshParams, zd.TokensExpire)
-	}
-	if got := builtinProviders["figma"].RefreshURL; got != "https://api.figma.com/v1/oauth/refresh" {
-		t.Errorf("figma refresh_url = %q", got)
-	}
-	if got := builtinProviders["quickbooks"].CallbackConfig; !contains(got, "realmId") {
-		t.Errorf("quickbooks callback_config = %v", got)
-	}
-	sf := builtinProviders["salesforce"]
-	for _, u := range []string{sf.AuthURL, sf.TokenURL} {
-		alts := provider.Alternatives(u)
-		if len(alts) != 2 || !strings.Contains(alts[0], "${connectionConfig.hostname}") || !strings.HasPrefix(alts[1], "https://login.salesforce.com/") {
-			t.Errorf("salesforce URL %q is not My Domain || login.salesforce.com", u)
-		}
-	}
-	ic := builtinProviders["intercom"]
-	if alts := provider.Alternatives(ic.TokenURL); len(alts) != 2 || !strings.Contains(alts[0], "${connectionConfig.region}") {
-		t.Errorf("intercom token_url %q has no regional alternative", ic.TokenURL)
-	}
-	if got := ic.ConnectionConfigSchema["region"].Enum; strings.Join(got, ",") != "eu,au" {
-		t.Errorf("intercom region enum = %v", got)
-	}
-	for _, name := range []string{"slack", "linear", "zoom", "figma"} {
-		if builtinProviders[name].ScopeSeparator != "," {
-			t.Errorf("%s scope_separator = %q, want ','", name, builtinProviders[name].ScopeSeparator)
-		}
-	}
-}
 
 func TestProvidersListAndRead(t *testing.T) {
 	e := newTestEnv(t)
 	resp, _ := e.do(logical.ListOperation, "providers/", nil)
 	keys := resp.Data["keys"].([]string)
-	if len(keys) != len(builtinProviders) {
-		t.Fatalf("listed %d providers, want %d", len(keys), len(builtinProviders))
+	if len(keys) != len(catalog.Names()) {
+		t.Fatalf("listed %d providers, want %d", len(keys), len(catalog.Names()))
 	}
 	info := resp.Data["key_info"].(map[string]any)["stripe"].(map[string]any)
 	if info["auth_mode"] != "API_KEY" || info["builtin"] != true {

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -175,7 +177,7 @@ func (b *backend) newSessionEntry(ctx context.Context, s logical.Storage, cfg *c
 	e := &sessionEntry{ConnectionID: id, Reconnect: d.Get("reconnect").(bool), CreatedAt: now, ExpiresAt: now.Add(ttl)}
 	for _, name := range d.Get("integrations").([]string) {
 		name = strings.TrimSpace(name)
-		if name == "" || contains(e.Integrations, name) {
+		if name == "" || slices.Contains(e.Integrations, name) {
 			continue
 		}
 		if err := validateIntegrationName(name); err != nil {
@@ -235,13 +237,16 @@ func (b *backend) newSessionEntry(ctx context.Context, s logical.Storage, cfg *c
 	return e, nil
 }
 
+// sessionTagKeyRe is what a tag key may be.
+var sessionTagKeyRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
 // checkSessionTags bounds the tags a session copies to its connection.
 func checkSessionTags(tags map[string]string) (map[string]string, error) {
 	if len(tags) > maxSessionTags {
 		return nil, fmt.Errorf("tags: at most %d keys", maxSessionTags)
 	}
 	for k, v := range tags {
-		if !schemaKeyRe.MatchString(k) {
+		if !sessionTagKeyRe.MatchString(k) {
 			return nil, fmt.Errorf("tags: key %q must be letters, digits, '_', '.' or '-' (up to 64)", printable(k))
 		}
 		if len(v) > maxSessionTagValue {

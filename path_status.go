@@ -25,6 +25,7 @@ func pathStatus(b *backend) []*framework.Path {
 
 func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	stats := b.engine.Stats()
+	stored := b.store.Stats()
 	return &logical.Response{Data: map[string]any{
 		"queue_size":             stats.QueueSize,
 		"queue_ready":            stats.QueueReady,
@@ -32,8 +33,8 @@ func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *frame
 		"refresh_status_counts":  stats.StatusCounts,
 		"refreshes_total":        stats.Refreshes,
 		"refresh_failures_total": stats.Failures,
-		"cached_connections":     b.store.cache.len(),
-		"unsaved_connections":    b.store.Unsaved(),
+		"cached_connections":     stored.Cached,
+		"unsaved_connections":    stored.Unsaved,
 		"goroutines":             runtime.NumGoroutine(),
 	}}, nil
 }
@@ -59,3 +60,18 @@ The same figures are emitted as metrics (connect.refresh.success,
 connect.refresh.failure and connect.refresh.latency by integration, and
 connect.refresh.queue_depth) through the plugin's go-metrics sink.
 `
+
+// statusResponseFields are what a status read returns.
+func statusResponseFields() map[string]*framework.FieldSchema {
+	return map[string]*framework.FieldSchema{
+		"queue_size":             typed(framework.TypeInt, "Connections with a scheduled background refresh."),
+		"queue_ready":            typed(framework.TypeBool, "Whether the queue has been built from storage since the plugin started."),
+		"next_refresh_at":        str("The earliest scheduled refresh (RFC 3339), empty when none."),
+		"refresh_status_counts":  typed(framework.TypeMap, "Token connections by refresh_status."),
+		"refreshes_total":        typed(framework.TypeInt64, "Refreshes done since the plugin started."),
+		"refresh_failures_total": typed(framework.TypeInt64, "Refreshes that failed since the plugin started."),
+		"cached_connections":     typed(framework.TypeInt, "Connection entries held in memory."),
+		"unsaved_connections":    typed(framework.TypeInt, "Connections whose newly issued tokens storage has refused so far."),
+		"goroutines":             typed(framework.TypeInt, "Goroutines of the plugin process, for leak watching."),
+	}
+}

@@ -5,36 +5,16 @@ package connect
 import (
 	"encoding/json"
 	"net/url"
+	"os"
 	"regexp"
-	"sort"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/headertemplate"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
-
-// minCatalogSize is the size the catalog promises: the APIs SaaS products
-// integrate with most, each checked against its own documentation.
-const minCatalogSize = 250
-
-// TestCatalogCoversEveryAuthMode keeps the catalog at its promised size and
-// spanning the modes B2B products integrate with.
-func TestCatalogCoversEveryAuthMode(t *testing.T) {
-	if len(builtinProviders) < minCatalogSize {
-		t.Fatalf("catalog has %d providers, want at least %d", len(builtinProviders), minCatalogSize)
-	}
-	modes := map[authMode]int{}
-	for _, p := range builtinProviders {
-		modes[p.AuthMode]++
-	}
-	for _, m := range []authMode{authModeOAuth2, authModeOAuth2CC, authModeAPIKey, authModeBasic} {
-		if modes[m] == 0 {
-			t.Errorf("catalog has no %s provider", m)
-		}
-	}
-}
 
 // TestCatalogEntriesFitTheModel checks every entry against the provider
 // model beyond what loading it checks: schemas decode strictly, every
@@ -43,13 +23,17 @@ func TestCatalogCoversEveryAuthMode(t *testing.T) {
 // and the entry says where its endpoints come from.
 func TestCatalogEntriesFitTheModel(t *testing.T) {
 	var raw map[string]map[string]any
+	catalogJSON, err := os.ReadFile("internal/catalog/provider_catalog.json")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := json.Unmarshal(catalogJSON, &raw); err != nil {
 		t.Fatal(err)
 	}
 	names := sortedKeys(raw)
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
-			checkCatalogEntry(t, builtinProviders[name], raw[name])
+			checkCatalogEntry(t, catalog.Lookup(name), raw[name])
 		})
 	}
 }
@@ -62,10 +46,10 @@ func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
 	if day, err := time.Parse(time.DateOnly, p.Checked); err != nil || day.After(time.Now()) {
 		t.Errorf("checked %q is not the day (YYYY-MM-DD) the entry was checked against its docs", p.Checked)
 	}
-	schemas := map[string]valueSchema{}
+	schemas := map[string]catalog.ValueSchema{}
 	for _, field := range []string{"connection_config_schema", "credentials_schema"} {
 		if v, ok := raw[field]; ok {
-			s, err := decodeValueSchema(field, v)
+			s, err := catalog.DecodeValueSchema(field, v)
 			if err != nil {
 				t.Fatalf("%s: %v", field, err)
 			}
@@ -117,7 +101,7 @@ func isURLField(field string) bool {
 
 // checkDeclaredPlaceholders: every connection config key a template uses is
 // in the schema, and every schema key is used (or filled by the provider).
-func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s valueSchema) {
+func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s catalog.ValueSchema) {
 	t.Helper()
 	used := map[string]bool{}
 	for field, tmpl := range entryTemplates(p) {
@@ -137,7 +121,7 @@ func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s valueSchema) {
 
 // checkFilledKeysAreOptional: a key the provider fills (from the callback or
 // the token response) cannot be required before the flow starts.
-func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s valueSchema) {
+func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s catalog.ValueSchema) {
 	t.Helper()
 	filled := append([]string{}, p.CallbackConfig...)
 	for k := range p.TokenResponseConfig {
@@ -152,10 +136,10 @@ func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s valueSchema) {
 
 // sampleConfig fills every schema key from its example, default or first
 // enum value; a key with none of them cannot be shown to a user.
-func sampleConfig(t *testing.T, s valueSchema) map[string]any {
+func sampleConfig(t *testing.T, s catalog.ValueSchema) map[string]any {
 	t.Helper()
 	out := map[string]any{}
-	for _, k := range s.keys() {
+	for _, k := range s.Keys() {
 		f := s[k]
 		switch {
 		case f.Example != "":
@@ -168,7 +152,7 @@ func sampleConfig(t *testing.T, s valueSchema) map[string]any {
 			t.Errorf("connection_config_schema.%s has no example, default_value or enum", k)
 			continue
 		}
-		if err := f.check(out[k]); err != nil {
+		if err := f.Check(out[k]); err != nil {
 			t.Errorf("connection_config_schema.%s: its own example fails it: %v", k, err)
 		}
 	}
@@ -179,13 +163,13 @@ func sampleConfig(t *testing.T, s valueSchema) map[string]any {
 // calls itself must also expand with only the required keys (plus
 // defaults): a flow cannot start otherwise, and the fallback alternative must
 // work alone. api_base_url may wait for a key the provider fills later.
-func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valueSchema) {
+func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s catalog.ValueSchema) {
 	t.Helper()
 	minimal := map[string]any{}
-	for _, k := range s.required() {
+	for _, k := range s.Required() {
 		minimal[k] = full[k]
 	}
-	minimal = s.withDefaults(minimal)
+	minimal = s.WithDefaults(minimal)
 	for field, tmpl := range entryTemplates(p) {
 		if tmpl == "" || !isURLField(field) {
 			continue
@@ -211,7 +195,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 		}
 	}
 	// The schema's examples are documented hosts: the egress rule admits them.
-	in := &integrationEntry{Name: p.Name, AuthMode: p.AuthMode, endpointSettings: p.endpointSettings}
+	in := &integrationEntry{Name: p.Name, AuthMode: p.AuthMode, endpointSettings: p.EndpointSettings}
 	if err := in.checkConfigHosts(full); err != nil {
 		t.Errorf("the schema's examples break the egress rule: %v", err)
 	}
@@ -220,7 +204,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s valu
 // checkHeadersRender renders the request headers for a connection of the
 // entry's mode whose config lacks the keys that have defaults: the defaults
 // must fill them, and nothing may be left unrendered.
-func checkHeadersRender(t *testing.T, p *providerEntry, s valueSchema, sample map[string]any) {
+func checkHeadersRender(t *testing.T, p *providerEntry, s catalog.ValueSchema, sample map[string]any) {
 	t.Helper()
 	c := &connectionEntry{AuthMode: p.AuthMode, ConnectionConfig: map[string]any{}}
 	for k, v := range sample {
@@ -241,9 +225,9 @@ func checkHeadersRender(t *testing.T, p *providerEntry, s valueSchema, sample ma
 	default:
 		c.Credentials.AccessToken = "sample-token"
 	}
-	in := &integrationEntry{AuthMode: p.AuthMode, endpointSettings: p.endpointSettings}
+	in := &integrationEntry{AuthMode: p.AuthMode, endpointSettings: p.EndpointSettings}
 	data := map[string]any{}
-	warnings := newClientUsage(in).render(c, data)
+	warnings := newIntegrationRendering(in).render(c, data)
 	for _, w := range warnings {
 		if strings.HasPrefix(w, "header ") {
 			t.Errorf("render: %s", w)
@@ -257,23 +241,5 @@ func checkHeadersRender(t *testing.T, p *providerEntry, s valueSchema, sample ma
 		if !headertemplate.HeaderNameRe.MatchString(name) {
 			t.Errorf("request header name %q is not a valid header name", name)
 		}
-	}
-}
-
-// TestCatalogNamesAreUnique guards against two spellings of one provider
-// (e.g. "help-scout" and "helpscout"), which would confuse operators.
-func TestCatalogNamesAreUnique(t *testing.T) {
-	seen := map[string]string{}
-	names := make([]string, 0, len(builtinProviders))
-	for n := range builtinProviders {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		k := strings.ReplaceAll(n, "-", "")
-		if other, ok := seen[k]; ok {
-			t.Errorf("%s and %s differ only in dashes", other, n)
-		}
-		seen[k] = n
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
@@ -289,7 +290,7 @@ func TestSchemaPatternCompiledAsChecksUseIt(t *testing.T) {
 	if !strings.Contains(msg, "connection_config_schema.audience.pattern") {
 		t.Fatalf("error = %q", msg)
 	}
-	if err := (schemaField{Pattern: deep}).check("https://any.example/"); err == nil {
+	if err := (catalog.SchemaField{Pattern: deep}).Check("https://any.example/"); err == nil {
 		t.Fatal("a pattern that does not compile let a value through")
 	}
 }

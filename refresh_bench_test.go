@@ -129,7 +129,7 @@ func BenchmarkDrain1000(b *testing.B) {
 		in, _ := getIntegration(context.Background(), s, "github")
 		in.ClientID, in.ClientSecret = srv.ClientID, srv.ClientSecret
 		putIntegration(context.Background(), s, in)
-		be.saveConfig(context.Background(), s, &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL,
+		be.mountConfig.save(context.Background(), s, &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL,
 			RefreshConcurrency: workers, IdleRefreshInterval: defaultIdleRefreshInterval, MaxRefreshFailures: defaultMaxRefreshFailures})
 		for i := range n {
 			c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("d%04d", i), AuthMode: authModeOAuth2,

@@ -24,19 +24,6 @@ func (e *testEnv) tick() {
 	}
 }
 
-func TestBackoffSequence(t *testing.T) {
-	want := []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute,
-		16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour, time.Hour}
-	for i, w := range want {
-		if got := backoff(i + 1); got != w {
-			t.Errorf("backoff(%d) = %v, want %v", i+1, got, w)
-		}
-	}
-	if backoff(100) != time.Hour {
-		t.Error("backoff does not cap at an hour")
-	}
-}
-
 func TestScheduleJitterBounds(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	cfg := defaultConfig()

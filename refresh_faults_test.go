@@ -53,7 +53,8 @@ func TestRefreshUnderProviderFaults(t *testing.T) {
 			reliabilityCase(t, "refresh: provider "+tc.name, "old token served with a warning; stored credentials unchanged; refresh_status "+string(tc.wantStatus)+"; error says "+tc.wantError+"; no goroutine left")
 			e, srv := oauthEnv(t)
 			clock := func() time.Time { return time.Now() }
-			e.b.tokens.client = provider.New(&http.Client{Timeout: 300 * time.Millisecond}, clock)
+			client := provider.New(&http.Client{Timeout: 300 * time.Millisecond}, clock)
+			e.b.issuer.client = client
 			access, refresh := importExpiring(e, srv, "c1", 10*time.Minute) // within the margin, still valid
 			if tc.refused {
 				l, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -82,7 +83,7 @@ func TestRefreshUnderProviderFaults(t *testing.T) {
 					t.Fatalf("next attempt in %v, want the provider's Retry-After %v", d, tc.retryAfter)
 				}
 			}
-			e.b.tokens.client.CloseIdleConnections()
+			client.CloseIdleConnections()
 			srv.CloseClientConnections()
 			if n := oauthtest.SettledGoroutines(before); n > before {
 				t.Fatalf("goroutines: %d before, %d after", before, n)

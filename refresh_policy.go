@@ -5,25 +5,7 @@ package connect
 import (
 	"errors"
 	"time"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
-
-// refreshStatus is a connection's standing with its provider.
-type refreshStatus string
-
-const (
-	refreshOK      refreshStatus = "ok"
-	refreshFailing refreshStatus = "failing" // retrying with backoff
-	// refreshExhausted: max_refresh_failures in a row; the background stops
-	// until a forced refresh or a re-authorization succeeds.
-	refreshExhausted refreshStatus = "exhausted"
-	// refreshReauth: the provider refused the grant itself (invalid_grant);
-	// only the customer can fix that, by authorizing again.
-	refreshReauth refreshStatus = "reauthorization_required"
-)
-
-var allRefreshStatuses = []refreshStatus{refreshOK, refreshFailing, refreshExhausted, refreshReauth}
 
 // Backoff after failed refreshes: 30s, 1m, 2m, ... at most an hour.
 const (
@@ -39,7 +21,7 @@ const minTokenLifetime = 60 * time.Second
 // refreshDue reports whether c's token should be renewed before a read
 // returns it: it expires within margin, or there is none yet.
 func refreshDue(c *connectionEntry, margin time.Duration, now time.Time) bool {
-	if !c.AuthMode.hasTokens() {
+	if !c.AuthMode.HasTokens() {
 		return false
 	}
 	if c.Credentials.AccessToken == "" {
@@ -61,7 +43,7 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 
 // canRefresh reports whether the engine has the means to renew c's token.
 func canRefresh(c *connectionEntry) bool {
-	return c.AuthMode.hasTokens() && (c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken != "")
+	return c.AuthMode.HasTokens() && (c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken != "")
 }
 
 // refreshExpiryMembers are the token response members by which providers
@@ -117,13 +99,14 @@ func backoff(n int) time.Duration {
 const maxRefreshErrorLen = 500
 
 // recordFailure updates c's refresh state after a failed refresh. cause
-// has had the request's secrets removed already.
+// has had the request's secrets removed already; the rules read it only
+// through the base layer's kinds (errNotRefreshable) and interfaces
+// (grantRefusal, retryHint), never the provider client's types.
 func recordFailure(c *connectionEntry, cause error, cfg *configEntry, now time.Time) {
 	c.RefreshFailures++
 	c.LastRefreshError = truncateRunes(cause.Error(), maxRefreshErrorLen)
-	var pe *provider.Error
 	switch {
-	case errors.As(cause, &pe) && pe.InvalidGrant(), errors.Is(cause, errNotRefreshable):
+	case refusedGrant(cause), errors.Is(cause, errNotRefreshable):
 		c.RefreshStatus = refreshReauth
 		c.NextRefreshAt = time.Time{}
 	case c.RefreshFailures >= cfg.MaxRefreshFailures:
@@ -134,8 +117,8 @@ func recordFailure(c *connectionEntry, cause error, cfg *configEntry, now time.T
 		c.NextRefreshAt = now.Add(backoff(c.RefreshFailures))
 		// A provider that says when to come back is believed when that is
 		// later than the backoff, up to the backoff's cap.
-		if errors.As(cause, &pe) && pe.RetryAfter.After(c.NextRefreshAt) {
-			c.NextRefreshAt = minTime(pe.RetryAfter, now.Add(backoffMax))
+		if at := retryAt(cause); at.After(c.NextRefreshAt) {
+			c.NextRefreshAt = minTime(at, now.Add(backoffMax))
 		}
 	}
 }

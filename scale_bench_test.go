@@ -250,7 +250,7 @@ func BenchmarkScaleDrain(b *testing.B) {
 		in, _ := getIntegration(ctx, s, "github")
 		in.ClientID, in.ClientSecret = srv.ClientID, srv.ClientSecret
 		putIntegration(ctx, s, in)
-		be.saveConfig(ctx, s, &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL,
+		be.mountConfig.save(ctx, s, &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL,
 			RefreshConcurrency: workers, IdleRefreshInterval: defaultIdleRefreshInterval, MaxRefreshFailures: defaultMaxRefreshFailures})
 		putIntegration(ctx, s, &integrationEntry{Name: "keys", AuthMode: authModeAPIKey})
 		for i := range 1000 {

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -79,7 +80,7 @@ type sessionEntry struct {
 
 // allows reports whether the session may connect integration.
 func (e *sessionEntry) allows(integration string) bool {
-	return len(e.Integrations) == 0 || contains(e.Integrations, integration)
+	return len(e.Integrations) == 0 || slices.Contains(e.Integrations, integration)
 }
 
 // formToken is the token a form of this session carries for one

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"regexp"
 
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
@@ -43,11 +42,6 @@ func validateConnectionID(id string) error {
 // control characters or megabytes of it through.
 func printable(s string) string {
 	return safetext.Printable(s, 64)
-}
-
-// validateAbsoluteURL accepts http and https URLs with a host.
-func validateAbsoluteURL(field, raw string) error {
-	return provider.ValidateAbsoluteURL(field, raw)
 }
 
 // Size caps of what a connection stores. Integrated storage refuses entries

@@ -189,6 +189,10 @@ func (e *Error) Unreachable() bool { return e.Status == 0 && e.Code == "" && e.c
 // authorization helps.
 func (e *Error) InvalidGrant() bool { return e.Code == "invalid_grant" }
 
+// RetryAt is RetryAfter as a method, so that callers may test for it with an
+// interface of their own instead of importing this package.
+func (e *Error) RetryAt() time.Time { return e.RetryAfter }
+
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP
 // date. Zero when absent or unreadable.
 func parseRetryAfter(h http.Header, now time.Time) time.Time {

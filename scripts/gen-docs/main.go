@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MPL-2.0
 
-// Command gen-docs writes the generated pages of docs/ (the API reference
-// and the provider catalog) from the code; `go generate ./...` runs it.
+// Command gen-docs writes the API reference, docs/api.md, from the path
+// definitions; `go generate ./...` runs it. docs/providers.md is written
+// by internal/catalog's own go:generate.
 package main
 
 import (

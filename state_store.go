@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -24,8 +25,34 @@ import (
 // connection's state lock. An integration has at most config's
 // max_pending_authorizations of them, counted without listing (see
 // pendingCounts), and each has an expiry entry that the periodic sweep
-// finds it by (oauth_state_sweep.go).
+// finds it by (state_sweep.go).
 //
+// stateStore holds the pending authorizations: their storage, the lock of
+// each connection's one, the count of each integration's and the sweep of
+// expired ones. The backend builds one in Factory; the authorize and
+// callback flows and the deletes of connections and integrations use it.
+type stateStore struct {
+	// locks serialise the changes of one connection's pending
+	// authorization.
+	locks *keyedLocks
+	// pending counts each integration's pending authorizations.
+	pending pendingCounts
+	// sweepCursor is where the next sweep of expired states goes on.
+	sweepCursor sweepCursor
+	// indexed is set once every stored state has an expiry entry.
+	indexed atomic.Bool
+
+	config func(context.Context, logical.Storage) (*configEntry, error)
+	now    func() time.Time
+	logger func() hclog.Logger
+}
+
+// newStateStore returns a stateStore that reads the mount's configuration
+// through config, the time through now and logs through logger.
+func newStateStore(config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time, logger func() hclog.Logger) *stateStore {
+	return &stateStore{locks: newKeyedLocks(), config: config, now: now, logger: logger}
+}
+
 // stateKey is where a pending authorization is stored.
 func stateKey(stateHash string) string { return statePrefix + stateHash }
 
@@ -57,31 +84,19 @@ func hashState(state string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// pendingLimitError refuses a pending authorization beyond config's
-// max_pending_authorizations for one integration.
-type pendingLimitError struct {
-	integration string
-	max         int
-}
-
-func (e *pendingLimitError) Error() string {
-	return fmt.Sprintf("integration %q already has %d pending authorizations, config's max_pending_authorizations: "+
-		"retry when some have completed or expired (state_ttl), or raise the limit", e.integration, e.max)
-}
-
-// putPendingState stores st as its connection's one pending authorization,
+// Put stores st as its connection's one pending authorization,
 // deleting the one it replaces. A connection that has none yet takes a
 // place among its integration's max_pending_authorizations, or is refused
 // with a pendingLimitError: authorize accepts connection ids that do not
 // exist yet, and each state may hold up to two documents, so without a cap
 // one caller could fill storage for state_ttl.
-func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
-	cfg, err := b.config(ctx, s)
+func (ss *stateStore) Put(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
+	cfg, err := ss.config(ctx, s)
 	if err != nil {
 		return err
 	}
-	defer b.stateLocks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
-	count := b.pendingCounts.of(st.Integration)
+	defer ss.locks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
+	count := ss.pending.of(st.Integration)
 	if err := count.load(ctx, s, st.Integration); err != nil {
 		return err
 	}
@@ -94,7 +109,7 @@ func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateH
 	if replacing {
 		// The old URL stops working before the new one exists. The index
 		// entry stays, to be overwritten, so the count does not change.
-		if err := b.deleteStateEntries(ctx, s, old); err != nil {
+		if err := ss.deleteEntries(ctx, s, old); err != nil {
 			return err
 		}
 	} else if !count.reserve(cfg.MaxPendingAuthorizations) {
@@ -122,9 +137,9 @@ func writePendingState(ctx context.Context, s logical.Storage, stateHash string,
 	return putJSON(ctx, s, stateIndexKey(st.Integration, st.ConnectionID), &stateIndexEntry{StateHash: stateHash, ExpiresAt: st.ExpiresAt})
 }
 
-// deleteStateEntries deletes the state an index entry names and its
+// deleteEntries deletes the state an index entry names and its
 // expiry entry, not the index entry itself.
-func (b *backend) deleteStateEntries(ctx context.Context, s logical.Storage, idx stateIndexEntry) error {
+func (ss *stateStore) deleteEntries(ctx context.Context, s logical.Storage, idx stateIndexEntry) error {
 	if err := s.Delete(ctx, stateKey(idx.StateHash)); err != nil {
 		return fmt.Errorf("deleting state: %w", err)
 	}
@@ -134,16 +149,16 @@ func (b *backend) deleteStateEntries(ctx context.Context, s logical.Storage, idx
 	return deleteStateExpiry(ctx, s, idx.StateHash, idx.ExpiresAt)
 }
 
-// takeState reads and deletes a pending authorization: a state is spent by
+// Take reads and deletes a pending authorization: a state is spent by
 // its first use, whatever the outcome. Nil when there is none.
-func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+func (ss *stateStore) Take(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
 	var st oauthStateEntry
 	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil || !found {
 		return nil, err
 	}
-	defer b.stateLocks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
-	count := b.pendingCounts.of(st.Integration)
+	defer ss.locks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
+	count := ss.pending.of(st.Integration)
 	defer count.changing()()
 	// Re-read under the lock: a racing callback or a deletion may have
 	// taken it.
@@ -173,22 +188,22 @@ func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash st
 	// The state is spent already: an expiry entry left behind by a failed
 	// delete is swept as an orphan, which is no reason to fail its use.
 	if err := deleteStateExpiry(ctx, s, stateHash, st.ExpiresAt); err != nil {
-		b.Logger().Warn("deleting a spent state's expiry entry; the sweep removes it", "error", err)
+		ss.logger().Warn("deleting a spent state's expiry entry; the sweep removes it", "error", err)
 	}
 	return &st, nil
 }
 
-// deleteStatesOf deletes a connection's pending authorization, if any.
-func (b *backend) deleteStatesOf(ctx context.Context, s logical.Storage, integration, id string) error {
-	defer b.stateLocks.Lock(stateIndexKey(integration, id))()
-	count := b.pendingCounts.of(integration)
+// DeleteOf deletes a connection's pending authorization, if any.
+func (ss *stateStore) DeleteOf(ctx context.Context, s logical.Storage, integration, id string) error {
+	defer ss.locks.Lock(stateIndexKey(integration, id))()
+	count := ss.pending.of(integration)
 	defer count.changing()()
 	var idx stateIndexEntry
 	found, err := getJSON(ctx, s, stateIndexKey(integration, id), &idx)
 	if err != nil || !found {
 		return err
 	}
-	if err := b.deleteStateEntries(ctx, s, idx); err != nil {
+	if err := ss.deleteEntries(ctx, s, idx); err != nil {
 		return err
 	}
 	if err := s.Delete(ctx, stateIndexKey(integration, id)); err != nil {
@@ -198,15 +213,15 @@ func (b *backend) deleteStatesOf(ctx context.Context, s logical.Storage, integra
 	return nil
 }
 
-// deleteStatesOfIntegration deletes the pending authorizations of every
+// DeleteOfIntegration deletes the pending authorizations of every
 // connection of an integration.
-func (b *backend) deleteStatesOfIntegration(ctx context.Context, s logical.Storage, integration string) error {
+func (ss *stateStore) DeleteOfIntegration(ctx context.Context, s logical.Storage, integration string) error {
 	ids, err := listSorted(ctx, s, stateIndexPrefix+integration+"/")
 	if err != nil {
 		return err
 	}
 	for _, id := range ids {
-		if err := b.deleteStatesOf(ctx, s, integration, id); err != nil {
+		if err := ss.DeleteOf(ctx, s, integration, id); err != nil {
 			return err
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -14,28 +15,44 @@ import (
 	"sync"
 	"time"
 
+	metrics "github.com/armon/go-metrics"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
-// tokenIssuer stands between the engine and the provider client: it resolves
-// what a connection's token requests need (its integration with the
-// provider's settings filled in, the URLs filled from the connection's
-// config) and hands plain values to the client.
-type tokenIssuer struct {
-	client *provider.Client
+// issuer is the one owner of token issuing: every request for a token (a
+// renewal, the first token of a connection the engine obtains tokens for,
+// the exchange of an authorization code) and every revocation goes through
+// its methods, each the whole operation: the integration with its
+// provider's settings, the URLs filled from the connection's config, the
+// provider client's request and, for a token, its application to the
+// connection. No other code holds the provider client.
+type issuer struct {
+	client providerClient
 	logger func() hclog.Logger
+	// now is the clock of the tokens' expiry and refresh times.
+	now func() time.Time
 
 	// shortLived remembers the integrations already logged for issuing
 	// tokens that live less than minTokenLifetime.
 	shortLived sync.Map
 }
 
+// providerClient is what the issuer asks of internal/provider's client:
+// the token grants and the revocation.
+type providerClient interface {
+	ClientCredentials(ctx context.Context, app provider.OAuthApp, ep provider.Endpoints, scopes []string) (*provider.Token, error)
+	Refresh(ctx context.Context, app provider.OAuthApp, ep provider.Endpoints, refreshToken string) (*provider.Token, error)
+	InstallationToken(ctx context.Context, app provider.App, ep provider.Endpoints, installationID string) (*provider.Token, error)
+	ExchangeCode(ctx context.Context, app provider.OAuthApp, ep provider.Endpoints, redirectURL, code, verifier string) (*provider.Token, error)
+	Revoke(ctx context.Context, app provider.OAuthApp, ep provider.Endpoints, token, hint string) error
+}
+
 // integration returns a stored integration with its provider's settings in
 // the fields it leaves empty.
-func (t *tokenIssuer) integration(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
+func (t *issuer) integration(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
 	stored, err := getIntegration(ctx, s, name)
 	if err != nil {
 		return nil, err
@@ -71,26 +88,13 @@ func oauthApp(in *integrationEntry, c *connectionEntry) provider.OAuthApp {
 	return app
 }
 
-// sameClient reports whether a and b have the same client of their own
-// (or both none).
-func sameClient(a, b *connectionEntry) bool {
-	return a.Credentials.ClientID == b.Credentials.ClientID && a.Credentials.ClientSecret == b.Credentials.ClientSecret
-}
-
-// hasOwnClient reports whether c brings its own OAuth client: only
-// OAUTH2_CC connections may, and one that has none uses the integration's.
-// c may be nil.
-func (c *connectionEntry) hasOwnClient() bool {
-	return c != nil && c.AuthMode == authModeOAuth2CC && c.Credentials.ClientID != ""
-}
-
 // tokenRequestApp is the OAuth client of in as one connection's token
 // requests use it: token_params and refresh_params with their
 // ${connectionConfig.<key>} placeholders filled from cfg (schema defaults
 // included).
 func tokenRequestApp(in *integrationEntry, c *connectionEntry, cfg map[string]any) (provider.OAuthApp, error) {
 	app := oauthApp(in, c)
-	cfg = in.ConnectionConfigSchema.withDefaults(cfg)
+	cfg = in.ConnectionConfigSchema.WithDefaults(cfg)
 	var err error
 	if app.TokenParams, err = provider.ExpandParams("token_params", in.TokenParams, cfg); err != nil {
 		return provider.OAuthApp{}, err
@@ -116,11 +120,96 @@ func secretParamValues(in *integrationEntry, cfg map[string]any) []string {
 
 // endpoints are an integration's URLs filled from one connection's config.
 func endpoints(in *integrationEntry, connectionConfig map[string]any) (provider.Endpoints, error) {
-	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.withDefaults(connectionConfig))
+	return provider.ResolveEndpoints(in.endpointTemplates(), in.ConnectionConfigSchema.WithDefaults(connectionConfig))
+}
+
+// renew asks the provider for c's next token by the grant of its auth mode
+// and applies the answer to c. failure is the provider's refusal (or the
+// config's), classified, with c unchanged: the caller records it. err is
+// an error before any provider call (storage), which is no failure of the
+// connection's.
+func (t *issuer) renew(ctx context.Context, s logical.Storage, c *connectionEntry) (failure, err error) {
+	in, err := t.integration(ctx, s, c.Integration)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	res, failure := t.obtain(ctx, in, c)
+	metrics.MeasureSinceWithLabels([]string{"connect", "refresh", "latency"}, start, []metrics.Label{{Name: "integration", Value: c.Integration}})
+	if failure != nil {
+		return classifyProviderError(failure), nil
+	}
+	t.apply(c, in, res, t.now())
+	return nil, nil
+}
+
+// issueFirst gets c, which is being written, a new token by the grant of
+// its auth mode; in is c's integration as the write read it. On failure c
+// is unchanged and the caller stores nothing.
+func (t *issuer) issueFirst(ctx context.Context, in *integrationEntry, c *connectionEntry) error {
+	res, err := t.obtain(context.WithoutCancel(ctx), in, c)
+	if err != nil {
+		err = classifyProviderError(err)
+		if errors.Is(err, errBadConnectionConfig) {
+			return err
+		}
+		return &engineError{kind: errProviderRefused, cause: err,
+			msg: fmt.Sprintf("could not obtain a token for connection %q, nothing was stored: %s", c.ConnectionID, err)}
+	}
+	t.apply(c, in, res, t.now())
+	return nil
+}
+
+// exchangeCode exchanges the authorization code of the pending
+// authorization st for tokens, at the token URL filled from connCfg (the
+// config the authorization resolved: see oauthStateEntry.connectionConfig)
+// and with the redirect URL and PKCE verifier authorize sent. A config that
+// cannot fill the URLs or token parameters is a *userError, and the code is
+// then not spent; any other error is the provider's. The caller applies the
+// tokens (apply) to the connection under its lock.
+func (t *issuer) exchangeCode(ctx context.Context, in *integrationEntry, st *oauthStateEntry, connCfg map[string]any, code string) (*provider.Token, error) {
+	ep, err := endpoints(in, connCfg)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	app, err := tokenRequestApp(in, nil, connCfg)
+	if err != nil {
+		return nil, badInput(err)
+	}
+	return t.client.ExchangeCode(ctx, app, ep, st.RedirectURL, code, st.Verifier)
+}
+
+// authCodeURL is the provider's authorization URL for the pending
+// authorization st with state, its URLs filled from connCfg. The code
+// exchange fills the token parameters from this config too: one that
+// cannot fill them, or the URLs, is a *userError now, before the customer
+// consents.
+func (t *issuer) authCodeURL(in *integrationEntry, st *oauthStateEntry, connCfg map[string]any, state string) (string, error) {
+	ep, err := endpoints(in, connCfg)
+	if err != nil {
+		return "", badInput(err)
+	}
+	if _, err := tokenRequestApp(in, nil, connCfg); err != nil {
+		return "", badInput(err)
+	}
+	return provider.AuthCodeURL(oauthApp(in, nil), ep, st.RedirectURL, state, st.Scopes, st.Verifier), nil
+}
+
+// revoker is how a deletion revokes the tokens of a connection of the
+// integration name (see revoke); nil when the integration cannot be read or
+// its connections hold no OAuth tokens.
+func (t *issuer) revoker(ctx context.Context, s logical.Storage, name string) func(*connectionEntry) []string {
+	in, err := t.integration(ctx, s, name)
+	if err != nil || !in.AuthMode.IsOAuth() {
+		return nil
+	}
+	return func(c *connectionEntry) []string {
+		return t.revoke(context.WithoutCancel(ctx), in, c)
+	}
 }
 
 // obtain asks the provider for a new token by the grant c's auth mode uses.
-func (t *tokenIssuer) obtain(ctx context.Context, in *integrationEntry, c *connectionEntry) (*provider.Token, error) {
+func (t *issuer) obtain(ctx context.Context, in *integrationEntry, c *connectionEntry) (*provider.Token, error) {
 	ep, err := endpoints(in, c.ConnectionConfig)
 	if err != nil {
 		return nil, err
@@ -208,7 +297,7 @@ func formEncoded(params map[string]string) string {
 // no move, so that an unrelated edit of such a connection is not refused;
 // one that resolves on one side only is.
 func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
-	if before == nil || !after.AuthMode.issuesOwnTokens() {
+	if before == nil || !after.AuthMode.IssuesOwnTokens() {
 		return false
 	}
 	// The client and the installation are the connection's own fields:
@@ -231,7 +320,7 @@ func grantMoved(in *integrationEntry, before, after *connectionEntry) bool {
 // token keeps the old one (RFC 6749 section 6: the server may or may not
 // issue a new one). c is marked as holding provider-issued credentials,
 // which the store never drops.
-func (t *tokenIssuer) apply(c *connectionEntry, in *integrationEntry, res *provider.Token, now time.Time) {
+func (t *issuer) apply(c *connectionEntry, in *integrationEntry, res *provider.Token, now time.Time) {
 	cr := &c.Credentials
 	cr.AccessToken = res.AccessToken
 	if res.RefreshToken != "" {
@@ -284,7 +373,7 @@ func copyMappedMembers(c *connectionEntry, in *integrationEntry, raw map[string]
 			continue
 		}
 		if f, inSchema := in.ConnectionConfigSchema[key]; inSchema {
-			if err := f.check(v); err != nil {
+			if err := f.Check(v); err != nil {
 				notes = append(notes, fmt.Sprintf("connection_config.%s was not copied from member %s: it %s", key, printable(mapping[key]), err))
 				continue
 			}
@@ -391,7 +480,7 @@ func fitsDocument(doc map[string]any, key string, v any) bool {
 // expiry is when a new token expires: zero for one without expires_in, and
 // at least minTokenLifetime from now, since a provider that says 0 or a
 // negative lifetime would otherwise make every read refresh.
-func (t *tokenIssuer) expiry(integration string, res *provider.Token, now time.Time) time.Time {
+func (t *issuer) expiry(integration string, res *provider.Token, now time.Time) time.Time {
 	if res.Expiry.IsZero() {
 		return time.Time{}
 	}
@@ -411,7 +500,7 @@ func (t *tokenIssuer) expiry(integration string, res *provider.Token, now time.T
 // returned as warnings; a deletion goes ahead regardless, since keeping a
 // connection the customer wants gone is worse than a token that lives out
 // its expiry.
-func (t *tokenIssuer) revoke(ctx context.Context, in *integrationEntry, c *connectionEntry) []string {
+func (t *issuer) revoke(ctx context.Context, in *integrationEntry, c *connectionEntry) []string {
 	if in.RevocationURL == "" {
 		return nil
 	}

@@ -3,16 +3,21 @@
 package connect
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+	"golang.org/x/oauth2"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 func TestTokenParamsAreSentWithEveryGrant(t *testing.T) {
@@ -240,5 +245,102 @@ func TestRefreshErrorHoldsNoPartOfASecretAtTheCut(t *testing.T) {
 		if strings.Contains(s, refresh[:8]) {
 			t.Fatalf("part of the refresh token is in %q", s)
 		}
+	}
+}
+
+// countingClient is a provider client that answers every grant with a
+// token of its own, without a request, and counts the calls by grant.
+type countingClient struct {
+	mu    sync.Mutex
+	calls map[string]int
+}
+
+func (f *countingClient) issue(grant string) (*provider.Token, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.calls == nil {
+		f.calls = map[string]int{}
+	}
+	f.calls[grant]++
+	tok := fmt.Sprintf("fake-%s-%d", grant, f.calls[grant])
+	return &provider.Token{
+		Token: &oauth2.Token{AccessToken: tok, RefreshToken: "refresh-" + tok, TokenType: "Bearer", Expiry: time.Now().Add(time.Hour)},
+		Raw:   map[string]any{"access_token": tok, "refresh_token": "refresh-" + tok, "token_type": "Bearer"},
+	}, nil
+}
+
+func (f *countingClient) count(grant string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls[grant]
+}
+
+func (f *countingClient) ClientCredentials(context.Context, provider.OAuthApp, provider.Endpoints, []string) (*provider.Token, error) {
+	return f.issue("client_credentials")
+}
+
+func (f *countingClient) Refresh(context.Context, provider.OAuthApp, provider.Endpoints, string) (*provider.Token, error) {
+	return f.issue("refresh_token")
+}
+
+func (f *countingClient) InstallationToken(context.Context, provider.App, provider.Endpoints, string) (*provider.Token, error) {
+	return f.issue("installation")
+}
+
+func (f *countingClient) ExchangeCode(context.Context, provider.OAuthApp, provider.Endpoints, string, string, string) (*provider.Token, error) {
+	return f.issue("authorization_code")
+}
+
+func (f *countingClient) Revoke(context.Context, provider.OAuthApp, provider.Endpoints, string, string) error {
+	_, err := f.issue("revoke")
+	return err
+}
+
+// The issuer is the one owner of token issuing: with its provider client
+// replaced, the first token of a new connection, a renewal (forced and on
+// read), the callback's code exchange and the revocation at a deletion all
+// reach the fake, and not one request reaches the real provider.
+func TestEveryTokenRequestGoesThroughTheIssuer(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	fake := &countingClient{}
+	e.b.issuer.client = fake
+	before := srv.Requests()
+
+	// The first token of a connection the engine obtains tokens for.
+	if got := e.mustDo(logical.CreateOperation, "connections/machine/m1", nil)["access_token"]; got != "fake-client_credentials-1" {
+		t.Fatalf("created connection holds %v, not the issuer's token", got)
+	}
+	// A forced renewal, and one on a read that finds the token due.
+	importExpiring(e, srv, "c1", time.Minute)
+	if got := e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)["access_token"]; got != "fake-refresh_token-1" {
+		t.Fatalf("forced refresh returned %v", got)
+	}
+	importExpiring(e, srv, "c2", time.Minute)
+	if got := e.mustDo(logical.ReadOperation, "connections/github/c2", nil)["access_token"]; got != "fake-refresh_token-2" {
+		t.Fatalf("read refresh returned %v", got)
+	}
+	// The callback's code exchange.
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	if status, page, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("callback: %d %s", status, page)
+	}
+	if got := e.mustDo(logical.ReadOperation, "connections/github/acme", nil)["access_token"]; got != "fake-authorization_code-1" {
+		t.Fatalf("authorized connection holds %v", got)
+	}
+	// The revocation at a deletion: refresh token, then access token.
+	e.mustDo(logical.DeleteOperation, "connections/github/acme", nil)
+
+	want := map[string]int{"client_credentials": 1, "refresh_token": 2, "authorization_code": 1, "revoke": 2}
+	for grant, n := range want {
+		if got := fake.count(grant); got != n {
+			t.Errorf("%s: %d calls through the issuer, want %d", grant, got, n)
+		}
+	}
+	if n := srv.Requests() - before; n != 0 {
+		t.Errorf("%d token requests reached the provider without the issuer's client", n)
+	}
+	if revoked := srv.Revoked(); len(revoked) != 0 {
+		t.Errorf("the provider saw revocations %v without the issuer's client", revoked)
 	}
 }

@@ -270,27 +270,3 @@ func TestProviderUnreachableIs424(t *testing.T) {
 		t.Fatalf("error = %q", msg)
 	}
 }
-
-func TestRefreshDue(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	conn := func(mode authMode, access string, exp time.Time) *connectionEntry {
-		return &connectionEntry{AuthMode: mode, Credentials: credentials{AccessToken: access, ExpiresAt: exp}}
-	}
-	cases := []struct {
-		name string
-		c    *connectionEntry
-		want bool
-	}{
-		{"api key", conn(authModeAPIKey, "", time.Time{}), false},
-		{"no expiry", conn(authModeOAuth2, "a", time.Time{}), false},
-		{"outside margin", conn(authModeOAuth2, "a", now.Add(16*time.Minute)), false},
-		{"at margin", conn(authModeOAuth2, "a", now.Add(15*time.Minute)), true},
-		{"expired", conn(authModeOAuth2, "a", now.Add(-time.Second)), true},
-		{"cc without token", conn(authModeOAuth2CC, "", time.Time{}), true},
-	}
-	for _, tc := range cases {
-		if got := refreshDue(tc.c, 15*time.Minute, now); got != tc.want {
-			t.Errorf("%s: refreshDue = %v, want %v", tc.name, got, tc.want)
-		}
-	}
-}

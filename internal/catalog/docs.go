@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 
-package connect
+package catalog
 
 import (
 	"fmt"
@@ -8,20 +8,27 @@ import (
 	"strings"
 )
 
-// ProviderCatalogReference is the Markdown table of the built-in catalog,
+// providersDocFile is the page providersReference writes, from the
+// module's root. docs_test.go keeps it current; `go generate ./...` runs
+// that test with -update.
+//
+//go:generate go test -count=1 -run ^TestProvidersDocIsCurrent$ . -args -update
+const providersDocFile = "docs/providers.md"
+
+// providersReference is the Markdown table of the built-in catalog,
 // generated into docs/providers.md.
-func ProviderCatalogReference() string {
+func providersReference() string {
 	var b strings.Builder
 	b.WriteString("# Built-in providers\n\n")
 	b.WriteString("<!-- Generated from provider_catalog.json by `go generate ./...`; do not edit. -->\n\n")
 	fmt.Fprintf(&b, "The engine ships %d providers (%s). Use one with `vault write connect/integrations/<name> provider=<provider> ...`; "+
 		"`vault read connect/providers/<provider>` shows the redirect URL to register, the required config keys and the default scopes. "+
 		"Config keys go in each connection's `connection_config` (*optional* keys may be left out; keys with a default get it). "+
-		"Each entry's endpoints come from the page linked in the Documentation column, read on the day in the last.\n\n", len(builtinProviders), catalogModeCounts())
+		"Each entry's endpoints come from the page linked in the Documentation column, read on the day in the last.\n\n", len(builtin), catalogModeCounts())
 	b.WriteString("| Provider | Auth mode | Config keys | Credential fields | Documentation | Checked |\n")
 	b.WriteString("|---|---|---|---|---|---|\n")
-	for _, name := range sortedKeys(builtinProviders) {
-		p := builtinProviders[name]
+	for _, name := range Names() {
+		p := builtin[name]
 		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | [%s](%s) | %s |\n", name, p.AuthMode,
 			schemaKeysCell(p.ConnectionConfigSchema), schemaKeysCell(p.CredentialsSchema), docsHost(p.Docs), p.Docs, p.Checked)
 	}
@@ -30,11 +37,11 @@ func ProviderCatalogReference() string {
 
 // catalogModeCounts says how many providers use each auth mode, most first.
 func catalogModeCounts() string {
-	counts := map[authMode]int{}
-	for _, p := range builtinProviders {
+	counts := map[AuthMode]int{}
+	for _, p := range builtin {
 		counts[p.AuthMode]++
 	}
-	modes := make([]authMode, 0, len(counts))
+	modes := make([]AuthMode, 0, len(counts))
 	for m := range counts {
 		modes = append(modes, m)
 	}
@@ -53,11 +60,11 @@ func catalogModeCounts() string {
 
 // schemaKeysCell lists a schema's keys for a table cell, marking optional
 // ones and showing defaults.
-func schemaKeysCell(s valueSchema) string {
+func schemaKeysCell(s ValueSchema) string {
 	if len(s) == 0 {
 		return "—"
 	}
-	keys := s.keys()
+	keys := s.Keys()
 	parts := make([]string, len(keys))
 	for i, k := range keys {
 		f := s[k]

@@ -55,25 +55,25 @@ func deleteStateExpiry(ctx context.Context, s logical.Storage, stateHash string,
 // backlog of abandoned flows costs a bounded time per tick.
 const stateSweepPage = 1000
 
-// cleanExpiredStates deletes a page of the pending authorizations whose
+// SweepExpired deletes a page of the pending authorizations whose
 // browser never came back, oldest minute first. A callback would refuse
 // them anyway; this keeps storage from growing with abandoned flows.
-func (b *backend) cleanExpiredStates(ctx context.Context, s logical.Storage) error {
-	if err := b.indexEarlierStates(ctx, s); err != nil {
+func (ss *stateStore) SweepExpired(ctx context.Context, s logical.Storage) error {
+	if err := ss.IndexEarlier(ctx, s); err != nil {
 		return err
 	}
 	buckets, err := listSorted(ctx, s, stateExpiryPrefix)
 	if err != nil {
 		return fmt.Errorf("listing authorization state expiries: %w", err)
 	}
-	now := b.now()
+	now := ss.now()
 	budget := stateSweepPage
 	for _, bucket := range buckets {
 		end, err := time.Parse(stateExpiryBucketLayout, strings.TrimSuffix(bucket, "/"))
 		if err != nil || now.Before(end) {
 			break // sorted: every later minute is still to come
 		}
-		swept, err := b.sweepBucket(ctx, s, bucket, budget, now)
+		swept, err := ss.sweepBucket(ctx, s, bucket, budget, now)
 		if err != nil {
 			return err
 		}
@@ -88,8 +88,8 @@ func (b *backend) cleanExpiredStates(ctx context.Context, s logical.Storage) err
 // returns how many it went through. The rest of the minute's listing is
 // kept for the next sweep, so that a large backlog is listed once, not
 // once per page.
-func (b *backend) sweepBucket(ctx context.Context, s logical.Storage, bucket string, budget int, now time.Time) (int, error) {
-	hashes, ok := b.stateSweepCursor.take(bucket)
+func (ss *stateStore) sweepBucket(ctx context.Context, s logical.Storage, bucket string, budget int, now time.Time) (int, error) {
+	hashes, ok := ss.sweepCursor.take(bucket)
 	if !ok {
 		var err error
 		if hashes, err = listSorted(ctx, s, stateExpiryPrefix+bucket); err != nil {
@@ -98,18 +98,18 @@ func (b *backend) sweepBucket(ctx context.Context, s logical.Storage, bucket str
 	}
 	page := hashes[:min(budget, len(hashes))]
 	for _, h := range page {
-		if err := b.sweepState(ctx, s, stateExpiryPrefix+bucket+h, h, now); err != nil {
+		if err := ss.sweepState(ctx, s, stateExpiryPrefix+bucket+h, h, now); err != nil {
 			return 0, err
 		}
 	}
-	b.stateSweepCursor.keep(bucket, hashes[len(page):])
+	ss.sweepCursor.keep(bucket, hashes[len(page):])
 	return len(page), nil
 }
 
 // sweepState deletes one state of a past minute with its index and expiry
 // entries, or only the expiry entry when the state was spent or replaced
 // meanwhile.
-func (b *backend) sweepState(ctx context.Context, s logical.Storage, expiryKey, stateHash string, now time.Time) error {
+func (ss *stateStore) sweepState(ctx context.Context, s logical.Storage, expiryKey, stateHash string, now time.Time) error {
 	var st oauthStateEntry
 	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil {
@@ -121,7 +121,7 @@ func (b *backend) sweepState(ctx context.Context, s logical.Storage, expiryKey, 
 	if now.Before(st.ExpiresAt) {
 		return nil // only if the clock went back; swept once it has expired
 	}
-	_, err = b.takeState(ctx, s, stateHash)
+	_, err = ss.Take(ctx, s, stateHash)
 	return err
 }
 
@@ -129,10 +129,10 @@ func (b *backend) sweepState(ctx context.Context, s logical.Storage, expiryKey, 
 // entries existed has been given one.
 const stateExpiryIndexedKey = "oauth_state_expiry_indexed"
 
-// indexEarlierStates gives each state stored by an earlier version, which
+// IndexEarlier gives each state stored by an earlier version, which
 // has no expiry entry, one: once per mount, the first time a sweep runs.
-func (b *backend) indexEarlierStates(ctx context.Context, s logical.Storage) error {
-	if b.statesIndexed.Load() {
+func (ss *stateStore) IndexEarlier(ctx context.Context, s logical.Storage) error {
+	if ss.indexed.Load() {
 		return nil
 	}
 	done, err := s.Get(ctx, stateExpiryIndexedKey)
@@ -147,7 +147,7 @@ func (b *backend) indexEarlierStates(ctx context.Context, s logical.Storage) err
 			return err
 		}
 	}
-	b.statesIndexed.Store(true)
+	ss.indexed.Store(true)
 	return nil
 }
 

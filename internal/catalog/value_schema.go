@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 
-package connect
+package catalog
 
 import (
 	"bytes"
@@ -8,14 +8,17 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
-// schemaField describes one key of a connection's configuration (or of a
+// SchemaField describes one key of a connection's configuration (or of a
 // credential) that a provider needs: what the operator's UI asks the
 // customer, and what a write is checked against.
-type schemaField struct {
+type SchemaField struct {
 	// Type is string (the default), number or boolean.
 	Type        string `json:"type,omitempty"`
 	Title       string `json:"title,omitempty"`
@@ -35,31 +38,31 @@ type schemaField struct {
 	Secret bool `json:"secret,omitempty"`
 }
 
-// valueSchema is connection_config_schema or credentials_schema: key →
+// ValueSchema is connection_config_schema or credentials_schema: key →
 // field.
-type valueSchema map[string]schemaField
+type ValueSchema map[string]SchemaField
 
 var schemaKeyRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
-// decodeValueSchema reads a schema given as a JSON object, refusing
+// DecodeValueSchema reads a schema given as a JSON object, refusing
 // unknown members so that a typo ("optinal") is not silently ignored.
-func decodeValueSchema(field string, v any) (valueSchema, error) {
+func DecodeValueSchema(field string, v any) (ValueSchema, error) {
 	raw, err := json.Marshal(v)
 	if err != nil {
 		return nil, fmt.Errorf("%s must be a JSON object", field)
 	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
-	var s valueSchema
+	var s ValueSchema
 	if err := dec.Decode(&s); err != nil {
 		return nil, fmt.Errorf("%s must map keys to {type, title, description, pattern, enum, optional, default_value, prefix, suffix, example, secret}: %s", field, printable(err.Error()))
 	}
-	return s, s.validate(field)
+	return s, s.Validate(field)
 }
 
-// validate checks that the schema itself is well formed.
-func (s valueSchema) validate(field string) error {
-	for _, key := range s.keys() {
+// Validate checks that the schema itself is well formed.
+func (s ValueSchema) Validate(field string) error {
+	for _, key := range s.Keys() {
 		f := s[key]
 		where := fmt.Sprintf("%s.%s", field, printable(key))
 		if !schemaKeyRe.MatchString(key) {
@@ -76,12 +79,12 @@ func (s valueSchema) validate(field string) error {
 			}
 		}
 		if f.DefaultValue != nil {
-			if err := f.check(f.DefaultValue); err != nil {
+			if err := f.Check(f.DefaultValue); err != nil {
 				return fmt.Errorf("%s.default_value %s", where, err)
 			}
 		}
 		for _, e := range f.Enum {
-			if err := f.check(e); err != nil {
+			if err := f.Check(e); err != nil {
 				return fmt.Errorf("%s.enum value %q %s", where, printable(e), err)
 			}
 		}
@@ -89,7 +92,7 @@ func (s valueSchema) validate(field string) error {
 	return nil
 }
 
-func (s valueSchema) keys() []string {
+func (s ValueSchema) Keys() []string {
 	keys := make([]string, 0, len(s))
 	for k := range s {
 		keys = append(keys, k)
@@ -98,11 +101,11 @@ func (s valueSchema) keys() []string {
 	return keys
 }
 
-// required lists, sorted, the keys a document must have: not optional and
+// Required lists, sorted, the keys a document must have: not optional and
 // without a default.
-func (s valueSchema) required() []string {
+func (s ValueSchema) Required() []string {
 	var keys []string
-	for _, k := range s.keys() {
+	for _, k := range s.Keys() {
 		if f := s[k]; !f.Optional && f.DefaultValue == nil {
 			keys = append(keys, k)
 		}
@@ -110,11 +113,11 @@ func (s valueSchema) required() []string {
 	return keys
 }
 
-// withDefaults returns doc with the schema's defaults filled into the keys
+// WithDefaults returns doc with the schema's defaults filled into the keys
 // it lacks; doc itself is not changed.
-func (s valueSchema) withDefaults(doc map[string]any) map[string]any {
+func (s ValueSchema) WithDefaults(doc map[string]any) map[string]any {
 	var out map[string]any
-	for _, k := range s.keys() {
+	for _, k := range s.Keys() {
 		f := s[k]
 		if f.DefaultValue == nil || present(doc, k) {
 			continue
@@ -133,12 +136,12 @@ func (s valueSchema) withDefaults(doc map[string]any) map[string]any {
 	return out
 }
 
-// check validates doc: every required key present, every value of the
+// Check validates doc: every required key present, every value of the
 // schema's keys of its type and matching its pattern and enum. Keys the
 // schema does not name are left alone. what names the document in errors,
 // e.g. "connection_config".
-func (s valueSchema) check(what string, doc map[string]any) error {
-	for _, k := range s.keys() {
+func (s ValueSchema) Check(what string, doc map[string]any) error {
+	for _, k := range s.Keys() {
 		f := s[k]
 		if !present(doc, k) {
 			if !f.Optional && f.DefaultValue == nil {
@@ -146,14 +149,14 @@ func (s valueSchema) check(what string, doc map[string]any) error {
 			}
 			continue
 		}
-		if err := f.check(doc[k]); err != nil {
+		if err := f.Check(doc[k]); err != nil {
 			return fmt.Errorf("%s.%s %s", what, k, err)
 		}
 	}
 	return nil
 }
 
-func (f schemaField) titled() string {
+func (f SchemaField) titled() string {
 	if f.Title == "" {
 		return ""
 	}
@@ -163,13 +166,13 @@ func (f schemaField) titled() string {
 // patternRe is the pattern as checks use it: anchored at both ends. It is
 // what validation compiles too, so that a pattern accepted at a provider
 // or integration write is one every check can use.
-func (f schemaField) patternRe() (*regexp.Regexp, error) {
+func (f SchemaField) patternRe() (*regexp.Regexp, error) {
 	return regexp.Compile("^(?:" + f.Pattern + ")$")
 }
 
-// check validates one value against the field's type, pattern and enum.
+// Check validates one value against the field's type, pattern and enum.
 // Errors do not quote the value, which may be a secret.
-func (f schemaField) check(v any) error {
+func (f SchemaField) Check(v any) error {
 	text, err := f.asText(v)
 	if err != nil {
 		return err
@@ -182,7 +185,7 @@ func (f schemaField) check(v any) error {
 			return fmt.Errorf("does not match the pattern %s", f.Pattern)
 		}
 	}
-	if len(f.Enum) > 0 && !contains(f.Enum, text) {
+	if len(f.Enum) > 0 && !slices.Contains(f.Enum, text) {
 		return fmt.Errorf("must be one of %v", f.Enum)
 	}
 	return nil
@@ -191,7 +194,7 @@ func (f schemaField) check(v any) error {
 // asText checks v's type and returns it as text for pattern and enum. A
 // number or boolean given as a string (as `vault write k=v` sends it) is
 // accepted when it parses.
-func (f schemaField) asText(v any) (string, error) {
+func (f SchemaField) asText(v any) (string, error) {
 	switch f.Type {
 	case "number":
 		switch n := v.(type) {
@@ -230,18 +233,9 @@ func present(doc map[string]any, key string) bool {
 	return ok && v != nil && v != ""
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
-// nonNilSchema renders a schema for a response as plain JSON values, with
-// its members as they are written.
-func nonNilSchema(s valueSchema) map[string]any {
+// JSONObject renders a schema for a response as plain JSON values, with
+// its members as they are written; an empty schema is an empty object.
+func (s ValueSchema) JSONObject() map[string]any {
 	out := map[string]any{}
 	if len(s) == 0 {
 		return out
@@ -250,4 +244,20 @@ func nonNilSchema(s valueSchema) map[string]any {
 		_ = json.Unmarshal(raw, &out)
 	}
 	return out
+}
+
+// printable quotes untrusted input for an error message without letting
+// control characters or megabytes of it through.
+func printable(s string) string {
+	return safetext.Printable(s, 64)
+}
+
+// sortedKeys lists a map's keys, sorted.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

@@ -9,43 +9,11 @@ import (
 	"time"
 
 	metrics "github.com/armon/go-metrics"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
-
-// Errors of the refresh of one connection, in the engine's own terms; the
-// path handlers alone turn them into HTTP statuses (httpError).
-var (
-	// errProviderRefused: the provider answered, and not with a token.
-	errProviderRefused = errors.New("the provider refused to issue a token")
-	// errProviderUnreachable: the provider did not answer.
-	errProviderUnreachable = errors.New("the provider could not be reached")
-	// errNotRefreshable: the connection has no means to renew its token.
-	errNotRefreshable = errors.New("the connection has no refresh token; write new tokens to it or authorize it again")
-	// errExpiredUnrefreshable: the token has expired and the engine may not
-	// renew it now (it gave up, or a retry is not due).
-	errExpiredUnrefreshable = errors.New("the token has expired and cannot be refreshed now")
-	// errBadConnectionConfig: the connection's config cannot fill the
-	// provider's URLs or name its installation.
-	errBadConnectionConfig = errors.New("the connection's configuration cannot be used with its provider")
-	// errNoTokens: the connection's auth mode has no token to refresh.
-	errNoTokens = errors.New("the connection's auth_mode has no token to refresh")
-	// errConnectionNotFound: there is no such connection.
-	errConnectionNotFound = errors.New("connection not found")
-)
-
-// engineError is one of the errors above with the detail of this case; its
-// message is safe to show (no secret).
-type engineError struct {
-	kind  error
-	msg   string
-	cause error
-}
-
-func (e *engineError) Error() string        { return e.msg }
-func (e *engineError) Is(target error) bool { return target == e.kind }
-func (e *engineError) Unwrap() error        { return e.cause }
 
 // classifyProviderError gives a token request's failure its engine kind.
 func classifyProviderError(err error) error {
@@ -65,6 +33,25 @@ func classifyProviderError(err error) error {
 	return err
 }
 
+// refresher is the flow that keeps connections' tokens: the renewal on a
+// read that finds a token due, the forced one, the background one the
+// engine's queue asks for, and the first token of a connection the engine
+// obtains tokens for. It sequences the store (whose lock makes a renewal
+// single-flight), the issuer (the only way to the provider) and the engine
+// (the schedule and its outcomes).
+type refresher struct {
+	store  *connectionStore
+	engine *refreshEngine
+	issuer *issuer
+	// config reads the mount's configuration.
+	config func(context.Context, logical.Storage) (*configEntry, error)
+	// writable reports whether this node may store (a performance standby
+	// or secondary may not: Vault forwards the request).
+	writable func() bool
+	now      func() time.Time
+	logger   func() hclog.Logger
+}
+
 // trigger says why a refresh runs.
 type trigger int
 
@@ -77,23 +64,23 @@ const (
 // readRefreshed returns a connection for a read, refreshing its token first
 // when it is due. Warnings are for the response: the token works, but its
 // renewal is failing. Nil, nil, nil when the connection does not exist.
-func (b *backend) readRefreshed(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, []string, error) {
-	c, err := b.store.Get(ctx, s, integration, id)
+func (r *refresher) readRefreshed(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, []string, error) {
+	c, err := r.store.Get(ctx, s, integration, id)
 	if err != nil || c == nil {
 		return nil, nil, err
 	}
-	cfg, err := b.config(ctx, s)
+	cfg, err := r.config(ctx, s)
 	if err != nil {
 		return nil, nil, err
 	}
-	now := b.now()
+	now := r.now()
 	if !refreshDue(c, cfg.RefreshMargin, now) {
 		return c, refreshWarnings(c), nil
 	}
 	if blocked(c, now) {
 		return servedWithoutRefresh(c, now)
 	}
-	c, warnings, err := b.refreshConnection(ctx, s, integration, id, triggerRead)
+	c, warnings, err := r.refreshConnection(ctx, s, integration, id, triggerRead)
 	if errors.Is(err, errConnectionNotFound) {
 		return nil, nil, nil // deleted meanwhile
 	}
@@ -124,19 +111,19 @@ func servedWithoutRefresh(c *connectionEntry, now time.Time) (*connectionEntry, 
 // refreshConnection renews a connection's token through the store, whose
 // lock makes it single-flight: of many readers that find the same token due,
 // one spends the refresh token and the others see its result.
-func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, integration, id string, why trigger) (*connectionEntry, []string, error) {
+func (r *refresher) refreshConnection(ctx context.Context, s logical.Storage, integration, id string, why trigger) (*connectionEntry, []string, error) {
 	// A provider that rotates refresh tokens has already spent the old one
 	// when it answers, so the answer must be stored even if the caller has
 	// gone away; only the provider timeout bounds the work.
 	ctx = context.WithoutCancel(ctx)
-	if !b.WriteSafeReplicationState() {
+	if !r.writable() {
 		// A performance standby or secondary cannot store a new token:
 		// Vault forwards the request to where it can.
 		return nil, nil, logical.ErrReadOnly
 	}
 	// Everything the refresh needs is read before the provider is called,
 	// so that no read can fail once a refresh token is spent.
-	cfg, err := b.config(ctx, s)
+	cfg, err := r.config(ctx, s)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -145,11 +132,11 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 		warnings []string
 		failure  error
 	)
-	c, err := b.store.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+	c, err := r.store.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
 		if c == nil {
 			return nil, connectionNotFound(integration, id)
 		}
-		if skip, err := refreshNotNeeded(c, cfg, b.now(), why); skip || err != nil {
+		if skip, err := refreshNotNeeded(c, cfg, r.now(), why); skip || err != nil {
 			if err == nil {
 				served, warnings = c, refreshWarnings(c)
 				if why == triggerBackground {
@@ -158,10 +145,10 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 			}
 			return nil, errOrUnchanged(err)
 		}
-		if !c.AuthMode.hasTokens() {
+		if !c.AuthMode.HasTokens() {
 			return nil, &engineError{kind: errNoTokens, msg: fmt.Sprintf("connection uses auth_mode %s, which has no token to refresh", c.AuthMode)}
 		}
-		failure = b.renewToken(ctx, s, c, cfg)
+		failure = r.renew(ctx, s, c, cfg)
 		return c, nil
 	})
 	if err != nil {
@@ -169,12 +156,12 @@ func (b *backend) refreshConnection(ctx context.Context, s logical.Storage, inte
 	}
 	if served != nil {
 		if why == triggerBackground {
-			b.engine.track(c) // rescheduled since it was queued
+			r.engine.track(c) // rescheduled since it was queued
 		}
 		return c, warnings, nil
 	}
 	if failure != nil {
-		return b.refreshFailed(c, failure, why)
+		return r.refreshFailed(c, failure, why)
 	}
 	return c, nil, nil
 }
@@ -208,38 +195,34 @@ func refreshNotNeeded(c *connectionEntry, cfg *configEntry, now time.Time, why t
 	return false, nil
 }
 
-// renewToken asks the provider for a new token and applies the answer, or
-// the failure, to c. It returns the failure, classified.
-func (b *backend) renewToken(ctx context.Context, s logical.Storage, c *connectionEntry, cfg *configEntry) error {
-	in, err := b.tokens.integration(ctx, s, c.Integration)
+// renew renews c's token through the issuer and applies the failure, if
+// any, to c's refresh state; it returns the failure, classified, or the
+// error that kept the issuer from asking (c then unchanged).
+func (r *refresher) renew(ctx context.Context, s logical.Storage, c *connectionEntry, cfg *configEntry) error {
+	failure, err := r.issuer.renew(ctx, s, c)
 	if err != nil {
 		return err
 	}
-	start := time.Now()
-	res, err := b.tokens.obtain(ctx, in, c)
 	labels := []metrics.Label{{Name: "integration", Value: c.Integration}}
-	metrics.MeasureSinceWithLabels([]string{"connect", "refresh", "latency"}, start, labels)
-	if err != nil {
-		err = classifyProviderError(err)
-		b.engine.recordOutcome(false)
+	if failure != nil {
+		r.engine.recordOutcome(false)
 		metrics.IncrCounterWithLabels([]string{"connect", "refresh", "failure"}, 1, labels)
-		recordFailure(c, err, cfg, b.now())
-		b.Logger().Warn("token refresh failed", "integration", c.Integration, "connection_id", c.ConnectionID,
+		recordFailure(c, failure, cfg, r.now())
+		r.logger().Warn("token refresh failed", "integration", c.Integration, "connection_id", c.ConnectionID,
 			"refresh_status", c.RefreshStatus, "failures", c.RefreshFailures, "error", c.LastRefreshError)
-		return err
+		return failure
 	}
-	b.tokens.apply(c, in, res, b.now())
-	b.engine.recordOutcome(true)
+	r.engine.recordOutcome(true)
 	metrics.IncrCounterWithLabels([]string{"connect", "refresh", "success"}, 1, labels)
-	b.Logger().Debug("token refreshed", "integration", c.Integration, "connection_id", c.ConnectionID, "expires_at", formatTime(c.Credentials.ExpiresAt))
+	r.logger().Debug("token refreshed", "integration", c.Integration, "connection_id", c.ConnectionID, "expires_at", formatTime(c.Credentials.ExpiresAt))
 	return nil
 }
 
 // refreshFailed answers the caller of a refresh that failed (the failure is
 // stored in c): the old token with a warning while it works, except to a
 // forced refresh, which asked for a new one; else the failure.
-func (b *backend) refreshFailed(c *connectionEntry, cause error, why trigger) (*connectionEntry, []string, error) {
-	if why != triggerForced && !tokenExpired(c, b.now()) {
+func (r *refresher) refreshFailed(c *connectionEntry, cause error, why trigger) (*connectionEntry, []string, error) {
+	if why != triggerForced && !tokenExpired(c, r.now()) {
 		return c, refreshWarnings(c), nil
 	}
 	kind := errProviderRefused
@@ -259,15 +242,91 @@ func (b *backend) refreshFailed(c *connectionEntry, cause error, why trigger) (*
 
 // backgroundRefresh refreshes one queued connection. Its outcome is in the
 // connection's refresh state, and a provider's failure was logged by
-// renewToken; only other errors (storage) are logged here.
-func (b *backend) backgroundRefresh(ctx context.Context, s logical.Storage, key string) {
+// renew; only other errors (storage) are logged here.
+func (r *refresher) backgroundRefresh(ctx context.Context, s logical.Storage, key string) {
 	integration, id, ok := splitConnectionKey(key)
 	if !ok {
 		return
 	}
-	_, _, err := b.refreshConnection(ctx, s, integration, id, triggerBackground)
+	_, _, err := r.refreshConnection(ctx, s, integration, id, triggerBackground)
 	var ee *engineError
 	if err != nil && !errors.As(err, &ee) {
-		b.Logger().Error("background refresh", "integration", integration, "connection_id", id, "error", err)
+		r.logger().Error("background refresh", "integration", integration, "connection_id", id, "error", err)
 	}
+}
+
+// write creates or updates connection id of in under its lock: build
+// makes the entry to store from the one stored (nil if none), and a
+// connection whose tokens the engine obtains gets its first token (or a
+// new one, see issueIfNeeded) before it is stored. Without overwrite, a
+// connection that exists already is refused (decided under the lock, so a
+// concurrent create cannot slip in between). created says whether the
+// connection is new.
+func (r *refresher) write(ctx context.Context, s logical.Storage, in *integrationEntry, id string, overwrite bool, build func(existing *connectionEntry) (*connectionEntry, error)) (c *connectionEntry, created bool, err error) {
+	c, err = r.store.Update(ctx, s, in.Name, id, func(existing *connectionEntry) (*connectionEntry, error) {
+		created = existing == nil
+		if !created && !overwrite {
+			return nil, badInput(fmt.Errorf("connection %q already exists; import only creates connections unless the request sets overwrite=true", id))
+		}
+		c, err := build(existing)
+		if err != nil {
+			return nil, err
+		}
+		return c, r.issueIfNeeded(ctx, in, existing, c)
+	})
+	return c, created, err
+}
+
+// edit changes connection id of integration under its lock: change
+// edits c in place, or returns why not (nothing is then stored). A
+// connection that does not exist is errConnectionNotFound. With in (the
+// effective integration, given for an edit of the config), an edit that
+// moves what the connection's token was issued for gets a new token in the
+// same request (issueIfNeeded), or fails and changes nothing.
+func (r *refresher) edit(ctx context.Context, s logical.Storage, integration, id string, in *integrationEntry, change func(c *connectionEntry) error) (*connectionEntry, error) {
+	return r.store.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+		if c == nil {
+			return nil, connectionNotFound(integration, id)
+		}
+		before := c.clone()
+		if err := change(c); err != nil {
+			return nil, err
+		}
+		c.UpdatedAt = r.now()
+		if in != nil {
+			if err := r.issueIfNeeded(ctx, in, before, c); err != nil {
+				return nil, err
+			}
+		}
+		return c, nil
+	})
+}
+
+// needsIssuedToken reports whether a connection is only worth storing with
+// a token the provider has issued: client-credentials and app connections,
+// whose tokens the engine obtains itself.
+func needsIssuedToken(c *connectionEntry) bool {
+	return c.AuthMode.IssuesOwnTokens() && c.Credentials.AccessToken == ""
+}
+
+// issueIfNeeded gets c a token, in the request that writes it, when
+// the engine obtains c's tokens itself and c has none, or holds one issued
+// for something else than c now names (before is the connection as it was,
+// nil on create): a token is never served for an installation or tenant it
+// was not issued for, not even until its next refresh. An error leaves the
+// caller nothing to store.
+func (r *refresher) issueIfNeeded(ctx context.Context, in *integrationEntry, before, c *connectionEntry) error {
+	if grantMoved(in, before, c) {
+		// The token goes; the client that is to ask for the next one
+		// stays.
+		c.Credentials = credentials{ClientID: c.Credentials.ClientID, ClientSecret: c.Credentials.ClientSecret}
+		c.RawTokenResponse = nil
+	}
+	if !needsIssuedToken(c) {
+		return nil
+	}
+	if !r.writable() {
+		return logical.ErrReadOnly
+	}
+	return r.issuer.issueFirst(ctx, in, c)
 }

@@ -120,7 +120,7 @@ func (e *refreshEngine) track(c *connectionEntry) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if c.AuthMode.hasTokens() {
+	if c.AuthMode.HasTokens() {
 		e.statuses[key] = c.refreshState()
 	} else {
 		delete(e.statuses, key)
@@ -138,7 +138,7 @@ func (e *refreshEngine) trackIfAbsent(c *connectionEntry) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, seen := e.statuses[key]; !seen && c.AuthMode.hasTokens() {
+	if _, seen := e.statuses[key]; !seen && c.AuthMode.HasTokens() {
 		e.statuses[key] = c.refreshState()
 	}
 }

@@ -1,0 +1,350 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"encoding/json"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// The base layer's entries: what the store keeps, and the rules of a
+// connection entry that every layer reads.
+
+// sameClient reports whether a and b have the same client of their own
+// (or both none).
+func sameClient(a, b *connectionEntry) bool {
+	return a.Credentials.ClientID == b.Credentials.ClientID && a.Credentials.ClientSecret == b.Credentials.ClientSecret
+}
+
+// hasOwnClient reports whether c brings its own OAuth client: only
+// OAUTH2_CC connections may, and one that has none uses the integration's.
+// c may be nil.
+func (c *connectionEntry) hasOwnClient() bool {
+	return c != nil && c.AuthMode == authModeOAuth2CC && c.Credentials.ClientID != ""
+}
+
+// configEntry is the mount-wide configuration.
+type configEntry struct {
+	// RefreshMargin is how long before expiry a token counts as due for
+	// refresh.
+	RefreshMargin time.Duration `json:"refresh_margin"`
+	// RedirectURL is the external address of this mount's oauth/callback,
+	// registered with every provider as the OAuth redirect URI.
+	RedirectURL string `json:"redirect_url,omitempty"`
+	// StateTTL is how long an authorization may take, from authorize to
+	// callback.
+	StateTTL time.Duration `json:"state_ttl"`
+	// AllowedReturnURLs are the URL prefixes a browser may be sent back to
+	// after the callback.
+	AllowedReturnURLs []string `json:"allowed_return_urls,omitempty"`
+	// RefreshConcurrency bounds the background refreshes in flight.
+	RefreshConcurrency int `json:"refresh_concurrency"`
+	// IdleRefreshInterval is how long a connection whose refresh token
+	// expires may go unrefreshed, so that its refresh token stays alive.
+	IdleRefreshInterval time.Duration `json:"idle_refresh_interval"`
+	// MaxRefreshFailures is how many failed refreshes in a row make a
+	// connection "exhausted": the background stops trying.
+	MaxRefreshFailures int `json:"max_refresh_failures"`
+	// MaxPendingAuthorizations caps the pending authorizations (states
+	// between authorize and callback) of each integration.
+	MaxPendingAuthorizations int `json:"max_pending_authorizations"`
+	// PublicURL is this mount's external address, e.g.
+	// https://vault.example.com/v1/connect: where connect sessions' pages
+	// are. Empty: derived from RedirectURL.
+	PublicURL string `json:"public_url,omitempty"`
+	// MaxSessions caps the mount's connect sessions.
+	MaxSessions int `json:"max_sessions"`
+}
+
+const (
+	defaultRefreshMargin       = 15 * time.Minute
+	defaultStateTTL            = 10 * time.Minute
+	defaultRefreshConcurrency  = 8
+	defaultIdleRefreshInterval = 24 * time.Hour
+	defaultMaxRefreshFailures  = 4
+	// defaultMaxPendingAuthorizations is far above the customers that
+	// start an authorization within one state_ttl, and small enough that
+	// the states (each up to two 64 KiB documents) cannot fill storage.
+	defaultMaxPendingAuthorizations = 10000
+	// maxMaxPendingAuthorizations bounds what the limit may be set to.
+	maxMaxPendingAuthorizations = 1000000
+	// defaultMaxSessions bounds the connect sessions of a mount, each up to
+	// two 64 KiB documents, kept until they expire (at most a day).
+	defaultMaxSessions = 10000
+)
+
+func defaultConfig() *configEntry {
+	return &configEntry{
+		RefreshMargin:            defaultRefreshMargin,
+		StateTTL:                 defaultStateTTL,
+		RefreshConcurrency:       defaultRefreshConcurrency,
+		IdleRefreshInterval:      defaultIdleRefreshInterval,
+		MaxRefreshFailures:       defaultMaxRefreshFailures,
+		MaxPendingAuthorizations: defaultMaxPendingAuthorizations,
+		MaxSessions:              defaultMaxSessions,
+	}
+}
+
+// integrationEntry is one external API and the way to authenticate to it.
+type integrationEntry struct {
+	Name         string   `json:"name"`
+	AuthMode     authMode `json:"auth_mode"`
+	ClientID     string   `json:"client_id,omitempty"`
+	ClientSecret string   `json:"client_secret,omitempty"`
+	endpointSettings
+	// AllowedScopes are scopes authorize may request besides Scopes.
+	AllowedScopes []string `json:"allowed_scopes,omitempty"`
+	// Provider names a catalog entry whose settings fill the fields left
+	// empty here.
+	Provider string `json:"provider,omitempty"`
+	// DisablePKCE is how earlier versions stored pkce=false; an entry that
+	// has it is read as PKCE false.
+	DisablePKCE bool `json:"disable_pkce,omitempty"`
+	// APP (GitHub-App style) settings.
+	AppID      string    `json:"app_id,omitempty"`
+	PrivateKey string    `json:"private_key,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// oauthStateEntry is one authorization in flight, stored under the SHA-256
+// of its state so that storage never holds a usable state value.
+type oauthStateEntry struct {
+	Integration  string   `json:"integration"`
+	ConnectionID string   `json:"connection_id"`
+	Verifier     string   `json:"verifier,omitempty"` // PKCE code verifier
+	RedirectURL  string   `json:"redirect_url"`
+	Scopes       []string `json:"scopes,omitempty"`
+	// ConnectionConfig replaces the connection's config when
+	// ReplaceConnectionConfig is set, as authorize was given one; otherwise
+	// the connection keeps the config it has when the callback stores it.
+	ConnectionConfig        map[string]any `json:"connection_config,omitempty"`
+	ReplaceConnectionConfig bool           `json:"replace_connection_config,omitempty"`
+	// Reauthorization: the connection existed at authorize; if it is gone
+	// at the callback, it was deleted meanwhile and is not re-created.
+	Reauthorization bool `json:"reauthorization,omitempty"`
+	// IntegrationCreatedAt tells the integration authorized against from
+	// one deleted and re-created under the same name meanwhile.
+	IntegrationCreatedAt time.Time `json:"integration_created_at"`
+	// Metadata replaces the connection's metadata when ReplaceMetadata is
+	// set; otherwise the connection keeps its own.
+	Metadata        map[string]any `json:"metadata,omitempty"`
+	ReplaceMetadata bool           `json:"replace_metadata,omitempty"`
+	ReturnURL       string         `json:"return_url,omitempty"`
+	ExpiresAt       time.Time      `json:"expires_at"`
+	// SessionHash names the connect session that started the
+	// authorization: the callback checks it is still usable, marks it
+	// connected and shows the page's success with its return_url.
+	SessionHash string `json:"session_hash,omitempty"`
+}
+
+// credentials holds whichever secret material the integration's auth mode
+// uses; the other fields stay empty.
+type credentials struct {
+	// OAUTH2 and OAUTH2_CC.
+	AccessToken  string    `json:"access_token,omitempty"`
+	RefreshToken string    `json:"refresh_token,omitempty"`
+	TokenType    string    `json:"token_type,omitempty"`
+	ExpiresAt    time.Time `json:"expires_at,omitempty"` // zero: the token does not expire
+	Scopes       []string  `json:"scopes,omitempty"`
+
+	// OAUTH2_CC: the connection's own OAuth client, for providers whose
+	// customers each create an API client and hand over its id and
+	// secret. Empty: the integration's client applies. The secret is
+	// write-only, like the integration's.
+	ClientID     string `json:"client_id,omitempty"`
+	ClientSecret string `json:"client_secret,omitempty"`
+
+	// API_KEY.
+	APIKey string `json:"api_key,omitempty"`
+
+	// BASIC.
+	Username string `json:"username,omitempty"`
+	Password string `json:"password,omitempty"`
+
+	// CUSTOM.
+	Custom map[string]string `json:"custom,omitempty"`
+}
+
+// connectionEntry is one customer's credentials for one integration.
+type connectionEntry struct {
+	Integration  string      `json:"integration"`
+	ConnectionID string      `json:"connection_id"`
+	AuthMode     authMode    `json:"auth_mode"`
+	Credentials  credentials `json:"credentials"`
+	// RawTokenResponse is the provider's last token response as it sent it,
+	// kept because providers put useful extras there (instance URLs, ids).
+	RawTokenResponse map[string]any `json:"raw_token_response,omitempty"`
+	Metadata         map[string]any `json:"metadata"`
+	// Tags are the caller's labels for the connection (end_user_id,
+	// organization_id, …): shown on reads, filterable on LIST, carried by
+	// every lifecycle event. Never secret.
+	Tags             map[string]string `json:"tags,omitempty"`
+	ConnectionConfig map[string]any    `json:"connection_config"`
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
+	LastRefreshedAt  time.Time         `json:"last_refreshed_at,omitempty"`
+
+	// Refresh state, for connections whose tokens the engine renews.
+	RefreshStatus    refreshStatus `json:"refresh_status,omitempty"`
+	RefreshFailures  int           `json:"refresh_failures,omitempty"`
+	LastRefreshError string        `json:"last_refresh_error,omitempty"`
+	// NextRefreshAt is when the background refreshes the token next; zero
+	// when it will not (no expiry, no refresh token, exhausted).
+	NextRefreshAt time.Time `json:"next_refresh_at,omitempty"`
+
+	// InstallationID is the APP installation the connection's tokens are
+	// minted for. Only a connection write (the operator's path) sets it:
+	// whoever may edit connection_config must not be able to pick another
+	// customer's installation.
+	InstallationID string `json:"installation_id,omitempty"`
+
+	// RawTokenResponseNote says what of the last token response was not
+	// kept (members over the size cap), so that a raw read does not pass a
+	// trimmed response off as the provider's whole answer.
+	RawTokenResponseNote string `json:"raw_token_response_note,omitempty"`
+	// CredentialsIssuedAt is when the credentials were last set, by a
+	// provider or a caller; the store stamps it, later on every change. A
+	// WAL record applies only over credentials older than its own, so a
+	// stale record can never undo newer ones.
+	CredentialsIssuedAt time.Time `json:"credentials_issued_at,omitempty"`
+	// IntegrationCreatedAt tells the integration the connection was created
+	// in from one deleted and re-created under the same name since: a
+	// retried save or a WAL record of the old one must not land in the new
+	// one. Zero in entries of earlier versions.
+	IntegrationCreatedAt time.Time `json:"integration_created_at,omitempty"`
+
+	// issued marks credentials a provider has just issued, which the store
+	// keeps even when saving them fails. Never stored.
+	issued bool
+}
+
+// upgrade brings an entry stored by an earlier version up to date as it is
+// loaded: APP connections kept their installation in connection_config.
+// The config key is dropped whatever else holds: when the entry has its own
+// installation the key is a stray one (earlier versions let the config
+// sub-path, which customers may write, add it), and it must not decide
+// which installation the connection mints for.
+func (c *connectionEntry) upgrade() {
+	if c.AuthMode != authModeApp || c.ConnectionConfig == nil {
+		return
+	}
+	v, ok := c.ConnectionConfig[appInstallationKey]
+	if !ok {
+		return
+	}
+	if c.InstallationID == "" && v != nil {
+		c.InstallationID = fmt.Sprint(v)
+	}
+	delete(c.ConnectionConfig, appInstallationKey)
+}
+
+// appInstallationKey is the connection field naming an APP connection's
+// installation, which its connection_config may not hold.
+const appInstallationKey = "installation_id"
+
+// clone copies an entry deeply enough that the copy's maps and slices can be
+// changed without touching the original (which the cache may hold).
+func (c *connectionEntry) clone() *connectionEntry {
+	cp := *c
+	cp.Credentials.Scopes = append([]string(nil), c.Credentials.Scopes...)
+	cp.Credentials.Custom = cloneMap(c.Credentials.Custom)
+	cp.RawTokenResponse = cloneMap(c.RawTokenResponse)
+	cp.Metadata = cloneMap(c.Metadata)
+	cp.ConnectionConfig = cloneMap(c.ConnectionConfig)
+	return &cp
+}
+
+func cloneMap[V any](m map[string]V) map[string]V {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// refreshStatus is a connection's standing with its provider.
+type refreshStatus string
+
+const (
+	refreshOK      refreshStatus = "ok"
+	refreshFailing refreshStatus = "failing" // retrying with backoff
+	// refreshExhausted: max_refresh_failures in a row; the background stops
+	// until a forced refresh or a re-authorization succeeds.
+	refreshExhausted refreshStatus = "exhausted"
+	// refreshReauth: the provider refused the grant itself (invalid_grant);
+	// only the customer can fix that, by authorizing again.
+	refreshReauth refreshStatus = "reauthorization_required"
+)
+
+var allRefreshStatuses = []refreshStatus{refreshOK, refreshFailing, refreshExhausted, refreshReauth}
+
+// sameJSON reports whether two values encode to the same JSON.
+func sameJSON(a, b any) bool {
+	ja, errA := json.Marshal(a)
+	jb, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(ja) == string(jb)
+}
+
+// sortedKeys are m's keys in order.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// formatTime is how entries' times are shown, in responses, warnings and
+// logs alike: RFC 3339 in UTC, empty for the zero time (never set).
+func formatTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// nonNilStrings, nonNilMap and nonNilObject give an entry's unset slice or
+// map as an empty one, so that responses and stored copies show [] or {}
+// rather than null.
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func nonNilMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return m
+}
+
+func nonNilObject(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// connectionPrefix is where connection entries are stored. A connection's
+// storage key is also its name in every layer: the store's locks and cache,
+// the engine's queue and the WAL.
+const connectionPrefix = "connections/"
+
+// connectionsPrefix is where an integration's connections are stored.
+func connectionsPrefix(integration string) string {
+	return connectionPrefix + integration + "/"
+}
+
+// connectionKey is a connection's storage key.
+func connectionKey(integration, id string) string {
+	return connectionsPrefix(integration) + id
+}

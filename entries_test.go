@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"testing"
+	"time"
+)
+
+func TestSameClientComparesIDAndSecret(t *testing.T) {
+	withClient := func(id, secret string) *connectionEntry {
+		return &connectionEntry{AuthMode: authModeOAuth2CC, Credentials: credentials{ClientID: id, ClientSecret: secret}}
+	}
+	for _, tc := range []struct {
+		a, b *connectionEntry
+		same bool
+	}{
+		{withClient("", ""), withClient("", ""), true},
+		{withClient("id", "s"), withClient("id", "s"), true},
+		{withClient("id", "s"), withClient("id", "other"), false},
+		{withClient("id", "s"), withClient("other", "s"), false},
+		{withClient("id", "s"), withClient("", ""), false},
+	} {
+		if got := sameClient(tc.a, tc.b); got != tc.same {
+			t.Errorf("sameClient(%+v, %+v) = %v", tc.a.Credentials, tc.b.Credentials, got)
+		}
+	}
+}
+
+func TestHasOwnClientOnlyForClientCredentialsWithAnID(t *testing.T) {
+	var none *connectionEntry
+	if none.hasOwnClient() {
+		t.Error("nil entry has its own client")
+	}
+	if (&connectionEntry{AuthMode: authModeOAuth2, Credentials: credentials{ClientID: "id"}}).hasOwnClient() {
+		t.Error("an OAUTH2 connection has its own client")
+	}
+	if (&connectionEntry{AuthMode: authModeOAuth2CC}).hasOwnClient() {
+		t.Error("an OAUTH2_CC connection without client_id has its own client")
+	}
+	if !(&connectionEntry{AuthMode: authModeOAuth2CC, Credentials: credentials{ClientID: "id"}}).hasOwnClient() {
+		t.Error("an OAUTH2_CC connection with client_id has no client of its own")
+	}
+}
+
+// A clone's maps and slices are its own: the cache holds the original.
+func TestCloneSharesNoMapOrSlice(t *testing.T) {
+	c := &connectionEntry{
+		Credentials:      credentials{Scopes: []string{"repo"}, Custom: map[string]string{"k": "v"}},
+		RawTokenResponse: map[string]any{"scope": "repo"},
+		Metadata:         map[string]any{"team": "a"},
+		ConnectionConfig: map[string]any{"subdomain": "acme"},
+	}
+	cp := c.clone()
+	cp.Credentials.Scopes[0] = "admin"
+	cp.Credentials.Custom["k"] = "changed"
+	cp.RawTokenResponse["scope"] = "admin"
+	cp.Metadata["team"] = "b"
+	cp.ConnectionConfig["subdomain"] = "evil"
+	if c.Credentials.Scopes[0] != "repo" || c.Credentials.Custom["k"] != "v" || c.RawTokenResponse["scope"] != "repo" ||
+		c.Metadata["team"] != "a" || c.ConnectionConfig["subdomain"] != "acme" {
+		t.Fatalf("changing the clone changed the original: %+v", c)
+	}
+}
+
+func TestSameJSON(t *testing.T) {
+	if !sameJSON(map[string]any{"a": 1, "b": []string{"x"}}, map[string]any{"b": []string{"x"}, "a": 1}) {
+		t.Error("equal values differ")
+	}
+	if sameJSON(map[string]any{"a": 1}, map[string]any{"a": "1"}) {
+		t.Error("a number and a string are the same")
+	}
+	if sameJSON(func() {}, func() {}) {
+		t.Error("values that do not encode are the same")
+	}
+}
+
+func TestFormatTime(t *testing.T) {
+	if got := formatTime(time.Time{}); got != "" {
+		t.Errorf("zero time = %q, want empty", got)
+	}
+	at := time.Date(2026, 3, 4, 5, 6, 7, 0, time.FixedZone("CET", 3600))
+	if got := formatTime(at); got != "2026-03-04T04:06:07Z" {
+		t.Errorf("formatTime = %q, want UTC RFC 3339", got)
+	}
+}
+
+func TestNonNilGivesEmptyValues(t *testing.T) {
+	if s := nonNilStrings(nil); s == nil || len(s) != 0 {
+		t.Errorf("nonNilStrings(nil) = %#v", s)
+	}
+	if m := nonNilMap(nil); m == nil || len(m) != 0 {
+		t.Errorf("nonNilMap(nil) = %#v", m)
+	}
+	if m := nonNilObject(nil); m == nil || len(m) != 0 {
+		t.Errorf("nonNilObject(nil) = %#v", m)
+	}
+	if m := nonNilObject(map[string]any{"a": 1}); m["a"] != 1 {
+		t.Errorf("nonNilObject changed a value: %#v", m)
+	}
+}

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestKeyedLocksSerialiseOneKey(t *testing.T) {
+	locks := newKeyedLocks()
+	var mu sync.Mutex
+	inside, maxInside := 0, 0
+	var wg sync.WaitGroup
+	for range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer locks.Lock("k")()
+			mu.Lock()
+			inside++
+			maxInside = max(maxInside, inside)
+			mu.Unlock()
+			time.Sleep(time.Millisecond)
+			mu.Lock()
+			inside--
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if maxInside != 1 || locks.size() != 0 {
+		t.Fatalf("max holders %d, locks left %d", maxInside, locks.size())
+	}
+}
