@@ -230,7 +230,7 @@ func fill(t *testing.T, ctx context.Context, label, value string) {
 // findTimeout bounds the wait for a link, button or field a person looks
 // for: the page is there already, so a missing one fails at once, with the
 // page's text, instead of at the tab's deadline.
-const findTimeout = 5 * time.Second
+const findTimeout = 10 * time.Second
 
 // present fails the test unless the page shows sel (what says what it is).
 func present(t *testing.T, ctx context.Context, sel chromedp.Search, what string) {
@@ -247,7 +247,7 @@ func present(t *testing.T, ctx context.Context, sel chromedp.Search, what string
 // sends the browser on, a provider's redirects).
 func waitForText(t *testing.T, ctx context.Context, words string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(20 * time.Second)
 	for {
 		text := pageText(ctx)
 		if strings.Contains(text, words) {
