@@ -136,6 +136,9 @@ func setUpConnectPage(t *testing.T) *connectPageSetup {
 	s := vaultFor(t)
 	app := newReturnApp(t)
 	as := flowServer(t, s, app.URL+"/done")
+	// The page's address as a browser reaches it, whatever another test
+	// set before.
+	s.mustCLI(t, "write", "connect/config", "public_url="+s.addr+"/v1/connect")
 
 	keySchema := fmt.Sprintf(`{"auth_mode": "API_KEY", "credentials_schema": {"apiKey": {"title": %q, "secret": true, "pattern": %q, "example": "sk_page_abc123"}}}`,
 		keyLabel, pageKeyPattern)
