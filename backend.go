@@ -106,7 +106,7 @@ func newBackend() *backend {
 	b.authorizer = &authorizer{
 		store:    b.store,
 		issuer:   b.issuer,
-		putState: b.putPendingState,
+		putState: b.states.Put,
 		now:      clock,
 		logger:   logger,
 	}
@@ -220,16 +220,6 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 // config returns the caller's own copy of the mount's configuration.
 func (b *backend) config(ctx context.Context, s logical.Storage) (*configEntry, error) {
 	return b.mountConfig.get(ctx, s)
-}
-
-// putPendingState and takeState are the state store's Put and Take for the
-// authorize and callback flows, which call them on the backend.
-func (b *backend) putPendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
-	return b.states.Put(ctx, s, stateHash, st)
-}
-
-func (b *backend) takeState(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
-	return b.states.Take(ctx, s, stateHash)
 }
 
 // invalidate is the backend's Invalidate hook: another node changed key.

@@ -75,7 +75,7 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if state == "" {
 		return nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
 	}
-	st, err := b.takeState(ctx, s, hashState(state))
+	st, err := b.states.Take(ctx, s, hashState(state))
 	if err != nil {
 		b.Logger().Error("reading authorization state", "error", err)
 		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the authorization state."}
