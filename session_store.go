@@ -236,9 +236,9 @@ func (ss *sessionStore) Revoke(ctx context.Context, s logical.Storage, id string
 	return true, ss.delete(ctx, s, id, idx)
 }
 
-// delete deletes a session's entries: the id entry first, as
-// takeState deletes the index first, so that a failure leaves a session the
-// sweep still finds by its expiry entry.
+// delete deletes a session's entries: the id entry first, as the state
+// store's Take deletes a state's index entry first, so that a failure
+// leaves a session the sweep still finds by its expiry entry.
 func (ss *sessionStore) delete(ctx context.Context, s logical.Storage, id string, idx sessionIDEntry) error {
 	if err := ss.count.load(ctx, s); err != nil {
 		return err
