@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 	"golang.org/x/oauth2"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
@@ -28,8 +29,11 @@ type authorizer struct {
 	issuer *issuer
 	// putState stores a pending authorization under the hash of its state.
 	putState func(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error
-	now      func() time.Time
-	logger   func() hclog.Logger
+	// events records connection.authorization_failed, which no saved
+	// change carries (the store records the others).
+	events eventRecorder
+	now    func() time.Time
+	logger func() hclog.Logger
 }
 
 // completionError is why an authorization could not be completed: fault
@@ -120,9 +124,16 @@ func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthS
 	}
 	if err != nil {
 		a.logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
+		a.failed(ctx, s, st, err, "", "", query)
 		return &completionError{faultProvider, "The provider did not issue tokens: " + err.Error()}
 	}
-	if err := a.storeConnection(ctx, s, in, st, res, fromCallback); err != nil {
+	err = a.storeConnection(ctx, s, in, st, res, fromCallback)
+	if eventOwed(err) {
+		// Stored; the periodic hook records the event.
+		a.logger().Warn("an authorized connection's event is owed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
+		err = nil
+	}
+	if err != nil {
 		a.logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
 			return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
@@ -172,6 +183,7 @@ func (a *authorizer) resolve(ctx context.Context, s logical.Storage, st *oauthSt
 func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, fromCallback map[string]any) error {
 	_, err := a.store.Update(ctx, s, st.Integration, st.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
 		now := a.now()
+		created := c == nil
 		if c == nil {
 			if st.Reauthorization {
 				return nil, connectionNotFound(st.Integration, st.ConnectionID)
@@ -179,7 +191,7 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 			c = &connectionEntry{
 				Integration:      st.Integration,
 				ConnectionID:     st.ConnectionID,
-				AuthMode:         authModeOAuth2,
+				AuthMode:         catalog.OAuth2,
 				Metadata:         map[string]any{},
 				ConnectionConfig: map[string]any{},
 				CreatedAt:        now,
@@ -192,6 +204,9 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 			if c.Metadata == nil { // given empty: a stored state drops it
 				c.Metadata = map[string]any{}
 			}
+		}
+		if st.ReplaceTags {
+			c.Tags = st.Tags
 		}
 		for k, v := range fromCallback {
 			if c.ConnectionConfig == nil {
@@ -207,9 +222,50 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 			}
 		}
 		a.issuer.apply(c, in, res, now)
+		c.noteAuthorized(created)
 		return c, nil
 	})
 	return err
+}
+
+// failed records connection.authorization_failed for st's connection: the
+// provider's error code and description from its redirect (cause nil), or
+// the failed code exchange. The description is scrubbed of every secret
+// of the connection and its integration and of the redirect's state and
+// code and st's verifier (query is the redirect's). Nothing is stored by a
+// failed callback, so a failed recording is logged: the customer sees the
+// failure and starts again.
+func (a *authorizer) failed(ctx context.Context, s logical.Storage, st *oauthStateEntry, cause error, code, desc string, query map[string]any) {
+	if a.events == nil {
+		return
+	}
+	var in *integrationEntry
+	if stored, err := getIntegration(ctx, s, st.Integration); err == nil && stored != nil {
+		in, _ = effectiveIntegration(ctx, s, stored)
+	}
+	existing, _ := a.store.Get(ctx, s, st.Integration, st.ConnectionID)
+	secrets := eventSecrets(in, existing, queryValue(query, "state"), queryValue(query, "code"), st.Verifier)
+	e := scrubbedEventError(code, desc, secrets)
+	if cause != nil {
+		e = eventErrorOf(cause, secrets)
+	}
+	if err := a.events.record(ctx, s, eventAuthorizationFailed, authorizationFailedData(st, existing, e)); err != nil {
+		a.logger().Error("recording a failed authorization's event", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
+	}
+}
+
+// queryValue is one parameter of a redirect's query as the request data
+// holds it.
+func queryValue(query map[string]any, name string) string {
+	switch v := query[name].(type) {
+	case string:
+		return v
+	case []string:
+		if len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
 }
 
 // checkCallbackConfig checks the values callback_config copies from the

@@ -60,6 +60,11 @@ type backend struct {
 	states *stateStore
 	// sessions holds the connect sessions.
 	sessions *sessionStore
+	// outbox is the durable outbox of lifecycle events, and delivers them
+	// to the webhook receivers; events is the outbox except in tests.
+	outbox *eventOutbox
+	// events records lifecycle events; nil records none.
+	events eventRecorder
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -86,6 +91,9 @@ func newBackend() *backend {
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
 	b.store = newConnectionStore(b.engine, b.mountConfig.getOrLast, clock)
+	// Through b.events as it is when an event is recorded, so that the
+	// outbox (and a test's recorder) may be set after construction.
+	b.store.events = recorderFunc(b.recordEvent)
 	logger := func() hclog.Logger { return b.Logger() }
 	b.states = newStateStore(b.mountConfig.get, clock, logger)
 	b.sessions = newSessionStore(clock, logger)
@@ -107,9 +115,12 @@ func newBackend() *backend {
 		store:    b.store,
 		issuer:   b.issuer,
 		putState: b.states.Put,
+		events:   recorderFunc(b.recordEvent),
 		now:      clock,
 		logger:   logger,
 	}
+	b.outbox = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
+	b.events = b.outbox
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -124,7 +135,8 @@ func newBackend() *backend {
 				connectionPrefix,
 				statePrefix,
 				sessionPrefix,
-				"wal/", // issued tokens whose connection save failed
+				webhookPrefix, // receivers' signing secrets
+				"wal/",        // issued tokens whose connection save failed
 			},
 		},
 		// The specific connection sub-paths come before the generic
@@ -142,6 +154,7 @@ func newBackend() *backend {
 			pathConnectionAuthorize(b),
 			pathConnectionImport(b),
 			pathConnections(b),
+			pathWebhooks(b),
 		),
 		InitializeFunc:    b.initialize,
 		PeriodicFunc:      b.periodic,
@@ -165,6 +178,9 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 		// Not fatal: the sweep tries again on its first tick.
 		b.Logger().Warn("indexing the expiry of pending authorizations of an earlier version", "error", err)
 	}
+	// Only here do events leave: standbys and performance standbys never
+	// deliver, so that an event is sent by one node.
+	b.outbox.startDelivery(s)
 	b.engine.start(func(ctx context.Context) error {
 		start := time.Now()
 		if err := b.store.RollForwardAtStart(ctx, s); err != nil {
@@ -197,9 +213,15 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if !b.WriteSafeReplicationState() {
 		return nil
 	}
+	// Delivery starts at initialize; this only covers a node that became
+	// writable without one, and costs nothing once started.
+	b.outbox.startDelivery(req.Storage)
 	var errs []error
 	if err := b.store.SaveUnsaved(ctx, req.Storage); err != nil {
 		errs = append(errs, fmt.Errorf("saving refreshed connections: %w", err))
+	}
+	if err := b.store.RecordOwed(ctx, req.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("recording the events of saved changes: %w", err))
 	}
 	cfg, err := b.config(ctx, req.Storage)
 	if err != nil {
@@ -231,12 +253,23 @@ func (b *backend) invalidate(_ context.Context, key string) {
 		b.store.Invalidate(key)
 	case strings.HasPrefix(key, integrationPrefix), strings.HasPrefix(key, providerPrefix):
 		b.renderings.clear()
+	case strings.HasPrefix(key, webhookPrefix):
+		b.outbox.receivers.invalidate()
 	}
+}
+
+// recordEvent records a lifecycle event through b.events, if set.
+func (b *backend) recordEvent(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
+	if b.events == nil {
+		return nil
+	}
+	return b.events.record(ctx, s, typ, data)
 }
 
 // clean stops the queue build when the plugin shuts down.
 func (b *backend) clean(context.Context) {
 	b.engine.stop()
+	b.outbox.stopDelivery() // and event delivery
 }
 
 // HandleExistenceCheck wraps the framework's check, which validates the

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/consts"
@@ -289,7 +290,7 @@ func TestProviderCallingWritesAreForwarded(t *testing.T) {
 func TestStandbyNeitherRefreshesNorBuildsTheQueue(t *testing.T) {
 	e, srv := replicaEnv(t, consts.ReplicationPerformanceSecondary)
 	b, storage := e.b, e.storage
-	putConnection(t.Context(), storage, &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: authModeOAuth2,
+	putConnection(t.Context(), storage, &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: catalog.OAuth2,
 		Credentials: credentials{AccessToken: "a", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Hour)}})
 	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: storage}); err != nil {
 		t.Fatal(err)

@@ -43,18 +43,18 @@ type pageForm struct {
 
 // credentialSchemaDefaults are the credential inputs of a mode whose
 // integration has no credentials_schema.
-var credentialSchemaDefaults = map[authMode]catalog.ValueSchema{
-	authModeAPIKey: {"apiKey": {Title: "API key", Secret: true}},
-	authModeBasic:  {"username": {Title: "User name"}, "password": {Title: "Password", Secret: true, Optional: true}},
+var credentialSchemaDefaults = map[catalog.AuthMode]catalog.ValueSchema{
+	catalog.APIKey: {"apiKey": {Title: "API key", Secret: true}},
+	catalog.Basic:  {"username": {Title: "User name"}, "password": {Title: "Password", Secret: true, Optional: true}},
 }
 
 // credentialFieldOf maps a credentials_schema key to the connection write
 // field that sets it, for the modes whose credentials are fields of their
 // own; CUSTOM keys go into the credentials object.
-var credentialFieldOf = map[authMode]map[string]string{
-	authModeAPIKey:   {"apiKey": "api_key"},
-	authModeBasic:    {"username": "username", "password": "password"},
-	authModeOAuth2CC: {"client_id": "client_id", "client_secret": "client_secret"},
+var credentialFieldOf = map[catalog.AuthMode]map[string]string{
+	catalog.APIKey:   {"apiKey": "api_key"},
+	catalog.Basic:    {"username": "username", "password": "password"},
+	catalog.OAuth2CC: {"client_id": "client_id", "client_secret": "client_secret"},
 }
 
 // alwaysSecret are write fields that are secret whatever a schema says.
@@ -64,12 +64,12 @@ var alwaysSecret = map[string]bool{"api_key": true, "password": true, "client_se
 func formFor(in *integrationEntry) pageForm {
 	var f pageForm
 	switch in.AuthMode {
-	case authModeAPIKey, authModeBasic, authModeCustom, authModeOAuth2CC:
+	case catalog.APIKey, catalog.Basic, catalog.Custom, catalog.OAuth2CC:
 		schema := in.CredentialsSchema
 		if len(schema) == 0 {
 			schema = credentialSchemaDefaults[in.AuthMode]
 		}
-		if in.AuthMode == authModeCustom && len(schema) == 0 {
+		if in.AuthMode == catalog.Custom && len(schema) == 0 {
 			f.Unsupported = "This integration does not describe its credentials (credentials_schema), so they cannot be entered here."
 			return f
 		}
@@ -77,7 +77,7 @@ func formFor(in *integrationEntry) pageForm {
 			field := schema[key]
 			errKeys := []string{"credentials." + key}
 			write := ""
-			if in.AuthMode != authModeCustom {
+			if in.AuthMode != catalog.Custom {
 				write = credentialFieldOf[in.AuthMode][key]
 				if write == "" {
 					continue // not a credential this mode stores
@@ -90,7 +90,7 @@ func formFor(in *integrationEntry) pageForm {
 				ErrorKeys: errKeys,
 			})
 		}
-	case authModeOAuth2:
+	case catalog.OAuth2:
 	default:
 		f.Unsupported = fmt.Sprintf("The connect page does not connect %s integrations.", in.AuthMode)
 		return f
@@ -132,7 +132,7 @@ func (f pageForm) postedConfig(data map[string]any) map[string]any {
 
 // connectionWriteFields turns a posted form into the fields of a
 // connection write, as `vault write connections/<i>/<id>` takes them.
-func (f pageForm) connectionWriteFields(mode authMode, data map[string]any, sess *sessionEntry) map[string]any {
+func (f pageForm) connectionWriteFields(mode catalog.AuthMode, data map[string]any, sess *sessionEntry) map[string]any {
 	raw := map[string]any{}
 	custom := map[string]any{}
 	for _, in := range f.Credentials {
@@ -143,13 +143,13 @@ func (f pageForm) connectionWriteFields(mode authMode, data map[string]any, sess
 		if v == "" {
 			continue
 		}
-		if mode == authModeCustom {
+		if mode == catalog.Custom {
 			custom[in.Key] = v
 		} else {
 			raw[credentialFieldOf[mode][in.Key]] = v
 		}
 	}
-	if mode == authModeCustom {
+	if mode == catalog.Custom {
 		raw["credentials"] = custom
 	}
 	if len(f.Config) > 0 {
@@ -159,7 +159,7 @@ func (f pageForm) connectionWriteFields(mode authMode, data map[string]any, sess
 		if sess.Metadata != nil {
 			raw["metadata"] = sess.Metadata
 		}
-		if _, ok := connectionFields()["tags"]; ok && len(sess.Tags) > 0 {
+		if len(sess.Tags) > 0 {
 			raw["tags"] = sess.Tags
 		}
 	}

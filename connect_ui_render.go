@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // The connect page's HTML: one template, one stylesheet, no script and
@@ -77,17 +79,17 @@ type connectInputView struct {
 }
 
 // modeLabel says in words how an integration connects.
-func modeLabel(mode authMode) string {
+func modeLabel(mode catalog.AuthMode) string {
 	switch mode {
-	case authModeAPIKey:
+	case catalog.APIKey:
 		return "Connect with an API key"
-	case authModeBasic:
+	case catalog.Basic:
 		return "Connect with a user name and password"
-	case authModeCustom:
+	case catalog.Custom:
 		return "Connect with your credentials"
-	case authModeOAuth2:
+	case catalog.OAuth2:
 		return "Sign in with the provider (OAuth)"
-	case authModeOAuth2CC:
+	case catalog.OAuth2CC:
 		return "Connect with client credentials"
 	}
 	return string(mode)

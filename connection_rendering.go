@@ -92,7 +92,7 @@ func connectionVariables(c *connectionEntry, cfg map[string]any) headertemplate.
 		case name == "username":
 			v = cr.Username
 		case name == "password":
-			return cr.Password, c.AuthMode == authModeBasic
+			return cr.Password, c.AuthMode == catalog.Basic
 		case strings.HasPrefix(name, "connectionConfig."):
 			if raw, ok := cfg[strings.TrimPrefix(name, "connectionConfig.")]; ok && raw != nil {
 				v = fmt.Sprint(raw)

@@ -12,7 +12,7 @@ import (
 )
 
 func renderingIntegration() *integrationEntry {
-	return &integrationEntry{Name: "acme", AuthMode: authModeAPIKey, endpointSettings: catalog.EndpointSettings{
+	return &integrationEntry{Name: "acme", AuthMode: catalog.APIKey, EndpointSettings: catalog.EndpointSettings{
 		APIBaseURL:     "https://${connectionConfig.subdomain}.acme.example/api",
 		RequestHeaders: map[string]string{"Authorization": "Bearer ${apiKey}", "X-Team": "${connectionConfig.team}"},
 	}}
@@ -23,7 +23,7 @@ func renderingIntegration() *integrationEntry {
 // with a warning that names the key and holds no secret.
 func TestRenderingFillsBaseURLAndHeaders(t *testing.T) {
 	r := newIntegrationRendering(renderingIntegration())
-	c := &connectionEntry{AuthMode: authModeAPIKey, Credentials: credentials{APIKey: "k-secret"},
+	c := &connectionEntry{AuthMode: catalog.APIKey, Credentials: credentials{APIKey: "k-secret"},
 		ConnectionConfig: map[string]any{"subdomain": "eu", "team": "blue"}}
 	data := map[string]any{}
 	if w := r.render(c, data); len(w) != 0 {

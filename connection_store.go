@@ -48,6 +48,14 @@ type connectionStore struct {
 	config           func(context.Context, logical.Storage) (*configEntry, error)
 	now              func() time.Time
 
+	// events records the lifecycle events of saved changes and deletes
+	// (connection_store_events.go); nil records none.
+	events eventRecorder
+	// owed are events of saved changes whose recording failed, recorded
+	// again by RecordOwed.
+	owedMu sync.Mutex
+	owed   []owedEvent
+
 	// unsaved holds entries with provider-issued credentials whose save
 	// failed: the provider has spent the old refresh token, so the new one
 	// is kept, served to reads, and saved again until it is stored.
@@ -142,8 +150,14 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 			return nil, err
 		}
 	}
+	events := next.takeEvents()
 	if err := cs.save(ctx, s, next, current); err != nil {
 		return nil, err
+	}
+	if err := cs.recordEvents(ctx, s, next, events); err != nil {
+		// Saved, and its events owed: the caller decides whether its
+		// request fails (a write) or goes on (a refresh).
+		return next.clone(), err
 	}
 	return next.clone(), nil
 }
@@ -275,12 +289,19 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		walIDs = walIDsWithPrefix(listed, walIDPrefix(integration, id))
 	}
 	var warnings []string
-	if before != nil {
+	if before != nil || cs.events != nil {
 		c, _, err := cs.loadLocked(ctx, s, key)
 		if err != nil {
 			return nil, err
 		}
 		if c != nil {
+			// Recorded first: a delete whose event cannot be recorded
+			// changes nothing, so that its repetition records it.
+			if err := cs.recordEvents(ctx, s, c, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
+				return nil, err
+			}
+		}
+		if c != nil && before != nil {
 			warnings = before(c)
 		}
 	}

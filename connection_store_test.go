@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -90,7 +91,7 @@ func TestOnlyTheStoreSavesConnections(t *testing.T) {
 		t.Fatalf("a refused change reached the cache: %v", got)
 	}
 	// A create for an integration that is gone is refused under its lock.
-	_, err = e.b.store.Update(t.Context(), e.storage, "nope", "c", replaceWith(&connectionEntry{Integration: "nope", ConnectionID: "c", AuthMode: authModeAPIKey}))
+	_, err = e.b.store.Update(t.Context(), e.storage, "nope", "c", replaceWith(&connectionEntry{Integration: "nope", ConnectionID: "c", AuthMode: catalog.APIKey}))
 	_, mapped := httpError(err)
 	if code := httpStatus(logical.UpdateOperation, nil, mapped); code != http.StatusBadRequest {
 		t.Fatalf("create under a missing integration: %v answered %d", err, code)

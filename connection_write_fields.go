@@ -61,6 +61,13 @@ func applyConnectionFields(existing *connectionEntry, in *integrationEntry, id s
 	if err := checkConfigForMode(in.AuthMode, "connection_config", c.ConnectionConfig); err != nil {
 		return nil, err
 	}
+	tags, given, err := tagsFromRequest(d)
+	if err != nil {
+		return nil, err
+	}
+	if given {
+		c.Tags = tags
+	}
 	if err := applyInstallationID(&c, in.AuthMode, d); err != nil {
 		return nil, err
 	}
@@ -91,7 +98,7 @@ func checkConnectionSchemas(c *connectionEntry, in *integrationEntry, created bo
 // to ask for tokens with: neither its own nor its integration's (whose
 // credentials_schema then requires each connection's).
 func checkClientAvailable(c *connectionEntry, in *integrationEntry) error {
-	if c.AuthMode != authModeOAuth2CC || c.hasOwnClient() || in.ClientID != "" {
+	if c.AuthMode != catalog.OAuth2CC || c.hasOwnClient() || in.ClientID != "" {
 		return nil
 	}
 	return fmt.Errorf("client_id and client_secret are required: integration %q has no client of its own, each connection brings one", in.Name)
@@ -103,13 +110,13 @@ func credentialValues(c *connectionEntry) map[string]any {
 	cr := c.Credentials
 	out := map[string]any{}
 	switch c.AuthMode {
-	case authModeOAuth2CC:
+	case catalog.OAuth2CC:
 		out["client_id"], out["client_secret"] = cr.ClientID, cr.ClientSecret
-	case authModeAPIKey:
+	case catalog.APIKey:
 		out["apiKey"] = cr.APIKey
-	case authModeBasic:
+	case catalog.Basic:
 		out["username"], out["password"] = cr.Username, cr.Password
-	case authModeCustom:
+	case catalog.Custom:
 		for k, v := range cr.Custom {
 			out[k] = v
 		}
@@ -123,8 +130,8 @@ func credentialValues(c *connectionEntry) map[string]any {
 // installation decides whose repositories the tokens open, so only the
 // connection's own field sets it, and a config key that looks as if it did
 // is refused rather than ignored.
-func checkConfigForMode(mode authMode, field string, cfg map[string]any) error {
-	if _, ok := cfg[appInstallationKey]; ok && mode == authModeApp {
+func checkConfigForMode(mode catalog.AuthMode, field string, cfg map[string]any) error {
+	if _, ok := cfg[appInstallationKey]; ok && mode == catalog.App {
 		return fmt.Errorf("%s.%s is not allowed on an APP connection: the installation is set by the connection's own %s field, on connections/<integration>/<connection_id>",
 			field, appInstallationKey, appInstallationKey)
 	}
@@ -136,8 +143,8 @@ func checkConfigForMode(mode authMode, field string, cfg map[string]any) error {
 // config, which customers may be allowed to edit (entries of earlier
 // versions that kept it there are upgraded as they are loaded). A new APP
 // connection must name one.
-func applyInstallationID(c *connectionEntry, mode authMode, d *framework.FieldData) error {
-	if mode != authModeApp {
+func applyInstallationID(c *connectionEntry, mode catalog.AuthMode, d *framework.FieldData) error {
+	if mode != catalog.App {
 		return nil
 	}
 	setString(d, appInstallationKey, &c.InstallationID)
@@ -152,7 +159,7 @@ func applyInstallationID(c *connectionEntry, mode authMode, d *framework.FieldDa
 
 // credentialsGiven reports whether the request sets any credential field of
 // the mode.
-func credentialsGiven(mode authMode, d *framework.FieldData) bool {
+func credentialsGiven(mode catalog.AuthMode, d *framework.FieldData) bool {
 	for _, f := range mode.CredentialFieldNames() {
 		if _, ok := d.Raw[f]; ok {
 			return true
@@ -163,18 +170,18 @@ func credentialsGiven(mode authMode, d *framework.FieldData) bool {
 
 // applyCredentialFields sets the credential fields of one auth mode and
 // checks that the required ones are present afterwards.
-func applyCredentialFields(cr *credentials, mode authMode, d *framework.FieldData, now time.Time) error {
+func applyCredentialFields(cr *credentials, mode catalog.AuthMode, d *framework.FieldData, now time.Time) error {
 	switch mode {
-	case authModeOAuth2:
+	case catalog.OAuth2:
 		return applyOAuthImport(cr, d, now)
-	case authModeOAuth2CC:
+	case catalog.OAuth2CC:
 		return applyConnectionClient(cr, d)
-	case authModeAPIKey:
+	case catalog.APIKey:
 		setString(d, "api_key", &cr.APIKey)
 		if cr.APIKey == "" {
 			return errors.New("api_key is required")
 		}
-	case authModeBasic:
+	case catalog.Basic:
 		setString(d, "username", &cr.Username)
 		if v, ok := d.GetOk("password"); ok {
 			cr.Password = v.(string) // passwords may have meaningful spaces
@@ -182,7 +189,7 @@ func applyCredentialFields(cr *credentials, mode authMode, d *framework.FieldDat
 		if cr.Username == "" {
 			return errors.New("username is required")
 		}
-	case authModeCustom:
+	case catalog.Custom:
 		if v, ok := d.GetOk("credentials"); ok {
 			m, err := stringMap("credentials", v.(map[string]any))
 			if err != nil {

@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -23,7 +24,7 @@ func (in *integrationEntry) endpointTemplates() provider.Endpoints {
 		APIBase:      in.APIBaseURL,
 		AllowedHosts: in.AllowedHosts,
 		// Outside APP, api_base_url is only base_url on connection reads.
-		ClientAPIBase: in.AuthMode != authModeApp,
+		ClientAPIBase: in.AuthMode != catalog.App,
 	}
 }
 

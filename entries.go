@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sort"
 	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // The base layer's entries: what the store keeps, and the rules of a
@@ -22,7 +24,7 @@ func sameClient(a, b *connectionEntry) bool {
 // OAUTH2_CC connections may, and one that has none uses the integration's.
 // c may be nil.
 func (c *connectionEntry) hasOwnClient() bool {
-	return c != nil && c.AuthMode == authModeOAuth2CC && c.Credentials.ClientID != ""
+	return c != nil && c.AuthMode == catalog.OAuth2CC && c.Credentials.ClientID != ""
 }
 
 // configEntry is the mount-wide configuration.
@@ -56,6 +58,9 @@ type configEntry struct {
 	PublicURL string `json:"public_url,omitempty"`
 	// MaxSessions caps the mount's connect sessions.
 	MaxSessions int `json:"max_sessions"`
+	// MaxPendingEvents bounds the event outbox: deliveries (an event
+	// counts once per receiver) waiting to be sent.
+	MaxPendingEvents int `json:"max_pending_events,omitempty"`
 }
 
 const (
@@ -73,6 +78,10 @@ const (
 	// defaultMaxSessions bounds the connect sessions of a mount, each up to
 	// two 64 KiB documents, kept until they expire (at most a day).
 	defaultMaxSessions = 10000
+	// defaultMaxPendingEvents bounds the pending deliveries (an event
+	// counts once per receiver) of a mount: a day of retries to a receiver
+	// that is down, at a few events a second, without filling storage.
+	defaultMaxPendingEvents = 100000
 )
 
 func defaultConfig() *configEntry {
@@ -84,16 +93,17 @@ func defaultConfig() *configEntry {
 		MaxRefreshFailures:       defaultMaxRefreshFailures,
 		MaxPendingAuthorizations: defaultMaxPendingAuthorizations,
 		MaxSessions:              defaultMaxSessions,
+		MaxPendingEvents:         defaultMaxPendingEvents,
 	}
 }
 
 // integrationEntry is one external API and the way to authenticate to it.
 type integrationEntry struct {
-	Name         string   `json:"name"`
-	AuthMode     authMode `json:"auth_mode"`
-	ClientID     string   `json:"client_id,omitempty"`
-	ClientSecret string   `json:"client_secret,omitempty"`
-	endpointSettings
+	Name         string           `json:"name"`
+	AuthMode     catalog.AuthMode `json:"auth_mode"`
+	ClientID     string           `json:"client_id,omitempty"`
+	ClientSecret string           `json:"client_secret,omitempty"`
+	catalog.EndpointSettings
 	// AllowedScopes are scopes authorize may request besides Scopes.
 	AllowedScopes []string `json:"allowed_scopes,omitempty"`
 	// Provider names a catalog entry whose settings fill the fields left
@@ -132,8 +142,11 @@ type oauthStateEntry struct {
 	// set; otherwise the connection keeps its own.
 	Metadata        map[string]any `json:"metadata,omitempty"`
 	ReplaceMetadata bool           `json:"replace_metadata,omitempty"`
-	ReturnURL       string         `json:"return_url,omitempty"`
-	ExpiresAt       time.Time      `json:"expires_at"`
+	// Tags replace the connection's tags when ReplaceTags is set.
+	Tags        map[string]string `json:"tags,omitempty"`
+	ReplaceTags bool              `json:"replace_tags,omitempty"`
+	ReturnURL   string            `json:"return_url,omitempty"`
+	ExpiresAt   time.Time         `json:"expires_at"`
 	// SessionHash names the connect session that started the
 	// authorization: the callback checks it is still usable, marks it
 	// connected and shows the page's success with its return_url.
@@ -170,10 +183,10 @@ type credentials struct {
 
 // connectionEntry is one customer's credentials for one integration.
 type connectionEntry struct {
-	Integration  string      `json:"integration"`
-	ConnectionID string      `json:"connection_id"`
-	AuthMode     authMode    `json:"auth_mode"`
-	Credentials  credentials `json:"credentials"`
+	Integration  string           `json:"integration"`
+	ConnectionID string           `json:"connection_id"`
+	AuthMode     catalog.AuthMode `json:"auth_mode"`
+	Credentials  credentials      `json:"credentials"`
 	// RawTokenResponse is the provider's last token response as it sent it,
 	// kept because providers put useful extras there (instance URLs, ids).
 	RawTokenResponse map[string]any `json:"raw_token_response,omitempty"`
@@ -219,6 +232,9 @@ type connectionEntry struct {
 	// issued marks credentials a provider has just issued, which the store
 	// keeps even when saving them fails. Never stored.
 	issued bool
+	// events are the lifecycle events the change that returned this entry
+	// caused, recorded by the store once it is saved. Never stored.
+	events []pendingEvent
 }
 
 // upgrade brings an entry stored by an earlier version up to date as it is
@@ -228,7 +244,7 @@ type connectionEntry struct {
 // sub-path, which customers may write, add it), and it must not decide
 // which installation the connection mints for.
 func (c *connectionEntry) upgrade() {
-	if c.AuthMode != authModeApp || c.ConnectionConfig == nil {
+	if c.AuthMode != catalog.App || c.ConnectionConfig == nil {
 		return
 	}
 	v, ok := c.ConnectionConfig[appInstallationKey]
@@ -254,6 +270,7 @@ func (c *connectionEntry) clone() *connectionEntry {
 	cp.RawTokenResponse = cloneMap(c.RawTokenResponse)
 	cp.Metadata = cloneMap(c.Metadata)
 	cp.ConnectionConfig = cloneMap(c.ConnectionConfig)
+	cp.Tags = cloneMap(c.Tags)
 	return &cp
 }
 

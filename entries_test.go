@@ -5,11 +5,13 @@ package connect
 import (
 	"testing"
 	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 func TestSameClientComparesIDAndSecret(t *testing.T) {
 	withClient := func(id, secret string) *connectionEntry {
-		return &connectionEntry{AuthMode: authModeOAuth2CC, Credentials: credentials{ClientID: id, ClientSecret: secret}}
+		return &connectionEntry{AuthMode: catalog.OAuth2CC, Credentials: credentials{ClientID: id, ClientSecret: secret}}
 	}
 	for _, tc := range []struct {
 		a, b *connectionEntry
@@ -32,13 +34,13 @@ func TestHasOwnClientOnlyForClientCredentialsWithAnID(t *testing.T) {
 	if none.hasOwnClient() {
 		t.Error("nil entry has its own client")
 	}
-	if (&connectionEntry{AuthMode: authModeOAuth2, Credentials: credentials{ClientID: "id"}}).hasOwnClient() {
+	if (&connectionEntry{AuthMode: catalog.OAuth2, Credentials: credentials{ClientID: "id"}}).hasOwnClient() {
 		t.Error("an OAUTH2 connection has its own client")
 	}
-	if (&connectionEntry{AuthMode: authModeOAuth2CC}).hasOwnClient() {
+	if (&connectionEntry{AuthMode: catalog.OAuth2CC}).hasOwnClient() {
 		t.Error("an OAUTH2_CC connection without client_id has its own client")
 	}
-	if !(&connectionEntry{AuthMode: authModeOAuth2CC, Credentials: credentials{ClientID: "id"}}).hasOwnClient() {
+	if !(&connectionEntry{AuthMode: catalog.OAuth2CC, Credentials: credentials{ClientID: "id"}}).hasOwnClient() {
 		t.Error("an OAUTH2_CC connection with client_id has no client of its own")
 	}
 }

@@ -58,3 +58,49 @@ type eventData struct {
 type eventRecorder interface {
 	record(ctx context.Context, s logical.Storage, typ eventType, data eventData) error
 }
+
+// pendingEvent is an event a change to a connection causes, recorded once
+// the change is saved.
+type pendingEvent struct {
+	typ eventType
+	err *eventError
+}
+
+// noteEvent attaches an event to the entry a change returns.
+func (c *connectionEntry) noteEvent(typ eventType, e *eventError) {
+	c.events = append(c.events, pendingEvent{typ: typ, err: e})
+}
+
+// takeEvents returns the events attached to c and detaches them, so that
+// the entry the store keeps carries none.
+func (c *connectionEntry) takeEvents() []pendingEvent {
+	evs := c.events
+	c.events = nil
+	return evs
+}
+
+// eventDataOf is an event's data for connection c: names, states and tags,
+// never a credential or a config value.
+func eventDataOf(c *connectionEntry, e *eventError) eventData {
+	d := eventData{
+		Integration:  c.Integration,
+		ConnectionID: c.ConnectionID,
+		AuthMode:     string(c.AuthMode),
+		Tags:         cloneMap(c.Tags),
+		Error:        e,
+	}
+	if c.AuthMode.HasTokens() {
+		d.RefreshStatus, d.RefreshFailures = string(c.RefreshStatus), c.RefreshFailures
+		if c.RefreshStatus == "" { // entries that never failed
+			d.RefreshStatus = string(refreshOK)
+		}
+	}
+	return d
+}
+
+// recorderFunc adapts a function to eventRecorder.
+type recorderFunc func(ctx context.Context, s logical.Storage, typ eventType, data eventData) error
+
+func (f recorderFunc) record(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
+	return f(ctx, s, typ, data)
+}

@@ -80,7 +80,7 @@ func setString(d *framework.FieldData, field string, dst *string) {
 
 // applyEndpointFields sets the settings a request gives; omitted ones keep
 // their values.
-func applyEndpointFields(es *endpointSettings, d *framework.FieldData) error {
+func applyEndpointFields(es *catalog.EndpointSettings, d *framework.FieldData) error {
 	for field, dst := range map[string]*string{
 		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
 		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -40,6 +41,7 @@ func pathConnectionAuthorize(b *backend) []*framework.Path {
 				Type:        framework.TypeMap,
 				Description: "Metadata to store with the connection. Default: keep the existing connection's.",
 			},
+			"tags": tagsField("Copied to the connection when the callback stores it, replacing its tags. Default: keep the existing connection's."),
 			"return_url": {
 				Type:        framework.TypeString,
 				Description: "Where the browser goes after the callback; must have the scheme and host of one of config's allowed_return_urls and a path at or under its path. Without it the callback shows a page.",
@@ -72,7 +74,7 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if stored == nil {
 		return logical.ErrorResponse("integration %q does not exist", integration), nil
 	}
-	if stored.AuthMode != authModeOAuth2 {
+	if stored.AuthMode != catalog.OAuth2 {
 		return logical.ErrorResponse("authorize is for OAUTH2 integrations; %q uses %s", integration, stored.AuthMode), nil
 	}
 	in, err := effectiveIntegration(ctx, req.Storage, stored)
@@ -133,6 +135,11 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 	}
 	st.ReplaceConnectionConfig = st.ConnectionConfig != nil
 	st.ReplaceMetadata = st.Metadata != nil
+	tags, given, err := tagsFromRequest(d)
+	if err != nil {
+		return nil, err
+	}
+	st.Tags, st.ReplaceTags = tags, given
 	if v := strings.TrimSpace(d.Get("return_url").(string)); v != "" {
 		if len(v) > maxReturnURLLen {
 			return nil, fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
@@ -226,10 +233,10 @@ random bytes, stored only as its SHA-256, and is spent by its first use.
         return_url=https://app.example.com/settings/integrations
 
 A re-authorization of an existing connection replaces its credentials and
-keeps its metadata and connection_config as they are when the callback
-stores it, unless authorize was given new ones. A connection has one pending
-authorization: a new authorize replaces the previous one, and deleting the
-connection or its integration deletes it. Requested scopes must be among the
+keeps its metadata, connection_config and tags as they are when the
+callback stores it, unless authorize was given new ones. A connection has
+one pending authorization: a new authorize replaces the previous one, and
+deleting the connection or its integration deletes it. Requested scopes must be among the
 integration's scopes and allowed_scopes.
 `
 

@@ -67,6 +67,12 @@ func pathConfig(b *backend) []*framework.Path {
 				Default:     defaultMaxSessions,
 				Description: "How many connect sessions the mount may hold at once (until they expire or are revoked). Beyond it sessions answers 429. Default 10000.",
 			},
+			"max_pending_events": {
+				Type:    framework.TypeInt,
+				Default: defaultMaxPendingEvents,
+				Description: "How many event deliveries (an event counts once per receiver) may wait in the outbox. " +
+					"Beyond it a new event is not queued: it is kept as dead for the receiver (webhooks/<name>/dead), counted in status and logged. Default 100000.",
+			},
 		},
 		Operations: entryOperations(b.pathConfigRead, b.pathConfigWrite, nil, configResponseFields()),
 		// The configuration always exists (with defaults), so writes are
@@ -118,6 +124,11 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			}
 		}
 	}
+	if v, ok := d.GetOk("max_pending_events"); ok {
+		if cfg.MaxPendingEvents = v.(int); cfg.MaxPendingEvents < 1 || cfg.MaxPendingEvents > maxMaxPendingEvents {
+			return logical.ErrorResponse("max_pending_events must be between 1 and %d", maxMaxPendingEvents), nil
+		}
+	}
 	if v, ok := d.GetOk("idle_refresh_interval"); ok {
 		cfg.IdleRefreshInterval = time.Duration(v.(int)) * time.Second
 	}
@@ -164,6 +175,7 @@ func configResponse(cfg *configEntry) map[string]any {
 		"max_pending_authorizations": cfg.MaxPendingAuthorizations,
 		"public_url":                 cfg.PublicURL,
 		"max_sessions":               cfg.MaxSessions,
+		"max_pending_events":         cfg.MaxPendingEvents,
 	}
 }
 
@@ -201,6 +213,11 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        without its oauth/callback.
   max_sessions         Connect sessions the mount may hold at once (default
                        10000); beyond it sessions answers 429.
+  max_pending_events   Event deliveries (an event counts once per webhook
+                       receiver) that may wait in the outbox (default
+                       100000). Beyond it a new event is kept as dead for
+                       its receiver instead of queued, counted in status and
+                       logged; see docs/events.md.
 `
 
 // configResponseFields are what a config read returns.
@@ -216,5 +233,6 @@ func configResponseFields() map[string]*framework.FieldSchema {
 		"max_pending_authorizations": typed(framework.TypeInt, "Authorizations of one integration that may be pending at once."),
 		"public_url":                 typed(framework.TypeString, "This mount's external address, where connect sessions' pages are."),
 		"max_sessions":               typed(framework.TypeInt, "Connect sessions the mount may hold at once."),
+		"max_pending_events":         typed(framework.TypeInt, "Event deliveries that may wait in the outbox."),
 	}
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // connectUIPath is the hosted connect page. It is unauthenticated
@@ -109,7 +111,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 		return page, err
 	}
 	purpose := purposeConnect
-	if in.AuthMode == authModeOAuth2 {
+	if in.AuthMode == catalog.OAuth2 {
 		purpose = purposeAuthorize
 	}
 	if !sess.validFormToken(in.Name, purpose, formValue(req.Data, formTokenParam)) {
@@ -126,7 +128,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if f.Unsupported != "" {
 		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported, ""), nil
 	}
-	if in.AuthMode == authModeOAuth2 {
+	if in.AuthMode == catalog.OAuth2 {
 		authURL, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
 		if err != nil {
 			return b.failedFormPage(sess, secret, in, f, req.Data, err)
@@ -220,7 +222,7 @@ func formPage(status int, sess *sessionEntry, secret string, in *integrationEntr
 		Inputs: inputViews(append(append([]pageInput(nil), f.Credentials...), f.Config...), kept, errs),
 		Submit: "Connect",
 	}
-	if in.AuthMode == authModeOAuth2 {
+	if in.AuthMode == catalog.OAuth2 {
 		form.Submit, form.Token = "Continue to sign in", sess.formToken(in.Name, purposeAuthorize)
 	}
 	if len(sess.Integrations) != 1 {

@@ -86,6 +86,7 @@ func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, s
 	}
 	if !sess.Reconnect {
 		st.Metadata, st.ReplaceMetadata = nonNilObject(sess.Metadata), true
+		st.Tags, st.ReplaceTags = sess.Tags, true
 	}
 	return b.authorizer.authorize(ctx, s, in, existing, st)
 }

@@ -108,6 +108,7 @@ func TestConnectPageListsOnlyAllowedIntegrations(t *testing.T) {
 
 func TestConnectPageAPIKeyConnects(t *testing.T) {
 	e := sessionEnv(t)
+	events := captureEvents(e)
 	secret, id := newSession(e, map[string]any{
 		"connection_id": "org:1", "integrations": "stripe", "metadata": map[string]any{"plan": "pro"},
 		"tags": map[string]any{"end_user_id": "42"}, "return_url": "https://app.example.test/done",
@@ -136,10 +137,13 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 	if c["api_key"] != key || c["metadata"].(map[string]any)["plan"] != "pro" {
 		t.Fatalf("connection: %v", c)
 	}
-	if _, tagged := connectionFields()["tags"]; tagged {
-		if c["tags"].(map[string]string)["end_user_id"] != "42" {
-			t.Fatalf("connection tags: %v", c["tags"])
-		}
+	if c["tags"].(map[string]string)["end_user_id"] != "42" {
+		t.Fatalf("connection tags: %v", c["tags"])
+	}
+	// The write is any connection write's: the same event, with the
+	// session's tags.
+	if got := expectEvents(t, events, "org:1", eventConnectionCreated); got[0].data.Tags["end_user_id"] != "42" {
+		t.Fatalf("created event tags: %v", got[0].data.Tags)
 	}
 	if got := e.mustDo(logical.ReadOperation, "sessions/"+id, nil); got["status"] != "connected" || got["connected_integration"] != "stripe" {
 		t.Fatalf("session after connecting: %v", got)
@@ -155,6 +159,7 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 		t.Fatalf("second post: %d\n%s", status, body)
 	}
 	e.assertUnchanged(before)
+	expectEvents(t, events, "org:1")
 	e.assertNoSecretLogged(key, secret)
 }
 
@@ -289,20 +294,29 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 
 func TestConnectPageReconnect(t *testing.T) {
 	e := sessionEnv(t)
-	e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_live_old", "metadata": map[string]any{"plan": "basic"}})
+	e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{
+		"api_key": "sk_live_old", "metadata": map[string]any{"plan": "basic"}, "tags": map[string]any{"org": "acme"},
+	})
+	events := captureEvents(e)
 	// A session that creates refuses an existing connection.
 	secret, _ := newSession(e, map[string]any{"connection_id": "acme", "integrations": "stripe", "metadata": map[string]any{"plan": "new"}})
 	status, body := uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_new"}))
 	if status != http.StatusBadRequest || !strings.Contains(body, "reconnect") {
 		t.Fatalf("create over existing: %d\n%s", status, body)
 	}
-	secret, _ = newSession(e, map[string]any{"connection_id": "acme", "integrations": "stripe", "reconnect": true, "metadata": map[string]any{"plan": "new"}})
+	secret, _ = newSession(e, map[string]any{
+		"connection_id": "acme", "integrations": "stripe", "reconnect": true,
+		"metadata": map[string]any{"plan": "new"}, "tags": map[string]any{"org": "other"},
+	})
 	if status, body = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_new"})); status != http.StatusOK {
 		t.Fatalf("reconnect: %d\n%s", status, body)
 	}
 	c := e.mustDo(logical.ReadOperation, "connections/stripe/acme", nil)
-	if c["api_key"] != "sk_live_new" || c["metadata"].(map[string]any)["plan"] != "basic" {
+	if c["api_key"] != "sk_live_new" || c["metadata"].(map[string]any)["plan"] != "basic" || c["tags"].(map[string]string)["org"] != "acme" {
 		t.Fatalf("reconnected connection: %v", c)
+	}
+	if got := expectEvents(t, events, "acme", eventConnectionUpdated); got[0].data.Tags["org"] != "acme" {
+		t.Fatalf("updated event tags: %v", got[0].data.Tags)
 	}
 	// A reconnect of nothing is refused.
 	secret, _ = newSession(e, map[string]any{"connection_id": "ghost", "integrations": "stripe", "reconnect": true})
@@ -313,10 +327,11 @@ func TestConnectPageReconnect(t *testing.T) {
 
 func TestConnectPageOAuth(t *testing.T) {
 	e, srv := authEnv(t)
+	events := captureEvents(e)
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
 	secret, id := newSession(e, map[string]any{
 		"connection_id": "org:9", "integrations": "github", "metadata": map[string]any{"team": "blue"},
-		"return_url": "https://app.example.test/done",
+		"tags": map[string]any{"end_user_id": "7"}, "return_url": "https://app.example.test/done",
 	})
 	status, body := uiGet(e, url.Values{sessionParam: {secret}})
 	if status != http.StatusOK || !strings.Contains(body, `method="post"`) || !strings.Contains(html.UnescapeString(body), "form-action 'self'\"") {
@@ -346,8 +361,11 @@ func TestConnectPageOAuth(t *testing.T) {
 		t.Fatalf("callback: %d\n%s", status, body)
 	}
 	c := e.mustDo(logical.ReadOperation, "connections/github/org:9", nil)
-	if !srv.AccessTokenValid(c["access_token"].(string)) || c["metadata"].(map[string]any)["team"] != "blue" {
+	if !srv.AccessTokenValid(c["access_token"].(string)) || c["metadata"].(map[string]any)["team"] != "blue" || c["tags"].(map[string]string)["end_user_id"] != "7" {
 		t.Fatalf("connection: %v", c)
+	}
+	if got := expectEvents(t, events, "org:9", eventConnectionCreated); got[0].data.Tags["end_user_id"] != "7" {
+		t.Fatalf("created event tags: %v", got[0].data.Tags)
 	}
 	if got := e.mustDo(logical.ReadOperation, "sessions/"+id, nil)["status"]; got != "connected" {
 		t.Fatalf("session status %v", got)

@@ -39,6 +39,11 @@ func pathConnections(b *backend) []*framework.Path {
 					Default:     true,
 					Description: "Include key_info, a summary of each connection, which reads every listed entry; false lists ids only, for large pages.",
 				},
+				"tag": {
+					Type:        framework.TypeString,
+					Query:       true,
+					Description: "List only connections with this tag, as key:value (e.g. organization_id:acme). Reads each connection after 'after' until the page is full.",
+				},
 			},
 			Operations:      onlyOperation(logical.ListOperation, b.pathConnectionList, "list", listResponseFields("connection ids")),
 			HelpSynopsis:    "List an integration's connections.",
@@ -90,6 +95,7 @@ func connectionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeMap,
 			Description: "Per-connection configuration as a JSON object, e.g. {\"subdomain\": \"acme\"} for providers whose URLs depend on the customer.",
 		},
+		"tags": tagsField("An update replaces them when it gives tags (an empty object clears them) and keeps them otherwise."),
 		"revoke": {
 			Type:        framework.TypeBool,
 			Default:     true,
@@ -191,34 +197,52 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 	if limit < 1 || limit > maxListLimit {
 		return logical.ErrorResponse("limit must be between 1 and %d", maxListLimit), nil
 	}
+	filter, err := parseTagFilter(d.Get("tag").(string))
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
 	ids, err := b.store.List(ctx, req.Storage, integration)
 	if err != nil {
 		return nil, err
 	}
-	ids = pageAfter(ids, d.Get("after").(string), limit)
-	if !d.Get("key_info").(bool) {
-		return logical.ListResponse(ids), nil
+	if filter == nil {
+		ids = pageAfter(ids, d.Get("after").(string), limit)
+		if !d.Get("key_info").(bool) {
+			return logical.ListResponse(ids), nil
+		}
+	} else {
+		ids = pageAfter(ids, d.Get("after").(string), 0)
 	}
 
-	keyInfo := make(map[string]any, len(ids))
+	page := make([]string, 0, min(len(ids), limit))
+	keyInfo := make(map[string]any, len(page))
 	for _, id := range ids {
+		if len(page) == limit {
+			break
+		}
 		c, err := b.store.Get(ctx, req.Storage, integration, id)
 		if err != nil {
 			return nil, err
 		}
-		if c == nil { // deleted since the list
+		if c == nil || (filter != nil && !filter.matches(c)) { // deleted since the list, or filtered out
 			continue
 		}
+		page = append(page, id)
 		info := map[string]any{
 			"auth_mode":  string(c.AuthMode),
 			"created_at": formatTime(c.CreatedAt),
 			"expires_at": formatTime(c.Credentials.ExpiresAt),
+			"tags":       nonNilMap(c.Tags),
 		}
 		if c.AuthMode.HasTokens() {
 			addRefreshState(info, c)
 		}
 		keyInfo[id] = info
 	}
+	if !d.Get("key_info").(bool) {
+		return logical.ListResponse(page), nil
+	}
+	ids = page
 	return logical.ListResponseWithInfo(ids, keyInfo), nil
 }
 
@@ -265,19 +289,20 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		"updated_at":        formatTime(c.UpdatedAt),
 		"metadata":          nonNilObject(c.Metadata),
 		"connection_config": nonNilObject(c.ConnectionConfig),
+		"tags":              nonNilMap(c.Tags),
 	}
 	cr := c.Credentials
 	switch c.AuthMode {
-	case authModeOAuth2, authModeOAuth2CC, authModeApp:
+	case catalog.OAuth2, catalog.OAuth2CC, catalog.App:
 		data["access_token"] = cr.AccessToken
 		data["token_type"] = cr.TokenType
 		data["expires_at"] = formatTime(cr.ExpiresAt)
 		data["scopes"] = nonNilStrings(cr.Scopes)
 		addRefreshState(data, c)
-		if c.AuthMode == authModeApp {
+		if c.AuthMode == catalog.App {
 			data["installation_id"] = c.InstallationID
 		}
-		if c.AuthMode == authModeOAuth2CC {
+		if c.AuthMode == catalog.OAuth2CC {
 			// The secret is write-only, as the integration's is: a read
 			// serves the token, never what mints more of them.
 			data["client_id"] = cr.ClientID
@@ -288,12 +313,12 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 			data["raw_token_response"] = nonNilObject(c.RawTokenResponse)
 			data["raw_token_response_note"] = c.RawTokenResponseNote
 		}
-	case authModeAPIKey:
+	case catalog.APIKey:
 		data["api_key"] = cr.APIKey
-	case authModeBasic:
+	case catalog.Basic:
 		data["username"] = cr.Username
 		data["password"] = cr.Password
-	case authModeCustom:
+	case catalog.Custom:
 		creds := make(map[string]any, len(cr.Custom))
 		for k, v := range cr.Custom {
 			creds[k] = v
@@ -369,6 +394,12 @@ func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored
 		if err != nil {
 			return nil, badInput(err)
 		}
+		// What the write causes (created, or updated when it gives
+		// credential fields), noted before the flow issues any token: a
+		// write that moves what an OAUTH2_CC or APP token is for names
+		// client_id, client_secret or installation_id, or else only edits
+		// the config, which records no event.
+		c.noteWritten(existing, credentialsGiven(c.AuthMode, d))
 		return c, nil
 	})
 }
@@ -397,12 +428,17 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 
 const pathConnectionListHelp = `
 Lists the connection ids of one integration, sorted. key_info gives each
-connection's auth_mode, created_at and expires_at; no secret is listed.
+connection's auth_mode, created_at, expires_at and tags; no secret is listed.
+
+"tag" lists only the connections that carry one tag, given as key:value:
+
+    vault read connect/connections/github/ list=true tag=organization_id:acme
 
 A list returns one page: at most "limit" ids (default 1000, at most
-10000). Continue with "after" (the last id of the previous page):
+10000). Continue with "after" (the last id of the previous page). The vault
+CLI's list takes no parameters; a read with list=true is a LIST:
 
-    vault list -format=json connect/connections/github after=customer-0100 limit=100
+    vault read -format=json connect/connections/github/ list=true after=customer-0100 limit=100
 `
 
 const pathConnectionHelp = `
@@ -454,6 +490,7 @@ func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSch
 		"updated_at":         str("When the connection was last written (RFC 3339)."),
 		"metadata":           typed(framework.TypeMap, "The application's metadata object."),
 		"connection_config":  typed(framework.TypeMap, "The per-connection configuration object."),
+		"tags":               typed(framework.TypeKVPairs, "The connection's tags (labels such as end_user_id or organization_id)."),
 		"base_url":           str("The provider's API for this connection: the integration's api_base_url filled from connection_config. Absent when the integration has none."),
 		"headers":            typed(framework.TypeMap, "The HTTP headers that authenticate a request to base_url: the integration's request_headers rendered with this connection's credential."),
 		"refresh_status":     str("ok, failing, exhausted or reauthorization_required."),

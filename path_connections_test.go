@@ -206,7 +206,7 @@ func TestConnectionListHasADefaultPage(t *testing.T) {
 	e := newTestEnv(t)
 	withIntegrations(e, "https://provider.example/token")
 	for i := range defaultListLimit + 5 {
-		putConnection(t.Context(), e.storage, &connectionEntry{Integration: "stripe", ConnectionID: fmt.Sprintf("c%05d", i), AuthMode: authModeAPIKey})
+		putConnection(t.Context(), e.storage, &connectionEntry{Integration: "stripe", ConnectionID: fmt.Sprintf("c%05d", i), AuthMode: catalog.APIKey})
 	}
 	resp, _ := e.do(logical.ListOperation, "connections/stripe/", nil)
 	keys := resp.Data["keys"].([]string)
@@ -291,7 +291,7 @@ func TestCredentialFieldsComeFromTheCatalog(t *testing.T) {
 				want = append(want, f.SchemaKey)
 			}
 		}
-		if mode == authModeCustom {
+		if mode == catalog.Custom {
 			want = []string{"x"}
 		}
 		c := &connectionEntry{AuthMode: mode, Credentials: full}
@@ -310,7 +310,7 @@ func sortedCopy(s []string) []string {
 
 // readCredentialNames lists the response names of the catalog's credential
 // fields that a read of mode returns (every mode's when mode is nil).
-func readCredentialNames(mode *authMode, raw bool) []string {
+func readCredentialNames(mode *catalog.AuthMode, raw bool) []string {
 	var names []string
 	for _, f := range catalog.CredentialFields() {
 		if len(f.ReadModes) == 0 || f.RawOnly && !raw || mode != nil && !slices.Contains(f.ReadModes, *mode) {

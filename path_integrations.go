@@ -203,7 +203,7 @@ func (b *backend) pathIntegrationRead(ctx context.Context, req *logical.Request,
 // integrationRead answers with an integration as integrationResponse shows
 // it.
 func integrationRead(ctx context.Context, s logical.Storage, in *integrationEntry) (*logical.Response, error) {
-	var p *providerEntry
+	var p *catalog.Provider
 	if in.Provider != "" {
 		var err error
 		if p, err = getStoredProvider(ctx, s, in.Provider); err != nil {
@@ -218,7 +218,7 @@ func integrationRead(ctx context.Context, s logical.Storage, in *integrationEntr
 // itself, an operator-defined provider (stored, possibly overriding a
 // built-in), or the built-in catalog. stored is the operator's provider of
 // that name, nil when there is none.
-func integrationResponse(in *integrationEntry, stored *providerEntry) map[string]any {
+func integrationResponse(in *integrationEntry, stored *catalog.Provider) map[string]any {
 	eff, sources := in, map[string]string{}
 	if in.Provider != "" {
 		p, source := stored, "provider"
@@ -227,7 +227,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		}
 		if p != nil {
 			eff = mergeProvider(in, p)
-			sources = catalog.SettingSources(in.endpointSettings, p.EndpointSettings, source)
+			sources = catalog.SettingSources(in.EndpointSettings, p.EndpointSettings, source)
 		}
 	}
 	data := map[string]any{
@@ -249,7 +249,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["token_response_config"] = nonNilMap(eff.TokenResponseConfig)
 		data["scope_separator"] = eff.ScopeSeparator
 	}
-	if in.AuthMode == authModeOAuth2 {
+	if in.AuthMode == catalog.OAuth2 {
 		data["auth_url"] = eff.AuthURL
 		data["auth_params"] = nonNilMap(eff.AuthParams)
 		data["refresh_url"] = eff.RefreshURL
@@ -260,7 +260,7 @@ func integrationResponse(in *integrationEntry, stored *providerEntry) map[string
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
 		data["redirect_uri_value"] = eff.RedirectURIValue
 	}
-	if in.AuthMode == authModeApp {
+	if in.AuthMode == catalog.App {
 		data["app_id"] = in.AppID
 		data["private_key_set"] = in.PrivateKey != ""
 	}
@@ -312,7 +312,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	}
 
 	setString(d, "provider", &in.Provider)
-	var prov *providerEntry
+	var prov *catalog.Provider
 	if in.Provider != "" {
 		p, err := lookupProvider(ctx, s, in.Provider)
 		if err != nil {
@@ -336,7 +336,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	setString(d, "client_id", &in.ClientID)
 	setString(d, "client_secret", &in.ClientSecret)
 	setString(d, "app_id", &in.AppID)
-	if err := applyEndpointFields(&in.endpointSettings, d); err != nil {
+	if err := applyEndpointFields(&in.EndpointSettings, d); err != nil {
 		return nil, badInput(err)
 	}
 	if _, ok := d.GetOk("pkce"); ok {
@@ -367,7 +367,7 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 // applyAuthMode sets the auth mode from the request or the provider. It is
 // fixed once the integration exists: its connections hold credentials of
 // that mode.
-func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *framework.FieldData) error {
+func applyAuthMode(in, existing *integrationEntry, provider *catalog.Provider, d *framework.FieldData) error {
 	if raw, ok := d.GetOk("auth_mode"); ok {
 		mode, err := catalog.ParseAuthMode(raw.(string))
 		if err != nil {
@@ -394,11 +394,11 @@ func applyAuthMode(in, existing *integrationEntry, provider *providerEntry, d *f
 func validateIntegration(in *integrationEntry) error {
 	var required []string
 	switch in.AuthMode {
-	case authModeOAuth2:
+	case catalog.OAuth2:
 		required = []string{"client_id"}
-	case authModeOAuth2CC:
+	case catalog.OAuth2CC:
 		required = clientCredentialsRequired(in)
-	case authModeApp:
+	case catalog.App:
 		required = []string{"app_id", "private_key"}
 	}
 	values := map[string]string{
@@ -412,7 +412,7 @@ func validateIntegration(in *integrationEntry) error {
 			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
 		}
 	}
-	return in.endpointSettings.Validate(in.AuthMode)
+	return in.EndpointSettings.Validate(in.AuthMode)
 }
 
 // clientCredentialsRequired lists what an OAUTH2_CC integration needs of

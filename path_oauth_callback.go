@@ -91,6 +91,7 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	}
 	if code := d.Get("error").(string); code != "" {
 		desc := d.Get("error_description").(string)
+		b.authorizer.failed(ctx, s, st, nil, code, desc, query)
 		return nil, &callbackFailure{http.StatusBadRequest, fmt.Sprintf("The provider refused the authorization: %s %s", safetext.Printable(code, 100), safetext.Printable(desc, 300))}
 	}
 	code := d.Get("code").(string)

@@ -116,7 +116,7 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 	data["redirect_url"] = cfg.RedirectURL
 	data["required_config_keys"] = nonNilStrings(p.RequiredConfigKeys())
 	resp := &logical.Response{Data: data}
-	if cfg.RedirectURL == "" && p.AuthMode == authModeOAuth2 {
+	if cfg.RedirectURL == "" && p.AuthMode == catalog.OAuth2 {
 		resp.AddWarning("redirect_url is not configured: write this mount's external oauth/callback address to config; it is the redirect URL to register with the provider")
 	}
 	return resp, nil
@@ -124,7 +124,7 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 
 // providerResponse looks the same for built-in and operator-defined
 // providers, so either can be read and copied into the other.
-func providerResponse(p *providerEntry) map[string]any {
+func providerResponse(p *catalog.Provider) map[string]any {
 	return map[string]any{
 		"name":                     p.Name,
 		"auth_mode":                string(p.AuthMode),
@@ -169,8 +169,8 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	if err != nil {
 		return nil, err
 	}
-	p := &providerEntry{Name: name}
-	var old *providerEntry
+	p := &catalog.Provider{Name: name}
+	var old *catalog.Provider
 	if existing != nil {
 		cp := *existing
 		old, p = &cp, existing
@@ -202,7 +202,7 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 // integrationsWidened maps each integration of provider name whose reach
 // (see egressWidening) grows when the provider changes from before to
 // after (nil: the provider does not exist) to the settings that widen it.
-func integrationsWidened(ctx context.Context, s logical.Storage, name string, before, after *providerEntry) (map[string][]string, error) {
+func integrationsWidened(ctx context.Context, s logical.Storage, name string, before, after *catalog.Provider) (map[string][]string, error) {
 	names, err := listIntegrations(ctx, s)
 	if err != nil {
 		return nil, err
@@ -228,15 +228,15 @@ func integrationsWidened(ctx context.Context, s logical.Storage, name string, be
 // changed or appeared, an allowed_hosts pattern added, or a changed schema
 // of a connection_config key that chooses a host. A provider that goes away
 // (after nil) widens everything: what replaces it is unknown.
-func egressWidening(in *integrationEntry, before, after *providerEntry) []string {
+func egressWidening(in *integrationEntry, before, after *catalog.Provider) []string {
 	if after == nil {
 		return []string{"the provider itself"}
 	}
-	var was endpointSettings
+	var was catalog.EndpointSettings
 	if before != nil {
-		was = mergeProvider(in, before).endpointSettings
+		was = mergeProvider(in, before).EndpointSettings
 	}
-	now := mergeProvider(in, after).endpointSettings
+	now := mergeProvider(in, after).EndpointSettings
 	var out []string
 	wasHosts, nowHosts := was.EndpointHosts(), now.EndpointHosts()
 	for _, f := range sortedKeys(nowHosts) {
@@ -281,7 +281,7 @@ func describeWidening(widened map[string][]string) string {
 	return strings.Join(parts, "; ")
 }
 
-func applyProviderFields(p *providerEntry, d *framework.FieldData) error {
+func applyProviderFields(p *catalog.Provider, d *framework.FieldData) error {
 	if raw, ok := d.GetOk("auth_mode"); ok {
 		mode, err := catalog.ParseAuthMode(raw.(string))
 		if err != nil {

@@ -8,13 +8,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // Session lifetimes: a link for a customer to open now, not a standing
@@ -22,12 +23,6 @@ import (
 const (
 	defaultSessionTTL = 30 * time.Minute
 	maxSessionTTL     = 24 * time.Hour
-)
-
-// Bounds of a session's tags, as a connection's.
-const (
-	maxSessionTags     = 32
-	maxSessionTagValue = 256
 )
 
 func pathSessions(b *backend) []*framework.Path {
@@ -75,10 +70,7 @@ func sessionFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "The integrations the page offers. Default: every integration of the mount the page can connect (not APP).",
 		},
-		"tags": {
-			Type:        framework.TypeKVPairs,
-			Description: fmt.Sprintf("Tags copied to the connection the page makes, e.g. end_user_id=42 (at most %d, values up to %d characters).", maxSessionTags, maxSessionTagValue),
-		},
+		"tags": tagsField("Copied to the connection the page makes (a reconnect keeps the connection's), and so carried by its events."),
 		"metadata": {
 			Type:        framework.TypeMap,
 			Description: "Metadata copied to the connection the page makes (a JSON object).",
@@ -195,13 +187,11 @@ func (b *backend) newSessionEntry(ctx context.Context, s logical.Storage, cfg *c
 		}
 		e.Integrations = append(e.Integrations, name)
 	}
-	if v, ok := d.GetOk("tags"); ok {
-		tags, err := checkSessionTags(v.(map[string]string))
-		if err != nil {
-			return nil, badInput(err)
-		}
-		e.Tags = tags
+	tags, _, err := tagsFromRequest(d)
+	if err != nil {
+		return nil, badInput(err)
 	}
+	e.Tags = tags
 	if v, ok := d.GetOk("metadata"); ok {
 		obj, err := jsonObject("metadata", v)
 		if err == nil {
@@ -237,30 +227,11 @@ func (b *backend) newSessionEntry(ctx context.Context, s logical.Storage, cfg *c
 	return e, nil
 }
 
-// sessionTagKeyRe is what a tag key may be.
-var sessionTagKeyRe = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
-// checkSessionTags bounds the tags a session copies to its connection.
-func checkSessionTags(tags map[string]string) (map[string]string, error) {
-	if len(tags) > maxSessionTags {
-		return nil, fmt.Errorf("tags: at most %d keys", maxSessionTags)
-	}
-	for k, v := range tags {
-		if !sessionTagKeyRe.MatchString(k) {
-			return nil, fmt.Errorf("tags: key %q must be letters, digits, '_', '.' or '-' (up to 64)", printable(k))
-		}
-		if len(v) > maxSessionTagValue {
-			return nil, fmt.Errorf("tags.%s is longer than %d characters", k, maxSessionTagValue)
-		}
-	}
-	return tags, nil
-}
-
 // pageConnects reports whether the connect page offers integrations of
 // mode: APP installations are chosen by the operator, never by the
 // customer (see applyInstallationID).
-func pageConnects(mode authMode) bool {
-	return mode != authModeApp
+func pageConnects(mode catalog.AuthMode) bool {
+	return mode != catalog.App
 }
 
 // connectBaseURL is the mount's external address: config's public_url,

@@ -4,6 +4,7 @@ package connect
 
 import (
 	"context"
+	"fmt"
 	"runtime"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -18,15 +19,16 @@ func pathStatus(b *backend) []*framework.Path {
 			OperationSuffix: "status",
 		},
 		Operations:      onlyOperation(logical.ReadOperation, b.pathStatusRead, "read", statusResponseFields()),
-		HelpSynopsis:    "Show the refresh engine's state on this node.",
+		HelpSynopsis:    "Show the refresh engine's and the event outbox's state on this node.",
 		HelpDescription: pathStatusHelp,
 	}}
 }
 
-func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	stats := b.engine.Stats()
 	stored := b.store.Stats()
-	return &logical.Response{Data: map[string]any{
+	events := b.outbox.stats()
+	resp := &logical.Response{Data: map[string]any{
 		"queue_size":             stats.QueueSize,
 		"queue_ready":            stats.QueueReady,
 		"next_refresh_at":        formatTime(stats.NextRefreshAt),
@@ -36,7 +38,25 @@ func (b *backend) pathStatusRead(_ context.Context, _ *logical.Request, _ *frame
 		"cached_connections":     stored.Cached,
 		"unsaved_connections":    stored.Unsaved,
 		"goroutines":             runtime.NumGoroutine(),
-	}}, nil
+		"events_pending":         events.Pending,
+		"events_dead":            events.Dead,
+		"events_not_queued":      events.Overflows,
+		"events_delivering":      events.Delivering,
+	}}
+	if limit := b.maxPendingEvents(ctx, req.Storage); events.Pending >= limit {
+		resp.AddWarning(fmt.Sprintf("the event outbox is full: %d deliveries pending, config's max_pending_events is %d; new events are kept as dead unsent", events.Pending, limit))
+	}
+	return resp, nil
+}
+
+// maxPendingEvents is config's max_pending_events, or its default when the
+// configuration cannot be read (an event is not refused for that).
+func (b *backend) maxPendingEvents(ctx context.Context, s logical.Storage) int {
+	cfg, err := b.mountConfig.getOrLast(ctx, s)
+	if err != nil || cfg.MaxPendingEvents < 1 {
+		return defaultMaxPendingEvents
+	}
+	return cfg.MaxPendingEvents
 }
 
 const pathStatusHelp = `
@@ -55,10 +75,20 @@ The refresh engine as this node sees it:
                           refused so far; kept in memory, served, and saved
                           again by every periodic tick until stored
   goroutines              the plugin process's goroutines, for leak watching
+  events_pending          event deliveries waiting in the outbox (an event
+                          counts once per webhook receiver); a warning says
+                          when it reaches config's max_pending_events
+  events_dead             event deliveries given up, kept for a read at
+                          webhooks/<name>/dead
+  events_not_queued       events kept as dead unsent since the plugin started
+                          because the outbox was full
+  events_delivering       whether this node delivers events: the active node
+                          does, standbys and performance standbys never
 
 The same figures are emitted as metrics (connect.refresh.success,
 connect.refresh.failure and connect.refresh.latency by integration, and
-connect.refresh.queue_depth) through the plugin's go-metrics sink.
+connect.refresh.queue_depth; connect.webhook.delivered, connect.webhook.failure
+and connect.webhook.dead by receiver) through the plugin's go-metrics sink.
 `
 
 // statusResponseFields are what a status read returns.
@@ -73,5 +103,9 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 		"cached_connections":     typed(framework.TypeInt, "Connection entries held in memory."),
 		"unsaved_connections":    typed(framework.TypeInt, "Connections whose newly issued tokens storage has refused so far."),
 		"goroutines":             typed(framework.TypeInt, "Goroutines of the plugin process, for leak watching."),
+		"events_pending":         typed(framework.TypeInt, "Event deliveries waiting in the outbox (an event counts once per receiver)."),
+		"events_dead":            typed(framework.TypeInt, "Event deliveries given up and kept for a read."),
+		"events_not_queued":      typed(framework.TypeInt64, "Events kept as dead unsent since the plugin started because the outbox was full."),
+		"events_delivering":      typed(framework.TypeBool, "Whether this node delivers events (the active node does; standbys never)."),
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 // lookupProvider returns the operator's provider of that name, else the
 // built-in one, else nil.
-func lookupProvider(ctx context.Context, s logical.Storage, name string) (*providerEntry, error) {
+func lookupProvider(ctx context.Context, s logical.Storage, name string) (*catalog.Provider, error) {
 	p, err := getStoredProvider(ctx, s, name)
 	if err != nil || p != nil {
 		return p, err
@@ -59,11 +59,11 @@ func effectiveIntegration(ctx context.Context, s logical.Storage, in *integratio
 	return mergeProvider(in, p), nil
 }
 
-func mergeProvider(in *integrationEntry, p *providerEntry) *integrationEntry {
+func mergeProvider(in *integrationEntry, p *catalog.Provider) *integrationEntry {
 	out := *in
 	if out.AuthMode == "" {
 		out.AuthMode = p.AuthMode
 	}
-	out.endpointSettings = p.EndpointSettings.OverriddenBy(in.endpointSettings)
+	out.EndpointSettings = p.EndpointSettings.OverriddenBy(in.EndpointSettings)
 	return &out
 }

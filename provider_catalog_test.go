@@ -38,7 +38,7 @@ func TestCatalogEntriesFitTheModel(t *testing.T) {
 	}
 }
 
-func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
+func checkCatalogEntry(t *testing.T, p *catalog.Provider, raw map[string]any) {
 	t.Helper()
 	if u, err := url.Parse(p.Docs); err != nil || u.Scheme != "https" || u.Host == "" {
 		t.Errorf("docs %q is not an https URL", p.Docs)
@@ -56,7 +56,7 @@ func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
 			schemas[field] = s
 		}
 	}
-	if (p.AuthMode == authModeAPIKey || p.AuthMode == authModeBasic) && len(schemas["credentials_schema"]) == 0 {
+	if (p.AuthMode == catalog.APIKey || p.AuthMode == catalog.Basic) && len(schemas["credentials_schema"]) == 0 {
 		t.Error("API_KEY and BASIC entries need a credentials_schema")
 	}
 	if len(p.RequestHeaders) == 0 {
@@ -77,7 +77,7 @@ func checkCatalogEntry(t *testing.T, p *providerEntry, raw map[string]any) {
 var placeholderRe = regexp.MustCompile(`\$\{connectionConfig\.([^}]+)\}`)
 
 // entryTemplates returns every URL and header template of p, by field.
-func entryTemplates(p *providerEntry) map[string]string {
+func entryTemplates(p *catalog.Provider) map[string]string {
 	out := map[string]string{
 		"auth_url": p.AuthURL, "token_url": p.TokenURL, "refresh_url": p.RefreshURL,
 		"revocation_url": p.RevocationURL, "api_base_url": p.APIBaseURL,
@@ -101,7 +101,7 @@ func isURLField(field string) bool {
 
 // checkDeclaredPlaceholders: every connection config key a template uses is
 // in the schema, and every schema key is used (or filled by the provider).
-func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s catalog.ValueSchema) {
+func checkDeclaredPlaceholders(t *testing.T, p *catalog.Provider, s catalog.ValueSchema) {
 	t.Helper()
 	used := map[string]bool{}
 	for field, tmpl := range entryTemplates(p) {
@@ -121,7 +121,7 @@ func checkDeclaredPlaceholders(t *testing.T, p *providerEntry, s catalog.ValueSc
 
 // checkFilledKeysAreOptional: a key the provider fills (from the callback or
 // the token response) cannot be required before the flow starts.
-func checkFilledKeysAreOptional(t *testing.T, p *providerEntry, s catalog.ValueSchema) {
+func checkFilledKeysAreOptional(t *testing.T, p *catalog.Provider, s catalog.ValueSchema) {
 	t.Helper()
 	filled := append([]string{}, p.CallbackConfig...)
 	for k := range p.TokenResponseConfig {
@@ -163,7 +163,7 @@ func sampleConfig(t *testing.T, s catalog.ValueSchema) map[string]any {
 // calls itself must also expand with only the required keys (plus
 // defaults): a flow cannot start otherwise, and the fallback alternative must
 // work alone. api_base_url may wait for a key the provider fills later.
-func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s catalog.ValueSchema) {
+func checkURLsExpand(t *testing.T, p *catalog.Provider, full map[string]any, s catalog.ValueSchema) {
 	t.Helper()
 	minimal := map[string]any{}
 	for _, k := range s.Required() {
@@ -175,7 +175,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s cata
 			continue
 		}
 		expand, configs := provider.ExpandURL, map[string]map[string]any{"every key": full, "required keys": minimal}
-		if field == "api_base_url" && p.AuthMode != authModeApp {
+		if field == "api_base_url" && p.AuthMode != catalog.App {
 			expand, configs = provider.ExpandClientURL, map[string]map[string]any{"every key": full}
 		}
 		for which, cfg := range configs {
@@ -195,7 +195,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s cata
 		}
 	}
 	// The schema's examples are documented hosts: the egress rule admits them.
-	in := &integrationEntry{Name: p.Name, AuthMode: p.AuthMode, endpointSettings: p.EndpointSettings}
+	in := &integrationEntry{Name: p.Name, AuthMode: p.AuthMode, EndpointSettings: p.EndpointSettings}
 	if err := in.checkConfigHosts(full); err != nil {
 		t.Errorf("the schema's examples break the egress rule: %v", err)
 	}
@@ -204,7 +204,7 @@ func checkURLsExpand(t *testing.T, p *providerEntry, full map[string]any, s cata
 // checkHeadersRender renders the request headers for a connection of the
 // entry's mode whose config lacks the keys that have defaults: the defaults
 // must fill them, and nothing may be left unrendered.
-func checkHeadersRender(t *testing.T, p *providerEntry, s catalog.ValueSchema, sample map[string]any) {
+func checkHeadersRender(t *testing.T, p *catalog.Provider, s catalog.ValueSchema, sample map[string]any) {
 	t.Helper()
 	c := &connectionEntry{AuthMode: p.AuthMode, ConnectionConfig: map[string]any{}}
 	for k, v := range sample {
@@ -213,11 +213,11 @@ func checkHeadersRender(t *testing.T, p *providerEntry, s catalog.ValueSchema, s
 		}
 	}
 	switch p.AuthMode {
-	case authModeAPIKey:
+	case catalog.APIKey:
 		c.Credentials.APIKey = "sample-key"
-	case authModeBasic:
+	case catalog.Basic:
 		c.Credentials.Username, c.Credentials.Password = "sample-user", "sample-password"
-	case authModeCustom:
+	case catalog.Custom:
 		c.Credentials.Custom = map[string]string{}
 		for k := range p.CredentialsSchema {
 			c.Credentials.Custom[k] = "sample-" + k
@@ -225,7 +225,7 @@ func checkHeadersRender(t *testing.T, p *providerEntry, s catalog.ValueSchema, s
 	default:
 		c.Credentials.AccessToken = "sample-token"
 	}
-	in := &integrationEntry{AuthMode: p.AuthMode, endpointSettings: p.EndpointSettings}
+	in := &integrationEntry{AuthMode: p.AuthMode, EndpointSettings: p.EndpointSettings}
 	data := map[string]any{}
 	warnings := newIntegrationRendering(in).render(c, data)
 	for _, w := range warnings {

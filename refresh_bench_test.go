@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
@@ -24,15 +25,15 @@ import (
 func seedConnections(tb testing.TB, s logical.Storage, tokenURL string, n int, exp time.Time) *backend {
 	tb.Helper()
 	ctx := context.Background()
-	in := &integrationEntry{Name: "github", AuthMode: authModeOAuth2, ClientID: "c", ClientSecret: "s",
-		endpointSettings: endpointSettings{AuthURL: "https://p.example/a", TokenURL: tokenURL, AuthStyle: "header"}}
+	in := &integrationEntry{Name: "github", AuthMode: catalog.OAuth2, ClientID: "c", ClientSecret: "s",
+		EndpointSettings: catalog.EndpointSettings{AuthURL: "https://p.example/a", TokenURL: tokenURL, AuthStyle: "header"}}
 	if err := putIntegration(ctx, s, in); err != nil {
 		tb.Fatal(err)
 	}
 	cfg := defaultConfig()
 	e := newRefreshEngine()
 	for i := range n {
-		c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("c%06d", i), AuthMode: authModeOAuth2,
+		c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("c%06d", i), AuthMode: catalog.OAuth2,
 			Credentials: credentials{AccessToken: "at", RefreshToken: fmt.Sprintf("rt-%d", i), ExpiresAt: exp}}
 		e.schedule(c, cfg, time.Now())
 		if err := putConnection(ctx, s, c); err != nil {
@@ -81,7 +82,7 @@ func BenchmarkStampede100(b *testing.B) {
 	for i := range b.N {
 		b.StopTimer()
 		id := fmt.Sprintf("stampede-%d", i)
-		c := &connectionEntry{Integration: "github", ConnectionID: id, AuthMode: authModeOAuth2,
+		c := &connectionEntry{Integration: "github", ConnectionID: id, AuthMode: catalog.OAuth2,
 			Credentials: credentials{AccessToken: "old", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(-time.Second)}}
 		putConnection(context.Background(), s, c)
 		before := srv.Requests()
@@ -132,7 +133,7 @@ func BenchmarkDrain1000(b *testing.B) {
 		be.mountConfig.save(context.Background(), s, &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL,
 			RefreshConcurrency: workers, IdleRefreshInterval: defaultIdleRefreshInterval, MaxRefreshFailures: defaultMaxRefreshFailures})
 		for i := range n {
-			c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("d%04d", i), AuthMode: authModeOAuth2,
+			c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("d%04d", i), AuthMode: catalog.OAuth2,
 				Credentials: credentials{AccessToken: "old", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Minute)}}
 			if _, err := be.store.Update(context.Background(), s, "github", c.ConnectionID, replaceWith(c)); err != nil {
 				b.Fatal(err)

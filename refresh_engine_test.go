@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
@@ -28,7 +29,7 @@ func TestScheduleJitterBounds(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	cfg := defaultConfig()
 	exp := now.Add(2 * time.Hour)
-	c := &connectionEntry{AuthMode: authModeOAuth2, Credentials: credentials{AccessToken: "a", RefreshToken: "r", ExpiresAt: exp}}
+	c := &connectionEntry{AuthMode: catalog.OAuth2, Credentials: credentials{AccessToken: "a", RefreshToken: "r", ExpiresAt: exp}}
 	e := newRefreshEngine()
 	var maxSeen time.Duration
 	e.jitter = func(max time.Duration) time.Duration { maxSeen = max; return max - 1 }
@@ -57,11 +58,11 @@ func TestScheduleWhatNeverRefreshes(t *testing.T) {
 	cfg := defaultConfig()
 	e := newRefreshEngine()
 	cases := map[string]*connectionEntry{
-		"api key":          {AuthMode: authModeAPIKey},
-		"no expiry":        {AuthMode: authModeOAuth2, Credentials: credentials{AccessToken: "a", RefreshToken: "r"}},
-		"no refresh token": {AuthMode: authModeOAuth2, Credentials: credentials{AccessToken: "a", ExpiresAt: now.Add(time.Hour)}},
-		"exhausted":        {AuthMode: authModeOAuth2CC, RefreshStatus: refreshExhausted, Credentials: credentials{AccessToken: "a", ExpiresAt: now.Add(time.Hour)}},
-		"reauth":           {AuthMode: authModeOAuth2, RefreshStatus: refreshReauth, Credentials: credentials{AccessToken: "a", RefreshToken: "r", ExpiresAt: now.Add(time.Hour)}},
+		"api key":          {AuthMode: catalog.APIKey},
+		"no expiry":        {AuthMode: catalog.OAuth2, Credentials: credentials{AccessToken: "a", RefreshToken: "r"}},
+		"no refresh token": {AuthMode: catalog.OAuth2, Credentials: credentials{AccessToken: "a", ExpiresAt: now.Add(time.Hour)}},
+		"exhausted":        {AuthMode: catalog.OAuth2CC, RefreshStatus: refreshExhausted, Credentials: credentials{AccessToken: "a", ExpiresAt: now.Add(time.Hour)}},
+		"reauth":           {AuthMode: catalog.OAuth2, RefreshStatus: refreshReauth, Credentials: credentials{AccessToken: "a", RefreshToken: "r", ExpiresAt: now.Add(time.Hour)}},
 	}
 	for name, c := range cases {
 		c.NextRefreshAt = now
@@ -76,7 +77,7 @@ func TestIdleRefreshKeepsRefreshTokensAlive(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	cfg := defaultConfig()
 	e := newRefreshEngine()
-	c := &connectionEntry{AuthMode: authModeOAuth2, LastRefreshedAt: now,
+	c := &connectionEntry{AuthMode: catalog.OAuth2, LastRefreshedAt: now,
 		Credentials:      credentials{AccessToken: "a", RefreshToken: "r"},
 		RawTokenResponse: map[string]any{"refresh_token_expires_in": 7776000}}
 	e.schedule(c, cfg, now)
@@ -313,15 +314,15 @@ func replicaEnv(t *testing.T, state consts.ReplicationState) (*testEnv, *oauthte
 		t.Fatal(err)
 	}
 	e := &testEnv{t: t, b: b.(*backend), storage: conf.StorageView, logs: &syncBuffer{}}
-	in := &integrationEntry{Name: "github", AuthMode: authModeOAuth2, ClientID: srv.ClientID, ClientSecret: srv.ClientSecret,
-		endpointSettings: endpointSettings{AuthURL: srv.AuthURL(), TokenURL: srv.TokenURL(), AuthStyle: "auto"}}
+	in := &integrationEntry{Name: "github", AuthMode: catalog.OAuth2, ClientID: srv.ClientID, ClientSecret: srv.ClientSecret,
+		EndpointSettings: catalog.EndpointSettings{AuthURL: srv.AuthURL(), TokenURL: srv.TokenURL(), AuthStyle: "auto"}}
 	putIntegration(t.Context(), e.storage, in)
 	return e, srv
 }
 
 func TestPerformanceStandbyDoesNotRefresh(t *testing.T) {
 	e, srv := replicaEnv(t, consts.ReplicationPerformanceStandby)
-	c := &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: authModeOAuth2,
+	c := &connectionEntry{Integration: "github", ConnectionID: "c1", AuthMode: catalog.OAuth2,
 		Credentials:   credentials{AccessToken: "a", RefreshToken: srv.IssueRefreshToken(), ExpiresAt: time.Now().Add(time.Minute)},
 		NextRefreshAt: time.Now().Add(-time.Minute)}
 	putConnection(t.Context(), e.storage, c)

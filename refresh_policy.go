@@ -5,6 +5,8 @@ package connect
 import (
 	"errors"
 	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // Backoff after failed refreshes: 30s, 1m, 2m, ... at most an hour.
@@ -43,7 +45,7 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 
 // canRefresh reports whether the engine has the means to renew c's token.
 func canRefresh(c *connectionEntry) bool {
-	return c.AuthMode.HasTokens() && (c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken != "")
+	return c.AuthMode.HasTokens() && (c.AuthMode != catalog.OAuth2 || c.Credentials.RefreshToken != "")
 }
 
 // refreshExpiryMembers are the token response members by which providers
@@ -53,7 +55,7 @@ var refreshExpiryMembers = []string{"refresh_token_expires_in", "refresh_expires
 // refreshTokenExpires reports whether c's refresh token dies when unused,
 // as the provider says in its token response.
 func refreshTokenExpires(c *connectionEntry) bool {
-	if c.AuthMode != authModeOAuth2 || c.Credentials.RefreshToken == "" {
+	if c.AuthMode != catalog.OAuth2 || c.Credentials.RefreshToken == "" {
 		return false
 	}
 	for _, k := range refreshExpiryMembers {

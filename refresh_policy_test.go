@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -87,7 +88,7 @@ func TestRecordFailureStates(t *testing.T) {
 
 func TestRefreshDue(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	conn := func(mode authMode, access string, exp time.Time) *connectionEntry {
+	conn := func(mode catalog.AuthMode, access string, exp time.Time) *connectionEntry {
 		return &connectionEntry{AuthMode: mode, Credentials: credentials{AccessToken: access, ExpiresAt: exp}}
 	}
 	cases := []struct {
@@ -95,12 +96,12 @@ func TestRefreshDue(t *testing.T) {
 		c    *connectionEntry
 		want bool
 	}{
-		{"api key", conn(authModeAPIKey, "", time.Time{}), false},
-		{"no expiry", conn(authModeOAuth2, "a", time.Time{}), false},
-		{"outside margin", conn(authModeOAuth2, "a", now.Add(16*time.Minute)), false},
-		{"at margin", conn(authModeOAuth2, "a", now.Add(15*time.Minute)), true},
-		{"expired", conn(authModeOAuth2, "a", now.Add(-time.Second)), true},
-		{"cc without token", conn(authModeOAuth2CC, "", time.Time{}), true},
+		{"api key", conn(catalog.APIKey, "", time.Time{}), false},
+		{"no expiry", conn(catalog.OAuth2, "a", time.Time{}), false},
+		{"outside margin", conn(catalog.OAuth2, "a", now.Add(16*time.Minute)), false},
+		{"at margin", conn(catalog.OAuth2, "a", now.Add(15*time.Minute)), true},
+		{"expired", conn(catalog.OAuth2, "a", now.Add(-time.Second)), true},
+		{"cc without token", conn(catalog.OAuth2CC, "", time.Time{}), true},
 	}
 	for _, tc := range cases {
 		if got := refreshDue(tc.c, 15*time.Minute, now); got != tc.want {

@@ -151,6 +151,11 @@ func (r *refresher) refreshConnection(ctx context.Context, s logical.Storage, in
 		failure = r.renew(ctx, s, c, cfg)
 		return c, nil
 	})
+	if eventOwed(err) {
+		// The refresh is stored; the periodic hook records its events.
+		r.logger().Warn("a refresh's events are owed", "integration", integration, "connection_id", id, "error", err)
+		err = nil
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -199,6 +204,7 @@ func refreshNotNeeded(c *connectionEntry, cfg *configEntry, now time.Time, why t
 // any, to c's refresh state; it returns the failure, classified, or the
 // error that kept the issuer from asking (c then unchanged).
 func (r *refresher) renew(ctx context.Context, s logical.Storage, c *connectionEntry, cfg *configEntry) error {
+	statusBefore, failuresBefore := c.refreshState(), c.RefreshFailures
 	failure, err := r.issuer.renew(ctx, s, c)
 	if err != nil {
 		return err
@@ -208,10 +214,13 @@ func (r *refresher) renew(ctx context.Context, s logical.Storage, c *connectionE
 		r.engine.recordOutcome(false)
 		metrics.IncrCounterWithLabels([]string{"connect", "refresh", "failure"}, 1, labels)
 		recordFailure(c, failure, cfg, r.now())
+		in, _ := r.issuer.integration(ctx, s, c.Integration) // for the secrets the event's error must not quote
+		c.noteRefreshOutcome(statusBefore, failuresBefore, failure, eventSecrets(in, c))
 		r.logger().Warn("token refresh failed", "integration", c.Integration, "connection_id", c.ConnectionID,
 			"refresh_status", c.RefreshStatus, "failures", c.RefreshFailures, "error", c.LastRefreshError)
 		return failure
 	}
+	c.noteRefreshOutcome(statusBefore, failuresBefore, nil, nil)
 	r.engine.recordOutcome(true)
 	metrics.IncrCounterWithLabels([]string{"connect", "refresh", "success"}, 1, labels)
 	r.logger().Debug("token refreshed", "integration", c.Integration, "connection_id", c.ConnectionID, "expires_at", formatTime(c.Credentials.ExpiresAt))

@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
@@ -48,9 +49,9 @@ func seedMixed(b *testing.B, s logical.Storage, n int) {
 	b.Helper()
 	ctx := context.Background()
 	for _, in := range []*integrationEntry{
-		{Name: "oauth", AuthMode: authModeOAuth2, ClientID: "c", ClientSecret: "s",
-			endpointSettings: endpointSettings{AuthURL: "https://p.example/a", TokenURL: "https://p.example/t"}},
-		{Name: "keys", AuthMode: authModeAPIKey},
+		{Name: "oauth", AuthMode: catalog.OAuth2, ClientID: "c", ClientSecret: "s",
+			EndpointSettings: catalog.EndpointSettings{AuthURL: "https://p.example/a", TokenURL: "https://p.example/t"}},
+		{Name: "keys", AuthMode: catalog.APIKey},
 	} {
 		if err := putIntegration(ctx, s, in); err != nil {
 			b.Fatal(err)
@@ -62,12 +63,12 @@ func seedMixed(b *testing.B, s logical.Storage, n int) {
 		c := &connectionEntry{ConnectionID: fmt.Sprintf("c%07d", i), Metadata: map[string]any{}, ConnectionConfig: map[string]any{},
 			CreatedAt: now, UpdatedAt: now}
 		if i < oauth {
-			c.Integration, c.AuthMode = "oauth", authModeOAuth2
+			c.Integration, c.AuthMode = "oauth", catalog.OAuth2
 			c.Credentials = credentials{AccessToken: "gho_" + strings.Repeat("a", 36), RefreshToken: "ghr_" + strings.Repeat("r", 36),
 				ExpiresAt: now.Add(time.Duration(i%86400) * time.Second).Add(time.Hour)}
 			engine.schedule(c, cfg, now)
 		} else {
-			c.Integration, c.AuthMode = "keys", authModeAPIKey
+			c.Integration, c.AuthMode = "keys", catalog.APIKey
 			c.Credentials = credentials{APIKey: "sk_live_" + strings.Repeat("k", 40)}
 		}
 		if err := putConnection(ctx, s, c); err != nil {
@@ -185,12 +186,12 @@ func BenchmarkScaleList(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			s := &logical.InmemStorage{}
 			ctx := context.Background()
-			if err := putIntegration(ctx, s, &integrationEntry{Name: "keys", AuthMode: authModeAPIKey}); err != nil {
+			if err := putIntegration(ctx, s, &integrationEntry{Name: "keys", AuthMode: catalog.APIKey}); err != nil {
 				b.Fatal(err)
 			}
 			now := time.Now()
 			for i := range n {
-				c := &connectionEntry{Integration: "keys", ConnectionID: fmt.Sprintf("c%07d", i), AuthMode: authModeAPIKey,
+				c := &connectionEntry{Integration: "keys", ConnectionID: fmt.Sprintf("c%07d", i), AuthMode: catalog.APIKey,
 					Credentials: credentials{APIKey: "k"}, CreatedAt: now, UpdatedAt: now}
 				if err := putConnection(ctx, s, c); err != nil {
 					b.Fatal(err)
@@ -252,16 +253,16 @@ func BenchmarkScaleDrain(b *testing.B) {
 		putIntegration(ctx, s, in)
 		be.mountConfig.save(ctx, s, &configEntry{RefreshMargin: defaultRefreshMargin, StateTTL: defaultStateTTL,
 			RefreshConcurrency: workers, IdleRefreshInterval: defaultIdleRefreshInterval, MaxRefreshFailures: defaultMaxRefreshFailures})
-		putIntegration(ctx, s, &integrationEntry{Name: "keys", AuthMode: authModeAPIKey})
+		putIntegration(ctx, s, &integrationEntry{Name: "keys", AuthMode: catalog.APIKey})
 		for i := range 1000 {
-			c := &connectionEntry{Integration: "keys", ConnectionID: fmt.Sprintf("r%04d", i), AuthMode: authModeAPIKey,
+			c := &connectionEntry{Integration: "keys", ConnectionID: fmt.Sprintf("r%04d", i), AuthMode: catalog.APIKey,
 				Credentials: credentials{APIKey: "k"}}
 			if _, err := be.store.Update(ctx, s, "keys", c.ConnectionID, replaceWith(c)); err != nil {
 				b.Fatal(err)
 			}
 		}
 		for i := range n {
-			c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("d%05d", i), AuthMode: authModeOAuth2,
+			c := &connectionEntry{Integration: "github", ConnectionID: fmt.Sprintf("d%05d", i), AuthMode: catalog.OAuth2,
 				Credentials: credentials{AccessToken: "old", RefreshToken: srv.IssueRefreshToken(),
 					ExpiresAt: time.Now().Add(defaultRefreshMargin).Add(-time.Duration(i) * time.Minute / n)}}
 			if _, err := be.store.Update(ctx, s, "github", c.ConnectionID, replaceWith(c)); err != nil {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -65,8 +66,8 @@ func listIntegrations(ctx context.Context, s logical.Storage) ([]string, error) 
 }
 
 // getStoredProvider returns an operator-defined provider, nil when none.
-func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*providerEntry, error) {
-	var p providerEntry
+func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*catalog.Provider, error) {
+	var p catalog.Provider
 	found, err := getJSON(ctx, s, providerPrefix+name, &p)
 	if err != nil || !found {
 		return nil, err
@@ -74,7 +75,7 @@ func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*pr
 	return &p, nil
 }
 
-func putStoredProvider(ctx context.Context, s logical.Storage, p *providerEntry) error {
+func putStoredProvider(ctx context.Context, s logical.Storage, p *catalog.Provider) error {
 	return putJSON(ctx, s, providerPrefix+p.Name, p)
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
@@ -40,11 +41,11 @@ func TestStorageHelpers(t *testing.T) {
 		t.Fatalf("failing read: %v", err)
 	}
 	for _, name := range []string{"zeta", "alpha", "mid"} {
-		if err := putJSON(ctx, s, integrationKey(name), &integrationEntry{Name: name, AuthMode: authModeAPIKey}); err != nil {
+		if err := putJSON(ctx, s, integrationKey(name), &integrationEntry{Name: name, AuthMode: catalog.APIKey}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if found, err := getJSON(ctx, s, integrationKey("mid"), &in); !found || err != nil || in.Name != "mid" || in.AuthMode != authModeAPIKey {
+	if found, err := getJSON(ctx, s, integrationKey("mid"), &in); !found || err != nil || in.Name != "mid" || in.AuthMode != catalog.APIKey {
 		t.Fatalf("round trip: %v, %v, %+v", found, err, in)
 	}
 	keys, err := listSorted(ctx, s, integrationPrefix)

@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -215,7 +216,7 @@ func (t *issuer) obtain(ctx context.Context, in *integrationEntry, c *connection
 		return nil, err
 	}
 	switch c.AuthMode {
-	case authModeOAuth2CC:
+	case catalog.OAuth2CC:
 		app, err := tokenRequestApp(in, c, c.ConnectionConfig)
 		if err != nil {
 			return nil, err
@@ -225,7 +226,7 @@ func (t *issuer) obtain(ctx context.Context, in *integrationEntry, c *connection
 			scopes = c.Credentials.Scopes
 		}
 		return t.client.ClientCredentials(ctx, app, ep, scopes)
-	case authModeOAuth2:
+	case catalog.OAuth2:
 		if c.Credentials.RefreshToken == "" {
 			return nil, errNotRefreshable
 		}
@@ -234,7 +235,7 @@ func (t *issuer) obtain(ctx context.Context, in *integrationEntry, c *connection
 			return nil, err
 		}
 		return t.client.Refresh(ctx, app, ep, c.Credentials.RefreshToken)
-	case authModeApp:
+	case catalog.App:
 		if c.InstallationID == "" {
 			return nil, &provider.ConfigError{Msg: "installation_id is required for an APP connection: set it on the connection"}
 		}
@@ -269,13 +270,13 @@ func grantOf(in *integrationEntry, c *connectionEntry) (tokenGrant, error) {
 		return tokenGrant{}, err
 	}
 	switch c.AuthMode {
-	case authModeOAuth2CC:
+	case catalog.OAuth2CC:
 		app, err := tokenRequestApp(in, c, c.ConnectionConfig)
 		if err != nil {
 			return tokenGrant{}, err
 		}
 		return tokenGrant{endpoint: ep.Token, tokenParams: formEncoded(app.TokenParams), clientID: app.ClientID, clientSecret: app.ClientSecret}, nil
-	case authModeApp:
+	case catalog.App:
 		return tokenGrant{endpoint: ep.APIBase, installationID: c.InstallationID}, nil
 	}
 	return tokenGrant{}, nil

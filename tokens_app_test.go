@@ -15,6 +15,7 @@ import (
 
 	"github.com/hashicorp/vault/sdk/logical"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
@@ -144,7 +145,7 @@ func TestAppInstallationIsNotCustomerWritable(t *testing.T) {
 // decides it.
 func TestAppEntryOfEarlierVersionIsUpgraded(t *testing.T) {
 	e, srv, _ := appEnv(t)
-	putConnection(t.Context(), e.storage, &connectionEntry{Integration: "ghapp", ConnectionID: "old", AuthMode: authModeApp,
+	putConnection(t.Context(), e.storage, &connectionEntry{Integration: "ghapp", ConnectionID: "old", AuthMode: catalog.App,
 		ConnectionConfig: map[string]any{"installation_id": "987"}, Metadata: map[string]any{}})
 	data := e.mustDo(logical.UpdateOperation, "connections/ghapp/old/refresh", nil)
 	if srv.LastTenant() != "987" || data["installation_id"] != "987" {
@@ -163,7 +164,7 @@ func TestAppEntryOfEarlierVersionIsUpgraded(t *testing.T) {
 // installation.
 func TestAppEntryOfEarlierVersionKeepsItsOwnInstallation(t *testing.T) {
 	e, srv, _ := appEnv(t)
-	putConnection(t.Context(), e.storage, &connectionEntry{Integration: "ghapp", ConnectionID: "acme", AuthMode: authModeApp,
+	putConnection(t.Context(), e.storage, &connectionEntry{Integration: "ghapp", ConnectionID: "acme", AuthMode: catalog.App,
 		InstallationID: "987", ConnectionConfig: map[string]any{"installation_id": "555"}, Metadata: map[string]any{}})
 
 	// An operator's write of metadata alone.

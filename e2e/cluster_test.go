@@ -4,7 +4,11 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -160,4 +164,82 @@ func TestRaftSnapshotRestore(t *testing.T) {
 			t.Fatalf("%s after the restore: %v %v", path, err, sec)
 		}
 	}
+}
+
+// TestRaftClusterEventsFailover: events recorded while their receiver is
+// down stay in the outbox when the active node is SIGKILLed; once the
+// receiver is back, the new active node delivers every one of them.
+func TestRaftClusterEventsFailover(t *testing.T) {
+	vaultFor(t)
+	if os.Getenv("CONNECT_HA") != "1" {
+		t.Skip("the cluster test runs with CONNECT_HA=1 (make ha)")
+	}
+	reliabilityCase(t, "3-node Raft cluster: events pending for a receiver that is down, SIGKILL of the active node, receiver back",
+		"the new active node delivers every pending event")
+	nodes, err := vaultdev.StartRaftCluster(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Kill()
+		}
+	})
+	var up atomic.Bool
+	var mu sync.Mutex
+	attempted, accepted := map[string]int{}, map[string]int{}
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.Header.Get("webhook-id")
+		mu.Lock()
+		defer mu.Unlock()
+		attempted[id]++
+		if !up.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		accepted[id]++
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rcv.Close)
+	counts := func() (tried, got int) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(attempted), len(accepted)
+	}
+
+	active, standby := nodes[0], nodes[1]
+	sc := standby.Client.Logical() // forwarded to the active node
+	if _, err := sc.Write("connect/webhooks/ha", map[string]any{"url": rcv.URL, "events": "connection.created"}); err != nil {
+		t.Fatalf("receiver through a standby: %v", err)
+	}
+	if _, err := sc.Write("connect/integrations/ha-events", map[string]any{"auth_mode": "API_KEY"}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 10
+	for i := range n {
+		if _, err := sc.Write(fmt.Sprintf("connect/connections/ha-events/c%02d", i), map[string]any{"api_key": "sk_ha"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The old active node tries each event once, at once, and fails.
+	deadline := time.Now().Add(30 * time.Second)
+	for tried, _ := counts(); tried < n && time.Now().Before(deadline); tried, _ = counts() {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if tried, _ := counts(); tried != n {
+		t.Fatalf("the receiver saw %d of %d events before the failover", tried, n)
+	}
+
+	active.Kill()
+	up.Store(true)
+	start := time.Now()
+	deadline = time.Now().Add(3 * time.Minute)
+	for _, got := counts(); got < n && time.Now().Before(deadline); _, got = counts() {
+		time.Sleep(500 * time.Millisecond)
+	}
+	tried, got := counts()
+	if got != n || tried != n {
+		t.Fatalf("after the failover the receiver accepted %d of %d events (%d distinct ids seen)", got, n, tried)
+	}
+	t.Logf("figure|events failover: %d pending events delivered by the new active node %v after the old one was killed", n, time.Since(start).Round(time.Second))
 }

@@ -57,7 +57,7 @@ func TestConnectPageThroughVault(t *testing.T) {
 	s.mustCLI(t, "write", "connect/integrations/page-gh", "auth_mode=OAUTH2", "client_id="+as.ClientID,
 		"client_secret="+as.ClientSecret, "auth_url="+as.AuthURL(), "token_url="+as.TokenURL())
 
-	connectURL, err := s.cli([]byte(`{"connection_id": "page-acme", "integrations": "page-key", "metadata": {"plan": "pro"}, "return_url": "https://app.example.test/done"}`),
+	connectURL, err := s.cli([]byte(`{"connection_id": "page-acme", "integrations": "page-key", "metadata": {"plan": "pro"}, "tags": {"end_user_id": "42"}, "return_url": "https://app.example.test/done"}`),
 		"write", "-field=connect_url", "connect/sessions", "-")
 	if err != nil {
 		t.Fatalf("session: %v %s", err, connectURL)
@@ -84,6 +84,9 @@ func TestConnectPageThroughVault(t *testing.T) {
 	}
 	if got := s.mustCLI(t, "read", "-field=metadata", "connect/connections/page-key/page-acme"); !strings.Contains(got, "plan:pro") {
 		t.Fatalf("stored metadata %q", got)
+	}
+	if got := s.mustCLI(t, "read", "-field=tags", "connect/connections/page-key/page-acme"); !strings.Contains(got, "end_user_id:42") {
+		t.Fatalf("stored tags %q", got)
 	}
 
 	// OAuth: the button's POST answers a page that sends the browser on to

@@ -3,7 +3,8 @@
 # of make test: they take minutes and measure, rather than check, the machine.
 #  - in process: storage operations of an idle tick with 100,000 connections,
 #    token requests of a 100-reader stampede, drain time of 1,000 due
-#    connections against its bound;
+#    connections against its bound, a connection write with and without a
+#    webhook receiver (the cost of recording an event);
 #  - through a real Vault: read throughput against KV-v2 builtin and external,
 #    and plugin start with 100,000 stored connections.
 set -euo pipefail
@@ -23,6 +24,9 @@ fi
 
 echo "== in-process benchmarks (go test -bench)"
 CONNECT_SCALE_SIZES=100000 go test -run '^$' -bench 'ScaleIdleTick|Stampede100|Drain1000' -benchtime 3x -count 1 .
+# The cost of an event on a connection write: many writes, so the ratio is
+# not noise.
+go test -run '^$' -bench 'EventOnConnectionWrite' -benchtime 5000x -count 1 .
 
 echo
 echo "== through a real Vault"

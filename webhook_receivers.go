@@ -1,0 +1,246 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/webhook"
+)
+
+// Storage of webhook receivers. A receiver's entry holds its secrets, so
+// its prefix is seal-wrapped; its delivery figures are kept apart, so that
+// a delivery never rewrites the entry an operator writes.
+const (
+	webhookPrefix      = "webhooks/"
+	webhookStatsPrefix = "webhook_stats/"
+)
+
+// defaultSecretOverlap is how long a rotated-out secret still signs
+// deliveries, so that receivers can switch to the new one without a gap.
+const defaultSecretOverlap = 24 * time.Hour
+
+// webhookEntry is one receiver of events.
+type webhookEntry struct {
+	Name string `json:"name"`
+	URL  string `json:"url"`
+	// Events are the types it receives; empty means every type.
+	Events  []eventType `json:"events,omitempty"`
+	Enabled bool        `json:"enabled"`
+	// Secret is the current signing secret ("whsec_…").
+	Secret string `json:"secret"`
+	// PreviousSecret also signs deliveries until PreviousSecretUntil.
+	PreviousSecret      string        `json:"previous_secret,omitempty"`
+	PreviousSecretUntil time.Time     `json:"previous_secret_until,omitzero"`
+	SecretOverlap       time.Duration `json:"secret_overlap"`
+	CreatedAt           time.Time     `json:"created_at"`
+	UpdatedAt           time.Time     `json:"updated_at"`
+}
+
+// wants says whether the receiver takes new events of type typ.
+func (w *webhookEntry) wants(typ eventType) bool {
+	if !w.Enabled {
+		return false
+	}
+	if len(w.Events) == 0 {
+		return true
+	}
+	for _, t := range w.Events {
+		if t == typ {
+			return true
+		}
+	}
+	return false
+}
+
+// signingKeys are the HMAC keys a delivery at now is signed with: the
+// current secret's, and the previous one's while it overlaps.
+func (w *webhookEntry) signingKeys(now time.Time) ([][]byte, error) {
+	key, err := webhook.ParseSecret(w.Secret)
+	if err != nil {
+		return nil, fmt.Errorf("receiver %q: stored secret: %w", w.Name, err)
+	}
+	keys := [][]byte{key}
+	if w.PreviousSecret != "" && now.Before(w.PreviousSecretUntil) {
+		if prev, err := webhook.ParseSecret(w.PreviousSecret); err == nil {
+			keys = append(keys, prev)
+		}
+	}
+	return keys, nil
+}
+
+// webhookStats are a receiver's delivery figures.
+type webhookStats struct {
+	// Delivered counts events the receiver accepted (2xx).
+	Delivered int64 `json:"delivered"`
+	// Failed counts attempts that failed (each retry counts).
+	Failed int64 `json:"failed"`
+	// Dead counts events given up.
+	Dead           int64     `json:"dead"`
+	LastAttemptAt  time.Time `json:"last_attempt_at,omitzero"`
+	LastDeliveryAt time.Time `json:"last_delivery_at,omitzero"`
+	LastStatus     int       `json:"last_status,omitempty"`
+	// LastError is the sender's text: a status or a transport failure,
+	// never the receiver's body or a secret.
+	LastError string `json:"last_error,omitempty"`
+}
+
+var webhookNameRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+func validateWebhookName(name string) error {
+	if !webhookNameRe.MatchString(name) {
+		return fmt.Errorf("webhook name %q is invalid: use letters, digits, '.', '_' and '-' (up to 128, starting with a letter or digit)", printable(name))
+	}
+	return nil
+}
+
+func getWebhook(ctx context.Context, s logical.Storage, name string) (*webhookEntry, error) {
+	var w webhookEntry
+	found, err := getJSON(ctx, s, webhookPrefix+name, &w)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &w, nil
+}
+
+func putWebhook(ctx context.Context, s logical.Storage, w *webhookEntry) error {
+	return putJSON(ctx, s, webhookPrefix+w.Name, w)
+}
+
+func listWebhooks(ctx context.Context, s logical.Storage) ([]string, error) {
+	names, err := s.List(ctx, webhookPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing webhooks: %w", err)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func getWebhookStats(ctx context.Context, s logical.Storage, name string) (*webhookStats, error) {
+	var st webhookStats
+	if _, err := getJSON(ctx, s, webhookStatsPrefix+name, &st); err != nil {
+		return nil, err
+	}
+	return &st, nil
+}
+
+// webhookSet caches the receivers, which every recorded event consults:
+// loaded from storage once, dropped when one is written here or on
+// another node.
+type webhookSet struct {
+	mu sync.Mutex
+	// byName is nil until loaded.
+	byName map[string]*webhookEntry
+	// gen counts invalidations, so that a load that raced one is not kept.
+	gen uint64
+	// writeMu is held by receiver writes and deletes.
+	writeMu sync.Mutex
+}
+
+func (ws *webhookSet) invalidate() {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	ws.byName = nil
+	ws.gen++
+}
+
+// all returns the receivers by name, loading them when needed. The map
+// and its entries must not be changed.
+func (ws *webhookSet) all(ctx context.Context, s logical.Storage) (map[string]*webhookEntry, error) {
+	ws.mu.Lock()
+	m, gen := ws.byName, ws.gen
+	ws.mu.Unlock()
+	if m != nil {
+		return m, nil
+	}
+	names, err := listWebhooks(ctx, s)
+	if err != nil {
+		return nil, err
+	}
+	m = make(map[string]*webhookEntry, len(names))
+	for _, name := range names {
+		w, err := getWebhook(ctx, s, name)
+		if err != nil {
+			return nil, err
+		}
+		if w != nil {
+			m[name] = w
+		}
+	}
+	ws.mu.Lock()
+	if ws.gen == gen {
+		ws.byName = m
+	}
+	ws.mu.Unlock()
+	return m, nil
+}
+
+// lockWrites serialises the writes and deletes of receivers, which are
+// rare, so that a rotation cannot lose a concurrent one.
+func (ws *webhookSet) lockWrites() (unlock func()) {
+	ws.writeMu.Lock()
+	return ws.writeMu.Unlock
+}
+
+// webhookFigures caches the receivers' stored delivery figures, so that an
+// attempt's outcome costs one write, and orders those writes.
+type webhookFigures struct {
+	mu     sync.Mutex
+	byName map[string]*webhookStats
+}
+
+// add counts one attempt's outcome for receiver, at attemptAt with status
+// and errText, and stores the figures. exists says whether the receiver
+// still exists: an attempt that ends after its receiver's delete stores
+// nothing.
+func (f *webhookFigures) add(ctx context.Context, s logical.Storage, receiver string, exists func() bool, o attemptOutcome) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !exists() {
+		return nil
+	}
+	st := f.byName[receiver]
+	if st == nil {
+		var err error
+		if st, err = getWebhookStats(ctx, s, receiver); err != nil {
+			return err
+		}
+		if f.byName == nil {
+			f.byName = map[string]*webhookStats{}
+		}
+		f.byName[receiver] = st
+	}
+	st.LastAttemptAt, st.LastStatus, st.LastError = o.at, o.status, o.errText
+	if o.delivered {
+		st.Delivered++
+		st.LastDeliveryAt = o.at
+	} else {
+		st.Failed++
+	}
+	if o.dead {
+		st.Dead++
+	}
+	return putJSON(ctx, s, webhookStatsPrefix+receiver, st)
+}
+
+// forget drops a receiver's cached figures (deleted, or created anew).
+func (f *webhookFigures) forget(name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.byName, name)
+}
+
+// attemptOutcome is what one delivery attempt gave.
+type attemptOutcome struct {
+	at              time.Time
+	status          int
+	errText         string
+	delivered, dead bool
+}
