@@ -6,7 +6,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf dev test unit e2e tf-e2e crash ha load reliability fuzz bench bench-scale fmt fmtcheck vet clean
+.PHONY: all build vault tf browser screenshots dev test unit e2e tf-e2e crash ha load reliability fuzz bench bench-scale fmt fmtcheck vet clean
 
 all: build
 
@@ -20,15 +20,20 @@ vault:
 tf:
 	scripts/build-tf.sh
 
+# Chromium for the connect page's browser tests: Debian's chromium package,
+# installed when missing where apt-get is available and we are root.
+browser:
+	scripts/install-chromium.sh
+
 dev: vault build
 	scripts/dev.sh
 
 # Unit tests and the end-to-end tests (package e2e, Terraform included) in
-# one go test run. CONNECT_E2E=1 and CONNECT_TF_E2E=1 make a missing Vault,
-# plugin, OpenTofu or provider a failure, not a skip.
-E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_CRASH=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
+# one go test run. CONNECT_E2E=1, CONNECT_TF_E2E=1 and CONNECT_BROWSER=1 make
+# a missing Vault, plugin, OpenTofu, provider or Chromium a failure, not a skip.
+E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_BROWSER=1 CONNECT_CRASH=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
 
-test: vault tf build vet
+test: vault tf browser build vet
 	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
 	scripts/fuzz.sh 2s
 
@@ -55,6 +60,10 @@ reliability: vault tf build
 FUZZTIME ?= 1m
 fuzz:
 	scripts/fuzz.sh $(FUZZTIME)
+
+# The connect page's screenshots in docs/connect/, from its browser tests.
+screenshots: vault browser build
+	CONNECT_DOC_SCREENSHOTS=1 CONNECT_LEAK_CHECK=0 $(E2E_ENV) go test -count=1 -run 'TestConnectPageInBrowser' ./e2e
 
 # The Terraform example applied, planned and destroyed with OpenTofu.
 tf-e2e: vault tf build

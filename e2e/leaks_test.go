@@ -96,7 +96,7 @@ func checkLeaks(s *vaultServer) []string {
 			problems = append(problems, fmt.Sprintf("the Vault log contains the secret %q", secret))
 		}
 		for _, i := range occurrences(string(auditLog), secret) {
-			if inCallbackURI(string(auditLog), i) {
+			if inBrowserURI(string(auditLog), i) {
 				callbackURIHits++
 				continue
 			}
@@ -108,7 +108,7 @@ func checkLeaks(s *vaultServer) []string {
 	if checked < 20 {
 		problems = append(problems, fmt.Sprintf("only %d secrets were registered: the search would prove little", checked))
 	}
-	fmt.Fprintf(os.Stderr, "figure|leak check: %d secrets searched in %d bytes of Vault log and %d bytes of audit log; %d spent codes and states seen in the callback's request_uri (Vault logs it as is; see docs/security.md)\n",
+	fmt.Fprintf(os.Stderr, "figure|leak check: %d secrets searched in %d bytes of Vault log and %d bytes of audit log; %d codes, states and session secrets seen in the request_uri of the callback or the connect page (Vault logs it as is; see docs/security.md)\n",
 		checked, len(vaultLog), len(auditLog), callbackURIHits)
 	return problems
 }
@@ -125,18 +125,30 @@ func occurrences(text, s string) []int {
 	}
 }
 
-// inCallbackURI reports whether position i of the audit log is inside the
-// request_uri of a request to the OAuth callback. Vault records every
-// request's URI as is, so the provider's redirect leaves its code and
-// state there; both are single use and spent when the entry is written.
-func inCallbackURI(text string, i int) bool {
-	const field = `"request_uri":"/v1/connect/oauth/callback?`
-	start := strings.LastIndex(text[:i], field)
-	if start < 0 {
-		return false
+// browserURIs are the unauthenticated paths a browser reaches with a secret
+// in the query: the OAuth callback (the provider's code and state, single
+// use and spent when the entry is written) and the connect page (the
+// session's secret, short-lived and connecting once).
+var browserURIs = []string{
+	`"request_uri":"/v1/connect/oauth/callback?`,
+	`"request_uri":"/v1/connect/connect/ui?`,
+}
+
+// inBrowserURI reports whether position i of the audit log is inside the
+// request_uri of a request to one of browserURIs: Vault records every
+// request's URI as is.
+func inBrowserURI(text string, i int) bool {
+	for _, field := range browserURIs {
+		start := strings.LastIndex(text[:i], field)
+		if start < 0 {
+			continue
+		}
+		end := strings.Index(text[start+len(field):], `"`)
+		if end >= 0 && i < start+len(field)+end {
+			return true
+		}
 	}
-	end := strings.Index(text[start+len(field):], `"`)
-	return end >= 0 && i < start+len(field)+end
+	return false
 }
 
 // reliabilityCase marks a test as a row of docs/reliability.md.

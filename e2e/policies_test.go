@@ -49,6 +49,11 @@ func TestPoliciesThroughVault(t *testing.T) {
 		s.mustCLI(t, "policy", "write", "connect-"+name, examplePolicy(name))
 	}
 	as := flowServer(t, s, "https://app.example.test/done")
+	// Anew, whatever an earlier test of the shared Vault made under these
+	// names (the sessions policy's test makes them API_KEY integrations).
+	for _, name := range []string{"github", "stripe"} {
+		s.mustCLI(t, "delete", "connect/integrations/"+name, "force=true")
+	}
 	s.mustCLI(t, "write", "connect/integrations/github", "auth_mode=OAUTH2", "client_id="+as.ClientID,
 		"client_secret="+as.ClientSecret, "auth_url="+as.AuthURL(), "token_url="+as.TokenURL())
 	s.mustCLI(t, "write", "connect/integrations/stripe", "auth_mode=API_KEY")

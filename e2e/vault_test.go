@@ -38,7 +38,9 @@ var (
 func TestMain(m *testing.M) {
 	if os.Getenv("CONNECT_E2E") != "1" {
 		skipMsg = "end-to-end tests run with CONNECT_E2E=1 (make test)"
-		os.Exit(m.Run())
+		code := m.Run()
+		stopBrowser()
+		os.Exit(code)
 	}
 	bin, pluginDir := os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR")
 	if bin == "" || pluginDir == "" {
@@ -58,6 +60,7 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	stopBrowser()
 	s.Stop()
 	os.Exit(code)
 }

@@ -41,12 +41,13 @@ func newRaftNode(bin, pluginDir, dir, nodeID string, join []string) (*RaftServer
   performance_multiplier = 1
 %s}
 `, filepath.Join(dir, "data"), nodeID, joins.String())
-	return newConfiguredNode(bin, pluginDir, dir, storage)
+	return newConfiguredNode(bin, pluginDir, dir, storage, "")
 }
 
 // newConfiguredNode writes the config of one node in dir with the given
-// storage stanza, whose data goes under dir/data.
-func newConfiguredNode(bin, pluginDir, dir, storage string) (*RaftServer, error) {
+// storage stanza, whose data goes under dir/data; listenerExtra is added
+// inside the listener stanza.
+func newConfiguredNode(bin, pluginDir, dir, storage, listenerExtra string) (*RaftServer, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, err
@@ -66,12 +67,12 @@ func newConfiguredNode(bin, pluginDir, dir, storage string) (*RaftServer, error)
   address         = "127.0.0.1:%d"
   cluster_address = "127.0.0.1:%d"
   tls_disable     = true
-}
+%s}
 api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "http://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
-`, storage, port, clusterPort, port, clusterPort, pluginDir)
+`, storage, port, clusterPort, listenerExtra, port, clusterPort, pluginDir)
 	return s, os.WriteFile(s.configPath, []byte(config), 0o600)
 }
 
@@ -91,7 +92,14 @@ func StartRaft(bin, pluginDir, dir string) (*RaftServer, error) {
 // dir/data, one file per key), like StartRaft otherwise: the same Kill,
 // Restart and Unseal apply.
 func StartFile(bin, pluginDir, dir string) (*RaftServer, error) {
-	s, err := newConfiguredNode(bin, pluginDir, dir, fmt.Sprintf("storage \"file\" {\n  path = %q\n}\n", filepath.Join(dir, "data")))
+	return StartFileWithListener(bin, pluginDir, dir, "")
+}
+
+// StartFileWithListener is StartFile with listenerExtra added inside the
+// listener stanza, e.g. a custom_response_headers block as a deployment
+// writes it.
+func StartFileWithListener(bin, pluginDir, dir, listenerExtra string) (*RaftServer, error) {
+	s, err := newConfiguredNode(bin, pluginDir, dir, fmt.Sprintf("storage \"file\" {\n  path = %q\n}\n", filepath.Join(dir, "data")), listenerExtra)
 	if err != nil {
 		return nil, err
 	}
