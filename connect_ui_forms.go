@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
 // The connect page's forms: which inputs an integration's form has, how a
@@ -204,12 +205,14 @@ func (f pageForm) keptValues(data map[string]any) map[string]string {
 }
 
 // scrubPosted removes every posted secret value from a message, in case a
-// provider's error repeats what it was sent.
+// provider's error repeats what it was sent: through safetext.Scrub, the
+// one scrubber, so an echo in another case or encoding is withheld too.
 func (f pageForm) scrubPosted(msg string, data map[string]any) string {
+	var secrets []string
 	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
-		if v := formValue(data, in.Name); in.Secret && len(v) >= 4 {
-			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		if v := formValue(data, in.Name); in.Secret && v != "" {
+			secrets = append(secrets, v)
 		}
 	}
-	return msg
+	return safetext.Scrub(msg, secrets...)
 }
