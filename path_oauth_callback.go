@@ -77,6 +77,9 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if state == "" {
 		return nil, nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
 	}
+	if fail := oversizedCallbackValue(query); fail != nil {
+		return nil, nil, fail
+	}
 	st, err := b.states.Take(ctx, s, hashState(state))
 	if err != nil {
 		b.Logger().Error("reading authorization state", "error", err)
@@ -193,3 +196,35 @@ config's state_ttl. On success the browser sees a short page, or is
 redirected to authorize's return_url; on failure it sees an error page, and
 the connection is left as it was.
 `
+
+// maxCallbackValueBytes bounds each value of the callback's query (long
+// authorization codes, such as Microsoft's, are a few KiB). The
+// browser sends it, unauthenticated; a provider's code, state and error
+// description are far shorter, and scrubbing a long description against a
+// long code costs time in the product of their lengths.
+const maxCallbackValueBytes = 8192
+
+// oversizedCallbackValue refuses a callback whose query holds a value over
+// the bound, before its state is spent: the request cannot be the
+// provider's, and the authorization may still complete.
+func oversizedCallbackValue(query map[string]any) *callbackFailure {
+	for _, v := range query {
+		var values []string
+		switch t := v.(type) {
+		case string:
+			values = []string{t}
+		case []string:
+			values = t
+		case []any:
+			for _, e := range t {
+				values = append(values, fmt.Sprint(e))
+			}
+		}
+		for _, s := range values {
+			if len(s) > maxCallbackValueBytes {
+				return &callbackFailure{http.StatusBadRequest, "The request's query is too long to be a provider's answer."}
+			}
+		}
+	}
+	return nil
+}

@@ -367,3 +367,30 @@ func TestCallbackValuesMeetTheParamCheck(t *testing.T) {
 		t.Fatalf("callback carrying a realmId the parameter check refuses: %d %s", status, page)
 	}
 }
+
+// TestCallbackRefusesOversizedValuesBeforeSpendingTheState: the callback's
+// query is the browser's and unauthenticated. A failed callback scrubs its
+// error_description against its code, in time that grows with the product
+// of their lengths; values far longer than any provider sends are refused
+// at once, and the state stays usable for the real answer.
+func TestCallbackRefusesOversizedValuesBeforeSpendingTheState(t *testing.T) {
+	e, _ := authEnv(t)
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	huge := url.Values{
+		"state":             {q.Get("state")},
+		"error":             {"access_denied"},
+		"code":              {strings.Repeat("c0ffee", 40000/6)},
+		"error_description": {strings.Repeat("deadbeef", 40000/8)},
+	}
+	start := time.Now()
+	status, body, _ := callback(e, huge)
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("an oversized callback took %v", took)
+	}
+	if status != http.StatusBadRequest || !strings.Contains(body, "too long") {
+		t.Fatalf("oversized callback: %d %s", status, body)
+	}
+	if status, body, _ := callback(e, q); status != http.StatusOK {
+		t.Fatalf("the real answer after a refused oversized one: %d %s", status, body)
+	}
+}
