@@ -54,6 +54,20 @@ func (k *keyedLocks) Lock(key string) (unlock func()) {
 	}
 }
 
+// TryLock takes key's lock for writing if no one holds it, and returns its
+// unlock and true; else nil and false, without waiting.
+func (k *keyedLocks) TryLock(key string) (unlock func(), ok bool) {
+	l := k.acquire(key)
+	if !l.TryLock() {
+		k.release(key, l)
+		return nil, false
+	}
+	return func() {
+		l.Unlock()
+		k.release(key, l)
+	}, true
+}
+
 // RLock takes key's lock for reading and returns its unlock.
 func (k *keyedLocks) RLock(key string) (unlock func()) {
 	l := k.acquire(key)

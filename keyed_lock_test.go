@@ -33,3 +33,25 @@ func TestKeyedLocksSerialiseOneKey(t *testing.T) {
 		t.Fatalf("max holders %d, locks left %d", maxInside, locks.size())
 	}
 }
+
+func TestKeyedLocksTryLock(t *testing.T) {
+	k := newKeyedLocks()
+	unlock := k.Lock("a")
+	if _, ok := k.TryLock("a"); ok {
+		t.Fatal("TryLock took a held lock")
+	}
+	other, ok := k.TryLock("b")
+	if !ok {
+		t.Fatal("TryLock could not take a free key's lock")
+	}
+	other()
+	unlock()
+	again, ok := k.TryLock("a")
+	if !ok {
+		t.Fatal("TryLock could not take a released lock")
+	}
+	again()
+	if n := k.size(); n != 0 {
+		t.Fatalf("%d locks left in use", n)
+	}
+}

@@ -305,9 +305,16 @@ func (ss *sessionStore) SweepExpired(ctx context.Context, s logical.Storage) err
 }
 
 // sweep deletes one session of a past minute, or only its expiry
-// entry when the session was revoked meanwhile.
+// entry when the session was revoked meanwhile. A session whose lock is
+// held (a callback exchanging its code with a provider, for up to the
+// provider timeout) is left to the next sweep: the periodic hook, which
+// also runs the refresh tick, must not wait on a provider.
 func (ss *sessionStore) sweep(ctx context.Context, s logical.Storage, expiryKey, hash string, now time.Time) error {
-	defer ss.Lock(hash)()
+	unlock, ok := ss.locks.TryLock(hash)
+	if !ok {
+		return nil
+	}
+	defer unlock()
 	var e sessionEntry
 	found, err := getJSON(ctx, s, sessionKey(hash), &e)
 	if err != nil {

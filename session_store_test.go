@@ -83,3 +83,39 @@ func TestSessionSweepAfterFailedRevokeCountsOnce(t *testing.T) {
 		t.Fatalf("max_sessions=1: %d sessions created after a failed revoke and the sweep", created)
 	}
 }
+
+// TestSweepSkipsASessionWhoseLockIsHeld: a callback holds its session's
+// lock across the provider exchange (up to the provider timeout); the
+// periodic hook, which also runs the refresh tick, does not wait for it.
+// The busy session is swept by a later run.
+func TestSweepSkipsASessionWhoseLockIsHeld(t *testing.T) {
+	e := sessionEnv(t)
+	clock, advance := fixedClock(time.Now())
+	e.b.now = clock
+	secret, _ := newSession(e, map[string]any{"connection_id": "c1", "ttl": "1m"})
+	before := countPrefix(e, sessionIDPrefix)
+	unlock := e.b.sessions.Lock(hashSessionSecret(secret))
+	advance(3 * time.Minute)
+	done := make(chan error, 1)
+	go func() { done <- e.b.periodic(context.Background(), &logical.Request{Storage: e.storage}) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("periodic: %v", err)
+		}
+	case <-time.After(2 * time.Second):
+		unlock()
+		<-done
+		t.Fatal("the periodic hook waited on a session lock held by another request")
+	}
+	unlock()
+	if got := countPrefix(e, sessionIDPrefix); got != before {
+		t.Fatalf("a session whose lock was held was swept anyway: %d of %d left", got, before)
+	}
+	if err := e.b.periodic(context.Background(), &logical.Request{Storage: e.storage}); err != nil {
+		t.Fatal(err)
+	}
+	if got := countPrefix(e, sessionIDPrefix); got != before-1 {
+		t.Fatalf("the next sweep did not remove the expired session: %d left", got)
+	}
+}
