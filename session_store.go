@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -37,7 +35,7 @@ type sessionStore struct {
 	// locks serialise everything that uses one session, so that two tabs
 	// posting at once connect it once.
 	locks *keyedLocks
-	count sessionCounter
+	count listedCount
 	now   func() time.Time
 	// logger is the backend's, set once Vault has set it up.
 	logger func() hclog.Logger
@@ -152,7 +150,7 @@ func (ss *sessionStore) Create(ctx context.Context, s logical.Storage, e *sessio
 	if err != nil {
 		return "", err
 	}
-	if err := ss.count.load(ctx, s); err != nil {
+	if err := ss.count.load(ctx, s, sessionIDPrefix, "sessions"); err != nil {
 		return "", err
 	}
 	defer ss.count.changing()()
@@ -248,7 +246,7 @@ func (ss *sessionStore) Revoke(ctx context.Context, s logical.Storage, id string
 // expiry entry. The count is lowered only when an id entry was there to
 // delete, so that a sweep finishing a failed revoke does not lower it twice.
 func (ss *sessionStore) delete(ctx context.Context, s logical.Storage, id string, idx sessionIDEntry) error {
-	if err := ss.count.load(ctx, s); err != nil {
+	if err := ss.count.load(ctx, s, sessionIDPrefix, "sessions"); err != nil {
 		return err
 	}
 	defer ss.count.changing()()
@@ -328,59 +326,3 @@ func (ss *sessionStore) sweep(ctx context.Context, s logical.Storage, expiryKey,
 	}
 	return ss.delete(ctx, s, e.ID, sessionIDEntry{SecretHash: hash, ExpiresAt: e.ExpiresAt})
 }
-
-// sessionCounter is the mount's number of sessions (their id entries),
-// checked against max_sessions without listing. It is derived by one List
-// the first time this process needs it and kept by every change since;
-// session writes are forwarded to the active node and the sweep runs where
-// storage is writable, and a node that becomes active builds a new backend
-// that derives it afresh (as pendingCounts are).
-type sessionCounter struct {
-	// derive is held for writing while the count is listed, and for
-	// reading around every change of the id entries.
-	derive sync.RWMutex
-	loaded bool
-	n      atomic.Int64
-}
-
-func (c *sessionCounter) load(ctx context.Context, s logical.Storage) error {
-	c.derive.RLock()
-	loaded := c.loaded
-	c.derive.RUnlock()
-	if loaded {
-		return nil
-	}
-	c.derive.Lock()
-	defer c.derive.Unlock()
-	if c.loaded {
-		return nil
-	}
-	ids, err := s.List(ctx, sessionIDPrefix)
-	if err != nil {
-		return fmt.Errorf("counting sessions: %w", err)
-	}
-	c.n.Store(int64(len(ids)))
-	c.loaded = true
-	return nil
-}
-
-func (c *sessionCounter) changing() func() {
-	c.derive.RLock()
-	return c.derive.RUnlock
-}
-
-func (c *sessionCounter) reserve(max int) bool {
-	for {
-		n := c.n.Load()
-		if n >= int64(max) {
-			return false
-		}
-		if c.n.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-func (c *sessionCounter) release() { c.n.Add(-1) }
-
-func (c *sessionCounter) removed() { c.n.Add(-1) }

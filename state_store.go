@@ -97,7 +97,7 @@ func (ss *stateStore) Put(ctx context.Context, s logical.Storage, stateHash stri
 	}
 	defer ss.locks.Lock(stateIndexKey(st.Integration, st.ConnectionID))()
 	count := ss.pending.of(st.Integration)
-	if err := count.load(ctx, s, st.Integration); err != nil {
+	if err := count.load(ctx, s, stateIndexPrefix+st.Integration+"/", "pending authorizations"); err != nil {
 		return err
 	}
 	defer count.changing()()
@@ -230,95 +230,23 @@ func (ss *stateStore) DeleteOfIntegration(ctx context.Context, s logical.Storage
 
 // pendingCounts are the integrations' numbers of pending authorizations
 // (their index entries), which authorize checks against
-// max_pending_authorizations without listing them. An integration's count
-// is derived from storage by one List the first time this process needs
-// it, and kept since by every change of the index. All of those run on the
-// active node (authorize, the callback and deletes are forwarded; the sweep
-// runs where storage is writable), and a node that becomes active builds a
-// new backend, which derives the counts afresh: so a count survives
-// restarts and failovers without a stored counter that a crash between two
-// writes would leave wrong.
+// max_pending_authorizations without listing them: a listedCount each.
 type pendingCounts struct {
 	mu    sync.Mutex
-	count map[string]*pendingCount
+	count map[string]*listedCount
 }
 
 // of is integration's count, created on first use.
-func (pc *pendingCounts) of(integration string) *pendingCount {
+func (pc *pendingCounts) of(integration string) *listedCount {
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
 	if pc.count == nil {
-		pc.count = map[string]*pendingCount{}
+		pc.count = map[string]*listedCount{}
 	}
 	c, ok := pc.count[integration]
 	if !ok {
-		c = &pendingCount{}
+		c = &listedCount{}
 		pc.count[integration] = c
 	}
 	return c
-}
-
-// pendingCount is one integration's number of index entries.
-type pendingCount struct {
-	// derive is held for writing while the count is listed from storage,
-	// and for reading around every change of the index: a change is then
-	// either in the listing or counted after it, never both or neither.
-	derive sync.RWMutex
-	loaded bool // written under derive's write lock
-	n      atomic.Int64
-}
-
-// load derives the count from storage unless it has been. It must not be
-// called while holding changing.
-func (c *pendingCount) load(ctx context.Context, s logical.Storage, integration string) error {
-	c.derive.RLock()
-	loaded := c.loaded
-	c.derive.RUnlock()
-	if loaded {
-		return nil
-	}
-	c.derive.Lock()
-	defer c.derive.Unlock()
-	if c.loaded {
-		return nil
-	}
-	ids, err := s.List(ctx, stateIndexPrefix+integration+"/")
-	if err != nil {
-		return fmt.Errorf("counting pending authorizations: %w", err)
-	}
-	c.n.Store(int64(len(ids)))
-	c.loaded = true
-	return nil
-}
-
-// changing holds the count for one change of the index; call the result
-// when the change is done.
-func (c *pendingCount) changing() func() {
-	c.derive.RLock()
-	return c.derive.RUnlock
-}
-
-// reserve takes a place for a new index entry if fewer than max are taken.
-// The count must be loaded and held.
-func (c *pendingCount) reserve(max int) bool {
-	for {
-		n := c.n.Load()
-		if n >= int64(max) {
-			return false
-		}
-		if c.n.CompareAndSwap(n, n+1) {
-			return true
-		}
-	}
-}
-
-// release gives back a place reserved for an entry that was not written.
-func (c *pendingCount) release() { c.n.Add(-1) }
-
-// removed counts an index entry deleted while holding the count; a count
-// not derived yet will see the deletion in its listing.
-func (c *pendingCount) removed() {
-	if c.loaded {
-		c.n.Add(-1)
-	}
 }
