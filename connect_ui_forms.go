@@ -106,25 +106,12 @@ func formFor(in *integrationEntry) pageForm {
 	return f
 }
 
-// formValue is one value of a posted form or query.
-func formValue(data map[string]any, name string) string {
-	switch v := data[name].(type) {
-	case string:
-		return v
-	case []string:
-		if len(v) > 0 {
-			return v[0]
-		}
-	}
-	return ""
-}
-
 // postedConfig is the connection config a form gives; empty inputs are
 // left out, so that an optional key stays absent and a default applies.
 func (f pageForm) postedConfig(data map[string]any) map[string]any {
 	cfg := map[string]any{}
 	for _, in := range f.Config {
-		if v := formValue(data, in.Name); v != "" {
+		if v := queryValue(data, in.Name); v != "" {
 			cfg[in.Key] = v
 		}
 	}
@@ -137,7 +124,7 @@ func (f pageForm) connectionWriteFields(mode catalog.AuthMode, data map[string]a
 	raw := map[string]any{}
 	custom := map[string]any{}
 	for _, in := range f.Credentials {
-		v := formValue(data, in.Name)
+		v := queryValue(data, in.Name)
 		if !in.Secret {
 			v = strings.TrimSpace(v)
 		}
@@ -198,7 +185,7 @@ func (f pageForm) keptValues(data map[string]any) map[string]string {
 	out := map[string]string{}
 	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
 		if !in.Secret {
-			out[in.Name] = formValue(data, in.Name)
+			out[in.Name] = queryValue(data, in.Name)
 		}
 	}
 	return out
@@ -210,7 +197,7 @@ func (f pageForm) keptValues(data map[string]any) map[string]string {
 func (f pageForm) scrubPosted(msg string, data map[string]any) string {
 	var secrets []string
 	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
-		if v := formValue(data, in.Name); in.Secret && v != "" {
+		if v := queryValue(data, in.Name); in.Secret && v != "" {
 			secrets = append(secrets, v)
 		}
 	}

@@ -5,6 +5,8 @@ package connect
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -63,7 +65,7 @@ func (u *integrationRendering) render(c *connectionEntry, data map[string]any) [
 	}
 	headers := make(map[string]any, len(u.headers))
 	lookup := connectionVariables(c, cfg)
-	for _, name := range sortedKeys(u.headers) {
+	for _, name := range slices.Sorted(maps.Keys(u.headers)) {
 		v, err := u.headers[name].Render(lookup)
 		if err == nil && strings.ContainsAny(v, "\r\n\x00") {
 			err = fmt.Errorf("its value would hold a line break")

@@ -7,8 +7,10 @@ package connect
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"net/url"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -213,7 +215,7 @@ var surfaces = []surface{
 		return e.authorizeAndCallback(map[string]any{"connection_config": withConfig(a.config), "metadata": a.metadata})
 	}},
 	{"callback_config", []string{"oauth/callback read"}, []string{"oauth"}, func(e *invEnv, _ string, a attack) func() {
-		keys := sortedKeys(a.config)
+		keys := slices.Sorted(maps.Keys(a.config))
 		e.mustDo(logical.UpdateOperation, "integrations/oauth", map[string]any{"callback_config": strings.Join(keys, ",")})
 		e.srv.SetCallbackExtras(stringValues(a.config))
 		finish := e.authorizeAndCallback(nil)

@@ -61,7 +61,7 @@ func pathConnectUI(b *backend) []*framework.Path {
 // openSession finds the session a request's secret opens, or the page that
 // says why it cannot be used.
 func (b *backend) openSession(ctx context.Context, req *logical.Request) (*sessionEntry, string, *logical.Response, error) {
-	sess, hash, err := b.sessions.BySecret(ctx, req.Storage, formValue(req.Data, sessionParam))
+	sess, hash, err := b.sessions.BySecret(ctx, req.Storage, queryValue(req.Data, sessionParam))
 	if err != nil {
 		return nil, "", nil, err
 	}
@@ -87,15 +87,15 @@ func (b *backend) pathConnectUIGet(ctx context.Context, req *logical.Request, _ 
 	if page != nil || err != nil {
 		return page, err
 	}
-	integration := formValue(req.Data, integrationParam)
+	integration := queryValue(req.Data, integrationParam)
 	if integration == "" {
-		return b.choicesPage(ctx, req.Storage, sess, formValue(req.Data, sessionParam))
+		return b.choicesPage(ctx, req.Storage, sess, queryValue(req.Data, sessionParam))
 	}
 	in, page, err := b.pageIntegration(ctx, req.Storage, sess, integration)
 	if page != nil || err != nil {
 		return page, err
 	}
-	return formPage(http.StatusOK, sess, formValue(req.Data, sessionParam), in, nil, nil, ""), nil
+	return formPage(http.StatusOK, sess, queryValue(req.Data, sessionParam), in, nil, nil, ""), nil
 }
 
 func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -106,7 +106,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if page != nil || err != nil {
 		return page, err
 	}
-	in, page, err := b.pageIntegration(ctx, req.Storage, sess, formValue(req.Data, integrationParam))
+	in, page, err := b.pageIntegration(ctx, req.Storage, sess, queryValue(req.Data, integrationParam))
 	if page != nil || err != nil {
 		return page, err
 	}
@@ -114,7 +114,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if in.AuthMode == catalog.OAuth2 {
 		purpose = purposeAuthorize
 	}
-	if !sess.validFormToken(in.Name, purpose, formValue(req.Data, formTokenParam)) {
+	if !sess.validFormToken(in.Name, purpose, queryValue(req.Data, formTokenParam)) {
 		return refusedFormPage(), nil
 	}
 	// Two tabs posting at once: the second waits, then finds the session
@@ -123,7 +123,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if sess, _, page, err = b.openSession(ctx, req); page != nil || err != nil {
 		return page, err
 	}
-	secret := formValue(req.Data, sessionParam)
+	secret := queryValue(req.Data, sessionParam)
 	f := formFor(in)
 	if f.Unsupported != "" {
 		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported, ""), nil

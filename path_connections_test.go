@@ -4,6 +4,7 @@ package connect
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -295,7 +296,7 @@ func TestCredentialFieldsComeFromTheCatalog(t *testing.T) {
 			want = []string{"x"}
 		}
 		c := &connectionEntry{AuthMode: mode, Credentials: full}
-		if got := sortedKeys(credentialValues(c)); strings.Join(got, ",") != strings.Join(sortedCopy(want), ",") {
+		if got := slices.Sorted(maps.Keys(credentialValues(c))); strings.Join(got, ",") != strings.Join(sortedCopy(want), ",") {
 			t.Errorf("%s: credentials_schema sees %v, the catalog says %v", mode, got, want)
 		}
 	}

@@ -5,6 +5,7 @@ package connect
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -182,7 +183,7 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	if err != nil {
 		return nil, err
 	}
-	affected := sortedKeys(widened)
+	affected := slices.Sorted(maps.Keys(widened))
 	if len(affected) > 0 && !d.Get("force").(bool) {
 		return logical.ErrorResponse("this write lets integrations of provider %q send credentials to hosts they did not reach before (%s); pass force=true to do it anyway",
 			name, describeWidening(widened)), nil
@@ -239,7 +240,7 @@ func egressWidening(in *integrationEntry, before, after *catalog.Provider) []str
 	now := mergeProvider(in, after).EndpointSettings
 	var out []string
 	wasHosts, nowHosts := was.EndpointHosts(), now.EndpointHosts()
-	for _, f := range sortedKeys(nowHosts) {
+	for _, f := range slices.Sorted(maps.Keys(nowHosts)) {
 		if nowHosts[f] != "" && nowHosts[f] != wasHosts[f] {
 			out = append(out, f)
 		}
@@ -275,7 +276,7 @@ func egressWidening(in *integrationEntry, before, after *catalog.Provider) []str
 // describeWidening says, per integration, what widens its reach.
 func describeWidening(widened map[string][]string) string {
 	var parts []string
-	for _, n := range sortedKeys(widened) {
+	for _, n := range slices.Sorted(maps.Keys(widened)) {
 		parts = append(parts, fmt.Sprintf("%s: %s", n, strings.Join(widened[n], ", ")))
 	}
 	return strings.Join(parts, "; ")
@@ -321,7 +322,7 @@ func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return nil, err
 	}
-	affected := sortedKeys(widened)
+	affected := slices.Sorted(maps.Keys(widened))
 	if len(affected) > 0 && !d.Get("force").(bool) {
 		return logical.ErrorResponse("integrations %s use provider %q, and deleting it changes where they send credentials (%s); pass force=true to delete it anyway",
 			strings.Join(affected, ", "), name, describeWidening(widened)), nil

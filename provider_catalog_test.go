@@ -4,10 +4,12 @@ package connect
 
 import (
 	"encoding/json"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +34,7 @@ func TestCatalogEntriesFitTheModel(t *testing.T) {
 	if err := json.Unmarshal(catalogJSON, &raw); err != nil {
 		t.Fatal(err)
 	}
-	names := sortedKeys(raw)
+	names := slices.Sorted(maps.Keys(raw))
 	for _, name := range names {
 		t.Run(name, func(t *testing.T) {
 			checkCatalogEntry(t, catalog.Lookup(name), raw[name])

@@ -6,6 +6,8 @@ import (
 	_ "embed"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // The built-in catalog is embedded so that `provider=github` works on any
@@ -65,7 +67,7 @@ func Lookup(name string) *Provider {
 
 // Names lists the built-in providers, sorted.
 func Names() []string {
-	return sortedKeys(builtin)
+	return slices.Sorted(maps.Keys(builtin))
 }
 
 // Validate checks what the provider's auth mode needs of it: a known mode,

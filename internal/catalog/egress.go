@@ -2,7 +2,12 @@
 
 package catalog
 
-import "github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+import (
+	"maps"
+	"slices"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+)
 
 // validateEgress checks, at provider and integration writes, allowed_hosts
 // and that no URL template lets a connection's config choose an arbitrary
@@ -28,5 +33,5 @@ func (es EndpointSettings) HostKeys() []string {
 			set[k] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
@@ -343,7 +344,7 @@ func (es EndpointSettings) RequiredConfigKeys() []string {
 	for _, k := range append(provider.ParamPlaceholders(es.TokenParams), provider.ParamPlaceholders(es.RefreshParams)...) {
 		set[k] = true
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // checkParamPlaceholdersPinned requires every connection_config key that
@@ -361,7 +362,7 @@ func (es EndpointSettings) checkParamPlaceholdersPinned() error {
 		"refresh_url":    provider.QueryPlaceholders(es.RefreshURL),
 		"revocation_url": provider.QueryPlaceholders(es.RevocationURL),
 	}
-	for _, field := range sortedKeys(uses) {
+	for _, field := range slices.Sorted(maps.Keys(uses)) {
 		for _, key := range uses[field] {
 			f, ok := es.ConnectionConfigSchema[key]
 			if !ok || (len(f.Enum) == 0 && f.Pattern == "") {

@@ -4,6 +4,7 @@ package catalog
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -30,7 +31,7 @@ func (es EndpointSettings) validateUsage(mode AuthMode) error {
 			return err
 		}
 	}
-	for _, name := range sortedKeys(es.RequestHeaders) {
+	for _, name := range slices.Sorted(maps.Keys(es.RequestHeaders)) {
 		if _, err := ParseRequestHeader(name, es.RequestHeaders[name], mode); err != nil {
 			return err
 		}

@@ -251,13 +251,3 @@ func (s ValueSchema) JSONObject() map[string]any {
 func printable(s string) string {
 	return safetext.Printable(s, 64)
 }
-
-// sortedKeys lists a map's keys, sorted.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
