@@ -3,7 +3,6 @@
 package connect
 
 import (
-	"bytes"
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
@@ -168,20 +167,7 @@ var connectPageCSP = strings.Join([]string{
 func renderConnectPage(status int, v connectPageView) *logical.Response {
 	v.CSP = connectPageCSP
 	v.CSS = template.CSS(connectPageCSS)
-	var buf bytes.Buffer
-	contentType := "text/html; charset=utf-8"
-	if err := connectPageTemplate.Execute(&buf, v); err != nil {
-		// Cannot happen with a fixed template; never fall back to echoing
-		// input.
-		buf.Reset()
-		buf.WriteString("The page could not be rendered.")
-		contentType = "text/plain; charset=utf-8"
-	}
-	return &logical.Response{Data: map[string]any{
-		logical.HTTPContentType:        contentType,
-		logical.HTTPRawBody:            buf.Bytes(),
-		logical.HTTPStatusCode:         status,
-		logical.HTTPCacheControlHeader: "no-store",
-		logical.HTTPPragmaHeader:       "no-cache",
-	}}
+	resp := rawHTMLResponse(status, connectPageTemplate, v, "The page could not be rendered.")
+	resp.Data[logical.HTTPPragmaHeader] = "no-cache"
+	return resp
 }

@@ -3,7 +3,6 @@
 package connect
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"html/template"
@@ -164,23 +163,9 @@ var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
 </html>
 `))
 
-// htmlPage is a raw HTML response, as Vault's PKI serves its CRLs.
+// htmlPage is the callback's raw HTML page, as Vault's PKI serves its CRLs.
 func htmlPage(status int, title, message string) *logical.Response {
-	var buf bytes.Buffer
-	contentType := "text/html; charset=utf-8"
-	if err := pageTemplate.Execute(&buf, struct{ Title, Message string }{title, message}); err != nil {
-		// Cannot happen with a fixed template and string inputs; never
-		// fall back to echoing the input.
-		buf.Reset()
-		buf.WriteString(title)
-		contentType = "text/plain; charset=utf-8"
-	}
-	return &logical.Response{Data: map[string]any{
-		logical.HTTPContentType:        contentType,
-		logical.HTTPRawBody:            buf.Bytes(),
-		logical.HTTPStatusCode:         status,
-		logical.HTTPCacheControlHeader: "no-store",
-	}}
+	return rawHTMLResponse(status, pageTemplate, struct{ Title, Message string }{title, message}, title)
 }
 
 const pathCallbackHelp = `

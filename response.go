@@ -3,7 +3,9 @@
 package connect
 
 import (
+	"bytes"
 	"errors"
+	"html/template"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -80,4 +82,24 @@ func listResponseFields(what string) map[string]*framework.FieldSchema {
 		"keys":     typed(framework.TypeStringSlice, "The "+what+", sorted."),
 		"key_info": typed(framework.TypeMap, "Per key, a summary without secrets."),
 	}
+}
+
+// rawHTMLResponse renders tmpl with data as a raw HTML response with status
+// that no cache keeps. Should the template fail (it cannot: the templates
+// are fixed and their data strings), the answer is fallback as plain text,
+// never a partly rendered page that could echo input.
+func rawHTMLResponse(status int, tmpl *template.Template, data any, fallback string) *logical.Response {
+	var buf bytes.Buffer
+	contentType := "text/html; charset=utf-8"
+	if err := tmpl.Execute(&buf, data); err != nil {
+		buf.Reset()
+		buf.WriteString(fallback)
+		contentType = "text/plain; charset=utf-8"
+	}
+	return &logical.Response{Data: map[string]any{
+		logical.HTTPContentType:        contentType,
+		logical.HTTPRawBody:            buf.Bytes(),
+		logical.HTTPStatusCode:         status,
+		logical.HTTPCacheControlHeader: "no-store",
+	}}
 }
