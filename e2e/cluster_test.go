@@ -24,21 +24,8 @@ import (
 // refreshes every due connection in the background, spending no refresh
 // token twice; the killed node rejoins and serves the data.
 func TestRaftClusterFailover(t *testing.T) {
-	vaultFor(t)
-	if os.Getenv("CONNECT_HA") != "1" {
-		t.Skip("the cluster test runs with CONNECT_HA=1 (make ha)")
-	}
-	reliabilityCase(t, "3-node Raft cluster: SIGKILL of the active node with connections due for refresh",
+	nodes := startCluster(t, "3-node Raft cluster: SIGKILL of the active node with connections due for refresh",
 		"a standby takes over and refreshes every due connection in the background; no refresh token is spent twice; the killed node rejoins and serves the data")
-	nodes, err := vaultdev.StartRaftCluster(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), t.TempDir(), 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.Kill()
-		}
-	})
 	as := newAuthServer(t)
 	active, standby := nodes[0], nodes[1]
 	// Through a standby: forwarded to the active node.
@@ -93,6 +80,7 @@ func TestRaftClusterFailover(t *testing.T) {
 	}
 	for i := range n {
 		var sec *api.Secret
+		var err error
 		for attempt := 0; attempt < 50; attempt++ {
 			sec, err = active.Client.Logical().Read(fmt.Sprintf("connect/connections/ha/c%02d/raw", i))
 			if err == nil && sec != nil {
@@ -170,21 +158,8 @@ func TestRaftSnapshotRestore(t *testing.T) {
 // down stay in the outbox when the active node is SIGKILLed; once the
 // receiver is back, the new active node delivers every one of them.
 func TestRaftClusterEventsFailover(t *testing.T) {
-	vaultFor(t)
-	if os.Getenv("CONNECT_HA") != "1" {
-		t.Skip("the cluster test runs with CONNECT_HA=1 (make ha)")
-	}
-	reliabilityCase(t, "3-node Raft cluster: events pending for a receiver that is down, SIGKILL of the active node, receiver back",
+	nodes := startCluster(t, "3-node Raft cluster: events pending for a receiver that is down, SIGKILL of the active node, receiver back",
 		"the new active node delivers every pending event")
-	nodes, err := vaultdev.StartRaftCluster(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), t.TempDir(), 3)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.Kill()
-		}
-	})
 	var up atomic.Bool
 	var mu sync.Mutex
 	attempted, accepted := map[string]int{}, map[string]int{}
@@ -242,4 +217,25 @@ func TestRaftClusterEventsFailover(t *testing.T) {
 		t.Fatalf("after the failover the receiver accepted %d of %d events (%d distinct ids seen)", got, n, tried)
 	}
 	t.Logf("figure|events failover: %d pending events delivered by the new active node %v after the old one was killed", n, time.Since(start).Round(time.Second))
+}
+
+// startCluster starts the three-node cluster of a reliability case (only
+// with CONNECT_HA=1, as make ha runs) and kills its nodes when t ends.
+func startCluster(t *testing.T, name, expectation string) []*vaultdev.RaftServer {
+	t.Helper()
+	vaultFor(t)
+	if os.Getenv("CONNECT_HA") != "1" {
+		t.Skip("the cluster test runs with CONNECT_HA=1 (make ha)")
+	}
+	reliabilityCase(t, name, expectation)
+	nodes, err := vaultdev.StartRaftCluster(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), t.TempDir(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.Kill()
+		}
+	})
+	return nodes
 }
