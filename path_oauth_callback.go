@@ -76,8 +76,11 @@ func (b *backend) completeAuthorization(ctx context.Context, s logical.Storage, 
 	if state == "" {
 		return nil, nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
 	}
-	if fail := oversizedCallbackValue(query); fail != nil {
-		return nil, nil, fail
+	if name, ok := oversizedCallbackValue(query); ok {
+		// Logged so that a provider whose answers pass the bound is found:
+		// the parameter's name, never its value.
+		b.Logger().Warn("callback refused: a query value is over the bound", "parameter", printable(name), "bound_bytes", maxCallbackValueBytes)
+		return nil, nil, &callbackFailure{http.StatusBadRequest, "The request's query is too long to be a provider's answer."}
 	}
 	st, err := b.states.Take(ctx, s, hashState(state))
 	if err != nil {
@@ -189,11 +192,12 @@ the connection is left as it was.
 // long code costs time in the product of their lengths.
 const maxCallbackValueBytes = 8192
 
-// oversizedCallbackValue refuses a callback whose query holds a value over
-// the bound, before its state is spent: the request cannot be the
-// provider's, and the authorization may still complete.
-func oversizedCallbackValue(query map[string]any) *callbackFailure {
-	for _, v := range query {
+// oversizedCallbackValue names a parameter of the callback's query whose
+// value is over the bound: the callback refuses it before its state is
+// spent, since it cannot be the provider's, and the authorization may
+// still complete.
+func oversizedCallbackValue(query map[string]any) (string, bool) {
+	for name, v := range query {
 		var values []string
 		switch t := v.(type) {
 		case string:
@@ -207,9 +211,9 @@ func oversizedCallbackValue(query map[string]any) *callbackFailure {
 		}
 		for _, s := range values {
 			if len(s) > maxCallbackValueBytes {
-				return &callbackFailure{http.StatusBadRequest, "The request's query is too long to be a provider's answer."}
+				return name, true
 			}
 		}
 	}
-	return nil
+	return "", false
 }

@@ -390,6 +390,9 @@ func TestCallbackRefusesOversizedValuesBeforeSpendingTheState(t *testing.T) {
 	if status != http.StatusBadRequest || !strings.Contains(body, "too long") {
 		t.Fatalf("oversized callback: %d %s", status, body)
 	}
+	if logs := e.logs.String(); !strings.Contains(logs, "over the bound") || strings.Contains(logs, "c0ffeec0ffee") || strings.Contains(logs, "deadbeefdeadbeef") {
+		t.Fatalf("the refusal must be logged by parameter name, never value:\n%s", logs)
+	}
 	if status, body, _ := callback(e, q); status != http.StatusOK {
 		t.Fatalf("the real answer after a refused oversized one: %d %s", status, body)
 	}
