@@ -71,6 +71,10 @@ type connectionStore struct {
 	// failed, deleted again by SaveUnsaved. Until then they are harmless:
 	// a record applies only over older credentials than its own.
 	supersededWALs map[string]bool
+
+	// walGate holds back, at start, the connections whose WAL records a
+	// previous process left are not applied yet (connection_wal.go).
+	walGate *walGate
 }
 
 func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
@@ -83,6 +87,7 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 		now:              now,
 		unsaved:          map[string]*unsavedEntry{},
 		supersededWALs:   map[string]bool{},
+		walGate:          newWALGate(),
 		logger:           hclog.NewNullLogger,
 	}
 }
@@ -91,6 +96,9 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 // caller's own copy, nil when the connection does not exist. It takes no
 // lock; what it returns may be refreshed by someone else a moment later.
 func (cs *connectionStore) Get(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return nil, err
+	}
 	key := connectionKey(integration, id)
 	if c := cs.unsavedEntry(key); c != nil {
 		return c, nil
@@ -109,6 +117,9 @@ func (cs *connectionStore) Get(ctx context.Context, s logical.Storage, integrati
 
 // Exists reports whether a connection is stored, without caching it.
 func (cs *connectionStore) Exists(ctx context.Context, s logical.Storage, integration, id string) (bool, error) {
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return false, err
+	}
 	key := connectionKey(integration, id)
 	if c := cs.unsavedEntry(key); c != nil {
 		return true, nil
@@ -124,7 +135,20 @@ func (cs *connectionStore) Exists(ctx context.Context, s logical.Storage, integr
 // stored now (nil when there is none) and returns the entry to save, or
 // errUnchanged, or an error that leaves everything as it was. Creating a
 // connection re-checks its integration under the integration's lock.
+//
+// At start it first waits for the connection's WAL records (walGate): a
+// change must not start from storage's spent tokens.
 func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return nil, err
+	}
+	return cs.update(ctx, s, integration, id, change)
+}
+
+// update is Update without the wait for the connection's WAL records: the
+// replay of those records, and the retry of entries held unsaved (newer
+// than any record), use it.
+func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
 	defer cs.integrationLocks.RLock(integration)()
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()

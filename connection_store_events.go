@@ -102,3 +102,23 @@ func (e *eventNotRecordedError) Error() string {
 }
 
 func (e *eventNotRecordedError) Unwrap() error { return e.cause }
+
+// noteStatusApplied attaches to next, a WAL record's entry applied over
+// stored, the event its change of refresh status means, when storage's
+// status is no longer the one the record's change started from (base):
+// the process that wrote the record recorded the events of its own change,
+// but not of one from a status storage took since (a refresh that failed
+// with the refresh token the record replaced).
+func noteStatusApplied(stored, next *connectionEntry, base *walBase) {
+	before, after := stored.refreshState(), next.refreshState()
+	if before == base.Status && stored.RefreshFailures == base.Failures {
+		return
+	}
+	stopped := func(s refreshStatus) bool { return s == refreshReauth || s == refreshExhausted }
+	switch {
+	case after == refreshOK && (before != refreshOK || stored.RefreshFailures > 0):
+		next.noteEvent(eventRefreshRecovered, nil)
+	case stopped(after) && !stopped(before):
+		next.noteEvent(eventReauthorizationRequired, nil)
+	}
+}

@@ -5,14 +5,18 @@ package connect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
 // failForever is a failPuts count no test exhausts: storage stays down
@@ -361,7 +365,7 @@ func TestWALOfAnotherInstallationDoesNotApply(t *testing.T) {
 	old.InstallationID = "987"
 	old.Credentials.AccessToken = "ghs_of-installation-987"
 	old.CredentialsIssuedAt = stored.CredentialsIssuedAt.Add(time.Second)
-	if _, err := putIssuedTokensWAL(t.Context(), e.storage, old, false); err != nil {
+	if _, err := putIssuedTokensWAL(t.Context(), e.storage, old, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if msg := rollBack(e); msg != "" {
@@ -406,5 +410,177 @@ func TestTokensOfHTMLCharactersAreStorable(t *testing.T) {
 	stored, _ := getConnection(t.Context(), lim, "github", "c1")
 	if stored == nil || stored.Credentials.RefreshToken != bigRT {
 		t.Fatal("the rotated refresh token is not stored")
+	}
+}
+
+// heldWALStorage holds every read of a WAL record until release is closed,
+// and fails the first failGets of them: a start whose replay is slow or
+// meets a storage that refuses it for a while.
+type heldWALStorage struct {
+	logical.Storage
+	release  chan struct{}
+	failGets atomic.Int64
+}
+
+func (s *heldWALStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, framework.WALPrefix) {
+		<-s.release
+		if s.failGets.Load() > 0 {
+			s.failGets.Add(-1)
+			return nil, errors.New("storage unavailable")
+		}
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// rotatedWhileStorageRefused leaves storage as a killed process leaves it
+// after the provider rotated c1's refresh token while storage refused the
+// connection: the stored entry holds the spent refresh token (and is due),
+// a WAL record the rotated one. It returns the rotated refresh token.
+func rotatedWhileStorageRefused(t *testing.T) (logical.Storage, *oauthtest.Server, string) {
+	t.Helper()
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	_, spent := importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"].(string)
+	if srv.RefreshTokenValid(spent) || !srv.RefreshTokenValid(rotated) {
+		t.Fatal("the forced refresh did not rotate the refresh token")
+	}
+	flaky.failPuts.Store(0)
+	return flaky.Storage, srv, rotated
+}
+
+// startedOn is a plugin process started on s as Vault starts a mount.
+func startedOn(t *testing.T, s logical.Storage) *testEnv {
+	t.Helper()
+	e := newTestEnvOn(t, s)
+	initializeMount(t, e)
+	t.Cleanup(func() { e.b.clean(context.Background()) })
+	return e
+}
+
+// TestReadAtStartWaitsForItsWALRecord: a plugin starts on storage whose
+// connection holds a refresh token the provider has spent, its rotated one
+// in a WAL record, and a read arrives before the record is applied. The
+// read waits for the record instead of refreshing with the spent token
+// (which a provider that revokes a token family on reuse would answer by
+// killing the connection).
+func TestReadAtStartWaitsForItsWALRecord(t *testing.T) {
+	reliabilityCase(t, "a plugin restarts with a WAL record of rotated tokens and a read of the due connection arrives before the record is applied",
+		"the read waits for the record and serves the rotated tokens; the spent refresh token is never sent")
+	s, srv, rotated := rotatedWhileStorageRefused(t)
+	held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+	restarted := startedOn(t, held)
+	refusalsBefore, requestsBefore := srv.Refusals(), srv.Requests()
+	time.AfterFunc(300*time.Millisecond, func() { close(held.release) })
+
+	data := restarted.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)
+	if srv.Refusals() != refusalsBefore || srv.Requests() != requestsBefore {
+		t.Fatalf("the read refreshed before the WAL was applied: %d refusals, %d token requests", srv.Refusals()-refusalsBefore, srv.Requests()-requestsBefore)
+	}
+	if data["refresh_token"] != rotated || !srv.RefreshTokenValid(rotated) {
+		t.Fatal("the read did not serve the rotated refresh token")
+	}
+}
+
+// TestReadAtStartAnswers503WhileItsWALRecordWaits: a read whose WAL record
+// is still not applied when the wait's bound passes answers 503 with a
+// message that says why, and sends nothing to the provider; a connection
+// without a record is served meanwhile.
+func TestReadAtStartAnswers503WhileItsWALRecordWaits(t *testing.T) {
+	s, srv, rotated := rotatedWhileStorageRefused(t)
+	held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+	defer func() {
+		select {
+		case <-held.release:
+		default:
+			close(held.release)
+		}
+	}()
+	restarted := newTestEnvOn(t, held)
+	restarted.b.store.walGate.wait = 100 * time.Millisecond
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	requestsBefore := srv.Requests()
+
+	for _, path := range []string{"connections/github/c1", "connections/github/c1/raw"} {
+		resp, status := restarted.do(logical.ReadOperation, path, nil)
+		if status != http.StatusServiceUnavailable || !strings.Contains(errorText(resp), "write-ahead log") {
+			t.Fatalf("read of %s while its WAL record waits: %d %s", path, status, errorText(resp))
+		}
+	}
+	if _, status := restarted.do(logical.UpdateOperation, "connections/github/c1/refresh", nil); status != http.StatusServiceUnavailable {
+		t.Fatalf("forced refresh while the WAL record waits: %d", status)
+	}
+	if srv.Requests() != requestsBefore {
+		t.Fatal("a token request was sent while the WAL record waited")
+	}
+	close(held.release)
+	waitFor(t, "the WAL record to be applied", func() bool {
+		_, status := restarted.do(logical.ReadOperation, "connections/github/c1", nil)
+		return status == http.StatusOK
+	})
+	if restarted.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"] != rotated {
+		t.Fatal("the rotated refresh token is not served once the record is applied")
+	}
+}
+
+// TestStartRetriesTheWALWithoutTheRollback: reading the WAL record fails at
+// first; the start's replay tries again on its own and stores the rotated
+// tokens, without waiting for Vault's rollback (minutes later).
+func TestStartRetriesTheWALWithoutTheRollback(t *testing.T) {
+	reliabilityCase(t, "a plugin restarts with a WAL record of rotated tokens and storage refuses the first reads of the record",
+		"the start's replay retries and stores the rotated tokens before any rollback")
+	s, _, rotated := rotatedWhileStorageRefused(t)
+	held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+	close(held.release)
+	held.failGets.Store(3)
+	restarted := newTestEnvOn(t, held)
+	restarted.b.store.walGate.retry = 20 * time.Millisecond
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	waitFor(t, "the rotated tokens to be stored", func() bool {
+		c, _ := getConnection(t.Context(), s, "github", "c1")
+		return c != nil && c.Credentials.RefreshToken == rotated
+	})
+	if n := len(walRecords(t, s)); n != 0 {
+		t.Fatalf("%d WAL records left once applied", n)
+	}
+}
+
+// TestAppliedRecordEmitsTheStatusChange: storage's refresh status moved
+// after the record was written (a refresh with the spent token failed);
+// the record's status, ok, comes back with connection.refresh_recovered.
+// A record applied over the state it was written from emits nothing: its
+// process recorded the events already.
+func TestAppliedRecordEmitsTheStatusChange(t *testing.T) {
+	for _, moved := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stored status moved: %v", moved), func(t *testing.T) {
+			s, _, rotated := rotatedWhileStorageRefused(t)
+			if moved {
+				c, _ := getConnection(t.Context(), s, "github", "c1")
+				c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = refreshReauth, 1, "invalid_grant"
+				if err := putConnection(t.Context(), s, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			restarted := newTestEnvOn(t, s)
+			events := captureEvents(restarted)
+			if msg := rollBack(restarted); msg != "" {
+				t.Fatalf("rollback: %s", msg)
+			}
+			stored, _ := getConnection(t.Context(), s, "github", "c1")
+			if stored.Credentials.RefreshToken != rotated || stored.refreshState() != refreshOK {
+				t.Fatalf("the record was not applied: status %s", stored.RefreshStatus)
+			}
+			if moved {
+				expectEvents(t, events, "c1", eventRefreshRecovered)
+			} else {
+				expectEvents(t, events, "c1")
+			}
+		})
 	}
 }
