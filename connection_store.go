@@ -160,6 +160,12 @@ func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integr
 	var arg *connectionEntry
 	if current != nil {
 		arg = current.clone()
+		// Only a change that got credentials from a provider (or stores
+		// such an entry again) marks what it returns issued: a caller's
+		// edit of an entry held unsaved is not kept unsaved with it, but
+		// fails if storage refuses it, as for a stored entry, since the
+		// WAL record of the held entry would not carry it.
+		arg.issued = false
 	}
 	next, err := change(arg)
 	if errors.Is(err, errUnchanged) {
@@ -288,9 +294,9 @@ func sameCredentials(a, b credentials) bool {
 }
 
 // Delete removes a connection under its lock, its WAL records first.
-// before, if given, sees the entry first (to revoke its tokens) and
-// returns warnings for the response. Deleting a connection that does not
-// exist is not an error.
+// before, if given, sees the entry as it was once it is deleted (to revoke
+// its tokens) and returns warnings for the response. Deleting a connection
+// that does not exist is not an error.
 func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
 	defer cs.integrationLocks.RLock(integration)()
 	return cs.deleteLocked(ctx, s, integration, id, before, nil, true)
@@ -318,49 +324,60 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		}
 		walIDs = walIDsWithPrefix(listed, walIDPrefix(integration, id))
 	}
-	var warnings []string
+	var c *connectionEntry
 	if before != nil || cs.events != nil {
-		c, _, err := cs.loadLocked(ctx, s, key)
+		var err error
+		c, _, err = cs.loadLocked(ctx, s, key)
 		undecodable := err != nil && before == nil && errors.Is(err, errUndecodableEntry)
 		if err != nil && !undecodable {
 			// A revoking delete needs the entry's credentials; the
 			// caller can still delete with revoke=false.
 			return nil, err
 		}
-		event := c
 		if undecodable {
 			// An entry that no longer decodes must not keep its
 			// integration from being deleted: its event says what the
 			// key alone tells.
-			event = &connectionEntry{Integration: integration, ConnectionID: id}
-		}
-		if event != nil {
-			// Recorded first: a delete whose event cannot be recorded
-			// changes nothing, so that its repetition records it.
-			if err := cs.recordEvents(ctx, s, event, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
-				return nil, err
-			}
-		}
-		if c != nil && before != nil {
-			warnings = before(c)
+			c = &connectionEntry{Integration: integration, ConnectionID: id}
 		}
 	}
 	if walID := cs.unsavedWALID(key); walID != "" {
 		walIDs = append(walIDs, walID)
 	}
 	if err := deleteWALs(ctx, s, walIDs); err != nil {
-		return warnings, fmt.Errorf("deleting %q: %w", key, err)
+		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}
 	if err := s.Delete(ctx, key); err != nil {
-		// The connection stays; its unsaved tokens lost their record
-		// above and need a new one.
+		// The connection stays as it was, usable: nothing was recorded
+		// or revoked yet. Its unsaved tokens lost their record above and
+		// need a new one.
 		cs.rerecordUnsaved(ctx, s, key)
-		return warnings, fmt.Errorf("deleting %q: %w", key, err)
+		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}
 	cs.dropUnsaved(key)
 	cs.cache.invalidate(key)
 	cs.sched.untrack(key)
-	return warnings, nil
+	return cs.afterDelete(ctx, s, c, before), nil
+}
+
+// afterDelete records the connection.deleted event of c, which is gone
+// from storage, and then runs before (the revocation of its tokens): both
+// only once the entry is gone, so that a delete storage refuses leaves the
+// connection as every receiver and provider knows it. An event whose
+// recording fails is owed (recorded by the periodic hook) and said in a
+// warning: the delete itself is done, a repetition would record nothing.
+func (cs *connectionStore) afterDelete(ctx context.Context, s logical.Storage, c *connectionEntry, before func(*connectionEntry) []string) []string {
+	if c == nil {
+		return nil
+	}
+	var warnings []string
+	if err := cs.recordEvents(ctx, s, c, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
+		warnings = append(warnings, fmt.Sprintf("the connection is deleted; its %s event could not be recorded yet and is recorded within minutes", eventConnectionDeleted))
+	}
+	if before != nil {
+		warnings = append(warnings, before(c)...)
+	}
+	return warnings
 }
 
 // DeleteIntegration deletes an integration's connections, then runs

@@ -33,9 +33,7 @@ func (cs *connectionStore) recordEvents(ctx context.Context, s logical.Storage, 
 	for i, ev := range events {
 		data := eventDataOf(c, ev.err)
 		if err := cs.events.record(ctx, s, ev.typ, data); err != nil {
-			if ev.typ != eventConnectionDeleted { // a delete that fails deletes nothing
-				cs.owe(c, events[i:])
-			}
+			cs.owe(c, events[i:])
 			return &eventNotRecordedError{typ: ev.typ, key: connectionKey(c.Integration, c.ConnectionID), cause: err}
 		}
 	}

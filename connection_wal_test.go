@@ -584,3 +584,130 @@ func TestAppliedRecordEmitsTheStatusChange(t *testing.T) {
 		})
 	}
 }
+
+// TestWALRecordCarriesWhatItsTokenWasIssuedFor: a config write moves a
+// client-credentials grant (a templated audience) and gets a new token;
+// storage refuses the save. Whatever the write answered, after a restart
+// storage never holds the new token beside the old audience: the record
+// carries the config with the token, or the write failed and changed
+// nothing.
+func TestWALRecordCarriesWhatItsTokenWasIssuedFor(t *testing.T) {
+	reliabilityCase(t, "a config write moves a client-credentials grant to another audience and storage refuses the save; then a restart",
+		"storage holds the new token with the new audience, or the write failed and both are the old ones")
+	e, srv := shapeEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	e.mustDo(logical.CreateOperation, "providers/audienced-cc", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(), "token_params": map[string]any{"audience": "${connectionConfig.audience}"},
+		"connection_config_schema": audienceSchema,
+	})
+	e.mustDo(logical.CreateOperation, "integrations/cc", map[string]any{"provider": "audienced-cc", "client_id": srv.ClientID, "client_secret": srv.ClientSecret})
+	e.mustDo(logical.CreateOperation, "connections/cc/acme", map[string]any{"connection_config": map[string]any{"audience": "https://api.acme.test/"}})
+	old := e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"]
+
+	flaky.failPuts.Store(failForever)
+	_, status := e.do(logical.PatchOperation, "connections/cc/acme/config", map[string]any{"audience": "https://api2.acme.test/"})
+	served := e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"]
+	flaky.failPuts.Store(0)
+
+	restarted := restartOn(t, flaky)
+	if msg := rollBack(restarted); msg != "" {
+		t.Fatalf("rollback: %s", msg)
+	}
+	stored, _ := getConnection(t.Context(), flaky, "cc", "acme")
+	audience := stored.ConnectionConfig["audience"]
+	switch {
+	case stored.Credentials.AccessToken != old && audience != "https://api2.acme.test/":
+		t.Fatalf("storage holds a token issued for https://api2.acme.test/ with audience %v", audience)
+	case status/100 == 2 && (audience != "https://api2.acme.test/" || stored.Credentials.AccessToken != served):
+		t.Fatalf("the write answered %d but after the restart storage holds audience %v", status, audience)
+	case status/100 != 2 && (audience != "https://api.acme.test/" || stored.Credentials.AccessToken != old || served != old):
+		t.Fatalf("the write failed (%d) but changed the connection", status)
+	}
+}
+
+// TestEditOfAnUnsavedConnectionIsNotLost: a connection is held unsaved
+// (its rotated tokens refused by storage); an edit of its metadata, tags or
+// config while storage still refuses it is not answered 200 and lost on a
+// restart: it fails and changes nothing, or it is still there after the
+// restart.
+func TestEditOfAnUnsavedConnectionIsNotLost(t *testing.T) {
+	reliabilityCase(t, "edits of a connection held unsaved while storage refuses it; then a restart",
+		"an edit answered 2xx is stored after the restart; one that failed changed nothing")
+	edits := []struct {
+		name  string
+		op    logical.Operation
+		path  string
+		body  map[string]any
+		check func(c *connectionEntry) bool
+	}{
+		{"metadata", logical.UpdateOperation, "metadata", map[string]any{"owner": "edited"}, func(c *connectionEntry) bool { return c.Metadata["owner"] == "edited" }},
+		{"config", logical.UpdateOperation, "config", map[string]any{"tenant": "edited"}, func(c *connectionEntry) bool { return c.ConnectionConfig["tenant"] == "edited" }},
+		{"tags", logical.UpdateOperation, "", map[string]any{"tags": map[string]any{"team": "edited"}}, func(c *connectionEntry) bool { return c.Tags["team"] == "edited" }},
+	}
+	for _, ed := range edits {
+		t.Run(ed.name, func(t *testing.T) {
+			e, srv := oauthEnv(t)
+			flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+			e.storage = flaky
+			importExpiring(e, srv, "c1", time.Minute)
+			flaky.failPuts.Store(failForever)
+			e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+			rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"]
+			path := "connections/github/c1"
+			if ed.path != "" {
+				path += "/" + ed.path
+			}
+			_, status := e.do(ed.op, path, ed.body)
+			servedEdited := ed.check(e.b.store.unsavedEntry(connectionKey("github", "c1")))
+			flaky.failPuts.Store(0)
+
+			restarted := restartOn(t, flaky)
+			if msg := rollBack(restarted); msg != "" {
+				t.Fatalf("rollback: %s", msg)
+			}
+			stored, _ := getConnection(t.Context(), flaky, "github", "c1")
+			if stored.Credentials.RefreshToken != rotated {
+				t.Fatal("the rotated refresh token was lost")
+			}
+			switch {
+			case status/100 == 2 && !ed.check(stored):
+				t.Fatalf("the %s edit answered %d and is lost after the restart", ed.name, status)
+			case status/100 != 2 && (servedEdited || ed.check(stored)):
+				t.Fatalf("the %s edit failed (%d) but changed the connection", ed.name, status)
+			}
+		})
+	}
+}
+
+// TestFailedDeleteChangesNothing: a delete whose storage delete fails
+// answers 5xx with the connection unchanged and usable: no
+// connection.deleted recorded, its tokens not revoked. A delete that
+// succeeds records the event and revokes them.
+func TestFailedDeleteChangesNothing(t *testing.T) {
+	reliabilityCase(t, "storage refuses the delete of a connection",
+		"5xx; no connection.deleted event, tokens not revoked, the connection still refreshes")
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failDeletePrefix: "connections/"}
+	e.storage = flaky
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	_, refresh := importExpiring(e, srv, "c1", time.Hour)
+	events := captureEvents(e)
+	events.take()
+	flaky.failDeletes.Store(failForever)
+	if _, status := e.do(logical.DeleteOperation, "connections/github/c1", map[string]any{"revoke": true}); status/100 != 5 {
+		t.Fatalf("a delete storage refused answered %d", status)
+	}
+	expectEvents(t, events, "c1")
+	if len(srv.Revoked()) != 0 || !srv.RefreshTokenValid(refresh) {
+		t.Fatalf("the failed delete revoked the tokens: %v", srv.Revoked())
+	}
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil) // still usable
+
+	flaky.failDeletes.Store(0)
+	e.mustDo(logical.DeleteOperation, "connections/github/c1", map[string]any{"revoke": true})
+	expectEvents(t, events, "c1", eventConnectionDeleted)
+	if len(srv.Revoked()) == 0 {
+		t.Fatal("the delete did not revoke the tokens")
+	}
+}
