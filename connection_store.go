@@ -149,13 +149,27 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 // replay of those records, and the retry of entries held unsaved (newer
 // than any record), use it.
 func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
-	defer cs.integrationLocks.RLock(integration)()
+	unlockIntegration := cs.integrationLocks.RLock(integration)
+	defer func() {
+		if unlockIntegration != nil {
+			unlockIntegration()
+		}
+	}()
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
 
 	current, unsaved, err := cs.loadLocked(ctx, s, key)
 	if err != nil {
 		return nil, err
+	}
+	if current != nil && !unsaved {
+		// A stored connection: a forced delete of its integration lists
+		// it and deletes it under its own lock, after this change, so the
+		// integration's lock is let go before change, which may wait on a
+		// provider: an integration write waiting for it would otherwise
+		// hold up every other connection of the integration.
+		unlockIntegration()
+		unlockIntegration = nil
 	}
 	var arg *connectionEntry
 	if current != nil {
