@@ -4,6 +4,7 @@ package connect
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -128,7 +129,7 @@ func TestOwedEventsBeyondTheBoundAreCountedAndLogged(t *testing.T) {
 	// Filling the bound through requests would take ten thousand of them.
 	filler := &connectionEntry{Integration: "stripe", ConnectionID: "filler"}
 	for range maxOwedEvents - 1 {
-		e.b.store.owe(filler, []pendingEvent{{typ: eventConnectionUpdated}})
+		e.b.store.owe([]owedEvent{{key: connectionKey("stripe", "filler"), typ: eventConnectionUpdated, data: eventDataOf(filler, nil)}})
 	}
 	st = e.mustDo(logical.ReadOperation, "status", nil)
 	if st["events_owed"] != maxOwedEvents || st["events_owed_dropped"] != int64(2) {
@@ -147,5 +148,49 @@ func TestOwedEventsBeyondTheBoundAreCountedAndLogged(t *testing.T) {
 	e.tick()
 	if got := len(events.take()); got != maxOwedEvents {
 		t.Fatalf("%d owed events recorded after the outbox came back, want %d", got, maxOwedEvents)
+	}
+}
+
+// TestOwedEventsKeepTheirTimeAndOrder: an event whose recording failed is
+// recorded later with the time of its change and before every newer event
+// of its connection, so that a receiver never sees a connection's events
+// out of the order of its changes.
+func TestOwedEventsKeepTheirTimeAndOrder(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	now, advance := fixedClock(time.Now().UTC())
+	e.b.now = now
+	events := captureEvents(e)
+	events.setFail(errors.New("outbox unavailable"))
+	created := now()
+	e.mustFail(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_1"}, http.StatusInternalServerError)
+	events.setFail(nil)
+	advance(time.Minute)
+	e.mustDo(logical.UpdateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_2"})
+	e.tick()
+	got := expectEvents(t, events, "acme", eventConnectionCreated, eventConnectionUpdated)
+	// The newer one, recorded with its change, is stamped by the recorder.
+	if !got[0].data.at.Equal(created) || !(got[1].data.at.IsZero() || got[1].data.at.After(created)) {
+		t.Fatalf("times: created %v (want %v), updated %v", got[0].data.at, created, got[1].data.at)
+	}
+}
+
+// TestOutboxStampsAnEventWithTheTimeOfItsChange: an event that carries the
+// time of its change (an owed one) is stamped with it, not the time of its
+// recording.
+func TestOutboxStampsAnEventWithTheTimeOfItsChange(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{}, retryHourly)
+	r := newHookReceiver(t, always(http.StatusInternalServerError))
+	e.mustDo(logical.CreateOperation, "webhooks/r1", map[string]any{"url": r.URL})
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := e.b.events.record(t.Context(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "c1", at: at}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a delivery", func() bool { return len(r.requests()) > 0 })
+	var body struct {
+		Timestamp string `json:"timestamp"`
+	}
+	if err := json.Unmarshal(r.requests()[0].body, &body); err != nil || body.Timestamp != at.Format(time.RFC3339Nano) {
+		t.Fatalf("timestamp %q (%v), want %s", body.Timestamp, err, at.Format(time.RFC3339Nano))
 	}
 }
