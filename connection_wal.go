@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -489,23 +490,48 @@ func (cs *connectionStore) holdWALRecords(ctx context.Context, s logical.Storage
 	return ids, nil
 }
 
+// walReplayWorkers bounds the records the start's replay applies at once:
+// a save storage refuses is retried within its request (saveRetryDelays),
+// so one at a time would keep the last connections waiting for all.
+const walReplayWorkers = 8
+
 // replayOnce applies each record once and returns those that failed. A
 // record whose entry storage still refuses is held unsaved in memory,
-// where reads find it: its connection is let through.
+// where reads find it: its connection is let through. Two records of one
+// connection are applied one after the other, under its lock.
 func (cs *connectionStore) replayOnce(ctx context.Context, s logical.Storage, ids []string) []string {
-	var failed []string
-	for _, id := range ids {
-		err := cs.replayRecord(ctx, s, id)
-		if err != nil && !errors.Is(err, errStillUnsaved) {
-			failed = append(failed, id)
-			continue
-		}
-		if prefix, ok := walConnectionPrefix(id); ok {
-			cs.walGate.release(prefix, id)
-		} else {
-			cs.walGate.releaseID(id)
-		}
+	var (
+		mu     sync.Mutex
+		failed []string
+		wg     sync.WaitGroup
+	)
+	work := make(chan string)
+	for range min(walReplayWorkers, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				err := cs.replayRecord(ctx, s, id)
+				if err != nil && !errors.Is(err, errStillUnsaved) {
+					mu.Lock()
+					failed = append(failed, id)
+					mu.Unlock()
+					continue
+				}
+				if prefix, ok := walConnectionPrefix(id); ok {
+					cs.walGate.release(prefix, id)
+				} else {
+					cs.walGate.releaseID(id)
+				}
+			}
+		}()
 	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	sort.Strings(failed)
 	return failed
 }
 
