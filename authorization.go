@@ -140,10 +140,8 @@ func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthS
 	}
 	if err != nil {
 		a.logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
-		if errors.Is(err, errIntegrationGone) {
-			a.revokeUnstored(ctx, in, connCfg, res)
-		}
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
+			a.revokeUnstored(ctx, in, connCfg, res)
 			return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
 		}
 		if errors.As(err, &bad) {
@@ -155,8 +153,9 @@ func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthS
 }
 
 // revokeUnstored revokes, at the provider of in (the integration the code
-// was exchanged with), tokens no connection will hold: its integration was
-// deleted, or re-created, during the exchange.
+// was exchanged with), tokens no connection will hold: the connection or
+// its integration was deleted, or the integration re-created, during the
+// exchange.
 func (a *authorizer) revokeUnstored(ctx context.Context, in *integrationEntry, connCfg map[string]any, res *provider.Token) {
 	c := &connectionEntry{Integration: in.Name, AuthMode: catalog.OAuth2, ConnectionConfig: connCfg,
 		Credentials: credentials{AccessToken: res.AccessToken, RefreshToken: res.RefreshToken}}

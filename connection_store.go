@@ -310,8 +310,13 @@ func sameCredentials(a, b credentials) bool {
 // Delete removes a connection under its lock, its WAL records first.
 // before, if given, sees the entry as it was once it is deleted (to revoke
 // its tokens) and returns warnings for the response. Deleting a connection
-// that does not exist is not an error.
+// that does not exist is not an error. At start it waits for the
+// connection's WAL records (walGate), so that it revokes the tokens the
+// provider honours, not the spent ones storage held.
 func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return nil, err
+	}
 	defer cs.integrationLocks.RLock(integration)()
 	return cs.deleteLocked(ctx, s, integration, id, before, nil, true)
 }

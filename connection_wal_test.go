@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -709,5 +710,31 @@ func TestFailedDeleteChangesNothing(t *testing.T) {
 	expectEvents(t, events, "c1", eventConnectionDeleted)
 	if len(srv.Revoked()) == 0 {
 		t.Fatal("the delete did not revoke the tokens")
+	}
+}
+
+// TestDeleteAtStartWaitsForItsWALRecord: a delete that arrives before the
+// connection's WAL record is applied waits for it, so that it revokes the
+// rotated tokens (those the provider honours), not only the spent ones.
+func TestDeleteAtStartWaitsForItsWALRecord(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"].(string)
+	flaky.failPuts.Store(0)
+
+	held := &heldWALStorage{Storage: flaky.Storage, release: make(chan struct{})}
+	restarted := startedOn(t, held)
+	time.AfterFunc(300*time.Millisecond, func() { close(held.release) })
+	restarted.mustDo(logical.DeleteOperation, "connections/github/c1", nil)
+	if !slices.Contains(srv.Revoked(), rotated) {
+		t.Fatal("the delete did not revoke the rotated refresh token")
+	}
+	if c, _ := getConnection(t.Context(), flaky, "github", "c1"); c != nil {
+		t.Fatal("the WAL record brought the deleted connection back")
 	}
 }

@@ -270,3 +270,27 @@ func TestIntegrationRecreatedDuringExchange(t *testing.T) {
 		t.Fatal("the issued tokens were not revoked")
 	}
 }
+
+// TestConnectionDeletedDuringReauthorizationExchange: a connection being
+// re-authorized is deleted while the callback exchanges the code; the
+// tokens the provider issued for it are revoked, nothing is stored.
+func TestConnectionDeletedDuringReauthorizationExchange(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	e.mustDo(logical.CreateOperation, "connections/github/acme", map[string]any{"access_token": "a", "refresh_token": srv.IssueRefreshToken()})
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	srv.OnToken(func() {
+		e.mustDo(logical.DeleteOperation, "connections/github/acme", map[string]any{"revoke": false})
+	})
+	status, page, _ := callback(e, q)
+	srv.OnToken(nil)
+	if status == http.StatusOK {
+		t.Fatalf("the callback stored a deleted connection: %s", page)
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "github", "acme"); c != nil {
+		t.Fatal("the deleted connection was stored again")
+	}
+	if len(srv.Revoked()) == 0 {
+		t.Fatal("the tokens issued for the deleted connection were not revoked")
+	}
+}
