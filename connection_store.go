@@ -188,6 +188,11 @@ func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integr
 	if err != nil {
 		return nil, err
 	}
+	if unsaved && !next.issued && sameCallerFields(current, next) {
+		// Only the engine's own state moved (a refresh that failed): it
+		// stays with the held entry, whose record keeps its tokens.
+		next.issued = true
+	}
 	if current == nil || unsaved {
 		// A create, or an entry storage has not taken yet: the integration
 		// may have been deleted, or re-created, since the caller (or the
@@ -603,4 +608,12 @@ func (cs *connectionStore) Stats() storeStats {
 	owed := len(cs.owed)
 	cs.owedMu.Unlock()
 	return storeStats{Cached: cs.cache.len(), Unsaved: cs.Unsaved(), Owed: owed, OwedDropped: cs.owedDropped.Load()}
+}
+
+// sameCallerFields says that next changes nothing of current's that a
+// caller writes (credentials, metadata, config, tags, installation).
+func sameCallerFields(current, next *connectionEntry) bool {
+	return sameCredentials(current.Credentials, next.Credentials) && sameJSON(current.Metadata, next.Metadata) &&
+		sameJSON(current.ConnectionConfig, next.ConnectionConfig) && sameJSON(current.Tags, next.Tags) &&
+		current.InstallationID == next.InstallationID
 }
