@@ -259,10 +259,15 @@ func decodeWAL(data any, out *issuedTokensWAL) error {
 		return fmt.Errorf("encoding WAL data: %w", err)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("decoding WAL data: %w", err)
+		return fmt.Errorf("%w: %w", errUndecodableWAL, err)
 	}
 	return nil
 }
+
+// errUndecodableWAL marks a record that no longer decodes: it can never be
+// applied, so the start does not hold its connection back for it (the
+// rollback keeps it, for an operator to look at).
+var errUndecodableWAL = errors.New("decoding WAL data")
 
 // walReplayWait bounds how long a use of a connection waits, at start, for
 // the WAL records a previous process left for it; past it the use answers
@@ -512,6 +517,10 @@ func (cs *connectionStore) replayOnce(ctx context.Context, s logical.Storage, id
 			defer wg.Done()
 			for id := range work {
 				err := cs.replayRecord(ctx, s, id)
+				if errors.Is(err, errUndecodableWAL) {
+					cs.logger().Error("a WAL record does not decode and cannot be applied; its connection is served as stored", "wal_id", id, "error", err)
+					err = nil
+				}
 				if err != nil && !errors.Is(err, errStillUnsaved) {
 					mu.Lock()
 					failed = append(failed, id)

@@ -738,3 +738,22 @@ func TestDeleteAtStartWaitsForItsWALRecord(t *testing.T) {
 		t.Fatal("the WAL record brought the deleted connection back")
 	}
 }
+
+// TestUndecodableWALRecordDoesNotHoldItsConnectionForever: a record of a
+// connection that no longer decodes can never be applied; the start lets
+// the connection through (serving what storage holds) instead of answering
+// 503 for ever.
+func TestUndecodableWALRecordDoesNotHoldItsConnectionForever(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", time.Hour)
+	id := walIDPrefix("github", "c1") + "broken"
+	value, _ := json.Marshal(map[string]any{"type": walKindIssuedTokens, "data": map[string]any{"entry": "not an entry"}, "created_at": time.Now().Unix()})
+	if err := e.storage.Put(t.Context(), &logical.StorageEntry{Key: framework.WALPrefix + id, Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newTestEnvOn(t, e.storage)
+	restarted.b.store.walGate.wait = 2 * time.Second
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	restarted.mustDo(logical.ReadOperation, "connections/github/c1", nil)
+}
