@@ -284,6 +284,19 @@ var surfaces = []surface{
 			e.rollback()
 		}
 	}},
+	{"edits of a connection held unsaved, then a restart", []string{connRoute + "/metadata update", connRoute + "/config update", "hook:initialize"}, allKinds, func(e *invEnv, kind string, a attack) func() {
+		e.srv.SetExtraFields(a.config)
+		e.flaky.failPuts.Store(1 << 30)
+		e.do(logical.UpdateOperation, "connections/"+kind+"/acme/refresh", nil)
+		e.srv.SetExtraFields(nil)
+		e.do(logical.UpdateOperation, "connections/"+kind+"/acme/metadata", merged(a.metadata, a.config))
+		e.do(logical.UpdateOperation, "connections/"+kind+"/acme/config", withConfig(a.config))
+		e.flaky.failPuts.Store(0)
+		return func() {
+			e.restart()
+			e.startReplaying()
+		}
+	}},
 	{"WAL replay at start", []string{"hook:initialize"}, allKinds, func(e *invEnv, kind string, a attack) func() {
 		e.failingRefresh(kind, a)
 		return func() {
