@@ -37,10 +37,12 @@ test: vault tf browser build vet
 	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
 	scripts/fuzz.sh 2s
 
-# The crash tests on integrated storage, longer and bigger than in make test.
+# The crash tests on integrated storage, longer and bigger than in make test,
+# and the one whose WAL records exist at start (file storage, whose files can
+# be made to refuse writes).
 crash: vault build
-	CRASH_SECONDS=$${CRASH_SECONDS:-120} CRASH_CONNECTIONS=$${CRASH_CONNECTIONS:-2000} CONNECT_LEAK_CHECK=0 \
-		$(E2E_ENV) go test -count=1 -timeout 30m -run 'TestCrashesOnRaft' -v ./e2e
+	CRASH_SECONDS=$${CRASH_SECONDS:-120} CRASH_CONNECTIONS=$${CRASH_CONNECTIONS:-2000} CRASH_WAL_CONNECTIONS=$${CRASH_WAL_CONNECTIONS:-200} CONNECT_LEAK_CHECK=0 \
+		$(E2E_ENV) go test -count=1 -timeout 30m -run 'TestCrashesOnRaft|TestCrashesWithWALRecordsAtStart' -v ./e2e
 
 # The 3-node integrated-storage cluster: failover, forwarding, rejoin.
 ha: vault build

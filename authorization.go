@@ -141,6 +141,7 @@ func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthS
 	if err != nil {
 		a.logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
+			a.revokeUnstored(ctx, in, connCfg, res)
 			return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
 		}
 		if errors.As(err, &bad) {
@@ -149,6 +150,18 @@ func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthS
 		return &completionError{faultVault, "Vault could not store the connection."}
 	}
 	return nil
+}
+
+// revokeUnstored revokes, at the provider of in (the integration the code
+// was exchanged with), tokens no connection will hold: the connection or
+// its integration was deleted, or the integration re-created, during the
+// exchange.
+func (a *authorizer) revokeUnstored(ctx context.Context, in *integrationEntry, connCfg map[string]any, res *provider.Token) {
+	c := &connectionEntry{Integration: in.Name, AuthMode: catalog.OAuth2, ConnectionConfig: connCfg,
+		Credentials: credentials{AccessToken: res.AccessToken, RefreshToken: res.RefreshToken}}
+	for _, w := range a.issuer.revoke(context.WithoutCancel(ctx), in, c) {
+		a.logger().Warn("revoking the tokens of an authorization whose integration is gone", "integration", in.Name, "warning", w)
+	}
 }
 
 // resolve reads the integration a callback authorizes for, and the config
@@ -200,7 +213,12 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 				Metadata:         map[string]any{},
 				ConnectionConfig: map[string]any{},
 				CreatedAt:        now,
+				// The integration the code was exchanged with: the store
+				// refuses the entry if it was re-created since.
+				IntegrationCreatedAt: st.IntegrationCreatedAt,
 			}
+		} else if !sameIntegration(&connectionEntry{IntegrationCreatedAt: st.IntegrationCreatedAt}, c) {
+			return nil, fmt.Errorf("%w: %q was re-created during the authorization", errIntegrationGone, st.Integration)
 		}
 		c.Credentials = credentials{}
 		c.ConnectionConfig = st.connectionConfig(c)

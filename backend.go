@@ -183,11 +183,19 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	// Only here do events leave: standbys and performance standbys never
 	// deliver, so that an event is sent by one node.
 	b.outbox.startDelivery(s)
+	// The WAL's records are applied first, while every connection that
+	// has one is held back (reads wait for it); the queue's build starts
+	// once each was tried, and records that failed are tried again.
+	b.store.HoldForReplay()
+	replayed := make(chan struct{})
 	b.engine.start(func(ctx context.Context) error {
-		start := time.Now()
-		if err := b.store.RollForwardAtStart(ctx, s); err != nil {
-			b.Logger().Warn("storing the credentials a previous process left in the WAL; the rollback tries again", "error", err)
+		go b.store.ReplayAtStart(ctx, s, b.Logger, func() { close(replayed) })
+		select {
+		case <-replayed:
+		case <-ctx.Done():
+			return ctx.Err()
 		}
+		start := time.Now()
 		cfg, err := b.config(ctx, s)
 		if err != nil {
 			b.Logger().Error("building the refresh queue", "error", err)

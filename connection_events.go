@@ -44,10 +44,10 @@ import (
 // recording or while one is owed, or when more than maxOwedEvents are owed
 // (each drop logged and counted). docs/events.md lists these windows.
 //
-// connection.deleted is recorded under the lock before the entry is
-// deleted: a delete whose event cannot be recorded deletes nothing (a
-// 500), and one whose storage delete fails after the recording answers a
-// 500 too, so the caller repeats it and a receiver sees it again.
+// connection.deleted is recorded under the lock once the entry is
+// deleted, and only then are its tokens revoked: a delete storage refuses
+// answers a 500 with nothing recorded or revoked; one whose event cannot
+// be recorded is done, owes the event and says so in a warning.
 //
 // connection.authorization_failed is recorded by the callback, which
 // stores nothing: a provider's error, or a failed code exchange. A failed

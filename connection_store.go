@@ -71,6 +71,10 @@ type connectionStore struct {
 	// failed, deleted again by SaveUnsaved. Until then they are harmless:
 	// a record applies only over older credentials than its own.
 	supersededWALs map[string]bool
+
+	// walGate holds back, at start, the connections whose WAL records a
+	// previous process left are not applied yet (connection_wal.go).
+	walGate *walGate
 }
 
 func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
@@ -83,6 +87,7 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 		now:              now,
 		unsaved:          map[string]*unsavedEntry{},
 		supersededWALs:   map[string]bool{},
+		walGate:          newWALGate(),
 		logger:           hclog.NewNullLogger,
 	}
 }
@@ -91,6 +96,9 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 // caller's own copy, nil when the connection does not exist. It takes no
 // lock; what it returns may be refreshed by someone else a moment later.
 func (cs *connectionStore) Get(ctx context.Context, s logical.Storage, integration, id string) (*connectionEntry, error) {
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return nil, err
+	}
 	key := connectionKey(integration, id)
 	if c := cs.unsavedEntry(key); c != nil {
 		return c, nil
@@ -109,6 +117,9 @@ func (cs *connectionStore) Get(ctx context.Context, s logical.Storage, integrati
 
 // Exists reports whether a connection is stored, without caching it.
 func (cs *connectionStore) Exists(ctx context.Context, s logical.Storage, integration, id string) (bool, error) {
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return false, err
+	}
 	key := connectionKey(integration, id)
 	if c := cs.unsavedEntry(key); c != nil {
 		return true, nil
@@ -124,8 +135,26 @@ func (cs *connectionStore) Exists(ctx context.Context, s logical.Storage, integr
 // stored now (nil when there is none) and returns the entry to save, or
 // errUnchanged, or an error that leaves everything as it was. Creating a
 // connection re-checks its integration under the integration's lock.
+//
+// At start it first waits for the connection's WAL records (walGate): a
+// change must not start from storage's spent tokens.
 func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
-	defer cs.integrationLocks.RLock(integration)()
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return nil, err
+	}
+	return cs.update(ctx, s, integration, id, change)
+}
+
+// update is Update without the wait for the connection's WAL records: the
+// replay of those records, and the retry of entries held unsaved (newer
+// than any record), use it.
+func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
+	unlockIntegration := cs.integrationLocks.RLock(integration)
+	defer func() {
+		if unlockIntegration != nil {
+			unlockIntegration()
+		}
+	}()
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
 
@@ -133,9 +162,24 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 	if err != nil {
 		return nil, err
 	}
+	if current != nil && !unsaved {
+		// A stored connection: a forced delete of its integration lists
+		// it and deletes it under its own lock, after this change, so the
+		// integration's lock is let go before change, which may wait on a
+		// provider: an integration write waiting for it would otherwise
+		// hold up every other connection of the integration.
+		unlockIntegration()
+		unlockIntegration = nil
+	}
 	var arg *connectionEntry
 	if current != nil {
 		arg = current.clone()
+		// Only a change that got credentials from a provider (or stores
+		// such an entry again) marks what it returns issued: a caller's
+		// edit of an entry held unsaved is not kept unsaved with it, but
+		// fails if storage refuses it, as for a stored entry, since the
+		// WAL record of the held entry would not carry it.
+		arg.issued = false
 	}
 	next, err := change(arg)
 	if errors.Is(err, errUnchanged) {
@@ -143,6 +187,11 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 	}
 	if err != nil {
 		return nil, err
+	}
+	if unsaved && !next.issued && sameCallerFields(current, next) {
+		// Only the engine's own state moved (a refresh that failed): it
+		// stays with the held entry, whose record keeps its tokens.
+		next.issued = true
 	}
 	if current == nil || unsaved {
 		// A create, or an entry storage has not taken yet: the integration
@@ -264,10 +313,15 @@ func sameCredentials(a, b credentials) bool {
 }
 
 // Delete removes a connection under its lock, its WAL records first.
-// before, if given, sees the entry first (to revoke its tokens) and
-// returns warnings for the response. Deleting a connection that does not
-// exist is not an error.
+// before, if given, sees the entry as it was once it is deleted (to revoke
+// its tokens) and returns warnings for the response. Deleting a connection
+// that does not exist is not an error. At start it waits for the
+// connection's WAL records (walGate), so that it revokes the tokens the
+// provider honours, not the spent ones storage held.
 func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string) ([]string, error) {
+	if err := cs.walGate.await(ctx, integration, id); err != nil {
+		return nil, err
+	}
 	defer cs.integrationLocks.RLock(integration)()
 	return cs.deleteLocked(ctx, s, integration, id, before, nil, true)
 }
@@ -294,49 +348,60 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		}
 		walIDs = walIDsWithPrefix(listed, walIDPrefix(integration, id))
 	}
-	var warnings []string
+	var c *connectionEntry
 	if before != nil || cs.events != nil {
-		c, _, err := cs.loadLocked(ctx, s, key)
+		var err error
+		c, _, err = cs.loadLocked(ctx, s, key)
 		undecodable := err != nil && before == nil && errors.Is(err, errUndecodableEntry)
 		if err != nil && !undecodable {
 			// A revoking delete needs the entry's credentials; the
 			// caller can still delete with revoke=false.
 			return nil, err
 		}
-		event := c
 		if undecodable {
 			// An entry that no longer decodes must not keep its
 			// integration from being deleted: its event says what the
 			// key alone tells.
-			event = &connectionEntry{Integration: integration, ConnectionID: id}
-		}
-		if event != nil {
-			// Recorded first: a delete whose event cannot be recorded
-			// changes nothing, so that its repetition records it.
-			if err := cs.recordEvents(ctx, s, event, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
-				return nil, err
-			}
-		}
-		if c != nil && before != nil {
-			warnings = before(c)
+			c = &connectionEntry{Integration: integration, ConnectionID: id}
 		}
 	}
 	if walID := cs.unsavedWALID(key); walID != "" {
 		walIDs = append(walIDs, walID)
 	}
 	if err := deleteWALs(ctx, s, walIDs); err != nil {
-		return warnings, fmt.Errorf("deleting %q: %w", key, err)
+		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}
 	if err := s.Delete(ctx, key); err != nil {
-		// The connection stays; its unsaved tokens lost their record
-		// above and need a new one.
+		// The connection stays as it was, usable: nothing was recorded
+		// or revoked yet. Its unsaved tokens lost their record above and
+		// need a new one.
 		cs.rerecordUnsaved(ctx, s, key)
-		return warnings, fmt.Errorf("deleting %q: %w", key, err)
+		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}
 	cs.dropUnsaved(key)
 	cs.cache.invalidate(key)
 	cs.sched.untrack(key)
-	return warnings, nil
+	return cs.afterDelete(ctx, s, c, before), nil
+}
+
+// afterDelete records the connection.deleted event of c, which is gone
+// from storage, and then runs before (the revocation of its tokens): both
+// only once the entry is gone, so that a delete storage refuses leaves the
+// connection as every receiver and provider knows it. An event whose
+// recording fails is owed (recorded by the periodic hook) and said in a
+// warning: the delete itself is done, a repetition would record nothing.
+func (cs *connectionStore) afterDelete(ctx context.Context, s logical.Storage, c *connectionEntry, before func(*connectionEntry) []string) []string {
+	if c == nil {
+		return nil
+	}
+	var warnings []string
+	if err := cs.recordEvents(ctx, s, c, []pendingEvent{{typ: eventConnectionDeleted}}); err != nil {
+		warnings = append(warnings, fmt.Sprintf("the connection is deleted; its %s event could not be recorded yet and is recorded within minutes", eventConnectionDeleted))
+	}
+	if before != nil {
+		warnings = append(warnings, before(c)...)
+	}
+	return warnings
 }
 
 // DeleteIntegration deletes an integration's connections, then runs
@@ -543,4 +608,12 @@ func (cs *connectionStore) Stats() storeStats {
 	owed := len(cs.owed)
 	cs.owedMu.Unlock()
 	return storeStats{Cached: cs.cache.len(), Unsaved: cs.Unsaved(), Owed: owed, OwedDropped: cs.owedDropped.Load()}
+}
+
+// sameCallerFields says that next changes nothing of current's that a
+// caller writes (credentials, metadata, config, tags, installation).
+func sameCallerFields(current, next *connectionEntry) bool {
+	return sameCredentials(current.Credentials, next.Credentials) && sameJSON(current.Metadata, next.Metadata) &&
+		sameJSON(current.ConnectionConfig, next.ConnectionConfig) && sameJSON(current.Tags, next.Tags) &&
+		current.InstallationID == next.InstallationID
 }

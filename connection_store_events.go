@@ -11,8 +11,10 @@ import (
 )
 
 // owedEvent is an event whose connection change was saved but whose
-// recording failed: kept in memory and recorded again by RecordOwed.
+// recording failed: kept in memory and recorded again, with the time of
+// its change, before any newer event of its connection.
 type owedEvent struct {
+	key  string // the connection's
 	typ  eventType
 	data eventData
 }
@@ -22,31 +24,72 @@ type owedEvent struct {
 // counted (status's events_owed_dropped).
 const maxOwedEvents = 10000
 
-// recordEvents records the events of connection c (as saved, or as it is
-// before a delete) in order, under c's lock. When one fails, it and the
-// ones after it are owed (recorded again by RecordOwed, from the periodic
-// hook), and the error is an *eventNotRecordedError.
+// recordEvents records the events of connection c (as saved, or as it was
+// before a delete) in order, under c's lock, after the events c still owes:
+// one connection's events are recorded in the order of its changes, each
+// with the time of its change. When one fails, it and the ones after it
+// are owed (recorded again by RecordOwed, from the periodic hook, or by
+// the connection's next change), and the error is an
+// *eventNotRecordedError.
 func (cs *connectionStore) recordEvents(ctx context.Context, s logical.Storage, c *connectionEntry, events []pendingEvent) error {
 	if cs.events == nil {
 		return nil
 	}
-	for i, ev := range events {
-		data := eventDataOf(c, ev.err)
-		if err := cs.events.record(ctx, s, ev.typ, data); err != nil {
-			if ev.typ != eventConnectionDeleted { // a delete that fails deletes nothing
-				cs.owe(c, events[i:])
-			}
-			return &eventNotRecordedError{typ: ev.typ, key: connectionKey(c.Integration, c.ConnectionID), cause: err}
-		}
+	key := connectionKey(c.Integration, c.ConnectionID)
+	queue := cs.takeOwed(key)
+	for _, ev := range events {
+		queue = append(queue, owedEvent{key: key, typ: ev.typ, data: eventDataOf(c, ev.err)})
+	}
+	if ev, err := cs.recordQueue(ctx, s, queue); err != nil {
+		return &eventNotRecordedError{typ: ev.typ, key: key, cause: err}
 	}
 	return nil
 }
 
-func (cs *connectionStore) owe(c *connectionEntry, events []pendingEvent) {
+// recordQueue records one connection's events in order; the first that
+// fails is returned with the error, and it and those after it are owed.
+func (cs *connectionStore) recordQueue(ctx context.Context, s logical.Storage, queue []owedEvent) (owedEvent, error) {
+	for i, ev := range queue {
+		if err := cs.events.record(ctx, s, ev.typ, ev.data); err != nil {
+			cs.owe(queue[i:])
+			return ev, err
+		}
+	}
+	return owedEvent{}, nil
+}
+
+// takeOwed removes and returns, in order, the events key owes.
+func (cs *connectionStore) takeOwed(key string) []owedEvent {
+	cs.owedMu.Lock()
+	defer cs.owedMu.Unlock()
+	if len(cs.owed) == 0 {
+		return nil
+	}
+	var mine, rest []owedEvent
+	for _, ev := range cs.owed {
+		if ev.key == key {
+			mine = append(mine, ev)
+		} else {
+			rest = append(rest, ev)
+		}
+	}
+	if mine != nil {
+		cs.owed = rest
+	}
+	return mine
+}
+
+// owe keeps events owed, each stamped with the time of its change (now,
+// for those not owed before: their change was just saved).
+func (cs *connectionStore) owe(events []owedEvent) {
+	now := cs.now().UTC()
 	cs.owedMu.Lock()
 	defer cs.owedMu.Unlock()
 	for _, ev := range events {
-		cs.owed = append(cs.owed, owedEvent{typ: ev.typ, data: eventDataOf(c, ev.err)})
+		if ev.data.at.IsZero() {
+			ev.data.at = now
+		}
+		cs.owed = append(cs.owed, ev)
 	}
 	if over := len(cs.owed) - maxOwedEvents; over > 0 {
 		for _, ev := range cs.owed[:over] {
@@ -60,21 +103,28 @@ func (cs *connectionStore) owe(c *connectionEntry, events []pendingEvent) {
 	}
 }
 
-// RecordOwed records the owed events, oldest first, and keeps those that
-// fail again. It costs nothing when none is owed.
+// RecordOwed records the owed events, each connection's under its lock
+// and in order, and keeps those that fail again. It costs nothing when
+// none is owed.
 func (cs *connectionStore) RecordOwed(ctx context.Context, s logical.Storage) error {
 	cs.owedMu.Lock()
-	owed := cs.owed
-	cs.owed = nil
+	var keys []string
+	seen := map[string]bool{}
+	for _, ev := range cs.owed {
+		if !seen[ev.key] {
+			seen[ev.key] = true
+			keys = append(keys, ev.key)
+		}
+	}
 	cs.owedMu.Unlock()
-	if len(owed) == 0 || cs.events == nil {
+	if len(keys) == 0 || cs.events == nil {
 		return nil
 	}
-	for i, ev := range owed {
-		if err := cs.events.record(ctx, s, ev.typ, ev.data); err != nil {
-			cs.owedMu.Lock()
-			cs.owed = append(append([]owedEvent(nil), owed[i:]...), cs.owed...)
-			cs.owedMu.Unlock()
+	for _, key := range keys {
+		unlock := cs.locks.Lock(key)
+		_, err := cs.recordQueue(ctx, s, cs.takeOwed(key))
+		unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -102,3 +152,23 @@ func (e *eventNotRecordedError) Error() string {
 }
 
 func (e *eventNotRecordedError) Unwrap() error { return e.cause }
+
+// noteStatusApplied attaches to next, a WAL record's entry applied over
+// stored, the event its change of refresh status means, when storage's
+// status is no longer the one the record's change started from (base):
+// the process that wrote the record recorded the events of its own change,
+// but not of one from a status storage took since (a refresh that failed
+// with the refresh token the record replaced).
+func noteStatusApplied(stored, next *connectionEntry, base *walBase) {
+	before, after := stored.refreshState(), next.refreshState()
+	if before == base.Status && stored.RefreshFailures == base.Failures {
+		return
+	}
+	stopped := func(s refreshStatus) bool { return s == refreshReauth || s == refreshExhausted }
+	switch {
+	case after == refreshOK && (before != refreshOK || stored.RefreshFailures > 0):
+		next.noteEvent(eventRefreshRecovered, nil)
+	case stopped(after) && !stopped(before):
+		next.noteEvent(eventReauthorizationRequired, nil)
+	}
+}

@@ -4,6 +4,7 @@ package connect
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -31,10 +32,11 @@ func TestEventRecordingFailure(t *testing.T) {
 	if c, _ := getConnection(t.Context(), e.storage, "stripe", "acme"); c == nil {
 		t.Fatal("the connection was not stored")
 	}
-	// A delete whose event cannot be recorded deletes nothing.
-	e.mustFail(logical.DeleteOperation, "connections/stripe/acme", nil, http.StatusInternalServerError)
-	if c, _ := getConnection(t.Context(), e.storage, "stripe", "acme"); c == nil {
-		t.Fatal("a delete whose event failed deleted the connection")
+	// A delete whose event cannot be recorded is done (the event is
+	// recorded only once the entry is gone), owes its event and says so.
+	resp, status := e.do(logical.DeleteOperation, "connections/stripe/acme", nil)
+	if status/100 != 2 || resp == nil || !strings.Contains(strings.Join(resp.Warnings, " "), "connection.deleted") {
+		t.Fatalf("a delete whose event failed: %d %v", status, resp)
 	}
 	// Still failing: the periodic hook says so and keeps it owed.
 	if err := e.b.periodic(t.Context(), &logical.Request{Storage: e.storage}); err == nil || !strings.Contains(err.Error(), "outbox unavailable") {
@@ -42,12 +44,9 @@ func TestEventRecordingFailure(t *testing.T) {
 	}
 	events.setFail(nil)
 	e.tick()
-	expectEvents(t, events, "acme", eventConnectionCreated)
+	expectEvents(t, events, "acme", eventConnectionCreated, eventConnectionDeleted)
 	e.tick()
 	expectEvents(t, events, "acme")
-
-	e.mustDo(logical.DeleteOperation, "connections/stripe/acme", nil)
-	expectEvents(t, events, "acme", eventConnectionDeleted)
 }
 
 func TestRefreshWhoseEventFailsStillServesTheToken(t *testing.T) {
@@ -130,7 +129,7 @@ func TestOwedEventsBeyondTheBoundAreCountedAndLogged(t *testing.T) {
 	// Filling the bound through requests would take ten thousand of them.
 	filler := &connectionEntry{Integration: "stripe", ConnectionID: "filler"}
 	for range maxOwedEvents - 1 {
-		e.b.store.owe(filler, []pendingEvent{{typ: eventConnectionUpdated}})
+		e.b.store.owe([]owedEvent{{key: connectionKey("stripe", "filler"), typ: eventConnectionUpdated, data: eventDataOf(filler, nil)}})
 	}
 	st = e.mustDo(logical.ReadOperation, "status", nil)
 	if st["events_owed"] != maxOwedEvents || st["events_owed_dropped"] != int64(2) {
@@ -149,5 +148,49 @@ func TestOwedEventsBeyondTheBoundAreCountedAndLogged(t *testing.T) {
 	e.tick()
 	if got := len(events.take()); got != maxOwedEvents {
 		t.Fatalf("%d owed events recorded after the outbox came back, want %d", got, maxOwedEvents)
+	}
+}
+
+// TestOwedEventsKeepTheirTimeAndOrder: an event whose recording failed is
+// recorded later with the time of its change and before every newer event
+// of its connection, so that a receiver never sees a connection's events
+// out of the order of its changes.
+func TestOwedEventsKeepTheirTimeAndOrder(t *testing.T) {
+	e := newTestEnv(t)
+	withIntegrations(e, "https://provider.example/token")
+	now, advance := fixedClock(time.Now().UTC())
+	e.b.now = now
+	events := captureEvents(e)
+	events.setFail(errors.New("outbox unavailable"))
+	created := now()
+	e.mustFail(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_1"}, http.StatusInternalServerError)
+	events.setFail(nil)
+	advance(time.Minute)
+	e.mustDo(logical.UpdateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_2"})
+	e.tick()
+	got := expectEvents(t, events, "acme", eventConnectionCreated, eventConnectionUpdated)
+	// The newer one, recorded with its change, is stamped by the recorder.
+	if !got[0].data.at.Equal(created) || !(got[1].data.at.IsZero() || got[1].data.at.After(created)) {
+		t.Fatalf("times: created %v (want %v), updated %v", got[0].data.at, created, got[1].data.at)
+	}
+}
+
+// TestOutboxStampsAnEventWithTheTimeOfItsChange: an event that carries the
+// time of its change (an owed one) is stamped with it, not the time of its
+// recording.
+func TestOutboxStampsAnEventWithTheTimeOfItsChange(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{}, retryHourly)
+	r := newHookReceiver(t, always(http.StatusInternalServerError))
+	e.mustDo(logical.CreateOperation, "webhooks/r1", map[string]any{"url": r.URL})
+	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := e.b.events.record(t.Context(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "c1", at: at}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a delivery", func() bool { return len(r.requests()) > 0 })
+	var body struct {
+		Timestamp string `json:"timestamp"`
+	}
+	if err := json.Unmarshal(r.requests()[0].body, &body); err != nil || body.Timestamp != at.Format(time.RFC3339Nano) {
+		t.Fatalf("timestamp %q (%v), want %s", body.Timestamp, err, at.Format(time.RFC3339Nano))
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -152,4 +153,34 @@ func TestUndecodableConnectionIsDeletedWithItsEvent(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSlowProviderStallsNoOtherConnection: docs/architecture.md's promise
+// that other connections never wait on a provider holds while an
+// integration write waits: a refresh held up 2 s by its provider does not
+// make a metadata write of another connection of the integration wait
+// behind the integration write that waits for that refresh.
+func TestSlowProviderStallsNoOtherConnection(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "slow", time.Minute)
+	importExpiring(e, srv, "other", time.Hour)
+	srv.SetDelay(2 * time.Second)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		e.do(logical.UpdateOperation, "connections/github/slow/refresh", nil)
+	}()
+	time.Sleep(200 * time.Millisecond) // the refresh waits on the provider
+	go func() {
+		defer wg.Done()
+		e.do(logical.UpdateOperation, "integrations/github", map[string]any{"allowed_scopes": "admin:org,repo"})
+	}()
+	time.Sleep(200 * time.Millisecond) // the integration write waits
+	start := time.Now()
+	e.mustDo(logical.UpdateOperation, "connections/github/other/metadata", map[string]any{"owner": "x"})
+	if took := time.Since(start); took > time.Second {
+		t.Fatalf("a write of another connection waited %v on the slow provider", took)
+	}
+	wg.Wait()
 }

@@ -21,6 +21,9 @@ type unsavedEntry struct {
 	walID string
 	// created: storage has never held the connection.
 	created bool
+	// base is the stored entry the unsaved changes started from (nil when
+	// created), which its records carry.
+	base *walBase
 }
 
 // SaveUnsaved retries the saves that failed, and the deletions of WAL
@@ -36,7 +39,7 @@ func (cs *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) e
 	cs.unsavedMu.Unlock()
 	for _, key := range keys {
 		integration, id, _ := splitConnectionKey(key)
-		_, err := cs.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+		_, err := cs.update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
 			if c == nil {
 				return nil, errUnchanged
 			}
@@ -95,14 +98,17 @@ func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, k
 	cs.unsavedMu.Lock()
 	old := cs.unsaved[key]
 	cs.unsavedMu.Unlock()
-	u := &unsavedEntry{entry: c.clone(), created: previous == nil || (old != nil && old.created)}
+	u := &unsavedEntry{entry: c.clone(), created: previous == nil || (old != nil && old.created), base: walBaseOf(previous)}
+	if old != nil {
+		u.base = old.base // previous is the unsaved entry; storage holds old's base
+	}
 	if old != nil && old.walID != "" && old.entry.CredentialsIssuedAt.Equal(c.CredentialsIssuedAt) {
 		// A retry of the same credentials: their record stands.
 		u.walID = old.walID
 		cs.putUnsaved(key, u)
 		return
 	}
-	walID, err := putIssuedTokensWAL(ctx, s, c, u.created)
+	walID, err := putIssuedTokensWAL(ctx, s, c, u.created, u.base)
 	switch {
 	case err != nil && old != nil:
 		u.walID = old.walID // older credentials are still better than none
@@ -126,11 +132,11 @@ func (cs *connectionStore) rerecordUnsaved(ctx context.Context, s logical.Storag
 	if u == nil {
 		return
 	}
-	walID, err := putIssuedTokensWAL(ctx, s, u.entry, u.created)
+	walID, err := putIssuedTokensWAL(ctx, s, u.entry, u.created, u.base)
 	if err != nil {
 		walID = ""
 	}
-	cs.putUnsaved(key, &unsavedEntry{entry: u.entry, walID: walID, created: u.created})
+	cs.putUnsaved(key, &unsavedEntry{entry: u.entry, walID: walID, created: u.created, base: u.base})
 }
 
 // putUnsaved holds u as key's unsaved entry, which reads then see instead

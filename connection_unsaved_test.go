@@ -163,3 +163,25 @@ func TestCallerWriteOverUnsavedTokensReportsItsFailure(t *testing.T) {
 		t.Fatalf("after the failed write a read served %v", got)
 	}
 }
+
+// TestFailedRefreshOfAnUnsavedEntryServesItsToken: a connection held
+// unsaved (storage refuses it) is due and its provider fails the refresh:
+// the read still answers its working token with a warning, as for a
+// stored one; only a caller's edit of a held entry fails.
+func TestFailedRefreshOfAnUnsavedEntryServesItsToken(t *testing.T) {
+	e, srv := oauthEnv(t)
+	now, advance := fixedClock(time.Now())
+	e.b.now = now
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	access := e.mustDo(logical.ReadOperation, "connections/github/c1", nil)["access_token"]
+	advance(50 * time.Minute) // due (inside the margin), not expired
+	srv.Fail("server_error", http.StatusInternalServerError)
+	resp, status := e.do(logical.ReadOperation, "connections/github/c1", nil)
+	if status != http.StatusOK || resp.Data["access_token"] != access || len(resp.Warnings) == 0 {
+		t.Fatalf("read of a held connection whose refresh fails: %d %s", status, errorText(resp))
+	}
+}

@@ -10,8 +10,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -41,10 +46,36 @@ type issuedTokensWAL struct {
 	// provider issued: only such a record may create the connection.
 	Created bool `json:"created,omitempty"`
 
+	// Base is the stored entry the unsaved change started from: the
+	// record applies only while storage still holds its credentials, and
+	// then all of it (config, client, installation, metadata and tags
+	// with the tokens), so that a token never lands beside a config it
+	// was not issued for. Nil when storage held nothing, and in records of
+	// earlier versions.
+	Base *walBase `json:"base,omitempty"`
+
 	// Records of earlier versions, which have no WALID, named the refresh
 	// token storage held when the provider answered instead.
 	Existed              bool   `json:"existed,omitempty"`
 	PreviousRefreshToken string `json:"previous_refresh_token_sha256,omitempty"`
+}
+
+// walBase is what a record knows of the stored entry its change started
+// from: the stamp of its credentials, and its refresh state, so that an
+// applied record whose status storage no longer holds emits the event of
+// that change (its own process recorded those of the change it made).
+type walBase struct {
+	CredentialsIssuedAt time.Time     `json:"credentials_issued_at"`
+	Status              refreshStatus `json:"refresh_status"`
+	Failures            int           `json:"refresh_failures,omitempty"`
+}
+
+// walBaseOf is the base of a change that started from stored (nil: none).
+func walBaseOf(stored *connectionEntry) *walBase {
+	if stored == nil {
+		return nil
+	}
+	return &walBase{CredentialsIssuedAt: stored.CredentialsIssuedAt, Status: stored.refreshState(), Failures: stored.RefreshFailures}
 }
 
 func sha256Hex(s string) string {
@@ -65,14 +96,14 @@ func walIntegrationPrefix(integration string) string {
 }
 
 // putIssuedTokensWAL records c, an entry storage refused, in a new WAL
-// record and returns its id; created says storage holds no entry for it.
-// It writes the record as framework.PutWAL does, but under an id chosen
-// first, which the record carries.
-func putIssuedTokensWAL(ctx context.Context, s logical.Storage, c *connectionEntry, created bool) (string, error) {
+// record and returns its id; created says storage holds no entry for it,
+// base what it held. It writes the record as framework.PutWAL does, but
+// under an id chosen first, which the record carries.
+func putIssuedTokensWAL(ctx context.Context, s logical.Storage, c *connectionEntry, created bool, base *walBase) (string, error) {
 	id := walIDPrefix(c.Integration, c.ConnectionID) + rand.Text()
 	value, err := encodeEntry(&framework.WALEntry{
 		Kind:      walKindIssuedTokens,
-		Data:      &issuedTokensWAL{WALID: id, Entry: c, Created: created},
+		Data:      &issuedTokensWAL{WALID: id, Entry: c, Created: created, Base: base},
 		CreatedAt: time.Now().UTC().Unix(),
 	})
 	if err != nil {
@@ -121,44 +152,18 @@ func (cs *connectionStore) WALRollback(ctx context.Context, req *logical.Request
 	return cs.RollForward(ctx, req.Storage, &rec)
 }
 
-// RollForwardAtStart applies the WAL records a previous process left,
-// without waiting for the rollback's minimum age: until they are applied,
-// storage holds refresh tokens the provider has spent. Nothing in this
-// process can be waiting for them yet, and a record this process writes
-// meanwhile is kept while its entry is unsaved.
-func (cs *connectionStore) RollForwardAtStart(ctx context.Context, s logical.Storage) error {
-	ids, err := framework.ListWAL(ctx, s)
-	if err != nil {
-		return fmt.Errorf("listing the WAL: %w", err)
-	}
-	var errs []error
-	for _, id := range ids {
-		entry, err := framework.GetWAL(ctx, s, id)
-		if err == nil && entry != nil {
-			err = cs.WALRollback(ctx, &logical.Request{Storage: s}, entry.Kind, entry.Data)
-			if err == nil {
-				err = framework.DeleteWAL(ctx, s, id)
-			}
-		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("WAL record %q: %w", id, err))
-		}
-	}
-	return errors.Join(errs...)
-}
-
 // errStillUnsaved keeps the WAL record of an entry this process still holds
 // in memory because storage refuses it.
 var errStillUnsaved = errors.New("still waiting for storage; its WAL record is kept")
 
-// RollForward stores the credentials of a WAL record if they are newer
-// than those of the connection it was written for. While this process
+// RollForward stores the entry of a WAL record, all of it, if the record
+// applies to the connection as stored (recordApplies). While this process
 // still holds the connection unsaved, it tries to store that entry (the
 // latest) instead and fails, which keeps the record, until storage takes it.
 func (cs *connectionStore) RollForward(ctx context.Context, s logical.Storage, rec *issuedTokensWAL) error {
 	issued := rec.Entry
 	key := connectionKey(issued.Integration, issued.ConnectionID)
-	_, err := cs.Update(ctx, s, issued.Integration, issued.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
+	_, err := cs.update(ctx, s, issued.Integration, issued.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
 		if cs.unsavedEntry(key) != nil {
 			c.issued = true
 			return c, nil
@@ -170,19 +175,15 @@ func (cs *connectionStore) RollForward(ctx context.Context, s logical.Storage, r
 		if !applies {
 			return nil, errUnchanged
 		}
-		if c == nil {
-			fresh := issued.clone()
-			fresh.issued = true
-			return fresh, nil
+		// All of the record or nothing: the token with what it was issued
+		// for (config, client, installation) and the rest of the change.
+		fresh := issued.clone()
+		fresh.events = nil
+		fresh.issued = true
+		if c != nil && rec.Base != nil {
+			noteStatusApplied(c, fresh, rec.Base)
 		}
-		c.Credentials = issued.Credentials
-		c.CredentialsIssuedAt = issued.CredentialsIssuedAt
-		c.RawTokenResponse = issued.RawTokenResponse
-		c.RawTokenResponseNote = issued.RawTokenResponseNote
-		c.LastRefreshedAt = issued.LastRefreshedAt
-		c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = issued.RefreshStatus, issued.RefreshFailures, issued.LastRefreshError
-		c.issued = true
-		return c, nil
+		return fresh, nil
 	})
 	switch {
 	case errors.Is(err, errIntegrationGone):
@@ -218,24 +219,35 @@ func recordApplies(ctx context.Context, s logical.Storage, rec *issuedTokensWAL,
 		return false, nil
 	case c == nil:
 		return rec.Created, nil
+	case !c.CreatedAt.Equal(issued.CreatedAt):
+		return false, nil
+	case rec.Base != nil:
+		// Storage still holds the credentials the change started from:
+		// nothing has stored newer ones since, whatever the clocks say.
+		return c.CredentialsIssuedAt.Equal(rec.Base.CredentialsIssuedAt) && sameIntegration(issued, c), nil
 	}
-	return c.CreatedAt.Equal(issued.CreatedAt) && issued.CredentialsIssuedAt.After(c.CredentialsIssuedAt) &&
-		sameIssuance(issued, c), nil
+	return issued.CredentialsIssuedAt.After(c.CredentialsIssuedAt) && sameIssuance(issued, c), nil
 }
 
-// sameIssuance says that credentials issued for one entry may stand in for
-// c's: the same APP installation and, where both know it, the same
-// integration. Issue times come from the clocks of different nodes, so a
-// newer time alone cannot tell an old installation's token from a current
-// one.
+// sameIssuance says, for a record without a base (one that created its
+// connection, or an earlier version's), that the token it holds was issued
+// for what c names now: the same APP installation, client and, where both
+// know it, the same integration. Issue times come from the clocks of
+// different nodes, so a newer time alone cannot tell an old installation's
+// token from a current one. (A record with a base needs none of this: it
+// applies only over the very credentials its change started from.)
 func sameIssuance(issued, c *connectionEntry) bool {
 	if issued.InstallationID != c.InstallationID || !sameClient(c, issued) {
 		return false // another installation, or a client the customer may have revoked
 	}
-	if !issued.IntegrationCreatedAt.IsZero() && !c.IntegrationCreatedAt.IsZero() && !issued.IntegrationCreatedAt.Equal(c.IntegrationCreatedAt) {
-		return false
-	}
-	return true
+	return sameIntegration(issued, c)
+}
+
+// sameIntegration says that two entries of one connection belong to the
+// same integration, where both know it (not one deleted and re-created
+// under the same name).
+func sameIntegration(issued, c *connectionEntry) bool {
+	return issued.IntegrationCreatedAt.IsZero() || c.IntegrationCreatedAt.IsZero() || issued.IntegrationCreatedAt.Equal(c.IntegrationCreatedAt)
 }
 
 // decodeWAL decodes a WAL record, which the framework hands over as decoded
@@ -247,7 +259,333 @@ func decodeWAL(data any, out *issuedTokensWAL) error {
 		return fmt.Errorf("encoding WAL data: %w", err)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
-		return fmt.Errorf("decoding WAL data: %w", err)
+		return fmt.Errorf("%w: %w", errUndecodableWAL, err)
 	}
 	return nil
+}
+
+// errUndecodableWAL marks a record that no longer decodes: it can never be
+// applied, so the start does not hold its connection back for it (the
+// rollback keeps it, for an operator to look at).
+var errUndecodableWAL = errors.New("decoding WAL data")
+
+// walReplayWait bounds how long a use of a connection waits, at start, for
+// the WAL records a previous process left for it; past it the use answers
+// 503 (errWALPending).
+const walReplayWait = 10 * time.Second
+
+// walReplayRetry is the first pause before the start's replay tries a
+// record again; it doubles up to walReplayRetryMax.
+const (
+	walReplayRetry    = 250 * time.Millisecond
+	walReplayRetryMax = 10 * time.Second
+)
+
+// walGate holds back, from the moment the plugin starts, every use of a
+// connection (read, refresh, write) whose WAL records a previous process
+// left are not applied yet: until they are, storage may hold a refresh
+// token the provider has spent, and a refresh with it would have a
+// provider that revokes a token family on reuse kill the valid one too.
+// A plugin that never armed it (a standby, a test without initialize)
+// holds nothing back.
+type walGate struct {
+	// open is set while nothing is held back: the hot path reads only it.
+	open atomic.Bool
+	mu   sync.Mutex
+	// listed is closed once the WAL's records are known; until then every
+	// connection is held back.
+	listed chan struct{}
+	// pending are the unapplied records by connection (walIDPrefix), each
+	// with the channel closed once all of them are applied.
+	pending map[string]*walPendingRecords
+	// wait and retry are walReplayWait and walReplayRetry, shorter in tests.
+	wait, retry time.Duration
+}
+
+// walPendingRecords are one connection's unapplied records.
+type walPendingRecords struct {
+	ids     map[string]bool
+	applied chan struct{}
+}
+
+func newWALGate() *walGate {
+	g := &walGate{pending: map[string]*walPendingRecords{}, wait: walReplayWait, retry: walReplayRetry}
+	g.open.Store(true)
+	return g
+}
+
+// arm holds back every connection until the WAL is listed.
+func (g *walGate) arm() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.listed = make(chan struct{})
+	g.open.Store(false)
+}
+
+// hold registers the unapplied record id of connection prefix.
+func (g *walGate) hold(prefix, id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.pending[prefix]
+	if p == nil {
+		p = &walPendingRecords{ids: map[string]bool{}, applied: make(chan struct{})}
+		g.pending[prefix] = p
+	}
+	p.ids[id] = true
+}
+
+// listedAll lets through every connection without a record.
+func (g *walGate) listedAll() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.listed != nil {
+		close(g.listed)
+		g.listed = nil
+	}
+	g.open.Store(len(g.pending) == 0)
+}
+
+// release lets connection prefix through once its record id is applied
+// (or held unsaved in memory, which reads see first).
+func (g *walGate) release(prefix, id string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	p := g.pending[prefix]
+	if p == nil {
+		return
+	}
+	delete(p.ids, id)
+	if len(p.ids) == 0 {
+		close(p.applied)
+		delete(g.pending, prefix)
+	}
+	g.open.Store(g.listed == nil && len(g.pending) == 0)
+}
+
+// await returns once connection id of integration may be used, or
+// errWALPending when the bound passes first.
+func (g *walGate) await(ctx context.Context, integration, id string) error {
+	if g.open.Load() {
+		return nil
+	}
+	timer := time.NewTimer(g.wait)
+	defer timer.Stop()
+	pending := func() error {
+		return &engineError{kind: errWALPending, msg: fmt.Sprintf(
+			"connection %q of integration %q has tokens a previous process left in the write-ahead log that are not stored yet; retry in a few seconds", id, integration)}
+	}
+	g.mu.Lock()
+	listed := g.listed
+	g.mu.Unlock()
+	if listed != nil {
+		select {
+		case <-listed:
+		case <-timer.C:
+			return pending()
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	g.mu.Lock()
+	p := g.pending[walIDPrefix(integration, id)]
+	g.mu.Unlock()
+	if p == nil {
+		return nil
+	}
+	select {
+	case <-p.applied:
+		return nil
+	case <-timer.C:
+		return pending()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// walConnectionPrefix is the part of a record's id that names its
+// connection, false for the random ids of earlier versions' records.
+func walConnectionPrefix(id string) (string, bool) {
+	const n = 16 + 1 + 16 + 1
+	if len(id) <= n || id[16] != '.' || id[33] != '.' {
+		return "", false
+	}
+	for i, r := range id[:n] {
+		if i == 16 || i == 33 {
+			continue
+		}
+		if !strings.ContainsRune("0123456789abcdef", r) {
+			return "", false
+		}
+	}
+	return id[:n], true
+}
+
+// HoldForReplay holds back every connection until ReplayAtStart has
+// listed the WAL, and those with a record until it is applied. initialize
+// calls it before the plugin serves a request.
+func (cs *connectionStore) HoldForReplay() {
+	cs.walGate.arm()
+}
+
+// ReplayAtStart applies the WAL records a previous process left, without
+// waiting for the rollback's minimum age, while the gate (HoldForReplay)
+// holds back every connection that has one. It retries what fails
+// (storage that refuses it for a while) until every record is applied or
+// ctx ends. firstPass is called once every record was tried once, so that
+// the refresh queue's build need not wait for a record that keeps failing.
+func (cs *connectionStore) ReplayAtStart(ctx context.Context, s logical.Storage, logger func() hclog.Logger, firstPass func()) {
+	ids := cs.listWALForReplay(ctx, s, logger)
+	cs.walGate.listedAll()
+	pause := cs.walGate.retry
+	for pass := 0; ; pass++ {
+		ids = cs.replayOnce(ctx, s, ids)
+		if pass == 0 {
+			firstPass()
+		}
+		if len(ids) == 0 || ctx.Err() != nil {
+			return
+		}
+		logger().Warn("storing the credentials a previous process left in the WAL; trying again", "records", len(ids), "in", pause)
+		if !sleepCtx(ctx, pause) {
+			return
+		}
+		pause = min(2*pause, walReplayRetryMax)
+	}
+}
+
+// listWALForReplay lists the WAL, retrying until storage answers, and
+// holds back the connection of each record; it returns the records' ids.
+// An earlier version's record, whose id names no connection, is read to
+// find its connection.
+func (cs *connectionStore) listWALForReplay(ctx context.Context, s logical.Storage, logger func() hclog.Logger) []string {
+	pause := cs.walGate.retry
+	for {
+		ids, err := cs.holdWALRecords(ctx, s)
+		if err == nil || ctx.Err() != nil {
+			return ids
+		}
+		logger().Warn("listing the WAL at start; trying again", "error", err, "in", pause)
+		if !sleepCtx(ctx, pause) {
+			return nil
+		}
+		pause = min(2*pause, walReplayRetryMax)
+	}
+}
+
+func (cs *connectionStore) holdWALRecords(ctx context.Context, s logical.Storage) ([]string, error) {
+	ids, err := framework.ListWAL(ctx, s)
+	if err != nil {
+		return nil, fmt.Errorf("listing the WAL: %w", err)
+	}
+	for _, id := range ids {
+		prefix, ok := walConnectionPrefix(id)
+		if !ok {
+			entry, err := framework.GetWAL(ctx, s, id)
+			if err != nil {
+				return nil, fmt.Errorf("reading WAL record %q: %w", id, err)
+			}
+			var rec issuedTokensWAL
+			if entry == nil || entry.Kind != walKindIssuedTokens || decodeWAL(entry.Data, &rec) != nil || rec.Entry == nil {
+				continue // gone, or not one a connection waits for
+			}
+			prefix = walIDPrefix(rec.Entry.Integration, rec.Entry.ConnectionID)
+		}
+		cs.walGate.hold(prefix, id)
+	}
+	return ids, nil
+}
+
+// walReplayWorkers bounds the records the start's replay applies at once:
+// a save storage refuses is retried within its request (saveRetryDelays),
+// so one at a time would keep the last connections waiting for all.
+const walReplayWorkers = 8
+
+// replayOnce applies each record once and returns those that failed. A
+// record whose entry storage still refuses is held unsaved in memory,
+// where reads find it: its connection is let through. Two records of one
+// connection are applied one after the other, under its lock.
+func (cs *connectionStore) replayOnce(ctx context.Context, s logical.Storage, ids []string) []string {
+	var (
+		mu     sync.Mutex
+		failed []string
+		wg     sync.WaitGroup
+	)
+	work := make(chan string)
+	for range min(walReplayWorkers, len(ids)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				err := cs.replayRecord(ctx, s, id)
+				if errors.Is(err, errUndecodableWAL) {
+					cs.logger().Error("a WAL record does not decode and cannot be applied; its connection is served as stored", "wal_id", id, "error", err)
+					err = nil
+				}
+				if err != nil && !errors.Is(err, errStillUnsaved) {
+					mu.Lock()
+					failed = append(failed, id)
+					mu.Unlock()
+					continue
+				}
+				if prefix, ok := walConnectionPrefix(id); ok {
+					cs.walGate.release(prefix, id)
+				} else {
+					cs.walGate.releaseID(id)
+				}
+			}
+		}()
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+	sort.Strings(failed)
+	return failed
+}
+
+// replayRecord applies one record and deletes it.
+func (cs *connectionStore) replayRecord(ctx context.Context, s logical.Storage, id string) error {
+	entry, err := framework.GetWAL(ctx, s, id)
+	if err != nil {
+		return fmt.Errorf("WAL record %q: %w", id, err)
+	}
+	if entry == nil {
+		return nil // applied (and deleted) by the rollback meanwhile
+	}
+	if err := cs.WALRollback(ctx, &logical.Request{Storage: s}, entry.Kind, entry.Data); err != nil {
+		return fmt.Errorf("WAL record %q: %w", id, err)
+	}
+	if err := framework.DeleteWAL(ctx, s, id); err != nil {
+		return fmt.Errorf("WAL record %q: %w", id, err)
+	}
+	return nil
+}
+
+// releaseID releases record id wherever it was held (an earlier version's
+// record, whose id names no connection).
+func (g *walGate) releaseID(id string) {
+	g.mu.Lock()
+	var prefix string
+	for p, recs := range g.pending {
+		if recs.ids[id] {
+			prefix = p
+		}
+	}
+	g.mu.Unlock()
+	if prefix != "" {
+		g.release(prefix, id)
+	}
+}
+
+// sleepCtx sleeps d, false when ctx ends first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }

@@ -5,14 +5,19 @@ package connect
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
 // failForever is a failPuts count no test exhausts: storage stays down
@@ -361,7 +366,7 @@ func TestWALOfAnotherInstallationDoesNotApply(t *testing.T) {
 	old.InstallationID = "987"
 	old.Credentials.AccessToken = "ghs_of-installation-987"
 	old.CredentialsIssuedAt = stored.CredentialsIssuedAt.Add(time.Second)
-	if _, err := putIssuedTokensWAL(t.Context(), e.storage, old, false); err != nil {
+	if _, err := putIssuedTokensWAL(t.Context(), e.storage, old, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	if msg := rollBack(e); msg != "" {
@@ -407,4 +412,348 @@ func TestTokensOfHTMLCharactersAreStorable(t *testing.T) {
 	if stored == nil || stored.Credentials.RefreshToken != bigRT {
 		t.Fatal("the rotated refresh token is not stored")
 	}
+}
+
+// heldWALStorage holds every read of a WAL record until release is closed,
+// and fails the first failGets of them: a start whose replay is slow or
+// meets a storage that refuses it for a while.
+type heldWALStorage struct {
+	logical.Storage
+	release  chan struct{}
+	failGets atomic.Int64
+}
+
+func (s *heldWALStorage) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, framework.WALPrefix) {
+		<-s.release
+		if s.failGets.Load() > 0 {
+			s.failGets.Add(-1)
+			return nil, errors.New("storage unavailable")
+		}
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// rotatedWhileStorageRefused leaves storage as a killed process leaves it
+// after the provider rotated c1's refresh token while storage refused the
+// connection: the stored entry holds the spent refresh token (and is due),
+// a WAL record the rotated one. It returns the rotated refresh token.
+func rotatedWhileStorageRefused(t *testing.T) (logical.Storage, *oauthtest.Server, string) {
+	t.Helper()
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	_, spent := importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"].(string)
+	if srv.RefreshTokenValid(spent) || !srv.RefreshTokenValid(rotated) {
+		t.Fatal("the forced refresh did not rotate the refresh token")
+	}
+	flaky.failPuts.Store(0)
+	return flaky.Storage, srv, rotated
+}
+
+// startedOn is a plugin process started on s as Vault starts a mount.
+func startedOn(t *testing.T, s logical.Storage) *testEnv {
+	t.Helper()
+	e := newTestEnvOn(t, s)
+	initializeMount(t, e)
+	t.Cleanup(func() { e.b.clean(context.Background()) })
+	return e
+}
+
+// TestReadAtStartWaitsForItsWALRecord: a plugin starts on storage whose
+// connection holds a refresh token the provider has spent, its rotated one
+// in a WAL record, and a read arrives before the record is applied. The
+// read waits for the record instead of refreshing with the spent token
+// (which a provider that revokes a token family on reuse would answer by
+// killing the connection).
+func TestReadAtStartWaitsForItsWALRecord(t *testing.T) {
+	reliabilityCase(t, "a plugin restarts with a WAL record of rotated tokens and a read of the due connection arrives before the record is applied",
+		"the read waits for the record and serves the rotated tokens; the spent refresh token is never sent")
+	s, srv, rotated := rotatedWhileStorageRefused(t)
+	held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+	restarted := startedOn(t, held)
+	refusalsBefore, requestsBefore := srv.Refusals(), srv.Requests()
+	time.AfterFunc(300*time.Millisecond, func() { close(held.release) })
+
+	data := restarted.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)
+	if srv.Refusals() != refusalsBefore || srv.Requests() != requestsBefore {
+		t.Fatalf("the read refreshed before the WAL was applied: %d refusals, %d token requests", srv.Refusals()-refusalsBefore, srv.Requests()-requestsBefore)
+	}
+	if data["refresh_token"] != rotated || !srv.RefreshTokenValid(rotated) {
+		t.Fatal("the read did not serve the rotated refresh token")
+	}
+}
+
+// TestReadAtStartAnswers503WhileItsWALRecordWaits: a read whose WAL record
+// is still not applied when the wait's bound passes answers 503 with a
+// message that says why, and sends nothing to the provider; a connection
+// without a record is served meanwhile.
+func TestReadAtStartAnswers503WhileItsWALRecordWaits(t *testing.T) {
+	s, srv, rotated := rotatedWhileStorageRefused(t)
+	held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+	defer func() {
+		select {
+		case <-held.release:
+		default:
+			close(held.release)
+		}
+	}()
+	restarted := newTestEnvOn(t, held)
+	restarted.b.store.walGate.wait = 100 * time.Millisecond
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	requestsBefore := srv.Requests()
+
+	for _, path := range []string{"connections/github/c1", "connections/github/c1/raw"} {
+		resp, status := restarted.do(logical.ReadOperation, path, nil)
+		if status != http.StatusServiceUnavailable || !strings.Contains(errorText(resp), "write-ahead log") {
+			t.Fatalf("read of %s while its WAL record waits: %d %s", path, status, errorText(resp))
+		}
+	}
+	if _, status := restarted.do(logical.UpdateOperation, "connections/github/c1/refresh", nil); status != http.StatusServiceUnavailable {
+		t.Fatalf("forced refresh while the WAL record waits: %d", status)
+	}
+	if srv.Requests() != requestsBefore {
+		t.Fatal("a token request was sent while the WAL record waited")
+	}
+	close(held.release)
+	waitFor(t, "the WAL record to be applied", func() bool {
+		_, status := restarted.do(logical.ReadOperation, "connections/github/c1", nil)
+		return status == http.StatusOK
+	})
+	if restarted.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"] != rotated {
+		t.Fatal("the rotated refresh token is not served once the record is applied")
+	}
+}
+
+// TestStartRetriesTheWALWithoutTheRollback: reading the WAL record fails at
+// first; the start's replay tries again on its own and stores the rotated
+// tokens, without waiting for Vault's rollback (minutes later).
+func TestStartRetriesTheWALWithoutTheRollback(t *testing.T) {
+	reliabilityCase(t, "a plugin restarts with a WAL record of rotated tokens and storage refuses the first reads of the record",
+		"the start's replay retries and stores the rotated tokens before any rollback")
+	s, _, rotated := rotatedWhileStorageRefused(t)
+	held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+	close(held.release)
+	held.failGets.Store(3)
+	restarted := newTestEnvOn(t, held)
+	restarted.b.store.walGate.retry = 20 * time.Millisecond
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	waitFor(t, "the rotated tokens to be stored", func() bool {
+		c, _ := getConnection(t.Context(), s, "github", "c1")
+		return c != nil && c.Credentials.RefreshToken == rotated
+	})
+	if n := len(walRecords(t, s)); n != 0 {
+		t.Fatalf("%d WAL records left once applied", n)
+	}
+}
+
+// TestAppliedRecordEmitsTheStatusChange: storage's refresh status moved
+// after the record was written (a refresh with the spent token failed);
+// the record's status, ok, comes back with connection.refresh_recovered.
+// A record applied over the state it was written from emits nothing: its
+// process recorded the events already.
+func TestAppliedRecordEmitsTheStatusChange(t *testing.T) {
+	for _, moved := range []bool{true, false} {
+		t.Run(fmt.Sprintf("stored status moved: %v", moved), func(t *testing.T) {
+			s, _, rotated := rotatedWhileStorageRefused(t)
+			if moved {
+				c, _ := getConnection(t.Context(), s, "github", "c1")
+				c.RefreshStatus, c.RefreshFailures, c.LastRefreshError = refreshReauth, 1, "invalid_grant"
+				if err := putConnection(t.Context(), s, c); err != nil {
+					t.Fatal(err)
+				}
+			}
+			restarted := newTestEnvOn(t, s)
+			events := captureEvents(restarted)
+			if msg := rollBack(restarted); msg != "" {
+				t.Fatalf("rollback: %s", msg)
+			}
+			stored, _ := getConnection(t.Context(), s, "github", "c1")
+			if stored.Credentials.RefreshToken != rotated || stored.refreshState() != refreshOK {
+				t.Fatalf("the record was not applied: status %s", stored.RefreshStatus)
+			}
+			if moved {
+				expectEvents(t, events, "c1", eventRefreshRecovered)
+			} else {
+				expectEvents(t, events, "c1")
+			}
+		})
+	}
+}
+
+// TestWALRecordCarriesWhatItsTokenWasIssuedFor: a config write moves a
+// client-credentials grant (a templated audience) and gets a new token;
+// storage refuses the save. Whatever the write answered, after a restart
+// storage never holds the new token beside the old audience: the record
+// carries the config with the token, or the write failed and changed
+// nothing.
+func TestWALRecordCarriesWhatItsTokenWasIssuedFor(t *testing.T) {
+	reliabilityCase(t, "a config write moves a client-credentials grant to another audience and storage refuses the save; then a restart",
+		"storage holds the new token with the new audience, or the write failed and both are the old ones")
+	e, srv := shapeEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	e.mustDo(logical.CreateOperation, "providers/audienced-cc", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(), "token_params": map[string]any{"audience": "${connectionConfig.audience}"},
+		"connection_config_schema": audienceSchema,
+	})
+	e.mustDo(logical.CreateOperation, "integrations/cc", map[string]any{"provider": "audienced-cc", "client_id": srv.ClientID, "client_secret": srv.ClientSecret})
+	e.mustDo(logical.CreateOperation, "connections/cc/acme", map[string]any{"connection_config": map[string]any{"audience": "https://api.acme.test/"}})
+	old := e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"]
+
+	flaky.failPuts.Store(failForever)
+	_, status := e.do(logical.PatchOperation, "connections/cc/acme/config", map[string]any{"audience": "https://api2.acme.test/"})
+	served := e.mustDo(logical.ReadOperation, "connections/cc/acme", nil)["access_token"]
+	flaky.failPuts.Store(0)
+
+	restarted := restartOn(t, flaky)
+	if msg := rollBack(restarted); msg != "" {
+		t.Fatalf("rollback: %s", msg)
+	}
+	stored, _ := getConnection(t.Context(), flaky, "cc", "acme")
+	audience := stored.ConnectionConfig["audience"]
+	switch {
+	case stored.Credentials.AccessToken != old && audience != "https://api2.acme.test/":
+		t.Fatalf("storage holds a token issued for https://api2.acme.test/ with audience %v", audience)
+	case status/100 == 2 && (audience != "https://api2.acme.test/" || stored.Credentials.AccessToken != served):
+		t.Fatalf("the write answered %d but after the restart storage holds audience %v", status, audience)
+	case status/100 != 2 && (audience != "https://api.acme.test/" || stored.Credentials.AccessToken != old || served != old):
+		t.Fatalf("the write failed (%d) but changed the connection", status)
+	}
+}
+
+// TestEditOfAnUnsavedConnectionIsNotLost: a connection is held unsaved
+// (its rotated tokens refused by storage); an edit of its metadata, tags or
+// config while storage still refuses it is not answered 200 and lost on a
+// restart: it fails and changes nothing, or it is still there after the
+// restart.
+func TestEditOfAnUnsavedConnectionIsNotLost(t *testing.T) {
+	reliabilityCase(t, "edits of a connection held unsaved while storage refuses it; then a restart",
+		"an edit answered 2xx is stored after the restart; one that failed changed nothing")
+	edits := []struct {
+		name  string
+		op    logical.Operation
+		path  string
+		body  map[string]any
+		check func(c *connectionEntry) bool
+	}{
+		{"metadata", logical.UpdateOperation, "metadata", map[string]any{"owner": "edited"}, func(c *connectionEntry) bool { return c.Metadata["owner"] == "edited" }},
+		{"config", logical.UpdateOperation, "config", map[string]any{"tenant": "edited"}, func(c *connectionEntry) bool { return c.ConnectionConfig["tenant"] == "edited" }},
+		{"tags", logical.UpdateOperation, "", map[string]any{"tags": map[string]any{"team": "edited"}}, func(c *connectionEntry) bool { return c.Tags["team"] == "edited" }},
+	}
+	for _, ed := range edits {
+		t.Run(ed.name, func(t *testing.T) {
+			e, srv := oauthEnv(t)
+			flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+			e.storage = flaky
+			importExpiring(e, srv, "c1", time.Minute)
+			flaky.failPuts.Store(failForever)
+			e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+			rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"]
+			path := "connections/github/c1"
+			if ed.path != "" {
+				path += "/" + ed.path
+			}
+			_, status := e.do(ed.op, path, ed.body)
+			servedEdited := ed.check(e.b.store.unsavedEntry(connectionKey("github", "c1")))
+			flaky.failPuts.Store(0)
+
+			restarted := restartOn(t, flaky)
+			if msg := rollBack(restarted); msg != "" {
+				t.Fatalf("rollback: %s", msg)
+			}
+			stored, _ := getConnection(t.Context(), flaky, "github", "c1")
+			if stored.Credentials.RefreshToken != rotated {
+				t.Fatal("the rotated refresh token was lost")
+			}
+			switch {
+			case status/100 == 2 && !ed.check(stored):
+				t.Fatalf("the %s edit answered %d and is lost after the restart", ed.name, status)
+			case status/100 != 2 && (servedEdited || ed.check(stored)):
+				t.Fatalf("the %s edit failed (%d) but changed the connection", ed.name, status)
+			}
+		})
+	}
+}
+
+// TestFailedDeleteChangesNothing: a delete whose storage delete fails
+// answers 5xx with the connection unchanged and usable: no
+// connection.deleted recorded, its tokens not revoked. A delete that
+// succeeds records the event and revokes them.
+func TestFailedDeleteChangesNothing(t *testing.T) {
+	reliabilityCase(t, "storage refuses the delete of a connection",
+		"5xx; no connection.deleted event, tokens not revoked, the connection still refreshes")
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failDeletePrefix: "connections/"}
+	e.storage = flaky
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	_, refresh := importExpiring(e, srv, "c1", time.Hour)
+	events := captureEvents(e)
+	events.take()
+	flaky.failDeletes.Store(failForever)
+	if _, status := e.do(logical.DeleteOperation, "connections/github/c1", map[string]any{"revoke": true}); status/100 != 5 {
+		t.Fatalf("a delete storage refused answered %d", status)
+	}
+	expectEvents(t, events, "c1")
+	if len(srv.Revoked()) != 0 || !srv.RefreshTokenValid(refresh) {
+		t.Fatalf("the failed delete revoked the tokens: %v", srv.Revoked())
+	}
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil) // still usable
+
+	flaky.failDeletes.Store(0)
+	e.mustDo(logical.DeleteOperation, "connections/github/c1", map[string]any{"revoke": true})
+	expectEvents(t, events, "c1", eventConnectionDeleted)
+	if len(srv.Revoked()) == 0 {
+		t.Fatal("the delete did not revoke the tokens")
+	}
+}
+
+// TestDeleteAtStartWaitsForItsWALRecord: a delete that arrives before the
+// connection's WAL record is applied waits for it, so that it revokes the
+// rotated tokens (those the provider honours), not only the spent ones.
+func TestDeleteAtStartWaitsForItsWALRecord(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	rotated := e.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil)["refresh_token"].(string)
+	flaky.failPuts.Store(0)
+
+	held := &heldWALStorage{Storage: flaky.Storage, release: make(chan struct{})}
+	restarted := startedOn(t, held)
+	time.AfterFunc(300*time.Millisecond, func() { close(held.release) })
+	restarted.mustDo(logical.DeleteOperation, "connections/github/c1", nil)
+	if !slices.Contains(srv.Revoked(), rotated) {
+		t.Fatal("the delete did not revoke the rotated refresh token")
+	}
+	if c, _ := getConnection(t.Context(), flaky, "github", "c1"); c != nil {
+		t.Fatal("the WAL record brought the deleted connection back")
+	}
+}
+
+// TestUndecodableWALRecordDoesNotHoldItsConnectionForever: a record of a
+// connection that no longer decodes can never be applied; the start lets
+// the connection through (serving what storage holds) instead of answering
+// 503 for ever.
+func TestUndecodableWALRecordDoesNotHoldItsConnectionForever(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", time.Hour)
+	id := walIDPrefix("github", "c1") + "broken"
+	value, _ := json.Marshal(map[string]any{"type": walKindIssuedTokens, "data": map[string]any{"entry": "not an entry"}, "created_at": time.Now().Unix()})
+	if err := e.storage.Put(t.Context(), &logical.StorageEntry{Key: framework.WALPrefix + id, Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	restarted := newTestEnvOn(t, e.storage)
+	restarted.b.store.walGate.wait = 2 * time.Second
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	restarted.mustDo(logical.ReadOperation, "connections/github/c1", nil)
 }

@@ -32,6 +32,9 @@ var (
 	errNoTokens = errors.New("the connection's auth_mode has no token to refresh")
 	// errConnectionNotFound: there is no such connection.
 	errConnectionNotFound = errors.New("connection not found")
+	// errWALPending: at start, the connection's tokens a previous process
+	// left in the WAL are not stored yet, and storage's may be spent.
+	errWALPending = errors.New("the connection's tokens in the write-ahead log are not stored yet")
 )
 
 // engineError is one of the errors above with the detail of this case; its

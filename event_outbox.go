@@ -164,18 +164,22 @@ func (o *eventOutbox) record(ctx context.Context, s logical.Storage, typ eventTy
 	}
 	sort.Strings(targets)
 	now := o.now()
-	id, err := newEventID(now)
+	at := now
+	if !data.at.IsZero() {
+		at = data.at // an owed event: the time of its change
+	}
+	id, err := newEventID(at)
 	if err != nil {
 		return err
 	}
-	body, err := json.Marshal(eventBody{Type: typ, ID: id, Timestamp: now.UTC().Format(time.RFC3339Nano), Data: data})
+	body, err := json.Marshal(eventBody{Type: typ, ID: id, Timestamp: at.UTC().Format(time.RFC3339Nano), Data: data})
 	if err != nil {
 		return err
 	}
 	limit := o.maxPending(ctx, s)
 	var written []deliveryKey
 	for _, name := range targets {
-		e := &outboxEntry{ID: id, Type: typ, Receiver: name, ReceiverID: all[name].ID, Body: string(body), Timestamp: now, NextAttemptAt: now}
+		e := &outboxEntry{ID: id, Type: typ, Receiver: name, ReceiverID: all[name].ID, Body: string(body), Timestamp: at, NextAttemptAt: now}
 		k := deliveryKey{name, id}
 		if o.reserve(k, limit) {
 			if err := putJSON(ctx, s, k.pendingPath(), e); err != nil {

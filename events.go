@@ -2,6 +2,7 @@ package connect
 
 import (
 	"context"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -49,6 +50,11 @@ type eventData struct {
 	RefreshFailures int               `json:"refresh_failures,omitempty"`
 	Tags            map[string]string `json:"tags,omitempty"`
 	Error           *eventError       `json:"error,omitempty"`
+
+	// at is when the change happened, set for an event recorded later
+	// than its change (an owed one): the recorder stamps the event with
+	// it instead of the time of the recording. Not part of the body's data.
+	at time.Time
 }
 
 // eventRecorder puts an event in the durable outbox. Callers record an

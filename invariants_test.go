@@ -149,6 +149,20 @@ func (e *invEnv) restart() {
 	e.b = b.(*backend)
 }
 
+// startReplaying starts the backend as Vault starts a mount: the WAL's
+// records are replayed while every connection that has one is held back;
+// it returns once the replay and the queue's build are done.
+func (e *invEnv) startReplaying() {
+	b := e.b
+	if err := b.Initialize(context.Background(), &logical.InitializationRequest{Storage: e.storage}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { b.clean(context.Background()) })
+	for deadline := time.Now().Add(10 * time.Second); !b.engine.ready.Load() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 func (e *invEnv) rollback() {
 	_, err := e.b.HandleRequest(context.Background(), &logical.Request{
 		Operation: logical.RollbackOperation, Storage: e.storage, Data: map[string]any{"immediate": true},
@@ -268,6 +282,26 @@ var surfaces = []surface{
 		return func() {
 			e.restart()
 			e.rollback()
+		}
+	}},
+	{"edits of a connection held unsaved, then a restart", []string{connRoute + "/metadata update", connRoute + "/config update", "hook:initialize"}, allKinds, func(e *invEnv, kind string, a attack) func() {
+		e.srv.SetExtraFields(a.config)
+		e.flaky.failPuts.Store(1 << 30)
+		e.do(logical.UpdateOperation, "connections/"+kind+"/acme/refresh", nil)
+		e.srv.SetExtraFields(nil)
+		e.do(logical.UpdateOperation, "connections/"+kind+"/acme/metadata", merged(a.metadata, a.config))
+		e.do(logical.UpdateOperation, "connections/"+kind+"/acme/config", withConfig(a.config))
+		e.flaky.failPuts.Store(0)
+		return func() {
+			e.restart()
+			e.startReplaying()
+		}
+	}},
+	{"WAL replay at start", []string{"hook:initialize"}, allKinds, func(e *invEnv, kind string, a attack) func() {
+		e.failingRefresh(kind, a)
+		return func() {
+			e.restart()
+			e.startReplaying()
 		}
 	}},
 	{"WAL rollback", []string{"hook:wal-rollback"}, allKinds, func(e *invEnv, kind string, a attack) func() {
@@ -471,7 +505,8 @@ func TestEverySurfaceHasARow(t *testing.T) {
 	for _, hook := range []struct {
 		name string
 		set  bool
-	}{{"hook:periodic", e.b.Backend.PeriodicFunc != nil}, {"hook:wal-rollback", e.b.Backend.WALRollback != nil}} {
+	}{{"hook:periodic", e.b.Backend.PeriodicFunc != nil}, {"hook:wal-rollback", e.b.Backend.WALRollback != nil},
+		{"hook:initialize", e.b.Backend.InitializeFunc != nil}} {
 		if hook.set && !covered[hook.name] {
 			missing = append(missing, hook.name)
 		}

@@ -75,6 +75,8 @@ func (b *backend) openSession(ctx context.Context, req *logical.Request) (*sessi
 	case sess.ConnectedIntegration != "":
 		return nil, "", connectedPage(http.StatusConflict, sess,
 			fmt.Sprintf("This link has already connected %s; a link connects once. Ask the application for a new one to connect again.", sess.ConnectedIntegration)), nil
+	case sess.spent():
+		return nil, "", spentLinkPage(), nil
 	}
 	return sess, hash, nil, nil
 }
@@ -131,12 +133,14 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if in.AuthMode == catalog.OAuth2 {
 		authURL, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
 		if err != nil {
-			return b.failedFormPage(sess, secret, in, f, req.Data, err)
+			page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
+			return b.failedPost(ctx, req.Storage, hash, sess, page, err)
 		}
 		return continuePage(in, authURL), nil
 	}
 	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
-		return b.failedFormPage(sess, secret, in, f, req.Data, err)
+		page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
+		return b.failedPost(ctx, req.Storage, hash, sess, page, err)
 	}
 	if err := b.sessions.MarkConnected(ctx, req.Storage, hash, sess, in.Name); err != nil {
 		// The connection is stored; the session stays usable until it
@@ -257,6 +261,29 @@ func (b *backend) failedFormPage(sess *sessionEntry, secret string, in *integrat
 	msg := f.scrubPosted(err.Error(), data)
 	byInput, general := f.formErrors(msg)
 	return formPage(status, sess, secret, in, f.keptValues(data), byInput, general), nil
+}
+
+// failedPost counts a post that failed with a page for the customer (not
+// an error of Vault's), and answers that page, or the spent link's once
+// the session has had maxFailedPosts. The caller holds the session's lock.
+func (b *backend) failedPost(ctx context.Context, s logical.Storage, hash string, sess *sessionEntry, page *logical.Response, err error) (*logical.Response, error) {
+	if err != nil || page == nil {
+		return page, err
+	}
+	spent, err := b.sessions.NoteFailedPost(ctx, s, hash, sess)
+	if err != nil {
+		return nil, err
+	}
+	if spent {
+		return spentLinkPage(), nil
+	}
+	return page, nil
+}
+
+// spentLinkPage answers a session whose failed posts used it up.
+func spentLinkPage() *logical.Response {
+	return messagePage(http.StatusGone, "Link used up",
+		fmt.Sprintf("This link was used for too many attempts that failed (%d); it cannot be used again. Ask the application for a new one.", maxFailedPosts), "")
 }
 
 // continuePage sends the browser on to the provider's consent page. Vault

@@ -274,7 +274,7 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 			t.Fatalf("error page lacks %q:\n%s", want, body)
 		}
 	}
-	e.assertUnchanged(before)
+	e.assertUnchanged(before, sessionPrefix) // the session counts the failed post
 
 	// A bad config value: its error beside it, the good key not echoed.
 	goodKey := "k_secretvalue"
@@ -282,7 +282,7 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 	if status != http.StatusBadRequest || strings.Contains(body, goodKey) || !strings.Contains(body, `id="f-config-region-error"`) || !strings.Contains(body, `value="mars"`) {
 		t.Fatalf("bad region: %d\n%s", status, body)
 	}
-	e.assertUnchanged(before)
+	e.assertUnchanged(before, sessionPrefix)
 	// Fixed, it connects: a refused post does not spend the session.
 	if status, body = uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.apiKey": goodKey, "config.region": "us"})); status != http.StatusOK {
 		t.Fatalf("fixed post: %d\n%s", status, body)
@@ -342,7 +342,7 @@ func TestConnectPageEgressRule(t *testing.T) {
 		strings.Contains(body, "http-equiv=\"refresh\"") {
 		t.Fatalf("host outside the allowed ones: %d\n%s", status, body)
 	}
-	e.assertUnchanged(before)
+	e.assertUnchanged(before, sessionPrefix) // the session counts the failed post
 	status, body = uiPost(e, formOf(e, secret, "okta", map[string]any{"config.host": "acme.okta.com"}))
 	if status != http.StatusOK || !strings.HasPrefix(continueURL(t, body), "https://acme.okta.com/oauth2/v1/authorize?") {
 		t.Fatalf("allowed host: %d\n%s", status, body)
@@ -394,5 +394,43 @@ func TestConnectPageBasicAndCustom(t *testing.T) {
 	secret, _ = newSession(e, map[string]any{"connection_id": "c", "integrations": "bare"})
 	if _, body = uiGet(e, url.Values{sessionParam: {secret}}); !strings.Contains(body, "credentials_schema") || strings.Contains(body, "<form") {
 		t.Fatalf("bare custom:\n%s", body)
+	}
+}
+
+// TestConnectLinkSpentAfterFiveFailedPosts: each failed post of an
+// OAUTH2_CC form with the customer's own client costs provider calls; a
+// link allows five, then it is spent, with a page that says so, and no
+// further post reaches the provider.
+func TestConnectLinkSpentAfterFiveFailedPosts(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+	e.mustDo(logical.CreateOperation, "integrations/byo", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(),
+		"credentials_schema": map[string]any{
+			"client_id":     map[string]any{"title": "Client ID"},
+			"client_secret": map[string]any{"title": "Client secret"},
+		},
+	})
+	secret, _ := newSession(e, map[string]any{"connection_id": "t1", "integrations": "byo"})
+	form := formOf(e, secret, "byo", map[string]any{"cred.client_id": srv.ClientID, "cred.client_secret": "wrong"})
+	for i := range maxFailedPosts - 1 {
+		if status, body := uiPost(e, form); status != http.StatusFailedDependency {
+			t.Fatalf("failed post %d: %d\n%s", i+1, status, body)
+		}
+	}
+	status, body := uiPost(e, form)
+	if status != http.StatusGone || !strings.Contains(body, "too many") {
+		t.Fatalf("the last failed post a link allows: %d\n%s", status, body)
+	}
+	requests := srv.Requests()
+	form["cred.client_secret"] = srv.ClientSecret
+	if status, body := uiPost(e, form); status != http.StatusGone || !strings.Contains(body, "too many") {
+		t.Fatalf("a post with a spent link: %d\n%s", status, body)
+	}
+	if srv.Requests() != requests {
+		t.Fatal("a post with a spent link reached the provider")
+	}
+	if status, _ := uiGet(e, url.Values{sessionParam: {secret}}); status != http.StatusGone {
+		t.Fatalf("the spent link's page: %d", status)
 	}
 }

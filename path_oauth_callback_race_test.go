@@ -239,3 +239,58 @@ func TestSessionConnectsOnceWhenFormPostedDuringCallback(t *testing.T) {
 		t.Fatalf("github connected: callback %d, page post %d (want 409), session records %v", status, postStatus, sess["connected_integration"])
 	}
 }
+
+// TestIntegrationRecreatedDuringExchange: the integration is force-deleted
+// and created again under the same name while the callback exchanges the
+// code. The old provider's tokens are not stored in the new integration:
+// the callback refuses, revokes them at the provider that issued them, and
+// stores nothing.
+func TestIntegrationRecreatedDuringExchange(t *testing.T) {
+	reliabilityCase(t, "integration force-deleted and re-created during the code exchange",
+		"the callback refuses, revokes the issued tokens and stores nothing")
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	body := oauthIntegration(srv.TokenURL())
+	body["client_id"], body["client_secret"], body["auth_url"] = srv.ClientID, srv.ClientSecret, srv.AuthURL()
+	srv.OnToken(func() {
+		e.mustDo(logical.DeleteOperation, "integrations/github", map[string]any{"force": true})
+		time.Sleep(2 * time.Millisecond) // a CreatedAt of its own
+		e.mustDo(logical.CreateOperation, "integrations/github", body)
+	})
+	status, page, _ := callback(e, q)
+	srv.OnToken(nil)
+	if status == http.StatusOK {
+		t.Fatalf("the callback stored the old integration's tokens in the new one: %s", page)
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "github", "acme"); c != nil {
+		t.Fatal("a connection was stored in the re-created integration")
+	}
+	if len(srv.Revoked()) == 0 {
+		t.Fatal("the issued tokens were not revoked")
+	}
+}
+
+// TestConnectionDeletedDuringReauthorizationExchange: a connection being
+// re-authorized is deleted while the callback exchanges the code; the
+// tokens the provider issued for it are revoked, nothing is stored.
+func TestConnectionDeletedDuringReauthorizationExchange(t *testing.T) {
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	e.mustDo(logical.CreateOperation, "connections/github/acme", map[string]any{"access_token": "a", "refresh_token": srv.IssueRefreshToken()})
+	q := consent(t, e, "connections/github/acme/authorize", nil)
+	srv.OnToken(func() {
+		e.mustDo(logical.DeleteOperation, "connections/github/acme", map[string]any{"revoke": false})
+	})
+	status, page, _ := callback(e, q)
+	srv.OnToken(nil)
+	if status == http.StatusOK {
+		t.Fatalf("the callback stored a deleted connection: %s", page)
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "github", "acme"); c != nil {
+		t.Fatal("the deleted connection was stored again")
+	}
+	if len(srv.Revoked()) == 0 {
+		t.Fatal("the tokens issued for the deleted connection were not revoked")
+	}
+}

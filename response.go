@@ -37,6 +37,10 @@ func httpError(err error) (*logical.Response, error) {
 		return nil, logical.CodedError(http.StatusBadRequest, err.Error())
 	case errors.Is(kind, errProviderRefused), errors.Is(kind, errProviderUnreachable), errors.Is(kind, errExpiredUnrefreshable):
 		return nil, logical.CodedError(http.StatusFailedDependency, err.Error())
+	case errors.Is(kind, errWALPending):
+		// 503: the request is right and succeeds once the start's replay
+		// has stored the connection's tokens.
+		return nil, logical.CodedError(http.StatusServiceUnavailable, err.Error())
 	}
 	return nil, err
 }

@@ -74,7 +74,17 @@ type sessionEntry struct {
 	// session connects once.
 	ConnectedIntegration string    `json:"connected_integration,omitempty"`
 	ConnectedAt          time.Time `json:"connected_at,omitempty"`
+	// FailedPosts counts the page's posts that failed (a refused value, a
+	// client the provider refused): at maxFailedPosts the link is spent,
+	// so that one link cannot make unbounded calls to a provider.
+	FailedPosts int `json:"failed_posts,omitempty"`
 }
+
+// maxFailedPosts is how many failed posts a connect session allows.
+const maxFailedPosts = 5
+
+// spent reports whether the session's failed posts used it up.
+func (e *sessionEntry) spent() bool { return e.FailedPosts >= maxFailedPosts }
 
 // allows reports whether the session may connect integration.
 func (e *sessionEntry) allows(integration string) bool {
@@ -221,6 +231,13 @@ func (ss *sessionStore) MarkConnected(ctx context.Context, s logical.Storage, se
 	e.ConnectedIntegration = integration
 	e.ConnectedAt = ss.now()
 	return putJSON(ctx, s, sessionKey(secretHash), e)
+}
+
+// NoteFailedPost counts, under the session's lock, a post of the page that
+// failed, and reports whether the session is now spent.
+func (ss *sessionStore) NoteFailedPost(ctx context.Context, s logical.Storage, secretHash string, e *sessionEntry) (bool, error) {
+	e.FailedPosts++
+	return e.spent(), putJSON(ctx, s, sessionKey(secretHash), e)
 }
 
 // Revoke deletes a session by its id; false when there is none. The id

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -196,4 +197,136 @@ func runCrash(t *testing.T, grace time.Duration) crashResult {
 func tailFile(path string) string {
 	b, _ := os.ReadFile(path)
 	return tail(string(b), 3000)
+}
+
+// TestCrashesWithWALRecordsAtStart: file-storage Vault (whose files can be
+// made to refuse writes, which Raft's cannot), connections due at once
+// whose files refuse writes while the provider rotates each one's refresh
+// token, so that every rotation lives only in memory and in a WAL record;
+// then the plugin is SIGKILLed and every connection read at once, from
+// many clients, while storage still refuses; then Vault is SIGKILLed,
+// storage heals, Vault restarts and every connection is read at once
+// again. No read refreshes with a spent refresh token: the provider,
+// which refuses one at once, refuses none, and every connection ends with
+// its rotated refresh token stored, the WAL emptied.
+// CRASH_WAL_CONNECTIONS sets the count (make test: 20; make crash: 200).
+func TestCrashesWithWALRecordsAtStart(t *testing.T) {
+	vaultFor(t)
+	if os.Getenv("CONNECT_CRASH") != "1" {
+		t.Skip("the crash tests run with CONNECT_CRASH=1 (make crash, make test)")
+	}
+	if _, err := exec.LookPath("chattr"); err != nil {
+		t.Skip("chattr is needed to make storage files refuse writes")
+	}
+	reliabilityCase(t, "file-storage Vault: WAL records of rotated tokens for many due connections; SIGKILL of the plugin, then of Vault; reads of every connection arrive at once after each",
+		"no read refreshes with a spent refresh token (the provider refuses none); every rotated refresh token is served, then stored; the WAL is emptied")
+	n := 20
+	if v, err := strconv.Atoi(os.Getenv("CRASH_WAL_CONNECTIONS")); err == nil && v > 0 {
+		n = v
+	}
+	dir := t.TempDir()
+	fs, err := vaultdev.StartFile(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fs.Kill)
+	as := newAuthServer(t)
+	c := fs.Client.Logical()
+	if _, err := c.Write("connect/integrations/walcrash", map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
+		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "auth_style": "header"}); err != nil {
+		t.Fatal(err)
+	}
+	ids := make([]string, n)
+	var files []string
+	for i := range ids {
+		ids[i] = fmt.Sprintf("w%04d", i)
+		if _, err := c.Write("connect/connections/walcrash/"+ids[i], map[string]any{
+			"access_token": "at-initial", "refresh_token": as.IssueRefreshToken(), "expires_in": 60}); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, storedFile(t, dir, "connections/walcrash/_"+ids[i]))
+	}
+	healed := false
+	for _, f := range files {
+		chattr(t, "+i", f)
+	}
+	heal := func() {
+		for _, f := range files {
+			chattr(t, "-i", f)
+		}
+		healed = true
+	}
+	t.Cleanup(func() {
+		if !healed {
+			heal()
+		}
+	})
+	rotated := make([]string, n)
+	eachAtOnce(n, func(i int) {
+		if _, err := c.Write("connect/connections/walcrash/"+ids[i]+"/refresh", nil); err != nil {
+			t.Errorf("forced refresh of %s: %v", ids[i], err)
+		}
+		rt, err := readRefreshToken(c, "connect/connections/walcrash/"+ids[i]+"/raw")
+		if err != nil {
+			t.Error(err)
+		}
+		rotated[i] = rt
+	})
+	if t.Failed() {
+		t.FailNow()
+	}
+	if got := len(walFiles(t, dir)); got < n {
+		t.Fatalf("%d WAL records for %d unsaved rotations", got, n)
+	}
+	refusals := as.Refusals()
+	readAll := func(when string) {
+		eachAtOnce(n, func(i int) {
+			if got, err := readRefreshToken(c, "connect/connections/walcrash/"+ids[i]+"/raw"); err != nil || got != rotated[i] {
+				t.Errorf("%s: %s does not serve its rotated refresh token (%v)", when, ids[i], err)
+			}
+		})
+		if got := as.Refusals() - refusals; got != 0 {
+			t.Fatalf("%s: the provider refused %d spent refresh token(s)", when, got)
+		}
+	}
+
+	for _, pid := range fs.PluginPIDs() {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	readAll("after the plugin's SIGKILL, storage refusing")
+
+	fs.Kill()
+	heal()
+	if err := fs.Restart(); err != nil {
+		t.Fatalf("restart: %v\n%s", err, tailFile(filepath.Join(dir, "vault.log")))
+	}
+	c = fs.Client.Logical()
+	readAll("after Vault's SIGKILL and restart")
+	waitForEmptyWAL(t, dir)
+	for i, id := range ids {
+		if !as.RefreshTokenValid(rotated[i]) {
+			t.Errorf("%s: its stored refresh token is not valid", id)
+		}
+	}
+	t.Logf("figure|%s: %d connections with WAL records at start, read at once after a plugin and a Vault SIGKILL: 0 refusals", t.Name(), n)
+}
+
+// eachAtOnce runs f for 0..n-1 from 16 goroutines and waits for all.
+func eachAtOnce(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	work := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				f(i)
+			}
+		}()
+	}
+	for i := range n {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
 }

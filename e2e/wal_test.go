@@ -3,11 +3,15 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/api"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/vaultdev"
 )
@@ -136,5 +140,144 @@ func chattr(t *testing.T, attr, file string) {
 	t.Helper()
 	if out, err := exec.Command("chattr", attr, file).CombinedOutput(); err != nil {
 		t.Fatalf("chattr %s %s: %v %s", attr, file, err, out)
+	}
+}
+
+// TestNothingStaleAfterKillsOnFileStorage: Vault with file storage whose
+// connection file refuses writes while the provider (which refuses a spent
+// refresh token at once) rotates the refresh token. An edit of the
+// connection held unsaved fails and changes nothing; a delete storage
+// refuses fails with nothing revoked and the connection still usable. Then
+// the plugin is SIGKILLed and read at once while storage still refuses,
+// then Vault is SIGKILLed, storage heals and Vault restarts, read at once
+// again: no read ever refreshes with the spent refresh token, the rotated
+// one is served and stored, and the WAL is emptied.
+func TestNothingStaleAfterKillsOnFileStorage(t *testing.T) {
+	vaultFor(t)
+	if _, err := exec.LookPath("chattr"); err != nil {
+		t.Skip("chattr is needed to make a storage file refuse writes")
+	}
+	reliabilityCase(t, "file-storage Vault: the connection's file refuses writes while the provider rotates; an edit and a delete meanwhile; SIGKILL of the plugin, then of Vault, each followed at once by reads",
+		"the edit and the delete fail and change nothing (nothing revoked); no read refreshes with the spent refresh token; the rotated one is served and stored; the WAL is emptied")
+	dir := t.TempDir()
+	fs, err := vaultdev.StartFile(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fs.Kill)
+	as := newAuthServer(t)
+	c := fs.Client.Logical()
+	if _, err := c.Write("connect/integrations/wal", map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
+		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "revocation_url": as.RevocationURL(),
+		"auth_style": "header"}); err != nil {
+		t.Fatal(err)
+	}
+	spent := as.IssueRefreshToken()
+	// Due at once (inside the refresh margin): a read after a restart
+	// would refresh it with whatever storage holds.
+	if _, err := c.Write("connect/connections/wal/c1", map[string]any{
+		"access_token": "at-initial", "refresh_token": spent, "expires_in": 60, "metadata": map[string]any{"owner": "before"}}); err != nil {
+		t.Fatal(err)
+	}
+	file := storedFile(t, dir, "connections/wal/_c1")
+	chattr(t, "+i", file)
+	healed := false
+	t.Cleanup(func() {
+		if !healed {
+			chattr(t, "-i", file)
+		}
+	})
+
+	if _, err := c.Write("connect/connections/wal/c1/refresh", nil); err != nil {
+		t.Fatalf("forced refresh while storage refuses the connection: %v", err)
+	}
+	rotated := rawRefreshToken(t, c, "connect/connections/wal/c1/raw")
+	if rotated == spent || !as.RefreshTokenValid(rotated) || as.RefreshTokenValid(spent) {
+		t.Fatal("the forced refresh did not rotate the refresh token")
+	}
+	if _, err := c.Write("connect/connections/wal/c1/metadata", map[string]any{"owner": "lost"}); err == nil {
+		t.Fatal("an edit of the connection held unsaved answered 2xx while storage refuses it")
+	}
+	if _, err := c.Delete("connect/connections/wal/c1"); err == nil {
+		t.Fatal("a delete storage refuses answered 2xx")
+	}
+	if got := as.Revoked(); len(got) != 0 {
+		t.Fatalf("the failed delete revoked %d token(s)", len(got))
+	}
+	refusals := as.Refusals()
+
+	t.Log("SIGKILL of the plugin; reads at once, storage still refusing")
+	for _, pid := range fs.PluginPIDs() {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	if got := rawRefreshToken(t, c, "connect/connections/wal/c1/raw"); got != rotated {
+		t.Fatal("after the plugin's restart the read did not serve the rotated refresh token")
+	}
+
+	t.Log("SIGKILL of Vault; storage heals; reads at once")
+	fs.Kill()
+	chattr(t, "-i", file)
+	healed = true
+	if err := fs.Restart(); err != nil {
+		t.Fatalf("restart: %v", err)
+	}
+	c = fs.Client.Logical()
+	if got := rawRefreshToken(t, c, "connect/connections/wal/c1/raw"); got != rotated {
+		t.Fatal("after Vault's restart the read did not serve the rotated refresh token")
+	}
+	if as.Refusals() != refusals || !as.RefreshTokenValid(rotated) {
+		t.Fatalf("a read refreshed with the spent refresh token: %d refusals", as.Refusals()-refusals)
+	}
+	sec, err := c.Read("connect/connections/wal/c1/metadata")
+	if err != nil || sec == nil || sec.Data["owner"] != "before" {
+		t.Fatalf("metadata after the restarts: %v %v", sec, err)
+	}
+	waitForEmptyWAL(t, dir)
+	if _, err := c.Write("connect/connections/wal/c1/refresh", nil); err != nil {
+		t.Fatalf("the stored refresh token does not work: %v", err)
+	}
+	if _, err := c.Delete("connect/connections/wal/c1"); err != nil {
+		t.Fatalf("delete once storage heals: %v", err)
+	}
+	if len(as.Revoked()) == 0 {
+		t.Fatal("the delete did not revoke the tokens")
+	}
+}
+
+// rawRefreshToken reads a connection's raw refresh token, trying again
+// while the plugin starts or holds the read back for its WAL (503), for
+// at most 30 s.
+func rawRefreshToken(t *testing.T, c *api.Logical, path string) string {
+	t.Helper()
+	rt, err := readRefreshToken(c, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rt
+}
+
+// readRefreshToken is rawRefreshToken for goroutines other than the
+// test's: it returns the error.
+func readRefreshToken(c *api.Logical, path string) (string, error) {
+	var lastErr error
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		sec, err := c.Read(path)
+		if err == nil && sec != nil {
+			rt, _ := sec.Data["refresh_token"].(string)
+			return rt, nil
+		}
+		lastErr = err
+	}
+	return "", fmt.Errorf("reading %s: %v", path, lastErr)
+}
+
+// waitForEmptyWAL waits for the WAL records of file storage in dir to be
+// applied and deleted.
+func waitForEmptyWAL(t *testing.T, dir string) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); len(walFiles(t, dir)) > 0; time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d WAL records left", len(walFiles(t, dir)))
+		}
 	}
 }
