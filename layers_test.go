@@ -395,17 +395,40 @@ var forbiddenImports = map[string]func(path string) bool{
 }
 
 func TestInternalPackagesImportNothingAbove(t *testing.T) {
-	for pkg, forbidden := range forbiddenImports {
-		if _, err := os.Stat(pkg); os.IsNotExist(err) {
-			t.Logf("%s does not exist yet", pkg)
+	for _, v := range importViolations(t, forbiddenImports) {
+		t.Error(v)
+	}
+}
+
+// TestImportCheckSeesAMissingPackage shows that a checked package renamed
+// away fails the import check instead of passing it with nothing checked.
+func TestImportCheckSeesAMissingPackage(t *testing.T) {
+	got := importViolations(t, map[string]func(string) bool{
+		"internal/renamed-away": func(string) bool { return true },
+	})
+	if len(got) != 1 || !strings.Contains(got[0], "internal/renamed-away is checked for its imports but cannot be read") {
+		t.Fatalf("violations = %q, want the missing package named", got)
+	}
+}
+
+// importViolations holds each package of rules against what it reaches; a
+// package that cannot be read is a violation, so that a checked package
+// renamed or moved away makes its rule move with it.
+func importViolations(t *testing.T, rules map[string]func(path string) bool) []string {
+	t.Helper()
+	var out []string
+	for _, pkg := range slices.Sorted(maps.Keys(rules)) {
+		if _, err := os.Stat(pkg); err != nil {
+			out = append(out, fmt.Sprintf("%s is checked for its imports but cannot be read (%v): update forbiddenImports", pkg, err))
 			continue
 		}
 		for _, v := range reachableImports(t, pkg, map[string]bool{}) {
-			if forbidden(v.path) {
-				t.Errorf("%s reaches %s (imported by %s)", pkg, v.path, v.by)
+			if rules[pkg](v.path) {
+				out = append(out, fmt.Sprintf("%s reaches %s (imported by %s)", pkg, v.path, v.by))
 			}
 		}
 	}
+	return out
 }
 
 type importedBy struct{ path, by string }
