@@ -71,6 +71,10 @@ type connectionStore struct {
 	// failed, deleted again by SaveUnsaved. Until then they are harmless:
 	// a record applies only over older credentials than its own.
 	supersededWALs map[string]bool
+
+	// proxyCalls are the proxied calls of each connection since its last
+	// save, added to it by the next one.
+	proxyCalls proxyCallCounts
 }
 
 func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
@@ -85,6 +89,20 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 		supersededWALs:   map[string]bool{},
 		logger:           hclog.NewNullLogger,
 	}
+}
+
+// NoteProxyCall counts one proxied call of a connection, in memory: the
+// next save of its entry stores it.
+func (cs *connectionStore) NoteProxyCall(integration, id string, at time.Time) {
+	cs.proxyCalls.note(connectionKey(integration, id), at)
+}
+
+// ProxyCalls are a connection's proxied calls: c's stored count with the
+// calls since its last save added.
+func (cs *connectionStore) ProxyCalls(c *connectionEntry) (int64, time.Time) {
+	cp := connectionEntry{ProxyCalls: c.ProxyCalls, LastProxyCallAt: c.LastProxyCallAt}
+	cs.proxyCalls.pending(connectionKey(c.Integration, c.ConnectionID)).addTo(&cp)
+	return cp.ProxyCalls, cp.LastProxyCallAt
 }
 
 // Get returns a connection for reading, from memory when it can: the
@@ -157,7 +175,10 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 		}
 	}
 	events := next.takeEvents()
+	calls := cs.proxyCalls.take(key)
+	calls.addTo(next)
 	if err := cs.save(ctx, s, next, current); err != nil {
+		cs.proxyCalls.giveBack(key, calls)
 		return nil, err
 	}
 	if err := cs.recordEvents(ctx, s, next, events); err != nil {
@@ -283,6 +304,7 @@ func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integr
 func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string, walIDs []string, listWAL bool) ([]string, error) {
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
+	defer cs.proxyCalls.drop(key)
 	// The WAL may hold records a previous process wrote, of a connection
 	// storage never held: they would create it again. Listed under the
 	// connection's lock, so that no refresh adds one between the list and

@@ -37,6 +37,12 @@ func httpError(err error) (*logical.Response, error) {
 		return nil, logical.CodedError(http.StatusBadRequest, err.Error())
 	case errors.Is(kind, errProviderRefused), errors.Is(kind, errProviderUnreachable), errors.Is(kind, errExpiredUnrefreshable):
 		return nil, logical.CodedError(http.StatusFailedDependency, err.Error())
+	case errors.Is(kind, errProxyForbidden):
+		return nil, logical.CodedError(http.StatusForbidden, err.Error())
+	case errors.Is(kind, errProxyUpstream):
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	case errors.Is(kind, errProxyTimeout):
+		return nil, logical.CodedError(http.StatusGatewayTimeout, err.Error())
 	}
 	return nil, err
 }

@@ -61,6 +61,17 @@ func Scrub(msg string, secrets ...string) string {
 	return msg
 }
 
+// ScrubForms removes every occurrence of each secret from msg as sent and in
+// the encodings Scrub knows, without the search for partial or decoded
+// echoes: for large texts (a proxied provider's error body), where that
+// search would cost time in proportion to the text times the secrets.
+func ScrubForms(msg string, secrets ...string) string {
+	for _, form := range echoedForms(secrets) {
+		msg = strings.ReplaceAll(msg, form, redactedMark)
+	}
+	return msg
+}
+
 // withheldMark replaces a whole message that still echoes a secret in a
 // form Scrub cannot cut out.
 const withheldMark = "[withheld: the message echoed a secret]"
