@@ -270,7 +270,7 @@ func proxyFailure(ctx context.Context, err error) error {
 func proxyURL(base *url.URL, segments []string, query string) (*url.URL, error) {
 	escaped := make([]string, len(segments))
 	for i, s := range segments {
-		escaped[i] = url.PathEscape(s)
+		escaped[i] = escapeSegment(s)
 	}
 	u := *base
 	basePath := strings.TrimSuffix(base.EscapedPath(), "/")
@@ -292,6 +292,26 @@ func proxyURL(base *url.URL, segments []string, query string) (*url.URL, error) 
 		return nil, &ConfigError{"the provider path would leave the base URL"}
 	}
 	return &u, nil
+}
+
+// escapeSegment percent-encodes a path segment: every byte but the
+// unreserved characters and the sub-delimiters and ':' a segment may hold
+// as they are (RFC 3986 section 3.3), so ';' or '=' reach the provider as
+// the caller wrote them and a '%' as "%25".
+func escapeSegment(s string) string {
+	const hex = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~!$&'()*+,;=:", c) >= 0 {
+			b.WriteByte(c)
+			continue
+		}
+		b.WriteByte('%')
+		b.WriteByte(hex[c>>4])
+		b.WriteByte(hex[c&15])
+	}
+	return b.String()
 }
 
 // droppedAnswerHeaders are the provider's headers a proxied answer never
