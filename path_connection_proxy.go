@@ -26,8 +26,10 @@ import (
 // path>: the provider path is the rest, '/' included, so that Vault's
 // policy globs on it are the proxy's path rules. Anchored by the
 // framework, it overlaps no other connection sub-path (raw, refresh,
-// metadata, config, authorize, …), which end after their name.
-var proxyPattern = connectionPattern + "/proxy/" + framework.MatchAllRegex("path")
+// metadata, config, authorize, …), which end after their name. The rest
+// matches line breaks too (framework.MatchAllRegex's '.' does not), so that
+// a path holding one reaches the handler and its 400.
+var proxyPattern = connectionPattern + `/proxy/(?P<path>[\s\S]*)`
 
 // pathConnectionProxy is the proxy's path: each Vault operation is one
 // upstream method (read GET, update POST or PUT, patch PATCH, delete
