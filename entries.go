@@ -112,8 +112,8 @@ type integrationEntry struct {
 	// has it is read as PKCE false.
 	DisablePKCE bool `json:"disable_pkce,omitempty"`
 	// APP (GitHub-App style) settings.
-	AppID      string    `json:"app_id,omitempty"`
-	PrivateKey string    `json:"private_key,omitempty"`
+	AppID      string `json:"app_id,omitempty"`
+	PrivateKey string `json:"private_key,omitempty"`
 	// Proxy holds the rules of the proxy (connections/<i>/<id>/proxy/…);
 	// without proxy_paths the integration has none.
 	Proxy     proxySettings `json:"proxy,omitempty"`
