@@ -139,7 +139,7 @@ func proxyCallOf(req *logical.Request, d *framework.FieldData) (proxyCall, bool,
 		return proxyCall{}, false, fmt.Errorf("format must be raw or json")
 	}
 	extra, _ := req.Data["proxy_query"].(string)
-	if _, err := url.ParseQuery(extra); err != nil || strings.ContainsAny(extra, "#\r\n\x00 ") {
+	if _, err := url.ParseQuery(extra); err != nil || strings.ContainsFunc(extra, func(r rune) bool { return r <= ' ' || r == '#' || r == 0x7f }) {
 		return proxyCall{}, false, fmt.Errorf("proxy_query must be an encoded query string")
 	}
 	switch req.Operation {

@@ -105,6 +105,8 @@ func TestProxyRulesRefuseBeforeSending(t *testing.T) {
 		{"an absolute URL", logical.ReadOperation, "http:%2f%2f127.0.0.2/x", nil, 400, "'/'"},
 		{"CRLF in the path", logical.ReadOperation, "v1/x\r\nHost: evil", nil, 400, "control"},
 		{"a bad format", logical.ReadOperation, "v1/x", map[string]any{"format": "xml"}, 400, "format"},
+		{"a tab in proxy_query", logical.ReadOperation, "v1/x", map[string]any{"proxy_query": "a=\tb"}, 400, "proxy_query"},
+		{"a fragment in proxy_query", logical.ReadOperation, "v1/x", map[string]any{"proxy_query": "a=b#c"}, 400, "proxy_query"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, status := p.proxied(tc.op, tc.rest, tc.data)

@@ -221,6 +221,10 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 		return nil, proxyFailure(ctx, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 599 {
+		// A protocol switch or an interim answer is no answer to return.
+		return nil, &Error{cause: fmt.Errorf("the provider answered HTTP %d, which the proxy does not pass on", resp.StatusCode)}
+	}
 	limit := req.MaxResponseBytes
 	if limit <= 0 {
 		limit = DefaultProxyMaxResponse
@@ -232,11 +236,7 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 	if int64(len(data)) > limit {
 		return nil, &ProxyTooLargeError{Limit: limit}
 	}
-	out := &ProxyResponse{Status: resp.StatusCode, Header: answerHeaders(resp.Header, req.Secrets), Body: data}
-	if resp.StatusCode >= 400 {
-		out.Body = scrubBody(data, req.Secrets)
-	}
-	return out, nil
+	return &ProxyResponse{Status: resp.StatusCode, Header: answerHeaders(resp.Header, req.Secrets), Body: scrubBody(resp.StatusCode, data, req.Secrets)}, nil
 }
 
 // RetryAfter is when an answer's Retry-After header (delay seconds or an
@@ -351,14 +351,25 @@ func answerHeaders(h http.Header, secrets []string) http.Header {
 // and the secrets); larger ones lose the exact forms only.
 const maxDeepScrubBytes = 64 << 10
 
-// scrubBody removes the connection's secrets from an error body, which a
-// provider may fill with what it was sent.
-func scrubBody(body []byte, secrets []string) []byte {
+// scrubBody removes the connection's secrets from an answer's body, which
+// a provider may fill with what it was sent. An error body (4xx, 5xx) loses
+// them in every form safetext knows, partial echoes included; any other
+// body, whose bytes the caller may check (a file, an image), loses only
+// exact copies of them as sent or encoded, and is otherwise returned byte
+// for byte.
+func scrubBody(status int, body []byte, secrets []string) []byte {
 	if len(secrets) == 0 || len(body) == 0 {
 		return body
 	}
-	if len(body) <= maxDeepScrubBytes {
-		return []byte(safetext.Scrub(string(body), secrets...))
+	text := string(body)
+	var out string
+	if status >= 400 && len(body) <= maxDeepScrubBytes {
+		out = safetext.Scrub(text, secrets...)
+	} else {
+		out = safetext.ScrubForms(text, secrets...)
 	}
-	return []byte(safetext.ScrubForms(string(body), secrets...))
+	if out == text {
+		return body
+	}
+	return []byte(out)
 }

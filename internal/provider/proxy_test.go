@@ -197,3 +197,30 @@ func TestProxyTransportFailureNamesNoURL(t *testing.T) {
 		t.Fatalf("the failure quotes the URL: %s", msg)
 	}
 }
+
+func TestProxySuccessBodiesAreScrubbedOfTheSecretsOnly(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const secret = "tok-fedcba9876543210"
+	api.Handle("GET /echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"you_sent":"` + r.Header.Get("Authorization") + `","partial":"fedcba9876543"}`))
+	})
+	api.Handle("GET /switch", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"echo"},
+		Header: http.Header{"Authorization": {"Bearer " + secret}}, Secrets: []string{secret}})
+	if err != nil || resp.Status != 200 {
+		t.Fatal(resp, err)
+	}
+	if body := string(resp.Body); strings.Contains(body, secret) || !strings.Contains(body, `"partial":"fedcba9876543"`) {
+		t.Fatalf("a 2xx body that echoes the token: %s", body)
+	}
+	if _, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"switch"}}); err == nil {
+		t.Fatal("a protocol switch was answered as a provider's answer")
+	}
+}
