@@ -238,6 +238,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err := b.store.RecordOwed(ctx, req.Storage); err != nil {
 		errs = append(errs, fmt.Errorf("recording the events of saved changes: %w", err))
 	}
+	if err := b.store.FlushProxyCalls(ctx, req.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("storing proxied call counts: %w", err))
+	}
 	cfg, err := b.config(ctx, req.Storage)
 	if err != nil {
 		return errors.Join(append(errs, err)...)

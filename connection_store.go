@@ -97,6 +97,37 @@ func (cs *connectionStore) NoteProxyCall(integration, id string, at time.Time) {
 	cs.proxyCalls.note(connectionKey(integration, id), at)
 }
 
+// maxProxyCountFlushes bounds the connections whose call counts one
+// periodic flush stores.
+const maxProxyCountFlushes = 1000
+
+// FlushProxyCalls stores the proxied calls of connections that no save
+// has stored yet (an API key's connection is saved only when written): one
+// save per connection with calls since, at most maxProxyCountFlushes a
+// run, from the periodic hook. The calls of a connection deleted meanwhile
+// are dropped.
+func (cs *connectionStore) FlushProxyCalls(ctx context.Context, s logical.Storage) error {
+	var errs []error
+	for _, key := range cs.proxyCalls.keys(maxProxyCountFlushes) {
+		integration, id, ok := splitConnectionKey(key)
+		if !ok {
+			cs.proxyCalls.drop(key)
+			continue
+		}
+		_, err := cs.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+			if c == nil {
+				cs.proxyCalls.drop(key)
+				return nil, errUnchanged
+			}
+			return c, nil // Update adds the pending calls as it saves
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // ProxyCalls are a connection's proxied calls: c's stored count with the
 // calls since its last save added.
 func (cs *connectionStore) ProxyCalls(c *connectionEntry) (int64, time.Time) {

@@ -79,6 +79,20 @@ func (p *proxyCallCounts) giveBack(key string, calls pendingProxyCalls) {
 	p.m[key] = cur
 }
 
+// keys are the connections with calls not yet stored, at most max.
+func (p *proxyCallCounts) keys(max int) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]string, 0, min(len(p.m), max))
+	for k := range p.m {
+		if len(out) == max {
+			break
+		}
+		out = append(out, k)
+	}
+	return out
+}
+
 // drop forgets key's calls: its connection is deleted.
 func (p *proxyCallCounts) drop(key string) {
 	p.mu.Lock()

@@ -408,3 +408,22 @@ func TestProxyPathGlobs(t *testing.T) {
 		}
 	}
 }
+
+func TestProxyCallsOfAConnectionWithoutRefreshesAreStoredByThePeriodicHook(t *testing.T) {
+	p := newProxyEnv(t)
+	p.mustDo(logical.CreateOperation, "integrations/key", map[string]any{"auth_mode": "API_KEY", "api_base_url": p.api.URL,
+		"proxy_paths": "/v1/*", "request_headers": map[string]any{"X-Api-Key": "${apiKey}"}})
+	p.mustDo(logical.CreateOperation, "connections/key/k1", map[string]any{"api_key": "sk-0123456789"})
+	for range 2 {
+		p.mustDo(logical.ReadOperation, "connections/key/k1/proxy/v1/x", nil)
+	}
+	p.tick()
+	stored, _ := getConnection(context.Background(), p.storage, "key", "k1")
+	if stored.ProxyCalls != 2 {
+		t.Fatalf("after the periodic hook %d calls are stored", stored.ProxyCalls)
+	}
+	p.tick() // nothing pending: nothing written, the count unchanged
+	if n := p.mustDo(logical.ReadOperation, "connections/key/k1", nil)["proxy_calls"]; n != int64(2) {
+		t.Fatalf("read shows %v calls", n)
+	}
+}
