@@ -236,7 +236,8 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 	if int64(len(data)) > limit {
 		return nil, &ProxyTooLargeError{Limit: limit}
 	}
-	return &ProxyResponse{Status: resp.StatusCode, Header: answerHeaders(resp.Header, req.Secrets), Body: scrubBody(resp.StatusCode, data, req.Secrets)}, nil
+	sc := safetext.NewScrubber(req.Secrets...)
+	return &ProxyResponse{Status: resp.StatusCode, Header: answerHeaders(resp.Header, sc), Body: scrubBody(resp.StatusCode, data, sc)}, nil
 }
 
 // RetryAfter is when an answer's Retry-After header (delay seconds or an
@@ -326,7 +327,7 @@ var droppedAnswerHeaders = map[string]bool{
 // answerHeaders are h without droppedAnswerHeaders, those the Connection
 // header names, Access-Control-*, and with every secret scrubbed from the
 // values.
-func answerHeaders(h http.Header, secrets []string) http.Header {
+func answerHeaders(h http.Header, sc *safetext.Scrubber) http.Header {
 	named := map[string]bool{}
 	for _, v := range h.Values("Connection") {
 		for _, name := range strings.Split(v, ",") {
@@ -340,7 +341,7 @@ func answerHeaders(h http.Header, secrets []string) http.Header {
 			continue
 		}
 		for _, v := range values {
-			out.Add(canon, safetext.Scrub(v, secrets...))
+			out.Add(canon, sc.Scrub(v))
 		}
 	}
 	return out
@@ -357,16 +358,16 @@ const maxDeepScrubBytes = 64 << 10
 // body, whose bytes the caller may check (a file, an image), loses only
 // exact copies of them as sent or encoded, and is otherwise returned byte
 // for byte.
-func scrubBody(status int, body []byte, secrets []string) []byte {
-	if len(secrets) == 0 || len(body) == 0 {
+func scrubBody(status int, body []byte, sc *safetext.Scrubber) []byte {
+	if len(body) == 0 {
 		return body
 	}
 	text := string(body)
 	var out string
 	if status >= 400 && len(body) <= maxDeepScrubBytes {
-		out = safetext.Scrub(text, secrets...)
+		out = sc.Scrub(text)
 	} else {
-		out = safetext.ScrubForms(text, secrets...)
+		out = sc.Forms(text)
 	}
 	if out == text {
 		return body

@@ -66,8 +66,36 @@ func Scrub(msg string, secrets ...string) string {
 // echoes: for large texts (a proxied provider's error body), where that
 // search would cost time in proportion to the text times the secrets.
 func ScrubForms(msg string, secrets ...string) string {
-	for _, form := range echoedForms(secrets) {
-		msg = strings.ReplaceAll(msg, form, redactedMark)
+	return NewScrubber(secrets...).Forms(msg)
+}
+
+// Scrubber is Scrub and ScrubForms for one set of secrets, their encoded
+// forms computed once: for many texts of one request (a proxied answer's
+// headers and body).
+type Scrubber struct {
+	secrets, forms []string
+}
+
+// NewScrubber prepares the forms of secrets.
+func NewScrubber(secrets ...string) *Scrubber {
+	return &Scrubber{secrets: secrets, forms: echoedForms(secrets)}
+}
+
+// Forms is ScrubForms with the prepared forms.
+func (sc *Scrubber) Forms(msg string) string {
+	for _, form := range sc.forms {
+		if strings.Contains(msg, form) {
+			msg = strings.ReplaceAll(msg, form, redactedMark)
+		}
+	}
+	return msg
+}
+
+// Scrub is Scrub with the prepared forms.
+func (sc *Scrubber) Scrub(msg string) string {
+	msg = sc.Forms(msg)
+	if echoesASecret(msg, sc.secrets) {
+		return withheldMark
 	}
 	return msg
 }
