@@ -428,7 +428,7 @@ func (p *proxier) request(in proxyCall, r *integrationRendering, c *connectionEn
 		Header:           header,
 		Body:             in.Body,
 		MaxResponseBytes: r.integration.Proxy.maxResponse(),
-		Secrets:          eventSecrets(r.integration, c, injected...),
+		Secrets:          connectionSecrets(r.integration, c, injected...),
 	}, nil
 }
 

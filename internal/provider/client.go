@@ -39,7 +39,9 @@ type Client struct {
 	// redirects, and no timeout of its own (each request's context has
 	// the integration's).
 	proxy *http.Client
-	now   func() time.Time
+	// scrubbers are the proxy's scrubbers of connections' secrets.
+	scrubbers scrubberCache
+	now       func() time.Time
 }
 
 // New returns a Client that sends requests with base's transport and

@@ -5,6 +5,7 @@ package provider
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -236,13 +238,46 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 	if int64(len(data)) > limit {
 		return nil, &ProxyTooLargeError{Limit: limit}
 	}
-	sc := safetext.NewScrubber(req.Secrets...)
+	sc := c.scrubbers.get(req.Secrets)
 	return &ProxyResponse{Status: resp.StatusCode, Header: answerHeaders(resp.Header, sc), Body: scrubBody(resp.StatusCode, data, sc)}, nil
 }
 
 // RetryAfter is when an answer's Retry-After header (delay seconds or an
 // HTTP date) asks to be called again; zero without one.
 func RetryAfter(h http.Header, now time.Time) time.Time { return parseRetryAfter(h, now) }
+
+// scrubberCache keeps the Scrubber of each distinct set of secrets, so that
+// the encoded forms of one connection's secrets are computed once, not per
+// call. Keyed by the SHA-256 of the set: a connection whose secrets change
+// gets a new one.
+type scrubberCache struct {
+	mu sync.Mutex
+	m  map[[32]byte]*safetext.Scrubber
+}
+
+// maxCachedScrubbers bounds the cache; past it, it starts over.
+const maxCachedScrubbers = 4096
+
+func (sc *scrubberCache) get(secrets []string) *safetext.Scrubber {
+	h := sha256.New()
+	for _, s := range secrets {
+		h.Write([]byte(s))
+		h.Write([]byte{0})
+	}
+	var key [32]byte
+	h.Sum(key[:0])
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if s, ok := sc.m[key]; ok {
+		return s
+	}
+	if sc.m == nil || len(sc.m) >= maxCachedScrubbers {
+		sc.m = map[[32]byte]*safetext.Scrubber{}
+	}
+	s := safetext.NewScrubber(secrets...)
+	sc.m[key] = s
+	return s
+}
 
 // DefaultProxyMaxResponse is the bound of a proxied answer's body when the
 // request names none.

@@ -73,12 +73,22 @@ func ScrubForms(msg string, secrets ...string) string {
 // forms computed once: for many texts of one request (a proxied answer's
 // headers and body).
 type Scrubber struct {
-	secrets, forms []string
+	forms   []string
+	echoes  echoPatterns
+	secrets []string
 }
 
-// NewScrubber prepares the forms of secrets.
+// NewScrubber prepares the forms of secrets, each secret once.
 func NewScrubber(secrets ...string) *Scrubber {
-	return &Scrubber{secrets: secrets, forms: echoedForms(secrets)}
+	seen := map[string]bool{}
+	var unique []string
+	for _, s := range secrets {
+		if !seen[s] {
+			seen[s] = true
+			unique = append(unique, s)
+		}
+	}
+	return &Scrubber{secrets: unique, forms: echoedForms(unique), echoes: echoPatternsOf(unique)}
 }
 
 // Forms is ScrubForms with the prepared forms.
@@ -94,7 +104,7 @@ func (sc *Scrubber) Forms(msg string) string {
 // Scrub is Scrub with the prepared forms.
 func (sc *Scrubber) Scrub(msg string) string {
 	msg = sc.Forms(msg)
-	if echoesASecret(msg, sc.secrets) {
+	if sc.echoes.echoedIn(msg) {
 		return withheldMark
 	}
 	return msg
@@ -115,23 +125,36 @@ const minEchoRun = 12
 // hex- or base64-encoded. It runs only on error texts, so the few
 // encodings tried per secret cost little.
 func echoesASecret(msg string, secrets []string) bool {
-	var lowered []string
-	var binary []string
+	return echoPatternsOf(secrets).echoedIn(msg)
+}
+
+// echoPatterns are what echoesASecret looks for, per secret: the secret
+// and its hex in lower case, and its base64 cores.
+type echoPatterns struct {
+	lowered, binary []string
+}
+
+func echoPatternsOf(secrets []string) echoPatterns {
+	var p echoPatterns
 	for _, s := range secrets {
 		if len(s) < minSecretLen {
 			continue
 		}
-		lowered = append(lowered, strings.ToLower(s), hex.EncodeToString([]byte(s)))
-		binary = append(binary, base64Cores(s)...)
+		p.lowered = append(p.lowered, strings.ToLower(s), hex.EncodeToString([]byte(s)))
+		p.binary = append(p.binary, base64Cores(s)...)
 	}
+	return p
+}
+
+func (p echoPatterns) echoedIn(msg string) bool {
 	for _, decoded := range decodings(msg) {
 		lowerDecoded := strings.ToLower(decoded)
-		for _, s := range lowered {
+		for _, s := range p.lowered {
 			if strings.Contains(lowerDecoded, s) || sharesRun(lowerDecoded, s, minEchoRun) {
 				return true
 			}
 		}
-		for _, core := range binary {
+		for _, core := range p.binary {
 			if strings.Contains(decoded, core) {
 				return true
 			}
