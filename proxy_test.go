@@ -427,3 +427,27 @@ func TestProxyCallsOfAConnectionWithoutRefreshesAreStoredByThePeriodicHook(t *te
 		t.Fatalf("read shows %v calls", n)
 	}
 }
+
+func TestProxyPatternLeavesTheOtherConnectionPathsAlone(t *testing.T) {
+	p := newProxyEnv(t)
+	// A connection whose id is "proxy" is a connection, not a proxy call.
+	p.mustDo(logical.CreateOperation, "connections/github/proxy", map[string]any{"access_token": "at-proxy-0123456789"})
+	if d := p.mustDo(logical.ReadOperation, "connections/github/proxy", nil); d["connection_id"] != "proxy" {
+		t.Fatalf("connections/github/proxy read %v", d)
+	}
+	if d := p.mustDo(logical.ReadOperation, "connections/github/c1/raw", nil); d["refresh_token"] == nil {
+		t.Fatalf("raw read %v", d)
+	}
+	// The proxy's own sub-path without a provider path is the catch-all's
+	// 400; a provider path named like a sub-path is the provider's.
+	if _, status := p.do(logical.ReadOperation, "connections/github/c1/proxy", nil); status != 400 {
+		t.Fatalf("connections/github/c1/proxy: %d", status)
+	}
+	p.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"proxy_paths": "/*"})
+	p.mustDo(logical.ReadOperation, "connections/github/c1/proxy/raw", nil)
+	p.mustDo(logical.ReadOperation, "connections/github/proxy/proxy/metadata", nil)
+	got := p.api.Requests()
+	if len(got) != 2 || got[0].Path != "/raw" || got[1].Path != "/metadata" || got[1].Header.Get("Authorization") != "Bearer at-proxy-0123456789" {
+		t.Fatalf("the API received %+v", got)
+	}
+}
