@@ -49,6 +49,8 @@ type backend struct {
 	issuer *issuer
 	// refresher renews tokens and issues the first ones.
 	refresher *refresher
+	// proxier calls providers' APIs with connections' credentials.
+	proxier *proxier
 	// authorizer runs the authorization code flow.
 	authorizer *authorizer
 	// mountConfig loads, caches and saves the mount's configuration.
@@ -98,8 +100,9 @@ func newBackend() *backend {
 	b.store.logger = logger
 	b.states = newStateStore(b.mountConfig.get, clock, logger)
 	b.sessions = newSessionStore(clock, logger)
+	client := provider.New(httpClient, clock)
 	b.issuer = &issuer{
-		client: provider.New(httpClient, clock),
+		client: client,
 		logger: logger,
 		now:    clock,
 	}
@@ -111,6 +114,15 @@ func newBackend() *backend {
 		writable: func() bool { return b.WriteSafeReplicationState() },
 		now:      clock,
 		logger:   logger,
+	}
+	b.proxier = &proxier{
+		refresher:  b.refresher,
+		renderings: &b.renderings,
+		store:      b.store,
+		client:     client,
+		now:        clock,
+		sleep:      sleepCtx,
+		logger:     logger,
 	}
 	b.authorizer = &authorizer{
 		store:    b.store,
@@ -155,6 +167,7 @@ func newBackend() *backend {
 			pathConnectionActions(b),
 			pathConnectionAuthorize(b),
 			pathConnectionImport(b),
+			pathConnectionProxy(b),
 			pathConnections(b),
 			pathWebhooks(b),
 		),
@@ -232,6 +245,9 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	}
 	if err := b.store.RecordOwed(ctx, req.Storage); err != nil {
 		errs = append(errs, fmt.Errorf("recording the events of saved changes: %w", err))
+	}
+	if err := b.store.FlushProxyCalls(ctx, req.Storage); err != nil {
+		errs = append(errs, fmt.Errorf("storing proxied call counts: %w", err))
 	}
 	cfg, err := b.config(ctx, req.Storage)
 	if err != nil {

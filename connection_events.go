@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
@@ -157,6 +158,17 @@ func scrubbedEventError(code, desc string, secrets []string) *eventError {
 // private key, the config values its schema marks secret, and the Basic
 // forms and base64 of each, which a provider may echo.
 func eventSecrets(in *integrationEntry, c *connectionEntry, more ...string) []string {
+	var all []string
+	for _, s := range connectionSecrets(in, c, more...) {
+		all = append(all, s, base64.StdEncoding.EncodeToString([]byte(s)))
+	}
+	return all
+}
+
+// connectionSecrets are eventSecrets without their base64 forms, each
+// non-empty: for a scrubber that looks for base64 encodings itself
+// (safetext's deep scrub).
+func connectionSecrets(in *integrationEntry, c *connectionEntry, more ...string) []string {
 	out := append([]string(nil), more...)
 	if in != nil {
 		out = append(out, in.ClientSecret, in.PrivateKey, basicForm(in.ClientID, in.ClientSecret))
@@ -176,13 +188,7 @@ func eventSecrets(in *integrationEntry, c *connectionEntry, more ...string) []st
 			}
 		}
 	}
-	var all []string
-	for _, s := range out {
-		if s != "" {
-			all = append(all, s, base64.StdEncoding.EncodeToString([]byte(s)))
-		}
-	}
-	return all
+	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
 }
 
 // basicForm is user:secret as an HTTP Basic credential carries it; empty

@@ -75,6 +75,10 @@ type connectionStore struct {
 	// walGate holds back, at start, the connections whose WAL records a
 	// previous process left are not applied yet (connection_wal.go).
 	walGate *walGate
+
+	// proxyCalls are the proxied calls of each connection since its last
+	// save, added to it by the next one.
+	proxyCalls proxyCallCounts
 }
 
 func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
@@ -90,6 +94,51 @@ func newConnectionStore(sched scheduler, config func(context.Context, logical.St
 		walGate:          newWALGate(),
 		logger:           hclog.NewNullLogger,
 	}
+}
+
+// NoteProxyCall counts one proxied call of a connection, in memory: the
+// next save of its entry stores it.
+func (cs *connectionStore) NoteProxyCall(integration, id string, at time.Time) {
+	cs.proxyCalls.note(connectionKey(integration, id), at)
+}
+
+// maxProxyCountFlushes bounds the connections whose call counts one
+// periodic flush stores.
+const maxProxyCountFlushes = 1000
+
+// FlushProxyCalls stores the proxied calls of connections that no save
+// has stored yet (an API key's connection is saved only when written): one
+// save per connection with calls since, at most maxProxyCountFlushes a
+// run, from the periodic hook. The calls of a connection deleted meanwhile
+// are dropped.
+func (cs *connectionStore) FlushProxyCalls(ctx context.Context, s logical.Storage) error {
+	var errs []error
+	for _, key := range cs.proxyCalls.keys(maxProxyCountFlushes) {
+		integration, id, ok := splitConnectionKey(key)
+		if !ok {
+			cs.proxyCalls.drop(key)
+			continue
+		}
+		_, err := cs.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
+			if c == nil {
+				cs.proxyCalls.drop(key)
+				return nil, errUnchanged
+			}
+			return c, nil // Update adds the pending calls as it saves
+		})
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ProxyCalls are a connection's proxied calls: c's stored count with the
+// calls since its last save added.
+func (cs *connectionStore) ProxyCalls(c *connectionEntry) (int64, time.Time) {
+	cp := connectionEntry{ProxyCalls: c.ProxyCalls, LastProxyCallAt: c.LastProxyCallAt}
+	cs.proxyCalls.pending(connectionKey(c.Integration, c.ConnectionID)).addTo(&cp)
+	return cp.ProxyCalls, cp.LastProxyCallAt
 }
 
 // Get returns a connection for reading, from memory when it can: the
@@ -206,7 +255,10 @@ func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integr
 		}
 	}
 	events := next.takeEvents()
+	calls := cs.proxyCalls.take(key)
+	calls.addTo(next)
 	if err := cs.save(ctx, s, next, current); err != nil {
+		cs.proxyCalls.giveBack(key, calls)
 		return nil, err
 	}
 	if err := cs.recordEvents(ctx, s, next, events); err != nil {
@@ -337,6 +389,7 @@ func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integr
 func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string, walIDs []string, listWAL bool) ([]string, error) {
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
+	defer cs.proxyCalls.drop(key)
 	// The WAL may hold records a previous process wrote, of a connection
 	// storage never held: they would create it again. Listed under the
 	// connection's lock, so that no refresh adds one between the list and

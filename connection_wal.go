@@ -578,7 +578,8 @@ func (g *walGate) releaseID(id string) {
 	}
 }
 
-// sleepCtx sleeps d, false when ctx ends first.
+// sleepCtx sleeps d, false when ctx ends first (the WAL replay's pauses
+// between tries, the proxy's Retry-After waits).
 func sleepCtx(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()

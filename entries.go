@@ -112,10 +112,33 @@ type integrationEntry struct {
 	// has it is read as PKCE false.
 	DisablePKCE bool `json:"disable_pkce,omitempty"`
 	// APP (GitHub-App style) settings.
-	AppID      string    `json:"app_id,omitempty"`
-	PrivateKey string    `json:"private_key,omitempty"`
-	CreatedAt  time.Time `json:"created_at"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	AppID      string `json:"app_id,omitempty"`
+	PrivateKey string `json:"private_key,omitempty"`
+	// Proxy holds the rules of the proxy (connections/<i>/<id>/proxy/…);
+	// without proxy_paths the integration has none.
+	Proxy     proxySettings `json:"proxy,omitempty"`
+	CreatedAt time.Time     `json:"created_at"`
+	UpdatedAt time.Time     `json:"updated_at"`
+}
+
+// proxySettings are an integration's proxy rules and bounds; a zero bound
+// means its default (see the proxy flow).
+type proxySettings struct {
+	// Paths are globs under the API base a call may reach, e.g. /v1/*.
+	Paths []string `json:"paths,omitempty"`
+	// Methods are the upstream methods allowed; empty means GET.
+	Methods []string `json:"methods,omitempty"`
+	// Headers are caller headers passed on besides the built-in ones.
+	Headers []string `json:"headers,omitempty"`
+	// Retries bounds the retries of an idempotent call; nil means the
+	// default, 0 none.
+	Retries *int `json:"retries,omitempty"`
+	// RetryAfterMax is the longest Retry-After the proxy waits for.
+	RetryAfterMax time.Duration `json:"retry_after_max,omitempty"`
+	// MaxResponse bounds the provider's answer, in bytes.
+	MaxResponse int64 `json:"max_response,omitempty"`
+	// Timeout bounds a call, retries and waits included.
+	Timeout time.Duration `json:"timeout,omitempty"`
 }
 
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
@@ -210,6 +233,13 @@ type connectionEntry struct {
 	// NextRefreshAt is when the background refreshes the token next; zero
 	// when it will not (no expiry, no refresh token, exhausted).
 	NextRefreshAt time.Time `json:"next_refresh_at,omitempty"`
+
+	// ProxyCalls counts the calls proxied with this connection's credential
+	// up to the last save; the store adds the calls since (kept in memory)
+	// on its next save of the entry, so a call costs no storage write.
+	ProxyCalls int64 `json:"proxy_calls,omitempty"`
+	// LastProxyCallAt is when the last of ProxyCalls was made.
+	LastProxyCallAt time.Time `json:"last_proxy_call_at,omitempty"`
 
 	// InstallationID is the APP installation the connection's tokens are
 	// minted for. Only a connection write (the operator's path) sets it:

@@ -35,6 +35,16 @@ var (
 	// errWALPending: at start, the connection's tokens a previous process
 	// left in the WAL are not stored yet, and storage's may be spent.
 	errWALPending = errors.New("the connection's tokens in the write-ahead log are not stored yet")
+	// errProxyForbidden: a proxied call outside its integration's proxy
+	// rules (no proxy_paths, a method or path they do not allow); nothing
+	// was sent.
+	errProxyForbidden = errors.New("the integration's proxy rules do not allow this call")
+	// errProxyUpstream: a proxied call's provider could not be reached or
+	// answered beyond the bounds (a body over proxy_max_response).
+	errProxyUpstream = errors.New("the provider's answer to a proxied call could not be used")
+	// errProxyTimeout: a proxied call's provider did not answer within
+	// proxy_timeout.
+	errProxyTimeout = errors.New("the provider did not answer a proxied call in time")
 )
 
 // engineError is one of the errors above with the detail of this case; its

@@ -132,3 +132,53 @@ func FuzzOAuthCallback(f *testing.F) {
 		e.assertUnchanged(before)
 	})
 }
+
+// FuzzProxyCall sends a proxied write with a fuzzed provider path and one
+// fuzzed caller header through the whole flow to a recording API: a call
+// is refused with a 4xx, or what reaches the API is under the base, carries
+// the connection's own credential in Authorization (never the caller's),
+// and no header value with a line break; the decoy on 127.0.0.2 sees
+// nothing.
+func FuzzProxyCall(f *testing.F) {
+	for _, seed := range [][3]string{
+		{"v1/items", "Accept", "application/json"}, {"v1/..%2fadmin", "Idempotency-Key", "k"},
+		{"v1/x", "Authorization", "Bearer mine"}, {"v1/x", "authorization", "x"}, {"v1/x", "X-Token", "x"},
+		{"v1/x", "If-Match", "a\r\nAuthorization: evil"}, {"v1/%252e%252e", "Host", "127.0.0.2"},
+		{"//127.0.0.2/x", "X-Forwarded-Host", "127.0.0.2"}, {"v1/@127.0.0.2", "Content-Type", "text/plain"},
+	} {
+		f.Add(seed[0], seed[1], seed[2])
+	}
+	f.Fuzz(func(t *testing.T, path, name, value string) {
+		p := newProxyEnv(t)
+		p.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"proxy_paths": "/v1/*", "proxy_methods": "POST",
+			"request_headers": map[string]any{"X-Token": "${accessToken}"}, "proxy_headers": "X-Api-Version"})
+		resp, status := p.do(logical.UpdateOperation, "connections/github/c1/proxy/"+path, map[string]any{"headers": map[string]any{name: value}})
+		if status >= 500 {
+			t.Fatalf("status %d: %v", status, errorText(resp))
+		}
+		for _, r := range p.api.Requests() {
+			if status >= 400 {
+				t.Fatalf("a refused call (%d) was sent: %+v", status, r)
+			}
+			if !strings.HasPrefix(r.Path, "/v1/") || r.Host != strings.TrimPrefix(p.api.URL, "http://") {
+				t.Fatalf("the call left the base: %s %s", r.Host, r.Path)
+			}
+			if got := r.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer at-c1-0123456789" {
+				t.Fatalf("Authorization %q reached the API", got)
+			}
+			if got := r.Header.Values("X-Token"); len(got) != 1 || got[0] != "at-c1-0123456789" {
+				t.Fatalf("X-Token %q reached the API", got)
+			}
+			for h, vs := range r.Header {
+				for _, v := range vs {
+					if strings.ContainsAny(v, "\r\n") {
+						t.Fatalf("header %s carries a line break", h)
+					}
+				}
+			}
+		}
+		if n := len(p.decoy.Requests()); n != 0 {
+			t.Fatalf("the decoy received %d request(s)", n)
+		}
+	})
+}

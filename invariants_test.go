@@ -257,6 +257,20 @@ var surfaces = []surface{
 			e.srv.SetExtraFields(nil)
 		}
 	}},
+	{"proxied call (refresh on read, 401 renewal)", []string{connRoute + "/proxy/{path} read", connRoute + "/proxy/{path} update", connRoute + "/proxy/{path} patch"}, allKinds, func(e *invEnv, kind string, a attack) func() {
+		u, _ := url.Parse(e.srv.URL)
+		e.mustDo(logical.UpdateOperation, "integrations/"+kind, map[string]any{
+			"api_base_url": "http://${connectionConfig.host}:" + u.Port(), "proxy_paths": "/*", "proxy_methods": "GET,POST,PATCH"})
+		return func() {
+			e.srv.SetExtraFields(a.config)
+			e.advance(2 * time.Hour)
+			path := "connections/" + kind + "/acme/proxy/"
+			e.do(logical.ReadOperation, path+"v1/x", nil)
+			e.do(logical.UpdateOperation, path+"v1/x", map[string]any{"json": map[string]any{"a": 1}})
+			e.do(logical.PatchOperation, path+"v1/x", map[string]any{"json": map[string]any{"a": 1}})
+			e.srv.SetExtraFields(nil)
+		}
+	}},
 	{"forced refresh", []string{connRoute + "/refresh update"}, allKinds, func(e *invEnv, kind string, a attack) func() {
 		return func() {
 			e.srv.SetExtraFields(a.config)

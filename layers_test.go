@@ -59,13 +59,17 @@ var layerFiles = []struct {
 		"egress.go", "connection_rendering.go",
 		// Event delivery (another change's): the worker that calls receivers;
 		// which change causes which event, and a failure's scrubbed error.
-		"webhook_delivery.go", "connection_events.go"}},
+		"webhook_delivery.go", "connection_events.go",
+		// The proxy: a provider's API called with a connection's credential.
+		"proxy.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
 		"provider_catalog.go",
 		// Other changes' stores: the event outbox, webhook receivers,
 		// connect sessions, the events a connection change owes.
-		"event_outbox.go", "webhook_receivers.go", "session_store.go", "listed_count.go", "connection_store_events.go"}},
+		"event_outbox.go", "webhook_receivers.go", "session_store.go", "listed_count.go", "connection_store_events.go",
+		// The proxy's per-connection call counts, kept in memory until a save.
+		"proxy_calls.go"}},
 	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go"}},
 	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go",
 		// Other changes': a connection's tags.

@@ -265,6 +265,8 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 		return nil, nil
 	}
 	resp := &logical.Response{Data: connectionResponse(c, withLongLived)}
+	calls, last := b.proxier.proxyCallsOf(c)
+	resp.Data["proxy_calls"], resp.Data["last_proxy_call_at"] = calls, formatTime(last)
 	rendering, err := b.renderings.get(ctx, req.Storage, integration)
 	if err != nil {
 		return nil, err
@@ -290,6 +292,9 @@ func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
 		"metadata":          nonNilObject(c.Metadata),
 		"connection_config": nonNilObject(c.ConnectionConfig),
 		"tags":              nonNilMap(c.Tags),
+		// The stored figures; a read adds the calls since the last save.
+		"proxy_calls":        c.ProxyCalls,
+		"last_proxy_call_at": formatTime(c.LastProxyCallAt),
 	}
 	cr := c.Credentials
 	switch c.AuthMode {
@@ -504,6 +509,8 @@ func connectionResponseFields(withLongLived bool) map[string]*framework.FieldSch
 		"last_refresh_error": str("The last refresh failure, without secrets."),
 		"last_refreshed_at":  str("When the token was last refreshed (RFC 3339)."),
 		"next_refresh_at":    str("When the background refreshes the token next (RFC 3339)."),
+		"proxy_calls":        typed(framework.TypeInt64, "How many calls the proxy made with this connection's credential (counted in memory, stored with the connection's next save)."),
+		"last_proxy_call_at": str("When the proxy last made a call with this connection's credential (RFC 3339); empty if never."),
 	}
 	for _, cf := range catalog.CredentialFields() {
 		name := cf.Name

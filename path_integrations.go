@@ -6,7 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -172,6 +174,38 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeBool,
 			Description: "On delete: also delete the integration's connections. Without it, deleting an integration that has connections fails.",
 		},
+		"proxy_paths": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "The provider paths the proxy (connections/<integration>/<id>/proxy/<path>) may call, as globs under api_base_url: '/' first, '+' one whole segment, '*' at the end any rest, e.g. /v1/*,/repos/+/issues. Empty (the default): the integration has no proxy.",
+		},
+		"proxy_methods": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "The HTTP methods the proxy may send: GET, POST, PUT, PATCH, DELETE. Default GET.",
+		},
+		"proxy_headers": {
+			Type:        framework.TypeCommaStringSlice,
+			Description: "Caller headers the proxy passes on besides Accept, Content-Type, If-* and Idempotency-Key, e.g. X-GitHub-Api-Version. Authorization, Host, Cookie, Proxy-*, X-Forwarded-*, X-Vault-*, hop-by-hop headers and request_headers' names cannot be listed.",
+		},
+		"proxy_retries": {
+			Type:        framework.TypeInt,
+			Default:     defaultProxyRetries,
+			Description: fmt.Sprintf("How often the proxy retries a GET or DELETE (or a write with an Idempotency-Key) the provider answered 429, 502, 503 or 504: 0 to %d, default %d.", maxProxyRetries, defaultProxyRetries),
+		},
+		"proxy_retry_after_max": {
+			Type:        framework.TypeDurationSecond,
+			Default:     int(defaultProxyRetryAfterMax.Seconds()),
+			Description: fmt.Sprintf("The longest Retry-After the proxy waits before a retry; a longer one answers the provider's 429 at once. At most %s, default %s.", maxProxyRetryAfterMax, defaultProxyRetryAfterMax),
+		},
+		"proxy_max_response": {
+			Type:        framework.TypeInt,
+			Default:     defaultProxyMaxResponse,
+			Description: fmt.Sprintf("The largest provider answer body the proxy returns, in bytes (1 to %d, default %d = 10 MiB); a larger one is a 502 and nothing of it is returned.", maxProxyMaxResponse, defaultProxyMaxResponse),
+		},
+		"proxy_timeout": {
+			Type:        framework.TypeDurationSecond,
+			Default:     int(defaultProxyTimeout.Seconds()),
+			Description: fmt.Sprintf("How long one proxied call may take, retries and waits included (1s to %s, default %s); beyond it the answer is 504.", maxProxyTimeout, defaultProxyTimeout),
+		},
 	}
 }
 
@@ -268,6 +302,7 @@ func integrationResponse(in *integrationEntry, stored *catalog.Provider) map[str
 	data["allowed_hosts"] = nonNilStrings(eff.AllowedHosts)
 	data["request_headers"] = nonNilMap(eff.RequestHeaders)
 	data["connection_config_schema"] = eff.ConnectionConfigSchema.JSONObject()
+	addProxySettings(data, in.Proxy)
 	if in.AuthMode.HasCredentialsSchema() {
 		data["credentials_schema"] = eff.CredentialsSchema.JSONObject()
 	}
@@ -339,6 +374,9 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if err := applyEndpointFields(&in.EndpointSettings, d); err != nil {
 		return nil, badInput(err)
 	}
+	if err := applyProxyFields(&in.Proxy, d); err != nil {
+		return nil, badInput(err)
+	}
 	if _, ok := d.GetOk("pkce"); ok {
 		in.DisablePKCE = false // the new setting, in endpointSettings, says it
 	}
@@ -360,8 +398,52 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	if err := validateIntegration(effective); err != nil {
 		return nil, badInput(err)
 	}
+	if err := effective.Proxy.validate(slices.Collect(maps.Keys(effective.RequestHeaders))); err != nil {
+		return nil, badInput(err)
+	}
 	in.UpdatedAt = now
 	return &in, nil
+}
+
+// applyProxyFields sets the proxy settings a request gives; omitted ones
+// keep their values. Methods are upper-cased; bounds are checked by
+// proxySettings.validate.
+func applyProxyFields(p *proxySettings, d *framework.FieldData) error {
+	if v, ok := d.GetOk("proxy_paths"); ok {
+		p.Paths = v.([]string)
+	}
+	if v, ok := d.GetOk("proxy_methods"); ok {
+		p.Methods = nil
+		for _, m := range v.([]string) {
+			p.Methods = append(p.Methods, strings.ToUpper(m))
+		}
+	}
+	if v, ok := d.GetOk("proxy_headers"); ok {
+		p.Headers = v.([]string)
+	}
+	if v, ok := d.GetOk("proxy_retries"); ok {
+		n := v.(int)
+		p.Retries = &n
+	}
+	if v, ok := d.GetOk("proxy_retry_after_max"); ok {
+		p.RetryAfterMax = time.Duration(v.(int)) * time.Second
+		if p.RetryAfterMax == 0 {
+			return fmt.Errorf("proxy_retry_after_max must be at least 1s; proxy_retries=0 turns retries off")
+		}
+	}
+	if v, ok := d.GetOk("proxy_max_response"); ok {
+		p.MaxResponse = int64(v.(int))
+		if p.MaxResponse < 1 {
+			return fmt.Errorf("proxy_max_response must be between 1 and %d bytes", maxProxyMaxResponse)
+		}
+	}
+	if v, ok := d.GetOk("proxy_timeout"); ok {
+		p.Timeout = time.Duration(v.(int)) * time.Second
+		if p.Timeout < time.Second {
+			return fmt.Errorf("proxy_timeout must be between 1s and %s", maxProxyTimeout)
+		}
+	}
+	return nil
 }
 
 // applyAuthMode sets the auth mode from the request or the provider. It is
@@ -448,6 +530,18 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 	return nil, err
 }
 
+// addProxySettings shows an integration's proxy settings, defaults filled
+// in.
+func addProxySettings(data map[string]any, p proxySettings) {
+	data["proxy_paths"] = nonNilStrings(p.Paths)
+	data["proxy_methods"] = nonNilStrings(p.methods())
+	data["proxy_headers"] = nonNilStrings(p.Headers)
+	data["proxy_retries"] = p.retries()
+	data["proxy_retry_after_max"] = int(p.retryAfterMax().Seconds())
+	data["proxy_max_response"] = p.maxResponse()
+	data["proxy_timeout"] = int(p.timeout().Seconds())
+}
+
 const pathIntegrationHelp = `
 An integration is one external API and the way to authenticate to it. Its
 connections hold each customer's credentials.
@@ -494,5 +588,12 @@ func integrationResponseFields() map[string]*framework.FieldSchema {
 	f["pkce"] = typed(framework.TypeBool, "Whether the authorization flow uses PKCE.")
 	f["app_id"] = str("APP: the app's id.")
 	f["private_key_set"] = typed(framework.TypeBool, "APP: whether a private key is stored (it is never returned).")
+	f["proxy_paths"] = typed(framework.TypeStringSlice, "The provider paths the proxy may call (globs); empty: no proxy.")
+	f["proxy_methods"] = typed(framework.TypeStringSlice, "The methods the proxy may send.")
+	f["proxy_headers"] = typed(framework.TypeStringSlice, "Caller headers passed on besides the built-in ones.")
+	f["proxy_retries"] = typed(framework.TypeInt, "Retries of an idempotent proxied call on 429, 502, 503, 504.")
+	f["proxy_retry_after_max"] = typed(framework.TypeInt, "The longest Retry-After waited for, in seconds.")
+	f["proxy_max_response"] = typed(framework.TypeInt, "The largest answer body returned, in bytes.")
+	f["proxy_timeout"] = typed(framework.TypeInt, "How long a proxied call may take, in seconds.")
 	return f
 }

@@ -59,6 +59,7 @@ const (
 	triggerRead       trigger = iota // a read found the token due
 	triggerForced                    // the refresh path: whatever the expiry or state
 	triggerBackground                // the queue said it is time
+	triggerRejected                  // the provider refused the token (a proxied call's 401)
 )
 
 // readRefreshed returns a connection for a read, refreshing its token first
@@ -112,6 +113,23 @@ func servedWithoutRefresh(c *connectionEntry, now time.Time) (*connectionEntry, 
 // lock makes it single-flight: of many readers that find the same token due,
 // one spends the refresh token and the others see its result.
 func (r *refresher) refreshConnection(ctx context.Context, s logical.Storage, integration, id string, why trigger) (*connectionEntry, []string, error) {
+	return r.refreshUnless(ctx, s, integration, id, why, "")
+}
+
+// refreshRejected renews a connection's token after the provider refused
+// rejected (a proxied call's 401), single-flight as a read's refresh: of
+// many calls refused the same token, one spends the refresh token, and the
+// others find a token other than rejected under the lock and use it. A
+// connection whose refresh is backing off is not refreshed; then, or when
+// the refresh fails, the token returned is still rejected.
+func (r *refresher) refreshRejected(ctx context.Context, s logical.Storage, integration, id, rejected string) (*connectionEntry, error) {
+	c, _, err := r.refreshUnless(ctx, s, integration, id, triggerRejected, rejected)
+	return c, err
+}
+
+// refreshUnless is refreshConnection; for triggerRejected, rejected is the
+// token the provider refused.
+func (r *refresher) refreshUnless(ctx context.Context, s logical.Storage, integration, id string, why trigger, rejected string) (*connectionEntry, []string, error) {
 	// A provider that rotates refresh tokens has already spent the old one
 	// when it answers, so the answer must be stored even if the caller has
 	// gone away; only the provider timeout bounds the work.
@@ -136,7 +154,7 @@ func (r *refresher) refreshConnection(ctx context.Context, s logical.Storage, in
 		if c == nil {
 			return nil, connectionNotFound(integration, id)
 		}
-		if skip, err := refreshNotNeeded(c, cfg, r.now(), why); skip || err != nil {
+		if skip, err := refreshNotNeeded(c, cfg, r.now(), why, rejected); skip || err != nil {
 			if err == nil {
 				served, warnings = c, refreshWarnings(c)
 				if why == triggerBackground {
@@ -182,8 +200,10 @@ func errOrUnchanged(err error) error {
 // refreshNotNeeded reports whether c, loaded under its lock, needs no
 // refresh after all for this trigger (a concurrent reader renewed it, the
 // schedule moved), or must not get one (err).
-func refreshNotNeeded(c *connectionEntry, cfg *configEntry, now time.Time, why trigger) (bool, error) {
+func refreshNotNeeded(c *connectionEntry, cfg *configEntry, now time.Time, why trigger, rejected string) (bool, error) {
 	switch why {
+	case triggerRejected:
+		return c.Credentials.AccessToken != rejected || blocked(c, now), nil
 	case triggerRead:
 		if !refreshDue(c, cfg.RefreshMargin, now) {
 			return true, nil

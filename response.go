@@ -41,6 +41,12 @@ func httpError(err error) (*logical.Response, error) {
 		// 503: the request is right and succeeds once the start's replay
 		// has stored the connection's tokens.
 		return nil, logical.CodedError(http.StatusServiceUnavailable, err.Error())
+	case errors.Is(kind, errProxyForbidden):
+		return nil, logical.CodedError(http.StatusForbidden, err.Error())
+	case errors.Is(kind, errProxyUpstream):
+		return nil, logical.CodedError(http.StatusBadGateway, err.Error())
+	case errors.Is(kind, errProxyTimeout):
+		return nil, logical.CodedError(http.StatusGatewayTimeout, err.Error())
 	}
 	return nil, err
 }

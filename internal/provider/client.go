@@ -35,7 +35,13 @@ const DefaultTimeout = 30 * time.Second
 // Client talks to providers. The zero value is not usable; use New.
 type Client struct {
 	http *http.Client
-	now  func() time.Time
+	// proxy sends proxied requests: the same guarded transport, no
+	// redirects, and no timeout of its own (each request's context has
+	// the integration's).
+	proxy *http.Client
+	// scrubbers are the proxy's scrubbers of connections' secrets.
+	scrubbers scrubberCache
+	now       func() time.Time
 }
 
 // New returns a Client that sends requests with base's transport and
@@ -51,18 +57,23 @@ func New(base *http.Client, now func() time.Time) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
+	noRedirects := func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	return &Client{
 		http: &http.Client{
 			Transport:     egressGuard{next: base.Transport},
 			Timeout:       timeout,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+			CheckRedirect: noRedirects,
 		},
-		now: now,
+		proxy: &http.Client{Transport: egressGuard{next: base.Transport}, CheckRedirect: noRedirects},
+		now:   now,
 	}
 }
 
 // CloseIdleConnections closes the kept-alive connections to providers.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() {
+	c.http.CloseIdleConnections()
+	c.proxy.CloseIdleConnections()
+}
 
 // Endpoints are a provider's URLs with one connection's configuration
 // filled in (see ResolveEndpoints).

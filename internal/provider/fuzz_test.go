@@ -109,3 +109,53 @@ func FuzzTokenResponse(f *testing.F) {
 		}
 	})
 }
+
+// FuzzProxyPath: whatever provider path a caller sends, an accepted one
+// stays under the base: same scheme, host and port, the base's path as its
+// prefix, and no dot segment, '\', '@' or NUL in any decoding of what is
+// sent, however often a provider decodes it.
+func FuzzProxyPath(f *testing.F) {
+	for _, seed := range []string{"v1/items", "v1/..%2f..%2fadmin", "%252e%252e/x", "//127.0.0.2:1/x", "@evil/x",
+		"http:%2f%2fevil", "a\r\nHost: evil", "v1/%25252e%25252e/x", "v1/a b;c=d/", "x/%2e", "v1/%u002e%u002e"} {
+		f.Add(seed)
+	}
+	base, err := url.Parse("https://api.example.test/base")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, p string) {
+		segs, err := ProxyPath(p)
+		if err != nil {
+			return
+		}
+		u, err := proxyURL(base, segs, "")
+		if err != nil {
+			return
+		}
+		sent, err := url.Parse(u.String())
+		if err != nil {
+			t.Fatalf("%q: the URL sent does not parse: %v", p, err)
+		}
+		if sent.Scheme != "https" || sent.Host != "api.example.test" || sent.User != nil || sent.RawQuery != "" || sent.Fragment != "" {
+			t.Fatalf("%q left the base: %s", p, sent)
+		}
+		wire := sent.EscapedPath()
+		if !strings.HasPrefix(wire, "/base/") {
+			t.Fatalf("%q: path %s is not under the base", p, wire)
+		}
+		for range 5 {
+			for _, seg := range strings.Split(strings.TrimPrefix(wire, "/"), "/") {
+				if seg == "." || seg == ".." || strings.ContainsAny(seg, "\\@\x00\r\n") {
+					t.Fatalf("%q: what is sent (%s) decodes to segment %q", p, sent.EscapedPath(), seg)
+				}
+			}
+			next, err := url.PathUnescape(wire)
+			if err != nil || next == wire {
+				break
+			}
+			// A decoded '/' would split a segment: the check above
+			// refuses encoded ones, so only the original '/' remain.
+			wire = next
+		}
+	})
+}

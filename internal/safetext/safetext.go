@@ -61,6 +61,55 @@ func Scrub(msg string, secrets ...string) string {
 	return msg
 }
 
+// ScrubForms removes every occurrence of each secret from msg as sent and in
+// the encodings Scrub knows, without the search for partial or decoded
+// echoes: for large texts (a proxied provider's error body), where that
+// search would cost time in proportion to the text times the secrets.
+func ScrubForms(msg string, secrets ...string) string {
+	return NewScrubber(secrets...).Forms(msg)
+}
+
+// Scrubber is Scrub and ScrubForms for one set of secrets, their encoded
+// forms computed once: for many texts of one request (a proxied answer's
+// headers and body).
+type Scrubber struct {
+	forms   []string
+	echoes  echoPatterns
+	secrets []string
+}
+
+// NewScrubber prepares the forms of secrets, each secret once.
+func NewScrubber(secrets ...string) *Scrubber {
+	seen := map[string]bool{}
+	var unique []string
+	for _, s := range secrets {
+		if !seen[s] {
+			seen[s] = true
+			unique = append(unique, s)
+		}
+	}
+	return &Scrubber{secrets: unique, forms: echoedForms(unique), echoes: echoPatternsOf(unique)}
+}
+
+// Forms is ScrubForms with the prepared forms.
+func (sc *Scrubber) Forms(msg string) string {
+	for _, form := range sc.forms {
+		if strings.Contains(msg, form) {
+			msg = strings.ReplaceAll(msg, form, redactedMark)
+		}
+	}
+	return msg
+}
+
+// Scrub is Scrub with the prepared forms.
+func (sc *Scrubber) Scrub(msg string) string {
+	msg = sc.Forms(msg)
+	if sc.echoes.echoedIn(msg) {
+		return withheldMark
+	}
+	return msg
+}
+
 // withheldMark replaces a whole message that still echoes a secret in a
 // form Scrub cannot cut out.
 const withheldMark = "[withheld: the message echoed a secret]"
@@ -76,23 +125,36 @@ const minEchoRun = 12
 // hex- or base64-encoded. It runs only on error texts, so the few
 // encodings tried per secret cost little.
 func echoesASecret(msg string, secrets []string) bool {
-	var lowered []string
-	var binary []string
+	return echoPatternsOf(secrets).echoedIn(msg)
+}
+
+// echoPatterns are what echoesASecret looks for, per secret: the secret
+// and its hex in lower case, and its base64 cores.
+type echoPatterns struct {
+	lowered, binary []string
+}
+
+func echoPatternsOf(secrets []string) echoPatterns {
+	var p echoPatterns
 	for _, s := range secrets {
 		if len(s) < minSecretLen {
 			continue
 		}
-		lowered = append(lowered, strings.ToLower(s), hex.EncodeToString([]byte(s)))
-		binary = append(binary, base64Cores(s)...)
+		p.lowered = append(p.lowered, strings.ToLower(s), hex.EncodeToString([]byte(s)))
+		p.binary = append(p.binary, base64Cores(s)...)
 	}
+	return p
+}
+
+func (p echoPatterns) echoedIn(msg string) bool {
 	for _, decoded := range decodings(msg) {
 		lowerDecoded := strings.ToLower(decoded)
-		for _, s := range lowered {
+		for _, s := range p.lowered {
 			if strings.Contains(lowerDecoded, s) || sharesRun(lowerDecoded, s, minEchoRun) {
 				return true
 			}
 		}
-		for _, core := range binary {
+		for _, core := range p.binary {
 			if strings.Contains(decoded, core) {
 				return true
 			}

@@ -5,6 +5,7 @@ package safetext
 import (
 	"encoding/base64"
 	"encoding/hex"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -102,5 +103,20 @@ func TestScrubWithholdsASecretInOtherCasesAndEncodings(t *testing.T) {
 	}
 	if got := Scrub("invalid_grant: token unknown", secret); got != "invalid_grant: token unknown" {
 		t.Errorf("a message without the secret changed: %q", got)
+	}
+}
+
+func TestScrubFormsRemovesExactCopiesOnly(t *testing.T) {
+	const secret = "s3cr3t/Value+0123"
+	msg := "a " + secret + " b " + url.QueryEscape(secret) + " c s3cr3t/Value+01 d"
+	got := ScrubForms(msg, secret)
+	if strings.Contains(got, secret) || strings.Contains(got, url.QueryEscape(secret)) {
+		t.Fatalf("a copy survived: %q", got)
+	}
+	if !strings.Contains(got, "s3cr3t/Value+01 d") {
+		t.Fatalf("a partial run was cut or the text withheld: %q", got)
+	}
+	if ScrubForms("plain", secret) != "plain" {
+		t.Fatal("text without a secret changed")
 	}
 }

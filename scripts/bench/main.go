@@ -8,7 +8,10 @@
 //     connection and of a fresh OAuth connection, against a KV-v2 read of the
 //     same data, with KV-v2 both builtin and as an external plugin built from
 //     github.com/hashicorp/vault-plugin-secrets-kv;
-//  2. plugin start with many stored connections: time to the first served
+//  2. the proxy: a GET through connections/<i>/<id>/proxy/... against the
+//     same GET straight to a loopback API and a plain connection read, with
+//     the latency it adds (proxy.go);
+//  3. plugin start with many stored connections: time to the first served
 //     read, time to a fully built refresh queue, and the plugin's RSS.
 //
 // scripts/bench.sh builds what it needs and runs it after the in-process
@@ -53,7 +56,12 @@ func main() {
 	}
 	defer s.Stop()
 	b := &bench{s: s, http: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * *clients}}}
+	if *proxyOnly {
+		b.proxyThroughput()
+		return
+	}
 	b.readThroughput()
+	b.proxyThroughput()
 	b.pluginStart()
 }
 

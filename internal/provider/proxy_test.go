@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package provider
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+)
+
+// proxyBaseFor resolves a base on the API's address, as a connection whose
+// integration's api_base_url is tmpl (with host= and port= config) would.
+func proxyBaseFor(t *testing.T, tmpl string, allowed []string, cfg map[string]any) (ProxyBase, error) {
+	t.Helper()
+	return ResolveProxyBase(Endpoints{APIBase: tmpl, AllowedHosts: allowed, ClientAPIBase: true}, cfg)
+}
+
+func TestProxyPathRefusesTraversalAndHostTricks(t *testing.T) {
+	// Each as Vault hands the path over: its HTTP layer has decoded the
+	// request's path once, so "..%2f" on the wire arrives as "../" and
+	// "%252e" as "%2e".
+	for _, p := range []string{
+		"", "/", "v1/../admin", "v1/..", "../x", "./x", "v1/./x",
+		"v1/..%2f..%2fadmin", "%2e%2e/admin", "%252e%252e/admin", "v1/%25252e%25252e",
+		"v1/a%2fb", "v1/a%2Fb", "v1/a%5cb", `v1/a\b`, "v1//x", "//127.0.0.2:9/x",
+		"@127.0.0.2/x", "v1/@127.0.0.2", "user@127.0.0.2", "http:%2f%2f127.0.0.2/x", "http://127.0.0.2/x",
+		"https:", "javascript:x", "v1/x#frag", "v1/x%23frag", "v1/x?y=1", "v1/x%3Fy=1",
+		"v1/a%00b", "v1/a\x00b", "v1/a\r\nHost: evil", "v1/a%0d%0aHost:%20evil", "v1/a\tb", "v1/\u2028",
+		"v1/\xff", "v1/%ff", strings.Repeat("a/", MaxProxyPathBytes),
+	} {
+		if segs, err := ProxyPath(p); err == nil {
+			t.Errorf("ProxyPath(%q) = %q, want a refusal", p, segs)
+		}
+	}
+	for p, want := range map[string][]string{
+		"v1/items":            {"v1", "items"},
+		"/v1/items/":          {"v1", "items", ""},
+		"repos/acme/a b":      {"repos", "acme", "a b"},
+		"v1/a%20b":            {"v1", "a%20b"},
+		"v1/x:y":              {"v1", "x:y"},
+		"v1/...":              {"v1", "..."},
+		"v1/items;matrix=1":   {"v1", "items;matrix=1"},
+		"v1/caf\u00e9/+/%2B~": {"v1", "caf\u00e9", "+", "%2B~"},
+	} {
+		segs, err := ProxyPath(p)
+		if err != nil || strings.Join(segs, "|") != strings.Join(want, "|") {
+			t.Errorf("ProxyPath(%q) = %q, %v; want %q", p, segs, err, want)
+		}
+	}
+}
+
+func TestProxySendsToTheBaseOnlyExactlyThePathMatched(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	decoy := oauthtest.NewAPIOn("127.0.0.2")
+	defer decoy.Close()
+	c := New(&http.Client{}, time.Now)
+	base, err := proxyBaseFor(t, api.URL+"/api", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for raw, wantPath := range map[string]string{
+		"v1/items":       "/api/v1/items",
+		"v1/a b/":        "/api/v1/a%20b/",
+		"v1/a%20b":       "/api/v1/a%2520b",
+		"v1/x:y;z=1/%2B": "/api/v1/x:y;z=1/%252B",
+	} {
+		segs, err := ProxyPath(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		api.Reset()
+		resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: segs, Query: "a=1&b=%2F",
+			Header: http.Header{"Authorization": {"Bearer tok-1234567890"}}})
+		if err != nil || resp.Status != 200 {
+			t.Fatalf("%s: %v %v", raw, resp, err)
+		}
+		got := api.Requests()
+		if len(got) != 1 || got[0].Path != wantPath || got[0].RawQuery != "a=1&b=%2F" || got[0].Header.Get("Authorization") != "Bearer tok-1234567890" {
+			t.Fatalf("%s: the API received %+v, want path %s", raw, got, wantPath)
+		}
+	}
+	if n := len(decoy.Requests()); n != 0 {
+		t.Fatalf("the decoy received %d request(s)", n)
+	}
+}
+
+func TestProxyBaseRefusesHostsOutsideThePolicy(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	decoy := oauthtest.NewAPIOn("127.0.0.2")
+	defer decoy.Close()
+	port := api.URL[strings.LastIndex(api.URL, ":")+1:]
+	tmpl := "http://${connectionConfig.host}:" + port
+	if _, err := proxyBaseFor(t, tmpl, []string{"127.0.0.1"}, map[string]any{"host": "127.0.0.1"}); err != nil {
+		t.Fatalf("an allowed host: %v", err)
+	}
+	for _, host := range []string{"127.0.0.2", "localhost", "127.0.0.1.nip.io", "127.0.0.1@127.0.0.2", "127.0.0.2#"} {
+		_, err := proxyBaseFor(t, tmpl, []string{"127.0.0.1"}, map[string]any{"host": host})
+		if err == nil {
+			t.Errorf("host %q: a base outside the policy was resolved", host)
+		}
+	}
+	// A zero base reaches nothing.
+	c := New(&http.Client{}, time.Now)
+	if _, err := c.Proxy(context.Background(), ProxyBase{}, ProxyRequest{Method: "GET", Segments: []string{"x"}}); err == nil {
+		t.Fatal("a zero ProxyBase sent a request")
+	}
+	if n := len(decoy.Requests()) + len(api.Requests()); n != 0 {
+		t.Fatalf("%d request(s) were sent", n)
+	}
+}
+
+func TestProxyBoundsAndAnswerHeaders(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	decoy := oauthtest.NewAPIOn("127.0.0.2")
+	defer decoy.Close()
+	const secret = "tok-0123456789abcdef"
+	api.Handle("GET /big", func(w http.ResponseWriter, r *http.Request) { w.Write(bytes.Repeat([]byte("x"), 2048)) })
+	api.Handle("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-r.Context().Done():
+		case <-time.After(5 * time.Second):
+		}
+	})
+	api.Handle("GET /redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, decoy.URL+"/stolen", http.StatusTemporaryRedirect)
+	})
+	api.Handle("GET /headers", func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Set-Cookie", "session=1")
+		h.Set("Access-Control-Allow-Origin", "*")
+		h.Set("Connection", "X-Hop")
+		h.Set("X-Hop", "1")
+		h.Set("X-Echo", "Bearer "+secret)
+		h.Set("X-Request-Id", "r-1")
+		w.WriteHeader(http.StatusForbidden)
+		w.Write([]byte(`{"error":"bad token ` + secret + `","sent":"` + url.QueryEscape(secret) + `"}`))
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	send := func(ctx context.Context, path string, max int64) (*ProxyResponse, error) {
+		return c.Proxy(ctx, base, ProxyRequest{Method: "GET", Segments: []string{path}, MaxResponseBytes: max, Secrets: []string{secret}})
+	}
+	var tooLarge *ProxyTooLargeError
+	if _, err := send(context.Background(), "big", 1024); !errors.As(err, &tooLarge) || !strings.Contains(err.Error(), "1024") {
+		t.Fatalf("an answer over the bound: %v", err)
+	}
+	if resp, err := send(context.Background(), "big", 2048); err != nil || len(resp.Body) != 2048 {
+		t.Fatalf("an answer at the bound: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	var timeout *ProxyTimeoutError
+	if _, err := send(ctx, "slow", 0); !errors.As(err, &timeout) {
+		t.Fatalf("a slow answer: %v", err)
+	}
+	resp, err := send(context.Background(), "redirect", 0)
+	if err != nil || resp.Status != http.StatusTemporaryRedirect || len(decoy.Requests()) != 0 {
+		t.Fatalf("a redirect was followed or lost: %v %v, decoy saw %d", resp, err, len(decoy.Requests()))
+	}
+	resp, err = send(context.Background(), "headers", 0)
+	if err != nil || resp.Status != http.StatusForbidden {
+		t.Fatalf("headers: %v %v", resp, err)
+	}
+	for _, gone := range []string{"Set-Cookie", "Access-Control-Allow-Origin", "Connection", "X-Hop", "Content-Length"} {
+		if v := resp.Header.Values(gone); len(v) > 0 {
+			t.Errorf("answer header %s passed: %q", gone, v)
+		}
+	}
+	if resp.Header.Get("X-Request-Id") != "r-1" {
+		t.Errorf("an ordinary header was dropped: %v", resp.Header)
+	}
+	if all := string(resp.Body) + strings.Join(resp.Header.Values("X-Echo"), ""); strings.Contains(all, secret) || strings.Contains(all, url.QueryEscape(secret)) {
+		t.Fatalf("the secret came back: %s", all)
+	}
+}
+
+func TestProxyTransportFailureNamesNoURL(t *testing.T) {
+	api := oauthtest.NewAPI()
+	base, _ := proxyBaseFor(t, api.URL+"/secret-looking-path", nil, nil)
+	api.Close() // nothing listens any more
+	_, err := New(&http.Client{}, time.Now).Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"x"}, Query: "q=private"})
+	var pe *Error
+	if !errors.As(err, &pe) || !pe.Unreachable() {
+		t.Fatalf("want an unreachable provider, got %v", err)
+	}
+	if msg := err.Error(); strings.Contains(msg, "secret-looking-path") || strings.Contains(msg, "private") {
+		t.Fatalf("the failure quotes the URL: %s", msg)
+	}
+}
+
+func TestProxySuccessBodiesAreScrubbedOfTheSecretsOnly(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const secret = "tok-fedcba9876543210"
+	api.Handle("GET /echo", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"you_sent":"` + r.Header.Get("Authorization") + `","partial":"fedcba9876543"}`))
+	})
+	api.Handle("GET /switch", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		w.WriteHeader(http.StatusSwitchingProtocols)
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"echo"},
+		Header: http.Header{"Authorization": {"Bearer " + secret}}, Secrets: []string{secret}})
+	if err != nil || resp.Status != 200 {
+		t.Fatal(resp, err)
+	}
+	if body := string(resp.Body); strings.Contains(body, secret) || !strings.Contains(body, `"partial":"fedcba9876543"`) {
+		t.Fatalf("a 2xx body that echoes the token: %s", body)
+	}
+	if _, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"switch"}}); err == nil {
+		t.Fatal("a protocol switch was answered as a provider's answer")
+	}
+}
