@@ -55,7 +55,7 @@ func scanScheduleFields(data []byte) (f scheduleFields, ok bool) {
 // to encoding/json, whose rules for repeated members differ by type.
 type scheduleSeen struct {
 	authMode, credentials, rawResponse, updatedAt, lastRefreshedAt, refreshStatus, nextRefreshAt bool
-	accessToken, refreshToken, expiresAt                                                          bool
+	accessToken, refreshToken, expiresAt                                                         bool
 }
 
 // first marks *flag and reports whether it was not marked before.

@@ -16,7 +16,7 @@ func scanSeedEntries(t testing.TB) [][]byte {
 	now := time.Date(2026, 12, 7, 11, 0, 0, 123456789, time.UTC)
 	entries := []*connectionEntry{
 		{Integration: "github", ConnectionID: "c1", AuthMode: catalog.OAuth2, Metadata: map[string]any{"a": map[string]any{"b": []any{1, "x\"}"}}},
-			Credentials: credentials{AccessToken: "at", RefreshToken: "rt", ExpiresAt: now.Add(time.Hour), Scopes: []string{"repo"}},
+			Credentials:      credentials{AccessToken: "at", RefreshToken: "rt", ExpiresAt: now.Add(time.Hour), Scopes: []string{"repo"}},
 			RawTokenResponse: map[string]any{"refresh_token_expires_in": 3600, "scope": "repo"}, UpdatedAt: now, NextRefreshAt: now.Add(50 * time.Minute)},
 		{Integration: "github", ConnectionID: "c2", AuthMode: catalog.OAuth2, Credentials: credentials{AccessToken: "at", RefreshToken: "rt"},
 			RefreshStatus: refreshFailing, RefreshFailures: 3, LastRefreshError: `provider said "no" {`, NextRefreshAt: now, LastRefreshedAt: now.Add(-time.Hour)},
