@@ -194,7 +194,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 			return err
 		}
 		var n int
-		err = b.engine.rebuild(func(visit func(key string, f *scheduleFields)) error {
+		err = b.engine.rebuild(func(visit func(key string, f scheduleFields)) error {
 			n, err = b.store.EachSchedule(ctx, s, visit)
 			return err
 		}, cfg, b.now)

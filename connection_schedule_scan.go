@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 	"unicode/utf8"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // scanScheduleFields reads the scheduling fields (scheduleFields) of a
@@ -32,7 +34,7 @@ func scanScheduleFields(data []byte) (f scheduleFields, ok bool) {
 	ok = s.object(true, func(name []byte) bool {
 		switch string(name) {
 		case "auth_mode":
-			return seen.first(&seen.authMode) && s.stringInto((*string)(&f.AuthMode))
+			return seen.first(&seen.authMode) && s.knownString((*string)(&f.AuthMode), knownAuthModes)
 		case "credentials":
 			return seen.first(&seen.credentials) && s.credentials(&f)
 		case "raw_token_response":
@@ -42,7 +44,7 @@ func scanScheduleFields(data []byte) (f scheduleFields, ok bool) {
 		case "last_refreshed_at":
 			return seen.first(&seen.lastRefreshedAt) && s.time(&f.LastRefreshedAt)
 		case "refresh_status":
-			return seen.first(&seen.refreshStatus) && s.stringInto((*string)(&f.RefreshStatus))
+			return seen.first(&seen.refreshStatus) && s.knownString((*string)(&f.RefreshStatus), knownRefreshStatuses)
 		case "next_refresh_at":
 			return seen.first(&seen.nextRefreshAt) && s.time(&f.NextRefreshAt)
 		}
@@ -173,6 +175,33 @@ func (s *entryScanner) stringInto(out *string) bool {
 	*out = string(v)
 	return true
 }
+
+// knownString is stringInto that takes a value among known (the common
+// case) without allocating a copy of it.
+func (s *entryScanner) knownString(out *string, known []string) bool {
+	if s.null() {
+		return true
+	}
+	v, ok := s.rawString()
+	if !ok || !utf8.Valid(v) {
+		return false
+	}
+	for _, k := range known {
+		if string(v) == k {
+			*out = k
+			return true
+		}
+	}
+	*out = string(v)
+	return true
+}
+
+// knownAuthModes and knownRefreshStatuses are the values knownString finds
+// without a copy.
+var (
+	knownAuthModes       = []string{string(catalog.OAuth2), string(catalog.APIKey), string(catalog.OAuth2CC), string(catalog.App), string(catalog.Basic), string(catalog.Custom)}
+	knownRefreshStatuses = []string{string(refreshOK), string(refreshFailing), string(refreshExhausted), string(refreshReauth)}
+)
 
 // present reads a string (or null) and reports whether it is non-empty.
 func (s *entryScanner) present(out *bool) bool {

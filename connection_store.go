@@ -476,7 +476,7 @@ const storeScanBatch = 64
 // cancelled. It returns the number of connections visited. An entry that
 // does not decode is counted out and its error returned once all others
 // were visited.
-func (cs *connectionStore) EachSchedule(ctx context.Context, s logical.Storage, visit func(key string, f *scheduleFields)) (int, error) {
+func (cs *connectionStore) EachSchedule(ctx context.Context, s logical.Storage, visit func(key string, f scheduleFields)) (int, error) {
 	integrations, err := listSorted(ctx, s, integrationPrefix)
 	if err != nil {
 		return 0, err
@@ -511,7 +511,7 @@ func (cs *connectionStore) EachSchedule(ctx context.Context, s logical.Storage, 
 						fail(err)
 						continue
 					}
-					visit(key, &f)
+					visit(key, f)
 					count.Add(1)
 				}
 			}

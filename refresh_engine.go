@@ -224,13 +224,13 @@ func (e *refreshEngine) runTick(now time.Time, concurrency int, refresh func(key
 // hands it (the store decodes no more of an entry); saves that happen
 // meanwhile queue themselves and win (queueIfAbsent). each may call visit
 // from several goroutines at once.
-func (e *refreshEngine) rebuild(each func(visit func(key string, f *scheduleFields)) error, cfg *configEntry, now func() time.Time) error {
-	return each(func(key string, f *scheduleFields) {
+func (e *refreshEngine) rebuild(each func(visit func(key string, f scheduleFields)) error, cfg *configEntry, now func() time.Time) error {
+	return each(func(key string, f scheduleFields) {
 		next := f.NextRefreshAt
 		if next.IsZero() && f.RefreshStatus == "" {
-			next = e.nextRefresh(f, cfg, now()) // stored before scheduling existed
+			next = e.nextRefresh(&f, cfg, now()) // stored before scheduling existed
 		}
-		e.queueIfAbsent(key, f, next)
+		e.queueIfAbsent(key, &f, next)
 	})
 }
 
