@@ -141,9 +141,12 @@ func newBackend() *backend {
 				"events/",     // the outbox: bodies hold no secret, kept sealed as defence in depth
 			},
 		},
-		// The specific connection sub-paths come before the generic
-		// connection path, and the catch-all that explains bad ids last.
+		// The framework tries the patterns in this order on every request:
+		// the connection paths, which most requests take, come first (no
+		// other pattern matches their paths: TestRoutes), the catch-all that
+		// explains bad ids after every connection sub-path.
 		Paths: framework.PathAppend(
+			pathConnections(b),
 			pathConfig(b),
 			pathStatus(b),
 			pathProviders(b),
@@ -155,7 +158,7 @@ func newBackend() *backend {
 			pathConnectionActions(b),
 			pathConnectionAuthorize(b),
 			pathConnectionImport(b),
-			pathConnections(b),
+			pathConnectionCatchAll(),
 			pathWebhooks(b),
 		),
 		InitializeFunc:    b.initialize,

@@ -61,6 +61,13 @@ func pathConnections(b *backend) []*framework.Path {
 			HelpSynopsis:    "Create, read, update or delete a connection: one customer's credentials for one integration.",
 			HelpDescription: pathConnectionHelp,
 		},
+	}
+}
+
+// pathConnectionCatchAll explains a path under a connection that none of
+// its sub-paths match; it must come after them.
+func pathConnectionCatchAll() []*framework.Path {
+	return []*framework.Path{
 		{
 			// Anything deeper than the known sub-paths is a connection id
 			// with a '/' in it, or a typo; say so instead of a bare 404.
