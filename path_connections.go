@@ -285,19 +285,23 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 	return resp, nil
 }
 
+// connectionResponseSize is the most fields a connection read returns.
+const connectionResponseSize = 26
+
 // connectionResponse renders a connection. Secrets are top-level strings so
 // that `vault read -field=` works and the audit log HMACs them.
 func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
-	data := map[string]any{
-		"integration":       c.Integration,
-		"connection_id":     c.ConnectionID,
-		"auth_mode":         string(c.AuthMode),
-		"created_at":        formatTime(c.CreatedAt),
-		"updated_at":        formatTime(c.UpdatedAt),
-		"metadata":          nonNilObject(c.Metadata),
-		"connection_config": nonNilObject(c.ConnectionConfig),
-		"tags":              nonNilMap(c.Tags),
-	}
+	// Sized for the most fields any mode gives, with rendering's two, so
+	// that filling it never grows it.
+	data := make(map[string]any, connectionResponseSize)
+	data["integration"] = c.Integration
+	data["connection_id"] = c.ConnectionID
+	data["auth_mode"] = string(c.AuthMode)
+	data["created_at"] = formatTime(c.CreatedAt)
+	data["updated_at"] = formatTime(c.UpdatedAt)
+	data["metadata"] = nonNilObject(c.Metadata)
+	data["connection_config"] = nonNilObject(c.ConnectionConfig)
+	data["tags"] = nonNilMap(c.Tags)
 	cr := c.Credentials
 	switch c.AuthMode {
 	case catalog.OAuth2, catalog.OAuth2CC, catalog.App:
