@@ -41,8 +41,10 @@ const (
 	// maxDeadPerReceiver bounds the dead deliveries kept per receiver;
 	// beyond it the oldest are removed.
 	maxDeadPerReceiver = 1000
-	// deliveryConcurrency bounds the attempts in flight at once.
-	deliveryConcurrency = 8
+	// deliveryConcurrencyPerReceiver bounds each receiver's attempts in
+	// flight at once: a receiver answering in 100 ms gets up to 160 events
+	// a second. The sender keeps as many connections to a host alive.
+	deliveryConcurrencyPerReceiver = webhook.MaxIdleConnsPerHost
 )
 
 // errOutboxFull is a dead delivery's last_error when its receiver had

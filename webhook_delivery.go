@@ -23,8 +23,16 @@ type deliveryWorker struct {
 	storage logical.Storage
 	stopC   chan struct{}
 	ctx     context.Context
-	slots   chan struct{}
 	wg      sync.WaitGroup
+
+	// perReceiver bounds each receiver's attempts in flight; a receiver at
+	// its bound has its due deliveries parked, in the order they fell due,
+	// and each of its attempts that ends takes the next, so that a slow
+	// receiver holds back none of the others.
+	perReceiver int
+	mu          sync.Mutex
+	inFlight    map[string]int
+	parked      map[string][]deliveryKey
 }
 
 // startDelivery rebuilds the schedule from storage and starts delivering,
@@ -38,7 +46,8 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &deliveryWorker{
 		o: o, storage: s, stopC: make(chan struct{}), ctx: ctx,
-		slots: make(chan struct{}, deliveryConcurrency),
+		perReceiver: deliveryConcurrencyPerReceiver,
+		inFlight:    map[string]int{}, parked: map[string][]deliveryKey{},
 	}
 	// Stopping waits for the attempts in flight, which the cancelled
 	// context ends at once.
@@ -79,17 +88,7 @@ func (w *deliveryWorker) loop() {
 	for {
 		k, wait, ok := w.o.nextDue()
 		if ok && wait <= 0 {
-			select {
-			case w.slots <- struct{}{}:
-			case <-w.stopC:
-				return
-			}
-			w.wg.Add(1)
-			go func() {
-				defer w.wg.Done()
-				defer func() { <-w.slots }()
-				w.deliver(k)
-			}()
+			w.dispatch(k)
 			continue
 		}
 		var fire <-chan time.Time
@@ -106,6 +105,57 @@ func (w *deliveryWorker) loop() {
 		// Since Go 1.23 a stopped timer delivers nothing stale to Reset.
 		timer.Stop()
 	}
+}
+
+// dispatch starts an attempt at k, or parks k while its receiver has
+// perReceiver attempts in flight. A parked delivery stays pending in
+// storage: if the worker stops first, the next start delivers it.
+func (w *deliveryWorker) dispatch(k deliveryKey) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[k.receiver] >= w.perReceiver {
+		w.parked[k.receiver] = append(w.parked[k.receiver], k)
+		return
+	}
+	w.inFlight[k.receiver]++
+	w.wg.Add(1)
+	go w.run(k)
+}
+
+// run attempts k, then the receiver's parked deliveries one by one, until
+// none is left or the worker stops.
+func (w *deliveryWorker) run(k deliveryKey) {
+	defer w.wg.Done()
+	for {
+		w.deliver(k)
+		next, ok := w.nextParked(k.receiver)
+		if !ok {
+			return
+		}
+		k = next
+	}
+}
+
+// nextParked takes receiver's next parked delivery; when there is none,
+// or the worker is stopping, it counts one attempt of receiver less in
+// flight and returns false.
+func (w *deliveryWorker) nextParked(receiver string) (deliveryKey, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	q := w.parked[receiver]
+	if len(q) == 0 || w.ctx.Err() != nil {
+		if w.inFlight[receiver]--; w.inFlight[receiver] <= 0 {
+			delete(w.inFlight, receiver)
+		}
+		return deliveryKey{}, false
+	}
+	k := q[0]
+	if q = q[1:]; len(q) == 0 {
+		delete(w.parked, receiver)
+	} else {
+		w.parked[receiver] = q
+	}
+	return k, true
 }
 
 // nextDue pops the earliest delivery when it is due; otherwise it says how

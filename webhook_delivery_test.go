@@ -5,8 +5,11 @@ package connect
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -223,5 +226,55 @@ func TestPredecessorsPendingEntryIsNotDelivered(t *testing.T) {
 	}
 	if entry, err := s.Get(t.Context(), k.pendingPath()); err != nil || entry != nil {
 		t.Fatalf("the predecessor's pending entry is still stored (%v)", err)
+	}
+}
+
+// concurrencyReceiver answers after delay and records the most requests it
+// had in flight at once.
+type concurrencyReceiver struct {
+	*httptest.Server
+	inFlight, most, got atomic.Int64
+}
+
+func newConcurrencyReceiver(t *testing.T, delay time.Duration) *concurrencyReceiver {
+	r := &concurrencyReceiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		n := r.inFlight.Add(1)
+		for m := r.most.Load(); n > m && !r.most.CompareAndSwap(m, n); m = r.most.Load() {
+		}
+		time.Sleep(delay)
+		r.inFlight.Add(-1)
+		r.got.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// TestDeliveryConcurrencyIsPerReceiver: a receiver that answers slowly
+// gets deliveryConcurrencyPerReceiver attempts at once, and its backlog
+// holds back no other receiver's events.
+func TestDeliveryConcurrencyIsPerReceiver(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{}, func(s *webhook.Schedule) {})
+	e.b.outbox.sender = webhook.NewSender(5*time.Second, nil)
+	slow := newConcurrencyReceiver(t, 300*time.Millisecond)
+	e.mustDo(logical.CreateOperation, "webhooks/slow", map[string]any{"url": slow.URL, "events": []string{string(eventConnectionCreated)}})
+	fast := newConcurrencyReceiver(t, 0)
+	e.mustDo(logical.CreateOperation, "webhooks/fast", map[string]any{"url": fast.URL, "events": []string{string(eventConnectionDeleted)}})
+	// All recorded first, the fast receiver's last, then delivered.
+	e.b.outbox.stopDelivery()
+	const n = 64
+	for i := range n {
+		recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+	}
+	recordTestEvent(t, e, eventConnectionDeleted, "c1")
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "the fast receiver's event", func() bool { return fast.got.Load() == 1 })
+	if got := slow.got.Load(); got >= n/2 {
+		t.Errorf("the fast receiver's event waited until the slow one had %d of its %d", got, n)
+	}
+	waitFor(t, "the slow receiver's events", func() bool { return slow.got.Load() == n })
+	if most := slow.most.Load(); most != deliveryConcurrencyPerReceiver {
+		t.Fatalf("the slow receiver had at most %d attempts at once, want %d", most, deliveryConcurrencyPerReceiver)
 	}
 }
