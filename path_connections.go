@@ -285,15 +285,31 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 	return resp, nil
 }
 
-// connectionResponseSize is the most fields a connection read returns.
-const connectionResponseSize = 26
+// connectionResponseSize is how many fields a read of a connection of mode
+// returns at most: the eight every mode has, its own, rendering's base_url
+// and headers.
+func connectionResponseSize(mode catalog.AuthMode, withLongLived bool) int {
+	n := 8 + 2
+	switch mode {
+	case catalog.OAuth2, catalog.OAuth2CC, catalog.App:
+		n += 4 + 5 + 2
+		if withLongLived {
+			n += 3
+		}
+	case catalog.Basic:
+		n += 2
+	default:
+		n++
+	}
+	return n
+}
 
 // connectionResponse renders a connection. Secrets are top-level strings so
 // that `vault read -field=` works and the audit log HMACs them.
 func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
-	// Sized for the most fields any mode gives, with rendering's two, so
-	// that filling it never grows it.
-	data := make(map[string]any, connectionResponseSize)
+	// Sized for the fields c's mode gives, with rendering's two, so that
+	// filling it never grows it.
+	data := make(map[string]any, connectionResponseSize(c.AuthMode, withLongLived))
 	data["integration"] = c.Integration
 	data["connection_id"] = c.ConnectionID
 	data["auth_mode"] = string(c.AuthMode)
