@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -276,5 +277,44 @@ func TestDeliveryConcurrencyIsPerReceiver(t *testing.T) {
 	waitFor(t, "the slow receiver's events", func() bool { return slow.got.Load() == n })
 	if most := slow.most.Load(); most != deliveryConcurrencyPerReceiver {
 		t.Fatalf("the slow receiver had at most %d attempts at once, want %d", most, deliveryConcurrencyPerReceiver)
+	}
+}
+
+// slowStatsStorage takes 20 ms for each write of delivery figures, as a
+// replicated storage may, and counts them.
+type slowStatsStorage struct {
+	logical.Storage
+	statsPuts atomic.Int64
+}
+
+func (s *slowStatsStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, webhookStatsPrefix) {
+		s.statsPuts.Add(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+// TestDeliveryFiguresAreWrittenTogether: attempts that end while the
+// receiver's figures are being written are stored together by the next
+// write, rather than each waiting its turn for a write of its own; the
+// stored figures end exact.
+func TestDeliveryFiguresAreWrittenTogether(t *testing.T) {
+	s := &slowStatsStorage{Storage: &logical.InmemStorage{}}
+	e := newEventsEnv(t, s)
+	rcv := newConcurrencyReceiver(t, 0)
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	e.b.outbox.stopDelivery()
+	const n = 64
+	for i := range n {
+		recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+	}
+	s.statsPuts.Store(0)
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "the stored figures", func() bool {
+		return e.mustDo(logical.ReadOperation, "webhooks/app", nil)["delivered"] == int64(n)
+	})
+	if puts := s.statsPuts.Load(); puts > n/2 {
+		t.Fatalf("%d writes of the figures for %d attempts", puts, n)
 	}
 }
