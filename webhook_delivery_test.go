@@ -6,6 +6,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -316,5 +318,56 @@ func TestDeliveryFiguresAreWrittenTogether(t *testing.T) {
 	})
 	if puts := s.statsPuts.Load(); puts > n/2 {
 		t.Fatalf("%d writes of the figures for %d attempts", puts, n)
+	}
+}
+
+// TestOneConnectionsEventsArriveInOrder: with 16 attempts in flight to a
+// receiver, the events of one connection still reach it one at a time, in
+// the order they were recorded, while other connections' overlap.
+func TestOneConnectionsEventsArriveInOrder(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{})
+	e.b.outbox.sender = webhook.NewSender(5*time.Second, nil)
+	var mu sync.Mutex
+	var order []string // connection/event id, as they arrive
+	var most, inFlight atomic.Int64
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		var ev struct {
+			ID   string    `json:"id"`
+			Data eventData `json:"data"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		json.Unmarshal(body, &ev)
+		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
+		mu.Lock()
+		order = append(order, ev.Data.ConnectionID+" "+ev.ID)
+		mu.Unlock()
+		inFlight.Add(-1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rcv.Close)
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	e.b.outbox.stopDelivery()
+	const conns, each = 8, 12
+	var recorded []string
+	for i := range conns * each {
+		id := fmt.Sprintf("c%d", i%conns)
+		recordTestEvent(t, e, eventConnectionUpdated, id)
+		recorded = append(recorded, id)
+	}
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "every event", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == conns*each })
+	last := map[string]string{}
+	for _, got := range order {
+		conn, id, _ := strings.Cut(got, " ")
+		if id <= last[conn] {
+			t.Fatalf("%s's event %s arrived after its %s", conn, id, last[conn])
+		}
+		last[conn] = id
+	}
+	if most.Load() < 2 {
+		t.Fatalf("at most %d attempts at once: connections did not overlap", most.Load())
 	}
 }
