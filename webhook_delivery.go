@@ -76,6 +76,7 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 		close(w.stopC)
 		cancel()
 		w.wg.Wait()
+		w.requeueParked()
 	}
 	w.wg.Add(1)
 	go func() {
@@ -213,6 +214,21 @@ func (w *deliveryWorker) startLane(rl receiverLane) {
 	}
 }
 
+// requeueParked gives the deliveries still parked when the worker stopped
+// back to the outbox's schedule, so that a worker started again in this
+// process delivers them (they are pending in storage all along).
+func (w *deliveryWorker) requeueParked() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for receiver, q := range w.parked {
+		for _, p := range q {
+			w.o.push(p.k, w.o.now())
+		}
+		delete(w.parked, receiver)
+	}
+	clear(w.laneParked)
+}
+
 // nextDue pops the earliest delivery when it is due; otherwise it says how
 // long until it is. ok is false when nothing is pending.
 func (o *eventOutbox) nextDue() (k deliveryKey, wait time.Duration, ok bool) {
@@ -269,7 +285,9 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	}
 	if ctx.Err() != nil {
 		// Stopping: the attempt's outcome is unknown, the entry stays as
-		// it was and the next start tries again (at least once).
+		// it was and the next start, or the next worker of this process,
+		// tries again (at least once).
+		o.push(k, o.now())
 		return
 	}
 	e.Attempts++
@@ -352,6 +370,7 @@ func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, store fu
 // (not of the receiver), without counting an attempt.
 func (w *deliveryWorker) retryLater(k deliveryKey, what string, err error) {
 	if w.ctx.Err() != nil {
+		w.o.push(k, w.o.now()) // stopping: for the next worker
 		return
 	}
 	w.o.logger().Warn("event delivery: "+what+"; trying again", "receiver", k.receiver, "id", k.id, "error", err)

@@ -371,3 +371,23 @@ func TestOneConnectionsEventsArriveInOrder(t *testing.T) {
 		t.Fatalf("at most %d attempts at once: connections did not overlap", most.Load())
 	}
 }
+
+// TestStoppedDeliveryResumesItsBacklog: deliveries waiting for their
+// receiver when the worker stops are delivered by the next worker of the
+// same process, not left until a restart.
+func TestStoppedDeliveryResumesItsBacklog(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{})
+	e.b.outbox.sender = webhook.NewSender(5*time.Second, nil)
+	rcv := newConcurrencyReceiver(t, 200*time.Millisecond)
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	e.b.outbox.stopDelivery()
+	const n = 40
+	for i := range n {
+		recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+	}
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "the first attempts", func() bool { return rcv.inFlight.Load() > 0 })
+	e.b.outbox.stopDelivery() // 16 in flight, the rest waiting
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "every event", func() bool { return e.b.outbox.stats().Pending == 0 })
+}
