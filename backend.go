@@ -153,9 +153,12 @@ func newBackend() *backend {
 				"events/",     // the outbox: bodies hold no secret, kept sealed as defence in depth
 			},
 		},
-		// The specific connection sub-paths come before the generic
-		// connection path, and the catch-all that explains bad ids last.
+		// The framework tries the patterns in this order on every request:
+		// the connection paths, which most requests take, come first (no
+		// other pattern matches their paths: TestRoutes), the catch-all that
+		// explains bad ids after every connection sub-path.
 		Paths: framework.PathAppend(
+			pathConnections(b),
 			pathConfig(b),
 			pathStatus(b),
 			pathProviders(b),
@@ -168,7 +171,7 @@ func newBackend() *backend {
 			pathConnectionAuthorize(b),
 			pathConnectionImport(b),
 			pathConnectionProxy(b),
-			pathConnections(b),
+			pathConnectionCatchAll(),
 			pathWebhooks(b),
 		),
 		InitializeFunc:    b.initialize,
@@ -215,8 +218,8 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 			return err
 		}
 		var n int
-		err = b.engine.rebuild(func(visit func(*connectionEntry)) error {
-			n, err = b.store.Each(ctx, s, visit)
+		err = b.engine.rebuild(func(visit func(key string, f scheduleFields)) error {
+			n, err = b.store.EachSchedule(ctx, s, visit)
 			return err
 		}, cfg, b.now)
 		if err != nil {

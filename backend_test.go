@@ -364,3 +364,51 @@ func TestEveryFieldIsDescribed(t *testing.T) {
 		}
 	}
 }
+
+// TestRoutes: the framework takes the first pattern that matches, in the
+// order backend.go lists them; the connection paths come first for speed.
+// Every path goes where it did before that, and where two patterns match a
+// path the specific one wins.
+func TestRoutes(t *testing.T) {
+	e := newTestEnv(t)
+	for path, want := range map[string]string{
+		"connections/github/c1":           connectionPattern,
+		"connections/github/":             "connections/" + segment("integration") + "/?$",
+		"connections/github":              "connections/" + segment("integration") + "/?$",
+		"connections/github/c1/metadata":  connectionPattern + "/metadata",
+		"connections/github/c1/config":    connectionPattern + "/config",
+		"connections/github/c1/raw":       connectionPattern + "/raw",
+		"connections/github/c1/refresh":   connectionPattern + "/refresh",
+		"connections/github/c1/authorize": connectionPattern + "/authorize",
+		"connections/github/c1/other":     connectionPattern + "/.+",
+		"connections/github/c1/raw/x":     connectionPattern + "/.+",
+		"import/github":                   "import/" + segment("integration") + "$",
+		"config":                          "config",
+		"integrations/github":             "integrations/" + segment("name"),
+		"webhooks/app/dead":               "webhooks/" + segment("name") + "/dead/?$",
+		"webhooks/app":                    "webhooks/" + segment("name"),
+	} {
+		p := e.b.Route(path)
+		if want = anchored(want); p == nil || p.Pattern != want {
+			t.Errorf("%s: routed to %q, want %q", path, patternOf(p), want)
+		}
+	}
+}
+
+// anchored is a pattern as the framework matches it: whole paths only.
+func anchored(pattern string) string {
+	if !strings.HasPrefix(pattern, "^") {
+		pattern = "^" + pattern
+	}
+	if !strings.HasSuffix(pattern, "$") {
+		pattern += "$"
+	}
+	return pattern
+}
+
+func patternOf(p *framework.Path) string {
+	if p == nil {
+		return "nowhere"
+	}
+	return p.Pattern
+}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -548,12 +549,22 @@ func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*c
 	if entry == nil {
 		return nil, 0, nil
 	}
+	c, err := decodeConnectionEntry(key, entry.Value)
+	if err != nil {
+		return nil, 0, err
+	}
+	return c, len(entry.Value), nil
+}
+
+// decodeConnectionEntry decodes the stored entry at key whole and brings it
+// up to date.
+func decodeConnectionEntry(key string, value []byte) (*connectionEntry, error) {
 	var c connectionEntry
-	if err := entry.DecodeJSON(&c); err != nil {
-		return nil, 0, fmt.Errorf("%w %q: %w", errUndecodableEntry, key, err)
+	if err := (&logical.StorageEntry{Key: key, Value: value}).DecodeJSON(&c); err != nil {
+		return nil, fmt.Errorf("%w %q: %w", errUndecodableEntry, key, err)
 	}
 	c.upgrade()
-	return &c, len(entry.Value), nil
+	return &c, nil
 }
 
 // errUndecodableEntry marks a stored connection entry that does not decode.
@@ -567,39 +578,60 @@ func putEntry(ctx context.Context, s logical.Storage, entry *logical.StorageEntr
 	return nil
 }
 
-// storeScanWorkers bounds the storage reads in flight during Each.
+// storeScanWorkers bounds the storage reads in flight during
+// EachSchedule: on integrated storage each read is a round trip to Vault,
+// so many are kept in flight; in memory they cost little more than the
+// goroutines.
 const storeScanWorkers = 16
 
-// Each reads every stored connection and hands it to visit, from several
-// goroutines at once; it stops early when ctx is cancelled. It returns the
-// number of connections visited.
-func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit func(*connectionEntry)) (int, error) {
+// storeScanBatch is how many keys EachSchedule hands a worker at once, so
+// that handing them over costs little beside reading them.
+const storeScanBatch = 64
+
+// EachSchedule reads every stored connection and hands its key and its
+// scheduling fields (decodeScheduleFields: only those are decoded) to
+// visit, from several goroutines at once; it stops early when ctx is
+// cancelled. It returns the number of connections visited. An entry that
+// does not decode is counted out and its error returned once all others
+// were visited.
+func (cs *connectionStore) EachSchedule(ctx context.Context, s logical.Storage, visit func(key string, f scheduleFields)) (int, error) {
 	integrations, err := listSorted(ctx, s, integrationPrefix)
 	if err != nil {
 		return 0, err
 	}
-	keys := make(chan string)
+	batches := make(chan []string, storeScanWorkers)
 	var (
 		wg      sync.WaitGroup
 		count   atomic.Int64
 		errOnce sync.Once
 		first   error
 	)
+	fail := func(err error) { errOnce.Do(func() { first = err }) }
 	for range storeScanWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for key := range keys {
-				c, _, err := readConnectionEntry(ctx, s, key)
-				if err != nil {
-					errOnce.Do(func() { first = err })
-					continue
+			for batch := range batches {
+				for _, key := range batch {
+					if ctx.Err() != nil {
+						break
+					}
+					entry, err := s.Get(ctx, key)
+					if err != nil {
+						fail(fmt.Errorf("reading %q: %w", key, err))
+						continue
+					}
+					if entry == nil {
+						continue
+					}
+					f, err := decodeScheduleFields(key, entry.Value)
+					if err != nil {
+						fail(err)
+						continue
+					}
+					visit(key, f)
+					count.Add(1)
 				}
-				if c == nil {
-					continue
-				}
-				visit(c)
-				count.Add(1)
 			}
 		}()
 	}
@@ -609,9 +641,13 @@ func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit fu
 			if err != nil {
 				return err
 			}
-			for _, id := range ids {
+			for batch := range slices.Chunk(ids, storeScanBatch) {
+				keys := make([]string, len(batch))
+				for i, id := range batch {
+					keys[i] = connectionKey(in, id)
+				}
 				select {
-				case keys <- connectionKey(in, id):
+				case batches <- keys:
 				case <-ctx.Done():
 					return ctx.Err()
 				}
@@ -620,10 +656,13 @@ func (cs *connectionStore) Each(ctx context.Context, s logical.Storage, visit fu
 		return nil
 	}
 	sendErr := send()
-	close(keys)
+	close(batches)
 	wg.Wait()
 	if sendErr != nil {
 		return int(count.Load()), sendErr
+	}
+	if first == nil && ctx.Err() != nil {
+		first = ctx.Err()
 	}
 	return int(count.Load()), first
 }

@@ -41,8 +41,10 @@ const (
 	// maxDeadPerReceiver bounds the dead deliveries kept per receiver;
 	// beyond it the oldest are removed.
 	maxDeadPerReceiver = 1000
-	// deliveryConcurrency bounds the attempts in flight at once.
-	deliveryConcurrency = 8
+	// deliveryConcurrencyPerReceiver bounds each receiver's attempts in
+	// flight at once: a receiver answering in 100 ms gets up to 160 events
+	// a second. The sender keeps as many connections to a host alive.
+	deliveryConcurrencyPerReceiver = webhook.MaxIdleConnsPerHost
 )
 
 // errOutboxFull is a dead delivery's last_error when its receiver had
@@ -108,6 +110,11 @@ type eventOutbox struct {
 	// pendingBy counts scheduled's deliveries by receiver, for the
 	// per-receiver bound.
 	pendingBy map[string]int
+	// lanes names the connection of each scheduled delivery that has one
+	// (integration/connection_id): the delivery worker keeps one attempt
+	// per connection and receiver in flight, so that a connection's events
+	// reach a receiver in the order they were recorded.
+	lanes map[deliveryKey]string
 	// dead lists each receiver's dead event ids, oldest first.
 	dead map[string][]string
 	// overflows counts events not queued because the outbox was full.
@@ -129,6 +136,7 @@ func newEventOutbox(now func() time.Time, logger func() hclog.Logger, maxPending
 		maxPending: maxPending,
 		scheduled:  map[deliveryKey]struct{}{},
 		pendingBy:  map[string]int{},
+		lanes:      map[deliveryKey]string{},
 		dead:       map[string][]string{},
 		wake:       make(chan struct{}, 1),
 	}
@@ -201,6 +209,7 @@ func (o *eventOutbox) record(ctx context.Context, s logical.Storage, typ eventTy
 	// event whose recording failed (and that its caller records again,
 	// under a new id) was sent to none of them.
 	for _, k := range written {
+		o.setLane(k, laneOf(data))
 		o.push(k, now)
 	}
 	return nil
@@ -242,8 +251,48 @@ func (o *eventOutbox) scheduleLocked(k deliveryKey) {
 	}
 }
 
+// laneOf is the connection an event is of, "" for none.
+func laneOf(data eventData) string {
+	if data.ConnectionID == "" {
+		return ""
+	}
+	return data.Integration + "/" + data.ConnectionID
+}
+
+// laneOfBody is the connection of a stored event's body, "" when it names
+// none.
+func laneOfBody(body string) string {
+	var b struct {
+		Data eventData `json:"data"`
+	}
+	if json.Unmarshal([]byte(body), &b) != nil {
+		return ""
+	}
+	return laneOf(b.Data)
+}
+
+// setLane records k's connection, if it has one.
+func (o *eventOutbox) setLane(k deliveryKey, lane string) {
+	if lane == "" {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if _, ok := o.scheduled[k]; ok {
+		o.lanes[k] = lane
+	}
+}
+
+// lane is k's connection, "" when it has none or is not known.
+func (o *eventOutbox) lane(k deliveryKey) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.lanes[k]
+}
+
 // forgetLocked counts k as pending no more; o.mu is held.
 func (o *eventOutbox) forgetLocked(k deliveryKey) {
+	delete(o.lanes, k)
 	if _, ok := o.scheduled[k]; ok {
 		delete(o.scheduled, k)
 		if o.pendingBy[k.receiver]--; o.pendingBy[k.receiver] <= 0 {
@@ -371,6 +420,7 @@ func (o *eventOutbox) rebuild(ctx context.Context, s logical.Storage) error {
 			}
 			o.mu.Unlock()
 			if found && !known {
+				o.setLane(k, laneOfBody(e.Body))
 				o.push(k, e.NextAttemptAt)
 			}
 		}

@@ -69,8 +69,10 @@ var layerFiles = []struct {
 		// connect sessions, the events a connection change owes.
 		"event_outbox.go", "webhook_receivers.go", "session_store.go", "listed_count.go", "connection_store_events.go",
 		// The proxy's per-connection call counts, kept in memory until a save.
-		"proxy_calls.go"}},
-	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go"}},
+		"proxy_calls.go",
+		// The start-up scan's decoder of scheduling fields alone.
+		"connection_schedule_scan.go"}},
+	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go", "refresh_queue.go"}},
 	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go",
 		// Other changes': a connection's tags.
 		"connection_tags.go"}},

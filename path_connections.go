@@ -61,6 +61,13 @@ func pathConnections(b *backend) []*framework.Path {
 			HelpSynopsis:    "Create, read, update or delete a connection: one customer's credentials for one integration.",
 			HelpDescription: pathConnectionHelp,
 		},
+	}
+}
+
+// pathConnectionCatchAll explains a path under a connection that none of
+// its sub-paths match; it must come after them.
+func pathConnectionCatchAll() []*framework.Path {
+	return []*framework.Path{
 		{
 			// Anything deeper than the known sub-paths is a connection id
 			// with a '/' in it, or a typo; say so instead of a bare 404.
@@ -74,13 +81,13 @@ func pathConnections(b *backend) []*framework.Path {
 				logical.PatchOperation:  &framework.PathOperation{Callback: badConnectionPath, Unpublished: true},
 			},
 			HelpSynopsis:    "Not a connection path.",
-			HelpDescription: "Connection ids cannot contain '/'. A connection's sub-paths are raw, refresh, metadata and config.",
+			HelpDescription: "Connection ids cannot contain '/'. A connection's sub-paths are raw, refresh, metadata, config, authorize, complete and proxy/<provider path>.",
 		},
 	}
 }
 
 func badConnectionPath(context.Context, *logical.Request, *framework.FieldData) (*logical.Response, error) {
-	return logical.ErrorResponse("no such path: connection ids cannot contain '/', and a connection's sub-paths are raw, refresh, metadata and config"), nil
+	return logical.ErrorResponse("no such path: connection ids cannot contain '/', and a connection's sub-paths are raw, refresh, metadata, config, authorize, complete and proxy/<provider path>"), nil
 }
 
 func connectionFields() map[string]*framework.FieldSchema {
@@ -280,22 +287,42 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 	return resp, nil
 }
 
+// connectionResponseSize is how many fields a read of a connection of mode
+// returns at most: the eight every mode has, its own, rendering's base_url
+// and headers.
+func connectionResponseSize(mode catalog.AuthMode, withLongLived bool) int {
+	n := 8 + 2 + 2 // common fields, rendering's two, the proxy's two
+	switch mode {
+	case catalog.OAuth2, catalog.OAuth2CC, catalog.App:
+		n += 4 + 5 + 2
+		if withLongLived {
+			n += 3
+		}
+	case catalog.Basic:
+		n += 2
+	default:
+		n++
+	}
+	return n
+}
+
 // connectionResponse renders a connection. Secrets are top-level strings so
 // that `vault read -field=` works and the audit log HMACs them.
 func connectionResponse(c *connectionEntry, withLongLived bool) map[string]any {
-	data := map[string]any{
-		"integration":       c.Integration,
-		"connection_id":     c.ConnectionID,
-		"auth_mode":         string(c.AuthMode),
-		"created_at":        formatTime(c.CreatedAt),
-		"updated_at":        formatTime(c.UpdatedAt),
-		"metadata":          nonNilObject(c.Metadata),
-		"connection_config": nonNilObject(c.ConnectionConfig),
-		"tags":              nonNilMap(c.Tags),
-		// The stored figures; a read adds the calls since the last save.
-		"proxy_calls":        c.ProxyCalls,
-		"last_proxy_call_at": formatTime(c.LastProxyCallAt),
-	}
+	// Sized for the fields c's mode gives, with rendering's two, so that
+	// filling it never grows it.
+	data := make(map[string]any, connectionResponseSize(c.AuthMode, withLongLived))
+	data["integration"] = c.Integration
+	data["connection_id"] = c.ConnectionID
+	data["auth_mode"] = string(c.AuthMode)
+	data["created_at"] = formatTime(c.CreatedAt)
+	data["updated_at"] = formatTime(c.UpdatedAt)
+	data["metadata"] = nonNilObject(c.Metadata)
+	data["connection_config"] = nonNilObject(c.ConnectionConfig)
+	data["tags"] = nonNilMap(c.Tags)
+	// The stored figures; a read adds the calls since the last save.
+	data["proxy_calls"] = c.ProxyCalls
+	data["last_proxy_call_at"] = formatTime(c.LastProxyCallAt)
 	cr := c.Credentials
 	switch c.AuthMode {
 	case catalog.OAuth2, catalog.OAuth2CC, catalog.App:

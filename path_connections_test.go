@@ -325,3 +325,16 @@ func readCredentialNames(mode *catalog.AuthMode, raw bool) []string {
 	}
 	return names
 }
+
+// The response map is sized once: no mode's read, with rendering's two
+// fields, outgrows connectionResponseSize.
+func TestConnectionResponseSizeBoundsEveryMode(t *testing.T) {
+	for _, mode := range catalog.AuthModes {
+		for _, long := range []bool{false, true} {
+			c := &connectionEntry{AuthMode: mode, Credentials: credentials{Custom: map[string]string{"a": "b"}}}
+			if got, max := len(connectionResponse(c, long))+2, connectionResponseSize(mode, long); got > max {
+				t.Errorf("%s (long-lived %v): %d fields, sized for %d", mode, long, got, max)
+			}
+		}
+	}
+}

@@ -4,14 +4,12 @@ package connect
 
 import (
 	"context"
-	"errors"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	metrics "github.com/armon/go-metrics"
-	"github.com/hashicorp/vault/sdk/queue"
 )
 
 // refreshEngine decides when connections are refreshed in the background.
@@ -24,7 +22,7 @@ import (
 // and delete through the scheduler interface, so a tick with nothing due
 // costs no storage operation.
 type refreshEngine struct {
-	queue *queue.PriorityQueue
+	queue *refreshQueue
 
 	mu       sync.Mutex
 	statuses map[string]refreshStatus // by connection key, token modes only
@@ -42,7 +40,7 @@ type refreshEngine struct {
 
 func newRefreshEngine() *refreshEngine {
 	return &refreshEngine{
-		queue:    queue.New(),
+		queue:    newRefreshQueue(),
 		statuses: map[string]refreshStatus{},
 		jitter: func(max time.Duration) time.Duration {
 			if max <= 0 {
@@ -78,45 +76,47 @@ func (e *refreshEngine) Stats() refreshStats {
 // schedule sets c.NextRefreshAt. A failing connection keeps the retry time
 // its failure set; one the background gave up on gets none.
 func (e *refreshEngine) schedule(c *connectionEntry, cfg *configEntry, now time.Time) {
+	f := c.scheduleFields()
+	c.NextRefreshAt = e.nextRefresh(&f, cfg, now)
+}
+
+// nextRefresh is when the background should refresh a connection with the
+// fields f: schedule's rule, which the start-up rebuild applies to the
+// fields it decoded alone.
+func (e *refreshEngine) nextRefresh(f *scheduleFields, cfg *configEntry, now time.Time) time.Time {
 	switch {
-	case !canRefresh(c), c.RefreshStatus == refreshExhausted, c.RefreshStatus == refreshReauth:
-		c.NextRefreshAt = time.Time{}
-		return
-	case c.RefreshStatus == refreshFailing:
-		return
-	case c.Credentials.AccessToken == "":
-		c.NextRefreshAt = now
-		return
+	case !f.canRefresh(), f.RefreshStatus == refreshExhausted, f.RefreshStatus == refreshReauth:
+		return time.Time{}
+	case f.RefreshStatus == refreshFailing:
+		return f.NextRefreshAt
+	case !f.HasAccessToken:
+		return now
 	}
 	var next time.Time
-	if !c.Credentials.ExpiresAt.IsZero() {
-		next = c.Credentials.ExpiresAt.Add(-cfg.RefreshMargin - e.jitter(cfg.RefreshMargin/4))
+	if !f.ExpiresAt.IsZero() {
+		next = f.ExpiresAt.Add(-cfg.RefreshMargin - e.jitter(cfg.RefreshMargin/4))
 	}
-	if refreshTokenExpires(c) && cfg.IdleRefreshInterval > 0 {
-		last := c.LastRefreshedAt
+	if f.refreshTokenExpires() && cfg.IdleRefreshInterval > 0 {
+		last := f.LastRefreshedAt
 		if last.IsZero() {
-			last = c.UpdatedAt
+			last = f.UpdatedAt
 		}
 		if idle := last.Add(cfg.IdleRefreshInterval); next.IsZero() || idle.Before(next) {
 			next = idle
 		}
 	}
-	c.NextRefreshAt = next
+	return next
 }
 
 // track puts c's next refresh in the queue (replacing any earlier one) and
-// records its status.
+// records its status. A save wins over the start-up rebuild, which may
+// queue an older copy only where no save has queued one (queueIfAbsent).
 func (e *refreshEngine) track(c *connectionEntry) {
 	key := connectionKey(c.Integration, c.ConnectionID)
-	e.queue.PopByKey(key)
-	if !c.NextRefreshAt.IsZero() {
-		// A save wins over the start-up rebuild, which may have pushed an
-		// older copy between the pop and this push.
-		item := &queue.Item{Key: key, Priority: c.NextRefreshAt.UnixMilli()}
-		if err := e.queue.Push(item); errors.Is(err, queue.ErrDuplicateItem) {
-			e.queue.PopByKey(key)
-			_ = e.queue.Push(item)
-		}
+	if c.NextRefreshAt.IsZero() {
+		e.queue.remove(key)
+	} else {
+		e.queue.set(key, c.NextRefreshAt.UnixMilli())
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -127,24 +127,25 @@ func (e *refreshEngine) track(c *connectionEntry) {
 	}
 }
 
-// trackIfAbsent queues c unless a save has queued it already: the start-up
-// rebuild must not undo what a save did meanwhile.
-func (e *refreshEngine) trackIfAbsent(c *connectionEntry) {
-	key := connectionKey(c.Integration, c.ConnectionID)
-	if !c.NextRefreshAt.IsZero() {
-		if err := e.queue.Push(&queue.Item{Key: key, Priority: c.NextRefreshAt.UnixMilli()}); errors.Is(err, queue.ErrDuplicateItem) {
-			return
-		}
+// queueIfAbsent queues the connection at key, with the fields f the
+// rebuild read, unless a save has queued it already: the start-up rebuild
+// must not undo what a save did meanwhile.
+func (e *refreshEngine) queueIfAbsent(key string, f *scheduleFields, next time.Time) {
+	if !next.IsZero() && !e.queue.pushIfAbsent(key, next.UnixMilli()) {
+		return
+	}
+	if !f.AuthMode.HasTokens() {
+		return
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, seen := e.statuses[key]; !seen && c.AuthMode.HasTokens() {
-		e.statuses[key] = c.refreshState()
+	if _, seen := e.statuses[key]; !seen {
+		e.statuses[key] = f.refreshState()
 	}
 }
 
 func (e *refreshEngine) untrack(key string) {
-	e.queue.PopByKey(key)
+	e.queue.remove(key)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	delete(e.statuses, key)
@@ -152,28 +153,16 @@ func (e *refreshEngine) untrack(key string) {
 
 // popDue removes and returns the keys whose time has come.
 func (e *refreshEngine) popDue(now time.Time) []string {
-	var due []string
-	for {
-		item, err := e.queue.Pop()
-		if err != nil {
-			return due // empty
-		}
-		if item.Priority > now.UnixMilli() {
-			_ = e.queue.Push(item)
-			return due
-		}
-		due = append(due, item.Key)
-	}
+	return e.queue.popUntil(now.UnixMilli())
 }
 
 // next returns the earliest scheduled refresh, zero when none.
 func (e *refreshEngine) next() time.Time {
-	item, err := e.queue.Pop()
-	if err != nil {
+	p, ok := e.queue.first()
+	if !ok {
 		return time.Time{}
 	}
-	_ = e.queue.Push(item)
-	return time.UnixMilli(item.Priority).UTC()
+	return time.UnixMilli(p).UTC()
 }
 
 // statusCounts counts the token connections by refresh status.
@@ -231,14 +220,17 @@ func (e *refreshEngine) runTick(now time.Time, concurrency int, refresh func(key
 	wg.Wait()
 }
 
-// rebuild queues every stored connection, read through each; saves that
-// happen meanwhile queue themselves and win (trackIfAbsent).
-func (e *refreshEngine) rebuild(each func(visit func(*connectionEntry)) error, cfg *configEntry, now func() time.Time) error {
-	return each(func(c *connectionEntry) {
-		if c.NextRefreshAt.IsZero() && c.RefreshStatus == "" {
-			e.schedule(c, cfg, now()) // stored before scheduling existed
+// rebuild queues every stored connection from the scheduling fields each
+// hands it (the store decodes no more of an entry); saves that happen
+// meanwhile queue themselves and win (queueIfAbsent). each may call visit
+// from several goroutines at once.
+func (e *refreshEngine) rebuild(each func(visit func(key string, f scheduleFields)) error, cfg *configEntry, now func() time.Time) error {
+	return each(func(key string, f scheduleFields) {
+		next := f.NextRefreshAt
+		if next.IsZero() && f.RefreshStatus == "" {
+			next = e.nextRefresh(&f, cfg, now()) // stored before scheduling existed
 		}
-		e.trackIfAbsent(c)
+		e.queueIfAbsent(key, &f, next)
 	})
 }
 

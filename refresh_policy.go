@@ -45,7 +45,66 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 
 // canRefresh reports whether the engine has the means to renew c's token.
 func canRefresh(c *connectionEntry) bool {
-	return c.AuthMode.HasTokens() && (c.AuthMode != catalog.OAuth2 || c.Credentials.RefreshToken != "")
+	f := c.scheduleFields()
+	return f.canRefresh()
+}
+
+// scheduleFields are what deciding a connection's next refresh reads of it.
+// The start-up rebuild decodes only these from each stored entry
+// (decodeScheduleFields); everything else takes them from a whole entry
+// (connectionEntry.scheduleFields), so that both decide by the same rules.
+// They hold no secret: of the tokens, only whether there is one.
+type scheduleFields struct {
+	AuthMode        catalog.AuthMode
+	HasAccessToken  bool
+	HasRefreshToken bool
+	ExpiresAt       time.Time // of the access token; zero: it does not expire
+	// RefreshExpiryMember: the last token response holds one of
+	// refreshExpiryMembers.
+	RefreshExpiryMember bool
+	UpdatedAt           time.Time
+	LastRefreshedAt     time.Time
+	RefreshStatus       refreshStatus
+	NextRefreshAt       time.Time
+}
+
+// scheduleFields are c's fields that scheduling reads.
+func (c *connectionEntry) scheduleFields() scheduleFields {
+	f := scheduleFields{
+		AuthMode:        c.AuthMode,
+		HasAccessToken:  c.Credentials.AccessToken != "",
+		HasRefreshToken: c.Credentials.RefreshToken != "",
+		ExpiresAt:       c.Credentials.ExpiresAt,
+		UpdatedAt:       c.UpdatedAt,
+		LastRefreshedAt: c.LastRefreshedAt,
+		RefreshStatus:   c.RefreshStatus,
+		NextRefreshAt:   c.NextRefreshAt,
+	}
+	for _, k := range refreshExpiryMembers {
+		if _, ok := c.RawTokenResponse[k]; ok {
+			f.RefreshExpiryMember = true
+		}
+	}
+	return f
+}
+
+// canRefresh reports whether the engine has the means to renew the token.
+func (f *scheduleFields) canRefresh() bool {
+	return f.AuthMode.HasTokens() && (f.AuthMode != catalog.OAuth2 || f.HasRefreshToken)
+}
+
+// refreshTokenExpires reports whether the refresh token dies when unused,
+// as the provider says in its token response.
+func (f *scheduleFields) refreshTokenExpires() bool {
+	return f.AuthMode == catalog.OAuth2 && f.HasRefreshToken && f.RefreshExpiryMember
+}
+
+// refreshState is the refresh status; entries that never failed say ok.
+func (f *scheduleFields) refreshState() refreshStatus {
+	if f.RefreshStatus == "" {
+		return refreshOK
+	}
+	return f.RefreshStatus
 }
 
 // refreshExpiryMembers are the token response members by which providers
@@ -55,15 +114,8 @@ var refreshExpiryMembers = []string{"refresh_token_expires_in", "refresh_expires
 // refreshTokenExpires reports whether c's refresh token dies when unused,
 // as the provider says in its token response.
 func refreshTokenExpires(c *connectionEntry) bool {
-	if c.AuthMode != catalog.OAuth2 || c.Credentials.RefreshToken == "" {
-		return false
-	}
-	for _, k := range refreshExpiryMembers {
-		if _, ok := c.RawTokenResponse[k]; ok {
-			return true
-		}
-	}
-	return false
+	f := c.scheduleFields()
+	return f.refreshTokenExpires()
 }
 
 // refreshState is c's refresh status; entries that never failed say ok.

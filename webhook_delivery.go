@@ -23,9 +23,37 @@ type deliveryWorker struct {
 	storage logical.Storage
 	stopC   chan struct{}
 	ctx     context.Context
-	slots   chan struct{}
 	wg      sync.WaitGroup
+
+	// perReceiver bounds each receiver's attempts in flight; a receiver at
+	// its bound has its due deliveries parked, in the order they fell due,
+	// and each of its attempts that ends takes the next, so that a slow
+	// receiver holds back none of the others. A delivery whose connection
+	// (lane) has an attempt in flight to the receiver, or an earlier
+	// delivery parked, is parked too: one connection's events reach a
+	// receiver in the order they were recorded.
+	perReceiver int
+	mu          sync.Mutex
+	inFlight    map[string]int
+	parked      map[string][]parkedDelivery
+	// laneInFlight marks the lanes with an attempt in flight, laneParked
+	// counts each lane's parked deliveries.
+	laneInFlight map[receiverLane]bool
+	laneParked   map[receiverLane]int
 }
+
+// parkedDelivery is a due delivery waiting for its receiver or its lane.
+type parkedDelivery struct {
+	k    deliveryKey
+	lane string
+}
+
+// receiverLane is one connection's deliveries to one receiver.
+type receiverLane struct{ receiver, lane string }
+
+// parkedScan bounds how far an ending attempt looks among its receiver's
+// parked deliveries for one whose lane is free.
+const parkedScan = 256
 
 // startDelivery rebuilds the schedule from storage and starts delivering,
 // in the background. It does nothing when already started.
@@ -38,7 +66,9 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &deliveryWorker{
 		o: o, storage: s, stopC: make(chan struct{}), ctx: ctx,
-		slots: make(chan struct{}, deliveryConcurrency),
+		perReceiver: deliveryConcurrencyPerReceiver,
+		inFlight:    map[string]int{}, parked: map[string][]parkedDelivery{},
+		laneInFlight: map[receiverLane]bool{}, laneParked: map[receiverLane]int{},
 	}
 	// Stopping waits for the attempts in flight, which the cancelled
 	// context ends at once.
@@ -46,6 +76,7 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 		close(w.stopC)
 		cancel()
 		w.wg.Wait()
+		w.requeueParked()
 	}
 	w.wg.Add(1)
 	go func() {
@@ -79,17 +110,7 @@ func (w *deliveryWorker) loop() {
 	for {
 		k, wait, ok := w.o.nextDue()
 		if ok && wait <= 0 {
-			select {
-			case w.slots <- struct{}{}:
-			case <-w.stopC:
-				return
-			}
-			w.wg.Add(1)
-			go func() {
-				defer w.wg.Done()
-				defer func() { <-w.slots }()
-				w.deliver(k)
-			}()
+			w.dispatch(k)
 			continue
 		}
 		var fire <-chan time.Time
@@ -106,6 +127,106 @@ func (w *deliveryWorker) loop() {
 		// Since Go 1.23 a stopped timer delivers nothing stale to Reset.
 		timer.Stop()
 	}
+}
+
+// dispatch starts an attempt at k, or parks k while its receiver has
+// perReceiver attempts in flight or its lane has one in flight or parked.
+// A parked delivery stays pending in storage: if the worker stops first,
+// the next start delivers it.
+func (w *deliveryWorker) dispatch(k deliveryKey) {
+	p := parkedDelivery{k: k, lane: w.o.lane(k)}
+	rl := receiverLane{k.receiver, p.lane}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.inFlight[k.receiver] >= w.perReceiver || (p.lane != "" && (w.laneInFlight[rl] || w.laneParked[rl] > 0)) {
+		w.parked[k.receiver] = append(w.parked[k.receiver], p)
+		if p.lane != "" {
+			w.laneParked[rl]++
+		}
+		return
+	}
+	w.inFlight[k.receiver]++
+	w.startLane(rl)
+	w.wg.Add(1)
+	go w.run(p)
+}
+
+// run attempts p, then parked deliveries of its receiver one by one, until
+// none can start or the worker stops.
+func (w *deliveryWorker) run(p parkedDelivery) {
+	defer w.wg.Done()
+	for {
+		w.deliver(p.k)
+		next, ok := w.nextParked(p)
+		if !ok {
+			return
+		}
+		p = next
+	}
+}
+
+// nextParked ends done's attempt and takes its receiver's earliest parked
+// delivery whose lane has no attempt in flight (scanning in order, the
+// first such of a lane is its earliest); when there is none within
+// parkedScan, or the worker is stopping, it counts one attempt of the
+// receiver less in flight and returns false. The attempts in flight of the
+// lanes it passed over take theirs when they end.
+func (w *deliveryWorker) nextParked(done parkedDelivery) (parkedDelivery, bool) {
+	receiver := done.k.receiver
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.laneInFlight, receiverLane{receiver, done.lane})
+	q := w.parked[receiver]
+	for i := 0; w.ctx.Err() == nil && i < len(q) && i < parkedScan; i++ {
+		p := q[i]
+		rl := receiverLane{receiver, p.lane}
+		if p.lane != "" && w.laneInFlight[rl] {
+			continue
+		}
+		if i == 0 {
+			q = q[1:]
+		} else {
+			q = append(q[:i], q[i+1:]...) // in place: parked is the only reference
+		}
+		if len(q) == 0 {
+			delete(w.parked, receiver)
+		} else {
+			w.parked[receiver] = q
+		}
+		if p.lane != "" {
+			if w.laneParked[rl]--; w.laneParked[rl] <= 0 {
+				delete(w.laneParked, rl)
+			}
+		}
+		w.startLane(rl)
+		return p, true
+	}
+	if w.inFlight[receiver]--; w.inFlight[receiver] <= 0 {
+		delete(w.inFlight, receiver)
+	}
+	return parkedDelivery{}, false
+}
+
+// startLane marks rl's attempt in flight; w.mu is held.
+func (w *deliveryWorker) startLane(rl receiverLane) {
+	if rl.lane != "" {
+		w.laneInFlight[rl] = true
+	}
+}
+
+// requeueParked gives the deliveries still parked when the worker stopped
+// back to the outbox's schedule, so that a worker started again in this
+// process delivers them (they are pending in storage all along).
+func (w *deliveryWorker) requeueParked() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for receiver, q := range w.parked {
+		for _, p := range q {
+			w.o.push(p.k, w.o.now())
+		}
+		delete(w.parked, receiver)
+	}
+	clear(w.laneParked)
 }
 
 // nextDue pops the earliest delivery when it is due; otherwise it says how
@@ -164,7 +285,9 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	}
 	if ctx.Err() != nil {
 		// Stopping: the attempt's outcome is unknown, the entry stays as
-		// it was and the next start tries again (at least once).
+		// it was and the next start, or the next worker of this process,
+		// tries again (at least once).
+		o.push(k, o.now())
 		return
 	}
 	e.Attempts++
@@ -247,6 +370,7 @@ func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, store fu
 // (not of the receiver), without counting an attempt.
 func (w *deliveryWorker) retryLater(k deliveryKey, what string, err error) {
 	if w.ctx.Err() != nil {
+		w.o.push(k, w.o.now()) // stopping: for the next worker
 		return
 	}
 	w.o.logger().Warn("event delivery: "+what+"; trying again", "receiver", k.receiver, "id", k.id, "error", err)

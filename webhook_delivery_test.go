@@ -5,8 +5,14 @@ package connect
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -224,4 +230,164 @@ func TestPredecessorsPendingEntryIsNotDelivered(t *testing.T) {
 	if entry, err := s.Get(t.Context(), k.pendingPath()); err != nil || entry != nil {
 		t.Fatalf("the predecessor's pending entry is still stored (%v)", err)
 	}
+}
+
+// concurrencyReceiver answers after delay and records the most requests it
+// had in flight at once.
+type concurrencyReceiver struct {
+	*httptest.Server
+	inFlight, most, got atomic.Int64
+}
+
+func newConcurrencyReceiver(t *testing.T, delay time.Duration) *concurrencyReceiver {
+	r := &concurrencyReceiver{}
+	r.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		n := r.inFlight.Add(1)
+		for m := r.most.Load(); n > m && !r.most.CompareAndSwap(m, n); m = r.most.Load() {
+		}
+		time.Sleep(delay)
+		r.inFlight.Add(-1)
+		r.got.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(r.Close)
+	return r
+}
+
+// TestDeliveryConcurrencyIsPerReceiver: a receiver that answers slowly
+// gets deliveryConcurrencyPerReceiver attempts at once, and its backlog
+// holds back no other receiver's events.
+func TestDeliveryConcurrencyIsPerReceiver(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{}, func(s *webhook.Schedule) {})
+	e.b.outbox.sender = webhook.NewSender(5*time.Second, nil)
+	slow := newConcurrencyReceiver(t, 300*time.Millisecond)
+	e.mustDo(logical.CreateOperation, "webhooks/slow", map[string]any{"url": slow.URL, "events": []string{string(eventConnectionCreated)}})
+	fast := newConcurrencyReceiver(t, 0)
+	e.mustDo(logical.CreateOperation, "webhooks/fast", map[string]any{"url": fast.URL, "events": []string{string(eventConnectionDeleted)}})
+	// All recorded first, the fast receiver's last, then delivered.
+	e.b.outbox.stopDelivery()
+	const n = 64
+	for i := range n {
+		recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+	}
+	recordTestEvent(t, e, eventConnectionDeleted, "c1")
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "the fast receiver's event", func() bool { return fast.got.Load() == 1 })
+	if got := slow.got.Load(); got >= n/2 {
+		t.Errorf("the fast receiver's event waited until the slow one had %d of its %d", got, n)
+	}
+	waitFor(t, "the slow receiver's events", func() bool { return slow.got.Load() == n })
+	if most := slow.most.Load(); most != deliveryConcurrencyPerReceiver {
+		t.Fatalf("the slow receiver had at most %d attempts at once, want %d", most, deliveryConcurrencyPerReceiver)
+	}
+}
+
+// slowStatsStorage takes 20 ms for each write of delivery figures, as a
+// replicated storage may, and counts them.
+type slowStatsStorage struct {
+	logical.Storage
+	statsPuts atomic.Int64
+}
+
+func (s *slowStatsStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, webhookStatsPrefix) {
+		s.statsPuts.Add(1)
+		time.Sleep(20 * time.Millisecond)
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+// TestDeliveryFiguresAreWrittenTogether: attempts that end while the
+// receiver's figures are being written are stored together by the next
+// write, rather than each waiting its turn for a write of its own; the
+// stored figures end exact.
+func TestDeliveryFiguresAreWrittenTogether(t *testing.T) {
+	s := &slowStatsStorage{Storage: &logical.InmemStorage{}}
+	e := newEventsEnv(t, s)
+	rcv := newConcurrencyReceiver(t, 0)
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	e.b.outbox.stopDelivery()
+	const n = 64
+	for i := range n {
+		recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+	}
+	s.statsPuts.Store(0)
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "the stored figures", func() bool {
+		return e.mustDo(logical.ReadOperation, "webhooks/app", nil)["delivered"] == int64(n)
+	})
+	if puts := s.statsPuts.Load(); puts > n/2 {
+		t.Fatalf("%d writes of the figures for %d attempts", puts, n)
+	}
+}
+
+// TestOneConnectionsEventsArriveInOrder: with 16 attempts in flight to a
+// receiver, the events of one connection still reach it one at a time, in
+// the order they were recorded, while other connections' overlap.
+func TestOneConnectionsEventsArriveInOrder(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{})
+	e.b.outbox.sender = webhook.NewSender(5*time.Second, nil)
+	var mu sync.Mutex
+	var order []string // connection/event id, as they arrive
+	var most, inFlight atomic.Int64
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := inFlight.Add(1)
+		for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+		}
+		var ev struct {
+			ID   string    `json:"id"`
+			Data eventData `json:"data"`
+		}
+		body, _ := io.ReadAll(r.Body)
+		json.Unmarshal(body, &ev)
+		time.Sleep(time.Duration(rand.IntN(30)) * time.Millisecond)
+		mu.Lock()
+		order = append(order, ev.Data.ConnectionID+" "+ev.ID)
+		mu.Unlock()
+		inFlight.Add(-1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(rcv.Close)
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	e.b.outbox.stopDelivery()
+	const conns, each = 8, 12
+	var recorded []string
+	for i := range conns * each {
+		id := fmt.Sprintf("c%d", i%conns)
+		recordTestEvent(t, e, eventConnectionUpdated, id)
+		recorded = append(recorded, id)
+	}
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "every event", func() bool { mu.Lock(); defer mu.Unlock(); return len(order) == conns*each })
+	last := map[string]string{}
+	for _, got := range order {
+		conn, id, _ := strings.Cut(got, " ")
+		if id <= last[conn] {
+			t.Fatalf("%s's event %s arrived after its %s", conn, id, last[conn])
+		}
+		last[conn] = id
+	}
+	if most.Load() < 2 {
+		t.Fatalf("at most %d attempts at once: connections did not overlap", most.Load())
+	}
+}
+
+// TestStoppedDeliveryResumesItsBacklog: deliveries waiting for their
+// receiver when the worker stops are delivered by the next worker of the
+// same process, not left until a restart.
+func TestStoppedDeliveryResumesItsBacklog(t *testing.T) {
+	e := newEventsEnv(t, &logical.InmemStorage{})
+	e.b.outbox.sender = webhook.NewSender(5*time.Second, nil)
+	rcv := newConcurrencyReceiver(t, 200*time.Millisecond)
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	e.b.outbox.stopDelivery()
+	const n = 40
+	for i := range n {
+		recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+	}
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "the first attempts", func() bool { return rcv.inFlight.Load() > 0 })
+	e.b.outbox.stopDelivery() // 16 in flight, the rest waiting
+	e.b.outbox.startDelivery(e.storage)
+	waitFor(t, "every event", func() bool { return e.b.outbox.stats().Pending == 0 })
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -204,18 +205,59 @@ func (ws *webhookSet) lockWrites() (unlock func()) {
 	return ws.writeMu.Unlock
 }
 
-// webhookFigures caches the receivers' stored delivery figures, so that an
-// attempt's outcome costs one write, and orders those writes.
+// webhookFigures caches the receivers' stored delivery figures and orders
+// their writes. Attempts that end while a receiver's figures are being
+// written are stored together by the next write (a group write), so that
+// concurrent attempts neither wait for a write each nor cost one each.
 type webhookFigures struct {
+	// mu is held across a write, so that forget (before a receiver's
+	// figures are deleted) waits for the write in flight.
 	mu     sync.Mutex
 	byName map[string]*webhookStats
+
+	// queuedMu guards queued and writing: the outcomes not yet counted,
+	// and the receivers whose figures an add is writing.
+	queuedMu sync.Mutex
+	queued   map[string][]attemptOutcome
+	writing  map[string]bool
 }
 
-// add counts one attempt's outcome for receiver, at attemptAt with status
-// and errText, and stores the figures. exists says whether the receiver
-// still exists: an attempt that ends after its receiver's delete stores
-// nothing.
+// add counts one attempt's outcome for receiver and stores the figures,
+// itself or, when another add is writing them, through that add's next
+// write, which it makes before returning. exists says whether the receiver
+// still exists: an outcome counted after its receiver's delete stores
+// nothing. The error is of this add's writes only.
 func (f *webhookFigures) add(ctx context.Context, s logical.Storage, receiver string, exists func() bool, o attemptOutcome) error {
+	f.queuedMu.Lock()
+	if f.queued == nil {
+		f.queued, f.writing = map[string][]attemptOutcome{}, map[string]bool{}
+	}
+	f.queued[receiver] = append(f.queued[receiver], o)
+	if f.writing[receiver] {
+		f.queuedMu.Unlock()
+		return nil // the writing add stores it
+	}
+	f.writing[receiver] = true
+	f.queuedMu.Unlock()
+	var errs []error
+	for {
+		f.queuedMu.Lock()
+		batch := f.queued[receiver]
+		delete(f.queued, receiver)
+		if len(batch) == 0 {
+			delete(f.writing, receiver)
+			f.queuedMu.Unlock()
+			return errors.Join(errs...)
+		}
+		f.queuedMu.Unlock()
+		if err := f.store(ctx, s, receiver, exists, batch); err != nil {
+			errs = append(errs, err)
+		}
+	}
+}
+
+// store counts batch into receiver's figures and writes them once.
+func (f *webhookFigures) store(ctx context.Context, s logical.Storage, receiver string, exists func() bool, batch []attemptOutcome) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !exists() {
@@ -232,24 +274,30 @@ func (f *webhookFigures) add(ctx context.Context, s logical.Storage, receiver st
 		}
 		f.byName[receiver] = st
 	}
-	st.LastAttemptAt, st.LastStatus, st.LastError = o.at, o.status, o.errText
-	if o.delivered {
-		st.Delivered++
-		st.LastDeliveryAt = o.at
-	} else {
-		st.Failed++
-	}
-	if o.dead {
-		st.Dead++
+	for _, o := range batch {
+		st.LastAttemptAt, st.LastStatus, st.LastError = o.at, o.status, o.errText
+		if o.delivered {
+			st.Delivered++
+			st.LastDeliveryAt = o.at
+		} else {
+			st.Failed++
+		}
+		if o.dead {
+			st.Dead++
+		}
 	}
 	return putJSON(ctx, s, webhookStatsPrefix+receiver, st)
 }
 
-// forget drops a receiver's cached figures (deleted, or created anew).
+// forget drops a receiver's cached figures and the outcomes not yet
+// counted (deleted, or created anew).
 func (f *webhookFigures) forget(name string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	delete(f.byName, name)
+	f.queuedMu.Lock()
+	delete(f.queued, name)
+	f.queuedMu.Unlock()
 }
 
 // attemptOutcome is what one delivery attempt gave.

@@ -14,6 +14,8 @@ scripts/build-plugin.sh
 # The external KV-v2 plugin to compare with: HashiCorp's KV at the version
 # Vault itself pins, served by scripts/vault/kvv2 (no new dependency).
 (cd scripts/vault && GONOSUMDB=github.com/hashicorp go build -o ../../bin/plugins/vault-plugin-secrets-kv ./kvv2)
+# The read ceiling: a do-nothing plugin answering a connection read's fields.
+CGO_ENABLED=0 go build -o bin/plugins/connect-ceiling ./scripts/bench/ceiling
 
 # make bench-scale: the scale benchmarks at 10,000 to 1,000,000 connections,
 # in process and on integrated storage, written to docs/performance.md.

@@ -96,6 +96,11 @@ type Sender struct {
 	UserAgent string
 }
 
+// MaxIdleConnsPerHost is how many connections to one receiver the default
+// transport keeps alive between attempts: as many as the attempts the
+// plugin makes to one receiver at once, so that none has to connect anew.
+const MaxIdleConnsPerHost = 16
+
 // NewSender returns a sender whose attempts last at most timeout and
 // follow no redirect. transport nil means a fresh http.Transport.
 func NewSender(timeout time.Duration, transport http.RoundTripper) *Sender {
@@ -104,7 +109,7 @@ func NewSender(timeout time.Duration, transport http.RoundTripper) *Sender {
 			Proxy:               http.ProxyFromEnvironment,
 			DialContext:         (&net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second}).DialContext,
 			TLSHandshakeTimeout: timeout,
-			MaxIdleConnsPerHost: 4,
+			MaxIdleConnsPerHost: MaxIdleConnsPerHost,
 			IdleConnTimeout:     90 * time.Second,
 		}
 	}

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"regexp"
@@ -161,6 +163,19 @@ func (b *bench) writeThroughput() []writeRow {
 	}
 	b.cli("secrets", "enable", "-path=kvx", "kv-external")
 	b.mustDo("PUT", "connect/integrations/bench-key", map[string]any{"auth_mode": "API_KEY"})
+	// A second mount of the plugin with one webhook receiver on loopback
+	// that answers at once: what recording (and delivering) an event costs
+	// a write.
+	var received atomic.Int64
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		received.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rcv.Close()
+	b.cli("secrets", "enable", "-path=connecth", "connect")
+	b.mustDo("PUT", "connecth/integrations/bench-key", map[string]any{"auth_mode": "API_KEY"})
+	b.mustDo("PUT", "connecth/webhooks/app", map[string]any{"url": rcv.URL})
 	apiKey := "sk_live_" + strings.Repeat("k", 40)
 	meta := map[string]any{"customer": "Acme Corp", "plan": "pro"}
 	targets := []struct {
@@ -172,6 +187,9 @@ func (b *bench) writeThroughput() []writeRow {
 		}},
 		{"connect, one connection per request", func(w, i int) (string, string, any, int) {
 			return "PUT", fmt.Sprintf("connect/connections/bench-key/w%d-%d", w, i), map[string]any{"api_key": apiKey, "metadata": meta}, 1
+		}},
+		{"connect, one connection per request, one webhook receiver", func(w, i int) (string, string, any, int) {
+			return "PUT", fmt.Sprintf("connecth/connections/bench-key/w%d-%d", w, i), map[string]any{"api_key": apiKey, "metadata": meta}, 1
 		}},
 		{fmt.Sprintf("connect import, %d connections per request", *importSize), func(w, i int) (string, string, any, int) {
 			items := make([]any, *importSize)
@@ -196,6 +214,7 @@ func (b *bench) writeThroughput() []writeRow {
 		rows[i] = writeRow{t.name, float64(counts[i]) / elapsed}
 		fmt.Printf("- %s: %.0f writes/s (%.2fx KV-v2)\n", t.name, rows[i].perSec, rows[i].perSec/rows[0].perSec)
 	}
+	fmt.Printf("- with a receiver / without: %.2fx (target >= 0.9x); %d events delivered meanwhile\n", rows[2].perSec/rows[1].perSec, received.Load())
 	return rows
 }
 
