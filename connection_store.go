@@ -432,9 +432,14 @@ func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*c
 	}
 	var c connectionEntry
 	if err := entry.DecodeJSON(&c); err != nil {
+		if ferr := newerFormatOf(entry.Value); ferr != nil {
+			return nil, 0, fmt.Errorf("reading %q: %w", key, ferr)
+		}
 		return nil, 0, fmt.Errorf("%w %q: %w", errUndecodableEntry, key, err)
 	}
-	c.upgrade()
+	if err := c.upgrade(); err != nil {
+		return nil, 0, fmt.Errorf("reading %q: %w", key, err)
+	}
 	return &c, len(entry.Value), nil
 }
 

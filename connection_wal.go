@@ -33,6 +33,7 @@ const walRollbackMinAge = 3 * time.Minute
 // credentials, since each failed save writes a new record and drops the
 // one before.
 type issuedTokensWAL struct {
+	entryFormat
 	// WALID is the record's own id, so that the rollback can check, under
 	// the connection's lock, that nobody deleted the record meanwhile.
 	WALID string           `json:"wal_id,omitempty"`
@@ -240,14 +241,25 @@ func sameIssuance(issued, c *connectionEntry) bool {
 
 // decodeWAL decodes a WAL record, which the framework hands over as decoded
 // JSON (map[string]any), back into its struct through JSON, so that times
-// and nested structs come back as they were written.
+// and nested structs come back as they were written, and upgrades its
+// entry as a stored one is. A record of a newer format is refused (and so
+// kept for the version that wrote it).
 func decodeWAL(data any, out *issuedTokensWAL) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("encoding WAL data: %w", err)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
+		if ferr := newerFormatOf(b); ferr != nil {
+			return ferr
+		}
 		return fmt.Errorf("decoding WAL data: %w", err)
+	}
+	if err := out.checkFormat(); err != nil {
+		return err
+	}
+	if out.Entry != nil {
+		return out.Entry.upgrade()
 	}
 	return nil
 }

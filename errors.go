@@ -32,6 +32,10 @@ var (
 	errNoTokens = errors.New("the connection's auth_mode has no token to refresh")
 	// errConnectionNotFound: there is no such connection.
 	errConnectionNotFound = errors.New("connection not found")
+	// errNewerFormat: a stored entry is of a later storage format than
+	// this build's (a newer version wrote it, then the mount was rolled
+	// back): refused, never misread or overwritten.
+	errNewerFormat = errors.New("stored by a newer version of the plugin")
 )
 
 // engineError is one of the errors above with the detail of this case; its
