@@ -31,7 +31,7 @@ dev: vault build
 # Unit tests and the end-to-end tests (package e2e, Terraform included) in
 # one go test run. CONNECT_E2E=1, CONNECT_TF_E2E=1 and CONNECT_BROWSER=1 make
 # a missing Vault, plugin, OpenTofu, provider or Chromium a failure, not a skip.
-E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_BROWSER=1 CONNECT_CRASH=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
+E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_BROWSER=1 CONNECT_CRASH=1 CONNECT_UPGRADE=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
 
 test: vault tf browser build vet
 	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
@@ -50,7 +50,7 @@ ha: vault build
 # and back, on integrated storage; builds the previous release once into
 # bin/upgrade/.
 upgrade: vault build
-	CONNECT_UPGRADE=1 $(E2E_ENV) go test -count=1 -timeout 20m -run 'TestUpgrade' -v ./e2e
+	$(E2E_ENV) go test -count=1 -timeout 20m -run 'TestUpgrade' -v ./e2e
 
 # A bounded load run through a real Vault (loopback only): LOAD_DURATION,
 # default 5m; prints RSS and goroutines, p50/p99, and checks the result.

@@ -94,8 +94,10 @@ for platform in $PLATFORMS; do
 
   # The SBOM of exactly this binary, from the module list the Go linker
   # embedded in it, with the binary's hashes; no serial number or
-  # timestamp, which would differ per run.
-  "$SBOM_TOOL" bin -json -licenses -noserial -notimestamp -version "$version" \
+  # timestamp, which would differ per run. No -licenses: its detection
+  # downloads modules missing from the cache, so the SBOM would depend on
+  # the network.
+  "$SBOM_TOOL" bin -json -noserial -notimestamp -version "$version" \
     -output "$OUT/${name}_${bare}_${os}_${arch}.sbom.cdx.json" "$dir/$name"
   echo "  $platform: $(stat -c %s "$dir/$name") bytes, zip $(stat -c %s "$OUT/$zip") bytes" >&2
 done
