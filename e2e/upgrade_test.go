@@ -412,10 +412,11 @@ func volatile(first, second map[string]any) map[string]bool {
 }
 
 // sameReads compares what was read before with what is read after, field
-// by field of what before held (later versions may add fields), skipping
-// the volatile ones. newerRefusalOK accepts, in place of a read, the clear
-// refusal of an entry of a newer format.
-func sameReads(t *testing.T, what string, before, after map[string]any, skip map[string]bool, newerRefusalOK bool) int {
+// by field of what before held (a later version may add fields), skipping
+// the volatile ones. downgrade compares only the fields both reads hold (an
+// earlier version does not show a later one's fields) and accepts, in place
+// of a read, the clear refusal of an entry of a newer format.
+func sameReads(t *testing.T, what string, before, after map[string]any, skip map[string]bool, downgrade bool) int {
 	t.Helper()
 	compared := 0
 	paths := make([]string, 0, len(before))
@@ -425,7 +426,7 @@ func sameReads(t *testing.T, what string, before, after map[string]any, skip map
 	sort.Strings(paths)
 	for _, p := range paths {
 		if s, isErr := after[p].(string); isErr && strings.HasPrefix(s, "error:") {
-			if newerRefusalOK && strings.Contains(s, "newer version of the plugin") {
+			if downgrade && strings.Contains(s, "newer version of the plugin") {
 				continue
 			}
 			t.Errorf("%s: %s: %s", what, p, s)
@@ -441,7 +442,7 @@ func sameReads(t *testing.T, what string, before, after map[string]any, skip map
 		}
 		b, _ := after[p].(map[string]any)
 		for k, v := range a {
-			if skip[p+" "+k] {
+			if _, shown := b[k]; skip[p+" "+k] || downgrade && !shown {
 				continue
 			}
 			if !reflect.DeepEqual(v, b[k]) {
@@ -512,6 +513,16 @@ func TestUpgradeFromPreviousReleaseOnRaft(t *testing.T) {
 	u.use(t, u.a)
 	back := u.readBack(t, f)
 	sameReads(t, "B → A", onB, back, skipB, true)
+	// What A showed before the upgrade, it shows still.
+	for p, v := range first {
+		was, _ := v.(map[string]any)
+		now, _ := back[p].(map[string]any)
+		for k := range was {
+			if _, ok := now[k]; !ok && now != nil {
+				t.Errorf("B → A: %s no longer shows %s", p, k)
+			}
+		}
+	}
 	for _, c := range f.refreshable {
 		if data, err := u.read(c); err == nil && !f.as.AccessTokenValid(fmt.Sprint(data["access_token"])) {
 			t.Errorf("%s on A after B: token %v not valid", c, data["access_token"])
