@@ -362,7 +362,11 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 	if err != nil {
 		return fmt.Errorf("listing the WAL: %w", err)
 	}
-	if err := deleteWALs(ctx, s, walIDsWithPrefix(listed, walIntegrationPrefix(integration))); err != nil {
+	walIDs := walIDsWithPrefix(listed, walIntegrationPrefix(integration))
+	if err := refuseNewerWALs(ctx, s, walIDs); err != nil {
+		return err
+	}
+	if err := deleteWALs(ctx, s, walIDs); err != nil {
 		return err
 	}
 	for _, id := range ids {

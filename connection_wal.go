@@ -85,6 +85,24 @@ func putIssuedTokensWAL(ctx context.Context, s logical.Storage, c *connectionEnt
 	return id, nil
 }
 
+// refuseNewerWALs returns the errNewerFormat of the first of the WAL records
+// that a newer version wrote: its issued tokens are that version's to
+// store, and a delete must not drop them. Records that are gone or do not
+// decode are no reason to refuse.
+func refuseNewerWALs(ctx context.Context, s logical.Storage, ids []string) error {
+	for _, id := range ids {
+		entry, err := framework.GetWAL(ctx, s, id)
+		if err != nil || entry == nil {
+			continue
+		}
+		var rec issuedTokensWAL
+		if err := decodeWAL(entry.Data, &rec); errors.Is(err, errNewerFormat) {
+			return fmt.Errorf("WAL record %q: %w", id, err)
+		}
+	}
+	return nil
+}
+
 // deleteWALs deletes WAL records by id, stopping at the first failure.
 func deleteWALs(ctx context.Context, s logical.Storage, ids []string) error {
 	for _, id := range ids {

@@ -5,6 +5,7 @@ package connect
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -311,6 +312,79 @@ func TestEntryOfNewerFormatIsRefused(t *testing.T) {
 		if status < 500 || !strings.Contains(errorText(resp), "newer version of the plugin") {
 			t.Errorf("%s %s: status %d %q, want the newer-format refusal", req.op, req.path, status, errorText(resp))
 		}
+	}
+	e.assertUnchanged(before)
+}
+
+// TestWritesNeverOverwriteAnEntryOfNewerFormat: with every entry of a newer
+// format (a rollback after a newer version wrote them), no write of this
+// build replaces one: each is refused with the newer-format error, or
+// answers an item-level failure (import), and storage is unchanged.
+func TestWritesNeverOverwriteAnEntryOfNewerFormat(t *testing.T) {
+	e := everyStoredKind(t)
+	e.b.Cleanup(t.Context()) // no delivery attempt rewrites an entry meanwhile
+	for key := range e.snapshot() {
+		if !slices.ContainsFunc(unformattedPrefixes, func(p string) bool { return strings.HasPrefix(key, p) }) {
+			setStoredFormat(t, e.storage, key, storageFormat+1)
+		}
+	}
+	// A new process, as a rollback starts one: nothing cached.
+	e = newTestEnvOn(t, e.storage)
+	before := e.snapshot()
+	for _, req := range []struct {
+		op   logical.Operation
+		path string
+		body map[string]any
+	}{
+		{logical.UpdateOperation, "connections/github/acme", map[string]any{"access_token": "at-new", "expires_in": 60}},
+		{logical.CreateOperation, "connections/github/acme", map[string]any{"access_token": "at-new", "expires_in": 60}},
+		{logical.UpdateOperation, "connections/github/acme/config", map[string]any{"region": "eu"}},
+		{logical.PatchOperation, "connections/github/acme/metadata", map[string]any{"plan": "pro"}},
+		{logical.UpdateOperation, "connections/github/acme/authorize", nil},
+		{logical.UpdateOperation, "integrations/github", map[string]any{"scopes": "repo"}},
+		{logical.DeleteOperation, "integrations/github", map[string]any{"force": true}},
+		{logical.UpdateOperation, "config", map[string]any{"refresh_margin": 60}},
+		{logical.UpdateOperation, "providers/acme-api", map[string]any{"api_base_url": "https://api2.acme.test"}},
+		{logical.UpdateOperation, "webhooks/app", map[string]any{"enabled": false}},
+	} {
+		resp, status := e.do(req.op, req.path, req.body)
+		if status < 400 {
+			t.Errorf("%s %s over entries of a newer format: status %d", req.op, req.path, status)
+		} else if !strings.Contains(errorText(resp), "newer version of the plugin") {
+			t.Errorf("%s %s: status %d %q, want the newer-format refusal", req.op, req.path, status, errorText(resp))
+		}
+	}
+	resp, _ := e.do(logical.UpdateOperation, "import/github", map[string]any{"overwrite": true, "connections": []any{
+		map[string]any{"connection_id": "acme", "access_token": "at-imported", "expires_in": 60}}})
+	if !strings.Contains(fmt.Sprint(resp.Data), "newer version of the plugin") {
+		t.Errorf("import over an entry of a newer format: %v", resp.Data)
+	}
+	after := e.snapshot()
+	for k := range before {
+		if _, ok := after[k]; !ok {
+			t.Errorf("%s was deleted", k)
+		}
+	}
+	e.assertUnchanged(before)
+}
+
+// TestForcedIntegrationDeleteKeepsANewerVersionsWAL: a newer version
+// refreshed a connection and left its tokens in a WAL record, then the
+// mount was rolled back; a forced delete of the integration (whose entry
+// this build reads) is refused before it drops the record.
+func TestForcedIntegrationDeleteKeepsANewerVersionsWAL(t *testing.T) {
+	e := everyStoredKind(t)
+	e.b.Cleanup(t.Context())
+	for key := range e.snapshot() {
+		if strings.HasPrefix(key, "wal/") || strings.HasPrefix(key, connectionPrefix) {
+			setStoredFormat(t, e.storage, key, storageFormat+1)
+		}
+	}
+	e = newTestEnvOn(t, e.storage)
+	before := e.snapshot()
+	msg := e.mustFail(logical.DeleteOperation, "integrations/github", map[string]any{"force": true}, http.StatusInternalServerError)
+	if !strings.Contains(msg, "newer version of the plugin") {
+		t.Errorf("forced delete: %q", msg)
 	}
 	e.assertUnchanged(before)
 }
