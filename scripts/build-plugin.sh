@@ -2,13 +2,13 @@
 # Builds the plugin into bin/plugins, the directory the dev server and the
 # end-to-end tests give Vault as -dev-plugin-dir. The binary reports the
 # version VERSION (default v0.0.0-dev+<commit>, with .dirty when the tree has
-# uncommitted changes) to Vault as its running version.
+# uncommitted changes or untracked files) to Vault as its running version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p bin/plugins
 if [ -z "${VERSION:-}" ]; then
   commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
-  if [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  if [ -n "$(git status --porcelain 2>/dev/null)" ]; then
     commit="$commit.dirty"
   fi
   VERSION="v0.0.0-dev+$commit"
