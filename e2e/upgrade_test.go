@@ -391,11 +391,20 @@ func (u *upgradeNode) readBack(t *testing.T, f *upgradeFixture) map[string]any {
 	return out
 }
 
+// deliveryFigures are a webhook receiver's figures of its delivery
+// activity, which goes on across the upgrade: checked on their own (they
+// carry over and only grow), not compared.
+var deliveryFigures = []string{"pending", "delivered", "failed", "dead", "last_attempt_at", "last_delivery_at", "last_status", "last_error"}
+
 // volatile are the fields that differ between two reads by one version
-// with nothing written between them: figures relative to the time of the
-// read. They are left out of the comparisons across versions.
+// with nothing written between them (figures relative to the time of the
+// read), and the receiver's delivery figures. They are left out of the
+// comparisons across versions.
 func volatile(first, second map[string]any) map[string]bool {
 	out := map[string]bool{}
+	for _, k := range deliveryFigures {
+		out["webhooks/app "+k] = true
+	}
 	for p, v := range first {
 		a, okA := v.(map[string]any)
 		b, okB := second[p].(map[string]any)
@@ -483,7 +492,8 @@ func TestUpgradeFromPreviousReleaseOnRaft(t *testing.T) {
 	for _, c := range f.refreshable {
 		data := u.write(t, c+"/refresh", nil)
 		tok, _ := data["access_token"].(string)
-		if tok == "" || tok == upgraded[c].(map[string]any)["access_token"] || !f.as.AccessTokenValid(tok) {
+		was, _ := upgraded[c].(map[string]any)
+		if tok == "" || tok == was["access_token"] || !f.as.AccessTokenValid(tok) {
 			t.Errorf("%s: the refresh with B gave %q", c, tok)
 		}
 	}
@@ -501,6 +511,16 @@ func TestUpgradeFromPreviousReleaseOnRaft(t *testing.T) {
 	}
 	// The events A could not deliver are delivered by B.
 	waitUntil(t, "B delivered the events A left pending", func() bool { return len(f.hooks.undelivered()) == 0 })
+	// The receiver's figures carried over: its failures under A are still
+	// counted, the deliveries are added, nothing is left pending.
+	failedOnA := number(first["webhooks/app"], "failed")
+	waitUntil(t, "the receiver's figures show the deliveries", func() bool {
+		hook, err := u.read("webhooks/app")
+		return err == nil && number(hook, "pending") == 0 && number(hook, "delivered") >= int64(pending) && number(hook, "failed") >= failedOnA
+	})
+	if failedOnA == 0 {
+		t.Errorf("A counted no failed attempt for %d refused events", pending)
+	}
 	t.Logf("upgrade figures: %d paths written and read back (%d compared), %d connections refreshed, %d pending events delivered",
 		len(f.paths), read, len(f.refreshable), pending)
 
@@ -605,4 +625,12 @@ func TestUpgradeRollsForwardPreviousReleasesWAL(t *testing.T) {
 	if n := len(walFiles(t, dir)); n != 0 {
 		t.Fatalf("%d WAL records left after the roll-forward", n)
 	}
+}
+
+// number is a numeric field of a read's data, 0 when absent.
+func number(data any, field string) int64 {
+	m, _ := data.(map[string]any)
+	n, _ := m[field].(json.Number)
+	v, _ := n.Int64()
+	return v
 }
