@@ -39,12 +39,12 @@ top_release() {
 commit=$(git rev-parse --short=12 HEAD)
 if [[ ${SNAPSHOT:-0} == 1 ]]; then
   dirty=""
-  [[ -z $(git status --porcelain --untracked-files=no) ]] || dirty=.dirty
+  [[ -z $(git status --porcelain) ]] || dirty=.dirty
   version="v0.0.0-dev+$commit$dirty"
   notes=$(section Unreleased)
 else
-  [[ -z $(git status --porcelain --untracked-files=no) ]] ||
-    die "the tree has uncommitted changes; commit them (or SNAPSHOT=1 for a trial build)"
+  [[ -z $(git status --porcelain) ]] ||
+    die "the tree has uncommitted changes or untracked files; commit or remove them (or SNAPSHOT=1 for a trial build)"
   [[ -z $(section Unreleased | grep -v '^[[:space:]]*$' || true) ]] ||
     die "CHANGELOG.md has entries under [Unreleased]: move them under a new '## [x.y.z] - $(date -u +%F)' heading first (docs/upgrading.md, Releasing)"
   top=$(top_release)
@@ -59,6 +59,10 @@ bare=${version#v}
 # same commit gives the same bytes.
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct HEAD)}
 export CGO_ENABLED=0 TZ=UTC LC_ALL=C
+# Nothing from the caller's Go environment changes the build: every flag is
+# given below, the instruction-set levels are Go's defaults, and the
+# installed toolchain builds (its version is in the notes).
+export GOFLAGS= GOAMD64=v1 GOARM64=v8.0 GOEXPERIMENT= GOTOOLCHAIN=local
 
 # The SBOM generator, pinned in the scripts/sbom tools module.
 if [[ -z ${SBOM_TOOL:-} ]]; then
@@ -66,6 +70,9 @@ if [[ -z ${SBOM_TOOL:-} ]]; then
   SBOM_TOOL=bin/cyclonedx-gomod
 fi
 
+case $(realpath -m "$OUT") in
+  / | "$HOME" | "$PWD" | "$PWD"/bin | "$PWD"/scripts*) die "OUT=$OUT would remove more than a release" ;;
+esac
 start=$(date +%s)
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -104,6 +111,17 @@ done
 
 (cd "$OUT" && sha256sum -- *.zip >"${name}_${bare}_SHA256SUMS")
 (cd "$OUT" && sha256sum -- */"$name" >"${name}_${bare}_binaries_SHA256SUMS")
-printf '# %s %s\n\n%s\n' "$name" "$version" "$notes" >"$OUT/${name}_${bare}_RELEASE_NOTES.md"
+printf '# %s %s\n\nBuilt from commit %s with %s.\n\n%s\n' "$name" "$version" "$commit" "$(go env GOVERSION)" "$notes" \
+  >"$OUT/${name}_${bare}_RELEASE_NOTES.md"
+
+# The sums check out, and each zip holds exactly the bare binary summed.
+(cd "$OUT" && sha256sum --quiet -c "${name}_${bare}_SHA256SUMS" && sha256sum --quiet -c "${name}_${bare}_binaries_SHA256SUMS") ||
+  die "a checksum does not match its file"
+for platform in $PLATFORMS; do
+  os=${platform%/*} arch=${platform#*/}
+  zipped=$(unzip -p "$OUT/${name}_${bare}_${os}_${arch}.zip" "$name" | sha256sum | cut -d' ' -f1)
+  grep -qx "$zipped  ${os}_${arch}/$name" "$OUT/${name}_${bare}_binaries_SHA256SUMS" ||
+    die "the binary in the $platform zip is not the one in the binaries' SHA256SUMS"
+done
 echo "built in $(( $(date +%s) - start ))s:" >&2
 ls -l "$OUT" >&2
