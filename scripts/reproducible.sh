@@ -8,6 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PLATFORM=${PLATFORM:-linux/amd64}
+commit=$(git rev-parse --short=12 HEAD) # both builds are of it, should HEAD move meanwhile
 
 work=$(mktemp -d)
 cleanup() {
@@ -26,7 +27,7 @@ build() { # build DIR [env...]
   local dir=$1
   shift
   mkdir -p "$dir"
-  git worktree add --quiet --detach "$dir/src" HEAD
+  git worktree add --quiet --detach "$dir/src" "$commit"
   (cd "$dir/src" && env "$@" SNAPSHOT=1 PLATFORMS="$PLATFORM" OUT="$dir/dist" SBOM_TOOL="$tool" scripts/release.sh)
 }
 
@@ -34,7 +35,7 @@ start=$(date +%s)
 build "$work/one"
 build "$work/second-checkout" GOCACHE="$work/gocache"
 if ! diff -r "$work/one/dist" "$work/second-checkout/dist"; then
-  echo "reproducible: the two builds of $(git rev-parse --short=12 HEAD) differ" >&2
+  echo "reproducible: the two builds of $commit differ" >&2
   exit 1
 fi
-echo "reproducible: two builds of $(git rev-parse --short=12 HEAD) for $PLATFORM are byte-identical ($(cd "$work/one/dist" && find . -type f | wc -l) files, $(( $(date +%s) - start ))s)"
+echo "reproducible: two builds of $commit for $PLATFORM are byte-identical ($(cd "$work/one/dist" && find . -type f | wc -l) files, $(( $(date +%s) - start ))s)"
