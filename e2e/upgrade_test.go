@@ -124,16 +124,20 @@ func startUpgradeNode(t *testing.T, start func(bin, pluginDir, dir string) (*vau
 // registeredVersion is the version Vault registered the binary file under.
 func (u *upgradeNode) registeredVersion(t *testing.T, file string) string {
 	t.Helper()
-	var plugins []struct {
-		Name    string `json:"name"`
-		Version string `json:"version"`
-		Builtin bool   `json:"builtin"`
+	var list struct {
+		Details []struct {
+			Type    string `json:"type"`
+			Name    string `json:"name"`
+			Version string `json:"version"`
+			Builtin bool   `json:"builtin"`
+		} `json:"details"`
 	}
-	if err := json.Unmarshal([]byte(u.cli(t, "plugin", "list", "-detailed", "-format=json", "secret")), &plugins); err != nil {
+	if err := json.Unmarshal([]byte(u.cli(t, "plugin", "list", "-format=json", "secret")), &list); err != nil {
 		t.Fatal(err)
 	}
+	plugins := list.Details
 	for _, p := range plugins {
-		if p.Name != "connect" || p.Builtin || p.Version == "" {
+		if p.Type != "secret" || p.Name != "connect" || p.Builtin || p.Version == "" {
 			continue
 		}
 		var info struct {
