@@ -140,13 +140,8 @@ func (u *upgradeNode) registeredVersion(t *testing.T, file string) string {
 		if p.Type != "secret" || p.Name != "connect" || p.Builtin || p.Version == "" {
 			continue
 		}
-		var info struct {
-			Data struct {
-				Command string `json:"command"`
-			} `json:"data"`
-		}
-		json.Unmarshal([]byte(u.cli(t, "plugin", "info", "-format=json", "-version="+p.Version, "secret", "connect")), &info)
-		if filepath.Base(info.Data.Command) == file {
+		command := strings.TrimSpace(u.cli(t, "plugin", "info", "-field=command", "-version="+p.Version, "secret", "connect"))
+		if filepath.Base(command) == file {
 			return p.Version
 		}
 	}

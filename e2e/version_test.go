@@ -25,14 +25,8 @@ func TestPluginReportsItsVersion(t *testing.T) {
 	if !semver.MatchString(version) {
 		t.Fatalf("connect/ runs version %q: not a semantic version with a v", version)
 	}
-	var info struct {
-		Data struct {
-			Version string `json:"version"`
-		} `json:"data"`
-	}
-	json.Unmarshal([]byte(s.mustCLI(t, "plugin", "info", "-format=json", "-version="+version, "secret", "connect")), &info)
-	if info.Data.Version != version {
-		t.Fatalf("vault plugin info shows version %q, the mount runs %q", info.Data.Version, version)
+	if got := strings.TrimSpace(s.mustCLI(t, "plugin", "info", "-field=version", "-version="+version, "secret", "connect")); got != version {
+		t.Fatalf("vault plugin info shows version %q, the mount runs %q", got, version)
 	}
 
 	sum, err := vaultdev.FileSHA256(s.PluginDir + "/" + vaultdev.PluginName)
