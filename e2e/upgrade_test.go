@@ -344,13 +344,13 @@ func writeEverything(t *testing.T, u *upgradeNode) *upgradeFixture {
 	f.connectURL = session["connect_url"].(string)
 	f.paths = append(f.paths, "sessions/"+session["session_id"].(string))
 
-	// The receiver last, then changes whose events it refuses until after
-	// the upgrade, so that their retries are due soon.
+	// The receiver last, then changes of credentials (connection.updated,
+	// connection.created) whose events it refuses until after the upgrade,
+	// so that their retries are due soon.
 	u.write(t, "webhooks/app", map[string]any{"url": f.hooks.URL})
 	f.paths = append(f.paths, "webhooks/app")
-	for _, name := range []string{"apikey/acme", "basic/acme"} {
-		u.write(t, "connections/"+name, map[string]any{"tags": map[string]any{"organization_id": "org:" + name, "end_user_id": "43"}})
-	}
+	u.write(t, "connections/apikey/acme", map[string]any{"api_key": "sk_upgrade_" + rand.Text()})
+	u.write(t, "connections/basic/acme", map[string]any{"password": "pw-" + rand.Text()})
 	u.write(t, "connections/apikey/evented", map[string]any{"api_key": "sk_upgrade_" + rand.Text()})
 	f.paths = append(f.paths, "connections/apikey/evented")
 	waitUntil(t, "the receiver refused the pending events", func() bool { return len(f.hooks.undelivered()) >= 3 })
