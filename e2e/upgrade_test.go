@@ -162,7 +162,7 @@ func (u *upgradeNode) cli(t *testing.T, args ...string) string {
 func (u *upgradeNode) use(t *testing.T, version string) {
 	t.Helper()
 	u.cli(t, "secrets", "tune", "-plugin-version="+version, "upgrade/")
-	u.cli(t, "plugin", "reload", "-mounts=upgrade/")
+	u.cli(t, "plugin", "reload", "-type=secret", "-plugin=connect")
 	u.assertRunning(t, version)
 }
 
@@ -603,7 +603,7 @@ func TestUpgradeRollsForwardPreviousReleasesWAL(t *testing.T) {
 	}
 	chattr(t, "-i", file)
 	healed = true
-	u.cli(t, "plugin", "reload", "-mounts=upgrade/")
+	u.cli(t, "plugin", "reload", "-type=secret", "-plugin=connect")
 	var stored string
 	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); time.Sleep(time.Second) {
 		if sec, err := u.read("connections/wal/c1/raw"); err == nil {

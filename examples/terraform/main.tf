@@ -30,7 +30,7 @@ resource "vault_plugin" "connect" {
 }
 
 # ... and the mount pinned to it: an upgrade is a new version here, then
-# `vault plugin reload -mounts=<path>/` (docs/upgrading.md).
+# `vault plugin reload -type=secret -plugin=<name>` (docs/upgrading.md).
 resource "vault_mount" "connect" {
   path           = var.mount_path
   type           = vault_plugin.connect.name
