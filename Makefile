@@ -7,7 +7,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf browser screenshots dev test check generate unit e2e tf-e2e crash ha load reliability fuzz bench bench-scale fmt fmtcheck vet clean
+.PHONY: all build vault tf browser screenshots dev test check generate unit e2e tf-e2e crash ha upgrade load reliability fuzz bench bench-scale release reproducible fmt fmtcheck vet clean
 
 all: build
 
@@ -32,7 +32,7 @@ dev: vault build
 # Unit tests and the end-to-end tests (package e2e, Terraform included) in
 # one go test run. CONNECT_E2E=1, CONNECT_TF_E2E=1 and CONNECT_BROWSER=1 make
 # a missing Vault, plugin, OpenTofu, provider or Chromium a failure, not a skip.
-E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_BROWSER=1 CONNECT_CRASH=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
+E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_BROWSER=1 CONNECT_CRASH=1 CONNECT_UPGRADE=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
 
 test: vault tf browser build vet
 	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
@@ -48,6 +48,12 @@ crash: vault build
 # The 3-node integrated-storage cluster: failover, forwarding, rejoin.
 ha: vault build
 	CONNECT_HA=1 CONNECT_LEAK_CHECK=0 $(E2E_ENV) go test -count=1 -timeout 20m -run 'TestRaftCluster' -v ./e2e
+
+# The upgrade from the previous release (scripts/upgrade/from) to this tree
+# and back, on integrated storage; builds the previous release once into
+# bin/upgrade/.
+upgrade: vault build
+	$(E2E_ENV) go test -count=1 -timeout 20m -run 'TestUpgrade' -v ./e2e
 
 # A bounded load run through a real Vault (loopback only): LOAD_DURATION,
 # default 5m; prints RSS and goroutines, p50/p99, and checks the result.
@@ -88,6 +94,17 @@ generate:
 e2e:
 	scripts/e2e.sh
 
+# The release: per-platform zips, SHA256SUMS, SBOMs and notes in dist/
+# (scripts/release.sh); SNAPSHOT=1 builds one from any tree as
+# v0.0.0-dev+<commit>.
+release:
+	scripts/release.sh
+
+# Two release builds of HEAD for one platform, from two checkouts, the
+# second with an empty build cache, compared byte for byte.
+reproducible:
+	scripts/reproducible.sh
+
 # The engine's benchmarks with their targets; minutes long, not part of test.
 bench:
 	scripts/bench.sh
@@ -108,4 +125,4 @@ vet: fmtcheck
 	go vet ./...
 
 clean:
-	rm -rf bin/plugins bin/vault-dev.log
+	rm -rf bin/plugins bin/vault-dev.log dist

@@ -30,6 +30,27 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
+// version is the plugin's semantic version with a v, set at build time:
+//
+//	go build -ldflags "-X github.com/connect-vault/vault-plugin-secrets-connect.version=v1.2.3"
+//
+// as scripts/build-plugin.sh (v0.0.0-dev+<commit>) and scripts/release.sh
+// do. Vault shows it as the mount's running_plugin_version and refuses to
+// register the binary under another -version.
+var version string
+
+// devVersion is what a build given no version reports: a valid semantic
+// version that sorts below every release.
+const devVersion = "v0.0.0-dev"
+
+// runningVersion is the version the backend reports to Vault.
+func runningVersion() string {
+	if version == "" {
+		return devVersion
+	}
+	return version
+}
+
 // operationPrefix prefixes the OpenAPI operation ids, e.g. connect-read-connection.
 const operationPrefix = "connect"
 
@@ -138,6 +159,8 @@ func newBackend() *backend {
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
 		BackendType: logical.TypeLogical,
+		// Shown by vault secrets list -detailed and vault plugin info.
+		RunningVersion: runningVersion(),
 		PathsSpecial: &logical.Paths{
 			// Providers redirect browsers, which hold no Vault token.
 			// The connect page is opened by a customer's browser too; its

@@ -5,6 +5,7 @@ package connect
 import (
 	"context"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -411,4 +412,23 @@ func patternOf(p *framework.Path) string {
 		return "nowhere"
 	}
 	return p.Pattern
+}
+
+// TestBackendReportsItsVersion: the backend reports the version the build
+// gave it (scripts/build-plugin.sh, scripts/release.sh set it with -ldflags
+// -X), and a semantic version with a v when it was given none, since Vault
+// refuses to register a plugin whose self-reported version does not parse.
+func TestBackendReportsItsVersion(t *testing.T) {
+	semver := regexp.MustCompile(`^v(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(-[0-9A-Za-z.-]+)?(\+[0-9A-Za-z.-]+)?$`)
+	for _, set := range []string{"", "v1.2.3", "v0.0.0-dev+0123456789ab"} {
+		version = set
+		got := newTestEnv(t).b.Backend.RunningVersion
+		if set != "" && got != set {
+			t.Errorf("built with version %q, the backend reports %q", set, got)
+		}
+		if !semver.MatchString(got) {
+			t.Errorf("built with version %q, the backend reports %q: not a semantic version with a v", set, got)
+		}
+	}
+	version = ""
 }

@@ -481,7 +481,11 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 	if err != nil {
 		return fmt.Errorf("listing the WAL: %w", err)
 	}
-	if err := deleteWALs(ctx, s, walIDsWithPrefix(listed, walIntegrationPrefix(integration))); err != nil {
+	walIDs := walIDsWithPrefix(listed, walIntegrationPrefix(integration))
+	if err := refuseNewerWALs(ctx, s, walIDs); err != nil {
+		return err
+	}
+	if err := deleteWALs(ctx, s, walIDs); err != nil {
 		return err
 	}
 	for _, id := range ids {
@@ -561,9 +565,14 @@ func readConnectionEntry(ctx context.Context, s logical.Storage, key string) (*c
 func decodeConnectionEntry(key string, value []byte) (*connectionEntry, error) {
 	var c connectionEntry
 	if err := (&logical.StorageEntry{Key: key, Value: value}).DecodeJSON(&c); err != nil {
+		if ferr := newerFormatOf(value); ferr != nil {
+			return nil, fmt.Errorf("reading %q: %w", key, ferr)
+		}
 		return nil, fmt.Errorf("%w %q: %w", errUndecodableEntry, key, err)
 	}
-	c.upgrade()
+	if err := c.upgrade(); err != nil {
+		return nil, fmt.Errorf("reading %q: %w", key, err)
+	}
 	return &c, nil
 }
 

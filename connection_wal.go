@@ -38,6 +38,7 @@ const walRollbackMinAge = 3 * time.Minute
 // credentials, since each failed save writes a new record and drops the
 // one before.
 type issuedTokensWAL struct {
+	entryFormat
 	// WALID is the record's own id, so that the rollback can check, under
 	// the connection's lock, that nobody deleted the record meanwhile.
 	WALID string           `json:"wal_id,omitempty"`
@@ -113,6 +114,24 @@ func putIssuedTokensWAL(ctx context.Context, s logical.Storage, c *connectionEnt
 		return "", err
 	}
 	return id, nil
+}
+
+// refuseNewerWALs returns the errNewerFormat of the first of the WAL records
+// that a newer version wrote: its issued tokens are that version's to
+// store, and a delete must not drop them. Records that are gone or do not
+// decode are no reason to refuse.
+func refuseNewerWALs(ctx context.Context, s logical.Storage, ids []string) error {
+	for _, id := range ids {
+		entry, err := framework.GetWAL(ctx, s, id)
+		if err != nil || entry == nil {
+			continue
+		}
+		var rec issuedTokensWAL
+		if err := decodeWAL(entry.Data, &rec); errors.Is(err, errNewerFormat) {
+			return fmt.Errorf("WAL record %q: %w", id, err)
+		}
+	}
+	return nil
 }
 
 // deleteWALs deletes WAL records by id, stopping at the first failure.
@@ -252,14 +271,25 @@ func sameIntegration(issued, c *connectionEntry) bool {
 
 // decodeWAL decodes a WAL record, which the framework hands over as decoded
 // JSON (map[string]any), back into its struct through JSON, so that times
-// and nested structs come back as they were written.
+// and nested structs come back as they were written, and upgrades its
+// entry as a stored one is. A record of a newer format is refused (and so
+// kept for the version that wrote it).
 func decodeWAL(data any, out *issuedTokensWAL) error {
 	b, err := json.Marshal(data)
 	if err != nil {
 		return fmt.Errorf("encoding WAL data: %w", err)
 	}
 	if err := json.Unmarshal(b, out); err != nil {
+		if ferr := newerFormatOf(b); ferr != nil {
+			return ferr
+		}
 		return fmt.Errorf("%w: %w", errUndecodableWAL, err)
+	}
+	if err := out.checkFormat(); err != nil {
+		return err
+	}
+	if out.Entry != nil {
+		return out.Entry.upgrade()
 	}
 	return nil
 }

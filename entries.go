@@ -5,6 +5,7 @@ package connect
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
@@ -26,8 +27,57 @@ func (c *connectionEntry) hasOwnClient() bool {
 	return c != nil && c.AuthMode == catalog.OAuth2CC && c.Credentials.ClientID != ""
 }
 
+// storageFormat is the format of the entries this build writes; entries
+// of 0.1.0 carry none (format 0) and read as format 0. Raise it when an
+// entry's stored shape changes so that an older build would misread it,
+// convert the older formats where the entry is read (connectionEntry's
+// upgrade, or after checkFormat), and say so in docs/upgrading.md. A build
+// refuses an entry of a later format than its own rather than misread it.
+const storageFormat = 1
+
+// formatVersion is the format a stored entry was written in. It always
+// encodes as storageFormat: an entry is only ever written from this build's
+// type, after being read (and upgraded) into it, whatever format it was
+// read in.
+type formatVersion int
+
+// MarshalJSON writes this build's format.
+func (formatVersion) MarshalJSON() ([]byte, error) {
+	return strconv.AppendInt(nil, storageFormat, 10), nil
+}
+
+// entryFormat, embedded in every stored entry, carries its format_version.
+type entryFormat struct {
+	FormatVersion formatVersion `json:"format_version"`
+}
+
+// checkFormat refuses an entry of a newer format than this build's, and
+// otherwise forgets the format read: in memory every entry is of this
+// build's format, as one just made is.
+func (f *entryFormat) checkFormat() error {
+	if err := newerFormat(int(f.FormatVersion)); err != nil {
+		return err
+	}
+	f.FormatVersion = 0
+	return nil
+}
+
+// newerFormat is the error for an entry of format, nil when this build
+// reads it.
+func newerFormat(format int) error {
+	if format <= storageFormat {
+		return nil
+	}
+	return fmt.Errorf("%w: the entry is of storage format %d, this version of the plugin reads formats up to %d; run the version that wrote it (docs/upgrading.md)",
+		errNewerFormat, format, storageFormat)
+}
+
+// formatted is a stored entry with a format (entryFormat embedded).
+type formatted interface{ checkFormat() error }
+
 // configEntry is the mount-wide configuration.
 type configEntry struct {
+	entryFormat
 	// RefreshMargin is how long before expiry a token counts as due for
 	// refresh.
 	RefreshMargin time.Duration `json:"refresh_margin"`
@@ -98,6 +148,7 @@ func defaultConfig() *configEntry {
 
 // integrationEntry is one external API and the way to authenticate to it.
 type integrationEntry struct {
+	entryFormat
 	Name         string           `json:"name"`
 	AuthMode     catalog.AuthMode `json:"auth_mode"`
 	ClientID     string           `json:"client_id,omitempty"`
@@ -144,6 +195,7 @@ type proxySettings struct {
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
 // of its state so that storage never holds a usable state value.
 type oauthStateEntry struct {
+	entryFormat
 	Integration  string   `json:"integration"`
 	ConnectionID string   `json:"connection_id"`
 	Verifier     string   `json:"verifier,omitempty"` // PKCE code verifier
@@ -209,6 +261,7 @@ type credentials struct {
 
 // connectionEntry is one customer's credentials for one integration.
 type connectionEntry struct {
+	entryFormat
 	Integration  string           `json:"integration"`
 	ConnectionID string           `json:"connection_id"`
 	AuthMode     catalog.AuthMode `json:"auth_mode"`
@@ -271,23 +324,29 @@ type connectionEntry struct {
 }
 
 // upgrade brings an entry stored by an earlier version up to date as it is
-// loaded: APP connections kept their installation in connection_config.
-// The config key is dropped whatever else holds: when the entry has its own
+// loaded, and refuses one of a newer format (errNewerFormat), which this
+// build would misread. Format 0 (0.1.0) and 1 differ only in the format's
+// presence. APP connections kept their installation in connection_config:
+// the config key is dropped whatever else holds: when the entry has its own
 // installation the key is a stray one (earlier versions let the config
 // sub-path, which customers may write, add it), and it must not decide
 // which installation the connection mints for.
-func (c *connectionEntry) upgrade() {
+func (c *connectionEntry) upgrade() error {
+	if err := c.checkFormat(); err != nil {
+		return err
+	}
 	if c.AuthMode != catalog.App || c.ConnectionConfig == nil {
-		return
+		return nil
 	}
 	v, ok := c.ConnectionConfig[appInstallationKey]
 	if !ok {
-		return
+		return nil
 	}
 	if c.InstallationID == "" && v != nil {
 		c.InstallationID = fmt.Sprint(v)
 	}
 	delete(c.ConnectionConfig, appInstallationKey)
+	return nil
 }
 
 // appInstallationKey is the connection field naming an APP connection's

@@ -45,6 +45,10 @@ var (
 	// errProxyTimeout: a proxied call's provider did not answer within
 	// proxy_timeout.
 	errProxyTimeout = errors.New("the provider did not answer a proxied call in time")
+	// errNewerFormat: a stored entry is of a later storage format than
+	// this build's (a newer version wrote it, then the mount was rolled
+	// back): refused, never misread or overwritten.
+	errNewerFormat = errors.New("stored by a newer version of the plugin")
 )
 
 // engineError is one of the errors above with the detail of this case; its

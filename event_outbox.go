@@ -53,6 +53,7 @@ var errOutboxFull = errors.New("not queued: the receiver had config's max_pendin
 
 // outboxEntry is one event for one receiver.
 type outboxEntry struct {
+	entryFormat
 	ID       string    `json:"id"`
 	Type     eventType `json:"type"`
 	Receiver string    `json:"receiver"`

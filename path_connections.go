@@ -186,7 +186,7 @@ func (b *backend) connectionExists(ctx context.Context, req *logical.Request, d 
 		// Let the handler answer with the 400.
 		return false, nil
 	}
-	return b.store.Exists(ctx, req.Storage, integration, id)
+	return existence(b.store.Exists(ctx, req.Storage, integration, id))
 }
 
 // List page sizes: a list without limit returns a page, not every entry.

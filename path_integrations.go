@@ -211,7 +211,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 
 func (b *backend) integrationExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	in, err := getIntegration(ctx, req.Storage, d.Get("name").(string))
-	return in != nil, err
+	return existence(in != nil, err)
 }
 
 func (b *backend) pathIntegrationList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -515,6 +515,11 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 	name := d.Get("name").(string)
 	if err := validateIntegrationName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
+	}
+	// An integration a newer version wrote is refused before anything of
+	// it is deleted; one that no longer decodes can still be deleted.
+	if _, err := getIntegration(ctx, req.Storage, name); errors.Is(err, errNewerFormat) {
+		return nil, err
 	}
 	err := b.store.DeleteIntegration(ctx, req.Storage, name, d.Get("force").(bool), func() error {
 		if err := b.states.DeleteOfIntegration(ctx, req.Storage, name); err != nil {

@@ -66,7 +66,7 @@ func providerFields() map[string]*framework.FieldSchema {
 
 func (b *backend) providerExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	p, err := lookupProvider(ctx, req.Storage, d.Get("name").(string))
-	return p != nil, err
+	return existence(p != nil, err)
 }
 
 func (b *backend) pathProviderList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

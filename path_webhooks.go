@@ -122,7 +122,7 @@ func webhookResponseFields() map[string]*framework.FieldSchema {
 
 func (b *backend) webhookExists(ctx context.Context, req *logical.Request, d *framework.FieldData) (bool, error) {
 	w, err := getWebhook(ctx, req.Storage, d.Get("name").(string))
-	return w != nil, err
+	return existence(w != nil, err)
 }
 
 func (b *backend) pathWebhookList(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {

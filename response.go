@@ -113,3 +113,14 @@ func rawHTMLResponse(status int, tmpl *template.Template, data any, fallback str
 		logical.HTTPCacheControlHeader: "no-store",
 	}}
 }
+
+// existence is an existence check's answer from a lookup's: an entry of a
+// newer storage format exists, and the handler's own read refuses it with
+// the error that says so (Vault answers a failed existence check with
+// "internal error" alone).
+func existence(found bool, err error) (bool, error) {
+	if errors.Is(err, errNewerFormat) {
+		return true, nil
+	}
+	return found, err
+}

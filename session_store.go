@@ -53,6 +53,7 @@ const (
 
 // sessionEntry is one connect session.
 type sessionEntry struct {
+	entryFormat
 	ID           string `json:"id"`
 	ConnectionID string `json:"connection_id"`
 	// Integrations are the ones the page offers; empty offers every
@@ -107,6 +108,7 @@ func (e *sessionEntry) validFormToken(integration, purpose, token string) bool {
 
 // sessionIDEntry maps a session_id to its session.
 type sessionIDEntry struct {
+	entryFormat
 	SecretHash string    `json:"secret_hash"`
 	ExpiresAt  time.Time `json:"expires_at"`
 }

@@ -62,6 +62,7 @@ func stateIndexKey(integration, id string) string {
 
 // stateIndexEntry names a connection's pending authorization.
 type stateIndexEntry struct {
+	entryFormat
 	StateHash string `json:"state_hash"`
 	// ExpiresAt finds the state's expiry entry; zero in entries of
 	// earlier versions, whose states the sweep finds by listing.

@@ -4,6 +4,7 @@ package connect
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"sort"
 
@@ -65,18 +66,25 @@ func listIntegrations(ctx context.Context, s logical.Storage) ([]string, error) 
 	return listSorted(ctx, s, integrationPrefix)
 }
 
+// storedProvider is an operator-defined provider as stored: the catalog's
+// type with the entry's format beside its fields.
+type storedProvider struct {
+	catalog.Provider
+	entryFormat
+}
+
 // getStoredProvider returns an operator-defined provider, nil when none.
 func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*catalog.Provider, error) {
-	var p catalog.Provider
+	var p storedProvider
 	found, err := getJSON(ctx, s, providerPrefix+name, &p)
 	if err != nil || !found {
 		return nil, err
 	}
-	return &p, nil
+	return &p.Provider, nil
 }
 
 func putStoredProvider(ctx context.Context, s logical.Storage, p *catalog.Provider) error {
-	return putJSON(ctx, s, providerPrefix+p.Name, p)
+	return putJSON(ctx, s, providerPrefix+p.Name, &storedProvider{Provider: *p})
 }
 
 func deleteStoredProvider(ctx context.Context, s logical.Storage, name string) error {
@@ -120,9 +128,29 @@ func getJSON(ctx context.Context, s logical.Storage, key string, out any) (bool,
 		return false, nil
 	}
 	if err := entry.DecodeJSON(out); err != nil {
+		if ferr := newerFormatOf(entry.Value); ferr != nil {
+			return false, fmt.Errorf("reading %q: %w", key, ferr)
+		}
 		return false, fmt.Errorf("decoding %q: %w", key, err)
 	}
+	if f, ok := out.(formatted); ok {
+		if err := f.checkFormat(); err != nil {
+			return false, fmt.Errorf("reading %q: %w", key, err)
+		}
+	}
 	return true, nil
+}
+
+// newerFormatOf is the errNewerFormat of an encoded entry that did not
+// decode because a newer format changed its shape, nil for any other.
+func newerFormatOf(value []byte) error {
+	var f struct {
+		FormatVersion int `json:"format_version"`
+	}
+	if json.Unmarshal(value, &f) != nil {
+		return nil
+	}
+	return newerFormat(f.FormatVersion)
 }
 
 func putJSON(ctx context.Context, s logical.Storage, key string, v any) error {

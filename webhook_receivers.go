@@ -41,6 +41,7 @@ const defaultSecretOverlap = 24 * time.Hour
 
 // webhookEntry is one receiver of events.
 type webhookEntry struct {
+	entryFormat
 	Name string `json:"name"`
 	// ID is random, set when the receiver is created: it tells this
 	// receiver's outbox entries from those of a deleted one of the same
@@ -94,6 +95,7 @@ func (w *webhookEntry) signingKeys(now time.Time) ([][]byte, error) {
 
 // webhookStats are a receiver's delivery figures.
 type webhookStats struct {
+	entryFormat
 	// Delivered counts events the receiver accepted (2xx).
 	Delivered int64 `json:"delivered"`
 	// Failed counts attempts that failed (each retry counts).

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -69,8 +70,10 @@ func TestTerraformExample(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The version the binary reports, as the dev server's connect/ runs it.
+	version := runningVersion(t, s, "connect/")
 	env := []string{"TF_CLI_CONFIG_FILE=" + cliConfig, "TF_IN_AUTOMATION=1", "VAULT_ADDR=" + s.addr, "VAULT_TOKEN=root",
-		"TF_VAR_plugin_sha256=" + sum, "TF_VAR_plugin_name=connect-tf", "TF_VAR_mount_path=connect-tf",
+		"TF_VAR_plugin_sha256=" + sum, "TF_VAR_plugin_version=" + version, "TF_VAR_plugin_name=connect-tf", "TF_VAR_mount_path=connect-tf",
 		"TF_VAR_acme_stripe_api_key=sk_tf_e2e_key"}
 
 	start := time.Now()
@@ -78,6 +81,19 @@ func TestTerraformExample(t *testing.T) {
 		t.Fatalf("apply: exit %d\n%s", code, tail(out, 4000))
 	}
 	t.Logf("apply took %v", time.Since(start))
+	// The versioned plugin, and the mount pinned to it.
+	if got := runningVersion(t, s, "connect-tf/"); got != version {
+		t.Fatalf("connect-tf/ runs version %q, want %q", got, version)
+	}
+	var mount struct {
+		Data struct {
+			PluginVersion string `json:"plugin_version"`
+		} `json:"data"`
+	}
+	json.Unmarshal([]byte(s.mustCLI(t, "read", "-format=json", "sys/mounts/connect-tf")), &mount)
+	if mount.Data.PluginVersion != version {
+		t.Fatalf("connect-tf/ is pinned to %q, want %q", mount.Data.PluginVersion, version)
+	}
 	if got := strings.TrimSpace(s.mustCLI(t, "read", "-field=api_key", "connect-tf/connections/stripe/acme")); got != "sk_tf_e2e_key" {
 		t.Fatalf("connection api_key = %q", got)
 	}
@@ -102,7 +118,7 @@ func TestTerraformExample(t *testing.T) {
 	if out := s.mustCLI(t, "secrets", "list"); strings.Contains(out, "connect-tf/") {
 		t.Fatalf("mount left after destroy:\n%s", out)
 	}
-	if out, err := s.cli(nil, "plugin", "info", "secret", "connect-tf"); err == nil {
+	if out, err := s.cli(nil, "plugin", "info", "-version="+version, "secret", "connect-tf"); err == nil {
 		t.Fatalf("plugin still registered after destroy:\n%s", out)
 	}
 }

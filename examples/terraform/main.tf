@@ -6,7 +6,8 @@
 # The Vault provider reads VAULT_ADDR and VAULT_TOKEN as usual:
 #
 #   export VAULT_ADDR=https://vault.example.com VAULT_TOKEN=...
-#   tofu apply -var plugin_sha256=$(sha256sum vault-plugin-secrets-connect | cut -d' ' -f1)
+#   tofu apply -var plugin_version=v0.2.0 \
+#     -var plugin_sha256=$(sha256sum vault-plugin-secrets-connect | cut -d' ' -f1)
 
 terraform {
   required_providers {
@@ -18,17 +19,23 @@ terraform {
 
 provider "vault" {}
 
+# Registered with its version (Vault refuses a version other than the one
+# the binary reports) ...
 resource "vault_plugin" "connect" {
   type    = "secret"
   name    = var.plugin_name
   command = var.plugin_command
+  version = var.plugin_version
   sha256  = var.plugin_sha256
 }
 
+# ... and the mount pinned to it: an upgrade is a new version here, then
+# `vault plugin reload -type=secret -plugin=<name>` (docs/upgrading.md).
 resource "vault_mount" "connect" {
-  path        = var.mount_path
-  type        = vault_plugin.connect.name
-  description = "Third-party API credentials: integrations and connections"
+  path           = var.mount_path
+  type           = vault_plugin.connect.name
+  plugin_version = vault_plugin.connect.version
+  description    = "Third-party API credentials: integrations and connections"
 }
 
 # The configuration always exists; deleting it is not a thing.

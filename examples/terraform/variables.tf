@@ -3,6 +3,11 @@ variable "plugin_sha256" {
   description = "SHA-256 of the plugin binary in Vault's plugin directory."
 }
 
+variable "plugin_version" {
+  type        = string
+  description = "The plugin's version with a v, e.g. v0.2.0: the release's, which the binary reports."
+}
+
 variable "plugin_command" {
   type        = string
   default     = "vault-plugin-secrets-connect"
