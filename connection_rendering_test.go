@@ -88,7 +88,7 @@ func TestRequestHeadersAndBaseURL(t *testing.T) {
 			"region":  map[string]any{"type": "string", "enum": []any{"eu", "au"}, "optional": true},
 			"account": map[string]any{"type": "string", "title": "Account id", "pattern": "[a-z0-9]+"},
 		},
-		"credentials_schema": map[string]any{"apiKey": map[string]any{"type": "string", "pattern": "key_[A-Za-z0-9]+", "secret": true}},
+		"credentials_schema": map[string]any{"api_key": map[string]any{"type": "string", "pattern": "key_[A-Za-z0-9]+", "secret": true}},
 	})
 	p := e.mustDo(logical.ReadOperation, "providers/keyed", nil)
 	if p["request_headers"].(map[string]string)["X-Account"] != "${connectionConfig.account}" ||

@@ -166,7 +166,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"credentials_schema": {
 			Type:        framework.TypeMap,
-			Description: "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: client_id and client_secret (a connection's own client); apiKey; username and password; or the keys of credentials. Checked on connection writes.",
+			Description: "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: client_id and client_secret (a connection's own client); api_key; username and password; or the keys of credentials. A pattern_hint says in words what a pattern admits; errors say it, never the pattern. Checked on connection writes.",
 		},
 		"force": {
 			Type:        framework.TypeBool,

@@ -50,6 +50,7 @@ func getIntegration(ctx context.Context, s logical.Storage, name string) (*integ
 	if err != nil || !found {
 		return nil, err
 	}
+	in.upgrade()
 	return &in, nil
 }
 
@@ -72,6 +73,7 @@ func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*ca
 	if err != nil || !found {
 		return nil, err
 	}
+	upgradeStoredProvider(&p)
 	return &p, nil
 }
 

@@ -140,7 +140,7 @@ func setUpConnectPage(t *testing.T) *connectPageSetup {
 	// set before.
 	s.mustCLI(t, "write", "connect/config", "public_url="+s.addr+"/v1/connect")
 
-	keySchema := fmt.Sprintf(`{"auth_mode": "API_KEY", "credentials_schema": {"apiKey": {"title": %q, "secret": true, "pattern": %q, "example": "sk_page_abc123"}}}`,
+	keySchema := fmt.Sprintf(`{"auth_mode": "API_KEY", "credentials_schema": {"api_key": {"title": %q, "secret": true, "pattern": %q, "example": "sk_page_abc123"}}}`,
 		keyLabel, pageKeyPattern)
 	if out, err := s.cli([]byte(keySchema), "write", "connect/integrations/"+pageKeyIntegration, "-"); err != nil {
 		t.Fatalf("API-key integration: %v\n%s", err, out)
