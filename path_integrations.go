@@ -158,7 +158,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"connection_config_schema": {
 			Type:        framework.TypeMap,
-			Description: "The connection_config keys connections need, as a JSON object key → {type (string, number or boolean), title, description, pattern, enum, optional, default_value, prefix, suffix, example, secret}. Checked at authorize, on connection writes and on config writes and patches; a missing required key or a value that fails pattern or enum is a 400 naming the key.",
+			Description: "The connection_config keys connections need, as a JSON object key → {type (string, number or boolean), title, description, pattern, pattern_hint (what the pattern admits, in words: errors say it, never the pattern), enum, optional, default_value, prefix, suffix, example, secret}. Checked at authorize, on connection writes and on config writes and patches; a missing required key or a value that fails pattern or enum is a 400 naming the key.",
 		},
 		"allowed_hosts": {
 			Type:        framework.TypeCommaStringSlice,
