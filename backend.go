@@ -289,6 +289,20 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 	return checkFound, exists, err
 }
 
+// HandleRequest refuses a field of the wrong type in words before the
+// framework converts it (see checkFieldShapes); everything else is the
+// framework's.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if req.Operation != logical.HelpOperation && len(req.Data) > 0 {
+		if p := b.Backend.Route(req.Path); p != nil {
+			if err := checkFieldShapes(p.Fields, req.Data); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
+	}
+	return b.Backend.HandleRequest(ctx, req)
+}
+
 // entryOperations is the operation map of a path whose entry is read,
 // written and, if del is given, deleted; read and write answer with fields.
 // Create and update share one handler; the path's existence check tells

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	metrics "github.com/armon/go-metrics"
@@ -245,8 +246,15 @@ func (r *refresher) refreshFailed(c *connectionEntry, cause error, why trigger) 
 	case errors.Is(cause, errProviderUnreachable):
 		kind = errProviderUnreachable
 	}
-	return nil, nil, &engineError{kind: kind, cause: cause,
-		msg: fmt.Sprintf("token of connection %q could not be refreshed (%s): %s", c.ConnectionID, c.RefreshStatus, c.LastRefreshError)}
+	msg := fmt.Sprintf("token of connection %q could not be refreshed (%s): %s", c.ConnectionID, c.RefreshStatus, c.LastRefreshError)
+	if !tokenExpired(c, r.now()) && c.Credentials.AccessToken != "" {
+		// A forced refresh answers no token; say what reads still get.
+		msg += "; the stored token is kept; it works until " + formatTime(c.Credentials.ExpiresAt)
+		if c.Credentials.ExpiresAt.IsZero() {
+			msg = strings.TrimSuffix(msg, " until ") + " until the provider revokes it"
+		}
+	}
+	return nil, nil, &engineError{kind: kind, cause: cause, msg: msg}
 }
 
 // backgroundRefresh refreshes one queued connection. Its outcome is in the
