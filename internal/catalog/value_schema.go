@@ -30,7 +30,7 @@ type SchemaField struct {
 	// says it ("must be …"), never the expression, which callers cannot be
 	// expected to read.
 	PatternHint string   `json:"pattern_hint,omitempty"`
-	Enum    []string `json:"enum,omitempty"`
+	Enum        []string `json:"enum,omitempty"`
 	// Optional keys may be absent; the others are required.
 	Optional     bool `json:"optional,omitempty"`
 	DefaultValue any  `json:"default_value,omitempty"`
