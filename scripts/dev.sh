@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 
 addr=${VAULT_DEV_ADDR:-127.0.0.1:8200}
 export VAULT_ADDR="http://$addr" VAULT_TOKEN=root
-vault=$PWD/bin/vault
-plugin_dir=$PWD/bin/plugins
-log=$PWD/bin/vault-dev.log
+# VAULT_BIN, PLUGIN_DIR, OAUTH_DEV_BIN and DEV_LOG_DIR default to bin/; the
+# docs test (e2e/docs_test.go) sets them to run the docs' blocks here.
+vault=${VAULT_BIN:-$PWD/bin/vault}
+plugin_dir=${PLUGIN_DIR:-$PWD/bin/plugins}
+log_dir=${DEV_LOG_DIR:-$PWD/bin}
+log=$log_dir/vault-dev.log
 
 if curl -fs "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1; then
   echo "something already answers on $addr; stop it or set VAULT_DEV_ADDR" >&2
@@ -47,11 +50,11 @@ sha=$(sha256sum "$plugin_dir/vault-plugin-secrets-connect" | cut -d' ' -f1)
 # -> connected -> refresh works without an account anywhere. Its client
 # secret is random per run and reaches Vault on stdin, never in argv.
 oauth_addr=${OAUTH_DEV_ADDR:-127.0.0.1:8300}
-oauth_log=$PWD/bin/oauth-dev.log
+oauth_log=$log_dir/oauth-dev.log
 export OAUTH_DEV_CLIENT_ID=connect-dev
 OAUTH_DEV_CLIENT_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 export OAUTH_DEV_CLIENT_SECRET
-setsid "$PWD/bin/oauth-dev" -addr="$oauth_addr" -expires-in=120 \
+setsid "${OAUTH_DEV_BIN:-$PWD/bin/oauth-dev}" -addr="$oauth_addr" -expires-in=120 \
   -redirect-uri="$VAULT_ADDR/v1/connect/oauth/callback" >"$oauth_log" 2>&1 &
 oauth=$!
 trap 'kill -TERM -- -$oauth 2>/dev/null; kill -TERM -- -$server 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
