@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -200,7 +201,20 @@ func startDevEnv(t *testing.T, oauthDev string) *devEnv {
 			t.Fatalf("scripts/dev.sh did not start:\n%s", out.String())
 		}
 	}
-	return &devEnv{vaultAddr: "http://" + vaultAddr, path: filepath.Dir(os.Getenv("VAULT_BIN"))}
+	return &devEnv{vaultAddr: "http://" + vaultAddr, path: vaultWrapperDir(t, "http://"+vaultAddr)}
+}
+
+// vaultWrapperDir is a directory whose `vault` runs VAULT_BIN against
+// addr whatever VAULT_ADDR a block exports (the README's tour exports make
+// dev's default address, which the test's server does not listen on).
+func vaultWrapperDir(t *testing.T, addr string) string {
+	t.Helper()
+	dir := t.TempDir()
+	script := fmt.Sprintf("#!/bin/sh\nVAULT_ADDR=%q exec %q \"$@\"\n", addr, os.Getenv("VAULT_BIN"))
+	if err := os.WriteFile(filepath.Join(dir, "vault"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // runBlock runs one block with bash -euo pipefail from the root, as a
