@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	metrics "github.com/armon/go-metrics"
@@ -249,10 +248,11 @@ func (r *refresher) refreshFailed(c *connectionEntry, cause error, why trigger) 
 	msg := fmt.Sprintf("token of connection %q could not be refreshed (%s): %s", c.ConnectionID, c.RefreshStatus, c.LastRefreshError)
 	if !tokenExpired(c, r.now()) && c.Credentials.AccessToken != "" {
 		// A forced refresh answers no token; say what reads still get.
-		msg += "; the stored token is kept; it works until " + formatTime(c.Credentials.ExpiresAt)
-		if c.Credentials.ExpiresAt.IsZero() {
-			msg = strings.TrimSuffix(msg, " until ") + " until the provider revokes it"
+		until := formatTime(c.Credentials.ExpiresAt)
+		if until == "" {
+			until = "the provider revokes it"
 		}
+		msg += "; the stored token is kept; it works until " + until
 	}
 	return nil, nil, &engineError{kind: kind, cause: cause, msg: msg}
 }
