@@ -141,4 +141,10 @@ func TestOldCamelCaseCredentialsSchemaIsUpgraded(t *testing.T) {
 			t.Errorf("%s: headers = %v", integration, data["headers"])
 		}
 	}
+	// An unrelated update stores the upgraded shape: the old name is gone.
+	e.mustDo(logical.UpdateOperation, "integrations/old-key", map[string]any{"api_base_url": "https://api2.example.test"})
+	raw, err := e.storage.Get(ctx, "integrations/old-key")
+	if err != nil || raw == nil || strings.Contains(string(raw.Value), "apiKey\"") || !strings.Contains(string(raw.Value), `"api_key"`) {
+		t.Fatalf("stored after an update: %s (%v)", raw.Value, err)
+	}
 }
