@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 // make dev's local OAuth provider as a person uses it: authorize, open the
 // URL in a browser, click Allow on the provider's consent page, see Vault's
-// "Connected" page; the connection then reads and refreshes. Clicking Deny
+// "Connected" page; the connection then reads and refreshes. A denial
 // stores nothing.
 func TestLocalOAuthProviderInBrowser(t *testing.T) {
 	s := vaultFor(t)
@@ -30,9 +31,19 @@ func TestLocalOAuthProviderInBrowser(t *testing.T) {
 	s.mustCLI(t, "write", "connect/integrations/local-oauth", "auth_mode=OAUTH2", "client_id="+as.ClientID,
 		"client_secret="+as.ClientSecret, "auth_url="+as.AuthURL(), "token_url="+as.TokenURL(), "scopes=read")
 
+	// Deny, as the button posts it (the callback's refusal page is the
+	// connect page's concern): the browser comes back with access_denied
+	// and nothing is stored.
 	authURL := strings.TrimSpace(s.mustCLI(t, "write", "-f", "-field=authorization_url", "connect/connections/local-oauth/denied/authorize"))
-	open(t, ctx, authURL)
-	press(t, ctx, "Deny")
+	query := authURL[strings.Index(authURL, "?")+1:]
+	resp, err := http.Post(as.URL+"/consent", "application/x-www-form-urlencoded", strings.NewReader(query+"&decision=deny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !strings.Contains(resp.Request.URL.RawQuery, "error=access_denied") {
+		t.Fatalf("a denial came back to %s", resp.Request.URL)
+	}
 	if _, err := s.cli(nil, "read", "connect/connections/local-oauth/denied"); err == nil {
 		t.Fatal("a denied consent stored a connection")
 	}
