@@ -7,7 +7,7 @@ PLUGIN_DIR := $(CURDIR)/bin/plugins
 TOFU_BIN   := $(CURDIR)/bin/tofu
 TF_PROVIDER_DIR := $(CURDIR)/bin/tf-providers
 
-.PHONY: all build vault tf browser screenshots dev test check generate unit e2e tf-e2e crash ha upgrade load reliability fuzz bench bench-scale release reproducible fmt fmtcheck vet clean
+.PHONY: all build vault tf browser screenshots dev oauth-dev test check generate unit e2e tf-e2e crash ha upgrade load reliability fuzz bench bench-scale release reproducible fmt fmtcheck vet clean
 
 all: build
 
@@ -26,8 +26,12 @@ tf:
 browser:
 	scripts/install-chromium.sh
 
-dev: vault build
+dev: vault build oauth-dev
 	scripts/dev.sh
+
+# The loopback OAuth provider make dev starts (scripts/oauth-dev).
+oauth-dev:
+	go build -o bin/oauth-dev ./scripts/oauth-dev
 
 # Unit tests and the end-to-end tests (package e2e, Terraform included) in
 # one go test run. CONNECT_E2E=1, CONNECT_TF_E2E=1 and CONNECT_BROWSER=1 make

@@ -43,6 +43,10 @@ var version string
 // version that sorts below every release.
 const devVersion = "v0.0.0-dev"
 
+// Version is the version the plugin reports to Vault, for the command's
+// -version flag (what an operator passes to vault plugin register -version).
+func Version() string { return runningVersion() }
+
 // runningVersion is the version the backend reports to Vault.
 func runningVersion() string {
 	if version == "" {
@@ -337,6 +341,20 @@ func (b *backend) HandleExistenceCheck(ctx context.Context, req *logical.Request
 		return false, false, nil
 	}
 	return checkFound, exists, err
+}
+
+// HandleRequest refuses a field of the wrong type in words before the
+// framework converts it (see checkFieldShapes); everything else is the
+// framework's.
+func (b *backend) HandleRequest(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	if req.Operation != logical.HelpOperation && len(req.Data) > 0 {
+		if p := b.Backend.Route(req.Path); p != nil {
+			if err := checkFieldShapes(p.Fields, req.Data); err != nil {
+				return logical.ErrorResponse(err.Error()), nil
+			}
+		}
+	}
+	return b.Backend.HandleRequest(ctx, req)
 }
 
 // entryOperations is the operation map of a path whose entry is read,

@@ -45,7 +45,7 @@ type pageForm struct {
 // credentialSchemaDefaults are the credential inputs of a mode whose
 // integration has no credentials_schema.
 var credentialSchemaDefaults = map[catalog.AuthMode]catalog.ValueSchema{
-	catalog.APIKey: {"apiKey": {Title: "API key", Secret: true}},
+	catalog.APIKey: {"api_key": {Title: "API key", Secret: true}},
 	catalog.Basic:  {"username": {Title: "User name"}, "password": {Title: "Password", Secret: true, Optional: true}},
 }
 
@@ -53,7 +53,7 @@ var credentialSchemaDefaults = map[catalog.AuthMode]catalog.ValueSchema{
 // field that sets it, for the modes whose credentials are fields of their
 // own; CUSTOM keys go into the credentials object.
 var credentialFieldOf = map[catalog.AuthMode]map[string]string{
-	catalog.APIKey:   {"apiKey": "api_key"},
+	catalog.APIKey:   {"api_key": "api_key"},
 	catalog.Basic:    {"username": "username", "password": "password"},
 	catalog.OAuth2CC: {"client_id": "client_id", "client_secret": "client_secret"},
 }
@@ -155,7 +155,7 @@ func (f pageForm) connectionWriteFields(mode catalog.AuthMode, data map[string]a
 }
 
 // formErrors places a write's error next to the input it names, worded
-// with the input's label ("API key does not match the pattern …") rather
+// with the input's label ("API key must be a key that starts with …") rather
 // than the field's name; an error that names no input is the form's.
 func (f pageForm) formErrors(msg string) (byInput map[string]string, general string) {
 	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {

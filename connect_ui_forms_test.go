@@ -20,8 +20,8 @@ func TestFormForAnAPIKeyIntegration(t *testing.T) {
 		t.Fatalf("form = %+v", f)
 	}
 	key := f.Credentials[0]
-	if key.Name != "cred.apiKey" || key.label() != "API key" || !key.Secret {
-		t.Fatalf("the API key input = %+v: want cred.apiKey, labelled API key, secret", key)
+	if key.Name != "cred.api_key" || key.label() != "API key" || !key.Secret {
+		t.Fatalf("the API key input = %+v: want cred.api_key, labelled API key, secret", key)
 	}
 	for _, c := range f.Config {
 		if c.Secret != (c.Key == "signingKey") {
@@ -59,7 +59,7 @@ func TestKeptValuesNeverHoldASecret(t *testing.T) {
 
 func TestScrubPostedWithholdsEchoesOfAPostedSecret(t *testing.T) {
 	f := formFor(&integrationEntry{Name: "stripe", AuthMode: catalog.APIKey})
-	posted := map[string]any{"cred.apiKey": "sk_live_AbCdEf0123456789"}
+	posted := map[string]any{"cred.api_key": "sk_live_AbCdEf0123456789"}
 	for _, msg := range []string{
 		"the key sk_live_AbCdEf0123456789 is unknown",
 		"the key SK_LIVE_ABCDEF0123456789 is unknown",
@@ -72,8 +72,8 @@ func TestScrubPostedWithholdsEchoesOfAPostedSecret(t *testing.T) {
 
 func TestFormErrorsPlaceAnErrorBesideItsInput(t *testing.T) {
 	f := formFor(&integrationEntry{Name: "stripe", AuthMode: catalog.APIKey})
-	byInput, general := f.formErrors("api_key does not match the pattern")
-	if general != "" || byInput["cred.apiKey"] != "API key does not match the pattern" {
+	byInput, general := f.formErrors("credentials.api_key must be a key that starts with sk_")
+	if general != "" || byInput["cred.api_key"] != "API key must be a key that starts with sk_" {
 		t.Fatalf("byInput = %v, general = %q", byInput, general)
 	}
 	byInput, general = f.formErrors("the provider refused the request")

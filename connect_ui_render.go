@@ -71,10 +71,13 @@ type connectFormView struct {
 // connectInputView is one input, with its label, hints and error.
 type connectInputView struct {
 	ID, Name, Label, Type, Pattern, Placeholder string
-	Prefix, Suffix, Hint, Value, Error          string
-	Autocomplete, DescribedBy                   string
-	Required                                    bool
-	Options                                     []string
+	// PatternHint is the input's title: what the browser says, in words,
+	// of a value its pattern refuses.
+	PatternHint                        string
+	Prefix, Suffix, Hint, Value, Error string
+	Autocomplete, DescribedBy          string
+	Required                           bool
+	Options                            []string
 }
 
 // modeLabel says in words how an integration connects.
@@ -111,7 +114,7 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 		f := in.Field
 		v := connectInputView{
 			ID: "f-" + strings.NewReplacer(".", "-").Replace(in.Name), Name: in.Name,
-			Label: in.label(), Type: "text", Pattern: f.Pattern, Placeholder: f.Example,
+			Label: in.label(), Type: "text", Pattern: f.Pattern, PatternHint: f.PatternHint, Placeholder: f.Example,
 			Prefix: f.Prefix, Suffix: f.Suffix, Hint: f.Description,
 			Required: !f.Optional && f.DefaultValue == nil, Autocomplete: "off",
 			Error: errs[in.Name],

@@ -34,7 +34,7 @@ func TestRenderConnectPageIsSelfContainedAndUncached(t *testing.T) {
 
 func TestInputViewsDescribeEachInputByItsHints(t *testing.T) {
 	f := formFor(&integrationEntry{Name: "stripe", AuthMode: "API_KEY"})
-	views := inputViews(f.Credentials, map[string]string{"cred.apiKey": "never"}, map[string]string{"cred.apiKey": "API key is required"})
+	views := inputViews(f.Credentials, map[string]string{"cred.api_key": "never"}, map[string]string{"cred.api_key": "API key is required"})
 	v := views[0]
 	if v.Type != "password" || v.Value != "" {
 		t.Fatalf("a secret input must be a password input with no value: %+v", v)

@@ -4,9 +4,11 @@ package connect
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -88,7 +90,7 @@ func TestRequestHeadersAndBaseURL(t *testing.T) {
 			"region":  map[string]any{"type": "string", "enum": []any{"eu", "au"}, "optional": true},
 			"account": map[string]any{"type": "string", "title": "Account id", "pattern": "[a-z0-9]+"},
 		},
-		"credentials_schema": map[string]any{"apiKey": map[string]any{"type": "string", "pattern": "key_[A-Za-z0-9]+", "secret": true}},
+		"credentials_schema": map[string]any{"api_key": map[string]any{"type": "string", "pattern": "key_[A-Za-z0-9]+", "secret": true}},
 	})
 	p := e.mustDo(logical.ReadOperation, "providers/keyed", nil)
 	if p["request_headers"].(map[string]string)["X-Account"] != "${connectionConfig.account}" ||
@@ -144,5 +146,29 @@ func TestCatalogProviderHeadersUseSchemaDefaults(t *testing.T) {
 	e.mustDo(logical.PatchOperation, "connections/notes/acme/config", map[string]any{"notion_version": "2025-09-03"})
 	if h := e.mustDo(logical.ReadOperation, "connections/notes/acme", nil)["headers"].(map[string]any); h["Notion-Version"] != "2025-09-03" {
 		t.Fatalf("after config patch: %v", h)
+	}
+}
+
+// A write and a forced refresh answer what a read answers: base_url and
+// the rendered headers too, so a client can use the connection it just
+// wrote without a second request.
+func TestWritesAnswerWhatAReadAnswers(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/keyed", map[string]any{
+		"auth_mode": "API_KEY", "api_base_url": "https://api.example.test/v1", "request_headers": map[string]any{"Authorization": "Bearer ${apiKey}"},
+	})
+	written := e.mustDo(logical.CreateOperation, "connections/keyed/acme", map[string]any{"api_key": "k-123"})
+	read := e.mustDo(logical.ReadOperation, "connections/keyed/acme", nil)
+	for _, field := range []string{"base_url", "headers"} {
+		if read[field] == nil || fmt.Sprint(written[field]) != fmt.Sprint(read[field]) {
+			t.Errorf("write answered %s = %v, a read %v", field, written[field], read[field])
+		}
+	}
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"api_base_url": "https://api.github.test", "request_headers": map[string]any{"Authorization": "Bearer ${accessToken}"}})
+	importExpiring(e, srv, "c1", time.Hour)
+	refreshed := e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	headers, _ := refreshed["headers"].(map[string]any)
+	if refreshed["base_url"] != "https://api.github.test" || headers["Authorization"] != "Bearer "+refreshed["access_token"].(string) {
+		t.Errorf("refresh answered base_url %v, headers %v", refreshed["base_url"], refreshed["headers"])
 	}
 }

@@ -113,7 +113,7 @@ func credentialValues(c *connectionEntry) map[string]any {
 	case catalog.OAuth2CC:
 		out["client_id"], out["client_secret"] = cr.ClientID, cr.ClientSecret
 	case catalog.APIKey:
-		out["apiKey"] = cr.APIKey
+		out["api_key"] = cr.APIKey
 	case catalog.Basic:
 		out["username"], out["password"] = cr.Username, cr.Password
 	case catalog.Custom:

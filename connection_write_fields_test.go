@@ -104,13 +104,13 @@ func TestConnectionSchemasAreEnforced(t *testing.T) {
 	before := e.snapshot()
 	e.assertRejected([]rejection{
 		{"authorize without the key", "connections/s/new/authorize", map[string]any{}, "connection_config.subdomain is required"},
-		{"authorize with a bad value", "connections/s/new/authorize", map[string]any{"connection_config": map[string]any{"subdomain": "a.b/c"}}, "connection_config.subdomain does not match"},
+		{"authorize with a bad value", "connections/s/new/authorize", map[string]any{"connection_config": map[string]any{"subdomain": "a.b/c"}}, "connection_config.subdomain is not in the form this field takes"},
 		{"create without the key", "connections/s/other", map[string]any{"access_token": "at"}, "connection_config.subdomain is required"},
 		{"create outside the enum", "connections/s/other", map[string]any{"access_token": "at", "connection_config": map[string]any{"subdomain": "x", "tier": "gold"}}, "connection_config.tier must be one of"},
 		{"not a number", "connections/s/acme", map[string]any{"connection_config": map[string]any{"subdomain": "acme", "seats": "many"}}, "connection_config.seats must be a number"},
 		{"config write drops it", "connections/s/acme/config", map[string]any{"tier": "pro"}, "connection_config.subdomain is required"},
 		{"config patch removes it", "connections/s/acme/config", map[string]any{"subdomain": nil}, "connection_config.subdomain is required"},
-		{"credential pattern", "connections/b/c1", map[string]any{"username": "no-at-sign", "password": "p"}, "credentials.username does not match"},
+		{"credential pattern", "connections/b/c1", map[string]any{"username": "no-at-sign", "password": "p"}, "credentials.username is not in the form this field takes"},
 		{"password required", "connections/b/c1", map[string]any{"username": "a@b"}, "credentials.password is required"},
 	}, "secret-marker-never-sent")
 	e.assertUnchanged(before)

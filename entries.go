@@ -349,6 +349,19 @@ func (c *connectionEntry) upgrade() error {
 	return nil
 }
 
+// upgrade brings an integration stored by an earlier version up to date as
+// it is loaded: credentials_schema named the API key apiKey, where
+// connection writes and errors say api_key.
+func (in *integrationEntry) upgrade() {
+	in.UpgradeCredentialsSchema(in.AuthMode)
+}
+
+// upgradeStoredProvider brings an operator's provider stored by an earlier
+// version up to date as it is loaded, as integrationEntry.upgrade does.
+func upgradeStoredProvider(p *catalog.Provider) {
+	p.UpgradeCredentialsSchema(p.AuthMode)
+}
+
 // appInstallationKey is the connection field naming an APP connection's
 // installation, which its connection_config may not hold.
 const appInstallationKey = "installation_id"

@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -387,4 +388,46 @@ func TestForcedIntegrationDeleteKeepsANewerVersionsWAL(t *testing.T) {
 		t.Errorf("forced delete: %q", msg)
 	}
 	e.assertUnchanged(before)
+}
+
+// An integration and a provider stored when credentials_schema named the
+// API key apiKey are read under the API's name (api_key): their reads show
+// it, and a connection write is checked against it and refused under the
+// name the caller wrote, in words.
+func TestOldCamelCaseCredentialsSchemaIsUpgraded(t *testing.T) {
+	e := newTestEnv(t)
+	ctx := context.Background()
+	old := `{"auth_mode":"API_KEY","credentials_schema":{"apiKey":{"title":"Key","pattern":"k_[a-z]+","secret":true}},"request_headers":{"X-Key":"${apiKey}"},"api_base_url":"https://api.example.test"}`
+	for key, raw := range map[string]string{
+		"providers/old-prov":         `{"name":"old-prov",` + old[1:],
+		"integrations/old-key":       `{"name":"old-key","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z",` + old[1:],
+		"integrations/old-from-prov": `{"name":"old-from-prov","provider":"old-prov","auth_mode":"API_KEY","created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z"}`,
+	} {
+		if err := e.storage.Put(ctx, &logical.StorageEntry{Key: key, Value: []byte(raw)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, path := range []string{"integrations/old-key", "integrations/old-from-prov", "providers/old-prov"} {
+		schema, _ := e.mustDo(logical.ReadOperation, path, nil)["credentials_schema"].(map[string]any)
+		if _, ok := schema["api_key"]; !ok || len(schema) != 1 {
+			t.Errorf("%s: credentials_schema = %v, want api_key only", path, schema)
+		}
+	}
+	for _, integration := range []string{"old-key", "old-from-prov"} {
+		msg := e.mustFail(logical.UpdateOperation, "connections/"+integration+"/acme", map[string]any{"api_key": "K_WRONG"}, http.StatusBadRequest)
+		if !strings.Contains(msg, "credentials.api_key is not in the form this field takes") || strings.Contains(msg, "apiKey") || strings.Contains(msg, "K_WRONG") {
+			t.Errorf("%s: error = %q", integration, msg)
+		}
+		e.mustDo(logical.UpdateOperation, "connections/"+integration+"/acme", map[string]any{"api_key": "k_right"})
+		data := e.mustDo(logical.ReadOperation, "connections/"+integration+"/acme", nil)
+		if h, _ := data["headers"].(map[string]any); h["X-Key"] != "k_right" {
+			t.Errorf("%s: headers = %v", integration, data["headers"])
+		}
+	}
+	// An unrelated update stores the upgraded shape: the old name is gone.
+	e.mustDo(logical.UpdateOperation, "integrations/old-key", map[string]any{"api_base_url": "https://api2.example.test"})
+	raw, err := e.storage.Get(ctx, "integrations/old-key")
+	if err != nil || raw == nil || strings.Contains(string(raw.Value), "apiKey\"") || !strings.Contains(string(raw.Value), `"api_key"`) {
+		t.Fatalf("stored after an update: %s (%v)", raw.Value, err)
+	}
 }

@@ -4,6 +4,8 @@ package connect
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
@@ -167,4 +169,45 @@ func endpointResponseFields() map[string]*framework.FieldSchema {
 		"redirect_uri_value":       str("OAUTH2: what is sent as redirect_uri instead of config's redirect_url (a provider's registered name); empty means redirect_url."),
 		"allowed_hosts":            typed(framework.TypeStringSlice, "Hosts, besides the URLs' literal ones, that a connection's config may point the URLs at."),
 	}
+}
+
+// fieldShapes say in words what a field of each type takes: a value that
+// does not convert is refused with its field's name and one of these,
+// never with Vault's conversion text, which quotes the value (a secret put
+// in the wrong field would be echoed) and names Go types.
+var fieldShapes = map[framework.FieldType]string{
+	framework.TypeBool:                 "true or false",
+	framework.TypeInt:                  "a whole number",
+	framework.TypeInt64:                "a whole number",
+	framework.TypeFloat:                "a number",
+	framework.TypeDurationSecond:       "a duration such as 90s, 15m or 1h, or a number of seconds",
+	framework.TypeSignedDurationSecond: "a duration such as 90s, -15m or 1h, or a number of seconds",
+	framework.TypeMap:                  "a JSON object",
+	framework.TypeKVPairs:              "an object of string values or a list of key=value pairs",
+	framework.TypeStringSlice:          "a list of strings or one comma-separated string",
+	framework.TypeCommaStringSlice:     "a list of strings or one comma-separated string",
+	framework.TypeSlice:                "a list",
+	framework.TypeCommaIntSlice:        "a list of whole numbers",
+	framework.TypeTime:                 "a time in RFC 3339 form, such as 2026-01-31T12:00:00Z",
+	framework.TypeHeader:               "an object of header names to values",
+}
+
+// checkFieldShapes refuses, before any handler runs, a request whose field
+// does not convert to its type, naming the field and its shape in words.
+func checkFieldShapes(fields map[string]*framework.FieldSchema, raw map[string]any) error {
+	d := &framework.FieldData{Raw: raw, Schema: fields}
+	for _, name := range slices.Sorted(maps.Keys(raw)) {
+		schema, ok := fields[name]
+		if !ok {
+			continue
+		}
+		if _, _, err := d.GetOkErr(name); err != nil {
+			shape := fieldShapes[schema.Type]
+			if shape == "" {
+				shape = "a " + schema.Type.String()
+			}
+			return fmt.Errorf("%s must be %s", name, shape)
+		}
+	}
+	return nil
 }

@@ -20,7 +20,7 @@ func TestConnectPageReconnect(t *testing.T) {
 	events := captureEvents(e)
 	// A session that creates refuses an existing connection.
 	secret, _ := newSession(e, map[string]any{"connection_id": "acme", "integrations": "stripe", "metadata": map[string]any{"plan": "new"}})
-	status, body := uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_new"}))
+	status, body := uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.api_key": "sk_live_new"}))
 	if status != http.StatusBadRequest || !strings.Contains(body, "reconnect") {
 		t.Fatalf("create over existing: %d\n%s", status, body)
 	}
@@ -28,7 +28,7 @@ func TestConnectPageReconnect(t *testing.T) {
 		"connection_id": "acme", "integrations": "stripe", "reconnect": true,
 		"metadata": map[string]any{"plan": "new"}, "tags": map[string]any{"org": "other"},
 	})
-	if status, body = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_new"})); status != http.StatusOK {
+	if status, body = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.api_key": "sk_live_new"})); status != http.StatusOK {
 		t.Fatalf("reconnect: %d\n%s", status, body)
 	}
 	c := e.mustDo(logical.ReadOperation, "connections/stripe/acme", nil)
@@ -40,7 +40,7 @@ func TestConnectPageReconnect(t *testing.T) {
 	}
 	// A reconnect of nothing is refused.
 	secret, _ = newSession(e, map[string]any{"connection_id": "ghost", "integrations": "stripe", "reconnect": true})
-	if status, _ = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_live_x"})); status != http.StatusBadRequest {
+	if status, _ = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.api_key": "sk_live_x"})); status != http.StatusBadRequest {
 		t.Fatalf("reconnect of nothing: %d", status)
 	}
 }
@@ -161,7 +161,7 @@ func TestConnectPageReconnectKeepsConnectionConfig(t *testing.T) {
 		"api_key": "old-key", "connection_config": map[string]any{"subdomain": "acme", "region": "eu", "account_ref": "A-77"},
 	})
 	secret, _ := newSession(e, map[string]any{"connection_id": "acme", "integrations": "desk", "reconnect": true})
-	status, body := uiPost(e, formOf(e, secret, "desk", map[string]any{"cred.apiKey": "new-key", "config.subdomain": "acme-2"}))
+	status, body := uiPost(e, formOf(e, secret, "desk", map[string]any{"cred.api_key": "new-key", "config.subdomain": "acme-2"}))
 	if status != http.StatusOK {
 		t.Fatalf("reconnect: %d\n%s", status, body)
 	}
@@ -174,7 +174,7 @@ func TestConnectPageReconnectKeepsConnectionConfig(t *testing.T) {
 	// does not match is refused and nothing changes.
 	secret, _ = newSession(e, map[string]any{"connection_id": "acme", "integrations": "desk", "reconnect": true})
 	before := e.snapshot()
-	if status, body = uiPost(e, formOf(e, secret, "desk", map[string]any{"cred.apiKey": "newer-key", "config.subdomain": "Not Valid"})); status != http.StatusBadRequest {
+	if status, body = uiPost(e, formOf(e, secret, "desk", map[string]any{"cred.api_key": "newer-key", "config.subdomain": "Not Valid"})); status != http.StatusBadRequest {
 		t.Fatalf("reconnect with a bad subdomain: %d\n%s", status, body)
 	}
 	e.assertUnchanged(before, sessionPrefix) // the session counts the failed post

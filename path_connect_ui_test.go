@@ -116,7 +116,7 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 	// One integration: its form at once.
 	status, body := uiGet(e, url.Values{sessionParam: {secret}})
 	for _, want := range []string{
-		`<label for="f-cred-apiKey">Secret key</label>`, `type="password"`, `pattern="sk_(live|test)_[A-Za-z0-9]+"`,
+		`<label for="f-cred-api_key">Secret key</label>`, `type="password"`, `pattern="sk_(live|test)_[A-Za-z0-9]+"`,
 		`placeholder="sk_test_..."`, `method="post"`, `action="ui"`, "default-src 'none'",
 	} {
 		if !strings.Contains(html.UnescapeString(body), want) {
@@ -126,7 +126,7 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 	assertPageIsSelfContained(t, body)
 
 	key := "sk_live_" + strings.Repeat("Q", 24)
-	status, body = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.apiKey": key}))
+	status, body = uiPost(e, formOf(e, secret, "stripe", map[string]any{"cred.api_key": key}))
 	if status != http.StatusOK || !strings.Contains(body, "stripe is connected") || strings.Contains(body, key) {
 		t.Fatalf("post: %d\n%s", status, body)
 	}
@@ -153,7 +153,7 @@ func TestConnectPageAPIKeyConnects(t *testing.T) {
 	before := e.snapshot()
 	status, body = uiPost(e, map[string]any{
 		sessionParam: secret, integrationParam: "stripe", formTokenParam: hiddenInputs(t, connectedForm(e, secret))[formTokenParam],
-		"cred.apiKey": "sk_live_other",
+		"cred.api_key": "sk_live_other",
 	})
 	if status != http.StatusConflict || !strings.Contains(body, "already connected") {
 		t.Fatalf("second post: %d\n%s", status, body)
@@ -201,7 +201,7 @@ func TestConnectPageRefusesForeignForms(t *testing.T) {
 	secretA, _ := newSession(e, map[string]any{"connection_id": "alice"})
 	secretB, _ := newSession(e, map[string]any{"connection_id": "bob"})
 	key := "sk_live_" + strings.Repeat("Z", 20)
-	formA := formOf(e, secretA, "stripe", map[string]any{"cred.apiKey": key})
+	formA := formOf(e, secretA, "stripe", map[string]any{"cred.api_key": key})
 	with := func(changes map[string]any) map[string]any {
 		out := map[string]any{}
 		for k, v := range formA {
@@ -253,7 +253,7 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 	e := sessionEnv(t)
 	e.mustDo(logical.CreateOperation, "integrations/regional", map[string]any{
 		"auth_mode":          "API_KEY",
-		"credentials_schema": map[string]any{"apiKey": map[string]any{"title": "Key", "pattern": "k_[a-z]+"}},
+		"credentials_schema": map[string]any{"api_key": map[string]any{"title": "Key", "pattern": "k_[a-z]+", "pattern_hint": "k_ then lower-case letters"}},
 		"connection_config_schema": map[string]any{
 			"region": map[string]any{"title": "Region", "pattern": "eu|us", "description": "Where your account lives.", "prefix": "api.", "suffix": ".example.test"},
 		},
@@ -261,12 +261,12 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "regional"})
 	badKey := "not-a-key-VALUE-7"
 	before := e.snapshot()
-	status, body := uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.apiKey": badKey, "config.region": "eu"}))
+	status, body := uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.api_key": badKey, "config.region": "eu"}))
 	if status != http.StatusBadRequest || strings.Contains(body, badKey) {
 		t.Fatalf("bad key: %d\n%s", status, body)
 	}
 	for _, want := range []string{
-		`aria-describedby="f-cred-apiKey-error"`, `<p class="error" id="f-cred-apiKey-error">Key does not match the pattern`,
+		`aria-describedby="f-cred-api_key-error"`, `<p class="error" id="f-cred-api_key-error">Key must be k_ then lower-case letters</p>`, `title="k_ then lower-case letters"`,
 		`value="eu"`, `aria-describedby="f-config-region-prefix f-config-region-suffix f-config-region-hint"`, `type="password"`,
 		`<span class="affix" id="f-config-region-prefix">api.</span>`, `<label for="f-config-region">Region</label>`,
 	} {
@@ -278,13 +278,13 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 
 	// A bad config value: its error beside it, the good key not echoed.
 	goodKey := "k_secretvalue"
-	status, body = uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.apiKey": goodKey, "config.region": "mars"}))
+	status, body = uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.api_key": goodKey, "config.region": "mars"}))
 	if status != http.StatusBadRequest || strings.Contains(body, goodKey) || !strings.Contains(body, `id="f-config-region-error"`) || !strings.Contains(body, `value="mars"`) {
 		t.Fatalf("bad region: %d\n%s", status, body)
 	}
 	e.assertUnchanged(before, sessionPrefix)
 	// Fixed, it connects: a refused post does not spend the session.
-	if status, body = uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.apiKey": goodKey, "config.region": "us"})); status != http.StatusOK {
+	if status, body = uiPost(e, formOf(e, secret, "regional", map[string]any{"cred.api_key": goodKey, "config.region": "us"})); status != http.StatusOK {
 		t.Fatalf("fixed post: %d\n%s", status, body)
 	}
 	if got := e.mustDo(logical.ReadOperation, "connections/regional/c", nil)["connection_config"].(map[string]any)["region"]; got != "us" {

@@ -50,11 +50,11 @@ func (b *backend) pathConnectionRefresh(ctx context.Context, req *logical.Reques
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	c, _, err := b.refresher.refreshConnection(ctx, req.Storage, integration, id, triggerForced)
+	c, warnings, err := b.refresher.refreshConnection(ctx, req.Storage, integration, id, triggerForced)
 	if err != nil {
 		return httpError(err)
 	}
-	return &logical.Response{Data: connectionResponse(c, false)}, nil
+	return b.connectionAnswer(ctx, req.Storage, c, false, warnings)
 }
 
 const pathConnectionRawHelp = `

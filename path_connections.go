@@ -271,10 +271,17 @@ func (b *backend) respondWithConnection(ctx context.Context, req *logical.Reques
 	if c == nil {
 		return nil, nil
 	}
+	return b.connectionAnswer(ctx, req.Storage, c, withLongLived, warnings)
+}
+
+// connectionAnswer is the response of every operation that answers with a
+// connection (read, write, forced refresh): its fields, with base_url and
+// headers rendered, and the warnings.
+func (b *backend) connectionAnswer(ctx context.Context, s logical.Storage, c *connectionEntry, withLongLived bool, warnings []string) (*logical.Response, error) {
 	resp := &logical.Response{Data: connectionResponse(c, withLongLived)}
 	calls, last := b.proxier.proxyCallsOf(c)
 	resp.Data["proxy_calls"], resp.Data["last_proxy_call_at"] = calls, formatTime(last)
-	rendering, err := b.renderings.get(ctx, req.Storage, integration)
+	rendering, err := b.renderings.get(ctx, s, c.Integration)
 	if err != nil {
 		return nil, err
 	}
@@ -382,7 +389,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return respondError(err)
 	}
-	return &logical.Response{Data: connectionResponse(c, false)}, nil
+	return b.connectionAnswer(ctx, req.Storage, c, false, nil)
 }
 
 // integrationForWrites returns an integration as stored and with its

@@ -160,7 +160,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"connection_config_schema": {
 			Type:        framework.TypeMap,
-			Description: "The connection_config keys connections need, as a JSON object key → {type (string, number or boolean), title, description, pattern, enum, optional, default_value, prefix, suffix, example, secret}. Checked at authorize, on connection writes and on config writes and patches; a missing required key or a value that fails pattern or enum is a 400 naming the key.",
+			Description: "The connection_config keys connections need, as a JSON object key → {type (string, number or boolean), title, description, pattern, pattern_hint (what the pattern admits, in words: errors say it, never the pattern), enum, optional, default_value, prefix, suffix, example, secret}. Checked at authorize, on connection writes and on config writes and patches; a missing required key or a value that fails pattern or enum is a 400 naming the key.",
 		},
 		"allowed_hosts": {
 			Type:        framework.TypeCommaStringSlice,
@@ -168,7 +168,7 @@ func integrationFields() map[string]*framework.FieldSchema {
 		},
 		"credentials_schema": {
 			Type:        framework.TypeMap,
-			Description: "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: client_id and client_secret (a connection's own client); apiKey; username and password; or the keys of credentials. Checked on connection writes.",
+			Description: "OAUTH2_CC, API_KEY, BASIC, CUSTOM: the credential fields, in the shape of connection_config_schema: client_id and client_secret (a connection's own client); api_key; username and password; or the keys of credentials. A pattern_hint says in words what a pattern admits; errors say it, never the pattern. Checked on connection writes.",
 		},
 		"force": {
 			Type:        framework.TypeBool,

@@ -201,7 +201,7 @@ func TestSessionConnectsOnceWhenFormPostedDuringCallback(t *testing.T) {
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
 	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
 	secret, id := newSession(e, map[string]any{"connection_id": "org:9", "integrations": "github,stripe"})
-	apiForm := formOf(e, secret, "stripe", map[string]any{"cred.apiKey": "sk_test_abcdef"})
+	apiForm := formOf(e, secret, "stripe", map[string]any{"cred.api_key": "sk_test_abcdef"})
 	_, body := uiPost(e, formOf(e, secret, "github", nil))
 	q := followConsent(t, continueURL(t, body))
 	postStatus := 0

@@ -124,8 +124,19 @@ func (b *backend) pathProviderRead(ctx context.Context, req *logical.Request, d 
 }
 
 // providerResponse looks the same for built-in and operator-defined
-// providers, so either can be read and copied into the other.
+// providers, so either can be read and copied into the other. Like an
+// integration read it shows only the fields of the provider's auth mode:
+// pkce on an API-key provider would read as a setting it has.
 func providerResponse(p *catalog.Provider) map[string]any {
+	data := allProviderFields(p)
+	for _, f := range catalog.IntegrationFieldsNotFor(p.AuthMode, data) {
+		delete(data, f)
+	}
+	return data
+}
+
+// allProviderFields is every setting of a provider, whatever its mode.
+func allProviderFields(p *catalog.Provider) map[string]any {
 	return map[string]any{
 		"name":                     p.Name,
 		"auth_mode":                string(p.AuthMode),

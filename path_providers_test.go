@@ -596,3 +596,30 @@ func TestTokenURLQueryPlaceholdersArePinned(t *testing.T) {
 	body["connection_config_schema"] = map[string]any{"aud": map[string]any{"enum": []any{"https://api.acme.test/"}}}
 	e.mustDo(logical.CreateOperation, "integrations/tq", body)
 }
+
+// A provider read shows the fields of its auth mode only, as an
+// integration read does: an API-key provider has no pkce or auth_url, an
+// OAuth one no credentials_schema.
+func TestProviderReadShowsItsModesFields(t *testing.T) {
+	e := newTestEnv(t)
+	stripe := e.mustDo(logical.ReadOperation, "providers/stripe", nil)
+	for _, f := range []string{"pkce", "auth_url", "token_url", "redirect_uri_value", "scopes", "callback_config"} {
+		if _, shown := stripe[f]; shown {
+			t.Errorf("providers/stripe shows %s", f)
+		}
+	}
+	if _, ok := stripe["credentials_schema"].(map[string]any)["api_key"]; !ok {
+		t.Errorf("providers/stripe credentials_schema = %v", stripe["credentials_schema"])
+	}
+	github := e.mustDo(logical.ReadOperation, "providers/github", nil)
+	if _, shown := github["credentials_schema"]; shown {
+		t.Error("providers/github shows credentials_schema")
+	}
+	if github["pkce"] == nil || github["auth_url"] == "" {
+		t.Errorf("providers/github lacks its OAuth fields: %v", github)
+	}
+	written := e.mustDo(logical.CreateOperation, "providers/keyed", map[string]any{"auth_mode": "API_KEY", "api_base_url": "https://api.keyed.test"})
+	if _, shown := written["pkce"]; shown {
+		t.Error("a provider write answers pkce for API_KEY")
+	}
+}

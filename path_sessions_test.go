@@ -24,7 +24,7 @@ func sessionEnv(t *testing.T) *testEnv {
 	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{
 		"auth_mode": "API_KEY",
 		"credentials_schema": map[string]any{
-			"apiKey": map[string]any{"title": "Secret key", "secret": true, "pattern": "sk_(live|test)_[A-Za-z0-9]+", "prefix": "", "example": "sk_test_..."},
+			"api_key": map[string]any{"title": "Secret key", "secret": true, "pattern": "sk_(live|test)_[A-Za-z0-9]+", "prefix": "", "example": "sk_test_..."},
 		},
 	})
 	return e

@@ -265,8 +265,16 @@ func (r *refresher) refreshFailed(c *connectionEntry, cause error, why trigger) 
 	case errors.Is(cause, errProviderUnreachable):
 		kind = errProviderUnreachable
 	}
-	return nil, nil, &engineError{kind: kind, cause: cause,
-		msg: fmt.Sprintf("token of connection %q could not be refreshed (%s): %s", c.ConnectionID, c.RefreshStatus, c.LastRefreshError)}
+	msg := fmt.Sprintf("token of connection %q could not be refreshed (%s): %s", c.ConnectionID, c.RefreshStatus, c.LastRefreshError)
+	if !tokenExpired(c, r.now()) && c.Credentials.AccessToken != "" {
+		// A forced refresh answers no token; say what reads still get.
+		until := formatTime(c.Credentials.ExpiresAt)
+		if until == "" {
+			until = "the provider revokes it"
+		}
+		msg += "; the stored token is kept; it works until " + until
+	}
+	return nil, nil, &engineError{kind: kind, cause: cause, msg: msg}
 }
 
 // backgroundRefresh refreshes one queued connection. Its outcome is in the

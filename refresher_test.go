@@ -382,3 +382,26 @@ func TestRefreshWithoutRefreshTokenInTheAnswer(t *testing.T) {
 		t.Fatal("the refresh token was lost")
 	}
 }
+
+// A forced refresh that fails answers 424 and nothing else: no warning
+// that a token is returned (none is), and its error says the stored token
+// is kept and until when it works, so the caller knows reads still get it.
+func TestForcedRefreshFailureIs424WithoutAContradictingWarning(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", 5*time.Minute)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_style": "header"})
+	srv.Fail("temporarily_unavailable", http.StatusServiceUnavailable)
+	for range 2 { // the first failure, then one with the warning a read would carry
+		resp, status := e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+		if status != http.StatusFailedDependency || resp == nil {
+			t.Fatalf("status %d", status)
+		}
+		if len(resp.Warnings) != 0 || len(resp.Data) != 1 {
+			t.Fatalf("a 424 carries %v, data %v", resp.Warnings, resp.Data)
+		}
+		msg := errorText(resp)
+		if strings.Contains(msg, "returning") || !strings.Contains(msg, "the stored token is kept; it works until") {
+			t.Fatalf("error = %q", msg)
+		}
+	}
+}

@@ -51,6 +51,7 @@ func getIntegration(ctx context.Context, s logical.Storage, name string) (*integ
 	if err != nil || !found {
 		return nil, err
 	}
+	in.upgrade()
 	return &in, nil
 }
 
@@ -80,6 +81,7 @@ func getStoredProvider(ctx context.Context, s logical.Storage, name string) (*ca
 	if err != nil || !found {
 		return nil, err
 	}
+	upgradeStoredProvider(&p.Provider)
 	return &p.Provider, nil
 }
 

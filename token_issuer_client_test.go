@@ -219,7 +219,7 @@ func TestClientCredentialsProviderDescribesConnectionClient(t *testing.T) {
 		want string
 	}{
 		{nil, "credentials.client_id is required"},
-		{map[string]any{"client_id": "ACME_1", "client_secret": secret}, "credentials.client_id does not match"},
+		{map[string]any{"client_id": "ACME_1", "client_secret": secret}, "credentials.client_id is not in the form this field takes"},
 	} {
 		msg := e.mustFail(logical.CreateOperation, "connections/percust/acme", tc.body, http.StatusBadRequest)
 		if !strings.Contains(msg, tc.want) || strings.Contains(msg, secret) {

@@ -154,6 +154,11 @@ func watchTab(t *testing.T, ctx context.Context) {
 			if ev.Type == network.ResourceTypeDocument || u.Scheme == "about" || (err == nil && u.Path == "/favicon.ico") {
 				return // a navigation, or the browser's own favicon look-up
 			}
+			if r := ev.RedirectResponse; r != nil {
+				if from, err := url.Parse(r.URL); err == nil && from.Path == "/favicon.ico" {
+					return // the favicon look-up, where Vault redirects it (its UI)
+				}
+			}
 			problems = append(problems, fmt.Sprintf("the page loaded a %s: %s", ev.Type, ev.Request.URL))
 		case *cdplog.EventEntryAdded:
 			if ev.Entry.Source == cdplog.EntrySourceSecurity || strings.Contains(ev.Entry.Text, "Content Security Policy") {

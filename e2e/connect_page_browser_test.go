@@ -117,6 +117,7 @@ const (
 	pageOAuthIntegration  = "browser-tenant"
 	pageOAuthProvider     = "e2e-browser-tenant"
 	pageKeyPattern        = `sk_page_[a-z0-9]+`
+	pageKeyHint           = "a key that starts with sk_page_ then lower-case letters and digits"
 	pageDisplayOAuth      = pageOAuthIntegration + " (" + pageOAuthProvider + ")"
 	pageAPIKey            = "sk_page_browser1"
 	pageBadKey            = "not-a-page-key-xyz"
@@ -140,8 +141,8 @@ func setUpConnectPage(t *testing.T) *connectPageSetup {
 	// set before.
 	s.mustCLI(t, "write", "connect/config", "public_url="+s.addr+"/v1/connect")
 
-	keySchema := fmt.Sprintf(`{"auth_mode": "API_KEY", "credentials_schema": {"apiKey": {"title": %q, "secret": true, "pattern": %q, "example": "sk_page_abc123"}}}`,
-		keyLabel, pageKeyPattern)
+	keySchema := fmt.Sprintf(`{"auth_mode": "API_KEY", "credentials_schema": {"api_key": {"title": %q, "secret": true, "pattern": %q, "pattern_hint": %q, "example": "sk_page_abc123"}}}`,
+		keyLabel, pageKeyPattern, pageKeyHint)
 	if out, err := s.cli([]byte(keySchema), "write", "connect/integrations/"+pageKeyIntegration, "-"); err != nil {
 		t.Fatalf("API-key integration: %v\n%s", err, out)
 	}
@@ -339,7 +340,8 @@ func TestConnectPageInBrowser(t *testing.T) {
 			}
 			msg += text + " "
 		}
-		if !strings.Contains(msg, keyLabel) || !strings.Contains(msg, "pattern") {
+		// In words (the schema's pattern_hint), never the expression.
+		if !strings.Contains(msg, keyLabel) || !strings.Contains(msg, pageKeyHint) || strings.Contains(msg, pageKeyPattern) {
 			t.Fatalf("the error next to the key does not say, in the field's own words, what is wrong: %q", msg)
 		}
 		if v, err := chromedp.Run(ctx, chromedp.Value(labelled(keyLabel))); err != nil || v != "" {

@@ -72,7 +72,7 @@ func TestConnectPageThroughVault(t *testing.T) {
 	key := "page-api-key-0123456789"
 	noteSecrets(key)
 	form := pageForm(t, body)
-	form.Set("cred.apiKey", key)
+	form.Set("cred.api_key", key)
 	req, _ = http.NewRequest(http.MethodPost, s.addr+"/v1/connect/connect/ui", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, body = pageDo(t, req)

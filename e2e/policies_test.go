@@ -62,6 +62,9 @@ func TestPoliciesThroughVault(t *testing.T) {
 		s.mustCLI(t, "write", "connect/connections/stripe/"+c, "api_key=sk-"+c)
 	}
 
+	s.mustCLI(t, "write", "connect/config", "public_url=https://vault.example.test/v1/connect")
+	sessionID := strings.TrimSpace(s.mustCLI(t, "write", "-field=session_id", "connect/sessions", "connection_id=cust-sess", "integrations=stripe"))
+
 	alice := loginAs(t, s, "alice", map[string]string{"customer": "cust-alice"}, "connect-customer")
 	bob := loginAs(t, s, "bob", map[string]string{"customer": "cust-bob"}, "connect-customer")
 	app := loginAs(t, s, "app", nil, "connect-application")
@@ -103,6 +106,25 @@ func TestPoliciesThroughVault(t *testing.T) {
 		{operator, "GET", "connect/connections/github/cust-bob", nil, 403, ""},
 		{operator, "GET", "connect/connections/github/cust-bob/raw", nil, 403, ""},
 		{operator, "GET", "connect/connections/stripe/cust-bob", nil, 403, ""},
+		// Every other operator path: config, status, providers, import,
+		// webhooks (and their dead events), sessions (read and revoke).
+		{operator, "GET", "connect/config", nil, 200, "refresh_margin"},
+		{operator, "GET", "connect/status", nil, 200, ""},
+		{operator, "LIST", "connect/integrations", nil, 200, "stripe"},
+		{operator, "LIST", "connect/providers", nil, 200, "github"},
+		{operator, "POST", "connect/providers/operator-api", []byte(`{"auth_mode":"API_KEY","api_base_url":"https://api.operator.test"}`), 200, "operator-api"},
+		{operator, "DELETE", "connect/providers/operator-api", nil, 204, ""},
+		{operator, "POST", "connect/import/stripe", []byte(`{"connections":[{"connection_id":"cust-imported","api_key":"sk-imported"}]}`), 200, ""},
+		{operator, "POST", "connect/webhooks/ops", []byte(`{"url":"https://ops.example.test/hooks","enabled":false}`), 200, "secret"},
+		{operator, "GET", "connect/webhooks/ops", nil, 200, "secret_set"},
+		{operator, "LIST", "connect/webhooks", nil, 200, "ops"},
+		{operator, "LIST", "connect/webhooks/ops/dead", nil, 404, ""}, // none dead: an empty LIST is a 404
+		{operator, "DELETE", "connect/webhooks/ops", nil, 204, ""},
+		{operator, "GET", "connect/sessions/" + sessionID, nil, 200, "cust-sess"},
+		{operator, "DELETE", "connect/sessions/" + sessionID, nil, 204, ""},
+		{operator, "POST", "connect/sessions", []byte(`{"connection_id":"cust-x","integrations":"stripe"}`), 403, ""},
+		{operator, "DELETE", "connect/connections/stripe/cust-imported", nil, 204, ""},
+		{operator, "GET", "connect/connections/stripe/cust-imported/raw", nil, 403, ""},
 		// Onboarding starts consent and does nothing else.
 		{onboarding, "POST", "connect/connections/github/cust-carol/authorize", []byte(`{}`), 200, "authorization_url"},
 		{onboarding, "GET", "connect/connections/github/cust-alice", nil, 403, ""},

@@ -7,9 +7,12 @@ cd "$(dirname "$0")/.."
 
 addr=${VAULT_DEV_ADDR:-127.0.0.1:8200}
 export VAULT_ADDR="http://$addr" VAULT_TOKEN=root
-vault=$PWD/bin/vault
-plugin_dir=$PWD/bin/plugins
-log=$PWD/bin/vault-dev.log
+# VAULT_BIN, PLUGIN_DIR, OAUTH_DEV_BIN and DEV_LOG_DIR default to bin/; the
+# docs test (e2e/docs_test.go) sets them to run the docs' blocks here.
+vault=${VAULT_BIN:-$PWD/bin/vault}
+plugin_dir=${PLUGIN_DIR:-$PWD/bin/plugins}
+log_dir=${DEV_LOG_DIR:-$PWD/bin}
+log=$log_dir/vault-dev.log
 
 if curl -fs "$VAULT_ADDR/v1/sys/health" >/dev/null 2>&1; then
   echo "something already answers on $addr; stop it or set VAULT_DEV_ADDR" >&2
@@ -41,6 +44,41 @@ sha=$(sha256sum "$plugin_dir/vault-plugin-secrets-connect" | cut -d' ' -f1)
 "$vault" write connect/connections/stripe-demo/acme api_key=sk_test_demo_123 >/dev/null
 "$vault" write connect/connections/stripe-demo/acme/metadata customer="Acme Corp" plan=pro >/dev/null
 
+# --- BEGIN local OAuth provider (issue 29: "Try it locally" in docs/oauth.md) ---
+# A loopback OAuth 2.0 provider with a consent page (scripts/oauth-dev) and
+# a demo OAUTH2 integration using it, so authorize -> open the URL -> Allow
+# -> connected -> refresh works without an account anywhere. Its client
+# secret is random per run and reaches Vault on stdin, never in argv.
+oauth_addr=${OAUTH_DEV_ADDR:-127.0.0.1:8300}
+oauth_log=$log_dir/oauth-dev.log
+export OAUTH_DEV_CLIENT_ID=connect-dev
+OAUTH_DEV_CLIENT_SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+export OAUTH_DEV_CLIENT_SECRET
+setsid "${OAUTH_DEV_BIN:-$PWD/bin/oauth-dev}" -addr="$oauth_addr" -expires-in=120 \
+  -redirect-uri="$VAULT_ADDR/v1/connect/oauth/callback" >"$oauth_log" 2>&1 &
+oauth=$!
+trap 'kill -TERM -- -$oauth 2>/dev/null; kill -TERM -- -$server 2>/dev/null; wait 2>/dev/null' EXIT INT TERM
+for _ in $(seq 1 50); do
+  curl -s -o /dev/null "http://$oauth_addr/authorize" && break
+  kill -0 $oauth 2>/dev/null || { cat "$oauth_log" >&2; exit 1; }
+  sleep 0.1
+done
+printf %s "$OAUTH_DEV_CLIENT_SECRET" | "$vault" write connect/integrations/oauth-demo auth_mode=OAUTH2 \
+  client_id=connect-dev client_secret=- scopes=read \
+  auth_url="http://$oauth_addr/authorize" token_url="http://$oauth_addr/token" \
+  revocation_url="http://$oauth_addr/revoke" api_base_url="http://$oauth_addr" \
+  request_headers=Authorization='Bearer ${accessToken}' >/dev/null
+unset OAUTH_DEV_CLIENT_SECRET
+oauth_msg="
+Local OAuth provider at http://$oauth_addr (log: $oauth_log), integration oauth-demo:
+
+  vault write -f -field=authorization_url connect/connections/oauth-demo/me/authorize
+  # open the URL, click Allow, then:
+  vault read connect/connections/oauth-demo/me
+  vault write -f connect/connections/oauth-demo/me/refresh
+"
+# --- END local OAuth provider ---
+
 cat <<MSG
 
 Vault dev server with the connect plugin at $VAULT_ADDR (root token: root).
@@ -59,6 +97,7 @@ Server log: $log
 
 OAuth callback (register it with your OAuth apps): $VAULT_ADDR/v1/connect/oauth/callback
 
+$oauth_msg
 Ctrl-C stops the server.
 MSG
 wait $server

@@ -5,6 +5,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 
 	hclog "github.com/hashicorp/go-hclog"
@@ -17,8 +18,15 @@ import (
 func main() {
 	apiClientMeta := &api.PluginAPIClientMeta{}
 	flags := apiClientMeta.FlagSet()
+	// -version prints what the binary reports to Vault, the value
+	// `vault plugin register -version` must be given.
+	printVersion := flags.Bool("version", false, "print the plugin's version and exit")
 	if err := flags.Parse(os.Args[1:]); err != nil {
 		fatal(err)
+	}
+	if *printVersion {
+		fmt.Println(connect.Version())
+		return
 	}
 
 	// The TLS provider keeps the plugin working with Vaults that predate

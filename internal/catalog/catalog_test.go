@@ -3,6 +3,7 @@
 package catalog
 
 import (
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -113,5 +114,34 @@ func TestLookupReturnsACopy(t *testing.T) {
 	}
 	if Lookup("no-such-provider") != nil {
 		t.Fatal("Lookup of an unknown name is not nil")
+	}
+}
+
+// snakeCaseRe is how the API names fields: what credentials_schema keys
+// of the built-in catalog must look like.
+var snakeCaseRe = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+// The catalog names every credential as connection writes do (api_key,
+// never apiKey), and says in words what each pattern admits: an error
+// quotes the words, never the expression.
+func TestCatalogSchemasSpeakTheAPI(t *testing.T) {
+	for _, name := range Names() {
+		p := builtin[name]
+		for _, k := range p.CredentialsSchema.Keys() {
+			if !snakeCaseRe.MatchString(k) {
+				t.Errorf("%s: credentials_schema.%s is not snake_case", name, k)
+			}
+		}
+		for what, s := range map[string]ValueSchema{"credentials_schema": p.CredentialsSchema, "connection_config_schema": p.ConnectionConfigSchema} {
+			for _, k := range s.Keys() {
+				f := s[k]
+				if f.Pattern != "" && f.PatternHint == "" {
+					t.Errorf("%s: %s.%s has a pattern and no pattern_hint", name, what, k)
+				}
+				if f.PatternHint != "" && strings.ContainsAny(f.PatternHint, "[]()|\\*+?{}^$") {
+					t.Errorf("%s: %s.%s's pattern_hint %q reads like an expression", name, what, k, f.PatternHint)
+				}
+			}
+		}
 	}
 }

@@ -23,10 +23,15 @@ type CredentialField struct {
 	RawOnly bool
 	// WriteOnly fields are never returned; reads say <Name>_set instead.
 	WriteOnly bool
-	// SchemaKey names the field in credentials_schema; "*" means the
+	// SchemaKey names the field in credentials_schema: its Name, one name
+	// per field (older entries' camelCase keys are upgraded as they are
+	// read, see UpgradeCredentialsSchema); "*" means the
 	// field is an object whose own keys the schema describes (CUSTOM),
 	// empty that no schema describes it.
 	SchemaKey string
+	// FormerSchemaKey is the name earlier versions gave the field in
+	// credentials_schema, which stored entries may still hold.
+	FormerSchemaKey string
 	// HeaderVariable names the field in request_headers templates, e.g.
 	// ${accessToken}; empty when no header uses it.
 	HeaderVariable string
@@ -46,7 +51,7 @@ var credentialFields = []CredentialField{
 	{Name: "scopes", WriteModes: []AuthMode{OAuth2}, ReadModes: tokenModes},
 	{Name: "client_id", WriteModes: []AuthMode{OAuth2CC}, ReadModes: []AuthMode{OAuth2CC}, SchemaKey: "client_id"},
 	{Name: "client_secret", Secret: true, WriteModes: []AuthMode{OAuth2CC}, ReadModes: []AuthMode{OAuth2CC}, WriteOnly: true, SchemaKey: "client_secret"},
-	{Name: "api_key", Secret: true, WriteModes: []AuthMode{APIKey}, ReadModes: []AuthMode{APIKey}, SchemaKey: "apiKey", HeaderVariable: "apiKey"},
+	{Name: "api_key", Secret: true, WriteModes: []AuthMode{APIKey}, ReadModes: []AuthMode{APIKey}, SchemaKey: "api_key", FormerSchemaKey: "apiKey", HeaderVariable: "apiKey"},
 	{Name: "username", WriteModes: []AuthMode{Basic}, ReadModes: []AuthMode{Basic}, SchemaKey: "username", HeaderVariable: "username"},
 	{Name: "password", Secret: true, WriteModes: []AuthMode{Basic}, ReadModes: []AuthMode{Basic}, SchemaKey: "password", HeaderVariable: "password"},
 	{Name: "credentials", WriteModes: []AuthMode{Custom}, ReadModes: []AuthMode{Custom}, SchemaKey: "*"},
@@ -108,4 +113,28 @@ func headerVariableModes(name string) ([]AuthMode, bool) {
 		}
 	}
 	return nil, false
+}
+
+// UpgradeCredentialsSchema renames, in an entry stored by an earlier
+// version, the credentials_schema keys of mode's fields that had another
+// name (apiKey) to the field's own (api_key). A key already under the new
+// name wins. The schema is replaced, not changed in place, as it may be
+// shared.
+func (es *EndpointSettings) UpgradeCredentialsSchema(mode AuthMode) {
+	for _, f := range credentialFields {
+		old, ok := es.CredentialsSchema[f.FormerSchemaKey]
+		if f.FormerSchemaKey == "" || !ok || !slices.Contains(f.WriteModes, mode) {
+			continue
+		}
+		upgraded := make(ValueSchema, len(es.CredentialsSchema))
+		for k, v := range es.CredentialsSchema {
+			if k != f.FormerSchemaKey {
+				upgraded[k] = v
+			}
+		}
+		if _, has := upgraded[f.SchemaKey]; !has {
+			upgraded[f.SchemaKey] = old
+		}
+		es.CredentialsSchema = upgraded
+	}
 }

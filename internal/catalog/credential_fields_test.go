@@ -39,9 +39,15 @@ func TestCredentialSecrets(t *testing.T) {
 }
 
 // credentials_schema describes the credentials of the modes whose
-// customers bring them, under its own names.
+// customers bring them, under the names connection writes give them: one
+// name per field.
 func TestCredentialsSchemaKeys(t *testing.T) {
-	for m, want := range map[AuthMode][]string{OAuth2CC: {"client_id", "client_secret"}, APIKey: {"apiKey"}, Basic: {"username", "password"}, Custom: nil} {
+	for _, f := range CredentialFields() {
+		if f.SchemaKey != "" && f.SchemaKey != "*" && f.SchemaKey != f.Name {
+			t.Errorf("%s is %s in credentials_schema", f.Name, f.SchemaKey)
+		}
+	}
+	for m, want := range map[AuthMode][]string{OAuth2CC: {"client_id", "client_secret"}, APIKey: {"api_key"}, Basic: {"username", "password"}, Custom: nil} {
 		if got, ok := m.credentialsSchemaKeys(); !ok || !reflect.DeepEqual(got, want) {
 			t.Errorf("%s: %v, %v", m, got, ok)
 		}
@@ -71,5 +77,31 @@ func TestCredentialFieldsIsACopy(t *testing.T) {
 	CredentialFields()[0].WriteModes[0] = App
 	if CredentialFields()[0].WriteModes[0] != OAuth2 {
 		t.Fatal("the table changed")
+	}
+}
+
+// An entry stored before credentials_schema took the API's names has its
+// camelCase keys renamed as it is read; a key already under the new name
+// wins, and other modes' schemas are left alone.
+func TestUpgradeCredentialsSchema(t *testing.T) {
+	old := EndpointSettings{CredentialsSchema: ValueSchema{"apiKey": {Title: "Key", Pattern: "k_[a-z]+"}}}
+	old.UpgradeCredentialsSchema(APIKey)
+	if got := old.CredentialsSchema; len(got) != 1 || got["api_key"].Title != "Key" || got["api_key"].Pattern != "k_[a-z]+" {
+		t.Fatalf("upgraded = %v", got)
+	}
+	both := EndpointSettings{CredentialsSchema: ValueSchema{"apiKey": {Title: "old"}, "api_key": {Title: "new"}}}
+	both.UpgradeCredentialsSchema(APIKey)
+	if got := both.CredentialsSchema; len(got) != 1 || got["api_key"].Title != "new" {
+		t.Fatalf("upgraded = %v", got)
+	}
+	custom := EndpointSettings{CredentialsSchema: ValueSchema{"apiKey": {}}}
+	custom.UpgradeCredentialsSchema(Custom)
+	if _, kept := custom.CredentialsSchema["apiKey"]; !kept {
+		t.Fatal("a CUSTOM schema's own key was renamed")
+	}
+	var none EndpointSettings
+	none.UpgradeCredentialsSchema(APIKey)
+	if none.CredentialsSchema != nil {
+		t.Fatal("an entry without a schema got one")
 	}
 }

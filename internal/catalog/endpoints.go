@@ -59,7 +59,7 @@ type EndpointSettings struct {
 	ConnectionConfigSchema ValueSchema `json:"connection_config_schema,omitempty"`
 	// CredentialsSchema describes the credential fields of OAUTH2_CC
 	// (client_id, client_secret: the connection's own client), API_KEY
-	// (apiKey), BASIC (username, password) and CUSTOM connections.
+	// (api_key), BASIC (username, password) and CUSTOM connections.
 	CredentialsSchema ValueSchema `json:"credentials_schema,omitempty"`
 	// RequestHeaders, with APIBaseURL, say how a client uses a connection:
 	// header name → template (see internal/headertemplate). Connection reads

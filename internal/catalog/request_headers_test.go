@@ -35,8 +35,8 @@ func TestValidateUsageCredentialsSchema(t *testing.T) {
 		s    ValueSchema
 		want string
 	}{
-		{APIKey, ValueSchema{"apiKey": {}}, ""},
-		{APIKey, ValueSchema{"api_key": {}}, "credentials_schema.api_key: the credentials of API_KEY are apiKey"},
+		{APIKey, ValueSchema{"api_key": {}}, ""},
+		{APIKey, ValueSchema{"apiKey": {}}, "credentials_schema.apiKey: the credentials of API_KEY are api_key"},
 		{Basic, ValueSchema{"username": {}, "password": {Secret: true}}, ""},
 		{Custom, ValueSchema{"anything": {}}, ""},
 		{OAuth2, ValueSchema{"client_id": {}}, "credentials_schema applies to"},

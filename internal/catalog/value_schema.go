@@ -24,8 +24,13 @@ type SchemaField struct {
 	Title       string `json:"title,omitempty"`
 	Description string `json:"description,omitempty"`
 	// Pattern is a regular expression the whole value must match.
-	Pattern string   `json:"pattern,omitempty"`
-	Enum    []string `json:"enum,omitempty"`
+	Pattern string `json:"pattern,omitempty"`
+	// PatternHint says in words what a value matching Pattern looks like,
+	// e.g. "a key that starts with sk_live_ or sk_test_": a pattern error
+	// says it ("must be …"), never the expression, which callers cannot be
+	// expected to read.
+	PatternHint string   `json:"pattern_hint,omitempty"`
+	Enum        []string `json:"enum,omitempty"`
 	// Optional keys may be absent; the others are required.
 	Optional     bool `json:"optional,omitempty"`
 	DefaultValue any  `json:"default_value,omitempty"`
@@ -55,7 +60,7 @@ func DecodeValueSchema(field string, v any) (ValueSchema, error) {
 	dec.DisallowUnknownFields()
 	var s ValueSchema
 	if err := dec.Decode(&s); err != nil {
-		return nil, fmt.Errorf("%s must map keys to {type, title, description, pattern, enum, optional, default_value, prefix, suffix, example, secret}: %s", field, printable(err.Error()))
+		return nil, fmt.Errorf("%s must map keys to {type, title, description, pattern, pattern_hint, enum, optional, default_value, prefix, suffix, example, secret}: %s", field, printable(err.Error()))
 	}
 	return s, s.Validate(field)
 }
@@ -182,13 +187,28 @@ func (f SchemaField) Check(v any) error {
 		if err != nil || !re.MatchString(text) {
 			// A pattern that does not compile admits nothing: a value is
 			// never let through unchecked.
-			return fmt.Errorf("does not match the pattern %s", f.Pattern)
+			return errors.New(f.patternMismatch())
 		}
 	}
 	if len(f.Enum) > 0 && !slices.Contains(f.Enum, text) {
 		return fmt.Errorf("must be one of %v", f.Enum)
 	}
 	return nil
+}
+
+// patternMismatch is the error of a value its pattern refuses, in words:
+// the field's pattern_hint, else its example when the field is not secret
+// (a secret field's example may be a real key pasted by mistake), else a
+// sentence that sends the reader to the field's title.
+func (f SchemaField) patternMismatch() string {
+	switch {
+	case f.PatternHint != "":
+		return "must be " + safetext.Printable(f.PatternHint, 200)
+	case f.Example != "" && !f.Secret:
+		return fmt.Sprintf("must look like %q", printable(f.Example))
+	default:
+		return "is not in the form this field takes"
+	}
 }
 
 // asText checks v's type and returns it as text for pattern and enum. A

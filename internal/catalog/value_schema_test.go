@@ -46,7 +46,7 @@ func TestValueSchemaValidate(t *testing.T) {
 // anchored patterns and enums, and never quotes a value.
 func TestValueSchemaCheck(t *testing.T) {
 	s := ValueSchema{
-		"subdomain": {Pattern: "[a-z]+", Title: "Subdomain"},
+		"subdomain": {Pattern: "[a-z]+", Title: "Subdomain", PatternHint: "lower-case letters"},
 		"region":    {Enum: []string{"eu", "us"}, DefaultValue: "eu"},
 		"port":      {Type: "number", Optional: true},
 	}
@@ -60,7 +60,7 @@ func TestValueSchemaCheck(t *testing.T) {
 		{map[string]any{"subdomain": "acme"}, ""},
 		{map[string]any{"subdomain": "acme", "port": "443"}, ""},
 		{map[string]any{}, "cfg.subdomain is required (Subdomain)"},
-		{map[string]any{"subdomain": "acme.evil"}, "cfg.subdomain does not match"},
+		{map[string]any{"subdomain": "acme.evil"}, "cfg.subdomain must be lower-case letters"},
 		{map[string]any{"subdomain": "acme", "region": "ap"}, "cfg.region must be one of"},
 		{map[string]any{"subdomain": "acme", "port": "x"}, "cfg.port must be a number"},
 	} {
@@ -103,5 +103,42 @@ func TestValueSchemaJSONObject(t *testing.T) {
 	want := map[string]any{"k": map[string]any{"optional": true, "secret": true}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("JSONObject = %#v", got)
+	}
+}
+
+// A pattern error says what the value looks like in words: the field's
+// pattern_hint, else a public example, never the expression (nor the
+// value, nor a secret field's example).
+func TestPatternErrorsAreWords(t *testing.T) {
+	for name, tc := range map[string]struct {
+		f    SchemaField
+		want string
+	}{
+		"hint":           {SchemaField{Pattern: "(sk|rk)_[a-z]+", PatternHint: "a key that starts with sk_ or rk_"}, "must be a key that starts with sk_ or rk_"},
+		"example":        {SchemaField{Pattern: "[a-z]+", Example: "acme"}, `must look like "acme"`},
+		"secret example": {SchemaField{Pattern: "[a-z]+", Example: "sk_example", Secret: true}, "is not in the form this field takes"},
+		"nothing":        {SchemaField{Pattern: "[a-z]+"}, "is not in the form this field takes"},
+	} {
+		err := tc.f.Check("Not-Valid-42")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: err = %v, want %q", name, err, tc.want)
+			continue
+		}
+		for _, leak := range []string{tc.f.Pattern, "pattern", "Not-Valid-42"} {
+			if strings.Contains(err.Error(), leak) {
+				t.Errorf("%s: err %q holds %q", name, err, leak)
+			}
+		}
+		if tc.f.Secret && strings.Contains(err.Error(), tc.f.Example) {
+			t.Errorf("%s: err %q holds a secret field's example", name, err)
+		}
+	}
+}
+
+// pattern_hint is a schema member operators may write.
+func TestDecodeValueSchemaTakesPatternHint(t *testing.T) {
+	s, err := DecodeValueSchema("credentials_schema", map[string]any{"api_key": map[string]any{"pattern": "k_[a-z]+", "pattern_hint": "k_ then lower-case letters"}})
+	if err != nil || s["api_key"].PatternHint != "k_ then lower-case letters" {
+		t.Fatalf("s = %v, err = %v", s, err)
 	}
 }

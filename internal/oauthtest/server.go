@@ -94,10 +94,21 @@ type Server struct {
 	// seen is every secret the server issued or was sent: what must never
 	// appear in a log.
 	seen []string
+
+	// consent makes authorize show a page a person answers before the
+	// browser is sent back (see consent.go).
+	consent bool
 }
 
 // New starts a server on loopback. Call Close when done.
 func New() *Server {
+	s := newServer()
+	s.Start()
+	return s
+}
+
+// newServer is a server not yet listening.
+func newServer() *Server {
 	s := &Server{
 		ClientID:      "client-" + randomString(4),
 		ClientSecret:  "client-secret-" + randomString(12),
@@ -114,6 +125,7 @@ func New() *Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/token", s.token)
 	mux.HandleFunc("GET /authorize", s.authorize)
+	mux.HandleFunc("POST /consent", s.consentAnswer)
 	mux.HandleFunc("POST /revoke", s.revoke)
 	// Per-tenant endpoints, for providers whose URLs carry the customer's
 	// subdomain: /t/{tenant}/authorize and so on.
@@ -121,7 +133,7 @@ func New() *Server {
 	mux.HandleFunc("GET /t/{tenant}/authorize", s.tenant(s.authorize))
 	mux.HandleFunc("POST /t/{tenant}/revoke", s.tenant(s.revoke))
 	mux.HandleFunc("POST /app/installations/{id}/access_tokens", s.installationToken)
-	s.Server = httptest.NewServer(mux)
+	s.Server = httptest.NewUnstartedServer(mux)
 	return s
 }
 
@@ -490,7 +502,13 @@ func (s *Server) token(w http.ResponseWriter, r *http.Request) {
 // provider would, then (the user consenting at once) redirects back with a
 // code bound to the redirect URI, scope and PKCE challenge.
 func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	s.answerAuthorize(w, r, r.URL.Query(), "")
+}
+
+// answerAuthorize answers an authorization request: with the consent page
+// when consent is on and no decision was given, else by redirecting back
+// with a code, or an error when the request is bad or consent refused.
+func (s *Server) answerAuthorize(w http.ResponseWriter, r *http.Request, q url.Values, decision string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.lastAuthorize = q
@@ -511,8 +529,15 @@ func (s *Server) authorize(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "redirect_uri is not registered", http.StatusBadRequest)
 		return
 	}
+	if s.consent && decision == "" {
+		writeConsentPage(w, q)
+		return
+	}
 	answer := url.Values{"state": {q.Get("state")}}
 	switch {
+	case decision == consentDeny:
+		answer.Set("error", "access_denied")
+		answer.Set("error_description", "the user refused consent")
 	case q.Get("response_type") != "code":
 		answer.Set("error", "unsupported_response_type")
 	case q.Get("state") == "":
