@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -38,19 +37,13 @@ import (
 const previousReleaseVersion = "v0.1.0"
 
 // repoRoot is the repository's top directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..")
-}
-
 // previousRelease builds the plugin of the commit scripts/upgrade/from
 // names, once: bin/upgrade/<commit>/ keeps it. It returns the commit and
 // the binary's path, or skips when the commit is not in this clone (a
 // failure with CONNECT_UPGRADE=1, as make test and make upgrade set).
 func previousRelease(t *testing.T) (string, string) {
 	t.Helper()
-	root := repoRoot(t)
+	root := repoRoot()
 	b, err := os.ReadFile(filepath.Join(root, "scripts", "upgrade", "from"))
 	if err != nil {
 		t.Fatal(err)
