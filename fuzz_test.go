@@ -28,7 +28,7 @@ func fuzzEnv(t *testing.T) *testEnv {
 	e.mustDo(logical.CreateOperation, "integrations/github", map[string]any{"auth_mode": "OAUTH2", "client_id": "c",
 		"auth_url": "https://p.example.test/a", "token_url": "https://p.example.test/t"})
 	e.mustDo(logical.CreateOperation, "connections/stripe/c", map[string]any{"api_key": "k", "metadata": map[string]any{"a": map[string]any{"b": 1}}})
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.example.test/v1/connect/oauth/callback"})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.example.test/v1/connect/oauth/callback", "oauth_completion": "callback"})
 	return e
 }
 

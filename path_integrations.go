@@ -133,6 +133,10 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "OAUTH2: query parameters of the provider's redirect to oauth/callback copied into the connection's config, e.g. realmId for QuickBooks.",
 		},
+		"issuer": {
+			Type:        framework.TypeString,
+			Description: "OAUTH2: the authorization server's issuer identifier (RFC 8414), e.g. https://accounts.example.com. Where the provider's redirect carries iss (RFC 9207), the callback refuses it unless it equals this.",
+		},
 		"redirect_uri_value": {
 			Type:        framework.TypeString,
 			Description: "OAUTH2: sent as redirect_uri in the authorization request and the code exchange instead of config's redirect_url, for providers that take a registered name there (eBay's RuName). Register this mount's oauth/callback under that name with the provider: the browser still comes back to it.",
@@ -259,6 +263,7 @@ func integrationResponse(in *integrationEntry, stored *catalog.Provider) map[str
 		data["token_request_format"] = eff.TokenRequestFormat
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
 		data["redirect_uri_value"] = eff.RedirectURIValue
+		data["issuer"] = eff.Issuer
 	}
 	if in.AuthMode == catalog.App {
 		data["app_id"] = in.AppID

@@ -42,6 +42,11 @@ type stateStore struct {
 	// indexed is set once every stored state has an expiry entry.
 	indexed atomic.Bool
 
+	// dropHeld is given each pending completion the sweep deletes
+	// expired, whose tokens no connection will hold: the authorizer
+	// revokes them. Nil: they are dropped.
+	dropHeld func(context.Context, logical.Storage, *oauthStateEntry)
+
 	config func(context.Context, logical.Storage) (*configEntry, error)
 	now    func() time.Time
 	logger func() hclog.Logger
@@ -147,6 +152,17 @@ func (ss *stateStore) deleteEntries(ctx context.Context, s logical.Storage, idx 
 		return nil // an earlier version's: the sweep finds its expiry entry orphaned
 	}
 	return deleteStateExpiry(ctx, s, idx.StateHash, idx.ExpiresAt)
+}
+
+// Peek reads a pending authorization without spending it. Nil when there
+// is none.
+func (ss *stateStore) Peek(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+	var st oauthStateEntry
+	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // Take reads and deletes a pending authorization: a state is spent by
