@@ -58,7 +58,10 @@ func (b *backend) pathConnectionComplete(ctx context.Context, req *logical.Reque
 		return logical.ErrorResponse("browser_binding is required: the one authorize was given"), nil
 	}
 	if fail := b.authorizer.completeHeld(ctx, req.Storage, integration, id, completion, binding); fail != nil {
-		return logical.RespondWithStatusCode(logical.ErrorResponse(fail.msg), req, completionStatus[fail.fault])
+		if fail.fault == faultRequest {
+			return logical.ErrorResponse(fail.msg), nil
+		}
+		return nil, logical.CodedError(completionStatus[fail.fault], fail.msg)
 	}
 	return b.respondWithConnection(ctx, req, d, false)
 }
