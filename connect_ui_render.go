@@ -36,15 +36,19 @@ var connectStyleHash = func() string {
 // html/template; nothing secret is ever put in one, except the session's
 // own secret in the forms' hidden input, which the page's URL holds anyway.
 type connectPageView struct {
-	Title      string
-	CSP        string
-	CSS        template.CSS
-	Alert      string
-	Notice     string
-	Choices    []connectChoice
-	Form       *connectFormView
-	ReturnURL  string
-	ReturnText string
+	Title string
+	// For is whom the session connects for (its display_name), Service
+	// what (the integration's display name): on every page of a session,
+	// so that a person sent someone else's link can see it is not theirs.
+	For, Service string
+	CSP          string
+	CSS          template.CSS
+	Alert        string
+	Notice       string
+	Choices      []connectChoice
+	Form         *connectFormView
+	ReturnURL    string
+	ReturnText   string
 	// RefreshTo is the content attribute of a meta refresh, built from a
 	// URL escaped for HTML.
 	RefreshTo template.HTMLAttr
@@ -97,10 +101,7 @@ func modeLabel(mode catalog.AuthMode) string {
 // integrationLabel is how the page names an integration: its name, and the
 // catalog provider it is built on.
 func integrationLabel(in *integrationEntry) string {
-	if in.Provider != "" && in.Provider != in.Name {
-		return in.Name + " (" + in.Provider + ")"
-	}
-	return in.Name
+	return in.displayName()
 }
 
 // inputViews renders a form's inputs with the posted non-secret values and

@@ -147,6 +147,18 @@ type integrationEntry struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 }
 
+// displayName is what people call the integration: its own display name,
+// else its catalog provider's, else its name.
+func (in *integrationEntry) displayName() string {
+	switch {
+	case in.DisplayName != "":
+		return in.DisplayName
+	case catalog.DisplayName(in.Provider) != "":
+		return catalog.DisplayName(in.Provider)
+	}
+	return in.Name
+}
+
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
 // of its state so that storage never holds a usable state value.
 type oauthStateEntry struct {

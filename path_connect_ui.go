@@ -135,7 +135,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 		if err != nil {
 			return b.failedFormPage(sess, secret, in, f, req.Data, err)
 		}
-		return continuePage(in, started, req.MountPoint), nil
+		return continuePage(sess, in, started, req.MountPoint), nil
 	}
 	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
 		return b.failedFormPage(sess, secret, in, f, req.Data, err)
@@ -189,7 +189,7 @@ func (b *backend) choicesPage(ctx context.Context, s logical.Storage, sess *sess
 	if len(offered) == 1 {
 		return formPage(http.StatusOK, sess, secret, offered[0], nil, nil, ""), nil
 	}
-	view := connectPageView{Title: "Connect an account"}
+	view := connectPageView{Title: "Connect an account", For: sess.DisplayName}
 	if len(offered) == 0 {
 		view.Alert = "There is nothing to connect with this link."
 	}
@@ -212,7 +212,7 @@ func connectUIRelative(q url.Values) string {
 // after a failed post.
 func formPage(status int, sess *sessionEntry, secret string, in *integrationEntry, kept, errs map[string]string, general string) *logical.Response {
 	f := formFor(in)
-	view := connectPageView{Title: "Connect " + integrationLabel(in)}
+	view := connectPageView{Title: "Connect " + integrationLabel(in), For: sess.DisplayName, Service: integrationLabel(in)}
 	if f.Unsupported != "" {
 		view.Alert = f.Unsupported
 		return renderConnectPage(http.StatusOK, view)
@@ -267,9 +267,11 @@ func (b *backend) failedFormPage(sess *sessionEntry, secret string, in *integrat
 // is for a mount that does not: it says what the operator must tune,
 // without a link on, since the callback would refuse a browser without
 // the cookie.
-func continuePage(in *integrationEntry, started *pageAuthorization, mount string) *logical.Response {
-	resp := messagePage(http.StatusSeeOther, "Continue to sign in",
-		"This Vault did not send you on to "+integrationLabel(in)+": it does not pass the headers this page needs. Tell its operator to run: "+tuneCommand(mount), "")
+func continuePage(sess *sessionEntry, in *integrationEntry, started *pageAuthorization, mount string) *logical.Response {
+	resp := renderConnectPage(http.StatusSeeOther, connectPageView{
+		Title: "Continue to sign in", For: sess.DisplayName, Service: integrationLabel(in),
+		Alert: "This Vault did not send you on to " + integrationLabel(in) + ": it does not pass the headers this page needs. Tell its operator to run: " + tuneCommand(mount),
+	})
 	resp.Headers = map[string][]string{"Location": {started.url}, "Set-Cookie": {started.cookie}}
 	return resp
 }
@@ -348,7 +350,7 @@ func refusedFormPage() *logical.Response {
 // connectedPage is the success page of a session, with the link back to
 // its return_url.
 func connectedPage(status int, sess *sessionEntry, msg string) *logical.Response {
-	view := connectPageView{Title: "Connected", Notice: msg, ReturnText: "Back to the application"}
+	view := connectPageView{Title: "Connected", Notice: msg, ReturnText: "Back to the application", For: sess.DisplayName}
 	if sess.ReturnURL != "" {
 		view.ReturnURL = withQuery(sess.ReturnURL, url.Values{
 			"integration": {sess.ConnectedIntegration}, "connection_id": {sess.ConnectionID}, "status": {"connected"},

@@ -267,3 +267,44 @@ func TestCallbackChecksTheIssuer(t *testing.T) {
 		t.Fatalf("no iss: %d", status)
 	}
 }
+
+// TestPagesSayWhomAndWhatTheyConnect: a session's display_name is on
+// every page of the session, with the integration's display name (its
+// own, else the catalog provider's, never its machine name); a
+// display_name over 200 characters or with control characters is refused.
+func TestPagesSayWhomAndWhatTheyConnect(t *testing.T) {
+	e := pageAuthEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/gh-main", map[string]any{"provider": "github", "client_id": "x", "client_secret": "y"})
+	e.mustDo(logical.CreateOperation, "integrations/keys", map[string]any{"auth_mode": "API_KEY", "display_name": "Billing <API>"})
+	if got := e.mustDo(logical.ReadOperation, "integrations/gh-main", nil)["display_name"]; got != "GitHub" {
+		t.Fatalf("default display_name %v", got)
+	}
+	for _, bad := range []map[string]any{{"display_name": strings.Repeat("x", 201)}, {"display_name": "Acme\nCorp"}} {
+		e.mustFail(logical.UpdateOperation, "integrations/keys", bad, http.StatusBadRequest)
+		bad["connection_id"] = "x"
+		e.mustFail(logical.UpdateOperation, "sessions", bad, http.StatusBadRequest)
+	}
+	secret, id := newSession(e, map[string]any{"connection_id": "acme", "integrations": "gh-main,keys", "display_name": "Acme Corp"})
+	if got := e.mustDo(logical.ReadOperation, "sessions/"+id, nil)["display_name"]; got != "Acme Corp" {
+		t.Fatalf("session display_name %v", got)
+	}
+	_, choices := uiGet(e, url.Values{sessionParam: {secret}})
+	_, ghForm := uiGet(e, url.Values{sessionParam: {secret}, integrationParam: {"gh-main"}})
+	_, keysForm := uiGet(e, url.Values{sessionParam: {secret}, integrationParam: {"keys"}})
+	_, failed := uiPost(e, formOf(e, secret, "keys", map[string]any{"cred.apiKey": ""}))
+	_, connected := uiPost(e, formOf(e, secret, "keys", map[string]any{"cred.apiKey": "k-123"}))
+	for name, tc := range map[string]struct{ page, says string }{
+		"choices":   {choices, "Connecting for <strong>Acme Corp</strong>"},
+		"form":      {ghForm, "Connecting GitHub for <strong>Acme Corp</strong>"},
+		"own name":  {keysForm, "Connecting Billing &lt;API&gt; for <strong>Acme Corp</strong>"},
+		"failed":    {failed, "for <strong>Acme Corp</strong>"},
+		"connected": {connected, "for <strong>Acme Corp</strong>"},
+	} {
+		if !strings.Contains(tc.page, tc.says) {
+			t.Errorf("%s page does not say %q:\n%s", name, tc.says, tc.page)
+		}
+	}
+	if strings.Contains(choices, ">gh-main<") {
+		t.Error("the machine name is shown")
+	}
+}
