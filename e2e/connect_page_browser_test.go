@@ -111,14 +111,14 @@ type connectPageSetup struct {
 }
 
 const (
-	pageKeyIntegration    = "browser-key"
-	pageKeyDisplay        = pageKeyIntegration
-	pageOtherIntegration  = "browser-other"
-	pageOAuthIntegration  = "browser-tenant"
-	pageOAuthProvider     = "e2e-browser-tenant"
-	pageKeyPattern        = `sk_page_[a-z0-9]+`
+	pageKeyIntegration   = "browser-key"
+	pageKeyDisplay       = pageKeyIntegration
+	pageOtherIntegration = "browser-other"
+	pageOAuthIntegration = "browser-tenant"
+	pageOAuthProvider    = "e2e-browser-tenant"
+	pageKeyPattern       = `sk_page_[a-z0-9]+`
 	// pageDisplayOAuth is the OAuth integration's display_name.
-	pageDisplayOAuth = "Browser Tenant"
+	pageDisplayOAuth      = "Browser Tenant"
 	pageAPIKey            = "sk_page_browser1"
 	pageBadKey            = "not-a-page-key-xyz"
 	pageSecondTabFirstKey = "sk_page_secondtab"
