@@ -103,6 +103,12 @@ func TestPoliciesThroughVault(t *testing.T) {
 		{operator, "GET", "connect/connections/github/cust-bob", nil, 403, ""},
 		{operator, "GET", "connect/connections/github/cust-bob/raw", nil, 403, ""},
 		{operator, "GET", "connect/connections/stripe/cust-bob", nil, 403, ""},
+		// A customer authorizes and completes its own connections only.
+		{alice, "POST", "connect/connections/github/cust-alice/authorize", []byte(`{}`), 200, "authorization_url"},
+		{alice, "POST", "connect/connections/github/cust-bob/authorize", []byte(`{}`), 403, ""},
+		{alice, "POST", "connect/connections/github/cust-alice/complete", []byte(`{"completion":"not-a-completion","browser_binding":"alice-session-binding"}`), 400, "unknown"},
+		{alice, "POST", "connect/connections/github/cust-bob/complete", []byte(`{"completion":"not-a-completion","browser_binding":"alice-session-binding"}`), 403, ""},
+		{bob, "POST", "connect/connections/stripe/cust-alice/complete", []byte(`{"completion":"x","browser_binding":"bob-session-binding-0"}`), 403, ""},
 		// Onboarding starts consent and does nothing else.
 		{onboarding, "POST", "connect/connections/github/cust-carol/authorize", []byte(`{}`), 200, "authorization_url"},
 		{onboarding, "GET", "connect/connections/github/cust-alice", nil, 403, ""},
