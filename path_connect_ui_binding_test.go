@@ -25,7 +25,13 @@ func assertBindingCookie(t *testing.T, e *testEnv, resp *logical.Response, path 
 		t.Fatal(err)
 	}
 	cfg, _ := e.b.config(t.Context(), e.storage)
-	if !strings.HasPrefix(c.Name, bindingCookiePrefix) || len(c.Value) != 43 || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode ||
+	prefix := bindingCookiePrefix
+	if secure {
+		// Over https a __Secure- cookie: no plain-http answer (a network
+		// attacker's) can set one of that name.
+		prefix = "__Secure-" + prefix
+	}
+	if !strings.HasPrefix(c.Name, prefix) || len(c.Value) != 43 || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode ||
 		c.Path != path || c.MaxAge != int(cfg.StateTTL.Seconds()) || c.Secure != secure || c.Domain != "" {
 		t.Fatalf("binding cookie: %s", lines[0])
 	}
@@ -306,5 +312,53 @@ func TestPagesSayWhomAndWhatTheyConnect(t *testing.T) {
 	}
 	if strings.Contains(choices, ">gh-main<") {
 		t.Error("the machine name is shown")
+	}
+}
+
+// TestPageCookieGoesToTheMountsCallback: an integration that sends a
+// registered name as redirect_uri (eBay's RuName) still gets its browser
+// back at the mount's callback: the cookie's path is that callback's.
+func TestPageCookieGoesToTheMountsCallback(t *testing.T) {
+	e := pageAuthEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"redirect_uri_value": "Acme_Corp-AcmeApp-PRD-RuName"})
+	secret, _ := newSession(e, map[string]any{"connection_id": "x", "integrations": "github"})
+	_, body := uiGet(e, url.Values{sessionParam: {secret}})
+	_, _, resp := uiRequest(e, logical.UpdateOperation, hiddenInputs(t, body))
+	assertBindingCookie(t, e, resp, "/v1/connect/oauth/callback", true)
+}
+
+// TestPageRefusesACallbackOnAnotherHost: the binding cookie is the page's
+// host's, so a redirect_url on another host than public_url could never
+// bring it back; the button says so instead of sending the customer to a
+// consent that must fail, and nothing is stored.
+func TestPageRefusesACallbackOnAnotherHost(t *testing.T) {
+	e := pageAuthEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://connect.example.test/v1/connect"})
+	secret, _ := newSession(e, map[string]any{"connection_id": "x", "integrations": "github"})
+	_, body := uiGet(e, url.Values{sessionParam: {secret}})
+	form := hiddenInputs(t, body)
+	before := e.snapshot()
+	status, body, resp := uiRequest(e, logical.UpdateOperation, form)
+	if status != http.StatusBadRequest || len(resp.Headers) != 0 || !strings.Contains(body, "another host") {
+		t.Fatalf("button: %d %v\n%s", status, resp.Headers, body)
+	}
+	e.assertUnchanged(before)
+}
+
+// TestDroppedCompletionsAreRevoked: the tokens of a pending completion
+// that a new authorize replaces, or whose connection is deleted, are
+// revoked like those of one that expires.
+func TestDroppedCompletionsAreRevoked(t *testing.T) {
+	e, srv := completionEnv(t)
+	completionOf(t, e, consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil)))
+	e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", authorizeForApp(nil))
+	if len(srv.Revoked()) != 2 {
+		t.Fatalf("replaced: revoked %v", srv.Revoked())
+	}
+	completionOf(t, e, consent(t, e, "connections/github/bob/authorize", authorizeForApp(nil)))
+	e.mustDo(logical.CreateOperation, "connections/github/bob", map[string]any{"access_token": "x"})
+	e.mustDo(logical.DeleteOperation, "connections/github/bob", nil)
+	if got := srv.Revoked(); len(got) < 4 {
+		t.Fatalf("deleted: revoked %v", got)
 	}
 }

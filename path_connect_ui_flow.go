@@ -89,6 +89,9 @@ func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, s
 	if err := checkReconnect(sess, existing, integration); err != nil {
 		return nil, err
 	}
+	if err := checkCallbackHost(cfg); err != nil {
+		return nil, err
+	}
 	binding, _, err := newState()
 	if err != nil {
 		return nil, err
@@ -123,7 +126,7 @@ func (b *backend) authorizeThroughPage(ctx context.Context, s logical.Storage, s
 	}
 	return &pageAuthorization{
 		url:    authURL,
-		cookie: bindingCookie(bindingCookieName(secretHash), binding, st.RedirectURL, cfg.StateTTL),
+		cookie: bindingCookie(secretHash, binding, cfg.RedirectURL, cfg.StateTTL),
 	}, nil
 }
 
@@ -195,25 +198,53 @@ func pageAuthorizedPage(st *oauthStateEntry, sess *sessionEntry) *logical.Respon
 const bindingCookiePrefix = "connect_binding_"
 
 // bindingCookieName is the name of the binding cookie of the session
-// whose secret's hash is sessionHash.
-func bindingCookieName(sessionHash string) string {
-	return bindingCookiePrefix + sessionHash[:min(16, len(sessionHash))]
+// whose secret's hash is sessionHash, for the mount's callback at
+// callbackURL: over https a __Secure- cookie, which a browser accepts only
+// from an https answer, so no plain-http answer (a network attacker's)
+// can plant one.
+func bindingCookieName(sessionHash, callbackURL string) string {
+	name := bindingCookiePrefix + sessionHash[:min(16, len(sessionHash))]
+	if callbackIsHTTPS(callbackURL) {
+		name = "__Secure-" + name
+	}
+	return name
 }
 
-// bindingCookie is the Set-Cookie line of a binding cookie: HttpOnly,
-// SameSite=Lax (a provider's redirect back is a top-level navigation, so
-// the browser sends it; a cross-site subrequest does not), only to the
-// callback's path, for the state's lifetime, Secure over https.
-func bindingCookie(name, value, callbackURL string, lifetime time.Duration) string {
-	u, _ := url.Parse(callbackURL)
+// callbackIsHTTPS reports whether the mount's callback is served over
+// https.
+func callbackIsHTTPS(callbackURL string) bool {
+	u, err := url.Parse(callbackURL)
+	return err == nil && strings.EqualFold(u.Scheme, "https")
+}
+
+// bindingCookie is the Set-Cookie line of the binding cookie of the
+// session whose secret's hash is sessionHash: HttpOnly, SameSite=Lax (a
+// provider's redirect back is a top-level navigation, so the browser sends
+// it; a cross-site subrequest does not), only to the path of the mount's
+// callback (callbackURL, config's redirect_url: the browser comes back
+// there even where an integration sends a registered name as
+// redirect_uri), for the state's lifetime, Secure over https.
+func bindingCookie(sessionHash, value, callbackURL string, lifetime time.Duration) string {
 	c := &http.Cookie{
-		Name: name, Value: value, Path: "/", MaxAge: max(int(lifetime.Seconds()), 1),
-		HttpOnly: true, SameSite: http.SameSiteLaxMode,
+		Name: bindingCookieName(sessionHash, callbackURL), Value: value, Path: "/", MaxAge: max(int(lifetime.Seconds()), 1),
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: callbackIsHTTPS(callbackURL),
 	}
-	if u != nil {
-		c.Path, c.Secure = u.Path, strings.EqualFold(u.Scheme, "https")
+	if u, err := url.Parse(callbackURL); err == nil && u.Path != "" {
+		c.Path = u.Path
 	}
 	return c.String()
+}
+
+// checkCallbackHost refuses to start a page authorization that could not
+// complete: the binding cookie belongs to the page's host (public_url's),
+// and a browser sends it only to that host, so the callback (redirect_url)
+// must be on it.
+func checkCallbackHost(cfg *configEntry) error {
+	page, callback := pageOrigin(cfg), pageOrigin(&configEntry{RedirectURL: cfg.RedirectURL})
+	if page != callback {
+		return badInput(errors.New("this Vault's OAuth callback (config's redirect_url) is on another host than this page (public_url), so your browser could not prove at the callback that it started this sign-in; ask the operator to serve both from one host"))
+	}
+	return nil
 }
 
 // headerValues are the values of a request header, whatever its case.
@@ -248,8 +279,13 @@ func cookieValue(headers map[string][]string, name string) string {
 // session started unless the browser brings the cookie the page's post
 // set (compared in constant time). The state is spent already, and the
 // code is never exchanged.
-func (b *backend) checkBindingCookie(st *oauthStateEntry, headers map[string][]string) *callbackFailure {
-	if bindingMatches(st.BrowserBindingHash, cookieValue(headers, bindingCookieName(st.SessionHash))) {
+func (b *backend) checkBindingCookie(ctx context.Context, s logical.Storage, st *oauthStateEntry, headers map[string][]string) *callbackFailure {
+	cfg, err := b.config(ctx, s)
+	if err != nil {
+		b.Logger().Error("reading config at the callback", "error", err)
+		return &callbackFailure{http.StatusInternalServerError, "Vault could not read its configuration."}
+	}
+	if bindingMatches(st.BrowserBindingHash, cookieValue(headers, bindingCookieName(st.SessionHash, cfg.RedirectURL))) {
 		return nil
 	}
 	b.Logger().Warn("callback refused: the browser does not hold the binding cookie of the page that started the authorization",
@@ -258,3 +294,4 @@ func (b *backend) checkBindingCookie(st *oauthStateEntry, headers map[string][]s
 		"Nothing was changed. If you were sent here by someone else, close this page. " +
 		"Otherwise open the link you were given again, in this browser, and start again."}
 }
+

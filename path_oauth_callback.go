@@ -117,7 +117,7 @@ func (b *backend) completeAuthorization(ctx context.Context, req *logical.Reques
 		return nil, &callbackFailure{http.StatusBadRequest, "This authorization has expired. Start the authorization again."}
 	}
 	if st.SessionHash != "" {
-		if fail := b.checkBindingCookie(st, req.Headers); fail != nil {
+		if fail := b.checkBindingCookie(ctx, s, st, req.Headers); fail != nil {
 			return nil, fail
 		}
 		// The session's lock is held from its check to its mark, across

@@ -145,8 +145,18 @@ func writePendingState(ctx context.Context, s logical.Storage, stateHash string,
 // deleteEntries deletes the state an index entry names and its
 // expiry entry, not the index entry itself.
 func (ss *stateStore) deleteEntries(ctx context.Context, s logical.Storage, idx stateIndexEntry) error {
+	// A pending completion's tokens are revoked once it is gone: a new
+	// authorize replaced it, or its connection or integration is deleted.
+	var old oauthStateEntry
+	found, err := getJSON(ctx, s, stateKey(idx.StateHash), &old)
+	if err != nil {
+		return err
+	}
 	if err := s.Delete(ctx, stateKey(idx.StateHash)); err != nil {
 		return fmt.Errorf("deleting state: %w", err)
+	}
+	if found && old.Held != nil && ss.dropHeld != nil {
+		ss.dropHeld(ctx, s, &old)
 	}
 	if idx.ExpiresAt.IsZero() {
 		return nil // an earlier version's: the sweep finds its expiry entry orphaned
