@@ -294,4 +294,3 @@ func (b *backend) checkBindingCookie(ctx context.Context, s logical.Storage, st 
 		"Nothing was changed. If you were sent here by someone else, close this page. " +
 		"Otherwise open the link you were given again, in this browser, and start again."}
 }
-
