@@ -371,6 +371,12 @@ GET lists the session's integrations, or shows one's form
 (integration=<name>). POST (application/x-www-form-urlencoded) stores the
 connection from an API_KEY, BASIC, CUSTOM or OAUTH2_CC form, checked as any
 connection write is; an OAUTH2 form's POST starts the authorization and
-answers a page that sends the browser on to the provider's consent page.
-A session connects once.
+answers 303 to the provider's consent page with a binding cookie that the
+callback requires. Every POST must carry this Vault's Origin (public_url's,
+else redirect_url's). A session connects once.
+
+The mount must pass the headers involved:
+
+    vault secrets tune -passthrough-request-headers=Cookie -passthrough-request-headers=Origin \
+        -allowed-response-headers=Set-Cookie -allowed-response-headers=Location connect/
 `

@@ -261,9 +261,15 @@ address with each provider.
 It needs no Vault token: the state in the query string, created by
 connections/<integration>/<connection_id>/authorize, is what authorises it.
 A state is spent by its first use, succeeded or not, and expires after
-config's state_ttl. On success the browser sees a short page, or is
-redirected to authorize's return_url; on failure it sees an error page, and
-the connection is left as it was.
+config's state_ttl. With config's oauth_completion "application" (the
+default), an authorization started by authorize is not stored here: the
+code is exchanged, the tokens kept for state_ttl, and the browser sent (303)
+to return_url with connect_completion, which the application gives to
+connections/<integration>/<connection_id>/complete. With "callback", and
+for the connect page's authorizations (which require the page's binding
+cookie), the connection is stored here: the browser sees a short page, or is
+redirected to return_url. On failure it sees an error page with a fixed
+message, and the connection is left as it was.
 `
 
 // maxCallbackValueBytes bounds each value of the callback's query (long
