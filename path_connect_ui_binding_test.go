@@ -157,6 +157,12 @@ func TestPagePostsNeedThisVaultsOrigin(t *testing.T) {
 			}
 		}
 	}
+	// The page's referrer policy keeps the browser's Origin on its own
+	// posts: under no-referrer a browser sends "Origin: null" on every
+	// POST (Fetch, "serializing a request origin"), which the check refuses.
+	if _, page := uiGet(e, url.Values{sessionParam: {secret}}); !strings.Contains(page, `<meta name="referrer" content="same-origin">`) {
+		t.Fatalf("referrer policy:\n%s", page)
+	}
 	e.browser.origin = "-"
 	status, body, _ := uiRequest(e, logical.UpdateOperation, oauthForm)
 	if status != http.StatusForbidden || !strings.Contains(body, "-passthrough-request-headers=Origin") || !strings.Contains(body, " connect/") {
