@@ -62,25 +62,22 @@ func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d
 	// The browser may go away once the provider has spent the code; finish.
 	ctx = context.WithoutCancel(ctx)
 	out, fail := b.completeAuthorization(ctx, req, d)
-	var resp *logical.Response
 	switch {
 	case fail != nil:
-		resp = htmlPage(fail.status, "Connection failed", fail.msg)
+		return htmlPage(fail.status, "Connection failed", fail.msg), nil
 	case out.st.SessionHash != "":
-		resp = pageAuthorizedPage(out.st, out.sess)
+		return pageAuthorizedPage(out.st, out.sess), nil
 	case out.completion != "":
-		resp = seeOtherPage(withQuery(out.st.ReturnURL, url.Values{
+		return seeOtherPage(withQuery(out.st.ReturnURL, url.Values{
 			"integration": {out.st.Integration}, "connection_id": {out.st.ConnectionID}, completionParam: {out.completion},
-		}), "Back to the application")
+		}), "Back to the application"), nil
 	case out.st.ReturnURL != "":
 		return &logical.Response{Redirect: withQuery(out.st.ReturnURL, url.Values{
 			"integration": {out.st.Integration}, "connection_id": {out.st.ConnectionID}, "status": {"connected"},
 		})}, nil
-	default:
-		resp = htmlPage(http.StatusOK, "Connected",
-			fmt.Sprintf("Connection %q of %q is stored in Vault. You can close this window.", out.st.ConnectionID, out.st.Integration))
 	}
-	return resp, nil
+	return htmlPage(http.StatusOK, "Connected",
+		fmt.Sprintf("Connection %q of %q is stored in Vault. You can close this window.", out.st.ConnectionID, out.st.Integration)), nil
 }
 
 // completionParam is the query parameter that carries a pending
@@ -104,8 +101,7 @@ func (b *backend) completeAuthorization(ctx context.Context, req *logical.Reques
 		b.Logger().Warn("callback refused: a query value is over the bound", "parameter", printable(name), "bound_bytes", maxCallbackValueBytes)
 		return nil, &callbackFailure{http.StatusBadRequest, "The request's query is too long to be a provider's answer."}
 	}
-	stateHash := hashState(state)
-	st, err := b.states.Take(ctx, s, stateHash)
+	st, err := b.states.Take(ctx, s, hashState(state))
 	if err != nil {
 		b.Logger().Error("reading authorization state", "error", err)
 		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the authorization state."}
