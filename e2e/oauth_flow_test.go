@@ -202,6 +202,9 @@ func TestApplicationCompletionThroughVault(t *testing.T) {
 	t.Cleanup(app.Close)
 	as := flowServer(t, s, app.URL+"/done")
 	s.mustCLI(t, "write", "connect/config", "oauth_completion=application")
+	// The Vault is shared: the other tests set what they need, or find the
+	// callback storing as flowServer left it.
+	t.Cleanup(func() { s.mustCLI(t, "write", "connect/config", "oauth_completion=callback") })
 	s.mustCLI(t, "write", "connect/integrations/app-gh", "auth_mode=OAUTH2", "client_id="+as.ClientID,
 		"client_secret="+as.ClientSecret, "auth_url="+as.AuthURL(), "token_url="+as.TokenURL(),
 		"revocation_url="+as.RevocationURL())
