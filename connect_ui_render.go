@@ -7,11 +7,14 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"html/template"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The connect page's HTML: one template, one stylesheet, no script and
@@ -150,10 +153,10 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 }
 
 // connectPageCSP is the page's policy: nothing may load, the one
-// stylesheet by its hash, forms only to Vault itself. Every form posts to
-// the page; OAuth consent is reached by the continue page's refresh and
-// link, which form-action does not govern, so the provider's host need not
-// be allowed.
+// stylesheet by its hash, forms only to Vault itself. An OAuth form's
+// policy also names the provider's authorization origin
+// (connectPageCSPFor): its post is answered 303 to the provider, and a
+// browser applies form-action to a submission's redirects too.
 var connectPageCSP = strings.Join([]string{
 	"default-src 'none'",
 	"style-src " + connectStyleHash,
@@ -162,11 +165,70 @@ var connectPageCSP = strings.Join([]string{
 	"form-action 'self'",
 }, "; ")
 
+// connectPageCSPFor is the policy of in's form page.
+func connectPageCSPFor(in *integrationEntry) string {
+	if in.AuthMode != catalog.OAuth2 {
+		return connectPageCSP
+	}
+	sources := formActionSources(in.AuthURL, in.AllowedHosts)
+	if len(sources) == 0 {
+		return connectPageCSP
+	}
+	return connectPageCSP + " " + strings.Join(sources, " ")
+}
+
+// cspHostRe is what a host-source of the policy may be made of: nothing
+// that could end the directive or start another.
+var cspHostRe = regexp.MustCompile(`^(\*\.)?[a-z0-9.-]+(:[0-9]+)?$`)
+
+// urlPlaceholderRe is a ${connectionConfig.<key>} placeholder.
+var urlPlaceholderRe = regexp.MustCompile(`\$\{[^}]*\}`)
+
+// formActionSources are the CSP sources of the origins an authorization
+// URL template (alternatives "A || B" each) can have: its literal
+// scheme://host[:port]; a leading placeholder label as a wildcard
+// (https://*.okta.com); for a host that is otherwise a placeholder, the
+// integration's allowed hosts.
+func formActionSources(authURL string, allowedHosts []string) []string {
+	var out []string
+	add := func(src string) {
+		if !slices.Contains(out, src) {
+			out = append(out, src)
+		}
+	}
+	for _, alt := range provider.Alternatives(authURL) {
+		scheme, rest, ok := strings.Cut(alt, "://")
+		scheme = strings.ToLower(scheme)
+		if !ok || (scheme != "https" && scheme != "http") {
+			continue
+		}
+		hostport := strings.ToLower(rest)
+		if i := strings.IndexAny(hostport, "/?#"); i >= 0 {
+			hostport = hostport[:i]
+		}
+		host := urlPlaceholderRe.ReplaceAllString(hostport, "*")
+		if !strings.Contains(host, "*") || (strings.HasPrefix(host, "*.") && !strings.Contains(host[2:], "*")) {
+			if cspHostRe.MatchString(host) {
+				add(scheme + "://" + host)
+			}
+			continue
+		}
+		for _, h := range allowedHosts {
+			if h = strings.ToLower(strings.TrimSpace(h)); cspHostRe.MatchString(h) {
+				add(scheme + "://" + h)
+			}
+		}
+	}
+	return out
+}
+
 // renderConnectPage answers with the page and status. Cache-Control
 // no-store keeps the session's forms out of caches; the headers Vault does
 // not let a plugin set are the listener's (docs/deployment.md).
 func renderConnectPage(status int, v connectPageView) *logical.Response {
-	v.CSP = connectPageCSP
+	if v.CSP == "" {
+		v.CSP = connectPageCSP
+	}
 	v.CSS = template.CSS(connectPageCSS)
 	resp := rawHTMLResponse(status, connectPageTemplate, v, "The page could not be rendered.")
 	resp.Data[logical.HTTPPragmaHeader] = "no-cache"

@@ -212,7 +212,7 @@ func connectUIRelative(q url.Values) string {
 // after a failed post.
 func formPage(status int, sess *sessionEntry, secret string, in *integrationEntry, kept, errs map[string]string, general string) *logical.Response {
 	f := formFor(in)
-	view := connectPageView{Title: "Connect " + integrationLabel(in), For: sess.DisplayName, Service: integrationLabel(in)}
+	view := connectPageView{Title: "Connect " + integrationLabel(in), For: sess.DisplayName, Service: integrationLabel(in), CSP: connectPageCSPFor(in)}
 	if f.Unsupported != "" {
 		view.Alert = f.Unsupported
 		return renderConnectPage(http.StatusOK, view)

@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"html"
 	"net/http"
 	"net/url"
 	"strings"
@@ -366,5 +367,37 @@ func TestDroppedCompletionsAreRevoked(t *testing.T) {
 	e.mustDo(logical.DeleteOperation, "connections/github/bob", nil)
 	if got := srv.Revoked(); len(got) < 4 {
 		t.Fatalf("deleted: revoked %v", got)
+	}
+}
+
+// TestOAuthFormMayLeaveForTheProvider: a browser applies form-action to
+// the redirects of a form's submission too, so the OAuth form's policy
+// names the provider's authorization origin (a placeholder label as a
+// wildcard, a host wholly a placeholder as the allowed hosts); every other
+// page's forms go to Vault only.
+func TestOAuthFormMayLeaveForTheProvider(t *testing.T) {
+	for authURL, want := range map[string]string{
+		"https://github.com/login/oauth/authorize":                     "form-action 'self' https://github.com;",
+		"http://127.0.0.1:8080/t/${connectionConfig.subdomain}/auth":   "form-action 'self' http://127.0.0.1:8080;",
+		"https://${connectionConfig.subdomain}.okta.com/oauth2/v1/aut": "form-action 'self' https://*.okta.com;",
+		"https://${connectionConfig.host}/authorize":                   "form-action 'self' https://*.example.test https://login.example.test;",
+		"https://a.example.test/x || https://b.example.test/y":         "form-action 'self' https://a.example.test https://b.example.test;",
+	} {
+		in := &integrationEntry{Name: "x", AuthMode: "OAUTH2"}
+		in.AuthURL, in.AllowedHosts = authURL, []string{"*.example.test", "login.example.test"}
+		if got := connectPageCSPFor(in) + ";"; !strings.Contains(got, want) {
+			t.Errorf("%s: %s", authURL, got)
+		}
+	}
+	in := &integrationEntry{Name: "k", AuthMode: "API_KEY"}
+	if got := connectPageCSPFor(in); !strings.HasSuffix(got, "form-action 'self'") {
+		t.Errorf("API key form: %s", got)
+	}
+	e := pageAuthEnv(t)
+	secret, _ := newSession(e, map[string]any{"connection_id": "x", "integrations": "github"})
+	_, body := uiGet(e, url.Values{sessionParam: {secret}})
+	srvURL, _ := url.Parse(e.mustDo(logical.ReadOperation, "integrations/github", nil)["auth_url"].(string))
+	if !strings.Contains(html.UnescapeString(body), "form-action 'self' http://"+srvURL.Host+"\"") {
+		t.Fatalf("OAuth form's policy:\n%s", body)
 	}
 }
