@@ -4,9 +4,11 @@ package connect
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -29,6 +31,10 @@ type authorizer struct {
 	issuer *issuer
 	// putState stores a pending authorization under the hash of its state.
 	putState func(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error
+	// takeState spends a pending authorization or completion; peekState
+	// reads one without spending it.
+	takeState func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
+	peekState func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
 	// events records connection.authorization_failed, which no saved
 	// change carries (the store records the others).
 	events eventRecorder
@@ -57,6 +63,11 @@ const (
 	faultProvider
 	// faultVault: Vault could not read or store what it needed.
 	faultVault
+	// faultBinding: the browser binding does not match.
+	faultBinding
+	// faultExists: an authorization that may only create its connection
+	// found it created meanwhile.
+	faultExists
 )
 
 // connectionConfig is the config an authorization fills the provider's
@@ -111,45 +122,226 @@ func (a *authorizer) authorize(ctx context.Context, s logical.Storage, in *integ
 // it exchanges the code and stores the connection. On failure nothing is
 // written.
 func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) *completionError {
+	in, res, fromCallback, fail := a.exchange(ctx, s, st, code, query)
+	if fail != nil {
+		return fail
+	}
+	return a.save(ctx, s, in, st, res, fromCallback)
+}
+
+// exchange reads what the exchange and the save need, checks the values
+// the redirect carries (query) and exchanges the code: the integration,
+// the provider's tokens and the redirect's values for the connection's
+// config.
+func (a *authorizer) exchange(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*integrationEntry, *provider.Token, map[string]any, *completionError) {
 	// Everything the exchange and the save need is read before the code is
 	// spent at the provider.
 	in, connCfg, fail := a.resolve(ctx, s, st)
 	if fail != nil {
-		return fail
+		return nil, nil, nil, fail
+	}
+	if iss := queryValue(query, "iss"); iss != "" && in.Issuer != "" && iss != in.Issuer {
+		// RFC 9207: the redirect names another authorization server than
+		// the one this authorization went to (a mix-up); the code is not
+		// sent anywhere.
+		a.logger().Warn("callback refused: its iss is not the integration's issuer", "integration", st.Integration, "connection_id", st.ConnectionID)
+		return nil, nil, nil, &completionError{faultRequest, "The provider's redirect names another issuer than this integration's. Nothing was stored. Start the authorization again."}
 	}
 	fromCallback := callbackValues(in.CallbackConfig, query)
 	if err := checkCallbackConfig(in, connCfg, fromCallback); err != nil {
-		return &completionError{faultRequest, fmt.Sprintf(
+		return nil, nil, nil, &completionError{faultRequest, fmt.Sprintf(
 			"The provider's redirect carries connection config this integration does not accept: %s. Nothing was stored. Start the authorization again.", err)}
 	}
 	res, err := a.issuer.exchangeCode(ctx, in, st, connCfg, code)
 	var bad *userError
 	if errors.As(err, &bad) {
-		return &completionError{faultRequest, bad.Error()}
+		return nil, nil, nil, &completionError{faultRequest, bad.Error()}
 	}
 	if err != nil {
 		a.logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
 		a.failed(ctx, s, st, err, "", "", query)
-		return &completionError{faultProvider, "The provider did not issue tokens: " + err.Error()}
+		return nil, nil, nil, &completionError{faultProvider, "The provider did not issue tokens: " + err.Error()}
 	}
-	err = a.storeConnection(ctx, s, in, st, res, fromCallback)
+	return in, res, fromCallback, nil
+}
+
+// save stores the tokens res of st's authorization in its connection
+// (see storeConnection) and says why it could not.
+func (a *authorizer) save(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, fromCallback map[string]any) *completionError {
+	err := a.storeConnection(ctx, s, in, st, res, fromCallback)
 	if eventOwed(err) {
 		// Stored; the periodic hook records the event.
 		a.logger().Warn("an authorized connection's event is owed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
 		err = nil
 	}
-	if err != nil {
-		a.logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
-		if errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound) {
-			a.revokeUnstored(ctx, in, connCfg, res)
-			return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
-		}
-		if errors.As(err, &bad) {
-			return &completionError{faultRequest, "The provider's redirect carried a connection config value Vault may not store: " + bad.Error()}
-		}
-		return &completionError{faultVault, "Vault could not store the connection."}
+	if err == nil {
+		return nil
 	}
-	return nil
+	a.logger().Error("storing authorized connection", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
+	var bad *userError
+	switch {
+	case errors.Is(err, errConnectionExists):
+		a.revokeUnstored(ctx, in, a.savedConfig(st, fromCallback), res)
+		return &completionError{faultExists, "This account is connected already; the connection was created while you signed in and was left as it is. Nothing was stored. Ask the application for a reconnect link to replace its credentials."}
+	case errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound):
+		a.revokeUnstored(ctx, in, a.savedConfig(st, fromCallback), res)
+		return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
+	case errors.As(err, &bad):
+		return &completionError{faultRequest, "The provider's redirect carried a connection config value Vault may not store: " + bad.Error()}
+	}
+	return &completionError{faultVault, "Vault could not store the connection."}
+}
+
+// savedConfig is the connection config the tokens of st were issued
+// under: the state's (else the connection's), with the values the
+// provider's redirect carried over it.
+func (a *authorizer) savedConfig(st *oauthStateEntry, fromCallback map[string]any) map[string]any {
+	cfg := maps.Clone(st.connectionConfig(nil))
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	maps.Copy(cfg, fromCallback)
+	return cfg
+}
+
+// errConnectionExists: an authorization that may only create its
+// connection (a connect session without reconnect) found it created
+// meanwhile.
+var errConnectionExists = errors.New("the connection exists and this authorization may only create it")
+
+// hold finishes the callback of an authorization the application
+// completes: the code is exchanged at once (a slow application cannot let
+// it expire), and the tokens are kept, seal-wrapped, in a pending
+// completion that expires ttl from now. It returns the one-time completion
+// value the browser carries back to the application.
+func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any, ttl time.Duration) (string, *completionError) {
+	_, res, fromCallback, fail := a.exchange(ctx, s, st, code, query)
+	if fail != nil {
+		return "", fail
+	}
+	held := *st
+	held.Verifier = ""
+	held.ExpiresAt = a.now().Add(ttl)
+	held.Held = &heldTokens{
+		AccessToken: res.AccessToken, RefreshToken: res.RefreshToken, TokenType: res.TokenType,
+		Expiry: res.Expiry, Raw: res.Raw, FromCallback: fromCallback,
+	}
+	completion, _, err := newState()
+	if err == nil {
+		err = a.putState(ctx, s, hashCompletion(completion), &held)
+	}
+	if err != nil {
+		a.logger().Error("keeping the tokens of an authorization for its completion", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
+		a.revokeHeld(ctx, s, &held)
+		return "", &completionError{faultVault, "Vault could not keep the authorization for the application to complete. Start the authorization again."}
+	}
+	return completion, nil
+}
+
+// completeHeld is the application's completion of the authorization of
+// connection id of integration: the pending completion the value
+// completion names, for the browser binding authorize was given. A
+// completion of another connection is refused and left as it is; one that
+// is found is spent, whatever comes next (a wrong binding cannot be
+// guessed again), and its tokens are revoked unless they are stored.
+func (a *authorizer) completeHeld(ctx context.Context, s logical.Storage, integration, id, completion, binding string) *completionError {
+	hash := hashCompletion(completion)
+	peek, err := a.peekState(ctx, s, hash)
+	if err != nil {
+		return &completionError{faultVault, "Vault could not read the completion."}
+	}
+	if peek == nil || peek.Held == nil {
+		return &completionError{faultRequest, "completion is unknown, was used already or has expired; start the authorization again"}
+	}
+	if peek.Integration != integration || peek.ConnectionID != id {
+		return &completionError{faultRequest, "completion belongs to another connection; nothing was stored"}
+	}
+	st, err := a.takeState(ctx, s, hash)
+	if err != nil {
+		return &completionError{faultVault, "Vault could not read the completion."}
+	}
+	if st == nil || st.Held == nil {
+		return &completionError{faultRequest, "completion is unknown, was used already or has expired; start the authorization again"}
+	}
+	fail := a.completeTaken(ctx, s, st, binding)
+	if fail != nil {
+		a.revokeHeld(ctx, s, st)
+	}
+	return fail
+}
+
+// completeTaken checks a spent completion and stores its connection.
+func (a *authorizer) completeTaken(ctx context.Context, s logical.Storage, st *oauthStateEntry, binding string) *completionError {
+	if !a.now().Before(st.ExpiresAt) {
+		return &completionError{faultRequest, "completion has expired; start the authorization again"}
+	}
+	if !bindingMatches(st.BrowserBindingHash, binding) {
+		a.logger().Warn("a completion was refused: browser_binding does not match authorize's; the completion is spent and its tokens revoked", "integration", st.Integration, "connection_id", st.ConnectionID)
+		return &completionError{faultBinding, "browser_binding is not the one authorize was given: the browser that came back is not the one that started the authorization. The completion is spent; nothing was stored"}
+	}
+	stored, err := getIntegration(ctx, s, st.Integration)
+	if err != nil {
+		return &completionError{faultVault, "Vault could not read the integration."}
+	}
+	if stored == nil || !stored.CreatedAt.Equal(st.IntegrationCreatedAt) {
+		return &completionError{faultGone, fmt.Sprintf("integration %q was deleted since the authorization started", st.Integration)}
+	}
+	in, err := effectiveIntegration(ctx, s, stored)
+	if err != nil {
+		return &completionError{faultVault, "Vault could not resolve the integration's provider."}
+	}
+	return a.save(ctx, s, in, st, st.Held.token(), st.Held.FromCallback)
+}
+
+// token is the provider's answer the held tokens came from.
+func (h *heldTokens) token() *provider.Token {
+	return &provider.Token{Token: &oauth2.Token{
+		AccessToken: h.AccessToken, RefreshToken: h.RefreshToken, TokenType: h.TokenType, Expiry: h.Expiry,
+	}, Raw: h.Raw}
+}
+
+// revokeHeld revokes the tokens of a pending completion that will not be
+// stored (RFC 7009, where the integration has a revocation_url): expired,
+// refused or replaced. Failures are logged; the tokens are dropped anyway.
+func (a *authorizer) revokeHeld(ctx context.Context, s logical.Storage, st *oauthStateEntry) {
+	if st == nil || st.Held == nil {
+		return
+	}
+	ctx = context.WithoutCancel(ctx)
+	stored, err := getIntegration(ctx, s, st.Integration)
+	if err != nil || stored == nil {
+		a.logger().Warn("the tokens of an uncompleted authorization were dropped unrevoked: its integration cannot be read", "integration", st.Integration, "connection_id", st.ConnectionID)
+		return
+	}
+	in, err := effectiveIntegration(ctx, s, stored)
+	if err != nil {
+		a.logger().Warn("the tokens of an uncompleted authorization were dropped unrevoked: its provider cannot be resolved", "integration", st.Integration, "connection_id", st.ConnectionID)
+		return
+	}
+	cfg := a.savedConfig(st, st.Held.FromCallback)
+	c := &connectionEntry{
+		Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: catalog.OAuth2, ConnectionConfig: cfg,
+		Credentials: credentials{AccessToken: st.Held.AccessToken, RefreshToken: st.Held.RefreshToken},
+	}
+	for _, w := range a.issuer.revoke(ctx, in, c) {
+		a.logger().Warn("revoking the tokens of an uncompleted authorization", "integration", st.Integration, "connection_id", st.ConnectionID, "warning", w)
+	}
+}
+
+// bindingMatches compares a browser binding with the stored hash in
+// constant time. An authorization without a stored hash matches nothing.
+func bindingMatches(storedHash, binding string) bool {
+	if storedHash == "" || binding == "" {
+		return false
+	}
+	return subtle.ConstantTimeCompare([]byte(hashState(binding)), []byte(storedHash)) == 1
+}
+
+// hashCompletion is the storage key of a pending completion's value: a
+// hash apart from a state's, so that a completion is never taken as a
+// state by the callback, nor a state as a completion.
+func hashCompletion(completion string) string {
+	return hashState("connect_completion\x00" + completion)
 }
 
 // revokeUnstored revokes, at the provider of in (the integration the code
@@ -160,7 +352,7 @@ func (a *authorizer) revokeUnstored(ctx context.Context, in *integrationEntry, c
 	c := &connectionEntry{Integration: in.Name, AuthMode: catalog.OAuth2, ConnectionConfig: connCfg,
 		Credentials: credentials{AccessToken: res.AccessToken, RefreshToken: res.RefreshToken}}
 	for _, w := range a.issuer.revoke(context.WithoutCancel(ctx), in, c) {
-		a.logger().Warn("revoking the tokens of an authorization whose integration is gone", "integration", in.Name, "warning", w)
+		a.logger().Warn("revoking the tokens of an authorization that stored nothing", "integration", in.Name, "warning", w)
 	}
 }
 
@@ -202,6 +394,9 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 	_, err := a.store.Update(ctx, s, st.Integration, st.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
 		now := a.now()
 		created := c == nil
+		if c != nil && st.CreateOnly {
+			return nil, errConnectionExists
+		}
 		if c == nil {
 			if st.Reauthorization {
 				return nil, connectionNotFound(st.Integration, st.ConnectionID)
@@ -264,9 +459,6 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 // failed callback, so a failed recording is logged: the customer sees the
 // failure and starts again.
 func (a *authorizer) failed(ctx context.Context, s logical.Storage, st *oauthStateEntry, cause error, code, desc string, query map[string]any) {
-	if a.events == nil {
-		return
-	}
 	var in *integrationEntry
 	if stored, err := getIntegration(ctx, s, st.Integration); err == nil && stored != nil {
 		in, _ = effectiveIntegration(ctx, s, stored)
@@ -276,6 +468,18 @@ func (a *authorizer) failed(ctx context.Context, s logical.Storage, st *oauthSta
 	e := scrubbedEventError(code, desc, secrets)
 	if cause != nil {
 		e = eventErrorOf(cause, secrets)
+	} else if uri := queryValue(query, "error_uri"); uri != "" {
+		// The provider's refusal as it sent it, for the operator and the
+		// application: never on a page served from Vault's address, where
+		// anyone can put words in a link's query.
+		e = scrubbedEventError(code, strings.TrimSpace(desc+" (see "+uri+")"), secrets)
+	}
+	if cause == nil {
+		a.logger().Info("the provider refused an authorization", "integration", st.Integration, "connection_id", st.ConnectionID,
+			"error", e.Code, "error_description", e.Description)
+	}
+	if a.events == nil {
+		return
 	}
 	if err := a.events.record(ctx, s, eventAuthorizationFailed, authorizationFailedData(st, existing, e)); err != nil {
 		a.logger().Error("recording a failed authorization's event", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)

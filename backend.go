@@ -150,13 +150,16 @@ func newBackend() *backend {
 		logger:     logger,
 	}
 	b.authorizer = &authorizer{
-		store:    b.store,
-		issuer:   b.issuer,
-		putState: b.states.Put,
-		events:   recorderFunc(b.recordEvent),
-		now:      clock,
-		logger:   logger,
+		store:     b.store,
+		issuer:    b.issuer,
+		putState:  b.states.Put,
+		takeState: b.states.Take,
+		peekState: b.states.Peek,
+		events:    recorderFunc(b.recordEvent),
+		now:       clock,
+		logger:    logger,
 	}
+	b.states.dropHeld = b.authorizer.revokeHeld
 	b.outbox = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
 	b.events = b.outbox
 
@@ -196,6 +199,7 @@ func newBackend() *backend {
 			pathConnectionDocuments(b),
 			pathConnectionActions(b),
 			pathConnectionAuthorize(b),
+			pathConnectionComplete(b),
 			pathConnectionImport(b),
 			pathConnectionProxy(b),
 			pathConnectionCatchAll(),

@@ -4,6 +4,7 @@ package connect
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"regexp"
 	"slices"
@@ -44,6 +45,55 @@ type testEnv struct {
 	b       *backend
 	storage logical.Storage
 	logs    *syncBuffer
+	// browser is the one browser the page and callback tests play: its
+	// cookies, the Origin it posts with, the last Location it was sent to.
+	browser testBrowser
+}
+
+// testBrowser is what a browser keeps between the page's requests and the
+// callback: the cookies set for Vault, and the last 303's Location.
+type testBrowser struct {
+	cookies  map[string]string
+	location string
+	// origin, when set, replaces the Origin of the page's posts ("-": none).
+	origin string
+}
+
+// keep stores the cookies and the Location a response sets.
+func (br *testBrowser) keep(resp *logical.Response) {
+	br.location = ""
+	if resp == nil {
+		return
+	}
+	for _, line := range resp.Headers["Set-Cookie"] {
+		c, err := http.ParseSetCookie(line)
+		if err != nil {
+			continue
+		}
+		if br.cookies == nil {
+			br.cookies = map[string]string{}
+		}
+		if c.MaxAge < 0 {
+			delete(br.cookies, c.Name)
+			continue
+		}
+		br.cookies[c.Name] = c.Value
+	}
+	if loc := resp.Headers["Location"]; len(loc) > 0 {
+		br.location = loc[0]
+	}
+}
+
+// cookieHeader is the Cookie header the browser sends, nil without cookies.
+func (br *testBrowser) cookieHeader() []string {
+	if len(br.cookies) == 0 {
+		return nil
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(br.cookies)) {
+		parts = append(parts, k+"="+br.cookies[k])
+	}
+	return []string{strings.Join(parts, "; ")}
 }
 
 func newTestEnv(t *testing.T) *testEnv {

@@ -7,11 +7,14 @@ import (
 	_ "embed"
 	"encoding/base64"
 	"html/template"
+	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // The connect page's HTML: one template, one stylesheet, no script and
@@ -36,15 +39,19 @@ var connectStyleHash = func() string {
 // html/template; nothing secret is ever put in one, except the session's
 // own secret in the forms' hidden input, which the page's URL holds anyway.
 type connectPageView struct {
-	Title      string
-	CSP        string
-	CSS        template.CSS
-	Alert      string
-	Notice     string
-	Choices    []connectChoice
-	Form       *connectFormView
-	ReturnURL  string
-	ReturnText string
+	Title string
+	// For is whom the session connects for (its display_name), Service
+	// what (the integration's display name): on every page of a session,
+	// so that a person sent someone else's link can see it is not theirs.
+	For, Service string
+	CSP          string
+	CSS          template.CSS
+	Alert        string
+	Notice       string
+	Choices      []connectChoice
+	Form         *connectFormView
+	ReturnURL    string
+	ReturnText   string
 	// RefreshTo is the content attribute of a meta refresh, built from a
 	// URL escaped for HTML.
 	RefreshTo template.HTMLAttr
@@ -100,10 +107,7 @@ func modeLabel(mode catalog.AuthMode) string {
 // integrationLabel is how the page names an integration: its name, and the
 // catalog provider it is built on.
 func integrationLabel(in *integrationEntry) string {
-	if in.Provider != "" && in.Provider != in.Name {
-		return in.Name + " (" + in.Provider + ")"
-	}
-	return in.Name
+	return in.displayName()
 }
 
 // inputViews renders a form's inputs with the posted non-secret values and
@@ -152,10 +156,10 @@ func inputViews(inputs []pageInput, kept, errs map[string]string) []connectInput
 }
 
 // connectPageCSP is the page's policy: nothing may load, the one
-// stylesheet by its hash, forms only to Vault itself. Every form posts to
-// the page; OAuth consent is reached by the continue page's refresh and
-// link, which form-action does not govern, so the provider's host need not
-// be allowed.
+// stylesheet by its hash, forms only to Vault itself. An OAuth form's
+// policy also names the provider's authorization origin
+// (connectPageCSPFor): its post is answered 303 to the provider, and a
+// browser applies form-action to a submission's redirects too.
 var connectPageCSP = strings.Join([]string{
 	"default-src 'none'",
 	"style-src " + connectStyleHash,
@@ -164,11 +168,70 @@ var connectPageCSP = strings.Join([]string{
 	"form-action 'self'",
 }, "; ")
 
+// connectPageCSPFor is the policy of in's form page.
+func connectPageCSPFor(in *integrationEntry) string {
+	if in.AuthMode != catalog.OAuth2 {
+		return connectPageCSP
+	}
+	sources := formActionSources(in.AuthURL, in.AllowedHosts)
+	if len(sources) == 0 {
+		return connectPageCSP
+	}
+	return connectPageCSP + " " + strings.Join(sources, " ")
+}
+
+// cspHostRe is what a host-source of the policy may be made of: nothing
+// that could end the directive or start another.
+var cspHostRe = regexp.MustCompile(`^(\*\.)?[a-z0-9.-]+(:[0-9]+)?$`)
+
+// urlPlaceholderRe is a ${connectionConfig.<key>} placeholder.
+var urlPlaceholderRe = regexp.MustCompile(`\$\{[^}]*\}`)
+
+// formActionSources are the CSP sources of the origins an authorization
+// URL template (alternatives "A || B" each) can have: its literal
+// scheme://host[:port]; a leading placeholder label as a wildcard
+// (https://*.okta.com); for a host that is otherwise a placeholder, the
+// integration's allowed hosts.
+func formActionSources(authURL string, allowedHosts []string) []string {
+	var out []string
+	add := func(src string) {
+		if !slices.Contains(out, src) {
+			out = append(out, src)
+		}
+	}
+	for _, alt := range provider.Alternatives(authURL) {
+		scheme, rest, ok := strings.Cut(alt, "://")
+		scheme = strings.ToLower(scheme)
+		if !ok || (scheme != "https" && scheme != "http") {
+			continue
+		}
+		hostport := strings.ToLower(rest)
+		if i := strings.IndexAny(hostport, "/?#"); i >= 0 {
+			hostport = hostport[:i]
+		}
+		host := urlPlaceholderRe.ReplaceAllString(hostport, "*")
+		if !strings.Contains(host, "*") || (strings.HasPrefix(host, "*.") && !strings.Contains(host[2:], "*")) {
+			if cspHostRe.MatchString(host) {
+				add(scheme + "://" + host)
+			}
+			continue
+		}
+		for _, h := range allowedHosts {
+			if h = strings.ToLower(strings.TrimSpace(h)); cspHostRe.MatchString(h) {
+				add(scheme + "://" + h)
+			}
+		}
+	}
+	return out
+}
+
 // renderConnectPage answers with the page and status. Cache-Control
 // no-store keeps the session's forms out of caches; the headers Vault does
 // not let a plugin set are the listener's (docs/deployment.md).
 func renderConnectPage(status int, v connectPageView) *logical.Response {
-	v.CSP = connectPageCSP
+	if v.CSP == "" {
+		v.CSP = connectPageCSP
+	}
 	v.CSS = template.CSS(connectPageCSS)
 	resp := rawHTMLResponse(status, connectPageTemplate, v, "The page could not be rendered.")
 	resp.Data[logical.HTTPPragmaHeader] = "no-cache"

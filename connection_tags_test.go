@@ -41,7 +41,7 @@ func TestTagsOnWriteReadAndUpdate(t *testing.T) {
 func TestBadTagsAreRefusedAndChangeNothing(t *testing.T) {
 	e := newTestEnv(t)
 	withIntegrations(e, "https://provider.example/token")
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL, "oauth_completion": "callback"})
 	e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_1", "tags": map[string]any{"a": "1"}})
 	tooMany := map[string]any{}
 	for i := range maxTags + 1 {

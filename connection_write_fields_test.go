@@ -98,7 +98,7 @@ func TestConnectionSchemasAreEnforced(t *testing.T) {
 		"credentials_schema": map[string]any{"username": map[string]any{"pattern": "[^@]+@[^@]+"}, "password": map[string]any{"secret": true}},
 	})
 	e.mustDo(logical.CreateOperation, "integrations/b", map[string]any{"provider": "basic"})
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.test/v1/connect/oauth/callback"})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.test/v1/connect/oauth/callback", "oauth_completion": "callback"})
 	e.mustDo(logical.CreateOperation, "connections/s/acme", map[string]any{"access_token": "at", "connection_config": map[string]any{"subdomain": "acme"}})
 
 	before := e.snapshot()

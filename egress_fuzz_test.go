@@ -82,7 +82,7 @@ func egressFuzzEnv(t *testing.T) (*testEnv, *oauthtest.Server, *hostRecorder) {
 	e := newTestEnv(t)
 	e.b.issuer.client = provider.New(&http.Client{Transport: rec, Timeout: 2 * time.Second}, time.Now)
 	srv.RegisterRedirectURI(testRedirectURL)
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL, "oauth_completion": "callback"})
 	at := "http://${connectionConfig.host}:" + u.Port()
 	common := map[string]any{"client_id": srv.ClientID, "client_secret": srv.ClientSecret, "allowed_hosts": "*.tenant.example"}
 	cc := map[string]any{"auth_mode": "OAUTH2_CC", "token_url": at + "/token || " + srv.TokenURL()}

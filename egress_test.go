@@ -82,7 +82,7 @@ func newEgressEnvOn(t *testing.T, s logical.Storage) *egressEnv {
 	at := "http://${connectionConfig.host}:" + port
 	e := newTestEnvOn(t, s)
 	srv.RegisterRedirectURI(testRedirectURL)
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL, "oauth_completion": "callback"})
 	e.mustDo(logical.CreateOperation, "integrations/cc", map[string]any{
 		"auth_mode": "OAUTH2_CC", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
 		"token_url": at + "/token", "allowed_hosts": providerHost,

@@ -110,6 +110,32 @@ type configEntry struct {
 	// MaxPendingEvents bounds each webhook receiver's deliveries waiting
 	// in the event outbox.
 	MaxPendingEvents int `json:"max_pending_events,omitempty"`
+	// OAuthCompletion says who stores the connection of an authorization
+	// started through authorize: the application (completionApplication,
+	// the default, also when empty), after it has checked that the browser
+	// that came back is its user's, or the callback itself
+	// (completionCallback), which cannot tell whose browser it is.
+	OAuthCompletion string `json:"oauth_completion,omitempty"`
+}
+
+// The values of config's oauth_completion.
+const (
+	completionApplication = "application"
+	completionCallback    = "callback"
+)
+
+// applicationCompletes reports whether an authorization started through
+// authorize is completed by the application (connections/.../complete).
+func (c *configEntry) applicationCompletes() bool {
+	return c.OAuthCompletion != completionCallback
+}
+
+// oauthCompletion is the setting as shown: never empty.
+func (c *configEntry) oauthCompletion() string {
+	if c.applicationCompletes() {
+		return completionApplication
+	}
+	return completionCallback
 }
 
 const (
@@ -162,6 +188,9 @@ type integrationEntry struct {
 	// DisablePKCE is how earlier versions stored pkce=false; an entry that
 	// has it is read as PKCE false.
 	DisablePKCE bool `json:"disable_pkce,omitempty"`
+	// DisplayName is what the connect page calls the integration
+	// ("GitHub"); empty: the catalog provider's name, else Name.
+	DisplayName string `json:"display_name,omitempty"`
 	// APP (GitHub-App style) settings.
 	AppID      string `json:"app_id,omitempty"`
 	PrivateKey string `json:"private_key,omitempty"`
@@ -190,6 +219,18 @@ type proxySettings struct {
 	MaxResponse int64 `json:"max_response,omitempty"`
 	// Timeout bounds a call, retries and waits included.
 	Timeout time.Duration `json:"timeout,omitempty"`
+}
+
+// displayName is what people call the integration: its own display name,
+// else its catalog provider's, else its name.
+func (in *integrationEntry) displayName() string {
+	switch {
+	case in.DisplayName != "":
+		return in.DisplayName
+	case catalog.DisplayName(in.Provider) != "":
+		return catalog.DisplayName(in.Provider)
+	}
+	return in.Name
 }
 
 // oauthStateEntry is one authorization in flight, stored under the SHA-256
@@ -229,6 +270,35 @@ type oauthStateEntry struct {
 	// authorization: the callback checks it is still usable, marks it
 	// connected and shows the page's success with its return_url.
 	SessionHash string `json:"session_hash,omitempty"`
+	// BrowserBindingHash is the SHA-256 (hex) of what binds the
+	// authorization to the browser that started it: the connect page's
+	// cookie (SessionHash set), or authorize's browser_binding, which the
+	// application gives again to complete.
+	BrowserBindingHash string `json:"browser_binding_hash,omitempty"`
+	// CreateOnly: the authorization may create its connection, never
+	// replace one (a connect session without reconnect); checked under
+	// the connection's lock when it is stored.
+	CreateOnly bool `json:"create_only,omitempty"`
+	// ApplicationCompletes: authorize was called while config's
+	// oauth_completion was "application", so the callback keeps the
+	// tokens for complete instead of storing the connection.
+	ApplicationCompletes bool `json:"application_completes,omitempty"`
+	// Held is set on a pending completion (stored under the hash of its
+	// completion value, never of a state): the tokens the callback
+	// obtained, kept until the application completes or they expire.
+	Held *heldTokens `json:"held,omitempty"`
+}
+
+// heldTokens are the tokens of an authorization the application has yet
+// to complete, with the values the provider's redirect carried for the
+// connection's config. Stored seal-wrapped, for at most state_ttl.
+type heldTokens struct {
+	AccessToken  string         `json:"access_token"`
+	RefreshToken string         `json:"refresh_token,omitempty"`
+	TokenType    string         `json:"token_type,omitempty"`
+	Expiry       time.Time      `json:"expiry,omitempty"`
+	Raw          map[string]any `json:"raw,omitempty"`
+	FromCallback map[string]any `json:"from_callback,omitempty"`
 }
 
 // credentials holds whichever secret material the integration's auth mode

@@ -96,7 +96,7 @@ func applyEndpointFields(es *catalog.EndpointSettings, d *framework.FieldData) e
 	for field, dst := range map[string]*string{
 		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
 		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,
-		"redirect_uri_value": &es.RedirectURIValue,
+		"redirect_uri_value": &es.RedirectURIValue, "issuer": &es.Issuer,
 	} {
 		setString(d, field, dst)
 	}
@@ -167,6 +167,7 @@ func endpointResponseFields() map[string]*framework.FieldSchema {
 		"token_request_format":     str("How token requests encode their body: form (empty) or json."),
 		"callback_config":          typed(framework.TypeStringSlice, "Callback query parameters copied into the connection's config."),
 		"redirect_uri_value":       str("OAUTH2: what is sent as redirect_uri instead of config's redirect_url (a provider's registered name); empty means redirect_url."),
+		"issuer":                   str("OAUTH2: the authorization server's issuer identifier; an iss on the callback (RFC 9207) must equal it."),
 		"allowed_hosts":            typed(framework.TypeStringSlice, "Hosts, besides the URLs' literal ones, that a connection's config may point the URLs at."),
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -28,7 +29,7 @@ func fuzzEnv(t *testing.T) *testEnv {
 	e.mustDo(logical.CreateOperation, "integrations/github", map[string]any{"auth_mode": "OAUTH2", "client_id": "c",
 		"auth_url": "https://p.example.test/a", "token_url": "https://p.example.test/t"})
 	e.mustDo(logical.CreateOperation, "connections/stripe/c", map[string]any{"api_key": "k", "metadata": map[string]any{"a": map[string]any{"b": 1}}})
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.example.test/v1/connect/oauth/callback"})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.example.test/v1/connect/oauth/callback", "oauth_completion": "callback"})
 	return e
 }
 
@@ -179,6 +180,105 @@ func FuzzProxyCall(f *testing.F) {
 		}
 		if n := len(p.decoy.Requests()); n != 0 {
 			t.Fatalf("the decoy received %d request(s)", n)
+		}
+	})
+}
+
+// FuzzComplete: complete stores a connection only for its own completion,
+// on its own connection's path, with the binding authorize was given;
+// anything else is a 4xx that stores nothing, echoes neither value, and
+// leaves the completion usable unless it was found on its own path.
+func FuzzComplete(f *testing.F) {
+	f.Add("", "", "github", "c")
+	f.Add("completion", testBinding, "github", "c")
+	f.Add("completion", testBinding+" ", "github", "other")
+	f.Add(strings.Repeat("A", 43), strings.Repeat("b", 600), "stripe", "c")
+	f.Fuzz(func(t *testing.T, completion, binding, integration, id string) {
+		if strings.ContainsAny(integration+id, "/?#%") || integration == "" || id == "" {
+			return
+		}
+		e := fuzzEnv(t)
+		e.mustDo(logical.UpdateOperation, "config", map[string]any{"oauth_completion": "application"})
+		real, _, err := newState()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if completion == "completion" {
+			completion = real // the seeds that use the real one
+		}
+		in, _ := getIntegration(t.Context(), e.storage, "github")
+		held := &oauthStateEntry{
+			Integration: "github", ConnectionID: "c", IntegrationCreatedAt: in.CreatedAt, ExpiresAt: e.b.now().Add(time.Minute),
+			BrowserBindingHash: hashState(testBinding), ApplicationCompletes: true, ReplaceTags: true, Tags: map[string]string{"t": "1"},
+			Held: &heldTokens{AccessToken: "held-access-token", TokenType: "Bearer"},
+		}
+		if err := e.b.states.Put(t.Context(), e.storage, hashCompletion(real), held); err != nil {
+			t.Fatal(err)
+		}
+		resp, status := e.do(logical.UpdateOperation, "connections/"+integration+"/"+id+"/complete", map[string]any{"completion": completion, "browser_binding": binding})
+		right := completion == real && binding == testBinding && integration == "github" && id == "c"
+		_, stored := e.do(logical.ReadOperation, "connections/github/c", nil)
+		switch {
+		case right && (status != 200 || stored != 200):
+			t.Fatalf("the right completion: %d, stored %d: %s", status, stored, errorText(resp))
+		case !right && (status < 400 || status >= 500 || stored != 404):
+			t.Fatalf("complete %s/%s: %d, stored %d", integration, id, status, stored)
+		}
+		if msg := errorText(resp); (len(completion) > 8 && strings.Contains(msg, completion)) || (len(binding) > 8 && strings.Contains(msg, binding)) {
+			t.Fatalf("the answer echoes a value: %s", msg)
+		}
+		left, _ := e.b.states.Peek(t.Context(), e.storage, hashCompletion(real))
+		if spent := left == nil; spent != (completion == real && integration == "github" && id == "c") {
+			t.Fatalf("completion spent: %v", spent)
+		}
+	})
+}
+
+// FuzzPageCallbackBinding: the callback of an authorization the connect
+// page started, with any cookie header, state, code and iss: nothing is
+// stored unless the state and its binding cookie are the page's.
+func FuzzPageCallbackBinding(f *testing.F) {
+	f.Add("", "", "code", "")
+	f.Add("real", "real", "code", "https://p.example.test")
+	f.Add("connect_binding_x=1; connect_binding_y=2", "real", "c", "")
+	f.Add("real", "", "c", "")
+	f.Fuzz(func(t *testing.T, cookie, state, code, iss string) {
+		e := fuzzEnv(t)
+		e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
+		secret, _ := newSession(e, map[string]any{"connection_id": "page", "integrations": "github"})
+		_, body := uiGet(e, url.Values{sessionParam: {secret}})
+		if status, body := uiPost(e, hiddenInputs(t, body)); status != http.StatusSeeOther {
+			t.Fatalf("button: %d\n%s", status, body)
+		}
+		authURL, _ := url.Parse(e.browser.location)
+		realState, realCookie := authURL.Query().Get("state"), e.browser.cookieHeader()[0]
+		if state == "real" {
+			state = realState
+		}
+		if cookie == "real" {
+			cookie = realCookie
+		}
+		if state == realState && strings.Contains(cookie, realCookie) {
+			return // the right browser: the exchange would reach the provider
+		}
+		e.browser.cookies = nil
+		before := e.snapshot()
+		req := &logical.Request{Operation: logical.ReadOperation, Path: "oauth/callback", Storage: e.storage,
+			Data:    map[string]any{"state": state, "code": code, "iss": iss},
+			Headers: map[string][]string{"Cookie": {cookie}}}
+		resp, err := e.b.HandleRequest(t.Context(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		status, _ := resp.Data[logical.HTTPStatusCode].(int)
+		if status != http.StatusForbidden && status != http.StatusBadRequest {
+			t.Fatalf("callback: %d", status)
+		}
+		if _, stored := e.do(logical.ReadOperation, "connections/github/page", nil); stored != 404 {
+			t.Fatal("stored without the binding")
+		}
+		if state != realState {
+			e.assertUnchanged(before) // a forged state spends nothing
 		}
 	})
 }

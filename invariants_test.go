@@ -112,6 +112,64 @@ func (e *invEnv) authorizeAndCallback(body map[string]any) func() {
 	}
 }
 
+// authorizeAndComplete runs a whole consent for oauth/acme completed by
+// the application (config's oauth_completion "application"): authorize
+// with body and the test's browser binding, the callback, and complete
+// with binding.
+func (e *invEnv) authorizeAndComplete(body map[string]any, binding string) func() {
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"oauth_completion": "application", "allowed_return_urls": "https://app.example.test/done"})
+	body = merged(body, map[string]any{"return_url": "https://app.example.test/done", "browser_binding": testBinding})
+	resp, status := e.do(logical.UpdateOperation, "connections/oauth/acme/authorize", body)
+	if status != 200 {
+		return func() {}
+	}
+	q, ok := consentAt(e.testEnv, resp.Data["authorization_url"].(string))
+	return func() {
+		if !ok {
+			return
+		}
+		_, _, cb := callback(e.testEnv, q)
+		loc, err := url.Parse(strings.Join(cb.Headers["Location"], ""))
+		if err != nil || loc.Query().Get(completionParam) == "" {
+			return
+		}
+		e.do(logical.UpdateOperation, "connections/oauth/acme/complete", map[string]any{"completion": loc.Query().Get(completionParam), "browser_binding": binding})
+	}
+}
+
+// pageAuthorization runs a whole consent through the connect page for
+// oauth/new: a session with the attack's metadata, a form with its config,
+// the 303 to the provider, the callback with the page's cookie (or, when
+// withCookie is false, from a browser without it).
+func (e *invEnv) pageAuthorization(a attack, withCookie bool) func() {
+	e.browser = testBrowser{}
+	resp, status := e.do(logical.UpdateOperation, "sessions", map[string]any{"connection_id": "new", "integrations": "oauth", "metadata": a.metadata})
+	if status != 200 { // the session refused the metadata: the config is still posted
+		resp, _ = e.do(logical.UpdateOperation, "sessions", map[string]any{"connection_id": "new", "integrations": "oauth"})
+	}
+	u, _ := url.Parse(resp.Data["connect_url"].(string))
+	secret := u.Query().Get(sessionParam)
+	_, body := uiGet(e.testEnv, url.Values{sessionParam: {secret}, integrationParam: {"oauth"}})
+	form := hiddenInputs(e.t, body)
+	for k, v := range withConfig(a.config) {
+		if s, ok := v.(string); ok {
+			form["config."+k] = s
+		}
+	}
+	if status, _ := uiPost(e.testEnv, form); status != 303 {
+		return func() {}
+	}
+	q, ok := consentAt(e.testEnv, e.browser.location)
+	return func() {
+		if !withCookie {
+			e.browser.cookies = nil
+		}
+		if ok {
+			callback(e.testEnv, q)
+		}
+	}
+}
+
 // failingRefresh refreshes kind/acme with the provider's answer carrying
 // the attack while storage refuses connection saves: the answer is kept
 // unsaved (and in a WAL record) until storage recovers.
@@ -230,6 +288,12 @@ var surfaces = []surface{
 	}},
 	{"authorize + callback", []string{connRoute + "/authorize update", "oauth/callback read"}, []string{"oauth"}, func(e *invEnv, _ string, a attack) func() {
 		return e.authorizeAndCallback(map[string]any{"connection_config": withConfig(a.config), "metadata": a.metadata})
+	}},
+	{"authorize + callback + complete", []string{connRoute + "/authorize update", "oauth/callback read", connRoute + "/complete update"}, []string{"oauth"}, func(e *invEnv, _ string, a attack) func() {
+		return e.authorizeAndComplete(map[string]any{"connection_config": withConfig(a.config), "metadata": a.metadata}, testBinding)
+	}},
+	{"connect page post + callback", []string{connectUIPath + " update", "oauth/callback read"}, []string{"oauth"}, func(e *invEnv, _ string, a attack) func() {
+		return e.pageAuthorization(a, true)
 	}},
 	{"callback_config", []string{"oauth/callback read"}, []string{"oauth"}, func(e *invEnv, _ string, a attack) func() {
 		keys := slices.Sorted(maps.Keys(a.config))
@@ -445,6 +509,34 @@ func (e *invEnv) checkNothingOutlivesItsIntegration(kind string) {
 		if _, status := e.do(logical.ReadOperation, "connections/"+kind+"/"+id, nil); status == 200 {
 			e.t.Errorf("connection %s/%s of the deleted integration is served", kind, id)
 		}
+	}
+}
+
+// TestNothingStoredWithoutTheBinding: the surfaces that bind an
+// authorization to the browser that started it store nothing when the
+// browser that comes back is another one: complete with another binding,
+// the page's callback without its cookie. Each stores with it (the table's
+// rows).
+func TestNothingStoredWithoutTheBinding(t *testing.T) {
+	benign := attack{config: map[string]any{"region": "eu"}, metadata: map[string]any{"region": "eu"}}
+	for name, run := range map[string]func(e *invEnv) func(){
+		"complete with another binding": func(e *invEnv) func() {
+			return e.authorizeAndComplete(map[string]any{"metadata": benign.metadata}, testBinding+"-other")
+		},
+		"page callback without its cookie": func(e *invEnv) func() { return e.pageAuthorization(benign, false) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newInvEnv(t)
+			before := e.storedJSON("oauth")
+			requests := e.srv.Requests()
+			run(e)()
+			if after := e.storedJSON("oauth"); after != before {
+				t.Errorf("stored without the binding:\n%s", after)
+			}
+			if strings.HasPrefix(name, "page") && e.srv.Requests() != requests {
+				t.Error("the code was exchanged without the cookie")
+			}
+		})
 	}
 }
 

@@ -4,6 +4,7 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -44,7 +45,13 @@ func pathConnectionAuthorize(b *backend) []*framework.Path {
 			"tags": tagsField("Tags of the connection the callback creates. Refused for an existing connection (a re-authorization keeps its tags; change them with a write to the connection), and ignored if the connection was created between authorize and the callback."),
 			"return_url": {
 				Type:        framework.TypeString,
-				Description: "Where the browser goes after the callback; must have the scheme and host of one of config's allowed_return_urls and a path at or under its path. Without it the callback shows a page.",
+				Description: "Where the browser goes after the callback; must have the scheme and host of one of config's allowed_return_urls and a path at or under its path. Required when config's oauth_completion is 'application' (the default): the browser arrives with connect_completion added to its query. Otherwise optional; without it the callback shows a page.",
+			},
+			"browser_binding": {
+				Type: framework.TypeString,
+				Description: "A value derived from the application's own session of the user who starts the authorization (e.g. an HMAC of its session id), 16 to 512 printable characters, stored only as its SHA-256. " +
+					"Required when config's oauth_completion is 'application' (the default): complete must be given it again, so that only the application session that started the authorization can complete it.",
+				DisplayAttrs: &framework.DisplayAttributes{Sensitive: true},
 			},
 		},
 		Operations: map[logical.Operation]framework.OperationHandler{
@@ -145,6 +152,11 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 		return nil, fmt.Errorf("tags can only be given when authorize creates the connection; %q exists: change its tags with a write to the connection", id)
 	}
 	st.Tags, st.ReplaceTags = tags, given
+	if cfg.applicationCompletes() {
+		if err := requireApplicationCompletion(d, st); err != nil {
+			return nil, err
+		}
+	}
 	if v := strings.TrimSpace(d.Get("return_url").(string)); v != "" {
 		if len(v) > maxReturnURLLen {
 			return nil, fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
@@ -158,6 +170,45 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 		st.ReturnURL = v
 	}
 	return st, nil
+}
+
+// Bounds of authorize's browser_binding.
+const (
+	minBrowserBindingLen = 16
+	maxBrowserBindingLen = 512
+)
+
+// requireApplicationCompletion records in st that the application
+// completes it, with the hash of its browser_binding: without a
+// return_url the browser could not bring the completion back, and
+// without a binding anyone holding the completion could complete it.
+func requireApplicationCompletion(d *framework.FieldData, st *oauthStateEntry) error {
+	if strings.TrimSpace(d.Get("return_url").(string)) == "" {
+		return errors.New("return_url is required: config's oauth_completion is \"application\", so the browser goes back to the application with a connect_completion, which the application gives to complete")
+	}
+	binding, _ := d.Get("browser_binding").(string)
+	if binding == "" {
+		return errors.New("browser_binding is required: config's oauth_completion is \"application\"; give a value derived from your own session of this user (e.g. an HMAC of its session id) and give it again to complete")
+	}
+	if err := checkBrowserBinding(binding); err != nil {
+		return err
+	}
+	st.BrowserBindingHash, st.ApplicationCompletes = hashState(binding), true
+	return nil
+}
+
+// checkBrowserBinding checks a browser_binding's length and characters,
+// never echoing it.
+func checkBrowserBinding(binding string) error {
+	if len(binding) < minBrowserBindingLen || len(binding) > maxBrowserBindingLen {
+		return fmt.Errorf("browser_binding must be %d to %d characters long", minBrowserBindingLen, maxBrowserBindingLen)
+	}
+	for _, r := range binding {
+		if r < 0x21 || r > 0x7e {
+			return errors.New("browser_binding must be printable ASCII characters without spaces")
+		}
+	}
+	return nil
 }
 
 // maxReturnURLLen bounds what a pending state carries of a return URL.

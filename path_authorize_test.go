@@ -32,6 +32,9 @@ func configureCallback(e *testEnv, srv *oauthtest.Server) {
 	srv.RegisterRedirectURI(testRedirectURL)
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{
 		"redirect_url": testRedirectURL, "allowed_return_urls": "https://app.example.test/done",
+		// These tests are of the callback's own storing; the application's
+		// completion (the default) has its own, path_connection_complete_test.go.
+		"oauth_completion": "callback",
 	})
 	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_url": srv.AuthURL(), "allowed_scopes": "admin:org"})
 }

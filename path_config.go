@@ -67,6 +67,13 @@ func pathConfig(b *backend) []*framework.Path {
 				Default:     defaultMaxSessions,
 				Description: "How many connect sessions the mount may hold at once (until they expire or are revoked). Beyond it sessions answers 429. Default 10000.",
 			},
+			"oauth_completion": {
+				Type:          framework.TypeString,
+				Default:       completionApplication,
+				AllowedValues: []any{completionApplication, completionCallback},
+				Description: "Who stores the connection of an authorization started through authorize: 'application' (default) sends the browser back to authorize's return_url with a one-time connect_completion, and the application, once it has checked that the browser is its user's, calls connections/<integration>/<connection_id>/complete with it and its browser_binding; " +
+					"'callback' stores it at the callback, which cannot tell whose browser came back (see docs/security.md). The connect page binds its own authorizations to the browser by a cookie, whatever this says.",
+			},
 			"max_pending_events": {
 				Type:    framework.TypeInt,
 				Default: defaultMaxPendingEvents,
@@ -129,6 +136,14 @@ func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *
 			return logical.ErrorResponse("max_pending_events must be between 1 and %d", maxMaxPendingEvents), nil
 		}
 	}
+	if v, ok := d.GetOk("oauth_completion"); ok {
+		switch v.(string) {
+		case completionApplication, completionCallback:
+			cfg.OAuthCompletion = v.(string)
+		default:
+			return logical.ErrorResponse("oauth_completion must be %q or %q", completionApplication, completionCallback), nil
+		}
+	}
 	if v, ok := d.GetOk("idle_refresh_interval"); ok {
 		cfg.IdleRefreshInterval = time.Duration(v.(int)) * time.Second
 	}
@@ -176,6 +191,7 @@ func configResponse(cfg *configEntry) map[string]any {
 		"public_url":                 cfg.PublicURL,
 		"max_sessions":               cfg.MaxSessions,
 		"max_pending_events":         cfg.MaxPendingEvents,
+		"oauth_completion":           cfg.oauthCompletion(),
 	}
 }
 
@@ -219,6 +235,17 @@ Mount-wide settings. Durations are accepted as seconds or Go duration strings
                        not hold up the others. Beyond it a new event is kept
                        as dead for that receiver instead of queued, counted
                        in status and logged; see docs/events.md.
+  oauth_completion     Who stores the connection of an authorization
+                       started through authorize. "application" (default):
+                       authorize requires return_url and browser_binding;
+                       the callback exchanges the code, keeps the tokens
+                       (at most state_ttl) and sends the browser to
+                       return_url with connect_completion; the application
+                       checks the browser is its user's and calls
+                       connections/<integration>/<connection_id>/complete.
+                       "callback": the callback stores the connection, and
+                       cannot tell whose browser brought the code (the
+                       account-linking attack of docs/security.md).
 `
 
 // configResponseFields are what a config read returns.
@@ -235,5 +262,6 @@ func configResponseFields() map[string]*framework.FieldSchema {
 		"public_url":                 typed(framework.TypeString, "This mount's external address, where connect sessions' pages are."),
 		"max_sessions":               typed(framework.TypeInt, "Connect sessions the mount may hold at once."),
 		"max_pending_events":         typed(framework.TypeInt, "Event deliveries that may wait in the outbox for each webhook receiver."),
+		"oauth_completion":           str("Who stores the connection of an authorization started through authorize: application or callback."),
 	}
 }

@@ -6,10 +6,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html"
-	"html/template"
 	"net/http"
 	"net/url"
+	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -101,6 +100,9 @@ func (b *backend) pathConnectUIGet(ctx context.Context, req *logical.Request, _ 
 }
 
 func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
+	if page, err := b.checkPageOrigin(ctx, req); page != nil || err != nil {
+		return page, err
+	}
 	if err := checkPayloadSize(req.Data); err != nil {
 		return messagePage(http.StatusBadRequest, "Request too large", err.Error(), ""), nil
 	}
@@ -131,12 +133,12 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported, ""), nil
 	}
 	if in.AuthMode == catalog.OAuth2 {
-		authURL, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
+		started, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
 		if err != nil {
 			page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
 			return b.failedPost(ctx, req.Storage, hash, sess, page, err)
 		}
-		return continuePage(in, authURL), nil
+		return continuePage(sess, in, started, req.MountPoint), nil
 	}
 	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
 		page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
@@ -191,7 +193,7 @@ func (b *backend) choicesPage(ctx context.Context, s logical.Storage, sess *sess
 	if len(offered) == 1 {
 		return formPage(http.StatusOK, sess, secret, offered[0], nil, nil, ""), nil
 	}
-	view := connectPageView{Title: "Connect an account"}
+	view := connectPageView{Title: "Connect an account", For: sess.DisplayName}
 	if len(offered) == 0 {
 		view.Alert = "There is nothing to connect with this link."
 	}
@@ -214,7 +216,7 @@ func connectUIRelative(q url.Values) string {
 // after a failed post.
 func formPage(status int, sess *sessionEntry, secret string, in *integrationEntry, kept, errs map[string]string, general string) *logical.Response {
 	f := formFor(in)
-	view := connectPageView{Title: "Connect " + integrationLabel(in)}
+	view := connectPageView{Title: "Connect " + integrationLabel(in), For: sess.DisplayName, Service: integrationLabel(in), CSP: connectPageCSPFor(in)}
 	if f.Unsupported != "" {
 		view.Alert = f.Unsupported
 		return renderConnectPage(http.StatusOK, view)
@@ -286,22 +288,76 @@ func spentLinkPage() *logical.Response {
 		fmt.Sprintf("This link was used for too many attempts that failed (%d); it cannot be used again. Ask the application for a new one.", maxFailedPosts), "")
 }
 
-// continuePage sends the browser on to the provider's consent page. Vault
-// lets a plugin set no Location header, and its own redirect (a 307) would
-// repeat the form's POST, session secret included, at the provider and
-// write the authorization URL, state included, into the audit log as is;
-// a page's body is HMACed there like any response data. So the page
-// refreshes to the URL at once (an HTML meta refresh, no script) and links
-// to it for browsers that do not follow refreshes.
-func continuePage(in *integrationEntry, authURL string) *logical.Response {
-	view := connectPageView{
-		Title:      "Continue to sign in",
-		Notice:     "Taking you to " + integrationLabel(in) + " to sign in and allow access.",
-		RefreshTo:  template.HTMLAttr(`content="0; url=` + html.EscapeString(authURL) + `"`),
-		ReturnURL:  authURL,
-		ReturnText: "Continue to sign in",
+// continuePage sends the browser on to the provider's consent page: 303
+// with its Location and the binding cookie the callback requires (Vault
+// passes both only where the mount allows them, see tuneCommand). The body
+// is for a mount that does not: it says what the operator must tune,
+// without a link on, since the callback would refuse a browser without
+// the cookie.
+func continuePage(sess *sessionEntry, in *integrationEntry, started *pageAuthorization, mount string) *logical.Response {
+	resp := renderConnectPage(http.StatusSeeOther, connectPageView{
+		Title: "Continue to sign in", For: sess.DisplayName, Service: integrationLabel(in),
+		Alert: "This Vault did not send you on to " + integrationLabel(in) + ": it does not pass the headers this page needs. Tell its operator to run: " + tuneCommand(mount),
+	})
+	resp.Headers = map[string][]string{"Location": {started.url}, "Set-Cookie": {started.cookie}}
+	return resp
+}
+
+// tuneCommand is the command that lets Vault pass the headers the
+// connect page and the callback use, to and from the plugin mounted at
+// mount.
+func tuneCommand(mount string) string {
+	if mount == "" {
+		mount = "connect/"
 	}
-	return renderConnectPage(http.StatusOK, view)
+	return "vault secrets tune -passthrough-request-headers=Cookie -passthrough-request-headers=Origin " +
+		"-allowed-response-headers=Set-Cookie -allowed-response-headers=Location " + mount
+}
+
+// checkPageOrigin refuses a post that does not come from this Vault's own
+// page: its Origin must be the origin of public_url (else of
+// redirect_url). Browsers send Origin on every POST, so a post without one
+// means a mount that does not pass it: refused too, with the command that
+// fixes it, since a check that cannot see the origin must not let
+// everything through.
+func (b *backend) checkPageOrigin(ctx context.Context, req *logical.Request) (*logical.Response, error) {
+	cfg, err := b.config(ctx, req.Storage)
+	if err != nil {
+		return nil, err
+	}
+	got := headerValues(req.Headers, "Origin")
+	if len(got) == 0 {
+		b.Logger().Warn("connect page post refused: the request has no Origin header; the mount must pass it", "tune", tuneCommand(req.MountPoint))
+		return messagePage(http.StatusForbidden, "Vault is not set up for this page",
+			"Nothing was changed. This Vault does not pass the browser's Origin to the page, so it cannot tell this form from one posted by another site. Tell its operator to run: "+tuneCommand(req.MountPoint), ""), nil
+	}
+	want := pageOrigin(cfg)
+	if len(got) != 1 || want == "" || !strings.EqualFold(got[0], want) {
+		return messagePage(http.StatusForbidden, "Form refused",
+			"This form was not sent from this Vault's page, so nothing was changed. Open the link you were given again.", ""), nil
+	}
+	return nil, nil
+}
+
+// pageOrigin is the origin (RFC 6454) the page is served from: public_url's,
+// else redirect_url's, without a default port. "" when neither is set.
+func pageOrigin(cfg *configEntry) string {
+	base := cfg.PublicURL
+	if base == "" {
+		base = cfg.RedirectURL
+	}
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname())
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	if port := u.Port(); port != "" && !(scheme == "https" && port == "443") && !(scheme == "http" && port == "80") {
+		host += ":" + port
+	}
+	return scheme + "://" + host
 }
 
 // messagePage is a page with a title, a message and, if given, a link back
@@ -321,7 +377,7 @@ func refusedFormPage() *logical.Response {
 // connectedPage is the success page of a session, with the link back to
 // its return_url.
 func connectedPage(status int, sess *sessionEntry, msg string) *logical.Response {
-	view := connectPageView{Title: "Connected", Notice: msg, ReturnText: "Back to the application"}
+	view := connectPageView{Title: "Connected", Notice: msg, ReturnText: "Back to the application", For: sess.DisplayName}
 	if sess.ReturnURL != "" {
 		view.ReturnURL = withQuery(sess.ReturnURL, url.Values{
 			"integration": {sess.ConnectedIntegration}, "connection_id": {sess.ConnectionID}, "status": {"connected"},
@@ -342,6 +398,12 @@ GET lists the session's integrations, or shows one's form
 (integration=<name>). POST (application/x-www-form-urlencoded) stores the
 connection from an API_KEY, BASIC, CUSTOM or OAUTH2_CC form, checked as any
 connection write is; an OAUTH2 form's POST starts the authorization and
-answers a page that sends the browser on to the provider's consent page.
-A session connects once.
+answers 303 to the provider's consent page with a binding cookie that the
+callback requires. Every POST must carry this Vault's Origin (public_url's,
+else redirect_url's). A session connects once.
+
+The mount must pass the headers involved:
+
+    vault secrets tune -passthrough-request-headers=Cookie -passthrough-request-headers=Origin \
+        -allowed-response-headers=Set-Cookie -allowed-response-headers=Location connect/
 `

@@ -19,12 +19,31 @@ import (
 // a token, and returns the status, the page and the response.
 func uiRequest(e *testEnv, op logical.Operation, data map[string]any) (int, string, *logical.Response) {
 	e.t.Helper()
+	headers := map[string][]string{}
+	if op == logical.UpdateOperation {
+		origin := e.browser.origin
+		if origin == "" {
+			cfg, err := e.b.config(e.t.Context(), e.storage)
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			origin = pageOrigin(cfg)
+		}
+		if origin != "-" {
+			headers["Origin"] = []string{origin}
+		}
+	}
+	if c := e.browser.cookieHeader(); c != nil {
+		headers["Cookie"] = c
+	}
 	resp, err := e.b.HandleRequest(e.t.Context(), &logical.Request{
 		Operation: op, Path: connectUIPath, Data: data, Storage: e.storage, Unauthenticated: true,
+		Headers: headers, MountPoint: "connect/",
 	})
 	if err != nil {
 		e.t.Fatalf("connect page: %v", err)
 	}
+	e.browser.keep(resp)
 	if resp.Redirect != "" {
 		return http.StatusTemporaryRedirect, "", resp
 	}
@@ -344,7 +363,7 @@ func TestConnectPageEgressRule(t *testing.T) {
 	}
 	e.assertUnchanged(before, sessionPrefix) // the session counts the failed post
 	status, body = uiPost(e, formOf(e, secret, "okta", map[string]any{"config.host": "acme.okta.com"}))
-	if status != http.StatusOK || !strings.HasPrefix(continueURL(t, body), "https://acme.okta.com/oauth2/v1/authorize?") {
+	if status != http.StatusSeeOther || !strings.HasPrefix(continueURL(e, body), "https://acme.okta.com/oauth2/v1/authorize?") {
 		t.Fatalf("allowed host: %d\n%s", status, body)
 	}
 }

@@ -76,6 +76,10 @@ func integrationFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "Default OAuth scopes, as a list or a comma-separated string.",
 		},
+		"display_name": {
+			Type:        framework.TypeString,
+			Description: "What the connect page calls the integration (\"GitHub\"), at most 200 printable characters. Default: the catalog provider's name, else the integration's name.",
+		},
 		"allowed_scopes": {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "OAUTH2: scopes authorize may ask for besides the default scopes. A scope in neither list is refused.",
@@ -134,6 +138,10 @@ func integrationFields() map[string]*framework.FieldSchema {
 		"callback_config": {
 			Type:        framework.TypeCommaStringSlice,
 			Description: "OAUTH2: query parameters of the provider's redirect to oauth/callback copied into the connection's config, e.g. realmId for QuickBooks.",
+		},
+		"issuer": {
+			Type:        framework.TypeString,
+			Description: "OAUTH2: the authorization server's issuer identifier (RFC 8414), e.g. https://accounts.example.com. Where the provider's redirect carries iss (RFC 9207), the callback refuses it unless it equals this.",
 		},
 		"redirect_uri_value": {
 			Type:        framework.TypeString,
@@ -265,12 +273,13 @@ func integrationResponse(in *integrationEntry, stored *catalog.Provider) map[str
 		}
 	}
 	data := map[string]any{
-		"name":       in.Name,
-		"auth_mode":  string(in.AuthMode),
-		"provider":   in.Provider,
-		"created_at": formatTime(in.CreatedAt),
-		"updated_at": formatTime(in.UpdatedAt),
-		"sources":    sources,
+		"name":         in.Name,
+		"auth_mode":    string(in.AuthMode),
+		"provider":     in.Provider,
+		"display_name": in.displayName(),
+		"created_at":   formatTime(in.CreatedAt),
+		"updated_at":   formatTime(in.UpdatedAt),
+		"sources":      sources,
 	}
 	if in.AuthMode.IsOAuth() {
 		data["client_id"] = in.ClientID
@@ -293,6 +302,7 @@ func integrationResponse(in *integrationEntry, stored *catalog.Provider) map[str
 		data["token_request_format"] = eff.TokenRequestFormat
 		data["callback_config"] = nonNilStrings(eff.CallbackConfig)
 		data["redirect_uri_value"] = eff.RedirectURIValue
+		data["issuer"] = eff.Issuer
 	}
 	if in.AuthMode == catalog.App {
 		data["app_id"] = in.AppID
@@ -366,6 +376,13 @@ func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *in
 	}
 	if v, ok := d.GetOk("allowed_scopes"); ok {
 		in.AllowedScopes = v.([]string)
+	}
+	if v, ok := d.GetOk("display_name"); ok {
+		name, err := checkDisplayName(v.(string))
+		if err != nil {
+			return nil, badInput(err)
+		}
+		in.DisplayName = name
 	}
 
 	setString(d, "client_id", &in.ClientID)
@@ -584,6 +601,7 @@ func integrationResponseFields() map[string]*framework.FieldSchema {
 	f := endpointResponseFields()
 	f["name"] = str("Name of the integration.")
 	f["provider"] = str("The provider whose settings fill the ones the integration leaves empty.")
+	f["display_name"] = str("What the connect page calls the integration: its own display_name, else the catalog provider's name, else its name.")
 	f["created_at"] = str("When the integration was created (RFC 3339).")
 	f["updated_at"] = str("When the integration was last written (RFC 3339).")
 	f["sources"] = typed(framework.TypeMap, "Per endpoint setting, where its value comes from: integration, provider (operator-defined) or builtin.")

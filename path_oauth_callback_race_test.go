@@ -203,7 +203,7 @@ func TestSessionConnectsOnceWhenFormPostedDuringCallback(t *testing.T) {
 	secret, id := newSession(e, map[string]any{"connection_id": "org:9", "integrations": "github,stripe"})
 	apiForm := formOf(e, secret, "stripe", map[string]any{"cred.api_key": "sk_test_abcdef"})
 	_, body := uiPost(e, formOf(e, secret, "github", nil))
-	q := followConsent(t, continueURL(t, body))
+	q := followConsent(t, continueURL(e, body))
 	postStatus := 0
 	posted := make(chan struct{})
 	srv.OnToken(func() {
@@ -211,6 +211,7 @@ func TestSessionConnectsOnceWhenFormPostedDuringCallback(t *testing.T) {
 			defer close(posted)
 			resp, err := e.b.HandleRequest(context.WithoutCancel(t.Context()), &logical.Request{
 				Operation: logical.UpdateOperation, Path: connectUIPath, Data: apiForm, Storage: e.storage, Unauthenticated: true,
+				Headers: map[string][]string{"Origin": {"https://vault.example.test"}},
 			})
 			if err == nil {
 				postStatus, _ = resp.Data[logical.HTTPStatusCode].(int)

@@ -58,7 +58,7 @@ func providerFields() map[string]*framework.FieldSchema {
 	}
 	// The rest mean what they mean on an integration.
 	inFields := integrationFields()
-	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config", "redirect_uri_value", "connection_config_schema", "credentials_schema", "request_headers", "allowed_hosts"} {
+	for _, f := range []string{"auth_mode", "auth_url", "token_url", "revocation_url", "scopes", "auth_params", "token_params", "auth_style", "token_response_config", "api_base_url", "scope_separator", "refresh_url", "refresh_params", "pkce", "token_request_format", "callback_config", "redirect_uri_value", "issuer", "connection_config_schema", "credentials_schema", "request_headers", "allowed_hosts"} {
 		fields[f] = inFields[f]
 	}
 	return fields
@@ -156,6 +156,7 @@ func allProviderFields(p *catalog.Provider) map[string]any {
 		"token_request_format":     p.TokenRequestFormat,
 		"callback_config":          nonNilStrings(p.CallbackConfig),
 		"redirect_uri_value":       p.RedirectURIValue,
+		"issuer":                   p.Issuer,
 		"connection_config_schema": p.ConnectionConfigSchema.JSONObject(),
 		"credentials_schema":       p.CredentialsSchema.JSONObject(),
 		"request_headers":          nonNilMap(p.RequestHeaders),

@@ -83,7 +83,7 @@ func TestProviderRejects(t *testing.T) {
 
 func TestIntegrationWithProvider(t *testing.T) {
 	e := newTestEnv(t)
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL, "oauth_completion": "callback"})
 	// auth_mode and URLs come from the catalog.
 	e.mustDo(logical.CreateOperation, "integrations/gh", map[string]any{"provider": "github", "client_id": "c"})
 	data := e.mustDo(logical.ReadOperation, "integrations/gh", nil)
@@ -292,7 +292,7 @@ func TestProviderReadShowsRegistration(t *testing.T) {
 	if len(resp.Warnings) == 0 || resp.Data["redirect_url"] != "" {
 		t.Fatalf("without redirect_url: %v %v", resp.Data["redirect_url"], resp.Warnings)
 	}
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.test/v1/connect/oauth/callback"})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": "https://vault.test/v1/connect/oauth/callback", "oauth_completion": "callback"})
 	p := e.mustDo(logical.ReadOperation, "providers/zendesk", nil)
 	if p["redirect_url"] != "https://vault.test/v1/connect/oauth/callback" || strings.Join(p["required_config_keys"].([]string), ",") != "subdomain" ||
 		p["builtin"] != true || len(p["scopes"].([]string)) == 0 {
@@ -313,7 +313,7 @@ func shapeEnv(t *testing.T) (*testEnv, *oauthtest.Server) {
 	t.Cleanup(srv.Close)
 	e := newTestEnv(t)
 	srv.RegisterRedirectURI(testRedirectURL)
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL, "oauth_completion": "callback"})
 	return e, srv
 }
 

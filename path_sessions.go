@@ -84,6 +84,10 @@ func sessionFields() map[string]*framework.FieldSchema {
 			Default:     int(defaultSessionTTL.Seconds()),
 			Description: "How long the link works: any positive duration up to 24h. Default 30m.",
 		},
+		"display_name": {
+			Type:        framework.TypeString,
+			Description: "Whom the page connects for, e.g. the customer's organisation (\"Acme Corp\"), at most 200 printable characters: every page of the session says \"Connecting GitHub for Acme Corp\", so that a person sent someone else's link can see it is not theirs.",
+		},
 		"reconnect": {
 			Type:        framework.TypeBool,
 			Description: "Re-connect an existing connection: the page replaces its credentials, keeps its metadata and tags, and sets the connection_config keys the customer fills in over its connection_config (the others are kept).",
@@ -108,6 +112,7 @@ func sessionReadResponseFields() map[string]*framework.FieldSchema {
 		"metadata":              typed(framework.TypeMap, "Metadata copied to the connection."),
 		"return_url":            str("Where the success page links back to."),
 		"reconnect":             typed(framework.TypeBool, "Whether the page re-connects an existing connection."),
+		"display_name":          str("Whom the page connects for."),
 		"created_at":            str("When the session was created (RFC 3339)."),
 		"expires_at":            str("When the link stops working (RFC 3339)."),
 		"status":                str("active, connected or expired."),
@@ -167,6 +172,11 @@ func (b *backend) newSessionEntry(ctx context.Context, s logical.Storage, cfg *c
 	}
 	now := b.now()
 	e := &sessionEntry{ConnectionID: id, Reconnect: d.Get("reconnect").(bool), CreatedAt: now, ExpiresAt: now.Add(ttl)}
+	display, err := checkDisplayName(d.Get("display_name").(string))
+	if err != nil {
+		return nil, badInput(err)
+	}
+	e.DisplayName = display
 	for _, name := range d.Get("integrations").([]string) {
 		name = strings.TrimSpace(name)
 		if name == "" || slices.Contains(e.Integrations, name) {
@@ -270,6 +280,7 @@ func (b *backend) pathSessionRead(ctx context.Context, req *logical.Request, d *
 		"metadata":              nonNilObject(e.Metadata),
 		"return_url":            e.ReturnURL,
 		"reconnect":             e.Reconnect,
+		"display_name":          e.DisplayName,
 		"created_at":            formatTime(e.CreatedAt),
 		"expires_at":            formatTime(e.ExpiresAt),
 		"status":                status,

@@ -253,7 +253,7 @@ func checkHeadersRender(t *testing.T, p *catalog.Provider, s catalog.ValueSchema
 func TestCatalogCorrections(t *testing.T) {
 	env := func(t *testing.T) *testEnv {
 		e := newTestEnv(t)
-		e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+		e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL, "oauth_completion": "callback"})
 		return e
 	}
 

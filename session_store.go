@@ -65,6 +65,8 @@ type sessionEntry struct {
 	// Reconnect replaces the credentials of an existing connection and
 	// keeps its metadata and tags.
 	Reconnect bool `json:"reconnect,omitempty"`
+	// DisplayName is whom the page connects for ("Acme Corp").
+	DisplayName string `json:"display_name,omitempty"`
 	// FormKey signs the page's form tokens. It is random per session and
 	// never leaves storage, so that a form of one session is refused with
 	// another session's secret.

@@ -42,6 +42,11 @@ type stateStore struct {
 	// indexed is set once every stored state has an expiry entry.
 	indexed atomic.Bool
 
+	// dropHeld is given each pending completion the sweep deletes
+	// expired, whose tokens no connection will hold: the authorizer
+	// revokes them. Nil: they are dropped.
+	dropHeld func(context.Context, logical.Storage, *oauthStateEntry)
+
 	config func(context.Context, logical.Storage) (*configEntry, error)
 	now    func() time.Time
 	logger func() hclog.Logger
@@ -141,13 +146,34 @@ func writePendingState(ctx context.Context, s logical.Storage, stateHash string,
 // deleteEntries deletes the state an index entry names and its
 // expiry entry, not the index entry itself.
 func (ss *stateStore) deleteEntries(ctx context.Context, s logical.Storage, idx stateIndexEntry) error {
+	// A pending completion's tokens are revoked once it is gone: a new
+	// authorize replaced it, or its connection or integration is deleted.
+	var old oauthStateEntry
+	found, err := getJSON(ctx, s, stateKey(idx.StateHash), &old)
+	if err != nil {
+		return err
+	}
 	if err := s.Delete(ctx, stateKey(idx.StateHash)); err != nil {
 		return fmt.Errorf("deleting state: %w", err)
+	}
+	if found && old.Held != nil && ss.dropHeld != nil {
+		ss.dropHeld(ctx, s, &old)
 	}
 	if idx.ExpiresAt.IsZero() {
 		return nil // an earlier version's: the sweep finds its expiry entry orphaned
 	}
 	return deleteStateExpiry(ctx, s, idx.StateHash, idx.ExpiresAt)
+}
+
+// Peek reads a pending authorization without spending it. Nil when there
+// is none.
+func (ss *stateStore) Peek(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+	var st oauthStateEntry
+	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
+	if err != nil || !found {
+		return nil, err
+	}
+	return &st, nil
 }
 
 // Take reads and deletes a pending authorization: a state is spent by

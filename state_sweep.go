@@ -121,7 +121,10 @@ func (ss *stateStore) sweepState(ctx context.Context, s logical.Storage, expiryK
 	if now.Before(st.ExpiresAt) {
 		return nil // only if the clock went back; swept once it has expired
 	}
-	_, err = ss.Take(ctx, s, stateHash)
+	taken, err := ss.Take(ctx, s, stateHash)
+	if err == nil && taken != nil && taken.Held != nil && ss.dropHeld != nil {
+		ss.dropHeld(ctx, s, taken)
+	}
 	return err
 }
 

@@ -5,8 +5,11 @@ package connect
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
+	"strings"
+	"unicode"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
@@ -119,4 +122,23 @@ func stringMap(field string, v map[string]any) (map[string]string, error) {
 		out[k] = s
 	}
 	return out, nil
+}
+
+// maxDisplayNameLen bounds a display_name, in characters.
+const maxDisplayNameLen = 200
+
+// checkDisplayName trims a display_name and checks it is at most 200
+// printable characters: the page shows it to someone who must be able to
+// read whom and what they connect.
+func checkDisplayName(v string) (string, error) {
+	v = strings.TrimSpace(v)
+	if len([]rune(v)) > maxDisplayNameLen {
+		return "", fmt.Errorf("display_name is longer than %d characters", maxDisplayNameLen)
+	}
+	for _, r := range v {
+		if !unicode.IsPrint(r) {
+			return "", errors.New("display_name must be printable characters")
+		}
+	}
+	return v, nil
 }

@@ -111,14 +111,15 @@ type connectPageSetup struct {
 }
 
 const (
-	pageKeyIntegration    = "browser-key"
-	pageKeyDisplay        = pageKeyIntegration
-	pageOtherIntegration  = "browser-other"
-	pageOAuthIntegration  = "browser-tenant"
-	pageOAuthProvider     = "e2e-browser-tenant"
-	pageKeyPattern        = `sk_page_[a-z0-9]+`
-	pageKeyHint           = "a key that starts with sk_page_ then lower-case letters and digits"
-	pageDisplayOAuth      = pageOAuthIntegration + " (" + pageOAuthProvider + ")"
+	pageKeyIntegration   = "browser-key"
+	pageKeyDisplay       = pageKeyIntegration
+	pageOtherIntegration = "browser-other"
+	pageOAuthIntegration = "browser-tenant"
+	pageOAuthProvider    = "e2e-browser-tenant"
+	pageKeyPattern       = `sk_page_[a-z0-9]+`
+	pageKeyHint          = "a key that starts with sk_page_ then lower-case letters and digits"
+	// pageDisplayOAuth is the OAuth integration's display_name.
+	pageDisplayOAuth      = "Browser Tenant"
 	pageAPIKey            = "sk_page_browser1"
 	pageBadKey            = "not-a-page-key-xyz"
 	pageSecondTabFirstKey = "sk_page_secondtab"
@@ -151,7 +152,7 @@ func setUpConnectPage(t *testing.T) *connectPageSetup {
 	base := as.URL + "/t/${connectionConfig.subdomain}"
 	s.mustCLI(t, "write", "connect/providers/"+pageOAuthProvider, "auth_mode=OAUTH2",
 		"auth_url="+base+"/authorize", "token_url="+base+"/token", "tokens_expire=true")
-	oauth := fmt.Sprintf(`{"provider": %q, "client_id": %q, "client_secret": %q,
+	oauth := fmt.Sprintf(`{"provider": %q, "client_id": %q, "client_secret": %q, "display_name": "`+pageDisplayOAuth+`",
 		"connection_config_schema": {"subdomain": {"title": %q, "pattern": "[a-z0-9-]+", "suffix": ".example.test", "example": "acme"}}}`,
 		pageOAuthProvider, as.ClientID, as.ClientSecret, subdomainLabel)
 	if out, err := s.cli([]byte(oauth), "write", "connect/integrations/"+pageOAuthIntegration, "-"); err != nil {
@@ -221,6 +222,7 @@ func TestConnectPageInBrowser(t *testing.T) {
 	t.Run("OAuth with a subdomain", func(t *testing.T) {
 		sess := newSession(t, s, map[string]any{
 			"connection_id": "browser-oauth",
+			"display_name":  "Acme Corp",
 			"integrations":  []string{pageOAuthIntegration},
 			"tags":          map[string]string{"organization_id": "oauth-org"},
 			"return_url":    p.app.URL + "/done",
@@ -228,6 +230,9 @@ func TestConnectPageInBrowser(t *testing.T) {
 		ctx := browserTab(t, pageTimeout)
 		// One integration allowed: the page is its form at once.
 		open(t, ctx, sess.ConnectURL)
+		if form := pageText(ctx); !strings.Contains(form, "Connecting "+pageDisplayOAuth+" for Acme Corp") {
+			t.Fatalf("the form does not say whom and what it connects:\n%s", form)
+		}
 		screenshot(t, ctx, "oauth-form")
 		fitsNarrowScreen(t, ctx)
 		fill(t, ctx, subdomainLabel, "acme")

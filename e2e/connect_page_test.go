@@ -73,8 +73,24 @@ func TestConnectPageThroughVault(t *testing.T) {
 	noteSecrets(key)
 	form := pageForm(t, body)
 	form.Set("cred.api_key", key)
+	// A post without Origin (a mount that does not pass it) or from
+	// another site's form changes nothing.
+	for _, origin := range []string{"", "null", "http://evil.example.test"} {
+		req, _ = http.NewRequest(http.MethodPost, s.addr+"/v1/connect/connect/ui", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if resp, body = pageDo(t, req); resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("post with Origin %q: %d\n%s", origin, resp.StatusCode, body)
+		}
+	}
+	if out := s.failCLI(t, "read", "connect/connections/page-key/page-acme"); !strings.Contains(out, "No value found") {
+		t.Fatalf("a refused post stored: %s", out)
+	}
 	req, _ = http.NewRequest(http.MethodPost, s.addr+"/v1/connect/connect/ui", strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", s.addr)
 	resp, body = pageDo(t, req)
 	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "page-key is connected") || strings.Contains(body, key) {
 		t.Fatalf("post: %d\n%s", resp.StatusCode, body)
@@ -89,26 +105,47 @@ func TestConnectPageThroughVault(t *testing.T) {
 		t.Fatalf("stored tags %q", got)
 	}
 
-	// OAuth: the button's POST answers a page that sends the browser on to
-	// the provider; nothing of the form goes with it.
-	connectURL = s.mustCLI(t, "write", "-field=connect_url", "connect/sessions", "connection_id=page-acme", "integrations=page-gh")
-	req, _ = http.NewRequest(http.MethodGet, strings.TrimSpace(connectURL), nil)
-	_, body = pageDo(t, req)
-	form = pageForm(t, body)
-	req, _ = http.NewRequest(http.MethodPost, s.addr+"/v1/connect/connect/ui", strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, body = pageDo(t, req)
-	m := regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`).FindStringSubmatch(body)
-	if resp.StatusCode != http.StatusOK || m == nil {
-		t.Fatalf("oauth button: %d\n%s", resp.StatusCode, body)
+	// OAuth: the button's POST answers 303 to the provider, with the
+	// binding cookie, both through the real Vault (the mount passes them);
+	// nothing of the form goes with it.
+	pressOAuth := func(id string) (string, *http.Cookie) {
+		connectURL := s.mustCLI(t, "write", "-field=connect_url", "connect/sessions", "connection_id="+id, "integrations=page-gh")
+		req, _ := http.NewRequest(http.MethodGet, strings.TrimSpace(connectURL), nil)
+		_, body := pageDo(t, req)
+		form := pageForm(t, body)
+		req, _ = http.NewRequest(http.MethodPost, s.addr+"/v1/connect/connect/ui", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", s.addr)
+		resp, body := pageDo(t, req)
+		loc := resp.Header.Get("Location")
+		if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, as.AuthURL()+"?") || strings.Contains(loc, form.Get("session")) {
+			t.Fatalf("oauth button: %d Location %q\n%s", resp.StatusCode, loc, body)
+		}
+		cookies := resp.Cookies()
+		if len(cookies) != 1 || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteLaxMode || cookies[0].Path != "/v1/connect/oauth/callback" {
+			t.Fatalf("binding cookie: %v", resp.Header["Set-Cookie"])
+		}
+		return loc, cookies[0]
 	}
-	loc := html.UnescapeString(m[1])
-	if !strings.HasPrefix(loc, as.AuthURL()+"?") || strings.Contains(loc, form.Get("session")) {
-		t.Fatalf("continue page sends the browser to %q", loc)
+	// The provider's redirect opened in another browser (no cookie):
+	// refused, nothing stored.
+	loc, _ := pressOAuth("page-victim")
+	resp, _ = pageDo(t, mustRequest(t, http.MethodGet, loc))
+	resp, body = pageDo(t, mustRequest(t, http.MethodGet, resp.Header.Get("Location")))
+	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "not started from this browser") {
+		t.Fatalf("callback without the cookie: %d\n%s", resp.StatusCode, body)
 	}
-	final, status, body := browse(t, loc)
-	if status != http.StatusOK || !strings.Contains(body, "page-gh is connected") || final.Path != "/v1/connect/oauth/callback" {
-		t.Fatalf("after consent: %d %s\n%s", status, final, body)
+	if out := s.failCLI(t, "read", "connect/connections/page-gh/page-victim"); !strings.Contains(out, "No value found") {
+		t.Fatalf("stored without the cookie: %s", out)
+	}
+	// The browser that pressed the button sends it back.
+	loc, cookie := pressOAuth("page-acme")
+	resp, _ = pageDo(t, mustRequest(t, http.MethodGet, loc))
+	cb := mustRequest(t, http.MethodGet, resp.Header.Get("Location"))
+	cb.AddCookie(cookie)
+	resp, body = pageDo(t, cb)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "page-gh is connected") {
+		t.Fatalf("after consent: %d\n%s", resp.StatusCode, body)
 	}
 	if access := s.mustCLI(t, "read", "-field=access_token", "connect/connections/page-gh/page-acme"); !as.AccessTokenValid(access) {
 		t.Fatalf("access token %q was not issued by the server", access)

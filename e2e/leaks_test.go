@@ -96,7 +96,7 @@ func checkLeaks(s *vaultServer) []string {
 			problems = append(problems, fmt.Sprintf("the Vault log contains the secret %q", secret))
 		}
 		for _, i := range occurrences(string(auditLog), secret) {
-			if inBrowserURI(string(auditLog), i) {
+			if inBrowserURI(string(auditLog), i) || inLocationHeader(string(auditLog), i) {
 				callbackURIHits++
 				continue
 			}
@@ -132,6 +132,24 @@ func occurrences(text, s string) []int {
 var browserURIs = []string{
 	`"request_uri":"/v1/connect/oauth/callback?`,
 	`"request_uri":"/v1/connect/connect/ui?`,
+}
+
+// locationHeader is how the audit log records a response's Location:
+// Vault writes response headers as they are, so the provider's URL of the
+// connect page's 303 (its state) and the callback's 303 to the
+// application (its connect_completion) are there in plain text, like the
+// callback's request_uri (see docs/security.md).
+const locationHeader = `"Location":["`
+
+// inLocationHeader reports whether position i of the audit log is inside
+// a response's Location header.
+func inLocationHeader(text string, i int) bool {
+	start := strings.LastIndex(text[:i], locationHeader)
+	if start < 0 {
+		return false
+	}
+	end := strings.Index(text[start+len(locationHeader):], `"`)
+	return end >= 0 && i < start+len(locationHeader)+end
 }
 
 // inBrowserURI reports whether position i of the audit log is inside the

@@ -23,12 +23,14 @@ import (
 func callbackURL(s *vaultServer) string { return s.addr + "/v1/connect/oauth/callback" }
 
 // flowServer is a loopback authorization server that knows Vault's
-// callback, with config pointing at it.
+// callback, with config pointing at it and the callback storing the
+// connections of authorize (oauth_completion "callback"); the
+// application's completion has TestApplicationCompletionThroughVault.
 func flowServer(t *testing.T, s *vaultServer, allowedReturn string) *oauthtest.Server {
 	t.Helper()
 	as := newAuthServer(t)
 	as.RegisterRedirectURI(callbackURL(s))
-	s.mustCLI(t, "write", "connect/config", "redirect_url="+callbackURL(s), "allowed_return_urls="+allowedReturn)
+	s.mustCLI(t, "write", "connect/config", "redirect_url="+callbackURL(s), "allowed_return_urls="+allowedReturn, "oauth_completion=callback")
 	return as
 }
 
@@ -85,7 +87,7 @@ func TestAuthorizationFlowThroughVault(t *testing.T) {
 	as.Deny("access_denied", "<b>no</b>")
 	authURL = s.mustCLI(t, "write", "-force", "-field=authorization_url", "connect/connections/flow-gh/carol/authorize")
 	_, status, body = browse(t, authURL)
-	if status != http.StatusBadRequest || strings.Contains(body, "<b>") || !strings.Contains(body, "&lt;b&gt;no") {
+	if status != http.StatusBadRequest || strings.Contains(body, "<b>") || strings.Contains(body, "no</") || !strings.Contains(body, "(access_denied)") {
 		t.Fatalf("denied consent: %d %s", status, body)
 	}
 	as.Deny("", "")
@@ -182,4 +184,86 @@ func TestAppModeThroughVault(t *testing.T) {
 	if forced == tok || !as.AccessTokenValid(forced.(string)) {
 		t.Fatal("forced refresh of an APP connection did not renew the token")
 	}
+}
+
+// TestApplicationCompletionThroughVault: with oauth_completion
+// "application" (the default), the real Vault's callback exchanges the code,
+// stores nothing and answers 303 with a Location (the mount allows it) to
+// the return_url with connect_completion; the application completes with
+// the browser binding it gave authorize. Another binding spends the
+// completion and revokes the tokens.
+func TestApplicationCompletionThroughVault(t *testing.T) {
+	s := vaultFor(t)
+	var arrived []url.Values
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		arrived = append(arrived, r.URL.Query())
+		io.WriteString(w, "app got it")
+	}))
+	t.Cleanup(app.Close)
+	as := flowServer(t, s, app.URL+"/done")
+	s.mustCLI(t, "write", "connect/config", "oauth_completion=application")
+	// The Vault is shared: the other tests set what they need, or find the
+	// callback storing as flowServer left it.
+	t.Cleanup(func() { s.mustCLI(t, "write", "connect/config", "oauth_completion=callback") })
+	s.mustCLI(t, "write", "connect/integrations/app-gh", "auth_mode=OAUTH2", "client_id="+as.ClientID,
+		"client_secret="+as.ClientSecret, "auth_url="+as.AuthURL(), "token_url="+as.TokenURL(),
+		"revocation_url="+as.RevocationURL())
+	const binding = "e2e-app-session-hmac-000111"
+	noteSecrets(binding)
+	if out := s.failCLI(t, "write", "-force", "connect/connections/app-gh/acme/authorize"); !strings.Contains(out, "return_url is required") {
+		t.Fatalf("authorize without return_url: %s", out)
+	}
+
+	start := func(id string) string {
+		authURL := s.mustCLI(t, "write", "-field=authorization_url", "connect/connections/app-gh/"+id+"/authorize",
+			"return_url="+app.URL+"/done", "browser_binding="+binding)
+		// The provider's redirect to the callback, then the callback's
+		// answer, seen as they are.
+		resp, _ := pageDo(t, mustRequest(t, http.MethodGet, authURL))
+		resp, body := pageDo(t, mustRequest(t, http.MethodGet, resp.Header.Get("Location")))
+		loc, err := url.Parse(resp.Header.Get("Location"))
+		if resp.StatusCode != http.StatusSeeOther || err != nil || loc.Host != strings.TrimPrefix(app.URL, "http://") {
+			t.Fatalf("callback: %d Location %q\n%s", resp.StatusCode, resp.Header.Get("Location"), body)
+		}
+		if out := s.failCLI(t, "read", "connect/connections/app-gh/"+id); !strings.Contains(out, "No value found") {
+			t.Fatalf("the callback stored the connection: %s", out)
+		}
+		return loc.Query().Get("connect_completion")
+	}
+
+	completion := start("acme")
+	out := s.mustCLI(t, "write", "-field=access_token", "connect/connections/app-gh/acme/complete", "completion="+completion, "browser_binding="+binding)
+	if !as.AccessTokenValid(out) {
+		t.Fatalf("completed token %q", out)
+	}
+	if out := s.failCLI(t, "write", "connect/connections/app-gh/acme/complete", "completion="+completion, "browser_binding="+binding); !strings.Contains(out, "Code: 400") {
+		t.Fatalf("second completion: %s", out)
+	}
+
+	completion = start("bob")
+	if out := s.failCLI(t, "write", "connect/connections/app-gh/bob/complete", "completion="+completion, "browser_binding="+binding+"-other"); !strings.Contains(out, "Code: 403") {
+		t.Fatalf("another binding: %s", out)
+	}
+	if len(as.Revoked()) != 2 {
+		t.Fatalf("the refused completion's tokens were not revoked: %v", as.Revoked())
+	}
+	if out := s.failCLI(t, "write", "connect/connections/app-gh/bob/complete", "completion="+completion, "browser_binding="+binding); !strings.Contains(out, "Code: 400") {
+		t.Fatalf("a spent completion: %s", out)
+	}
+	// Followed like a browser, the 303 leads to the application.
+	authURL := s.mustCLI(t, "write", "-field=authorization_url", "connect/connections/app-gh/carol/authorize",
+		"return_url="+app.URL+"/done", "browser_binding="+binding)
+	final, status, _ := browse(t, authURL)
+	if status != http.StatusOK || final.Host != strings.TrimPrefix(app.URL, "http://") || arrived[len(arrived)-1].Get("connect_completion") == "" {
+		t.Fatalf("browser ended at %d %s", status, final)
+	}
+}
+
+func mustRequest(t *testing.T, method, u string) *http.Request {
+	t.Helper()
+	req, err := http.NewRequest(method, u, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return req
 }

@@ -125,6 +125,12 @@ func TestPoliciesThroughVault(t *testing.T) {
 		{operator, "POST", "connect/sessions", []byte(`{"connection_id":"cust-x","integrations":"stripe"}`), 403, ""},
 		{operator, "DELETE", "connect/connections/stripe/cust-imported", nil, 204, ""},
 		{operator, "GET", "connect/connections/stripe/cust-imported/raw", nil, 403, ""},
+		// A customer authorizes and completes its own connections only.
+		{alice, "POST", "connect/connections/github/cust-alice/authorize", []byte(`{}`), 200, "authorization_url"},
+		{alice, "POST", "connect/connections/github/cust-bob/authorize", []byte(`{}`), 403, ""},
+		{alice, "POST", "connect/connections/github/cust-alice/complete", []byte(`{"completion":"not-a-completion","browser_binding":"alice-session-binding"}`), 400, "unknown"},
+		{alice, "POST", "connect/connections/github/cust-bob/complete", []byte(`{"completion":"not-a-completion","browser_binding":"alice-session-binding"}`), 403, ""},
+		{bob, "POST", "connect/connections/stripe/cust-alice/complete", []byte(`{"completion":"x","browser_binding":"bob-session-binding-0"}`), 403, ""},
 		// Onboarding starts consent and does nothing else.
 		{onboarding, "POST", "connect/connections/github/cust-carol/authorize", []byte(`{}`), 200, "authorization_url"},
 		{onboarding, "GET", "connect/connections/github/cust-alice", nil, 403, ""},

@@ -17,7 +17,7 @@ func TestProviderShapesThroughVault(t *testing.T) {
 	as := newAuthServer(t)
 	const ruName = "Acme_Corp-AcmeApp-PRD-e2e"
 	as.RegisterRedirectName(ruName, callbackURL(s))
-	s.mustCLI(t, "write", "connect/config", "redirect_url="+callbackURL(s))
+	s.mustCLI(t, "write", "connect/config", "redirect_url="+callbackURL(s), "oauth_completion=callback")
 	provider := `{"auth_mode": "OAUTH2", "auth_url": "` + as.AuthURL() + `", "token_url": "` + as.TokenURL() + `",
 		"auth_params": {"response_type": "code"}, "token_params": {"audience": "${connectionConfig.audience}"},
 		"connection_config_schema": {"audience": {"type": "string", "pattern": "https://\\S+"}},

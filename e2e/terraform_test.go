@@ -101,6 +101,12 @@ func TestTerraformExample(t *testing.T) {
 	if in["client_secret_set"] != true || in["provider"] != "github" || in["auth_url"] != "https://github.com/login/oauth/authorize" {
 		t.Fatalf("integration = %v", in)
 	}
+	// The mount passes the headers the connect page and the callback need.
+	tune := data(t, s, "sys/mounts/connect-tf/tune")
+	if h := fmt.Sprint(tune["passthrough_request_headers"], tune["allowed_response_headers"]); !strings.Contains(h, "Cookie") ||
+		!strings.Contains(h, "Origin") || !strings.Contains(h, "Set-Cookie") || !strings.Contains(h, "Location") {
+		t.Fatalf("mount tune: %v", tune)
+	}
 	if got := data(t, s, "connect-tf/config")["refresh_margin"]; fmt.Sprint(got) != "900" {
 		t.Fatalf("config refresh_margin = %v", got)
 	}

@@ -35,6 +35,11 @@ done
 sha=$(sha256sum "$plugin_dir/vault-plugin-secrets-connect" | cut -d' ' -f1)
 "$vault" plugin register -sha256="$sha" -command=vault-plugin-secrets-connect secret connect >/dev/null
 "$vault" secrets enable -path=connect connect >/dev/null
+# The connect page and the OAuth callback need the browser's Origin and
+# Cookie, and answer with Location and Set-Cookie: Vault passes them only
+# where the mount allows it.
+"$vault" secrets tune -passthrough-request-headers=Cookie -passthrough-request-headers=Origin \
+  -allowed-response-headers=Set-Cookie -allowed-response-headers=Location connect/ >/dev/null
 
 # The OAuth callback of this mount, as providers must be told it.
 "$vault" write connect/config redirect_url="$VAULT_ADDR/v1/connect/oauth/callback" >/dev/null

@@ -36,6 +36,12 @@ resource "vault_mount" "connect" {
   type           = vault_plugin.connect.name
   plugin_version = vault_plugin.connect.version
   description    = "Third-party API credentials: integrations and connections"
+
+  # The connect page and the OAuth callback read the browser's Origin and
+  # Cookie and answer with Location and Set-Cookie; Vault passes them only
+  # where the mount allows it (docs/deployment.md).
+  passthrough_request_headers = ["Cookie", "Origin"]
+  allowed_response_headers    = ["Set-Cookie", "Location"]
 }
 
 # The configuration always exists; deleting it is not a thing.

@@ -81,6 +81,7 @@ var integrationModeFields = map[string][]AuthMode{
 	"token_request_format":  {OAuth2, OAuth2CC},
 	"callback_config":       {OAuth2},
 	"redirect_uri_value":    {OAuth2},
+	"issuer":                {OAuth2},
 	"refresh_url":           {OAuth2},
 	"refresh_params":        {OAuth2},
 	"app_id":                {App},

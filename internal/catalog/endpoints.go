@@ -53,6 +53,10 @@ type EndpointSettings struct {
 	// oauth/callback copied into the connection's config (QuickBooks'
 	// realmId).
 	CallbackConfig []string `json:"callback_config,omitempty"`
+	// Issuer is the authorization server's issuer identifier (RFC 8414):
+	// where the provider's redirect carries an iss parameter (RFC 9207),
+	// it must equal this, or the callback refuses it (a mix-up attack).
+	Issuer string `json:"issuer,omitempty"`
 	// ConnectionConfigSchema describes the connection_config keys the
 	// provider needs (the placeholders of its URLs among them); writes of a
 	// connection's config are checked against it.
@@ -95,6 +99,7 @@ func (base EndpointSettings) OverriddenBy(over EndpointSettings) EndpointSetting
 	}
 	orString(&out.RefreshURL, base.RefreshURL)
 	orString(&out.RedirectURIValue, base.RedirectURIValue)
+	orString(&out.Issuer, base.Issuer)
 	if len(out.ConnectionConfigSchema) == 0 {
 		out.ConnectionConfigSchema = base.ConnectionConfigSchema
 	}
@@ -155,6 +160,7 @@ func SettingSources(own, base EndpointSettings, source string) map[string]string
 	pick("token_request_format", own.TokenRequestFormat != "", base.TokenRequestFormat != "")
 	pick("callback_config", len(own.CallbackConfig) > 0, len(base.CallbackConfig) > 0)
 	pick("redirect_uri_value", own.RedirectURIValue != "", base.RedirectURIValue != "")
+	pick("issuer", own.Issuer != "", base.Issuer != "")
 	pick("revocation_url", own.RevocationURL != "", base.RevocationURL != "")
 	pick("api_base_url", own.APIBaseURL != "", base.APIBaseURL != "")
 	pick("auth_style", own.AuthStyle != "", base.AuthStyle != "")

@@ -127,6 +127,10 @@ func (s *RaftServer) start() error {
 		s.Kill()
 		return fmt.Errorf("enabling connect: %v\n%s", err, out)
 	}
+	if out, err := s.CLI(nil, append([]string{"secrets", "tune"}, append(MountHeaderFlags, "connect/")...)...); err != nil {
+		s.Kill()
+		return fmt.Errorf("tuning connect: %v\n%s", err, out)
+	}
 	return nil
 }
 

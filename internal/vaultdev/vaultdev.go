@@ -101,7 +101,7 @@ func (s *Server) setUp(audit bool) error {
 	if err := s.RegisterPlugin(PluginName, "connect"); err != nil {
 		return err
 	}
-	steps := [][]string{{"secrets", "enable", "-path=connect", "connect"}}
+	steps := [][]string{{"secrets", "enable", "-path=connect", "connect"}, append([]string{"secrets", "tune"}, append(MountHeaderFlags, "connect/")...)}
 	if audit {
 		// The file audit device sees every request and response.
 		steps = append(steps, []string{"audit", "enable", "file", "file_path=" + s.AuditLog})
@@ -209,4 +209,13 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// MountHeaderFlags are the tune flags that let Vault pass the headers the
+// connect page and the OAuth callback use: the browser's Origin and
+// Cookie to the plugin, its Location and Set-Cookie back (see
+// docs/deployment.md). Without them the page refuses every post.
+var MountHeaderFlags = []string{
+	"-passthrough-request-headers=Cookie", "-passthrough-request-headers=Origin",
+	"-allowed-response-headers=Set-Cookie", "-allowed-response-headers=Location",
 }

@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+)
+
+const testBinding = "hmac-of-app-session-0123456789"
+
+// completionEnv is authEnv with config's oauth_completion at its default,
+// "application", and the integration's revocation endpoint set.
+func completionEnv(t *testing.T) (*testEnv, *oauthtest.Server) {
+	t.Helper()
+	e, srv := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"oauth_completion": "application"})
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	return e, srv
+}
+
+// completionOf runs the callback of q and returns the connect_completion
+// its 303 carries to the return_url.
+func completionOf(t *testing.T, e *testEnv, q url.Values) string {
+	t.Helper()
+	status, body, resp := callback(e, q)
+	if status != http.StatusSeeOther {
+		t.Fatalf("callback: %d\n%s", status, body)
+	}
+	loc, err := url.Parse(resp.Headers["Location"][0])
+	if err != nil || loc.Host != "app.example.test" || loc.Path != "/done" {
+		t.Fatalf("Location %v (%v)", resp.Headers["Location"], err)
+	}
+	completion := loc.Query().Get(completionParam)
+	if len(completion) != 43 || loc.Query().Get("connection_id") == "" {
+		t.Fatalf("Location %s", loc)
+	}
+	// The body, for a mount that drops the Location, links to it.
+	if !strings.Contains(body, strings.ReplaceAll(loc.String(), "&", "&amp;")) {
+		t.Fatalf("303's body does not link on:\n%s", body)
+	}
+	return completion
+}
+
+func authorizeForApp(body map[string]any) map[string]any {
+	out := map[string]any{"return_url": "https://app.example.test/done", "browser_binding": testBinding}
+	for k, v := range body {
+		out[k] = v
+	}
+	return out
+}
+
+// TestAuthorizeRequiresApplicationCompletionFields: by default authorize
+// needs a return_url and a browser_binding of 16 to 512 printable
+// characters; without them, a 400 that names the field, and nothing
+// stored.
+func TestAuthorizeRequiresApplicationCompletionFields(t *testing.T) {
+	e, _ := authEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"oauth_completion": "application"})
+	before := e.snapshot()
+	e.assertRejected([]rejection{
+		{"no return_url", "connections/github/acme/authorize", map[string]any{"browser_binding": testBinding}, "return_url is required"},
+		{"no binding", "connections/github/acme/authorize", map[string]any{"return_url": "https://app.example.test/done"}, "browser_binding is required"},
+		{"short binding", "connections/github/acme/authorize", authorizeForApp(map[string]any{"browser_binding": "short"}), "browser_binding must be 16 to 512"},
+		{"long binding", "connections/github/acme/authorize", authorizeForApp(map[string]any{"browser_binding": strings.Repeat("b", 513)}), "browser_binding must be 16 to 512"},
+		{"binding with a space", "connections/github/acme/authorize", authorizeForApp(map[string]any{"browser_binding": "sixteen chars ok ok"}), "printable"},
+	}, "sixteen chars")
+	e.assertUnchanged(before)
+	// The default is "application".
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"oauth_completion": "callback"})
+	e2 := newTestEnv(t)
+	if got := e2.mustDo(logical.ReadOperation, "config", nil)["oauth_completion"]; got != "application" {
+		t.Fatalf("default oauth_completion %v", got)
+	}
+	e2.mustFail(logical.UpdateOperation, "config", map[string]any{"oauth_completion": "browser"}, http.StatusBadRequest)
+}
+
+// TestApplicationCompletesTheAuthorization: the callback exchanges the
+// code at once and stores nothing; the browser goes to return_url with a
+// one-time completion; complete with it and the binding stores the
+// connection as the callback would, once.
+func TestApplicationCompletesTheAuthorization(t *testing.T) {
+	e, srv := completionEnv(t)
+	events := captureEvents(e)
+	q := consent(t, e, "connections/github/acme/authorize", authorizeForApp(map[string]any{
+		"metadata": map[string]any{"plan": "pro"}, "tags": map[string]any{"tenant": "t1"},
+	}))
+	requests := srv.Requests()
+	completion := completionOf(t, e, q)
+	if srv.Requests() != requests+1 {
+		t.Fatal("the callback did not exchange the code at once")
+	}
+	if _, status := e.do(logical.ReadOperation, "connections/github/acme", nil); status != http.StatusNotFound {
+		t.Fatalf("the callback stored the connection: %d", status)
+	}
+	// Storage holds neither the completion nor the binding, and the held
+	// tokens only under the sealed pending authorizations.
+	for k, v := range e.snapshot() {
+		if strings.Contains(v, completion) || strings.Contains(v, testBinding) {
+			t.Fatalf("storage %q holds the completion or the binding", k)
+		}
+		if strings.Contains(v, "access_token") && !strings.HasPrefix(k, statePrefix) {
+			t.Fatalf("tokens held at %q", k)
+		}
+	}
+	data := e.mustDo(logical.UpdateOperation, "connections/github/acme/complete", map[string]any{"completion": completion, "browser_binding": testBinding})
+	if !srv.AccessTokenValid(data["access_token"].(string)) || data["metadata"].(map[string]any)["plan"] != "pro" || data["tags"].(map[string]string)["tenant"] != "t1" {
+		t.Fatalf("completed connection: %v", data)
+	}
+	expectEvents(t, events, "acme", eventConnectionCreated)
+	// Once.
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/acme/complete", map[string]any{"completion": completion, "browser_binding": testBinding}, http.StatusBadRequest)
+	if !strings.Contains(msg, "unknown") {
+		t.Fatalf("second complete: %s", msg)
+	}
+	e.assertNoSecretLogged(completion, testBinding, data["access_token"].(string), q.Get("code"), q.Get("state"))
+}
+
+// TestCompleteRefusals: a completion is bound to its connection and to
+// the browser binding. Another connection's path is refused and leaves it
+// usable; a wrong binding spends it and revokes its tokens; a state is no
+// completion and a completion no state.
+func TestCompleteRefusals(t *testing.T) {
+	e, srv := completionEnv(t)
+	completion := completionOf(t, e, consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil)))
+	before := e.snapshot()
+	for _, tc := range []struct {
+		name, path string
+		body       map[string]any
+		status     int
+		says       string
+	}{
+		{"another connection", "connections/github/other/complete", map[string]any{"completion": completion, "browser_binding": testBinding}, http.StatusBadRequest, "another connection"},
+		{"another integration", "connections/machine/acme/complete", map[string]any{"completion": completion, "browser_binding": testBinding}, http.StatusBadRequest, "another connection"},
+		{"no completion", "connections/github/acme/complete", map[string]any{"browser_binding": testBinding}, http.StatusBadRequest, "completion is required"},
+		{"no binding", "connections/github/acme/complete", map[string]any{"completion": completion}, http.StatusBadRequest, "browser_binding is required"},
+		{"unknown", "connections/github/acme/complete", map[string]any{"completion": strings.Repeat("x", 43), "browser_binding": testBinding}, http.StatusBadRequest, "unknown"},
+	} {
+		if msg := e.mustFail(logical.UpdateOperation, tc.path, tc.body, tc.status); !strings.Contains(msg, tc.says) {
+			t.Errorf("%s: %s", tc.name, msg)
+		}
+	}
+	e.assertUnchanged(before)
+	// The completion used as a state is unknown to the callback, and stays.
+	if status, _, _ := callback(e, url.Values{"state": {completion}, "code": {"x"}}); status != http.StatusBadRequest {
+		t.Fatalf("completion as a state: %d", status)
+	}
+	e.assertUnchanged(before)
+	// A wrong binding spends it and revokes the tokens.
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/acme/complete", map[string]any{"completion": completion, "browser_binding": testBinding + "x"}, http.StatusForbidden)
+	if !strings.Contains(msg, "browser_binding") {
+		t.Fatalf("wrong binding: %s", msg)
+	}
+	if len(srv.Revoked()) != 2 {
+		t.Fatalf("revoked %v", srv.Revoked())
+	}
+	e.mustFail(logical.UpdateOperation, "connections/github/acme/complete", map[string]any{"completion": completion, "browser_binding": testBinding}, http.StatusBadRequest)
+	if _, status := e.do(logical.ReadOperation, "connections/github/acme", nil); status != http.StatusNotFound {
+		t.Fatal("stored after a refused completion")
+	}
+	// A state given as a completion is no completion.
+	authURL := e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", authorizeForApp(nil))["authorization_url"].(string)
+	u, _ := url.Parse(authURL)
+	e.mustFail(logical.UpdateOperation, "connections/github/acme/complete", map[string]any{"completion": u.Query().Get("state"), "browser_binding": testBinding}, http.StatusBadRequest)
+}
+
+// TestUncompletedTokensAreRevoked: a completion that expires is refused,
+// and the sweep revokes (RFC 7009) and drops the tokens of one that never
+// comes.
+func TestUncompletedTokensAreRevoked(t *testing.T) {
+	e, srv := completionEnv(t)
+	now := time.Now()
+	e.b.now = func() time.Time { return now }
+	late := completionOf(t, e, consent(t, e, "connections/github/late/authorize", authorizeForApp(nil)))
+	completionOf(t, e, consent(t, e, "connections/github/never/authorize", authorizeForApp(nil)))
+	now = now.Add(11 * time.Minute)
+	if msg := e.mustFail(logical.UpdateOperation, "connections/github/late/complete", map[string]any{"completion": late, "browser_binding": testBinding}, http.StatusBadRequest); !strings.Contains(msg, "expired") {
+		t.Fatalf("late: %s", msg)
+	}
+	if len(srv.Revoked()) != 2 {
+		t.Fatalf("late completion's tokens revoked: %v", srv.Revoked())
+	}
+	now = now.Add(2 * time.Minute)
+	if err := e.b.states.SweepExpired(t.Context(), e.storage); err != nil {
+		t.Fatal(err)
+	}
+	if len(srv.Revoked()) != 4 {
+		t.Fatalf("swept completion's tokens revoked: %v", srv.Revoked())
+	}
+	for k, v := range e.snapshot() {
+		if strings.Contains(v, "access_token") {
+			t.Fatalf("tokens left at %q", k)
+		}
+	}
+	if slices.Contains(srv.Revoked(), "") {
+		t.Fatal("an empty token was revoked")
+	}
+}
