@@ -154,7 +154,8 @@ func everyStoredKind(t *testing.T) *testEnv {
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
 	e.mustDo(logical.CreateOperation, "connections/github/acme", map[string]any{
 		"access_token": "at-1", "refresh_token": srv.IssueRefreshToken(), "expires_in": 3600, "tags": map[string]any{"org": "1"}})
-	e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", nil)
+	e.mustDo(logical.UpdateOperation, "connections/github/acme/authorize", map[string]any{
+		"return_url": "https://app.example.test/done", "browser_binding": testBinding})
 	e.mustDo(logical.UpdateOperation, "sessions", map[string]any{"connection_id": "org:1"})
 	waitFor(t, "a failed delivery's figures", func() bool {
 		entry, _ := e.storage.Get(t.Context(), webhookStatsPrefix+"app")
@@ -296,8 +297,10 @@ func TestEntryOfNewerFormatIsRefused(t *testing.T) {
 	}
 
 	// Through the API: refused, and the entry stays as the newer version
-	// wrote it.
+	// wrote it. A new process, as a rollback starts one: nothing cached.
 	setStoredFormat(t, e.storage, connectionKey("github", "acme"), storageFormat+1)
+	e.b.Cleanup(t.Context())
+	e = newTestEnvOn(t, e.storage)
 	before := e.snapshot()
 	for _, req := range []struct {
 		op   logical.Operation
