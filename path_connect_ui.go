@@ -180,14 +180,17 @@ func (b *backend) choicesPage(ctx context.Context, s logical.Storage, sess *sess
 			return nil, err
 		}
 	}
+	// An unauthenticated GET: the integrations come from the rendering
+	// cache (integration and provider writes clear it), not from storage
+	// on every request. Shared entries: the page only reads them.
 	var offered []*integrationEntry
 	for _, name := range names {
-		in, err := integrationIfExists(ctx, s, name)
+		u, err := b.renderings.get(ctx, s, name)
 		if err != nil {
 			return nil, err
 		}
-		if in != nil && pageConnects(in.AuthMode) {
-			offered = append(offered, in)
+		if u != nil && pageConnects(u.integration.AuthMode) {
+			offered = append(offered, u.integration)
 		}
 	}
 	if len(offered) == 1 {

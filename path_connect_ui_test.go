@@ -3,13 +3,16 @@
 package connect
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/base64"
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
@@ -451,5 +454,49 @@ func TestConnectLinkSpentAfterFiveFailedPosts(t *testing.T) {
 	}
 	if status, _ := uiGet(e, url.Values{sessionParam: {secret}}); status != http.StatusGone {
 		t.Fatalf("the spent link's page: %d", status)
+	}
+}
+
+// prefixReads counts the storage reads of keys under one prefix.
+type prefixReads struct {
+	logical.Storage
+	prefix string
+	reads  atomic.Int64
+}
+
+func (s *prefixReads) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if strings.HasPrefix(key, s.prefix) {
+		s.reads.Add(1)
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// TestChooserReadsIntegrationsFromTheCache: the chooser, an unauthenticated
+// GET, reads the integrations a session offers from the integration cache,
+// not from storage on every request: the first GET fills it, the next ones
+// read no integration entry. An integration write clears it, so a change
+// shows on the next GET.
+func TestChooserReadsIntegrationsFromTheCache(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	for i := range 20 {
+		e.mustDo(logical.CreateOperation, fmt.Sprintf("integrations/key-%02d", i), map[string]any{"auth_mode": "API_KEY"})
+	}
+	counting := &prefixReads{Storage: e.storage, prefix: integrationPrefix}
+	e.storage = counting
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "key-01,key-02,key-03"})
+	if status, body := uiGet(e, url.Values{sessionParam: {secret}}); status != http.StatusOK || !strings.Contains(body, "key-02") {
+		t.Fatalf("chooser: %d\n%s", status, body)
+	}
+	counting.reads.Store(0)
+	for range 5 {
+		uiGet(e, url.Values{sessionParam: {secret}})
+	}
+	if n := counting.reads.Load(); n != 0 {
+		t.Fatalf("5 chooser GETs read %d integration entries from storage, want 0 (from the cache)", n)
+	}
+	e.mustDo(logical.UpdateOperation, "integrations/key-02", map[string]any{"display_name": "Renamed Two"})
+	if _, body := uiGet(e, url.Values{sessionParam: {secret}}); !strings.Contains(body, "Renamed Two") {
+		t.Fatalf("the chooser after an integration write does not show it:\n%s", body)
 	}
 }
