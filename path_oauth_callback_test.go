@@ -404,3 +404,20 @@ func TestCallbackRefusesOversizedValuesBeforeSpendingTheState(t *testing.T) {
 		t.Fatalf("the real answer after a refused oversized one: %d %s", status, body)
 	}
 }
+
+// The callback cannot spend a pending completion: given the value the
+// completion is stored under the hash of (connect_completion NUL
+// completion), which is no state newState makes, it answers 400 and the
+// completion stays for complete to spend.
+func TestCallbackStateCannotSpendACompletion(t *testing.T) {
+	e, srv := completionEnv(t)
+	completion := completionOf(t, e, consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil)))
+	status, _, _ := callback(e, url.Values{"state": {"connect_completion\x00" + completion}, "code": {"x"}})
+	if status != http.StatusBadRequest {
+		t.Fatalf("callback: %d", status)
+	}
+	if _, status := e.do(logical.UpdateOperation, "connections/github/acme/complete",
+		map[string]any{"completion": completion, "browser_binding": testBinding}); status >= 300 {
+		t.Errorf("the callback spent a pending completion (complete answers %d); tokens revoked: %d", status, len(srv.Revoked()))
+	}
+}
