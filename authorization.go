@@ -158,11 +158,32 @@ func (a *authorizer) exchange(ctx context.Context, s logical.Storage, st *oauthS
 		return nil, nil, nil, &completionError{faultRequest, bad.Error()}
 	}
 	if err != nil {
-		a.logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
 		a.failed(ctx, s, st, err, "", "", query)
-		return nil, nil, nil, &completionError{faultProvider, "The provider did not issue tokens: " + err.Error()}
+		return nil, nil, nil, &completionError{faultProvider, exchangeFailureMessage(err)}
 	}
 	return in, res, fromCallback, nil
+}
+
+// tokenErrorCodes are the error codes RFC 6749 (section 5.2) registers
+// for the token endpoint: the only words of a failed exchange's answer a
+// page served from Vault's address repeats.
+var tokenErrorCodes = map[string]bool{
+	"invalid_request": true, "invalid_client": true, "invalid_grant": true,
+	"unauthorized_client": true, "unsupported_grant_type": true, "invalid_scope": true,
+}
+
+// exchangeFailureMessage is the page's fixed message for a code exchange
+// that failed with err: the provider's error code when RFC 6749 registers
+// it for the token endpoint, never its description or any other text the
+// provider chose (those go to the scrubbed log and the
+// authorization_failed event).
+func exchangeFailureMessage(err error) string {
+	msg := "The provider did not issue tokens. Nothing was stored. Start the authorization again."
+	var pe *provider.Error
+	if errors.As(err, &pe) && tokenErrorCodes[pe.Code] {
+		msg += " (" + pe.Code + ")"
+	}
+	return msg
 }
 
 // save stores the tokens res of st's authorization in its connection
@@ -505,6 +526,9 @@ func (a *authorizer) failed(ctx context.Context, s logical.Storage, st *oauthSta
 	}
 	if cause == nil {
 		a.logger().Info("the provider refused an authorization", "integration", st.Integration, "connection_id", st.ConnectionID,
+			"error", e.Code, "error_description", e.Description)
+	} else {
+		a.logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID,
 			"error", e.Code, "error_description", e.Description)
 	}
 	if a.events == nil {
