@@ -261,3 +261,33 @@ func TestHeldTokensOfAnotherIntegrationAreNotRevokedAtThisOne(t *testing.T) {
 		t.Errorf("tokens of an earlier integration were sent to this one's revocation_url: %d tokens", len(got))
 	}
 }
+
+// A customer that holds its own token chooses its own browser_binding, so
+// a completion read from the callback's Location (Vault's audit log keeps
+// it unhashed) is all it needs: what protects the person who consented is
+// the application spending, at its return_url, a completion that is not
+// its user's with that browser's binding (docs/oauth.md). That call is
+// refused (403), revokes the tokens, and leaves nothing for the customer
+// to complete with the binding it chose.
+func TestApplicationSpendsAForeignCompletionBeforeItsStarterCan(t *testing.T) {
+	e, srv := completionEnv(t)
+	const customerBinding = "customer-chosen-binding-0001"
+	const visitorBinding = "hmac-of-app-session-of-the-visitor"
+	completion := completionOf(t, e, consent(t, e, "connections/github/mallory/authorize", authorizeForApp(map[string]any{"browser_binding": customerBinding})))
+	// The application at return_url: not its user's authorization, spent
+	// with the binding of the browser that came back.
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/mallory/complete",
+		map[string]any{"completion": completion, "browser_binding": visitorBinding}, http.StatusForbidden)
+	if !strings.Contains(msg, "spent") {
+		t.Fatalf("wrong binding: %s", msg)
+	}
+	if len(srv.Revoked()) == 0 {
+		t.Fatal("the tokens of the spent completion were not revoked")
+	}
+	// The customer, with the completion from the audit log and its own binding.
+	e.mustFail(logical.UpdateOperation, "connections/github/mallory/complete",
+		map[string]any{"completion": completion, "browser_binding": customerBinding}, http.StatusBadRequest)
+	if _, status := e.do(logical.ReadOperation, "connections/github/mallory", nil); status != http.StatusNotFound {
+		t.Fatal("the customer stored the consenting person's account after the application spent the completion")
+	}
+}
