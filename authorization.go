@@ -158,11 +158,32 @@ func (a *authorizer) exchange(ctx context.Context, s logical.Storage, st *oauthS
 		return nil, nil, nil, &completionError{faultRequest, bad.Error()}
 	}
 	if err != nil {
-		a.logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err.Error())
 		a.failed(ctx, s, st, err, "", "", query)
-		return nil, nil, nil, &completionError{faultProvider, "The provider did not issue tokens: " + err.Error()}
+		return nil, nil, nil, &completionError{faultProvider, exchangeFailureMessage(err)}
 	}
 	return in, res, fromCallback, nil
+}
+
+// tokenErrorCodes are the error codes RFC 6749 (section 5.2) registers
+// for the token endpoint: the only words of a failed exchange's answer a
+// page served from Vault's address repeats.
+var tokenErrorCodes = map[string]bool{
+	"invalid_request": true, "invalid_client": true, "invalid_grant": true,
+	"unauthorized_client": true, "unsupported_grant_type": true, "invalid_scope": true,
+}
+
+// exchangeFailureMessage is the page's fixed message for a code exchange
+// that failed with err: the provider's error code when RFC 6749 registers
+// it for the token endpoint, never its description or any other text the
+// provider chose (those go to the scrubbed log and the
+// authorization_failed event).
+func exchangeFailureMessage(err error) string {
+	msg := "The provider did not issue tokens. Nothing was stored. Start the authorization again."
+	var pe *provider.Error
+	if errors.As(err, &pe) && tokenErrorCodes[pe.Code] {
+		msg += " (" + pe.Code + ")"
+	}
+	return msg
 }
 
 // save stores the tokens res of st's authorization in its connection
@@ -215,8 +236,14 @@ var errConnectionExists = errors.New("the connection exists and this authorizati
 // completion that expires ttl from now. It returns the one-time completion
 // value the browser carries back to the application.
 func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any, ttl time.Duration) (string, *completionError) {
-	_, res, fromCallback, fail := a.exchange(ctx, s, st, code, query)
+	in, res, fromCallback, fail := a.exchange(ctx, s, st, code, query)
 	if fail != nil {
+		return "", fail
+	}
+	if fail := a.checkIssuerStands(ctx, s, st); fail != nil {
+		// Held, they would later be revoked at the new integration's
+		// revocation_url: revoked now, at the provider that issued them.
+		a.revokeUnstored(ctx, in, a.savedConfig(st, fromCallback), res)
 		return "", fail
 	}
 	held := *st
@@ -236,6 +263,21 @@ func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *oauthState
 		return "", &completionError{faultVault, "Vault could not keep the authorization for the application to complete. Start the authorization again."}
 	}
 	return completion, nil
+}
+
+// checkIssuerStands says whether st's integration is still the one its
+// code was exchanged with (not deleted, nor re-created, since authorize):
+// tokens are kept only while the integration that issued them stands.
+func (a *authorizer) checkIssuerStands(ctx context.Context, s logical.Storage, st *oauthStateEntry) *completionError {
+	stored, err := getIntegration(ctx, s, st.Integration)
+	if err != nil {
+		a.logger().Error("reading integration", "integration", st.Integration, "error", err)
+		return &completionError{faultVault, "Vault could not read the integration."}
+	}
+	if stored == nil || !stored.CreatedAt.Equal(st.IntegrationCreatedAt) {
+		return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
+	}
+	return nil
 }
 
 // completeHeld is the application's completion of the authorization of
@@ -302,7 +344,9 @@ func (h *heldTokens) token() *provider.Token {
 
 // revokeHeld revokes the tokens of a pending completion that will not be
 // stored (RFC 7009, where the integration has a revocation_url): expired,
-// refused or replaced. Failures are logged; the tokens are dropped anyway.
+// refused or replaced. Only at the integration that issued them: one
+// re-created under the name since is another provider, and they are
+// dropped unrevoked. Failures are logged; the tokens are dropped anyway.
 func (a *authorizer) revokeHeld(ctx context.Context, s logical.Storage, st *oauthStateEntry) {
 	if st == nil || st.Held == nil {
 		return
@@ -311,6 +355,12 @@ func (a *authorizer) revokeHeld(ctx context.Context, s logical.Storage, st *oaut
 	stored, err := getIntegration(ctx, s, st.Integration)
 	if err != nil || stored == nil {
 		a.logger().Warn("the tokens of an uncompleted authorization were dropped unrevoked: its integration cannot be read", "integration", st.Integration, "connection_id", st.ConnectionID)
+		return
+	}
+	if !stored.CreatedAt.Equal(st.IntegrationCreatedAt) {
+		// Another integration under the same name: its revocation_url is
+		// not the issuer's, and the tokens may not go there.
+		a.logger().Warn("the tokens of an uncompleted authorization were dropped unrevoked: its integration was re-created, and the new one did not issue them", "integration", st.Integration, "connection_id", st.ConnectionID)
 		return
 	}
 	in, err := effectiveIntegration(ctx, s, stored)
@@ -476,6 +526,9 @@ func (a *authorizer) failed(ctx context.Context, s logical.Storage, st *oauthSta
 	}
 	if cause == nil {
 		a.logger().Info("the provider refused an authorization", "integration", st.Integration, "connection_id", st.ConnectionID,
+			"error", e.Code, "error_description", e.Description)
+	} else {
+		a.logger().Warn("authorization code exchange failed", "integration", st.Integration, "connection_id", st.ConnectionID,
 			"error", e.Code, "error_description", e.Description)
 	}
 	if a.events == nil {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -202,5 +203,91 @@ func TestUncompletedTokensAreRevoked(t *testing.T) {
 	}
 	if slices.Contains(srv.Revoked(), "") {
 		t.Fatal("an empty token was revoked")
+	}
+}
+
+// The integration is deleted and re-created (another provider) while the
+// callback exchanges the code: nothing is held, and the tokens are revoked
+// at the provider that issued them, never sent to the new integration's
+// revocation_url (the egress rule).
+func TestHeldTokensRevokedOnlyAtTheirIssuer(t *testing.T) {
+	e, srv := completionEnv(t)
+	other := oauthtest.New()
+	t.Cleanup(other.Close)
+	q := consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil))
+	var once sync.Once
+	srv.OnToken(func() {
+		once.Do(func() {
+			e.mustDo(logical.DeleteOperation, "integrations/github", nil)
+			body := oauthIntegration(other.TokenURL())
+			body["client_id"], body["client_secret"] = other.ClientID, other.ClientSecret
+			body["auth_url"], body["revocation_url"] = other.AuthURL(), other.RevocationURL()
+			e.mustDo(logical.CreateOperation, "integrations/github", body)
+		})
+	})
+	status, page, resp := callback(e, q)
+	if status != http.StatusConflict || len(resp.Headers["Location"]) > 0 {
+		t.Fatalf("callback during the re-creation: %d %v\n%s", status, resp.Headers, page)
+	}
+	if got := other.Revoked(); len(got) > 0 {
+		t.Errorf("tokens issued by the first provider were sent to the re-created integration's revocation_url: %d tokens", len(got))
+	}
+	if len(srv.Revoked()) == 0 {
+		t.Error("the tokens were not revoked at the provider that issued them")
+	}
+}
+
+// A pending completion whose integration was re-created since (a
+// re-creation between the callback's check and its write) is dropped
+// unrevoked when it is refused: the integration now under its name did not
+// issue its tokens, and they may not go to its revocation_url.
+func TestHeldTokensOfAnotherIntegrationAreNotRevokedAtThisOne(t *testing.T) {
+	e, srv := completionEnv(t)
+	completion := completionOf(t, e, consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil)))
+	hash := hashCompletion(completion)
+	st, err := e.b.states.Peek(t.Context(), e.storage, hash)
+	if err != nil || st == nil {
+		t.Fatalf("peek: %v %v", st, err)
+	}
+	st.IntegrationCreatedAt = st.IntegrationCreatedAt.Add(-time.Hour) // issued by an earlier "github"
+	if err := putJSON(t.Context(), e.storage, stateKey(hash), st); err != nil {
+		t.Fatal(err)
+	}
+	if _, status := e.do(logical.UpdateOperation, "connections/github/acme/complete",
+		map[string]any{"completion": completion, "browser_binding": testBinding}); status < 400 {
+		t.Fatalf("complete stored tokens of another integration: %d", status)
+	}
+	if got := srv.Revoked(); len(got) > 0 {
+		t.Errorf("tokens of an earlier integration were sent to this one's revocation_url: %d tokens", len(got))
+	}
+}
+
+// A customer that holds its own token chooses its own browser_binding, so
+// a completion read from the callback's Location (Vault's audit log keeps
+// it unhashed) is all it needs: what protects the person who consented is
+// the application spending, at its return_url, a completion that is not
+// its user's with that browser's binding (docs/oauth.md). That call is
+// refused (403), revokes the tokens, and leaves nothing for the customer
+// to complete with the binding it chose.
+func TestApplicationSpendsAForeignCompletionBeforeItsStarterCan(t *testing.T) {
+	e, srv := completionEnv(t)
+	const customerBinding = "customer-chosen-binding-0001"
+	const visitorBinding = "hmac-of-app-session-of-the-visitor"
+	completion := completionOf(t, e, consent(t, e, "connections/github/mallory/authorize", authorizeForApp(map[string]any{"browser_binding": customerBinding})))
+	// The application at return_url: not its user's authorization, spent
+	// with the binding of the browser that came back.
+	msg := e.mustFail(logical.UpdateOperation, "connections/github/mallory/complete",
+		map[string]any{"completion": completion, "browser_binding": visitorBinding}, http.StatusForbidden)
+	if !strings.Contains(msg, "spent") {
+		t.Fatalf("wrong binding: %s", msg)
+	}
+	if len(srv.Revoked()) == 0 {
+		t.Fatal("the tokens of the spent completion were not revoked")
+	}
+	// The customer, with the completion from the audit log and its own binding.
+	e.mustFail(logical.UpdateOperation, "connections/github/mallory/complete",
+		map[string]any{"completion": completion, "browser_binding": customerBinding}, http.StatusBadRequest)
+	if _, status := e.do(logical.ReadOperation, "connections/github/mallory", nil); status != http.StatusNotFound {
+		t.Fatal("the customer stored the consenting person's account after the application spent the completion")
 	}
 }

@@ -101,7 +101,10 @@ func (b *backend) completeAuthorization(ctx context.Context, req *logical.Reques
 		b.Logger().Warn("callback refused: a query value is over the bound", "parameter", printable(name), "bound_bytes", maxCallbackValueBytes)
 		return nil, &callbackFailure{http.StatusBadRequest, "The request's query is too long to be a provider's answer."}
 	}
-	st, err := b.states.Take(ctx, s, hashState(state))
+	if !wellFormedState(state) {
+		return nil, &callbackFailure{http.StatusBadRequest, "This authorization is unknown or was already used. Start the authorization again."}
+	}
+	st, err := b.states.TakeAuthorization(ctx, s, hashState(state))
 	if err != nil {
 		b.Logger().Error("reading authorization state", "error", err)
 		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the authorization state."}

@@ -3,6 +3,7 @@
 package connect
 
 import (
+	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -402,5 +403,54 @@ func TestCallbackRefusesOversizedValuesBeforeSpendingTheState(t *testing.T) {
 	}
 	if status, body, _ := callback(e, q); status != http.StatusOK {
 		t.Fatalf("the real answer after a refused oversized one: %d %s", status, body)
+	}
+}
+
+// The callback cannot spend a pending completion: given the value the
+// completion is stored under the hash of (connect_completion NUL
+// completion), which is no state newState makes, it answers 400 and the
+// completion stays for complete to spend.
+func TestCallbackStateCannotSpendACompletion(t *testing.T) {
+	e, srv := completionEnv(t)
+	completion := completionOf(t, e, consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil)))
+	status, _, _ := callback(e, url.Values{"state": {"connect_completion\x00" + completion}, "code": {"x"}})
+	if status != http.StatusBadRequest {
+		t.Fatalf("callback: %d", status)
+	}
+	if _, status := e.do(logical.UpdateOperation, "connections/github/acme/complete",
+		map[string]any{"completion": completion, "browser_binding": testBinding}); status >= 300 {
+		t.Errorf("the callback spent a pending completion (complete answers %d); tokens revoked: %d", status, len(srv.Revoked()))
+	}
+}
+
+// A failed code exchange shows a fixed message and at most the token
+// endpoint's error code when RFC 6749 registers it: never the provider's
+// own words (issue 25 section 3), which go to the log and the event.
+func TestTokenEndpointErrorTextNotOnCallbackPage(t *testing.T) {
+	const lure = "Your Vault session expired: sign in again at https://vault-login.evil.example"
+	for _, tc := range []struct{ code, shown string }{
+		{"please_call_555_0100", ""},
+		{"invalid_grant", "(invalid_grant)"},
+	} {
+		e, srv := completionEnv(t)
+		q := consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil))
+		srv.SetOverride(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusBadRequest)
+			json.NewEncoder(w).Encode(map[string]string{"error": tc.code, "error_description": lure})
+		})
+		status, page, _ := callback(e, q)
+		if status < 400 {
+			t.Fatalf("%s: callback: %d", tc.code, status)
+		}
+		if strings.Contains(page, "evil.example") || strings.Contains(page, "please_call_555_0100") {
+			t.Errorf("%s: the callback page shows the token endpoint's own words:\n%s", tc.code, page)
+		}
+		if !strings.Contains(page, "did not issue tokens") || (tc.shown != "" && !strings.Contains(page, tc.shown)) {
+			t.Errorf("%s: the page does not say the provider issued no tokens, with %q:\n%s", tc.code, tc.shown, page)
+		}
+		if !strings.Contains(e.logs.String(), "evil.example") {
+			t.Errorf("%s: the provider's description is not in the log", tc.code)
+		}
 	}
 }

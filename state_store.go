@@ -85,6 +85,29 @@ func newState() (string, string, error) {
 	return state, hashState(state), nil
 }
 
+// stateLen is the length of every value newState returns: 32 bytes in
+// unpadded base64url.
+var stateLen = base64.RawURLEncoding.EncodedLen(32)
+
+// wellFormedState says whether state could be one newState returned: of
+// its length and in the base64url alphabet. The callback refuses any
+// other before it looks in storage, so that no value it is given names an
+// entry that is not a state (a pending completion is stored under the hash
+// of a value no state can be).
+func wellFormedState(state string) bool {
+	if len(state) != stateLen {
+		return false
+	}
+	for _, r := range state {
+		switch {
+		case r >= 'A' && r <= 'Z', r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-', r == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 func hashState(state string) string {
 	sum := sha256.Sum256([]byte(state))
 	return hex.EncodeToString(sum[:])
@@ -176,9 +199,25 @@ func (ss *stateStore) Peek(ctx context.Context, s logical.Storage, stateHash str
 	return &st, nil
 }
 
-// Take reads and deletes a pending authorization: a state is spent by
-// its first use, whatever the outcome. Nil when there is none.
+// Take reads and deletes a pending authorization or completion: a state
+// is spent by its first use, whatever the outcome. Nil when there is none.
+// The sweep uses it; the callback uses TakeAuthorization.
 func (ss *stateStore) Take(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+	return ss.take(ctx, s, stateHash, false)
+}
+
+// TakeAuthorization is Take for the callback: it never takes a pending
+// completion (an entry with Held tokens), which only complete may spend,
+// since nothing would revoke its tokens. Nil when there is no pending
+// authorization under stateHash; a completion found there is left as it is.
+func (ss *stateStore) TakeAuthorization(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+	return ss.take(ctx, s, stateHash, true)
+}
+
+// take is Take; with unheldOnly it leaves a pending completion in place,
+// checked under the connection's lock so that no racing write slips between
+// the check and the delete.
+func (ss *stateStore) take(ctx context.Context, s logical.Storage, stateHash string, unheldOnly bool) (*oauthStateEntry, error) {
 	var st oauthStateEntry
 	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil || !found {
@@ -189,9 +228,13 @@ func (ss *stateStore) Take(ctx context.Context, s logical.Storage, stateHash str
 	defer count.changing()()
 	// Re-read under the lock: a racing callback or a deletion may have
 	// taken it.
+	st = oauthStateEntry{}
 	found, err = getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil || !found {
 		return nil, err
+	}
+	if unheldOnly && st.Held != nil {
+		return nil, nil
 	}
 	// The index entry goes first: it holds a place under
 	// max_pending_authorizations, and only it does. Were the state deleted

@@ -87,3 +87,41 @@ func TestStateStorePutTakeDelete(t *testing.T) {
 		t.Fatalf("after deleting the integration's states storage holds %v", keys)
 	}
 }
+
+// The callback's take leaves a pending completion where it is (only
+// complete or the sweep may spend it, and they revoke its tokens); the
+// sweep's take still takes it.
+func TestTakeAuthorizationLeavesAPendingCompletion(t *testing.T) {
+	ctx := t.Context()
+	s := &logical.InmemStorage{}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	ss := newStateStore(func(context.Context, logical.Storage) (*configEntry, error) { return defaultConfig(), nil },
+		func() time.Time { return now }, hclog.NewNullLogger)
+	held := &oauthStateEntry{Integration: "github", ConnectionID: "a", ExpiresAt: now.Add(time.Hour), Held: &heldTokens{AccessToken: "at"}}
+	if err := ss.Put(ctx, s, hashState("c1"), held); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := ss.TakeAuthorization(ctx, s, hashState("c1")); err != nil || st != nil {
+		t.Fatalf("the callback's take took a pending completion: %+v, %v", st, err)
+	}
+	if st, err := ss.Take(ctx, s, hashState("c1")); err != nil || st == nil || st.Held == nil {
+		t.Fatalf("the completion is gone after the callback's take: %+v, %v", st, err)
+	}
+}
+
+// Only values of newState's length and alphabet are states the callback
+// looks up.
+func TestWellFormedStateIsNewStatesForm(t *testing.T) {
+	state, _, err := newState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !wellFormedState(state) {
+		t.Errorf("newState's %q refused", state)
+	}
+	for _, bad := range []string{"", state[:42], state + "A", "connect_completion\x00" + state, state[:42] + "=", state[:42] + "+", state[:42] + "/", state[:42] + "\x00"} {
+		if wellFormedState(bad) {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}

@@ -13,11 +13,18 @@
 #   import/*         writes any connection of an integration, whatever its id
 #
 # A customer may start the OAuth authorization of its own connections and
-# complete it (config's oauth_completion "application"): complete needs the
-# one-time connect_completion, which only the browser that came back to the
-# application holds, and the browser_binding given to authorize, so a
-# customer that sends its authorization URL to someone else cannot store
-# that person's account in its connection (docs/security.md).
+# complete it (config's oauth_completion "application"). Risk: a customer
+# that calls authorize itself chooses its own browser_binding, so for it the
+# one-time connect_completion is the only secret. If it sends its
+# authorization URL to someone else and obtains the completion of their
+# consent (it is in the Location header Vault's audit log keeps in plain
+# text, the application's access logs and that person's address bar), it
+# can store that person's account in its connection. The application at
+# return_url narrows this to the moment before the browser arrives there,
+# by spending at once a completion that is not its user's (docs/oauth.md);
+# where customers hold Vault tokens, prefer to leave complete (and
+# authorize) to the application and drop those paths below
+# (docs/security.md).
 
 path "connect/connections/+/{{identity.entity.metadata.customer}}" {
   capabilities = ["read"]
