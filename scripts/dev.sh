@@ -74,13 +74,17 @@ printf %s "$OAUTH_DEV_CLIENT_SECRET" | "$vault" write connect/integrations/oauth
   revocation_url="http://$oauth_addr/revoke" api_base_url="http://$oauth_addr" \
   request_headers=Authorization='Bearer ${accessToken}' >/dev/null
 unset OAUTH_DEV_CLIENT_SECRET
+# The demo's return_url: where the callback sends the browser back with a
+# connect_completion, as it would to an application (see docs/oauth.md).
+"$vault" write connect/config allowed_return_urls="http://$oauth_addr/done" >/dev/null
 oauth_msg="
 Local OAuth provider at http://$oauth_addr (log: $oauth_log), integration oauth-demo:
 
-  vault write -f -field=authorization_url connect/connections/oauth-demo/me/authorize
-  # open the URL, click Allow, then:
+  vault write -field=authorization_url connect/connections/oauth-demo/me/authorize \\
+      return_url=http://$oauth_addr/done browser_binding=my-browser-session-binding
+  # open the URL, click Allow; the address bar then holds connect_completion=..., then:
+  vault write connect/connections/oauth-demo/me/complete completion=... browser_binding=my-browser-session-binding
   vault read connect/connections/oauth-demo/me
-  vault write -f connect/connections/oauth-demo/me/refresh
 "
 # --- END local OAuth provider ---
 
