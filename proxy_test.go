@@ -451,3 +451,18 @@ func TestProxyPatternLeavesTheOtherConnectionPathsAlone(t *testing.T) {
 		t.Fatalf("the API received %+v", got)
 	}
 }
+
+// "v1/..;/admin", which proxy_paths=/v1/* and a Vault policy on
+// proxy/v1/* would match and a Tomcat/Jetty/Spring stack resolves to
+// /admin, is a 400 and never reaches the provider.
+func TestProxyDotSegmentWithPathParameterIsRefusedBeforeSending(t *testing.T) {
+	p := newProxyEnv(t)
+	p.api.Handle("GET /v1/..;/admin", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("admin")) })
+	resp, status := p.proxied(logical.ReadOperation, "v1/..;/admin", nil)
+	if status != 400 {
+		t.Errorf("v1/..;/admin answered %d %v, want 400", status, resp.Data)
+	}
+	for _, r := range p.api.Requests() {
+		t.Errorf("the provider received %s", r.Path)
+	}
+}

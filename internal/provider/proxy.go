@@ -120,8 +120,8 @@ const maxSegmentDecodings = 4
 func checkSegment(seg string) error {
 	cur := seg
 	for range maxSegmentDecodings {
-		if cur == "." || cur == ".." {
-			return errors.New("a segment may not be '.' or '..', nor encode one")
+		if isDotSegment(cur) {
+			return errors.New("a segment may not be '.' or '..' (nor encode one, nor one followed by spaces or by ';' and path parameters)")
 		}
 		if !utf8.ValidString(cur) {
 			return errors.New("a segment must be UTF-8 text")
@@ -130,6 +130,8 @@ func checkSegment(seg string) error {
 			switch {
 			case r == '/' || r == '\\':
 				return errors.New("a segment may not hold or encode '/' or '\\'")
+			case lookAlikes[r]:
+				return fmt.Errorf("a segment may not hold or encode %U, which some servers read as '.', '/' or '\\'", r)
 			case r == '@' || r == '#' || r == '?':
 				return fmt.Errorf("a segment may not hold or encode %q", r)
 			case unicode.IsControl(r) || r == 0x2028 || r == 0x2029:
@@ -143,6 +145,27 @@ func checkSegment(seg string) error {
 		cur = next
 	}
 	return nil
+}
+
+// isDotSegment reports whether a decoded segment is one a server may
+// resolve as "." or "..": Tomcat, Jetty and Spring cut a segment's path
+// parameters (from its first ';') before they resolve dot segments, and
+// Windows servers (IIS) trim trailing spaces, so "..;x=1" and ".. " are
+// refused as well as "." and "..". Matrix parameters on any other segment
+// ("items;page=2") pass, and so does "...".
+func isDotSegment(seg string) bool {
+	name, _, _ := strings.Cut(seg, ";")
+	name = strings.TrimRight(name, " \t")
+	return name == "." || name == ".."
+}
+
+// lookAlikes are characters that a server which normalizes a decoded path
+// (NFKC, or Windows' best-fit mapping) turns into '.', '/' or '\\'; a
+// segment holding one is refused, in every decoding.
+var lookAlikes = map[rune]bool{
+	0x2024: true, 0x2025: true, 0x2026: true, 0xFE52: true, 0xFF0E: true, // dots, leaders, ellipsis
+	0xFF0F: true, 0x2215: true, 0x2044: true, 0x29F8: true, // slashes
+	0xFF3C: true, 0xFE68: true, 0x2216: true, 0x29F9: true, // backslashes
 }
 
 // ProxyRequest is one proxied request as the Client sends it.

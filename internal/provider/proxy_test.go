@@ -224,3 +224,34 @@ func TestProxySuccessBodiesAreScrubbedOfTheSecretsOnly(t *testing.T) {
 		t.Fatal("a protocol switch was answered as a provider's answer")
 	}
 }
+
+// A dot segment carrying a path parameter ("..;", ".;x") is refused, in
+// any decoding: a Tomcat, Jetty or Spring upstream (which strips ";..."
+// before normalizing) would resolve /api/v1/..;/admin to /api/admin, out of
+// the base's path prefix, of proxy_paths=/v1/* and of a policy on
+// proxy/v1/*. Matrix parameters elsewhere pass (TestProxyPathRefusesTraversalAndHostTricks).
+func TestProxyPathRefusesDotSegmentsWithPathParameters(t *testing.T) {
+	for _, p := range []string{
+		"v1/..;/admin", "v1/..;x=1/admin", "v1/.;/admin", "v1/%2e%2e;/admin", "v1/%2E.;jsessionid=a/admin",
+	} {
+		if segs, err := ProxyPath(p); err == nil {
+			t.Errorf("ProxyPath(%q) = %q, want a refusal (a dot segment with a path parameter)", p, segs)
+		}
+	}
+}
+
+// Unicode look-alikes of '.' and '/' (fullwidth U+FF0E, U+FF0F,
+// one-dot leader U+2024, division slash U+2215), as sent or percent-encoded,
+// and dot segments with trailing spaces are refused: an upstream that
+// NFKC-normalizes decoded paths or trims spaces (IIS, some Python/Java
+// stacks) would read them as "..", "/".
+func TestProxyPathRefusesUnicodeDotsAndSlashesAndTrailingSpaces(t *testing.T) {
+	for _, p := range []string{
+		"v1/\uff0e\uff0e/admin", "v1/%EF%BC%8E%EF%BC%8E/admin", "v1/a\uff0fb", "v1/\u2024\u2024/admin", "v1/a\u2215b",
+		"v1/.. /admin", "v1/..%20/admin", // Windows/IIS trim a trailing space from a segment
+	} {
+		if segs, err := ProxyPath(p); err == nil {
+			t.Errorf("ProxyPath(%q) = %q, want a refusal", p, segs)
+		}
+	}
+}
