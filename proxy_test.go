@@ -5,6 +5,8 @@ package connect
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -464,5 +466,29 @@ func TestProxyDotSegmentWithPathParameterIsRefusedBeforeSending(t *testing.T) {
 	}
 	for _, r := range p.api.Requests() {
 		t.Errorf("the provider received %s", r.Path)
+	}
+}
+
+// An echo of the token written with \u escapes, which passes a scrub of
+// the bytes, is scrubbed from the decoded strings: the answer's json field
+// never holds the plain token.
+func TestProxyJSONAnswerDoesNotDecodeAnEscapedEchoIntoTheToken(t *testing.T) {
+	p := newProxyEnv(t)
+	p.api.Handle("GET /v1/whoami", func(w http.ResponseWriter, r *http.Request) {
+		a := r.Header.Get("Authorization")
+		var esc strings.Builder
+		for _, c := range a {
+			fmt.Fprintf(&esc, `\u%04x`, c)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"seen":"` + esc.String() + `"}`))
+	})
+	resp, status := p.proxied(logical.ReadOperation, "v1/whoami", nil)
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	out, _ := json.Marshal(resp.Data)
+	if strings.Contains(string(out), "at-c1-0123456789") {
+		t.Fatalf("the JSON answer carries the access token: %s", out)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -413,22 +414,81 @@ const maxDeepScrubBytes = 64 << 10
 // scrubBody removes the connection's secrets from an answer's body, which
 // a provider may fill with what it was sent. An error body (4xx, 5xx) loses
 // them in every form safetext knows, partial echoes included; any other
-// body, whose bytes the caller may check (a file, an image), loses only
-// exact copies of them as sent or encoded, and is otherwise returned byte
-// for byte.
+// body (and an error body over maxDeepScrubBytes), whose bytes the caller
+// may check (a file, an image), loses only exact copies of them as sent or
+// URL-, JSON-, hex- or base64-encoded, and is otherwise returned byte for
+// byte. A JSON body's strings are scrubbed again as they decode.
 func scrubBody(status int, body []byte, sc *safetext.Scrubber) []byte {
 	if len(body) == 0 {
 		return body
 	}
 	text := string(body)
-	var out string
+	scrub := sc.Forms
 	if status >= 400 && len(body) <= maxDeepScrubBytes {
-		out = sc.Scrub(text)
-	} else {
-		out = sc.Forms(text)
+		scrub = sc.Scrub
 	}
-	if out == text {
+	out := scrub(text)
+	if out != text {
+		body = []byte(out)
+	}
+	return scrubJSONStrings(body, sc.Forms)
+}
+
+// scrubJSONStrings scrubs the strings (keys and values) of a JSON body as
+// they decode: "\u0074ok..." passes a scrub of the bytes and decodes into
+// the token, in the proxy's json answer or in the caller's own decoder.
+// A body that changes is encoded again (keys sorted); any other is
+// returned byte for byte.
+func scrubJSONStrings(body []byte, scrub func(string) string) []byte {
+	if !bytes.Contains(body, []byte{'\\'}) || !json.Valid(body) {
+		return body // without an escape, the bytes were what decodes
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
 		return body
 	}
-	return []byte(out)
+	changed := false
+	v = scrubJSONValue(v, scrub, &changed)
+	if !changed {
+		return body
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return []byte(withheldBody)
+	}
+	return out
+}
+
+// withheldBody replaces a body that could not be scrubbed.
+const withheldBody = "[withheld: the answer echoed a secret]"
+
+// scrubJSONValue is v with scrub applied to every string in it; changed is
+// set when one changes.
+func scrubJSONValue(v any, scrub func(string) string, changed *bool) any {
+	switch t := v.(type) {
+	case string:
+		out := scrub(t)
+		if out != t {
+			*changed = true
+		}
+		return out
+	case []any:
+		for i := range t {
+			t[i] = scrubJSONValue(t[i], scrub, changed)
+		}
+		return t
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			nk := scrub(k)
+			if nk != k {
+				*changed = true
+			}
+			out[nk] = scrubJSONValue(e, scrub, changed)
+		}
+		return out
+	}
+	return v
 }

@@ -5,6 +5,8 @@ package provider
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -252,6 +254,40 @@ func TestProxyPathRefusesUnicodeDotsAndSlashesAndTrailingSpaces(t *testing.T) {
 	} {
 		if segs, err := ProxyPath(p); err == nil {
 			t.Errorf("ProxyPath(%q) = %q, want a refusal", p, segs)
+		}
+	}
+}
+
+// A 2xx body loses a secret's base64 and hex echoes too, and the bare
+// base64 of a Basic credential, not only its exact/URL/JSON forms: the
+// caller may not read the token (docs/proxy.md).
+func TestProxy2xxBodyEchoesInBase64OrHexAreScrubbed(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const token = "tok-fedcba9876543210"
+	basicB64 := base64.StdEncoding.EncodeToString([]byte("user:pa55-w0rd-secret"))
+	api.Handle("GET /echo", func(w http.ResponseWriter, r *http.Request) {
+		a := r.Header.Get("Authorization")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"b64":"` + base64.StdEncoding.EncodeToString([]byte(a)) + `","hex":"` + hex.EncodeToString([]byte(a)) +
+			`","basic":"` + basicB64 + `"}`))
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"echo"},
+		Header:  http.Header{"Authorization": {"Bearer " + token}},
+		Secrets: []string{"Bearer " + token, token, "pa55-w0rd-secret", "user:pa55-w0rd-secret"}})
+	if err != nil || resp.Status != 200 {
+		t.Fatal(resp, err)
+	}
+	body := string(resp.Body)
+	for name, form := range map[string]string{
+		"base64 of the header": base64.StdEncoding.EncodeToString([]byte("Bearer " + token))[:20],
+		"hex of the token":     hex.EncodeToString([]byte(token)),
+		"basic credential":     basicB64,
+	} {
+		if strings.Contains(body, form) {
+			t.Errorf("a 2xx body returns the secret as %s: %s", name, body)
 		}
 	}
 }
