@@ -203,6 +203,8 @@ func TestProxyInjectsEveryAuthMode(t *testing.T) {
 
 func TestProxy401RenewsOnceSingleFlightAndRetriesOnce(t *testing.T) {
 	p := newProxyEnv(t)
+	now, advance := fixedClock(time.Now())
+	p.b.now = now
 	p.api.Handle("GET /v1/me", func(w http.ResponseWriter, r *http.Request) {
 		if strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") == "at-c1-0123456789" || !p.srv.AccessTokenValid(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -232,8 +234,9 @@ func TestProxy401RenewsOnceSingleFlightAndRetriesOnce(t *testing.T) {
 	if n := p.srv.Requests() - before; n != 1 {
 		t.Fatalf("%d token requests for 8 calls refused the same token, want 1", n)
 	}
-	// A token the provider keeps refusing: one renewal, one retry, then
-	// the provider's 401.
+	// Past the cooldown of the renewal above, a token the provider keeps
+	// refusing: one renewal, one retry, then the provider's 401.
+	advance(rejectedRenewalCooldown)
 	p.api.Handle("GET /v1/never", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
 	p.api.Reset()
 	before = p.srv.Requests()
@@ -490,5 +493,39 @@ func TestProxyJSONAnswerDoesNotDecodeAnEscapedEchoIntoTheToken(t *testing.T) {
 	out, _ := json.Marshal(resp.Data)
 	if strings.Contains(string(out), "at-c1-0123456789") {
 		t.Fatalf("the JSON answer carries the access token: %s", out)
+	}
+}
+
+// An endpoint that answers 401 whatever the token (a scope the token
+// lacks, an endpoint with other auth) renews the token at most once per
+// rejectedRenewalCooldown: otherwise a caller with read on one path would
+// drive unbounded token requests, storage writes and refresh events.
+func TestProxyA401EndpointRenewsTheTokenAtMostOncePerCooldown(t *testing.T) {
+	p := newProxyEnv(t)
+	now, advance := fixedClock(time.Now())
+	p.b.now = now
+	p.api.Handle("GET /v1/scoped", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	call := func() {
+		t.Helper()
+		if resp, status := p.proxied(logical.ReadOperation, "v1/scoped", nil); status != 200 || resp.Data["status"] != 401 {
+			t.Fatalf("status %d %v", status, resp.Data)
+		}
+	}
+	before := p.srv.Requests()
+	for range 5 {
+		call()
+	}
+	if n := p.srv.Requests() - before; n != 1 {
+		t.Fatalf("5 calls to an endpoint that always answers 401 made %d token requests (refreshes), want 1", n)
+	}
+	advance(rejectedRenewalCooldown - time.Second)
+	call()
+	if n := p.srv.Requests() - before; n != 1 {
+		t.Fatalf("a 401 within the cooldown renewed the token (%d token requests)", n)
+	}
+	advance(2 * time.Second)
+	call()
+	if n := p.srv.Requests() - before; n != 2 {
+		t.Fatalf("a 401 after the cooldown made %d token requests in all, want 2", n)
 	}
 }
