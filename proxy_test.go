@@ -529,3 +529,42 @@ func TestProxyA401EndpointRenewsTheTokenAtMostOncePerCooldown(t *testing.T) {
 		t.Fatalf("a 401 after the cooldown made %d token requests in all, want 2", n)
 	}
 }
+
+// format=raw never serves a provider's text/html, SVG, XHTML or XML as
+// such: from Vault's origin, which also serves the connect page and its
+// cookies, the provider's markup would run as a page. Passive types (JSON,
+// text, images) pass as sent, and every raw answer asks for nosniff.
+func TestProxyRawServesNoActiveContentFromVaultsOrigin(t *testing.T) {
+	p := newProxyEnv(t)
+	routes := map[string]string{}
+	for _, ct := range []string{"text/html; charset=utf-8", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/javascript", "Text/HTML", "bogus"} {
+		route := fmt.Sprintf("v1/page-%d", len(routes))
+		routes[route] = ct
+		p.api.Handle("GET /"+route, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ct)
+			w.Write([]byte(`<html><script>fetch('/ui/').then(alert)</script></html>`))
+		})
+	}
+	for route, ct := range routes {
+		raw, status := p.proxied(logical.ReadOperation, route, map[string]any{"format": "raw"})
+		if status != 200 {
+			t.Fatalf("%s: status %d", ct, status)
+		}
+		if got := raw.Data[logical.HTTPContentType]; got != "application/octet-stream" {
+			t.Errorf("format=raw answers %q with Content-Type %q: the provider's markup runs on Vault's origin", ct, got)
+		}
+		if got := raw.Headers["X-Content-Type-Options"]; len(got) != 1 || got[0] != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options %q, want nosniff", ct, got)
+		}
+	}
+	for i, ct := range []string{"application/json", "application/vnd.api+json; charset=utf-8", "text/plain; charset=utf-8", "image/png"} {
+		route := fmt.Sprintf("v1/passive-%d", i)
+		p.api.Handle("GET /"+route, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ct)
+			w.Write([]byte(`{}`))
+		})
+		if raw, _ := p.proxied(logical.ReadOperation, route, map[string]any{"format": "raw"}); raw.Data[logical.HTTPContentType] != ct {
+			t.Errorf("a passive %q was answered as %q", ct, raw.Data[logical.HTTPContentType])
+		}
+	}
+}
