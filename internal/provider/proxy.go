@@ -251,6 +251,13 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 		// A protocol switch or an interim answer is no answer to return.
 		return nil, &Error{cause: fmt.Errorf("the provider answered HTTP %d, which the proxy does not pass on", resp.StatusCode)}
 	}
+	sc := c.scrubbers.get(req.Secrets)
+	if enc := undecodedEncoding(resp.Header); enc != "" {
+		// Compressed bytes hide an echo from the scrub, and the caller
+		// would decompress it.
+		return nil, &Error{Status: resp.StatusCode, Description: fmt.Sprintf(
+			"its body has Content-Encoding %q, which the proxy cannot scrub and does not pass on", safetext.Printable(sc.Scrub(enc), 40))}
+	}
 	limit := req.MaxResponseBytes
 	if limit <= 0 {
 		limit = DefaultProxyMaxResponse
@@ -262,7 +269,6 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 	if int64(len(data)) > limit {
 		return nil, &ProxyTooLargeError{Limit: limit}
 	}
-	sc := c.scrubbers.get(req.Secrets)
 	return &ProxyResponse{Status: resp.StatusCode, Header: answerHeaders(resp.Header, sc), Body: scrubBody(resp.StatusCode, data, sc)}, nil
 }
 
@@ -383,9 +389,24 @@ var droppedAnswerHeaders = map[string]bool{
 	"Set-Cookie": true, "Set-Cookie2": true, "Content-Length": true, "Alt-Svc": true,
 }
 
+// undecodedEncoding is an answer's Content-Encoding other than identity
+// ("" for none): the transport decodes the gzip it asked for itself and
+// removes the header, so what is left is an encoding nobody asked for.
+func undecodedEncoding(h http.Header) string {
+	for _, v := range h.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return enc
+			}
+		}
+	}
+	return ""
+}
+
 // answerHeaders are h without droppedAnswerHeaders, those the Connection
-// header names, Access-Control-*, and with every secret scrubbed from the
-// values.
+// header names, Access-Control-*, any whose name holds a secret in a form
+// the scrub finds (a provider that reflects a request header into a name),
+// and with every secret scrubbed from the values.
 func answerHeaders(h http.Header, sc *safetext.Scrubber) http.Header {
 	named := map[string]bool{}
 	for _, v := range h.Values("Connection") {
@@ -397,6 +418,9 @@ func answerHeaders(h http.Header, sc *safetext.Scrubber) http.Header {
 	for name, values := range h {
 		canon := http.CanonicalHeaderKey(name)
 		if droppedAnswerHeaders[canon] || named[canon] || strings.HasPrefix(canon, "Access-Control-") {
+			continue
+		}
+		if sc.Scrub(name) != name || sc.Scrub(canon) != canon {
 			continue
 		}
 		for _, v := range values {

@@ -291,3 +291,65 @@ func TestProxy2xxBodyEchoesInBase64OrHexAreScrubbed(t *testing.T) {
 		}
 	}
 }
+
+// An answer header whose name holds the token (a provider that reflects a
+// request header into a header name) is dropped; the others pass.
+func TestProxyDropsAnswerHeadersWhoseNameHoldsASecret(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const token = "tok-0123456789abcdef"
+	api.Handle("GET /reflect", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen-"+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "1")
+		w.Header().Set("X-Request-Id", "r-1")
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"reflect"},
+		Header: http.Header{"Authorization": {"Bearer " + token}}, Secrets: []string{"Bearer " + token, token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range resp.Header {
+		if strings.Contains(strings.ToLower(name), strings.ToLower(token)) {
+			t.Fatalf("the answer's header name carries the token: %q", name)
+		}
+	}
+	if resp.Header.Get("X-Request-Id") != "r-1" {
+		t.Fatalf("a header without a secret was dropped: %v", resp.Header)
+	}
+}
+
+// An answer compressed without the proxy asking (Content-Encoding
+// deflate or br; gzip the transport asked for is decoded by it) would be
+// scrubbed as compressed bytes and decompressed by the caller with the
+// echo: it is refused, naming the encoding.
+func TestProxyRefusesAnAnswerWithAnUndecodedContentEncoding(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	for _, enc := range []string{"deflate", "br", "identity, gzip"} {
+		api.Handle("GET /"+strings.ReplaceAll(enc, ", ", "-"), func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", enc)
+			w.Write([]byte{0x78, 0x9c, 0x01, 0x02, 0x03})
+		})
+	}
+	api.Handle("GET /identity", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "identity")
+		w.Write([]byte("plain"))
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	send := func(seg string) (*ProxyResponse, error) {
+		return c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{seg},
+			Header: http.Header{"Authorization": {"Bearer tok-0123456789abcdef"}}, Secrets: []string{"tok-0123456789abcdef"}})
+	}
+	for _, seg := range []string{"deflate", "br", "identity-gzip"} {
+		resp, err := send(seg)
+		var pe *Error
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "Content-Encoding") {
+			t.Fatalf("%s: an encoded body the scrubber cannot read was answered: %v, %v", seg, resp, err)
+		}
+	}
+	if resp, err := send("identity"); err != nil || string(resp.Body) != "plain" {
+		t.Fatalf("an identity answer: %v, %v", resp, err)
+	}
+}
