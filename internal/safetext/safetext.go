@@ -95,7 +95,8 @@ func NewScrubber(secrets ...string) *Scrubber {
 // each secret, longest first: what a provider echoes encoded (a debug
 // endpoint that returns the request's headers in base64, the bare base64
 // of a Basic credential) is cut out by Forms too, at the cost of a few
-// more searches per text.
+// more searches per text. Forms shorter than minEchoRun are left to Scrub's
+// search: a body returned byte for byte would lose every chance match.
 func withBinaryForms(forms, secrets []string) []string {
 	seen := map[string]bool{}
 	for _, f := range forms {
@@ -107,7 +108,7 @@ func withBinaryForms(forms, secrets []string) []string {
 		}
 		h := hex.EncodeToString([]byte(s))
 		for _, f := range append([]string{h, strings.ToUpper(h)}, base64Cores(s)...) {
-			if !seen[f] {
+			if len(f) >= minEchoRun && !seen[f] {
 				seen[f] = true
 				forms = append(forms, f)
 			}
