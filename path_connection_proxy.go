@@ -86,7 +86,7 @@ func proxyEnvelopeFields() map[string]*framework.FieldSchema {
 		"query":        typed(framework.TypeMap, "Writes: the provider's query parameters, an object of strings (or lists of strings)."),
 		"headers":      typed(framework.TypeMap, "Writes: request headers, an object of strings. Only Accept, Content-Type, If-*, Idempotency-Key and the integration's proxy_headers pass; Authorization, Host, Cookie, Proxy-*, X-Forwarded-*, X-Vault-*, hop-by-hop headers and the integration's credential headers are refused."),
 		"method":       str("Updates: POST (the default) or PUT."),
-		"format":       str("raw: answer with the provider's status, content type and body as the HTTP response itself (headers only those the mount's allowed_response_headers lists). Otherwise a JSON answer with status, headers and json, body or body_base64."),
+		"format":       str("raw: answer with the provider's status, content type and body as the HTTP response itself (headers only those the mount's allowed_response_headers lists; a content type a browser could run as a page, HTML, SVG, XML, script, PDF or unknown, becomes application/octet-stream, with X-Content-Type-Options: nosniff). Otherwise a JSON answer with status, headers and json, body or body_base64."),
 		"proxy_query":  str("An encoded query string passed on as is, for parameters Vault keeps for itself (help, list) or that name a field of this path (format, path, …)."),
 	}
 }
@@ -335,16 +335,16 @@ func isJSONType(ct string) bool {
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
 
-// rawProxyResponse answers with the provider's status, content type and
-// body as the HTTP response; Vault passes on only the headers the mount's
-// allowed_response_headers lists.
+// rawProxyResponse answers with the provider's status, content type (made
+// passive) and body as the HTTP response, with nosniff; Vault passes on
+// only the headers the mount's allowed_response_headers lists.
 func rawProxyResponse(resp *provider.ProxyResponse) *logical.Response {
 	body := resp.Body
 	if body == nil {
 		body = []byte{} // Vault reads a missing body as an error
 	}
 	data := map[string]any{logical.HTTPStatusCode: resp.Status, logical.HTTPRawBody: body}
-	ct := resp.Header.Get("Content-Type")
+	ct := passiveContentType(resp.Header.Get("Content-Type"))
 	if ct == "" && len(resp.Body) > 0 {
 		ct = "application/octet-stream"
 	}
@@ -353,7 +353,36 @@ func rawProxyResponse(resp *provider.ProxyResponse) *logical.Response {
 	}
 	headers := resp.Header.Clone()
 	headers.Del("Content-Type")
+	// Vault passes it on when the mount's allowed_response_headers lists it.
+	headers.Set("X-Content-Type-Options", "nosniff")
 	return &logical.Response{Data: data, Headers: headers}
+}
+
+// passiveContentType is a provider's Content-Type as a raw answer may
+// carry it from Vault's origin, which also serves the connect page and its
+// cookies: types a browser only shows or hands over (JSON, plain text,
+// CSV, raster images, audio, video, archives, bytes) pass as the provider
+// sent them; any other (HTML, SVG, XML, XHTML, JavaScript, PDF, unknown
+// or malformed) becomes application/octet-stream, the same bytes that no
+// browser runs as a page.
+func passiveContentType(ct string) string {
+	if ct == "" {
+		return ""
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (passiveMediaTypes[mt] || isJSONType(ct) ||
+		strings.HasPrefix(mt, "audio/") || strings.HasPrefix(mt, "video/")) {
+		return ct
+	}
+	return "application/octet-stream"
+}
+
+// passiveMediaTypes are the media types, besides JSON, audio and video,
+// that a raw answer passes as sent.
+var passiveMediaTypes = map[string]bool{
+	"text/plain": true, "text/csv": true, "application/octet-stream": true,
+	"image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true, "image/avif": true, "image/bmp": true,
+	"application/zip": true, "application/gzip": true,
 }
 
 const pathConnectionProxyHelp = `

@@ -5,6 +5,8 @@ package connect
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -201,6 +203,8 @@ func TestProxyInjectsEveryAuthMode(t *testing.T) {
 
 func TestProxy401RenewsOnceSingleFlightAndRetriesOnce(t *testing.T) {
 	p := newProxyEnv(t)
+	now, advance := fixedClock(time.Now())
+	p.b.now = now
 	p.api.Handle("GET /v1/me", func(w http.ResponseWriter, r *http.Request) {
 		if strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ") == "at-c1-0123456789" || !p.srv.AccessTokenValid(strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")) {
 			w.WriteHeader(http.StatusUnauthorized)
@@ -230,8 +234,9 @@ func TestProxy401RenewsOnceSingleFlightAndRetriesOnce(t *testing.T) {
 	if n := p.srv.Requests() - before; n != 1 {
 		t.Fatalf("%d token requests for 8 calls refused the same token, want 1", n)
 	}
-	// A token the provider keeps refusing: one renewal, one retry, then
-	// the provider's 401.
+	// Past the cooldown of the renewal above, a token the provider keeps
+	// refusing: one renewal, one retry, then the provider's 401.
+	advance(rejectedRenewalCooldown)
 	p.api.Handle("GET /v1/never", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
 	p.api.Reset()
 	before = p.srv.Requests()
@@ -449,5 +454,117 @@ func TestProxyPatternLeavesTheOtherConnectionPathsAlone(t *testing.T) {
 	got := p.api.Requests()
 	if len(got) != 2 || got[0].Path != "/raw" || got[1].Path != "/metadata" || got[1].Header.Get("Authorization") != "Bearer at-proxy-0123456789" {
 		t.Fatalf("the API received %+v", got)
+	}
+}
+
+// "v1/..;/admin", which proxy_paths=/v1/* and a Vault policy on
+// proxy/v1/* would match and a Tomcat/Jetty/Spring stack resolves to
+// /admin, is a 400 and never reaches the provider.
+func TestProxyDotSegmentWithPathParameterIsRefusedBeforeSending(t *testing.T) {
+	p := newProxyEnv(t)
+	p.api.Handle("GET /v1/..;/admin", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("admin")) })
+	resp, status := p.proxied(logical.ReadOperation, "v1/..;/admin", nil)
+	if status != 400 {
+		t.Errorf("v1/..;/admin answered %d %v, want 400", status, resp.Data)
+	}
+	for _, r := range p.api.Requests() {
+		t.Errorf("the provider received %s", r.Path)
+	}
+}
+
+// An echo of the token written with \u escapes, which passes a scrub of
+// the bytes, is scrubbed from the decoded strings: the answer's json field
+// never holds the plain token.
+func TestProxyJSONAnswerDoesNotDecodeAnEscapedEchoIntoTheToken(t *testing.T) {
+	p := newProxyEnv(t)
+	p.api.Handle("GET /v1/whoami", func(w http.ResponseWriter, r *http.Request) {
+		a := r.Header.Get("Authorization")
+		var esc strings.Builder
+		for _, c := range a {
+			fmt.Fprintf(&esc, `\u%04x`, c)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"seen":"` + esc.String() + `"}`))
+	})
+	resp, status := p.proxied(logical.ReadOperation, "v1/whoami", nil)
+	if status != 200 {
+		t.Fatalf("status %d", status)
+	}
+	out, _ := json.Marshal(resp.Data)
+	if strings.Contains(string(out), "at-c1-0123456789") {
+		t.Fatalf("the JSON answer carries the access token: %s", out)
+	}
+}
+
+// An endpoint that answers 401 whatever the token (a scope the token
+// lacks, an endpoint with other auth) renews the token at most once per
+// rejectedRenewalCooldown: otherwise a caller with read on one path would
+// drive unbounded token requests, storage writes and refresh events.
+func TestProxyA401EndpointRenewsTheTokenAtMostOncePerCooldown(t *testing.T) {
+	p := newProxyEnv(t)
+	now, advance := fixedClock(time.Now())
+	p.b.now = now
+	p.api.Handle("GET /v1/scoped", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusUnauthorized) })
+	call := func() {
+		t.Helper()
+		if resp, status := p.proxied(logical.ReadOperation, "v1/scoped", nil); status != 200 || resp.Data["status"] != 401 {
+			t.Fatalf("status %d %v", status, resp.Data)
+		}
+	}
+	before := p.srv.Requests()
+	for range 5 {
+		call()
+	}
+	if n := p.srv.Requests() - before; n != 1 {
+		t.Fatalf("5 calls to an endpoint that always answers 401 made %d token requests (refreshes), want 1", n)
+	}
+	advance(rejectedRenewalCooldown - time.Second)
+	call()
+	if n := p.srv.Requests() - before; n != 1 {
+		t.Fatalf("a 401 within the cooldown renewed the token (%d token requests)", n)
+	}
+	advance(2 * time.Second)
+	call()
+	if n := p.srv.Requests() - before; n != 2 {
+		t.Fatalf("a 401 after the cooldown made %d token requests in all, want 2", n)
+	}
+}
+
+// format=raw never serves a provider's text/html, SVG, XHTML or XML as
+// such: from Vault's origin, which also serves the connect page and its
+// cookies, the provider's markup would run as a page. Passive types (JSON,
+// text, images) pass as sent, and every raw answer asks for nosniff.
+func TestProxyRawServesNoActiveContentFromVaultsOrigin(t *testing.T) {
+	p := newProxyEnv(t)
+	routes := map[string]string{}
+	for _, ct := range []string{"text/html; charset=utf-8", "image/svg+xml", "application/xhtml+xml", "text/xml", "application/javascript", "Text/HTML", "bogus"} {
+		route := fmt.Sprintf("v1/page-%d", len(routes))
+		routes[route] = ct
+		p.api.Handle("GET /"+route, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ct)
+			w.Write([]byte(`<html><script>fetch('/ui/').then(alert)</script></html>`))
+		})
+	}
+	for route, ct := range routes {
+		raw, status := p.proxied(logical.ReadOperation, route, map[string]any{"format": "raw"})
+		if status != 200 {
+			t.Fatalf("%s: status %d", ct, status)
+		}
+		if got := raw.Data[logical.HTTPContentType]; got != "application/octet-stream" {
+			t.Errorf("format=raw answers %q with Content-Type %q: the provider's markup runs on Vault's origin", ct, got)
+		}
+		if got := raw.Headers["X-Content-Type-Options"]; len(got) != 1 || got[0] != "nosniff" {
+			t.Errorf("%s: X-Content-Type-Options %q, want nosniff", ct, got)
+		}
+	}
+	for i, ct := range []string{"application/json", "application/vnd.api+json; charset=utf-8", "text/plain; charset=utf-8", "image/png"} {
+		route := fmt.Sprintf("v1/passive-%d", i)
+		p.api.Handle("GET /"+route, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", ct)
+			w.Write([]byte(`{}`))
+		})
+		if raw, _ := p.proxied(logical.ReadOperation, route, map[string]any{"format": "raw"}); raw.Data[logical.HTTPContentType] != ct {
+			t.Errorf("a passive %q was answered as %q", ct, raw.Data[logical.HTTPContentType])
+		}
 	}
 }

@@ -120,7 +120,8 @@ func (r *refresher) refreshConnection(ctx context.Context, s logical.Storage, in
 // rejected (a proxied call's 401), single-flight as a read's refresh: of
 // many calls refused the same token, one spends the refresh token, and the
 // others find a token other than rejected under the lock and use it. A
-// connection whose refresh is backing off is not refreshed; then, or when
+// connection whose refresh is backing off, or whose token the engine issued
+// less than rejectedRenewalCooldown ago, is not refreshed; then, or when
 // the refresh fails, the token returned is still rejected.
 func (r *refresher) refreshRejected(ctx context.Context, s logical.Storage, integration, id, rejected string) (*connectionEntry, error) {
 	c, _, err := r.refreshUnless(ctx, s, integration, id, triggerRejected, rejected)
@@ -197,13 +198,27 @@ func errOrUnchanged(err error) error {
 	return err
 }
 
+// rejectedRenewalCooldown is how long after the engine last issued a
+// connection's token a provider's 401 does not renew it: an endpoint that
+// answers 401 whatever the token (a scope the token lacks, another kind of
+// auth) would otherwise have every proxied call spend a refresh token, a
+// storage write and an event; a token that new is refused for another
+// reason than its age.
+const rejectedRenewalCooldown = 60 * time.Second
+
+// renewedRecently reports whether c's token was issued by the engine less
+// than rejectedRenewalCooldown ago.
+func renewedRecently(c *connectionEntry, now time.Time) bool {
+	return !c.LastRefreshedAt.IsZero() && now.Sub(c.LastRefreshedAt) < rejectedRenewalCooldown
+}
+
 // refreshNotNeeded reports whether c, loaded under its lock, needs no
 // refresh after all for this trigger (a concurrent reader renewed it, the
 // schedule moved), or must not get one (err).
 func refreshNotNeeded(c *connectionEntry, cfg *configEntry, now time.Time, why trigger, rejected string) (bool, error) {
 	switch why {
 	case triggerRejected:
-		return c.Credentials.AccessToken != rejected || blocked(c, now), nil
+		return c.Credentials.AccessToken != rejected || blocked(c, now) || renewedRecently(c, now), nil
 	case triggerRead:
 		if !refreshDue(c, cfg.RefreshMargin, now) {
 			return true, nil

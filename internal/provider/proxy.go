@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -120,8 +121,8 @@ const maxSegmentDecodings = 4
 func checkSegment(seg string) error {
 	cur := seg
 	for range maxSegmentDecodings {
-		if cur == "." || cur == ".." {
-			return errors.New("a segment may not be '.' or '..', nor encode one")
+		if isDotSegment(cur) {
+			return errors.New("a segment may not be '.' or '..' (nor encode one, nor one followed by spaces or by ';' and path parameters)")
 		}
 		if !utf8.ValidString(cur) {
 			return errors.New("a segment must be UTF-8 text")
@@ -130,6 +131,8 @@ func checkSegment(seg string) error {
 			switch {
 			case r == '/' || r == '\\':
 				return errors.New("a segment may not hold or encode '/' or '\\'")
+			case lookAlikes[r]:
+				return fmt.Errorf("a segment may not hold or encode %U, which some servers read as '.', '/' or '\\'", r)
 			case r == '@' || r == '#' || r == '?':
 				return fmt.Errorf("a segment may not hold or encode %q", r)
 			case unicode.IsControl(r) || r == 0x2028 || r == 0x2029:
@@ -143,6 +146,27 @@ func checkSegment(seg string) error {
 		cur = next
 	}
 	return nil
+}
+
+// isDotSegment reports whether a decoded segment is one a server may
+// resolve as "." or "..": Tomcat, Jetty and Spring cut a segment's path
+// parameters (from its first ';') before they resolve dot segments, and
+// Windows servers (IIS) trim trailing spaces, so "..;x=1" and ".. " are
+// refused as well as "." and "..". Matrix parameters on any other segment
+// ("items;page=2") pass, and so does "...".
+func isDotSegment(seg string) bool {
+	name, _, _ := strings.Cut(seg, ";")
+	name = strings.TrimRight(name, " \t")
+	return name == "." || name == ".."
+}
+
+// lookAlikes are characters that a server which normalizes a decoded path
+// (NFKC, or Windows' best-fit mapping) turns into '.', '/' or '\\'; a
+// segment holding one is refused, in every decoding.
+var lookAlikes = map[rune]bool{
+	0x2024: true, 0x2025: true, 0x2026: true, 0xFE52: true, 0xFF0E: true, // dots, leaders, ellipsis
+	0xFF0F: true, 0x2215: true, 0x2044: true, 0x29F8: true, // slashes
+	0xFF3C: true, 0xFE68: true, 0x2216: true, 0x29F9: true, // backslashes
 }
 
 // ProxyRequest is one proxied request as the Client sends it.
@@ -227,6 +251,13 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 		// A protocol switch or an interim answer is no answer to return.
 		return nil, &Error{cause: fmt.Errorf("the provider answered HTTP %d, which the proxy does not pass on", resp.StatusCode)}
 	}
+	sc := c.scrubbers.get(req.Secrets)
+	if enc := undecodedEncoding(resp.Header); enc != "" {
+		// Compressed bytes hide an echo from the scrub, and the caller
+		// would decompress it.
+		return nil, &Error{Status: resp.StatusCode, Description: fmt.Sprintf(
+			"its body has Content-Encoding %q, which the proxy cannot scrub and does not pass on", safetext.Printable(sc.Scrub(enc), 40))}
+	}
 	limit := req.MaxResponseBytes
 	if limit <= 0 {
 		limit = DefaultProxyMaxResponse
@@ -238,7 +269,6 @@ func (c *Client) Proxy(ctx context.Context, base ProxyBase, req ProxyRequest) (*
 	if int64(len(data)) > limit {
 		return nil, &ProxyTooLargeError{Limit: limit}
 	}
-	sc := c.scrubbers.get(req.Secrets)
 	return &ProxyResponse{Status: resp.StatusCode, Header: answerHeaders(resp.Header, sc), Body: scrubBody(resp.StatusCode, data, sc)}, nil
 }
 
@@ -359,9 +389,24 @@ var droppedAnswerHeaders = map[string]bool{
 	"Set-Cookie": true, "Set-Cookie2": true, "Content-Length": true, "Alt-Svc": true,
 }
 
+// undecodedEncoding is an answer's Content-Encoding other than identity
+// ("" for none): the transport decodes the gzip it asked for itself and
+// removes the header, so what is left is an encoding nobody asked for.
+func undecodedEncoding(h http.Header) string {
+	for _, v := range h.Values("Content-Encoding") {
+		for _, enc := range strings.Split(v, ",") {
+			if enc = strings.TrimSpace(enc); enc != "" && !strings.EqualFold(enc, "identity") {
+				return enc
+			}
+		}
+	}
+	return ""
+}
+
 // answerHeaders are h without droppedAnswerHeaders, those the Connection
-// header names, Access-Control-*, and with every secret scrubbed from the
-// values.
+// header names, Access-Control-*, any whose name holds a secret in a form
+// the scrub finds (a provider that reflects a request header into a name),
+// and with every secret scrubbed from the values.
 func answerHeaders(h http.Header, sc *safetext.Scrubber) http.Header {
 	named := map[string]bool{}
 	for _, v := range h.Values("Connection") {
@@ -373,6 +418,9 @@ func answerHeaders(h http.Header, sc *safetext.Scrubber) http.Header {
 	for name, values := range h {
 		canon := http.CanonicalHeaderKey(name)
 		if droppedAnswerHeaders[canon] || named[canon] || strings.HasPrefix(canon, "Access-Control-") {
+			continue
+		}
+		if sc.Scrub(name) != name || sc.Scrub(canon) != canon {
 			continue
 		}
 		for _, v := range values {
@@ -390,22 +438,81 @@ const maxDeepScrubBytes = 64 << 10
 // scrubBody removes the connection's secrets from an answer's body, which
 // a provider may fill with what it was sent. An error body (4xx, 5xx) loses
 // them in every form safetext knows, partial echoes included; any other
-// body, whose bytes the caller may check (a file, an image), loses only
-// exact copies of them as sent or encoded, and is otherwise returned byte
-// for byte.
+// body (and an error body over maxDeepScrubBytes), whose bytes the caller
+// may check (a file, an image), loses only exact copies of them as sent or
+// URL-, JSON-, hex- or base64-encoded, and is otherwise returned byte for
+// byte. A JSON body's strings are scrubbed again as they decode.
 func scrubBody(status int, body []byte, sc *safetext.Scrubber) []byte {
 	if len(body) == 0 {
 		return body
 	}
 	text := string(body)
-	var out string
+	scrub := sc.Forms
 	if status >= 400 && len(body) <= maxDeepScrubBytes {
-		out = sc.Scrub(text)
-	} else {
-		out = sc.Forms(text)
+		scrub = sc.Scrub
 	}
-	if out == text {
+	out := scrub(text)
+	if out != text {
+		body = []byte(out)
+	}
+	return scrubJSONStrings(body, sc.Forms)
+}
+
+// scrubJSONStrings scrubs the strings (keys and values) of a JSON body as
+// they decode: "\u0074ok..." passes a scrub of the bytes and decodes into
+// the token, in the proxy's json answer or in the caller's own decoder.
+// A body that changes is encoded again (keys sorted); any other is
+// returned byte for byte.
+func scrubJSONStrings(body []byte, scrub func(string) string) []byte {
+	if !bytes.Contains(body, []byte{'\\'}) || !json.Valid(body) {
+		return body // without an escape, the bytes were what decodes
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
 		return body
 	}
-	return []byte(out)
+	changed := false
+	v = scrubJSONValue(v, scrub, &changed)
+	if !changed {
+		return body
+	}
+	out, err := json.Marshal(v)
+	if err != nil {
+		return []byte(withheldBody)
+	}
+	return out
+}
+
+// withheldBody replaces a body that could not be scrubbed.
+const withheldBody = "[withheld: the answer echoed a secret]"
+
+// scrubJSONValue is v with scrub applied to every string in it; changed is
+// set when one changes.
+func scrubJSONValue(v any, scrub func(string) string, changed *bool) any {
+	switch t := v.(type) {
+	case string:
+		out := scrub(t)
+		if out != t {
+			*changed = true
+		}
+		return out
+	case []any:
+		for i := range t {
+			t[i] = scrubJSONValue(t[i], scrub, changed)
+		}
+		return t
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, e := range t {
+			nk := scrub(k)
+			if nk != k {
+				*changed = true
+			}
+			out[nk] = scrubJSONValue(e, scrub, changed)
+		}
+		return out
+	}
+	return v
 }

@@ -5,6 +5,8 @@ package provider
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"net/http"
 	"net/url"
@@ -222,5 +224,132 @@ func TestProxySuccessBodiesAreScrubbedOfTheSecretsOnly(t *testing.T) {
 	}
 	if _, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"switch"}}); err == nil {
 		t.Fatal("a protocol switch was answered as a provider's answer")
+	}
+}
+
+// A dot segment carrying a path parameter ("..;", ".;x") is refused, in
+// any decoding: a Tomcat, Jetty or Spring upstream (which strips ";..."
+// before normalizing) would resolve /api/v1/..;/admin to /api/admin, out of
+// the base's path prefix, of proxy_paths=/v1/* and of a policy on
+// proxy/v1/*. Matrix parameters elsewhere pass (TestProxyPathRefusesTraversalAndHostTricks).
+func TestProxyPathRefusesDotSegmentsWithPathParameters(t *testing.T) {
+	for _, p := range []string{
+		"v1/..;/admin", "v1/..;x=1/admin", "v1/.;/admin", "v1/%2e%2e;/admin", "v1/%2E.;jsessionid=a/admin",
+	} {
+		if segs, err := ProxyPath(p); err == nil {
+			t.Errorf("ProxyPath(%q) = %q, want a refusal (a dot segment with a path parameter)", p, segs)
+		}
+	}
+}
+
+// Unicode look-alikes of '.' and '/' (fullwidth U+FF0E, U+FF0F,
+// one-dot leader U+2024, division slash U+2215), as sent or percent-encoded,
+// and dot segments with trailing spaces are refused: an upstream that
+// NFKC-normalizes decoded paths or trims spaces (IIS, some Python/Java
+// stacks) would read them as "..", "/".
+func TestProxyPathRefusesUnicodeDotsAndSlashesAndTrailingSpaces(t *testing.T) {
+	for _, p := range []string{
+		"v1/\uff0e\uff0e/admin", "v1/%EF%BC%8E%EF%BC%8E/admin", "v1/a\uff0fb", "v1/\u2024\u2024/admin", "v1/a\u2215b",
+		"v1/.. /admin", "v1/..%20/admin", // Windows/IIS trim a trailing space from a segment
+	} {
+		if segs, err := ProxyPath(p); err == nil {
+			t.Errorf("ProxyPath(%q) = %q, want a refusal", p, segs)
+		}
+	}
+}
+
+// A 2xx body loses a secret's base64 and hex echoes too, and the bare
+// base64 of a Basic credential, not only its exact/URL/JSON forms: the
+// caller may not read the token (docs/proxy.md).
+func TestProxy2xxBodyEchoesInBase64OrHexAreScrubbed(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const token = "tok-fedcba9876543210"
+	basicB64 := base64.StdEncoding.EncodeToString([]byte("user:pa55-w0rd-secret"))
+	api.Handle("GET /echo", func(w http.ResponseWriter, r *http.Request) {
+		a := r.Header.Get("Authorization")
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"b64":"` + base64.StdEncoding.EncodeToString([]byte(a)) + `","hex":"` + hex.EncodeToString([]byte(a)) +
+			`","basic":"` + basicB64 + `"}`))
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"echo"},
+		Header:  http.Header{"Authorization": {"Bearer " + token}},
+		Secrets: []string{"Bearer " + token, token, "pa55-w0rd-secret", "user:pa55-w0rd-secret"}})
+	if err != nil || resp.Status != 200 {
+		t.Fatal(resp, err)
+	}
+	body := string(resp.Body)
+	for name, form := range map[string]string{
+		"base64 of the header": base64.StdEncoding.EncodeToString([]byte("Bearer " + token))[:20],
+		"hex of the token":     hex.EncodeToString([]byte(token)),
+		"basic credential":     basicB64,
+	} {
+		if strings.Contains(body, form) {
+			t.Errorf("a 2xx body returns the secret as %s: %s", name, body)
+		}
+	}
+}
+
+// An answer header whose name holds the token (a provider that reflects a
+// request header into a header name) is dropped; the others pass.
+func TestProxyDropsAnswerHeadersWhoseNameHoldsASecret(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const token = "tok-0123456789abcdef"
+	api.Handle("GET /reflect", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Seen-"+strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer "), "1")
+		w.Header().Set("X-Request-Id", "r-1")
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"reflect"},
+		Header: http.Header{"Authorization": {"Bearer " + token}}, Secrets: []string{"Bearer " + token, token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range resp.Header {
+		if strings.Contains(strings.ToLower(name), strings.ToLower(token)) {
+			t.Fatalf("the answer's header name carries the token: %q", name)
+		}
+	}
+	if resp.Header.Get("X-Request-Id") != "r-1" {
+		t.Fatalf("a header without a secret was dropped: %v", resp.Header)
+	}
+}
+
+// An answer compressed without the proxy asking (Content-Encoding
+// deflate or br; gzip the transport asked for is decoded by it) would be
+// scrubbed as compressed bytes and decompressed by the caller with the
+// echo: it is refused, naming the encoding.
+func TestProxyRefusesAnAnswerWithAnUndecodedContentEncoding(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	for _, enc := range []string{"deflate", "br", "identity, gzip"} {
+		api.Handle("GET /"+strings.ReplaceAll(enc, ", ", "-"), func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Encoding", enc)
+			w.Write([]byte{0x78, 0x9c, 0x01, 0x02, 0x03})
+		})
+	}
+	api.Handle("GET /identity", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Encoding", "identity")
+		w.Write([]byte("plain"))
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	send := func(seg string) (*ProxyResponse, error) {
+		return c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{seg},
+			Header: http.Header{"Authorization": {"Bearer tok-0123456789abcdef"}}, Secrets: []string{"tok-0123456789abcdef"}})
+	}
+	for _, seg := range []string{"deflate", "br", "identity-gzip"} {
+		resp, err := send(seg)
+		var pe *Error
+		if !errors.As(err, &pe) || !strings.Contains(err.Error(), "Content-Encoding") {
+			t.Fatalf("%s: an encoded body the scrubber cannot read was answered: %v, %v", seg, resp, err)
+		}
+	}
+	if resp, err := send("identity"); err != nil || string(resp.Body) != "plain" {
+		t.Fatalf("an identity answer: %v, %v", resp, err)
 	}
 }

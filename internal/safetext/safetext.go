@@ -62,7 +62,7 @@ func Scrub(msg string, secrets ...string) string {
 }
 
 // ScrubForms removes every occurrence of each secret from msg as sent and in
-// the encodings Scrub knows, without the search for partial or decoded
+// the encodings Scrub knows (URL, JSON, hex, base64), without the search for partial or decoded
 // echoes: for large texts (a proxied provider's error body), where that
 // search would cost time in proportion to the text times the secrets.
 func ScrubForms(msg string, secrets ...string) string {
@@ -88,7 +88,34 @@ func NewScrubber(secrets ...string) *Scrubber {
 			unique = append(unique, s)
 		}
 	}
-	return &Scrubber{secrets: unique, forms: echoedForms(unique), echoes: echoPatternsOf(unique)}
+	return &Scrubber{secrets: unique, forms: withBinaryForms(echoedForms(unique), unique), echoes: echoPatternsOf(unique)}
+}
+
+// withBinaryForms are forms and the hex (either case) and base64 cores of
+// each secret, longest first: what a provider echoes encoded (a debug
+// endpoint that returns the request's headers in base64, the bare base64
+// of a Basic credential) is cut out by Forms too, at the cost of a few
+// more searches per text. Forms shorter than minEchoRun are left to Scrub's
+// search: a body returned byte for byte would lose every chance match.
+func withBinaryForms(forms, secrets []string) []string {
+	seen := map[string]bool{}
+	for _, f := range forms {
+		seen[f] = true
+	}
+	for _, s := range secrets {
+		if len(s) < minSecretLen {
+			continue
+		}
+		h := hex.EncodeToString([]byte(s))
+		for _, f := range append([]string{h, strings.ToUpper(h)}, base64Cores(s)...) {
+			if len(f) >= minEchoRun && !seen[f] {
+				seen[f] = true
+				forms = append(forms, f)
+			}
+		}
+	}
+	sort.SliceStable(forms, func(i, j int) bool { return len(forms[i]) > len(forms[j]) })
+	return forms
 }
 
 // Forms is ScrubForms with the prepared forms.

@@ -120,3 +120,22 @@ func TestScrubFormsRemovesExactCopiesOnly(t *testing.T) {
 		t.Fatal("text without a secret changed")
 	}
 }
+
+// Forms cuts a secret's hex and base64 echoes, but only those at least
+// minEchoRun long: a body returned byte for byte (an image, a file) must
+// not lose every 4-character run that happens to be the base64 of a short
+// secret.
+func TestFormsCutsBinaryEchoesOfLongFormsOnly(t *testing.T) {
+	const long, short = "tok-fedcba9876543210", "abcd"
+	sc := NewScrubber(long, short)
+	bytesBody := "img:" + hex.EncodeToString([]byte(short)) + "|" + base64.StdEncoding.EncodeToString([]byte(short)) + "|"
+	if got := sc.Forms(bytesBody); got != bytesBody {
+		t.Fatalf("the short secret's binary forms were cut from %q: %q", bytesBody, got)
+	}
+	for _, echo := range []string{hex.EncodeToString([]byte(long)), strings.ToUpper(hex.EncodeToString([]byte(long))),
+		base64.StdEncoding.EncodeToString([]byte("Bearer " + long)), base64.URLEncoding.EncodeToString([]byte("x" + long))} {
+		if got := sc.Forms("echo " + echo); strings.Contains(got, hex.EncodeToString([]byte(long))[:24]) || got == "echo "+echo {
+			t.Errorf("Forms left the echo %q: %q", echo, got)
+		}
+	}
+}
