@@ -39,7 +39,7 @@ oauth-dev:
 E2E_ENV = CONNECT_E2E=1 CONNECT_TF_E2E=1 CONNECT_BROWSER=1 CONNECT_CRASH=1 CONNECT_UPGRADE=1 VAULT_BIN=$(VAULT_BIN) PLUGIN_DIR=$(PLUGIN_DIR) TOFU_BIN=$(TOFU_BIN) TF_PROVIDER_DIR=$(TF_PROVIDER_DIR)
 
 test: vault tf browser build vet
-	$(E2E_ENV) go test -race -count=1 -timeout 20m ./...
+	$(E2E_ENV) go test -race -count=1 -timeout 45m ./...
 	scripts/fuzz.sh 2s
 
 # The crash tests on integrated storage, longer and bigger than in make test,
