@@ -314,8 +314,6 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 	}
 }
 
-var refreshRe = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
-
 func TestConnectPageClientCredentialsFailureInWords(t *testing.T) {
 	e, srv := oauthEnv(t)
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})

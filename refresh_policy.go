@@ -43,11 +43,6 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 	return !c.Credentials.ExpiresAt.IsZero() && !now.Before(c.Credentials.ExpiresAt)
 }
 
-// canRefresh reports whether the engine has the means to renew c's token.
-func canRefresh(c *connectionEntry) bool {
-	f := c.scheduleFields()
-	return f.canRefresh()
-}
 
 // scheduleFields are what deciding a connection's next refresh reads of it.
 // The start-up rebuild decodes only these from each stored entry
@@ -111,12 +106,6 @@ func (f *scheduleFields) refreshState() refreshStatus {
 // say that a refresh token dies when unused.
 var refreshExpiryMembers = []string{"refresh_token_expires_in", "refresh_expires_in", "x_refresh_token_expires_in"}
 
-// refreshTokenExpires reports whether c's refresh token dies when unused,
-// as the provider says in its token response.
-func refreshTokenExpires(c *connectionEntry) bool {
-	f := c.scheduleFields()
-	return f.refreshTokenExpires()
-}
 
 // refreshState is c's refresh status; entries that never failed say ok.
 func (c *connectionEntry) refreshState() refreshStatus {

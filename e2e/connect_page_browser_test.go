@@ -60,15 +60,6 @@ func newReturnApp(t *testing.T) *returnApp {
 	return a
 }
 
-func (a *returnApp) lastHit() string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if len(a.hits) == 0 {
-		return ""
-	}
-	return a.hits[len(a.hits)-1]
-}
-
 // connectSession is a session as the sessions call answers it.
 type connectSession struct {
 	ID         string `json:"session_id"`
