@@ -43,7 +43,6 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 	return !c.Credentials.ExpiresAt.IsZero() && !now.Before(c.Credentials.ExpiresAt)
 }
 
-
 // scheduleFields are what deciding a connection's next refresh reads of it.
 // The start-up rebuild decodes only these from each stored entry
 // (decodeScheduleFields); everything else takes them from a whole entry
@@ -105,7 +104,6 @@ func (f *scheduleFields) refreshState() refreshStatus {
 // refreshExpiryMembers are the token response members by which providers
 // say that a refresh token dies when unused.
 var refreshExpiryMembers = []string{"refresh_token_expires_in", "refresh_expires_in", "x_refresh_token_expires_in"}
-
 
 // refreshState is c's refresh status; entries that never failed say ok.
 func (c *connectionEntry) refreshState() refreshStatus {
