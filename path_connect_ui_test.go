@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
 
 // uiRequest sends one request to the connect page as Vault would, without
@@ -314,7 +316,11 @@ func TestConnectPageShowsErrorsBesideFields(t *testing.T) {
 	}
 }
 
-func TestConnectPageClientCredentialsFailureInWords(t *testing.T) {
+// customerClientPageEnv is a connect session for connection t1 of byo, an
+// OAUTH2_CC integration whose connections bring their own client (the
+// page asks for client_id and client_secret).
+func customerClientPageEnv(t *testing.T) (*testEnv, *oauthtest.Server, string) {
+	t.Helper()
 	e, srv := oauthEnv(t)
 	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
 	e.mustDo(logical.CreateOperation, "integrations/byo", map[string]any{
@@ -325,6 +331,11 @@ func TestConnectPageClientCredentialsFailureInWords(t *testing.T) {
 		},
 	})
 	secret, _ := newSession(e, map[string]any{"connection_id": "t1", "integrations": "byo"})
+	return e, srv, secret
+}
+
+func TestConnectPageClientCredentialsFailureInWords(t *testing.T) {
+	e, srv, secret := customerClientPageEnv(t)
 	wrongSecret := "wrong-client-secret-123"
 	status, body := uiPost(e, formOf(e, secret, "byo", map[string]any{"cred.client_id": srv.ClientID, "cred.client_secret": wrongSecret}))
 	if status != http.StatusFailedDependency || !strings.Contains(body, "could not obtain a token") || strings.Contains(body, wrongSecret) ||
@@ -422,16 +433,7 @@ func TestConnectPageBasicAndCustom(t *testing.T) {
 // link allows five, then it is spent, with a page that says so, and no
 // further post reaches the provider.
 func TestConnectLinkSpentAfterFiveFailedPosts(t *testing.T) {
-	e, srv := oauthEnv(t)
-	e.mustDo(logical.UpdateOperation, "config", map[string]any{"public_url": "https://vault.example.test/v1/connect"})
-	e.mustDo(logical.CreateOperation, "integrations/byo", map[string]any{
-		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(),
-		"credentials_schema": map[string]any{
-			"client_id":     map[string]any{"title": "Client ID"},
-			"client_secret": map[string]any{"title": "Client secret"},
-		},
-	})
-	secret, _ := newSession(e, map[string]any{"connection_id": "t1", "integrations": "byo"})
+	e, srv, secret := customerClientPageEnv(t)
 	form := formOf(e, secret, "byo", map[string]any{"cred.client_id": srv.ClientID, "cred.client_secret": "wrong"})
 	for i := range maxFailedPosts - 1 {
 		if status, body := uiPost(e, form); status != http.StatusFailedDependency {
