@@ -224,18 +224,8 @@ func TestCrashesWithWALRecordsAtStart(t *testing.T) {
 	if v, err := strconv.Atoi(os.Getenv("CRASH_WAL_CONNECTIONS")); err == nil && v > 0 {
 		n = v
 	}
-	dir := t.TempDir()
-	fs, err := vaultdev.StartFile(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fs.Kill)
-	as := newAuthServer(t)
+	fs, as, dir := fileVaultWithOAuth(t, "walcrash", false)
 	c := fs.Client.Logical()
-	if _, err := c.Write("connect/integrations/walcrash", map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
-		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "auth_style": "header"}); err != nil {
-		t.Fatal(err)
-	}
 	ids := make([]string, n)
 	var files []string
 	for i := range ids {

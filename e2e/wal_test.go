@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/vault/api"
 
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/vaultdev"
 )
 
@@ -39,18 +40,8 @@ func TestRotatedTokenSurvivesOutageAndRestartOnFileStorage(t *testing.T) {
 	}
 	reliabilityCase(t, "file-storage Vault: the connection's file refuses writes for longer than the WAL rollback age while the provider rotates the refresh token twice; then SIGKILL of Vault and a restart",
 		"the connection reads back with the latest refresh token, which the provider accepts")
-	dir := t.TempDir()
-	fs, err := vaultdev.StartFile(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fs.Kill)
-	as := newAuthServer(t)
+	fs, as, dir := fileVaultWithOAuth(t, "wal", false)
 	c := fs.Client.Logical()
-	if _, err := c.Write("connect/integrations/wal", map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
-		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "auth_style": "header"}); err != nil {
-		t.Fatal(err)
-	}
 	spent := as.IssueRefreshToken()
 	if _, err := c.Write("connect/connections/wal/c1", map[string]any{
 		"access_token": "at-initial", "refresh_token": spent, "expires_in": 3600}); err != nil {
@@ -114,6 +105,30 @@ func TestRotatedTokenSurvivesOutageAndRestartOnFileStorage(t *testing.T) {
 	}
 }
 
+// fileVaultWithOAuth starts a Vault on file storage in a temporary dir (so
+// that a test can make one key's file refuse writes with chattr, which
+// Raft cannot), a loopback OAuth provider, and an OAUTH2 integration of
+// that name using it; withRevocation adds the provider's revocation_url.
+func fileVaultWithOAuth(t *testing.T, integration string, withRevocation bool) (*vaultdev.RaftServer, *oauthtest.Server, string) {
+	t.Helper()
+	dir := t.TempDir()
+	fs, err := vaultdev.StartFile(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(fs.Kill)
+	as := newAuthServer(t)
+	fields := map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
+		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "auth_style": "header"}
+	if withRevocation {
+		fields["revocation_url"] = as.RevocationURL()
+	}
+	if _, err := fs.Client.Logical().Write("connect/integrations/"+integration, fields); err != nil {
+		t.Fatal(err)
+	}
+	return fs, as, dir
+}
+
 // storedFile is the file of a key of the connect mount in file storage.
 func storedFile(t *testing.T, dir, key string) string {
 	t.Helper()
@@ -159,19 +174,8 @@ func TestNothingStaleAfterKillsOnFileStorage(t *testing.T) {
 	}
 	reliabilityCase(t, "file-storage Vault: the connection's file refuses writes while the provider rotates; an edit and a delete meanwhile; SIGKILL of the plugin, then of Vault, each followed at once by reads",
 		"the edit and the delete fail and change nothing (nothing revoked); no read refreshes with the spent refresh token; the rotated one is served and stored; the WAL is emptied")
-	dir := t.TempDir()
-	fs, err := vaultdev.StartFile(os.Getenv("VAULT_BIN"), os.Getenv("PLUGIN_DIR"), dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(fs.Kill)
-	as := newAuthServer(t)
+	fs, as, dir := fileVaultWithOAuth(t, "wal", true)
 	c := fs.Client.Logical()
-	if _, err := c.Write("connect/integrations/wal", map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
-		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "revocation_url": as.RevocationURL(),
-		"auth_style": "header"}); err != nil {
-		t.Fatal(err)
-	}
 	spent := as.IssueRefreshToken()
 	// Due at once (inside the refresh margin): a read after a restart
 	// would refresh it with whatever storage holds.
