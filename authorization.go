@@ -122,46 +122,66 @@ func (a *authorizer) authorize(ctx context.Context, s logical.Storage, in *integ
 // it exchanges the code and stores the connection. On failure nothing is
 // written.
 func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) *completionError {
-	in, res, fromCallback, fail := a.exchange(ctx, s, st, code, query)
+	in, res, issued, fail := a.exchange(ctx, s, st, code, query)
 	if fail != nil {
 		return fail
 	}
-	return a.save(ctx, s, in, st, res, fromCallback)
+	return a.save(ctx, s, in, st, res, issued)
 }
 
 // exchange reads what the exchange and the save need, checks the values
 // the redirect carries (query) and exchanges the code: the integration,
 // the provider's tokens and the redirect's values for the connection's
 // config.
-func (a *authorizer) exchange(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*integrationEntry, *provider.Token, map[string]any, *completionError) {
+func (a *authorizer) exchange(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*integrationEntry, *provider.Token, issuance, *completionError) {
 	// Everything the exchange and the save need is read before the code is
 	// spent at the provider.
 	in, connCfg, fail := a.resolve(ctx, s, st)
 	if fail != nil {
-		return nil, nil, nil, fail
+		return nil, nil, issuance{}, fail
 	}
 	if iss := queryValue(query, "iss"); iss != "" && in.Issuer != "" && iss != in.Issuer {
 		// RFC 9207: the redirect names another authorization server than
 		// the one this authorization went to (a mix-up); the code is not
 		// sent anywhere.
 		a.logger().Warn("callback refused: its iss is not the integration's issuer", "integration", st.Integration, "connection_id", st.ConnectionID)
-		return nil, nil, nil, &completionError{faultRequest, "The provider's redirect names another issuer than this integration's. Nothing was stored. Start the authorization again."}
+		return nil, nil, issuance{}, &completionError{faultRequest, "The provider's redirect names another issuer than this integration's. Nothing was stored. Start the authorization again."}
 	}
 	fromCallback := callbackValues(in.CallbackConfig, query)
 	if err := checkCallbackConfig(in, connCfg, fromCallback); err != nil {
-		return nil, nil, nil, &completionError{faultRequest, fmt.Sprintf(
+		return nil, nil, issuance{}, &completionError{faultRequest, fmt.Sprintf(
 			"The provider's redirect carries connection config this integration does not accept: %s. Nothing was stored. Start the authorization again.", err)}
 	}
 	res, err := a.issuer.exchangeCode(ctx, in, st, connCfg, code)
 	var bad *userError
 	if errors.As(err, &bad) {
-		return nil, nil, nil, &completionError{faultRequest, bad.Error()}
+		return nil, nil, issuance{}, &completionError{faultRequest, bad.Error()}
 	}
 	if err != nil {
 		a.failed(ctx, s, st, err, "", "", query)
-		return nil, nil, nil, &completionError{faultProvider, exchangeFailureMessage(err)}
+		return nil, nil, issuance{}, &completionError{faultProvider, exchangeFailureMessage(err)}
 	}
-	return in, res, fromCallback, nil
+	return in, res, issuance{fromCallback: fromCallback, config: issuedConfig(connCfg, fromCallback)}, nil
+}
+
+// issuance is what a code exchange's tokens were issued for: the values
+// the provider's redirect carried for the connection's config, and the
+// whole config the exchange used (the state's, else the connection's, with
+// those values over it), under which they are revoked if nothing stores
+// them.
+type issuance struct {
+	fromCallback map[string]any
+	config       map[string]any
+}
+
+// issuedConfig is connCfg with the redirect's values over it.
+func issuedConfig(connCfg, fromCallback map[string]any) map[string]any {
+	cfg := maps.Clone(connCfg)
+	if cfg == nil {
+		cfg = map[string]any{}
+	}
+	maps.Copy(cfg, fromCallback)
+	return cfg
 }
 
 // tokenErrorCodes are the error codes RFC 6749 (section 5.2) registers
@@ -188,8 +208,8 @@ func exchangeFailureMessage(err error) string {
 
 // save stores the tokens res of st's authorization in its connection
 // (see storeConnection) and says why it could not.
-func (a *authorizer) save(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, fromCallback map[string]any) *completionError {
-	err := a.storeConnection(ctx, s, in, st, res, fromCallback)
+func (a *authorizer) save(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, issued issuance) *completionError {
+	err := a.storeConnection(ctx, s, in, st, res, issued.fromCallback)
 	if eventOwed(err) {
 		// Stored; the periodic hook records the event.
 		a.logger().Warn("an authorized connection's event is owed", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
@@ -202,27 +222,15 @@ func (a *authorizer) save(ctx context.Context, s logical.Storage, in *integratio
 	var bad *userError
 	switch {
 	case errors.Is(err, errConnectionExists):
-		a.revokeUnstored(ctx, in, a.savedConfig(st, fromCallback), res)
+		a.revokeUnstored(ctx, in, issued.config, res)
 		return &completionError{faultExists, "This account is connected already; the connection was created while you signed in and was left as it is. Nothing was stored. Ask the application for a reconnect link to replace its credentials."}
 	case errors.Is(err, errIntegrationGone) || errors.Is(err, errConnectionNotFound):
-		a.revokeUnstored(ctx, in, a.savedConfig(st, fromCallback), res)
+		a.revokeUnstored(ctx, in, issued.config, res)
 		return &completionError{faultGone, "The connection or its integration was deleted during the authorization."}
 	case errors.As(err, &bad):
 		return &completionError{faultRequest, "The provider's redirect carried a connection config value Vault may not store: " + bad.Error()}
 	}
 	return &completionError{faultVault, "Vault could not store the connection."}
-}
-
-// savedConfig is the connection config the tokens of st were issued
-// under: the state's (else the connection's), with the values the
-// provider's redirect carried over it.
-func (a *authorizer) savedConfig(st *oauthStateEntry, fromCallback map[string]any) map[string]any {
-	cfg := maps.Clone(st.connectionConfig(nil))
-	if cfg == nil {
-		cfg = map[string]any{}
-	}
-	maps.Copy(cfg, fromCallback)
-	return cfg
 }
 
 // errConnectionExists: an authorization that may only create its
@@ -236,14 +244,14 @@ var errConnectionExists = errors.New("the connection exists and this authorizati
 // completion that expires ttl from now. It returns the one-time completion
 // value the browser carries back to the application.
 func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any, ttl time.Duration) (string, *completionError) {
-	in, res, fromCallback, fail := a.exchange(ctx, s, st, code, query)
+	in, res, issued, fail := a.exchange(ctx, s, st, code, query)
 	if fail != nil {
 		return "", fail
 	}
 	if fail := a.checkIssuerStands(ctx, s, st); fail != nil {
 		// Held, they would later be revoked at the new integration's
 		// revocation_url: revoked now, at the provider that issued them.
-		a.revokeUnstored(ctx, in, a.savedConfig(st, fromCallback), res)
+		a.revokeUnstored(ctx, in, issued.config, res)
 		return "", fail
 	}
 	held := *st
@@ -251,7 +259,7 @@ func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *oauthState
 	held.ExpiresAt = a.now().Add(ttl)
 	held.Held = &heldTokens{
 		AccessToken: res.AccessToken, RefreshToken: res.RefreshToken, TokenType: res.TokenType,
-		Expiry: res.Expiry, Raw: res.Raw, FromCallback: fromCallback,
+		Expiry: res.Expiry, Raw: res.Raw, FromCallback: issued.fromCallback, IssuedConfig: issued.config,
 	}
 	completion, _, err := newState()
 	if err == nil {
@@ -332,7 +340,18 @@ func (a *authorizer) completeTaken(ctx context.Context, s logical.Storage, st *o
 	if err != nil {
 		return &completionError{faultVault, "Vault could not resolve the integration's provider."}
 	}
-	return a.save(ctx, s, in, st, st.Held.token(), st.Held.FromCallback)
+	return a.save(ctx, s, in, st, st.Held.token(), st.Held.issuance(st))
+}
+
+// issuance is what the held tokens were issued for. Held tokens kept
+// before their config was (none outside this version's tests) fall back to
+// the state's config with the redirect's values over it.
+func (h *heldTokens) issuance(st *oauthStateEntry) issuance {
+	cfg := h.IssuedConfig
+	if cfg == nil {
+		cfg = issuedConfig(st.connectionConfig(nil), h.FromCallback)
+	}
+	return issuance{fromCallback: h.FromCallback, config: cfg}
 }
 
 // token is the provider's answer the held tokens came from.
@@ -368,9 +387,8 @@ func (a *authorizer) revokeHeld(ctx context.Context, s logical.Storage, st *oaut
 		a.logger().Warn("the tokens of an uncompleted authorization were dropped unrevoked: its provider cannot be resolved", "integration", st.Integration, "connection_id", st.ConnectionID)
 		return
 	}
-	cfg := a.savedConfig(st, st.Held.FromCallback)
 	c := &connectionEntry{
-		Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: catalog.OAuth2, ConnectionConfig: cfg,
+		Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: catalog.OAuth2, ConnectionConfig: st.Held.issuance(st).config,
 		Credentials: credentials{AccessToken: st.Held.AccessToken, RefreshToken: st.Held.RefreshToken},
 	}
 	for _, w := range a.issuer.revoke(ctx, in, c) {

@@ -299,6 +299,9 @@ type heldTokens struct {
 	Expiry       time.Time      `json:"expiry,omitempty"`
 	Raw          map[string]any `json:"raw,omitempty"`
 	FromCallback map[string]any `json:"from_callback,omitempty"`
+	// IssuedConfig is the whole connection config the code was exchanged
+	// under, where the tokens are revoked if no connection ever holds them.
+	IssuedConfig map[string]any `json:"issued_config,omitempty"`
 }
 
 // credentials holds whichever secret material the integration's auth mode

@@ -4,6 +4,7 @@ package connect
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -289,5 +290,41 @@ func TestApplicationSpendsAForeignCompletionBeforeItsStarterCan(t *testing.T) {
 		map[string]any{"completion": completion, "browser_binding": customerBinding}, http.StatusBadRequest)
 	if _, status := e.do(logical.ReadOperation, "connections/github/mallory", nil); status != http.StatusNotFound {
 		t.Fatal("the customer stored the consenting person's account after the application spent the completion")
+	}
+}
+
+// TestHeldTokensAreRevokedUnderTheConfigTheyWereIssuedFor: a reconnect that
+// names no connection_config is exchanged under the connection's own
+// (tenant acme); a refused completion revokes its tokens at acme's
+// revocation URL, not at the one the schema's default would render.
+func TestHeldTokensAreRevokedUnderTheConfigTheyWereIssuedFor(t *testing.T) {
+	e, _ := completionEnv(t)
+	var mu sync.Mutex
+	var paths []string
+	revoker := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+	}))
+	defer revoker.Close()
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{
+		"connection_config_schema": map[string]any{"tenant": map[string]any{"type": "string", "default_value": "default"}},
+		"revocation_url":           revoker.URL + "/${connectionConfig.tenant}/revoke",
+	})
+	e.mustDo(logical.CreateOperation, "connections/github/c1", map[string]any{
+		"access_token": "a0", "refresh_token": "r0", "connection_config": map[string]any{"tenant": "acme"},
+	})
+	completion := completionOf(t, e, consent(t, e, "connections/github/c1/authorize", authorizeForApp(nil)))
+	e.mustFail(logical.UpdateOperation, "connections/github/c1/complete",
+		map[string]any{"completion": completion, "browser_binding": "another-browsers-binding-0123456789"}, http.StatusForbidden)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(paths) == 0 {
+		t.Fatal("the refused completion's tokens were not revoked")
+	}
+	for _, p := range paths {
+		if p != "/acme/revoke" {
+			t.Errorf("tokens issued for tenant acme were revoked at %q", p)
+		}
 	}
 }
