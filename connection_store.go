@@ -419,16 +419,18 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 			c = &connectionEntry{Integration: integration, ConnectionID: id}
 		}
 	}
-	if walID := cs.unsavedWALID(key); walID != "" {
+	if walID := cs.unsavedWALID(key); walID != "" && !slices.Contains(walIDs, walID) {
 		walIDs = append(walIDs, walID)
 	}
-	if err := deleteWALs(ctx, s, walIDs); err != nil {
-		return nil, fmt.Errorf("deleting %q: %w", key, err)
+	err := deleteWALs(ctx, s, walIDs)
+	if err == nil {
+		err = s.Delete(ctx, key)
 	}
-	if err := s.Delete(ctx, key); err != nil {
+	if err != nil {
 		// The connection stays as it was, usable: nothing was recorded
-		// or revoked yet. Its unsaved tokens lost their record above and
-		// need a new one.
+		// or revoked yet. Its unsaved tokens may have lost their record
+		// above (a failure part way through the records, or at the entry)
+		// and get a new one.
 		cs.rerecordUnsaved(ctx, s, key)
 		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}

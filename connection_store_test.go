@@ -4,13 +4,16 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/helper/locksutil"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -183,4 +186,50 @@ func TestSlowProviderStallsNoOtherConnection(t *testing.T) {
 		t.Fatalf("a write of another connection waited %v on the slow provider", took)
 	}
 	wg.Wait()
+}
+
+// secondWALDeleteFails refuses the second delete of any one WAL record.
+type secondWALDeleteFails struct {
+	logical.Storage
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (s *secondWALDeleteFails) Delete(ctx context.Context, key string) error {
+	if strings.HasPrefix(key, framework.WALPrefix) {
+		s.mu.Lock()
+		s.seen[key]++
+		n := s.seen[key]
+		s.mu.Unlock()
+		if n == 2 {
+			return errors.New("storage unavailable")
+		}
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// TestDeleteOfAnUnsavedConnectionLosesNoRecord: a delete of a connection
+// held unsaved (its rotated refresh token only in memory and its WAL
+// record) deletes each WAL record once, so storage that refuses a second
+// delete of one record does not fail it part way: either the connection
+// is gone with its records, or it stays with its rotated token recorded,
+// never served with its record lost.
+func TestDeleteOfAnUnsavedConnectionLosesNoRecord(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = &secondWALDeleteFails{Storage: flaky, seen: map[string]int{}}
+	importExpiring(e, srv, "c1", time.Minute)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	if n := len(walRecords(t, flaky.Storage)); n != 1 || e.b.store.Unsaved() != 1 {
+		t.Fatalf("before the delete: %d WAL records, %d unsaved", n, e.b.store.Unsaved())
+	}
+	_, status := e.do(logical.DeleteOperation, "connections/github/c1", nil)
+	records, unsaved := len(walRecords(t, flaky.Storage)), e.b.store.Unsaved()
+	switch {
+	case status < 300 && (records != 0 || unsaved != 0):
+		t.Fatalf("delete answered %d but left %d WAL records, %d unsaved", status, records, unsaved)
+	case status >= 300 && (records == 0 || unsaved != 1):
+		t.Fatalf("failed delete (%d) left %d WAL records, %d unsaved: the rotated refresh token would be lost with the process", status, records, unsaved)
+	}
 }
