@@ -231,12 +231,24 @@ func checkCallerHeaders(h http.Header, rules proxySettings, credentialHeaders []
 			return badInput(fmt.Errorf("header %s is not passed on: the proxy passes Accept, Content-Type, If-*, Idempotency-Key and the integration's proxy_headers", canon))
 		}
 		for _, v := range values {
-			if strings.ContainsAny(v, "\r\n\x00") {
-				return badInput(fmt.Errorf("header %s holds a line break or NUL", canon))
+			if !sendableHeaderValue(v) {
+				return badInput(fmt.Errorf("header %s holds a line break or another control character", canon))
 			}
 		}
 	}
 	return nil
+}
+
+// sendableHeaderValue reports whether net/http sends v as a header value:
+// no control character but a tab (a line break, NUL, a vertical tab),
+// which it would refuse only after the call was counted as sent.
+func sendableHeaderValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; (b < ' ' && b != '\t') || b == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // proxyCall is one call through the proxy, as the handler read it from the
