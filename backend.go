@@ -72,8 +72,11 @@ type backend struct {
 	// issuer is the one owner of token issuing: the only holder of the
 	// provider client.
 	issuer *issuer
-	// refresher renews tokens and issues the first ones.
+	// refresher renews tokens.
 	refresher *refresher
+	// writer creates, updates and edits connections: the one door for
+	// connection writes.
+	writer *connectionWriter
 	// proxier calls providers' APIs with connections' credentials.
 	proxier *proxier
 	// authorizer runs the authorization code flow.
@@ -139,6 +142,12 @@ func newBackend() *backend {
 		writable: func() bool { return b.WriteSafeReplicationState() },
 		now:      clock,
 		logger:   logger,
+	}
+	b.writer = &connectionWriter{
+		store:    b.store,
+		issuer:   b.issuer,
+		writable: func() bool { return b.WriteSafeReplicationState() },
+		now:      clock,
 	}
 	b.proxier = &proxier{
 		refresher:  b.refresher,

@@ -12,9 +12,8 @@ import (
 
 // The connect page's forms: which inputs an integration's form has, how a
 // posted form becomes the fields of a connection write, and which input an
-// error belongs to. The write itself is writeConnection's
-// (path_connect_ui_flow.go), as for any connection write: the same checks,
-// the same store, the same events.
+// error belongs to. The write itself is the connectionWriter's, as for any
+// connection write: the same checks, the same store, the same events.
 
 // Form input name prefixes: a credential and a connection config key.
 const (
@@ -118,10 +117,13 @@ func (f pageForm) postedConfig(data map[string]any) map[string]any {
 	return cfg
 }
 
-// connectionWriteFields turns a posted form into the fields of a
-// connection write, as `vault write connections/<i>/<id>` takes them.
-func (f pageForm) connectionWriteFields(mode catalog.AuthMode, data map[string]any, sess *sessionEntry) map[string]any {
-	raw := map[string]any{}
+// connectionInputFrom turns a posted form into the connection write it
+// asks for: the credentials and config the form gives, the session's
+// metadata and tags when it creates the connection; a reconnect merges
+// the posted config over the connection's (the form shows only the
+// schema's keys, blank), a session without reconnect only creates.
+func (f pageForm) connectionInputFrom(mode catalog.AuthMode, data map[string]any, sess *sessionEntry) connectionInput {
+	input := connectionInput{Given: map[string]bool{}, CreateOnly: !sess.Reconnect}
 	custom := map[string]any{}
 	for _, in := range f.Credentials {
 		v := queryValue(data, in.Name)
@@ -134,24 +136,29 @@ func (f pageForm) connectionWriteFields(mode catalog.AuthMode, data map[string]a
 		if mode == catalog.Custom {
 			custom[in.Key] = v
 		} else {
-			raw[credentialFieldOf[mode][in.Key]] = v
+			input.giveString(credentialFieldOf[mode][in.Key], v)
 		}
 	}
 	if mode == catalog.Custom {
-		raw["credentials"] = custom
+		input.give("credentials")
+		input.Credentials = custom
 	}
 	if len(f.Config) > 0 {
-		raw["connection_config"] = f.postedConfig(data)
+		input.give("connection_config")
+		input.ConnectionConfig = f.postedConfig(data)
+		input.MergeConnectionConfig = sess.Reconnect
 	}
 	if !sess.Reconnect {
 		if sess.Metadata != nil {
-			raw["metadata"] = sess.Metadata
+			input.give("metadata")
+			input.Metadata = sess.Metadata
 		}
 		if len(sess.Tags) > 0 {
-			raw["tags"] = sess.Tags
+			input.give("tags")
+			input.Tags = sess.Tags
 		}
 	}
-	return raw
+	return input
 }
 
 // formErrors places a write's error next to the input it names, worded

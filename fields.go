@@ -73,9 +73,9 @@ func pathSegment(d *framework.FieldData, field string) string {
 	return v
 }
 
-// connectionWriteNames is connectionNames for a write, whose body must also
-// be within the payload limit.
-func connectionWriteNames(req *logical.Request, d *framework.FieldData) (string, string, error) {
+// connectionNamesWithBody is connectionNames for a request with a body (a
+// write), which must also be within the payload limit.
+func connectionNamesWithBody(req *logical.Request, d *framework.FieldData) (string, string, error) {
 	integration, id, err := connectionNames(d)
 	if err != nil {
 		return "", "", err

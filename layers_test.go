@@ -51,11 +51,11 @@ var layerFiles = []struct {
 	layer layer
 	files []string // exact names; a trailing * matches a prefix
 }{
-	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go", "connection_write_fields.go",
+	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go",
 		"api_reference.go",
 		// The hosted connect page (another change's): its forms and HTML.
 		"connect_ui_forms.go", "connect_ui_render.go"}},
-	{layerFlows, []string{"refresher.go", "token_issuer.go", "authorization.go", "import.go",
+	{layerFlows, []string{"refresher.go", "connection_writer.go", "token_issuer.go", "authorization.go", "import.go",
 		"egress.go", "connection_rendering.go",
 		// Event delivery (another change's): the worker that calls receivers;
 		// which change causes which event, and a failure's scrubbed error.

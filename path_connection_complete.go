@@ -45,7 +45,7 @@ func pathConnectionComplete(b *backend) []*framework.Path {
 }
 
 func (b *backend) pathConnectionComplete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	integration, id, err := connectionWriteNames(req, d)
+	integration, id, err := connectionNamesWithBody(req, d)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}

@@ -129,7 +129,7 @@ func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {
 
 func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-		integration, id, err := connectionWriteNames(req, d)
+		integration, id, err := connectionNamesWithBody(req, d)
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
@@ -146,7 +146,7 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 			}
 		}
 
-		c, err := b.refresher.edit(ctx, req.Storage, integration, id, in, func(c *connectionEntry) error {
+		c, err := b.writer.edit(ctx, req.Storage, integration, id, in, func(c *connectionEntry) error {
 			updated, err := edit(doc.get(c), body)
 			if err == nil {
 				err = checkDocumentSize(doc.field, updated)

@@ -129,11 +129,26 @@ func importItems(d *framework.FieldData) ([]map[string]any, error) {
 	return items, nil
 }
 
-// importOne writes one item; schema is the connection write's fields, and
-// without overwrite an item whose connection exists fails. A field that
-// does not parse is the item's fault, as a userError.
+// importOne writes one item through the connectionWriter; schema is the
+// connection write's fields, and without overwrite an item whose
+// connection exists fails. A field that does not parse is the item's
+// fault, as a userError.
 func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *integrationEntry, schema map[string]*framework.FieldSchema, item map[string]any, overwrite bool) importItem {
 	id := item["connection_id"].(string)
+	input, err := importItemInput(item, schema)
+	if err != nil {
+		return importItem{id: id, err: badInput(err)}
+	}
+	input.CreateOnly = !overwrite
+	_, created, err := b.writer.write(ctx, s, stored, in, id, input)
+	return importItem{id: id, created: created, err: err}
+}
+
+// importItemInput is one item's fields as a connectionInput, each
+// converted to its type by the single write's field schemas, as Vault
+// converts a single write's body: an item is parsed as that write would
+// be.
+func importItemInput(item map[string]any, schema map[string]*framework.FieldSchema) (connectionInput, error) {
 	raw := make(map[string]any, len(item))
 	for k, v := range item {
 		if k != "connection_id" && k != "integration" {
@@ -142,10 +157,9 @@ func (b *backend) importOne(ctx context.Context, s logical.Storage, stored, in *
 	}
 	d := &framework.FieldData{Raw: raw, Schema: schema}
 	if err := d.Validate(); err != nil {
-		return importItem{id: id, err: badInput(err)}
+		return connectionInput{}, err
 	}
-	_, created, err := b.writeConnection(ctx, s, stored, in, id, d, overwrite)
-	return importItem{id: id, created: created, err: err}
+	return connectionInputOf(d)
 }
 
 // itemFault says whether err is one a single write would have answered

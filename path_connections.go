@@ -376,8 +376,10 @@ func addRefreshState(data map[string]any, c *connectionEntry) {
 	data["next_refresh_at"] = formatTime(c.NextRefreshAt)
 }
 
+// pathConnectionWrite creates or updates a connection: the request's
+// fields as a connectionInput, written by the connectionWriter.
 func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	integration, id, err := connectionWriteNames(req, d)
+	integration, id, err := connectionNamesWithBody(req, d)
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -385,27 +387,15 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return respondError(err)
 	}
-	c, _, err := b.writeConnection(ctx, req.Storage, stored, in, id, d, true)
+	input, err := connectionInputOf(d)
+	if err != nil {
+		return respondError(badInput(err))
+	}
+	c, _, err := b.writer.write(ctx, req.Storage, stored, in, id, input)
 	if err != nil {
 		return respondError(err)
 	}
 	return b.connectionAnswer(ctx, req.Storage, c, false, nil)
-}
-
-// integrationForWrites returns an integration as stored and with its
-// provider's settings filled in, both read before any provider call so that
-// nothing can fail to be read once the provider has issued a token. A
-// missing integration is the caller's fault.
-func integrationForWrites(ctx context.Context, s logical.Storage, name string) (stored, in *integrationEntry, err error) {
-	stored, err = getIntegration(ctx, s, name)
-	if err != nil {
-		return nil, nil, err
-	}
-	if stored == nil {
-		return nil, nil, badInput(fmt.Errorf("integration %q does not exist; create it first at integrations/%s", name, name))
-	}
-	in, err = effectiveIntegration(ctx, s, stored)
-	return stored, in, err
 }
 
 // integrationIfExists returns an integration with its provider's settings
@@ -419,34 +409,43 @@ func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*
 	return effectiveIntegration(ctx, s, stored)
 }
 
-// writeConnection creates or updates one connection from the fields in d:
-// the single write and every item of an import. stored is the integration
-// as stored, in its effective settings. Without overwrite, a connection
-// that exists already is refused. created says whether the connection is
-// new.
-func (b *backend) writeConnection(ctx context.Context, s logical.Storage, stored, in *integrationEntry, id string, d *framework.FieldData, overwrite bool) (c *connectionEntry, created bool, err error) {
-	return b.refresher.write(ctx, s, in, id, overwrite, b.connectionWrite(stored, in, id, d))
-}
-
-// connectionWrite is writeConnection's change of the connection as it is
-// under its lock (existing, nil when there is none).
-func (b *backend) connectionWrite(stored, in *integrationEntry, id string, d *framework.FieldData) func(existing *connectionEntry) (*connectionEntry, error) {
-	return func(existing *connectionEntry) (*connectionEntry, error) {
-		c, err := applyConnectionFields(existing, stored, id, d, b.now())
-		if err == nil {
-			err = checkConnectionSchemas(c, in, existing == nil, d)
+// connectionInputOf is the fields of a connection write (or of an import
+// item, parsed with the same schema) as a connectionInput. Vault has
+// converted each field to its type before (FieldData.Validate), so only a
+// value no field schema could convert is refused here.
+func connectionInputOf(d *framework.FieldData) (connectionInput, error) {
+	in := connectionInput{Given: map[string]bool{}}
+	for _, field := range connectionInputStrings {
+		if v, ok := d.GetOk(field); ok {
+			in.giveString(field, v.(string))
 		}
-		if err != nil {
-			return nil, badInput(err)
-		}
-		// What the write causes (created, or updated when it gives
-		// credential fields), noted before the flow issues any token: a
-		// write that moves what an OAUTH2_CC or APP token is for names
-		// client_id, client_secret or installation_id, or else only edits
-		// the config, which records no event.
-		c.noteWritten(existing, credentialsGiven(c.AuthMode, d))
-		return c, nil
 	}
+	if _, ok := d.Raw["expires_in"]; ok {
+		in.give("expires_in")
+		if v, ok := d.GetOk("expires_in"); ok { // null reads as not given
+			seconds := v.(int)
+			in.ExpiresIn = &seconds
+		}
+	}
+	if v, ok := d.GetOk("scopes"); ok {
+		in.give("scopes")
+		in.Scopes = v.([]string)
+	}
+	for field, dst := range map[string]*map[string]any{"metadata": &in.Metadata, "connection_config": &in.ConnectionConfig, "credentials": &in.Credentials} {
+		if v, ok := d.GetOk(field); ok {
+			in.give(field)
+			*dst = v.(map[string]any)
+		}
+	}
+	if _, ok := d.Raw["tags"]; ok {
+		v, _, err := d.GetOkErr("tags")
+		if err != nil {
+			return connectionInput{}, fmt.Errorf("tags must be an object of string values or a list of key=value pairs")
+		}
+		in.give("tags")
+		in.Tags, _ = v.(map[string]string)
+	}
+	return in, nil
 }
 
 func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {

@@ -11,27 +11,7 @@ import (
 	metrics "github.com/armon/go-metrics"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
-
-// classifyProviderError gives a token request's failure its engine kind.
-func classifyProviderError(err error) error {
-	var pe *provider.Error
-	var ce *provider.ConfigError
-	var ee *provider.EgressError
-	switch {
-	case errors.As(err, &ce), errors.As(err, &ee):
-		return &engineError{errBadConnectionConfig, err.Error(), err}
-	case errors.Is(err, errNotRefreshable):
-		return err
-	case errors.As(err, &pe) && pe.Unreachable():
-		return &engineError{errProviderUnreachable, err.Error(), err}
-	case errors.As(err, &pe):
-		return &engineError{errProviderRefused, err.Error(), err}
-	}
-	return err
-}
 
 // refresher is the flow that keeps connections' tokens: the renewal on a
 // read that finds a token due, the forced one, the background one the
@@ -305,80 +285,4 @@ func (r *refresher) backgroundRefresh(ctx context.Context, s logical.Storage, ke
 	if err != nil && !errors.As(err, &ee) {
 		r.logger().Error("background refresh", "integration", integration, "connection_id", id, "error", err)
 	}
-}
-
-// write creates or updates connection id of in under its lock: build
-// makes the entry to store from the one stored (nil if none), and a
-// connection whose tokens the engine obtains gets its first token (or a
-// new one, see issueIfNeeded) before it is stored. Without overwrite, a
-// connection that exists already is refused (decided under the lock, so a
-// concurrent create cannot slip in between). created says whether the
-// connection is new.
-func (r *refresher) write(ctx context.Context, s logical.Storage, in *integrationEntry, id string, overwrite bool, build func(existing *connectionEntry) (*connectionEntry, error)) (c *connectionEntry, created bool, err error) {
-	c, err = r.store.Update(ctx, s, in.Name, id, func(existing *connectionEntry) (*connectionEntry, error) {
-		created = existing == nil
-		if !created && !overwrite {
-			return nil, badInput(fmt.Errorf("connection %q already exists; import only creates connections unless the request sets overwrite=true", id))
-		}
-		c, err := build(existing)
-		if err != nil {
-			return nil, err
-		}
-		return c, r.issueIfNeeded(ctx, in, existing, c)
-	})
-	return c, created, err
-}
-
-// edit changes connection id of integration under its lock: change
-// edits c in place, or returns why not (nothing is then stored). A
-// connection that does not exist is errConnectionNotFound. With in (the
-// effective integration, given for an edit of the config), an edit that
-// moves what the connection's token was issued for gets a new token in the
-// same request (issueIfNeeded), or fails and changes nothing.
-func (r *refresher) edit(ctx context.Context, s logical.Storage, integration, id string, in *integrationEntry, change func(c *connectionEntry) error) (*connectionEntry, error) {
-	return r.store.Update(ctx, s, integration, id, func(c *connectionEntry) (*connectionEntry, error) {
-		if c == nil {
-			return nil, connectionNotFound(integration, id)
-		}
-		before := c.clone()
-		if err := change(c); err != nil {
-			return nil, err
-		}
-		c.UpdatedAt = r.now()
-		if in != nil {
-			if err := r.issueIfNeeded(ctx, in, before, c); err != nil {
-				return nil, err
-			}
-		}
-		return c, nil
-	})
-}
-
-// needsIssuedToken reports whether a connection is only worth storing with
-// a token the provider has issued: client-credentials and app connections,
-// whose tokens the engine obtains itself.
-func needsIssuedToken(c *connectionEntry) bool {
-	return c.AuthMode.IssuesOwnTokens() && c.Credentials.AccessToken == ""
-}
-
-// issueIfNeeded gets c a token, in the request that writes it, when
-// the engine obtains c's tokens itself and c has none, or holds one issued
-// for something else than c now names (before is the connection as it was,
-// nil on create): a token is never served for an installation or tenant it
-// was not issued for, not even until its next refresh. An error leaves the
-// caller nothing to store.
-func (r *refresher) issueIfNeeded(ctx context.Context, in *integrationEntry, before, c *connectionEntry) error {
-	if grantMoved(in, before, c) {
-		// The token goes; the client that is to ask for the next one
-		// stays.
-		c.Credentials = credentials{ClientID: c.Credentials.ClientID, ClientSecret: c.Credentials.ClientSecret}
-		c.RawTokenResponse = nil
-	}
-	if !needsIssuedToken(c) {
-		return nil
-	}
-	if !r.writable() {
-		return logical.ErrReadOnly
-	}
-	return r.issuer.issueFirst(ctx, in, c)
 }

@@ -161,6 +161,24 @@ func (t *issuer) issueFirst(ctx context.Context, in *integrationEntry, c *connec
 	return nil
 }
 
+// classifyProviderError gives a token request's failure its engine kind.
+func classifyProviderError(err error) error {
+	var pe *provider.Error
+	var ce *provider.ConfigError
+	var ee *provider.EgressError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ee):
+		return &engineError{errBadConnectionConfig, err.Error(), err}
+	case errors.Is(err, errNotRefreshable):
+		return err
+	case errors.As(err, &pe) && pe.Unreachable():
+		return &engineError{errProviderUnreachable, err.Error(), err}
+	case errors.As(err, &pe):
+		return &engineError{errProviderRefused, err.Error(), err}
+	}
+	return err
+}
+
 // exchangeCode exchanges the authorization code of the pending
 // authorization st for tokens, at the token URL filled from connCfg (the
 // config the authorization resolved: see oauthStateEntry.connectionConfig)

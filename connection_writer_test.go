@@ -11,9 +11,15 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 )
 
-// writeFields is a connection write's request data as its handler sees it.
-func writeFields(raw map[string]any) *framework.FieldData {
-	return &framework.FieldData{Raw: raw, Schema: connectionFields()}
+// writeFields is a connection write's request data as the writer gets it
+// from its handler.
+func writeFields(t *testing.T, raw map[string]any) connectionInput {
+	t.Helper()
+	in, err := connectionInputOf(&framework.FieldData{Raw: raw, Schema: connectionFields()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
 }
 
 // A connection's own client: id and secret go together, a new id never
@@ -36,7 +42,7 @@ func TestApplyConnectionClient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cr := tc.before
-			err := applyConnectionClient(&cr, writeFields(tc.raw))
+			err := applyConnectionClient(&cr, writeFields(t, tc.raw))
 			switch {
 			case tc.wantErr == "" && err != nil:
 				t.Fatalf("refused: %v", err)
@@ -54,25 +60,25 @@ func TestApplyConnectionClient(t *testing.T) {
 func TestApplyOAuthImport(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	cr := credentials{AccessToken: "old", ExpiresAt: now.Add(time.Hour)}
-	if err := applyOAuthImport(&cr, writeFields(map[string]any{"access_token": "new"}), now); err != nil {
+	if err := applyOAuthImport(&cr, writeFields(t, map[string]any{"access_token": "new"}), now); err != nil {
 		t.Fatal(err)
 	}
 	if cr.AccessToken != "new" || !cr.ExpiresAt.IsZero() || cr.TokenType != "Bearer" {
 		t.Fatalf("after a new access token: %+v", cr)
 	}
-	if err := applyOAuthImport(&cr, writeFields(map[string]any{"expires_in": 60}), now); err != nil || !cr.ExpiresAt.Equal(now.Add(time.Minute)) {
+	if err := applyOAuthImport(&cr, writeFields(t, map[string]any{"expires_in": 60}), now); err != nil || !cr.ExpiresAt.Equal(now.Add(time.Minute)) {
 		t.Fatalf("expires_in: %v, %v", cr.ExpiresAt, err)
 	}
-	err := applyOAuthImport(&cr, writeFields(map[string]any{"expires_in": 60, "expires_at": "2026-01-02T04:00:00Z"}), now)
+	err := applyOAuthImport(&cr, writeFields(t, map[string]any{"expires_in": 60, "expires_at": "2026-01-02T04:00:00Z"}), now)
 	if err == nil || !strings.Contains(err.Error(), "not both") {
 		t.Fatalf("both expiries: %v", err)
 	}
-	err = applyOAuthImport(&cr, writeFields(map[string]any{"expires_at": "tomorrow\x00"}), now)
+	err = applyOAuthImport(&cr, writeFields(t, map[string]any{"expires_at": "tomorrow\x00"}), now)
 	if err == nil || strings.Contains(err.Error(), "\x00") || !strings.Contains(err.Error(), "RFC 3339") {
 		t.Fatalf("a bad expires_at: %v", err)
 	}
 	empty := credentials{}
-	if err := applyOAuthImport(&empty, writeFields(map[string]any{"refresh_token": "r"}), now); err == nil || !strings.Contains(err.Error(), "access_token is required") {
+	if err := applyOAuthImport(&empty, writeFields(t, map[string]any{"refresh_token": "r"}), now); err == nil || !strings.Contains(err.Error(), "access_token is required") {
 		t.Fatalf("no access token: %v", err)
 	}
 }
