@@ -21,9 +21,9 @@ import (
 // into a connectionInput and hand it to write; an edit of one document
 // (metadata, connection config) goes through edit. The writer checks the
 // input against the integration, decides the event the write causes
-// (connection_events.go), gets a connection whose tokens the engine
-// obtains its first token (through the issuer), and stores it through the
-// store, which alone locks, loads and saves.
+// (connection_events.go), has the issuer get the first token of a
+// connection whose tokens the engine obtains itself, and stores the
+// connection through the store, which alone locks, loads and saves.
 type connectionWriter struct {
 	store  *connectionStore
 	issuer *issuer

@@ -128,3 +128,34 @@ func TestConnectionSchemasAreEnforced(t *testing.T) {
 		t.Fatalf("authorize = %v", out)
 	}
 }
+
+// Which fields a write gives is what its body names, a null value
+// included, through the API and an import item alike: a null expires_in
+// is a field an API_KEY connection refuses, and an OAUTH2 write accepts
+// beside expires_at (null reads as not given, so it is not a second
+// expiry); a null metadata and empty tags clear them.
+func TestConnectionInputGivesWhatTheBodyNames(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
+	e.mustDo(logical.CreateOperation, "integrations/github", oauthIntegration("https://github.test/token"))
+
+	msg := e.mustFail(logical.UpdateOperation, "connections/stripe/acme", map[string]any{"api_key": "k", "expires_in": nil}, 400)
+	if !strings.Contains(msg, "expires_in does not apply") {
+		t.Fatalf("a null expires_in on API_KEY: %q", msg)
+	}
+	out := e.mustDo(logical.UpdateOperation, "import/stripe", map[string]any{"connections": []any{
+		map[string]any{"connection_id": "a", "api_key": "k", "expires_in": nil},
+	}})
+	if got := out["results"].([]any)[0].(map[string]any); got["status"] != "failed" || !strings.Contains(got["error"].(string), "expires_in does not apply") {
+		t.Fatalf("an import item with a null expires_in: %v", got)
+	}
+
+	e.mustDo(logical.UpdateOperation, "connections/github/acme", map[string]any{
+		"access_token": "at", "expires_at": "2030-01-02T03:04:05Z", "expires_in": nil,
+		"metadata": map[string]any{"plan": "pro"}, "tags": map[string]any{"org": "acme"},
+	})
+	got := e.mustDo(logical.UpdateOperation, "connections/github/acme", map[string]any{"metadata": nil, "tags": map[string]any{}})
+	if got["expires_at"] != "2030-01-02T03:04:05Z" || len(got["metadata"].(map[string]any)) != 0 || len(got["tags"].(map[string]string)) != 0 {
+		t.Fatalf("after a null metadata and empty tags: expires_at %v, metadata %v, tags %v", got["expires_at"], got["metadata"], got["tags"])
+	}
+}

@@ -15,8 +15,9 @@ import (
 
 // refresher is the flow that keeps connections' tokens: the renewal on a
 // read that finds a token due, the forced one, the background one the
-// engine's queue asks for, and the first token of a connection the engine
-// obtains tokens for. It sequences the store (whose lock makes a renewal
+// engine's queue asks for, and the one a proxied call's 401 asks for; it
+// only refreshes (a connection's first token is the connectionWriter's).
+// It sequences the store (whose lock makes a renewal
 // single-flight), the issuer (the only way to the provider) and the engine
 // (the schedule and its outcomes).
 type refresher struct {
