@@ -54,7 +54,8 @@ import (
 // stores nothing: a provider's error, or a failed code exchange. A failed
 // recording is logged; the customer sees the failure and starts again.
 
-// noteWritten attaches what a connection write (or import item) causes:
+// noteWritten attaches what a connection write causes (the
+// connectionWriter's: an API write, an import item, a connect page's post):
 // created for a new connection, updated when the write replaced the
 // credentials (gave credential fields, or got a token issued), nothing for
 // an edit of metadata, config or tags alone.
