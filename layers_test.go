@@ -56,7 +56,7 @@ var layerFiles = []struct {
 		// The hosted connect page (another change's): its forms and HTML.
 		"connect_ui_forms.go", "connect_ui_render.go"}},
 	{layerFlows, []string{"refresher.go", "token_issuer.go", "authorization.go", "import.go",
-		"egress.go", "connection_rendering.go",
+		"connection_config_check.go", "connection_rendering.go",
 		// Event delivery (another change's): the worker that calls receivers;
 		// which change causes which event, and a failure's scrubbed error.
 		"webhook_delivery.go", "connection_events.go",
