@@ -235,7 +235,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	// once each was tried, and records that failed are tried again.
 	b.store.HoldForReplay()
 	replayed := make(chan struct{})
-	b.engine.start(func(ctx context.Context) error {
+	b.engine.Start(func(ctx context.Context) error {
 		go b.store.ReplayAtStart(ctx, s, b.Logger, func() { close(replayed) })
 		select {
 		case <-replayed:
@@ -257,7 +257,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 			b.Logger().Error("building the refresh queue", "error", err, "connections", n)
 			return err
 		}
-		b.Logger().Info("refresh queue built", "connections", n, "queued", b.engine.queue.Len(), "duration", time.Since(start))
+		b.Logger().Info("refresh queue built", "connections", n, "queued", b.engine.QueueLen(), "duration", time.Since(start))
 		return nil
 	})
 	return nil
@@ -287,7 +287,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	b.engine.runTick(b.now(), cfg.RefreshConcurrency, func(key string) {
+	b.engine.RunTick(b.now(), cfg.RefreshConcurrency, func(key string) {
 		b.refresher.backgroundRefresh(ctx, req.Storage, key)
 	})
 	if err := b.states.SweepExpired(ctx, req.Storage); err != nil {
@@ -328,7 +328,7 @@ func (b *backend) recordEvent(ctx context.Context, s logical.Storage, typ eventT
 
 // clean stops the queue build when the plugin shuts down.
 func (b *backend) clean(context.Context) {
-	b.engine.stop()
+	b.engine.Stop()
 	b.outbox.stopDelivery() // and event delivery
 }
 
