@@ -31,7 +31,9 @@ func (e *refreshEngine) schedule(c *connectionEntry, cfg *configEntry, now time.
 // track puts c's next refresh in the queue (replacing any earlier one) and
 // records its status, once c is saved.
 func (e *refreshEngine) track(c *connectionEntry) {
-	f := c.scheduleFields().forEngine()
+	// What Track reads, without the token response's members
+	// scheduleFields looks up: every save calls this.
+	f := refresh.Fields{IssuesTokens: c.AuthMode.HasTokens(), Status: c.RefreshStatus, NextRefreshAt: c.NextRefreshAt}
 	e.Track(connectionKey(c.Integration, c.ConnectionID), &f)
 }
 

@@ -174,7 +174,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func recordTestEvent(t *testing.T, e *testEnv, typ eventType, id string) {
 	t.Helper()
-	err := e.b.events.record(context.Background(), e.storage, typ, eventData{
+	err := e.b.outbox.record(context.Background(), e.storage, typ, eventData{
 		Integration: "github", ConnectionID: id, AuthMode: "OAUTH2", RefreshStatus: "ok",
 		Tags: map[string]string{"organization_id": "acme"},
 	})

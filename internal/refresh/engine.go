@@ -144,7 +144,8 @@ func (e *Engine) NextRefresh(f *Fields, s Settings, now time.Time) time.Time {
 // the queue, replacing any earlier one, and records its status: the store
 // calls it once the connection is saved. A save wins over the start-up
 // rebuild, which may queue an older copy only where no save has queued one
-// (queueIfAbsent).
+// (queueIfAbsent). It reads only f's IssuesTokens, Status and
+// NextRefreshAt.
 func (e *Engine) Track(key string, f *Fields) {
 	if f.NextRefreshAt.IsZero() {
 		e.queue.remove(key)
