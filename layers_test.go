@@ -68,6 +68,9 @@ var layerFiles = []struct {
 		"proxy.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
+		// Expiry entries by minute, swept a page at a time: pending
+		// authorizations' and connect sessions'.
+		"expiry_index.go",
 		"provider_catalog.go",
 		// Other changes' stores: the event outbox, webhook receivers,
 		// connect sessions, the events a connection change owes.
