@@ -203,8 +203,8 @@ func (e *Engine) next() time.Time {
 
 // statusCounts counts the token connections by refresh status.
 func (e *Engine) statusCounts() map[string]int {
-	counts := make(map[string]int, len(Statuses))
-	for _, s := range Statuses {
+	counts := make(map[string]int, len(allStatuses))
+	for _, s := range allStatuses {
 		counts[string(s)] = 0
 	}
 	e.mu.Lock()

@@ -63,7 +63,7 @@ func TestTrackAndUntrack(t *testing.T) {
 	e.Track("b", &Fields{IssuesTokens: true}) // not scheduled, but counted
 	e.Track("c", &Fields{})                   // static credentials: neither
 	s := e.Stats()
-	if s.QueueSize != 1 || s.StatusCounts["failing"] != 1 || s.StatusCounts["ok"] != 1 || len(s.StatusCounts) != len(Statuses) {
+	if s.QueueSize != 1 || s.StatusCounts["failing"] != 1 || s.StatusCounts["ok"] != 1 || len(s.StatusCounts) != len(allStatuses) {
 		t.Fatalf("stats %+v", s)
 	}
 	e.Untrack("a")

@@ -20,12 +20,13 @@ const (
 	Reauth Status = "reauthorization_required"
 )
 
-// Statuses are every status, in the order the status path shows them.
-var Statuses = []Status{OK, Failing, Exhausted, Reauth}
+// allStatuses are every status: Stats counts each, with zero those no
+// connection has.
+var allStatuses = []Status{OK, Failing, Exhausted, Reauth}
 
 // Backoff after failed refreshes: 30s, 1m, 2m, ... at most an hour.
 const (
-	BackoffBase = 30 * time.Second
+	backoffBase = 30 * time.Second
 	BackoffMax  = time.Hour
 )
 
@@ -83,14 +84,14 @@ type Settings struct {
 }
 
 // Backoff is the wait after the n-th failure in a row.
-func Backoff(n int) time.Duration {
+func backoff(n int) time.Duration {
 	if n < 1 {
 		n = 1
 	}
 	if n > 8 { // 30s << 7 already exceeds the cap
 		return BackoffMax
 	}
-	return min(BackoffBase<<(n-1), BackoffMax)
+	return min(backoffBase<<(n-1), BackoffMax)
 }
 
 // Failure is a failed refresh as the rules read it: plain values its
@@ -129,7 +130,7 @@ func AfterFailure(failures int, f Failure, maxFailures int, now time.Time) Stand
 		s.Status = Exhausted
 	default:
 		s.Status = Failing
-		s.NextRefreshAt = now.Add(Backoff(s.Failures))
+		s.NextRefreshAt = now.Add(backoff(s.Failures))
 		// A provider that says when to come back is believed when that is
 		// later than the backoff, up to the backoff's cap.
 		if f.RetryAt.After(s.NextRefreshAt) {

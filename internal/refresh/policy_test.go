@@ -12,11 +12,11 @@ func TestBackoffSequence(t *testing.T) {
 	want := []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute,
 		16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour, time.Hour}
 	for i, w := range want {
-		if got := Backoff(i + 1); got != w {
-			t.Errorf("Backoff(%d) = %v, want %v", i+1, got, w)
+		if got := backoff(i + 1); got != w {
+			t.Errorf("backoff(%d) = %v, want %v", i+1, got, w)
 		}
 	}
-	if Backoff(100) != time.Hour {
+	if backoff(100) != time.Hour {
 		t.Error("Backoff does not cap at an hour")
 	}
 }
