@@ -91,10 +91,8 @@ type backend struct {
 	// sessions holds the connect sessions.
 	sessions *sessionStore
 	// outbox is the durable outbox of lifecycle events, and delivers them
-	// to the webhook receivers; events is the outbox except in tests.
+	// to the webhook receivers.
 	outbox *eventOutbox
-	// events records lifecycle events; nil records none.
-	events eventRecorder
 
 	// now is the clock, replaceable in tests.
 	now func() time.Time
@@ -114,18 +112,18 @@ func newBackend() *backend {
 	httpClient.Timeout = providerTimeout
 	b := &backend{
 		engine:      newRefreshEngine(),
-		mountConfig: &mountConfigStore{},
+		mountConfig: newMountConfigStore(),
 	}
 	// The clock is read through b.now so that tests can replace it after
-	// construction.
+	// construction; the logger is the framework's, set up after it.
 	b.now = time.Now
 	clock := func() time.Time { return b.now() }
-	b.store = newConnectionStore(b.engine, b.mountConfig.getOrLast, clock)
-	// Through b.events as it is when an event is recorded, so that the
-	// outbox (and a test's recorder) may be set after construction.
-	b.store.events = recorderFunc(b.recordEvent)
 	logger := func() hclog.Logger { return b.Logger() }
-	b.store.logger = logger
+	// What the connection store is handed comes first: the engine it
+	// schedules in, the mount's configuration it schedules by and the
+	// outbox it records a change's events into.
+	b.outbox = newEventOutbox(clock, logger, b.mountConfig.maxPendingEvents)
+	b.store = newConnectionStore(b.engine, b.mountConfig, b.outbox, logger, clock)
 	b.states = newStateStore(b.mountConfig.get, clock, logger)
 	b.sessions = newSessionStore(clock, logger)
 	client := provider.New(httpClient, clock)
@@ -138,7 +136,7 @@ func newBackend() *backend {
 		store:    b.store,
 		engine:   b.engine,
 		issuer:   b.issuer,
-		config:   b.config,
+		config:   b.mountConfig.get,
 		writable: func() bool { return b.WriteSafeReplicationState() },
 		now:      clock,
 		logger:   logger,
@@ -164,13 +162,11 @@ func newBackend() *backend {
 		putState:  b.states.Put,
 		takeState: b.states.Take,
 		peekState: b.states.Peek,
-		events:    recorderFunc(b.recordEvent),
+		events:    b.outbox,
 		now:       clock,
 		logger:    logger,
 	}
 	b.states.dropHeld = b.authorizer.revokeHeld
-	b.outbox = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
-	b.events = b.outbox
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),
@@ -244,7 +240,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	// once each was tried, and records that failed are tried again.
 	b.store.HoldForReplay()
 	replayed := make(chan struct{})
-	b.engine.start(func(ctx context.Context) error {
+	b.engine.Start(func(ctx context.Context) error {
 		go b.store.ReplayAtStart(ctx, s, b.Logger, func() { close(replayed) })
 		select {
 		case <-replayed:
@@ -266,7 +262,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 			b.Logger().Error("building the refresh queue", "error", err, "connections", n)
 			return err
 		}
-		b.Logger().Info("refresh queue built", "connections", n, "queued", b.engine.queue.Len(), "duration", time.Since(start))
+		b.Logger().Info("refresh queue built", "connections", n, "queued", b.engine.QueueLen(), "duration", time.Since(start))
 		return nil
 	})
 	return nil
@@ -296,7 +292,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	b.engine.runTick(b.now(), cfg.RefreshConcurrency, func(key string) {
+	b.engine.RunTick(b.now(), cfg.RefreshConcurrency, func(key string) {
 		b.refresher.backgroundRefresh(ctx, req.Storage, key)
 	})
 	if err := b.states.SweepExpired(ctx, req.Storage); err != nil {
@@ -327,17 +323,9 @@ func (b *backend) invalidate(_ context.Context, key string) {
 	}
 }
 
-// recordEvent records a lifecycle event through b.events, if set.
-func (b *backend) recordEvent(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
-	if b.events == nil {
-		return nil
-	}
-	return b.events.record(ctx, s, typ, data)
-}
-
 // clean stops the queue build when the plugin shuts down.
 func (b *backend) clean(context.Context) {
-	b.engine.stop()
+	b.engine.Stop()
 	b.outbox.stopDelivery() // and event delivery
 }
 

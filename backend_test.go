@@ -354,8 +354,8 @@ func TestStandbyNeitherRefreshesNorBuildsTheQueue(t *testing.T) {
 		t.Fatalf("forced refresh on a secondary: %v", err)
 	}
 	time.Sleep(50 * time.Millisecond)
-	if srv.Requests() != 0 || b.engine.queue.Len() != 0 || b.engine.ready.Load() {
-		t.Fatalf("the secondary asked the provider (%d) or built a queue (%d)", srv.Requests(), b.engine.queue.Len())
+	if srv.Requests() != 0 || b.engine.QueueLen() != 0 || b.engine.Ready() {
+		t.Fatalf("the secondary asked the provider (%d) or built a queue (%d)", srv.Requests(), b.engine.QueueLen())
 	}
 }
 

@@ -51,7 +51,7 @@ type connectionStore struct {
 	now              func() time.Time
 
 	// events records the lifecycle events of saved changes and deletes
-	// (connection_store_events.go); nil records none.
+	// (connection_store_events.go).
 	events eventRecorder
 	// owed are events of saved changes whose recording failed, recorded
 	// again by RecordOwed; owedDropped counts those dropped beyond
@@ -82,18 +82,23 @@ type connectionStore struct {
 	proxyCalls proxyCallCounts
 }
 
-func newConnectionStore(sched scheduler, config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time) *connectionStore {
+// newConnectionStore returns the store that schedules its saves in sched
+// by the mount's configuration (its last one seen when storage cannot be
+// read: a save of issued tokens must not fail for it) and records their
+// events into events. All are built first and handed to it.
+func newConnectionStore(sched scheduler, mountConfig *mountConfigStore, events eventRecorder, logger func() hclog.Logger, now func() time.Time) *connectionStore {
 	return &connectionStore{
 		locks:            newKeyedLocks(),
 		integrationLocks: newKeyedLocks(),
 		cache:            newConnectionCache(),
 		sched:            sched,
-		config:           config,
+		config:           mountConfig.getOrLast,
+		events:           events,
 		now:              now,
 		unsaved:          map[string]*unsavedEntry{},
 		supersededWALs:   map[string]bool{},
 		walGate:          newWALGate(),
-		logger:           hclog.NewNullLogger,
+		logger:           logger,
 	}
 }
 

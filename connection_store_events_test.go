@@ -86,7 +86,7 @@ func TestEventsAreRecordedUnderTheConnectionsLock(t *testing.T) {
 	e := newTestEnv(t)
 	withIntegrations(e, "https://provider.example/token")
 	rec := &blockingCapture{entered: make(chan struct{}), release: make(chan struct{})}
-	e.b.events = rec
+	recordInto(e, rec)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -183,7 +183,7 @@ func TestOutboxStampsAnEventWithTheTimeOfItsChange(t *testing.T) {
 	r := newHookReceiver(t, always(http.StatusInternalServerError))
 	e.mustDo(logical.CreateOperation, "webhooks/r1", map[string]any{"url": r.URL})
 	at := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	if err := e.b.events.record(t.Context(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "c1", at: at}); err != nil {
+	if err := e.b.outbox.record(t.Context(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "c1", at: at}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a delivery", func() bool { return len(r.requests()) > 0 })

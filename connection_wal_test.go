@@ -247,7 +247,7 @@ func TestRestartedPluginStoresTheWALAtStart(t *testing.T) {
 
 	restarted := startBackend(t, flaky)
 	t.Cleanup(func() { restarted.clean(context.Background()) })
-	for deadline := time.Now().Add(10 * time.Second); !restarted.engine.ready.Load() && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); !restarted.engine.Ready() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 	}
 	stored, _ := getConnection(t.Context(), flaky, "github", "c1")

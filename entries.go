@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/refresh"
 )
 
 // The base layer's entries: what the store keeps, and the rules of a
@@ -463,21 +464,17 @@ func cloneMap[V any](m map[string]V) map[string]V {
 	return out
 }
 
-// refreshStatus is a connection's standing with its provider.
-type refreshStatus string
+// refreshStatus is a connection's standing with its provider; the refresh
+// rules (internal/refresh) own its values and what moves a connection
+// between them.
+type refreshStatus = refresh.Status
 
 const (
-	refreshOK      refreshStatus = "ok"
-	refreshFailing refreshStatus = "failing" // retrying with backoff
-	// refreshExhausted: max_refresh_failures in a row; the background stops
-	// until a forced refresh or a re-authorization succeeds.
-	refreshExhausted refreshStatus = "exhausted"
-	// refreshReauth: the provider refused the grant itself (invalid_grant);
-	// only the customer can fix that, by authorizing again.
-	refreshReauth refreshStatus = "reauthorization_required"
+	refreshOK        = refresh.OK
+	refreshFailing   = refresh.Failing
+	refreshExhausted = refresh.Exhausted
+	refreshReauth    = refresh.Reauth
 )
-
-var allRefreshStatuses = []refreshStatus{refreshOK, refreshFailing, refreshExhausted, refreshReauth}
 
 // sameJSON reports whether two values encode to the same JSON.
 func sameJSON(a, b any) bool {

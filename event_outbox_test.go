@@ -102,7 +102,7 @@ func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
 	e.mustDo(logical.CreateOperation, "webhooks/zz-second", map[string]any{"url": rcv.URL})
 	s.failPuts.Store(1)
-	err := e.b.events.record(context.Background(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "a"})
+	err := e.b.outbox.record(context.Background(), e.storage, eventConnectionCreated, eventData{Integration: "github", ConnectionID: "a"})
 	if err == nil {
 		t.Fatal("record reported success for an event storage refused")
 	}

@@ -103,10 +103,3 @@ func eventDataOf(c *connectionEntry, e *eventError) eventData {
 	}
 	return d
 }
-
-// recorderFunc adapts a function to eventRecorder.
-type recorderFunc func(ctx context.Context, s logical.Storage, typ eventType, data eventData) error
-
-func (f recorderFunc) record(ctx context.Context, s logical.Storage, typ eventType, data eventData) error {
-	return f(ctx, s, typ, data)
-}

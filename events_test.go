@@ -57,8 +57,15 @@ func (c *eventCapture) take() []capturedEvent {
 // captureEvents makes e's backend record into a capture.
 func captureEvents(e *testEnv) *eventCapture {
 	c := &eventCapture{}
-	e.b.events = c
+	recordInto(e, c)
 	return c
+}
+
+// recordInto makes what records e's events (the connection store, the
+// authorizer) record into r instead of the outbox they were built with.
+func recordInto(e *testEnv, r eventRecorder) {
+	e.b.store.events = r
+	e.b.authorizer.events = r
 }
 
 // expectEvents checks the events captured since the last call: their types

@@ -216,7 +216,7 @@ func (e *invEnv) startReplaying() {
 		e.t.Fatal(err)
 	}
 	e.t.Cleanup(func() { b.clean(context.Background()) })
-	for deadline := time.Now().Add(10 * time.Second); !b.engine.ready.Load() && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(10 * time.Second); !b.engine.Ready() && time.Now().Before(deadline); {
 		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -42,6 +42,10 @@ const (
 	// The two internal packages, reached by import rather than by name.
 	layerCatalog layer = "Catalog" // internal/catalog
 	layerClient  layer = "Client"  // internal/provider
+	// The refresh engine's package: its queue, rules and failure states on
+	// plain values, below every root layer (the base layer's entries hold
+	// its refresh statuses).
+	layerRefresh layer = "Refresh" // internal/refresh
 )
 
 // layerFiles places each non-test file of the root package. A file that
@@ -56,7 +60,7 @@ var layerFiles = []struct {
 		// The hosted connect page (another change's): its forms and HTML.
 		"connect_ui_forms.go", "connect_ui_render.go"}},
 	{layerFlows, []string{"refresher.go", "connection_writer.go", "token_issuer.go", "authorization.go", "import.go",
-		"egress.go", "connection_rendering.go",
+		"connection_config_check.go", "connection_rendering.go",
 		// Event delivery (another change's): the worker that calls receivers;
 		// which change causes which event, and a failure's scrubbed error.
 		"webhook_delivery.go", "connection_events.go",
@@ -64,6 +68,9 @@ var layerFiles = []struct {
 		"proxy.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
+		// Expiry entries by minute, swept a page at a time: pending
+		// authorizations' and connect sessions'.
+		"expiry_index.go",
 		"provider_catalog.go",
 		// Other changes' stores: the event outbox, webhook receivers,
 		// connect sessions, the events a connection change owes.
@@ -72,7 +79,10 @@ var layerFiles = []struct {
 		"proxy_calls.go",
 		// The start-up scan's decoder of scheduling fields alone.
 		"connection_schedule_scan.go"}},
-	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go", "refresh_queue.go"}},
+	// The engine as the root reaches it (internal/refresh holds the engine
+	// itself): a connection entry handed to it, and the entry's side of
+	// its rules.
+	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go"}},
 	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go",
 		// Other changes': a connection's tags.
 		"connection_tags.go"}},
@@ -85,8 +95,8 @@ var layerFiles = []struct {
 var neverUses = map[layer][]layer{
 	layerPaths:  nil,
 	layerFlows:  {layerPaths},
-	layerStore:  {layerPaths, layerFlows},
-	layerEngine: {layerPaths, layerFlows, layerStore, layerClient}, // the store is above it: it may use Base only
+	layerStore:  {layerPaths, layerFlows, layerRefresh},            // the engine only through its scheduler interface
+	layerEngine: {layerPaths, layerFlows, layerStore, layerClient}, // the store is above it: it may use Base and internal/refresh only
 	layerBase:   {layerPaths, layerFlows, layerStore, layerEngine, layerClient},
 }
 
@@ -116,6 +126,7 @@ var leafHelpers = map[string]bool{
 var importLayers = map[string]layer{
 	modulePath + "/internal/catalog":  layerCatalog,
 	modulePath + "/internal/provider": layerClient,
+	modulePath + "/internal/refresh":  layerRefresh,
 }
 
 func fileLayer(name string) (layer, bool) {
@@ -248,7 +259,7 @@ func layerViolations(t *testing.T, dir string) []string {
 			if l, ok := importLayers[path]; ok && slices.Contains(never, l) {
 				out = append(out, fmt.Sprintf("%s (%s): imports %s (%s), which %s never uses", f.name, f.layer, path, l, f.layer))
 			}
-			if f.layer == layerBase && strings.HasPrefix(path, modulePath) && !leafHelpers[path] && importLayers[path] != layerCatalog {
+			if f.layer == layerBase && strings.HasPrefix(path, modulePath) && !leafHelpers[path] && importLayers[path] != layerCatalog && importLayers[path] != layerRefresh {
 				out = append(out, fmt.Sprintf("%s (%s): imports %s; the base layer imports nothing of the plugin", f.name, f.layer, path))
 			}
 		}
@@ -346,7 +357,8 @@ func TestLayersOfTheRootPackage(t *testing.T) {
 }
 
 // A violation the check must see: a store file that calls a path handler's
-// helper, an engine file that imports the provider client, a base file that
+// helper, an engine file that imports the provider client, a store file that
+// imports the refresh engine's package, a base file that
 // uses the store, and a file in no layer.
 func TestLayersCheckSeesViolations(t *testing.T) {
 	dir := t.TempDir()
@@ -362,6 +374,7 @@ func TestLayersCheckSeesViolations(t *testing.T) {
 	write("unplaced.go", "func unplaced() {}\n")
 	write("refresh_engine.go", "type refreshEngine struct{}\n")
 	write("connection_wal.go", "var _ *refreshEngine\n")
+	write("connection_cache.go", "import \""+modulePath+"/internal/refresh\"\nvar _ = refresh.NewEngine\n")
 	write("refresher.go", "func (b *backend) renew() { b.pathThingsRead() }\n")
 	got := strings.Join(layerViolations(t, dir), "\n")
 	for _, want := range []string{
@@ -372,6 +385,7 @@ func TestLayersCheckSeesViolations(t *testing.T) {
 		"refresher.go (Flows): uses pathThingsRead of path_things.go (Paths), which Flows never uses",
 		"refresher.go (Flows): declares method (*backend).renew",
 		"connection_wal.go (Store): uses refreshEngine of refresh_engine.go, which Store reaches only through an interface of its own",
+		"connection_cache.go (Store): imports " + modulePath + "/internal/refresh (Refresh), which Store never uses",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing violation %q in:\n%s", want, got)
@@ -392,6 +406,11 @@ var forbiddenImports = map[string]func(path string) bool{
 	"internal/provider": func(p string) bool {
 		return strings.HasPrefix(p, "github.com/hashicorp/vault/") ||
 			(strings.HasPrefix(p, modulePath) && !leafHelpers[p])
+	},
+	// The refresh engine schedules plain values: no Vault SDK, nothing of
+	// the plugin (not even the catalog, which reaches the provider client).
+	"internal/refresh": func(p string) bool {
+		return strings.HasPrefix(p, "github.com/hashicorp/vault/") || strings.HasPrefix(p, modulePath)
 	},
 	// The webhook sender signs and posts plain values: no Vault SDK,
 	// nothing of the plugin.

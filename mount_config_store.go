@@ -18,6 +18,23 @@ type mountConfigStore struct {
 	last *configEntry // the last one loaded, kept through invalidations
 }
 
+// newMountConfigStore returns a store that loads the configuration on
+// first use.
+func newMountConfigStore() *mountConfigStore {
+	return &mountConfigStore{}
+}
+
+// maxPendingEvents is config's max_pending_events, or its default when the
+// configuration cannot be read (an event is not refused for that): the
+// outbox's bound.
+func (ms *mountConfigStore) maxPendingEvents(ctx context.Context, s logical.Storage) int {
+	cfg, err := ms.getOrLast(ctx, s)
+	if err != nil || cfg.MaxPendingEvents < 1 {
+		return defaultMaxPendingEvents
+	}
+	return cfg.MaxPendingEvents
+}
+
 // invalidate drops the cached entry: another node changed it.
 func (ms *mountConfigStore) invalidate() {
 	ms.mu.Lock()

@@ -67,7 +67,7 @@ func TestImportedTokensAreScheduled(t *testing.T) {
 	if got := e.mustDo(logical.UpdateOperation, "import/gh", map[string]any{"connections": items}); got["created"] != 50 {
 		t.Fatalf("import = %v", got)
 	}
-	if n := e.b.engine.queue.Len(); n != 50 {
+	if n := e.b.engine.QueueLen(); n != 50 {
 		t.Fatalf("refresh queue holds %d, want 50", n)
 	}
 }

@@ -46,21 +46,11 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 		"events_owed":            stored.Owed,
 		"events_owed_dropped":    stored.OwedDropped,
 	}}
-	limit := b.maxPendingEvents(ctx, req.Storage)
+	limit := b.mountConfig.maxPendingEvents(ctx, req.Storage)
 	if full := b.outbox.receiversAtBound(limit); len(full) > 0 {
 		resp.AddWarning(fmt.Sprintf("webhook receivers at config's max_pending_events (%d deliveries pending each): %s; their new events are kept as dead unsent", limit, strings.Join(full, ", ")))
 	}
 	return resp, nil
-}
-
-// maxPendingEvents is config's max_pending_events, or its default when the
-// configuration cannot be read (an event is not refused for that).
-func (b *backend) maxPendingEvents(ctx context.Context, s logical.Storage) int {
-	cfg, err := b.mountConfig.getOrLast(ctx, s)
-	if err != nil || cfg.MaxPendingEvents < 1 {
-		return defaultMaxPendingEvents
-	}
-	return cfg.MaxPendingEvents
 }
 
 const pathStatusHelp = `

@@ -43,7 +43,7 @@ func seedConnections(tb testing.TB, s logical.Storage, tokenURL string, n int, e
 		}
 	}
 	b := startBackend(tb, s)
-	for !b.engine.ready.Load() {
+	for !b.engine.Ready() {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return b

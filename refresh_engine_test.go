@@ -32,13 +32,13 @@ func TestScheduleJitterBounds(t *testing.T) {
 	c := &connectionEntry{AuthMode: catalog.OAuth2, Credentials: credentials{AccessToken: "a", RefreshToken: "r", ExpiresAt: exp}}
 	e := newRefreshEngine()
 	var maxSeen time.Duration
-	e.jitter = func(max time.Duration) time.Duration { maxSeen = max; return max - 1 }
+	e.SetJitter(func(max time.Duration) time.Duration { maxSeen = max; return max - 1 })
 	e.schedule(c, cfg, now)
 	earliest := exp.Add(-cfg.RefreshMargin - cfg.RefreshMargin/4)
 	if maxSeen != cfg.RefreshMargin/4 || !c.NextRefreshAt.After(earliest) {
 		t.Fatalf("largest jitter: next %v, earliest allowed %v (jitter bound %v)", c.NextRefreshAt, earliest, maxSeen)
 	}
-	e.jitter = func(time.Duration) time.Duration { return 0 }
+	e.SetJitter(func(time.Duration) time.Duration { return 0 })
 	e.schedule(c, cfg, now)
 	if !c.NextRefreshAt.Equal(exp.Add(-cfg.RefreshMargin)) {
 		t.Fatalf("no jitter: next %v", c.NextRefreshAt)
@@ -86,7 +86,7 @@ func TestIdleRefreshKeepsRefreshTokensAlive(t *testing.T) {
 	}
 	// An expiring access token due sooner wins.
 	c.Credentials.ExpiresAt = now.Add(time.Hour)
-	e.jitter = func(time.Duration) time.Duration { return 0 }
+	e.SetJitter(func(time.Duration) time.Duration { return 0 })
 	e.schedule(c, cfg, now)
 	if !c.NextRefreshAt.Equal(now.Add(45 * time.Minute)) {
 		t.Fatalf("next %v, want the access token's refresh point", c.NextRefreshAt)
@@ -101,7 +101,7 @@ func TestTickRefreshesOnlyWhatIsDue(t *testing.T) {
 	importExpiring(e, srv, "fresh", 2*time.Hour)
 	e.mustDo(logical.CreateOperation, "connections/machine/m1", nil) // fresh client-credentials token
 	requests := srv.Requests()
-	if n := e.b.engine.queue.Len(); n != 4 {
+	if n := e.b.engine.QueueLen(); n != 4 {
 		t.Fatalf("queue holds %d, want 4", n)
 	}
 
@@ -129,18 +129,18 @@ func TestTickRefreshesOnlyWhatIsDue(t *testing.T) {
 func TestQueueHandsOutEarliestFirst(t *testing.T) {
 	e, srv := oauthEnv(t)
 	// Without jitter: with it, schedules a quarter-margin apart may swap.
-	e.b.engine.jitter = func(time.Duration) time.Duration { return 0 }
+	e.b.engine.SetJitter(func(time.Duration) time.Duration { return 0 })
 	for _, in := range []time.Duration{9 * time.Minute, 3 * time.Minute, 6 * time.Minute} {
 		importExpiring(e, srv, "c"+in.String(), in)
 	}
 	importExpiring(e, srv, "not-due", 3*time.Hour)
-	due := e.b.engine.popDue(time.Now())
+	due := e.b.engine.PopDue(time.Now())
 	want := "connections/github/c3m0s connections/github/c6m0s connections/github/c9m0s"
 	if got := strings.Join(due, " "); got != want {
 		t.Fatalf("due order %s, want %s", got, want)
 	}
-	if e.b.engine.queue.Len() != 1 {
-		t.Fatalf("queue holds %d after popping the due ones, want 1", e.b.engine.queue.Len())
+	if e.b.engine.QueueLen() != 1 {
+		t.Fatalf("queue holds %d after popping the due ones, want 1", e.b.engine.QueueLen())
 	}
 }
 
@@ -162,7 +162,7 @@ func TestFailuresBackOffThenExhaust(t *testing.T) {
 			t.Fatalf("after failure %d: %s/%d", i+1, c.RefreshStatus, c.RefreshFailures)
 		}
 		if wantWait[i] == 0 {
-			if !c.NextRefreshAt.IsZero() || e.b.engine.queue.Len() != 0 {
+			if !c.NextRefreshAt.IsZero() || e.b.engine.QueueLen() != 0 {
 				t.Fatalf("exhausted connection still scheduled at %v", c.NextRefreshAt)
 			}
 			break
@@ -197,7 +197,7 @@ func TestFailuresBackOffThenExhaust(t *testing.T) {
 	if c.RefreshStatus != refreshOK || c.RefreshFailures != 0 || c.LastRefreshError != "" || c.NextRefreshAt.IsZero() {
 		t.Fatalf("after a forced refresh: %+v", c)
 	}
-	if e.b.engine.queue.Len() != 1 {
+	if e.b.engine.QueueLen() != 1 {
 		t.Fatal("a recovered connection was not queued again")
 	}
 }
@@ -230,27 +230,26 @@ func TestInvalidGrantNeedsReauthorization(t *testing.T) {
 
 func TestQueueFollowsWritesAndDeletes(t *testing.T) {
 	e, srv := oauthEnv(t)
-	q := e.b.engine.queue
+	q := e.b.engine
 	importExpiring(e, srv, "c1", time.Hour)
-	if q.Len() != 1 {
-		t.Fatalf("queue %d after a write", q.Len())
+	if q.QueueLen() != 1 {
+		t.Fatalf("queue %d after a write", q.QueueLen())
 	}
 	// A new expiry moves the item; it is not duplicated.
 	e.mustDo(logical.UpdateOperation, "connections/github/c1", map[string]any{"access_token": "x", "expires_in": 7200})
-	item, _ := q.PopByKey("connections/github/c1")
+	at, queued := q.Scheduled("connections/github/c1")
 	c, _ := getConnection(t.Context(), e.storage, "github", "c1")
-	if item == nil || item.Priority != c.NextRefreshAt.UnixMilli() || q.Len() != 0 {
-		t.Fatalf("queue item %+v, stored next %v", item, c.NextRefreshAt)
+	if !queued || at.UnixMilli() != c.NextRefreshAt.UnixMilli() || q.QueueLen() != 1 {
+		t.Fatalf("queued %v at %v, stored next %v", queued, at, c.NextRefreshAt)
 	}
-	e.b.engine.track(c)
 	// A token without expiry leaves the queue.
 	e.mustDo(logical.UpdateOperation, "connections/github/c1", map[string]any{"access_token": "y"})
-	if q.Len() != 0 {
+	if q.QueueLen() != 0 {
 		t.Fatal("a token without expiry is still queued")
 	}
 	importExpiring(e, srv, "c2", time.Hour)
 	e.mustDo(logical.DeleteOperation, "connections/github/c2", nil)
-	if q.Len() != 0 {
+	if q.QueueLen() != 0 {
 		t.Fatal("a deleted connection is still queued")
 	}
 	counts := e.mustDo(logical.ReadOperation, "status", nil)["refresh_status_counts"].(map[string]int)
@@ -280,20 +279,20 @@ func TestQueueRebuiltAtStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !restarted.engine.ready.Load() {
+	for !restarted.engine.Ready() {
 		if time.Now().After(deadline) {
 			t.Fatal("queue not built in 5s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := restarted.engine.queue.Len(); n != 4 {
+	if n := restarted.engine.QueueLen(); n != 4 {
 		t.Fatalf("rebuilt queue holds %d, want 4 (the API key is not refreshed)", n)
 	}
 	for _, key := range []string{"connections/github/a", "connections/machine/m1"} {
-		item, _ := restarted.engine.queue.PopByKey(key)
+		at, queued := restarted.engine.Scheduled(key)
 		c, _ := getConnection(t.Context(), e.storage, strings.Split(key, "/")[1], strings.Split(key, "/")[2])
-		if item == nil || item.Priority != c.NextRefreshAt.UnixMilli() {
-			t.Fatalf("%s: rebuilt item %+v, stored next %v", key, item, c.NextRefreshAt)
+		if !queued || at.UnixMilli() != c.NextRefreshAt.UnixMilli() {
+			t.Fatalf("%s: rebuilt item queued %v at %v, stored next %v", key, queued, at, c.NextRefreshAt)
 		}
 	}
 	restarted.Cleanup(context.Background())

@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/refresh"
 )
 
-// Backoff after failed refreshes: 30s, 1m, 2m, ... at most an hour.
-const (
-	backoffBase = 30 * time.Second
-	backoffMax  = time.Hour
-)
+// This file is a connection entry as the refresh rules read it: the rules
+// themselves (when the background refreshes, backoff, the states a failure
+// leaves) are internal/refresh's; here are the entry's fields they read,
+// the read-time checks of its token and the failure applied to it.
 
 // minTokenLifetime is what a token that the provider says lives for no time
 // at all (expires_in <= 0, or a few seconds) is taken to live: otherwise
@@ -43,11 +43,12 @@ func tokenExpired(c *connectionEntry, now time.Time) bool {
 	return !c.Credentials.ExpiresAt.IsZero() && !now.Before(c.Credentials.ExpiresAt)
 }
 
-// scheduleFields are what deciding a connection's next refresh reads of it.
-// The start-up rebuild decodes only these from each stored entry
+// scheduleFields are what deciding a connection's next refresh reads of it,
+// as stored. The start-up rebuild decodes only these from each stored entry
 // (decodeScheduleFields); everything else takes them from a whole entry
-// (connectionEntry.scheduleFields), so that both decide by the same rules.
-// They hold no secret: of the tokens, only whether there is one.
+// (connectionEntry.scheduleFields), so that both decide by the same rules
+// (forEngine). They hold no secret: of the tokens, only whether there is
+// one.
 type scheduleFields struct {
 	AuthMode        catalog.AuthMode
 	HasAccessToken  bool
@@ -82,23 +83,20 @@ func (c *connectionEntry) scheduleFields() scheduleFields {
 	return f
 }
 
-// canRefresh reports whether the engine has the means to renew the token.
-func (f *scheduleFields) canRefresh() bool {
-	return f.AuthMode.HasTokens() && (f.AuthMode != catalog.OAuth2 || f.HasRefreshToken)
-}
-
-// refreshTokenExpires reports whether the refresh token dies when unused,
-// as the provider says in its token response.
-func (f *scheduleFields) refreshTokenExpires() bool {
-	return f.AuthMode == catalog.OAuth2 && f.HasRefreshToken && f.RefreshExpiryMember
-}
-
-// refreshState is the refresh status; entries that never failed say ok.
-func (f *scheduleFields) refreshState() refreshStatus {
-	if f.RefreshStatus == "" {
-		return refreshOK
+// forEngine are f as the engine's rules read them.
+func (f scheduleFields) forEngine() refresh.Fields {
+	return refresh.Fields{
+		IssuesTokens:       f.AuthMode.HasTokens(),
+		OAuth2:             f.AuthMode == catalog.OAuth2,
+		HasAccessToken:     f.HasAccessToken,
+		HasRefreshToken:    f.HasRefreshToken,
+		ExpiresAt:          f.ExpiresAt,
+		RefreshTokenExpiry: f.RefreshExpiryMember,
+		UpdatedAt:          f.UpdatedAt,
+		LastRefreshedAt:    f.LastRefreshedAt,
+		Status:             f.RefreshStatus,
+		NextRefreshAt:      f.NextRefreshAt,
 	}
-	return f.RefreshStatus
 }
 
 // refreshExpiryMembers are the token response members by which providers
@@ -125,56 +123,19 @@ func blocked(c *connectionEntry, now time.Time) bool {
 	return false
 }
 
-// backoff is the wait after the n-th failure in a row.
-func backoff(n int) time.Duration {
-	if n < 1 {
-		n = 1
-	}
-	if n > 8 { // 30s << 7 already exceeds the cap
-		return backoffMax
-	}
-	return min(backoffBase<<(n-1), backoffMax)
-}
-
 // maxRefreshErrorLen bounds last_refresh_error as stored and shown.
-const maxRefreshErrorLen = 500
+const maxRefreshErrorLen = refresh.MaxErrorLen
 
-// recordFailure updates c's refresh state after a failed refresh. cause
-// has had the request's secrets removed already; the rules read it only
-// through the base layer's kinds (errNotRefreshable) and interfaces
-// (grantRefusal, retryHint), never the provider client's types.
+// recordFailure updates c's refresh state after a failed refresh
+// (refresh.AfterFailure). cause has had the request's secrets removed
+// already; it is read only through the base layer's kinds
+// (errNotRefreshable) and interfaces (grantRefusal, retryHint), never the
+// provider client's types.
 func recordFailure(c *connectionEntry, cause error, cfg *configEntry, now time.Time) {
-	c.RefreshFailures++
-	c.LastRefreshError = truncateRunes(cause.Error(), maxRefreshErrorLen)
-	switch {
-	case refusedGrant(cause), errors.Is(cause, errNotRefreshable):
-		c.RefreshStatus = refreshReauth
-		c.NextRefreshAt = time.Time{}
-	case c.RefreshFailures >= cfg.MaxRefreshFailures:
-		c.RefreshStatus = refreshExhausted
-		c.NextRefreshAt = time.Time{}
-	default:
-		c.RefreshStatus = refreshFailing
-		c.NextRefreshAt = now.Add(backoff(c.RefreshFailures))
-		// A provider that says when to come back is believed when that is
-		// later than the backoff, up to the backoff's cap.
-		if at := retryAt(cause); at.After(c.NextRefreshAt) {
-			c.NextRefreshAt = minTime(at, now.Add(backoffMax))
-		}
-	}
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
-}
-
-func truncateRunes(s string, max int) string {
-	r := []rune(s)
-	if len(r) <= max {
-		return s
-	}
-	return string(r[:max]) + "…"
+	s := refresh.AfterFailure(c.RefreshFailures, refresh.Failure{
+		Message:     cause.Error(),
+		Reauthorize: refusedGrant(cause) || errors.Is(cause, errNotRefreshable),
+		RetryAt:     retryAt(cause),
+	}, cfg.MaxRefreshFailures, now)
+	c.RefreshStatus, c.RefreshFailures, c.LastRefreshError, c.NextRefreshAt = s.Status, s.Failures, s.LastError, s.NextRefreshAt
 }

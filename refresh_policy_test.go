@@ -10,20 +10,8 @@ import (
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/refresh"
 )
-
-func TestBackoffSequence(t *testing.T) {
-	want := []time.Duration{30 * time.Second, time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute,
-		16 * time.Minute, 32 * time.Minute, time.Hour, time.Hour, time.Hour}
-	for i, w := range want {
-		if got := backoff(i + 1); got != w {
-			t.Errorf("backoff(%d) = %v, want %v", i+1, got, w)
-		}
-	}
-	if backoff(100) != time.Hour {
-		t.Error("backoff does not cap at an hour")
-	}
-}
 
 // The rules read a provider's failure through the base layer's interfaces;
 // the provider client's error must keep implementing them, or an
@@ -63,7 +51,7 @@ func TestRecordFailureStates(t *testing.T) {
 		{"no refresh token needs reauthorization", 0, &engineError{kind: errNotRefreshable, msg: "no"}, refreshReauth, 0},
 		{"a later Retry-After is believed", 0, wrapped(stubFailure{retryAt: now.Add(10 * time.Minute)}), refreshFailing, 10 * time.Minute},
 		{"an earlier Retry-After is not", 0, wrapped(stubFailure{retryAt: now.Add(time.Second)}), refreshFailing, 30 * time.Second},
-		{"Retry-After is capped", 0, wrapped(stubFailure{retryAt: now.Add(24 * time.Hour)}), refreshFailing, backoffMax},
+		{"Retry-After is capped", 0, wrapped(stubFailure{retryAt: now.Add(24 * time.Hour)}), refreshFailing, refresh.BackoffMax},
 		{"a plain error backs off", 0, errors.New("storage"), refreshFailing, 30 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

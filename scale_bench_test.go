@@ -110,7 +110,7 @@ func BenchmarkScaleStart(b *testing.B) {
 				firstRead, queue, be := startAndWait(b, s, "oauth", "c0000000")
 				b.StopTimer()
 				queues += queue
-				if got := be.engine.queue.Len(); got != n*7/10 {
+				if got := be.engine.QueueLen(); got != n*7/10 {
 					b.Fatalf("queue holds %d, want %d", got, n*7/10)
 				}
 				heap := heapInUse() - heapBefore
@@ -156,7 +156,7 @@ func startAndWait(b *testing.B, s logical.Storage, integration, id string) (firs
 		b.Fatalf("first read: %v %v", resp, err)
 	}
 	firstRead = time.Since(t0)
-	for !be.engine.ready.Load() {
+	for !be.engine.Ready() {
 		time.Sleep(time.Millisecond)
 	}
 	return firstRead, time.Since(t0), be

@@ -36,13 +36,21 @@ type sessionStore struct {
 	// posting at once connect it once.
 	locks *keyedLocks
 	count listedCount
-	now   func() time.Time
+	// expiry is the sessions' expiry entries by minute, which the sweep
+	// lists.
+	expiry *expiryIndex
+	now    func() time.Time
 	// logger is the backend's, set once Vault has set it up.
 	logger func() hclog.Logger
 }
 
 func newSessionStore(now func() time.Time, logger func() hclog.Logger) *sessionStore {
-	return &sessionStore{locks: newKeyedLocks(), now: now, logger: logger}
+	return &sessionStore{
+		locks:  newKeyedLocks(),
+		expiry: newExpiryIndex(sessionExpiryPrefix, "sessions", sessionSweepPage),
+		now:    now,
+		logger: logger,
+	}
 }
 
 const (
@@ -117,9 +125,6 @@ type sessionIDEntry struct {
 
 func sessionKey(secretHash string) string { return sessionPrefix + secretHash }
 func sessionIDKey(id string) string       { return sessionIDPrefix + id }
-func sessionExpiryKey(secretHash string, expiresAt time.Time) string {
-	return sessionExpiryPrefix + stateExpiryBucket(expiresAt) + "/" + secretHash
-}
 
 // newSessionSecret returns a secret of 32 random bytes and its hash.
 func newSessionSecret() (string, string, error) {
@@ -175,7 +180,7 @@ func (ss *sessionStore) Create(ctx context.Context, s logical.Storage, e *sessio
 	// session that was not stored.
 	err = putJSON(ctx, s, sessionKey(hash), e)
 	if err == nil {
-		err = putJSON(ctx, s, sessionExpiryKey(hash, e.ExpiresAt), stateExpiryEntry{})
+		err = ss.expiry.put(ctx, s, hash, e.ExpiresAt)
 	}
 	if err == nil {
 		err = putJSON(ctx, s, sessionIDKey(e.ID), &sessionIDEntry{SecretHash: hash, ExpiresAt: e.ExpiresAt})
@@ -284,7 +289,7 @@ func (ss *sessionStore) delete(ctx context.Context, s logical.Storage, id string
 	if err := s.Delete(ctx, sessionKey(idx.SecretHash)); err != nil {
 		return fmt.Errorf("deleting session: %w", err)
 	}
-	if err := s.Delete(ctx, sessionExpiryKey(idx.SecretHash, idx.ExpiresAt)); err != nil {
+	if err := ss.expiry.delete(ctx, s, idx.SecretHash, idx.ExpiresAt); err != nil {
 		ss.logger().Warn("deleting a session's expiry entry; the sweep removes it", "error", err)
 	}
 	return nil
@@ -296,31 +301,10 @@ const sessionSweepPage = 1000
 // SweepExpired deletes up to a page of expired sessions, oldest minute
 // first, with their id and expiry entries.
 func (ss *sessionStore) SweepExpired(ctx context.Context, s logical.Storage) error {
-	buckets, err := listSorted(ctx, s, sessionExpiryPrefix)
-	if err != nil {
-		return fmt.Errorf("listing session expiries: %w", err)
-	}
 	now := ss.now()
-	budget := sessionSweepPage
-	for _, bucket := range buckets {
-		end, err := time.Parse(stateExpiryBucketLayout, strings.TrimSuffix(bucket, "/"))
-		if err != nil || now.Before(end) {
-			break // sorted: every later minute is still to come
-		}
-		hashes, err := listSorted(ctx, s, sessionExpiryPrefix+bucket)
-		if err != nil {
-			return fmt.Errorf("listing expired sessions: %w", err)
-		}
-		for _, h := range hashes[:min(budget, len(hashes))] {
-			if err := ss.sweep(ctx, s, sessionExpiryPrefix+bucket+h, h, now); err != nil {
-				return err
-			}
-		}
-		if budget -= len(hashes); budget <= 0 {
-			break
-		}
-	}
-	return nil
+	return ss.expiry.sweep(ctx, s, now, func(ctx context.Context, s logical.Storage, expiryKey, hash string) error {
+		return ss.sweep(ctx, s, expiryKey, hash, now)
+	})
 }
 
 // sweep deletes one session of a past minute, or only its expiry

@@ -37,8 +37,9 @@ type stateStore struct {
 	locks *keyedLocks
 	// pending counts each integration's pending authorizations.
 	pending pendingCounts
-	// sweepCursor is where the next sweep of expired states goes on.
-	sweepCursor sweepCursor
+	// expiry is the states' expiry entries by minute, which the sweep
+	// lists (state_sweep.go).
+	expiry *expiryIndex
 	// indexed is set once every stored state has an expiry entry.
 	indexed atomic.Bool
 
@@ -55,7 +56,13 @@ type stateStore struct {
 // newStateStore returns a stateStore that reads the mount's configuration
 // through config, the time through now and logs through logger.
 func newStateStore(config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time, logger func() hclog.Logger) *stateStore {
-	return &stateStore{locks: newKeyedLocks(), config: config, now: now, logger: logger}
+	return &stateStore{
+		locks:  newKeyedLocks(),
+		expiry: newExpiryIndex(stateExpiryPrefix, "authorization states", stateSweepPage),
+		config: config,
+		now:    now,
+		logger: logger,
+	}
 }
 
 // stateKey is where a pending authorization is stored.
@@ -144,7 +151,7 @@ func (ss *stateStore) Put(ctx context.Context, s logical.Storage, stateHash stri
 	} else if !count.reserve(cfg.MaxPendingAuthorizations) {
 		return &pendingLimitError{st.Integration, cfg.MaxPendingAuthorizations}
 	}
-	if err := writePendingState(ctx, s, stateHash, st); err != nil {
+	if err := ss.writePendingState(ctx, s, stateHash, st); err != nil {
 		if !replacing {
 			count.release()
 		}
@@ -156,11 +163,11 @@ func (ss *stateStore) Put(ctx context.Context, s logical.Storage, stateHash stri
 // writePendingState stores a state, its expiry entry and, last, the index
 // entry that points at it, so that an index entry (what the count counts)
 // never names a state that was not stored.
-func writePendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
+func (ss *stateStore) writePendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
 	if err := putJSON(ctx, s, stateKey(stateHash), st); err != nil {
 		return err
 	}
-	if err := putStateExpiry(ctx, s, stateHash, st.ExpiresAt); err != nil {
+	if err := ss.expiry.put(ctx, s, stateHash, st.ExpiresAt); err != nil {
 		return err
 	}
 	return putJSON(ctx, s, stateIndexKey(st.Integration, st.ConnectionID), &stateIndexEntry{StateHash: stateHash, ExpiresAt: st.ExpiresAt})
@@ -185,7 +192,10 @@ func (ss *stateStore) deleteEntries(ctx context.Context, s logical.Storage, idx 
 	if idx.ExpiresAt.IsZero() {
 		return nil // an earlier version's: the sweep finds its expiry entry orphaned
 	}
-	return deleteStateExpiry(ctx, s, idx.StateHash, idx.ExpiresAt)
+	if err := ss.expiry.delete(ctx, s, idx.StateHash, idx.ExpiresAt); err != nil {
+		return fmt.Errorf("deleting a state's expiry entry: %w", err)
+	}
+	return nil
 }
 
 // Peek reads a pending authorization without spending it. Nil when there
@@ -257,7 +267,7 @@ func (ss *stateStore) take(ctx context.Context, s logical.Storage, stateHash str
 	}
 	// The state is spent already: an expiry entry left behind by a failed
 	// delete is swept as an orphan, which is no reason to fail its use.
-	if err := deleteStateExpiry(ctx, s, stateHash, st.ExpiresAt); err != nil {
+	if err := ss.expiry.delete(ctx, s, stateHash, st.ExpiresAt); err != nil {
 		ss.logger().Warn("deleting a spent state's expiry entry; the sweep removes it", "error", err)
 	}
 	return &st, nil

@@ -71,7 +71,7 @@ type EndpointSettings struct {
 	RequestHeaders map[string]string `json:"request_headers,omitempty"`
 	// AllowedHosts are the hosts a connection's config may point the URLs
 	// at, beyond their literal hosts: names or *.<domain> patterns. A URL
-	// whose host is wholly a placeholder needs them (see egress.go).
+	// whose host is wholly a placeholder needs them (see endpoint_hosts.go).
 	AllowedHosts []string `json:"allowed_hosts,omitempty"`
 }
 

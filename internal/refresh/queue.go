@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MPL-2.0
 
-package connect
+package refresh
 
 import (
 	"container/heap"
