@@ -568,3 +568,41 @@ func TestProxyRawServesNoActiveContentFromVaultsOrigin(t *testing.T) {
 		}
 	}
 }
+
+// A proxy under concurrent calls keeps its connections to the provider
+// alive: rounds of 32 concurrent GETs to one API open about 32 connections
+// in all, not a new one for every call beyond the few a default pool keeps
+// idle per host (which costs a TCP handshake per call and leaves a socket
+// in TIME_WAIT for each).
+func TestProxyKeepsConnectionsToTheProviderAliveUnderConcurrency(t *testing.T) {
+	e := newProxyBenchEnv(t)
+	const clients, rounds = 32, 10
+	for range rounds {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make(chan error, clients)
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, err := e.handle(logical.ReadOperation, "connections/bench-proxy/acme/proxy/user", map[string]any{})
+				if err == nil && (resp == nil || resp.Data["status"] != http.StatusOK) {
+					err = fmt.Errorf("answer %v", resp)
+				}
+				errs <- err
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := e.conns.Load(); n > 2*clients {
+		t.Fatalf("%d rounds of %d concurrent calls opened %d connections to the API (at most %d expected)", rounds, clients, n, 2*clients)
+	}
+}

@@ -8,9 +8,12 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,5 +354,45 @@ func TestProxyRefusesAnAnswerWithAnUndecodedContentEncoding(t *testing.T) {
 	}
 	if resp, err := send("identity"); err != nil || string(resp.Body) != "plain" {
 		t.Fatalf("an identity answer: %v, %v", resp, err)
+	}
+}
+
+// The proxy keeps its own pool (ProxyIdleConnsPerHost idle connections per
+// host, its base's dialer and TLS settings), and the Client's
+// CloseIdleConnections reaches it through the egress guard.
+func TestProxyPoolIsItsOwnAndClosesItsIdleConnections(t *testing.T) {
+	var opened, closed atomic.Int64
+	api := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	api.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			opened.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
+	api.Start()
+	defer api.Close()
+	baseTransport := &http.Transport{MaxIdleConnsPerHost: 1, MaxIdleConns: 10}
+	c := New(&http.Client{Transport: baseTransport}, time.Now)
+	proxyT := c.proxy.Transport.(egressGuard).next.(*http.Transport)
+	if proxyT == baseTransport || proxyT.MaxIdleConnsPerHost != ProxyIdleConnsPerHost || proxyT.MaxIdleConns < ProxyIdleConnsPerHost {
+		t.Fatalf("the proxy's transport keeps %d idle per host, %d in all (the same as the token client's: %v)",
+			proxyT.MaxIdleConnsPerHost, proxyT.MaxIdleConns, proxyT == baseTransport)
+	}
+	base, err := proxyBaseFor(t, api.URL, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() < opened.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if opened.Load() != 1 || closed.Load() != 1 {
+		t.Fatalf("opened %d connection(s), %d closed after CloseIdleConnections", opened.Load(), closed.Load())
 	}
 }
