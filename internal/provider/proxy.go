@@ -420,7 +420,7 @@ func answerHeaders(h http.Header, sc *safetext.Scrubber) http.Header {
 		if droppedAnswerHeaders[canon] || named[canon] || strings.HasPrefix(canon, "Access-Control-") {
 			continue
 		}
-		if sc.Scrub(name) != name || sc.Scrub(canon) != canon {
+		if sc.Scrub(name) != name || (canon != name && sc.Scrub(canon) != canon) {
 			continue
 		}
 		for _, v := range values {
