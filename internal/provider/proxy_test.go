@@ -7,7 +7,9 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -394,5 +396,40 @@ func TestProxyPoolIsItsOwnAndClosesItsIdleConnections(t *testing.T) {
 	}
 	if opened.Load() != 1 || closed.Load() != 1 {
 		t.Fatalf("opened %d connection(s), %d closed after CloseIdleConnections", opened.Load(), closed.Load())
+	}
+}
+
+// A 2xx JSON body that echoes the token \u-escaped under a key it repeats
+// loses it too: a decoder that keeps the first of duplicate keys (or a
+// streaming one) would read the token from the raw bytes, though Go's
+// keeps the last.
+func TestProxyJSONEchoUnderADuplicateKeyIsScrubbed(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const secret = "tok-fedcba9876543210"
+	var esc strings.Builder
+	for _, c := range secret {
+		fmt.Fprintf(&esc, `\u%04x`, c)
+	}
+	api.Handle("GET /dup", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"seen":"` + esc.String() + `","seen":"x","list":[{"k":"` + esc.String() + `","k":1}]}`))
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"dup"},
+		Header: http.Header{"Authorization": {"Bearer " + secret}}, Secrets: []string{secret}})
+	if err != nil || resp.Status != 200 {
+		t.Fatal(resp, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(resp.Body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if s, ok := tok.(string); ok && strings.Contains(s, secret) {
+			t.Fatalf("the body decodes, token by token, to the token: %s", resp.Body)
+		}
 	}
 }
