@@ -610,6 +610,7 @@ func TestProxyKeepsConnectionsToTheProviderAliveUnderConcurrency(t *testing.T) {
 			}
 		}
 	}
+	t.Logf("%d rounds of %d concurrent calls opened %d connections to the API", rounds, clients, e.conns.Load())
 	if n := e.conns.Load(); n > 2*clients {
 		t.Fatalf("%d rounds of %d concurrent calls opened %d connections to the API (at most %d expected)", rounds, clients, n, 2*clients)
 	}
