@@ -308,7 +308,7 @@ func proxyResponseData(resp *provider.ProxyResponse) map[string]any {
 	switch {
 	case len(resp.Body) == 0:
 	case isJSONType(resp.Header.Get("Content-Type")) && json.Valid(resp.Body):
-		data["json"] = decodeJSONValue(resp.Body)
+		data["json"] = jsonAnswerValue(resp.Body)
 	case utf8.Valid(resp.Body) && !strings.ContainsRune(string(resp.Body), 0):
 		data["body"] = string(resp.Body)
 	default:
@@ -316,6 +316,29 @@ func proxyResponseData(resp *provider.ProxyResponse) map[string]any {
 	}
 	return data
 }
+
+// jsonAnswerValue is a valid JSON body as the json field carries it: the
+// bytes themselves when they are UTF-8, which the response's encoding for
+// Vault embeds as they are (Vault decodes them as it would the decoded
+// value encoded again), so a large answer is not decoded into a tree of
+// maps only to be encoded again; else the decoded value, whose strings
+// hold U+FFFD where the body held invalid bytes (the gRPC answer to Vault
+// must be UTF-8).
+func jsonAnswerValue(body []byte) any {
+	if utf8.Valid(body) {
+		return jsonText(body)
+	}
+	return decodeJSONValue(body)
+}
+
+// jsonText is a valid UTF-8 JSON text carried as a value of response data:
+// encoded as itself, printed as its text.
+type jsonText []byte
+
+// MarshalJSON returns the text, which encoding/json checks and compacts.
+func (t jsonText) MarshalJSON() ([]byte, error) { return t, nil }
+
+func (t jsonText) String() string { return string(t) }
 
 // decodeJSONValue decodes a valid JSON body, numbers kept as written.
 func decodeJSONValue(body []byte) any {

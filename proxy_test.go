@@ -8,14 +8,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // proxyEnv is oauthEnv with a recording API as the OAUTH2 integration
@@ -490,9 +493,14 @@ func TestProxyJSONAnswerDoesNotDecodeAnEscapedEchoIntoTheToken(t *testing.T) {
 	if status != 200 {
 		t.Fatalf("status %d", status)
 	}
+	// As Vault gets it: encoded by the plugin's gRPC layer, decoded.
 	out, _ := json.Marshal(resp.Data)
-	if strings.Contains(string(out), "at-c1-0123456789") {
-		t.Fatalf("the JSON answer carries the access token: %s", out)
+	var decoded any
+	if err := json.Unmarshal(out, &decoded); err != nil {
+		t.Fatal(err)
+	}
+	if s := fmt.Sprint(decoded); strings.Contains(string(out), "at-c1-0123456789") || strings.Contains(s, "at-c1-0123456789") {
+		t.Fatalf("the JSON answer carries the access token: %s", s)
 	}
 }
 
@@ -566,5 +574,116 @@ func TestProxyRawServesNoActiveContentFromVaultsOrigin(t *testing.T) {
 		if raw, _ := p.proxied(logical.ReadOperation, route, map[string]any{"format": "raw"}); raw.Data[logical.HTTPContentType] != ct {
 			t.Errorf("a passive %q was answered as %q", ct, raw.Data[logical.HTTPContentType])
 		}
+	}
+}
+
+// A proxy under concurrent calls keeps its connections to the provider
+// alive: rounds of 32 concurrent GETs to one API open about 32 connections
+// in all, not a new one for every call beyond the few a default pool keeps
+// idle per host (which costs a TCP handshake per call and leaves a socket
+// in TIME_WAIT for each).
+func TestProxyKeepsConnectionsToTheProviderAliveUnderConcurrency(t *testing.T) {
+	e := newProxyBenchEnv(t)
+	const clients, rounds = 32, 10
+	for range rounds {
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make(chan error, clients)
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resp, err := e.handle(logical.ReadOperation, "connections/bench-proxy/acme/proxy/user", map[string]any{})
+				if err == nil && (resp == nil || resp.Data["status"] != http.StatusOK) {
+					err = fmt.Errorf("answer %v", resp)
+				}
+				errs <- err
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Logf("%d rounds of %d concurrent calls opened %d connections to the API", rounds, clients, e.conns.Load())
+	if n := e.conns.Load(); n > 2*clients {
+		t.Fatalf("%d rounds of %d concurrent calls opened %d connections to the API (at most %d expected)", rounds, clients, n, 2*clients)
+	}
+}
+
+// A JSON answer is not decoded in the plugin: its bytes go to Vault as
+// the json field, so a large answer costs no tree of maps (allocations do
+// not grow with the number of its values).
+func TestProxyJSONAnswerIsNotDecodedInThePlugin(t *testing.T) {
+	var b strings.Builder
+	b.WriteString(`{"items":[`)
+	for i := range 20000 {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `{"id":%d,"name":"item %d"}`, i, i)
+	}
+	b.WriteString(`]}`)
+	resp := &provider.ProxyResponse{Status: 200, Header: http.Header{"Content-Type": {"application/json"}}, Body: []byte(b.String())}
+	allocs := testing.AllocsPerRun(5, func() { proxyResponseData(resp) })
+	if allocs > 50 {
+		t.Fatalf("the JSON answer of 20,000 values cost %.0f allocations in the plugin", allocs)
+	}
+}
+
+// The json field reaches Vault as the provider's JSON decoded: the
+// response data encoded as the plugin's gRPC layer encodes it
+// (encoding/json) and decoded as Vault decodes it, for nested values,
+// numbers, HTML characters, escapes, and a body with invalid UTF-8 in a
+// string (whose encoding must still be UTF-8, with U+FFFD in its place).
+func TestProxyJSONAnswerReachesVaultAsTheDecodedValue(t *testing.T) {
+	for _, body := range []string{
+		`{"a":[1,2.50,{"b":null}],"c":true,"n":12345678901234567890}`,
+		`[ {"html":"<a href='x'>&amp;</a>"} , "\u00e9\ud83d\ude00\/" ]`,
+		`"just a string"`,
+		"{\"bad\":\"a\xffb\"}",
+	} {
+		resp := &provider.ProxyResponse{Status: 200, Header: http.Header{"Content-Type": {"application/problem+json"}}, Body: []byte(body)}
+		wire, err := json.Marshal(proxyResponseData(resp))
+		if err != nil {
+			t.Fatalf("%q: %v", body, err)
+		}
+		if !utf8.Valid(wire) {
+			t.Fatalf("%q: the encoded answer is not UTF-8: %q", body, wire)
+		}
+		var got map[string]any
+		if err := json.Unmarshal(wire, &got); err != nil {
+			t.Fatalf("%q: %v", body, err)
+		}
+		var want any
+		json.Unmarshal([]byte(strings.ToValidUTF8(body, "\uFFFD")), &want)
+		if !reflect.DeepEqual(got["json"], want) {
+			t.Fatalf("%q reached Vault as %#v, want %#v", body, got["json"], want)
+		}
+	}
+}
+
+// A proxied call that the provider answers writes no log line: Vault's
+// audit log has every call, the connect.proxy.call metric counts them, and
+// a plugin's log line costs a JSON encoding and a write in the plugin and
+// a parse in Vault on every call (the plugin logs at trace level; Vault
+// filters). A call the provider did not answer in time or in bounds is
+// logged.
+func TestProxyAnsweredCallsWriteNoLogLine(t *testing.T) {
+	p := newProxyEnv(t)
+	p.api.Handle("GET /v1/quiet", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok")) })
+	before := p.logs.String()
+	for range 3 {
+		if _, status := p.proxied(logical.ReadOperation, "v1/quiet", nil); status != 200 {
+			t.Fatalf("status %d", status)
+		}
+	}
+	if added := strings.TrimPrefix(p.logs.String(), before); strings.Contains(added, "proxied call") {
+		t.Fatalf("answered calls were logged:\n%s", added)
 	}
 }

@@ -6,7 +6,8 @@
 #    connections against its bound, a connection write with and without a
 #    webhook receiver (the cost of recording an event);
 #  - through a real Vault: read throughput against KV-v2 builtin and external,
-#    and plugin start with 100,000 stored connections.
+#    the proxy (a GET straight, a plain read and the GET through the proxy, at
+#    1 and 32 clients), and plugin start with 100,000 stored connections.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build-vault.sh
@@ -29,6 +30,10 @@ CONNECT_SCALE_SIZES=100000 go test -run '^$' -bench 'ScaleIdleTick|Stampede100|D
 # The cost of an event on a connection write: many writes, so the ratio is
 # not noise.
 go test -run '^$' -bench 'EventOnConnectionWrite' -benchtime 5000x -count 1 .
+
+# The proxy's handler in process: a proxied GET against the direct GET and a
+# plain read, CPU per call and new connections per call.
+go test -run '^$' -bench 'ProxyGet' -benchtime 20000x -count 1 .
 
 echo
 echo "== through a real Vault"

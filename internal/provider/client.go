@@ -64,9 +64,39 @@ func New(base *http.Client, now func() time.Time) *Client {
 			Timeout:       timeout,
 			CheckRedirect: noRedirects,
 		},
-		proxy: &http.Client{Transport: egressGuard{next: base.Transport}, CheckRedirect: noRedirects},
+		proxy: &http.Client{Transport: egressGuard{next: proxyTransport(base.Transport)}, CheckRedirect: noRedirects},
 		now:   now,
 	}
+}
+
+// ProxyIdleConnsPerHost is how many idle connections the proxy keeps to
+// one provider host. Proxied calls come as concurrently as applications
+// send them, to a few API hosts: a pool that keeps fewer idle than are in
+// use (cleanhttp's keeps GOMAXPROCS+1, net/http's default 2) closes the
+// rest after each call and dials again for the next, a TCP (and TLS)
+// handshake per call and a socket left in TIME_WAIT.
+const ProxyIdleConnsPerHost = 64
+
+// proxyTransport is the proxy's own pool: a clone of base (its dialer,
+// TLS and proxy settings) that keeps up to ProxyIdleConnsPerHost idle
+// connections per host, so that token requests and proxied calls do not
+// evict each other's. Any other RoundTripper (a test's) is used as given.
+// Either way the egress guard wraps it: pooling reuses a connection only
+// for the host a request names, which the guard has checked.
+func proxyTransport(base http.RoundTripper) http.RoundTripper {
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	t, ok := base.(*http.Transport)
+	if !ok {
+		return base
+	}
+	t = t.Clone()
+	t.MaxIdleConnsPerHost = max(t.MaxIdleConnsPerHost, ProxyIdleConnsPerHost)
+	if t.MaxIdleConns != 0 {
+		t.MaxIdleConns = max(t.MaxIdleConns, 4*ProxyIdleConnsPerHost)
+	}
+	return t
 }
 
 // CloseIdleConnections closes the kept-alive connections to providers.

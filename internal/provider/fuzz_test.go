@@ -8,12 +8,15 @@ package provider
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
 func FuzzExpandURL(f *testing.F) {
@@ -156,6 +159,38 @@ func FuzzProxyPath(f *testing.F) {
 			// A decoded '/' would split a segment: the check above
 			// refuses encoded ones, so only the original '/' remain.
 			wire = next
+		}
+	})
+}
+
+// FuzzProxyJSONScrub: whatever a provider answers a proxied call with, no
+// string of the scrubbed body, read token by token as a streaming or
+// first-key-wins decoder would (duplicate keys included), holds the
+// connection's secret, and neither do its bytes.
+func FuzzProxyJSONScrub(f *testing.F) {
+	const secret = "tok-fedcba9876543210"
+	for _, seed := range []string{`{"a":"\u0074ok-fedcba9876543210","a":1}`, `["x","tok-fedcba9876543210"]`,
+		`{"k\u0065y":"tok-fedcba98765\u0034\u0033210"}`, `{"a":[{"b":"\/tok-fedcba9876543210\/"}]}`, `"plain"`} {
+		f.Add(seed)
+	}
+	sc := safetext.NewScrubber(secret)
+	f.Fuzz(func(t *testing.T, body string) {
+		out := scrubBody(http.StatusOK, []byte(body), sc)
+		if bytes.Contains(out, []byte(secret)) {
+			t.Fatalf("%q: the scrubbed body holds the secret: %q", body, out)
+		}
+		if !json.Valid(out) {
+			return
+		}
+		dec := json.NewDecoder(bytes.NewReader(out))
+		for {
+			tok, err := dec.Token()
+			if err != nil {
+				return
+			}
+			if s, ok := tok.(string); ok && strings.Contains(s, secret) {
+				t.Fatalf("%q: the scrubbed body %q decodes to the secret", body, out)
+			}
 		}
 	})
 }

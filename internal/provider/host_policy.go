@@ -415,6 +415,18 @@ func (g egressGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	return next.RoundTrip(req)
 }
 
+// CloseIdleConnections closes the idle connections of the transport the
+// guard wraps, so that http.Client.CloseIdleConnections reaches them.
+func (g egressGuard) CloseIdleConnections() {
+	next := g.next
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	if c, ok := next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // HostPlaceholders lists the connection config keys that appear in the host
 // of any alternative of tmpl: the keys that choose where requests go.
 func HostPlaceholders(tmpl string) []string {

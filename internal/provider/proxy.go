@@ -420,7 +420,7 @@ func answerHeaders(h http.Header, sc *safetext.Scrubber) http.Header {
 		if droppedAnswerHeaders[canon] || named[canon] || strings.HasPrefix(canon, "Access-Control-") {
 			continue
 		}
-		if sc.Scrub(name) != name || sc.Scrub(canon) != canon {
+		if sc.Scrub(name) != name || (canon != name && sc.Scrub(canon) != canon) {
 			continue
 		}
 		for _, v := range values {
@@ -461,28 +461,46 @@ func scrubBody(status int, body []byte, sc *safetext.Scrubber) []byte {
 // scrubJSONStrings scrubs the strings (keys and values) of a JSON body as
 // they decode: "\u0074ok..." passes a scrub of the bytes and decodes into
 // the token, in the proxy's json answer or in the caller's own decoder.
-// A body that changes is encoded again (keys sorted); any other is
-// returned byte for byte.
+// Every string is checked as it comes, token by token, duplicate keys
+// included (a decoder that keeps the first of them, or a streaming one,
+// reads what Go's, which keeps the last, drops). A body with one that
+// changes is decoded, scrubbed and encoded again (keys sorted, one of each
+// duplicate kept); any other is returned byte for byte.
 func scrubJSONStrings(body []byte, scrub func(string) string) []byte {
 	if !bytes.Contains(body, []byte{'\\'}) || !json.Valid(body) {
 		return body // without an escape, the bytes were what decodes
+	}
+	if !jsonStringsChange(body, scrub) {
+		return body
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	var v any
 	if err := dec.Decode(&v); err != nil {
-		return body
+		return []byte(withheldBody)
 	}
 	changed := false
-	v = scrubJSONValue(v, scrub, &changed)
-	if !changed {
-		return body
-	}
-	out, err := json.Marshal(v)
+	out, err := json.Marshal(scrubJSONValue(v, scrub, &changed))
 	if err != nil {
 		return []byte(withheldBody)
 	}
 	return out
+}
+
+// jsonStringsChange reports whether scrub changes any string, key or
+// value, of a valid JSON text as a decoder reads them one by one.
+func jsonStringsChange(body []byte, scrub func(string) string) bool {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return false // the end of the text
+		}
+		if s, ok := tok.(string); ok && scrub(s) != s {
+			return true
+		}
+	}
 }
 
 // withheldBody replaces a body that could not be scrubbed.

@@ -7,10 +7,15 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -351,5 +356,80 @@ func TestProxyRefusesAnAnswerWithAnUndecodedContentEncoding(t *testing.T) {
 	}
 	if resp, err := send("identity"); err != nil || string(resp.Body) != "plain" {
 		t.Fatalf("an identity answer: %v, %v", resp, err)
+	}
+}
+
+// The proxy keeps its own pool (ProxyIdleConnsPerHost idle connections per
+// host, its base's dialer and TLS settings), and the Client's
+// CloseIdleConnections reaches it through the egress guard.
+func TestProxyPoolIsItsOwnAndClosesItsIdleConnections(t *testing.T) {
+	var opened, closed atomic.Int64
+	api := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	api.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			opened.Add(1)
+		case http.StateClosed:
+			closed.Add(1)
+		}
+	}
+	api.Start()
+	defer api.Close()
+	baseTransport := &http.Transport{MaxIdleConnsPerHost: 1, MaxIdleConns: 10}
+	c := New(&http.Client{Transport: baseTransport}, time.Now)
+	proxyT := c.proxy.Transport.(egressGuard).next.(*http.Transport)
+	if proxyT == baseTransport || proxyT.MaxIdleConnsPerHost != ProxyIdleConnsPerHost || proxyT.MaxIdleConns < ProxyIdleConnsPerHost {
+		t.Fatalf("the proxy's transport keeps %d idle per host, %d in all (the same as the token client's: %v)",
+			proxyT.MaxIdleConnsPerHost, proxyT.MaxIdleConns, proxyT == baseTransport)
+	}
+	base, err := proxyBaseFor(t, api.URL, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"x"}}); err != nil {
+		t.Fatal(err)
+	}
+	c.CloseIdleConnections()
+	deadline := time.Now().Add(5 * time.Second)
+	for closed.Load() < opened.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if opened.Load() != 1 || closed.Load() != 1 {
+		t.Fatalf("opened %d connection(s), %d closed after CloseIdleConnections", opened.Load(), closed.Load())
+	}
+}
+
+// A 2xx JSON body that echoes the token \u-escaped under a key it repeats
+// loses it too: a decoder that keeps the first of duplicate keys (or a
+// streaming one) would read the token from the raw bytes, though Go's
+// keeps the last.
+func TestProxyJSONEchoUnderADuplicateKeyIsScrubbed(t *testing.T) {
+	api := oauthtest.NewAPI()
+	defer api.Close()
+	const secret = "tok-fedcba9876543210"
+	var esc strings.Builder
+	for _, c := range secret {
+		fmt.Fprintf(&esc, `\u%04x`, c)
+	}
+	api.Handle("GET /dup", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"seen":"` + esc.String() + `","seen":"x","list":[{"k":"` + esc.String() + `","k":1}]}`))
+	})
+	c := New(&http.Client{}, time.Now)
+	base, _ := proxyBaseFor(t, api.URL, nil, nil)
+	resp, err := c.Proxy(context.Background(), base, ProxyRequest{Method: "GET", Segments: []string{"dup"},
+		Header: http.Header{"Authorization": {"Bearer " + secret}}, Secrets: []string{secret}})
+	if err != nil || resp.Status != 200 {
+		t.Fatal(resp, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(resp.Body))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if s, ok := tok.(string); ok && strings.Contains(s, secret) {
+			t.Fatalf("the body decodes, token by token, to the token: %s", resp.Body)
+		}
 	}
 }

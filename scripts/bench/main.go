@@ -8,9 +8,10 @@
 //     connection and of a fresh OAuth connection, against a KV-v2 read of the
 //     same data, with KV-v2 both builtin and as an external plugin built from
 //     github.com/hashicorp/vault-plugin-secrets-kv;
-//  2. the proxy: a GET through connections/<i>/<id>/proxy/... against the
-//     same GET straight to a loopback API and a plain connection read, with
-//     the latency it adds (proxy.go);
+//  2. the proxy: (a) a GET straight to a loopback API, (b) a plain
+//     connection read, (c) the same GET through connections/<i>/<id>/proxy/...,
+//     at 1 and 32 clients, with what (c) adds over (a) split into Vault's
+//     floor (b)-(a) and the proxy's own (c)-(b) (proxy.go);
 //  3. plugin start with many stored connections: time to the first served
 //     read, time to a fully built refresh queue, and the plugin's RSS.
 //

@@ -8,18 +8,74 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 )
 
-var proxyOnly = flag.Bool("proxy-only", false, "run only the proxy benchmark")
+var (
+	proxyOnly    = flag.Bool("proxy-only", false, "run only the proxy benchmark")
+	proxyClients = flag.String("proxy-clients", "1,32", "the proxy benchmark's numbers of concurrent clients, comma-separated")
+)
 
-// proxyThroughput compares, with the same concurrent clients in one run, a
-// GET to a loopback API straight, the same GET through the proxy
-// (connections/<i>/<id>/proxy/...), and a plain connection read: the
-// throughput ratios and the latency the proxy adds (p50, p99).
+// The proxy row's three targets, in the order they are reported.
+const (
+	targetDirect = iota // (a) the GET straight to the loopback API
+	targetRead          // (b) a plain connection read through Vault
+	targetProxy         // (c) the same GET as (a) through the proxy
+	numTargets
+)
+
+// proxyTargetNames name the targets in the table.
+var proxyTargetNames = [numTargets]string{"(a) GET straight to the API", "(b) plain connection read", "(c) the GET through the proxy"}
+
+// proxyFigures are one target's measurements at one number of clients:
+// every round's requests and latencies, and the CPU time each process
+// spent while it ran.
+type proxyFigures struct {
+	rounds [][]time.Duration
+	cpu    cpuTimes
+}
+
+func (f *proxyFigures) all() []time.Duration {
+	var out []time.Duration
+	for _, r := range f.rounds {
+		out = append(out, r...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// rate is the target's requests per second over all its rounds.
+func (f *proxyFigures) rate(roundTime time.Duration) float64 {
+	return float64(len(f.all())) / (time.Duration(len(f.rounds)) * roundTime).Seconds()
+}
+
+// roundRate is one round's requests per second.
+func (f *proxyFigures) roundRate(i int, roundTime time.Duration) float64 {
+	return float64(len(f.rounds[i])) / roundTime.Seconds()
+}
+
+// pct is the p-quantile of sorted latencies.
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[int(p*float64(len(sorted)-1))]
+}
+
+// proxyThroughput measures, in one run on one server, at each number of
+// clients of -proxy-clients: (a) a GET to a loopback API straight, (b) a
+// plain connection read through Vault, (c) the same GET as (a) through the
+// proxy (connections/<i>/<id>/proxy/user). Rounds are interleaved so that
+// the three share the machine's state. It reports each target's
+// throughput, p50 and p99 and the CPU each process spent per request, then
+// what (c) adds over (a), split into Vault's floor (b)−(a) (a proxied call
+// is a Vault request: it cannot cost less than a plain read) and the
+// proxy's own (c)−(b), with the throughput ratios.
 func (b *bench) proxyThroughput() {
 	body := []byte(`{"id":1,"name":"octocat","plan":{"name":"pro"}}`)
 	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,52 +93,192 @@ func (b *bench) proxyThroughput() {
 	b.mustDo("PUT", "connect/connections/bench-proxy/acme", map[string]any{"access_token": "gho_bench",
 		"refresh_token": "ghr_" + strings.Repeat("r", 36), "expires_in": 7 * 24 * 3600})
 
-	targets := []struct {
-		name, url string
-		header    http.Header
+	targets := [numTargets]struct {
+		url    string
+		header http.Header
 	}{
-		{"GET straight to the loopback API", api.URL + "/user", http.Header{"Authorization": {"Bearer gho_bench"}}},
-		{"the same GET through the proxy", b.s.Addr + "/v1/connect/connections/bench-proxy/acme/proxy/user", http.Header{"X-Vault-Token": {b.s.Token}}},
-		{"plain connection read", b.s.Addr + "/v1/connect/connections/bench-proxy/acme", http.Header{"X-Vault-Token": {b.s.Token}}},
+		targetDirect: {api.URL + "/user", http.Header{"Authorization": {"Bearer gho_bench"}}},
+		targetRead:   {b.s.Addr + "/v1/connect/connections/bench-proxy/acme", http.Header{"X-Vault-Token": {b.s.Token}}},
+		targetProxy:  {b.s.Addr + "/v1/connect/connections/bench-proxy/acme/proxy/user", http.Header{"X-Vault-Token": {b.s.Token}}},
 	}
-	ops := make([]int64, len(targets))
-	lat := make([][]time.Duration, len(targets))
-	for _, t := range targets { // warm up
-		b.timedLoad(t.url, t.header, time.Second)
-	}
-	for range *rounds {
-		for i, t := range targets {
-			n, l := b.timedLoad(t.url, t.header, *roundTime)
-			ops[i] += n
-			lat[i] = append(lat[i], l...)
+	counts := parseClientCounts(*proxyClients)
+	procs := b.benchProcesses()
+	figures := make(map[int]*[numTargets]proxyFigures)
+	for _, n := range counts {
+		figures[n] = &[numTargets]proxyFigures{}
+		for _, t := range targets { // warm up: connections, caches
+			b.timedLoad(n, t.url, t.header, time.Second)
 		}
 	}
-	elapsed := (time.Duration(*rounds) * *roundTime).Seconds()
-	rate := func(i int) float64 { return float64(ops[i]) / elapsed }
-	pct := func(i int, p float64) time.Duration {
-		slices.Sort(lat[i])
-		return lat[i][int(p*float64(len(lat[i])-1))]
+	for range *rounds {
+		for _, n := range counts {
+			for i, t := range targets {
+				before := procs.read()
+				_, l := b.timedLoad(n, t.url, t.header, *roundTime)
+				f := &figures[n][i]
+				f.cpu = f.cpu.add(procs.read().sub(before))
+				f.rounds = append(f.rounds, l)
+			}
+		}
 	}
-	fmt.Printf("\nProxy, %d concurrent HTTP clients, %d x %v per target, interleaved, audit device %v:\n\n", *clients, *rounds, *roundTime, *audit)
-	fmt.Printf("| %-34s | %10s | %-14s | %-14s | %9s | %9s |\n", "target", "req/s", "vs straight", "vs plain read", "p50", "p99")
-	fmt.Printf("|%s|%s|%s|%s|%s|%s|\n", strings.Repeat("-", 36), strings.Repeat("-", 12), strings.Repeat("-", 16), strings.Repeat("-", 16), strings.Repeat("-", 11), strings.Repeat("-", 11))
-	for i, t := range targets {
-		fmt.Printf("| %-34s | %10.0f | %13.2fx | %13.2fx | %9s | %9s |\n", t.name, rate(i), rate(i)/rate(0), rate(i)/rate(2),
-			pct(i, 0.5).Round(time.Microsecond), pct(i, 0.99).Round(time.Microsecond))
-	}
-	fmt.Printf("\nAdded by the proxy over the straight GET: p50 %s, p99 %s; throughput %.2fx the plain read's (target: added p50 < 1ms, >= 0.6x)\n",
-		(pct(1, 0.5) - pct(0, 0.5)).Round(time.Microsecond), (pct(1, 0.99) - pct(0, 0.99)).Round(time.Microsecond), rate(1)/rate(2))
+	b.printProxyFigures(counts, figures)
 }
 
-// timedLoad GETs url from all clients for d and returns the successful
+// printProxyFigures prints the proxy row: the table, then per number of
+// clients the latency (c) adds over (a) and its split, with the targets.
+func (b *bench) printProxyFigures(counts []int, figures map[int]*[numTargets]proxyFigures) {
+	rt := *roundTime
+	fmt.Printf("\nProxy: (a) a GET straight to a loopback API, (b) a plain connection read through Vault, (c) the same GET\n"+
+		"through the proxy; %d x %v per target and number of clients, interleaved, audit device %v. CPU per request:\n"+
+		"the Vault server, the plugin, and the bench process (its clients and the loopback API).\n\n", *rounds, rt, *audit)
+	fmt.Printf("| clients | target                        |   req/s |      p50 |      p99 | Vault CPU | plugin CPU | bench+API CPU |\n")
+	fmt.Printf("|--------:|-------------------------------|--------:|---------:|---------:|----------:|-----------:|--------------:|\n")
+	for _, n := range counts {
+		for i := range numTargets {
+			f := &figures[n][i]
+			all := f.all()
+			per := func(d time.Duration) string {
+				return fmt.Sprintf("%dµs", (d / time.Duration(max(len(all), 1))).Microseconds())
+			}
+			fmt.Printf("| %7d | %-29s | %7.0f | %8s | %8s | %9s | %10s | %13s |\n", n, proxyTargetNames[i], f.rate(rt),
+				round(pct(all, 0.5)), round(pct(all, 0.99)), per(f.cpu.vault), per(f.cpu.plugin), per(f.cpu.bench))
+		}
+	}
+	fmt.Println()
+	for _, n := range counts {
+		f := figures[n]
+		p := func(i int, q float64) time.Duration { return pct(f[i].all(), q) }
+		added50, added99 := p(targetProxy, 0.5)-p(targetDirect, 0.5), p(targetProxy, 0.99)-p(targetDirect, 0.99)
+		floor50, floor99 := p(targetRead, 0.5)-p(targetDirect, 0.5), p(targetRead, 0.99)-p(targetDirect, 0.99)
+		own50, own99 := p(targetProxy, 0.5)-p(targetRead, 0.5), p(targetProxy, 0.99)-p(targetRead, 0.99)
+		ratio := f[targetProxy].rate(rt) / f[targetRead].rate(rt)
+		fmt.Printf("%d client(s): (c) adds over (a) p50 %s, p99 %s; of that Vault's floor (b)-(a) p50 %s, p99 %s, and the proxy's own (c)-(b) p50 %s, p99 %s.\n",
+			n, round(added50), round(added99), round(floor50), round(floor99), round(own50), round(own99))
+		fmt.Printf("  throughput (c) %.2fx (b)'s, %.2fx (a)'s; per round: (c)/(b) %s, added p50 %s.\n",
+			ratio, f[targetProxy].rate(rt)/f[targetDirect].rate(rt), perRound(f, func(r int) string {
+				return fmt.Sprintf("%.2f", f[targetProxy].roundRate(r, rt)/f[targetRead].roundRate(r, rt))
+			}), perRound(f, func(r int) string {
+				return round(roundPct(f[targetProxy].rounds[r], 0.5) - roundPct(f[targetDirect].rounds[r], 0.5)).String()
+			}))
+		fmt.Printf("  target added p50 < 1ms: %s; target (c) >= 0.6x (b): %s\n", metOrNot(added50 < time.Millisecond), metOrNot(ratio >= 0.6))
+	}
+}
+
+// perRound joins one figure of each round.
+func perRound(f *[numTargets]proxyFigures, fig func(r int) string) string {
+	var out []string
+	for r := range f[targetProxy].rounds {
+		out = append(out, fig(r))
+	}
+	return strings.Join(out, " / ")
+}
+
+// roundPct is the p-quantile of one round's latencies.
+func roundPct(l []time.Duration, p float64) time.Duration {
+	s := slices.Clone(l)
+	slices.Sort(s)
+	return pct(s, p)
+}
+
+func round(d time.Duration) time.Duration { return d.Round(10 * time.Microsecond) }
+
+func metOrNot(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT met"
+}
+
+// parseClientCounts reads -proxy-clients.
+func parseClientCounts(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			fatal(fmt.Errorf("-proxy-clients: %q is not a number of clients", f))
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// benchProcs are the processes whose CPU time the proxy row reads: the
+// Vault server, its connect plugin processes, and this one.
+type benchProcs struct {
+	vault   int
+	plugins []int
+}
+
+// benchProcesses finds the plugin's processes and Vault's (their parent).
+func (b *bench) benchProcesses() benchProcs {
+	p := benchProcs{plugins: b.s.PluginPIDs()}
+	if len(p.plugins) > 0 {
+		if st := procStat(p.plugins[0]); len(st) > 1 {
+			p.vault, _ = strconv.Atoi(st[1])
+		}
+	}
+	return p
+}
+
+// cpuTimes are CPU times (user and system) of the bench's processes.
+type cpuTimes struct{ vault, plugin, bench time.Duration }
+
+func (c cpuTimes) add(o cpuTimes) cpuTimes {
+	return cpuTimes{c.vault + o.vault, c.plugin + o.plugin, c.bench + o.bench}
+}
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{c.vault - o.vault, c.plugin - o.plugin, c.bench - o.bench}
+}
+
+// read reads the processes' CPU times now (0 for one that is gone).
+func (p benchProcs) read() cpuTimes {
+	var c cpuTimes
+	c.vault = cpuTime(p.vault)
+	for _, pid := range p.plugins {
+		c.plugin += cpuTime(pid)
+	}
+	c.bench = cpuTime(os.Getpid())
+	return c
+}
+
+// clockTick is Linux's USER_HZ, the unit of /proc/<pid>/stat's times.
+const clockTick = 10 * time.Millisecond
+
+// cpuTime is a process's user and system CPU time from /proc.
+func cpuTime(pid int) time.Duration {
+	st := procStat(pid)
+	if len(st) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(st[11], 10, 64)
+	stime, _ := strconv.ParseInt(st[12], 10, 64)
+	return time.Duration(utime+stime) * clockTick
+}
+
+// procStat is /proc/<pid>/stat's fields after the command name (state,
+// ppid, …), nil when unreadable.
+func procStat(pid int) []string {
+	if pid <= 0 {
+		return nil
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	s := string(raw)
+	return strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+}
+
+// timedLoad GETs url from n clients for d and returns the successful
 // requests and each one's latency.
-func (b *bench) timedLoad(url string, header http.Header, d time.Duration) (int64, []time.Duration) {
+func (b *bench) timedLoad(n int, url string, header http.Header, d time.Duration) (int64, []time.Duration) {
 	var mu sync.Mutex
 	var all []time.Duration
 	var bad int64
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
-	for range *clients {
+	for range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
