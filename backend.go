@@ -79,6 +79,9 @@ type backend struct {
 	writer *connectionWriter
 	// proxier calls providers' APIs with connections' credentials.
 	proxier *proxier
+	// closeIdleConnections closes the provider client's idle connections
+	// (the issuer's and the proxy's pools) when the mount is cleaned up.
+	closeIdleConnections func()
 	// authorizer runs the authorization code flow.
 	authorizer *authorizer
 	// mountConfig loads, caches and saves the mount's configuration.
@@ -127,6 +130,7 @@ func newBackend() *backend {
 	b.states = newStateStore(b.mountConfig.get, clock, logger)
 	b.sessions = newSessionStore(clock, logger)
 	client := provider.New(httpClient, clock)
+	b.closeIdleConnections = client.CloseIdleConnections
 	b.issuer = &issuer{
 		client: client,
 		logger: logger,
@@ -327,6 +331,10 @@ func (b *backend) invalidate(_ context.Context, key string) {
 func (b *backend) clean(context.Context) {
 	b.engine.Stop()
 	b.outbox.stopDelivery() // and event delivery
+	// The provider client's pools (the proxy's keeps many connections per
+	// host) would otherwise stay open until their idle timeout after the
+	// mount is gone.
+	b.closeIdleConnections()
 }
 
 // HandleExistenceCheck wraps the framework's check, which validates the

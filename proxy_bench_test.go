@@ -33,6 +33,8 @@ type proxyBenchEnv struct {
 	// conns counts the connections the API accepted: a client that does
 	// not keep them alive opens one per call.
 	conns atomic.Int64
+	// closed counts the connections that ended, whichever side closed them.
+	closed atomic.Int64
 }
 
 func newProxyBenchEnv(tb testing.TB) *proxyBenchEnv {
@@ -48,8 +50,11 @@ func newProxyBenchEnv(tb testing.TB) *proxyBenchEnv {
 	}))
 	e := &proxyBenchEnv{api: api}
 	api.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
+		switch st {
+		case http.StateNew:
 			e.conns.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			e.closed.Add(1)
 		}
 	}
 	api.Start()

@@ -687,3 +687,21 @@ func TestProxyAnsweredCallsWriteNoLogLine(t *testing.T) {
 		t.Fatalf("answered calls were logged:\n%s", added)
 	}
 }
+
+// Unmounting (or reloading) the plugin closes the proxy's idle connections
+// to providers at once: its pool keeps many per host, and they would
+// otherwise linger until the idle timeout after the mount is gone.
+func TestCleanupClosesTheProxysIdleConnections(t *testing.T) {
+	e := newProxyBenchEnv(t)
+	if resp, err := e.handle(logical.ReadOperation, "connections/bench-proxy/acme/proxy/user", map[string]any{}); err != nil || resp.Data["status"] != http.StatusOK {
+		t.Fatalf("proxied GET: %v %v", resp, err)
+	}
+	e.b.Clean(context.Background())
+	deadline := time.Now().Add(2 * time.Second)
+	for e.closed.Load() < e.conns.Load() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if opened, closed := e.conns.Load(), e.closed.Load(); opened == 0 || closed != opened {
+		t.Fatalf("after the mount's cleanup %d of %d connection(s) to the provider are closed", closed, opened)
+	}
+}
