@@ -126,23 +126,29 @@ func (uc *renderingCache) clear() {
 	uc.m = nil
 }
 
-// get returns the integration's rendering, nil when it does not exist.
+// get returns the integration's rendering, nil when it does not exist. A
+// missing integration is remembered too (as nil), so that a name the
+// unauthenticated connect page offers, deleted since, is not read from
+// storage on every request; creating it clears the cache.
 func (uc *renderingCache) get(ctx context.Context, s logical.Storage, integration string) (*integrationRendering, error) {
 	uc.mu.Lock()
-	u, gen := uc.m[integration], uc.gen
+	u, cached := uc.m[integration]
+	gen := uc.gen
 	uc.mu.Unlock()
-	if u != nil {
+	if cached {
 		return u, nil
 	}
 	stored, err := getIntegration(ctx, s, integration)
-	if err != nil || stored == nil {
-		return nil, err
-	}
-	in, err := effectiveIntegration(ctx, s, stored)
 	if err != nil {
 		return nil, err
 	}
-	u = newIntegrationRendering(in)
+	if stored != nil {
+		in, err := effectiveIntegration(ctx, s, stored)
+		if err != nil {
+			return nil, err
+		}
+		u = newIntegrationRendering(in)
+	}
 	uc.mu.Lock()
 	defer uc.mu.Unlock()
 	if uc.gen == gen {

@@ -53,7 +53,8 @@ func TestRenderingFillsBaseURLAndHeaders(t *testing.T) {
 }
 
 // The cache parses an integration once, answers nil for one that does not
-// exist, and starts over when cleared (an integration or provider write).
+// exist (and remembers that too), and starts over when cleared (an
+// integration or provider write).
 func TestRenderingCache(t *testing.T) {
 	ctx := t.Context()
 	s := &logical.InmemStorage{}
@@ -64,6 +65,10 @@ func TestRenderingCache(t *testing.T) {
 	if err := putIntegration(ctx, s, renderingIntegration()); err != nil {
 		t.Fatal(err)
 	}
+	if r, err := rc.get(ctx, s, "acme"); r != nil || err != nil {
+		t.Fatalf("a missing integration is remembered until the cache is cleared: %v, %v", r, err)
+	}
+	rc.clear() // as the integration write that stored it does
 	first, err := rc.get(ctx, s, "acme")
 	if err != nil || first == nil {
 		t.Fatalf("get: %v, %v", first, err)

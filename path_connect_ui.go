@@ -160,14 +160,17 @@ func (b *backend) pageIntegration(ctx context.Context, s logical.Storage, sess *
 	if name == "" || validateIntegrationName(name) != nil || !sess.allows(name) {
 		return nil, notOffered, nil
 	}
-	in, err := integrationIfExists(ctx, s, name)
+	// From the rendering cache, as the chooser: an unauthenticated GET
+	// reads no integration from storage once it is cached, a missing one
+	// included. A post's write reads the integration again.
+	u, err := b.renderings.get(ctx, s, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	if in == nil || !pageConnects(in.AuthMode) {
+	if u == nil || !pageConnects(u.integration.AuthMode) {
 		return nil, notOffered, nil
 	}
-	return in, nil, nil
+	return u.integration, nil, nil
 }
 
 // choicesPage lists the integrations the session offers; with one, it is
