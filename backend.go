@@ -78,6 +78,8 @@ type backend struct {
 	proxier *proxier
 	// authorizer runs the authorization code flow.
 	authorizer *authorizer
+	// pagePoster carries out the connect page's posts.
+	pagePoster *pagePoster
 	// mountConfig loads, caches and saves the mount's configuration.
 	mountConfig *mountConfigStore
 	// renderings cache how each integration's connection reads render
@@ -155,11 +157,21 @@ func newBackend() *backend {
 		putState:  b.states.Put,
 		takeState: b.states.Take,
 		peekState: b.states.Peek,
-		events:    recorderFunc(b.recordEvent),
-		now:       clock,
-		logger:    logger,
+		// The callback's: never a completion.
+		takeAuthorization: b.states.TakeAuthorization,
+		sessions:          b.sessions,
+		config:            b.config,
+		events:            recorderFunc(b.recordEvent),
+		now:               clock,
+		logger:            logger,
 	}
 	b.states.dropHeld = b.authorizer.revokeHeld
+	b.pagePoster = &pagePoster{
+		sessions:   b.sessions,
+		authorizer: b.authorizer,
+		now:        clock,
+		logger:     logger,
+	}
 	b.outbox = newEventOutbox(clock, func() hclog.Logger { return b.Logger() }, b.maxPendingEvents)
 	b.events = b.outbox
 

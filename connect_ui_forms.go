@@ -13,7 +13,7 @@ import (
 // The connect page's forms: which inputs an integration's form has, how a
 // posted form becomes the fields of a connection write, and which input an
 // error belongs to. The write itself is writeConnection's
-// (path_connect_ui_flow.go), as for any connection write: the same checks,
+// (path_connect_ui_write.go), as for any connection write: the same checks,
 // the same store, the same events.
 
 // Form input name prefixes: a credential and a connection config key.

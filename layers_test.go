@@ -56,6 +56,9 @@ var layerFiles = []struct {
 		// The hosted connect page (another change's): its forms and HTML.
 		"connect_ui_forms.go", "connect_ui_render.go"}},
 	{layerFlows, []string{"refresher.go", "token_issuer.go", "authorization.go", "import.go",
+		// A pending authorization's one constructor; the connect page's
+		// part in an authorization; the page's post under its session's lock.
+		"pending_authorization.go", "authorization_page.go", "page_post.go",
 		"egress.go", "connection_rendering.go",
 		// Event delivery (another change's): the worker that calls receivers;
 		// which change causes which event, and a failure's scrubbed error.

@@ -64,20 +64,29 @@ func (b *backend) openSession(ctx context.Context, req *logical.Request) (*sessi
 	if err != nil {
 		return nil, "", nil, err
 	}
-	switch {
-	case sess == nil:
-		return nil, "", messagePage(http.StatusNotFound, "Link not valid",
-			"This link is not valid: it was revoked, or it was never issued. Ask the application for a new one.", ""), nil
-	case !b.now().Before(sess.ExpiresAt):
-		return nil, "", messagePage(http.StatusGone, "Link expired",
-			"This link has expired. Ask the application for a new one.", ""), nil
-	case sess.ConnectedIntegration != "":
-		return nil, "", connectedPage(http.StatusConflict, sess,
-			fmt.Sprintf("This link has already connected %s; a link connects once. Ask the application for a new one to connect again.", sess.ConnectedIntegration)), nil
-	case sess.spent():
-		return nil, "", spentLinkPage(), nil
+	if page := refusalPage(refusalOf(sess, b.now()), sess); page != nil {
+		return nil, "", page, nil
 	}
 	return sess, hash, nil, nil
+}
+
+// refusalPage is the page that says why a session cannot be used, nil
+// when it can.
+func refusalPage(r sessionRefusal, sess *sessionEntry) *logical.Response {
+	switch r {
+	case sessionUnknown:
+		return messagePage(http.StatusNotFound, "Link not valid",
+			"This link is not valid: it was revoked, or it was never issued. Ask the application for a new one.", "")
+	case sessionExpired:
+		return messagePage(http.StatusGone, "Link expired",
+			"This link has expired. Ask the application for a new one.", "")
+	case sessionConnected:
+		return connectedPage(http.StatusConflict, sess,
+			fmt.Sprintf("This link has already connected %s; a link connects once. Ask the application for a new one to connect again.", sess.ConnectedIntegration))
+	case sessionSpent:
+		return spentLinkPage()
+	}
+	return nil
 }
 
 func (b *backend) pathConnectUIGet(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
@@ -121,35 +130,31 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if !sess.validFormToken(in.Name, purpose, queryValue(req.Data, formTokenParam)) {
 		return refusedFormPage(), nil
 	}
-	// Two tabs posting at once: the second waits, then finds the session
-	// connected.
-	defer b.sessions.Lock(hash)()
-	if sess, _, page, err = b.openSession(ctx, req); page != nil || err != nil {
-		return page, err
-	}
-	secret := queryValue(req.Data, sessionParam)
 	f := formFor(in)
 	if f.Unsupported != "" {
 		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported, ""), nil
 	}
-	if in.AuthMode == catalog.OAuth2 {
-		started, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
-		if err != nil {
-			page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
-			return b.failedPost(ctx, req.Storage, hash, sess, page, err)
-		}
-		return continuePage(sess, in, started, req.MountPoint), nil
+	post := pagePost{secretHash: hash, integration: in, connect: func(ctx context.Context, s logical.Storage, sess *sessionEntry) error {
+		_, err := b.connectThroughPage(ctx, s, sess, in.Name, f, req.Data)
+		return err
+	}}
+	if len(f.Config) > 0 {
+		post.config = f.postedConfig(req.Data)
 	}
-	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
-		page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
-		return b.failedPost(ctx, req.Storage, hash, sess, page, err)
+	out, err := b.pagePoster.post(ctx, req.Storage, post)
+	switch {
+	case err != nil:
+		return nil, err
+	case out.refusal != sessionUsable:
+		return refusalPage(out.refusal, out.sess), nil
+	case out.spent:
+		return spentLinkPage(), nil
+	case out.failed != nil:
+		return failedFormPage(out.sess, queryValue(req.Data, sessionParam), in, f, req.Data, out.failed), nil
+	case out.started != nil:
+		return continuePage(out.sess, in, out.started, req.MountPoint), nil
 	}
-	if err := b.sessions.MarkConnected(ctx, req.Storage, hash, sess, in.Name); err != nil {
-		// The connection is stored; the session stays usable until it
-		// expires, which is no worse than an unspent link.
-		b.Logger().Warn("marking a connect session used", "session_id", sess.ID, "error", err)
-	}
-	return connectedPage(http.StatusOK, sess, fmt.Sprintf("%s is connected. Its credentials are stored in Vault.", integrationLabel(in))), nil
+	return connectedPage(http.StatusOK, out.sess, fmt.Sprintf("%s is connected. Its credentials are stored in Vault.", integrationLabel(in))), nil
 }
 
 // pageIntegration resolves an integration the session offers, or the page
@@ -244,48 +249,24 @@ func formPage(status int, sess *sessionEntry, secret string, in *integrationEntr
 	return renderConnectPage(status, view)
 }
 
-// failedFormPage shows the form again after a refused write: the error
-// next to its input, or above the form, with the non-secret values kept
-// and every posted secret scrubbed from the message.
-func (b *backend) failedFormPage(sess *sessionEntry, secret string, in *integrationEntry, f pageForm, data map[string]any, err error) (*logical.Response, error) {
-	var ue *userError
+// failedFormPage shows the form again after a post the customer can fix
+// (customerFault): the error next to its input, or above the form, with
+// the non-secret values kept and every posted secret scrubbed from the
+// message; too many sign-ins in progress is a page of its own.
+func failedFormPage(sess *sessionEntry, secret string, in *integrationEntry, f pageForm, data map[string]any, err error) *logical.Response {
+	var limit *pendingLimitError
 	var ee *engineError
 	status := http.StatusBadRequest
 	switch {
-	case errors.As(err, &ue):
-	case errors.As(err, &ee) && (errors.Is(ee.kind, errProviderRefused) || errors.Is(ee.kind, errProviderUnreachable) || errors.Is(ee.kind, errBadConnectionConfig)):
+	case errors.As(err, new(*userError)), errors.Is(err, errBadConnectionConfig):
+	case errors.As(err, &ee) && (errors.Is(ee.kind, errProviderRefused) || errors.Is(ee.kind, errProviderUnreachable)):
 		status = http.StatusFailedDependency
-		if errors.Is(ee.kind, errBadConnectionConfig) {
-			status = http.StatusBadRequest
-		}
-	case errors.Is(err, errBadConnectionConfig):
-	default:
-		var limit *pendingLimitError
-		if errors.As(err, &limit) {
-			return messagePage(http.StatusTooManyRequests, "Try again later", "Too many sign-ins are in progress for this service. Try again in a few minutes.", ""), nil
-		}
-		return nil, err
+	case errors.As(err, &limit):
+		return messagePage(http.StatusTooManyRequests, "Try again later", "Too many sign-ins are in progress for this service. Try again in a few minutes.", "")
 	}
 	msg := f.scrubPosted(err.Error(), data)
 	byInput, general := f.formErrors(msg)
-	return formPage(status, sess, secret, in, f.keptValues(data), byInput, general), nil
-}
-
-// failedPost counts a post that failed with a page for the customer (not
-// an error of Vault's), and answers that page, or the spent link's once
-// the session has had maxFailedPosts. The caller holds the session's lock.
-func (b *backend) failedPost(ctx context.Context, s logical.Storage, hash string, sess *sessionEntry, page *logical.Response, err error) (*logical.Response, error) {
-	if err != nil || page == nil {
-		return page, err
-	}
-	spent, err := b.sessions.NoteFailedPost(ctx, s, hash, sess)
-	if err != nil {
-		return nil, err
-	}
-	if spent {
-		return spentLinkPage(), nil
-	}
-	return page, nil
+	return formPage(status, sess, secret, in, f.keptValues(data), byInput, general)
 }
 
 // spentLinkPage answers a session whose failed posts used it up.
@@ -343,27 +324,6 @@ func (b *backend) checkPageOrigin(ctx context.Context, req *logical.Request) (*l
 			"This form was not sent from this Vault's page, so nothing was changed. Open the link you were given again.", ""), nil
 	}
 	return nil, nil
-}
-
-// pageOrigin is the origin (RFC 6454) the page is served from: public_url's,
-// else redirect_url's, without a default port. "" when neither is set.
-func pageOrigin(cfg *configEntry) string {
-	base := cfg.PublicURL
-	if base == "" {
-		base = cfg.RedirectURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return ""
-	}
-	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname())
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port := u.Port(); port != "" && !(scheme == "https" && port == "443") && !(scheme == "http" && port == "80") {
-		host += ":" + port
-	}
-	return scheme + "://" + host
 }
 
 // messagePage is a page with a title, a message and, if given, a link back
