@@ -5,8 +5,13 @@ package connect
 import (
 	"context"
 
+	"strings"
+
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/connectpage"
 )
 
 // The connect page's connection write: a posted form is a connection write
@@ -46,4 +51,45 @@ func (b *backend) connectThroughPage(ctx context.Context, s logical.Storage, ses
 		return write(existing)
 	})
 	return c, err
+}
+
+// pageForm is an integration's form on the page (internal/connectpage),
+// with what the plugin makes of a posted one: the fields of a connection
+// write.
+type pageForm struct{ connectpage.Form }
+
+// connectionWriteFields turns a posted form into the fields of a
+// connection write, as `vault write connections/<i>/<id>` takes them.
+func (f pageForm) connectionWriteFields(mode catalog.AuthMode, data map[string]any, sess *sessionEntry) map[string]any {
+	raw := map[string]any{}
+	custom := map[string]any{}
+	for _, in := range f.Credentials {
+		v := queryValue(data, in.Name)
+		if !in.Secret {
+			v = strings.TrimSpace(v)
+		}
+		if v == "" {
+			continue
+		}
+		if mode == catalog.Custom {
+			custom[in.Key] = v
+		} else {
+			raw[in.WriteField] = v
+		}
+	}
+	if mode == catalog.Custom {
+		raw["credentials"] = custom
+	}
+	if len(f.Config) > 0 {
+		raw["connection_config"] = f.PostedConfig(data)
+	}
+	if !sess.Reconnect {
+		if sess.Metadata != nil {
+			raw["metadata"] = sess.Metadata
+		}
+		if len(sess.Tags) > 0 {
+			raw["tags"] = sess.Tags
+		}
+	}
+	return raw
 }

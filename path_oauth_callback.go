@@ -5,13 +5,13 @@ package connect
 import (
 	"context"
 	"fmt"
-	"html"
-	"html/template"
 	"net/http"
 	"net/url"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/connectpage"
 )
 
 // callbackPath is unauthenticated (PathsSpecial.Unauthenticated): the
@@ -52,19 +52,19 @@ func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d
 	}
 	switch {
 	case fail != nil:
-		return htmlPage(completionStatus[fail.fault], "Connection failed", fail.msg), nil
+		return messagePage(completionStatus[fail.fault], "Connection failed", fail.msg), nil
 	case out.st.SessionHash != "":
 		return pageAuthorizedPage(out.st, out.sess), nil
 	case out.completion != "":
-		return seeOtherPage(withQuery(out.st.ReturnURL, url.Values{
+		return pageResponse(connectpage.SeeOther(withQuery(out.st.ReturnURL, url.Values{
 			"integration": {out.st.Integration}, "connection_id": {out.st.ConnectionID}, completionParam: {out.completion},
-		}), "Back to the application"), nil
+		}), "Back to the application")), nil
 	case out.st.ReturnURL != "":
 		return &logical.Response{Redirect: withQuery(out.st.ReturnURL, url.Values{
 			"integration": {out.st.Integration}, "connection_id": {out.st.ConnectionID}, "status": {"connected"},
 		})}, nil
 	}
-	return htmlPage(http.StatusOK, "Connected",
+	return connectedPage(http.StatusOK, &sessionEntry{},
 		fmt.Sprintf("Connection %q of %q is stored in Vault. You can close this window.", out.st.ConnectionID, out.st.Integration)), nil
 }
 
@@ -132,45 +132,6 @@ func withQuery(base string, q url.Values) string {
 	}
 	u.RawQuery = merged.Encode()
 	return u.String()
-}
-
-// pageTemplate escapes everything it is given: provider error descriptions
-// arrive in the query string, from anyone.
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
-</head>
-<body>
-<h1>{{.Title}}</h1>
-<p>{{.Message}}</p>
-</body>
-</html>
-`))
-
-// seeOtherPage answers 303 See Other to location. Vault passes the
-// Location header only where the mount allows it (allowed_response_headers,
-// see docs/deployment.md); elsewhere the browser shows the body, which
-// refreshes to location and links to it.
-func seeOtherPage(location, linkText string) *logical.Response {
-	resp := renderConnectPage(http.StatusSeeOther, connectPageView{
-		Title:      "Continue",
-		Notice:     "Taking you back to the application.",
-		RefreshTo:  template.HTMLAttr(`content="0; url=` + html.EscapeString(location) + `"`),
-		ReturnURL:  location,
-		ReturnText: linkText,
-	})
-	resp.Headers = map[string][]string{"Location": {location}}
-	return resp
-}
-
-// htmlPage is the callback's raw HTML page, as Vault's PKI serves its CRLs.
-func htmlPage(status int, title, message string) *logical.Response {
-	return rawHTMLResponse(status, pageTemplate, struct{ Title, Message string }{title, message}, title)
 }
 
 const pathCallbackHelp = `
