@@ -354,6 +354,12 @@ func refusedFormPage() *logical.Response {
 // connectedPage is the success page of a session, with the link back to
 // its return_url.
 func connectedPage(status int, sess *sessionEntry, msg string) *logical.Response {
+	return pageResponse(connectpage.Render(status, connectedView(status, sess, msg)))
+}
+
+// connectedView is connectedPage's view: a 200 says connected; another
+// status says the session had connected already.
+func connectedView(status int, sess *sessionEntry, msg string) connectpage.View {
 	view := connectpage.View{Title: "Connected", Notice: msg, ReturnText: "Back to the application", For: sess.DisplayName}
 	if sess.ReturnURL != "" {
 		view.ReturnURL = withQuery(sess.ReturnURL, url.Values{
@@ -363,7 +369,7 @@ func connectedPage(status int, sess *sessionEntry, msg string) *logical.Response
 	if status != http.StatusOK {
 		view.Title, view.Notice, view.Alert = "Already connected", "", msg
 	}
-	return pageResponse(connectpage.Render(status, view))
+	return view
 }
 
 const pathConnectUIHelp = `

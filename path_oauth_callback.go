@@ -52,7 +52,7 @@ func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d
 	}
 	switch {
 	case fail != nil:
-		return messagePage(completionStatus[fail.fault], "Connection failed", fail.msg), nil
+		return callbackPage(completionStatus[fail.fault], connectpage.View{Title: "Connection failed", Alert: fail.msg}), nil
 	case out.st.SessionHash != "":
 		return pageAuthorizedPage(out.st, out.sess), nil
 	case out.completion != "":
@@ -64,8 +64,8 @@ func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d
 			"integration": {out.st.Integration}, "connection_id": {out.st.ConnectionID}, "status": {"connected"},
 		})}, nil
 	}
-	return connectedPage(http.StatusOK, &sessionEntry{},
-		fmt.Sprintf("Connection %q of %q is stored in Vault. You can close this window.", out.st.ConnectionID, out.st.Integration)), nil
+	return callbackPage(http.StatusOK, connectedView(http.StatusOK, &sessionEntry{},
+		fmt.Sprintf("Connection %q of %q is stored in Vault. You can close this window.", out.st.ConnectionID, out.st.Integration))), nil
 }
 
 // completionParam is the query parameter that carries a pending
@@ -105,7 +105,14 @@ func pageAuthorizedPage(st *oauthStateEntry, sess *sessionEntry) *logical.Respon
 		sess = &sessionEntry{}
 	}
 	sess.ConnectedIntegration, sess.ConnectionID = st.Integration, st.ConnectionID
-	return connectedPage(http.StatusOK, sess, st.Integration+" is connected. Its credentials are stored in Vault.")
+	return callbackPage(http.StatusOK, connectedView(http.StatusOK, sess, st.Integration+" is connected. Its credentials are stored in Vault."))
+}
+
+// callbackPage renders a page the callback serves: its URL holds the
+// provider's code and the state, so the page sends no Referer.
+func callbackPage(status int, v connectpage.View) *logical.Response {
+	v.NoReferrer = true
+	return pageResponse(connectpage.Render(status, v))
 }
 
 // completionStatus is the callback page's status for each fault of the

@@ -56,6 +56,10 @@ type View struct {
 	// RefreshTo is the content attribute of a meta refresh, built from a
 	// URL escaped for HTML.
 	RefreshTo template.HTMLAttr
+	// NoReferrer: the page's URL holds what no Referer may carry (the
+	// callback's code and state). The page's own (same-origin) sends one,
+	// since with no-referrer a browser's posts carry Origin "null".
+	NoReferrer bool
 }
 
 // Choice is one integration in the page's list.
@@ -298,9 +302,10 @@ func Render(status int, v View) Page {
 	return p
 }
 
-// SeeOther is a 303 to location with a body for a browser that was not
-// sent on (Vault passes the Location header only where the mount allows
-// it): the body refreshes to location and links to it with linkText.
+// SeeOther is the callback's 303 to location with a body for a browser
+// that was not sent on (Vault passes the Location header only where the
+// mount allows it): the body refreshes to location and links to it with
+// linkText, and sends no Referer.
 func SeeOther(location, linkText string) Page {
 	p := Render(http.StatusSeeOther, View{
 		Title:      "Continue",
@@ -308,6 +313,7 @@ func SeeOther(location, linkText string) Page {
 		RefreshTo:  template.HTMLAttr(`content="0; url=` + html.EscapeString(location) + `"`),
 		ReturnURL:  location,
 		ReturnText: linkText,
+		NoReferrer: true,
 	})
 	p.Headers = map[string][]string{"Location": {location}}
 	return p
