@@ -160,7 +160,7 @@ func newBackend() *backend {
 		// The callback's: never a completion.
 		takeAuthorization: b.states.TakeAuthorization,
 		sessions:          b.sessions,
-		config:            b.config,
+		config:            b.mountConfig.get,
 		events:            recorderFunc(b.recordEvent),
 		now:               clock,
 		logger:            logger,
