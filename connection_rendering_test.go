@@ -177,3 +177,27 @@ func TestWritesAnswerWhatAReadAnswers(t *testing.T) {
 		t.Errorf("refresh answered base_url %v, headers %v", refreshed["base_url"], refreshed["headers"])
 	}
 }
+
+// Missing names are remembered apart: asking for many that do not exist
+// (any name a session offering every integration may ask for) never
+// pushes out a cached rendering.
+func TestRenderingCacheMissesKeepRenderings(t *testing.T) {
+	ctx := t.Context()
+	s := &logical.InmemStorage{}
+	if err := putIntegration(ctx, s, renderingIntegration()); err != nil {
+		t.Fatal(err)
+	}
+	var rc renderingCache
+	first, err := rc.get(ctx, s, "acme")
+	if err != nil || first == nil {
+		t.Fatalf("get: %v, %v", first, err)
+	}
+	for i := range maxCachedRenderings + 10 {
+		if r, err := rc.get(ctx, s, fmt.Sprintf("missing-%d", i)); r != nil || err != nil {
+			t.Fatalf("missing-%d: %v, %v", i, r, err)
+		}
+	}
+	if again, _ := rc.get(ctx, s, "acme"); again != first {
+		t.Fatal("misses pushed a cached rendering out")
+	}
+}
