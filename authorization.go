@@ -32,9 +32,16 @@ type authorizer struct {
 	// putState stores a pending authorization under the hash of its state.
 	putState func(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error
 	// takeState spends a pending authorization or completion; peekState
-	// reads one without spending it.
-	takeState func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
-	peekState func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
+	// reads one without spending it; takeAuthorization spends a pending
+	// authorization, never a completion (the callback's).
+	takeState         func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
+	peekState         func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
+	takeAuthorization func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
+	// sessions are the connect sessions: an authorization one started is
+	// completed under its lock, checked and marked connected.
+	sessions *sessionStore
+	// config reads the mount's config (the callback's URL, state_ttl).
+	config func(ctx context.Context, s logical.Storage) (*configEntry, error)
 	// events records connection.authorization_failed, which no saved
 	// change carries (the store records the others).
 	events eventRecorder
@@ -66,8 +73,11 @@ const (
 	// faultBinding: the browser binding does not match.
 	faultBinding
 	// faultExists: an authorization that may only create its connection
-	// found it created meanwhile.
+	// found it created meanwhile, or its connect session has connected
+	// something else.
 	faultExists
+	// faultUnavailable: this Vault node cannot store connections.
+	faultUnavailable
 )
 
 // connectionConfig is the config an authorization fills the provider's
@@ -127,6 +137,155 @@ func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthS
 		return fail
 	}
 	return a.save(ctx, s, in, st, res, issued)
+}
+
+// callbackInput is the provider's redirect to the callback as the browser
+// brought it: its state and code or error, the whole query (scrubbed from
+// the event of a refusal, copied into config by callback_config), and the
+// request's headers (the connect page's binding cookie).
+type callbackInput struct {
+	state, code                 string
+	errorCode, errorDescription string
+	query                       map[string]any
+	headers                     map[string][]string
+	// writable says whether this Vault node may store connections.
+	writable bool
+}
+
+// callbackOutcome is what a successful callback did: st's authorization
+// was stored (sess is the connect session that started it, if any), or
+// its tokens are held for the application under completion.
+type callbackOutcome struct {
+	st         *oauthStateEntry
+	sess       *sessionEntry
+	completion string
+}
+
+// completeCallback spends the pending authorization the redirect's state
+// names, exchanges the code and stores the connection, or, for an
+// authorization the application completes, keeps its tokens for it. On
+// failure nothing is written but the spent state. For an authorization a
+// connect session started it requires the page's binding cookie, checks
+// the session under its lock and marks it connected.
+func (a *authorizer) completeCallback(ctx context.Context, s logical.Storage, cb callbackInput) (*callbackOutcome, *completionError) {
+	st, err := a.takeAuthorization(ctx, s, hashState(cb.state))
+	if err != nil {
+		a.logger().Error("reading authorization state", "error", err)
+		return nil, &completionError{faultVault, "Vault could not read the authorization state."}
+	}
+	if st == nil || st.Held != nil {
+		return nil, &completionError{faultRequest, "This authorization is unknown or was already used. Start the authorization again."}
+	}
+	if !a.now().Before(st.ExpiresAt) {
+		return nil, &completionError{faultRequest, "This authorization has expired. Start the authorization again."}
+	}
+	if st.SessionHash != "" {
+		if fail := a.checkBindingCookie(ctx, s, st, cb.headers); fail != nil {
+			return nil, fail
+		}
+		// The session's lock is held from its check to its mark, across
+		// the exchange, as the page's post holds it from its check to its
+		// mark: a form posted meanwhile waits, then finds the session
+		// connected, so that the session connects once. It is taken before
+		// the store's integration and connection locks, as the post takes
+		// it, and after the take has released the state lock.
+		defer a.sessions.Lock(st.SessionHash)()
+	}
+	if fail := a.checkAuthorizingSession(ctx, s, st); fail != nil {
+		return nil, fail
+	}
+	if cb.errorCode != "" {
+		a.failed(ctx, s, st, nil, cb.errorCode, cb.errorDescription, cb.query)
+		return nil, &completionError{faultRequest, providerRefusalMessage(cb.errorCode)}
+	}
+	if cb.code == "" {
+		return nil, &completionError{faultRequest, "The provider sent no authorization code."}
+	}
+	if !cb.writable {
+		return nil, &completionError{faultUnavailable, "This Vault node cannot store connections. Start the authorization again."}
+	}
+	if st.ApplicationCompletes && st.SessionHash == "" {
+		return a.holdForApplication(ctx, s, st, cb.code, cb.query)
+	}
+	if fail := a.complete(ctx, s, st, cb.code, cb.query); fail != nil {
+		return nil, fail
+	}
+	out := &callbackOutcome{st: st}
+	if st.SessionHash != "" {
+		out.sess = a.markPageAuthorization(ctx, s, st)
+	}
+	return out, nil
+}
+
+// holdForApplication exchanges the code of an authorization the
+// application completes and keeps its tokens for state_ttl.
+func (a *authorizer) holdForApplication(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*callbackOutcome, *completionError) {
+	cfg, err := a.config(ctx, s)
+	if err != nil {
+		return nil, &completionError{faultVault, "Vault could not read its configuration."}
+	}
+	completion, fail := a.hold(ctx, s, st, code, query, cfg.StateTTL)
+	if fail != nil {
+		return nil, fail
+	}
+	return &callbackOutcome{st: st, completion: completion}, nil
+}
+
+// registeredErrorCodes are the error codes RFC 6749 (section 4.1.2.1)
+// registers for the authorization endpoint: the only words of a
+// provider's refusal a page served from Vault's address repeats.
+var registeredErrorCodes = map[string]bool{
+	"invalid_request": true, "unauthorized_client": true, "access_denied": true, "unsupported_response_type": true,
+	"invalid_scope": true, "server_error": true, "temporarily_unavailable": true,
+}
+
+// providerRefusalMessage is the page's fixed message for a provider's
+// refusal: its code when RFC 6749 registers it, never its description or
+// error_uri, which anyone can put in the query of a link to Vault.
+func providerRefusalMessage(code string) string {
+	msg := "The provider refused the authorization. Nothing was stored. Start the authorization again."
+	if registeredErrorCodes[code] {
+		msg += " (" + code + ")"
+	}
+	return msg
+}
+
+// checkAuthorizingSession refuses the callback of an authorization started
+// by a connect session that has since been revoked, has expired or has
+// connected something else: the session's link no longer allows it.
+func (a *authorizer) checkAuthorizingSession(ctx context.Context, s logical.Storage, st *oauthStateEntry) *completionError {
+	if st.SessionHash == "" {
+		return nil
+	}
+	sess, err := a.sessions.ByHash(ctx, s, st.SessionHash)
+	switch {
+	case err != nil:
+		a.logger().Error("reading the connect session of an authorization", "error", err)
+		return &completionError{faultVault, "Vault could not read the connect session."}
+	case sess == nil:
+		return &completionError{faultRequest, "The link this sign-in started from was revoked. Nothing was stored. Ask the application for a new link."}
+	case !a.now().Before(sess.ExpiresAt):
+		return &completionError{faultRequest, "The link this sign-in started from has expired. Nothing was stored. Ask the application for a new link."}
+	case sess.ConnectedIntegration != "":
+		return &completionError{faultExists, "The link this sign-in started from has connected " + sess.ConnectedIntegration + " already. Nothing was stored."}
+	}
+	return nil
+}
+
+// markPageAuthorization marks the session of a completed authorization
+// connected, under the session's lock (completeCallback holds it), and
+// returns the session, nil when it could not be read.
+func (a *authorizer) markPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *sessionEntry {
+	sess, err := a.sessions.ByHash(ctx, s, st.SessionHash)
+	if err == nil && sess != nil {
+		err = a.sessions.MarkConnected(ctx, s, st.SessionHash, sess, st.Integration)
+	}
+	if err != nil {
+		// The connection is stored; the session stays usable until it
+		// expires, which is no worse than an unspent link.
+		a.logger().Warn("marking a connect session used", "error", err)
+	}
+	return sess
 }
 
 // exchange reads what the exchange and the save need, checks the values

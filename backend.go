@@ -84,6 +84,8 @@ type backend struct {
 	closeIdleConnections func()
 	// authorizer runs the authorization code flow.
 	authorizer *authorizer
+	// pagePoster carries out the connect page's posts.
+	pagePoster *pagePoster
 	// mountConfig loads, caches and saves the mount's configuration.
 	mountConfig *mountConfigStore
 	// renderings cache how each integration's connection reads render
@@ -166,11 +168,21 @@ func newBackend() *backend {
 		putState:  b.states.Put,
 		takeState: b.states.Take,
 		peekState: b.states.Peek,
-		events:    b.outbox,
-		now:       clock,
-		logger:    logger,
+		// The callback's: never a completion.
+		takeAuthorization: b.states.TakeAuthorization,
+		sessions:          b.sessions,
+		config:            b.mountConfig.get,
+		events:            b.outbox,
+		now:               clock,
+		logger:            logger,
 	}
 	b.states.dropHeld = b.authorizer.revokeHeld
+	b.pagePoster = &pagePoster{
+		sessions:   b.sessions,
+		authorizer: b.authorizer,
+		now:        clock,
+		logger:     logger,
+	}
 
 	b.Backend = &framework.Backend{
 		Help:        strings.TrimSpace(backendHelp),

@@ -113,39 +113,60 @@ type renderingCache struct {
 	mu  sync.Mutex
 	gen uint64
 	m   map[string]*integrationRendering
+	// missing are integrations found not to exist, kept apart so that
+	// names asked for in bulk (any name a session offering every
+	// integration may ask for) never push out an integration's rendering.
+	missing map[string]bool
 }
 
-// maxCachedRenderings bounds the cache; past it, it starts over.
-const maxCachedRenderings = 10000
+// maxCachedRenderings bounds the cache, and maxCachedMisses its missing
+// names; past either, that part starts over.
+const (
+	maxCachedRenderings = 10000
+	maxCachedMisses     = 1000
+)
 
 // clear forgets every integration's rendering.
 func (uc *renderingCache) clear() {
 	uc.mu.Lock()
 	defer uc.mu.Unlock()
 	uc.gen++
-	uc.m = nil
+	uc.m, uc.missing = nil, nil
 }
 
-// get returns the integration's rendering, nil when it does not exist.
+// get returns the integration's rendering, nil when it does not exist. A
+// missing integration is remembered too (as nil), so that a name the
+// unauthenticated connect page offers, deleted since, is not read from
+// storage on every request; creating it clears the cache.
 func (uc *renderingCache) get(ctx context.Context, s logical.Storage, integration string) (*integrationRendering, error) {
 	uc.mu.Lock()
 	u, gen := uc.m[integration], uc.gen
+	missing := uc.missing[integration]
 	uc.mu.Unlock()
-	if u != nil {
+	if u != nil || missing {
 		return u, nil
 	}
 	stored, err := getIntegration(ctx, s, integration)
-	if err != nil || stored == nil {
-		return nil, err
-	}
-	in, err := effectiveIntegration(ctx, s, stored)
 	if err != nil {
 		return nil, err
 	}
-	u = newIntegrationRendering(in)
+	if stored != nil {
+		in, err := effectiveIntegration(ctx, s, stored)
+		if err != nil {
+			return nil, err
+		}
+		u = newIntegrationRendering(in)
+	}
 	uc.mu.Lock()
 	defer uc.mu.Unlock()
-	if uc.gen == gen {
+	switch {
+	case uc.gen != gen:
+	case u == nil:
+		if uc.missing == nil || len(uc.missing) >= maxCachedMisses {
+			uc.missing = map[string]bool{}
+		}
+		uc.missing[integration] = true
+	default:
 		if uc.m == nil || len(uc.m) >= maxCachedRenderings {
 			uc.m = map[string]*integrationRendering{}
 		}

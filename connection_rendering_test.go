@@ -53,7 +53,8 @@ func TestRenderingFillsBaseURLAndHeaders(t *testing.T) {
 }
 
 // The cache parses an integration once, answers nil for one that does not
-// exist, and starts over when cleared (an integration or provider write).
+// exist (and remembers that too), and starts over when cleared (an
+// integration or provider write).
 func TestRenderingCache(t *testing.T) {
 	ctx := t.Context()
 	s := &logical.InmemStorage{}
@@ -64,6 +65,10 @@ func TestRenderingCache(t *testing.T) {
 	if err := putIntegration(ctx, s, renderingIntegration()); err != nil {
 		t.Fatal(err)
 	}
+	if r, err := rc.get(ctx, s, "acme"); r != nil || err != nil {
+		t.Fatalf("a missing integration is remembered until the cache is cleared: %v, %v", r, err)
+	}
+	rc.clear() // as the integration write that stored it does
 	first, err := rc.get(ctx, s, "acme")
 	if err != nil || first == nil {
 		t.Fatalf("get: %v, %v", first, err)
@@ -170,5 +175,29 @@ func TestWritesAnswerWhatAReadAnswers(t *testing.T) {
 	headers, _ := refreshed["headers"].(map[string]any)
 	if refreshed["base_url"] != "https://api.github.test" || headers["Authorization"] != "Bearer "+refreshed["access_token"].(string) {
 		t.Errorf("refresh answered base_url %v, headers %v", refreshed["base_url"], refreshed["headers"])
+	}
+}
+
+// Missing names are remembered apart: asking for many that do not exist
+// (any name a session offering every integration may ask for) never
+// pushes out a cached rendering.
+func TestRenderingCacheMissesKeepRenderings(t *testing.T) {
+	ctx := t.Context()
+	s := &logical.InmemStorage{}
+	if err := putIntegration(ctx, s, renderingIntegration()); err != nil {
+		t.Fatal(err)
+	}
+	var rc renderingCache
+	first, err := rc.get(ctx, s, "acme")
+	if err != nil || first == nil {
+		t.Fatalf("get: %v, %v", first, err)
+	}
+	for i := range maxCachedRenderings + 10 {
+		if r, err := rc.get(ctx, s, fmt.Sprintf("missing-%d", i)); r != nil || err != nil {
+			t.Fatalf("missing-%d: %v, %v", i, r, err)
+		}
+	}
+	if again, _ := rc.get(ctx, s, "acme"); again != first {
+		t.Fatal("misses pushed a cached rendering out")
 	}
 }

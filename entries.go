@@ -234,7 +234,7 @@ func (in *integrationEntry) displayName() string {
 	return in.Name
 }
 
-// oauthStateEntry is one authorization in flight, stored under the SHA-256
+// oauthStateEntry is a pending authorization as stored, under the SHA-256
 // of its state so that storage never holds a usable state value.
 type oauthStateEntry struct {
 	entryFormat

@@ -46,6 +46,8 @@ const (
 	// plain values, below every root layer (the base layer's entries hold
 	// its refresh statuses).
 	layerRefresh layer = "Refresh" // internal/refresh
+	// The connect page's view, which only the paths use.
+	layerPage layer = "Page" // internal/connectpage
 )
 
 // layerFiles places each non-test file of the root package. A file that
@@ -56,10 +58,11 @@ var layerFiles = []struct {
 	files []string // exact names; a trailing * matches a prefix
 }{
 	{layerPaths, []string{"backend.go", "path_*.go", "response.go", "fields.go",
-		"api_reference.go",
-		// The hosted connect page (another change's): its forms and HTML.
-		"connect_ui_forms.go", "connect_ui_render.go"}},
+		"api_reference.go"}},
 	{layerFlows, []string{"refresher.go", "connection_writer.go", "token_issuer.go", "authorization.go", "import.go",
+		// A pending authorization's one constructor; the connect page's
+		// part in an authorization; the page's post under its session's lock.
+		"pending_authorization.go", "authorization_page.go", "page_post.go",
 		"connection_config_check.go", "connection_rendering.go",
 		// Event delivery (another change's): the worker that calls receivers;
 		// which change causes which event, and a failure's scrubbed error.
@@ -94,10 +97,10 @@ var layerFiles = []struct {
 // client's template helpers); it never uses the provider client itself.
 var neverUses = map[layer][]layer{
 	layerPaths:  nil,
-	layerFlows:  {layerPaths},
-	layerStore:  {layerPaths, layerFlows, layerRefresh},            // the engine only through its scheduler interface
-	layerEngine: {layerPaths, layerFlows, layerStore, layerClient}, // the store is above it: it may use Base and internal/refresh only
-	layerBase:   {layerPaths, layerFlows, layerStore, layerEngine, layerClient},
+	layerFlows:  {layerPaths, layerPage},
+	layerStore:  {layerPaths, layerFlows, layerRefresh, layerPage},            // the engine only through its scheduler interface
+	layerEngine: {layerPaths, layerFlows, layerStore, layerClient, layerPage}, // the store is above it: it may use Base and internal/refresh only
+	layerBase:   {layerPaths, layerFlows, layerStore, layerEngine, layerClient, layerPage},
 }
 
 // neverUsesFiles narrows a "may use": the store reaches the engine only
@@ -124,9 +127,10 @@ var leafHelpers = map[string]bool{
 
 // importLayers are the module's packages that are a layer of their own.
 var importLayers = map[string]layer{
-	modulePath + "/internal/catalog":  layerCatalog,
-	modulePath + "/internal/provider": layerClient,
-	modulePath + "/internal/refresh":  layerRefresh,
+	modulePath + "/internal/catalog":     layerCatalog,
+	modulePath + "/internal/provider":    layerClient,
+	modulePath + "/internal/refresh":     layerRefresh,
+	modulePath + "/internal/connectpage": layerPage,
 }
 
 func fileLayer(name string) (layer, bool) {
@@ -412,6 +416,14 @@ var forbiddenImports = map[string]func(path string) bool{
 	"internal/refresh": func(p string) bool {
 		return strings.HasPrefix(p, "github.com/hashicorp/vault/") || strings.HasPrefix(p, modulePath)
 	},
+	// The connect page's view takes plain values and returns bytes and
+	// headers: no Vault SDK, nothing of the plugin but the catalog's
+	// schemas, the provider client's URL alternatives and the text helpers.
+	"internal/connectpage": func(p string) bool {
+		return strings.HasPrefix(p, "github.com/hashicorp/vault/") ||
+			(strings.HasPrefix(p, modulePath) && !leafHelpers[p] &&
+				p != modulePath+"/internal/catalog" && p != modulePath+"/internal/provider")
+	},
 	// The webhook sender signs and posts plain values: no Vault SDK,
 	// nothing of the plugin.
 	"internal/webhook": func(p string) bool {
@@ -422,6 +434,23 @@ var forbiddenImports = map[string]func(path string) bool{
 func TestInternalPackagesImportNothingAbove(t *testing.T) {
 	for _, v := range importViolations(t, forbiddenImports) {
 		t.Error(v)
+	}
+}
+
+// TestConnectPageRuleRefusesVault: the connect page's import rule refuses
+// Vault's SDK and the plugin's own packages, other than the catalog, the
+// provider client and the leaf text helpers.
+func TestConnectPageRuleRefusesVault(t *testing.T) {
+	rule := forbiddenImports["internal/connectpage"]
+	for _, p := range []string{"github.com/hashicorp/vault/sdk/logical", "github.com/hashicorp/vault/sdk/framework", modulePath, modulePath + "/internal/webhook"} {
+		if !rule(p) {
+			t.Errorf("the connect page may import %s", p)
+		}
+	}
+	for _, p := range []string{"html/template", modulePath + "/internal/catalog", modulePath + "/internal/safetext"} {
+		if rule(p) {
+			t.Errorf("the connect page may not import %s", p)
+		}
 	}
 }
 

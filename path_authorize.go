@@ -4,11 +4,8 @@ package connect
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
 	"strings"
-	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/hashicorp/vault/sdk/framework"
@@ -92,7 +89,11 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	if err != nil {
 		return nil, err
 	}
-	st, err := newStateEntry(cfg, in, id, existing, d, b.now())
+	r, err := authorizationRequestFrom(id, d)
+	if err != nil {
+		return logical.ErrorResponse(err.Error()), nil
+	}
+	st, err := newPendingAuthorization(cfg, in, existing, r, b.now())
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
@@ -106,27 +107,15 @@ func (b *backend) pathAuthorize(ctx context.Context, req *logical.Request, d *fr
 	}}, nil
 }
 
-// newStateEntry records what the callback will need from the request. Only
-// what the request gives is kept: the callback merges it into the
-// connection as it is then, so edits made in between are not undone.
-func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *connectionEntry, d *framework.FieldData, now time.Time) (*oauthStateEntry, error) {
-	st := &oauthStateEntry{
-		Integration:  in.Name,
-		ConnectionID: id,
-		// The code exchange must send what authorize sent, even if the
-		// integration changes in between.
-		RedirectURL:          in.RedirectURI(cfg.RedirectURL),
-		Reauthorization:      existing != nil,
-		IntegrationCreatedAt: in.CreatedAt,
-		ExpiresAt:            now.Add(cfg.StateTTL),
-	}
+// authorizationRequestFrom turns authorize's fields into the request a
+// pending authorization is made from, checking each field's form; the
+// checks against the integration and config are newPendingAuthorization's.
+func authorizationRequestFrom(id string, d *framework.FieldData) (authorizationRequest, error) {
+	r := authorizationRequest{connectionID: id}
 	if v, ok := d.GetOk("scopes"); ok {
-		if err := checkRequestedScopes(v.([]string), in); err != nil {
-			return nil, err
-		}
-		st.Scopes = v.([]string)
+		r.scopes, r.scopesGiven = v.([]string), true
 	}
-	for field, dst := range map[string]*map[string]any{"connection_config": &st.ConnectionConfig, "metadata": &st.Metadata} {
+	for field, dst := range map[string]*map[string]any{"connection_config": &r.connectionConfig, "metadata": &r.metadata} {
 		v, ok := d.GetOk(field)
 		if !ok {
 			continue
@@ -136,144 +125,27 @@ func newStateEntry(cfg *configEntry, in *integrationEntry, id string, existing *
 			err = checkDocumentSize(field, obj)
 		}
 		if err != nil {
-			return nil, err
+			return r, err
 		}
 		*dst = obj
 	}
-	st.ReplaceConnectionConfig = st.ConnectionConfig != nil
-	st.ReplaceMetadata = st.Metadata != nil
+	r.configGiven, r.metadataGiven = r.connectionConfig != nil, r.metadata != nil
 	tags, given, err := tagsFromRequest(d)
 	if err != nil {
-		return nil, err
+		return r, err
 	}
-	if given && existing != nil {
-		// Tags decide who may see a connection; authorize's caller may be
-		// a customer's own, who must not relabel an existing connection.
-		return nil, fmt.Errorf("tags can only be given when authorize creates the connection; %q exists: change its tags with a write to the connection", id)
-	}
-	st.Tags, st.ReplaceTags = tags, given
-	if cfg.applicationCompletes() {
-		if err := requireApplicationCompletion(d, st); err != nil {
-			return nil, err
-		}
-	}
+	r.tags, r.tagsGiven = tags, given
+	r.browserBinding, _ = d.Get("browser_binding").(string)
 	if v := strings.TrimSpace(d.Get("return_url").(string)); v != "" {
 		if len(v) > maxReturnURLLen {
-			return nil, fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
+			return r, fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
 		}
 		if err := validateAbsoluteURL("return_url", v); err != nil {
-			return nil, err
+			return r, err
 		}
-		if !returnURLAllowed(v, cfg.AllowedReturnURLs) {
-			return nil, fmt.Errorf("return_url %q is not under any of config's allowed_return_urls", printable(v))
-		}
-		st.ReturnURL = v
+		r.returnURL = v
 	}
-	return st, nil
-}
-
-// Bounds of authorize's browser_binding.
-const (
-	minBrowserBindingLen = 16
-	maxBrowserBindingLen = 512
-)
-
-// requireApplicationCompletion records in st that the application
-// completes it, with the hash of its browser_binding: without a
-// return_url the browser could not bring the completion back, and
-// without a binding anyone holding the completion could complete it.
-func requireApplicationCompletion(d *framework.FieldData, st *oauthStateEntry) error {
-	if strings.TrimSpace(d.Get("return_url").(string)) == "" {
-		return errors.New("return_url is required: config's oauth_completion is \"application\", so the browser goes back to the application with a connect_completion, which the application gives to complete")
-	}
-	binding, _ := d.Get("browser_binding").(string)
-	if binding == "" {
-		return errors.New("browser_binding is required: config's oauth_completion is \"application\"; give a value derived from your own session of this user (e.g. an HMAC of its session id) and give it again to complete")
-	}
-	if err := checkBrowserBinding(binding); err != nil {
-		return err
-	}
-	st.BrowserBindingHash, st.ApplicationCompletes = hashState(binding), true
-	return nil
-}
-
-// checkBrowserBinding checks a browser_binding's length and characters,
-// never echoing it.
-func checkBrowserBinding(binding string) error {
-	if len(binding) < minBrowserBindingLen || len(binding) > maxBrowserBindingLen {
-		return fmt.Errorf("browser_binding must be %d to %d characters long", minBrowserBindingLen, maxBrowserBindingLen)
-	}
-	for _, r := range binding {
-		if r < 0x21 || r > 0x7e {
-			return errors.New("browser_binding must be printable ASCII characters without spaces")
-		}
-	}
-	return nil
-}
-
-// maxReturnURLLen bounds what a pending state carries of a return URL.
-const maxReturnURLLen = 2048
-
-// checkRequestedScopes refuses scopes beyond the integration's scopes and
-// allowed_scopes: whoever may call authorize must not widen the access the
-// operator configured.
-func checkRequestedScopes(requested []string, in *integrationEntry) error {
-	allowed := map[string]bool{}
-	for _, s := range append(append([]string(nil), in.Scopes...), in.AllowedScopes...) {
-		allowed[s] = true
-	}
-	for _, s := range requested {
-		if !allowed[s] {
-			return fmt.Errorf("scope %q is not one of the integration's scopes or allowed_scopes", printable(s))
-		}
-	}
-	return nil
-}
-
-// returnURLAllowed reports whether u is under one of the allowed URLs,
-// compared as parsed URLs: the same scheme and host, and a path equal to the
-// allowed path or below it at a '/' boundary. Paths with dot segments or
-// encoded slashes, dots or backslashes are refused outright, since browsers
-// and servers resolve them differently from a string comparison.
-func returnURLAllowed(u string, allowedURLs []string) bool {
-	target, err := url.Parse(u)
-	if err != nil || target.User != nil || !cleanURLPath(target) {
-		return false
-	}
-	for _, a := range allowedURLs {
-		allowed, err := url.Parse(a)
-		if err != nil {
-			continue
-		}
-		if !strings.EqualFold(target.Scheme, allowed.Scheme) || !strings.EqualFold(target.Host, allowed.Host) {
-			continue
-		}
-		base := strings.TrimSuffix(allowed.Path, "/")
-		if target.Path == base || target.Path == allowed.Path || strings.HasPrefix(target.Path, base+"/") {
-			return true
-		}
-	}
-	return false
-}
-
-// cleanURLPath reports whether u's path means what it says: no dot
-// segments, no encoded '/', '.' or '\\', nothing path.Clean would change.
-func cleanURLPath(u *url.URL) bool {
-	raw := strings.ToLower(u.EscapedPath())
-	for _, bad := range []string{"%2f", "%2e", "%5c", "\\"} {
-		if strings.Contains(raw, bad) {
-			return false
-		}
-	}
-	if u.Path == "" {
-		return true
-	}
-	for _, seg := range strings.Split(u.Path, "/") {
-		if seg == "." || seg == ".." {
-			return false
-		}
-	}
-	return true
+	return r, nil
 }
 
 const pathAuthorizeHelp = `

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/connectpage"
 )
 
 // connectUIPath is the hosted connect page. It is unauthenticated
@@ -64,25 +65,34 @@ func (b *backend) openSession(ctx context.Context, req *logical.Request) (*sessi
 	if err != nil {
 		return nil, "", nil, err
 	}
-	switch {
-	case sess == nil:
-		return nil, "", messagePage(http.StatusNotFound, "Link not valid",
-			"This link is not valid: it was revoked, or it was never issued. Ask the application for a new one.", ""), nil
-	case !b.now().Before(sess.ExpiresAt):
-		return nil, "", messagePage(http.StatusGone, "Link expired",
-			"This link has expired. Ask the application for a new one.", ""), nil
-	case sess.ConnectedIntegration != "":
-		return nil, "", connectedPage(http.StatusConflict, sess,
-			fmt.Sprintf("This link has already connected %s; a link connects once. Ask the application for a new one to connect again.", sess.ConnectedIntegration)), nil
-	case sess.spent():
-		return nil, "", spentLinkPage(), nil
+	if page := refusalPage(refusalOf(sess, b.now()), sess); page != nil {
+		return nil, "", page, nil
 	}
 	return sess, hash, nil, nil
 }
 
+// refusalPage is the page that says why a session cannot be used, nil
+// when it can.
+func refusalPage(r sessionRefusal, sess *sessionEntry) *logical.Response {
+	switch r {
+	case sessionUnknown:
+		return messagePage(http.StatusNotFound, "Link not valid",
+			"This link is not valid: it was revoked, or it was never issued. Ask the application for a new one.")
+	case sessionExpired:
+		return messagePage(http.StatusGone, "Link expired",
+			"This link has expired. Ask the application for a new one.")
+	case sessionConnected:
+		return connectedPage(http.StatusConflict, sess,
+			fmt.Sprintf("This link has already connected %s; a link connects once. Ask the application for a new one to connect again.", sess.ConnectedIntegration))
+	case sessionSpent:
+		return spentLinkPage()
+	}
+	return nil
+}
+
 func (b *backend) pathConnectUIGet(ctx context.Context, req *logical.Request, _ *framework.FieldData) (*logical.Response, error) {
 	if err := checkPayloadSize(req.Data); err != nil {
-		return messagePage(http.StatusBadRequest, "Request too large", err.Error(), ""), nil
+		return messagePage(http.StatusBadRequest, "Request too large", err.Error()), nil
 	}
 	sess, _, page, err := b.openSession(ctx, req)
 	if page != nil || err != nil {
@@ -104,7 +114,7 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 		return page, err
 	}
 	if err := checkPayloadSize(req.Data); err != nil {
-		return messagePage(http.StatusBadRequest, "Request too large", err.Error(), ""), nil
+		return messagePage(http.StatusBadRequest, "Request too large", err.Error()), nil
 	}
 	sess, hash, page, err := b.openSession(ctx, req)
 	if page != nil || err != nil {
@@ -121,53 +131,52 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	if !sess.validFormToken(in.Name, purpose, queryValue(req.Data, formTokenParam)) {
 		return refusedFormPage(), nil
 	}
-	// Two tabs posting at once: the second waits, then finds the session
-	// connected.
-	defer b.sessions.Lock(hash)()
-	if sess, _, page, err = b.openSession(ctx, req); page != nil || err != nil {
-		return page, err
-	}
-	secret := queryValue(req.Data, sessionParam)
 	f := formFor(in)
 	if f.Unsupported != "" {
-		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported, ""), nil
+		return messagePage(http.StatusBadRequest, "Cannot connect here", f.Unsupported), nil
 	}
-	if in.AuthMode == catalog.OAuth2 {
-		started, err := b.authorizeThroughPage(ctx, req.Storage, sess, hash, in.Name, f, req.Data)
-		if err != nil {
-			page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
-			return b.failedPost(ctx, req.Storage, hash, sess, page, err)
-		}
-		return continuePage(sess, in, started, req.MountPoint), nil
+	post := pagePost{secretHash: hash, integration: in, connect: func(ctx context.Context, s logical.Storage, sess *sessionEntry) error {
+		_, err := b.connectThroughPage(ctx, s, sess, in.Name, f, req.Data)
+		return err
+	}}
+	if len(f.Config) > 0 {
+		post.config = f.PostedConfig(req.Data)
 	}
-	if _, err := b.connectThroughPage(ctx, req.Storage, sess, in.Name, f, req.Data); err != nil {
-		page, err := b.failedFormPage(sess, secret, in, f, req.Data, err)
-		return b.failedPost(ctx, req.Storage, hash, sess, page, err)
+	out, err := b.pagePoster.post(ctx, req.Storage, post)
+	switch {
+	case err != nil:
+		return nil, err
+	case out.refusal != sessionUsable:
+		return refusalPage(out.refusal, out.sess), nil
+	case out.spent:
+		return spentLinkPage(), nil
+	case out.failed != nil:
+		return failedFormPage(out.sess, queryValue(req.Data, sessionParam), in, f, req.Data, out.failed), nil
+	case out.started != nil:
+		return continuePage(out.sess, in, out.started, req.MountPoint), nil
 	}
-	if err := b.sessions.MarkConnected(ctx, req.Storage, hash, sess, in.Name); err != nil {
-		// The connection is stored; the session stays usable until it
-		// expires, which is no worse than an unspent link.
-		b.Logger().Warn("marking a connect session used", "session_id", sess.ID, "error", err)
-	}
-	return connectedPage(http.StatusOK, sess, fmt.Sprintf("%s is connected. Its credentials are stored in Vault.", integrationLabel(in))), nil
+	return connectedPage(http.StatusOK, out.sess, fmt.Sprintf("%s is connected. Its credentials are stored in Vault.", integrationLabel(in))), nil
 }
 
 // pageIntegration resolves an integration the session offers, or the page
 // that refuses it.
 func (b *backend) pageIntegration(ctx context.Context, s logical.Storage, sess *sessionEntry, name string) (*integrationEntry, *logical.Response, error) {
 	notOffered := messagePage(http.StatusForbidden, "Not available",
-		"This link does not offer that service. Nothing was changed.", "")
+		"This link does not offer that service. Nothing was changed.")
 	if name == "" || validateIntegrationName(name) != nil || !sess.allows(name) {
 		return nil, notOffered, nil
 	}
-	in, err := integrationIfExists(ctx, s, name)
+	// From the rendering cache, as the chooser: an unauthenticated GET
+	// reads no integration from storage once it is cached, a missing one
+	// included. A post's write reads the integration again.
+	u, err := b.renderings.get(ctx, s, name)
 	if err != nil {
 		return nil, nil, err
 	}
-	if in == nil || !pageConnects(in.AuthMode) {
+	if u == nil || !pageConnects(u.integration.AuthMode) {
 		return nil, notOffered, nil
 	}
-	return in, nil, nil
+	return u.integration, nil, nil
 }
 
 // choicesPage lists the integrations the session offers; with one, it is
@@ -196,17 +205,17 @@ func (b *backend) choicesPage(ctx context.Context, s logical.Storage, sess *sess
 	if len(offered) == 1 {
 		return formPage(http.StatusOK, sess, secret, offered[0], nil, nil, ""), nil
 	}
-	view := connectPageView{Title: "Connect an account", For: sess.DisplayName}
+	view := connectpage.View{Title: "Connect an account", For: sess.DisplayName}
 	if len(offered) == 0 {
 		view.Alert = "There is nothing to connect with this link."
 	}
 	for _, in := range offered {
-		view.Choices = append(view.Choices, connectChoice{
-			Label: integrationLabel(in), Mode: modeLabel(in.AuthMode),
+		view.Choices = append(view.Choices, connectpage.Choice{
+			Label: integrationLabel(in), Mode: connectpage.ModeLabel(in.AuthMode),
 			Href: connectUIRelative(url.Values{sessionParam: {secret}, integrationParam: {in.Name}}),
 		})
 	}
-	return renderConnectPage(http.StatusOK, view), nil
+	return pageResponse(connectpage.Render(http.StatusOK, view)), nil
 }
 
 // connectUIRelative is a link to the page itself: relative, so that it
@@ -218,77 +227,64 @@ func connectUIRelative(q url.Values) string {
 // formPage renders an integration's form, with kept values and errors
 // after a failed post.
 func formPage(status int, sess *sessionEntry, secret string, in *integrationEntry, kept, errs map[string]string, general string) *logical.Response {
-	f := formFor(in)
-	view := connectPageView{Title: "Connect " + integrationLabel(in), For: sess.DisplayName, Service: integrationLabel(in), CSP: connectPageCSPFor(in)}
-	if f.Unsupported != "" {
-		view.Alert = f.Unsupported
-		return renderConnectPage(http.StatusOK, view)
-	}
-	form := &connectFormView{
-		Mode:    modeLabel(in.AuthMode),
-		Session: secret, Integration: in.Name, Token: sess.formToken(in.Name, purposeConnect),
-		Error:  general,
-		Inputs: inputViews(append(append([]pageInput(nil), f.Credentials...), f.Config...), kept, errs),
-		Submit: "Connect",
+	p := connectpage.FormPage{
+		For: sess.DisplayName, Integration: pageIntegration(in),
+		Session: secret, Token: sess.formToken(in.Name, purposeConnect),
+		Kept: kept, Errors: errs, General: general,
 	}
 	if in.AuthMode == catalog.OAuth2 {
-		form.Submit, form.Token = "Continue to sign in", sess.formToken(in.Name, purposeAuthorize)
+		p.Token = sess.formToken(in.Name, purposeAuthorize)
 	}
 	if len(sess.Integrations) != 1 {
-		form.Back = connectUIRelative(url.Values{sessionParam: {secret}})
+		p.Back = connectUIRelative(url.Values{sessionParam: {secret}})
 	}
-	view.Form = form
-	return renderConnectPage(status, view)
+	return pageResponse(p.Render(status))
 }
 
-// failedFormPage shows the form again after a refused write: the error
-// next to its input, or above the form, with the non-secret values kept
-// and every posted secret scrubbed from the message.
-func (b *backend) failedFormPage(sess *sessionEntry, secret string, in *integrationEntry, f pageForm, data map[string]any, err error) (*logical.Response, error) {
-	var ue *userError
+// pageIntegration is what the page shows of an integration.
+func pageIntegration(in *integrationEntry) connectpage.Integration {
+	return connectpage.Integration{
+		Name: in.Name, DisplayName: integrationLabel(in), AuthMode: in.AuthMode,
+		CredentialsSchema: in.CredentialsSchema, ConnectionConfigSchema: in.ConnectionConfigSchema,
+		AuthURL: in.AuthURL, AllowedHosts: in.AllowedHosts,
+	}
+}
+
+// formFor lists the inputs of in's form.
+func formFor(in *integrationEntry) pageForm {
+	return pageForm{connectpage.FormFor(pageIntegration(in))}
+}
+
+// integrationLabel is how the page names an integration: its name, and the
+// catalog provider it is built on.
+func integrationLabel(in *integrationEntry) string {
+	return in.displayName()
+}
+
+// failedFormPage shows the form again after a post the customer can fix
+// (customerFault): the error next to its input, or above the form, with
+// the non-secret values kept and every posted secret scrubbed from the
+// message; too many sign-ins in progress is a page of its own.
+func failedFormPage(sess *sessionEntry, secret string, in *integrationEntry, f pageForm, data map[string]any, err error) *logical.Response {
+	var limit *pendingLimitError
 	var ee *engineError
 	status := http.StatusBadRequest
 	switch {
-	case errors.As(err, &ue):
-	case errors.As(err, &ee) && (errors.Is(ee.kind, errProviderRefused) || errors.Is(ee.kind, errProviderUnreachable) || errors.Is(ee.kind, errBadConnectionConfig)):
+	case errors.As(err, new(*userError)), errors.Is(err, errBadConnectionConfig):
+	case errors.As(err, &ee) && (errors.Is(ee.kind, errProviderRefused) || errors.Is(ee.kind, errProviderUnreachable)):
 		status = http.StatusFailedDependency
-		if errors.Is(ee.kind, errBadConnectionConfig) {
-			status = http.StatusBadRequest
-		}
-	case errors.Is(err, errBadConnectionConfig):
-	default:
-		var limit *pendingLimitError
-		if errors.As(err, &limit) {
-			return messagePage(http.StatusTooManyRequests, "Try again later", "Too many sign-ins are in progress for this service. Try again in a few minutes.", ""), nil
-		}
-		return nil, err
+	case errors.As(err, &limit):
+		return messagePage(http.StatusTooManyRequests, "Try again later", "Too many sign-ins are in progress for this service. Try again in a few minutes.")
 	}
-	msg := f.scrubPosted(err.Error(), data)
-	byInput, general := f.formErrors(msg)
-	return formPage(status, sess, secret, in, f.keptValues(data), byInput, general), nil
-}
-
-// failedPost counts a post that failed with a page for the customer (not
-// an error of Vault's), and answers that page, or the spent link's once
-// the session has had maxFailedPosts. The caller holds the session's lock.
-func (b *backend) failedPost(ctx context.Context, s logical.Storage, hash string, sess *sessionEntry, page *logical.Response, err error) (*logical.Response, error) {
-	if err != nil || page == nil {
-		return page, err
-	}
-	spent, err := b.sessions.NoteFailedPost(ctx, s, hash, sess)
-	if err != nil {
-		return nil, err
-	}
-	if spent {
-		return spentLinkPage(), nil
-	}
-	return page, nil
+	msg := f.ScrubPosted(err.Error(), data)
+	byInput, general := f.Errors(msg)
+	return formPage(status, sess, secret, in, f.KeptValues(data), byInput, general)
 }
 
 // spentLinkPage answers a session whose failed posts used it up.
 func spentLinkPage() *logical.Response {
 	return messagePage(http.StatusGone, "Link used up",
-		fmt.Sprintf("This link was used for too many attempts that failed (%d); it cannot be used again. Ask the application for a new one.", maxFailedPosts), "")
+		fmt.Sprintf("This link was used for too many attempts that failed (%d); it cannot be used again. Ask the application for a new one.", maxFailedPosts))
 }
 
 // continuePage sends the browser on to the provider's consent page: 303
@@ -298,12 +294,12 @@ func spentLinkPage() *logical.Response {
 // without a link on, since the callback would refuse a browser without
 // the cookie.
 func continuePage(sess *sessionEntry, in *integrationEntry, started *pageAuthorization, mount string) *logical.Response {
-	resp := renderConnectPage(http.StatusSeeOther, connectPageView{
+	p := connectpage.Render(http.StatusSeeOther, connectpage.View{
 		Title: "Continue to sign in", For: sess.DisplayName, Service: integrationLabel(in),
 		Alert: "This Vault did not send you on to " + integrationLabel(in) + ": it does not pass the headers this page needs. Tell its operator to run: " + tuneCommand(mount),
 	})
-	resp.Headers = map[string][]string{"Location": {started.url}, "Set-Cookie": {started.cookie}}
-	return resp
+	p.Headers = map[string][]string{"Location": {started.url}, "Set-Cookie": {started.cookie}}
+	return pageResponse(p)
 }
 
 // tuneCommand is the command that lets Vault pass the headers the
@@ -332,55 +328,39 @@ func (b *backend) checkPageOrigin(ctx context.Context, req *logical.Request) (*l
 	if len(got) == 0 {
 		b.Logger().Warn("connect page post refused: the request has no Origin header; the mount must pass it", "tune", tuneCommand(req.MountPoint))
 		return messagePage(http.StatusForbidden, "Vault is not set up for this page",
-			"Nothing was changed. This Vault does not pass the browser's Origin to the page, so it cannot tell this form from one posted by another site. Tell its operator to run: "+tuneCommand(req.MountPoint), ""), nil
+			"Nothing was changed. This Vault does not pass the browser's Origin to the page, so it cannot tell this form from one posted by another site. Tell its operator to run: "+tuneCommand(req.MountPoint)), nil
 	}
 	want := pageOrigin(cfg)
 	if len(got) != 1 || want == "" || !strings.EqualFold(got[0], want) {
 		return messagePage(http.StatusForbidden, "Form refused",
-			"This form was not sent from this Vault's page, so nothing was changed. Open the link you were given again.", ""), nil
+			"This form was not sent from this Vault's page, so nothing was changed. Open the link you were given again."), nil
 	}
 	return nil, nil
 }
 
-// pageOrigin is the origin (RFC 6454) the page is served from: public_url's,
-// else redirect_url's, without a default port. "" when neither is set.
-func pageOrigin(cfg *configEntry) string {
-	base := cfg.PublicURL
-	if base == "" {
-		base = cfg.RedirectURL
-	}
-	u, err := url.Parse(base)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		return ""
-	}
-	scheme, host := strings.ToLower(u.Scheme), strings.ToLower(u.Hostname())
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port := u.Port(); port != "" && !(scheme == "https" && port == "443") && !(scheme == "http" && port == "80") {
-		host += ":" + port
-	}
-	return scheme + "://" + host
-}
-
-// messagePage is a page with a title, a message and, if given, a link back
-// to the application.
-func messagePage(status int, title, msg, returnURL string) *logical.Response {
-	view := connectPageView{Title: title, Alert: msg, ReturnURL: returnURL, ReturnText: "Back to the application"}
-	return renderConnectPage(status, view)
+// messagePage is a page with a title and a message that alerts: every
+// refusal and failure of the page and the callback.
+func messagePage(status int, title, msg string) *logical.Response {
+	return pageResponse(connectpage.Message(status, title, msg))
 }
 
 // refusedFormPage answers a form that does not belong to the session it
 // was posted with.
 func refusedFormPage() *logical.Response {
 	return messagePage(http.StatusForbidden, "Form refused",
-		"This form does not belong to this link. Nothing was changed. Open the link you were given again.", "")
+		"This form does not belong to this link. Nothing was changed. Open the link you were given again.")
 }
 
 // connectedPage is the success page of a session, with the link back to
 // its return_url.
 func connectedPage(status int, sess *sessionEntry, msg string) *logical.Response {
-	view := connectPageView{Title: "Connected", Notice: msg, ReturnText: "Back to the application", For: sess.DisplayName}
+	return pageResponse(connectpage.Render(status, connectedView(status, sess, msg)))
+}
+
+// connectedView is connectedPage's view: a 200 says connected; another
+// status says the session had connected already.
+func connectedView(status int, sess *sessionEntry, msg string) connectpage.View {
+	view := connectpage.View{Title: "Connected", Notice: msg, ReturnText: "Back to the application", For: sess.DisplayName}
 	if sess.ReturnURL != "" {
 		view.ReturnURL = withQuery(sess.ReturnURL, url.Values{
 			"integration": {sess.ConnectedIntegration}, "connection_id": {sess.ConnectionID}, "status": {"connected"},
@@ -389,7 +369,7 @@ func connectedPage(status int, sess *sessionEntry, msg string) *logical.Response
 	if status != http.StatusOK {
 		view.Title, view.Notice, view.Alert = "Already connected", "", msg
 	}
-	return renderConnectPage(status, view)
+	return view
 }
 
 const pathConnectUIHelp = `

@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/connectpage"
 )
 
 // assertBindingCookie checks the binding cookie a page's 303 sets: one
@@ -386,12 +388,12 @@ func TestOAuthFormMayLeaveForTheProvider(t *testing.T) {
 	} {
 		in := &integrationEntry{Name: "x", AuthMode: "OAUTH2"}
 		in.AuthURL, in.AllowedHosts = authURL, []string{"*.example.test", "login.example.test"}
-		if got := connectPageCSPFor(in) + ";"; !strings.Contains(got, want) {
+		if got := connectpage.CSPFor(pageIntegration(in)) + ";"; !strings.Contains(got, want) {
 			t.Errorf("%s: %s", authURL, got)
 		}
 	}
 	in := &integrationEntry{Name: "k", AuthMode: "API_KEY"}
-	if got := connectPageCSPFor(in); !strings.HasSuffix(got, "form-action 'self'") {
+	if got := connectpage.CSPFor(pageIntegration(in)); !strings.HasSuffix(got, "form-action 'self'") {
 		t.Errorf("API key form: %s", got)
 	}
 	e := pageAuthEnv(t)

@@ -500,3 +500,47 @@ func TestChooserReadsIntegrationsFromTheCache(t *testing.T) {
 		t.Fatalf("the chooser after an integration write does not show it:\n%s", body)
 	}
 }
+
+// TestPageReadsOfferedIntegrationsFromTheCache: every unauthenticated GET
+// of a session's pages, the chooser and one integration's form, reads the
+// integrations it offers from the cache, a missing one (deleted since the
+// session was made) included: after the first GET no integration entry is
+// read from storage. Creating the missing one clears the cache, so it shows
+// on the next GET.
+func TestPageReadsOfferedIntegrationsFromTheCache(t *testing.T) {
+	e := newTestEnv(t)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{"redirect_url": testRedirectURL})
+	for i := range 4 {
+		e.mustDo(logical.CreateOperation, fmt.Sprintf("integrations/key-%02d", i), map[string]any{"auth_mode": "API_KEY"})
+	}
+	counting := &prefixReads{Storage: e.storage, prefix: integrationPrefix}
+	e.storage = counting
+	secret, _ := newSession(e, map[string]any{"connection_id": "c", "integrations": "key-01,key-02,key-03"})
+	e.mustDo(logical.DeleteOperation, "integrations/key-03", nil)
+	for _, q := range []url.Values{
+		{sessionParam: {secret}},
+		{sessionParam: {secret}, integrationParam: {"key-01"}},
+		{sessionParam: {secret}, integrationParam: {"key-03"}},
+	} {
+		uiGet(e, q)
+	}
+	counting.reads.Store(0)
+	for range 5 {
+		if status, body := uiGet(e, url.Values{sessionParam: {secret}}); status != http.StatusOK || !strings.Contains(body, "key-02") || strings.Contains(body, "key-03") {
+			t.Fatalf("chooser: %d\n%s", status, body)
+		}
+		if status, _ := uiGet(e, url.Values{sessionParam: {secret}, integrationParam: {"key-01"}}); status != http.StatusOK {
+			t.Fatalf("form: %d", status)
+		}
+		if status, _ := uiGet(e, url.Values{sessionParam: {secret}, integrationParam: {"key-03"}}); status != http.StatusForbidden {
+			t.Fatalf("the deleted integration's form: %d, want 403", status)
+		}
+	}
+	if n := counting.reads.Load(); n != 0 {
+		t.Fatalf("15 GETs read %d integration entries from storage, want 0 (from the cache, a missing one too)", n)
+	}
+	e.mustDo(logical.CreateOperation, "integrations/key-03", map[string]any{"auth_mode": "API_KEY", "display_name": "Three Again"})
+	if _, body := uiGet(e, url.Values{sessionParam: {secret}}); !strings.Contains(body, "Three Again") {
+		t.Fatalf("the chooser after the integration's re-creation does not show it:\n%s", body)
+	}
+}

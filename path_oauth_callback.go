@@ -5,13 +5,13 @@ package connect
 import (
 	"context"
 	"fmt"
-	"html"
-	"html/template"
 	"net/http"
 	"net/url"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/connectpage"
 )
 
 // callbackPath is unauthenticated (PathsSpecial.Unauthenticated): the
@@ -42,150 +42,77 @@ func pathOAuthCallback(b *backend) []*framework.Path {
 	}}
 }
 
-// callbackFailure is a failed callback: an HTML page with a status, and a
-// message safe to show (it never holds a secret).
-type callbackFailure struct {
-	status int
-	msg    string
-}
-
-// callbackOutcome is what a successful callback did: st's authorization
-// was stored (sess is the connect session that started it, if any), or
-// its tokens are held for the application under completion.
-type callbackOutcome struct {
-	st         *oauthStateEntry
-	sess       *sessionEntry
-	completion string
-}
-
 func (b *backend) pathOAuthCallback(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	// The browser may go away once the provider has spent the code; finish.
 	ctx = context.WithoutCancel(ctx)
-	out, fail := b.completeAuthorization(ctx, req, d)
+	cb, fail := b.callbackInputFrom(req, d)
+	var out *callbackOutcome
+	if fail == nil {
+		out, fail = b.authorizer.completeCallback(ctx, req.Storage, cb)
+	}
 	switch {
 	case fail != nil:
-		return htmlPage(fail.status, "Connection failed", fail.msg), nil
+		return callbackPage(completionStatus[fail.fault], connectpage.View{Title: "Connection failed", Alert: fail.msg}), nil
 	case out.st.SessionHash != "":
 		return pageAuthorizedPage(out.st, out.sess), nil
 	case out.completion != "":
-		return seeOtherPage(withQuery(out.st.ReturnURL, url.Values{
+		return pageResponse(connectpage.SeeOther(withQuery(out.st.ReturnURL, url.Values{
 			"integration": {out.st.Integration}, "connection_id": {out.st.ConnectionID}, completionParam: {out.completion},
-		}), "Back to the application"), nil
+		}), "Back to the application")), nil
 	case out.st.ReturnURL != "":
 		return &logical.Response{Redirect: withQuery(out.st.ReturnURL, url.Values{
 			"integration": {out.st.Integration}, "connection_id": {out.st.ConnectionID}, "status": {"connected"},
 		})}, nil
 	}
-	return htmlPage(http.StatusOK, "Connected",
-		fmt.Sprintf("Connection %q of %q is stored in Vault. You can close this window.", out.st.ConnectionID, out.st.Integration)), nil
+	return callbackPage(http.StatusOK, connectedView(http.StatusOK, &sessionEntry{},
+		fmt.Sprintf("Connection %q of %q is stored in Vault. You can close this window.", out.st.ConnectionID, out.st.Integration))), nil
 }
 
 // completionParam is the query parameter that carries a pending
 // completion back to the application's return_url.
 const completionParam = "connect_completion"
 
-// completeAuthorization spends the state, exchanges the code and stores the
-// connection, or, for an authorization the application completes, keeps
-// its tokens for it. On failure nothing is written but the spent state.
-// For an authorization a connect session started it requires the page's
-// binding cookie, and marks the session connected.
-func (b *backend) completeAuthorization(ctx context.Context, req *logical.Request, d *framework.FieldData) (*callbackOutcome, *callbackFailure) {
-	s, query := req.Storage, req.Data
-	state := d.Get("state").(string)
-	if state == "" {
-		return nil, &callbackFailure{http.StatusBadRequest, "The request has no state. Start the authorization again."}
+// callbackInputFrom reads the provider's redirect, or refuses one that
+// cannot be a provider's before its state is spent, so that the
+// authorization may still complete.
+func (b *backend) callbackInputFrom(req *logical.Request, d *framework.FieldData) (callbackInput, *completionError) {
+	cb := callbackInput{
+		state: d.Get("state").(string), code: d.Get("code").(string),
+		errorCode: d.Get("error").(string), errorDescription: d.Get("error_description").(string),
+		query: req.Data, headers: req.Headers, writable: b.WriteSafeReplicationState(),
 	}
-	if name, ok := oversizedCallbackValue(query); ok {
+	if cb.state == "" {
+		return cb, &completionError{faultRequest, "The request has no state. Start the authorization again."}
+	}
+	if name, ok := oversizedCallbackValue(req.Data); ok {
 		// Logged so that a provider whose answers pass the bound is found:
 		// the parameter's name, never its value.
 		b.Logger().Warn("callback refused: a query value is over the bound", "parameter", printable(name), "bound_bytes", maxCallbackValueBytes)
-		return nil, &callbackFailure{http.StatusBadRequest, "The request's query is too long to be a provider's answer."}
+		return cb, &completionError{faultRequest, "The request's query is too long to be a provider's answer."}
 	}
-	if !wellFormedState(state) {
-		return nil, &callbackFailure{http.StatusBadRequest, "This authorization is unknown or was already used. Start the authorization again."}
+	if !wellFormedState(cb.state) {
+		return cb, &completionError{faultRequest, "This authorization is unknown or was already used. Start the authorization again."}
 	}
-	st, err := b.states.TakeAuthorization(ctx, s, hashState(state))
-	if err != nil {
-		b.Logger().Error("reading authorization state", "error", err)
-		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read the authorization state."}
-	}
-	if st == nil || st.Held != nil {
-		return nil, &callbackFailure{http.StatusBadRequest, "This authorization is unknown or was already used. Start the authorization again."}
-	}
-	if !b.now().Before(st.ExpiresAt) {
-		return nil, &callbackFailure{http.StatusBadRequest, "This authorization has expired. Start the authorization again."}
-	}
-	if st.SessionHash != "" {
-		if fail := b.checkBindingCookie(ctx, s, st, req.Headers); fail != nil {
-			return nil, fail
-		}
-		// The session's lock is held from its check to its mark, across
-		// the exchange, as the page's post holds it from its check to its
-		// mark: a form posted meanwhile waits, then finds the session
-		// connected, so that the session connects once. It is taken before
-		// the store's integration and connection locks, as the post takes
-		// it, and after Take has released the state lock.
-		defer b.sessions.Lock(st.SessionHash)()
-	}
-	if fail := b.checkAuthorizingSession(ctx, s, st); fail != nil {
-		return nil, fail
-	}
-	if code := d.Get("error").(string); code != "" {
-		desc := d.Get("error_description").(string)
-		b.authorizer.failed(ctx, s, st, nil, code, desc, query)
-		return nil, &callbackFailure{http.StatusBadRequest, providerRefusalMessage(code)}
-	}
-	code := d.Get("code").(string)
-	if code == "" {
-		return nil, &callbackFailure{http.StatusBadRequest, "The provider sent no authorization code."}
-	}
-	if !b.WriteSafeReplicationState() {
-		return nil, &callbackFailure{http.StatusServiceUnavailable, "This Vault node cannot store connections. Start the authorization again."}
-	}
-	if st.ApplicationCompletes && st.SessionHash == "" {
-		return b.holdForApplication(ctx, s, st, code, query)
-	}
-	if fail := b.authorizer.complete(ctx, s, st, code, query); fail != nil {
-		return nil, &callbackFailure{completionStatus[fail.fault], fail.msg}
-	}
-	out := &callbackOutcome{st: st}
-	if st.SessionHash != "" {
-		out.sess = b.markPageAuthorization(ctx, s, st)
-	}
-	return out, nil
+	return cb, nil
 }
 
-// holdForApplication exchanges the code of an authorization the
-// application completes and keeps its tokens for state_ttl.
-func (b *backend) holdForApplication(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*callbackOutcome, *callbackFailure) {
-	cfg, err := b.config(ctx, s)
-	if err != nil {
-		return nil, &callbackFailure{http.StatusInternalServerError, "Vault could not read its configuration."}
+// pageAuthorizedPage is the page's success after a completed authorization
+// a session started, with its link back.
+func pageAuthorizedPage(st *oauthStateEntry, sess *sessionEntry) *logical.Response {
+	if sess == nil {
+		// Not readable after the connection was stored: the page says so
+		// without a link back.
+		sess = &sessionEntry{}
 	}
-	completion, fail := b.authorizer.hold(ctx, s, st, code, query, cfg.StateTTL)
-	if fail != nil {
-		return nil, &callbackFailure{completionStatus[fail.fault], fail.msg}
-	}
-	return &callbackOutcome{st: st, completion: completion}, nil
+	sess.ConnectedIntegration, sess.ConnectionID = st.Integration, st.ConnectionID
+	return callbackPage(http.StatusOK, connectedView(http.StatusOK, sess, st.Integration+" is connected. Its credentials are stored in Vault."))
 }
 
-// registeredErrorCodes are the error codes RFC 6749 (section 4.1.2.1)
-// registers for the authorization endpoint: the only words of a
-// provider's refusal a page served from Vault's address repeats.
-var registeredErrorCodes = map[string]bool{
-	"invalid_request": true, "unauthorized_client": true, "access_denied": true, "unsupported_response_type": true,
-	"invalid_scope": true, "server_error": true, "temporarily_unavailable": true,
-}
-
-// providerRefusalMessage is the page's fixed message for a provider's
-// refusal: its code when RFC 6749 registers it, never its description or
-// error_uri, which anyone can put in the query of a link to Vault.
-func providerRefusalMessage(code string) string {
-	msg := "The provider refused the authorization. Nothing was stored. Start the authorization again."
-	if registeredErrorCodes[code] {
-		msg += " (" + code + ")"
-	}
-	return msg
+// callbackPage renders a page the callback serves: its URL holds the
+// provider's code and the state, so the page sends no Referer.
+func callbackPage(status int, v connectpage.View) *logical.Response {
+	v.NoReferrer = true
+	return pageResponse(connectpage.Render(status, v))
 }
 
 // completionStatus is the callback page's status for each fault of the
@@ -197,6 +124,8 @@ var completionStatus = map[completionFault]int{
 	faultVault:    http.StatusInternalServerError,
 	faultBinding:  http.StatusForbidden,
 	faultExists:   http.StatusConflict,
+	// 503: a standby or secondary that cannot write.
+	faultUnavailable: http.StatusServiceUnavailable,
 }
 
 func withQuery(base string, q url.Values) string {
@@ -210,45 +139,6 @@ func withQuery(base string, q url.Values) string {
 	}
 	u.RawQuery = merged.Encode()
 	return u.String()
-}
-
-// pageTemplate escapes everything it is given: provider error descriptions
-// arrive in the query string, from anyone.
-var pageTemplate = template.Must(template.New("page").Parse(`<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="referrer" content="no-referrer">
-<title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem;color:#222}h1{font-size:1.4rem}</style>
-</head>
-<body>
-<h1>{{.Title}}</h1>
-<p>{{.Message}}</p>
-</body>
-</html>
-`))
-
-// seeOtherPage answers 303 See Other to location. Vault passes the
-// Location header only where the mount allows it (allowed_response_headers,
-// see docs/deployment.md); elsewhere the browser shows the body, which
-// refreshes to location and links to it.
-func seeOtherPage(location, linkText string) *logical.Response {
-	resp := renderConnectPage(http.StatusSeeOther, connectPageView{
-		Title:      "Continue",
-		Notice:     "Taking you back to the application.",
-		RefreshTo:  template.HTMLAttr(`content="0; url=` + html.EscapeString(location) + `"`),
-		ReturnURL:  location,
-		ReturnText: linkText,
-	})
-	resp.Headers = map[string][]string{"Location": {location}}
-	return resp
-}
-
-// htmlPage is the callback's raw HTML page, as Vault's PKI serves its CRLs.
-func htmlPage(status int, title, message string) *logical.Response {
-	return rawHTMLResponse(status, pageTemplate, struct{ Title, Message string }{title, message}, title)
 }
 
 const pathCallbackHelp = `

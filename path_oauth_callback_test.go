@@ -454,3 +454,18 @@ func TestTokenEndpointErrorTextNotOnCallbackPage(t *testing.T) {
 		}
 	}
 }
+
+// TestCallbackPagesSendNoReferrer: the callback's URL holds the provider's
+// code and the state, so the pages it serves, a success and a failure, tell
+// the browser to send no Referer from them.
+func TestCallbackPagesSendNoReferrer(t *testing.T) {
+	e, _ := authEnv(t)
+	status, page, _ := callback(e, consent(t, e, "connections/github/acme/authorize", nil))
+	if status != http.StatusOK || !strings.Contains(page, `<meta name="referrer" content="no-referrer">`) {
+		t.Fatalf("success: %d %s", status, page)
+	}
+	status, page, _ = callback(e, url.Values{"state": {"forged-state"}, "code": {"x"}})
+	if status != http.StatusBadRequest || !strings.Contains(page, `<meta name="referrer" content="no-referrer">`) {
+		t.Fatalf("failure: %d %s", status, page)
+	}
+}

@@ -3,13 +3,13 @@
 package connect
 
 import (
-	"bytes"
 	"errors"
-	"html/template"
 	"net/http"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/connectpage"
 )
 
 // httpError answers an error from the store or the refresh engine with the
@@ -94,24 +94,22 @@ func listResponseFields(what string) map[string]*framework.FieldSchema {
 	}
 }
 
-// rawHTMLResponse renders tmpl with data as a raw HTML response with status
-// that no cache keeps. Should the template fail (it cannot: the templates
-// are fixed and their data strings), the answer is fallback as plain text,
-// never a partly rendered page that could echo input.
-func rawHTMLResponse(status int, tmpl *template.Template, data any, fallback string) *logical.Response {
-	var buf bytes.Buffer
-	contentType := "text/html; charset=utf-8"
-	if err := tmpl.Execute(&buf, data); err != nil {
-		buf.Reset()
-		buf.WriteString(fallback)
-		contentType = "text/plain; charset=utf-8"
-	}
-	return &logical.Response{Data: map[string]any{
-		logical.HTTPContentType:        contentType,
-		logical.HTTPRawBody:            buf.Bytes(),
-		logical.HTTPStatusCode:         status,
-		logical.HTTPCacheControlHeader: "no-store",
+// pageResponse is the answer that serves a page (internal/connectpage)
+// as it was rendered: raw body, status, content type, cache headers, and
+// the headers it adds (Vault passes those only where the mount allows
+// them, see tuneCommand).
+func pageResponse(p connectpage.Page) *logical.Response {
+	resp := &logical.Response{Data: map[string]any{
+		logical.HTTPContentType:        p.ContentType,
+		logical.HTTPRawBody:            p.Body,
+		logical.HTTPStatusCode:         p.Status,
+		logical.HTTPCacheControlHeader: p.CacheControl,
+		logical.HTTPPragmaHeader:       p.Pragma,
 	}}
+	if len(p.Headers) > 0 {
+		resp.Headers = p.Headers
+	}
+	return resp
 }
 
 // existence is an existence check's answer from a lookup's: an entry of a

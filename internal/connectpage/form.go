@@ -1,6 +1,13 @@
 // SPDX-License-Identifier: MPL-2.0
 
-package connect
+// Package connectpage is the hosted connect page's view: which inputs an
+// integration's form has, how a posted form's values and a write's error
+// map onto them, and the page's HTML (one template, one stylesheet, its
+// Content-Security-Policy). It knows nothing of Vault: it takes plain
+// values (an integration's names and schemas, posted values, errors, a
+// session's display values) and returns a Page, bytes and headers, that
+// the plugin's handler answers with.
+package connectpage
 
 import (
 	"fmt"
@@ -10,10 +17,19 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
-// The connect page's forms: which inputs an integration's form has, how a
-// posted form becomes the fields of a connection write, and which input an
-// error belongs to. The write itself is the connectionWriter's, as for any
-// connection write: the same checks, the same store, the same events.
+// Integration is what the page needs of an integration: its names, how it
+// connects, its schemas, and for OAUTH2 the authorization URL template and
+// allowed hosts its form's policy names.
+type Integration struct {
+	Name        string
+	DisplayName string
+	AuthMode    catalog.AuthMode
+	// CredentialsSchema and ConnectionConfigSchema describe its inputs.
+	CredentialsSchema      catalog.ValueSchema
+	ConnectionConfigSchema catalog.ValueSchema
+	AuthURL                string
+	AllowedHosts           []string
+}
 
 // Form input name prefixes: a credential and a connection config key.
 const (
@@ -21,23 +37,27 @@ const (
 	configInputPrefix     = "config."
 )
 
-// pageInput is one input of an integration's form.
-type pageInput struct {
+// Input is one input of an integration's form.
+type Input struct {
 	// Name is the form field; Key the schema key it fills.
 	Name, Key string
 	Field     catalog.SchemaField
 	// Secret inputs are type=password and never rendered back.
 	Secret bool
-	// ErrorKey is how a write's error names the input, e.g.
+	// WriteField is the connection write field a credential input sets
+	// (api_key, username, …); "" for a CUSTOM credential (a key of the
+	// credentials object) and a config input.
+	WriteField string
+	// ErrorKeys are how a write's error names the input, e.g.
 	// "connection_config.subdomain" or "api_key".
 	ErrorKeys []string
 }
 
-// pageForm is the inputs of one integration's form; Unsupported says why
-// the page cannot connect it, when it cannot.
-type pageForm struct {
-	Credentials []pageInput
-	Config      []pageInput
+// Form is the inputs of one integration's form; Unsupported says why the
+// page cannot connect it, when it cannot.
+type Form struct {
+	Credentials []Input
+	Config      []Input
 	Unsupported string
 }
 
@@ -60,9 +80,9 @@ var credentialFieldOf = map[catalog.AuthMode]map[string]string{
 // alwaysSecret are write fields that are secret whatever a schema says.
 var alwaysSecret = map[string]bool{"api_key": true, "password": true, "client_secret": true}
 
-// formFor lists the inputs of in's form.
-func formFor(in *integrationEntry) pageForm {
-	var f pageForm
+// FormFor lists the inputs of in's form.
+func FormFor(in Integration) Form {
+	var f Form
 	switch in.AuthMode {
 	case catalog.APIKey, catalog.Basic, catalog.Custom, catalog.OAuth2CC:
 		schema := in.CredentialsSchema
@@ -84,10 +104,11 @@ func formFor(in *integrationEntry) pageForm {
 				}
 				errKeys = append(errKeys, write)
 			}
-			f.Credentials = append(f.Credentials, pageInput{
+			f.Credentials = append(f.Credentials, Input{
 				Name: credentialInputPrefix + key, Key: key, Field: field,
-				Secret:    field.Secret || alwaysSecret[write],
-				ErrorKeys: errKeys,
+				Secret:     field.Secret || alwaysSecret[write],
+				WriteField: write,
+				ErrorKeys:  errKeys,
 			})
 		}
 	case catalog.OAuth2:
@@ -97,7 +118,7 @@ func formFor(in *integrationEntry) pageForm {
 	}
 	for _, key := range in.ConnectionConfigSchema.Keys() {
 		field := in.ConnectionConfigSchema[key]
-		f.Config = append(f.Config, pageInput{
+		f.Config = append(f.Config, Input{
 			Name: configInputPrefix + key, Key: key, Field: field, Secret: field.Secret,
 			ErrorKeys: []string{"connection_config." + key},
 		})
@@ -105,71 +126,46 @@ func formFor(in *integrationEntry) pageForm {
 	return f
 }
 
-// postedConfig is the connection config a form gives; empty inputs are
+// inputs are the form's inputs, credentials first.
+func (f Form) inputs() []Input {
+	return append(append([]Input(nil), f.Credentials...), f.Config...)
+}
+
+// postedValue is one posted value as a request's data holds a form's: a
+// string, or the first of several.
+func postedValue(posted map[string]any, name string) string {
+	switch v := posted[name].(type) {
+	case string:
+		return v
+	case []string:
+		if len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+// PostedConfig is the connection config a form gives; empty inputs are
 // left out, so that an optional key stays absent and a default applies.
-func (f pageForm) postedConfig(data map[string]any) map[string]any {
+func (f Form) PostedConfig(posted map[string]any) map[string]any {
 	cfg := map[string]any{}
 	for _, in := range f.Config {
-		if v := queryValue(data, in.Name); v != "" {
+		if v := postedValue(posted, in.Name); v != "" {
 			cfg[in.Key] = v
 		}
 	}
 	return cfg
 }
 
-// connectionInputFrom turns a posted form into the connection write it
-// asks for: the credentials and config the form gives, the session's
-// metadata and tags when it creates the connection; a reconnect merges
-// the posted config over the connection's (the form shows only the
-// schema's keys, blank), a session without reconnect only creates.
-func (f pageForm) connectionInputFrom(mode catalog.AuthMode, data map[string]any, sess *sessionEntry) connectionInput {
-	input := connectionInput{Given: map[string]bool{}, CreateOnly: !sess.Reconnect}
-	custom := map[string]any{}
-	for _, in := range f.Credentials {
-		v := queryValue(data, in.Name)
-		if !in.Secret {
-			v = strings.TrimSpace(v)
-		}
-		if v == "" {
-			continue
-		}
-		if mode == catalog.Custom {
-			custom[in.Key] = v
-		} else {
-			input.giveString(credentialFieldOf[mode][in.Key], v)
-		}
-	}
-	if mode == catalog.Custom {
-		input.give("credentials")
-		input.Credentials = custom
-	}
-	if len(f.Config) > 0 {
-		input.give("connection_config")
-		input.ConnectionConfig = f.postedConfig(data)
-		input.MergeConnectionConfig = sess.Reconnect
-	}
-	if !sess.Reconnect {
-		if sess.Metadata != nil {
-			input.give("metadata")
-			input.Metadata = sess.Metadata
-		}
-		if len(sess.Tags) > 0 {
-			input.give("tags")
-			input.Tags = sess.Tags
-		}
-	}
-	return input
-}
-
-// formErrors places a write's error next to the input it names, worded
-// with the input's label ("API key must be a key that starts with …") rather
+// Errors places a write's error next to the input it names, worded with
+// the input's label ("API key must be a key that starts with …") rather
 // than the field's name; an error that names no input is the form's.
-func (f pageForm) formErrors(msg string) (byInput map[string]string, general string) {
-	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
+func (f Form) Errors(msg string) (byInput map[string]string, general string) {
+	for _, in := range f.inputs() {
 		for _, key := range in.ErrorKeys {
 			rest, ok := strings.CutPrefix(msg, key)
 			if ok && (rest == "" || rest[0] == ' ' || rest[0] == ':') {
-				label := in.label()
+				label := in.Label()
 				rest = strings.TrimSuffix(rest, " ("+in.Field.Title+")")
 				return map[string]string{in.Name: label + rest}, ""
 			}
@@ -178,33 +174,33 @@ func (f pageForm) formErrors(msg string) (byInput map[string]string, general str
 	return nil, msg
 }
 
-// label is what the page calls an input: its schema title, else its key.
-func (in pageInput) label() string {
+// Label is what the page calls an input: its schema title, else its key.
+func (in Input) Label() string {
 	if in.Field.Title != "" {
 		return in.Field.Title
 	}
 	return in.Key
 }
 
-// keptValues are the posted values rendered back after an error: never a
+// KeptValues are the posted values rendered back after an error: never a
 // secret one.
-func (f pageForm) keptValues(data map[string]any) map[string]string {
+func (f Form) KeptValues(posted map[string]any) map[string]string {
 	out := map[string]string{}
-	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
+	for _, in := range f.inputs() {
 		if !in.Secret {
-			out[in.Name] = queryValue(data, in.Name)
+			out[in.Name] = postedValue(posted, in.Name)
 		}
 	}
 	return out
 }
 
-// scrubPosted removes every posted secret value from a message, in case a
+// ScrubPosted removes every posted secret value from a message, in case a
 // provider's error repeats what it was sent: through safetext.Scrub, the
 // one scrubber, so an echo in another case or encoding is withheld too.
-func (f pageForm) scrubPosted(msg string, data map[string]any) string {
+func (f Form) ScrubPosted(msg string, posted map[string]any) string {
 	var secrets []string
-	for _, in := range append(append([]pageInput(nil), f.Credentials...), f.Config...) {
-		if v := queryValue(data, in.Name); in.Secret && v != "" {
+	for _, in := range f.inputs() {
+		if v := postedValue(posted, in.Name); in.Secret && v != "" {
 			secrets = append(secrets, v)
 		}
 	}

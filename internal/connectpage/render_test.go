@@ -1,29 +1,27 @@
 // SPDX-License-Identifier: MPL-2.0
 
-package connect
+package connectpage
 
 import (
 	"html"
 	"strings"
 	"testing"
-
-	"github.com/hashicorp/vault/sdk/logical"
 )
 
 func TestRenderConnectPageIsSelfContainedAndUncached(t *testing.T) {
-	resp := renderConnectPage(200, connectPageView{
+	p := Render(200, View{
 		Title:   "Connect",
-		Choices: []connectChoice{{Label: `"><script>alert(1)</script>`, Mode: "API key", Href: "?x=1"}},
+		Choices: []Choice{{Label: `"><script>alert(1)</script>`, Mode: "API key", Href: "?x=1"}},
 	})
-	body := html.UnescapeString(string(resp.Data[logical.HTTPRawBody].([]byte)))
-	if strings.Contains(string(resp.Data[logical.HTTPRawBody].([]byte)), "<script>") {
+	body := html.UnescapeString(string(p.Body))
+	if strings.Contains(string(p.Body), "<script>") {
 		t.Fatal("a label was rendered unescaped")
 	}
-	if !strings.Contains(body, "default-src 'none'") || !strings.Contains(body, connectStyleHash) {
+	if !strings.Contains(body, "default-src 'none'") || !strings.Contains(body, styleHash) {
 		t.Fatal("the page's Content-Security-Policy (with the stylesheet's hash) is missing")
 	}
-	if resp.Data[logical.HTTPCacheControlHeader] != "no-store" {
-		t.Fatalf("Cache-Control = %v", resp.Data[logical.HTTPCacheControlHeader])
+	if p.CacheControl != "no-store" {
+		t.Fatalf("Cache-Control = %v", p.CacheControl)
 	}
 	for _, external := range []string{"http://", "https://", "<link", "<img", "@import"} {
 		if strings.Contains(body, external) {
@@ -33,7 +31,7 @@ func TestRenderConnectPageIsSelfContainedAndUncached(t *testing.T) {
 }
 
 func TestInputViewsDescribeEachInputByItsHints(t *testing.T) {
-	f := formFor(&integrationEntry{Name: "stripe", AuthMode: "API_KEY"})
+	f := FormFor(Integration{Name: "stripe", AuthMode: "API_KEY"})
 	views := inputViews(f.Credentials, map[string]string{"cred.api_key": "never"}, map[string]string{"cred.api_key": "API key is required"})
 	v := views[0]
 	if v.Type != "password" || v.Value != "" {
