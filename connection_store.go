@@ -51,7 +51,7 @@ type connectionStore struct {
 	now              func() time.Time
 
 	// events records the lifecycle events of saved changes and deletes
-	// (connection_store_events.go).
+	// (event_recording.go).
 	events eventRecorder
 	// owed are events of saved changes whose recording failed, recorded
 	// again by RecordOwed; owedDropped counts those dropped beyond

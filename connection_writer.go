@@ -21,7 +21,7 @@ import (
 // into a connectionInput and hand it to write; an edit of one document
 // (metadata, connection config) goes through edit. The writer checks the
 // input against the integration, decides the event the write causes
-// (connection_events.go), has the issuer get the first token of a
+// (event_causes.go), has the issuer get the first token of a
 // connection whose tokens the engine obtains itself, and stores the
 // connection through the store, which alone locks, loads and saves.
 type connectionWriter struct {

@@ -66,7 +66,7 @@ var layerFiles = []struct {
 		"connection_config_check.go", "connection_rendering.go",
 		// Event delivery (another change's): the worker that calls receivers;
 		// which change causes which event, and a failure's scrubbed error.
-		"webhook_delivery.go", "connection_events.go",
+		"webhook_delivery.go", "event_causes.go",
 		// The proxy: a provider's API called with a connection's credential.
 		"proxy.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
@@ -77,7 +77,7 @@ var layerFiles = []struct {
 		"provider_catalog.go",
 		// Other changes' stores: the event outbox, webhook receivers,
 		// connect sessions, the events a connection change owes.
-		"event_outbox.go", "webhook_receivers.go", "session_store.go", "listed_count.go", "connection_store_events.go",
+		"event_outbox.go", "webhook_receivers.go", "session_store.go", "listed_count.go", "event_recording.go",
 		// The proxy's per-connection call counts, kept in memory until a save.
 		"proxy_calls.go",
 		// The start-up scan's decoder of scheduling fields alone.
@@ -86,7 +86,7 @@ var layerFiles = []struct {
 	// itself): a connection entry handed to it, and the entry's side of
 	// its rules.
 	{layerEngine, []string{"refresh_engine.go", "refresh_policy.go"}},
-	{layerBase, []string{"errors.go", "entries.go", "events.go", "validation.go",
+	{layerBase, []string{"errors.go", "entries.go", "event_types.go", "validation.go",
 		// Other changes': a connection's tags.
 		"connection_tags.go"}},
 }

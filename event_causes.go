@@ -36,7 +36,7 @@ import (
 // background refresh is done).
 //
 // A recording that fails after the save leaves the events owed: kept in
-// memory and recorded again by the periodic hook (connection_store_events.go).
+// memory and recorded again by the periodic hook (event_recording.go).
 // A write or import then answers 500 saying so, so that its caller repeats
 // it and the event is recorded durably then too (as connection.updated, the
 // connection exists by then); a refresh or a completed authorization, whose
