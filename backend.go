@@ -77,6 +77,10 @@ type backend struct {
 	// writer creates, updates and edits connections: the one door for
 	// connection writes.
 	writer *connectionWriter
+	// integrations writes and deletes integrations.
+	integrations *integrationWriter
+	// providers writes and deletes operator-defined providers.
+	providers *providerWriter
 	// proxier calls providers' APIs with connections' credentials.
 	proxier *proxier
 	// authorizer runs the authorization code flow.
@@ -149,6 +153,8 @@ func newBackend() *backend {
 		writable: func() bool { return b.WriteSafeReplicationState() },
 		now:      clock,
 	}
+	b.integrations = &integrationWriter{store: b.store, states: b.states, renderings: &b.renderings, now: clock}
+	b.providers = &providerWriter{renderings: &b.renderings}
 	b.proxier = &proxier{
 		refresher:  b.refresher,
 		renderings: &b.renderings,
