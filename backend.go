@@ -81,6 +81,8 @@ type backend struct {
 	integrations *integrationWriter
 	// providers writes and deletes operator-defined providers.
 	providers *providerWriter
+	// sessionWriter creates connect sessions.
+	sessionWriter *sessionWriter
 	// proxier calls providers' APIs with connections' credentials.
 	proxier *proxier
 	// authorizer runs the authorization code flow.
@@ -155,6 +157,7 @@ func newBackend() *backend {
 	}
 	b.integrations = &integrationWriter{store: b.store, states: b.states, renderings: &b.renderings, now: clock}
 	b.providers = &providerWriter{renderings: &b.renderings}
+	b.sessionWriter = &sessionWriter{sessions: b.sessions, now: clock, checkReturnURL: checkReturnURL}
 	b.proxier = &proxier{
 		refresher:  b.refresher,
 		renderings: &b.renderings,

@@ -63,7 +63,7 @@ var layerFiles = []struct {
 		// The proxy: a provider's API called with a connection's credential.
 		"proxy.go",
 		// Writes of integrations, providers and connect sessions.
-		"integration_writer.go", "provider_writer.go"}},
+		"integration_writer.go", "provider_writer.go", "session_writer.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
 		"provider_catalog.go",
