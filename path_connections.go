@@ -398,17 +398,6 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	return b.connectionAnswer(ctx, req.Storage, c, false, nil)
 }
 
-// integrationIfExists returns an integration with its provider's settings
-// filled in, nil when it does not exist: a write to one of its connections
-// then answers that the connection does not exist.
-func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
-	stored, err := getIntegration(ctx, s, name)
-	if err != nil || stored == nil {
-		return nil, err
-	}
-	return effectiveIntegration(ctx, s, stored)
-}
-
 // connectionInputOf is the fields of a connection write (or of an import
 // item, parsed with the same schema) as a connectionInput. Vault has
 // converted each field to its type before (FieldData.Validate), so only a
