@@ -83,6 +83,8 @@ type backend struct {
 	providers *providerWriter
 	// sessionWriter creates connect sessions.
 	sessionWriter *sessionWriter
+	// configWriter writes the mount's configuration.
+	configWriter *configWriter
 	// proxier calls providers' APIs with connections' credentials.
 	proxier *proxier
 	// authorizer runs the authorization code flow.
@@ -152,12 +154,14 @@ func newBackend() *backend {
 	b.writer = &connectionWriter{
 		store:    b.store,
 		issuer:   b.issuer,
+		states:   b.states,
 		writable: func() bool { return b.WriteSafeReplicationState() },
 		now:      clock,
 	}
 	b.integrations = &integrationWriter{store: b.store, states: b.states, renderings: &b.renderings, now: clock}
 	b.providers = &providerWriter{renderings: &b.renderings}
 	b.sessionWriter = &sessionWriter{sessions: b.sessions, now: clock, checkReturnURL: checkReturnURL}
+	b.configWriter = &configWriter{mountConfig: b.mountConfig}
 	b.proxier = &proxier{
 		refresher:  b.refresher,
 		renderings: &b.renderings,

@@ -29,6 +29,9 @@ import (
 type connectionWriter struct {
 	store  *connectionStore
 	issuer *issuer
+	// states are the pending authorizations, which go with their
+	// connection.
+	states *stateStore
 	// writable reports whether this node may store (a performance standby
 	// or secondary may not: Vault forwards the request).
 	writable func() bool
@@ -248,6 +251,25 @@ func (w *connectionWriter) edit(ctx context.Context, s logical.Storage, integrat
 		}
 		return c, nil
 	})
+}
+
+// delete deletes connection id of integration and its pending
+// authorization; with revoke, its tokens are revoked at the provider
+// first. It returns the warnings of a revocation that failed (the
+// connection is deleted all the same).
+func (w *connectionWriter) delete(ctx context.Context, s logical.Storage, integration, id string, revoke bool) ([]string, error) {
+	var revoker func(*connectionEntry) []string
+	if revoke {
+		revoker = w.issuer.revoker(ctx, s, integration)
+	}
+	warnings, err := w.store.Delete(ctx, s, integration, id, revoker)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.states.DeleteOf(ctx, s, integration, id); err != nil {
+		return nil, err
+	}
+	return warnings, nil
 }
 
 // needsIssuedToken reports whether a connection is only worth storing with

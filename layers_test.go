@@ -62,8 +62,9 @@ var layerFiles = []struct {
 		"webhook_delivery.go", "connection_events.go",
 		// The proxy: a provider's API called with a connection's credential.
 		"proxy.go",
-		// Writes of integrations, providers and connect sessions.
-		"integration_writer.go", "provider_writer.go", "session_writer.go"}},
+		// Writes of integrations, providers, connect sessions and the
+		// mount's configuration.
+		"integration_writer.go", "provider_writer.go", "session_writer.go", "config_writer.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
 		"provider_catalog.go",

@@ -442,15 +442,8 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	var revoke func(*connectionEntry) []string
-	if d.Get("revoke").(bool) {
-		revoke = b.issuer.revoker(ctx, req.Storage, integration)
-	}
-	warnings, err := b.store.Delete(ctx, req.Storage, integration, id, revoke)
+	warnings, err := b.writer.delete(ctx, req.Storage, integration, id, d.Get("revoke").(bool))
 	if err != nil {
-		return nil, err
-	}
-	if err := b.states.DeleteOf(ctx, req.Storage, integration, id); err != nil {
 		return nil, err
 	}
 	if len(warnings) == 0 {
