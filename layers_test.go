@@ -64,7 +64,9 @@ var layerFiles = []struct {
 		"proxy.go",
 		// Writes of integrations, providers, connect sessions and the
 		// mount's configuration.
-		"integration_writer.go", "provider_writer.go", "session_writer.go", "config_writer.go"}},
+		"integration_writer.go", "provider_writer.go", "session_writer.go", "config_writer.go",
+		// A page of an integration's connections, filtered by tag.
+		"connection_list.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
 		"provider_catalog.go",

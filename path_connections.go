@@ -208,33 +208,17 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	ids, err := b.store.List(ctx, req.Storage, integration)
+	withInfo := d.Get("key_info").(bool)
+	page, entries, err := listConnectionPage(ctx, b.store, req.Storage, integration,
+		connectionListQuery{After: d.Get("after").(string), Limit: limit, Filter: filter, WithEntries: withInfo})
 	if err != nil {
 		return nil, err
 	}
-	if filter == nil {
-		ids = pageAfter(ids, d.Get("after").(string), limit)
-		if !d.Get("key_info").(bool) {
-			return logical.ListResponse(ids), nil
-		}
-	} else {
-		ids = pageAfter(ids, d.Get("after").(string), 0)
+	if !withInfo {
+		return logical.ListResponse(page), nil
 	}
-
-	page := make([]string, 0, min(len(ids), limit))
 	keyInfo := make(map[string]any, len(page))
-	for _, id := range ids {
-		if len(page) == limit {
-			break
-		}
-		c, err := b.store.Get(ctx, req.Storage, integration, id)
-		if err != nil {
-			return nil, err
-		}
-		if c == nil || (filter != nil && !filter.matches(c)) { // deleted since the list, or filtered out
-			continue
-		}
-		page = append(page, id)
+	for i, c := range entries {
 		info := map[string]any{
 			"auth_mode":  string(c.AuthMode),
 			"created_at": formatTime(c.CreatedAt),
@@ -244,13 +228,9 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 		if c.AuthMode.HasTokens() {
 			addRefreshState(info, c)
 		}
-		keyInfo[id] = info
+		keyInfo[page[i]] = info
 	}
-	if !d.Get("key_info").(bool) {
-		return logical.ListResponse(page), nil
-	}
-	ids = page
-	return logical.ListResponseWithInfo(ids, keyInfo), nil
+	return logical.ListResponseWithInfo(page, keyInfo), nil
 }
 
 func (b *backend) pathConnectionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
