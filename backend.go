@@ -74,13 +74,13 @@ type backend struct {
 	issuer *issuer
 	// refresher renews tokens.
 	refresher *refresher
-	// writer creates, updates and edits connections: the one door for
+	// writer creates, updates, edits and deletes connections: the one door for
 	// connection writes.
 	writer *connectionWriter
-	// integrations writes and deletes integrations.
-	integrations *integrationWriter
-	// providers writes and deletes operator-defined providers.
-	providers *providerWriter
+	// integrationWriter writes and deletes integrations.
+	integrationWriter *integrationWriter
+	// providerWriter writes and deletes operator-defined providers.
+	providerWriter *providerWriter
 	// sessionWriter creates connect sessions.
 	sessionWriter *sessionWriter
 	// configWriter writes the mount's configuration.
@@ -158,8 +158,8 @@ func newBackend() *backend {
 		writable: func() bool { return b.WriteSafeReplicationState() },
 		now:      clock,
 	}
-	b.integrations = &integrationWriter{store: b.store, states: b.states, renderings: &b.renderings, now: clock}
-	b.providers = &providerWriter{renderings: &b.renderings}
+	b.integrationWriter = &integrationWriter{store: b.store, states: b.states, renderings: &b.renderings, now: clock}
+	b.providerWriter = &providerWriter{renderings: &b.renderings}
 	b.sessionWriter = &sessionWriter{sessions: b.sessions, now: clock, checkReturnURL: checkReturnURL}
 	b.configWriter = &configWriter{mountConfig: b.mountConfig}
 	b.proxier = &proxier{

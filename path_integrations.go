@@ -324,7 +324,7 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	in, err := b.integrations.write(ctx, req.Storage, integrationInput{Name: name, Fields: fieldValuesOf(d)})
+	in, err := b.integrationWriter.write(ctx, req.Storage, integrationInput{Name: name, Fields: fieldValuesOf(d)})
 	if err != nil {
 		return respondError(err)
 	}
@@ -336,7 +336,7 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 	if err := validateIntegrationName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	err := b.integrations.delete(ctx, req.Storage, name, d.Get("force").(bool))
+	err := b.integrationWriter.delete(ctx, req.Storage, name, d.Get("force").(bool))
 	var hasConns *errHasConnections
 	if errors.As(err, &hasConns) {
 		return logical.ErrorResponse("integration %q still has %d connection(s); delete them first or pass force=true to delete them too", name, hasConns.count), nil

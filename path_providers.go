@@ -175,7 +175,7 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	p, affected, err := b.providers.write(ctx, req.Storage, providerInput{Name: name, Fields: fieldValuesOf(d), Force: d.Get("force").(bool)})
+	p, affected, err := b.providerWriter.write(ctx, req.Storage, providerInput{Name: name, Fields: fieldValuesOf(d), Force: d.Get("force").(bool)})
 	if err != nil {
 		return respondError(err)
 	}
@@ -191,7 +191,7 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 // providerWriter.
 func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	affected, err := b.providers.delete(ctx, req.Storage, providerInput{Name: name, Force: d.Get("force").(bool)})
+	affected, err := b.providerWriter.delete(ctx, req.Storage, providerInput{Name: name, Force: d.Get("force").(bool)})
 	var builtin *builtinProviderError
 	if errors.As(err, &builtin) {
 		return nil, logical.CodedError(http.StatusBadRequest, err.Error())
