@@ -74,9 +74,17 @@ type backend struct {
 	issuer *issuer
 	// refresher renews tokens.
 	refresher *refresher
-	// writer creates, updates and edits connections: the one door for
+	// writer creates, updates, edits and deletes connections: the one door for
 	// connection writes.
 	writer *connectionWriter
+	// integrationWriter writes and deletes integrations.
+	integrationWriter *integrationWriter
+	// providerWriter writes and deletes operator-defined providers.
+	providerWriter *providerWriter
+	// sessionWriter creates connect sessions.
+	sessionWriter *sessionWriter
+	// configWriter writes the mount's configuration.
+	configWriter *configWriter
 	// proxier calls providers' APIs with connections' credentials.
 	proxier *proxier
 	// closeIdleConnections closes the provider client's idle connections
@@ -150,9 +158,14 @@ func newBackend() *backend {
 	b.writer = &connectionWriter{
 		store:    b.store,
 		issuer:   b.issuer,
+		states:   b.states,
 		writable: func() bool { return b.WriteSafeReplicationState() },
 		now:      clock,
 	}
+	b.integrationWriter = &integrationWriter{store: b.store, states: b.states, renderings: &b.renderings, now: clock}
+	b.providerWriter = &providerWriter{renderings: &b.renderings}
+	b.sessionWriter = &sessionWriter{sessions: b.sessions, now: clock, checkReturnURL: checkReturnURL}
+	b.configWriter = &configWriter{mountConfig: b.mountConfig}
 	b.proxier = &proxier{
 		refresher:  b.refresher,
 		renderings: &b.renderings,

@@ -4,12 +4,14 @@ package connect
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"strings"
 	"time"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
@@ -27,6 +29,9 @@ import (
 type connectionWriter struct {
 	store  *connectionStore
 	issuer *issuer
+	// states are the pending authorizations, which go with their
+	// connection.
+	states *stateStore
 	// writable reports whether this node may store (a performance standby
 	// or secondary may not: Vault forwards the request).
 	writable func() bool
@@ -167,6 +172,17 @@ func integrationForWrites(ctx context.Context, s logical.Storage, name string) (
 	return stored, in, err
 }
 
+// integrationIfExists returns an integration with its provider's settings
+// filled in, nil when it does not exist: a write to one of its connections
+// then answers that the connection does not exist.
+func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
+	stored, err := getIntegration(ctx, s, name)
+	if err != nil || stored == nil {
+		return nil, err
+	}
+	return effectiveIntegration(ctx, s, stored)
+}
+
 // write creates or updates connection id of in from input, under the
 // connection's lock: the entry is built from the one stored (nil if none)
 // and checked, the event it causes noted, and a connection whose tokens
@@ -235,6 +251,25 @@ func (w *connectionWriter) edit(ctx context.Context, s logical.Storage, integrat
 		}
 		return c, nil
 	})
+}
+
+// delete deletes connection id of integration and its pending
+// authorization; with revoke, its tokens are revoked at the provider
+// first. It returns the warnings of a revocation that failed (the
+// connection is deleted all the same).
+func (w *connectionWriter) delete(ctx context.Context, s logical.Storage, integration, id string, revoke bool) ([]string, error) {
+	var revoker func(*connectionEntry) []string
+	if revoke {
+		revoker = w.issuer.revoker(ctx, s, integration)
+	}
+	warnings, err := w.store.Delete(ctx, s, integration, id, revoker)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.states.DeleteOf(ctx, s, integration, id); err != nil {
+		return nil, err
+	}
+	return warnings, nil
 }
 
 // needsIssuedToken reports whether a connection is only worth storing with
@@ -506,4 +541,78 @@ func applyOAuthImport(cr *credentials, input connectionInput, now time.Time) err
 		cr.TokenType = "Bearer"
 	}
 	return nil
+}
+
+// documentEdit computes a new document from the stored one and the request
+// body.
+type documentEdit func(current, body map[string]any) (map[string]any, error)
+
+// replaceDocument is a write of a document: the body replaces it.
+func replaceDocument(_, body map[string]any) (map[string]any, error) {
+	return body, nil
+}
+
+// mergePatchDocument applies body as an RFC 7386 JSON merge patch: keys set
+// to null are removed, objects are merged, everything else is replaced.
+func mergePatchDocument(current, body map[string]any) (map[string]any, error) {
+	doc, err := json.Marshal(nonNilObject(current))
+	if err != nil {
+		return nil, err
+	}
+	patch, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	merged, err := jsonpatch.MergePatch(doc, patch)
+	if err != nil {
+		return nil, fmt.Errorf("applying merge patch: %w", err)
+	}
+	return decodeObject("merged document", merged)
+}
+
+// documentOf is where c keeps the document shown as field: its
+// connection_config, else its metadata.
+func documentOf(c *connectionEntry, field string) *map[string]any {
+	if field == "connection_config" {
+		return &c.ConnectionConfig
+	}
+	return &c.Metadata
+}
+
+// editDocument changes one document of connection id of integration (its
+// metadata, or its connection_config: field) to what edit makes of it and
+// body, checked as every write of it is: its size, and a config against
+// the integration's connection_config_schema and what the connection's
+// mode allows. A config edit that moves what the connection's token was
+// issued for gets a new token in the same request (edit). Errors of the
+// input are userErrors.
+func (w *connectionWriter) editDocument(ctx context.Context, s logical.Storage, integration, id, field string, edit documentEdit, body map[string]any) (*connectionEntry, error) {
+	// A config edit is checked as every config write is; metadata is
+	// the application's own.
+	config := field == "connection_config"
+	var in *integrationEntry // the effective integration, for config edits
+	if config {
+		var err error
+		if in, err = integrationIfExists(ctx, s, integration); err != nil {
+			return nil, err
+		}
+	}
+	return w.edit(ctx, s, integration, id, in, func(c *connectionEntry) error {
+		doc := documentOf(c, field)
+		updated, err := edit(*doc, body)
+		if err == nil {
+			err = checkDocumentSize(field, updated)
+		}
+		if err == nil && in != nil {
+			err = in.checkConnectionConfig(field, updated)
+		}
+		if err == nil && config {
+			err = checkConfigForMode(c.AuthMode, field, updated)
+		}
+		if err != nil {
+			return badInput(err)
+		}
+		*doc = updated
+		return nil
+	})
 }

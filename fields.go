@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
@@ -83,60 +81,34 @@ func connectionNamesWithBody(req *logical.Request, d *framework.FieldData) (stri
 	return integration, id, checkPayloadSize(req.Data)
 }
 
-// setString sets *dst to a string field the request gives, trimmed.
-func setString(d *framework.FieldData, field string, dst *string) {
-	if v, ok := d.GetOk(field); ok {
-		*dst = strings.TrimSpace(v.(string))
+// fieldValuesOf is the fields a request gives, as Vault converted them
+// (FieldData.GetOk), for a flow to apply (integrations, providers).
+func fieldValuesOf(d *framework.FieldData) fieldValues {
+	f := fieldValues{
+		Strings: map[string]string{}, Lists: map[string][]string{}, Pairs: map[string]map[string]string{},
+		Objects: map[string]map[string]any{}, Bools: map[string]bool{}, Ints: map[string]int{},
 	}
-}
-
-// applyEndpointFields sets the settings a request gives; omitted ones keep
-// their values.
-func applyEndpointFields(es *catalog.EndpointSettings, d *framework.FieldData) error {
-	for field, dst := range map[string]*string{
-		"auth_url": &es.AuthURL, "token_url": &es.TokenURL, "revocation_url": &es.RevocationURL,
-		"auth_style": &es.AuthStyle, "api_base_url": &es.APIBaseURL, "refresh_url": &es.RefreshURL,
-		"redirect_uri_value": &es.RedirectURIValue, "issuer": &es.Issuer,
-	} {
-		setString(d, field, dst)
-	}
-	if v, ok := d.GetOk("scopes"); ok {
-		es.Scopes = v.([]string)
-	}
-	if v, ok := d.GetOk("scope_separator"); ok {
-		es.ScopeSeparator = v.(string) // not trimmed: a space is a separator
-	}
-	if v, ok := d.GetOk("pkce"); ok {
-		on := v.(bool)
-		es.PKCE = &on
-	}
-	setString(d, "token_request_format", &es.TokenRequestFormat)
-	if v, ok := d.GetOk("callback_config"); ok {
-		es.CallbackConfig = v.([]string)
-	}
-	if v, ok := d.GetOk("allowed_hosts"); ok {
-		es.AllowedHosts = v.([]string)
-	}
-	for field, dst := range map[string]*map[string]string{
-		"auth_params": &es.AuthParams, "token_params": &es.TokenParams, "token_response_config": &es.TokenResponseConfig,
-		"refresh_params": &es.RefreshParams, "request_headers": &es.RequestHeaders,
-	} {
-		if v, ok := d.GetOk(field); ok {
-			*dst = v.(map[string]string)
+	for name := range d.Schema {
+		v, ok := d.GetOk(name)
+		if !ok {
+			continue
+		}
+		switch v := v.(type) {
+		case string:
+			f.Strings[name] = v
+		case []string:
+			f.Lists[name] = v
+		case map[string]string:
+			f.Pairs[name] = v
+		case map[string]any:
+			f.Objects[name] = v
+		case bool:
+			f.Bools[name] = v
+		case int:
+			f.Ints[name] = v
 		}
 	}
-	for field, dst := range map[string]*catalog.ValueSchema{
-		"connection_config_schema": &es.ConnectionConfigSchema, "credentials_schema": &es.CredentialsSchema,
-	} {
-		if v, ok := d.GetOk(field); ok {
-			s, err := catalog.DecodeValueSchema(field, v)
-			if err != nil {
-				return err
-			}
-			*dst = s
-		}
-	}
-	return nil
+	return f
 }
 
 // validateAbsoluteURL accepts http and https URLs with a host.

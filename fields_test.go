@@ -4,10 +4,14 @@ package connect
 
 import (
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 func TestValidateAbsoluteURL(t *testing.T) {
@@ -52,5 +56,78 @@ func TestConversionErrorsNameTheFieldAndItsShape(t *testing.T) {
 			t.Errorf("%s: error quotes the value: %q", tc.path, msg)
 		}
 		e.assertUnchanged(before)
+	}
+}
+
+// fieldValuesOf hands a flow what FieldData.GetOk gives, field by field,
+// for every field of the paths whose writes it parses (integrations,
+// providers, config), given a value and given null: a field type it did
+// not keep would be a field silently dropped from a write.
+func TestFieldValuesOfKeepsWhatGetOkGives(t *testing.T) {
+	samples := map[framework.FieldType]any{
+		framework.TypeString:           " x ",
+		framework.TypeBool:             true,
+		framework.TypeInt:              3,
+		framework.TypeDurationSecond:   "90s",
+		framework.TypeCommaStringSlice: "a,b",
+		framework.TypeKVPairs:          map[string]any{"k": "v"},
+		framework.TypeMap:              map[string]any{"k": "v"},
+	}
+	for name, schema := range map[string]map[string]*framework.FieldSchema{
+		"integrations": integrationFields(),
+		"providers":    providerFields(),
+		"config":       pathConfig(newBackend())[0].Fields,
+	} {
+		for _, null := range []bool{false, true} {
+			raw := map[string]any{}
+			for field, fs := range schema {
+				sample, ok := samples[fs.Type]
+				if !ok {
+					t.Fatalf("%s.%s: no sample of %s; add one, and keep the type in fieldValuesOf", name, field, fs.Type)
+				}
+				if null {
+					sample = nil
+				}
+				raw[field] = sample
+			}
+			d := &framework.FieldData{Raw: raw, Schema: schema}
+			f := fieldValuesOf(d)
+			kept := map[string]any{}
+			for field, v := range f.Strings {
+				kept[field] = v
+			}
+			for field, v := range f.Lists {
+				kept[field] = v
+			}
+			for field, v := range f.Pairs {
+				kept[field] = v
+			}
+			for field, v := range f.Objects {
+				kept[field] = v
+			}
+			for field, v := range f.Bools {
+				kept[field] = v
+			}
+			for field, v := range f.Ints {
+				kept[field] = v
+			}
+			for field := range schema {
+				want, given := d.GetOk(field)
+				got, ok := kept[field]
+				if ok != given || (given && !reflect.DeepEqual(got, want)) {
+					t.Errorf("%s.%s (null %v): fieldValuesOf has %#v (%v), GetOk %#v (%v)", name, field, null, got, ok, want, given)
+				}
+			}
+			// The fields an auth mode refuses are found among the fields
+			// the write names, null included, as Vault's raw body has them.
+			for _, mode := range catalog.AuthModes {
+				if got, want := catalog.IntegrationFieldsNotFor(mode, f.names()), catalog.IntegrationFieldsNotFor(mode, raw); !reflect.DeepEqual(got, want) {
+					t.Errorf("%s (null %v), %s: fields refused %v, from the raw body %v", name, null, mode, got, want)
+				}
+			}
+			if len(kept) != len(f.names()) {
+				t.Errorf("%s: names() has %d fields, the maps %d", name, len(f.names()), len(kept))
+			}
+		}
 	}
 }

@@ -68,7 +68,12 @@ var layerFiles = []struct {
 		// which change causes which event, and a failure's scrubbed error.
 		"webhook_delivery.go", "event_causes.go",
 		// The proxy: a provider's API called with a connection's credential.
-		"proxy.go"}},
+		"proxy.go",
+		// Writes of integrations, providers, connect sessions and the
+		// mount's configuration.
+		"integration_writer.go", "provider_writer.go", "session_writer.go", "config_writer.go",
+		// A page of an integration's connections, filtered by tag.
+		"connection_list.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
 		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
 		// Expiry entries by minute, swept a page at a time: pending

@@ -4,8 +4,6 @@ package connect
 
 import (
 	"context"
-	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -98,82 +96,12 @@ func (b *backend) pathConfigRead(ctx context.Context, req *logical.Request, _ *f
 	return &logical.Response{Data: configResponse(cfg)}, nil
 }
 
+// pathConfigWrite applies the request's fields to the mount's
+// configuration, through the configWriter.
 func (b *backend) pathConfigWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
-	cfg, err := b.config(ctx, req.Storage)
+	cfg, err := b.configWriter.write(ctx, req.Storage, fieldValuesOf(d))
 	if err != nil {
-		return nil, err
-	}
-	if v, ok := d.GetOk("refresh_concurrency"); ok {
-		if cfg.RefreshConcurrency = v.(int); cfg.RefreshConcurrency < 1 || cfg.RefreshConcurrency > 256 {
-			return logical.ErrorResponse("refresh_concurrency must be between 1 and 256"), nil
-		}
-	}
-	if v, ok := d.GetOk("max_refresh_failures"); ok {
-		if cfg.MaxRefreshFailures = v.(int); cfg.MaxRefreshFailures < 1 {
-			return logical.ErrorResponse("max_refresh_failures must be at least 1"), nil
-		}
-	}
-	if v, ok := d.GetOk("max_pending_authorizations"); ok {
-		if cfg.MaxPendingAuthorizations = v.(int); cfg.MaxPendingAuthorizations < 1 || cfg.MaxPendingAuthorizations > maxMaxPendingAuthorizations {
-			return logical.ErrorResponse("max_pending_authorizations must be between 1 and %d", maxMaxPendingAuthorizations), nil
-		}
-	}
-	if v, ok := d.GetOk("max_sessions"); ok {
-		if cfg.MaxSessions = v.(int); cfg.MaxSessions < 1 || cfg.MaxSessions > maxMaxPendingAuthorizations {
-			return logical.ErrorResponse("max_sessions must be between 1 and %d", maxMaxPendingAuthorizations), nil
-		}
-	}
-	if v, ok := d.GetOk("public_url"); ok {
-		cfg.PublicURL = strings.TrimSuffix(strings.TrimSpace(v.(string)), "/")
-		if cfg.PublicURL != "" {
-			if err := validateAbsoluteURL("public_url", cfg.PublicURL); err != nil {
-				return logical.ErrorResponse(err.Error()), nil
-			}
-		}
-	}
-	if v, ok := d.GetOk("max_pending_events"); ok {
-		if cfg.MaxPendingEvents = v.(int); cfg.MaxPendingEvents < 1 || cfg.MaxPendingEvents > maxMaxPendingEvents {
-			return logical.ErrorResponse("max_pending_events must be between 1 and %d", maxMaxPendingEvents), nil
-		}
-	}
-	if v, ok := d.GetOk("oauth_completion"); ok {
-		switch v.(string) {
-		case completionApplication, completionCallback:
-			cfg.OAuthCompletion = v.(string)
-		default:
-			return logical.ErrorResponse("oauth_completion must be %q or %q", completionApplication, completionCallback), nil
-		}
-	}
-	if v, ok := d.GetOk("idle_refresh_interval"); ok {
-		cfg.IdleRefreshInterval = time.Duration(v.(int)) * time.Second
-	}
-	if v, ok := d.GetOk("refresh_margin"); ok {
-		cfg.RefreshMargin = time.Duration(v.(int)) * time.Second
-	}
-	if v, ok := d.GetOk("state_ttl"); ok {
-		cfg.StateTTL = time.Duration(v.(int)) * time.Second
-		if cfg.StateTTL < time.Minute || cfg.StateTTL > 24*time.Hour {
-			return logical.ErrorResponse("state_ttl must be between 1m and 24h"), nil
-		}
-	}
-	if v, ok := d.GetOk("redirect_url"); ok {
-		cfg.RedirectURL = strings.TrimSpace(v.(string))
-		if cfg.RedirectURL != "" {
-			if err := validateAbsoluteURL("redirect_url", cfg.RedirectURL); err != nil {
-				return logical.ErrorResponse(err.Error()), nil
-			}
-		}
-	}
-	if v, ok := d.GetOk("allowed_return_urls"); ok {
-		for _, prefix := range v.([]string) {
-			if err := validateAbsoluteURL("allowed_return_urls", prefix); err != nil {
-				return logical.ErrorResponse(err.Error()), nil
-			}
-		}
-		cfg.AllowedReturnURLs = v.([]string)
-	}
-	if err := b.mountConfig.save(ctx, req.Storage, cfg); err != nil {
-		return nil, err
+		return respondError(err)
 	}
 	return &logical.Response{Data: configResponse(cfg)}, nil
 }

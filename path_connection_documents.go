@@ -4,10 +4,8 @@ package connect
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 )
@@ -25,32 +23,19 @@ import (
 // all work without wrapping the object in a field.
 type connectionDocument struct {
 	subPath string // "metadata" or "config"
-	field   string // the connection field it is shown as
-	get     func(*connectionEntry) map[string]any
-	set     func(*connectionEntry, map[string]any)
+	field   string // the connection field it is shown as (documentOf)
 	help    string
-}
-
-// isConnectionConfig says that doc is the connection's config: edits are
-// checked against the integration's connection_config_schema, and decide
-// where the connection's tokens are asked for.
-func (doc connectionDocument) isConnectionConfig() bool {
-	return doc.field == "connection_config"
 }
 
 var connectionDocuments = []connectionDocument{
 	{
 		subPath: "metadata",
 		field:   "metadata",
-		get:     func(c *connectionEntry) map[string]any { return c.Metadata },
-		set:     func(c *connectionEntry, m map[string]any) { c.Metadata = m },
 		help:    "Metadata is any JSON object the application keeps with the connection: a customer name, a plan, ids at the provider.",
 	},
 	{
 		subPath: "config",
 		field:   "connection_config",
-		get:     func(c *connectionEntry) map[string]any { return c.ConnectionConfig },
-		set:     func(c *connectionEntry, m map[string]any) { c.ConnectionConfig = m },
 		help:    "Connection configuration holds the per-customer values a provider needs, such as the subdomain its URLs are built with. Edits are checked against the integration's connection_config_schema.",
 	},
 }
@@ -87,32 +72,6 @@ func pathConnectionDocuments(b *backend) []*framework.Path {
 	return paths
 }
 
-// documentEdit computes a new document from the stored one and the request
-// body.
-type documentEdit func(current, body map[string]any) (map[string]any, error)
-
-func replaceDocument(_, body map[string]any) (map[string]any, error) {
-	return body, nil
-}
-
-// mergePatchDocument applies body as an RFC 7386 JSON merge patch: keys set
-// to null are removed, objects are merged, everything else is replaced.
-func mergePatchDocument(current, body map[string]any) (map[string]any, error) {
-	doc, err := json.Marshal(nonNilObject(current))
-	if err != nil {
-		return nil, err
-	}
-	patch, err := json.Marshal(body)
-	if err != nil {
-		return nil, err
-	}
-	merged, err := jsonpatch.MergePatch(doc, patch)
-	if err != nil {
-		return nil, fmt.Errorf("applying merge patch: %w", err)
-	}
-	return decodeObject("merged document", merged)
-}
-
 func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {
 	return func(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 		integration, id, err := connectionNames(d)
@@ -123,7 +82,7 @@ func (b *backend) documentRead(doc connectionDocument) framework.OperationFunc {
 		if err != nil || c == nil {
 			return nil, err
 		}
-		return &logical.Response{Data: nonNilObject(doc.get(c))}, nil
+		return &logical.Response{Data: nonNilObject(*documentOf(c, doc.field))}, nil
 	}
 }
 
@@ -137,36 +96,11 @@ func (b *backend) documentWrite(doc connectionDocument, edit documentEdit) frame
 		if err != nil {
 			return logical.ErrorResponse(err.Error()), nil
 		}
-		// A config edit is checked as every config write is; metadata is
-		// the application's own.
-		var in *integrationEntry // the effective integration, for config edits
-		if doc.isConnectionConfig() {
-			if in, err = integrationIfExists(ctx, req.Storage, integration); err != nil {
-				return nil, err
-			}
-		}
-
-		c, err := b.writer.edit(ctx, req.Storage, integration, id, in, func(c *connectionEntry) error {
-			updated, err := edit(doc.get(c), body)
-			if err == nil {
-				err = checkDocumentSize(doc.field, updated)
-			}
-			if err == nil && in != nil {
-				err = in.checkConnectionConfig(doc.field, updated)
-			}
-			if err == nil && doc.isConnectionConfig() {
-				err = checkConfigForMode(c.AuthMode, doc.field, updated)
-			}
-			if err != nil {
-				return badInput(err)
-			}
-			doc.set(c, updated)
-			return nil
-		})
+		c, err := b.writer.editDocument(ctx, req.Storage, integration, id, doc.field, edit, body)
 		if err != nil {
 			return respondError(err)
 		}
-		return &logical.Response{Data: nonNilObject(doc.get(c))}, nil
+		return &logical.Response{Data: nonNilObject(*documentOf(c, doc.field))}, nil
 	}
 }
 

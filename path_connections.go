@@ -208,33 +208,17 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	ids, err := b.store.List(ctx, req.Storage, integration)
+	withInfo := d.Get("key_info").(bool)
+	page, entries, err := listConnectionPage(ctx, b.store, req.Storage, integration,
+		connectionListQuery{After: d.Get("after").(string), Limit: limit, Filter: filter, WithEntries: withInfo})
 	if err != nil {
 		return nil, err
 	}
-	if filter == nil {
-		ids = pageAfter(ids, d.Get("after").(string), limit)
-		if !d.Get("key_info").(bool) {
-			return logical.ListResponse(ids), nil
-		}
-	} else {
-		ids = pageAfter(ids, d.Get("after").(string), 0)
+	if !withInfo {
+		return logical.ListResponse(page), nil
 	}
-
-	page := make([]string, 0, min(len(ids), limit))
 	keyInfo := make(map[string]any, len(page))
-	for _, id := range ids {
-		if len(page) == limit {
-			break
-		}
-		c, err := b.store.Get(ctx, req.Storage, integration, id)
-		if err != nil {
-			return nil, err
-		}
-		if c == nil || (filter != nil && !filter.matches(c)) { // deleted since the list, or filtered out
-			continue
-		}
-		page = append(page, id)
+	for i, c := range entries {
 		info := map[string]any{
 			"auth_mode":  string(c.AuthMode),
 			"created_at": formatTime(c.CreatedAt),
@@ -244,13 +228,9 @@ func (b *backend) pathConnectionList(ctx context.Context, req *logical.Request, 
 		if c.AuthMode.HasTokens() {
 			addRefreshState(info, c)
 		}
-		keyInfo[id] = info
+		keyInfo[page[i]] = info
 	}
-	if !d.Get("key_info").(bool) {
-		return logical.ListResponse(page), nil
-	}
-	ids = page
-	return logical.ListResponseWithInfo(ids, keyInfo), nil
+	return logical.ListResponseWithInfo(page, keyInfo), nil
 }
 
 func (b *backend) pathConnectionRead(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -398,17 +378,6 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	return b.connectionAnswer(ctx, req.Storage, c, false, nil)
 }
 
-// integrationIfExists returns an integration with its provider's settings
-// filled in, nil when it does not exist: a write to one of its connections
-// then answers that the connection does not exist.
-func integrationIfExists(ctx context.Context, s logical.Storage, name string) (*integrationEntry, error) {
-	stored, err := getIntegration(ctx, s, name)
-	if err != nil || stored == nil {
-		return nil, err
-	}
-	return effectiveIntegration(ctx, s, stored)
-}
-
 // connectionInputOf is the fields of a connection write (or of an import
 // item, parsed with the same schema) as a connectionInput. Vault has
 // converted each field to its type before (FieldData.Validate), so only a
@@ -453,15 +422,8 @@ func (b *backend) pathConnectionDelete(ctx context.Context, req *logical.Request
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	var revoke func(*connectionEntry) []string
-	if d.Get("revoke").(bool) {
-		revoke = b.issuer.revoker(ctx, req.Storage, integration)
-	}
-	warnings, err := b.store.Delete(ctx, req.Storage, integration, id, revoke)
+	warnings, err := b.writer.delete(ctx, req.Storage, integration, id, d.Get("revoke").(bool))
 	if err != nil {
-		return nil, err
-	}
-	if err := b.states.DeleteOf(ctx, req.Storage, integration, id); err != nil {
 		return nil, err
 	}
 	if len(warnings) == 0 {

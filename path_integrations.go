@@ -6,16 +6,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
-	"strings"
-	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 func pathIntegrations(b *backend) []*framework.Path {
@@ -319,6 +314,8 @@ func integrationResponse(in *integrationEntry, stored *catalog.Provider) map[str
 	return data
 }
 
+// pathIntegrationWrite creates or updates an integration: the request's
+// fields as an integrationInput, written by the integrationWriter.
 func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateIntegrationName(name); err != nil {
@@ -327,205 +324,11 @@ func (b *backend) pathIntegrationWrite(ctx context.Context, req *logical.Request
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	defer b.store.LockIntegration(name)()
-
-	existing, err := getIntegration(ctx, req.Storage, name)
-	if err != nil {
-		return nil, err
-	}
-	in, err := applyIntegrationFields(ctx, req.Storage, existing, name, d, b.now())
+	in, err := b.integrationWriter.write(ctx, req.Storage, integrationInput{Name: name, Fields: fieldValuesOf(d)})
 	if err != nil {
 		return respondError(err)
 	}
-	defer b.renderings.clear()
-	if err := putIntegration(ctx, req.Storage, in); err != nil {
-		return nil, err
-	}
 	return integrationRead(ctx, req.Storage, in)
-}
-
-// applyIntegrationFields returns the integration that results from applying
-// the request to existing (nil on create). Omitted fields keep their values.
-// Validation errors are userErrors; others come from storage. Nothing has
-// been changed either way.
-func applyIntegrationFields(ctx context.Context, s logical.Storage, existing *integrationEntry, name string, d *framework.FieldData, now time.Time) (*integrationEntry, error) {
-	var in integrationEntry
-	if existing != nil {
-		in = *existing
-	} else {
-		in = integrationEntry{Name: name, CreatedAt: now}
-	}
-
-	setString(d, "provider", &in.Provider)
-	var prov *catalog.Provider
-	if in.Provider != "" {
-		p, err := lookupProvider(ctx, s, in.Provider)
-		if err != nil {
-			return nil, err
-		}
-		if p == nil {
-			return nil, &userError{fmt.Sprintf("provider %q is not in the catalog: see 'vault list connect/providers'", printable(in.Provider))}
-		}
-		prov = p
-	}
-	if err := applyAuthMode(&in, existing, prov, d); err != nil {
-		return nil, badInput(err)
-	}
-	if bad := catalog.IntegrationFieldsNotFor(in.AuthMode, d.Raw); len(bad) > 0 {
-		return nil, &userError{fmt.Sprintf("%s to auth_mode %s", catalog.NotApply(bad), in.AuthMode)}
-	}
-	if v, ok := d.GetOk("allowed_scopes"); ok {
-		in.AllowedScopes = v.([]string)
-	}
-	if v, ok := d.GetOk("display_name"); ok {
-		name, err := checkDisplayName(v.(string))
-		if err != nil {
-			return nil, badInput(err)
-		}
-		in.DisplayName = name
-	}
-
-	setString(d, "client_id", &in.ClientID)
-	setString(d, "client_secret", &in.ClientSecret)
-	setString(d, "app_id", &in.AppID)
-	if err := applyEndpointFields(&in.EndpointSettings, d); err != nil {
-		return nil, badInput(err)
-	}
-	if err := applyProxyFields(&in.Proxy, d); err != nil {
-		return nil, badInput(err)
-	}
-	if _, ok := d.GetOk("pkce"); ok {
-		in.DisablePKCE = false // the new setting, in endpointSettings, says it
-	}
-	if v, ok := d.GetOk("private_key"); ok {
-		if _, err := provider.ParseAppPrivateKey(v.(string)); err != nil {
-			return nil, badInput(err)
-		}
-		in.PrivateKey = v.(string)
-	}
-
-	effective := &in
-	if prov != nil {
-		effective = mergeProvider(&in, prov)
-	}
-	if effective.AuthMode.IsOAuth() && effective.AuthStyle == "" {
-		in.AuthStyle = "auto"
-		effective.AuthStyle = "auto"
-	}
-	if err := validateIntegration(effective); err != nil {
-		return nil, badInput(err)
-	}
-	if err := effective.Proxy.validate(slices.Collect(maps.Keys(effective.RequestHeaders))); err != nil {
-		return nil, badInput(err)
-	}
-	in.UpdatedAt = now
-	return &in, nil
-}
-
-// applyProxyFields sets the proxy settings a request gives; omitted ones
-// keep their values. Methods are upper-cased; bounds are checked by
-// proxySettings.validate.
-func applyProxyFields(p *proxySettings, d *framework.FieldData) error {
-	if v, ok := d.GetOk("proxy_paths"); ok {
-		p.Paths = v.([]string)
-	}
-	if v, ok := d.GetOk("proxy_methods"); ok {
-		p.Methods = nil
-		for _, m := range v.([]string) {
-			p.Methods = append(p.Methods, strings.ToUpper(m))
-		}
-	}
-	if v, ok := d.GetOk("proxy_headers"); ok {
-		p.Headers = v.([]string)
-	}
-	if v, ok := d.GetOk("proxy_retries"); ok {
-		n := v.(int)
-		p.Retries = &n
-	}
-	if v, ok := d.GetOk("proxy_retry_after_max"); ok {
-		p.RetryAfterMax = time.Duration(v.(int)) * time.Second
-		if p.RetryAfterMax == 0 {
-			return fmt.Errorf("proxy_retry_after_max must be at least 1s; proxy_retries=0 turns retries off")
-		}
-	}
-	if v, ok := d.GetOk("proxy_max_response"); ok {
-		p.MaxResponse = int64(v.(int))
-		if p.MaxResponse < 1 {
-			return fmt.Errorf("proxy_max_response must be between 1 and %d bytes", maxProxyMaxResponse)
-		}
-	}
-	if v, ok := d.GetOk("proxy_timeout"); ok {
-		p.Timeout = time.Duration(v.(int)) * time.Second
-		if p.Timeout < time.Second {
-			return fmt.Errorf("proxy_timeout must be between 1s and %s", maxProxyTimeout)
-		}
-	}
-	return nil
-}
-
-// applyAuthMode sets the auth mode from the request or the provider. It is
-// fixed once the integration exists: its connections hold credentials of
-// that mode.
-func applyAuthMode(in, existing *integrationEntry, provider *catalog.Provider, d *framework.FieldData) error {
-	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := catalog.ParseAuthMode(raw.(string))
-		if err != nil {
-			return err
-		}
-		in.AuthMode = mode
-	} else if existing == nil && provider != nil {
-		in.AuthMode = provider.AuthMode
-	}
-	if in.AuthMode == "" {
-		return fmt.Errorf("auth_mode is required (or a provider that implies it): one of %s", catalog.JoinModes(catalog.AuthModes))
-	}
-	if existing != nil && in.AuthMode != existing.AuthMode {
-		return fmt.Errorf("auth_mode cannot be changed from %s to %s: delete the integration and create it again", existing.AuthMode, in.AuthMode)
-	}
-	if provider != nil && in.AuthMode != provider.AuthMode {
-		return fmt.Errorf("auth_mode %s does not match provider %q, which uses %s", in.AuthMode, provider.Name, provider.AuthMode)
-	}
-	return nil
-}
-
-// validateIntegration checks an integration with its provider's settings
-// filled in: what each auth mode needs, and well-formed URLs.
-func validateIntegration(in *integrationEntry) error {
-	var required []string
-	switch in.AuthMode {
-	case catalog.OAuth2:
-		required = []string{"client_id"}
-	case catalog.OAuth2CC:
-		required = clientCredentialsRequired(in)
-	case catalog.App:
-		required = []string{"app_id", "private_key"}
-	}
-	values := map[string]string{
-		"client_id":     in.ClientID,
-		"client_secret": in.ClientSecret,
-		"app_id":        in.AppID,
-		"private_key":   in.PrivateKey,
-	}
-	for _, f := range required {
-		if values[f] == "" {
-			return fmt.Errorf("%s is required for auth_mode %s", f, in.AuthMode)
-		}
-	}
-	return in.EndpointSettings.Validate(in.AuthMode)
-}
-
-// clientCredentialsRequired lists what an OAUTH2_CC integration needs of
-// its own client: id and secret, as the default of its connections; none
-// when its credentials_schema requires each connection to bring its own
-// (every customer creates an API client in the provider's console), unless
-// it names one anyway, which then needs both halves.
-func clientCredentialsRequired(in *integrationEntry) []string {
-	required := in.CredentialsSchema.Required()
-	eachConnectionBringsOne := slices.Contains(required, "client_id") && slices.Contains(required, "client_secret")
-	if eachConnectionBringsOne && in.ClientID == "" && in.ClientSecret == "" {
-		return nil
-	}
-	return []string{"client_id", "client_secret"}
 }
 
 func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
@@ -533,18 +336,7 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 	if err := validateIntegrationName(name); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	// An integration a newer version wrote is refused before anything of
-	// it is deleted; one that no longer decodes can still be deleted.
-	if _, err := getIntegration(ctx, req.Storage, name); errors.Is(err, errNewerFormat) {
-		return nil, err
-	}
-	err := b.store.DeleteIntegration(ctx, req.Storage, name, d.Get("force").(bool), func() error {
-		if err := b.states.DeleteOfIntegration(ctx, req.Storage, name); err != nil {
-			return err
-		}
-		defer b.renderings.clear()
-		return deleteIntegration(ctx, req.Storage, name)
-	})
+	err := b.integrationWriter.delete(ctx, req.Storage, name, d.Get("force").(bool))
 	var hasConns *errHasConnections
 	if errors.As(err, &hasConns) {
 		return logical.ErrorResponse("integration %q still has %d connection(s); delete them first or pass force=true to delete them too", name, hasConns.count), nil

@@ -4,17 +4,15 @@ package connect
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"maps"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 func pathProviders(b *backend) []*framework.Path {
@@ -167,9 +165,8 @@ func allProviderFields(p *catalog.Provider) map[string]any {
 	}
 }
 
-// pathProviderWrite adds a provider or overrides one. An override of a
-// built-in starts from the built-in's settings, so a write may change one
-// field and keep the rest.
+// pathProviderWrite adds a provider or overrides one: the request's fields
+// as a providerInput, written by the providerWriter.
 func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
 	if err := validateIntegrationName(name); err != nil {
@@ -178,31 +175,9 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	existing, err := lookupProvider(ctx, req.Storage, name)
+	p, affected, err := b.providerWriter.write(ctx, req.Storage, providerInput{Name: name, Fields: fieldValuesOf(d), Force: d.Get("force").(bool)})
 	if err != nil {
-		return nil, err
-	}
-	p := &catalog.Provider{Name: name}
-	var old *catalog.Provider
-	if existing != nil {
-		cp := *existing
-		old, p = &cp, existing
-	}
-	if err := applyProviderFields(p, d); err != nil {
-		return logical.ErrorResponse(err.Error()), nil
-	}
-	widened, err := integrationsWidened(ctx, req.Storage, name, old, p)
-	if err != nil {
-		return nil, err
-	}
-	affected := slices.Sorted(maps.Keys(widened))
-	if len(affected) > 0 && !d.Get("force").(bool) {
-		return logical.ErrorResponse("this write lets integrations of provider %q send credentials to hosts they did not reach before (%s); pass force=true to do it anyway",
-			name, describeWidening(widened)), nil
-	}
-	defer b.renderings.clear()
-	if err := putStoredProvider(ctx, req.Storage, p); err != nil {
-		return nil, err
+		return respondError(err)
 	}
 	resp := &logical.Response{Data: providerResponse(p)}
 	if len(affected) > 0 {
@@ -212,136 +187,17 @@ func (b *backend) pathProviderWrite(ctx context.Context, req *logical.Request, d
 	return resp, nil
 }
 
-// integrationsWidened maps each integration of provider name whose reach
-// (see egressWidening) grows when the provider changes from before to
-// after (nil: the provider does not exist) to the settings that widen it.
-func integrationsWidened(ctx context.Context, s logical.Storage, name string, before, after *catalog.Provider) (map[string][]string, error) {
-	names, err := listIntegrations(ctx, s)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]string{}
-	for _, n := range names {
-		in, err := getIntegration(ctx, s, n)
-		if err != nil {
-			return nil, err
-		}
-		if in == nil || in.Provider != name {
-			continue
-		}
-		if fields := egressWidening(in, before, after); len(fields) > 0 {
-			out[n] = fields
-		}
-	}
-	return out, nil
-}
-
-// egressWidening lists the settings through which in, merged with after
-// instead of before, may send credentials somewhere new: a URL whose host
-// changed or appeared, an allowed_hosts pattern added, or a changed schema
-// of a connection_config key that chooses a host. A provider that goes away
-// (after nil) widens everything: what replaces it is unknown.
-func egressWidening(in *integrationEntry, before, after *catalog.Provider) []string {
-	if after == nil {
-		return []string{"the provider itself"}
-	}
-	var was catalog.EndpointSettings
-	if before != nil {
-		was = mergeProvider(in, before).EndpointSettings
-	}
-	now := mergeProvider(in, after).EndpointSettings
-	var out []string
-	wasHosts, nowHosts := was.EndpointHosts(), now.EndpointHosts()
-	for _, f := range slices.Sorted(maps.Keys(nowHosts)) {
-		if nowHosts[f] != "" && nowHosts[f] != wasHosts[f] {
-			out = append(out, f)
-		}
-	}
-	for _, pattern := range now.AllowedHosts {
-		if !provider.PatternCovered(pattern, was.AllowedHosts) {
-			out = append(out, "allowed_hosts")
-			break
-		}
-	}
-	wasKeys := was.HostKeys()
-	for _, key := range now.HostKeys() {
-		switch {
-		case !slices.Contains(wasKeys, key):
-			// A URL's host now takes a key it did not (a renamed
-			// placeholder escapes the old key's schema).
-			out = append(out, "host placeholder "+key)
-		case !sameJSON(was.ConnectionConfigSchema[key], now.ConnectionConfigSchema[key]):
-			out = append(out, "connection_config_schema."+key)
-		}
-		// Values a redirect or a token response supplies choose the host
-		// too once they are copied into that key.
-		if slices.Contains(now.CallbackConfig, key) && !slices.Contains(was.CallbackConfig, key) {
-			out = append(out, "callback_config."+key)
-		}
-		if _, ok := now.TokenResponseConfig[key]; ok && now.TokenResponseConfig[key] != was.TokenResponseConfig[key] {
-			out = append(out, "token_response_config."+key)
-		}
-	}
-	return out
-}
-
-// describeWidening says, per integration, what widens its reach.
-func describeWidening(widened map[string][]string) string {
-	var parts []string
-	for _, n := range slices.Sorted(maps.Keys(widened)) {
-		parts = append(parts, fmt.Sprintf("%s: %s", n, strings.Join(widened[n], ", ")))
-	}
-	return strings.Join(parts, "; ")
-}
-
-func applyProviderFields(p *catalog.Provider, d *framework.FieldData) error {
-	if raw, ok := d.GetOk("auth_mode"); ok {
-		mode, err := catalog.ParseAuthMode(raw.(string))
-		if err != nil {
-			return err
-		}
-		p.AuthMode = mode
-	}
-	if p.AuthMode == "" {
-		return fmt.Errorf("auth_mode is required: one of %s", catalog.JoinModes(catalog.AuthModes))
-	}
-	if err := applyEndpointFields(&p.EndpointSettings, d); err != nil {
-		return err
-	}
-	if v, ok := d.GetOk("tokens_expire"); ok {
-		p.TokensExpire = v.(bool)
-	}
-	return p.Validate()
-}
-
-// pathProviderDelete deletes an operator-defined provider; for an override
-// of a built-in, the built-in applies again.
+// pathProviderDelete deletes an operator-defined provider, through the
+// providerWriter.
 func (b *backend) pathProviderDelete(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	name := d.Get("name").(string)
-	stored, err := getStoredProvider(ctx, req.Storage, name)
+	affected, err := b.providerWriter.delete(ctx, req.Storage, providerInput{Name: name, Force: d.Get("force").(bool)})
+	var builtin *builtinProviderError
+	if errors.As(err, &builtin) {
+		return nil, logical.CodedError(http.StatusBadRequest, err.Error())
+	}
 	if err != nil {
-		return nil, err
-	}
-	if stored == nil {
-		if catalog.Lookup(name) != nil {
-			return nil, logical.CodedError(http.StatusBadRequest, fmt.Sprintf("provider %q is built in and cannot be deleted; write to it to override it", name))
-		}
-		return nil, nil
-	}
-	// What applies after the delete: the built-in, or nothing.
-	after := catalog.Lookup(name)
-	widened, err := integrationsWidened(ctx, req.Storage, name, stored, after)
-	if err != nil {
-		return nil, err
-	}
-	affected := slices.Sorted(maps.Keys(widened))
-	if len(affected) > 0 && !d.Get("force").(bool) {
-		return logical.ErrorResponse("integrations %s use provider %q, and deleting it changes where they send credentials (%s); pass force=true to delete it anyway",
-			strings.Join(affected, ", "), name, describeWidening(widened)), nil
-	}
-	defer b.renderings.clear()
-	if err := deleteStoredProvider(ctx, req.Storage, name); err != nil {
-		return nil, err
+		return respondError(err)
 	}
 	if len(affected) == 0 {
 		return nil, nil

@@ -8,21 +8,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
-
-	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
-)
-
-// Session lifetimes: a link for a customer to open now, not a standing
-// credential.
-const (
-	defaultSessionTTL = 30 * time.Minute
-	maxSessionTTL     = 24 * time.Hour
 )
 
 func pathSessions(b *backend) []*framework.Path {
@@ -121,6 +111,9 @@ func sessionReadResponseFields() map[string]*framework.FieldSchema {
 	}
 }
 
+// pathSessionCreate creates a connect session: the request's fields as a
+// sessionInput, created by the sessionWriter, answered with the page's
+// link.
 func (b *backend) pathSessionCreate(ctx context.Context, req *logical.Request, d *framework.FieldData) (*logical.Response, error) {
 	if err := checkPayloadSize(req.Data); err != nil {
 		return logical.ErrorResponse(err.Error()), nil
@@ -133,21 +126,13 @@ func (b *backend) pathSessionCreate(ctx context.Context, req *logical.Request, d
 	if err != nil {
 		return logical.ErrorResponse(err.Error()), nil
 	}
-	e, err := b.newSessionEntry(ctx, req.Storage, cfg, d)
-	if err != nil {
-		var ue *userError
-		if errors.As(err, &ue) {
-			return logical.ErrorResponse(ue.msg), nil
-		}
-		return nil, err
-	}
-	secret, err := b.sessions.Create(ctx, req.Storage, e, cfg.MaxSessions)
+	e, secret, err := b.sessionWriter.create(ctx, req.Storage, cfg, sessionInputOf(d))
 	var limit *sessionLimitError
 	if errors.As(err, &limit) {
 		return nil, logical.CodedError(http.StatusTooManyRequests, err.Error())
 	}
 	if err != nil {
-		return nil, err
+		return respondError(err)
 	}
 	return &logical.Response{Data: map[string]any{
 		"connect_url": base + "/" + connectUIPath + "?" + url.Values{sessionParam: {secret}}.Encode(),
@@ -156,92 +141,39 @@ func (b *backend) pathSessionCreate(ctx context.Context, req *logical.Request, d
 	}}, nil
 }
 
-// newSessionEntry checks a session request field by field; every error is
-// the caller's (a userError) unless storage failed.
-func (b *backend) newSessionEntry(ctx context.Context, s logical.Storage, cfg *configEntry, d *framework.FieldData) (*sessionEntry, error) {
-	id := strings.TrimSpace(d.Get("connection_id").(string))
-	if id == "" {
-		return nil, badInput(errors.New("connection_id is required"))
+// sessionInputOf is the fields of a session request as a sessionInput
+// (tags already converted: checkFieldShapes refused any that do not).
+func sessionInputOf(d *framework.FieldData) sessionInput {
+	in := sessionInput{
+		ConnectionID: d.Get("connection_id").(string),
+		TTL:          time.Duration(d.Get("ttl").(int)) * time.Second,
+		Reconnect:    d.Get("reconnect").(bool),
+		DisplayName:  d.Get("display_name").(string),
+		Integrations: d.Get("integrations").([]string),
+		ReturnURL:    d.Get("return_url").(string),
 	}
-	if err := validateConnectionID(id); err != nil {
-		return nil, badInput(err)
+	if _, ok := d.Raw["tags"]; ok {
+		in.Tags, _ = d.Get("tags").(map[string]string)
 	}
-	ttl := time.Duration(d.Get("ttl").(int)) * time.Second
-	if ttl <= 0 || ttl > maxSessionTTL {
-		return nil, badInput(fmt.Errorf("ttl must be a positive duration up to %s", maxSessionTTL))
-	}
-	now := b.now()
-	e := &sessionEntry{ConnectionID: id, Reconnect: d.Get("reconnect").(bool), CreatedAt: now, ExpiresAt: now.Add(ttl)}
-	display, err := checkDisplayName(d.Get("display_name").(string))
-	if err != nil {
-		return nil, badInput(err)
-	}
-	e.DisplayName = display
-	for _, name := range d.Get("integrations").([]string) {
-		name = strings.TrimSpace(name)
-		if name == "" || slices.Contains(e.Integrations, name) {
-			continue
-		}
-		if err := validateIntegrationName(name); err != nil {
-			return nil, badInput(fmt.Errorf("integrations: %w", err))
-		}
-		in, err := getIntegration(ctx, s, name)
-		if err != nil {
-			return nil, err
-		}
-		if in == nil {
-			return nil, badInput(fmt.Errorf("integrations: integration %q does not exist", name))
-		}
-		if !pageConnects(in.AuthMode) {
-			return nil, badInput(fmt.Errorf("integrations: %q uses %s, which the connect page does not offer", name, in.AuthMode))
-		}
-		e.Integrations = append(e.Integrations, name)
-	}
-	tags, _, err := tagsFromRequest(d)
-	if err != nil {
-		return nil, badInput(err)
-	}
-	e.Tags = tags
 	if v, ok := d.GetOk("metadata"); ok {
-		obj, err := jsonObject("metadata", v)
-		if err == nil {
-			err = checkDocumentSize("metadata", obj)
-		}
-		if err != nil {
-			return nil, badInput(err)
-		}
-		e.Metadata = obj
+		in.Metadata, in.MetadataGiven = v.(map[string]any), true
 	}
-	if v := strings.TrimSpace(d.Get("return_url").(string)); v != "" {
-		if len(v) > maxReturnURLLen {
-			return nil, badInput(fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen))
-		}
-		if err := validateAbsoluteURL("return_url", v); err != nil {
-			return nil, badInput(err)
-		}
-		if !returnURLAllowed(v, cfg.AllowedReturnURLs) {
-			return nil, badInput(fmt.Errorf("return_url %q is not under any of config's allowed_return_urls", printable(v)))
-		}
-		e.ReturnURL = v
-	}
-	sid, err := newSessionID()
-	if err != nil {
-		return nil, err
-	}
-	e.ID = sid
-	key, _, err := newState()
-	if err != nil {
-		return nil, err
-	}
-	e.FormKey = []byte(key)
-	return e, nil
+	return in
 }
 
-// pageConnects reports whether the connect page offers integrations of
-// mode: APP installations are chosen by the operator, never by the
-// customer (see applyInstallationID).
-func pageConnects(mode catalog.AuthMode) bool {
-	return mode != catalog.App
+// checkReturnURL checks a session's return_url as authorize checks its
+// own (the sessionWriter's checkReturnURL).
+func checkReturnURL(v string, allowed []string) error {
+	if len(v) > maxReturnURLLen {
+		return fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
+	}
+	if err := validateAbsoluteURL("return_url", v); err != nil {
+		return err
+	}
+	if !returnURLAllowed(v, allowed) {
+		return fmt.Errorf("return_url %q is not under any of config's allowed_return_urls", printable(v))
+	}
+	return nil
 }
 
 // connectBaseURL is the mount's external address: config's public_url,
