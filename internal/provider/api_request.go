@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode"
+	"unicode/utf16"
 	"unicode/utf8"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
@@ -467,8 +469,11 @@ func scrubBody(status int, body []byte, sc *safetext.Scrubber) []byte {
 // changes is decoded, scrubbed and encoded again (keys sorted, one of each
 // duplicate kept); any other is returned byte for byte.
 func scrubJSONStrings(body []byte, scrub func(string) string) []byte {
-	if !bytes.Contains(body, []byte{'\\'}) || !json.Valid(body) {
+	if !bytes.Contains(body, []byte{'\\'}) {
 		return body // without an escape, the bytes were what decodes
+	}
+	if !json.Valid(body) {
+		return withheldIfEscapedEcho(body, scrub)
 	}
 	if !jsonStringsChange(body, scrub) {
 		return body
@@ -501,6 +506,74 @@ func jsonStringsChange(body []byte, scrub func(string) string) bool {
 			return true
 		}
 	}
+}
+
+// withheldIfEscapedEcho checks a body with escapes that is not one JSON
+// text (a newline-delimited stream, a text with trailing bytes or a byte
+// order mark, a script): a caller's decoder may still read JSON strings in
+// it, so every JSON escape is decoded wherever it stands, and a body in
+// which that reveals a secret is withheld whole. Where the strings begin
+// is not known without one JSON text to parse, so nothing less than the
+// whole body can be replaced.
+func withheldIfEscapedEcho(body []byte, scrub func(string) string) []byte {
+	view := jsonUnescaped(body)
+	if scrub(view) != view {
+		return []byte(withheldBody)
+	}
+	return body
+}
+
+// jsonUnescaped is b with every JSON string escape decoded in place
+// (\uXXXX, a surrogate pair as one rune, \" \\ \/ \b \f \n \r \t); a
+// backslash that starts no escape stays as it is.
+func jsonUnescaped(b []byte) string {
+	var out strings.Builder
+	out.Grow(len(b))
+	for i := 0; i < len(b); i++ {
+		if b[i] != '\\' || i+1 == len(b) {
+			out.WriteByte(b[i])
+			continue
+		}
+		if r, n := jsonEscape(b[i:]); n > 0 {
+			out.WriteRune(r)
+			i += n - 1
+			continue
+		}
+		out.WriteByte(b[i])
+	}
+	return out.String()
+}
+
+// jsonSimpleEscapes are JSON's two-character escapes by their second.
+var jsonSimpleEscapes = map[byte]rune{'"': '"', '\\': '\\', '/': '/', 'b': '\b', 'f': '\f', 'n': '\n', 'r': '\r', 't': '\t'}
+
+// jsonEscape decodes the escape at the start of b (b[0] is a backslash):
+// its rune and length, or a length of 0 when b starts no escape.
+func jsonEscape(b []byte) (rune, int) {
+	if simple, ok := jsonSimpleEscapes[b[1]]; ok {
+		return simple, 2
+	}
+	r, ok := hexRune(b, 1)
+	if !ok {
+		return 0, 0
+	}
+	if utf16.IsSurrogate(r) && len(b) >= 12 && b[6] == '\\' {
+		if low, ok := hexRune(b, 7); ok {
+			if pair := utf16.DecodeRune(r, low); pair != utf8.RuneError {
+				return pair, 12
+			}
+		}
+	}
+	return r, 6
+}
+
+// hexRune reads "uXXXX" at b[at:].
+func hexRune(b []byte, at int) (rune, bool) {
+	if len(b) < at+5 || b[at] != 'u' {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(string(b[at+1:at+5]), 16, 32)
+	return rune(v), err == nil
 }
 
 // withheldBody replaces a body that could not be scrubbed.

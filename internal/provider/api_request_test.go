@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/safetext"
 )
 
 // proxyBaseFor resolves a base on the API's address, as a connection whose
@@ -430,6 +432,41 @@ func TestProxyJSONEchoUnderADuplicateKeyIsScrubbed(t *testing.T) {
 		}
 		if s, ok := tok.(string); ok && strings.Contains(s, secret) {
 			t.Fatalf("the body decodes, token by token, to the token: %s", resp.Body)
+		}
+	}
+}
+
+// A body that is not one
+// valid JSON text is returned byte for byte even when it holds escapes,
+// so a \u-escaped echo of the token (or PHP's "\/" escape of a token with
+// a '/') in a newline-delimited JSON stream, or in a JSON text followed by
+// anything, or after a byte order mark, decodes into the token in the
+// caller's own decoder, which reads the first value (or each line, or
+// skips the mark).
+func TestProxyEscapedEchoOutsideOneJSONTextIsWithheld(t *testing.T) {
+	const secret = "tok-fedcba98/76543210"
+	var esc strings.Builder
+	for _, c := range secret {
+		fmt.Fprintf(&esc, `\u%04x`, c)
+	}
+	php := strings.ReplaceAll(secret, "/", `\/`)
+	sc := safetext.NewScrubber(secret)
+	for name, body := range map[string]string{
+		"ndjson, \\u escapes": `{"seen":"` + esc.String() + `"}` + "\n" + `{"n":1}` + "\n",
+		"ndjson, PHP's \\/":   `{"seen":"` + php + `"}` + "\n" + `{"n":1}` + "\n",
+		"trailing bytes":      `{"seen":"` + esc.String() + `"} trailing`,
+		"a byte order mark":   "\ufeff" + `{"seen":"` + esc.String() + `"}`,
+	} {
+		out := scrubBody(http.StatusOK, []byte(body), sc)
+		dec := json.NewDecoder(bytes.NewReader(bytes.TrimPrefix(out, []byte("\ufeff"))))
+		for {
+			var v any
+			if err := dec.Decode(&v); err != nil {
+				break
+			}
+			if b, _ := json.Marshal(v); strings.Contains(fmt.Sprint(v), secret) {
+				t.Errorf("%s: the scrubbed body %q decodes to the secret: %s", name, out, b)
+			}
 		}
 	}
 }
