@@ -40,6 +40,19 @@ func tagsField(when string) *framework.FieldSchema {
 // tagsFromRequest returns the tags a request sets, and whether it sets
 // them at all; given and empty clears them. Errors name the field.
 func tagsFromRequest(d *framework.FieldData) (map[string]string, bool, error) {
+	tags, given, err := tagsFromRequestUnchecked(d)
+	if err == nil {
+		err = validateTags(tags)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return tags, given, nil
+}
+
+// tagsFromRequestUnchecked is tagsFromRequest without validateTags, for a
+// flow that checks the tags in its own order.
+func tagsFromRequestUnchecked(d *framework.FieldData) (map[string]string, bool, error) {
 	if _, ok := d.Raw["tags"]; !ok {
 		return nil, false, nil
 	}
@@ -47,17 +60,10 @@ func tagsFromRequest(d *framework.FieldData) (map[string]string, bool, error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("tags must be an object of string values or a list of key=value pairs")
 	}
-	if !ok || v == nil {
+	if !ok || v == nil || len(v.(map[string]string)) == 0 {
 		return nil, true, nil
 	}
-	tags := v.(map[string]string)
-	if err := validateTags(tags); err != nil {
-		return nil, false, err
-	}
-	if len(tags) == 0 {
-		return nil, true, nil
-	}
-	return tags, true, nil
+	return v.(map[string]string), true, nil
 }
 
 // validateTags checks tags against the bounds above. Errors quote keys

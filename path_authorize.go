@@ -4,7 +4,6 @@ package connect
 
 import (
 	"context"
-	"fmt"
 	"strings"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
@@ -121,30 +120,19 @@ func authorizationRequestFrom(id string, d *framework.FieldData) (authorizationR
 			continue
 		}
 		obj, err := jsonObject(field, v)
-		if err == nil {
-			err = checkDocumentSize(field, obj)
-		}
 		if err != nil {
 			return r, err
 		}
 		*dst = obj
 	}
 	r.configGiven, r.metadataGiven = r.connectionConfig != nil, r.metadata != nil
-	tags, given, err := tagsFromRequest(d)
+	tags, given, err := tagsFromRequestUnchecked(d)
 	if err != nil {
 		return r, err
 	}
 	r.tags, r.tagsGiven = tags, given
 	r.browserBinding, _ = d.Get("browser_binding").(string)
-	if v := strings.TrimSpace(d.Get("return_url").(string)); v != "" {
-		if len(v) > maxReturnURLLen {
-			return r, fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
-		}
-		if err := validateAbsoluteURL("return_url", v); err != nil {
-			return r, err
-		}
-		r.returnURL = v
-	}
+	r.returnURL = strings.TrimSpace(d.Get("return_url").(string))
 	return r, nil
 }
 

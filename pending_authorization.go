@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/provider"
 )
 
 // A pending authorization is an authorization code grant between its start
@@ -76,12 +78,18 @@ func newPendingAuthorization(cfg *configEntry, in *integrationEntry, existing *c
 		}
 		st.Scopes = r.scopes
 	}
+	if err := checkAuthorizationDocuments(r); err != nil {
+		return nil, err
+	}
 	if r.configGiven {
 		st.ConnectionConfig = r.connectionConfig
 		st.MergeConnectionConfig, st.ReplaceConnectionConfig = r.mergeConfig, !r.mergeConfig
 	}
 	if r.metadataGiven {
 		st.Metadata, st.ReplaceMetadata = r.metadata, true
+	}
+	if err := validateTags(r.tags); err != nil {
+		return nil, err
 	}
 	if r.tagsGiven && existing != nil {
 		// Tags decide who may see a connection; authorize's caller may be
@@ -100,12 +108,32 @@ func newPendingAuthorization(cfg *configEntry, in *integrationEntry, existing *c
 		st.BrowserBindingHash, st.ApplicationCompletes = hashState(r.browserBinding), true
 	}
 	if r.returnURL != "" {
+		if len(r.returnURL) > maxReturnURLLen {
+			return nil, fmt.Errorf("return_url is longer than %d characters", maxReturnURLLen)
+		}
+		if err := provider.ValidateAbsoluteURL("return_url", r.returnURL); err != nil {
+			return nil, err
+		}
 		if !returnURLAllowed(r.returnURL, cfg.AllowedReturnURLs) {
 			return nil, fmt.Errorf("return_url %q is not under any of config's allowed_return_urls", printable(r.returnURL))
 		}
 		st.ReturnURL = r.returnURL
 	}
 	return st, nil
+}
+
+// checkAuthorizationDocuments checks the sizes of the connection config and
+// metadata r gives.
+func checkAuthorizationDocuments(r authorizationRequest) error {
+	if r.configGiven {
+		if err := checkDocumentSize("connection_config", r.connectionConfig); err != nil {
+			return err
+		}
+	}
+	if r.metadataGiven {
+		return checkDocumentSize("metadata", r.metadata)
+	}
+	return nil
 }
 
 // Bounds of authorize's browser_binding.

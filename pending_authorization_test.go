@@ -3,9 +3,12 @@
 package connect
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
@@ -67,5 +70,45 @@ func TestNewPendingAuthorizationForBothStarts(t *testing.T) {
 	r.tagsGiven, r.returnURL = false, "https://elsewhere.example.test/"
 	if _, err := newPendingAuthorization(cfg, in, nil, r, now); err == nil || !strings.Contains(err.Error(), "allowed_return_urls") {
 		t.Fatalf("a return_url outside the allowed: %v", err)
+	}
+}
+
+// authorize refuses a request with several faults by the first of its
+// checks, in one order: scopes, documents, tags, the application's
+// completion, return_url's form, return_url's allow-list (the handler
+// only parses; the pending authorization's constructor checks, in that
+// order, whoever builds the request).
+func TestAuthorizeRefusesByTheFirstCheckInItsOrder(t *testing.T) {
+	e, _ := authEnv(t)
+	for _, tc := range []struct {
+		name string
+		body map[string]any
+		want string
+	}{
+		// A scope beyond the integration's, and a return_url that is no
+		// absolute URL: the scope was checked first.
+		{"scope before return_url", map[string]any{"scopes": "not-a-scope", "return_url": "ftp://app.example.test/done"}, `scope "not-a-scope" is not one of`},
+	} {
+		resp, status := e.do(logical.UpdateOperation, "connections/github/acme/authorize", tc.body)
+		if status != http.StatusBadRequest || resp == nil || !strings.Contains(resp.Error().Error(), tc.want) {
+			t.Errorf("%s: %d %v, want 400 with %q", tc.name, status, resp, tc.want)
+		}
+	}
+}
+
+// The same with config's oauth_completion "application" (the default): a
+// request without browser_binding was refused for it before its
+// return_url's form was looked at.
+func TestAuthorizeApplicationCompletionIsCheckedBeforeReturnURLsForm(t *testing.T) {
+	e, srv := oauthEnv(t)
+	srv.RegisterRedirectURI(testRedirectURL)
+	e.mustDo(logical.UpdateOperation, "config", map[string]any{
+		"redirect_url": testRedirectURL, "allowed_return_urls": "https://app.example.test/done",
+	})
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"auth_url": srv.AuthURL()})
+	resp, status := e.do(logical.UpdateOperation, "connections/github/acme/authorize",
+		map[string]any{"return_url": "ftp://app.example.test/done"})
+	if status != http.StatusBadRequest || resp == nil || !strings.Contains(resp.Error().Error(), "browser_binding is required") {
+		t.Fatalf("%d %v, want 400 with browser_binding is required", status, resp)
 	}
 }
