@@ -131,6 +131,7 @@ func newBackend() *backend {
 		logger: logger,
 		now:    clock,
 	}
+	b.store.revokeUnstored = b.issuer.revokeDropped
 	b.refresher = &refresher{
 		store:    b.store,
 		engine:   b.engine,

@@ -233,3 +233,115 @@ func TestDeleteOfAnUnsavedConnectionLosesNoRecord(t *testing.T) {
 		t.Fatalf("failed delete (%d) left %d WAL records, %d unsaved: the rotated refresh token would be lost with the process", status, records, unsaved)
 	}
 }
+
+// TestSlowFirstTokenStallsNoOtherConnection: docs/architecture.md's promise
+// holds for the first token of a new connection too: a create of a
+// client-credentials connection held up 2 s by its provider does not make
+// a write of another connection of the integration wait behind an
+// integration write queued meanwhile.
+func TestSlowFirstTokenStallsNoOtherConnection(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.CreateOperation, "connections/machine/other", nil)
+	srv.SetDelay(2 * time.Second)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		e.do(logical.CreateOperation, "connections/machine/slow", nil)
+	}()
+	time.Sleep(200 * time.Millisecond) // the create waits on the provider
+	go func() {
+		defer wg.Done()
+		e.do(logical.UpdateOperation, "integrations/machine", map[string]any{"display_name": "Machine"})
+	}()
+	time.Sleep(200 * time.Millisecond) // the integration write is queued
+	start := time.Now()
+	e.mustDo(logical.UpdateOperation, "connections/machine/other/metadata", map[string]any{"owner": "x"})
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("a write of another connection waited %v on the slow provider", took)
+	}
+	wg.Wait()
+}
+
+// TestFirstTokenOfAChangedIntegrationIsNotStored: an integration written
+// while a new connection's first token was being issued may no longer be
+// what the token was issued for (another token URL, another client): the
+// create answers 409 and stores nothing, and the token is revoked with the
+// client it was issued to, the connection's own.
+func TestFirstTokenOfAChangedIntegrationIsNotStored(t *testing.T) {
+	e, srv := oauthEnv(t)
+	srv.AddClient("tenant-client", "tenant-client-secret")
+	e.mustDo(logical.CreateOperation, "integrations/byo", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(), "revocation_url": srv.RevocationURL(),
+		"credentials_schema": map[string]any{"client_id": map[string]any{}, "client_secret": map[string]any{"secret": true}},
+	})
+	written := make(chan int, 1)
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		go func() {
+			_, status := e.do(logical.UpdateOperation, "integrations/byo", map[string]any{"token_url": srv.TokenURL() + "?v=2"})
+			written <- status
+		}()
+		select {
+		case status := <-written:
+			if status >= 300 {
+				t.Errorf("integration write during the token request: %d", status)
+			}
+		case <-time.After(time.Second):
+			t.Error("the integration write waited for the provider")
+		}
+	})
+	resp, status := e.do(logical.CreateOperation, "connections/byo/t1", map[string]any{"client_id": "tenant-client", "client_secret": "tenant-client-secret"})
+	if status != http.StatusConflict || !strings.Contains(errorText(resp), "changed") {
+		t.Fatalf("create across an integration write: %d %s", status, errorText(resp))
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "byo", "t1"); c != nil || e.b.store.Unsaved() != 0 {
+		t.Fatal("the token issued for the old integration was stored")
+	}
+	revoked := srv.Revoked()
+	if len(revoked) != 1 || srv.IssuedTo(revoked[0]) != "tenant-client" || srv.LastClientID() != "tenant-client" {
+		t.Fatalf("revoked %v (issued to %q) as %q; want the connection's token, revoked by its own client", revoked, srv.IssuedTo(firstOr(revoked)), srv.LastClientID())
+	}
+}
+
+// firstOr is the first of s, or "".
+func firstOr(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// TestSlowRevocationStallsNoOtherConnection: a delete that revokes its
+// tokens at a provider taking 2 s to answer holds only its connection's
+// lock across that call, not its integration's.
+func TestSlowRevocationStallsNoOtherConnection(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	importExpiring(e, srv, "gone", time.Hour)
+	importExpiring(e, srv, "other", time.Hour)
+	srv.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/revoke") {
+			time.Sleep(2 * time.Second)
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		e.do(logical.DeleteOperation, "connections/github/gone", nil)
+	}()
+	time.Sleep(200 * time.Millisecond) // the revocation waits on the provider
+	go func() {
+		defer wg.Done()
+		e.do(logical.UpdateOperation, "integrations/github", map[string]any{"display_name": "GitHub"})
+	}()
+	time.Sleep(200 * time.Millisecond) // the integration write is queued
+	start := time.Now()
+	e.mustDo(logical.UpdateOperation, "connections/github/other/metadata", map[string]any{"owner": "x"})
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("a write of another connection waited %v on the slow revocation", took)
+	}
+	wg.Wait()
+}

@@ -258,6 +258,31 @@ var surfaces = []surface{
 			e.do(logical.CreateOperation, "connections/"+kind+"/new", body)
 		}
 	}},
+	{"create across its first token's provider call", []string{connRoute + " create"}, []string{"cc"}, func(e *invEnv, kind string, a attack) func() {
+		// The integration lock is not held across the provider call: the
+		// last column's forced delete runs while the token is issued.
+		asked := make(chan struct{})
+		e.srv.OnToken(func() {
+			e.srv.OnToken(nil)
+			close(asked)
+		})
+		e.srv.SetDelay(300 * time.Millisecond)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			body := e.credentialsFor(kind)
+			body["connection_config"], body["metadata"] = withConfig(a.config), a.metadata
+			e.do(logical.CreateOperation, "connections/"+kind+"/new", body)
+		}()
+		select {
+		case <-asked:
+		case <-done: // refused before any token request
+		}
+		return func() {
+			<-done
+			e.srv.SetDelay(0)
+		}
+	}},
 	{"update", []string{connRoute + " update"}, allKinds, func(e *invEnv, kind string, a attack) func() {
 		return func() {
 			e.do(logical.UpdateOperation, "connections/"+kind+"/acme", map[string]any{"connection_config": withConfig(a.config), "metadata": a.metadata})
