@@ -345,3 +345,47 @@ func TestSlowRevocationStallsNoOtherConnection(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestForcedIntegrationDeleteOvertakesARefresh: a forced integration delete
+// does not wait for a refresh held up by its provider, and the refresh,
+// once answered, stores nothing of the deleted connection, not even in the
+// integration re-created under the same name meanwhile.
+func TestForcedIntegrationDeleteOvertakesARefresh(t *testing.T) {
+	for _, unsaved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unsaved=%v", unsaved), func(t *testing.T) {
+			e, srv := oauthEnv(t)
+			flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+			e.storage = flaky
+			importExpiring(e, srv, "c1", time.Minute)
+			if unsaved {
+				flaky.failPuts.Store(failForever)
+				e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+				flaky.failPuts.Store(0)
+			}
+			body := e.mustDo(logical.ReadOperation, "integrations/github", nil)
+			srv.SetDelay(time.Second)
+			refreshed := make(chan int, 1)
+			go func() {
+				_, status := e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+				refreshed <- status
+			}()
+			time.Sleep(200 * time.Millisecond) // the refresh waits on the provider
+			start := time.Now()
+			e.mustDo(logical.DeleteOperation, "integrations/github", map[string]any{"force": true})
+			if took := time.Since(start); took > 500*time.Millisecond {
+				t.Errorf("the forced delete waited %v for the provider", took)
+			}
+			e.mustDo(logical.CreateOperation, "integrations/github", map[string]any{
+				"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+				"auth_url": body["auth_url"], "token_url": body["token_url"],
+			})
+			if status := <-refreshed; status < 400 {
+				t.Errorf("the refresh of the deleted connection answered %d", status)
+			}
+			if c, _ := getConnection(t.Context(), flaky, "github", "c1"); c != nil || e.b.store.Unsaved() != 0 || len(walRecords(t, flaky)) != 0 {
+				t.Fatalf("the deleted connection came back: stored %v, %d unsaved, %d WAL records", c != nil, e.b.store.Unsaved(), len(walRecords(t, flaky)))
+			}
+			e.mustFail(logical.ReadOperation, "connections/github/c1", nil, http.StatusNotFound)
+		})
+	}
+}
