@@ -240,6 +240,7 @@ func TestDeleteOfAnUnsavedConnectionLosesNoRecord(t *testing.T) {
 // a write of another connection of the integration wait behind an
 // integration write queued meanwhile.
 func TestSlowFirstTokenStallsNoOtherConnection(t *testing.T) {
+	reliabilityCase(t, "provider answers a new connection's first token after 2 s; an integration write is queued meanwhile", "a write to another connection of the integration completes well before the provider answers")
 	e, srv := oauthEnv(t)
 	e.mustDo(logical.CreateOperation, "connections/machine/other", nil)
 	srv.SetDelay(2 * time.Second)
@@ -269,6 +270,7 @@ func TestSlowFirstTokenStallsNoOtherConnection(t *testing.T) {
 // create answers 409 and stores nothing, and the token is revoked with the
 // client it was issued to, the connection's own.
 func TestFirstTokenOfAChangedIntegrationIsNotStored(t *testing.T) {
+	reliabilityCase(t, "the integration is written while a new connection's first token is issued", "409 with nothing stored; the token is revoked with the client it was issued to")
 	e, srv := oauthEnv(t)
 	srv.AddClient("tenant-client", "tenant-client-secret")
 	e.mustDo(logical.CreateOperation, "integrations/byo", map[string]any{
@@ -316,6 +318,7 @@ func firstOr(s []string) string {
 // tokens at a provider taking 2 s to answer holds only its connection's
 // lock across that call, not its integration's.
 func TestSlowRevocationStallsNoOtherConnection(t *testing.T) {
+	reliabilityCase(t, "provider answers a delete's revocation after 2 s; an integration write is queued meanwhile", "a write to another connection of the integration completes meanwhile")
 	e, srv := oauthEnv(t)
 	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
 	importExpiring(e, srv, "gone", time.Hour)
@@ -351,6 +354,7 @@ func TestSlowRevocationStallsNoOtherConnection(t *testing.T) {
 // once answered, stores nothing of the deleted connection, not even in the
 // integration re-created under the same name meanwhile.
 func TestForcedIntegrationDeleteOvertakesARefresh(t *testing.T) {
+	reliabilityCase(t, "forced integration delete, and a re-create, while a refresh waits on its provider", "the delete does not wait; the refresh stores nothing of the deleted connection")
 	for _, unsaved := range []bool{false, true} {
 		t.Run(fmt.Sprintf("unsaved=%v", unsaved), func(t *testing.T) {
 			e, srv := oauthEnv(t)
