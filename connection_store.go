@@ -571,10 +571,19 @@ func (cs *connectionStore) afterDelete(ctx context.Context, s logical.Storage, c
 // changed meanwhile. Without force, an integration with connections is left
 // alone and the error is an *errHasConnections.
 //
-// Its connections are those in storage and those held unsaved in memory.
-// Every WAL record of the integration goes first, those a previous process
-// wrote included.
+// Its connections are those in storage, those held unsaved in memory and
+// those only a WAL record holds (a previous process's, not applied yet):
+// each is the customer's connection, whose tokens a delete without force
+// must not drop. At start, a delete without force first waits (bounded, as
+// a read does) for the integration's records to be applied. Every WAL
+// record of the integration goes first, those a previous process wrote
+// included.
 func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Storage, integration string, force bool, deleteEntry func() error) error {
+	if !force {
+		if err := cs.walGate.awaitIntegration(ctx, integration); err != nil {
+			return err
+		}
+	}
 	defer cs.integrationLocks.Lock(integration)()
 	// Changes running their provider calls store nothing of a connection
 	// deleted from here on (checkNotDeleted).
@@ -584,14 +593,14 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		return err
 	}
 	ids = cs.withUnsavedIDs(integration, ids)
-	if len(ids) > 0 && !force {
-		return &errHasConnections{len(ids)}
-	}
 	listed, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return fmt.Errorf("listing the WAL: %w", err)
 	}
 	walIDs := walIDsWithPrefix(listed, walIntegrationPrefix(integration))
+	if n := len(ids) + walOnlyConnections(integration, ids, walIDs); n > 0 && !force {
+		return &errHasConnections{n}
+	}
 	if err := refuseNewerWALs(ctx, s, walIDs); err != nil {
 		return err
 	}
@@ -606,6 +615,24 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		cs.afterDelete(ctx, s, c, nil)
 	}
 	return deleteEntry()
+}
+
+// walOnlyConnections counts the connections of integration that only WAL
+// records hold: those of walIDs (the integration's records) whose
+// connection is none of ids.
+func walOnlyConnections(integration string, ids, walIDs []string) int {
+	known := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		known[walIDPrefix(integration, id)] = true
+	}
+	n := 0
+	for _, walID := range walIDs {
+		if prefix, ok := walConnectionPrefix(walID); ok && !known[prefix] {
+			known[prefix] = true
+			n++
+		}
+	}
+	return n
 }
 
 // withUnsavedIDs adds to ids (sorted) the ids of integration's connections

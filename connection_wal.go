@@ -432,6 +432,56 @@ func (g *walGate) await(ctx context.Context, integration, id string) error {
 	}
 }
 
+// awaitIntegration returns once no connection of integration is held back,
+// or errWALPending when the bound passes first (an integration delete at
+// start: until its records are applied, the connections only they hold
+// are not in storage).
+func (g *walGate) awaitIntegration(ctx context.Context, integration string) error {
+	if g.open.Load() {
+		return nil
+	}
+	timer := time.NewTimer(g.wait)
+	defer timer.Stop()
+	pending := &engineError{kind: errWALPending, msg: fmt.Sprintf(
+		"integration %q has connections whose tokens a previous process left in the write-ahead log are not stored yet; retry in a few seconds", integration)}
+	wait := func(ch <-chan struct{}) error {
+		select {
+		case <-ch:
+			return nil
+		case <-timer.C:
+			return pending
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	g.mu.Lock()
+	listed := g.listed
+	g.mu.Unlock()
+	if listed != nil {
+		if err := wait(listed); err != nil {
+			return err
+		}
+	}
+	prefix := walIntegrationPrefix(integration)
+	for {
+		var next *walPendingRecords
+		g.mu.Lock()
+		for p, recs := range g.pending {
+			if strings.HasPrefix(p, prefix) {
+				next = recs
+				break
+			}
+		}
+		g.mu.Unlock()
+		if next == nil {
+			return nil
+		}
+		if err := wait(next.applied); err != nil {
+			return err
+		}
+	}
+}
+
 // walConnectionPrefix is the part of a record's id that names its
 // connection, false for the random ids of earlier versions' records.
 func walConnectionPrefix(id string) (string, bool) {

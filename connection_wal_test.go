@@ -757,3 +757,63 @@ func TestUndecodableWALRecordDoesNotHoldItsConnectionForever(t *testing.T) {
 	t.Cleanup(func() { restarted.b.clean(context.Background()) })
 	restarted.mustDo(logical.ReadOperation, "connections/github/c1", nil)
 }
+
+// createdWhileStorageRefused leaves storage as a killed process leaves it
+// after the first token of new connection m1 of the client-credentials
+// integration "machine" was issued while storage refused the connection:
+// the connection exists only in a WAL record.
+func createdWhileStorageRefused(t *testing.T) (logical.Storage, *oauthtest.Server) {
+	t.Helper()
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.CreateOperation, "connections/machine/m1", nil)
+	if c, _ := getConnection(t.Context(), flaky.Storage, "machine", "m1"); c != nil || len(walRecords(t, flaky.Storage)) != 1 {
+		t.Fatal("the new connection is not only in a WAL record")
+	}
+	return flaky.Storage, srv
+}
+
+// TestIntegrationDeleteCountsConnectionsOnlyInTheWAL: a connection that
+// exists only in a WAL record is a connection of its integration: a delete
+// without force is refused and keeps the record, at start (where it waits
+// for the record to be applied, as a read does) and after (where the
+// record is not applied yet).
+func TestIntegrationDeleteCountsConnectionsOnlyInTheWAL(t *testing.T) {
+	reliabilityCase(t, "integration delete without force while a connection exists only in a WAL record, at start and after", "refused (or 503 while the record waits at start); the record and its tokens are kept")
+	t.Run("at start", func(t *testing.T) {
+		s, _ := createdWhileStorageRefused(t)
+		held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+		restarted := startedOn(t, held)
+		time.AfterFunc(300*time.Millisecond, func() { close(held.release) })
+		msg := restarted.mustFail(logical.DeleteOperation, "integrations/machine", nil, http.StatusBadRequest)
+		if !strings.Contains(msg, "1 connection") {
+			t.Fatalf("refusal: %s", msg)
+		}
+		restarted.mustDo(logical.ReadOperation, "connections/machine/m1", nil)
+	})
+	t.Run("record not applied", func(t *testing.T) {
+		s, _ := createdWhileStorageRefused(t)
+		restarted := restartOn(t, s) // no start's replay: the rollback applies it later
+		msg := restarted.mustFail(logical.DeleteOperation, "integrations/machine", nil, http.StatusBadRequest)
+		if !strings.Contains(msg, "1 connection") || len(walRecords(t, s)) != 1 {
+			t.Fatalf("refusal: %s; %d WAL records left", msg, len(walRecords(t, s)))
+		}
+		rollBack(restarted)
+		restarted.mustDo(logical.ReadOperation, "connections/machine/m1", nil)
+	})
+	t.Run("record still waiting at start", func(t *testing.T) {
+		s, _ := createdWhileStorageRefused(t)
+		held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+		time.AfterFunc(2*time.Second, func() { close(held.release) })
+		restarted := newTestEnvOn(t, held)
+		restarted.b.store.walGate.wait = 100 * time.Millisecond
+		initializeMount(t, restarted)
+		t.Cleanup(func() { restarted.b.clean(context.Background()) })
+		resp, status := restarted.do(logical.DeleteOperation, "integrations/machine", nil)
+		if status != http.StatusServiceUnavailable || !strings.Contains(errorText(resp), "write-ahead log") {
+			t.Fatalf("delete while a record waits: %d %s", status, errorText(resp))
+		}
+	})
+}
