@@ -352,16 +352,25 @@ func (g *walGate) arm() {
 	g.open.Store(false)
 }
 
-// hold registers the unapplied record id of connection prefix.
-func (g *walGate) hold(prefix, id string) {
+// holdOnly holds back the connections of records (record id → connection
+// prefix), the WAL as one listing found it, and no other: a hold of an
+// earlier, failed listing whose record is gone by now would otherwise
+// never be released, since the replay applies only the records listed.
+func (g *walGate) holdOnly(records map[string]string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	p := g.pending[prefix]
-	if p == nil {
-		p = &walPendingRecords{ids: map[string]bool{}, applied: make(chan struct{})}
-		g.pending[prefix] = p
+	for prefix, p := range g.pending {
+		close(p.applied)
+		delete(g.pending, prefix)
 	}
-	p.ids[id] = true
+	for id, prefix := range records {
+		p := g.pending[prefix]
+		if p == nil {
+			p = &walPendingRecords{ids: map[string]bool{}, applied: make(chan struct{})}
+			g.pending[prefix] = p
+		}
+		p.ids[id] = true
+	}
 }
 
 // listedAll lets through every connection without a record.
@@ -557,6 +566,7 @@ func (cs *connectionStore) holdWALRecords(ctx context.Context, s logical.Storage
 	if err != nil {
 		return nil, fmt.Errorf("listing the WAL: %w", err)
 	}
+	held := make(map[string]string, len(ids))
 	for _, id := range ids {
 		prefix, ok := walConnectionPrefix(id)
 		if !ok {
@@ -570,8 +580,9 @@ func (cs *connectionStore) holdWALRecords(ctx context.Context, s logical.Storage
 			}
 			prefix = walIDPrefix(rec.Entry.Integration, rec.Entry.ConnectionID)
 		}
-		cs.walGate.hold(prefix, id)
+		held[id] = prefix
 	}
+	cs.walGate.holdOnly(held)
 	return ids, nil
 }
 

@@ -817,3 +817,54 @@ func TestIntegrationDeleteCountsConnectionsOnlyInTheWAL(t *testing.T) {
 		}
 	})
 }
+
+// recordGoneDuringListing fails the first read of WAL record failKey, as
+// storage that refuses it for a moment, and deletes WAL record goneKey at
+// that moment, as the rollback (or a delete) that applies a record while
+// the start lists the WAL.
+type recordGoneDuringListing struct {
+	logical.Storage
+	failKey, goneKey string
+	failed           atomic.Bool
+}
+
+func (s *recordGoneDuringListing) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if key == s.failKey && s.failed.CompareAndSwap(false, true) {
+		if err := s.Storage.Delete(ctx, s.goneKey); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("storage unavailable")
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// TestRecordGoneBeforeTheListingsRetryHoldsNothing: the start's listing of
+// the WAL fails part way (a record of an earlier version cannot be read)
+// after it held back c1 for its record, and that record is gone by the
+// retry: c1 is not held back for a record that no longer exists.
+func TestRecordGoneBeforeTheListingsRetryHoldsNothing(t *testing.T) {
+	reliabilityCase(t, "the start's listing of the WAL fails part way, and a record it held a connection for is deleted before the retry",
+		"the connection is served at once, not held back for the deleted record")
+	s, _, _ := rotatedWhileStorageRefused(t)
+	ids := walRecords(t, s)
+	if len(ids) != 1 {
+		t.Fatalf("%d WAL records", len(ids))
+	}
+	// An earlier version's record, whose id names no connection, listed
+	// after c1's.
+	old := "zzzz-earlier-version-record"
+	value, _ := json.Marshal(map[string]any{"type": "another_kind", "data": map[string]any{}, "created_at": time.Now().Unix()})
+	if err := s.Put(t.Context(), &logical.StorageEntry{Key: framework.WALPrefix + old, Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	faulty := &recordGoneDuringListing{Storage: s, failKey: framework.WALPrefix + old, goneKey: framework.WALPrefix + ids[0]}
+	restarted := newTestEnvOn(t, faulty)
+	restarted.b.store.walGate.wait = 500 * time.Millisecond
+	restarted.b.store.walGate.retry = 20 * time.Millisecond
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	waitFor(t, "the failed listing to be retried", faulty.failed.Load)
+	if _, status := restarted.do(logical.ReadOperation, "connections/github/c1", nil); status != http.StatusOK {
+		t.Fatalf("read of c1, whose record is gone: %d", status)
+	}
+}
