@@ -393,3 +393,44 @@ func TestForcedIntegrationDeleteOvertakesARefresh(t *testing.T) {
 		})
 	}
 }
+
+// TestUnstoredTokenIsRevokedWithItsOwnClient: a token issued to a
+// connection's own client (OAUTH2_CC with the customer's client_id and
+// client_secret) that nothing stores is revoked with that client, not with
+// the integration's own, which the provider would refuse (the token is not
+// its): on a create and on an update that brings the client.
+func TestUnstoredTokenIsRevokedWithItsOwnClient(t *testing.T) {
+	reliabilityCase(t, "a token issued to a connection's own client is refused by the store (the integration was written meanwhile)",
+		"the token is revoked, authenticated as the client it was issued to")
+	for _, tc := range []struct {
+		name string
+		op   logical.Operation
+	}{{"create", logical.CreateOperation}, {"update bringing the client", logical.UpdateOperation}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, srv := oauthEnv(t)
+			srv.AddClient("tenant-client", "tenant-client-secret")
+			e.mustDo(logical.UpdateOperation, "integrations/machine", map[string]any{"revocation_url": srv.RevocationURL()})
+			var before map[string]any
+			if tc.op == logical.UpdateOperation {
+				e.mustDo(logical.CreateOperation, "connections/machine/t1", nil)
+				before = e.mustDo(logical.ReadOperation, "connections/machine/t1/raw", nil)
+			}
+			srv.OnToken(func() {
+				srv.OnToken(nil)
+				e.mustDo(logical.UpdateOperation, "integrations/machine", map[string]any{"display_name": "Machine"})
+			})
+			e.mustFail(tc.op, "connections/machine/t1", map[string]any{"client_id": "tenant-client", "client_secret": "tenant-client-secret"}, http.StatusConflict)
+			revoked := srv.Revoked()
+			if len(revoked) != 1 || srv.IssuedTo(revoked[0]) != "tenant-client" || srv.LastClientID() != "tenant-client" {
+				t.Fatalf("revoked %v as %q; want the tenant client's token, revoked by the tenant client", revoked, srv.LastClientID())
+			}
+			after, status := e.do(logical.ReadOperation, "connections/machine/t1/raw", nil)
+			switch {
+			case before == nil && status != http.StatusNotFound:
+				t.Fatalf("the refused create stored the connection: %d", status)
+			case before != nil && (status != http.StatusOK || after.Data["access_token"] != before["access_token"] || after.Data["client_id"] != before["client_id"]):
+				t.Fatalf("the refused update changed the connection: %v", after.Data)
+			}
+		})
+	}
+}
