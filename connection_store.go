@@ -344,9 +344,10 @@ func (cs *connectionStore) checkNotDeleted(ctx context.Context, s logical.Storag
 }
 
 // checkIssuerUnchanged says whether the integration that issued a write's
-// token (issuer, as the write read it) is still stored as it was: one
-// written meanwhile may have another token URL or client, and one deleted
-// or re-created is another provider. The write then stores nothing.
+// token (issuer, as the write read it, its provider's settings filled in)
+// is still stored as it was, and its provider's settings too: one written
+// meanwhile may have another token URL or client, and one deleted or
+// re-created is another provider. The write then stores nothing.
 func (cs *connectionStore) checkIssuerUnchanged(ctx context.Context, s logical.Storage, issuer *integrationEntry) error {
 	in, err := getIntegration(ctx, s, issuer.Name)
 	if err != nil {
@@ -355,9 +356,19 @@ func (cs *connectionStore) checkIssuerUnchanged(ctx context.Context, s logical.S
 	if in == nil || !in.CreatedAt.Equal(issuer.CreatedAt) {
 		return fmt.Errorf("%w: %q was deleted while its provider issued the token; nothing was stored", errIntegrationGone, issuer.Name)
 	}
-	if !in.UpdatedAt.Equal(issuer.UpdatedAt) {
+	changed := !in.UpdatedAt.Equal(issuer.UpdatedAt)
+	if !changed && in.Provider != "" {
+		// The settings it takes from its provider (a token URL, token
+		// parameters) may have been written meanwhile too.
+		effective, err := effectiveIntegration(ctx, s, in)
+		if err != nil {
+			return err
+		}
+		changed = !sameJSON(effective.EndpointSettings, issuer.EndpointSettings)
+	}
+	if changed {
 		return &engineError{kind: errIntegrationChanged, msg: fmt.Sprintf(
-			"integration %q was changed while its provider issued the connection's token; nothing was stored and the token was revoked where the integration can revoke it: write the connection again", issuer.Name)}
+			"integration %q (or its provider) was changed while the connection's token was issued; nothing was stored and the token was revoked where the integration can revoke it: write the connection again", issuer.Name)}
 	}
 	return nil
 }

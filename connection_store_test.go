@@ -434,3 +434,21 @@ func TestUnstoredTokenIsRevokedWithItsOwnClient(t *testing.T) {
 		})
 	}
 }
+
+// TestFirstTokenOfAChangedProviderIsNotStored: the settings an integration
+// takes from its provider are part of what a token is issued for: a
+// provider written while a new connection's first token is issued makes
+// the create a 409 with nothing stored.
+func TestFirstTokenOfAChangedProviderIsNotStored(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/acme-cc", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL()})
+	e.mustDo(logical.CreateOperation, "integrations/acme", map[string]any{"provider": "acme-cc", "client_id": srv.ClientID, "client_secret": srv.ClientSecret})
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		e.mustDo(logical.UpdateOperation, "providers/acme-cc", map[string]any{"token_url": srv.TokenURL() + "?tenant=other"})
+	})
+	e.mustFail(logical.CreateOperation, "connections/acme/t1", nil, http.StatusConflict)
+	if c, _ := getConnection(t.Context(), e.storage, "acme", "t1"); c != nil {
+		t.Fatal("the token issued under the provider's old token URL was stored")
+	}
+}
