@@ -367,6 +367,31 @@ var surfaces = []surface{
 			e.srv.SetExtraFields(nil)
 		}
 	}},
+	{"forced refresh across its provider call", []string{connRoute + "/refresh update"}, []string{"cc", "oauth"}, func(e *invEnv, kind string, a attack) func() {
+		// As the create's row: the last column's forced delete runs while
+		// the provider answers the refresh, which then stores nothing.
+		asked := make(chan struct{})
+		e.srv.OnToken(func() {
+			e.srv.OnToken(nil)
+			close(asked)
+		})
+		e.srv.SetExtraFields(a.config)
+		e.srv.SetDelay(300 * time.Millisecond)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.do(logical.UpdateOperation, "connections/"+kind+"/acme/refresh", nil)
+		}()
+		select {
+		case <-asked:
+		case <-done:
+		}
+		return func() {
+			<-done
+			e.srv.SetDelay(0)
+			e.srv.SetExtraFields(nil)
+		}
+	}},
 	{"background refresh", []string{"hook:periodic"}, allKinds, func(e *invEnv, _ string, a attack) func() {
 		return func() {
 			e.srv.SetExtraFields(a.config)
