@@ -359,18 +359,25 @@ func (g *walGate) arm() {
 func (g *walGate) holdOnly(records map[string]string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	for prefix, p := range g.pending {
-		close(p.applied)
-		delete(g.pending, prefix)
-	}
+	pending := make(map[string]*walPendingRecords, len(records))
 	for id, prefix := range records {
-		p := g.pending[prefix]
+		p := pending[prefix]
 		if p == nil {
-			p = &walPendingRecords{ids: map[string]bool{}, applied: make(chan struct{})}
-			g.pending[prefix] = p
+			p = g.pending[prefix] // one a waiter may already wait on
+			if p == nil {
+				p = &walPendingRecords{applied: make(chan struct{})}
+			}
+			p.ids = map[string]bool{}
+			pending[prefix] = p
 		}
 		p.ids[id] = true
 	}
+	for prefix, p := range g.pending {
+		if pending[prefix] == nil {
+			close(p.applied) // its records are gone
+		}
+	}
+	g.pending = pending
 }
 
 // listedAll lets through every connection without a record.
