@@ -326,7 +326,10 @@ func (cs *connectionStore) checkNotDeleted(ctx context.Context, s logical.Storag
 	if loaded.entry == nil || cs.integrationDeletes.Load() == loaded.deletes {
 		return nil
 	}
-	gone := fmt.Errorf("%w: connection %q was deleted with integration %q meanwhile", errIntegrationGone, key, integration)
+	// Not found to its caller (a read that refreshed answers 404), and
+	// errIntegrationGone to the store's own retries, which drop the entry.
+	gone := &engineError{kind: errConnectionNotFound, cause: errIntegrationGone, msg: fmt.Sprintf(
+		"connection %q was deleted with integration %q while it changed; nothing of the change was stored", key, integration)}
 	if loaded.unsaved {
 		if cs.unsavedEntry(key) == nil {
 			return gone
