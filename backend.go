@@ -146,6 +146,7 @@ func newBackend() *backend {
 		logger: logger,
 		now:    clock,
 	}
+	b.store.revokeUnstored = b.issuer.revokeDropped
 	b.refresher = &refresher{
 		store:    b.store,
 		engine:   b.engine,

@@ -38,10 +38,12 @@ var saveRetryDelays = []time.Duration{20 * time.Millisecond, 100 * time.Millisec
 // notification of the refresh scheduler, so every change to a connection
 // goes the same way: lock, load fresh, apply, save, cache, reschedule.
 //
-// Lock order: an integration's lock, then a connection's. Connection
-// writes hold their integration's lock for reading, so that a forced
-// integration delete (which holds it for writing) cannot interleave with
-// them and leave an orphan connection.
+// Lock order: a connection's lock, then its integration's. A change holds
+// the connection's lock throughout, across a provider call too, and its
+// integration's lock for reading only around its load and its save, so
+// that a forced integration delete (which holds it for writing, and takes
+// no connection's lock) cannot interleave with either and leave an orphan
+// connection, and no integration write waits on a provider.
 type connectionStore struct {
 	locks            *keyedLocks // by connection key
 	integrationLocks *keyedLocks // by integration name
@@ -72,6 +74,15 @@ type connectionStore struct {
 	// failed, deleted again by SaveUnsaved. Until then they are harmless:
 	// a record applies only over older credentials than its own.
 	supersededWALs map[string]bool
+
+	// integrationDeletes counts the integration deletes begun, so that a
+	// change, which lets its integration's lock go across its provider
+	// call, knows whether its connection may have been deleted meanwhile.
+	integrationDeletes atomic.Uint64
+	// revokeUnstored revokes, at in's provider, tokens issued for a write
+	// that the store refused (the integration changed or went meanwhile);
+	// nil revokes nothing. The backend sets it to the issuer's.
+	revokeUnstored func(ctx context.Context, in *integrationEntry, c *connectionEntry)
 
 	// walGate holds back, at start, the connections whose WAL records a
 	// previous process left are not applied yet (connection_wal.go).
@@ -203,29 +214,23 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 // update is Update without the wait for the connection's WAL records: the
 // replay of those records, and the retry of entries held unsaved (newer
 // than any record), use it.
+//
+// Only the connection's own lock is held across change, which may wait on a
+// provider: its integration's lock is taken for reading around the load and
+// around the save alone, so that an integration write waiting for it never
+// holds up, behind a slow provider, the other connections of the
+// integration. A forced delete of the integration may therefore run while
+// change does; the save finds out (integrationDeletes) and stores nothing
+// of a connection it deleted.
 func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
-	unlockIntegration := cs.integrationLocks.RLock(integration)
-	defer func() {
-		if unlockIntegration != nil {
-			unlockIntegration()
-		}
-	}()
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
 
-	current, unsaved, err := cs.loadLocked(ctx, s, key)
+	loaded, err := cs.loadForChange(ctx, s, integration, key)
 	if err != nil {
 		return nil, err
 	}
-	if current != nil && !unsaved {
-		// A stored connection: a forced delete of its integration lists
-		// it and deletes it under its own lock, after this change, so the
-		// integration's lock is let go before change, which may wait on a
-		// provider: an integration write waiting for it would otherwise
-		// hold up every other connection of the integration.
-		unlockIntegration()
-		unlockIntegration = nil
-	}
+	current := loaded.entry
 	var arg *connectionEntry
 	if current != nil {
 		arg = current.clone()
@@ -235,6 +240,7 @@ func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integr
 		// fails if storage refuses it, as for a stored entry, since the
 		// WAL record of the held entry would not carry it.
 		arg.issued = false
+		arg.issuedBy = nil
 	}
 	next, err := change(arg)
 	if errors.Is(err, errUnchanged) {
@@ -243,22 +249,63 @@ func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integr
 	if err != nil {
 		return nil, err
 	}
-	if unsaved && !next.issued && sameCallerFields(current, next) {
+	if loaded.unsaved && !next.issued && sameCallerFields(current, next) {
 		// Only the engine's own state moved (a refresh that failed): it
 		// stays with the held entry, whose record keeps its tokens.
 		next.issued = true
 	}
-	if current == nil || unsaved {
+	saved, err := cs.saveChange(ctx, s, integration, key, loaded, next)
+	if err != nil && !eventOwed(err) && next.issuedBy != nil && cs.revokeUnstored != nil {
+		// Tokens a provider issued for this write that nothing will hold:
+		// revoked at the integration that issued them, outside its lock.
+		cs.revokeUnstored(ctx, next.issuedBy, next)
+	}
+	return saved, err
+}
+
+// loadedEntry is a connection as a change found it under its integration's
+// read lock: the entry (nil: none), whether it is held unsaved, and the
+// count of integration deletes then.
+type loadedEntry struct {
+	entry   *connectionEntry
+	unsaved bool
+	deletes uint64
+}
+
+// loadForChange loads key for a change under its integration's read lock.
+// The caller holds the connection's lock.
+func (cs *connectionStore) loadForChange(ctx context.Context, s logical.Storage, integration, key string) (loadedEntry, error) {
+	defer cs.integrationLocks.RLock(integration)()
+	c, unsaved, err := cs.loadLocked(ctx, s, key)
+	return loadedEntry{entry: c, unsaved: unsaved, deletes: cs.integrationDeletes.Load()}, err
+}
+
+// saveChange saves next, the change of loaded, under its integration's read
+// lock, which an integration delete holds for writing: it checks first that
+// the connection was not deleted with its integration since it was loaded,
+// that a token issued for this write was issued by the integration as it
+// is stored, and that a new connection's (or an unsaved entry's)
+// integration is still the one it belongs to. The caller holds the
+// connection's lock.
+func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, integration, key string, loaded loadedEntry, next *connectionEntry) (*connectionEntry, error) {
+	defer cs.integrationLocks.RLock(integration)()
+	current, unsaved := loaded.entry, loaded.unsaved
+	err := cs.checkNotDeleted(ctx, s, integration, key, loaded)
+	if err == nil && next.issuedBy != nil {
+		err = cs.checkIssuerUnchanged(ctx, s, next.issuedBy)
+	}
+	if err == nil && (current == nil || unsaved) {
 		// A create, or an entry storage has not taken yet: the integration
 		// may have been deleted, or re-created, since the caller (or the
 		// failed save) looked. Its deletion holds its lock for writing, so
 		// it cannot happen between this check and the save.
-		if err := cs.checkIntegration(ctx, s, integration, next); err != nil {
-			if errors.Is(err, errIntegrationGone) && unsaved {
-				return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
-			}
-			return nil, err
+		err = cs.checkIntegration(ctx, s, integration, next)
+	}
+	if err != nil {
+		if errors.Is(err, errIntegrationGone) && unsaved {
+			return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
 		}
+		return nil, err
 	}
 	events := next.takeEvents()
 	calls := cs.proxyCalls.take(key)
@@ -273,6 +320,65 @@ func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integr
 		return next.clone(), err
 	}
 	return next.clone(), nil
+}
+
+// checkNotDeleted says, under the integration's read lock, whether the
+// connection loaded was deleted since by a (forced) delete of its
+// integration, the only delete that runs without the connection's lock:
+// then nothing of the change may be stored, not even in a re-created
+// integration. Storage is read again only when such a delete ran.
+func (cs *connectionStore) checkNotDeleted(ctx context.Context, s logical.Storage, integration, key string, loaded loadedEntry) error {
+	if loaded.entry == nil || cs.integrationDeletes.Load() == loaded.deletes {
+		return nil
+	}
+	// Not found to its caller (a read that refreshed answers 404), and
+	// errIntegrationGone to the store's own retries, which drop the entry.
+	gone := &engineError{kind: errConnectionNotFound, cause: errIntegrationGone, msg: fmt.Sprintf(
+		"connection %q was deleted with integration %q while it changed; nothing of the change was stored", key, integration)}
+	if loaded.unsaved {
+		if cs.unsavedEntry(key) == nil {
+			return gone
+		}
+		return nil
+	}
+	c, _, err := readConnectionEntry(ctx, s, key)
+	if err != nil {
+		return err
+	}
+	if c == nil || !c.CreatedAt.Equal(loaded.entry.CreatedAt) {
+		return gone
+	}
+	return nil
+}
+
+// checkIssuerUnchanged says whether the integration that issued a write's
+// token (issuer, as the write read it, its provider's settings filled in)
+// is still stored as it was, and its provider's settings too: one written
+// meanwhile may have another token URL or client, and one deleted or
+// re-created is another provider. The write then stores nothing.
+func (cs *connectionStore) checkIssuerUnchanged(ctx context.Context, s logical.Storage, issuer *integrationEntry) error {
+	in, err := getIntegration(ctx, s, issuer.Name)
+	if err != nil {
+		return err
+	}
+	if in == nil || !in.CreatedAt.Equal(issuer.CreatedAt) {
+		return fmt.Errorf("%w: %q was deleted while its provider issued the token; nothing was stored", errIntegrationGone, issuer.Name)
+	}
+	changed := !in.UpdatedAt.Equal(issuer.UpdatedAt)
+	if !changed && in.Provider != "" {
+		// The settings it takes from its provider (a token URL, token
+		// parameters) may have been written meanwhile too.
+		effective, err := effectiveIntegration(ctx, s, in)
+		if err != nil {
+			return err
+		}
+		changed = !sameJSON(effective.EndpointSettings, issuer.EndpointSettings)
+	}
+	if changed {
+		return &engineError{kind: errIntegrationChanged, msg: fmt.Sprintf(
+			"integration %q (or its provider) was changed while the connection's token was issued; nothing was stored and the token was revoked where the integration can revoke it: write the connection again", issuer.Name)}
+	}
+	return nil
 }
 
 // checkIntegration checks that integration exists and is the one next was
@@ -380,21 +486,34 @@ func (cs *connectionStore) Delete(ctx context.Context, s logical.Storage, integr
 	if err := cs.walGate.await(ctx, integration, id); err != nil {
 		return nil, err
 	}
-	defer cs.integrationLocks.RLock(integration)()
-	return cs.deleteLocked(ctx, s, integration, id, before, nil, true)
+	defer cs.locks.Lock(connectionKey(integration, id))()
+	unlockIntegration := cs.integrationLocks.RLock(integration)
+	c, err := cs.deleteLocked(ctx, s, integration, id, before != nil, nil, true)
+	unlockIntegration()
+	if err != nil {
+		return nil, err
+	}
+	// The revocation may wait on the provider: only the connection's own
+	// lock is held across it.
+	return cs.afterDelete(ctx, s, c, before), nil
 }
 
 // deleteLocked deletes a connection's WAL records (walIDs and the one of
-// its unsaved entry) and then the connection. A record that cannot be
-// deleted fails the delete with nothing else changed: left behind, it
-// could bring the connection back.
+// its unsaved entry) and then the connection, and returns the entry as it
+// was (nil when neither revoking nor events need it) for afterDelete. A
+// record that cannot be deleted fails the delete with nothing else
+// changed: left behind, it could bring the connection back.
 //
-// listWAL has it list the WAL for the connection's records under its lock;
-// a caller that listed the WAL under the integration's write lock (which no
-// connection write passes) hands its list in walIDs instead.
-func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, before func(*connectionEntry) []string, walIDs []string, listWAL bool) ([]string, error) {
+// The caller holds the connection's lock and the integration's for
+// reading, or the integration's for writing (a forced integration delete,
+// which takes no connection's lock: a change holds that across its provider
+// call, and stores nothing once it finds its connection deleted, see
+// checkNotDeleted). listWAL has it list the WAL for the connection's
+// records; a caller that listed the WAL under the integration's write lock
+// hands its list in walIDs instead. revoking says the entry's credentials
+// are needed.
+func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, integration, id string, revoking bool, walIDs []string, listWAL bool) (*connectionEntry, error) {
 	key := connectionKey(integration, id)
-	defer cs.locks.Lock(key)()
 	defer cs.proxyCalls.drop(key)
 	// The WAL may hold records a previous process wrote, of a connection
 	// storage never held: they would create it again. Listed under the
@@ -408,10 +527,10 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		walIDs = walIDsWithPrefix(listed, walIDPrefix(integration, id))
 	}
 	var c *connectionEntry
-	if before != nil || cs.events != nil {
+	if revoking || cs.events != nil {
 		var err error
 		c, _, err = cs.loadLocked(ctx, s, key)
-		undecodable := err != nil && before == nil && errors.Is(err, errUndecodableEntry)
+		undecodable := err != nil && !revoking && errors.Is(err, errUndecodableEntry)
 		if err != nil && !undecodable {
 			// A revoking delete needs the entry's credentials; the
 			// caller can still delete with revoke=false.
@@ -442,7 +561,7 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	cs.dropUnsaved(key)
 	cs.cache.invalidate(key)
 	cs.sched.untrack(key)
-	return cs.afterDelete(ctx, s, c, before), nil
+	return c, nil
 }
 
 // afterDelete records the connection.deleted event of c, which is gone
@@ -471,24 +590,36 @@ func (cs *connectionStore) afterDelete(ctx context.Context, s logical.Storage, c
 // changed meanwhile. Without force, an integration with connections is left
 // alone and the error is an *errHasConnections.
 //
-// Its connections are those in storage and those held unsaved in memory.
-// Every WAL record of the integration goes first, those a previous process
-// wrote included.
+// Its connections are those in storage, those held unsaved in memory and
+// those only a WAL record holds (a previous process's, not applied yet):
+// each is the customer's connection, whose tokens a delete without force
+// must not drop. At start, a delete without force first waits (bounded, as
+// a read does) for the integration's records to be applied. Every WAL
+// record of the integration goes first, those a previous process wrote
+// included.
 func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Storage, integration string, force bool, deleteEntry func() error) error {
+	if !force {
+		if err := cs.walGate.awaitIntegration(ctx, integration); err != nil {
+			return err
+		}
+	}
 	defer cs.integrationLocks.Lock(integration)()
+	// Changes running their provider calls store nothing of a connection
+	// deleted from here on (checkNotDeleted).
+	cs.integrationDeletes.Add(1)
 	ids, err := cs.List(ctx, s, integration)
 	if err != nil {
 		return err
 	}
 	ids = cs.withUnsavedIDs(integration, ids)
-	if len(ids) > 0 && !force {
-		return &errHasConnections{len(ids)}
-	}
 	listed, err := framework.ListWAL(ctx, s)
 	if err != nil {
 		return fmt.Errorf("listing the WAL: %w", err)
 	}
 	walIDs := walIDsWithPrefix(listed, walIntegrationPrefix(integration))
+	if n := len(ids) + walOnlyConnections(integration, ids, walIDs); n > 0 && !force {
+		return &errHasConnections{n}
+	}
 	if err := refuseNewerWALs(ctx, s, walIDs); err != nil {
 		return err
 	}
@@ -496,11 +627,31 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		return err
 	}
 	for _, id := range ids {
-		if _, err := cs.deleteLocked(ctx, s, integration, id, nil, nil, false); err != nil {
+		c, err := cs.deleteLocked(ctx, s, integration, id, false, nil, false)
+		if err != nil {
 			return err
 		}
+		cs.afterDelete(ctx, s, c, nil)
 	}
 	return deleteEntry()
+}
+
+// walOnlyConnections counts the connections of integration that only WAL
+// records hold: those of walIDs (the integration's records) whose
+// connection is none of ids.
+func walOnlyConnections(integration string, ids, walIDs []string) int {
+	known := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		known[walIDPrefix(integration, id)] = true
+	}
+	n := 0
+	for _, walID := range walIDs {
+		if prefix, ok := walConnectionPrefix(walID); ok && !known[prefix] {
+			known[prefix] = true
+			n++
+		}
+	}
+	return n
 }
 
 // withUnsavedIDs adds to ids (sorted) the ids of integration's connections

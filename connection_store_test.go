@@ -233,3 +233,222 @@ func TestDeleteOfAnUnsavedConnectionLosesNoRecord(t *testing.T) {
 		t.Fatalf("failed delete (%d) left %d WAL records, %d unsaved: the rotated refresh token would be lost with the process", status, records, unsaved)
 	}
 }
+
+// TestSlowFirstTokenStallsNoOtherConnection: docs/architecture.md's promise
+// holds for the first token of a new connection too: a create of a
+// client-credentials connection held up 2 s by its provider does not make
+// a write of another connection of the integration wait behind an
+// integration write queued meanwhile.
+func TestSlowFirstTokenStallsNoOtherConnection(t *testing.T) {
+	reliabilityCase(t, "provider answers a new connection's first token after 2 s; an integration write is queued meanwhile", "a write to another connection of the integration completes well before the provider answers")
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.CreateOperation, "connections/machine/other", nil)
+	srv.SetDelay(2 * time.Second)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		e.do(logical.CreateOperation, "connections/machine/slow", nil)
+	}()
+	time.Sleep(200 * time.Millisecond) // the create waits on the provider
+	go func() {
+		defer wg.Done()
+		e.do(logical.UpdateOperation, "integrations/machine", map[string]any{"display_name": "Machine"})
+	}()
+	time.Sleep(200 * time.Millisecond) // the integration write is queued
+	start := time.Now()
+	e.mustDo(logical.UpdateOperation, "connections/machine/other/metadata", map[string]any{"owner": "x"})
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("a write of another connection waited %v on the slow provider", took)
+	}
+	wg.Wait()
+}
+
+// TestFirstTokenOfAChangedIntegrationIsNotStored: an integration written
+// while a new connection's first token was being issued may no longer be
+// what the token was issued for (another token URL, another client): the
+// create answers 409 and stores nothing, and the token is revoked with the
+// client it was issued to, the connection's own.
+func TestFirstTokenOfAChangedIntegrationIsNotStored(t *testing.T) {
+	reliabilityCase(t, "the integration is written while a new connection's first token is issued", "409 with nothing stored; the token is revoked with the client it was issued to")
+	e, srv := oauthEnv(t)
+	srv.AddClient("tenant-client", "tenant-client-secret")
+	e.mustDo(logical.CreateOperation, "integrations/byo", map[string]any{
+		"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL(), "revocation_url": srv.RevocationURL(),
+		"credentials_schema": map[string]any{"client_id": map[string]any{}, "client_secret": map[string]any{"secret": true}},
+	})
+	written := make(chan int, 1)
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		go func() {
+			_, status := e.do(logical.UpdateOperation, "integrations/byo", map[string]any{"token_url": srv.TokenURL() + "?v=2"})
+			written <- status
+		}()
+		select {
+		case status := <-written:
+			if status >= 300 {
+				t.Errorf("integration write during the token request: %d", status)
+			}
+		case <-time.After(time.Second):
+			t.Error("the integration write waited for the provider")
+		}
+	})
+	resp, status := e.do(logical.CreateOperation, "connections/byo/t1", map[string]any{"client_id": "tenant-client", "client_secret": "tenant-client-secret"})
+	if status != http.StatusConflict || !strings.Contains(errorText(resp), "changed") {
+		t.Fatalf("create across an integration write: %d %s", status, errorText(resp))
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "byo", "t1"); c != nil || e.b.store.Unsaved() != 0 {
+		t.Fatal("the token issued for the old integration was stored")
+	}
+	revoked := srv.Revoked()
+	if len(revoked) != 1 || srv.IssuedTo(revoked[0]) != "tenant-client" || srv.LastClientID() != "tenant-client" {
+		t.Fatalf("revoked %v (issued to %q) as %q; want the connection's token, revoked by its own client", revoked, srv.IssuedTo(firstOr(revoked)), srv.LastClientID())
+	}
+}
+
+// firstOr is the first of s, or "".
+func firstOr(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// TestSlowRevocationStallsNoOtherConnection: a delete that revokes its
+// tokens at a provider taking 2 s to answer holds only its connection's
+// lock across that call, not its integration's.
+func TestSlowRevocationStallsNoOtherConnection(t *testing.T) {
+	reliabilityCase(t, "provider answers a delete's revocation after 2 s; an integration write is queued meanwhile", "a write to another connection of the integration completes meanwhile")
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.UpdateOperation, "integrations/github", map[string]any{"revocation_url": srv.RevocationURL()})
+	importExpiring(e, srv, "gone", time.Hour)
+	importExpiring(e, srv, "other", time.Hour)
+	srv.SetOverride(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/revoke") {
+			time.Sleep(2 * time.Second)
+		}
+		w.WriteHeader(http.StatusOK)
+	})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		e.do(logical.DeleteOperation, "connections/github/gone", nil)
+	}()
+	time.Sleep(200 * time.Millisecond) // the revocation waits on the provider
+	go func() {
+		defer wg.Done()
+		e.do(logical.UpdateOperation, "integrations/github", map[string]any{"display_name": "GitHub"})
+	}()
+	time.Sleep(200 * time.Millisecond) // the integration write is queued
+	start := time.Now()
+	e.mustDo(logical.UpdateOperation, "connections/github/other/metadata", map[string]any{"owner": "x"})
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("a write of another connection waited %v on the slow revocation", took)
+	}
+	wg.Wait()
+}
+
+// TestForcedIntegrationDeleteOvertakesARefresh: a forced integration delete
+// does not wait for a refresh held up by its provider, and the refresh,
+// once answered, stores nothing of the deleted connection, not even in the
+// integration re-created under the same name meanwhile.
+func TestForcedIntegrationDeleteOvertakesARefresh(t *testing.T) {
+	reliabilityCase(t, "forced integration delete, and a re-create, while a refresh waits on its provider", "the delete does not wait; the refresh stores nothing of the deleted connection")
+	for _, unsaved := range []bool{false, true} {
+		t.Run(fmt.Sprintf("unsaved=%v", unsaved), func(t *testing.T) {
+			e, srv := oauthEnv(t)
+			flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+			e.storage = flaky
+			importExpiring(e, srv, "c1", time.Minute)
+			if unsaved {
+				flaky.failPuts.Store(failForever)
+				e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+				flaky.failPuts.Store(0)
+			}
+			body := e.mustDo(logical.ReadOperation, "integrations/github", nil)
+			srv.SetDelay(time.Second)
+			refreshed := make(chan int, 1)
+			go func() {
+				_, status := e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+				refreshed <- status
+			}()
+			time.Sleep(200 * time.Millisecond) // the refresh waits on the provider
+			start := time.Now()
+			e.mustDo(logical.DeleteOperation, "integrations/github", map[string]any{"force": true})
+			if took := time.Since(start); took > 500*time.Millisecond {
+				t.Errorf("the forced delete waited %v for the provider", took)
+			}
+			e.mustDo(logical.CreateOperation, "integrations/github", map[string]any{
+				"auth_mode": "OAUTH2", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+				"auth_url": body["auth_url"], "token_url": body["token_url"],
+			})
+			if status := <-refreshed; status != http.StatusNotFound {
+				t.Errorf("the refresh of the deleted connection answered %d", status)
+			}
+			if c, _ := getConnection(t.Context(), flaky, "github", "c1"); c != nil || e.b.store.Unsaved() != 0 || len(walRecords(t, flaky)) != 0 {
+				t.Fatalf("the deleted connection came back: stored %v, %d unsaved, %d WAL records", c != nil, e.b.store.Unsaved(), len(walRecords(t, flaky)))
+			}
+			e.mustFail(logical.ReadOperation, "connections/github/c1", nil, http.StatusNotFound)
+		})
+	}
+}
+
+// TestUnstoredTokenIsRevokedWithItsOwnClient: a token issued to a
+// connection's own client (OAUTH2_CC with the customer's client_id and
+// client_secret) that nothing stores is revoked with that client, not with
+// the integration's own, which the provider would refuse (the token is not
+// its): on a create and on an update that brings the client.
+func TestUnstoredTokenIsRevokedWithItsOwnClient(t *testing.T) {
+	reliabilityCase(t, "a token issued to a connection's own client is refused by the store (the integration was written meanwhile)",
+		"the token is revoked, authenticated as the client it was issued to")
+	for _, tc := range []struct {
+		name string
+		op   logical.Operation
+	}{{"create", logical.CreateOperation}, {"update bringing the client", logical.UpdateOperation}} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, srv := oauthEnv(t)
+			srv.AddClient("tenant-client", "tenant-client-secret")
+			e.mustDo(logical.UpdateOperation, "integrations/machine", map[string]any{"revocation_url": srv.RevocationURL()})
+			var before map[string]any
+			if tc.op == logical.UpdateOperation {
+				e.mustDo(logical.CreateOperation, "connections/machine/t1", nil)
+				before = e.mustDo(logical.ReadOperation, "connections/machine/t1/raw", nil)
+			}
+			srv.OnToken(func() {
+				srv.OnToken(nil)
+				e.mustDo(logical.UpdateOperation, "integrations/machine", map[string]any{"display_name": "Machine"})
+			})
+			e.mustFail(tc.op, "connections/machine/t1", map[string]any{"client_id": "tenant-client", "client_secret": "tenant-client-secret"}, http.StatusConflict)
+			revoked := srv.Revoked()
+			if len(revoked) != 1 || srv.IssuedTo(revoked[0]) != "tenant-client" || srv.LastClientID() != "tenant-client" {
+				t.Fatalf("revoked %v as %q; want the tenant client's token, revoked by the tenant client", revoked, srv.LastClientID())
+			}
+			after, status := e.do(logical.ReadOperation, "connections/machine/t1/raw", nil)
+			switch {
+			case before == nil && status != http.StatusNotFound:
+				t.Fatalf("the refused create stored the connection: %d", status)
+			case before != nil && (status != http.StatusOK || after.Data["access_token"] != before["access_token"] || after.Data["client_id"] != before["client_id"]):
+				t.Fatalf("the refused update changed the connection: %v", after.Data)
+			}
+		})
+	}
+}
+
+// TestFirstTokenOfAChangedProviderIsNotStored: the settings an integration
+// takes from its provider are part of what a token is issued for: a
+// provider written while a new connection's first token is issued makes
+// the create a 409 with nothing stored.
+func TestFirstTokenOfAChangedProviderIsNotStored(t *testing.T) {
+	e, srv := oauthEnv(t)
+	e.mustDo(logical.CreateOperation, "providers/acme-cc", map[string]any{"auth_mode": "OAUTH2_CC", "token_url": srv.TokenURL()})
+	e.mustDo(logical.CreateOperation, "integrations/acme", map[string]any{"provider": "acme-cc", "client_id": srv.ClientID, "client_secret": srv.ClientSecret})
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		e.mustDo(logical.UpdateOperation, "providers/acme-cc", map[string]any{"token_url": srv.TokenURL() + "?tenant=other"})
+	})
+	e.mustFail(logical.CreateOperation, "connections/acme/t1", nil, http.StatusConflict)
+	if c, _ := getConnection(t.Context(), e.storage, "acme", "t1"); c != nil {
+		t.Fatal("the token issued under the provider's old token URL was stored")
+	}
+}

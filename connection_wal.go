@@ -352,16 +352,32 @@ func (g *walGate) arm() {
 	g.open.Store(false)
 }
 
-// hold registers the unapplied record id of connection prefix.
-func (g *walGate) hold(prefix, id string) {
+// holdOnly holds back the connections of records (record id → connection
+// prefix), the WAL as one listing found it, and no other: a hold of an
+// earlier, failed listing whose record is gone by now would otherwise
+// never be released, since the replay applies only the records listed.
+func (g *walGate) holdOnly(records map[string]string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	p := g.pending[prefix]
-	if p == nil {
-		p = &walPendingRecords{ids: map[string]bool{}, applied: make(chan struct{})}
-		g.pending[prefix] = p
+	pending := make(map[string]*walPendingRecords, len(records))
+	for id, prefix := range records {
+		p := pending[prefix]
+		if p == nil {
+			p = g.pending[prefix] // one a waiter may already wait on
+			if p == nil {
+				p = &walPendingRecords{applied: make(chan struct{})}
+			}
+			p.ids = map[string]bool{}
+			pending[prefix] = p
+		}
+		p.ids[id] = true
 	}
-	p.ids[id] = true
+	for prefix, p := range g.pending {
+		if pending[prefix] == nil {
+			close(p.applied) // its records are gone
+		}
+	}
+	g.pending = pending
 }
 
 // listedAll lets through every connection without a record.
@@ -429,6 +445,56 @@ func (g *walGate) await(ctx context.Context, integration, id string) error {
 		return pending()
 	case <-ctx.Done():
 		return ctx.Err()
+	}
+}
+
+// awaitIntegration returns once no connection of integration is held back,
+// or errWALPending when the bound passes first (an integration delete at
+// start: until its records are applied, the connections only they hold
+// are not in storage).
+func (g *walGate) awaitIntegration(ctx context.Context, integration string) error {
+	if g.open.Load() {
+		return nil
+	}
+	timer := time.NewTimer(g.wait)
+	defer timer.Stop()
+	pending := &engineError{kind: errWALPending, msg: fmt.Sprintf(
+		"integration %q has connections whose tokens a previous process left in the write-ahead log are not stored yet; retry in a few seconds", integration)}
+	wait := func(ch <-chan struct{}) error {
+		select {
+		case <-ch:
+			return nil
+		case <-timer.C:
+			return pending
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	g.mu.Lock()
+	listed := g.listed
+	g.mu.Unlock()
+	if listed != nil {
+		if err := wait(listed); err != nil {
+			return err
+		}
+	}
+	prefix := walIntegrationPrefix(integration)
+	for {
+		var next *walPendingRecords
+		g.mu.Lock()
+		for p, recs := range g.pending {
+			if strings.HasPrefix(p, prefix) {
+				next = recs
+				break
+			}
+		}
+		g.mu.Unlock()
+		if next == nil {
+			return nil
+		}
+		if err := wait(next.applied); err != nil {
+			return err
+		}
 	}
 }
 
@@ -507,6 +573,7 @@ func (cs *connectionStore) holdWALRecords(ctx context.Context, s logical.Storage
 	if err != nil {
 		return nil, fmt.Errorf("listing the WAL: %w", err)
 	}
+	held := make(map[string]string, len(ids))
 	for _, id := range ids {
 		prefix, ok := walConnectionPrefix(id)
 		if !ok {
@@ -520,8 +587,9 @@ func (cs *connectionStore) holdWALRecords(ctx context.Context, s logical.Storage
 			}
 			prefix = walIDPrefix(rec.Entry.Integration, rec.Entry.ConnectionID)
 		}
-		cs.walGate.hold(prefix, id)
+		held[id] = prefix
 	}
+	cs.walGate.holdOnly(held)
 	return ids, nil
 }
 

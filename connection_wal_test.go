@@ -757,3 +757,114 @@ func TestUndecodableWALRecordDoesNotHoldItsConnectionForever(t *testing.T) {
 	t.Cleanup(func() { restarted.b.clean(context.Background()) })
 	restarted.mustDo(logical.ReadOperation, "connections/github/c1", nil)
 }
+
+// createdWhileStorageRefused leaves storage as a killed process leaves it
+// after the first token of new connection m1 of the client-credentials
+// integration "machine" was issued while storage refused the connection:
+// the connection exists only in a WAL record.
+func createdWhileStorageRefused(t *testing.T) (logical.Storage, *oauthtest.Server) {
+	t.Helper()
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/"}
+	e.storage = flaky
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.CreateOperation, "connections/machine/m1", nil)
+	if c, _ := getConnection(t.Context(), flaky.Storage, "machine", "m1"); c != nil || len(walRecords(t, flaky.Storage)) != 1 {
+		t.Fatal("the new connection is not only in a WAL record")
+	}
+	return flaky.Storage, srv
+}
+
+// TestIntegrationDeleteCountsConnectionsOnlyInTheWAL: a connection that
+// exists only in a WAL record is a connection of its integration: a delete
+// without force is refused and keeps the record, at start (where it waits
+// for the record to be applied, as a read does) and after (where the
+// record is not applied yet).
+func TestIntegrationDeleteCountsConnectionsOnlyInTheWAL(t *testing.T) {
+	reliabilityCase(t, "integration delete without force while a connection exists only in a WAL record, at start and after", "refused (or 503 while the record waits at start); the record and its tokens are kept")
+	t.Run("at start", func(t *testing.T) {
+		s, _ := createdWhileStorageRefused(t)
+		held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+		restarted := startedOn(t, held)
+		time.AfterFunc(300*time.Millisecond, func() { close(held.release) })
+		msg := restarted.mustFail(logical.DeleteOperation, "integrations/machine", nil, http.StatusBadRequest)
+		if !strings.Contains(msg, "1 connection") {
+			t.Fatalf("refusal: %s", msg)
+		}
+		restarted.mustDo(logical.ReadOperation, "connections/machine/m1", nil)
+	})
+	t.Run("record not applied", func(t *testing.T) {
+		s, _ := createdWhileStorageRefused(t)
+		restarted := restartOn(t, s) // no start's replay: the rollback applies it later
+		msg := restarted.mustFail(logical.DeleteOperation, "integrations/machine", nil, http.StatusBadRequest)
+		if !strings.Contains(msg, "1 connection") || len(walRecords(t, s)) != 1 {
+			t.Fatalf("refusal: %s; %d WAL records left", msg, len(walRecords(t, s)))
+		}
+		rollBack(restarted)
+		restarted.mustDo(logical.ReadOperation, "connections/machine/m1", nil)
+	})
+	t.Run("record still waiting at start", func(t *testing.T) {
+		s, _ := createdWhileStorageRefused(t)
+		held := &heldWALStorage{Storage: s, release: make(chan struct{})}
+		time.AfterFunc(2*time.Second, func() { close(held.release) })
+		restarted := newTestEnvOn(t, held)
+		restarted.b.store.walGate.wait = 100 * time.Millisecond
+		initializeMount(t, restarted)
+		t.Cleanup(func() { restarted.b.clean(context.Background()) })
+		resp, status := restarted.do(logical.DeleteOperation, "integrations/machine", nil)
+		if status != http.StatusServiceUnavailable || !strings.Contains(errorText(resp), "write-ahead log") {
+			t.Fatalf("delete while a record waits: %d %s", status, errorText(resp))
+		}
+	})
+}
+
+// recordGoneDuringListing fails the first read of WAL record failKey, as
+// storage that refuses it for a moment, and deletes WAL record goneKey at
+// that moment, as the rollback (or a delete) that applies a record while
+// the start lists the WAL.
+type recordGoneDuringListing struct {
+	logical.Storage
+	failKey, goneKey string
+	failed           atomic.Bool
+}
+
+func (s *recordGoneDuringListing) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if key == s.failKey && s.failed.CompareAndSwap(false, true) {
+		if err := s.Storage.Delete(ctx, s.goneKey); err != nil {
+			return nil, err
+		}
+		return nil, errors.New("storage unavailable")
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// TestRecordGoneBeforeTheListingsRetryHoldsNothing: the start's listing of
+// the WAL fails part way (a record of an earlier version cannot be read)
+// after it held back c1 for its record, and that record is gone by the
+// retry: c1 is not held back for a record that no longer exists.
+func TestRecordGoneBeforeTheListingsRetryHoldsNothing(t *testing.T) {
+	reliabilityCase(t, "the start's listing of the WAL fails part way, and a record it held a connection for is deleted before the retry",
+		"the connection is served at once, not held back for the deleted record")
+	s, _, _ := rotatedWhileStorageRefused(t)
+	ids := walRecords(t, s)
+	if len(ids) != 1 {
+		t.Fatalf("%d WAL records", len(ids))
+	}
+	// An earlier version's record, whose id names no connection, listed
+	// after c1's.
+	old := "zzzz-earlier-version-record"
+	value, _ := json.Marshal(map[string]any{"type": "another_kind", "data": map[string]any{}, "created_at": time.Now().Unix()})
+	if err := s.Put(t.Context(), &logical.StorageEntry{Key: framework.WALPrefix + old, Value: value}); err != nil {
+		t.Fatal(err)
+	}
+	faulty := &recordGoneDuringListing{Storage: s, failKey: framework.WALPrefix + old, goneKey: framework.WALPrefix + ids[0]}
+	restarted := newTestEnvOn(t, faulty)
+	restarted.b.store.walGate.wait = 500 * time.Millisecond
+	restarted.b.store.walGate.retry = 20 * time.Millisecond
+	initializeMount(t, restarted)
+	t.Cleanup(func() { restarted.b.clean(context.Background()) })
+	waitFor(t, "the failed listing to be retried", faulty.failed.Load)
+	if _, status := restarted.do(logical.ReadOperation, "connections/github/c1", nil); status != http.StatusOK {
+		t.Fatalf("read of c1, whose record is gone: %d", status)
+	}
+}

@@ -392,6 +392,12 @@ type connectionEntry struct {
 	// issued marks credentials a provider has just issued, which the store
 	// keeps even when saving them fails. Never stored.
 	issued bool
+	// issuedBy is the integration, as the write read it, whose provider
+	// issued the credentials of a write in this change (a first token, or
+	// one for a moved grant): the store saves them only while that
+	// integration is stored unchanged, and otherwise revokes them with it
+	// (and with the connection's own client, if any). Never stored.
+	issuedBy *integrationEntry
 	// events are the lifecycle events the change that returned this entry
 	// caused, recorded by the store once it is saved. Never stored.
 	events []pendingEvent

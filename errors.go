@@ -49,6 +49,10 @@ var (
 	// this build's (a newer version wrote it, then the mount was rolled
 	// back): refused, never misread or overwritten.
 	errNewerFormat = errors.New("stored by a newer version of the plugin")
+	// errIntegrationChanged: the integration was written while its
+	// provider issued a connection's token, which may have been issued for
+	// what it no longer names; nothing was stored.
+	errIntegrationChanged = errors.New("the integration changed while the token was issued")
 )
 
 // engineError is one of the errors above with the detail of this case; its

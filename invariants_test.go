@@ -258,6 +258,31 @@ var surfaces = []surface{
 			e.do(logical.CreateOperation, "connections/"+kind+"/new", body)
 		}
 	}},
+	{"create across its first token's provider call", []string{connRoute + " create"}, []string{"cc"}, func(e *invEnv, kind string, a attack) func() {
+		// The integration lock is not held across the provider call: the
+		// last column's forced delete runs while the token is issued.
+		asked := make(chan struct{})
+		e.srv.OnToken(func() {
+			e.srv.OnToken(nil)
+			close(asked)
+		})
+		e.srv.SetDelay(300 * time.Millisecond)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			body := e.credentialsFor(kind)
+			body["connection_config"], body["metadata"] = withConfig(a.config), a.metadata
+			e.do(logical.CreateOperation, "connections/"+kind+"/new", body)
+		}()
+		select {
+		case <-asked:
+		case <-done: // refused before any token request
+		}
+		return func() {
+			<-done
+			e.srv.SetDelay(0)
+		}
+	}},
 	{"update", []string{connRoute + " update"}, allKinds, func(e *invEnv, kind string, a attack) func() {
 		return func() {
 			e.do(logical.UpdateOperation, "connections/"+kind+"/acme", map[string]any{"connection_config": withConfig(a.config), "metadata": a.metadata})
@@ -339,6 +364,31 @@ var surfaces = []surface{
 		return func() {
 			e.srv.SetExtraFields(a.config)
 			e.do(logical.UpdateOperation, "connections/"+kind+"/acme/refresh", nil)
+			e.srv.SetExtraFields(nil)
+		}
+	}},
+	{"forced refresh across its provider call", []string{connRoute + "/refresh update"}, []string{"cc", "oauth"}, func(e *invEnv, kind string, a attack) func() {
+		// As the create's row: the last column's forced delete runs while
+		// the provider answers the refresh, which then stores nothing.
+		asked := make(chan struct{})
+		e.srv.OnToken(func() {
+			e.srv.OnToken(nil)
+			close(asked)
+		})
+		e.srv.SetExtraFields(a.config)
+		e.srv.SetDelay(300 * time.Millisecond)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.do(logical.UpdateOperation, "connections/"+kind+"/acme/refresh", nil)
+		}()
+		select {
+		case <-asked:
+		case <-done:
+		}
+		return func() {
+			<-done
+			e.srv.SetDelay(0)
 			e.srv.SetExtraFields(nil)
 		}
 	}},

@@ -341,7 +341,10 @@ func (b *backend) pathIntegrationDelete(ctx context.Context, req *logical.Reques
 	if errors.As(err, &hasConns) {
 		return logical.ErrorResponse("integration %q still has %d connection(s); delete them first or pass force=true to delete them too", name, hasConns.count), nil
 	}
-	return nil, err
+	if err != nil {
+		return httpError(err) // a 503 while its WAL records wait at start
+	}
+	return nil, nil
 }
 
 // addProxySettings shows an integration's proxy settings, defaults filled

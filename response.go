@@ -37,6 +37,9 @@ func httpError(err error) (*logical.Response, error) {
 		return nil, logical.CodedError(http.StatusBadRequest, err.Error())
 	case errors.Is(kind, errProviderRefused), errors.Is(kind, errProviderUnreachable), errors.Is(kind, errExpiredUnrefreshable):
 		return nil, logical.CodedError(http.StatusFailedDependency, err.Error())
+	case errors.Is(kind, errIntegrationChanged):
+		// 409: a retry, against the integration as it is now, succeeds.
+		return nil, logical.CodedError(http.StatusConflict, err.Error())
 	case errors.Is(kind, errWALPending):
 		// 503: the request is right and succeeds once the start's replay
 		// has stored the connection's tokens.

@@ -158,6 +158,7 @@ func (t *issuer) issueFirst(ctx context.Context, in *integrationEntry, c *connec
 			msg: fmt.Sprintf("could not obtain a token for connection %q, nothing was stored: %s", c.ConnectionID, err)}
 	}
 	t.apply(c, in, res, t.now())
+	c.issuedBy = in
 	return nil
 }
 
@@ -224,6 +225,15 @@ func (t *issuer) revoker(ctx context.Context, s logical.Storage, name string) fu
 	}
 	return func(c *connectionEntry) []string {
 		return t.revoke(context.WithoutCancel(ctx), in, c)
+	}
+}
+
+// revokeDropped revokes the tokens issued for a write of c that nothing
+// stored (the store's revokeUnstored), with the client they were issued to
+// (c's own, where it has one). Failures are logged; the write fails anyway.
+func (t *issuer) revokeDropped(ctx context.Context, in *integrationEntry, c *connectionEntry) {
+	for _, w := range t.revoke(context.WithoutCancel(ctx), in, c) {
+		t.logger().Warn("revoking the token of a write that stored nothing", "integration", in.Name, "connection_id", c.ConnectionID, "warning", w)
 	}
 }
 
