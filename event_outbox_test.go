@@ -4,8 +4,12 @@ package connect
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,12 +95,12 @@ func TestWebhookIdleCostsNoStorage(t *testing.T) {
 	}
 }
 
-// TestWebhookRecordFailsWhenStorageRefuses: an event whose entry storage
-// refuses for one receiver is reported to the caller and sent to none: the
-// entry already written for another receiver is removed, since the caller
-// records the event again (under a new id).
+// TestWebhookRecordFailsWhenStorageRefuses: an event whose batch storage
+// refuses is reported to the caller and sent to none of its receivers
+// (one entry holds it for all of them), and nothing of it stays in the
+// outbox, since the caller records the event again (under a new id).
 func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
-	s := &flakyStorage{Storage: &logical.InmemStorage{}, failPrefix: outboxPendingPrefix + "zz-second/"}
+	s := &flakyStorage{Storage: &logical.InmemStorage{}, failPrefix: outboxBatchPrefix}
 	e := newEventsEnv(t, s)
 	rcv := newHookReceiver(t, always(http.StatusOK))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
@@ -109,8 +113,10 @@ func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
 	if st := e.b.outbox.stats(); st.Pending != 0 {
 		t.Fatalf("%d deliveries scheduled for an unrecorded event", st.Pending)
 	}
-	if keys, _ := logical.CollectKeysWithPrefix(context.Background(), e.storage, outboxPendingPrefix); len(keys) != 0 {
-		t.Fatalf("a partly recorded event stays in the outbox: %v", keys)
+	for _, prefix := range []string{outboxPendingPrefix, outboxBatchPrefix} {
+		if keys, _ := logical.CollectKeysWithPrefix(context.Background(), e.storage, prefix); len(keys) != 0 {
+			t.Fatalf("a refused event stays in the outbox: %v", keys)
+		}
 	}
 	e.mustDo(logical.DeleteOperation, "webhooks/zz-second", nil)
 	recordTestEvent(t, e, eventConnectionCreated, "b")
@@ -118,6 +124,110 @@ func TestWebhookRecordFailsWhenStorageRefuses(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	if got := len(rcv.requests()); got != 1 {
 		t.Fatalf("the receiver got %d requests, want only the recorded event's", got)
+	}
+}
+
+// batchGateStorage holds every batch write until its gate opens, and counts
+// the batch writes.
+type batchGateStorage struct {
+	logical.Storage
+	gate    chan struct{}
+	batches atomic.Int64
+	refuse  atomic.Bool
+}
+
+func (s *batchGateStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, outboxBatchPrefix) {
+		s.batches.Add(1)
+		<-s.gate
+		if s.refuse.Load() {
+			return errors.New("storage unavailable")
+		}
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+// recordConcurrently records n connection.created events at once, one per
+// goroutine, and returns their errors once all have returned.
+func recordConcurrently(e *testEnv, n int) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = e.b.events.record(context.Background(), e.storage, eventConnectionCreated,
+				eventData{Integration: "github", ConnectionID: fmt.Sprintf("c%03d", i)})
+		}()
+	}
+	wg.Wait()
+	return errs
+}
+
+// TestConcurrentRecordingsShareABatch: events recorded while a batch write
+// is in flight are written together by the next one, and none is answered
+// before its own batch is stored: the first event alone, then the 49
+// that waited, in one write; each event delivered once.
+func TestConcurrentRecordingsShareABatch(t *testing.T) {
+	s := &batchGateStorage{Storage: &logical.InmemStorage{}, gate: make(chan struct{})}
+	e := newEventsEnv(t, s)
+	rcv := newHookReceiver(t, always(http.StatusOK))
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	var answered atomic.Int64
+	done := make(chan []error)
+	go func() {
+		errs := recordConcurrently(e, 50)
+		answered.Add(int64(len(errs)))
+		done <- errs
+	}()
+	waitFor(t, "the first batch write", func() bool { return s.batches.Load() == 1 })
+	time.Sleep(100 * time.Millisecond) // the other 49 queue behind it
+	if answered.Load() != 0 || len(rcv.requests()) != 0 {
+		t.Fatal("a recording answered, or an event was sent, before its batch was stored")
+	}
+	close(s.gate)
+	for _, err := range <-done {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.batches.Load(); n != 2 {
+		t.Fatalf("%d batch writes for 50 events recorded together, want 2", n)
+	}
+	waitFor(t, "50 deliveries", func() bool { return len(rcv.accepted()) == 50 })
+	for id, n := range rcv.accepted() {
+		if n != 1 {
+			t.Fatalf("event %s accepted %d times", id, n)
+		}
+	}
+	// Every batch is deleted once its events are delivered.
+	waitFor(t, "the batches deleted", func() bool {
+		keys, _ := s.List(context.Background(), outboxBatchPrefix)
+		return len(keys) == 0
+	})
+}
+
+// TestRefusedBatchFailsEachOfItsRecordings: when storage refuses a batch,
+// every recording in it is told so, and none of its events is sent.
+func TestRefusedBatchFailsEachOfItsRecordings(t *testing.T) {
+	s := &batchGateStorage{Storage: &logical.InmemStorage{}, gate: make(chan struct{})}
+	e := newEventsEnv(t, s)
+	rcv := newHookReceiver(t, always(http.StatusOK))
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	s.refuse.Store(true)
+	done := make(chan []error)
+	go func() { done <- recordConcurrently(e, 20) }()
+	waitFor(t, "the first batch write", func() bool { return s.batches.Load() == 1 })
+	time.Sleep(50 * time.Millisecond)
+	close(s.gate)
+	for i, err := range <-done {
+		if err == nil {
+			t.Fatalf("recording %d reported success for a refused batch", i)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	if st := e.b.outbox.stats(); st.Pending != 0 || len(rcv.requests()) != 0 {
+		t.Fatalf("refused events: %d pending, %d sent", st.Pending, len(rcv.requests()))
 	}
 }
 

@@ -152,7 +152,7 @@ func (b *backend) pathWebhookRead(ctx context.Context, req *logical.Request, d *
 	if err != nil || w == nil {
 		return nil, err
 	}
-	data, err := webhookResponse(ctx, req.Storage, w)
+	data, err := webhookResponse(ctx, req.Storage, b.outbox, w)
 	if err != nil {
 		return nil, err
 	}
@@ -160,13 +160,14 @@ func (b *backend) pathWebhookRead(ctx context.Context, req *logical.Request, d *
 }
 
 // webhookResponse shows a receiver, its delivery figures and its pending
-// and dead counts, read from storage so that every node shows them.
-func webhookResponse(ctx context.Context, s logical.Storage, w *webhookEntry) (map[string]any, error) {
+// and dead counts, read from storage so that every node shows them (the
+// pending count from the delivering node's schedule where this is it).
+func webhookResponse(ctx context.Context, s logical.Storage, o *eventOutbox, w *webhookEntry) (map[string]any, error) {
 	st, err := getWebhookStats(ctx, s, w.Name)
 	if err != nil {
 		return nil, err
 	}
-	pending, err := s.List(ctx, outboxPendingPrefix+w.Name+"/")
+	pending, err := o.pendingOf(ctx, s, w)
 	if err != nil {
 		return nil, err
 	}
@@ -192,7 +193,7 @@ func webhookResponse(ctx context.Context, s logical.Storage, w *webhookEntry) (m
 		"previous_secret_until": formatTime(prevUntil),
 		"created_at":            formatTime(w.CreatedAt),
 		"updated_at":            formatTime(w.UpdatedAt),
-		"pending":               len(pending),
+		"pending":               pending,
 		"delivered":             st.Delivered,
 		"failed":                st.Failed,
 		"dead":                  len(dead),
@@ -288,7 +289,7 @@ func (b *backend) pathWebhookWrite(ctx context.Context, req *logical.Request, d 
 		return nil, err
 	}
 	b.outbox.receivers.invalidate()
-	data, err := webhookResponse(ctx, req.Storage, w)
+	data, err := webhookResponse(ctx, req.Storage, b.outbox, w)
 	if err != nil {
 		return nil, err
 	}

@@ -79,9 +79,20 @@ func TestWebhookDeleteDropsPending(t *testing.T) {
 		t.Fatalf("other (deleted events only) pending: %v", read["pending"])
 	}
 	e.mustDo(logical.DeleteOperation, "webhooks/app", nil)
-	keys, _ := e.storage.List(context.Background(), outboxPendingPrefix)
-	if len(keys) != 1 || keys[0] != "other/" {
-		t.Fatalf("outbox after delete: %v", keys)
+	// The events stay pending for other, in their batches or in its own
+	// entries; none for app.
+	if keys, _ := e.storage.List(context.Background(), outboxPendingPrefix+"app/"); len(keys) != 0 {
+		t.Fatalf("app's entries after its delete: %v", keys)
+	}
+	if st := e.b.outbox.stats(); st.Pending != 1 {
+		t.Fatalf("pending after delete: %d", st.Pending)
+	}
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL, "enabled": false})
+	if read := e.mustDo(logical.ReadOperation, "webhooks/app", nil); read["pending"] != 0 {
+		t.Fatalf("a new app inherits pending events: %v", read["pending"])
+	}
+	if read := e.mustDo(logical.ReadOperation, "webhooks/other", nil); read["pending"] != 1 {
+		t.Fatalf("other pending after app's delete: %v", read["pending"])
 	}
 	if st := e.b.outbox.stats(); st.Pending != 1 {
 		t.Fatalf("pending after delete: %d", st.Pending)

@@ -77,6 +77,7 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 		cancel()
 		w.wg.Wait()
 		w.requeueParked()
+		o.stopSweeping(context.Background(), s)
 	}
 	w.wg.Add(1)
 	go func() {
@@ -250,7 +251,7 @@ func (o *eventOutbox) nextDue() (k deliveryKey, wait time.Duration, ok bool) {
 }
 
 // deliver makes one attempt at k and stores its outcome: delivered
-// (removed), retry (rescheduled) or dead.
+// (removed), retry (rescheduled, in its own entry) or dead.
 func (w *deliveryWorker) deliver(k deliveryKey) {
 	o, ctx, s := w.o, w.ctx, w.storage
 	log := o.logger()
@@ -260,8 +261,7 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 		return
 	}
 	rcv := all[k.receiver]
-	var e outboxEntry
-	found, err := getJSON(ctx, s, k.pendingPath(), &e)
+	e, inBatch, found, err := o.pendingEntry(ctx, s, k)
 	if err != nil {
 		w.retryLater(k, "reading a pending event", err)
 		return
@@ -269,8 +269,8 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	if !found || rcv == nil || rcv.ID != e.ReceiverID {
 		// Delivered meanwhile, or its receiver deleted (perhaps replaced
 		// by one of the same name, which must not get it).
-		o.forget(k)
-		if found {
+		o.forget(ctx, s, k)
+		if found && !inBatch {
 			_ = s.Delete(ctx, k.pendingPath())
 		}
 		return
@@ -297,55 +297,72 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	e.LastAttemptAt, e.LastStatus = now, res.Status
 	if res.Err == nil {
 		e.LastError = ""
-		if err := s.Delete(ctx, k.pendingPath()); err != nil {
-			// Delivered but still pending in storage: it is sent again
-			// after the next start; receivers drop it by its id.
-			log.Warn("removing a delivered event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		if !inBatch {
+			if err := s.Delete(ctx, k.pendingPath()); err != nil {
+				// Delivered but still pending in storage: it is sent again
+				// after the next start; receivers drop it by its id.
+				log.Warn("removing a delivered event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+			}
 		}
-		o.forget(k)
-		w.count(k.receiver, e, true, false)
+		o.forget(ctx, s, k) // a batch's last delivery deletes the batch
+		w.count(k.receiver, *e, true, false)
 		return
 	}
 	e.LastError = res.Err.Error()
 	next, retry := o.schedule.Next(e.FirstAttemptAt, now, e.Attempts, nil)
 	if retry {
 		e.NextAttemptAt = next
-		kept := w.storeOutcome(k, e.ReceiverID, func() {
-			if err := putJSON(ctx, s, k.pendingPath(), &e); err != nil {
+		kept := w.storeOutcome(k, e.ReceiverID, inBatch, func() {
+			// A delivery of a batch moves to its own entry, which its
+			// retries rewrite; should storage refuse it, it stays in the
+			// batch with its attempts counted in memory.
+			if err := putJSON(ctx, s, k.pendingPath(), e); err != nil {
 				log.Warn("storing a failed attempt; the event is tried again", "receiver", k.receiver, "id", k.id, "error", err)
+				if inBatch {
+					o.keepAttempt(k, e)
+				}
+				return
+			}
+			if inBatch {
+				o.movedOut(ctx, s, k)
 			}
 		})
 		if kept {
 			o.push(k, next)
-			w.count(k.receiver, e, false, false)
+			w.count(k.receiver, *e, false, false)
 		}
 		return
 	}
 	e.DeadAt = now
 	var deadErr error
-	if kept := w.storeOutcome(k, e.ReceiverID, func() { deadErr = o.putDead(ctx, s, k, &e) }); !kept {
+	if kept := w.storeOutcome(k, e.ReceiverID, inBatch, func() { deadErr = o.putDead(ctx, s, k, e) }); !kept {
 		return
 	}
 	log.Warn("event delivery given up", "receiver", k.receiver, "id", k.id, "type", string(e.Type), "attempts", e.Attempts, "last_status", e.LastStatus, "last_error", e.LastError)
 	if deadErr != nil {
 		log.Warn("storing a dead event; it stays pending", "receiver", k.receiver, "id", k.id, "error", deadErr)
+		if inBatch {
+			o.keepAttempt(k, e)
+		}
 		o.push(k, now.Add(o.schedule.Every))
 		return
 	}
-	if err := s.Delete(ctx, k.pendingPath()); err != nil {
-		log.Warn("removing a dead event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+	if !inBatch {
+		if err := s.Delete(ctx, k.pendingPath()); err != nil {
+			log.Warn("removing a dead event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		}
 	}
-	o.forget(k)
-	w.count(k.receiver, e, false, true)
+	o.forget(ctx, s, k)
+	w.count(k.receiver, *e, false, true)
 }
 
 // storeOutcome runs store, which writes k's entry back (pending or dead),
 // under the receivers' write lock and only if k's receiver is still the
 // one the entry was recorded for. Otherwise the receiver was deleted while
 // the attempt was in flight (and perhaps replaced by one of the same name):
-// the entry is dropped, so that it is neither written back after the
+// the delivery is dropped, so that it is neither written back after the
 // delete removed it nor inherited by the new receiver. kept says which.
-func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, store func()) (kept bool) {
+func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, inBatch bool, store func()) (kept bool) {
 	o := w.o
 	unlock := o.receivers.lockWrites()
 	defer unlock()
@@ -353,9 +370,11 @@ func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, store fu
 	// what all returns here is what storage holds.
 	all, err := o.receivers.all(w.ctx, w.storage)
 	if err == nil && (all[k.receiver] == nil || all[k.receiver].ID != receiverID) {
-		o.forget(k)
-		if err := w.storage.Delete(w.ctx, k.pendingPath()); err != nil {
-			o.logger().Warn("removing a deleted receiver's event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		o.forget(w.ctx, w.storage, k)
+		if !inBatch {
+			if err := w.storage.Delete(w.ctx, k.pendingPath()); err != nil {
+				o.logger().Warn("removing a deleted receiver's event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+			}
 		}
 		return false
 	}
@@ -389,12 +408,40 @@ func (w *deliveryWorker) count(receiver string, e outboxEntry, delivered, dead b
 	if dead {
 		metrics.IncrCounterWithLabels([]string{"connect", "webhook", "dead"}, 1, labels)
 	}
+	outcome := attemptOutcome{at: e.LastAttemptAt, status: e.LastStatus, errText: e.LastError, delivered: delivered, dead: dead}
+	if w.o.figures.queue(receiver, outcome) {
+		w.wg.Add(1)
+		go w.flushFigures(receiver)
+	}
+}
+
+// flushFigures writes receiver's queued outcomes into its stored figures,
+// at most once per figuresEvery, until none is queued; the worker's stop
+// has it write what is queued at once.
+func (w *deliveryWorker) flushFigures(receiver string) {
+	defer w.wg.Done()
+	// The last write happens as the worker stops: not the stop's to cancel.
+	ctx := context.WithoutCancel(w.ctx)
 	exists := func() bool {
-		all, err := w.o.receivers.all(w.ctx, w.storage)
+		all, err := w.o.receivers.all(ctx, w.storage)
 		return err != nil || all[receiver] != nil
 	}
-	outcome := attemptOutcome{at: e.LastAttemptAt, status: e.LastStatus, errText: e.LastError, delivered: delivered, dead: dead}
-	if err := w.o.figures.add(w.ctx, w.storage, receiver, exists, outcome); err != nil {
-		w.o.logger().Warn("storing a receiver's delivery figures", "receiver", receiver, "error", err)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if wait := w.o.figures.due(receiver, time.Now()); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-w.stopC:
+			}
+		}
+		batch, ok := w.o.figures.take(receiver, time.Now())
+		if !ok {
+			return
+		}
+		if err := w.o.figures.store(ctx, w.storage, receiver, exists, batch); err != nil {
+			w.o.logger().Warn("storing a receiver's delivery figures", "receiver", receiver, "error", err)
+		}
 	}
 }

@@ -110,8 +110,13 @@ func TestWebhookRetriesUntilReceiverRecovers(t *testing.T) {
 	if statuses[500] != 2 || statuses[429] != 2 || statuses[0] != 2 || statuses[200] != 3 {
 		t.Fatalf("answers given: %v", statuses)
 	}
-	read := e.mustDo(logical.ReadOperation, "webhooks/app", nil)
-	if read["failed"] != int64(6) || read["delivered"] != int64(3) || read["pending"] != 0 {
+	// The figures are written at most once per figuresEvery.
+	var read map[string]any
+	waitFor(t, "the figures of every attempt", func() bool {
+		read = e.mustDo(logical.ReadOperation, "webhooks/app", nil)
+		return read["failed"] == int64(6) && read["delivered"] == int64(3)
+	})
+	if read["pending"] != 0 {
 		t.Fatalf("figures: %v", read)
 	}
 	ids := map[string]bool{}
@@ -144,9 +149,11 @@ func TestWebhookDeadAfterSchedule(t *testing.T) {
 	if len(rcv.requests()) != attempts {
 		t.Fatal("a dead event is still tried")
 	}
-	if read := e.mustDo(logical.ReadOperation, "webhooks/app", nil); read["dead"] != 1 || read["last_error"] != "receiver answered 502" {
-		t.Fatalf("read: %v", read)
-	}
+	// The figures are written at most once per figuresEvery.
+	waitFor(t, "the figures of the last attempt", func() bool {
+		read := e.mustDo(logical.ReadOperation, "webhooks/app", nil)
+		return read["dead"] == 1 && read["last_error"] == "receiver answered 502"
+	})
 }
 
 // TestWebhookStandbyNeverDelivers: a performance standby that starts (and
