@@ -31,21 +31,30 @@ func TestWebhookOutboxSurvivesRestart(t *testing.T) {
 	waitFor(t, "failed attempts", func() bool { return len(rcv.requests()) >= 2 })
 	first.b.Cleanup(context.Background())
 
-	// A process that records and dies before its worker starts.
+	// A process that records, alone and then 20 events at once, and dies
+	// before its worker starts: its batches are all that holds them.
 	crashed := newTestEnvOn(t, s)
 	recordTestEvent(t, crashed, eventConnectionUpdated, "c")
+	for _, err := range recordConcurrently(crashed, 20) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if batches, _ := s.List(context.Background(), outboxBatchPrefix); len(batches) == 0 {
+		t.Fatal("no batch stored for 21 events")
+	}
 
 	rcv.setAnswer(always(http.StatusOK))
 	before := len(rcv.requests())
 	newEventsEnv(t, s)
-	waitFor(t, "the three events after the restart", func() bool { return len(rcv.accepted()) == 3 })
+	waitFor(t, "the 23 events after the restart", func() bool { return len(rcv.accepted()) == 23 })
 	for id, n := range rcv.accepted() {
 		if n != 1 {
 			t.Fatalf("event %s accepted %d times", id, n)
 		}
 	}
-	if len(rcv.requests())-before != 3 {
-		t.Fatalf("%d requests after the restart, want 3", len(rcv.requests())-before)
+	if len(rcv.requests())-before != 23 {
+		t.Fatalf("%d requests after the restart, want 23", len(rcv.requests())-before)
 	}
 }
 
