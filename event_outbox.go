@@ -46,10 +46,13 @@ const (
 	// maxDeadPerReceiver bounds the dead deliveries kept per receiver;
 	// beyond it the oldest are removed.
 	maxDeadPerReceiver = 1000
-	// deliveryConcurrencyPerReceiver bounds each receiver's attempts in
-	// flight at once: a receiver answering in 100 ms gets up to 160 events
-	// a second. The sender keeps as many connections to a host alive.
-	deliveryConcurrencyPerReceiver = webhook.MaxIdleConnsPerHost
+	// defaultDeliveryConcurrency bounds a receiver's attempts in flight
+	// at once unless its concurrency says otherwise: a receiver answering
+	// in 100 ms gets up to 160 events a second. maxDeliveryConcurrency
+	// bounds the setting; the sender keeps as many connections to a host
+	// alive.
+	defaultDeliveryConcurrency = 16
+	maxDeliveryConcurrency     = webhook.MaxIdleConnsPerHost
 )
 
 // errOutboxFull is a dead delivery's last_error when its receiver had

@@ -89,6 +89,11 @@ func webhookFields() map[string]*framework.FieldSchema {
 			Type:        framework.TypeBool,
 			Description: "On update: generate a new signing secret, returned once in this response. The previous secret keeps signing (a second signature) for secret_overlap.",
 		},
+		"concurrency": {
+			Type:        framework.TypeInt,
+			Default:     defaultDeliveryConcurrency,
+			Description: fmt.Sprintf("How many attempts may be in flight to the receiver at once, 1 to %d (default %d), each over a kept-alive connection. One connection's events still go one at a time, in order. A receiver answering in 100 ms gets about 10 events a second per unit.", maxDeliveryConcurrency, defaultDeliveryConcurrency),
+		},
 		"secret_overlap": {
 			Type:        framework.TypeDurationSecond,
 			Default:     int(defaultSecretOverlap.Seconds()),
@@ -106,6 +111,7 @@ func webhookResponseFields() map[string]*framework.FieldSchema {
 		"secret":                str("The generated signing secret: only in the answer of the create or rotation that generated it."),
 		"secret_set":            typed(framework.TypeBool, "Whether a signing secret is stored (it is never returned by a read)."),
 		"secret_overlap":        typed(framework.TypeDurationSecond, "Seconds a rotated-out secret keeps signing deliveries."),
+		"concurrency":           typed(framework.TypeInt, "How many attempts may be in flight to the receiver at once."),
 		"previous_secret_until": str("Until when deliveries also carry the previous secret's signature (RFC 3339); empty when none."),
 		"created_at":            str("When the receiver was created (RFC 3339)."),
 		"updated_at":            str("When the receiver was last written (RFC 3339)."),
@@ -190,6 +196,7 @@ func webhookResponse(ctx context.Context, s logical.Storage, o *eventOutbox, w *
 		"enabled":               w.Enabled,
 		"secret_set":            w.Secret != "",
 		"secret_overlap":        int64(w.SecretOverlap.Seconds()),
+		"concurrency":           w.concurrency(),
 		"previous_secret_until": formatTime(prevUntil),
 		"created_at":            formatTime(w.CreatedAt),
 		"updated_at":            formatTime(w.UpdatedAt),
@@ -242,6 +249,11 @@ func (b *backend) pathWebhookWrite(ctx context.Context, req *logical.Request, d 
 	if v, ok := d.GetOk("secret_overlap"); ok {
 		if w.SecretOverlap = time.Duration(v.(int)) * time.Second; w.SecretOverlap < 0 || w.SecretOverlap > 30*24*time.Hour {
 			return logical.ErrorResponse("secret_overlap must be between 0 and 720h"), nil
+		}
+	}
+	if v, ok := d.GetOk("concurrency"); ok {
+		if w.Concurrency = v.(int); w.Concurrency < 1 || w.Concurrency > maxDeliveryConcurrency {
+			return logical.ErrorResponse(fmt.Sprintf("concurrency must be between 1 and %d", maxDeliveryConcurrency)), nil
 		}
 	}
 	given, hasSecret := d.GetOk("secret")
@@ -388,6 +400,11 @@ event is dead: listed at webhooks/<name>/dead and counted in status.
     vault write connect/webhooks/app url=https://app.example.com/hooks/vault
     # answers with the generated secret, once
     vault write connect/webhooks/app rotate_secret=true
+
+Up to concurrency attempts (default 16, at most 64) are in flight to the
+receiver at once, but one connection's events go one at a time, in order:
+
+    vault write connect/webhooks/app concurrency=32
 
 Reads never show the secret (secret_set), nor the receiver's answers; they
 show the delivery figures. Deleting a receiver drops its pending events.

@@ -25,17 +25,16 @@ type deliveryWorker struct {
 	ctx     context.Context
 	wg      sync.WaitGroup
 
-	// perReceiver bounds each receiver's attempts in flight; a receiver at
-	// its bound has its due deliveries parked, in the order they fell due,
-	// and each of its attempts that ends takes the next, so that a slow
-	// receiver holds back none of the others. A delivery whose connection
-	// (lane) has an attempt in flight to the receiver, or an earlier
-	// delivery parked, is parked too: one connection's events reach a
-	// receiver in the order they were recorded.
-	perReceiver int
-	mu          sync.Mutex
-	inFlight    map[string]int
-	parked      map[string][]parkedDelivery
+	// Each receiver's concurrency bounds its attempts in flight; a
+	// receiver at its bound has its due deliveries parked, in the order
+	// they fell due, and each of its attempts that ends takes the next, so
+	// that a slow receiver holds back none of the others. A delivery whose
+	// connection (lane) has an attempt in flight to the receiver, or an
+	// earlier delivery parked, is parked too: one connection's events
+	// reach a receiver in the order they were recorded.
+	mu       sync.Mutex
+	inFlight map[string]int
+	parked   map[string][]parkedDelivery
 	// laneInFlight marks the lanes with an attempt in flight, laneParked
 	// counts each lane's parked deliveries.
 	laneInFlight map[receiverLane]bool
@@ -66,8 +65,7 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &deliveryWorker{
 		o: o, storage: s, stopC: make(chan struct{}), ctx: ctx,
-		perReceiver: deliveryConcurrencyPerReceiver,
-		inFlight:    map[string]int{}, parked: map[string][]parkedDelivery{},
+		inFlight: map[string]int{}, parked: map[string][]parkedDelivery{},
 		laneInFlight: map[receiverLane]bool{}, laneParked: map[receiverLane]int{},
 	}
 	// Stopping waits for the attempts in flight, which the cancelled
@@ -130,16 +128,17 @@ func (w *deliveryWorker) loop() {
 	}
 }
 
-// dispatch starts an attempt at k, or parks k while its receiver has
-// perReceiver attempts in flight or its lane has one in flight or parked.
+// dispatch starts an attempt at k, or parks k while its receiver has its
+// concurrency's attempts in flight or its lane has one in flight or parked.
 // A parked delivery stays pending in storage: if the worker stops first,
 // the next start delivers it.
 func (w *deliveryWorker) dispatch(k deliveryKey) {
 	p := parkedDelivery{k: k, lane: w.o.lane(k)}
 	rl := receiverLane{k.receiver, p.lane}
+	limit := w.concurrency(k.receiver)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.inFlight[k.receiver] >= w.perReceiver || (p.lane != "" && (w.laneInFlight[rl] || w.laneParked[rl] > 0)) {
+	if w.inFlight[k.receiver] >= limit || (p.lane != "" && (w.laneInFlight[rl] || w.laneParked[rl] > 0)) {
 		w.parked[k.receiver] = append(w.parked[k.receiver], p)
 		if p.lane != "" {
 			w.laneParked[rl]++
@@ -150,6 +149,16 @@ func (w *deliveryWorker) dispatch(k deliveryKey) {
 	w.startLane(rl)
 	w.wg.Add(1)
 	go w.run(p)
+}
+
+// concurrency is receiver's bound on attempts in flight, as the loaded
+// receivers say (the default while they are not loaded: the attempt loads
+// them).
+func (w *deliveryWorker) concurrency(receiver string) int {
+	if rcv := w.o.receivers.loaded()[receiver]; rcv != nil {
+		return rcv.concurrency()
+	}
+	return defaultDeliveryConcurrency
 }
 
 // run attempts p, then parked deliveries of its receiver one by one, until
@@ -174,10 +183,14 @@ func (w *deliveryWorker) run(p parkedDelivery) {
 // lanes it passed over take theirs when they end.
 func (w *deliveryWorker) nextParked(done parkedDelivery) (parkedDelivery, bool) {
 	receiver := done.k.receiver
+	limit := w.concurrency(receiver)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.laneInFlight, receiverLane{receiver, done.lane})
 	q := w.parked[receiver]
+	if w.inFlight[receiver] > limit {
+		q = nil // its concurrency was lowered: this attempt's place goes
+	}
 	for i := 0; w.ctx.Err() == nil && i < len(q) && i < parkedScan; i++ {
 		p := q[i]
 		rl := receiverLane{receiver, p.lane}

@@ -56,8 +56,11 @@ type webhookEntry struct {
 	PreviousSecret      string        `json:"previous_secret,omitempty"`
 	PreviousSecretUntil time.Time     `json:"previous_secret_until,omitzero"`
 	SecretOverlap       time.Duration `json:"secret_overlap"`
-	CreatedAt           time.Time     `json:"created_at"`
-	UpdatedAt           time.Time     `json:"updated_at"`
+	// Concurrency bounds the attempts in flight to the receiver at once;
+	// 0 (receivers of earlier versions) is defaultDeliveryConcurrency.
+	Concurrency int       `json:"concurrency,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // wants says whether the receiver takes new events of type typ.
@@ -74,6 +77,14 @@ func (w *webhookEntry) wants(typ eventType) bool {
 		}
 	}
 	return false
+}
+
+// concurrency is how many attempts may be in flight to the receiver.
+func (w *webhookEntry) concurrency() int {
+	if w.Concurrency < 1 {
+		return defaultDeliveryConcurrency
+	}
+	return w.Concurrency
 }
 
 // signingKeys are the HMAC keys a delivery at now is signed with: the
@@ -197,6 +208,14 @@ func (ws *webhookSet) all(ctx context.Context, s logical.Storage) (map[string]*w
 	}
 	ws.mu.Unlock()
 	return m, nil
+}
+
+// loaded returns the receivers when they are loaded, nil when not: for
+// callers that must not wait for storage.
+func (ws *webhookSet) loaded() map[string]*webhookEntry {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.byName
 }
 
 // lockWrites serialises the writes and deletes of receivers, which are
