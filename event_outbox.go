@@ -882,10 +882,12 @@ func deadEntries(ctx context.Context, s logical.Storage, receiver string) ([]str
 }
 
 // Bounds of one batch write: a group larger than either is written as
-// several batches, at once.
+// several batches, at once. The bodies' bytes are bounded well below the
+// smallest entry size a Vault storage takes (Consul's 512 KiB), since a
+// body is escaped again inside the batch.
 const (
 	maxBatchEvents = 256
-	maxBatchBytes  = 512 << 10
+	maxBatchBytes  = 128 << 10
 )
 
 // outboxCommitter is the group commit of recordings. One recording at a

@@ -95,7 +95,13 @@ func TestWebhookIdleCostsNoStorage(t *testing.T) {
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL, "events": "connection.deleted"})
 	recordTestEvent(t, e, eventConnectionDeleted, "warm") // loads the receivers
 	waitFor(t, "the delivery", func() bool { return len(rcv.accepted()) == 1 })
-	time.Sleep(50 * time.Millisecond) // the delivery's figures are stored
+	// The delivery's batch goes spareGrace after it ended, and its figures
+	// are stored.
+	waitFor(t, "the delivered batch deleted", func() bool {
+		keys, _ := counting.List(context.Background(), outboxBatchPrefix)
+		return len(keys) == 0
+	})
+	time.Sleep(50 * time.Millisecond)
 	before := counting.ops.Load()
 	recordTestEvent(t, e, eventConnectionCreated, "not-wanted")
 	time.Sleep(300 * time.Millisecond)
@@ -267,5 +273,45 @@ func TestPendingBoundIsPerReceiver(t *testing.T) {
 	resp, _ := e.do(logical.ReadOperation, "status", nil)
 	if len(resp.Warnings) != 1 || !strings.Contains(resp.Warnings[0], "down") || strings.Contains(resp.Warnings[0], "healthy") {
 		t.Fatalf("status warnings = %v, want one naming the full receiver only", resp.Warnings)
+	}
+}
+
+// TestLargeGroupsAreWrittenInBoundedBatches: a group of more events than
+// a batch holds, or of more body bytes, is written as several batches,
+// each within both bounds, and every event is in one of them.
+func TestLargeGroupsAreWrittenInBoundedBatches(t *testing.T) {
+	e := newTestEnvOn(t, &logical.InmemStorage{})
+	var events []*batchedEvent
+	for i := range 300 {
+		body := "{}"
+		if i >= 280 {
+			body = strings.Repeat("x", 40<<10) // 20 large bodies
+		}
+		events = append(events, &batchedEvent{ID: fmt.Sprintf("evt_%04d", i), Type: eventConnectionCreated, Body: body,
+			Receivers: []batchedReceiver{{Name: "app"}}})
+	}
+	bs, errs := e.b.outbox.writeBatches(context.Background(), e.storage, events)
+	seen := map[string]int{}
+	for i, b := range bs {
+		if errs[i] != nil || b == nil {
+			t.Fatalf("event %d: %v", i, errs[i])
+		}
+		seen[b.id]++
+	}
+	if len(seen) < 2+20*(40<<10)/maxBatchBytes {
+		t.Fatalf("%d batches for 300 events with 800 KiB of bodies", len(seen))
+	}
+	for id, n := range seen {
+		var stored outboxBatch
+		if _, err := getJSON(context.Background(), e.storage, batchPath(id), &stored); err != nil || len(stored.Events) != n {
+			t.Fatalf("batch %s holds %d events, want %d (%v)", id, len(stored.Events), n, err)
+		}
+		size := 0
+		for _, ev := range stored.Events {
+			size += len(ev.Body)
+		}
+		if n > maxBatchEvents || (n > 1 && size > maxBatchBytes) {
+			t.Fatalf("batch %s: %d events, %d body bytes", id, n, size)
+		}
 	}
 }
