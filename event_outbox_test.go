@@ -315,3 +315,52 @@ func TestLargeGroupsAreWrittenInBoundedBatches(t *testing.T) {
 		}
 	}
 }
+
+// batchOpsStorage counts the puts and deletes of batches.
+type batchOpsStorage struct {
+	logical.Storage
+	puts, deletes atomic.Int64
+}
+
+func (s *batchOpsStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, outboxBatchPrefix) {
+		s.puts.Add(1)
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func (s *batchOpsStorage) Delete(ctx context.Context, key string) error {
+	if strings.HasPrefix(key, outboxBatchPrefix) {
+		s.deletes.Add(1)
+	}
+	return s.Storage.Delete(ctx, key)
+}
+
+// TestEndedBatchesAreOverwrittenNotDeleted: under a stream of events each
+// batch write overwrites a batch whose deliveries have all ended, so no
+// batch costs a delete of its own; once the stream stops, the last is
+// deleted after spareGrace and nothing stays.
+func TestEndedBatchesAreOverwrittenNotDeleted(t *testing.T) {
+	s := &batchOpsStorage{Storage: &logical.InmemStorage{}}
+	e := newEventsEnv(t, s)
+	rcv := newHookReceiver(t, always(http.StatusOK))
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	const n = 20
+	for i := range n {
+		recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+		waitFor(t, "the delivery", func() bool { return len(rcv.accepted()) == i+1 && e.b.outbox.stats().Pending == 0 })
+	}
+	if puts, deletes := s.puts.Load(), s.deletes.Load(); puts != n || deletes != 0 {
+		t.Fatalf("%d batch puts and %d deletes for %d events, want %d and none", puts, deletes, n, n)
+	}
+	if keys, _ := s.List(context.Background(), outboxBatchPrefix); len(keys) != 1 {
+		t.Fatalf("%d batches stored during the stream, want the one ended last: %v", len(keys), keys)
+	}
+	waitFor(t, "the last batch deleted", func() bool {
+		keys, _ := s.List(context.Background(), outboxBatchPrefix)
+		return len(keys) == 0
+	})
+	if d := s.deletes.Load(); d != 1 {
+		t.Fatalf("%d batch deletes, want 1", d)
+	}
+}
