@@ -179,10 +179,11 @@ func recordConcurrently(e *testEnv, n int) []error {
 	return errs
 }
 
-// TestConcurrentRecordingsShareABatch: events recorded while a batch write
-// is in flight are written together by the next one, and none is answered
-// before its own batch is stored: the first event alone, then the 49
-// that waited, in one write; each event delivered once.
+// TestConcurrentRecordingsShareABatch: events recorded while
+// maxBatchWrites batch writes are in flight are written together by the
+// next one, and none is answered before its own batch is stored: the first
+// events alone, one per write in flight, then all the others that waited,
+// in one write; each event delivered once.
 func TestConcurrentRecordingsShareABatch(t *testing.T) {
 	s := &batchGateStorage{Storage: &logical.InmemStorage{}, gate: make(chan struct{})}
 	e := newEventsEnv(t, s)
@@ -195,8 +196,8 @@ func TestConcurrentRecordingsShareABatch(t *testing.T) {
 		answered.Add(int64(len(errs)))
 		done <- errs
 	}()
-	waitFor(t, "the first batch write", func() bool { return s.batches.Load() == 1 })
-	time.Sleep(100 * time.Millisecond) // the other 49 queue behind it
+	waitFor(t, "the first batch writes", func() bool { return s.batches.Load() == int64(maxBatchWrites) })
+	time.Sleep(100 * time.Millisecond) // the others queue behind them
 	if answered.Load() != 0 || len(rcv.requests()) != 0 {
 		t.Fatal("a recording answered, or an event was sent, before its batch was stored")
 	}
@@ -206,8 +207,15 @@ func TestConcurrentRecordingsShareABatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := s.batches.Load(); n != 2 {
-		t.Fatalf("%d batch writes for 50 events recorded together, want 2", n)
+	if n := s.batches.Load(); n != int64(maxBatchWrites)+1 {
+		t.Fatalf("%d batch writes for 50 events recorded together, want %d", n, maxBatchWrites+1)
+	}
+	c := &e.b.outbox.commits
+	c.mu.Lock()
+	writing, next := c.writing, c.next
+	c.mu.Unlock()
+	if writing != 0 || next != nil {
+		t.Fatalf("after the writes: %d counted in flight, next group %v", writing, next)
 	}
 	waitFor(t, "50 deliveries", func() bool { return len(rcv.accepted()) == 50 })
 	for id, n := range rcv.accepted() {
@@ -232,7 +240,7 @@ func TestRefusedBatchFailsEachOfItsRecordings(t *testing.T) {
 	s.refuse.Store(true)
 	done := make(chan []error)
 	go func() { done <- recordConcurrently(e, 20) }()
-	waitFor(t, "the first batch write", func() bool { return s.batches.Load() == 1 })
+	waitFor(t, "the first batch writes", func() bool { return s.batches.Load() == int64(maxBatchWrites) })
 	time.Sleep(50 * time.Millisecond)
 	close(s.gate)
 	for i, err := range <-done {
