@@ -129,6 +129,7 @@ var storedKinds = []struct {
 	{sessionIDPrefix, func() any { return &sessionIDEntry{} }},
 	{webhookPrefix, func() any { return &webhookEntry{} }},
 	{webhookStatsPrefix, func() any { return &webhookStats{} }},
+	{outboxBatchPrefix, func() any { return &outboxBatch{} }},
 	{outboxPendingPrefix, func() any { return &outboxEntry{} }},
 	{outboxDeadPrefix, func() any { return &outboxEntry{} }},
 }
@@ -166,6 +167,18 @@ func everyStoredKind(t *testing.T) *testEnv {
 		t.Fatal(err)
 	}
 	if _, err := putIssuedTokensWAL(t.Context(), e.storage, c, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	// A batch of events as the outbox stores one (the receiver's events
+	// above have left theirs for entries of their own): written through
+	// the outbox, never scheduled, so that it stays.
+	hooks, err := e.b.outbox.receivers.all(t.Context(), e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev := &batchedEvent{ID: "evt_0000000000000001aa", Type: eventConnectionCreated, Body: `{"type":"connection.created"}`,
+		Timestamp: time.Now(), Receivers: []batchedReceiver{{Name: "app", ID: hooks["app"].ID}}}
+	if _, err := e.b.outbox.writeBatch(t.Context(), e.storage, []*batchedEvent{ev}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -253,13 +266,16 @@ func TestEveryStoredEntryCarriesItsFormat(t *testing.T) {
 			t.Errorf("%s: format_version %v, want %d", key, f, storageFormat)
 		}
 		kinds[strings.SplitN(key, "/", 2)[0]] = true
+		if strings.HasPrefix(key, outboxBatchPrefix) {
+			kinds[outboxBatchPrefix] = true
+		}
 		if err := readStored(t, e.storage, key); err != nil {
 			t.Errorf("%s: reading it back: %v", key, err)
 		}
 	}
 	// Each kind was written, so that the checks above saw it.
 	for _, want := range []string{"config", "integrations", "providers", "oauth_states", "oauth_state_index", "connect_sessions",
-		"connect_session_ids", "webhooks", "webhook_stats", "events", "connections", "wal"} {
+		"connect_session_ids", "webhooks", "webhook_stats", "events", outboxBatchPrefix, "connections", "wal"} {
 		if !kinds[want] {
 			t.Errorf("no %s entry was stored", want)
 		}

@@ -79,9 +79,20 @@ func TestWebhookDeleteDropsPending(t *testing.T) {
 		t.Fatalf("other (deleted events only) pending: %v", read["pending"])
 	}
 	e.mustDo(logical.DeleteOperation, "webhooks/app", nil)
-	keys, _ := e.storage.List(context.Background(), outboxPendingPrefix)
-	if len(keys) != 1 || keys[0] != "other/" {
-		t.Fatalf("outbox after delete: %v", keys)
+	// The events stay pending for other, in their batches or in its own
+	// entries; none for app.
+	if keys, _ := e.storage.List(context.Background(), outboxPendingPrefix+"app/"); len(keys) != 0 {
+		t.Fatalf("app's entries after its delete: %v", keys)
+	}
+	if st := e.b.outbox.stats(); st.Pending != 1 {
+		t.Fatalf("pending after delete: %d", st.Pending)
+	}
+	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL, "enabled": false})
+	if read := e.mustDo(logical.ReadOperation, "webhooks/app", nil); read["pending"] != 0 {
+		t.Fatalf("a new app inherits pending events: %v", read["pending"])
+	}
+	if read := e.mustDo(logical.ReadOperation, "webhooks/other", nil); read["pending"] != 1 {
+		t.Fatalf("other pending after app's delete: %v", read["pending"])
 	}
 	if st := e.b.outbox.stats(); st.Pending != 1 {
 		t.Fatalf("pending after delete: %d", st.Pending)
@@ -103,10 +114,16 @@ func TestWebhookWriteValidation(t *testing.T) {
 		{"bad secret", "webhooks/app", map[string]any{"url": "https://example.com/h", "secret": "whsec_c2hvcnQ="}, "secret must be"},
 		{"rotate on create", "webhooks/app", map[string]any{"url": "https://example.com/h", "rotate_secret": true}, "rotate_secret"},
 		{"bad name", "webhooks/a%20b", map[string]any{"url": "https://example.com/h"}, "webhook name"},
+		{"no concurrency", "webhooks/app", map[string]any{"url": "https://example.com/h", "concurrency": 0}, "concurrency must be between 1 and 64"},
+		{"too much concurrency", "webhooks/app", map[string]any{"url": "https://example.com/h", "concurrency": 65}, "concurrency must be between 1 and 64"},
 	}, "c2hvcnQ=")
 	e.assertUnchanged(before)
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": "https://example.com/h", "events": "connection.created"})
+	if got := e.mustDo(logical.ReadOperation, "webhooks/app", nil)["concurrency"]; got != defaultDeliveryConcurrency {
+		t.Fatalf("default concurrency %v, want %d", got, defaultDeliveryConcurrency)
+	}
 	e.mustFail(logical.UpdateOperation, "webhooks/app", map[string]any{"secret": "whsec_x", "rotate_secret": true}, http.StatusBadRequest)
+	e.mustFail(logical.UpdateOperation, "webhooks/app", map[string]any{"concurrency": -1}, http.StatusBadRequest)
 	list := e.mustDo(logical.ListOperation, "webhooks/", nil)
 	if keys := list["keys"].([]string); len(keys) != 1 || keys[0] != "app" {
 		t.Fatalf("list: %v", list)

@@ -25,17 +25,16 @@ type deliveryWorker struct {
 	ctx     context.Context
 	wg      sync.WaitGroup
 
-	// perReceiver bounds each receiver's attempts in flight; a receiver at
-	// its bound has its due deliveries parked, in the order they fell due,
-	// and each of its attempts that ends takes the next, so that a slow
-	// receiver holds back none of the others. A delivery whose connection
-	// (lane) has an attempt in flight to the receiver, or an earlier
-	// delivery parked, is parked too: one connection's events reach a
-	// receiver in the order they were recorded.
-	perReceiver int
-	mu          sync.Mutex
-	inFlight    map[string]int
-	parked      map[string][]parkedDelivery
+	// Each receiver's concurrency bounds its attempts in flight; a
+	// receiver at its bound has its due deliveries parked, in the order
+	// they fell due, and each of its attempts that ends takes the next, so
+	// that a slow receiver holds back none of the others. A delivery whose
+	// connection (lane) has an attempt in flight to the receiver, or an
+	// earlier delivery parked, is parked too: one connection's events
+	// reach a receiver in the order they were recorded.
+	mu       sync.Mutex
+	inFlight map[string]int
+	parked   map[string][]parkedDelivery
 	// laneInFlight marks the lanes with an attempt in flight, laneParked
 	// counts each lane's parked deliveries.
 	laneInFlight map[receiverLane]bool
@@ -66,8 +65,7 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 	ctx, cancel := context.WithCancel(context.Background())
 	w := &deliveryWorker{
 		o: o, storage: s, stopC: make(chan struct{}), ctx: ctx,
-		perReceiver: deliveryConcurrencyPerReceiver,
-		inFlight:    map[string]int{}, parked: map[string][]parkedDelivery{},
+		inFlight: map[string]int{}, parked: map[string][]parkedDelivery{},
 		laneInFlight: map[receiverLane]bool{}, laneParked: map[receiverLane]int{},
 	}
 	// Stopping waits for the attempts in flight, which the cancelled
@@ -77,6 +75,7 @@ func (o *eventOutbox) startDelivery(s logical.Storage) {
 		cancel()
 		w.wg.Wait()
 		w.requeueParked()
+		o.stopSweeping(context.Background(), s)
 	}
 	w.wg.Add(1)
 	go func() {
@@ -129,16 +128,17 @@ func (w *deliveryWorker) loop() {
 	}
 }
 
-// dispatch starts an attempt at k, or parks k while its receiver has
-// perReceiver attempts in flight or its lane has one in flight or parked.
+// dispatch starts an attempt at k, or parks k while its receiver has its
+// concurrency's attempts in flight or its lane has one in flight or parked.
 // A parked delivery stays pending in storage: if the worker stops first,
 // the next start delivers it.
 func (w *deliveryWorker) dispatch(k deliveryKey) {
 	p := parkedDelivery{k: k, lane: w.o.lane(k)}
 	rl := receiverLane{k.receiver, p.lane}
+	limit := w.concurrency(k.receiver)
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.inFlight[k.receiver] >= w.perReceiver || (p.lane != "" && (w.laneInFlight[rl] || w.laneParked[rl] > 0)) {
+	if w.inFlight[k.receiver] >= limit || (p.lane != "" && (w.laneInFlight[rl] || w.laneParked[rl] > 0)) {
 		w.parked[k.receiver] = append(w.parked[k.receiver], p)
 		if p.lane != "" {
 			w.laneParked[rl]++
@@ -149,6 +149,16 @@ func (w *deliveryWorker) dispatch(k deliveryKey) {
 	w.startLane(rl)
 	w.wg.Add(1)
 	go w.run(p)
+}
+
+// concurrency is receiver's bound on attempts in flight, as the loaded
+// receivers say (the default while they are not loaded: the attempt loads
+// them).
+func (w *deliveryWorker) concurrency(receiver string) int {
+	if rcv := w.o.receivers.loaded()[receiver]; rcv != nil {
+		return rcv.concurrency()
+	}
+	return defaultDeliveryConcurrency
 }
 
 // run attempts p, then parked deliveries of its receiver one by one, until
@@ -173,10 +183,14 @@ func (w *deliveryWorker) run(p parkedDelivery) {
 // lanes it passed over take theirs when they end.
 func (w *deliveryWorker) nextParked(done parkedDelivery) (parkedDelivery, bool) {
 	receiver := done.k.receiver
+	limit := w.concurrency(receiver)
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	delete(w.laneInFlight, receiverLane{receiver, done.lane})
 	q := w.parked[receiver]
+	if w.inFlight[receiver] > limit {
+		q = nil // its concurrency was lowered: this attempt's place goes
+	}
 	for i := 0; w.ctx.Err() == nil && i < len(q) && i < parkedScan; i++ {
 		p := q[i]
 		rl := receiverLane{receiver, p.lane}
@@ -250,7 +264,7 @@ func (o *eventOutbox) nextDue() (k deliveryKey, wait time.Duration, ok bool) {
 }
 
 // deliver makes one attempt at k and stores its outcome: delivered
-// (removed), retry (rescheduled) or dead.
+// (removed), retry (rescheduled, in its own entry) or dead.
 func (w *deliveryWorker) deliver(k deliveryKey) {
 	o, ctx, s := w.o, w.ctx, w.storage
 	log := o.logger()
@@ -260,8 +274,7 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 		return
 	}
 	rcv := all[k.receiver]
-	var e outboxEntry
-	found, err := getJSON(ctx, s, k.pendingPath(), &e)
+	e, inBatch, found, err := o.pendingEntry(ctx, s, k)
 	if err != nil {
 		w.retryLater(k, "reading a pending event", err)
 		return
@@ -269,8 +282,8 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	if !found || rcv == nil || rcv.ID != e.ReceiverID {
 		// Delivered meanwhile, or its receiver deleted (perhaps replaced
 		// by one of the same name, which must not get it).
-		o.forget(k)
-		if found {
+		o.forget(ctx, s, k)
+		if found && !inBatch {
 			_ = s.Delete(ctx, k.pendingPath())
 		}
 		return
@@ -297,55 +310,72 @@ func (w *deliveryWorker) deliver(k deliveryKey) {
 	e.LastAttemptAt, e.LastStatus = now, res.Status
 	if res.Err == nil {
 		e.LastError = ""
-		if err := s.Delete(ctx, k.pendingPath()); err != nil {
-			// Delivered but still pending in storage: it is sent again
-			// after the next start; receivers drop it by its id.
-			log.Warn("removing a delivered event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		if !inBatch {
+			if err := s.Delete(ctx, k.pendingPath()); err != nil {
+				// Delivered but still pending in storage: it is sent again
+				// after the next start; receivers drop it by its id.
+				log.Warn("removing a delivered event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+			}
 		}
-		o.forget(k)
-		w.count(k.receiver, e, true, false)
+		o.forget(ctx, s, k) // a batch's last delivery deletes the batch
+		w.count(k.receiver, *e, true, false)
 		return
 	}
 	e.LastError = res.Err.Error()
 	next, retry := o.schedule.Next(e.FirstAttemptAt, now, e.Attempts, nil)
 	if retry {
 		e.NextAttemptAt = next
-		kept := w.storeOutcome(k, e.ReceiverID, func() {
-			if err := putJSON(ctx, s, k.pendingPath(), &e); err != nil {
+		kept := w.storeOutcome(k, e.ReceiverID, inBatch, func() {
+			// A delivery of a batch moves to its own entry, which its
+			// retries rewrite; should storage refuse it, it stays in the
+			// batch with its attempts counted in memory.
+			if err := putJSON(ctx, s, k.pendingPath(), e); err != nil {
 				log.Warn("storing a failed attempt; the event is tried again", "receiver", k.receiver, "id", k.id, "error", err)
+				if inBatch {
+					o.keepAttempt(k, e)
+				}
+				return
+			}
+			if inBatch {
+				o.movedOut(ctx, s, k)
 			}
 		})
 		if kept {
 			o.push(k, next)
-			w.count(k.receiver, e, false, false)
+			w.count(k.receiver, *e, false, false)
 		}
 		return
 	}
 	e.DeadAt = now
 	var deadErr error
-	if kept := w.storeOutcome(k, e.ReceiverID, func() { deadErr = o.putDead(ctx, s, k, &e) }); !kept {
+	if kept := w.storeOutcome(k, e.ReceiverID, inBatch, func() { deadErr = o.putDead(ctx, s, k, e) }); !kept {
 		return
 	}
 	log.Warn("event delivery given up", "receiver", k.receiver, "id", k.id, "type", string(e.Type), "attempts", e.Attempts, "last_status", e.LastStatus, "last_error", e.LastError)
 	if deadErr != nil {
 		log.Warn("storing a dead event; it stays pending", "receiver", k.receiver, "id", k.id, "error", deadErr)
+		if inBatch {
+			o.keepAttempt(k, e)
+		}
 		o.push(k, now.Add(o.schedule.Every))
 		return
 	}
-	if err := s.Delete(ctx, k.pendingPath()); err != nil {
-		log.Warn("removing a dead event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+	if !inBatch {
+		if err := s.Delete(ctx, k.pendingPath()); err != nil {
+			log.Warn("removing a dead event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		}
 	}
-	o.forget(k)
-	w.count(k.receiver, e, false, true)
+	o.forget(ctx, s, k)
+	w.count(k.receiver, *e, false, true)
 }
 
 // storeOutcome runs store, which writes k's entry back (pending or dead),
 // under the receivers' write lock and only if k's receiver is still the
 // one the entry was recorded for. Otherwise the receiver was deleted while
 // the attempt was in flight (and perhaps replaced by one of the same name):
-// the entry is dropped, so that it is neither written back after the
+// the delivery is dropped, so that it is neither written back after the
 // delete removed it nor inherited by the new receiver. kept says which.
-func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, store func()) (kept bool) {
+func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, inBatch bool, store func()) (kept bool) {
 	o := w.o
 	unlock := o.receivers.lockWrites()
 	defer unlock()
@@ -353,9 +383,11 @@ func (w *deliveryWorker) storeOutcome(k deliveryKey, receiverID string, store fu
 	// what all returns here is what storage holds.
 	all, err := o.receivers.all(w.ctx, w.storage)
 	if err == nil && (all[k.receiver] == nil || all[k.receiver].ID != receiverID) {
-		o.forget(k)
-		if err := w.storage.Delete(w.ctx, k.pendingPath()); err != nil {
-			o.logger().Warn("removing a deleted receiver's event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+		o.forget(w.ctx, w.storage, k)
+		if !inBatch {
+			if err := w.storage.Delete(w.ctx, k.pendingPath()); err != nil {
+				o.logger().Warn("removing a deleted receiver's event from the outbox", "receiver", k.receiver, "id", k.id, "error", err)
+			}
 		}
 		return false
 	}
@@ -389,12 +421,40 @@ func (w *deliveryWorker) count(receiver string, e outboxEntry, delivered, dead b
 	if dead {
 		metrics.IncrCounterWithLabels([]string{"connect", "webhook", "dead"}, 1, labels)
 	}
+	outcome := attemptOutcome{at: e.LastAttemptAt, status: e.LastStatus, errText: e.LastError, delivered: delivered, dead: dead}
+	if w.o.figures.queue(receiver, outcome) {
+		w.wg.Add(1)
+		go w.flushFigures(receiver)
+	}
+}
+
+// flushFigures writes receiver's queued outcomes into its stored figures,
+// at most once per figuresEvery, until none is queued; the worker's stop
+// has it write what is queued at once.
+func (w *deliveryWorker) flushFigures(receiver string) {
+	defer w.wg.Done()
+	// The last write happens as the worker stops: not the stop's to cancel.
+	ctx := context.WithoutCancel(w.ctx)
 	exists := func() bool {
-		all, err := w.o.receivers.all(w.ctx, w.storage)
+		all, err := w.o.receivers.all(ctx, w.storage)
 		return err != nil || all[receiver] != nil
 	}
-	outcome := attemptOutcome{at: e.LastAttemptAt, status: e.LastStatus, errText: e.LastError, delivered: delivered, dead: dead}
-	if err := w.o.figures.add(w.ctx, w.storage, receiver, exists, outcome); err != nil {
-		w.o.logger().Warn("storing a receiver's delivery figures", "receiver", receiver, "error", err)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		if wait := w.o.figures.due(receiver, time.Now()); wait > 0 {
+			timer.Reset(wait)
+			select {
+			case <-timer.C:
+			case <-w.stopC:
+			}
+		}
+		batch, ok := w.o.figures.take(receiver, time.Now())
+		if !ok {
+			return
+		}
+		if err := w.o.figures.store(ctx, w.storage, receiver, exists, batch); err != nil {
+			w.o.logger().Warn("storing a receiver's delivery figures", "receiver", receiver, "error", err)
+		}
 	}
 }

@@ -110,8 +110,13 @@ func TestWebhookRetriesUntilReceiverRecovers(t *testing.T) {
 	if statuses[500] != 2 || statuses[429] != 2 || statuses[0] != 2 || statuses[200] != 3 {
 		t.Fatalf("answers given: %v", statuses)
 	}
-	read := e.mustDo(logical.ReadOperation, "webhooks/app", nil)
-	if read["failed"] != int64(6) || read["delivered"] != int64(3) || read["pending"] != 0 {
+	// The figures are written at most once per figuresEvery.
+	var read map[string]any
+	waitFor(t, "the figures of every attempt", func() bool {
+		read = e.mustDo(logical.ReadOperation, "webhooks/app", nil)
+		return read["failed"] == int64(6) && read["delivered"] == int64(3)
+	})
+	if read["pending"] != 0 {
 		t.Fatalf("figures: %v", read)
 	}
 	ids := map[string]bool{}
@@ -144,9 +149,11 @@ func TestWebhookDeadAfterSchedule(t *testing.T) {
 	if len(rcv.requests()) != attempts {
 		t.Fatal("a dead event is still tried")
 	}
-	if read := e.mustDo(logical.ReadOperation, "webhooks/app", nil); read["dead"] != 1 || read["last_error"] != "receiver answered 502" {
-		t.Fatalf("read: %v", read)
-	}
+	// The figures are written at most once per figuresEvery.
+	waitFor(t, "the figures of the last attempt", func() bool {
+		read := e.mustDo(logical.ReadOperation, "webhooks/app", nil)
+		return read["dead"] == 1 && read["last_error"] == "receiver answered 502"
+	})
 }
 
 // TestWebhookStandbyNeverDelivers: a performance standby that starts (and
@@ -255,7 +262,7 @@ func newConcurrencyReceiver(t *testing.T, delay time.Duration) *concurrencyRecei
 }
 
 // TestDeliveryConcurrencyIsPerReceiver: a receiver that answers slowly
-// gets deliveryConcurrencyPerReceiver attempts at once, and its backlog
+// gets defaultDeliveryConcurrency attempts at once, and its backlog
 // holds back no other receiver's events.
 func TestDeliveryConcurrencyIsPerReceiver(t *testing.T) {
 	e := newEventsEnv(t, &logical.InmemStorage{}, func(s *webhook.Schedule) {})
@@ -277,8 +284,35 @@ func TestDeliveryConcurrencyIsPerReceiver(t *testing.T) {
 		t.Errorf("the fast receiver's event waited until the slow one had %d of its %d", got, n)
 	}
 	waitFor(t, "the slow receiver's events", func() bool { return slow.got.Load() == n })
-	if most := slow.most.Load(); most != deliveryConcurrencyPerReceiver {
-		t.Fatalf("the slow receiver had at most %d attempts at once, want %d", most, deliveryConcurrencyPerReceiver)
+	if most := slow.most.Load(); most != defaultDeliveryConcurrency {
+		t.Fatalf("the slow receiver had at most %d attempts at once, want %d", most, defaultDeliveryConcurrency)
+	}
+}
+
+// TestDeliveryConcurrencyIsTheReceiversSetting: a receiver's concurrency
+// bounds its attempts in flight, above the default as below it, and a
+// change applies to the attempts that start after it.
+func TestDeliveryConcurrencyIsTheReceiversSetting(t *testing.T) {
+	for _, limit := range []int{3, 40} {
+		t.Run(fmt.Sprint(limit), func(t *testing.T) {
+			e := newEventsEnv(t, &logical.InmemStorage{}, func(s *webhook.Schedule) {})
+			e.b.outbox.sender = webhook.NewSender(5*time.Second, nil)
+			slow := newConcurrencyReceiver(t, 300*time.Millisecond)
+			e.mustDo(logical.CreateOperation, "webhooks/slow", map[string]any{"url": slow.URL, "concurrency": limit})
+			if got := e.mustDo(logical.ReadOperation, "webhooks/slow", nil)["concurrency"]; got != limit {
+				t.Fatalf("read concurrency %v, want %d", got, limit)
+			}
+			e.b.outbox.stopDelivery()
+			n := 2 * limit
+			for i := range n {
+				recordTestEvent(t, e, eventConnectionCreated, fmt.Sprintf("c%d", i))
+			}
+			e.b.outbox.startDelivery(e.storage)
+			waitFor(t, "the receiver's events", func() bool { return slow.got.Load() == int64(n) })
+			if most := slow.most.Load(); most != int64(limit) {
+				t.Fatalf("at most %d attempts at once, want %d", most, limit)
+			}
+		})
 	}
 }
 

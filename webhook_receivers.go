@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"regexp"
 	"sort"
@@ -57,8 +56,11 @@ type webhookEntry struct {
 	PreviousSecret      string        `json:"previous_secret,omitempty"`
 	PreviousSecretUntil time.Time     `json:"previous_secret_until,omitzero"`
 	SecretOverlap       time.Duration `json:"secret_overlap"`
-	CreatedAt           time.Time     `json:"created_at"`
-	UpdatedAt           time.Time     `json:"updated_at"`
+	// Concurrency bounds the attempts in flight to the receiver at once;
+	// 0 (receivers of earlier versions) is defaultDeliveryConcurrency.
+	Concurrency int       `json:"concurrency,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 // wants says whether the receiver takes new events of type typ.
@@ -75,6 +77,14 @@ func (w *webhookEntry) wants(typ eventType) bool {
 		}
 	}
 	return false
+}
+
+// concurrency is how many attempts may be in flight to the receiver.
+func (w *webhookEntry) concurrency() int {
+	if w.Concurrency < 1 {
+		return defaultDeliveryConcurrency
+	}
+	return w.Concurrency
 }
 
 // signingKeys are the HMAC keys a delivery at now is signed with: the
@@ -200,6 +210,14 @@ func (ws *webhookSet) all(ctx context.Context, s logical.Storage) (map[string]*w
 	return m, nil
 }
 
+// loaded returns the receivers when they are loaded, nil when not: for
+// callers that must not wait for storage.
+func (ws *webhookSet) loaded() map[string]*webhookEntry {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	return ws.byName
+}
+
 // lockWrites serialises the writes and deletes of receivers, which are
 // rare, so that a rotation cannot lose a concurrent one.
 func (ws *webhookSet) lockWrites() (unlock func()) {
@@ -207,55 +225,67 @@ func (ws *webhookSet) lockWrites() (unlock func()) {
 	return ws.writeMu.Unlock
 }
 
+// figuresEvery is how often at most a receiver's delivery figures are
+// written while its attempts go on: the attempts that end meanwhile are
+// counted together by the next write.
+const figuresEvery = time.Second
+
 // webhookFigures caches the receivers' stored delivery figures and orders
-// their writes. Attempts that end while a receiver's figures are being
-// written are stored together by the next write (a group write), so that
-// concurrent attempts neither wait for a write each nor cost one each.
+// their writes. A receiver's outcomes are queued and written by one
+// flusher at a time (see deliveryWorker.flushFigures), at most once per
+// figuresEvery, so that attempts neither wait for a write each nor cost
+// one each.
 type webhookFigures struct {
 	// mu is held across a write, so that forget (before a receiver's
 	// figures are deleted) waits for the write in flight.
 	mu     sync.Mutex
 	byName map[string]*webhookStats
 
-	// queuedMu guards queued and writing: the outcomes not yet counted,
-	// and the receivers whose figures an add is writing.
+	// queuedMu guards queued, flushing and written: the outcomes not yet
+	// counted, the receivers whose figures a flusher writes, and when
+	// each receiver's were last written.
 	queuedMu sync.Mutex
 	queued   map[string][]attemptOutcome
-	writing  map[string]bool
+	flushing map[string]bool
+	written  map[string]time.Time
 }
 
-// add counts one attempt's outcome for receiver and stores the figures,
-// itself or, when another add is writing them, through that add's next
-// write, which it makes before returning. exists says whether the receiver
-// still exists: an outcome counted after its receiver's delete stores
-// nothing. The error is of this add's writes only.
-func (f *webhookFigures) add(ctx context.Context, s logical.Storage, receiver string, exists func() bool, o attemptOutcome) error {
+// queue adds one attempt's outcome for receiver. start says that no
+// flusher writes the receiver's figures: the caller starts one.
+func (f *webhookFigures) queue(receiver string, o attemptOutcome) (start bool) {
 	f.queuedMu.Lock()
+	defer f.queuedMu.Unlock()
 	if f.queued == nil {
-		f.queued, f.writing = map[string][]attemptOutcome{}, map[string]bool{}
+		f.queued, f.flushing, f.written = map[string][]attemptOutcome{}, map[string]bool{}, map[string]time.Time{}
 	}
 	f.queued[receiver] = append(f.queued[receiver], o)
-	if f.writing[receiver] {
-		f.queuedMu.Unlock()
-		return nil // the writing add stores it
+	if f.flushing[receiver] {
+		return false
 	}
-	f.writing[receiver] = true
-	f.queuedMu.Unlock()
-	var errs []error
-	for {
-		f.queuedMu.Lock()
-		batch := f.queued[receiver]
-		delete(f.queued, receiver)
-		if len(batch) == 0 {
-			delete(f.writing, receiver)
-			f.queuedMu.Unlock()
-			return errors.Join(errs...)
-		}
-		f.queuedMu.Unlock()
-		if err := f.store(ctx, s, receiver, exists, batch); err != nil {
-			errs = append(errs, err)
-		}
+	f.flushing[receiver] = true
+	return true
+}
+
+// due is how long receiver's flusher waits before its next write.
+func (f *webhookFigures) due(receiver string, now time.Time) time.Duration {
+	f.queuedMu.Lock()
+	defer f.queuedMu.Unlock()
+	return f.written[receiver].Add(figuresEvery).Sub(now)
+}
+
+// take returns receiver's queued outcomes, marking them written at now;
+// with none queued it ends the receiver's flusher (ok false).
+func (f *webhookFigures) take(receiver string, now time.Time) (batch []attemptOutcome, ok bool) {
+	f.queuedMu.Lock()
+	defer f.queuedMu.Unlock()
+	batch = f.queued[receiver]
+	delete(f.queued, receiver)
+	if len(batch) == 0 {
+		delete(f.flushing, receiver)
+		return nil, false
 	}
+	f.written[receiver] = now
+	return batch, true
 }
 
 // store counts batch into receiver's figures and writes them once.
@@ -299,6 +329,7 @@ func (f *webhookFigures) forget(name string) {
 	delete(f.byName, name)
 	f.queuedMu.Lock()
 	delete(f.queued, name)
+	delete(f.written, name)
 	f.queuedMu.Unlock()
 }
 

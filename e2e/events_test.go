@@ -82,6 +82,11 @@ type eventReceiver struct {
 	secret string
 	prefix string
 	down   atomic.Bool
+	// held, while set, keeps each delivery unanswered until release is
+	// closed or the sender goes away.
+	held    atomic.Bool
+	release chan struct{}
+	holding atomic.Int64 // deliveries held so far
 
 	mu        sync.Mutex
 	accepted  []receivedEvent
@@ -91,7 +96,7 @@ type eventReceiver struct {
 
 func newEventReceiver(t *testing.T, prefix string) *eventReceiver {
 	t.Helper()
-	r := &eventReceiver{prefix: prefix, attempted: map[string]int{}}
+	r := &eventReceiver{prefix: prefix, attempted: map[string]int{}, release: make(chan struct{})}
 	r.Server = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.Close)
 	return r
@@ -99,6 +104,14 @@ func newEventReceiver(t *testing.T, prefix string) *eventReceiver {
 
 func (r *eventReceiver) serve(w http.ResponseWriter, req *http.Request) {
 	body, _ := io.ReadAll(req.Body)
+	if r.held.Load() {
+		r.holding.Add(1)
+		select {
+		case <-r.release:
+		case <-req.Context().Done():
+			return // the sender is gone (killed)
+		}
+	}
 	var ev receivedEvent
 	err := json.Unmarshal(body, &ev)
 	r.mu.Lock()
@@ -364,5 +377,116 @@ func TestEventsSurviveReceiverOutageAndPluginKill(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("figure|events after a receiver outage and a plugin SIGKILL: all %d delivered %v after the receiver came back", len(want), time.Since(start).Round(time.Second))
+	rcv.checkClean(t, nil)
+}
+
+// TestEventsOfConcurrentWritesSurvivePluginKill: 16 clients create
+// connections at once, so that their events share batch writes (the
+// outbox's group commit); the receiver holds every delivery unanswered, so
+// the events are still in their batches when the plugin process is
+// SIGKILLed in the middle of the writes. Every write Vault answered with
+// success has its connection.created delivered after the restart: none
+// of the acknowledged events is lost.
+func TestEventsOfConcurrentWritesSurvivePluginKill(t *testing.T) {
+	s := vaultFor(t)
+	reliabilityCase(t, "16 clients writing connections at once (events recorded in shared batches), deliveries held unanswered, the plugin SIGKILLed mid-writes",
+		"every event of a write answered with success is delivered after the restart")
+	rcv := newEventReceiver(t, "evg-")
+	rcv.register(t, s, "e2e-events-group")
+	rcv.held.Store(true)
+	s.mustCLI(t, "write", "connect/integrations/evg-key", "auth_mode=API_KEY")
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	client := &http.Client{Timeout: 30 * time.Second}
+	for w := range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				id := fmt.Sprintf("w%02d-%04d", w, n)
+				body := strings.NewReader(fmt.Sprintf(`{"api_key":"sk-evg-secret-%s"}`, id))
+				req, _ := http.NewRequest("PUT", s.addr+"/v1/connect/connections/evg-key/"+id, body)
+				req.Header.Set("X-Vault-Token", "root")
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode < 300 {
+					mu.Lock()
+					acked[id] = true
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	// Writes go on for a second, then the plugin dies under them; they
+	// go on for another second against the restarted plugin.
+	time.Sleep(time.Second)
+	mu.Lock()
+	before := len(acked)
+	mu.Unlock()
+	pids := s.PluginPIDs()
+	if len(pids) == 0 || before == 0 {
+		t.Fatalf("plugin processes %v, %d writes answered before the kill", pids, before)
+	}
+	tried := rcv.holding.Load()
+	for _, pid := range pids {
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatalf("SIGKILL %d: %v", pid, err)
+		}
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	wg.Wait()
+	rcv.held.Store(false)
+	close(rcv.release)
+	for _, old := range pids {
+		for _, pid := range s.PluginPIDs() {
+			if pid == old {
+				t.Fatalf("plugin process %d survived its SIGKILL", pid)
+			}
+		}
+	}
+
+	start := time.Now()
+	deadline := start.Add(90 * time.Second)
+	for {
+		got := map[string]bool{}
+		rcv.mu.Lock()
+		for _, ev := range rcv.accepted {
+			if ev.Type == "connection.created" {
+				got[ev.Data.ConnectionID] = true
+			}
+		}
+		rcv.mu.Unlock()
+		mu.Lock()
+		var missing []string
+		for id := range acked {
+			if !got[id] {
+				missing = append(missing, id)
+			}
+		}
+		n := len(acked)
+		mu.Unlock()
+		if len(missing) == 0 {
+			t.Logf("figure|events of concurrent writes with a plugin SIGKILL: all %d acknowledged (%d before the kill, %d deliveries held unanswered at it) delivered %v after the restart",
+				n, before, tried, time.Since(start).Round(time.Second))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d acknowledged events missing after the kill, e.g. %v", len(missing), n, missing[:min(5, len(missing))])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	rcv.checkClean(t, nil)
 }

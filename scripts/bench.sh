@@ -4,7 +4,9 @@
 #  - in process: storage operations of an idle tick with 100,000 connections,
 #    token requests of a 100-reader stampede, drain time of 1,000 due
 #    connections against its bound, a connection write with and without a
-#    webhook receiver (the cost of recording an event);
+#    webhook receiver (the cost of recording an event), the delivery rate;
+#  - on integrated storage (Raft): writes with a receiver against writes
+#    without, with each process's CPU per write, and a backlog's delivery;
 #  - through a real Vault: read throughput against KV-v2 builtin and external,
 #    the proxy (a GET straight, a plain read and the GET through the proxy, at
 #    1 and 32 clients), and plugin start with 100,000 stored connections.
@@ -30,6 +32,13 @@ CONNECT_SCALE_SIZES=100000 go test -run '^$' -bench 'ScaleIdleTick|Stampede100|D
 # The cost of an event on a connection write: many writes, so the ratio is
 # not noise.
 go test -run '^$' -bench 'EventOnConnectionWrite' -benchtime 5000x -count 1 .
+# Delivery: a receiver answering in 100 ms (concurrency 16 and 64) and one
+# answering at once.
+go test -run '^$' -bench 'EventDeliveryRate' -benchtime 1x -count 1 .
+
+echo
+echo "== events on integrated storage: writes with a receiver against without, a backlog drained"
+go run ./scripts/bench -events -vault bin/vault -plugins bin/plugins
 
 # The proxy's handler in process: a proxied GET against the direct GET and a
 # plain read, CPU per call and new connections per call.

@@ -97,9 +97,10 @@ type Sender struct {
 }
 
 // MaxIdleConnsPerHost is how many connections to one receiver the default
-// transport keeps alive between attempts: as many as the attempts the
-// plugin makes to one receiver at once, so that none has to connect anew.
-const MaxIdleConnsPerHost = 16
+// transport keeps alive between attempts: as many as the most attempts the
+// plugin makes to one receiver at once (a receiver's concurrency), so that
+// none has to connect anew.
+const MaxIdleConnsPerHost = 64
 
 // NewSender returns a sender whose attempts last at most timeout and
 // follow no redirect. transport nil means a fresh http.Transport.

@@ -52,6 +52,10 @@ func main() {
 		runScale()
 		return
 	}
+	if *eventsOnly {
+		runEvents()
+		return
+	}
 	s, err := vaultdev.StartWith(*vaultBin, *pluginDir, *audit)
 	if err != nil {
 		fatal(err)
