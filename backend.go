@@ -19,11 +19,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/go-cleanhttp"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/vault/sdk/framework"
+	"github.com/hashicorp/vault/sdk/helper/consts"
 	"github.com/hashicorp/vault/sdk/helper/errutil"
 	"github.com/hashicorp/vault/sdk/logical"
 
@@ -114,6 +116,11 @@ type backend struct {
 // Factory is the plugin entry point Vault calls when the engine is mounted.
 func Factory(ctx context.Context, conf *logical.BackendConfig) (logical.Backend, error) {
 	b := newBackend()
+	if conf.System != nil {
+		sys := *conf
+		sys.System = &replicationStateCache{SystemView: conf.System, now: time.Now}
+		conf = &sys
+	}
 	if err := b.Setup(ctx, conf); err != nil {
 		return nil, err
 	}
@@ -451,3 +458,38 @@ OAuth tokens are refreshed by the engine when a read finds them within
 Start with "vault path-help connect/integrations/<name>" and
 "vault path-help connect/connections/<integration>/<connection_id>".
 `
+
+// replicationStateTTL is how long the replication state Vault gave is
+// used before it is asked again.
+const replicationStateTTL = time.Second
+
+// replicationStateCache is Vault's system view with its replication state
+// kept for replicationStateTTL. The framework asks for it on every
+// operation (to forward writes from a performance standby or secondary),
+// and over gRPC each question is a round trip from the plugin to Vault:
+// a share of every read's and every proxied call's cost. The state changes
+// only when a node changes its replication role, which Vault follows by
+// setting its mounts up again; for at most the TTL after, a write that
+// should have been forwarded runs here, where storage refuses it as it
+// does a write racing the change itself.
+type replicationStateCache struct {
+	logical.SystemView
+	// now is the wall clock (not the backend's, which tests move).
+	now func() time.Time
+
+	mu     sync.Mutex
+	state  consts.ReplicationState
+	expiry time.Time
+}
+
+// ReplicationState is Vault's, asked at most once per replicationStateTTL.
+func (c *replicationStateCache) ReplicationState() consts.ReplicationState {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if now.Before(c.expiry) {
+		return c.state
+	}
+	c.state, c.expiry = c.SystemView.ReplicationState(), now.Add(replicationStateTTL)
+	return c.state
+}

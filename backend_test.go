@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -481,4 +482,48 @@ func TestBackendReportsItsVersion(t *testing.T) {
 		}
 	}
 	version = ""
+}
+
+// countingSystemView counts the replication-state questions a backend asks
+// Vault: over gRPC each is a round trip from the plugin to Vault.
+type countingSystemView struct {
+	logical.StaticSystemView
+	asked atomic.Int64
+}
+
+func (v *countingSystemView) ReplicationState() consts.ReplicationState {
+	v.asked.Add(1)
+	return v.StaticSystemView.ReplicationState()
+}
+
+// The framework asks for the replication state on every operation (to
+// forward writes from a performance standby); the backend asks Vault once
+// per replicationStateTTL, not once per request, and again after it.
+func TestReplicationStateIsAskedOncePerTTLNotPerRequest(t *testing.T) {
+	sys := &countingSystemView{}
+	conf := logical.TestBackendConfig()
+	conf.StorageView = &logical.InmemStorage{}
+	conf.System = sys
+	raw, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := raw.(*backend)
+	now := time.Now()
+	b.System().(*replicationStateCache).now = func() time.Time { return now }
+	e := &testEnv{t: t, b: b, storage: conf.StorageView, logs: &syncBuffer{}}
+	e.mustDo(logical.UpdateOperation, "integrations/stripe", map[string]any{"provider": "stripe"})
+	e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_test_" + strings.Repeat("a", 24)})
+	before := sys.asked.Load()
+	for range 50 {
+		e.mustDo(logical.ReadOperation, "connections/stripe/acme", nil)
+	}
+	if n := sys.asked.Load() - before; n > 1 {
+		t.Fatalf("50 reads asked Vault for the replication state %d times", n)
+	}
+	now = now.Add(replicationStateTTL + time.Millisecond)
+	e.mustDo(logical.ReadOperation, "connections/stripe/acme", nil)
+	if n := sys.asked.Load() - before; n < 1 {
+		t.Fatalf("a read after the TTL did not ask again (%d)", n)
+	}
 }
