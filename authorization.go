@@ -30,13 +30,13 @@ type authorizer struct {
 	store  *connectionStore
 	issuer *issuer
 	// putState stores a pending authorization under the hash of its state.
-	putState func(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error
+	putState func(ctx context.Context, s logical.Storage, stateHash string, st *pendingAuthorization) error
 	// takeState spends a pending authorization or completion; peekState
 	// reads one without spending it; takeAuthorization spends a pending
 	// authorization, never a completion (the callback's).
-	takeState         func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
-	peekState         func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
-	takeAuthorization func(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error)
+	takeState         func(ctx context.Context, s logical.Storage, stateHash string) (*pendingAuthorization, error)
+	peekState         func(ctx context.Context, s logical.Storage, stateHash string) (*pendingAuthorization, error)
+	takeAuthorization func(ctx context.Context, s logical.Storage, stateHash string) (*pendingAuthorization, error)
 	// sessions are the connect sessions: an authorization one started is
 	// completed under its lock, checked and marked connected.
 	sessions *sessionStore
@@ -86,7 +86,7 @@ const (
 // nil when there is none yet), with the given keys set over it when st
 // merges. A config given empty is an empty object, though a stored state
 // drops it.
-func (st *oauthStateEntry) connectionConfig(c *connectionEntry) map[string]any {
+func (st *pendingAuthorization) connectionConfig(c *connectionEntry) map[string]any {
 	switch {
 	case st.MergeConnectionConfig && c != nil:
 		return mergedConnectionConfig(c.ConnectionConfig, st.ConnectionConfig)
@@ -105,7 +105,7 @@ func (st *oauthStateEntry) connectionConfig(c *connectionEntry) map[string]any {
 // URL to send the customer to. existing is the connection as it is, nil if
 // none. A config that does not resolve is a *userError, and nothing is
 // recorded.
-func (a *authorizer) authorize(ctx context.Context, s logical.Storage, in *integrationEntry, existing *connectionEntry, st *oauthStateEntry) (string, error) {
+func (a *authorizer) authorize(ctx context.Context, s logical.Storage, in *integrationEntry, existing *connectionEntry, st *pendingAuthorization) (string, error) {
 	connCfg := st.connectionConfig(existing)
 	if err := in.checkConnectionConfig("connection_config", connCfg); err != nil {
 		return "", badInput(err)
@@ -131,7 +131,7 @@ func (a *authorizer) authorize(ctx context.Context, s logical.Storage, in *integ
 // code the provider's redirect brought (query is the whole redirect's):
 // it exchanges the code and stores the connection. On failure nothing is
 // written.
-func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) *completionError {
+func (a *authorizer) complete(ctx context.Context, s logical.Storage, st *pendingAuthorization, code string, query map[string]any) *completionError {
 	in, res, issued, fail := a.exchange(ctx, s, st, code, query)
 	if fail != nil {
 		return fail
@@ -156,7 +156,7 @@ type callbackInput struct {
 // was stored (sess is the connect session that started it, if any), or
 // its tokens are held for the application under completion.
 type callbackOutcome struct {
-	st         *oauthStateEntry
+	st         *pendingAuthorization
 	sess       *sessionEntry
 	completion string
 }
@@ -219,7 +219,7 @@ func (a *authorizer) completeCallback(ctx context.Context, s logical.Storage, cb
 
 // holdForApplication exchanges the code of an authorization the
 // application completes and keeps its tokens for state_ttl.
-func (a *authorizer) holdForApplication(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*callbackOutcome, *completionError) {
+func (a *authorizer) holdForApplication(ctx context.Context, s logical.Storage, st *pendingAuthorization, code string, query map[string]any) (*callbackOutcome, *completionError) {
 	cfg, err := a.config(ctx, s)
 	if err != nil {
 		return nil, &completionError{faultVault, "Vault could not read its configuration."}
@@ -253,7 +253,7 @@ func providerRefusalMessage(code string) string {
 // checkAuthorizingSession refuses the callback of an authorization started
 // by a connect session that has since been revoked, has expired or has
 // connected something else: the session's link no longer allows it.
-func (a *authorizer) checkAuthorizingSession(ctx context.Context, s logical.Storage, st *oauthStateEntry) *completionError {
+func (a *authorizer) checkAuthorizingSession(ctx context.Context, s logical.Storage, st *pendingAuthorization) *completionError {
 	if st.SessionHash == "" {
 		return nil
 	}
@@ -275,7 +275,7 @@ func (a *authorizer) checkAuthorizingSession(ctx context.Context, s logical.Stor
 // markPageAuthorization marks the session of a completed authorization
 // connected, under the session's lock (completeCallback holds it), and
 // returns the session, nil when it could not be read.
-func (a *authorizer) markPageAuthorization(ctx context.Context, s logical.Storage, st *oauthStateEntry) *sessionEntry {
+func (a *authorizer) markPageAuthorization(ctx context.Context, s logical.Storage, st *pendingAuthorization) *sessionEntry {
 	sess, err := a.sessions.ByHash(ctx, s, st.SessionHash)
 	if err == nil && sess != nil {
 		err = a.sessions.MarkConnected(ctx, s, st.SessionHash, sess, st.Integration)
@@ -292,7 +292,7 @@ func (a *authorizer) markPageAuthorization(ctx context.Context, s logical.Storag
 // the redirect carries (query) and exchanges the code: the integration,
 // the provider's tokens and the redirect's values for the connection's
 // config.
-func (a *authorizer) exchange(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any) (*integrationEntry, *provider.Token, issuance, *completionError) {
+func (a *authorizer) exchange(ctx context.Context, s logical.Storage, st *pendingAuthorization, code string, query map[string]any) (*integrationEntry, *provider.Token, issuance, *completionError) {
 	// Everything the exchange and the save need is read before the code is
 	// spent at the provider.
 	in, connCfg, fail := a.resolve(ctx, s, st)
@@ -367,7 +367,7 @@ func exchangeFailureMessage(err error) string {
 
 // save stores the tokens res of st's authorization in its connection
 // (see storeConnection) and says why it could not.
-func (a *authorizer) save(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, issued issuance) *completionError {
+func (a *authorizer) save(ctx context.Context, s logical.Storage, in *integrationEntry, st *pendingAuthorization, res *provider.Token, issued issuance) *completionError {
 	err := a.storeConnection(ctx, s, in, st, res, issued.fromCallback)
 	if eventOwed(err) {
 		// Stored; the periodic hook records the event.
@@ -402,7 +402,7 @@ var errConnectionExists = errors.New("the connection exists and this authorizati
 // it expire), and the tokens are kept, seal-wrapped, in a pending
 // completion that expires ttl from now. It returns the one-time completion
 // value the browser carries back to the application.
-func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *oauthStateEntry, code string, query map[string]any, ttl time.Duration) (string, *completionError) {
+func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *pendingAuthorization, code string, query map[string]any, ttl time.Duration) (string, *completionError) {
 	in, res, issued, fail := a.exchange(ctx, s, st, code, query)
 	if fail != nil {
 		return "", fail
@@ -435,7 +435,7 @@ func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *oauthState
 // checkIssuerStands says whether st's integration is still the one its
 // code was exchanged with (not deleted, nor re-created, since authorize):
 // tokens are kept only while the integration that issued them stands.
-func (a *authorizer) checkIssuerStands(ctx context.Context, s logical.Storage, st *oauthStateEntry) *completionError {
+func (a *authorizer) checkIssuerStands(ctx context.Context, s logical.Storage, st *pendingAuthorization) *completionError {
 	stored, err := getIntegration(ctx, s, st.Integration)
 	if err != nil {
 		a.logger().Error("reading integration", "integration", st.Integration, "error", err)
@@ -480,7 +480,7 @@ func (a *authorizer) completeHeld(ctx context.Context, s logical.Storage, integr
 }
 
 // completeTaken checks a spent completion and stores its connection.
-func (a *authorizer) completeTaken(ctx context.Context, s logical.Storage, st *oauthStateEntry, binding string) *completionError {
+func (a *authorizer) completeTaken(ctx context.Context, s logical.Storage, st *pendingAuthorization, binding string) *completionError {
 	if !a.now().Before(st.ExpiresAt) {
 		return &completionError{faultRequest, "completion has expired; start the authorization again"}
 	}
@@ -505,7 +505,7 @@ func (a *authorizer) completeTaken(ctx context.Context, s logical.Storage, st *o
 // issuance is what the held tokens were issued for. Held tokens kept
 // before their config was (none outside this version's tests) fall back to
 // the state's config with the redirect's values over it.
-func (h *heldTokens) issuance(st *oauthStateEntry) issuance {
+func (h *heldTokens) issuance(st *pendingAuthorization) issuance {
 	cfg := h.IssuedConfig
 	if cfg == nil {
 		cfg = issuedConfig(st.connectionConfig(nil), h.FromCallback)
@@ -525,7 +525,7 @@ func (h *heldTokens) token() *provider.Token {
 // refused or replaced. Only at the integration that issued them: one
 // re-created under the name since is another provider, and they are
 // dropped unrevoked. Failures are logged; the tokens are dropped anyway.
-func (a *authorizer) revokeHeld(ctx context.Context, s logical.Storage, st *oauthStateEntry) {
+func (a *authorizer) revokeHeld(ctx context.Context, s logical.Storage, st *pendingAuthorization) {
 	if st == nil || st.Held == nil {
 		return
 	}
@@ -586,7 +586,7 @@ func (a *authorizer) revokeUnstored(ctx context.Context, in *integrationEntry, c
 // resolve reads the integration a callback authorizes for, and the config
 // its URLs are filled with (see connectionConfig), whose token endpoint
 // must resolve.
-func (a *authorizer) resolve(ctx context.Context, s logical.Storage, st *oauthStateEntry) (*integrationEntry, map[string]any, *completionError) {
+func (a *authorizer) resolve(ctx context.Context, s logical.Storage, st *pendingAuthorization) (*integrationEntry, map[string]any, *completionError) {
 	stored, err := getIntegration(ctx, s, st.Integration)
 	if err != nil {
 		a.logger().Error("reading integration", "integration", st.Integration, "error", err)
@@ -617,7 +617,7 @@ func (a *authorizer) resolve(ctx context.Context, s logical.Storage, st *oauthSt
 // into the connection as it is now. A re-authorization replaces the
 // credentials and keeps the metadata and config unless authorize was given
 // new ones; a connection deleted since authorize is not re-created.
-func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *oauthStateEntry, res *provider.Token, fromCallback map[string]any) error {
+func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in *integrationEntry, st *pendingAuthorization, res *provider.Token, fromCallback map[string]any) error {
 	_, err := a.store.Update(ctx, s, st.Integration, st.ConnectionID, func(c *connectionEntry) (*connectionEntry, error) {
 		now := a.now()
 		created := c == nil
@@ -685,7 +685,7 @@ func (a *authorizer) storeConnection(ctx context.Context, s logical.Storage, in 
 // code and st's verifier (query is the redirect's). Nothing is stored by a
 // failed callback, so a failed recording is logged: the customer sees the
 // failure and starts again.
-func (a *authorizer) failed(ctx context.Context, s logical.Storage, st *oauthStateEntry, cause error, code, desc string, query map[string]any) {
+func (a *authorizer) failed(ctx context.Context, s logical.Storage, st *pendingAuthorization, cause error, code, desc string, query map[string]any) {
 	var in *integrationEntry
 	if stored, err := getIntegration(ctx, s, st.Integration); err == nil && stored != nil {
 		in, _ = effectiveIntegration(ctx, s, stored)

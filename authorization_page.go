@@ -200,7 +200,7 @@ func cookieValue(headers map[string][]string, name string) string {
 // session started unless the browser brings the cookie the page's post
 // set (compared in constant time). The state is spent already, and the
 // code is never exchanged.
-func (a *authorizer) checkBindingCookie(ctx context.Context, s logical.Storage, st *oauthStateEntry, headers map[string][]string) *completionError {
+func (a *authorizer) checkBindingCookie(ctx context.Context, s logical.Storage, st *pendingAuthorization, headers map[string][]string) *completionError {
 	cfg, err := a.config(ctx, s)
 	if err != nil {
 		a.logger().Error("reading config at the callback", "error", err)

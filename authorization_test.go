@@ -19,15 +19,15 @@ func TestStateConnectionConfigRule(t *testing.T) {
 	conn := &connectionEntry{ConnectionConfig: own}
 	for _, tc := range []struct {
 		name string
-		st   *oauthStateEntry
+		st   *pendingAuthorization
 		c    *connectionEntry
 		want map[string]any
 	}{
-		{"given, connection exists", &oauthStateEntry{ConnectionConfig: given, ReplaceConnectionConfig: true}, conn, given},
-		{"given, no connection", &oauthStateEntry{ConnectionConfig: given, ReplaceConnectionConfig: true}, nil, given},
-		{"not given, connection exists", &oauthStateEntry{}, conn, own},
-		{"not given, no connection", &oauthStateEntry{}, nil, nil},
-		{"given empty, dropped by storage", &oauthStateEntry{ReplaceConnectionConfig: true}, conn, map[string]any{}},
+		{"given, connection exists", &pendingAuthorization{ConnectionConfig: given, ReplaceConnectionConfig: true}, conn, given},
+		{"given, no connection", &pendingAuthorization{ConnectionConfig: given, ReplaceConnectionConfig: true}, nil, given},
+		{"not given, connection exists", &pendingAuthorization{}, conn, own},
+		{"not given, no connection", &pendingAuthorization{}, nil, nil},
+		{"given empty, dropped by storage", &pendingAuthorization{ReplaceConnectionConfig: true}, conn, map[string]any{}},
 	} {
 		if got := tc.st.connectionConfig(tc.c); !reflect.DeepEqual(got, tc.want) {
 			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)

@@ -102,7 +102,7 @@ type backend struct {
 	// base_url and headers.
 	renderings renderingCache
 	// states holds the pending authorizations.
-	states *stateStore
+	pendingAuths *pendingAuthorizationStore
 	// sessions holds the connect sessions.
 	sessions *sessionStore
 	// outbox is the durable outbox of lifecycle events, and delivers them
@@ -144,7 +144,7 @@ func newBackend() *backend {
 	// outbox it records a change's events into.
 	b.outbox = newEventOutbox(clock, logger, b.mountConfig.maxPendingEvents)
 	b.store = newConnectionStore(b.engine, b.mountConfig, b.outbox, logger, clock)
-	b.states = newStateStore(b.mountConfig.get, clock, logger)
+	b.pendingAuths = newPendingAuthorizationStore(b.mountConfig.get, clock, logger)
 	b.sessions = newSessionStore(clock, logger)
 	client := provider.New(httpClient, clock)
 	b.closeIdleConnections = client.CloseIdleConnections
@@ -164,13 +164,13 @@ func newBackend() *backend {
 		logger:   logger,
 	}
 	b.writer = &connectionWriter{
-		store:    b.store,
-		issuer:   b.issuer,
-		states:   b.states,
-		writable: func() bool { return b.WriteSafeReplicationState() },
-		now:      clock,
+		store:        b.store,
+		issuer:       b.issuer,
+		pendingAuths: b.pendingAuths,
+		writable:     func() bool { return b.WriteSafeReplicationState() },
+		now:          clock,
 	}
-	b.integrationWriter = &integrationWriter{store: b.store, states: b.states, renderings: &b.renderings, now: clock}
+	b.integrationWriter = &integrationWriter{store: b.store, pendingAuths: b.pendingAuths, renderings: &b.renderings, now: clock}
 	b.providerWriter = &providerWriter{renderings: &b.renderings}
 	b.sessionWriter = &sessionWriter{sessions: b.sessions, now: clock, checkReturnURL: checkReturnURL}
 	b.configWriter = &configWriter{mountConfig: b.mountConfig}
@@ -186,18 +186,18 @@ func newBackend() *backend {
 	b.authorizer = &authorizer{
 		store:     b.store,
 		issuer:    b.issuer,
-		putState:  b.states.Put,
-		takeState: b.states.Take,
-		peekState: b.states.Peek,
+		putState:  b.pendingAuths.Put,
+		takeState: b.pendingAuths.Take,
+		peekState: b.pendingAuths.Peek,
 		// The callback's: never a completion.
-		takeAuthorization: b.states.TakeAuthorization,
+		takeAuthorization: b.pendingAuths.TakeAuthorization,
 		sessions:          b.sessions,
 		config:            b.mountConfig.get,
 		events:            b.outbox,
 		now:               clock,
 		logger:            logger,
 	}
-	b.states.dropHeld = b.authorizer.revokeHeld
+	b.pendingAuths.dropHeld = b.authorizer.revokeHeld
 	b.pagePoster = &pagePoster{
 		sessions:   b.sessions,
 		authorizer: b.authorizer,
@@ -265,7 +265,7 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 		return nil // only where the periodic hook refreshes
 	}
 	s := req.Storage
-	if err := b.states.IndexEarlier(ctx, s); err != nil {
+	if err := b.pendingAuths.IndexEarlier(ctx, s); err != nil {
 		// Not fatal: the sweep tries again on its first tick.
 		b.Logger().Warn("indexing the expiry of pending authorizations of an earlier version", "error", err)
 	}
@@ -332,7 +332,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	b.engine.RunTick(b.now(), cfg.RefreshConcurrency, func(key string) {
 		b.refresher.backgroundRefresh(ctx, req.Storage, key)
 	})
-	if err := b.states.SweepExpired(ctx, req.Storage); err != nil {
+	if err := b.pendingAuths.SweepExpired(ctx, req.Storage); err != nil {
 		errs = append(errs, err)
 	}
 	if err := b.sessions.SweepExpired(ctx, req.Storage); err != nil {

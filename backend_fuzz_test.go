@@ -207,12 +207,12 @@ func FuzzComplete(f *testing.F) {
 			completion = real // the seeds that use the real one
 		}
 		in, _ := getIntegration(t.Context(), e.storage, "github")
-		held := &oauthStateEntry{
+		held := &pendingAuthorization{
 			Integration: "github", ConnectionID: "c", IntegrationCreatedAt: in.CreatedAt, ExpiresAt: e.b.now().Add(time.Minute),
 			BrowserBindingHash: hashState(testBinding), ApplicationCompletes: true, ReplaceTags: true, Tags: map[string]string{"t": "1"},
 			Held: &heldTokens{AccessToken: "held-access-token", TokenType: "Bearer"},
 		}
-		if err := e.b.states.Put(t.Context(), e.storage, hashCompletion(real), held); err != nil {
+		if err := e.b.pendingAuths.Put(t.Context(), e.storage, hashCompletion(real), held); err != nil {
 			t.Fatal(err)
 		}
 		resp, status := e.do(logical.UpdateOperation, "connections/"+integration+"/"+id+"/complete", map[string]any{"completion": completion, "browser_binding": binding})
@@ -227,7 +227,7 @@ func FuzzComplete(f *testing.F) {
 		if msg := errorText(resp); (len(completion) > 8 && strings.Contains(msg, completion)) || (len(binding) > 8 && strings.Contains(msg, binding)) {
 			t.Fatalf("the answer echoes a value: %s", msg)
 		}
-		left, _ := e.b.states.Peek(t.Context(), e.storage, hashCompletion(real))
+		left, _ := e.b.pendingAuths.Peek(t.Context(), e.storage, hashCompletion(real))
 		if spent := left == nil; spent != (completion == real && integration == "github" && id == "c") {
 			t.Fatalf("completion spent: %v", spent)
 		}

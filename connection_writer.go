@@ -31,7 +31,7 @@ type connectionWriter struct {
 	issuer *issuer
 	// states are the pending authorizations, which go with their
 	// connection.
-	states *stateStore
+	pendingAuths *pendingAuthorizationStore
 	// writable reports whether this node may store (a performance standby
 	// or secondary may not: Vault forwards the request).
 	writable func() bool
@@ -266,7 +266,7 @@ func (w *connectionWriter) delete(ctx context.Context, s logical.Storage, integr
 	if err != nil {
 		return nil, err
 	}
-	if err := w.states.DeleteOf(ctx, s, integration, id); err != nil {
+	if err := w.pendingAuths.DeleteOf(ctx, s, integration, id); err != nil {
 		return nil, err
 	}
 	return warnings, nil

@@ -234,9 +234,9 @@ func (in *integrationEntry) displayName() string {
 	return in.Name
 }
 
-// oauthStateEntry is a pending authorization as stored, under the SHA-256
+// pendingAuthorization is a pending authorization as stored, under the SHA-256
 // of its state so that storage never holds a usable state value.
-type oauthStateEntry struct {
+type pendingAuthorization struct {
 	entryFormat
 	Integration  string   `json:"integration"`
 	ConnectionID string   `json:"connection_id"`

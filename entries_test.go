@@ -123,7 +123,7 @@ var storedKinds = []struct {
 	{configStoragePath, func() any { return &configEntry{} }},
 	{integrationPrefix, func() any { return &integrationEntry{} }},
 	{providerPrefix, func() any { return &storedProvider{} }},
-	{statePrefix, func() any { return &oauthStateEntry{} }},
+	{statePrefix, func() any { return &pendingAuthorization{} }},
 	{stateIndexPrefix, func() any { return &stateIndexEntry{} }},
 	{sessionPrefix, func() any { return &sessionEntry{} }},
 	{sessionIDPrefix, func() any { return &sessionIDEntry{} }},

@@ -81,7 +81,7 @@ func (c *connectionEntry) noteAuthorized(created bool) {
 // authorizationFailedData is the data of a connection.authorization_failed:
 // the state's connection, with the tags authorize was given, else the
 // connection's (existing, nil when there is none).
-func authorizationFailedData(st *oauthStateEntry, existing *connectionEntry, e *eventError) eventData {
+func authorizationFailedData(st *pendingAuthorization, existing *connectionEntry, e *eventError) eventData {
 	d := eventData{Integration: st.Integration, ConnectionID: st.ConnectionID, AuthMode: string(catalog.OAuth2), Error: e}
 	// The stored connection's tags when it exists: authorize's only ever
 	// label a connection the callback creates.

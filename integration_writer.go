@@ -23,8 +23,8 @@ import (
 // provider, and stores it under the integration's lock (the store's), so
 // that no connection create interleaves with it.
 type integrationWriter struct {
-	store  *connectionStore
-	states *stateStore
+	store        *connectionStore
+	pendingAuths *pendingAuthorizationStore
 	// renderings are dropped after every change: they are built from
 	// integrations and their providers.
 	renderings *renderingCache
@@ -108,7 +108,7 @@ func (w *integrationWriter) delete(ctx context.Context, s logical.Storage, name 
 		return err
 	}
 	return w.store.DeleteIntegration(ctx, s, name, force, func() error {
-		if err := w.states.DeleteOfIntegration(ctx, s, name); err != nil {
+		if err := w.pendingAuths.DeleteOfIntegration(ctx, s, name); err != nil {
 			return err
 		}
 		defer w.renderings.clear()

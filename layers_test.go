@@ -75,7 +75,7 @@ var layerFiles = []struct {
 		// A page of an integration's connections, filtered by tag.
 		"connection_list.go"}},
 	{layerStore, []string{"connection_store.go", "connection_cache.go", "connection_wal.go", "connection_unsaved.go",
-		"keyed_lock.go", "state_store.go", "state_sweep.go", "storage.go", "mount_config_store.go",
+		"keyed_lock.go", "pending_authorization_store.go", "pending_authorization_sweep.go", "storage.go", "mount_config_store.go",
 		// Expiry entries by minute, swept a page at a time: pending
 		// authorizations' and connect sessions'.
 		"expiry_index.go",

@@ -191,7 +191,7 @@ func TestUncompletedTokensAreRevoked(t *testing.T) {
 		t.Fatalf("late completion's tokens revoked: %v", srv.Revoked())
 	}
 	now = now.Add(2 * time.Minute)
-	if err := e.b.states.SweepExpired(t.Context(), e.storage); err != nil {
+	if err := e.b.pendingAuths.SweepExpired(t.Context(), e.storage); err != nil {
 		t.Fatal(err)
 	}
 	if len(srv.Revoked()) != 4 {
@@ -246,7 +246,7 @@ func TestHeldTokensOfAnotherIntegrationAreNotRevokedAtThisOne(t *testing.T) {
 	e, srv := completionEnv(t)
 	completion := completionOf(t, e, consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil)))
 	hash := hashCompletion(completion)
-	st, err := e.b.states.Peek(t.Context(), e.storage, hash)
+	st, err := e.b.pendingAuths.Peek(t.Context(), e.storage, hash)
 	if err != nil || st == nil {
 		t.Fatalf("peek: %v %v", st, err)
 	}

@@ -98,7 +98,7 @@ func (b *backend) callbackInputFrom(req *logical.Request, d *framework.FieldData
 
 // pageAuthorizedPage is the page's success after a completed authorization
 // a session started, with its link back.
-func pageAuthorizedPage(st *oauthStateEntry, sess *sessionEntry) *logical.Response {
+func pageAuthorizedPage(st *pendingAuthorization, sess *sessionEntry) *logical.Response {
 	if sess == nil {
 		// Not readable after the connection was stored: the page says so
 		// without a link back.

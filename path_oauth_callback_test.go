@@ -185,7 +185,7 @@ func TestCallbackPKCEMismatch(t *testing.T) {
 	// Swap the stored verifier for another, as an attacker holding a
 	// stolen code without the verifier would have to.
 	hashes, _ := e.storage.List(t.Context(), statePrefix)
-	var st oauthStateEntry
+	var st pendingAuthorization
 	getJSON(t.Context(), e.storage, stateKey(hashes[0]), &st)
 	st.Verifier = "wrong-verifier-wrong-verifier-wrong-verifier-0"
 	putJSON(t.Context(), e.storage, stateKey(hashes[0]), &st)
@@ -250,7 +250,7 @@ func TestCleanExpiredStates(t *testing.T) {
 	if len(left) != 1 {
 		t.Fatalf("%d states left, want 1", len(left))
 	}
-	var st oauthStateEntry
+	var st pendingAuthorization
 	getJSON(t.Context(), e.storage, stateKey(left[0]), &st)
 	if st.ConnectionID != "new" {
 		t.Fatalf("kept the state of %q", st.ConnectionID)

@@ -14,7 +14,7 @@ import (
 
 // A pending authorization is an authorization code grant between its start
 // (authorize, or a connect page's OAuth button) and the provider's redirect
-// to the callback: stored as an oauthStateEntry under the hash of its
+// to the callback: stored as an pendingAuthorization under the hash of its
 // state. One constructor makes it for both starts, from a plain
 // authorizationRequest.
 
@@ -57,8 +57,8 @@ type authorizationRequest struct {
 // r gives is kept: the callback merges it into the connection as it is
 // then, so edits made in between are not undone. Its errors are the
 // caller's mistakes, each naming its field.
-func newPendingAuthorization(cfg *configEntry, in *integrationEntry, existing *connectionEntry, r authorizationRequest, now time.Time) (*oauthStateEntry, error) {
-	st := &oauthStateEntry{
+func newPendingAuthorization(cfg *configEntry, in *integrationEntry, existing *connectionEntry, r authorizationRequest, now time.Time) (*pendingAuthorization, error) {
+	st := &pendingAuthorization{
 		Integration:  in.Name,
 		ConnectionID: r.connectionID,
 		// The code exchange must send what authorize sent, even if the

@@ -267,7 +267,7 @@ func (ss *sessionStore) Revoke(ctx context.Context, s logical.Storage, id string
 }
 
 // delete deletes a session's entries, under the session's lock: the id
-// entry first, as the state store's Take deletes a state's index entry
+// entry first, as the pending authorization store's Take deletes a state's index entry
 // first, so that a failure leaves a session the sweep still finds by its
 // expiry entry. The count is lowered only when an id entry was there to
 // delete, so that a sweep finishing a failed revoke does not lower it twice.

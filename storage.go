@@ -25,7 +25,7 @@ const (
 	// the connection's one pending authorization.
 	stateIndexPrefix = "oauth_state_index/"
 	// stateExpiryPrefix holds an entry per pending authorization under the
-	// minute it expires by, which the sweep lists (state_sweep.go).
+	// minute it expires by, which the sweep lists (pending_authorization_sweep.go).
 	stateExpiryPrefix = "oauth_state_expiry/"
 )
 

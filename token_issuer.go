@@ -182,12 +182,12 @@ func classifyProviderError(err error) error {
 
 // exchangeCode exchanges the authorization code of the pending
 // authorization st for tokens, at the token URL filled from connCfg (the
-// config the authorization resolved: see oauthStateEntry.connectionConfig)
+// config the authorization resolved: see pendingAuthorization.connectionConfig)
 // and with the redirect URL and PKCE verifier authorize sent. A config that
 // cannot fill the URLs or token parameters is a *userError, and the code is
 // then not spent; any other error is the provider's. The caller applies the
 // tokens (apply) to the connection under its lock.
-func (t *issuer) exchangeCode(ctx context.Context, in *integrationEntry, st *oauthStateEntry, connCfg map[string]any, code string) (*provider.Token, error) {
+func (t *issuer) exchangeCode(ctx context.Context, in *integrationEntry, st *pendingAuthorization, connCfg map[string]any, code string) (*provider.Token, error) {
 	ep, err := endpoints(in, connCfg)
 	if err != nil {
 		return nil, badInput(err)
@@ -204,7 +204,7 @@ func (t *issuer) exchangeCode(ctx context.Context, in *integrationEntry, st *oau
 // exchange fills the token parameters from this config too: one that
 // cannot fill them, or the URLs, is a *userError now, before the customer
 // consents.
-func (t *issuer) authCodeURL(in *integrationEntry, st *oauthStateEntry, connCfg map[string]any, state string) (string, error) {
+func (t *issuer) authCodeURL(in *integrationEntry, st *pendingAuthorization, connCfg map[string]any, state string) (string, error) {
 	ep, err := endpoints(in, connCfg)
 	if err != nil {
 		return "", badInput(err)

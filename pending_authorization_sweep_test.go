@@ -16,8 +16,8 @@ func putStates(t *testing.T, e *testEnv, prefix string, n int, expiresAt time.Ti
 	t.Helper()
 	for i := range n {
 		id := fmt.Sprintf("%s%d", prefix, i)
-		st := &oauthStateEntry{Integration: "github", ConnectionID: id, ExpiresAt: expiresAt}
-		if err := e.b.states.Put(t.Context(), e.storage, hashState(id), st); err != nil {
+		st := &pendingAuthorization{Integration: "github", ConnectionID: id, ExpiresAt: expiresAt}
+		if err := e.b.pendingAuths.Put(t.Context(), e.storage, hashState(id), st); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -58,7 +58,7 @@ func TestStateSweepListsOnlyExpiredStates(t *testing.T) {
 	sweep := func() int64 {
 		t.Helper()
 		before := counting.keys.Load()
-		if err := e.b.states.SweepExpired(t.Context(), counting); err != nil {
+		if err := e.b.pendingAuths.SweepExpired(t.Context(), counting); err != nil {
 			t.Fatal(err)
 		}
 		return counting.keys.Load() - before
@@ -86,11 +86,11 @@ func TestStateSweepCleansStatesOfEarlierVersions(t *testing.T) {
 	now, advance := fixedClock(time.Now())
 	e.b.now = now
 	hash := hashState("earlier")
-	putJSON(t.Context(), e.storage, stateKey(hash), &oauthStateEntry{Integration: "github", ConnectionID: "old", ExpiresAt: now().Add(time.Minute)})
+	putJSON(t.Context(), e.storage, stateKey(hash), &pendingAuthorization{Integration: "github", ConnectionID: "old", ExpiresAt: now().Add(time.Minute)})
 	putJSON(t.Context(), e.storage, stateIndexKey("github", "old"), &stateIndexEntry{StateHash: hash})
 	initializeMount(t, e) // the upgraded plugin starts
 	advance(2 * time.Minute)
-	if err := e.b.states.SweepExpired(t.Context(), e.storage); err != nil {
+	if err := e.b.pendingAuths.SweepExpired(t.Context(), e.storage); err != nil {
 		t.Fatal(err)
 	}
 	if left := pendingStates(t, e); left != 0 {

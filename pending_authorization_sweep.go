@@ -11,7 +11,7 @@ import (
 )
 
 // The sweep of abandoned authorizations: each pending authorization has an
-// expiry entry, stateExpiryPrefix/<minute>/<hash>, in the state store's
+// expiry entry, stateExpiryPrefix/<minute>/<hash>, in the pending authorization store's
 // expiryIndex, which a sweep lists instead of every pending one.
 
 // stateSweepPage bounds the states one periodic sweep deletes, so that a
@@ -21,7 +21,7 @@ const stateSweepPage = 1000
 // SweepExpired deletes a page of the pending authorizations whose
 // browser never came back, oldest minute first. A callback would refuse
 // them anyway; this keeps storage from growing with abandoned flows.
-func (ss *stateStore) SweepExpired(ctx context.Context, s logical.Storage) error {
+func (ss *pendingAuthorizationStore) SweepExpired(ctx context.Context, s logical.Storage) error {
 	if err := ss.IndexEarlier(ctx, s); err != nil {
 		return err
 	}
@@ -34,8 +34,8 @@ func (ss *stateStore) SweepExpired(ctx context.Context, s logical.Storage) error
 // sweepState deletes one state of a past minute with its index and expiry
 // entries, or only the expiry entry when the state was spent or replaced
 // meanwhile.
-func (ss *stateStore) sweepState(ctx context.Context, s logical.Storage, expiryKey, stateHash string, now time.Time) error {
-	var st oauthStateEntry
+func (ss *pendingAuthorizationStore) sweepState(ctx context.Context, s logical.Storage, expiryKey, stateHash string, now time.Time) error {
+	var st pendingAuthorization
 	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil {
 		return err
@@ -59,7 +59,7 @@ const stateExpiryIndexedKey = "oauth_state_expiry_indexed"
 
 // IndexEarlier gives each state stored by an earlier version, which
 // has no expiry entry, one: once per mount, the first time a sweep runs.
-func (ss *stateStore) IndexEarlier(ctx context.Context, s logical.Storage) error {
+func (ss *pendingAuthorizationStore) IndexEarlier(ctx context.Context, s logical.Storage) error {
 	if ss.indexed.Load() {
 		return nil
 	}
@@ -80,13 +80,13 @@ func (ss *stateStore) IndexEarlier(ctx context.Context, s logical.Storage) error
 }
 
 // indexStates writes the expiry entry of every stored state.
-func (ss *stateStore) indexStates(ctx context.Context, s logical.Storage) error {
+func (ss *pendingAuthorizationStore) indexStates(ctx context.Context, s logical.Storage) error {
 	hashes, err := listSorted(ctx, s, statePrefix)
 	if err != nil {
-		return fmt.Errorf("listing authorization states: %w", err)
+		return fmt.Errorf("listing authorization pendingAuths: %w", err)
 	}
 	for _, h := range hashes {
-		var st oauthStateEntry
+		var st pendingAuthorization
 		found, err := getJSON(ctx, s, stateKey(h), &st)
 		if err != nil {
 			return err

@@ -38,7 +38,7 @@ func TestFailedCallbackLeaksNoPendingPlace(t *testing.T) {
 	}
 }
 
-// The state store alone: one pending authorization per connection (a new
+// The pending authorization store alone: one pending authorization per connection (a new
 // one replaces the old and takes no new place), a state spent by its first
 // use, the cap per integration, and deletes by connection and integration.
 func TestStateStorePutTakeDelete(t *testing.T) {
@@ -47,10 +47,10 @@ func TestStateStorePutTakeDelete(t *testing.T) {
 	cfg := defaultConfig()
 	cfg.MaxPendingAuthorizations = 2
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	ss := newStateStore(func(context.Context, logical.Storage) (*configEntry, error) { cp := *cfg; return &cp, nil },
+	ss := newPendingAuthorizationStore(func(context.Context, logical.Storage) (*configEntry, error) { cp := *cfg; return &cp, nil },
 		func() time.Time { return now }, hclog.NewNullLogger)
 	put := func(id, state string) error {
-		return ss.Put(ctx, s, hashState(state), &oauthStateEntry{Integration: "github", ConnectionID: id, ExpiresAt: now.Add(time.Hour)})
+		return ss.Put(ctx, s, hashState(state), &pendingAuthorization{Integration: "github", ConnectionID: id, ExpiresAt: now.Add(time.Hour)})
 	}
 	for _, p := range [][2]string{{"a", "s1"}, {"a", "s2"}, {"b", "s3"}} {
 		if err := put(p[0], p[1]); err != nil {
@@ -95,9 +95,9 @@ func TestTakeAuthorizationLeavesAPendingCompletion(t *testing.T) {
 	ctx := t.Context()
 	s := &logical.InmemStorage{}
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	ss := newStateStore(func(context.Context, logical.Storage) (*configEntry, error) { return defaultConfig(), nil },
+	ss := newPendingAuthorizationStore(func(context.Context, logical.Storage) (*configEntry, error) { return defaultConfig(), nil },
 		func() time.Time { return now }, hclog.NewNullLogger)
-	held := &oauthStateEntry{Integration: "github", ConnectionID: "a", ExpiresAt: now.Add(time.Hour), Held: &heldTokens{AccessToken: "at"}}
+	held := &pendingAuthorization{Integration: "github", ConnectionID: "a", ExpiresAt: now.Add(time.Hour), Held: &heldTokens{AccessToken: "at"}}
 	if err := ss.Put(ctx, s, hashState("c1"), held); err != nil {
 		t.Fatal(err)
 	}

@@ -25,20 +25,20 @@ import (
 // connection's state lock. An integration has at most config's
 // max_pending_authorizations of them, counted without listing (see
 // pendingCounts), and each has an expiry entry that the periodic sweep
-// finds it by (state_sweep.go).
+// finds it by (pending_authorization_sweep.go).
 //
-// stateStore holds the pending authorizations: their storage, the lock of
+// pendingAuthorizationStore holds the pending authorizations: their storage, the lock of
 // each connection's one, the count of each integration's and the sweep of
 // expired ones. The backend builds one in Factory; the authorize and
 // callback flows and the deletes of connections and integrations use it.
-type stateStore struct {
+type pendingAuthorizationStore struct {
 	// locks serialise the changes of one connection's pending
 	// authorization.
 	locks *keyedLocks
 	// pending counts each integration's pending authorizations.
 	pending pendingCounts
 	// expiry is the states' expiry entries by minute, which the sweep
-	// lists (state_sweep.go).
+	// lists (pending_authorization_sweep.go).
 	expiry *expiryIndex
 	// indexed is set once every stored state has an expiry entry.
 	indexed atomic.Bool
@@ -46,17 +46,17 @@ type stateStore struct {
 	// dropHeld is given each pending completion the sweep deletes
 	// expired, whose tokens no connection will hold: the authorizer
 	// revokes them. Nil: they are dropped.
-	dropHeld func(context.Context, logical.Storage, *oauthStateEntry)
+	dropHeld func(context.Context, logical.Storage, *pendingAuthorization)
 
 	config func(context.Context, logical.Storage) (*configEntry, error)
 	now    func() time.Time
 	logger func() hclog.Logger
 }
 
-// newStateStore returns a stateStore that reads the mount's configuration
+// newPendingAuthorizationStore returns a pendingAuthorizationStore that reads the mount's configuration
 // through config, the time through now and logs through logger.
-func newStateStore(config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time, logger func() hclog.Logger) *stateStore {
-	return &stateStore{
+func newPendingAuthorizationStore(config func(context.Context, logical.Storage) (*configEntry, error), now func() time.Time, logger func() hclog.Logger) *pendingAuthorizationStore {
+	return &pendingAuthorizationStore{
 		locks:  newKeyedLocks(),
 		expiry: newExpiryIndex(stateExpiryPrefix, "authorization states", stateSweepPage),
 		config: config,
@@ -126,7 +126,7 @@ func hashState(state string) string {
 // with a pendingLimitError: authorize accepts connection ids that do not
 // exist yet, and each state may hold up to two documents, so without a cap
 // one caller could fill storage for state_ttl.
-func (ss *stateStore) Put(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
+func (ss *pendingAuthorizationStore) Put(ctx context.Context, s logical.Storage, stateHash string, st *pendingAuthorization) error {
 	cfg, err := ss.config(ctx, s)
 	if err != nil {
 		return err
@@ -163,7 +163,7 @@ func (ss *stateStore) Put(ctx context.Context, s logical.Storage, stateHash stri
 // writePendingState stores a state, its expiry entry and, last, the index
 // entry that points at it, so that an index entry (what the count counts)
 // never names a state that was not stored.
-func (ss *stateStore) writePendingState(ctx context.Context, s logical.Storage, stateHash string, st *oauthStateEntry) error {
+func (ss *pendingAuthorizationStore) writePendingState(ctx context.Context, s logical.Storage, stateHash string, st *pendingAuthorization) error {
 	if err := putJSON(ctx, s, stateKey(stateHash), st); err != nil {
 		return err
 	}
@@ -175,10 +175,10 @@ func (ss *stateStore) writePendingState(ctx context.Context, s logical.Storage, 
 
 // deleteEntries deletes the state an index entry names and its
 // expiry entry, not the index entry itself.
-func (ss *stateStore) deleteEntries(ctx context.Context, s logical.Storage, idx stateIndexEntry) error {
+func (ss *pendingAuthorizationStore) deleteEntries(ctx context.Context, s logical.Storage, idx stateIndexEntry) error {
 	// A pending completion's tokens are revoked once it is gone: a new
 	// authorize replaced it, or its connection or integration is deleted.
-	var old oauthStateEntry
+	var old pendingAuthorization
 	found, err := getJSON(ctx, s, stateKey(idx.StateHash), &old)
 	if err != nil {
 		return err
@@ -200,8 +200,8 @@ func (ss *stateStore) deleteEntries(ctx context.Context, s logical.Storage, idx 
 
 // Peek reads a pending authorization without spending it. Nil when there
 // is none.
-func (ss *stateStore) Peek(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
-	var st oauthStateEntry
+func (ss *pendingAuthorizationStore) Peek(ctx context.Context, s logical.Storage, stateHash string) (*pendingAuthorization, error) {
+	var st pendingAuthorization
 	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil || !found {
 		return nil, err
@@ -212,7 +212,7 @@ func (ss *stateStore) Peek(ctx context.Context, s logical.Storage, stateHash str
 // Take reads and deletes a pending authorization or completion: a state
 // is spent by its first use, whatever the outcome. Nil when there is none.
 // The sweep uses it; the callback uses TakeAuthorization.
-func (ss *stateStore) Take(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+func (ss *pendingAuthorizationStore) Take(ctx context.Context, s logical.Storage, stateHash string) (*pendingAuthorization, error) {
 	return ss.take(ctx, s, stateHash, false)
 }
 
@@ -220,15 +220,15 @@ func (ss *stateStore) Take(ctx context.Context, s logical.Storage, stateHash str
 // completion (an entry with Held tokens), which only complete may spend,
 // since nothing would revoke its tokens. Nil when there is no pending
 // authorization under stateHash; a completion found there is left as it is.
-func (ss *stateStore) TakeAuthorization(ctx context.Context, s logical.Storage, stateHash string) (*oauthStateEntry, error) {
+func (ss *pendingAuthorizationStore) TakeAuthorization(ctx context.Context, s logical.Storage, stateHash string) (*pendingAuthorization, error) {
 	return ss.take(ctx, s, stateHash, true)
 }
 
 // take is Take; with unheldOnly it leaves a pending completion in place,
 // checked under the connection's lock so that no racing write slips between
 // the check and the delete.
-func (ss *stateStore) take(ctx context.Context, s logical.Storage, stateHash string, unheldOnly bool) (*oauthStateEntry, error) {
-	var st oauthStateEntry
+func (ss *pendingAuthorizationStore) take(ctx context.Context, s logical.Storage, stateHash string, unheldOnly bool) (*pendingAuthorization, error) {
+	var st pendingAuthorization
 	found, err := getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil || !found {
 		return nil, err
@@ -238,7 +238,7 @@ func (ss *stateStore) take(ctx context.Context, s logical.Storage, stateHash str
 	defer count.changing()()
 	// Re-read under the lock: a racing callback or a deletion may have
 	// taken it.
-	st = oauthStateEntry{}
+	st = pendingAuthorization{}
 	found, err = getJSON(ctx, s, stateKey(stateHash), &st)
 	if err != nil || !found {
 		return nil, err
@@ -274,7 +274,7 @@ func (ss *stateStore) take(ctx context.Context, s logical.Storage, stateHash str
 }
 
 // DeleteOf deletes a connection's pending authorization, if any.
-func (ss *stateStore) DeleteOf(ctx context.Context, s logical.Storage, integration, id string) error {
+func (ss *pendingAuthorizationStore) DeleteOf(ctx context.Context, s logical.Storage, integration, id string) error {
 	defer ss.locks.Lock(stateIndexKey(integration, id))()
 	count := ss.pending.of(integration)
 	defer count.changing()()
@@ -295,7 +295,7 @@ func (ss *stateStore) DeleteOf(ctx context.Context, s logical.Storage, integrati
 
 // DeleteOfIntegration deletes the pending authorizations of every
 // connection of an integration.
-func (ss *stateStore) DeleteOfIntegration(ctx context.Context, s logical.Storage, integration string) error {
+func (ss *pendingAuthorizationStore) DeleteOfIntegration(ctx context.Context, s logical.Storage, integration string) error {
 	ids, err := listSorted(ctx, s, stateIndexPrefix+integration+"/")
 	if err != nil {
 		return err
