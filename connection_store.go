@@ -301,10 +301,19 @@ func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, in
 		// it cannot happen between this check and the save.
 		err = cs.checkIntegration(ctx, s, integration, next)
 	}
-	if err != nil {
-		if errors.Is(err, errIntegrationGone) && unsaved {
-			return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
-		}
+	switch {
+	case err != nil && errors.Is(err, errIntegrationGone) && unsaved:
+		return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
+	case err != nil && next.issued && next.issuedBy == nil && !isSaveVerdict(err):
+		// Storage could not say whether the connection may be stored: the
+		// tokens a refresh just got (the old refresh token may be spent)
+		// are held unsaved with their WAL record, as for a save storage
+		// refuses, and their next save checks again. A write's issued
+		// token is not held: the write fails and it is revoked (update),
+		// as nothing was spent for it.
+		err = nil
+		next.holdUnchecked = true
+	case err != nil:
 		return nil, err
 	}
 	events := next.takeEvents()
@@ -320,6 +329,14 @@ func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, in
 		return next.clone(), err
 	}
 	return next.clone(), nil
+}
+
+// isSaveVerdict reports whether err, from a save's checks, is their verdict
+// (the connection or its integration is gone or changed, an entry of a
+// newer format) rather than a failure to read what they check.
+func isSaveVerdict(err error) bool {
+	return errors.Is(err, errIntegrationGone) || errors.Is(err, errIntegrationChanged) ||
+		errors.Is(err, errConnectionNotFound) || errors.Is(err, errNewerFormat)
 }
 
 // checkNotDeleted says, under the integration's read lock, whether the
@@ -429,6 +446,13 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	// entry can always take its next tokens.
 	if !c.issued && len(entry.Value) > maxConnectionEntryBytes {
 		return &userError{fmt.Sprintf("the connection would be %d bytes stored; the limit is %d", len(entry.Value), maxConnectionEntryBytes)}
+	}
+	if c.holdUnchecked {
+		// Its checks could not be read (saveChange): not stored until they
+		// pass, with the next save.
+		c.holdUnchecked = false
+		cs.keepUnsaved(ctx, s, key, c, previous)
+		return nil
 	}
 	err = putEntry(ctx, s, entry)
 	for i := 0; err != nil && c.issued && i < len(saveRetryDelays); i++ {

@@ -452,3 +452,71 @@ func TestFirstTokenOfAChangedProviderIsNotStored(t *testing.T) {
 		t.Fatal("the token issued under the provider's old token URL was stored")
 	}
 }
+
+// TestRotatedRefreshTokenSurvivesAStorageReadAfterAnIntegrationDelete
+// (review rev2): any integration delete of the mount (here an empty
+// integration's, without force) bumps the store-wide count of integration
+// deletes, so a refresh in flight re-reads its connection before saving
+// (checkNotDeleted). If that read fails, the refresh returns the error and
+// the refresh token the provider just rotated in is neither stored, nor
+// held unsaved, nor WAL-recorded: the connection is left with the spent one.
+func TestRotatedRefreshTokenSurvivesAStorageReadAfterAnIntegrationDelete(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failGetKey: connectionKey("github", "c1")}
+	e.storage = flaky
+	_, oldRefresh := importExpiring(e, srv, "c1", time.Hour)
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		// Another, empty integration is deleted while the provider answers,
+		// and storage then refuses one read.
+		e.mustDo(logical.DeleteOperation, "integrations/machine", nil)
+		flaky.failGet.Store(true)
+	})
+	_, status := e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	flaky.failGet.Store(false)
+	if srv.RefreshTokenValid(oldRefresh) {
+		t.Fatal("the provider did not rotate the refresh token; the test proves nothing")
+	}
+	raw, rawStatus := e.do(logical.ReadOperation, "connections/github/c1/raw", nil)
+	held := ""
+	if raw != nil && raw.Data != nil {
+		held, _ = raw.Data["refresh_token"].(string)
+	}
+	if rawStatus != http.StatusOK || !srv.RefreshTokenValid(held) {
+		t.Fatalf("refresh answered %d; the connection now holds refresh token %q (valid at the provider: %v), %d unsaved, %d WAL records: the rotated refresh token was lost",
+			status, held, srv.RefreshTokenValid(held), e.b.store.Unsaved(), len(walRecords(t, flaky)))
+	}
+}
+
+// TestRotatedRefreshTokenOfAnUnsavedEntrySurvivesAStorageRead (review rev2,
+// same class, pre-existing): a connection held unsaved (storage refuses its
+// save) is refreshed again; the provider rotates its refresh token, and
+// the integration read the save makes for an unsaved entry
+// (checkIntegration) fails once. The error returns with the new tokens
+// dropped, while the held entry keeps the refresh token just spent.
+func TestRotatedRefreshTokenOfAnUnsavedEntrySurvivesAStorageRead(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "connections/", failGetKey: integrationKey("github")}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Hour)
+	flaky.failPuts.Store(failForever)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	if e.b.store.Unsaved() != 1 {
+		t.Fatal("the refreshed connection is not held unsaved; the test proves nothing")
+	}
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		flaky.failGet.Store(true)
+	})
+	_, status := e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	flaky.failGet.Store(false)
+	raw, rawStatus := e.do(logical.ReadOperation, "connections/github/c1/raw", nil)
+	held := ""
+	if raw != nil && raw.Data != nil {
+		held, _ = raw.Data["refresh_token"].(string)
+	}
+	if rawStatus != http.StatusOK || !srv.RefreshTokenValid(held) {
+		t.Fatalf("second refresh answered %d; the connection holds refresh token %q (valid at the provider: %v): the rotated refresh token was lost",
+			status, held, srv.RefreshTokenValid(held))
+	}
+}
