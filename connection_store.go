@@ -47,10 +47,15 @@ var saveRetryDelays = []time.Duration{20 * time.Millisecond, 100 * time.Millisec
 type connectionStore struct {
 	locks            *keyedLocks // by connection key
 	integrationLocks *keyedLocks // by integration name
-	cache            *connectionCache
-	sched            scheduler
-	config           func(context.Context, logical.Storage) (*configEntry, error)
-	now              func() time.Time
+	// eventLocks order one connection's event recordings (by connection
+	// key): taken last, around recording alone, so that a forced
+	// integration delete, which takes no connection lock, records a
+	// connection's deletion after the events it still owes.
+	eventLocks *keyedLocks
+	cache      *connectionCache
+	sched      scheduler
+	config     func(context.Context, logical.Storage) (*configEntry, error)
+	now        func() time.Time
 
 	// events records the lifecycle events of saved changes and deletes
 	// (event_recording.go).
@@ -101,6 +106,7 @@ func newConnectionStore(sched scheduler, mountConfig *mountConfigStore, events e
 	return &connectionStore{
 		locks:            newKeyedLocks(),
 		integrationLocks: newKeyedLocks(),
+		eventLocks:       newKeyedLocks(),
 		cache:            newConnectionCache(),
 		sched:            sched,
 		config:           mountConfig.getOrLast,

@@ -25,7 +25,8 @@ type owedEvent struct {
 const maxOwedEvents = 10000
 
 // recordEvents records the events of connection c (as saved, or as it was
-// before a delete) in order, under c's lock, after the events c still owes:
+// before a delete) in order, under c's event lock, after the events c
+// still owes:
 // one connection's events are recorded in the order of its changes, each
 // with the time of its change. When one fails, it and the ones after it
 // are owed (recorded again by RecordOwed, from the periodic hook, or by
@@ -36,6 +37,7 @@ func (cs *connectionStore) recordEvents(ctx context.Context, s logical.Storage, 
 		return nil
 	}
 	key := connectionKey(c.Integration, c.ConnectionID)
+	defer cs.eventLocks.Lock(key)()
 	queue := cs.takeOwed(key)
 	for _, ev := range events {
 		queue = append(queue, owedEvent{key: key, typ: ev.typ, data: eventDataOf(c, ev.err)})
@@ -103,8 +105,8 @@ func (cs *connectionStore) owe(events []owedEvent) {
 	}
 }
 
-// RecordOwed records the owed events, each connection's under its lock
-// and in order, and keeps those that fail again. It costs nothing when
+// RecordOwed records the owed events, each connection's under its event
+// lock and in order, and keeps those that fail again. It costs nothing when
 // none is owed.
 func (cs *connectionStore) RecordOwed(ctx context.Context, s logical.Storage) error {
 	cs.owedMu.Lock()
@@ -121,7 +123,7 @@ func (cs *connectionStore) RecordOwed(ctx context.Context, s logical.Storage) er
 		return nil
 	}
 	for _, key := range keys {
-		unlock := cs.locks.Lock(key)
+		unlock := cs.eventLocks.Lock(key)
 		_, err := cs.recordQueue(ctx, s, cs.takeOwed(key))
 		unlock()
 		if err != nil {

@@ -194,3 +194,66 @@ func TestOutboxStampsAnEventWithTheTimeOfItsChange(t *testing.T) {
 		t.Fatalf("timestamp %q (%v), want %s", body.Timestamp, err, at.Format(time.RFC3339Nano))
 	}
 }
+
+// gatedRecorder logs the types it records, in order, and holds the first
+// recording of hold until release is closed.
+type gatedRecorder struct {
+	mu      sync.Mutex
+	types   []eventType
+	hold    eventType
+	held    chan struct{}
+	release chan struct{}
+	once    sync.Once
+}
+
+func (r *gatedRecorder) record(_ context.Context, _ logical.Storage, typ eventType, _ eventData) error {
+	if typ == r.hold {
+		r.once.Do(func() {
+			close(r.held)
+			<-r.release
+		})
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.types = append(r.types, typ)
+	return nil
+}
+
+// TestOwedEventPrecedesTheDeleteOfAForcedIntegrationDelete (review rev2):
+// docs/events.md promises that an owed event is recorded before any newer
+// event of its connection. RecordOwed records a connection's owed events
+// under the connection's lock; since wal2 a forced integration delete takes
+// no connection lock, so its connection.deleted is recorded while the owed
+// connection.updated of the same connection is still being recorded, and
+// a receiver gets the update after the delete.
+func TestOwedEventPrecedesTheDeleteOfAForcedIntegrationDelete(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", time.Hour)
+	rec := &gatedRecorder{hold: eventConnectionUpdated, held: make(chan struct{}), release: make(chan struct{})}
+	recordInto(e, rec)
+	c1 := &connectionEntry{Integration: "github", ConnectionID: "c1"}
+	e.b.store.owe([]owedEvent{{key: connectionKey("github", "c1"), typ: eventConnectionUpdated, data: eventDataOf(c1, nil)}})
+	owedDone := make(chan error, 1)
+	go func() { owedDone <- e.b.store.RecordOwed(context.Background(), e.storage) }()
+	<-rec.held // the owed update is being recorded, under c1's lock
+	deleted := make(chan int, 1)
+	go func() {
+		_, status := e.do(logical.DeleteOperation, "integrations/github", map[string]any{"force": true})
+		deleted <- status
+	}()
+	select {
+	case <-deleted:
+		deleted <- 0 // done before the owed event was recorded
+	case <-time.After(500 * time.Millisecond):
+	}
+	close(rec.release)
+	if err := <-owedDone; err != nil {
+		t.Fatal(err)
+	}
+	<-deleted
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	if fmt.Sprint(rec.types) != fmt.Sprint([]eventType{eventConnectionUpdated, eventConnectionDeleted}) {
+		t.Fatalf("c1's events were recorded as %v: the owed update must come before the delete", rec.types)
+	}
+}
