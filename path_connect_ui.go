@@ -144,6 +144,11 @@ func (b *backend) pathConnectUIPost(ctx context.Context, req *logical.Request, _
 	}
 	out, err := b.pagePoster.post(ctx, req.Storage, post)
 	switch {
+	case errors.Is(err, errIntegrationChanged):
+		// A race with an operator's write, not the customer's mistake:
+		// nothing was stored, and the link stays as it was.
+		return messagePage(http.StatusConflict, "Try again",
+			"The service's settings changed while connecting. Nothing was stored; submit the form again."), nil
 	case err != nil:
 		return nil, err
 	case out.refusal != sessionUsable:

@@ -544,3 +544,29 @@ func TestPageReadsOfferedIntegrationsFromTheCache(t *testing.T) {
 		t.Fatalf("the chooser after the integration's re-creation does not show it:\n%s", body)
 	}
 }
+
+// An integration written while the page's post gets the connection's first
+// token: nothing is stored (the store refuses a token of an integration
+// that changed), and the customer sees a page that says to try again, not
+// a Vault error; the failed attempt does not count against the link.
+func TestConnectPageIntegrationChangedMeanwhileSaysTryAgain(t *testing.T) {
+	e, srv, secret := customerClientPageEnv(t)
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		if _, status := e.do(logical.UpdateOperation, "integrations/byo", map[string]any{"token_url": srv.TokenURL() + "?v=2"}); status >= 300 {
+			t.Errorf("integration write during the token request: %d", status)
+		}
+	})
+	form := formOf(e, secret, "byo", map[string]any{"cred.client_id": srv.ClientID, "cred.client_secret": srv.ClientSecret})
+	status, body := uiPost(e, form)
+	if status != http.StatusConflict || !strings.Contains(body, "Try again") || strings.Contains(body, srv.ClientSecret) {
+		t.Fatalf("post across an integration write: %d\n%s", status, body)
+	}
+	if c, _ := getConnection(t.Context(), e.storage, "byo", "t1"); c != nil {
+		t.Fatal("the token issued for the old integration was stored")
+	}
+	status, body = uiPost(e, formOf(e, secret, "byo", map[string]any{"cred.client_id": srv.ClientID, "cred.client_secret": srv.ClientSecret}))
+	if status != http.StatusOK {
+		t.Fatalf("the next post: %d\n%s", status, body)
+	}
+}
