@@ -490,6 +490,13 @@ func (c *replicationStateCache) ReplicationState() consts.ReplicationState {
 	if now.Before(c.expiry) {
 		return c.state
 	}
-	c.state, c.expiry = c.SystemView.ReplicationState(), now.Add(replicationStateTTL)
+	state := c.SystemView.ReplicationState()
+	if state == consts.ReplicationUnknown {
+		// What the SDK answers when it could not ask: the next operation
+		// asks again rather than take a node it knows nothing of as
+		// writable for a second.
+		return state
+	}
+	c.state, c.expiry = state, now.Add(replicationStateTTL)
 	return c.state
 }

@@ -500,7 +500,9 @@ func (v *countingSystemView) ReplicationState() consts.ReplicationState {
 // forward writes from a performance standby); the backend asks Vault once
 // per replicationStateTTL, not once per request, and again after it.
 func TestReplicationStateIsAskedOncePerTTLNotPerRequest(t *testing.T) {
-	sys := &countingSystemView{}
+	// What an open-source Vault answers (vault/core.go).
+	sys := &countingSystemView{StaticSystemView: logical.StaticSystemView{
+		ReplicationStateVal: consts.ReplicationDRDisabled | consts.ReplicationPerformanceDisabled}}
 	conf := logical.TestBackendConfig()
 	conf.StorageView = &logical.InmemStorage{}
 	conf.System = sys
@@ -525,5 +527,46 @@ func TestReplicationStateIsAskedOncePerTTLNotPerRequest(t *testing.T) {
 	e.mustDo(logical.ReadOperation, "connections/stripe/acme", nil)
 	if n := sys.asked.Load() - before; n < 1 {
 		t.Fatalf("a read after the TTL did not ask again (%d)", n)
+	}
+}
+
+// unreachableOnceSystemView answers as Vault's gRPC system view client does:
+// ReplicationUnknown when the question fails (once here), the node's real
+// state (a performance standby) after.
+type unreachableOnceSystemView struct {
+	logical.StaticSystemView
+	failed atomic.Bool
+}
+
+func (v *unreachableOnceSystemView) ReplicationState() consts.ReplicationState {
+	if v.failed.CompareAndSwap(false, true) {
+		return consts.ReplicationUnknown
+	}
+	return consts.ReplicationPerformanceStandby
+}
+
+// TestReplicationStateUnknownIsNotKept (review rev3 of b43a5c7): the gRPC
+// system view answers ReplicationUnknown when the question fails, which
+// WriteSafeReplicationState reads as writable. Kept for replicationStateTTL,
+// one failed question makes a performance standby take itself for a
+// writable node for a second (refreshes that rotate a refresh token then
+// save into read-only storage) instead of for that one operation.
+func TestReplicationStateUnknownIsNotKept(t *testing.T) {
+	sys := &unreachableOnceSystemView{}
+	conf := logical.TestBackendConfig()
+	conf.StorageView = &logical.InmemStorage{}
+	conf.System = sys
+	raw, err := Factory(context.Background(), conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := raw.(*backend)
+	now := time.Now()
+	if c, ok := b.System().(*replicationStateCache); ok {
+		c.now = func() time.Time { return now }
+	}
+	b.WriteSafeReplicationState() // the failed question
+	if b.WriteSafeReplicationState() {
+		t.Fatal("a performance standby is write-safe after one failed replication-state question: the unknown answer was kept")
 	}
 }

@@ -80,10 +80,13 @@ type connectionStore struct {
 	// a record applies only over older credentials than its own.
 	supersededWALs map[string]bool
 
-	// integrationDeletes counts the integration deletes begun, so that a
-	// change, which lets its integration's lock go across its provider
-	// call, knows whether its connection may have been deleted meanwhile.
-	integrationDeletes atomic.Uint64
+	// changing holds the connections a change is under way for (its
+	// connection lock held, its integration's lock let go across the
+	// provider call), each true once a forced delete of its integration has
+	// deleted it meanwhile: the change's save then stores nothing of it. A
+	// key is there only while its one change runs, so nothing lingers.
+	changingMu sync.Mutex
+	changing   map[string]bool
 	// revokeUnstored revokes, at in's provider, tokens issued for a write
 	// that the store refused (the integration changed or went meanwhile);
 	// nil revokes nothing. The backend sets it to the issuer's.
@@ -107,6 +110,7 @@ func newConnectionStore(sched scheduler, mountConfig *mountConfigStore, events e
 		locks:            newKeyedLocks(),
 		integrationLocks: newKeyedLocks(),
 		eventLocks:       newKeyedLocks(),
+		changing:         map[string]bool{},
 		cache:            newConnectionCache(),
 		sched:            sched,
 		config:           mountConfig.getOrLast,
@@ -226,11 +230,12 @@ func (cs *connectionStore) Update(ctx context.Context, s logical.Storage, integr
 // around the save alone, so that an integration write waiting for it never
 // holds up, behind a slow provider, the other connections of the
 // integration. A forced delete of the integration may therefore run while
-// change does; the save finds out (integrationDeletes) and stores nothing
-// of a connection it deleted.
+// change does; the save finds out (changing) and stores nothing of a
+// connection it deleted.
 func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integration, id string, change func(*connectionEntry) (*connectionEntry, error)) (*connectionEntry, error) {
 	key := connectionKey(integration, id)
 	defer cs.locks.Lock(key)()
+	defer cs.endChange(key)
 
 	loaded, err := cs.loadForChange(ctx, s, integration, key)
 	if err != nil {
@@ -270,20 +275,40 @@ func (cs *connectionStore) update(ctx context.Context, s logical.Storage, integr
 }
 
 // loadedEntry is a connection as a change found it under its integration's
-// read lock: the entry (nil: none), whether it is held unsaved, and the
-// count of integration deletes then.
+// read lock: the entry (nil: none) and whether it is held unsaved.
 type loadedEntry struct {
 	entry   *connectionEntry
 	unsaved bool
-	deletes uint64
 }
 
-// loadForChange loads key for a change under its integration's read lock.
-// The caller holds the connection's lock.
+// loadForChange loads key for a change under its integration's read lock,
+// and marks the change under way (changing) before that lock is let go, so
+// that a forced delete of the integration that runs from then on is seen
+// by the save. The caller holds the connection's lock.
 func (cs *connectionStore) loadForChange(ctx context.Context, s logical.Storage, integration, key string) (loadedEntry, error) {
 	defer cs.integrationLocks.RLock(integration)()
+	cs.changingMu.Lock()
+	cs.changing[key] = false
+	cs.changingMu.Unlock()
 	c, unsaved, err := cs.loadLocked(ctx, s, key)
-	return loadedEntry{entry: c, unsaved: unsaved, deletes: cs.integrationDeletes.Load()}, err
+	return loadedEntry{entry: c, unsaved: unsaved}, err
+}
+
+// endChange ends key's change under way.
+func (cs *connectionStore) endChange(key string) {
+	cs.changingMu.Lock()
+	delete(cs.changing, key)
+	cs.changingMu.Unlock()
+}
+
+// deletedWhileChanging notes that key was deleted (by a forced delete of
+// its integration, without its lock) while a change of it is under way.
+func (cs *connectionStore) deletedWhileChanging(key string) {
+	cs.changingMu.Lock()
+	if _, ok := cs.changing[key]; ok {
+		cs.changing[key] = true
+	}
+	cs.changingMu.Unlock()
 }
 
 // saveChange saves next, the change of loaded, under its integration's read
@@ -296,30 +321,23 @@ func (cs *connectionStore) loadForChange(ctx context.Context, s logical.Storage,
 func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, integration, key string, loaded loadedEntry, next *connectionEntry) (*connectionEntry, error) {
 	defer cs.integrationLocks.RLock(integration)()
 	current, unsaved := loaded.entry, loaded.unsaved
-	err := cs.checkNotDeleted(ctx, s, integration, key, loaded)
+	err := cs.checkNotDeleted(integration, key, loaded)
 	if err == nil && next.issuedBy != nil {
 		err = cs.checkIssuerUnchanged(ctx, s, next.issuedBy)
 	}
-	if err == nil && (current == nil || unsaved) {
-		// A create, or an entry storage has not taken yet: the integration
-		// may have been deleted, or re-created, since the caller (or the
-		// failed save) looked. Its deletion holds its lock for writing, so
-		// it cannot happen between this check and the save.
+	if err == nil && current == nil {
+		// A create: the integration may have been deleted, or re-created,
+		// since the caller looked. Its deletion holds its lock for
+		// writing, so it cannot happen between this check and the save.
+		// (An entry held unsaved needs no storage read for it: a delete of
+		// its integration drops it, and one that ran since it was loaded
+		// is checkNotDeleted's.)
 		err = cs.checkIntegration(ctx, s, integration, next)
 	}
-	switch {
-	case err != nil && errors.Is(err, errIntegrationGone) && unsaved:
-		return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
-	case err != nil && next.issued && next.issuedBy == nil && !isSaveVerdict(err):
-		// Storage could not say whether the connection may be stored: the
-		// tokens a refresh just got (the old refresh token may be spent)
-		// are held unsaved with their WAL record, as for a save storage
-		// refuses, and their next save checks again. A write's issued
-		// token is not held: the write fails and it is revoked (update),
-		// as nothing was spent for it.
-		err = nil
-		next.holdUnchecked = true
-	case err != nil:
+	if err != nil {
+		if errors.Is(err, errIntegrationGone) && unsaved {
+			return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
+		}
 		return nil, err
 	}
 	events := next.takeEvents()
@@ -337,41 +355,25 @@ func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, in
 	return next.clone(), nil
 }
 
-// isSaveVerdict reports whether err, from a save's checks, is their verdict
-// (the connection or its integration is gone or changed, an entry of a
-// newer format) rather than a failure to read what they check.
-func isSaveVerdict(err error) bool {
-	return errors.Is(err, errIntegrationGone) || errors.Is(err, errIntegrationChanged) ||
-		errors.Is(err, errConnectionNotFound) || errors.Is(err, errNewerFormat)
-}
-
 // checkNotDeleted says, under the integration's read lock, whether the
-// connection loaded was deleted since by a (forced) delete of its
+// connection loaded was deleted since by a forced delete of its
 // integration, the only delete that runs without the connection's lock:
 // then nothing of the change may be stored, not even in a re-created
-// integration. Storage is read again only when such a delete ran.
-func (cs *connectionStore) checkNotDeleted(ctx context.Context, s logical.Storage, integration, key string, loaded loadedEntry) error {
-	if loaded.entry == nil || cs.integrationDeletes.Load() == loaded.deletes {
+// integration. The delete says so itself for each connection it deleted
+// (deletedWhileChanging), so no storage read, which could fail, decides;
+// a delete that failed before reaching this connection leaves the change
+// to store its tokens.
+func (cs *connectionStore) checkNotDeleted(integration, key string, loaded loadedEntry) error {
+	cs.changingMu.Lock()
+	deleted := cs.changing[key]
+	cs.changingMu.Unlock()
+	if loaded.entry == nil || !deleted {
 		return nil
 	}
 	// Not found to its caller (a read that refreshed answers 404), and
 	// errIntegrationGone to the store's own retries, which drop the entry.
-	gone := &engineError{kind: errConnectionNotFound, cause: errIntegrationGone, msg: fmt.Sprintf(
+	return &engineError{kind: errConnectionNotFound, cause: errIntegrationGone, msg: fmt.Sprintf(
 		"connection %q was deleted with integration %q while it changed; nothing of the change was stored", key, integration)}
-	if loaded.unsaved {
-		if cs.unsavedEntry(key) == nil {
-			return gone
-		}
-		return nil
-	}
-	c, _, err := readConnectionEntry(ctx, s, key)
-	if err != nil {
-		return err
-	}
-	if c == nil || !c.CreatedAt.Equal(loaded.entry.CreatedAt) {
-		return gone
-	}
-	return nil
 }
 
 // checkIssuerUnchanged says whether the integration that issued a write's
@@ -452,13 +454,6 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	// entry can always take its next tokens.
 	if !c.issued && len(entry.Value) > maxConnectionEntryBytes {
 		return &userError{fmt.Sprintf("the connection would be %d bytes stored; the limit is %d", len(entry.Value), maxConnectionEntryBytes)}
-	}
-	if c.holdUnchecked {
-		// Its checks could not be read (saveChange): not stored until they
-		// pass, with the next save.
-		c.holdUnchecked = false
-		cs.keepUnsaved(ctx, s, key, c, previous)
-		return nil
 	}
 	err = putEntry(ctx, s, entry)
 	for i := 0; err != nil && c.issued && i < len(saveRetryDelays); i++ {
@@ -634,9 +629,6 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		}
 	}
 	defer cs.integrationLocks.Lock(integration)()
-	// Changes running their provider calls store nothing of a connection
-	// deleted from here on (checkNotDeleted).
-	cs.integrationDeletes.Add(1)
 	ids, err := cs.List(ctx, s, integration)
 	if err != nil {
 		return err
@@ -661,6 +653,9 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		if err != nil {
 			return err
 		}
+		// A change of it running its provider call stores nothing of it
+		// (checkNotDeleted).
+		cs.deletedWhileChanging(connectionKey(integration, id))
 		cs.afterDelete(ctx, s, c, nil)
 	}
 	return deleteEntry()

@@ -520,3 +520,99 @@ func TestRotatedRefreshTokenOfAnUnsavedEntrySurvivesAStorageRead(t *testing.T) {
 			status, held, srv.RefreshTokenValid(held))
 	}
 }
+
+// TestHeldUncheckedRefreshIsNotServedInARecreatedIntegration (review rev3 of
+// baeeb00): a refresh is in flight when its integration is deleted with
+// force (which deletes the connection, taking no connection lock) and
+// created again under the same name, for someone else. The save's re-read
+// (checkNotDeleted) fails once, so the refresh's tokens are held unsaved
+// unchecked; reads serve an unsaved entry without any check, so the
+// deleted connection's tokens are served under the new integration.
+func TestHeldUncheckedRefreshIsNotServedInARecreatedIntegration(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failGetKey: connectionKey("github", "c1")}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Hour)
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		e.mustDo(logical.DeleteOperation, "integrations/github", map[string]any{"force": true, "revoke": false})
+		body := oauthIntegration(srv.TokenURL())
+		body["client_id"], body["client_secret"] = srv.ClientID, srv.ClientSecret
+		e.mustDo(logical.CreateOperation, "integrations/github", body)
+		flaky.failGet.Store(true)
+	})
+	e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	flaky.failGet.Store(false)
+	for _, path := range []string{"connections/github/c1", "connections/github/c1/raw"} {
+		if resp, status := e.do(logical.ReadOperation, path, nil); status != http.StatusNotFound {
+			tok := ""
+			if resp != nil && resp.Data != nil {
+				tok, _ = resp.Data["access_token"].(string)
+			}
+			t.Fatalf("read %s in the re-created integration answered %d (access token %q, %d held unsaved): the deleted connection is served",
+				path, status, tok, e.b.store.Unsaved())
+		}
+	}
+}
+
+// TestHeldUncheckedRefreshOfALegacyEntryIsNotStoredInARecreatedIntegration
+// (review rev3 of baeeb00): as above, with a connection stored before
+// entries named their integration's creation (no integration_created_at).
+// The held entry's retry (SaveUnsaved) checks only that an integration of
+// that name exists, stamps it with the new one and stores it: the deleted
+// connection's tokens become a connection of the re-created integration.
+// Before the hold, the failed re-read failed the refresh and stored nothing.
+func TestHeldUncheckedRefreshOfALegacyEntryIsNotStoredInARecreatedIntegration(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failGetKey: connectionKey("github", "c1")}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Hour)
+	legacy, err := getConnection(t.Context(), e.storage, "github", "c1")
+	if err != nil || legacy == nil {
+		t.Fatalf("imported connection: %v", err)
+	}
+	legacy.IntegrationCreatedAt = time.Time{}
+	if err := putConnection(t.Context(), e.storage, legacy); err != nil {
+		t.Fatal(err)
+	}
+	e.b.store.Invalidate(connectionKey("github", "c1"))
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		e.mustDo(logical.DeleteOperation, "integrations/github", map[string]any{"force": true, "revoke": false})
+		body := oauthIntegration(srv.TokenURL())
+		body["client_id"], body["client_secret"] = srv.ClientID, srv.ClientSecret
+		e.mustDo(logical.CreateOperation, "integrations/github", body)
+		flaky.failGet.Store(true)
+	})
+	e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	flaky.failGet.Store(false)
+	_ = e.b.store.SaveUnsaved(t.Context(), e.storage)
+	if c, err := getConnection(t.Context(), e.storage, "github", "c1"); err != nil || c != nil {
+		t.Fatalf("after the retry of held entries, storage holds c1 in the re-created integration (%v): the deleted connection crossed into it", err)
+	}
+}
+
+// TestHeldUncheckedRefreshIsNotServedAfterItsIntegrationsForcedDelete
+// (review rev3 of baeeb00): the same race without a re-created integration.
+// The forced delete answered that the integration and its connections are
+// gone, yet reads of the deleted connection keep answering 200 with its
+// tokens from the entry held unchecked, until the periodic hook drops it.
+func TestHeldUncheckedRefreshIsNotServedAfterItsIntegrationsForcedDelete(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failGetKey: connectionKey("github", "c1")}
+	e.storage = flaky
+	importExpiring(e, srv, "c1", time.Hour)
+	srv.OnToken(func() {
+		srv.OnToken(nil)
+		e.mustDo(logical.DeleteOperation, "integrations/github", map[string]any{"force": true, "revoke": false})
+		flaky.failGet.Store(true)
+	})
+	e.do(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	flaky.failGet.Store(false)
+	for _, path := range []string{"connections/github/c1", "connections/github/c1/raw"} {
+		if _, status := e.do(logical.ReadOperation, path, nil); status != http.StatusNotFound {
+			t.Fatalf("read %s after its integration's forced delete answered %d (%d held unsaved): the deleted connection is served",
+				path, status, e.b.store.Unsaved())
+		}
+	}
+}

@@ -398,10 +398,6 @@ type connectionEntry struct {
 	// integration is stored unchanged, and otherwise revokes them with it
 	// (and with the connection's own client, if any). Never stored.
 	issuedBy *integrationEntry
-	// holdUnchecked marks issued credentials whose save's checks storage
-	// could not read: the store holds them unsaved, with their WAL record,
-	// until a later save's checks pass. Never stored.
-	holdUnchecked bool
 	// events are the lifecycle events the change that returned this entry
 	// caused, recorded by the store once it is saved. Never stored.
 	events []pendingEvent
