@@ -321,8 +321,17 @@ func (cs *connectionStore) deletedWhileChanging(key string) {
 func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, integration, key string, loaded loadedEntry, next *connectionEntry) (*connectionEntry, error) {
 	defer cs.integrationLocks.RLock(integration)()
 	current, unsaved := loaded.entry, loaded.unsaved
-	err := cs.checkNotDeleted(integration, key, loaded)
-	if err == nil && next.issuedBy != nil {
+	if err := cs.checkNotDeleted(integration, key, loaded); err != nil {
+		if unsaved {
+			// Deleted with its integration: the held entry goes too.
+			return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
+		}
+		return nil, err
+	}
+	var err error
+	if next.issuedBy != nil {
+		// A refusal here is the write's alone: whatever is held for the
+		// connection (perhaps of a re-created integration) stays.
 		err = cs.checkIssuerUnchanged(ctx, s, next.issuedBy)
 	}
 	if err == nil && current == nil {
@@ -335,9 +344,6 @@ func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, in
 		err = cs.checkIntegration(ctx, s, integration, next)
 	}
 	if err != nil {
-		if errors.Is(err, errIntegrationGone) && unsaved {
-			return nil, errors.Join(err, cs.discardUnsaved(ctx, s, key))
-		}
 		return nil, err
 	}
 	events := next.takeEvents()
@@ -646,11 +652,15 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		return err
 	}
 	if err := deleteWALs(ctx, s, walIDs); err != nil {
+		cs.rerecordHeld(ctx, s, integration)
 		return err
 	}
 	for _, id := range ids {
 		c, err := cs.deleteLocked(ctx, s, integration, id, false, nil, false)
 		if err != nil {
+			// The integration and its connections not deleted yet stay:
+			// their held tokens get back the WAL records deleted above.
+			cs.rerecordHeld(ctx, s, integration)
 			return err
 		}
 		// A change of it running its provider call stores nothing of it
@@ -659,6 +669,15 @@ func (cs *connectionStore) DeleteIntegration(ctx context.Context, s logical.Stor
 		cs.afterDelete(ctx, s, c, nil)
 	}
 	return deleteEntry()
+}
+
+// rerecordHeld writes again the WAL record of every entry of integration
+// held unsaved, after a delete that removed the integration's records
+// failed before removing those entries.
+func (cs *connectionStore) rerecordHeld(ctx context.Context, s logical.Storage, integration string) {
+	for _, id := range cs.withUnsavedIDs(integration, nil) {
+		cs.rerecordUnsaved(ctx, s, connectionKey(integration, id))
+	}
 }
 
 // walOnlyConnections counts the connections of integration that only WAL

@@ -616,3 +616,107 @@ func TestHeldUncheckedRefreshIsNotServedAfterItsIntegrationsForcedDelete(t *test
 		}
 	}
 }
+
+// TestStaleIssuingWriteDoesNotDiscardAHeldConnectionOfTheRecreatedIntegration
+// (review rev4 of 0ef3d73): a write reads its integration (v1) before it
+// takes the connection's lock. Meanwhile the integration is deleted with
+// force and created again (v2), and c1 is created in v2, its first token
+// issued and held unsaved (storage refused the entry; its WAL record holds
+// it). The stale write then moves the grant and gets a token issued by v1:
+// checkIssuerUnchanged answers errIntegrationGone (v1 is gone), and
+// saveChange, which reads any errIntegrationGone of an entry held unsaved
+// as "deleted with its integration", discards v2's held connection and its
+// WAL record. c1 exists in v2 the whole time; after the refused write it is
+// gone from memory, storage and the WAL alike.
+func TestStaleIssuingWriteDoesNotDiscardAHeldConnectionOfTheRecreatedIntegration(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: connectionKey("machine", "c1")}
+	e.storage = flaky
+	ctx := t.Context()
+	stored1, in1, err := integrationForWrites(ctx, e.storage, "machine")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// v1 goes, v2 comes, and c1 is created in v2 while storage refuses it.
+	e.mustDo(logical.DeleteOperation, "integrations/machine", map[string]any{"force": true})
+	e.mustDo(logical.CreateOperation, "integrations/machine", map[string]any{
+		"auth_mode": "OAUTH2_CC", "client_id": srv.ClientID, "client_secret": srv.ClientSecret,
+		"token_url": srv.TokenURL(), "scopes": "read,write",
+	})
+	flaky.failPuts.Store(int64(1 + len(saveRetryDelays)))
+	e.mustDo(logical.CreateOperation, "connections/machine/c1", map[string]any{})
+	key := connectionKey("machine", "c1")
+	held := e.b.store.unsavedEntry(key)
+	if held == nil {
+		t.Fatal("setup: c1 of v2 is not held unsaved")
+	}
+	// The stale write, as the handler that read v1 runs it now.
+	srv.AddClient("client-2", "secret-2")
+	var input connectionInput
+	input.giveString("client_id", "client-2")
+	input.giveString("client_secret", "secret-2")
+	if _, _, err := e.b.writer.write(ctx, e.storage, stored1, in1, "c1", input); err == nil {
+		t.Fatal("a write whose token v1 issued was stored in v2")
+	} else {
+		t.Logf("stale write refused: %v", err)
+	}
+	data, status := e.do(logical.ReadOperation, "connections/machine/c1/raw", nil)
+	if status != http.StatusOK {
+		t.Fatalf("c1 of the re-created integration answers %d after a stale write was refused (%d held unsaved): the refused write discarded it and its WAL record",
+			status, e.b.store.Unsaved())
+	}
+	if got := data.Data["access_token"]; got != held.Credentials.AccessToken {
+		t.Fatalf("c1 serves %v, not the token it was created with", got)
+	}
+}
+
+// TestForcedDeleteThatFailsPartWayKeepsTheWALRecordOfAHeldEntry (review
+// rev4 of 0ef3d73): a forced integration delete deletes every WAL record
+// of the integration first, then its connections one by one. When the
+// delete of an earlier connection fails, it stops: the integration and the
+// later connections stay, served, yet a later connection held unsaved (its
+// refresh's rotated tokens, which storage refused) has lost its WAL record
+// and keeps the id of the deleted one, and no one records it again. A
+// restart then finds only storage's spent refresh token.
+func TestForcedDeleteThatFailsPartWayKeepsTheWALRecordOfAHeldEntry(t *testing.T) {
+	e, srv := oauthEnv(t)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: connectionKey("github", "c2"), failDeletePrefix: connectionKey("github", "c1")}
+	e.storage = flaky
+	ctx := t.Context()
+	importExpiring(e, srv, "c1", time.Hour)
+	importExpiring(e, srv, "c2", time.Hour)
+	flaky.failPuts.Store(int64(1 + len(saveRetryDelays)))
+	e.mustDo(logical.UpdateOperation, "connections/github/c2/refresh", nil)
+	key2 := connectionKey("github", "c2")
+	held := e.b.store.unsavedEntry(key2)
+	if held == nil || !srv.RefreshTokenValid(held.Credentials.RefreshToken) {
+		t.Fatal("setup: c2's rotated tokens are not held unsaved")
+	}
+	flaky.failDeletes.Store(1)
+	if _, status := e.do(logical.DeleteOperation, "integrations/github", map[string]any{"force": true}); status < 500 {
+		t.Fatalf("setup: the forced delete answered %d, not a failure", status)
+	}
+	if e.b.store.unsavedEntry(key2) == nil {
+		t.Fatal("setup: the failed delete dropped c2's held tokens")
+	}
+	if _, status := e.do(logical.ReadOperation, "integrations/github", nil); status != http.StatusOK {
+		t.Fatalf("setup: the integration answers %d after the failed delete", status)
+	}
+	ids, err := framework.ListWAL(ctx, e.storage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range walIDsWithPrefix(ids, walIDPrefix("github", "c2")) {
+		entry, err := framework.GetWAL(ctx, e.storage, id)
+		if err != nil || entry == nil {
+			continue
+		}
+		var rec issuedTokensWAL
+		if decodeWAL(entry.Data, &rec) == nil && rec.Entry != nil && rec.Entry.Credentials.RefreshToken == held.Credentials.RefreshToken {
+			return
+		}
+	}
+	stored, _ := getConnection(ctx, e.storage, "github", "c2")
+	t.Fatalf("after a forced delete that failed part way, c2 (still served, its rotated refresh token held in memory only) has no WAL record; storage's refresh token is spent: %v",
+		stored != nil && !srv.RefreshTokenValid(stored.Credentials.RefreshToken))
+}
