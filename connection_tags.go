@@ -38,21 +38,9 @@ func tagsField(when string) *framework.FieldSchema {
 }
 
 // tagsFromRequest returns the tags a request sets, and whether it sets
-// them at all; given and empty clears them. Errors name the field.
+// them at all; given and empty clears them. The caller checks them
+// (validateTags) in its own order. Errors name the field.
 func tagsFromRequest(d *framework.FieldData) (map[string]string, bool, error) {
-	tags, given, err := tagsFromRequestUnchecked(d)
-	if err == nil {
-		err = validateTags(tags)
-	}
-	if err != nil {
-		return nil, false, err
-	}
-	return tags, given, nil
-}
-
-// tagsFromRequestUnchecked is tagsFromRequest without validateTags, for a
-// flow that checks the tags in its own order.
-func tagsFromRequestUnchecked(d *framework.FieldData) (map[string]string, bool, error) {
 	if _, ok := d.Raw["tags"]; !ok {
 		return nil, false, nil
 	}

@@ -126,7 +126,7 @@ func authorizationRequestFrom(id string, d *framework.FieldData) (authorizationR
 		*dst = obj
 	}
 	r.configGiven, r.metadataGiven = r.connectionConfig != nil, r.metadata != nil
-	tags, given, err := tagsFromRequestUnchecked(d)
+	tags, given, err := tagsFromRequest(d)
 	if err != nil {
 		return r, err
 	}
