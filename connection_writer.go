@@ -74,6 +74,9 @@ type connectionInput struct {
 	// config as it is under the lock instead of replacing it (a connect
 	// page's reconnect, whose form shows only the schema's keys).
 	MergeConnectionConfig bool
+	// RequestID is the id of the Vault request of an API write, kept by
+	// the connection it creates (connectionEntry.CreateRequestID).
+	RequestID string
 }
 
 // give marks field given.
@@ -224,8 +227,20 @@ func (w *connectionWriter) written(existing *connectionEntry, stored, in *integr
 	// an OAUTH2_CC or APP token is for names client_id, client_secret or
 	// installation_id, or else only edits the config, which records no
 	// event.
-	c.noteWritten(existing, input.credentialsGiven(c.AuthMode))
+	c.noteWritten(createdBefore(existing, input), input.credentialsGiven(c.AuthMode))
 	return c, nil
+}
+
+// createdBefore is the connection a write's events are counted from:
+// existing, or nil when existing was created by this very request (Vault's
+// retry of a create whose plugin process died under it, after the save),
+// so that the retry records connection.created, which the first attempt
+// may never have recorded.
+func createdBefore(existing *connectionEntry, input connectionInput) *connectionEntry {
+	if existing != nil && input.RequestID != "" && existing.CreateRequestID == input.RequestID {
+		return nil
+	}
+	return existing
 }
 
 // edit changes connection id of integration under its lock: change
@@ -319,6 +334,7 @@ func applyConnectionInput(existing *connectionEntry, in *integrationEntry, id st
 			Metadata:         map[string]any{},
 			ConnectionConfig: map[string]any{},
 			CreatedAt:        now,
+			CreateRequestID:  input.RequestID,
 		}
 	}
 	if err := applyCredentialInput(&c.Credentials, in.AuthMode, input, now); err != nil {

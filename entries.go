@@ -388,6 +388,15 @@ type connectionEntry struct {
 	// retried save or a WAL record of the old one must not land in the new
 	// one. Zero in entries of earlier versions.
 	IntegrationCreatedAt time.Time `json:"integration_created_at,omitempty"`
+	// CreateRequestID is the id of the Vault request that created the
+	// connection through connections/<integration>/<connection_id>. When
+	// the plugin process dies under a request, Vault starts a new one and
+	// hands it the same request again, and answers the client with that
+	// retry: a retry that finds the connection its first attempt saved is
+	// still the create, and records connection.created (the first attempt
+	// may have died before recording it). Not secret (Vault's audit log
+	// shows it). Empty for other creates and in entries of earlier versions.
+	CreateRequestID string `json:"create_request_id,omitempty"`
 
 	// issued marks credentials a provider has just issued, which the store
 	// keeps even when saving them fails. Never stored.

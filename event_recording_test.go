@@ -257,3 +257,83 @@ func TestOwedEventPrecedesTheDeleteOfAForcedIntegrationDelete(t *testing.T) {
 		t.Fatalf("c1's events were recorded as %v: the owed update must come before the delete", rec.types)
 	}
 }
+
+// TestCreateRetriedAfterThePluginDiedRecordsCreated: when the plugin
+// process dies under a request, Vault's plugin backend starts a new one
+// and hands it the same request again (same id, still a create), and
+// answers the client with that retry's result. A create whose process
+// saved the connection and died before its connection.created was stored
+// records connection.created on that retry, not connection.updated: the
+// write is answered with success, so its event must not be lost.
+func TestCreateRetriedAfterThePluginDiedRecordsCreated(t *testing.T) {
+	reliabilityCase(t, "a create saves its connection and the plugin dies while its event's batch is being written; Vault retries the request in a new process",
+		"the retry records connection.created, which the receiver gets")
+	base := &logical.InmemStorage{}
+	rcv := newHookReceiver(t, always(http.StatusOK))
+	setup := newEventsEnv(t, base)
+	setup.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})
+	setup.mustDo(logical.CreateOperation, "integrations/svc", map[string]any{"auth_mode": "API_KEY"})
+	setup.b.Cleanup(context.Background())
+
+	// The first process: its batch write never ends (the process dies
+	// under it), after the connection is saved.
+	gated := &batchGateStorage{Storage: base, gate: make(chan struct{})}
+	gated.refuse.Store(true)
+	first := newTestEnvOn(t, gated)
+	initializeMount(t, first)
+	t.Cleanup(func() {
+		close(gated.gate)
+		first.b.Cleanup(context.Background())
+	})
+	req := logical.Request{ID: "2b1f7c3e-9a61-4f0e-8d55-6c2d0c1e4a77", Operation: logical.CreateOperation,
+		Path: "connections/svc/acme", Data: map[string]any{"api_key": "sk-retried"}}
+	go func() {
+		r := req
+		r.Storage = gated
+		_, _ = first.b.HandleRequest(context.Background(), &r)
+	}()
+	waitFor(t, "the first process's batch write", func() bool { return gated.batches.Load() == 1 })
+	if c, err := getConnection(context.Background(), base, "svc", "acme"); err != nil || c == nil {
+		t.Fatalf("the connection is not saved before its event: %v %v", c, err)
+	}
+
+	// Vault's retry, in a new process on the same storage.
+	second := newEventsEnv(t, base)
+	retry := req
+	retry.Storage = base
+	resp, err := second.b.HandleRequest(context.Background(), &retry)
+	if status := httpStatus(retry.Operation, resp, err); status >= 300 {
+		t.Fatalf("the retried create: status %d: %v %v", status, resp, err)
+	}
+	waitFor(t, "the retry's event", func() bool { return len(rcv.accepted()) == 1 })
+	time.Sleep(100 * time.Millisecond) // any other event would have come
+	var types []string
+	for _, r := range rcv.requests() {
+		var ev struct {
+			Type string `json:"type"`
+		}
+		if err := json.Unmarshal(r.body, &ev); err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, ev.Type)
+	}
+	if len(types) != 1 || types[0] != string(eventConnectionCreated) {
+		t.Fatalf("events delivered for the acknowledged create: %v, want [connection.created]", types)
+	}
+
+	// An update that gives credentials again, as another request, is
+	// still an update.
+	again := retry
+	again.ID, again.Operation = "5d0a9e42-1c7b-4b8e-9f0d-3e6a2b7c8d11", logical.UpdateOperation
+	if resp, err := second.b.HandleRequest(context.Background(), &again); httpStatus(again.Operation, resp, err) >= 300 {
+		t.Fatalf("the update: %v %v", resp, err)
+	}
+	waitFor(t, "the update's event", func() bool { return len(rcv.accepted()) == 2 })
+	var last struct {
+		Type string `json:"type"`
+	}
+	reqs := rcv.requests()
+	if err := json.Unmarshal(reqs[len(reqs)-1].body, &last); err != nil || last.Type != string(eventConnectionUpdated) {
+		t.Fatalf("the update's event: %+v %v", last, err)
+	}
+}

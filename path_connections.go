@@ -371,6 +371,7 @@ func (b *backend) pathConnectionWrite(ctx context.Context, req *logical.Request,
 	if err != nil {
 		return respondError(badInput(err))
 	}
+	input.RequestID = req.ID
 	c, _, err := b.writer.write(ctx, req.Storage, stored, in, id, input)
 	if err != nil {
 		return respondError(err)
