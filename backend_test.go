@@ -496,13 +496,11 @@ func (v *countingSystemView) ReplicationState() consts.ReplicationState {
 	return v.StaticSystemView.ReplicationState()
 }
 
-// The framework asks for the replication state on every operation (to
-// forward writes from a performance standby); the backend asks Vault once
-// per replicationStateTTL, not once per request, and again after it.
-func TestReplicationStateIsAskedOncePerTTLNotPerRequest(t *testing.T) {
-	// What an open-source Vault answers (vault/core.go).
-	sys := &countingSystemView{StaticSystemView: logical.StaticSystemView{
-		ReplicationStateVal: consts.ReplicationDRDisabled | consts.ReplicationPerformanceDisabled}}
+// replicationEnv is a backend on Vault's system view sys, whose cached
+// replication state reads the returned clock (which does not move unless
+// the test moves it).
+func replicationEnv(t *testing.T, sys logical.SystemView) (*testEnv, *time.Time) {
+	t.Helper()
 	conf := logical.TestBackendConfig()
 	conf.StorageView = &logical.InmemStorage{}
 	conf.System = sys
@@ -513,7 +511,17 @@ func TestReplicationStateIsAskedOncePerTTLNotPerRequest(t *testing.T) {
 	b := raw.(*backend)
 	now := time.Now()
 	b.System().(*replicationStateCache).now = func() time.Time { return now }
-	e := &testEnv{t: t, b: b, storage: conf.StorageView, logs: &syncBuffer{}}
+	return &testEnv{t: t, b: b, storage: conf.StorageView, logs: &syncBuffer{}}, &now
+}
+
+// The framework asks for the replication state on every operation (to
+// forward writes from a performance standby); the backend asks Vault once
+// per replicationStateTTL, not once per request, and again after it.
+func TestReplicationStateIsAskedOncePerTTLNotPerRequest(t *testing.T) {
+	// What an open-source Vault answers (vault/core.go).
+	sys := &countingSystemView{StaticSystemView: logical.StaticSystemView{
+		ReplicationStateVal: consts.ReplicationDRDisabled | consts.ReplicationPerformanceDisabled}}
+	e, now := replicationEnv(t, sys)
 	e.mustDo(logical.UpdateOperation, "integrations/stripe", map[string]any{"provider": "stripe"})
 	e.mustDo(logical.CreateOperation, "connections/stripe/acme", map[string]any{"api_key": "sk_test_" + strings.Repeat("a", 24)})
 	before := sys.asked.Load()
@@ -523,7 +531,7 @@ func TestReplicationStateIsAskedOncePerTTLNotPerRequest(t *testing.T) {
 	if n := sys.asked.Load() - before; n > 1 {
 		t.Fatalf("50 reads asked Vault for the replication state %d times", n)
 	}
-	now = now.Add(replicationStateTTL + time.Millisecond)
+	*now = now.Add(replicationStateTTL + time.Millisecond)
 	e.mustDo(logical.ReadOperation, "connections/stripe/acme", nil)
 	if n := sys.asked.Load() - before; n < 1 {
 		t.Fatalf("a read after the TTL did not ask again (%d)", n)
@@ -552,19 +560,8 @@ func (v *unreachableOnceSystemView) ReplicationState() consts.ReplicationState {
 // writable node for a second (refreshes that rotate a refresh token then
 // save into read-only storage) instead of for that one operation.
 func TestReplicationStateUnknownIsNotKept(t *testing.T) {
-	sys := &unreachableOnceSystemView{}
-	conf := logical.TestBackendConfig()
-	conf.StorageView = &logical.InmemStorage{}
-	conf.System = sys
-	raw, err := Factory(context.Background(), conf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := raw.(*backend)
-	now := time.Now()
-	if c, ok := b.System().(*replicationStateCache); ok {
-		c.now = func() time.Time { return now }
-	}
+	e, _ := replicationEnv(t, &unreachableOnceSystemView{})
+	b := e.b
 	b.WriteSafeReplicationState() // the failed question
 	if b.WriteSafeReplicationState() {
 		t.Fatal("a performance standby is write-safe after one failed replication-state question: the unknown answer was kept")
