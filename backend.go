@@ -277,31 +277,48 @@ func (b *backend) initialize(ctx context.Context, req *logical.InitializationReq
 	// once each was tried, and records that failed are tried again.
 	b.store.HoldForReplay()
 	replayed := make(chan struct{})
-	b.engine.Start(func(ctx context.Context) error {
+	b.engine.Start(func(ctx context.Context, ready func()) error {
 		go b.store.ReplayAtStart(ctx, s, b.Logger, func() { close(replayed) })
 		select {
 		case <-replayed:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		start := time.Now()
-		cfg, err := b.config(ctx, s)
-		if err != nil {
-			b.Logger().Error("building the refresh queue", "error", err)
-			return err
-		}
-		var n int
-		err = b.engine.rebuild(func(visit func(key string, f scheduleFields)) error {
-			n, err = b.store.EachSchedule(ctx, s, visit)
-			return err
-		}, cfg, b.now)
-		if err != nil {
-			b.Logger().Error("building the refresh queue", "error", err, "connections", n)
-			return err
-		}
-		b.Logger().Info("refresh queue built", "connections", n, "queued", b.engine.QueueLen(), "duration", time.Since(start))
-		return nil
+		return b.buildRefreshQueue(ctx, s, ready)
 	})
+	return nil
+}
+
+// buildRefreshQueue queues every connection from its schedule mark, ready
+// at once where every stored connection has one, then reads every stored
+// connection to check the queue and mend the marks
+// (connection_schedule_marks.go).
+func (b *backend) buildRefreshQueue(ctx context.Context, s logical.Storage, ready func()) error {
+	start := time.Now()
+	cfg, err := b.config(ctx, s)
+	if err != nil {
+		b.Logger().Error("building the refresh queue", "error", err)
+		return err
+	}
+	marks, complete, err := b.store.LoadScheduleMarks(ctx, s, b.engine.restore)
+	switch {
+	case err != nil:
+		// Not fatal: the check below queues every connection.
+		b.Logger().Warn("listing the schedule marks; the refresh queue is ready once every connection is read", "error", err)
+	case complete:
+		ready()
+		b.Logger().Info("refresh queue built from schedule marks", "queued", b.engine.QueueLen(), "duration", time.Since(start))
+	}
+	var n int
+	err = b.engine.check(func(visit func(key string, f scheduleFields)) error {
+		n, err = b.store.CheckSchedule(ctx, s, marks, visit)
+		return err
+	}, cfg, b.now)
+	if err != nil {
+		b.Logger().Error("checking the refresh queue against every connection", "error", err, "connections", n)
+		return err
+	}
+	b.Logger().Info("refresh queue checked against every connection", "connections", n, "queued", b.engine.QueueLen(), "duration", time.Since(start))
 	return nil
 }
 

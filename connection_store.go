@@ -461,6 +461,18 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	if !c.issued && len(entry.Value) > maxConnectionEntryBytes {
 		return &userError{fmt.Sprintf("the connection would be %d bytes stored; the limit is %d", len(entry.Value), maxConnectionEntryBytes)}
 	}
+	// The new schedule mark goes first, so that no crash leaves a stored
+	// connection without its current mark (connection_schedule_marks.go).
+	marked := true
+	if _, err := putScheduleMark(ctx, s, c, previous); err != nil {
+		if !c.issued {
+			return err
+		}
+		// Issued tokens are saved all the same: the start's check of every
+		// entry queues a connection whose mark is missing.
+		marked = false
+		cs.logger().Warn("writing a schedule mark", "key", key, "error", err)
+	}
 	err = putEntry(ctx, s, entry)
 	for i := 0; err != nil && c.issued && i < len(saveRetryDelays); i++ {
 		time.Sleep(saveRetryDelays[i])
@@ -475,6 +487,12 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 		// What storage holds now is unknown; let the next read find out.
 		cs.cache.invalidate(key)
 		return err
+	}
+	if marked {
+		if err := dropScheduleMark(ctx, s, c, previous); err != nil {
+			// Left beside the new one, it only brings a refresh forward.
+			cs.logger().Warn("deleting an earlier schedule mark", "key", key, "error", err)
+		}
 	}
 	cs.forgetUnsaved(ctx, s, key)
 	cs.cache.put(key, c, size)
@@ -588,6 +606,11 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		// and get a new one.
 		cs.rerecordUnsaved(ctx, s, key)
 		return nil, fmt.Errorf("deleting %q: %w", key, err)
+	}
+	if err := dropScheduleMark(ctx, s, nil, c); err != nil {
+		// Left behind, it queues a refresh that finds nothing, and the
+		// start's check deletes it.
+		cs.logger().Warn("deleting a schedule mark", "key", key, "error", err)
 	}
 	cs.dropUnsaved(key)
 	cs.cache.invalidate(key)

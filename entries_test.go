@@ -136,7 +136,7 @@ var storedKinds = []struct {
 
 // unformattedPrefixes hold markers whose value is empty ({}): their key is
 // all they say.
-var unformattedPrefixes = []string{stateExpiryPrefix, stateExpiryIndexedKey, sessionExpiryPrefix}
+var unformattedPrefixes = []string{stateExpiryPrefix, stateExpiryIndexedKey, sessionExpiryPrefix, scheduleMarkPrefix, scheduleMarksCompleteKey}
 
 // everyStoredKind writes an entry of every kind the plugin stores through
 // its paths (a WAL record directly), and returns the backend.

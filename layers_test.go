@@ -86,7 +86,7 @@ var layerFiles = []struct {
 		// The proxy's per-connection call counts, kept in memory until a save.
 		"proxy_calls.go",
 		// The start-up scan's decoder of scheduling fields alone.
-		"connection_schedule_scan.go"}},
+		"connection_schedule_scan.go", "connection_schedule_marks.go"}},
 	// The engine as the root reaches it (internal/refresh holds the engine
 	// itself): a connection entry handed to it, and the entry's side of
 	// its rules.

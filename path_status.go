@@ -32,6 +32,7 @@ func (b *backend) pathStatusRead(ctx context.Context, req *logical.Request, _ *f
 	resp := &logical.Response{Data: map[string]any{
 		"queue_size":             stats.QueueSize,
 		"queue_ready":            stats.QueueReady,
+		"queue_checked":          stats.QueueChecked,
 		"next_refresh_at":        formatTime(stats.NextRefreshAt),
 		"refresh_status_counts":  stats.StatusCounts,
 		"refreshes_total":        stats.Refreshes,
@@ -58,7 +59,11 @@ The refresh engine as this node sees it:
 
   queue_size              connections with a scheduled background refresh
   queue_ready             whether the queue has been built from storage since
-                          the plugin started (reads are served before that)
+                          the plugin started (reads are served before that):
+                          from the connections' schedule marks, in seconds
+  queue_checked           whether every stored connection has been read
+                          since the plugin started, the queue checked
+                          against it (after queue_ready)
   next_refresh_at         the earliest scheduled refresh
   refresh_status_counts   token connections by refresh_status: ok, failing,
                           exhausted, reauthorization_required
@@ -98,6 +103,7 @@ func statusResponseFields() map[string]*framework.FieldSchema {
 	return map[string]*framework.FieldSchema{
 		"queue_size":             typed(framework.TypeInt, "Connections with a scheduled background refresh."),
 		"queue_ready":            typed(framework.TypeBool, "Whether the queue has been built from storage since the plugin started."),
+		"queue_checked":          typed(framework.TypeBool, "Whether every stored connection has been read since the plugin started, the queue checked against it."),
 		"next_refresh_at":        str("The earliest scheduled refresh (RFC 3339), empty when none."),
 		"refresh_status_counts":  typed(framework.TypeMap, "Token connections by refresh_status."),
 		"refreshes_total":        typed(framework.TypeInt64, "Refreshes done since the plugin started."),

@@ -47,11 +47,16 @@ func (e *refreshEngine) recordOutcome(ok bool) {
 	e.RecordOutcome(ok)
 }
 
-// rebuild queues every stored connection from the scheduling fields each
-// hands it (the store decodes no more of an entry). each may call visit
-// from several goroutines at once.
-func (e *refreshEngine) rebuild(each func(visit func(key string, f scheduleFields)) error, cfg *configEntry, now func() time.Time) error {
-	return e.Rebuild(func(visit func(key string, f refresh.Fields)) error {
+// restore queues the connection at key from its schedule mark: its status
+// and next refresh (zero: none).
+func (e *refreshEngine) restore(key string, status refreshStatus, next time.Time) {
+	e.Restore(key, refresh.Status(status), next)
+}
+
+// check queues every stored connection from the fields each hands it, and
+// brings forward any queued later than they say (Engine.Check).
+func (e *refreshEngine) check(each func(visit func(key string, f scheduleFields)) error, cfg *configEntry, now func() time.Time) error {
+	return e.Check(func(visit func(key string, f refresh.Fields)) error {
 		return each(func(key string, f scheduleFields) { visit(key, f.forEngine()) })
 	}, cfg.refreshSettings(), now)
 }

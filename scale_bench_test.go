@@ -76,6 +76,13 @@ func seedMixed(b *testing.B, s logical.Storage, n int) {
 		if err := putConnection(ctx, s, c); err != nil {
 			b.Fatal(err)
 		}
+		if _, err := putScheduleMark(ctx, s, c, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	// As a mount whose every connection was saved by this release.
+	if err := s.Put(ctx, &logical.StorageEntry{Key: scheduleMarksCompleteKey, Value: scheduleMarkValue}); err != nil {
+		b.Fatal(err)
 	}
 }
 
@@ -88,7 +95,8 @@ func heapInUse() uint64 {
 }
 
 // BenchmarkScaleStart: a plugin starting on n stored connections. Reports
-// the time to the first served read and to a complete refresh queue, the
+// the time to the first served read, to a complete refresh queue (from the
+// schedule marks) and to the check of every connection after it, the
 // plugin's own heap (the storage's excluded), and, as the baseline, the
 // time a bare scan of the same entries (list and get, no decoding) takes,
 // measured just before each start; the ratio is of their sums.
@@ -98,7 +106,7 @@ func BenchmarkScaleStart(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			s := &logical.InmemStorage{}
 			seedMixed(b, s, n)
-			var scans, queues time.Duration
+			var scans, queues, checks time.Duration
 			for range b.N {
 				b.StopTimer()
 				// The baseline beside each start, so that both see the
@@ -107,9 +115,10 @@ func BenchmarkScaleStart(b *testing.B) {
 				scans += scan
 				heapBefore := heapInUse()
 				b.StartTimer()
-				firstRead, queue, be := startAndWait(b, s, "oauth", "c0000000")
+				firstRead, queue, checked, be := startAndWait(b, s, "oauth", "c0000000")
 				b.StopTimer()
 				queues += queue
+				checks += checked
 				if got := be.engine.QueueLen(); got != n*7/10 {
 					b.Fatalf("queue holds %d, want %d", got, n*7/10)
 				}
@@ -118,6 +127,8 @@ func BenchmarkScaleStart(b *testing.B) {
 				b.ReportMetric(float64(queue.Milliseconds()), "queue-ms")
 				b.ReportMetric(float64(scan.Milliseconds()), "bare-scan-ms")
 				b.ReportMetric(float64(queues)/float64(scans), "queue/bare-scan")
+				b.ReportMetric(float64(checked.Milliseconds()), "checked-ms")
+				b.ReportMetric(float64(checks)/float64(scans), "checked/bare-scan")
 				b.ReportMetric(float64(heap)/(1<<20), "plugin-heap-MB")
 				be.Clean(context.Background())
 				runtime.KeepAlive(be)
@@ -146,8 +157,9 @@ func bareScan(b *testing.B, s logical.Storage) time.Duration {
 }
 
 // startAndWait starts a backend on s and returns the time to its first
-// served read of integration/id and to its complete refresh queue.
-func startAndWait(b *testing.B, s logical.Storage, integration, id string) (firstRead, queue time.Duration, be *backend) {
+// served read of integration/id, to its complete refresh queue (from the
+// schedule marks) and to the check of every stored connection.
+func startAndWait(b *testing.B, s logical.Storage, integration, id string) (firstRead, queue, checked time.Duration, be *backend) {
 	ctx := context.Background()
 	t0 := time.Now()
 	be = startBackend(b, s)
@@ -159,7 +171,11 @@ func startAndWait(b *testing.B, s logical.Storage, integration, id string) (firs
 	for !be.engine.Ready() {
 		time.Sleep(time.Millisecond)
 	}
-	return firstRead, time.Since(t0), be
+	queue = time.Since(t0)
+	for !be.engine.Stats().QueueChecked {
+		time.Sleep(time.Millisecond)
+	}
+	return firstRead, queue, time.Since(t0), be
 }
 
 // BenchmarkScaleIdleTick: storage operations of one periodic tick with n
@@ -169,7 +185,7 @@ func BenchmarkScaleIdleTick(b *testing.B) {
 		b.Run(fmt.Sprintf("n=%d", n), func(b *testing.B) {
 			counting := &countingStorage{Storage: &logical.InmemStorage{}}
 			seedMixed(b, counting, n)
-			_, _, be := startAndWait(b, counting, "keys", fmt.Sprintf("c%07d", n-1))
+			_, _, _, be := startAndWait(b, counting, "keys", fmt.Sprintf("c%07d", n-1))
 			req := &logical.Request{Storage: counting}
 			counting.ops.Store(0)
 			b.ResetTimer()
@@ -205,7 +221,7 @@ func BenchmarkScaleList(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			_, _, be := startAndWait(b, s, "keys", "c0000000")
+			_, _, _, be := startAndWait(b, s, "keys", "c0000000")
 			start := time.Now()
 			if _, err := s.List(ctx, connectionsPrefix("keys")); err != nil {
 				b.Fatal(err)

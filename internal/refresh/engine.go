@@ -24,9 +24,10 @@ import (
 // queue (as Vault's database engine schedules static-role rotations) and
 // refreshes them on a bounded pool of workers. The queue holds only keys,
 // never a secret: a worker re-reads the entry under its lock. It is rebuilt
-// from storage at start, in the background, and kept current by every save
-// and delete (Track, Untrack), so a tick with nothing due costs no storage
-// operation.
+// at start, in the background (from the connections' schedule marks when
+// the store keeps them, then checked against every stored connection), and
+// kept current by every save and delete (Track, Untrack), so a tick with
+// nothing due costs no storage operation.
 type Engine struct {
 	queue *refreshQueue
 
@@ -34,6 +35,7 @@ type Engine struct {
 	statuses map[string]Status // by connection key, token modes only
 
 	ready     atomic.Bool // the queue holds every stored connection
+	checked   atomic.Bool // and every stored connection was read since start
 	refreshes atomic.Int64
 	failures  atomic.Int64
 	tickLock  sync.Mutex
@@ -69,6 +71,7 @@ func (e *Engine) SetJitter(jitter func(max time.Duration) time.Duration) {
 type Stats struct {
 	QueueSize     int
 	QueueReady    bool
+	QueueChecked  bool
 	NextRefreshAt time.Time
 	StatusCounts  map[string]int
 	Refreshes     int64
@@ -80,6 +83,7 @@ func (e *Engine) Stats() Stats {
 	return Stats{
 		QueueSize:     e.queue.Len(),
 		QueueReady:    e.ready.Load(),
+		QueueChecked:  e.checked.Load(),
 		NextRefreshAt: e.next(),
 		StatusCounts:  e.statusCounts(),
 		Refreshes:     e.refreshes.Load(),
@@ -113,7 +117,7 @@ func (e *Engine) Scheduled(key string) (time.Time, bool) {
 // NextRefresh is when the background should refresh a connection with the
 // fields f: zero for one it cannot or must not refresh; a failing one keeps
 // the retry time its failure set. Every save applies it, and the start-up
-// rebuild to the fields it decoded of entries stored before scheduling
+// start-up check to the fields it decoded of entries stored before scheduling
 // existed.
 func (e *Engine) NextRefresh(f *Fields, s Settings, now time.Time) time.Time {
 	switch {
@@ -143,8 +147,9 @@ func (e *Engine) NextRefresh(f *Fields, s Settings, now time.Time) time.Time {
 // Track puts the next refresh (f.NextRefreshAt) of the connection at key in
 // the queue, replacing any earlier one, and records its status: the store
 // calls it once the connection is saved. A save wins over the start-up
-// rebuild, which may queue an older copy only where no save has queued one
-// (queueIfAbsent). It reads only f's IssuesTokens, Status and
+// restore from marks, which may queue an older copy only where no save has
+// queued one (queueIfAbsent), and over the start-up check, which may only
+// bring it forward (Check). It reads only f's IssuesTokens, Status and
 // NextRefreshAt.
 func (e *Engine) Track(key string, f *Fields) {
 	if f.NextRefreshAt.IsZero() {
@@ -162,8 +167,8 @@ func (e *Engine) Track(key string, f *Fields) {
 }
 
 // queueIfAbsent queues the connection at key, with the fields f the
-// rebuild read, unless a save has queued it already: the start-up rebuild
-// must not undo what a save did meanwhile.
+// start read, unless a save has queued it already: the start must not undo
+// what a save did meanwhile.
 func (e *Engine) queueIfAbsent(key string, f *Fields, next time.Time) {
 	if !next.IsZero() && !e.queue.pushIfAbsent(key, next.UnixMilli()) {
 		return
@@ -256,29 +261,45 @@ func (e *Engine) RunTick(now time.Time, concurrency int, refresh func(key string
 	wg.Wait()
 }
 
-// Rebuild queues every stored connection from the scheduling fields each
-// hands it (the store decodes no more of an entry); saves that happen
-// meanwhile queue themselves and win (queueIfAbsent). each may call visit
-// from several goroutines at once.
-func (e *Engine) Rebuild(each func(visit func(key string, f Fields)) error, s Settings, now func() time.Time) error {
+// Restore queues the connection at key from what its schedule mark
+// recorded (its status and next refresh, zero for none), unless a save has
+// queued it already.
+func (e *Engine) Restore(key string, status Status, next time.Time) {
+	e.queueIfAbsent(key, &Fields{IssuesTokens: true, Status: status}, next)
+}
+
+// Check queues every stored connection from the scheduling fields each
+// hands it (the store decodes no more of an entry), and brings forward a
+// connection queued later than its fields say: a refresh that finds itself
+// early only reschedules, one queued late may let a token lapse. So it
+// corrects a queue restored from marks an earlier release did not keep,
+// and a save meanwhile keeps its status. each may call visit from several
+// goroutines at once.
+func (e *Engine) Check(each func(visit func(key string, f Fields)) error, s Settings, now func() time.Time) error {
 	return each(func(key string, f Fields) {
 		next := f.NextRefreshAt
 		if next.IsZero() && f.Status == "" {
-			next = e.NextRefresh(&f, s, now()) // stored before scheduling existed
+			next = e.NextRefresh(&f, s, now())
 		}
-		e.queueIfAbsent(key, &f, next)
+		if !next.IsZero() {
+			e.queue.lower(key, next.UnixMilli())
+		}
+		e.queueIfAbsent(key, &f, time.Time{})
 	})
 }
 
 // Start builds the queue in the background, so that the plugin serves
-// reads at once; the engine is ready once build returns nil. Stop cancels
-// a build in progress.
-func (e *Engine) Start(build func(ctx context.Context) error) {
+// reads at once. build calls ready once the queue holds every stored
+// connection (from their marks, before it has read them all); the engine
+// is ready then, or once build returns nil, and checked once build
+// returns nil. Stop cancels a build in progress.
+func (e *Engine) Start(build func(ctx context.Context, ready func()) error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.cancel = cancel
 	go func() {
-		if build(ctx) == nil {
+		if build(ctx, func() { e.ready.Store(true) }) == nil {
 			e.ready.Store(true)
+			e.checked.Store(true)
 		}
 	}()
 }

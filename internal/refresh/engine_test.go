@@ -72,15 +72,25 @@ func TestTrackAndUntrack(t *testing.T) {
 	}
 }
 
-// A save during the start-up rebuild wins over the older copy the rebuild
-// read.
-func TestRebuildNeverUndoesASave(t *testing.T) {
+// The check of every stored connection at start queues what the marks
+// left out and brings forward what they put off, never later: a save that
+// queued a connection meanwhile keeps its status, and its time unless the
+// copy the check read is earlier (a refresh that finds itself early only
+// reschedules).
+func TestCheckBringsForwardAndNeverPutsOff(t *testing.T) {
 	e := noJitter()
 	now := time.UnixMilli(time.Now().UnixMilli()).UTC()
+	e.Restore("marked-late", OK, now.Add(3*time.Hour))
+	e.Restore("marked-early", OK, now.Add(time.Minute))
+	e.Restore("exhausted", Exhausted, time.Time{})
 	saved := now.Add(2 * time.Hour)
-	err := e.Rebuild(func(visit func(string, Fields)) error {
+	err := e.Check(func(visit func(string, Fields)) error {
 		e.Track("k", &Fields{IssuesTokens: true, NextRefreshAt: saved})
 		visit("k", Fields{IssuesTokens: true, Status: Failing, NextRefreshAt: now.Add(time.Minute)})
+		visit("marked-late", Fields{IssuesTokens: true, NextRefreshAt: now.Add(time.Hour)})
+		visit("marked-early", Fields{IssuesTokens: true, NextRefreshAt: now.Add(time.Hour)})
+		visit("exhausted", Fields{IssuesTokens: true, NextRefreshAt: now.Add(10 * time.Minute)})
+		visit("unmarked", Fields{IssuesTokens: true, NextRefreshAt: now.Add(20 * time.Minute)})
 		// Stored before scheduling existed: no next time, no status.
 		visit("old", Fields{IssuesTokens: true, HasAccessToken: true, ExpiresAt: now.Add(time.Hour)})
 		return nil
@@ -88,14 +98,39 @@ func TestRebuildNeverUndoesASave(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := e.Scheduled("k"); !got.Equal(saved) {
-		t.Fatalf("rebuild moved a saved connection to %v", got)
+	want := map[string]time.Time{
+		"k":            now.Add(time.Minute), // the earlier copy: early, never late
+		"marked-late":  now.Add(time.Hour),
+		"marked-early": now.Add(time.Minute),
+		"exhausted":    now.Add(10 * time.Minute),
+		"unmarked":     now.Add(20 * time.Minute),
+		"old":          now.Add(45 * time.Minute),
 	}
-	if e.Stats().StatusCounts["failing"] != 0 {
-		t.Fatal("rebuild replaced a saved connection's status")
+	for key, at := range want {
+		if got, ok := e.Scheduled(key); !ok || !got.Equal(at) {
+			t.Errorf("%s queued at %v (%v), want %v", key, got, ok, at)
+		}
 	}
-	if got, ok := e.Scheduled("old"); !ok || !got.Equal(now.Add(45*time.Minute)) {
-		t.Fatalf("an entry of an earlier version queued %v %v", got, ok)
+	if c := e.Stats().StatusCounts; c["failing"] != 0 || c["exhausted"] != 1 || c["ok"] != 5 {
+		t.Fatalf("the check replaced a status it had: %v", c)
+	}
+}
+
+// Restore queues a connection from its mark unless a save queued it.
+func TestRestoreNeverUndoesASave(t *testing.T) {
+	e := noJitter()
+	now := time.UnixMilli(time.Now().UnixMilli()).UTC()
+	e.Track("k", &Fields{IssuesTokens: true, NextRefreshAt: now.Add(time.Hour)})
+	e.Restore("k", Failing, now.Add(time.Minute))
+	e.Restore("never", Reauth, time.Time{})
+	if got, _ := e.Scheduled("k"); !got.Equal(now.Add(time.Hour)) {
+		t.Fatalf("a mark moved a saved connection to %v", got)
+	}
+	if _, ok := e.Scheduled("never"); ok {
+		t.Fatal("a mark with no next refresh was queued")
+	}
+	if c := e.Stats().StatusCounts; c["failing"] != 0 || c["reauthorization_required"] != 1 {
+		t.Fatalf("statuses %v", c)
 	}
 }
 
@@ -133,25 +168,34 @@ func TestStartIsReadyOnlyAfterABuild(t *testing.T) {
 	e := NewEngine()
 	release := make(chan struct{})
 	done := make(chan struct{})
-	e.Start(func(ctx context.Context) error {
+	marked := make(chan struct{})
+	e.Start(func(ctx context.Context, ready func()) error {
 		defer close(done)
+		<-release
+		ready() // from the marks
+		marked <- struct{}{}
 		<-release
 		return nil
 	})
 	if e.Ready() {
 		t.Fatal("ready before the build finished")
 	}
+	release <- struct{}{}
+	<-marked
+	if !e.Ready() || e.Stats().QueueChecked {
+		t.Fatalf("after ready(): ready %v, checked %v; want ready, not checked", e.Ready(), e.Stats().QueueChecked)
+	}
 	close(release)
 	<-done
-	for deadline := time.Now().Add(5 * time.Second); !e.Ready(); time.Sleep(time.Millisecond) {
+	for deadline := time.Now().Add(5 * time.Second); !e.Stats().QueueChecked; time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatal("not ready after the build")
+			t.Fatal("not checked after the build")
 		}
 	}
 
 	failed := NewEngine()
 	stopped := make(chan struct{})
-	failed.Start(func(ctx context.Context) error {
+	failed.Start(func(ctx context.Context, _ func()) error {
 		defer close(stopped)
 		<-ctx.Done()
 		return errors.New("cancelled")

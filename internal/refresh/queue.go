@@ -60,6 +60,22 @@ func (q *refreshQueue) pushIfAbsent(key string, priority int64) bool {
 	return true
 }
 
+// lower queues key at priority unless it is queued earlier already: a
+// check of the stored connections may bring a refresh forward, never put
+// it off, since a refresh that finds itself early only reschedules.
+func (q *refreshQueue) lower(key string, priority int64) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if it, ok := q.byKey[key]; ok {
+		if priority < it.Priority {
+			it.Priority = priority
+			heap.Fix(&q.heap, it.index)
+		}
+		return
+	}
+	q.push(key, priority)
+}
+
 // push adds a key known to be absent; q.mu is held.
 func (q *refreshQueue) push(key string, priority int64) {
 	it := &queueItem{Key: key, Priority: priority}

@@ -1,0 +1,405 @@
+// SPDX-License-Identifier: MPL-2.0
+
+package connect
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/vault/sdk/logical"
+)
+
+// Schedule marks let a starting plugin build its refresh queue from a few
+// storage lists instead of a read of every connection: on integrated storage
+// each read is a round trip through Vault, and 100,000 of them took ten
+// seconds during which nothing was refreshed in the background.
+//
+// A mark is an empty entry whose key says it all: the connection, its
+// refresh status and its next refresh (scheduleMarkKey), so that listing
+// an integration's marks returns the schedule of all its connections. Every
+// connection whose auth mode issues tokens has one; the others have none.
+// A save whose mark changes writes the new mark before the entry and
+// deletes the old one after it, and a delete removes the mark after the
+// entry; so, whatever a crash interrupts, each stored token connection has
+// its current mark, perhaps beside an older one or two. Where a connection
+// has several, the start queues it by the earliest: a refresh that comes
+// early finds its entry not due and only reschedules, where a late one
+// might let a token lapse. A mark whose connection is gone (a crash after
+// the entry's delete) queues a refresh that finds nothing.
+//
+// The marks are a copy, so the start still reads every connection after
+// the queue is ready (CheckSchedule): it brings forward what a mark put
+// off (a connection an earlier release changed after a rollback), queues
+// what has no mark, and mends the marks that differ from their entry.
+const scheduleMarkPrefix = "schedule/"
+
+// scheduleMarksCompleteKey records that every stored token connection has
+// its mark: written by the first start whose check found every entry and
+// mended every mark, after an upgrade from a release that kept none. Until
+// then the queue is ready only once every connection has been read.
+const scheduleMarksCompleteKey = "schedule_marks_complete"
+
+// scheduleMarkSep separates a mark key's parts: no connection id has it.
+const scheduleMarkSep = "~"
+
+// scheduleMark is one connection's schedule as its mark records it.
+type scheduleMark struct {
+	Status refreshStatus
+	// Next is the Unix millisecond of the next refresh; zero for none.
+	Next int64
+}
+
+// scheduleMarkOf is c's mark after c is scheduled; false when c's auth
+// mode issues no token, and so has no mark.
+func scheduleMarkOf(c *connectionEntry) (scheduleMark, bool) {
+	if c == nil || !c.AuthMode.HasTokens() {
+		return scheduleMark{}, false
+	}
+	return scheduleMark{Status: c.refreshState(), Next: unixMilliOrZero(c.NextRefreshAt)}, true
+}
+
+// scheduleMarkOfFields is scheduleMarkOf for the fields a scan decoded.
+func scheduleMarkOfFields(f scheduleFields) (scheduleMark, bool) {
+	if !f.AuthMode.HasTokens() {
+		return scheduleMark{}, false
+	}
+	st := f.RefreshStatus
+	if st == "" {
+		st = refreshOK
+	}
+	return scheduleMark{Status: st, Next: unixMilliOrZero(f.NextRefreshAt)}, true
+}
+
+func unixMilliOrZero(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// nextTime is when the mark queues its connection; zero for never.
+func (m scheduleMark) nextTime() time.Time {
+	if m.Next == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(m.Next).UTC()
+}
+
+// before orders marks by when they queue their connection, never last.
+func (m scheduleMark) before(o scheduleMark) bool {
+	switch {
+	case m.Next == 0:
+		return false
+	case o.Next == 0:
+		return true
+	}
+	return m.Next < o.Next
+}
+
+// scheduleMarksPrefix is where an integration's marks are.
+func scheduleMarksPrefix(integration string) string {
+	return scheduleMarkPrefix + integration + "/"
+}
+
+// scheduleMarkKey is the storage key of the mark m of connection id.
+func scheduleMarkKey(integration, id string, m scheduleMark) string {
+	return scheduleMarksPrefix(integration) + id + scheduleMarkSep + string(m.Status) + scheduleMarkSep + strconv.FormatInt(m.Next, 10)
+}
+
+// parseScheduleMark reads a name an integration's marks list holds; false
+// for one that is no mark.
+func parseScheduleMark(name string) (id string, m scheduleMark, ok bool) {
+	parts := strings.Split(name, scheduleMarkSep)
+	if len(parts) != 3 || !connectionIDRe.MatchString(parts[0]) {
+		return "", scheduleMark{}, false
+	}
+	next, err := strconv.ParseInt(parts[2], 10, 64)
+	if err != nil || next < 0 {
+		return "", scheduleMark{}, false
+	}
+	st := refreshStatus(parts[1])
+	switch st {
+	case refreshOK, refreshFailing, refreshExhausted, refreshReauth:
+	default:
+		return "", scheduleMark{}, false
+	}
+	return parts[0], scheduleMark{Status: st, Next: next}, true
+}
+
+// scheduleMarkValue is every mark's value: the key says it all.
+var scheduleMarkValue = []byte("{}")
+
+// putScheduleMark writes the mark of the connection at key after the save of
+// c (previous was stored) changes it, before c is saved; false when there
+// was nothing to write.
+func putScheduleMark(ctx context.Context, s logical.Storage, c, previous *connectionEntry) (bool, error) {
+	next, ok := scheduleMarkOf(c)
+	if !ok {
+		return false, nil
+	}
+	if was, had := scheduleMarkOf(previous); had && was == next {
+		return false, nil
+	}
+	return true, putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarkKey(c.Integration, c.ConnectionID, next), Value: scheduleMarkValue})
+}
+
+// dropScheduleMark deletes previous's mark once c (nil: nothing, a delete)
+// is stored in its place, unless c has the same one.
+func dropScheduleMark(ctx context.Context, s logical.Storage, c, previous *connectionEntry) error {
+	was, had := scheduleMarkOf(previous)
+	if !had {
+		return nil
+	}
+	if now, has := scheduleMarkOf(c); has && now == was {
+		return nil
+	}
+	key := scheduleMarkKey(previous.Integration, previous.ConnectionID, was)
+	if err := s.Delete(ctx, key); err != nil {
+		return fmt.Errorf("deleting %q: %w", key, err)
+	}
+	return nil
+}
+
+// scheduleMarks are the marks a start listed: each integration's names as
+// storage listed them, sorted, so that a connection's marks are found by a
+// binary search rather than kept in a map (a million connections' map
+// would double the plugin's memory at start), and which of them the check
+// found an entry for.
+type scheduleMarks struct {
+	byIntegration map[string]*listedMarks
+	listed        bool // every integration's marks were listed
+}
+
+// listedMarks are one integration's mark names, sorted, and for each
+// whether the check read its connection.
+type listedMarks struct {
+	names []string
+	seen  []atomic.Bool
+}
+
+// of returns the range of l.names that are marks of connection id: the
+// separator sorts after every character of an id, so they are adjacent.
+func (l *listedMarks) of(id string) (first, end int) {
+	prefix := id + scheduleMarkSep
+	first = sort.SearchStrings(l.names, prefix)
+	end = first
+	for end < len(l.names) && strings.HasPrefix(l.names[end], prefix) {
+		end++
+	}
+	return first, end
+}
+
+// marks parses the names in [first, end).
+func (l *listedMarks) marks(first, end int) []scheduleMark {
+	ms := make([]scheduleMark, 0, end-first)
+	for _, name := range l.names[first:end] {
+		if _, m, ok := parseScheduleMark(name); ok {
+			ms = append(ms, m)
+		}
+	}
+	return ms
+}
+
+// markedOf returns the marks listed for the connection at key and notes
+// that the check read it.
+func (m *scheduleMarks) markedOf(key string) []scheduleMark {
+	integration, id, ok := splitConnectionKey(key)
+	l := m.byIntegration[integration]
+	if !ok || l == nil {
+		return nil
+	}
+	first, end := l.of(id)
+	for i := first; i < end; i++ {
+		l.seen[i].Store(true)
+	}
+	return l.marks(first, end)
+}
+
+// unseen calls mend with each connection whose marks were listed but whose
+// entry the check did not read, and its marks.
+func (m *scheduleMarks) unseen(mend func(key string, listed []scheduleMark)) {
+	for integration, l := range m.byIntegration {
+		for i := 0; i < len(l.names); {
+			id, _, ok := parseScheduleMark(l.names[i])
+			if !ok {
+				i++
+				continue
+			}
+			first, end := l.of(id)
+			if first != i {
+				end = i + 1 // not sorted as listed: this one alone
+			}
+			if !l.seen[i].Load() {
+				mend(connectionKey(integration, id), l.marks(i, end))
+			}
+			i = end
+		}
+	}
+}
+
+// LoadScheduleMarks lists every mark and hands visit each connection's
+// earliest; complete says whether every stored token connection has one
+// (scheduleMarksCompleteKey), so that the queue they make is ready. The
+// marks are returned for CheckSchedule to hold against the entries.
+func (cs *connectionStore) LoadScheduleMarks(ctx context.Context, s logical.Storage, visit func(key string, status refreshStatus, next time.Time)) (marks *scheduleMarks, complete bool, err error) {
+	marks = &scheduleMarks{byIntegration: map[string]*listedMarks{}}
+	done, err := s.Get(ctx, scheduleMarksCompleteKey)
+	if err != nil {
+		return marks, false, fmt.Errorf("reading %q: %w", scheduleMarksCompleteKey, err)
+	}
+	folders, err := listSorted(ctx, s, scheduleMarkPrefix)
+	if err != nil {
+		return marks, false, err
+	}
+	for _, folder := range folders {
+		integration, ok := strings.CutSuffix(folder, "/")
+		if !ok {
+			continue
+		}
+		names, err := listSorted(ctx, s, scheduleMarksPrefix(integration))
+		if err != nil {
+			return marks, false, err
+		}
+		marks.byIntegration[integration] = &listedMarks{names: names, seen: make([]atomic.Bool, len(names))}
+		restoreEarliest(integration, names, visit)
+	}
+	marks.listed = true
+	return marks, done != nil, nil
+}
+
+// restoreEarliest hands visit, for each connection of integration with
+// marks among names (sorted), its earliest mark.
+func restoreEarliest(integration string, names []string, visit func(key string, status refreshStatus, next time.Time)) {
+	var (
+		current  string
+		earliest scheduleMark
+	)
+	flush := func() {
+		if current != "" {
+			visit(connectionKey(integration, current), earliest.Status, earliest.nextTime())
+		}
+	}
+	for _, name := range names {
+		id, m, ok := parseScheduleMark(name)
+		switch {
+		case !ok:
+			continue
+		case id != current:
+			flush()
+			current, earliest = id, m
+		case m.before(earliest):
+			earliest = m
+		}
+	}
+	flush()
+}
+
+// CheckSchedule reads every stored connection, as EachSchedule does, and
+// hands visit its scheduling fields; meanwhile it mends the marks listed at
+// start (marks) that differ from what the connection's entry says, and
+// deletes those of connections no longer stored. Once every entry was read
+// and every mark mended, it records that the marks are complete.
+func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage, marks *scheduleMarks, visit func(key string, f scheduleFields)) (int, error) {
+	var (
+		errMu sync.Mutex
+		errs  []error
+	)
+	mend := func(key string, listed []scheduleMark) {
+		if err := cs.mendScheduleMarks(ctx, s, key, listed); err != nil {
+			errMu.Lock()
+			errs = append(errs, err)
+			errMu.Unlock()
+		}
+	}
+	n, err := cs.EachSchedule(ctx, s, func(key string, f scheduleFields) {
+		visit(key, f)
+		m, has := scheduleMarkOfFields(f)
+		listed := marks.markedOf(key)
+		if markedAs(listed, m, has) || (has && f.NextRefreshAt.IsZero() && f.RefreshStatus == "" && len(listed) == 1) {
+			// Its mark is its entry's; or an entry stored before
+			// scheduling existed keeps the mark its first check gave it.
+			return
+		}
+		mend(key, listed)
+	})
+	if err != nil {
+		return n, err
+	}
+	marks.unseen(func(key string, listed []scheduleMark) {
+		if ctx.Err() == nil {
+			mend(key, listed)
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		return n, err
+	}
+	if !marks.listed || ctx.Err() != nil {
+		return n, ctx.Err()
+	}
+	return n, putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarksCompleteKey, Value: scheduleMarkValue})
+}
+
+// markedAs says whether listed is exactly the mark m (has: there is one),
+// or nothing where there is none.
+func markedAs(listed []scheduleMark, m scheduleMark, has bool) bool {
+	if !has {
+		return len(listed) == 0
+	}
+	return len(listed) == 1 && listed[0] == m
+}
+
+// mendScheduleMarks makes the connection at key marked as its entry says,
+// under its lock so that no save runs meanwhile: its mark written (a
+// connection stored before marks existed, or one whose mark a crash or an
+// earlier release left behind), the marks listed that are not it deleted,
+// and the connection queued as its entry says.
+func (cs *connectionStore) mendScheduleMarks(ctx context.Context, s logical.Storage, key string, listed []scheduleMark) error {
+	integration, id, ok := splitConnectionKey(key)
+	if !ok {
+		return nil
+	}
+	defer cs.locks.Lock(key)()
+	c, _, err := cs.loadLocked(ctx, s, key)
+	if err != nil {
+		return err
+	}
+	var keep scheduleMark
+	has := false
+	if c != nil {
+		if c.NextRefreshAt.IsZero() && c.RefreshStatus == "" && c.AuthMode.HasTokens() {
+			// Stored before scheduling existed: scheduled as a save
+			// would, without saving it.
+			cfg, err := cs.config(ctx, s)
+			if err != nil {
+				return err
+			}
+			cs.sched.schedule(c, cfg, cs.now())
+		}
+		if keep, has = scheduleMarkOf(c); has {
+			if err := putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarkKey(integration, id, keep), Value: scheduleMarkValue}); err != nil {
+				return err
+			}
+		}
+	}
+	for _, m := range listed {
+		if has && m == keep {
+			continue
+		}
+		if err := s.Delete(ctx, scheduleMarkKey(integration, id, m)); err != nil {
+			return fmt.Errorf("deleting a schedule mark of %q: %w", key, err)
+		}
+	}
+	if c == nil {
+		cs.sched.untrack(key)
+	} else {
+		cs.sched.track(c)
+	}
+	return nil
+}
