@@ -305,17 +305,19 @@ func restoreEarliest(integration string, names []string, visit func(key string, 
 // hands visit its scheduling fields; meanwhile it mends the marks listed at
 // start (marks) that differ from what the connection's entry says, and
 // deletes those of connections no longer stored. Once every entry was read
-// and every mark mended, it records that the marks are complete.
+// and every mark mended, it records that the marks are complete. Storage
+// may refuse writes for a while (Vault refuses them while it sets the mount
+// up): what it refused is tried again, with pauses, until done or ctx ends.
 func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage, marks *scheduleMarks, visit func(key string, f scheduleFields)) (int, error) {
 	var (
-		errMu sync.Mutex
-		errs  []error
+		mu      sync.Mutex
+		refused []markedConnection
 	)
 	mend := func(key string, listed []scheduleMark) {
-		if err := cs.mendScheduleMarks(ctx, s, key, listed); err != nil {
-			errMu.Lock()
-			errs = append(errs, err)
-			errMu.Unlock()
+		if cs.mendScheduleMarks(ctx, s, key, listed) != nil {
+			mu.Lock()
+			refused = append(refused, markedConnection{key, listed})
+			mu.Unlock()
 		}
 	}
 	n, err := cs.EachSchedule(ctx, s, func(key string, f scheduleFields) {
@@ -337,13 +339,42 @@ func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage,
 			mend(key, listed)
 		}
 	})
-	if err := errors.Join(errs...); err != nil {
-		return n, err
+	return n, cs.finishCheck(ctx, s, refused, marks.listed)
+}
+
+// markedConnection is a connection whose marks the check must mend: its
+// key and the marks listed at start.
+type markedConnection struct {
+	key    string
+	listed []scheduleMark
+}
+
+// finishCheck mends the marks storage refused to mend so far, then records
+// the marks complete (when every integration's were listed), trying again
+// with growing pauses while storage refuses.
+func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, refused []markedConnection, listed bool) error {
+	pause := cs.walGate.retry
+	for {
+		var err error
+		var still []markedConnection
+		for _, m := range refused {
+			if merr := cs.mendScheduleMarks(ctx, s, m.key, m.listed); merr != nil {
+				still, err = append(still, m), merr
+			}
+		}
+		refused = still
+		if err == nil && listed {
+			err = putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarksCompleteKey, Value: scheduleMarkValue})
+		}
+		if err == nil || ctx.Err() != nil {
+			return errors.Join(err, ctx.Err())
+		}
+		cs.logger().Warn("mending schedule marks; trying again", "connections", len(refused), "in", pause, "error", err)
+		if !sleepCtx(ctx, pause) {
+			return ctx.Err()
+		}
+		pause = min(2*pause, walReplayRetryMax)
 	}
-	if !marks.listed || ctx.Err() != nil {
-		return n, ctx.Err()
-	}
-	return n, putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarksCompleteKey, Value: scheduleMarkValue})
 }
 
 // markedAs says whether listed is exactly the mark m (has: there is one),

@@ -300,3 +300,39 @@ func TestCheckBringsForwardWhatAStaleMarkPutOff(t *testing.T) {
 		t.Fatalf("status counts after the check %v", counts)
 	}
 }
+
+// Vault refuses writes while it sets a mount up, when the start's check
+// already runs: the marks it could not mend are mended once storage takes
+// writes, and only then is the queue checked and the marks complete.
+func TestCheckMendsMarksStorageRefusedAtFirst(t *testing.T) {
+	reliabilityCase(t, "storage refuses the start's mark writes and deletes for a while (Vault setting the mount up)",
+		"the check tries them again until storage takes them; only then is the queue checked and the marks recorded complete")
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "a", time.Hour)
+	importExpiring(e, srv, "b", 2*time.Hour)
+	ctx := context.Background()
+	for _, m := range storedMarks(t, e.storage) { // as an earlier release left them: none
+		if err := e.storage.Delete(ctx, scheduleMarkPrefix+m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: "schedule"}
+	flaky.failPuts.Store(5)
+	started := newTestEnvOn(t, flaky)
+	started.b.store.walGate.retry = 10 * time.Millisecond
+	if err := started.b.Initialize(ctx, &logical.InitializationRequest{Storage: flaky}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { started.b.Cleanup(ctx) })
+	waitFor(t, "queue checked", func() bool { return started.b.engine.Stats().QueueChecked })
+	if flaky.failPuts.Load() != 0 {
+		t.Fatalf("checked with %d refusals to come: the test refused too few writes", flaky.failPuts.Load())
+	}
+	want := []string{markOfStored(t, e.storage, "github", "a"), markOfStored(t, e.storage, "github", "b")}
+	if got := storedMarks(t, e.storage); !slices.Equal(got, want) {
+		t.Fatalf("marks after the check %v, want %v", got, want)
+	}
+	if done, err := e.storage.Get(ctx, scheduleMarksCompleteKey); err != nil || done == nil {
+		t.Fatalf("marks not recorded complete: %v", err)
+	}
+}

@@ -72,6 +72,8 @@ api_addr         = "http://127.0.0.1:%d"
 cluster_addr     = "http://127.0.0.1:%d"
 plugin_directory = %q
 disable_mlock    = true
+# Tests read what the plugin stored through sys/raw, with code of their own.
+raw_storage_endpoint = true
 `, storage, port, clusterPort, listenerExtra, port, clusterPort, pluginDir)
 	return s, os.WriteFile(s.configPath, []byte(config), 0o600)
 }
