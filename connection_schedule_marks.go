@@ -114,23 +114,25 @@ func scheduleMarkKey(integration, id string, m scheduleMark) string {
 }
 
 // parseScheduleMark reads a name an integration's marks list holds; false
-// for one that is no mark.
+// for one that is no mark. Only the plugin writes under scheduleMarkPrefix,
+// so the id is not validated again: a start parses every mark, twice.
 func parseScheduleMark(name string) (id string, m scheduleMark, ok bool) {
-	parts := strings.Split(name, scheduleMarkSep)
-	if len(parts) != 3 || !connectionIDRe.MatchString(parts[0]) {
+	id, rest, ok1 := strings.Cut(name, scheduleMarkSep)
+	status, nextText, ok2 := strings.Cut(rest, scheduleMarkSep)
+	if !ok1 || !ok2 || id == "" || strings.Contains(id, "/") {
 		return "", scheduleMark{}, false
 	}
-	next, err := strconv.ParseInt(parts[2], 10, 64)
+	next, err := strconv.ParseInt(nextText, 10, 64)
 	if err != nil || next < 0 {
 		return "", scheduleMark{}, false
 	}
-	st := refreshStatus(parts[1])
+	st := refreshStatus(status)
 	switch st {
 	case refreshOK, refreshFailing, refreshExhausted, refreshReauth:
 	default:
 		return "", scheduleMark{}, false
 	}
-	return parts[0], scheduleMark{Status: st, Next: next}, true
+	return id, scheduleMark{Status: st, Next: next}, true
 }
 
 // scheduleMarkValue is every mark's value: the key says it all.
@@ -227,6 +229,10 @@ func (m *scheduleMarks) markedOf(key string) []scheduleMark {
 func (m *scheduleMarks) unseen(mend func(key string, listed []scheduleMark)) {
 	for integration, l := range m.byIntegration {
 		for i := 0; i < len(l.names); {
+			if l.seen[i].Load() {
+				i++
+				continue
+			}
 			id, _, ok := parseScheduleMark(l.names[i])
 			if !ok {
 				i++
@@ -236,9 +242,7 @@ func (m *scheduleMarks) unseen(mend func(key string, listed []scheduleMark)) {
 			if first != i {
 				end = i + 1 // not sorted as listed: this one alone
 			}
-			if !l.seen[i].Load() {
-				mend(connectionKey(integration, id), l.marks(i, end))
-			}
+			mend(connectionKey(integration, id), l.marks(i, end))
 			i = end
 		}
 	}

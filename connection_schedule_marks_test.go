@@ -84,7 +84,7 @@ func startOn(t *testing.T, s logical.Storage) *testEnv {
 func checkedStart(t *testing.T, s logical.Storage) {
 	t.Helper()
 	e := startOn(t, s)
-	waitFor(t, "queue checked", func() bool { return e.b.engine.Stats().QueueChecked })
+	waitFor(t, "queue checked", func() bool { return e.b.engine.Checked() })
 	e.b.Cleanup(context.Background())
 }
 
@@ -168,7 +168,7 @@ func TestQueueReadyFromMarksBeforeReadingConnections(t *testing.T) {
 		t.Fatalf("queue holds %d, want 4 (the API key is not refreshed)", n)
 	}
 	queuedAsStored(t, restarted, e.storage, keys...)
-	if restarted.b.engine.Stats().QueueChecked {
+	if restarted.b.engine.Checked() {
 		t.Fatal("checked before any connection was read")
 	}
 	if counts := restarted.mustDo(logical.ReadOperation, "status", nil)["refresh_status_counts"].(map[string]int); counts["ok"] != 4 {
@@ -197,7 +197,7 @@ func TestMarksOfAnEarlierReleaseAreWrittenByTheFirstCheck(t *testing.T) {
 		t.Fatal("ready before reading any connection, with no mark stored")
 	}
 	close(gate.release)
-	waitFor(t, "queue checked", func() bool { return first.b.engine.Stats().QueueChecked })
+	waitFor(t, "queue checked", func() bool { return first.b.engine.Checked() })
 	want := []string{markOfStored(t, e.storage, "github", "a"), markOfStored(t, e.storage, "github", "b")}
 	if got := storedMarks(t, e.storage); !slices.Equal(got, want) {
 		t.Fatalf("marks after the first check %v, want %v", got, want)
@@ -243,7 +243,7 @@ func TestMarksLeftByInterruptedWritesAreMendedByTheCheck(t *testing.T) {
 		t.Fatal("the deleted connection's mark was not queued (the start reads no entry to know)")
 	}
 	close(gate.release)
-	waitFor(t, "queue checked", func() bool { return restarted.b.engine.Stats().QueueChecked })
+	waitFor(t, "queue checked", func() bool { return restarted.b.engine.Checked() })
 	if got, want := storedMarks(t, flaky.Storage), []string{was}; !slices.Equal(got, want) {
 		t.Fatalf("marks after the check %v, want %v", got, want)
 	}
@@ -289,7 +289,7 @@ func TestCheckBringsForwardWhatAStaleMarkPutOff(t *testing.T) {
 		t.Fatal("a mark that says exhausted was queued")
 	}
 	close(gate.release)
-	waitFor(t, "queue checked", func() bool { return restarted.b.engine.Stats().QueueChecked })
+	waitFor(t, "queue checked", func() bool { return restarted.b.engine.Checked() })
 	queuedAsStored(t, restarted, e.storage, "connections/github/late", "connections/github/revived")
 	want := []string{markOfStored(t, e.storage, "github", "late"), revived}
 	slices.Sort(want)
@@ -324,7 +324,7 @@ func TestCheckMendsMarksStorageRefusedAtFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { started.b.Cleanup(ctx) })
-	waitFor(t, "queue checked", func() bool { return started.b.engine.Stats().QueueChecked })
+	waitFor(t, "queue checked", func() bool { return started.b.engine.Checked() })
 	if flaky.failPuts.Load() != 0 {
 		t.Fatalf("checked with %d refusals to come: the test refused too few writes", flaky.failPuts.Load())
 	}
@@ -334,5 +334,43 @@ func TestCheckMendsMarksStorageRefusedAtFirst(t *testing.T) {
 	}
 	if done, err := e.storage.Get(ctx, scheduleMarksCompleteKey); err != nil || done == nil {
 		t.Fatalf("marks not recorded complete: %v", err)
+	}
+}
+
+// A mark's name reads back as written, names that are no mark are refused,
+// and a connection's marks are found among those of ids it prefixes or
+// that prefix it.
+func TestMarkNamesReadBackAndAreFoundById(t *testing.T) {
+	ids := []string{"a", "a.b", "a-b", "ab", "a@x:y+z=w", "a_"}
+	var names []string
+	for i, id := range ids {
+		for _, m := range []scheduleMark{{Status: refreshOK, Next: int64(1000 + i)}, {Status: refreshExhausted}} {
+			key := scheduleMarkKey("in", id, m)
+			name := strings.TrimPrefix(key, scheduleMarksPrefix("in"))
+			gotID, got, ok := parseScheduleMark(name)
+			if !ok || gotID != id || got != m {
+				t.Fatalf("%q read back as %q %+v %v", name, gotID, got, ok)
+			}
+			names = append(names, name)
+		}
+	}
+	for _, bad := range []string{"", "a", "a~ok", "a~ok~x", "a~ok~-1", "a~bogus~1", "a~ok~1~2", "~ok~1", "a/~ok~1", "folder/"} {
+		if _, _, ok := parseScheduleMark(bad); ok {
+			t.Errorf("%q read as a mark", bad)
+		}
+	}
+	slices.Sort(names)
+	l := &listedMarks{names: names}
+	for i, id := range ids {
+		first, end := l.of(id)
+		got := l.marks(first, end)
+		if len(got) != 2 || got[0].Next != 0 && got[0].Next != int64(1000+i) {
+			t.Errorf("marks of %q: %+v", id, got)
+		}
+		for _, name := range names[first:end] {
+			if gotID, _, _ := parseScheduleMark(name); gotID != id {
+				t.Errorf("marks of %q include %q", id, name)
+			}
+		}
 	}
 }

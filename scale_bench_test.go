@@ -172,7 +172,7 @@ func startAndWait(b *testing.B, s logical.Storage, integration, id string) (firs
 		time.Sleep(time.Millisecond)
 	}
 	queue = time.Since(t0)
-	for !be.engine.Stats().QueueChecked {
+	for !be.engine.Checked() {
 		time.Sleep(time.Millisecond)
 	}
 	return firstRead, queue, time.Since(t0), be

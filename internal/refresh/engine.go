@@ -97,6 +97,12 @@ func (e *Engine) Ready() bool {
 	return e.ready.Load()
 }
 
+// Checked reports whether every stored connection was read since start,
+// the queue checked against it: the build Start began has finished.
+func (e *Engine) Checked() bool {
+	return e.checked.Load()
+}
+
 // QueueLen is the number of queued connections.
 func (e *Engine) QueueLen() int {
 	return e.queue.Len()
