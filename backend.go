@@ -346,6 +346,10 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	// A start's check that storage failed is tried again.
+	b.engine.Recheck(func(ctx context.Context, ready func()) error {
+		return b.buildRefreshQueue(ctx, req.Storage, ready)
+	})
 	b.engine.RunTick(b.now(), cfg.RefreshConcurrency, func(key string) {
 		b.refresher.backgroundRefresh(ctx, req.Storage, key)
 	})

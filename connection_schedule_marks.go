@@ -77,9 +77,16 @@ func scheduleMarkOfFields(f scheduleFields) (scheduleMark, bool) {
 	return scheduleMark{Status: st, Next: unixMilliOrZero(f.NextRefreshAt)}, true
 }
 
+// unixMilliOrZero is t in Unix milliseconds, zero for the zero time: a time
+// at the epoch itself is written a millisecond earlier (a refresh queued
+// early only reschedules), and one before it (a token imported as expired
+// in 1970) negative.
 func unixMilliOrZero(t time.Time) int64 {
-	if t.IsZero() {
+	switch {
+	case t.IsZero():
 		return 0
+	case t.UnixMilli() == 0:
+		return -1
 	}
 	return t.UnixMilli()
 }
@@ -123,7 +130,7 @@ func parseScheduleMark(name string) (id string, m scheduleMark, ok bool) {
 		return "", scheduleMark{}, false
 	}
 	next, err := strconv.ParseInt(nextText, 10, 64)
-	if err != nil || next < 0 {
+	if err != nil {
 		return "", scheduleMark{}, false
 	}
 	st := refreshStatus(status)
@@ -138,18 +145,44 @@ func parseScheduleMark(name string) (id string, m scheduleMark, ok bool) {
 // scheduleMarkValue is every mark's value: the key says it all.
 var scheduleMarkValue = []byte("{}")
 
-// putScheduleMark writes the mark of the connection at key after the save of
-// c (previous was stored) changes it, before c is saved; false when there
-// was nothing to write.
-func putScheduleMark(ctx context.Context, s logical.Storage, c, previous *connectionEntry) (bool, error) {
+// putScheduleMark writes c's mark before c is saved over previous, unless
+// previous is stored (not held unsaved in place of what storage holds)
+// with the same mark; false when there was nothing to write.
+func putScheduleMark(ctx context.Context, s logical.Storage, c, previous *connectionEntry, held bool) (bool, error) {
 	next, ok := scheduleMarkOf(c)
 	if !ok {
 		return false, nil
 	}
-	if was, had := scheduleMarkOf(previous); had && was == next {
+	if was, had := scheduleMarkOf(previous); had && was == next && !held {
 		return false, nil
 	}
 	return true, putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarkKey(c.Integration, c.ConnectionID, next), Value: scheduleMarkValue})
+}
+
+// errMarkRefused is a save's error when storage refused its mark.
+var errMarkRefused = errors.New("storage refused the connection's schedule mark; nothing was saved")
+
+// markBeforeSave writes c's mark before c is saved over previous (held: in
+// place of the stored entry), and says whether the save may then drop
+// previous's mark. When storage refuses the mark of issued tokens, which
+// must be stored all the same, it withdraws the marks' completeness first,
+// so that the next start reads every connection before its queue is ready;
+// an error means storage refused that too, and the tokens must wait.
+func (cs *connectionStore) markBeforeSave(ctx context.Context, s logical.Storage, c, previous *connectionEntry, held bool) (bool, error) {
+	_, err := putScheduleMark(ctx, s, c, previous, held)
+	if err == nil {
+		return true, nil
+	}
+	key := connectionKey(c.Integration, c.ConnectionID)
+	if !c.issued {
+		return false, fmt.Errorf("%w: %w", errMarkRefused, err)
+	}
+	cs.marksWithdrawn.Add(1)
+	if derr := s.Delete(ctx, scheduleMarksCompleteKey); derr != nil {
+		return false, fmt.Errorf("withdrawing %q: %w", scheduleMarksCompleteKey, derr)
+	}
+	cs.logger().Warn("writing a schedule mark; the next start reads every connection before its queue is ready", "key", key, "error", err)
+	return false, nil
 }
 
 // dropScheduleMark deletes previous's mark once c (nil: nothing, a delete)
@@ -198,12 +231,20 @@ func (l *listedMarks) of(id string) (first, end int) {
 	return first, end
 }
 
+// listedMark is a mark as a start listed it: its name as stored (the one to
+// delete: a name written otherwise than scheduleMarkKey writes it may still
+// read as a mark) and what it says.
+type listedMark struct {
+	name string
+	scheduleMark
+}
+
 // marks parses the names in [first, end).
-func (l *listedMarks) marks(first, end int) []scheduleMark {
-	ms := make([]scheduleMark, 0, end-first)
+func (l *listedMarks) marks(first, end int) []listedMark {
+	ms := make([]listedMark, 0, end-first)
 	for _, name := range l.names[first:end] {
 		if _, m, ok := parseScheduleMark(name); ok {
-			ms = append(ms, m)
+			ms = append(ms, listedMark{name, m})
 		}
 	}
 	return ms
@@ -211,7 +252,7 @@ func (l *listedMarks) marks(first, end int) []scheduleMark {
 
 // markedOf returns the marks listed for the connection at key and notes
 // that the check read it.
-func (m *scheduleMarks) markedOf(key string) []scheduleMark {
+func (m *scheduleMarks) markedOf(key string) []listedMark {
 	integration, id, ok := splitConnectionKey(key)
 	l := m.byIntegration[integration]
 	if !ok || l == nil {
@@ -226,7 +267,7 @@ func (m *scheduleMarks) markedOf(key string) []scheduleMark {
 
 // unseen calls mend with each connection whose marks were listed but whose
 // entry the check did not read, and its marks.
-func (m *scheduleMarks) unseen(mend func(key string, listed []scheduleMark)) {
+func (m *scheduleMarks) unseen(mend func(key string, listed []listedMark)) {
 	for integration, l := range m.byIntegration {
 		for i := 0; i < len(l.names); {
 			if l.seen[i].Load() {
@@ -313,11 +354,12 @@ func restoreEarliest(integration string, names []string, visit func(key string, 
 // may refuse writes for a while (Vault refuses them while it sets the mount
 // up): what it refused is tried again, with pauses, until done or ctx ends.
 func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage, marks *scheduleMarks, visit func(key string, f scheduleFields)) (int, error) {
+	withdrawn := cs.marksWithdrawn.Load()
 	var (
 		mu      sync.Mutex
 		refused []markedConnection
 	)
-	mend := func(key string, listed []scheduleMark) {
+	mend := func(key string, listed []listedMark) {
 		if cs.mendScheduleMarks(ctx, s, key, listed) != nil {
 			mu.Lock()
 			refused = append(refused, markedConnection{key, listed})
@@ -328,7 +370,7 @@ func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage,
 		visit(key, f)
 		m, has := scheduleMarkOfFields(f)
 		listed := marks.markedOf(key)
-		if markedAs(listed, m, has) || (has && f.NextRefreshAt.IsZero() && f.RefreshStatus == "" && len(listed) == 1) {
+		if markedAs(key, listed, m, has) || (has && f.NextRefreshAt.IsZero() && f.RefreshStatus == "" && len(listed) == 1) {
 			// Its mark is its entry's; or an entry stored before
 			// scheduling existed keeps the mark its first check gave it.
 			return
@@ -338,25 +380,30 @@ func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage,
 	if err != nil {
 		return n, err
 	}
-	marks.unseen(func(key string, listed []scheduleMark) {
+	marks.unseen(func(key string, listed []listedMark) {
 		if ctx.Err() == nil {
 			mend(key, listed)
 		}
 	})
-	return n, cs.finishCheck(ctx, s, refused, marks.listed)
+	// A save since the check began that stored a connection without its
+	// mark withdrew the marks' completeness: the check may have read the
+	// entry before it.
+	complete := marks.listed && cs.marksWithdrawn.Load() == withdrawn
+	return n, cs.finishCheck(ctx, s, refused, complete)
 }
 
 // markedConnection is a connection whose marks the check must mend: its
 // key and the marks listed at start.
 type markedConnection struct {
 	key    string
-	listed []scheduleMark
+	listed []listedMark
 }
 
 // finishCheck mends the marks storage refused to mend so far, then records
-// the marks complete (when every integration's were listed), trying again
-// with growing pauses while storage refuses.
-func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, refused []markedConnection, listed bool) error {
+// the marks complete (complete: every integration's were listed and every
+// save since kept its mark), trying again with growing pauses while storage
+// refuses.
+func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, refused []markedConnection, complete bool) error {
 	pause := cs.walGate.retry
 	for {
 		var err error
@@ -367,7 +414,7 @@ func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, r
 			}
 		}
 		refused = still
-		if err == nil && listed {
+		if err == nil && complete {
 			err = putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarksCompleteKey, Value: scheduleMarkValue})
 		}
 		if err == nil || ctx.Err() != nil {
@@ -381,33 +428,40 @@ func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, r
 	}
 }
 
-// markedAs says whether listed is exactly the mark m (has: there is one),
-// or nothing where there is none.
-func markedAs(listed []scheduleMark, m scheduleMark, has bool) bool {
+// markedAs says whether listed is exactly the mark m of the connection at
+// key, as scheduleMarkKey names it (has: there is one), or nothing where
+// there is none.
+func markedAs(key string, listed []listedMark, m scheduleMark, has bool) bool {
 	if !has {
 		return len(listed) == 0
 	}
-	return len(listed) == 1 && listed[0] == m
+	integration, id, _ := splitConnectionKey(key)
+	return len(listed) == 1 && scheduleMarksPrefix(integration)+listed[0].name == scheduleMarkKey(integration, id, m)
 }
 
-// mendScheduleMarks makes the connection at key marked as its entry says,
-// under its lock so that no save runs meanwhile: its mark written (a
-// connection stored before marks existed, or one whose mark a crash or an
-// earlier release left behind), the marks listed that are not it deleted,
-// and the connection queued as its entry says.
-func (cs *connectionStore) mendScheduleMarks(ctx context.Context, s logical.Storage, key string, listed []scheduleMark) error {
+// mendScheduleMarks makes the connection at key marked as storage holds it,
+// under its lock so that no save runs meanwhile: its stored entry's mark
+// written (a connection stored before marks existed, or one whose mark a
+// crash or an earlier release left behind), and that of an entry held
+// unsaved in its place too (the one reads serve, stored once storage takes
+// it); the marks listed that are neither deleted; the connection queued as
+// the entry reads serve says.
+func (cs *connectionStore) mendScheduleMarks(ctx context.Context, s logical.Storage, key string, listed []listedMark) error {
 	integration, id, ok := splitConnectionKey(key)
 	if !ok {
 		return nil
 	}
 	defer cs.locks.Lock(key)()
-	c, _, err := cs.loadLocked(ctx, s, key)
+	stored, _, err := readConnectionEntry(ctx, s, key)
 	if err != nil {
 		return err
 	}
-	var keep scheduleMark
-	has := false
-	if c != nil {
+	held := cs.unsavedEntry(key)
+	keep := map[string]bool{}
+	for _, c := range []*connectionEntry{stored, held} {
+		if c == nil {
+			continue
+		}
 		if c.NextRefreshAt.IsZero() && c.RefreshStatus == "" && c.AuthMode.HasTokens() {
 			// Stored before scheduling existed: scheduled as a save
 			// would, without saving it.
@@ -417,24 +471,28 @@ func (cs *connectionStore) mendScheduleMarks(ctx context.Context, s logical.Stor
 			}
 			cs.sched.schedule(c, cfg, cs.now())
 		}
-		if keep, has = scheduleMarkOf(c); has {
-			if err := putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarkKey(integration, id, keep), Value: scheduleMarkValue}); err != nil {
+		if m, has := scheduleMarkOf(c); has {
+			markKey := scheduleMarkKey(integration, id, m)
+			if err := putEntry(ctx, s, &logical.StorageEntry{Key: markKey, Value: scheduleMarkValue}); err != nil {
 				return err
 			}
+			keep[markKey] = true
 		}
 	}
 	for _, m := range listed {
-		if has && m == keep {
-			continue
-		}
-		if err := s.Delete(ctx, scheduleMarkKey(integration, id, m)); err != nil {
-			return fmt.Errorf("deleting a schedule mark of %q: %w", key, err)
+		if markKey := scheduleMarksPrefix(integration) + m.name; !keep[markKey] {
+			if err := s.Delete(ctx, markKey); err != nil {
+				return fmt.Errorf("deleting a schedule mark of %q: %w", key, err)
+			}
 		}
 	}
-	if c == nil {
+	switch {
+	case held != nil:
+		cs.sched.track(held)
+	case stored != nil:
+		cs.sched.track(stored)
+	default:
 		cs.sched.untrack(key)
-	} else {
-		cs.sched.track(c)
 	}
 	return nil
 }

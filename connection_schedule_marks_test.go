@@ -354,7 +354,7 @@ func TestMarkNamesReadBackAndAreFoundById(t *testing.T) {
 			names = append(names, name)
 		}
 	}
-	for _, bad := range []string{"", "a", "a~ok", "a~ok~x", "a~ok~-1", "a~bogus~1", "a~ok~1~2", "~ok~1", "a/~ok~1", "folder/"} {
+	for _, bad := range []string{"", "a", "a~ok", "a~ok~x", "a~ok~1.5", "a~bogus~1", "a~ok~1~2", "~ok~1", "a/~ok~1", "folder/"} {
 		if _, _, ok := parseScheduleMark(bad); ok {
 			t.Errorf("%q read as a mark", bad)
 		}

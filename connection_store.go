@@ -99,6 +99,12 @@ type connectionStore struct {
 	// proxyCalls are the proxied calls of each connection since its last
 	// save, added to it by the next one.
 	proxyCalls proxyCallCounts
+
+	// marksWithdrawn counts the saves that stored a connection without its
+	// schedule mark (storage refused the mark, not the entry) and withdrew
+	// scheduleMarksCompleteKey for it: a check that began before one may
+	// not record the marks complete (connection_schedule_marks.go).
+	marksWithdrawn atomic.Int64
 }
 
 // newConnectionStore returns the store that schedules its saves in sched
@@ -349,7 +355,7 @@ func (cs *connectionStore) saveChange(ctx context.Context, s logical.Storage, in
 	events := next.takeEvents()
 	calls := cs.proxyCalls.take(key)
 	calls.addTo(next)
-	if err := cs.save(ctx, s, next, current); err != nil {
+	if err := cs.save(ctx, s, next, current, unsaved); err != nil {
 		cs.proxyCalls.giveBack(key, calls)
 		return nil, err
 	}
@@ -439,10 +445,11 @@ func (cs *connectionStore) loadLocked(ctx context.Context, s logical.Storage, ke
 }
 
 // save stores c, reschedules it and caches it; previous is what storage
-// held (nil: nothing). The caller holds c's lock. Credentials a provider
-// just issued are never dropped: a failed save is retried, then kept in
-// memory (and in a WAL entry if storage takes it) until stored.
-func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previous *connectionEntry) error {
+// held (nil: nothing), or the entry held unsaved in its place (held). The
+// caller holds c's lock. Credentials a provider just issued are never
+// dropped: a failed save is retried, then kept in memory (and in a WAL
+// entry if storage takes it) until stored.
+func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previous *connectionEntry, held bool) error {
 	cfg, err := cs.config(ctx, s)
 	if err != nil {
 		return err
@@ -463,15 +470,16 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	}
 	// The new schedule mark goes first, so that no crash leaves a stored
 	// connection without its current mark (connection_schedule_marks.go).
-	marked := true
-	if _, err := putScheduleMark(ctx, s, c, previous); err != nil {
+	marked, err := cs.markBeforeSave(ctx, s, c, previous, held)
+	if err != nil {
 		if !c.issued {
 			return err
 		}
-		// Issued tokens are saved all the same: the start's check of every
-		// entry queues a connection whose mark is missing.
-		marked = false
-		cs.logger().Warn("writing a schedule mark", "key", key, "error", err)
+		// Storage took neither the mark nor the withdrawal of the marks'
+		// completeness: the issued tokens wait in memory and the WAL,
+		// their mark is written with them when storage takes writes.
+		cs.keepUnsaved(ctx, s, key, c, previous)
+		return nil
 	}
 	err = putEntry(ctx, s, entry)
 	for i := 0; err != nil && c.issued && i < len(saveRetryDelays); i++ {
@@ -576,9 +584,10 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		walIDs = walIDsWithPrefix(listed, walIDPrefix(integration, id))
 	}
 	var c *connectionEntry
+	held := false
 	if revoking || cs.events != nil {
 		var err error
-		c, _, err = cs.loadLocked(ctx, s, key)
+		c, held, err = cs.loadLocked(ctx, s, key)
 		undecodable := err != nil && !revoking && errors.Is(err, errUndecodableEntry)
 		if err != nil && !undecodable {
 			// A revoking delete needs the entry's credentials; the
@@ -595,6 +604,13 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	if walID := cs.unsavedWALID(key); walID != "" && !slices.Contains(walIDs, walID) {
 		walIDs = append(walIDs, walID)
 	}
+	marked := []*connectionEntry{c} // whose schedule marks go with the entry
+	if held {
+		// The stored entry under the held one has its own mark.
+		if stored, _, err := readConnectionEntry(ctx, s, key); err == nil {
+			marked = append(marked, stored)
+		}
+	}
 	err := deleteWALs(ctx, s, walIDs)
 	if err == nil {
 		err = s.Delete(ctx, key)
@@ -607,10 +623,12 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		cs.rerecordUnsaved(ctx, s, key)
 		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}
-	if err := dropScheduleMark(ctx, s, nil, c); err != nil {
-		// Left behind, it queues a refresh that finds nothing, and the
-		// start's check deletes it.
-		cs.logger().Warn("deleting a schedule mark", "key", key, "error", err)
+	for _, m := range marked {
+		if err := dropScheduleMark(ctx, s, nil, m); err != nil {
+			// Left behind, it queues a refresh that finds nothing, and
+			// the start's check deletes it.
+			cs.logger().Warn("deleting a schedule mark", "key", key, "error", err)
+		}
 	}
 	cs.dropUnsaved(key)
 	cs.cache.invalidate(key)

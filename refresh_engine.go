@@ -3,6 +3,8 @@
 package connect
 
 import (
+	"encoding/binary"
+	"hash/fnv"
 	"time"
 
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/refresh"
@@ -25,7 +27,20 @@ func newRefreshEngine() *refreshEngine {
 // its failure set; one the background gave up on gets none.
 func (e *refreshEngine) schedule(c *connectionEntry, cfg *configEntry, now time.Time) {
 	f := c.scheduleFields().forEngine()
+	f.Seed = jitterSeed(c)
 	c.NextRefreshAt = e.NextRefresh(&f, cfg.refreshSettings(), now)
+}
+
+// jitterSeed is c's seed for the engine's jitter: the same for as long as
+// c's token expires at the same time, so that saves of everything else
+// (metadata, configuration, proxied-call counts) keep its next refresh and
+// its schedule mark; different between connections, so that tokens issued
+// together are refreshed apart.
+func jitterSeed(c *connectionEntry) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(connectionKey(c.Integration, c.ConnectionID)))
+	binary.Write(h, binary.BigEndian, c.Credentials.ExpiresAt.UnixNano())
+	return h.Sum64() | 1 // never zero, which draws at random
 }
 
 // track puts c's next refresh in the queue (replacing any earlier one) and

@@ -76,7 +76,7 @@ func seedMixed(b *testing.B, s logical.Storage, n int) {
 		if err := putConnection(ctx, s, c); err != nil {
 			b.Fatal(err)
 		}
-		if _, err := putScheduleMark(ctx, s, c, nil); err != nil {
+		if _, err := putScheduleMark(ctx, s, c, nil, false); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -40,10 +40,15 @@ type Engine struct {
 	failures  atomic.Int64
 	tickLock  sync.Mutex
 	cancel    context.CancelFunc
+	// building: a build (Start) or a check (Recheck) runs; buildCtx is
+	// Start's, cancelled by Stop (under mu).
+	building atomic.Bool
+	buildCtx context.Context
 
-	// jitter returns a duration in [0, max): spreads the refreshes of
-	// tokens issued together. Replaceable in tests.
-	jitter func(max time.Duration) time.Duration
+	// jitter returns a duration in [0, max) drawn from seed (a random one
+	// where seed is zero): spreads the refreshes of tokens issued
+	// together. Replaceable in tests.
+	jitter func(seed uint64, max time.Duration) time.Duration
 }
 
 // NewEngine returns an engine with an empty queue, not ready until a
@@ -52,11 +57,14 @@ func NewEngine() *Engine {
 	return &Engine{
 		queue:    newRefreshQueue(),
 		statuses: map[string]Status{},
-		jitter: func(max time.Duration) time.Duration {
-			if max <= 0 {
+		jitter: func(seed uint64, max time.Duration) time.Duration {
+			switch {
+			case max <= 0:
 				return 0
+			case seed == 0:
+				return rand.N(max)
 			}
-			return rand.N(max)
+			return time.Duration(seed % uint64(max))
 		},
 	}
 }
@@ -64,7 +72,7 @@ func NewEngine() *Engine {
 // SetJitter replaces the jitter (tests make schedules exact with it). Call
 // it before the engine is used.
 func (e *Engine) SetJitter(jitter func(max time.Duration) time.Duration) {
-	e.jitter = jitter
+	e.jitter = func(_ uint64, max time.Duration) time.Duration { return jitter(max) }
 }
 
 // Stats is the engine as the status path shows it.
@@ -136,7 +144,7 @@ func (e *Engine) NextRefresh(f *Fields, s Settings, now time.Time) time.Time {
 	}
 	var next time.Time
 	if !f.ExpiresAt.IsZero() {
-		next = f.ExpiresAt.Add(-s.Margin - e.jitter(s.Margin/4))
+		next = f.ExpiresAt.Add(-s.Margin - e.jitter(f.Seed, s.Margin/4))
 	}
 	if f.refreshTokenExpires() && s.IdleInterval > 0 {
 		last := f.LastRefreshedAt
@@ -301,18 +309,45 @@ func (e *Engine) Check(each func(visit func(key string, f Fields)) error, s Sett
 // returns nil. Stop cancels a build in progress.
 func (e *Engine) Start(build func(ctx context.Context, ready func()) error) {
 	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	go func() {
-		if build(ctx, func() { e.ready.Store(true) }) == nil {
-			e.ready.Store(true)
-			e.checked.Store(true)
-		}
-	}()
+	e.mu.Lock()
+	e.cancel, e.buildCtx = cancel, ctx
+	e.mu.Unlock()
+	e.building.Store(true)
+	go e.build(ctx, build)
+}
+
+// Recheck runs check as Start ran its build, where that build (or the last
+// check) ended without checking the queue, unless one runs or the engine
+// was stopped: the periodic hook calls it, so that a check storage failed
+// is tried again on the next tick rather than never.
+func (e *Engine) Recheck(check func(ctx context.Context, ready func()) error) {
+	if e.checked.Load() {
+		return
+	}
+	e.mu.Lock()
+	ctx := e.buildCtx
+	e.mu.Unlock()
+	if ctx == nil || ctx.Err() != nil || !e.building.CompareAndSwap(false, true) {
+		return
+	}
+	go e.build(ctx, check)
+}
+
+// build runs a build or a check and records what it achieved.
+func (e *Engine) build(ctx context.Context, build func(ctx context.Context, ready func()) error) {
+	defer e.building.Store(false)
+	if build(ctx, func() { e.ready.Store(true) }) == nil {
+		e.ready.Store(true)
+		e.checked.Store(true)
+	}
 }
 
 // Stop cancels a queue build in progress.
 func (e *Engine) Stop() {
-	if e.cancel != nil {
-		e.cancel()
+	e.mu.Lock()
+	cancel := e.cancel
+	e.mu.Unlock()
+	if cancel != nil {
+		cancel()
 	}
 }

@@ -207,3 +207,49 @@ func TestStartIsReadyOnlyAfterABuild(t *testing.T) {
 		t.Fatal("a stopped build made the engine ready")
 	}
 }
+
+// A build that failed is run again by Recheck, once at a time, until it
+// checks the queue; a stopped engine runs none.
+func TestRecheckRunsAFailedBuildAgain(t *testing.T) {
+	e := NewEngine()
+	failed := make(chan struct{})
+	e.Start(func(ctx context.Context, _ func()) error {
+		defer close(failed)
+		return errors.New("storage unavailable")
+	})
+	<-failed
+	for deadline := time.Now().Add(5 * time.Second); e.building.Load(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the failed build still runs")
+		}
+	}
+	var runs atomic.Int32
+	release := make(chan struct{})
+	check := func(ctx context.Context, ready func()) error {
+		runs.Add(1)
+		<-release
+		return nil
+	}
+	e.Recheck(check)
+	e.Recheck(check) // one runs: no second
+	close(release)
+	for deadline := time.Now().Add(5 * time.Second); !e.Checked(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("not checked after the recheck")
+		}
+	}
+	e.Recheck(check) // checked: nothing to do
+	time.Sleep(10 * time.Millisecond)
+	if n := runs.Load(); n != 1 || !e.Ready() {
+		t.Fatalf("%d checks ran, ready %v; want 1, ready", n, e.Ready())
+	}
+
+	stopped := NewEngine()
+	stopped.Start(func(ctx context.Context, _ func()) error { return errors.New("failed") })
+	stopped.Stop()
+	for stopped.building.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	stopped.Recheck(func(context.Context, func()) error { t.Error("a stopped engine ran a check"); return nil })
+	time.Sleep(10 * time.Millisecond)
+}

@@ -53,6 +53,10 @@ type Fields struct {
 	LastRefreshedAt    time.Time
 	Status             Status
 	NextRefreshAt      time.Time
+	// Seed is the connection's own number for the jitter (a hash of its
+	// key and its token's expiry; zero: a random jitter), so that a save
+	// that changes neither keeps the time a save before it chose.
+	Seed uint64
 }
 
 // canRefresh reports whether the engine has the means to renew the token.
