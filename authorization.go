@@ -426,7 +426,9 @@ func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *pendingAut
 	}
 	if err != nil {
 		a.logger().Error("keeping the tokens of an authorization for its completion", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
-		a.revokeHeld(ctx, s, &held)
+		// Revoked at the integration that issued them, in hand: storage
+		// that refused them may not read it again.
+		a.revokeUnstored(ctx, in, issued.config, res)
 		return "", &completionError{faultVault, "Vault could not keep the authorization for the application to complete. Start the authorization again."}
 	}
 	return completion, nil

@@ -3,12 +3,15 @@
 package connect
 
 import (
+	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -326,5 +329,50 @@ func TestHeldTokensAreRevokedUnderTheConfigTheyWereIssuedFor(t *testing.T) {
 		if p != "/acme/revoke" {
 			t.Errorf("tokens issued for tenant acme were revoked at %q", p)
 		}
+	}
+}
+
+// storageDownAtHold refuses the first write of a pending authorization
+// once armed, and from then on every read of an integration: storage that
+// goes down as the callback keeps the tokens for the application.
+type storageDownAtHold struct {
+	logical.Storage
+	armed, down atomic.Bool
+}
+
+func (s *storageDownAtHold) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if s.armed.Load() && strings.HasPrefix(entry.Key, statePrefix) && s.down.CompareAndSwap(false, true) {
+		return errors.New("storage unavailable")
+	}
+	return s.Storage.Put(ctx, entry)
+}
+
+func (s *storageDownAtHold) Get(ctx context.Context, key string) (*logical.StorageEntry, error) {
+	if s.down.Load() && strings.HasPrefix(key, integrationPrefix) {
+		return nil, errors.New("storage unavailable")
+	}
+	return s.Storage.Get(ctx, key)
+}
+
+// TestTokensStorageCannotHoldForTheApplicationAreRevoked: the callback
+// exchanged the code, and storage refuses to keep the tokens for the
+// application and then to read the integration. The tokens are revoked at
+// the integration that issued them, which the callback has in hand: no
+// token the provider issued is left valid with nothing holding it.
+func TestTokensStorageCannotHoldForTheApplicationAreRevoked(t *testing.T) {
+	e, srv := completionEnv(t)
+	down := &storageDownAtHold{Storage: e.storage}
+	e.storage = down
+	q := consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil))
+	revoked := len(srv.Revoked())
+	down.armed.Store(true)
+	if status, body, _ := callback(e, q); status < 500 {
+		t.Fatalf("callback with storage down: %d\n%s", status, body)
+	}
+	if !down.down.Load() {
+		t.Fatal("the callback wrote no pending completion: the test's storage failure never came")
+	}
+	if got := srv.Revoked(); len(got) < revoked+1 {
+		t.Fatalf("revoked %v after the callback could not keep its tokens: they are left valid", got[revoked:])
 	}
 }
