@@ -31,18 +31,7 @@ import (
 // Breaks: "after queue_ready every stored token connection is queued no
 // later than its entry's next_refresh_at".
 func TestAttackRefusedMarkOfIssuedSaveQueuesLateAfterRestart(t *testing.T) {
-	e, srv := oauthEnv(t)
-	importExpiring(e, srv, "c1", 3*time.Hour)
-	checkedStart(t, e.storage)
-
-	flaky := &flakyStorage{Storage: e.storage, failPrefix: scheduleMarkPrefix}
-	e.storage = flaky
-	srv.SetExpiresIn(3600)
-	flaky.failPuts.Store(1)
-	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
-	if flaky.failPuts.Load() != 0 {
-		t.Fatal("the refresh wrote no mark: the test needs its mark put refused")
-	}
+	flaky := refreshWithItsMarkRefused(t)
 
 	// Fixed by withdrawing the marks' completeness before storing the
 	// entry without its mark: the restart is not ready before it has read
@@ -60,6 +49,25 @@ func TestAttackRefusedMarkOfIssuedSaveQueuesLateAfterRestart(t *testing.T) {
 	if done, err := flaky.Storage.Get(context.Background(), scheduleMarksCompleteKey); err != nil || done == nil {
 		t.Fatalf("the check did not record the mended marks complete: %v", err)
 	}
+}
+
+// refreshWithItsMarkRefused imports github/c1 expiring in 3 h, records
+// the marks complete, and refreshes c1 to a one-hour token while storage
+// refuses the refresh's mark; it returns that storage.
+func refreshWithItsMarkRefused(t *testing.T) *flakyStorage {
+	t.Helper()
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", 3*time.Hour)
+	checkedStart(t, e.storage)
+	flaky := &flakyStorage{Storage: e.storage, failPrefix: scheduleMarkPrefix}
+	e.storage = flaky
+	srv.SetExpiresIn(3600)
+	flaky.failPuts.Store(1)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	if flaky.failPuts.Load() != 0 {
+		t.Fatal("the refresh wrote no mark: the test needs its mark put refused")
+	}
+	return flaky
 }
 
 // refusePrefixes refuses every Put under one of prefixes (set by refuse).
@@ -187,34 +195,14 @@ func (g *listGate) List(ctx context.Context, prefix string) ([]string, error) {
 func TestAttackMetadataUpdateMovesTheMark(t *testing.T) {
 	e, srv := oauthEnv(t)
 	importExpiring(e, srv, "c1", 3*time.Hour)
-	counting := &markWriteCounter{Storage: e.storage}
+	counting := &prefixWritesStorage{Storage: e.storage, prefix: scheduleMarkPrefix}
 	e.storage = counting
 	for i := range 5 {
 		e.mustDo(logical.UpdateOperation, "connections/github/c1", map[string]any{"metadata": map[string]any{"n": i}})
 	}
-	if n := counting.writes.Load(); n != 0 {
+	if n := counting.puts.Load() + counting.deletes.Load(); n != 0 {
 		t.Fatalf("5 metadata updates wrote %d schedule marks (puts and deletes), want 0", n)
 	}
-}
-
-// markWriteCounter counts puts and deletes under schedule/.
-type markWriteCounter struct {
-	logical.Storage
-	writes atomic.Int64
-}
-
-func (s *markWriteCounter) Put(ctx context.Context, entry *logical.StorageEntry) error {
-	if strings.HasPrefix(entry.Key, scheduleMarkPrefix) {
-		s.writes.Add(1)
-	}
-	return s.Storage.Put(ctx, entry)
-}
-
-func (s *markWriteCounter) Delete(ctx context.Context, key string) error {
-	if strings.HasPrefix(key, scheduleMarkPrefix) {
-		s.writes.Add(1)
-	}
-	return s.Storage.Delete(ctx, key)
 }
 
 // Sequence: as in TestAttackRefusedMarkOfIssuedSaveQueuesLateAfterRestart,
@@ -229,14 +217,7 @@ func (s *markWriteCounter) Delete(ctx context.Context, key string) error {
 // anything.
 // Breaks: "queued no later than its entry"; a failed check is never retried.
 func TestAttackFailedCheckIsNeverRetried(t *testing.T) {
-	e, srv := oauthEnv(t)
-	importExpiring(e, srv, "c1", 3*time.Hour)
-	checkedStart(t, e.storage)
-	flaky := &flakyStorage{Storage: e.storage, failPrefix: scheduleMarkPrefix}
-	e.storage = flaky
-	srv.SetExpiresIn(3600)
-	flaky.failPuts.Store(1)
-	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	flaky := refreshWithItsMarkRefused(t)
 
 	hiccup := &failFirstGet{Storage: flaky.Storage, key: connectionKey("github", "c1")}
 	restarted := startOn(t, hiccup)

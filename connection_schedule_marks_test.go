@@ -151,12 +151,7 @@ func TestSavesKeepOneScheduleMarkPerTokenConnection(t *testing.T) {
 // reads them all comes after.
 func TestQueueReadyFromMarksBeforeReadingConnections(t *testing.T) {
 	e, srv := oauthEnv(t)
-	for i, in := range []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour} {
-		importExpiring(e, srv, string(rune('a'+i)), in)
-	}
-	e.mustDo(logical.CreateOperation, "connections/machine/m1", nil)
-	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
-	e.mustDo(logical.CreateOperation, "connections/stripe/s1", map[string]any{"api_key": "k"})
+	queueFixture(e, srv)
 	checkedStart(t, e.storage) // the first start records the marks complete
 
 	gate := newGatedStorage(e.storage)

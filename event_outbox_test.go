@@ -324,32 +324,12 @@ func TestLargeGroupsAreWrittenInBoundedBatches(t *testing.T) {
 	}
 }
 
-// batchOpsStorage counts the puts and deletes of batches.
-type batchOpsStorage struct {
-	logical.Storage
-	puts, deletes atomic.Int64
-}
-
-func (s *batchOpsStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
-	if strings.HasPrefix(e.Key, outboxBatchPrefix) {
-		s.puts.Add(1)
-	}
-	return s.Storage.Put(ctx, e)
-}
-
-func (s *batchOpsStorage) Delete(ctx context.Context, key string) error {
-	if strings.HasPrefix(key, outboxBatchPrefix) {
-		s.deletes.Add(1)
-	}
-	return s.Storage.Delete(ctx, key)
-}
-
 // TestEndedBatchesAreOverwrittenNotDeleted: under a stream of events each
 // batch write overwrites a batch whose deliveries have all ended, so no
 // batch costs a delete of its own; once the stream stops, the last is
 // deleted after spareGrace and nothing stays.
 func TestEndedBatchesAreOverwrittenNotDeleted(t *testing.T) {
-	s := &batchOpsStorage{Storage: &logical.InmemStorage{}}
+	s := &prefixWritesStorage{Storage: &logical.InmemStorage{}, prefix: outboxBatchPrefix}
 	e := newEventsEnv(t, s)
 	rcv := newHookReceiver(t, always(http.StatusOK))
 	e.mustDo(logical.CreateOperation, "webhooks/app", map[string]any{"url": rcv.URL})

@@ -258,14 +258,22 @@ func TestQueueFollowsWritesAndDeletes(t *testing.T) {
 	}
 }
 
-func TestQueueRebuiltAtStart(t *testing.T) {
-	e, srv := oauthEnv(t)
+// queueFixture stores three OAuth connections expiring in one to three
+// hours (github/a, b, c), a client-credentials one (machine/m1) and an API
+// key (stripe/s1), which no refresh queue holds.
+func queueFixture(e *testEnv, srv *oauthtest.Server) {
+	e.t.Helper()
 	for i, in := range []time.Duration{time.Hour, 2 * time.Hour, 3 * time.Hour} {
 		importExpiring(e, srv, string(rune('a'+i)), in)
 	}
 	e.mustDo(logical.CreateOperation, "connections/machine/m1", nil)
 	e.mustDo(logical.CreateOperation, "integrations/stripe", map[string]any{"auth_mode": "API_KEY"})
 	e.mustDo(logical.CreateOperation, "connections/stripe/s1", map[string]any{"api_key": "k"})
+}
+
+func TestQueueRebuiltAtStart(t *testing.T) {
+	e, srv := oauthEnv(t)
+	queueFixture(e, srv)
 
 	// A new plugin process over the same storage.
 	conf := logical.TestBackendConfig()

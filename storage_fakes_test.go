@@ -113,3 +113,24 @@ func (s *listCountingStorage) List(ctx context.Context, prefix string) ([]string
 	s.keys.Add(int64(len(keys)))
 	return keys, err
 }
+
+// prefixWritesStorage counts the puts and deletes of keys under prefix.
+type prefixWritesStorage struct {
+	logical.Storage
+	prefix        string
+	puts, deletes atomic.Int64
+}
+
+func (s *prefixWritesStorage) Put(ctx context.Context, e *logical.StorageEntry) error {
+	if strings.HasPrefix(e.Key, s.prefix) {
+		s.puts.Add(1)
+	}
+	return s.Storage.Put(ctx, e)
+}
+
+func (s *prefixWritesStorage) Delete(ctx context.Context, key string) error {
+	if strings.HasPrefix(key, s.prefix) {
+		s.deletes.Add(1)
+	}
+	return s.Storage.Delete(ctx, key)
+}
