@@ -347,7 +347,7 @@ func (b *backend) periodic(ctx context.Context, req *logical.Request) error {
 		return errors.Join(append(errs, err)...)
 	}
 	// A start's check that storage failed is tried again.
-	b.engine.Recheck(func(ctx context.Context, ready func()) error {
+	b.engine.Recheck(b.now(), func(ctx context.Context, ready func()) error {
 		return b.buildRefreshQueue(ctx, req.Storage, ready)
 	})
 	b.engine.RunTick(b.now(), cfg.RefreshConcurrency, func(key string) {

@@ -164,25 +164,61 @@ var errMarkRefused = errors.New("storage refused the connection's schedule mark;
 
 // markBeforeSave writes c's mark before c is saved over previous (held: in
 // place of the stored entry), and says whether the save may then drop
-// previous's mark. When storage refuses the mark of issued tokens, which
-// must be stored all the same, it withdraws the marks' completeness first,
-// so that the next start reads every connection before its queue is ready;
-// an error means storage refused that too, and the tokens must wait.
-func (cs *connectionStore) markBeforeSave(ctx context.Context, s logical.Storage, c, previous *connectionEntry, held bool) (bool, error) {
-	_, err := putScheduleMark(ctx, s, c, previous, held)
+// earlier marks. When storage refuses the mark of issued tokens, which must
+// be stored all the same, it withdraws the marks' completeness first, so
+// that the next start reads every connection before its queue is ready;
+// the save calls withdrawn once its entry's put is over, and until then no
+// check records the marks complete. An error means storage refused the
+// withdrawal too, and the tokens must wait.
+func (cs *connectionStore) markBeforeSave(ctx context.Context, s logical.Storage, c, previous *connectionEntry, held bool) (marked bool, withdrawn func(), err error) {
+	noop := func() {}
+	_, err = putScheduleMark(ctx, s, c, previous, held)
 	if err == nil {
-		return true, nil
+		return true, noop, nil
 	}
-	key := connectionKey(c.Integration, c.ConnectionID)
 	if !c.issued {
-		return false, fmt.Errorf("%w: %w", errMarkRefused, err)
+		return false, noop, fmt.Errorf("%w: %w", errMarkRefused, err)
 	}
-	cs.marksWithdrawn.Add(1)
-	if derr := s.Delete(ctx, scheduleMarksCompleteKey); derr != nil {
-		return false, fmt.Errorf("withdrawing %q: %w", scheduleMarksCompleteKey, derr)
+	cs.marksMu.Lock()
+	cs.withdrawing++
+	cs.marksWithdrawn++
+	derr := s.Delete(ctx, scheduleMarksCompleteKey)
+	cs.marksMu.Unlock()
+	withdrawn = func() {
+		cs.marksMu.Lock()
+		cs.withdrawing--
+		cs.marksWithdrawn++
+		cs.marksMu.Unlock()
 	}
-	cs.logger().Warn("writing a schedule mark; the next start reads every connection before its queue is ready", "key", key, "error", err)
-	return false, nil
+	if derr != nil {
+		return false, withdrawn, fmt.Errorf("withdrawing %q: %w", scheduleMarksCompleteKey, derr)
+	}
+	cs.logger().Warn("writing a schedule mark; the next start reads every connection before its queue is ready",
+		"key", connectionKey(c.Integration, c.ConnectionID), "error", err)
+	return false, withdrawn, nil
+}
+
+// dropEarlierMarks deletes, once c is stored at key, the marks of what it
+// replaced: previous's, and those written for the entries held unsaved in
+// turn before it (and the stored entry under them), unless c has the same.
+// One left behind only brings a refresh forward until a check deletes it.
+func (cs *connectionStore) dropEarlierMarks(ctx context.Context, s logical.Storage, key string, c, previous *connectionEntry) {
+	current, _ := scheduleMarkOf(c)
+	earlier := cs.unsavedMarks(key)
+	if m, ok := scheduleMarkOf(previous); ok {
+		earlier = append(earlier, m)
+	}
+	dropped := map[scheduleMark]bool{current: true}
+	for _, m := range earlier {
+		if dropped[m] {
+			continue
+		}
+		dropped[m] = true
+		markKey := scheduleMarkKey(c.Integration, c.ConnectionID, m)
+		if err := s.Delete(ctx, markKey); err != nil {
+			cs.logger().Warn("deleting an earlier schedule mark", "key", key, "error", err)
+		}
+	}
 }
 
 // dropScheduleMark deletes previous's mark once c (nil: nothing, a delete)
@@ -354,7 +390,9 @@ func restoreEarliest(integration string, names []string, visit func(key string, 
 // may refuse writes for a while (Vault refuses them while it sets the mount
 // up): what it refused is tried again, with pauses, until done or ctx ends.
 func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage, marks *scheduleMarks, visit func(key string, f scheduleFields)) (int, error) {
-	withdrawn := cs.marksWithdrawn.Load()
+	cs.marksMu.Lock()
+	withdrawn := cs.marksWithdrawn
+	cs.marksMu.Unlock()
 	var (
 		mu      sync.Mutex
 		refused []markedConnection
@@ -376,6 +414,11 @@ func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage,
 			return
 		}
 		mend(key, listed)
+	}, func(key string, err error) {
+		// Not queued, as reads of it fail too; its marks (a newer
+		// release's) are left as they are, and the check goes on.
+		marks.markedOf(key)
+		cs.logger().Error("a stored connection does not decode: it is not refreshed in the background", "key", key, "error", err)
 	})
 	if err != nil {
 		return n, err
@@ -385,11 +428,7 @@ func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage,
 			mend(key, listed)
 		}
 	})
-	// A save since the check began that stored a connection without its
-	// mark withdrew the marks' completeness: the check may have read the
-	// entry before it.
-	complete := marks.listed && cs.marksWithdrawn.Load() == withdrawn
-	return n, cs.finishCheck(ctx, s, refused, complete)
+	return n, cs.finishCheck(ctx, s, refused, marks.listed, withdrawn)
 }
 
 // markedConnection is a connection whose marks the check must mend: its
@@ -400,10 +439,10 @@ type markedConnection struct {
 }
 
 // finishCheck mends the marks storage refused to mend so far, then records
-// the marks complete (complete: every integration's were listed and every
-// save since kept its mark), trying again with growing pauses while storage
-// refuses.
-func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, refused []markedConnection, complete bool) error {
+// the marks complete (where every integration's were listed, and no save
+// withdrew them since the check began: withdrawn), trying again with
+// growing pauses while storage refuses.
+func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, refused []markedConnection, listed bool, withdrawn int64) error {
 	pause := cs.walGate.retry
 	for {
 		var err error
@@ -414,8 +453,8 @@ func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, r
 			}
 		}
 		refused = still
-		if err == nil && complete {
-			err = putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarksCompleteKey, Value: scheduleMarkValue})
+		if err == nil && listed {
+			err = cs.recordMarksComplete(ctx, s, withdrawn)
 		}
 		if err == nil || ctx.Err() != nil {
 			return errors.Join(err, ctx.Err())
@@ -426,6 +465,19 @@ func (cs *connectionStore) finishCheck(ctx context.Context, s logical.Storage, r
 		}
 		pause = min(2*pause, walReplayRetryMax)
 	}
+}
+
+// recordMarksComplete writes scheduleMarksCompleteKey unless a save withdrew
+// it since the check began (withdrawn) or is withdrawing it: the check may
+// have read that connection before its entry was stored without its mark.
+func (cs *connectionStore) recordMarksComplete(ctx context.Context, s logical.Storage, withdrawn int64) error {
+	cs.marksMu.Lock()
+	defer cs.marksMu.Unlock()
+	if cs.marksWithdrawn != withdrawn || cs.withdrawing > 0 {
+		cs.logger().Warn("a connection was stored without its schedule mark during the check: the next start reads every connection before its queue is ready")
+		return nil
+	}
+	return putEntry(ctx, s, &logical.StorageEntry{Key: scheduleMarksCompleteKey, Value: scheduleMarkValue})
 }
 
 // markedAs says whether listed is exactly the mark m of the connection at
@@ -452,6 +504,10 @@ func (cs *connectionStore) mendScheduleMarks(ctx context.Context, s logical.Stor
 		return nil
 	}
 	defer cs.locks.Lock(key)()
+	// A forced delete of the integration takes no connection's lock: its
+	// lock, for reading, keeps it from running between the read and the
+	// marks written (a mark and a queued refresh of a deleted connection).
+	defer cs.integrationLocks.RLock(integration)()
 	stored, _, err := readConnectionEntry(ctx, s, key)
 	if err != nil {
 		return err

@@ -100,11 +100,15 @@ type connectionStore struct {
 	// save, added to it by the next one.
 	proxyCalls proxyCallCounts
 
-	// marksWithdrawn counts the saves that stored a connection without its
-	// schedule mark (storage refused the mark, not the entry) and withdrew
-	// scheduleMarksCompleteKey for it: a check that began before one may
-	// not record the marks complete (connection_schedule_marks.go).
-	marksWithdrawn atomic.Int64
+	// marksMu orders the withdrawals of scheduleMarksCompleteKey by saves
+	// that store a connection without its schedule mark (storage refused
+	// the mark, not the entry) and a check's write of that key: a check
+	// records the marks complete only if no withdrawal began since it
+	// began (marksWithdrawn, bumped at a withdrawal's start and end) and
+	// none is under way (withdrawing) (connection_schedule_marks.go).
+	marksMu        sync.Mutex
+	marksWithdrawn int64
+	withdrawing    int
 }
 
 // newConnectionStore returns the store that schedules its saves in sched
@@ -470,7 +474,8 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 	}
 	// The new schedule mark goes first, so that no crash leaves a stored
 	// connection without its current mark (connection_schedule_marks.go).
-	marked, err := cs.markBeforeSave(ctx, s, c, previous, held)
+	marked, withdrawn, err := cs.markBeforeSave(ctx, s, c, previous, held)
+	defer withdrawn()
 	if err != nil {
 		if !c.issued {
 			return err
@@ -497,10 +502,7 @@ func (cs *connectionStore) save(ctx context.Context, s logical.Storage, c, previ
 		return err
 	}
 	if marked {
-		if err := dropScheduleMark(ctx, s, c, previous); err != nil {
-			// Left beside the new one, it only brings a refresh forward.
-			cs.logger().Warn("deleting an earlier schedule mark", "key", key, "error", err)
-		}
+		cs.dropEarlierMarks(ctx, s, key, c, previous)
 	}
 	cs.forgetUnsaved(ctx, s, key)
 	cs.cache.put(key, c, size)
@@ -844,9 +846,9 @@ const storeScanBatch = 64
 // scheduling fields (decodeScheduleFields: only those are decoded) to
 // visit, from several goroutines at once; it stops early when ctx is
 // cancelled. It returns the number of connections visited. An entry that
-// does not decode is counted out and its error returned once all others
-// were visited.
-func (cs *connectionStore) EachSchedule(ctx context.Context, s logical.Storage, visit func(key string, f scheduleFields)) (int, error) {
+// does not decode (damaged, or of a newer release's format) is counted out
+// and handed to undecodable.
+func (cs *connectionStore) EachSchedule(ctx context.Context, s logical.Storage, visit func(key string, f scheduleFields), undecodable func(key string, err error)) (int, error) {
 	integrations, err := listSorted(ctx, s, integrationPrefix)
 	if err != nil {
 		return 0, err
@@ -878,7 +880,7 @@ func (cs *connectionStore) EachSchedule(ctx context.Context, s logical.Storage, 
 					}
 					f, err := decodeScheduleFields(key, entry.Value)
 					if err != nil {
-						fail(err)
+						undecodable(key, err)
 						continue
 					}
 					visit(key, f)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/vault/sdk/framework"
 	"github.com/hashicorp/vault/sdk/logical"
@@ -24,6 +25,9 @@ type unsavedEntry struct {
 	// base is the stored entry the unsaved changes started from (nil when
 	// created), which its records carry.
 	base *walBase
+	// marks are the schedule marks of the stored entry and of each entry
+	// held in turn since: deleted once one is stored (dropEarlierMarks).
+	marks []scheduleMark
 }
 
 // SaveUnsaved retries the saves that failed, and the deletions of WAL
@@ -57,6 +61,20 @@ func (cs *connectionStore) SaveUnsaved(ctx context.Context, s logical.Storage) e
 		}
 	}
 	return firstErr
+}
+
+// unsavedMarks are the marks written for key's entry held unsaved and the
+// stored one under it; none when nothing is held.
+func (cs *connectionStore) unsavedMarks(key string) []scheduleMark {
+	if cs.unsavedCount.Load() == 0 {
+		return nil
+	}
+	cs.unsavedMu.Lock()
+	defer cs.unsavedMu.Unlock()
+	if u, ok := cs.unsaved[key]; ok {
+		return slices.Clone(u.marks)
+	}
+	return nil
 }
 
 // Unsaved is the number of entries waiting for storage.
@@ -101,6 +119,12 @@ func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, k
 	u := &unsavedEntry{entry: c.clone(), created: previous == nil || (old != nil && old.created), base: walBaseOf(previous)}
 	if old != nil {
 		u.base = old.base // previous is the unsaved entry; storage holds old's base
+		u.marks = slices.Clone(old.marks)
+	}
+	for _, e := range []*connectionEntry{previous, c} {
+		if m, ok := scheduleMarkOf(e); ok {
+			u.marks = append(u.marks, m)
+		}
 	}
 	if old != nil && old.walID != "" && old.entry.CredentialsIssuedAt.Equal(c.CredentialsIssuedAt) {
 		// A retry of the same credentials: their record stands.

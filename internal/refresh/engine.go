@@ -44,6 +44,10 @@ type Engine struct {
 	// Start's, cancelled by Stop (under mu).
 	building atomic.Bool
 	buildCtx context.Context
+	// buildFailures counts the builds and checks that failed in a row;
+	// recheckAt is when Recheck may run the next (under mu).
+	buildFailures int
+	recheckAt     time.Time
 
 	// jitter returns a duration in [0, max) drawn from seed (a random one
 	// where seed is zero): spreads the refreshes of tokens issued
@@ -319,19 +323,27 @@ func (e *Engine) Start(build func(ctx context.Context, ready func()) error) {
 // Recheck runs check as Start ran its build, where that build (or the last
 // check) ended without checking the queue, unless one runs or the engine
 // was stopped: the periodic hook calls it, so that a check storage failed
-// is tried again on the next tick rather than never.
-func (e *Engine) Recheck(check func(ctx context.Context, ready func()) error) {
+// is tried again rather than never. The first is tried again at once, the
+// next ones after pauses that double from recheckPause to recheckPauseMax:
+// each reads every connection.
+func (e *Engine) Recheck(now time.Time, check func(ctx context.Context, ready func()) error) {
 	if e.checked.Load() {
 		return
 	}
 	e.mu.Lock()
-	ctx := e.buildCtx
+	ctx, due := e.buildCtx, !now.Before(e.recheckAt)
 	e.mu.Unlock()
-	if ctx == nil || ctx.Err() != nil || !e.building.CompareAndSwap(false, true) {
+	if ctx == nil || ctx.Err() != nil || !due || !e.building.CompareAndSwap(false, true) {
 		return
 	}
 	go e.build(ctx, check)
 }
+
+// Pauses between the checks Recheck runs after the second failure.
+const (
+	recheckPause    = time.Minute
+	recheckPauseMax = time.Hour
+)
 
 // build runs a build or a check and records what it achieved.
 func (e *Engine) build(ctx context.Context, build func(ctx context.Context, ready func()) error) {
@@ -339,6 +351,13 @@ func (e *Engine) build(ctx context.Context, build func(ctx context.Context, read
 	if build(ctx, func() { e.ready.Store(true) }) == nil {
 		e.ready.Store(true)
 		e.checked.Store(true)
+		return
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.buildFailures++
+	if e.buildFailures > 1 {
+		e.recheckAt = time.Now().Add(min(recheckPause<<min(e.buildFailures-2, 10), recheckPauseMax))
 	}
 }
 

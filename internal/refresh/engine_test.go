@@ -230,15 +230,15 @@ func TestRecheckRunsAFailedBuildAgain(t *testing.T) {
 		<-release
 		return nil
 	}
-	e.Recheck(check)
-	e.Recheck(check) // one runs: no second
+	e.Recheck(time.Now(), check)
+	e.Recheck(time.Now(), check) // one runs: no second
 	close(release)
 	for deadline := time.Now().Add(5 * time.Second); !e.Checked(); time.Sleep(time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatal("not checked after the recheck")
 		}
 	}
-	e.Recheck(check) // checked: nothing to do
+	e.Recheck(time.Now(), check) // checked: nothing to do
 	time.Sleep(10 * time.Millisecond)
 	if n := runs.Load(); n != 1 || !e.Ready() {
 		t.Fatalf("%d checks ran, ready %v; want 1, ready", n, e.Ready())
@@ -250,6 +250,6 @@ func TestRecheckRunsAFailedBuildAgain(t *testing.T) {
 	for stopped.building.Load() {
 		time.Sleep(time.Millisecond)
 	}
-	stopped.Recheck(func(context.Context, func()) error { t.Error("a stopped engine ran a check"); return nil })
+	stopped.Recheck(time.Now(), func(context.Context, func()) error { t.Error("a stopped engine ran a check"); return nil })
 	time.Sleep(10 * time.Millisecond)
 }
