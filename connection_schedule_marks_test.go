@@ -369,3 +369,23 @@ func TestMarkNamesReadBackAndAreFoundById(t *testing.T) {
 		}
 	}
 }
+
+// An entry held unsaved for many retries remembers each mark written for it
+// once: what the save that stores it must drop stays bounded.
+func TestHeldEntryRemembersEachMarkOnce(t *testing.T) {
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", 3*time.Hour)
+	refusing := &refusePrefixes{Storage: e.storage}
+	e.storage = refusing
+	srv.SetExpiresIn(5 * 3600)
+	refusing.refuse(connectionPrefix)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	for range 5 {
+		if err := e.b.store.SaveUnsaved(context.Background(), refusing); err == nil {
+			t.Fatal("storage refusing connections stored the held entry")
+		}
+	}
+	if n := len(e.b.store.unsavedMarks(connectionKey("github", "c1"))); n != 2 {
+		t.Fatalf("%d marks remembered after five retries, want 2 (the stored entry's and the held one's)", n)
+	}
+}

@@ -122,7 +122,8 @@ func (cs *connectionStore) keepUnsaved(ctx context.Context, s logical.Storage, k
 		u.marks = slices.Clone(old.marks)
 	}
 	for _, e := range []*connectionEntry{previous, c} {
-		if m, ok := scheduleMarkOf(e); ok {
+		// Once each: SaveUnsaved tries the same entry again every minute.
+		if m, ok := scheduleMarkOf(e); ok && !slices.Contains(u.marks, m) {
 			u.marks = append(u.marks, m)
 		}
 	}
