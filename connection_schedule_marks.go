@@ -221,23 +221,6 @@ func (cs *connectionStore) dropEarlierMarks(ctx context.Context, s logical.Stora
 	}
 }
 
-// dropScheduleMark deletes previous's mark once c (nil: nothing, a delete)
-// is stored in its place, unless c has the same one.
-func dropScheduleMark(ctx context.Context, s logical.Storage, c, previous *connectionEntry) error {
-	was, had := scheduleMarkOf(previous)
-	if !had {
-		return nil
-	}
-	if now, has := scheduleMarkOf(c); has && now == was {
-		return nil
-	}
-	key := scheduleMarkKey(previous.Integration, previous.ConnectionID, was)
-	if err := s.Delete(ctx, key); err != nil {
-		return fmt.Errorf("deleting %q: %w", key, err)
-	}
-	return nil
-}
-
 // scheduleMarks are the marks a start listed: each integration's names as
 // storage listed them, sorted, so that a connection's marks are found by a
 // binary search rather than kept in a map (a million connections' map

@@ -613,6 +613,7 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 			marked = append(marked, stored)
 		}
 	}
+	heldMarks := cs.unsavedMarks(key) // and each entry held in turn
 	err := deleteWALs(ctx, s, walIDs)
 	if err == nil {
 		err = s.Delete(ctx, key)
@@ -626,7 +627,12 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}
 	for _, m := range marked {
-		if err := dropScheduleMark(ctx, s, nil, m); err != nil {
+		if m, ok := scheduleMarkOf(m); ok && !slices.Contains(heldMarks, m) {
+			heldMarks = append(heldMarks, m)
+		}
+	}
+	for _, m := range heldMarks {
+		if err := s.Delete(ctx, scheduleMarkKey(integration, id, m)); err != nil {
 			// Left behind, it queues a refresh that finds nothing, and
 			// the start's check deletes it.
 			cs.logger().Warn("deleting a schedule mark", "key", key, "error", err)

@@ -161,7 +161,7 @@ func (cs *connectionStore) rerecordUnsaved(ctx context.Context, s logical.Storag
 	if err != nil {
 		walID = ""
 	}
-	cs.putUnsaved(key, &unsavedEntry{entry: u.entry, walID: walID, created: u.created, base: u.base})
+	cs.putUnsaved(key, &unsavedEntry{entry: u.entry, walID: walID, created: u.created, base: u.base, marks: u.marks})
 }
 
 // putUnsaved holds u as key's unsaved entry, which reads then see instead

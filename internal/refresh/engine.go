@@ -317,7 +317,7 @@ func (e *Engine) Start(build func(ctx context.Context, ready func()) error) {
 	e.cancel, e.buildCtx = cancel, ctx
 	e.mu.Unlock()
 	e.building.Store(true)
-	go e.build(ctx, build)
+	go e.build(ctx, time.Now(), build)
 }
 
 // Recheck runs check as Start ran its build, where that build (or the last
@@ -336,7 +336,7 @@ func (e *Engine) Recheck(now time.Time, check func(ctx context.Context, ready fu
 	if ctx == nil || ctx.Err() != nil || !due || !e.building.CompareAndSwap(false, true) {
 		return
 	}
-	go e.build(ctx, check)
+	go e.build(ctx, now, check)
 }
 
 // Pauses between the checks Recheck runs after the second failure.
@@ -345,8 +345,9 @@ const (
 	recheckPauseMax = time.Hour
 )
 
-// build runs a build or a check and records what it achieved.
-func (e *Engine) build(ctx context.Context, build func(ctx context.Context, ready func()) error) {
+// build runs a build or a check and records what it achieved; a failure's
+// pause runs from began, by the clock of the Recheck that started it.
+func (e *Engine) build(ctx context.Context, began time.Time, build func(ctx context.Context, ready func()) error) {
 	defer e.building.Store(false)
 	if build(ctx, func() { e.ready.Store(true) }) == nil {
 		e.ready.Store(true)
@@ -357,7 +358,7 @@ func (e *Engine) build(ctx context.Context, build func(ctx context.Context, read
 	defer e.mu.Unlock()
 	e.buildFailures++
 	if e.buildFailures > 1 {
-		e.recheckAt = time.Now().Add(min(recheckPause<<min(e.buildFailures-2, 10), recheckPauseMax))
+		e.recheckAt = began.Add(min(recheckPause<<min(e.buildFailures-2, 10), recheckPauseMax))
 	}
 }
 
