@@ -407,10 +407,25 @@ func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *pendingAut
 	if fail != nil {
 		return "", fail
 	}
-	if fail := a.checkIssuerStands(ctx, s, st); fail != nil {
-		// Held, they would later be revoked at the new integration's
-		// revocation_url: revoked now, at the provider that issued them.
+	completion, fail := a.keepHeld(ctx, s, st, res, issued, ttl)
+	if fail != nil {
+		// Not kept: revoked now, at the provider that issued them (a new
+		// integration of the same name has another revocation_url), and
+		// outside the integration's lock.
 		a.revokeUnstored(ctx, in, issued.config, res)
+		return "", fail
+	}
+	return completion, nil
+}
+
+// keepHeld keeps the tokens res for the application's completion of st
+// while st's integration is the one that issued them, under its lock for
+// reading: a delete of the integration (which revokes the completions it
+// finds) cannot run between the check and the write, and leave tokens kept
+// for an integration that is gone.
+func (a *authorizer) keepHeld(ctx context.Context, s logical.Storage, st *pendingAuthorization, res *provider.Token, issued issuance, ttl time.Duration) (string, *completionError) {
+	defer a.store.RLockIntegration(st.Integration)()
+	if fail := a.checkIssuerStands(ctx, s, st); fail != nil {
 		return "", fail
 	}
 	held := *st
@@ -425,10 +440,9 @@ func (a *authorizer) hold(ctx context.Context, s logical.Storage, st *pendingAut
 		err = a.putState(ctx, s, hashCompletion(completion), &held)
 	}
 	if err != nil {
+		// Revoked by hold at the integration that issued them, in hand:
+		// storage that refused them may not read it again.
 		a.logger().Error("keeping the tokens of an authorization for its completion", "integration", st.Integration, "connection_id", st.ConnectionID, "error", err)
-		// Revoked at the integration that issued them, in hand: storage
-		// that refused them may not read it again.
-		a.revokeUnstored(ctx, in, issued.config, res)
 		return "", &completionError{faultVault, "Vault could not keep the authorization for the application to complete. Start the authorization again."}
 	}
 	return completion, nil

@@ -767,6 +767,15 @@ func (cs *connectionStore) withUnsavedIDs(integration string, ids []string) []st
 	return ids
 }
 
+// RLockIntegration holds an integration's lock for reading while a flow
+// keeps something that only stands with the integration (the callback's
+// tokens held for the application): a delete of the integration, which
+// holds it for writing, runs before or after, never between the check that
+// it stands and the write.
+func (cs *connectionStore) RLockIntegration(integration string) (unlock func()) {
+	return cs.integrationLocks.RLock(integration)
+}
+
 // LockIntegration holds an integration's lock for writing while an
 // integration write runs.
 func (cs *connectionStore) LockIntegration(integration string) (unlock func()) {

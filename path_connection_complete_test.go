@@ -376,3 +376,54 @@ func TestTokensStorageCannotHoldForTheApplicationAreRevoked(t *testing.T) {
 		t.Fatalf("revoked %v after the callback could not keep its tokens: they are left valid", got[revoked:])
 	}
 }
+
+// holdGate holds, once armed, the first write of a pending authorization
+// until proceed is closed, and says when it is reached.
+type holdGate struct {
+	logical.Storage
+	armed            atomic.Bool
+	reached, proceed chan struct{}
+}
+
+func (g *holdGate) Put(ctx context.Context, entry *logical.StorageEntry) error {
+	if strings.HasPrefix(entry.Key, statePrefix) && g.armed.CompareAndSwap(true, false) {
+		close(g.reached)
+		<-g.proceed
+	}
+	return g.Storage.Put(ctx, entry)
+}
+
+// TestIntegrationDeleteRacingTheHoldRevokesItsTokens: a forced integration
+// delete runs while the callback keeps the tokens it exchanged for the
+// application. Either the delete waits and then revokes them with the
+// completion, or the callback finds the integration gone and revokes them:
+// never are they kept for an integration that no longer exists, where no
+// revocation can reach their issuer.
+func TestIntegrationDeleteRacingTheHoldRevokesItsTokens(t *testing.T) {
+	e, srv := completionEnv(t)
+	gate := &holdGate{Storage: e.storage, reached: make(chan struct{}), proceed: make(chan struct{})}
+	e.storage = gate
+	q := consent(t, e, "connections/github/acme/authorize", authorizeForApp(nil))
+	revoked := len(srv.Revoked())
+	gate.armed.Store(true)
+	called := make(chan struct{})
+	go func() {
+		defer close(called)
+		callback(e, q)
+	}()
+	<-gate.reached
+	deleted := make(chan int)
+	go func() {
+		_, status := e.do(logical.DeleteOperation, "integrations/github", map[string]any{"force": true})
+		deleted <- status
+	}()
+	time.Sleep(100 * time.Millisecond) // the delete runs, or waits for the hold
+	close(gate.proceed)
+	<-called
+	if status := <-deleted; status >= 300 {
+		t.Fatalf("the forced delete answered %d", status)
+	}
+	if got := srv.Revoked(); len(got) < revoked+1 {
+		t.Fatalf("the tokens kept for the application of a deleted integration were not revoked (revoked %v)", got[revoked:])
+	}
+}
