@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -198,27 +199,35 @@ func (cs *connectionStore) markBeforeSave(ctx context.Context, s logical.Storage
 	return false, withdrawn, nil
 }
 
+// marksOf are the marks of the connection at key whose entry (stored, or
+// held unsaved) is c: c's, and, where c is held, those written for each
+// entry held in turn and for the stored one under them (unsavedMarks).
+func (cs *connectionStore) marksOf(key string, c *connectionEntry) []scheduleMark {
+	marks := cs.unsavedMarks(key)
+	if m, ok := scheduleMarkOf(c); ok && !slices.Contains(marks, m) {
+		marks = append(marks, m)
+	}
+	return marks
+}
+
+// dropMarks deletes a deleted connection's marks. One left behind queues a
+// refresh that finds nothing, until a start's check deletes it.
+func (cs *connectionStore) dropMarks(ctx context.Context, s logical.Storage, integration, id string, marks []scheduleMark) {
+	for _, m := range marks {
+		if err := s.Delete(ctx, scheduleMarkKey(integration, id, m)); err != nil {
+			cs.logger().Warn("deleting a schedule mark", "key", connectionKey(integration, id), "error", err)
+		}
+	}
+}
+
 // dropEarlierMarks deletes, once c is stored at key, the marks of what it
 // replaced: previous's, and those written for the entries held unsaved in
 // turn before it (and the stored entry under them), unless c has the same.
 // One left behind only brings a refresh forward until a check deletes it.
 func (cs *connectionStore) dropEarlierMarks(ctx context.Context, s logical.Storage, key string, c, previous *connectionEntry) {
-	current, _ := scheduleMarkOf(c)
-	earlier := cs.unsavedMarks(key)
-	if m, ok := scheduleMarkOf(previous); ok {
-		earlier = append(earlier, m)
-	}
-	dropped := map[scheduleMark]bool{current: true}
-	for _, m := range earlier {
-		if dropped[m] {
-			continue
-		}
-		dropped[m] = true
-		markKey := scheduleMarkKey(c.Integration, c.ConnectionID, m)
-		if err := s.Delete(ctx, markKey); err != nil {
-			cs.logger().Warn("deleting an earlier schedule mark", "key", key, "error", err)
-		}
-	}
+	current, has := scheduleMarkOf(c)
+	earlier := slices.DeleteFunc(cs.marksOf(key, previous), func(m scheduleMark) bool { return has && m == current })
+	cs.dropMarks(ctx, s, c.Integration, c.ConnectionID, earlier)
 }
 
 // scheduleMarks are the marks a start listed: each integration's names as

@@ -586,10 +586,9 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		walIDs = walIDsWithPrefix(listed, walIDPrefix(integration, id))
 	}
 	var c *connectionEntry
-	held := false
 	if revoking || cs.events != nil {
 		var err error
-		c, held, err = cs.loadLocked(ctx, s, key)
+		c, _, err = cs.loadLocked(ctx, s, key)
 		undecodable := err != nil && !revoking && errors.Is(err, errUndecodableEntry)
 		if err != nil && !undecodable {
 			// A revoking delete needs the entry's credentials; the
@@ -606,14 +605,7 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 	if walID := cs.unsavedWALID(key); walID != "" && !slices.Contains(walIDs, walID) {
 		walIDs = append(walIDs, walID)
 	}
-	marked := []*connectionEntry{c} // whose schedule marks go with the entry
-	if held {
-		// The stored entry under the held one has its own mark.
-		if stored, _, err := readConnectionEntry(ctx, s, key); err == nil {
-			marked = append(marked, stored)
-		}
-	}
-	heldMarks := cs.unsavedMarks(key) // and each entry held in turn
+	marks := cs.marksOf(key, c) // taken before the held entry is dropped
 	err := deleteWALs(ctx, s, walIDs)
 	if err == nil {
 		err = s.Delete(ctx, key)
@@ -626,18 +618,7 @@ func (cs *connectionStore) deleteLocked(ctx context.Context, s logical.Storage, 
 		cs.rerecordUnsaved(ctx, s, key)
 		return nil, fmt.Errorf("deleting %q: %w", key, err)
 	}
-	for _, m := range marked {
-		if m, ok := scheduleMarkOf(m); ok && !slices.Contains(heldMarks, m) {
-			heldMarks = append(heldMarks, m)
-		}
-	}
-	for _, m := range heldMarks {
-		if err := s.Delete(ctx, scheduleMarkKey(integration, id, m)); err != nil {
-			// Left behind, it queues a refresh that finds nothing, and
-			// the start's check deletes it.
-			cs.logger().Warn("deleting a schedule mark", "key", key, "error", err)
-		}
-	}
+	cs.dropMarks(ctx, s, integration, id, marks)
 	cs.dropUnsaved(key)
 	cs.cache.invalidate(key)
 	cs.sched.untrack(key)
