@@ -29,10 +29,24 @@ func FuzzExpandURL(f *testing.F) {
 		if ValidateURLTemplate("token_url", tmpl) != nil || !strings.Contains(tmpl, "${connectionConfig.sub}") {
 			return
 		}
-		out, err := ExpandURL("token_url", tmpl, map[string]any{"sub": value})
+		cfg := map[string]any{"sub": value}
+		out, err := ExpandURL("token_url", tmpl, cfg)
 		if err != nil {
 			return
 		}
+		// What was filled is the first alternative whose placeholders cfg
+		// has, as the client trims it.
+		alt := ""
+		for _, a := range Alternatives(tmpl) {
+			if missingPlaceholder(a, cfg) == "" {
+				alt = a
+				break
+			}
+		}
+		if !strings.Contains(alt, "${connectionConfig.sub}") {
+			return
+		}
+		tmpl = alt
 		// A filled URL keeps the template's scheme and host shape: the
 		// value can name a subdomain or a path segment, never another
 		// host, user info, query or fragment; in the query string it is

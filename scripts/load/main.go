@@ -28,6 +28,10 @@ import (
 	"github.com/connect-vault/vault-plugin-secrets-connect/internal/vaultdev"
 )
 
+// loadReturnURL is where the load's authorizations send the browser back:
+// the application completes them (oauth_completion's default).
+const loadReturnURL = "https://app.load.test/done"
+
 var (
 	vaultBin  = flag.String("vault", "bin/vault", "Vault binary")
 	pluginDir = flag.String("plugins", "bin/plugins", "plugin directory")
@@ -107,7 +111,8 @@ func main() {
 			fatal(fmt.Errorf("%s %s: %d %v %s", method, path, status, err, b))
 		}
 	}
-	must("PUT", "connect/config", map[string]any{"redirect_url": redirect, "refresh_margin": "30s"})
+	must("PUT", "connect/config", map[string]any{"redirect_url": redirect, "refresh_margin": "30s",
+		"allowed_return_urls": loadReturnURL})
 	must("PUT", "connect/integrations/load-key", map[string]any{"auth_mode": "API_KEY"})
 	must("PUT", "connect/integrations/load-oauth", map[string]any{"auth_mode": "OAUTH2", "client_id": as.ClientID,
 		"client_secret": as.ClientSecret, "auth_url": as.AuthURL(), "token_url": as.TokenURL(), "auth_style": "header"})
@@ -288,7 +293,10 @@ func runWorker(c *client, st *stats, w int, m model, oauthIDs []string, stop tim
 			}
 		case n < 92:
 			op = "authorize"
-			status, body, _ = c.do("PUT", "connect/connections/load-oauth/"+fmt.Sprintf("w%02d-new-%d", w, r.IntN(50))+"/authorize", map[string]any{})
+			// The application completes (the default): it names where the
+			// browser returns and the browser's binding.
+			status, body, _ = c.do("PUT", "connect/connections/load-oauth/"+fmt.Sprintf("w%02d-new-%d", w, r.IntN(50))+"/authorize",
+				map[string]any{"return_url": loadReturnURL, "browser_binding": fmt.Sprintf("load-binding-of-worker-%02d", w)})
 			ok = status == 200 && bytes.Contains(body, []byte("authorization_url"))
 		default:
 			op = "forced refresh"
