@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/catalog"
 )
 
 // Schedule marks let a starting plugin build its refresh queue from a few
@@ -60,22 +62,34 @@ type scheduleMark struct {
 // scheduleMarkOf is c's mark after c is scheduled; false when c's auth
 // mode issues no token, and so has no mark.
 func scheduleMarkOf(c *connectionEntry) (scheduleMark, bool) {
-	if c == nil || !c.AuthMode.HasTokens() {
+	if c == nil {
 		return scheduleMark{}, false
 	}
-	return scheduleMark{Status: c.refreshState(), Next: unixMilliOrZero(c.NextRefreshAt)}, true
+	return markOfSchedule(c.AuthMode, c.RefreshStatus, c.NextRefreshAt)
 }
 
 // scheduleMarkOfFields is scheduleMarkOf for the fields a scan decoded.
 func scheduleMarkOfFields(f scheduleFields) (scheduleMark, bool) {
-	if !f.AuthMode.HasTokens() {
+	return markOfSchedule(f.AuthMode, f.RefreshStatus, f.NextRefreshAt)
+}
+
+// markOfSchedule is the mark of a connection of mode whose refresh status
+// (empty: ok) and next refresh are these; false for a mode without tokens.
+func markOfSchedule(mode catalog.AuthMode, status refreshStatus, next time.Time) (scheduleMark, bool) {
+	if !mode.HasTokens() {
 		return scheduleMark{}, false
 	}
-	st := f.RefreshStatus
-	if st == "" {
-		st = refreshOK
+	if status == "" {
+		status = refreshOK
 	}
-	return scheduleMark{Status: st, Next: unixMilliOrZero(f.NextRefreshAt)}, true
+	return scheduleMark{Status: status, Next: unixMilliOrZero(next)}, true
+}
+
+// scheduledBeforeMarks says whether a token connection was stored before
+// scheduling existed (no next refresh, no status): its next refresh is
+// drawn at each start, so its one mark is kept as the first check made it.
+func scheduledBeforeMarks(mode catalog.AuthMode, status refreshStatus, next time.Time) bool {
+	return mode.HasTokens() && status == "" && next.IsZero()
 }
 
 // unixMilliOrZero is t in Unix milliseconds, zero for the zero time: a time
@@ -400,7 +414,7 @@ func (cs *connectionStore) CheckSchedule(ctx context.Context, s logical.Storage,
 		visit(key, f)
 		m, has := scheduleMarkOfFields(f)
 		listed := marks.markedOf(key)
-		if markedAs(key, listed, m, has) || (has && f.NextRefreshAt.IsZero() && f.RefreshStatus == "" && len(listed) == 1) {
+		if markedAs(key, listed, m, has) || (scheduledBeforeMarks(f.AuthMode, f.RefreshStatus, f.NextRefreshAt) && len(listed) == 1) {
 			// Its mark is its entry's; or an entry stored before
 			// scheduling existed keeps the mark its first check gave it.
 			return
@@ -510,7 +524,7 @@ func (cs *connectionStore) mendScheduleMarks(ctx context.Context, s logical.Stor
 		if c == nil {
 			continue
 		}
-		if c.NextRefreshAt.IsZero() && c.RefreshStatus == "" && c.AuthMode.HasTokens() {
+		if scheduledBeforeMarks(c.AuthMode, c.RefreshStatus, c.NextRefreshAt) {
 			// Stored before scheduling existed: scheduled as a save
 			// would, without saving it.
 			cfg, err := cs.config(ctx, s)

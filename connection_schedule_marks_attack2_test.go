@@ -93,18 +93,7 @@ func TestAttack2CheckBetweenWithdrawalAndRetriedEntryPutRecordsMarksComplete(t *
 		t.Fatal("the retried put did not store the entry")
 	}
 
-	gate := newGatedStorage(base)
-	restarted := startOn(t, gate)
-	time.Sleep(100 * time.Millisecond)
-	if restarted.b.engine.Ready() {
-		// Ready from the marks alone: they must say c1's current one.
-		queuedAsStored(t, restarted, base, connectionKey("github", "c1"))
-		close(gate.release)
-		return
-	}
-	close(gate.release)
-	waitFor(t, "queue checked", restarted.b.engine.Checked)
-	queuedAsStored(t, restarted, base, connectionKey("github", "c1"))
+	restartQueuesAsStored(t, base, connectionKey("github", "c1"))
 }
 
 // Sequence: c1 is stored without its mark (stored by a release before
@@ -179,16 +168,7 @@ func TestAttack2MendRacingForcedIntegrationDeleteResurrectsMark(t *testing.T) {
 // the stats, a refresh that finds nothing) until its check deletes it.
 // Breaks: "every save leaves exactly its one current mark" (cosmetic).
 func TestAttack2SaveOverHeldEntryLeavesTheStoredEntrysMark(t *testing.T) {
-	e, srv := oauthEnv(t)
-	importExpiring(e, srv, "c1", 3*time.Hour)
-	refusing := &refusePrefixes{Storage: e.storage}
-	e.storage = refusing
-	srv.SetExpiresIn(5 * 3600)
-	refusing.refuse(connectionPrefix)
-	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
-	if e.b.store.Unsaved() != 1 {
-		t.Fatal("the refreshed entry is not held unsaved")
-	}
+	e, _, refusing := refreshHeldUnsaved(t, 5*3600)
 	refusing.refuse()
 	if err := e.b.store.SaveUnsaved(context.Background(), refusing); err != nil {
 		t.Fatal(err)
@@ -250,17 +230,7 @@ func TestAttack2WithdrawalDuringFinishCheckRetryIsOverwritten(t *testing.T) {
 	}
 	running.b.Cleanup(context.Background())
 
-	gate := newGatedStorage(base)
-	restarted := startOn(t, gate)
-	time.Sleep(100 * time.Millisecond)
-	if restarted.b.engine.Ready() {
-		queuedAsStored(t, restarted, base, connectionKey("github", "c1"))
-		close(gate.release)
-		return
-	}
-	close(gate.release)
-	waitFor(t, "queue checked", restarted.b.engine.Checked)
-	queuedAsStored(t, restarted, base, connectionKey("github", "c1"))
+	restartQueuesAsStored(t, base, connectionKey("github", "c1"))
 }
 
 // getCounter counts the reads of one key.

@@ -28,16 +28,7 @@ import (
 // Breaks: memory of a held entry bounded (cosmetic: unbounded growth; the
 // marks deleted once stored are deduplicated, so storage is not hurt).
 func TestAttack3HeldEntryMarksGrowEveryRetry(t *testing.T) {
-	e, srv := oauthEnv(t)
-	importExpiring(e, srv, "c1", 3*time.Hour)
-	refusing := &refusePrefixes{Storage: e.storage}
-	e.storage = refusing
-	srv.SetExpiresIn(5 * 3600)
-	refusing.refuse(connectionPrefix)
-	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
-	if e.b.store.Unsaved() != 1 {
-		t.Fatal("the refreshed entry is not held unsaved")
-	}
+	e, _, refusing := refreshHeldUnsaved(t, 5*3600)
 	key := connectionKey("github", "c1")
 	for range 10 { // 10 periodic ticks with storage still refusing
 		_ = e.b.store.SaveUnsaved(context.Background(), refusing)

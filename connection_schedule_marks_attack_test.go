@@ -252,16 +252,7 @@ func (s *failFirstGet) Get(ctx context.Context, key string) (*logical.StorageEnt
 // refresh_status_counts) until its check ends.
 // Breaks: "a delete removes the mark after the entry" (cosmetic).
 func TestAttackDeleteOfAHeldConnectionLeavesTheStoredMark(t *testing.T) {
-	e, srv := oauthEnv(t)
-	importExpiring(e, srv, "c1", 3*time.Hour)
-	refusing := &refusePrefixes{Storage: e.storage}
-	e.storage = refusing
-	srv.SetExpiresIn(3600)
-	refusing.refuse(connectionPrefix)
-	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
-	if e.b.store.Unsaved() != 1 {
-		t.Fatal("the refreshed entry is not held unsaved")
-	}
+	e, _, refusing := refreshHeldUnsaved(t, 3600)
 	e.mustDo(logical.DeleteOperation, "connections/github/c1", nil)
 	if got := storedMarks(t, refusing.Storage); len(got) != 0 {
 		t.Fatalf("marks %v left after the connection's delete", got)

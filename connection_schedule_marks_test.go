@@ -10,7 +10,46 @@ import (
 	"time"
 
 	"github.com/hashicorp/vault/sdk/logical"
+
+	"github.com/connect-vault/vault-plugin-secrets-connect/internal/oauthtest"
 )
+
+// refreshHeldUnsaved imports github/c1 expiring in 3 h and refreshes it to a
+// token expiring in expiresIn while storage refuses connection entries, so
+// that the refreshed entry is held unsaved; it returns the refusing storage
+// (refusing nothing more once the caller says so).
+func refreshHeldUnsaved(t *testing.T, expiresIn int) (*testEnv, *oauthtest.Server, *refusePrefixes) {
+	t.Helper()
+	e, srv := oauthEnv(t)
+	importExpiring(e, srv, "c1", 3*time.Hour)
+	refusing := &refusePrefixes{Storage: e.storage}
+	e.storage = refusing
+	srv.SetExpiresIn(expiresIn)
+	refusing.refuse(connectionPrefix)
+	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	if e.b.store.Unsaved() != 1 {
+		t.Fatal("the refreshed entry is not held unsaved")
+	}
+	return e, srv, refusing
+}
+
+// restartQueuesAsStored starts a plugin on base with every read of a
+// connection entry held: if it is ready from the marks alone, key must be
+// queued as its entry says then; otherwise once it has checked every entry.
+func restartQueuesAsStored(t *testing.T, base logical.Storage, key string) {
+	t.Helper()
+	gate := newGatedStorage(base)
+	restarted := startOn(t, gate)
+	time.Sleep(100 * time.Millisecond)
+	if restarted.b.engine.Ready() {
+		queuedAsStored(t, restarted, base, key)
+		close(gate.release)
+		return
+	}
+	close(gate.release)
+	waitFor(t, "queue checked", restarted.b.engine.Checked)
+	queuedAsStored(t, restarted, base, key)
+}
 
 // storedMarks lists every schedule mark in s, as integration/name.
 func storedMarks(t *testing.T, s logical.Storage) []string {
@@ -373,13 +412,7 @@ func TestMarkNamesReadBackAndAreFoundById(t *testing.T) {
 // An entry held unsaved for many retries remembers each mark written for it
 // once: what the save that stores it must drop stays bounded.
 func TestHeldEntryRemembersEachMarkOnce(t *testing.T) {
-	e, srv := oauthEnv(t)
-	importExpiring(e, srv, "c1", 3*time.Hour)
-	refusing := &refusePrefixes{Storage: e.storage}
-	e.storage = refusing
-	srv.SetExpiresIn(5 * 3600)
-	refusing.refuse(connectionPrefix)
-	e.mustDo(logical.UpdateOperation, "connections/github/c1/refresh", nil)
+	e, _, refusing := refreshHeldUnsaved(t, 5*3600)
 	for range 5 {
 		if err := e.b.store.SaveUnsaved(context.Background(), refusing); err == nil {
 			t.Fatal("storage refusing connections stored the held entry")
